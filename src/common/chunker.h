@@ -1,0 +1,44 @@
+// Content-defined chunking (FastCDC-style gear hash).
+//
+// Files are cut at content-defined boundaries so that an insertion or a
+// change of a few bytes changes only the chunks around it: a 1-byte edit in a
+// 20 MiB file re-sends at most two chunks. Chunks are named by their SHA-256.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace yard {
+
+struct ChunkerParams {
+  size_t min_size = 256 * 1024;
+  size_t avg_size = 1024 * 1024;  // must be a power of two
+  size_t max_size = 4 * 1024 * 1024;
+};
+
+struct ChunkRef {
+  std::string hash;  // hex sha256 of the chunk's bytes
+  uint64_t size = 0;
+};
+
+// Returns the length of the first chunk of `data` (<= data.size()).
+// `at_eof` says whether more data follows; when false and no boundary is found
+// before max_size, returns 0 meaning "need more data".
+size_t NextChunkBoundary(std::string_view data, const ChunkerParams& params, bool at_eof);
+
+// Called for each chunk in file order with its reference and its bytes.
+// A non-OK return stops chunking and is returned by the caller.
+using ChunkVisitor = std::function<Status(const ChunkRef&, std::string_view bytes)>;
+
+// Splits the whole of `data` into chunks.
+Status ChunkBuffer(std::string_view data, const ChunkerParams& params, const ChunkVisitor& visit);
+
+// Reads the file at `path` in large blocks and splits it into chunks.
+Status ChunkFile(const std::string& path, const ChunkerParams& params, const ChunkVisitor& visit);
+
+}  // namespace yard

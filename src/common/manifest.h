@@ -1,0 +1,57 @@
+// Manifest: the description of a set of files (a bundle or an artifact set)
+// as paths, modes, sizes and content-addressed chunk lists. The wire/JSON
+// form is documented in docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/chunker.h"
+#include "common/status.h"
+
+namespace yard {
+
+struct FileEntry {
+  std::string path;  // relative, '/'-separated, no '.', '..' or empty parts
+  uint32_t mode = 0644;  // permission bits only
+  uint64_t size = 0;
+  std::vector<ChunkRef> chunks;  // concatenated in order they are the file
+  std::string link_target;  // non-empty: this entry is a symlink, chunks empty
+  bool is_link() const { return !link_target.empty(); }
+};
+
+struct Manifest {
+  std::vector<FileEntry> files;  // sorted by path
+
+  uint64_t TotalBytes() const;
+  // Every chunk hash referenced, without duplicates.
+  std::vector<std::string> ChunkHashes() const;
+
+  nlohmann::json ToJson() const;
+  // Parses and validates shape (types, hashes); does not check path safety.
+  static StatusOr<Manifest> FromJson(const nlohmann::json& j);
+};
+
+// JSON for a single entry (used by artifact events).
+nlohmann::json FileEntryToJson(const FileEntry& e);
+StatusOr<FileEntry> FileEntryFromJson(const nlohmann::json& j);
+
+struct ManifestLimits {
+  uint64_t max_files = 200000;
+  uint64_t max_total_bytes = 64ull << 30;
+  uint64_t max_path_length = 4096;
+};
+
+// True if `path` is a safe relative path: non-empty, not absolute, no empty,
+// '.' or '..' components, no NUL or backslash.
+bool IsSafeRelativePath(const std::string& path);
+
+// Checks every path is safe, no duplicates, sizes match chunk sums, symlinks
+// resolve (lexically) inside the root, and limits hold. InvalidArgument
+// naming the first offending entry otherwise.
+Status ValidateManifest(const Manifest& m, const ManifestLimits& limits = {});
+
+}  // namespace yard
