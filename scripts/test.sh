@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest) and the
+# end-to-end tests (pytest tests/e2e), and ends with one line:
+#   N passed, N failed
+# summing both. Exits non-zero if anything failed or no test ran at all.
+#
+#   bash scripts/test.sh           # from any directory
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+cd "$REPO_ROOT"
+
+step() { printf '\n==> [test %3ds] %s\n' "$SECONDS" "$*"; }
+
+setup_rc=0
+bash scripts/setup.sh || setup_rc=$?
+if ((setup_rc != 0)); then
+  printf '\ntest.sh: scripts/setup.sh failed (exit %d); no tests were run\n' "$setup_rc" >&2
+  exit "$setup_rc"
+fi
+
+LOG_DIR="$(mktemp -d)"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+passed=0
+failed=0
+skipped=0
+
+# --------------------------------------------------------------------------
+step "C++ tests (ctest)"
+ctest_rc=0
+ctest --test-dir build --output-on-failure -j2 2>&1 | tee "$LOG_DIR/ctest.log" || ctest_rc=$?
+
+# "100% tests passed, 0 tests failed out of 12"
+ctest_summary="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$LOG_DIR/ctest.log" | tail -1 || true)"
+if [[ -n "$ctest_summary" ]]; then
+  c_total="$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$ctest_summary")"
+  c_failed="$(sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/' <<<"$ctest_summary")"
+  # Skipped tests are listed after "The following tests did not run:" and
+  # are counted in ctest's total and percentage as passed; report them apart.
+  # (Disabled tests are listed there too but are not in the total.)
+  c_skipped="$(awk '/^The following tests did not run:/ { on = 1; next }
+                    on && /^[ \t]+[0-9]+ - / { if ($0 ~ /\(Skipped\)$/) n++; next }
+                    on { on = 0 }
+                    END { print n + 0 }' "$LOG_DIR/ctest.log")"
+  c_passed=$((c_total - c_failed - c_skipped))
+  ((c_passed >= 0)) || c_passed=0
+  passed=$((passed + c_passed))
+  failed=$((failed + c_failed))
+  skipped=$((skipped + c_skipped))
+  ctest_result="ctest: $c_passed passed, $c_failed failed, $c_skipped skipped"
+elif grep -q 'No tests were found' "$LOG_DIR/ctest.log"; then
+  ctest_result="ctest: no tests found"
+else
+  failed=$((failed + 1))
+  ctest_result="ctest: no summary line (exit $ctest_rc); counted as one failure"
+fi
+# A non-zero exit with no failed test in the summary (e.g. a timeout or a
+# crash during discovery) still fails the run.
+if ((ctest_rc != 0)) && [[ -n "$ctest_summary" ]] && ((c_failed == 0)); then
+  failed=$((failed + 1))
+  ctest_result="$ctest_result; exit $ctest_rc with no failed test, counted as one failure"
+fi
+
+# --------------------------------------------------------------------------
+step "End-to-end tests (pytest tests/e2e)"
+pytest_result="pytest: tests/e2e has no test files; skipped"
+if [[ -d tests/e2e ]] &&
+  [[ -n "$(find tests/e2e \( -name 'test_*.py' -o -name '*_test.py' \) -type f -print -quit)" ]]; then
+  pytest_rc=0
+  .venv/bin/python -m pytest -q tests/e2e 2>&1 | tee "$LOG_DIR/pytest.log" || pytest_rc=$?
+  # The last line with counts, e.g. "3 passed, 1 failed, 2 skipped in 4.2s"
+  # (possibly between '=' bars).
+  py_summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)' "$LOG_DIR/pytest.log" |
+    grep -E ' in [0-9.]+s' | tail -1 || true)"
+  count() { awk -v re="^($1)\$" '{ for (i = 2; i <= NF; i++) if ($(i-1) ~ /^[0-9]+$/ && $i ~ re) s += $(i-1) }
+                                 END { print s + 0 }' < <(tr -c '0-9A-Za-z\n' ' ' <<<"$py_summary"); }
+  p_passed="$(count passed)"
+  p_failed=$(($(count failed) + $(count 'errors?')))
+  p_skipped="$(count skipped)"
+  case "$pytest_rc" in
+    0 | 1) ;;
+    5) pytest_result="pytest: no tests collected" ;;
+    *)
+      # Interrupted, internal or usage error: never a pass.
+      if ((p_failed == 0)); then p_failed=1; fi
+      ;;
+  esac
+  if ((pytest_rc == 1 && p_failed == 0)); then p_failed=1; fi
+  passed=$((passed + p_passed))
+  failed=$((failed + p_failed))
+  skipped=$((skipped + p_skipped))
+  if ((pytest_rc != 5)); then
+    pytest_result="pytest: $p_passed passed, $p_failed failed, $p_skipped skipped (exit $pytest_rc)"
+  fi
+fi
+
+# --------------------------------------------------------------------------
+step "Summary"
+printf '    %s\n    %s\n' "$ctest_result" "$pytest_result"
+rc=0
+if ((failed > 0)); then
+  rc=1
+elif ((passed + failed == 0)); then
+  printf '    no test ran\n'
+  rc=1
+fi
+if ((skipped > 0)); then
+  printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
+else
+  printf '%d passed, %d failed\n' "$passed" "$failed"
+fi
+exit "$rc"

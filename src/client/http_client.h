@@ -1,0 +1,65 @@
+// HttpClient: JSON-over-HTTP calls to a Trainyard server, with the server's
+// JSON errors turned back into Status, and Server-Sent Events streaming.
+//
+// The server address can move (the embedded server may restart on another
+// port), so the client asks a resolver for the base URL whenever it
+// (re)connects. Thread-safe: each call uses its own connection.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace yard {
+
+using Json = nlohmann::json;
+
+// Returns the current base URL ("http://127.0.0.1:8123"), or an error.
+using UrlResolver = std::function<StatusOr<std::string>()>;
+
+struct SseEvent {
+  std::string id;    // the "id:" field ("" if none)
+  std::string data;  // the "data:" lines joined with '\n'
+};
+
+class HttpClient {
+ public:
+  HttpClient(UrlResolver resolver, std::string token);
+  // A fixed base URL.
+  HttpClient(const std::string& base_url, std::string token);
+
+  StatusOr<Json> Get(const std::string& path) const;
+  StatusOr<Json> Post(const std::string& path, const Json& body) const;
+  // PUT raw bytes.
+  StatusOr<Json> PutBytes(const std::string& path, std::string_view bytes) const;
+  // GET raw bytes (e.g. a blob).
+  StatusOr<std::string> GetBytes(const std::string& path) const;
+
+  // Opens `path` as an SSE stream and calls `on_event` per event until the
+  // server ends the stream (returns OK), `on_event` returns false (OK), or the
+  // connection fails (Unavailable). `last_event_id` is sent as Last-Event-ID
+  // when non-empty.
+  Status Stream(const std::string& path, const std::string& last_event_id,
+                const std::function<bool(const SseEvent&)>& on_event) const;
+
+  // Seconds for reads (long polls pass their own wait + margin).
+  void set_read_timeout_s(int s) { read_timeout_s_ = s; }
+  const std::string& token() const { return token_; }
+  StatusOr<std::string> BaseUrl() const { return resolver_(); }
+
+ private:
+  UrlResolver resolver_;
+  std::string token_;
+  int read_timeout_s_ = 120;
+};
+
+// Turns an HTTP status + body into a Status (OK for 2xx), decoding the
+// server's {"error": {...}} form.
+Status StatusFromHttp(int http_status, const std::string& body);
+
+}  // namespace yard

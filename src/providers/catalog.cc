@@ -1,0 +1,78 @@
+#include "providers/catalog.h"
+
+namespace yard {
+
+using Json = nlohmann::json;
+
+Json MachineType::ToJson() const {
+  return {{"name", name}, {"provider", provider}, {"cpus", cpus}, {"memory_gb", memory_gb},
+          {"gpus", gpus}, {"gpu_model", gpu_model}, {"spot_price", spot_price},
+          {"on_demand_price", on_demand_price}, {"default_market", default_market}};
+}
+
+Catalog Catalog::BuiltinLocal(int cores, int gpus) {
+  Catalog c;
+  MachineType whole{"local", "local", cores, 0, gpus, gpus ? "local GPU" : "", 0, 0, "on-demand"};
+  c.types_.push_back(whole);
+  for (int n = 1; n < cores; n *= 2) {
+    MachineType slice{"local-" + std::to_string(n) + "cpu", "local", n, 0, 0, "", 0, 0,
+                      "on-demand"};
+    c.types_.push_back(slice);
+  }
+  return c;
+}
+
+StatusOr<Catalog> Catalog::FromJson(const Json& j) {
+  if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("types") ||
+      !j["types"].is_array())
+    return InvalidArgument("catalog: expected {\"version\": 1, \"types\": [...]}");
+  Catalog c;
+  try {
+    for (const Json& t : j["types"]) {
+      MachineType m;
+      m.name = t.at("name").get<std::string>();
+      m.provider = t.at("provider").get<std::string>();
+      m.cpus = t.value("cpus", 1);
+      m.memory_gb = t.value("memory_gb", 0.0);
+      m.gpus = t.value("gpus", 0);
+      m.gpu_model = t.value("gpu_model", "");
+      m.spot_price = t.value("spot_price", 0.0);
+      m.on_demand_price = t.value("on_demand_price", 0.0);
+      m.default_market = t.value("default_market", "on-demand");
+      c.types_.push_back(m);
+    }
+  } catch (const Json::exception& e) {
+    return InvalidArgument(std::string("catalog: ") + e.what());
+  }
+  return c;
+}
+
+const MachineType* Catalog::Find(const std::string& name) const {
+  for (const auto& t : types_) if (t.name == name) return &t;
+  return nullptr;
+}
+
+std::string Catalog::NamesForHelp() const {
+  std::string out;
+  for (const auto& t : types_) out += (out.empty() ? "" : ", ") + t.name;
+  return out;
+}
+
+Json Catalog::ToJson() const {
+  Json types = Json::array();
+  for (const auto& t : types_) types.push_back(t.ToJson());
+  return {{"version", 1}, {"types", types}};
+}
+
+StatusOr<MachineRequest> ParseMachineRequest(const std::string& id) {
+  MachineRequest r;
+  size_t colon = id.find(':');
+  r.type = id.substr(0, colon);
+  if (colon != std::string::npos) r.market = id.substr(colon + 1);
+  if (r.type.empty()) return InvalidArgument("empty machine id in '" + id + "'");
+  if (!r.market.empty() && r.market != "spot" && r.market != "on-demand")
+    return InvalidArgument("machine id '" + id + "': the market after ':' must be 'spot' or 'on-demand'");
+  return r;
+}
+
+}  // namespace yard

@@ -1,0 +1,206 @@
+#include "providers/local_provider.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "common/files.h"
+
+extern char** environ;
+
+namespace yard {
+
+int DetectHostCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+int DetectGpus() {
+  if (access("/usr/bin/nvidia-smi", X_OK) != 0) return 0;
+  FILE* p = popen("/usr/bin/nvidia-smi -L 2>/dev/null", "r");
+  if (!p) return 0;
+  int count = 0;
+  char line[512];
+  while (fgets(line, sizeof(line), p)) if (std::strncmp(line, "GPU ", 4) == 0) ++count;
+  pclose(p);
+  return count;
+}
+
+LocalProvider::LocalProvider(std::string state_dir, int cores, int gpus)
+    : state_dir_(std::move(state_dir)), cores_(cores), gpus_(gpus) {}
+
+std::vector<int> LocalProvider::PickFree(const std::set<int>& used, int total, int n) {
+  std::vector<int> out;
+  for (int i = 0; i < total && static_cast<int>(out.size()) < n; ++i)
+    if (!used.count(i)) out.push_back(i);
+  return out;
+}
+
+int LocalProvider::Available(const MachineType& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int free_cores = cores_ - static_cast<int>(used_cores_.size());
+  int free_gpus = gpus_ - static_cast<int>(used_gpus_.size());
+  int by_cpu = free_cores / std::max(1, type.cpus);
+  int by_gpu = type.gpus > 0 ? free_gpus / type.gpus : by_cpu;
+  return std::max(0, std::min(by_cpu, by_gpu));
+}
+
+namespace {
+
+std::string JoinInts(const std::vector<int>& v) {
+  std::string s;
+  for (int i : v) s += (s.empty() ? "" : ",") + std::to_string(i);
+  return s;
+}
+
+std::vector<std::string> AgentEnvironment(const AgentLaunchInfo& agent,
+                                          const std::vector<int>& gpus, bool gpu_host) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, "YARD_AGENT_TOKEN=", 17) == 0) continue;
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) == 0) continue;
+    env.emplace_back(*e);
+  }
+  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);
+  // On a GPU host every instance sees only its own devices; an instance
+  // without GPUs sees none rather than all.
+  if (gpu_host) env.push_back("CUDA_VISIBLE_DEVICES=" + JoinInts(gpus));
+  return env;
+}
+
+}  // namespace
+
+Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                             InstanceRecord* inst) {
+  std::vector<int> cores, gpus;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cores = PickFree(used_cores_, cores_, type.cpus);
+    gpus = PickFree(used_gpus_, gpus_, type.gpus);
+    if (static_cast<int>(cores.size()) < type.cpus || static_cast<int>(gpus.size()) < type.gpus)
+      return ResourceExhausted("no free local capacity for " + type.name);
+    used_cores_.insert(cores.begin(), cores.end());
+    used_gpus_.insert(gpus.begin(), gpus.end());
+    held_[inst->id] = {cores, gpus};
+  }
+  std::string dir = state_dir_ + "/" + inst->id;
+  Status s = MakeDirs(dir);
+  std::vector<std::string> argv = {agent.yard_binary, "agent", "--instance", inst->id,
+                                   "--dir", dir, "--cpus", JoinInts(cores)};
+  if (!agent.server_url_file.empty()) {
+    argv.insert(argv.end(), {"--server-file", agent.server_url_file});
+  } else {
+    argv.insert(argv.end(), {"--server", agent.server_url});
+  }
+  StatusOr<int> pid = s.ok() ? SpawnDetached(argv, AgentEnvironment(agent, gpus, gpus_ > 0),
+                                             dir + "/agent.log")
+                             : StatusOr<int>(s);
+  if (!pid.ok()) {
+    Release(inst->id);
+    return pid.status().WithContext("starting the local agent for " + inst->id);
+  }
+  inst->info = {{"pid", *pid}, {"dir", dir}, {"cores", cores}, {"gpus", gpus}};
+  return Status::Ok();
+}
+
+void LocalProvider::Release(const std::string& instance_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = held_.find(instance_id);
+  if (it == held_.end()) return;
+  for (int c : it->second.first) used_cores_.erase(c);
+  for (int g : it->second.second) used_gpus_.erase(g);
+  held_.erase(it);
+}
+
+Status LocalProvider::Terminate(const InstanceRecord& inst) {
+  Release(inst.id);
+  int pid = inst.info.value("pid", 0);
+  if (pid <= 0 || !ProcessAlive(pid, inst.id)) return Status::Ok();
+  ::kill(pid, SIGTERM);
+  // The agent ends its job on SIGTERM; make sure it is gone even if stuck.
+  std::string marker = inst.id;
+  std::thread([pid, marker] {
+    for (int i = 0; i < 100 && ProcessAlive(pid, marker); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (ProcessAlive(pid, marker)) ::kill(pid, SIGKILL);
+  }).detach();
+  return Status::Ok();
+}
+
+bool LocalProvider::IsAlive(const InstanceRecord& inst) {
+  int pid = inst.info.value("pid", 0);
+  return pid > 0 && ProcessAlive(pid, inst.id);
+}
+
+bool LocalProvider::Adopt(const InstanceRecord& inst) {
+  if (!IsAlive(inst)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> cores = inst.info.value("cores", std::vector<int>{});
+  std::vector<int> gpus = inst.info.value("gpus", std::vector<int>{});
+  used_cores_.insert(cores.begin(), cores.end());
+  used_gpus_.insert(gpus.begin(), gpus.end());
+  held_[inst.id] = {cores, gpus};
+  return true;
+}
+
+bool ProcessAlive(int pid, const std::string& marker) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  StatusOr<std::string> stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return false;
+  size_t rp = stat->rfind(')');
+  if (rp != std::string::npos && rp + 2 < stat->size() && (*stat)[rp + 2] == 'Z') return false;
+  StatusOr<std::string> cmd = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  return cmd.ok() && cmd->find(marker) != std::string::npos;
+}
+
+StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& env, const std::string& log_path) {
+  // Everything the children use is prepared before fork: after fork in a
+  // threaded process only async-signal-safe calls are allowed.
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return ErrnoStatus("cannot open " + log_path);
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) { ::close(log_fd); ::close(null_fd); return ErrnoStatus("pipe"); }
+  pid_t child = ::fork();
+  if (child < 0) return ErrnoStatus("fork");
+  if (child == 0) {
+    ::setsid();
+    pid_t grandchild = ::fork();
+    if (grandchild == 0) {
+      ::dup2(null_fd, 0);
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      ::_exit(127);
+    }
+    ssize_t ignored = ::write(pipefd[1], &grandchild, sizeof(grandchild));
+    (void)ignored;
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  ::close(log_fd);
+  ::close(null_fd);
+  pid_t grandchild = -1;
+  ssize_t n = ::read(pipefd[0], &grandchild, sizeof(grandchild));
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (n != sizeof(grandchild) || grandchild <= 0) return Internal("could not start " + argv[0]);
+  return static_cast<int>(grandchild);
+}
+
+}  // namespace yard

@@ -1,0 +1,60 @@
+// LocalProvider: instances are `yard agent` processes on this host, each
+// pinned to its own slice of the cores (sched_setaffinity, inherited by the
+// job) and given its own GPUs through CUDA_VISIBLE_DEVICES.
+//
+// Agents are started detached (their own session, re-parented to init), so
+// they outlive a server crash; a restarted server adopts them again.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "providers/provider.h"
+
+namespace yard {
+
+class LocalProvider : public Provider {
+ public:
+  // `state_dir`: where instance folders and logs go. `cores`/`gpus`: what
+  // this host offers (see DetectHostCores, DetectGpus).
+  LocalProvider(std::string state_dir, int cores, int gpus);
+
+  std::string name() const override { return "local"; }
+  int Available(const MachineType& type) override;
+  Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                InstanceRecord* inst) override;
+  Status Terminate(const InstanceRecord& inst) override;
+  bool IsAlive(const InstanceRecord& inst) override;
+  bool Adopt(const InstanceRecord& inst) override;
+
+ private:
+  // Picks `n` free indices of `used` below `total`. REQUIRES: mu_ held.
+  static std::vector<int> PickFree(const std::set<int>& used, int total, int n);
+  void Release(const std::string& instance_id);
+
+  const std::string state_dir_;
+  const int cores_;
+  const int gpus_;
+  std::mutex mu_;
+  std::set<int> used_cores_;  // GUARDED_BY(mu_)
+  std::set<int> used_gpus_;   // GUARDED_BY(mu_)
+  std::map<std::string, std::pair<std::vector<int>, std::vector<int>>> held_;  // GUARDED_BY(mu_)
+};
+
+// Cores this process may run on (sched_getaffinity).
+int DetectHostCores();
+// GPUs listed by `nvidia-smi -L` (0 when it is absent or fails).
+int DetectGpus();
+
+// Starts `argv` detached (new session, double fork, stdio to `log_path`),
+// with environment `env`. Returns its pid.
+StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& env, const std::string& log_path);
+
+// True if `pid` runs and its command line contains `marker`.
+bool ProcessAlive(int pid, const std::string& marker);
+
+}  // namespace yard

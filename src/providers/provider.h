@@ -1,0 +1,45 @@
+// Provider: turns a machine type into instances running `yard agent`.
+//
+// The scheduler owns instance state (in the store); a provider only starts
+// and stops the machines behind it and says whether one still exists.
+// Implementations: local (agent processes on this host); sim, ssh and slurm
+// follow the same interface.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+#include "providers/catalog.h"
+#include "store/records.h"
+
+namespace yard {
+
+// What an agent needs to reach the controller.
+struct AgentLaunchInfo {
+  std::string server_url;       // where agents dial
+  std::string server_url_file;  // if set, agents re-read the URL from it (local only)
+  std::string agent_token;
+  std::string yard_binary;      // path of the `yard` executable to run
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  virtual std::string name() const = 0;
+
+  // How many more instances of `type` could be granted right now.
+  virtual int Available(const MachineType& type) = 0;
+  // Starts an instance for `inst` (id, type already set). Fills inst->info
+  // with what Terminate/IsAlive need. ResourceExhausted when no capacity.
+  virtual Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                        InstanceRecord* inst) = 0;
+  // Ends the instance (its agent and anything it runs). Idempotent.
+  virtual Status Terminate(const InstanceRecord& inst) = 0;
+  // False once the machine behind `inst` is known to be gone.
+  virtual bool IsAlive(const InstanceRecord& inst) = 0;
+  // Re-adopts an instance found in the store after a server restart
+  // (e.g. to account its resources). Returns IsAlive.
+  virtual bool Adopt(const InstanceRecord& inst) = 0;
+};
+
+}  // namespace yard

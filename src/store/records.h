@@ -1,0 +1,88 @@
+// Rows of the store, as plain structs. The schema is in docs/store.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace yard {
+
+using Json = nlohmann::json;
+
+// Job states, in the order a job passes through them.
+namespace job_state {
+inline constexpr const char* kWaiting = "waiting";        // over the user's quota
+inline constexpr const char* kRequesting = "requesting";  // looking for an instance
+inline constexpr const char* kStarting = "starting";      // assigned, agent preparing
+inline constexpr const char* kRunning = "running";
+inline constexpr const char* kSucceeded = "succeeded";
+inline constexpr const char* kFailed = "failed";
+inline constexpr const char* kCancelled = "cancelled";
+bool IsTerminal(const std::string& s);
+bool IsActive(const std::string& s);  // requesting, starting, running
+}  // namespace job_state
+
+namespace instance_state {
+inline constexpr const char* kProvisioning = "provisioning";
+inline constexpr const char* kIdle = "idle";
+inline constexpr const char* kBusy = "busy";
+inline constexpr const char* kCooling = "cooling";
+inline constexpr const char* kTerminating = "terminating";
+inline constexpr const char* kTerminated = "terminated";
+inline constexpr const char* kLost = "lost";
+bool IsTerminal(const std::string& s);
+}  // namespace instance_state
+
+struct JobRecord {
+  std::string id;
+  std::string user;
+  std::string state;
+  Json spec = Json::object();  // the submitted spec (command, bundle, machines, ...)
+  std::string description;
+  std::string instance_id;
+  std::string machine_type;
+  double created_at = 0;
+  double updated_at = 0;
+  std::optional<int64_t> exit_code;
+  std::string message;
+  int64_t last_seq = 0;     // highest event seq stored
+  int64_t attempt = 0;      // current run attempt (1 once first assigned)
+  int64_t run_acked = 0;    // highest agent record seq stored for `attempt`
+  bool cancel_requested = false;
+
+  // The public JSON form (docs/api.md), without the bundle.
+  Json ToApiJson() const;
+};
+
+struct InstanceRecord {
+  std::string id;
+  std::string machine_type;
+  std::string provider;
+  std::string state;
+  std::string user;    // whose jobs may use it (set when first assigned)
+  std::string job_id;  // current job, if busy
+  double created_at = 0;
+  double state_since = 0;
+  double last_heartbeat = 0;
+  double cool_until = 0;
+  Json info = Json::object();  // provider data (pid, folder, cores, ...)
+
+  Json ToApiJson(double now) const;
+};
+
+struct EventRecord {
+  int64_t seq = 0;
+  double time = 0;
+  std::string kind;
+  Json body;  // the whole event, seq/time/kind included
+};
+
+struct TokenInfo {
+  std::string user;
+  std::string kind;  // "user" or "agent"
+};
+
+}  // namespace yard

@@ -1,0 +1,72 @@
+#include "store/sqlite.h"
+
+#include <memory>
+
+namespace yard::sql {
+
+Status SqliteError(sqlite3* db, const std::string& what) {
+  int code = sqlite3_errcode(db);
+  Code c = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
+  if (code == SQLITE_FULL) c = Code::kResourceExhausted;
+  return Status(c, what + ": " + sqlite3_errmsg(db));
+}
+
+Stmt& Stmt::Bind(int i, std::string_view v) {
+  sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
+Stmt& Stmt::Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
+Stmt& Stmt::BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
+
+StatusOr<bool> Stmt::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return SqliteError(db_, "sqlite step");
+}
+
+Status Stmt::Run() {
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, Step());
+    if (!row) return Status::Ok();
+  }
+}
+
+std::string Stmt::Text(int col) const {
+  const unsigned char* p = sqlite3_column_text(stmt_, col);
+  if (!p) return "";
+  return std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+}
+
+StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  std::unique_ptr<Db> db(new Db(raw));
+  if (rc != SQLITE_OK) return SqliteError(raw, "opening database " + path);
+  sqlite3_busy_timeout(raw, 5000);
+  return db;
+}
+
+Db::~Db() { sqlite3_close_v2(db_); }
+
+StatusOr<Stmt> Db::Prepare(std::string_view sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
+    return SqliteError(db_, "preparing '" + std::string(sql.substr(0, 60)) + "'");
+  return Stmt(db_, stmt);
+}
+
+Status Db::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown";
+    sqlite3_free(err);
+    return Internal("sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+}  // namespace yard::sql

@@ -1,0 +1,64 @@
+// A thin RAII layer over the SQLite C API: a connection and prepared
+// statements with typed binds. Errors come back as Status.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace yard::sql {
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_) { o.stmt_ = nullptr; }
+  Stmt(const Stmt&) = delete;
+  ~Stmt() { if (stmt_) sqlite3_finalize(stmt_); }
+
+  // Binds are 1-based, as in SQLite. They return *this for chaining.
+  Stmt& Bind(int i, std::string_view v);
+  Stmt& Bind(int i, int64_t v);
+  Stmt& Bind(int i, double v);
+  Stmt& BindNull(int i);
+  Stmt& Bind(int i, const std::optional<int64_t>& v) { return v ? Bind(i, *v) : BindNull(i); }
+
+  // Steps once. Returns true if a row is available, false when done.
+  StatusOr<bool> Step();
+  // Steps to completion (for statements without rows).
+  Status Run();
+  void Reset() { sqlite3_reset(stmt_); sqlite3_clear_bindings(stmt_); }
+
+  std::string Text(int col) const;
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+class Db {
+ public:
+  static StatusOr<std::unique_ptr<Db>> Open(const std::string& path);
+  ~Db();
+  StatusOr<Stmt> Prepare(std::string_view sql);
+  // Runs one or more statements without results.
+  Status Exec(const std::string& sql);
+  sqlite3* raw() { return db_; }
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+// Status for the connection's last error.
+Status SqliteError(sqlite3* db, const std::string& what);
+
+}  // namespace yard::sql

@@ -1,0 +1,400 @@
+#include "store/store.h"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+
+#include "common/hashing.h"
+
+namespace yard {
+namespace {
+
+// Numbered migrations. Entry i moves the schema from version i to i + 1.
+// Never edit a released entry: add a new one. Documented in docs/store.md.
+const char* const kMigrations[] = {
+    // 0 -> 1: the foundation.
+    R"sql(
+CREATE TABLE tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL, kind TEXT NOT NULL,
+                     created_at REAL NOT NULL);
+CREATE TABLE jobs (id TEXT PRIMARY KEY, user TEXT NOT NULL, state TEXT NOT NULL,
+                   spec TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
+                   instance_id TEXT NOT NULL DEFAULT '', machine_type TEXT NOT NULL DEFAULT '',
+                   created_at REAL NOT NULL, updated_at REAL NOT NULL, exit_code INTEGER,
+                   message TEXT NOT NULL DEFAULT '', last_seq INTEGER NOT NULL DEFAULT 0,
+                   attempt INTEGER NOT NULL DEFAULT 0, run_acked INTEGER NOT NULL DEFAULT 0,
+                   cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX jobs_by_user ON jobs(user, created_at);
+CREATE INDEX jobs_by_state ON jobs(state);
+CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL,
+                     kind TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job_id, seq))
+                     WITHOUT ROWID;
+CREATE TABLE artifacts (job_id TEXT NOT NULL, dir TEXT NOT NULL, path TEXT NOT NULL,
+                        entry TEXT NOT NULL, seq INTEGER NOT NULL,
+                        PRIMARY KEY (job_id, dir, path)) WITHOUT ROWID;
+CREATE TABLE blob_owners (hash TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (user, hash))
+                          WITHOUT ROWID;
+CREATE TABLE instances (id TEXT PRIMARY KEY, machine_type TEXT NOT NULL, provider TEXT NOT NULL,
+                        state TEXT NOT NULL, user TEXT NOT NULL DEFAULT '',
+                        job_id TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+                        state_since REAL NOT NULL, last_heartbeat REAL NOT NULL DEFAULT 0,
+                        cool_until REAL NOT NULL DEFAULT 0, info TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+Json ParseJsonColumn(const std::string& text) {
+  Json j = Json::parse(text, nullptr, false);
+  return j.is_discarded() ? Json::object() : j;
+}
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+constexpr const char* kJobColumns =
+    "id, user, state, spec, description, instance_id, machine_type, created_at, updated_at, "
+    "exit_code, message, last_seq, attempt, run_acked, cancel_requested";
+
+JobRecord ReadJob(const sql::Stmt& s) {
+  JobRecord j;
+  j.id = s.Text(0);
+  j.user = s.Text(1);
+  j.state = s.Text(2);
+  j.spec = ParseJsonColumn(s.Text(3));
+  j.description = s.Text(4);
+  j.instance_id = s.Text(5);
+  j.machine_type = s.Text(6);
+  j.created_at = s.Double(7);
+  j.updated_at = s.Double(8);
+  if (!s.IsNull(9)) j.exit_code = s.Int(9);
+  j.message = s.Text(10);
+  j.last_seq = s.Int(11);
+  j.attempt = s.Int(12);
+  j.run_acked = s.Int(13);
+  j.cancel_requested = s.Int(14) != 0;
+  return j;
+}
+
+constexpr const char* kInstanceColumns =
+    "id, machine_type, provider, state, user, job_id, created_at, state_since, last_heartbeat, "
+    "cool_until, info";
+
+InstanceRecord ReadInstance(const sql::Stmt& s) {
+  InstanceRecord r;
+  r.id = s.Text(0);
+  r.machine_type = s.Text(1);
+  r.provider = s.Text(2);
+  r.state = s.Text(3);
+  r.user = s.Text(4);
+  r.job_id = s.Text(5);
+  r.created_at = s.Double(6);
+  r.state_since = s.Double(7);
+  r.last_heartbeat = s.Double(8);
+  r.cool_until = s.Double(9);
+  r.info = ParseJsonColumn(s.Text(10));
+  return r;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) { out.push_back(kHex[c >> 4]); out.push_back(kHex[c & 15]); }
+  return out;
+}
+
+}  // namespace
+
+std::string NewId(const std::string& prefix) { return prefix + "-" + RandomHex(6); }
+
+int Store::CurrentSchemaVersion() { return kSchemaVersion; }
+
+StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  YARD_ASSIGN_OR_RETURN(auto db, sql::Db::Open(path));
+  // WAL: readers never block the writer; NORMAL sync is durable against a
+  // killed process (the WAL is in the OS cache), which is the failure we
+  // promise to survive; a power cut may lose the last commits.
+  YARD_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+  std::unique_ptr<Store> store(new Store(std::move(db)));
+  YARD_RETURN_IF_ERROR(store->Migrate());
+  return store;
+}
+
+Status Store::Migrate() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("PRAGMA user_version"));
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  int version = row ? static_cast<int>(st.Int(0)) : 0;
+  if (version > kSchemaVersion) {
+    return FailedPrecondition("the database was written by a newer Trainyard (schema " +
+                              std::to_string(version) + ", this build knows " +
+                              std::to_string(kSchemaVersion) +
+                              "): upgrade yard or point YARD_HOME elsewhere");
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    Status s = TransactionLocked([&] {
+      YARD_RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+      return db_->Exec("PRAGMA user_version=" + std::to_string(v + 1));
+    });
+    if (!s.ok()) return s.WithContext("migrating the store to version " + std::to_string(v + 1));
+  }
+  return Status::Ok();
+}
+
+Status Store::Transaction(const std::function<Status()>& fn) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return TransactionLocked(fn);
+}
+
+Status Store::TransactionLocked(const std::function<Status()>& fn) {
+  if (!sqlite3_get_autocommit(db_->raw())) return fn();  // nested: join the outer one
+  YARD_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  Status s = fn();
+  if (!s.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return s;
+  }
+  return db_->Exec("COMMIT");
+}
+
+StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& kind) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  std::string token = (kind == "agent" ? "yat_" : "yut_") + RandomHex(24);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO tokens(hash, user, kind, created_at) VALUES(?, ?, ?, strftime('%s','now'))"));
+  YARD_RETURN_IF_ERROR(st.Bind(1, Sha256Hex(token)).Bind(2, user).Bind(3, kind).Run());
+  return token;
+}
+
+StatusOr<TokenInfo> Store::LookupToken(const std::string& plaintext) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT user, kind FROM tokens WHERE hash = ?"));
+  st.Bind(1, Sha256Hex(plaintext));
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Unauthenticated("unknown token: create one with `yard token create USER`");
+  return TokenInfo{st.Text(0), st.Text(1)};
+}
+
+Status Store::InsertJob(const JobRecord& j) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT INTO jobs(") + kJobColumns +
+      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, j.id).Bind(2, j.user).Bind(3, j.state).Bind(4, Dump(j.spec)).Bind(5, j.description)
+      .Bind(6, j.instance_id).Bind(7, j.machine_type).Bind(8, j.created_at).Bind(9, j.updated_at)
+      .Bind(10, j.exit_code).Bind(11, j.message).Bind(12, j.last_seq).Bind(13, j.attempt)
+      .Bind(14, j.run_acked).Bind(15, static_cast<int64_t>(j.cancel_requested));
+  return st.Run();
+}
+
+StatusOr<JobRecord> Store::GetJob(const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
+                                              " FROM jobs WHERE id = ?"));
+  st.Bind(1, id);
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFound("no job '" + id + "': list yours with `yard jobs`");
+  return ReadJob(st);
+}
+
+StatusOr<std::vector<JobRecord>> Store::ListJobs(const std::string& user, const std::string& state,
+                                                 const std::string& query, int limit) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
+      " FROM jobs WHERE user = ?1 AND (?2 = '' OR state = ?2) AND"
+      " (?3 = '' OR instr(lower(description), lower(?3)) > 0)"
+      " ORDER BY created_at DESC, id DESC LIMIT ?4"));
+  st.Bind(1, user).Bind(2, state).Bind(3, query).Bind(4, static_cast<int64_t>(limit));
+  std::vector<JobRecord> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadJob(st));
+  }
+  return out;
+}
+
+StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::string>& states) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  std::vector<JobRecord> out;
+  for (const auto& state : states) {
+    YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
+        " FROM jobs WHERE state = ? ORDER BY created_at"));
+    st.Bind(1, state);
+    for (;;) {
+      YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      out.push_back(ReadJob(st));
+    }
+  }
+  return out;
+}
+
+Status Store::UpdateJob(const JobRecord& j) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return UpdateJobLocked(j);
+}
+
+Status Store::UpdateJobLocked(const JobRecord& j) {
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "UPDATE jobs SET state=?, instance_id=?, machine_type=?, updated_at=?, exit_code=?, "
+      "message=?, attempt=?, run_acked=?, cancel_requested=? WHERE id=?"));
+  st.Bind(1, j.state).Bind(2, j.instance_id).Bind(3, j.machine_type).Bind(4, j.updated_at)
+      .Bind(5, j.exit_code).Bind(6, j.message).Bind(7, j.attempt).Bind(8, j.run_acked)
+      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, j.id);
+  return st.Run();
+}
+
+StatusOr<std::vector<EventRecord>> Store::AppendEvents(const std::string& job_id,
+                                                       std::vector<Json> events, double now,
+                                                       const JobRecord* job_update) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  std::vector<EventRecord> stored;
+  Status s = TransactionLocked([&]() -> Status {
+    YARD_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT last_seq FROM jobs WHERE id = ?"));
+    q.Bind(1, job_id);
+    YARD_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return NotFound("no job '" + job_id + "'");
+    int64_t seq = q.Int(0);
+    YARD_ASSIGN_OR_RETURN(auto ins, db_->Prepare(
+        "INSERT INTO events(job_id, seq, time, kind, body) VALUES(?,?,?,?,?)"));
+    for (Json& e : events) {
+      EventRecord r{++seq, now, e.value("kind", "unknown"), std::move(e)};
+      r.body["seq"] = r.seq;
+      r.body["time"] = r.time;
+      ins.Bind(1, job_id).Bind(2, r.seq).Bind(3, r.time).Bind(4, r.kind).Bind(5, Dump(r.body));
+      YARD_RETURN_IF_ERROR(ins.Run());
+      ins.Reset();
+      stored.push_back(std::move(r));
+    }
+    YARD_ASSIGN_OR_RETURN(auto upd, db_->Prepare("UPDATE jobs SET last_seq = ? WHERE id = ?"));
+    YARD_RETURN_IF_ERROR(upd.Bind(1, seq).Bind(2, job_id).Run());
+    if (job_update) YARD_RETURN_IF_ERROR(UpdateJobLocked(*job_update));
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return stored;
+}
+
+StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, int64_t after,
+                                                     int limit) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT seq, time, kind, body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+  st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+  std::vector<EventRecord> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(EventRecord{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))});
+  }
+  return out;
+}
+
+Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,
+                             int64_t seq) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO artifacts(job_id, dir, path, entry, seq) VALUES(?,?,?,?,?) "
+      "ON CONFLICT(job_id, dir, path) DO UPDATE SET entry=excluded.entry, seq=excluded.seq"));
+  st.Bind(1, job_id).Bind(2, dir).Bind(3, entry.value("path", "")).Bind(4, Dump(entry)).Bind(5, seq);
+  return st.Run();
+}
+
+StatusOr<Json> Store::ListArtifacts(const std::string& job_id) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT dir, entry FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
+  st.Bind(1, job_id);
+  Json out = Json::array();
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back({{"dir", st.Text(0)}, {"entry", ParseJsonColumn(st.Text(1))}});
+  }
+  return out;
+}
+
+Status Store::AddBlobOwners(const std::string& user, const std::vector<std::string>& hashes) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return TransactionLocked([&]() -> Status {
+    YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "INSERT OR IGNORE INTO blob_owners(hash, user) VALUES(?, ?)"));
+    for (const auto& h : hashes) {
+      YARD_RETURN_IF_ERROR(st.Bind(1, h).Bind(2, user).Run());
+      st.Reset();
+    }
+    return Status::Ok();
+  });
+}
+
+StatusOr<bool> Store::UserOwnsBlob(const std::string& user, const std::string& hash) {
+  YARD_ASSIGN_OR_RETURN(auto owned, OwnedBlobs(user, {hash}));
+  return !owned.empty();
+}
+
+StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
+                                                     const std::vector<std::string>& hashes) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT 1 FROM blob_owners WHERE user = ? AND hash = ?"));
+  std::vector<std::string> out;
+  for (const auto& h : hashes) {
+    st.Bind(1, user).Bind(2, h);
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) out.push_back(h);
+    st.Reset();
+  }
+  return out;
+}
+
+Status Store::UpsertInstance(const InstanceRecord& r) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO instances(") +
+      kInstanceColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, r.id).Bind(2, r.machine_type).Bind(3, r.provider).Bind(4, r.state).Bind(5, r.user)
+      .Bind(6, r.job_id).Bind(7, r.created_at).Bind(8, r.state_since).Bind(9, r.last_heartbeat)
+      .Bind(10, r.cool_until).Bind(11, Dump(r.info));
+  return st.Run();
+}
+
+StatusOr<InstanceRecord> Store::GetInstance(const std::string& id) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kInstanceColumns +
+                                              " FROM instances WHERE id = ?"));
+  st.Bind(1, id);
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFound("no instance '" + id + "'");
+  return ReadInstance(st);
+}
+
+StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kInstanceColumns +
+      " FROM instances WHERE ?1 OR state NOT IN ('terminated', 'lost') ORDER BY created_at"));
+  st.Bind(1, static_cast<int64_t>(include_ended));
+  std::vector<InstanceRecord> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadInstance(st));
+  }
+  return out;
+}
+
+StatusOr<std::string> Store::GetSetting(const std::string& key, const std::string& fallback) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT value FROM settings WHERE key = ?"));
+  st.Bind(1, key);
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Text(0) : fallback;
+}
+
+Status Store::SetSetting(const std::string& key, const std::string& value) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO settings(key, value) VALUES(?, ?) "
+      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  return st.Bind(1, key).Bind(2, value).Run();
+}
+
+}  // namespace yard

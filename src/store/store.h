@@ -1,0 +1,98 @@
+// Store: the durable truth of the controller, in SQLite (WAL mode).
+//
+// Every method is one transaction. A restarted server rebuilds its view
+// from here. Thread-safe: one connection, serialized by an internal mutex;
+// callers never hold transactions open across calls.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "store/records.h"
+#include "store/sqlite.h"
+
+namespace yard {
+
+class Store {
+ public:
+  // Opens (creating if needed) and migrates the database at `path`.
+  // FailedPrecondition if the file was written by a newer Trainyard.
+  static StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+
+  // The schema version this build writes.
+  static int CurrentSchemaVersion();
+
+  // --- tokens ---
+  // Creates a random token for `user` of `kind`; returns the plaintext (only
+  // its hash is stored).
+  StatusOr<std::string> CreateToken(const std::string& user, const std::string& kind);
+  StatusOr<TokenInfo> LookupToken(const std::string& plaintext);
+
+  // --- jobs ---
+  Status InsertJob(const JobRecord& job);
+  StatusOr<JobRecord> GetJob(const std::string& id);
+  // The user's jobs, newest first. `state` and `query` (substring of the
+  // description) filter when non-empty.
+  StatusOr<std::vector<JobRecord>> ListJobs(const std::string& user, const std::string& state,
+                                            const std::string& query, int limit);
+  // Jobs in any of `states` (for recovery and the scheduler), oldest first.
+  StatusOr<std::vector<JobRecord>> JobsInStates(const std::vector<std::string>& states);
+  // Writes the mutable fields of `job` (state, instance, exit, message,
+  // attempt, run_acked, cancel_requested, updated_at).
+  Status UpdateJob(const JobRecord& job);
+
+  // Appends events to a job's stream, numbering them from last_seq + 1, and
+  // (in the same transaction) writes `job` if given. `events` hold kind and
+  // fields; seq and time are filled in. Returns the stored events.
+  StatusOr<std::vector<EventRecord>> AppendEvents(const std::string& job_id,
+                                                  std::vector<Json> events, double now,
+                                                  const JobRecord* job_update);
+  // Events with seq > after, at most `limit`.
+  StatusOr<std::vector<EventRecord>> ReadEvents(const std::string& job_id, int64_t after,
+                                                int limit);
+
+  // --- artifacts ---
+  Status UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,
+                        int64_t seq);
+  // Newest entry per (dir, path): [{"dir", "entry"}].
+  StatusOr<Json> ListArtifacts(const std::string& job_id);
+
+  // --- blob ownership (who may read a chunk) ---
+  Status AddBlobOwners(const std::string& user, const std::vector<std::string>& hashes);
+  StatusOr<bool> UserOwnsBlob(const std::string& user, const std::string& hash);
+  // Subset of `hashes` the user owns.
+  StatusOr<std::vector<std::string>> OwnedBlobs(const std::string& user,
+                                                const std::vector<std::string>& hashes);
+
+  // --- instances ---
+  Status UpsertInstance(const InstanceRecord& inst);
+  StatusOr<InstanceRecord> GetInstance(const std::string& id);
+  // Instances not terminated (for recovery), or all when `include_ended`.
+  StatusOr<std::vector<InstanceRecord>> ListInstances(bool include_ended);
+
+  // --- settings (small key/value) ---
+  StatusOr<std::string> GetSetting(const std::string& key, const std::string& fallback);
+  Status SetSetting(const std::string& key, const std::string& value);
+
+  // Runs `fn` inside one transaction (BEGIN IMMEDIATE ... COMMIT); rolls
+  // back if it returns an error. For multi-row updates by callers.
+  Status Transaction(const std::function<Status()>& fn);
+
+ private:
+  explicit Store(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}
+  Status Migrate();
+  Status TransactionLocked(const std::function<Status()>& fn);
+  Status UpdateJobLocked(const JobRecord& job);
+
+  std::recursive_mutex mu_;
+  std::unique_ptr<sql::Db> db_;
+};
+
+// A random id with a readable prefix: "job-3f9a1c0d2b7e".
+std::string NewId(const std::string& prefix);
+
+}  // namespace yard
