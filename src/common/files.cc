@@ -1,6 +1,7 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,17 @@ std::string SelfExecutable() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("yard") : p.string();
+}
+
+std::string DefaultYardHome() {
+  std::string home = EnvOr("YARD_HOME", "");
+  if (!home.empty()) return home;
+  return EnvOr("HOME", "/tmp") + "/.local/share/trainyard";
+}
+
+std::string LocalUserName() {
+  if (passwd* pw = getpwuid(getuid())) return pw->pw_name;
+  return EnvOr("USER", "local");
 }
 
 }  // namespace yard

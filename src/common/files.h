@@ -18,5 +18,9 @@ Status MakeDirs(const std::string& path);
 std::string EnvOr(const char* name, const std::string& fallback);
 // Absolute path of the running executable (/proc/self/exe).
 std::string SelfExecutable();
+// Trainyard's state folder: $YARD_HOME, else ~/.local/share/trainyard.
+std::string DefaultYardHome();
+// Name of the OS user running us.
+std::string LocalUserName();
 
 }  // namespace yard

@@ -49,12 +49,4 @@ int DetectHostCores();
 // GPUs listed by `nvidia-smi -L` (0 when it is absent or fails).
 int DetectGpus();
 
-// Starts `argv` detached (new session, double fork, stdio to `log_path`),
-// with environment `env`. Returns its pid.
-StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& env, const std::string& log_path);
-
-// True if `pid` runs and its command line contains `marker`.
-bool ProcessAlive(int pid, const std::string& marker);
-
 }  // namespace yard

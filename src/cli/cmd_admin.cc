@@ -1,0 +1,141 @@
+// `yard server`, `yard agent`, `yard token`: running the roles.
+#include <sched.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "agent/agent.h"
+#include "cli/commands.h"
+#include "client/connection.h"
+#include "common/files.h"
+#include "server/server.h"
+#include "store/store.h"
+
+namespace yard::cli {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "yard: %s\n", message.c_str());
+  return 1;
+}
+
+std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
+  StatusOr<std::unique_ptr<HttpClient>> c = Connect(global.Connection());
+  if (!c.ok()) {
+    Fail(c.status().message());
+    return nullptr;
+  }
+  return std::move(c).value();
+}
+
+Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
+  auto o = std::make_shared<ServerOptions>();
+  sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
+  sub->add_option("--port", o->port, "port (0: the last one if free, else any)");
+  sub->add_option("--default-machine", o->default_machine, "machine type for jobs that name none")
+      ->capture_default_str();
+  sub->add_option("--heartbeat-timeout", o->heartbeat_timeout_s,
+                  "seconds without a heartbeat before an instance is lost")->capture_default_str();
+  return [o, global] {
+    o->home = global->home.empty() ? DefaultYardHome() : global->home;
+    return RunServer(*o);
+  };
+}
+
+namespace {
+
+Status PinToCpus(const std::string& list) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    CPU_SET(std::stoi(item), &set);
+  }
+  if (CPU_COUNT(&set) == 0) return Status::Ok();
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) return ErrnoStatus("sched_setaffinity " + list);
+  return Status::Ok();
+}
+
+UrlResolver ResolverFor(const std::string& url, const std::string& url_file) {
+  if (!url.empty()) return [url]() -> StatusOr<std::string> { return url; };
+  return [url_file]() -> StatusOr<std::string> {
+    YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(url_file));
+    Json j = Json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.contains("url")) return Unavailable(url_file + " is not readable yet");
+    return j["url"].get<std::string>();
+  };
+}
+
+// Stops `agent` on SIGTERM/SIGINT.
+void StopOnSignal(Agent* agent) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set, agent] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    agent->Stop();
+  }).detach();
+}
+
+}  // namespace
+
+Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
+  struct Flags {
+    std::string instance, dir, server_file, cpus;
+  };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("--instance", f->instance, "instance id given by the provider")->required();
+  sub->add_option("--dir", f->dir, "this agent's work folder")->required();
+  sub->add_option("--server-file", f->server_file, "read the server URL from this JSON file");
+  sub->add_option("--cpus", f->cpus, "pin to these cores (comma list)");
+  return [f, global] {
+    std::string token = EnvOr("YARD_AGENT_TOKEN", "");
+    if (token.empty()) return Fail("YARD_AGENT_TOKEN is not set: agents need an agent token");
+    if (global->server.empty() && f->server_file.empty())
+      return Fail("give --server URL or --server-file FILE");
+    Status s = PinToCpus(f->cpus);
+    if (!s.ok()) return Fail(s.message());
+    AgentConfig config;
+    config.server = ResolverFor(global->server, f->server_file);
+    config.token = token;
+    config.instance_id = f->instance;
+    config.work_dir = f->dir;
+    config.yard_binary = SelfExecutable();
+    config.resources = {{"cpus", f->cpus}};
+    Agent agent(std::move(config));
+    StopOnSignal(&agent);
+    s = agent.Run();
+    if (!s.ok()) return Fail("agent " + f->instance + ": " + s.message());
+    return 0;
+  };
+}
+
+Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
+  auto user = std::make_shared<std::string>();
+  auto kind = std::make_shared<std::string>("user");
+  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
+  create->add_option("user", *user, "user name")->required();
+  create->add_option("--kind", *kind, "user or agent")->capture_default_str();
+  sub->require_subcommand(1);
+  return [user, kind, global] {
+    if (*kind != "user" && *kind != "agent") return Fail("--kind must be 'user' or 'agent'");
+    std::string home = global->home.empty() ? DefaultYardHome() : global->home;
+    Status s = MakeDirs(home);
+    if (!s.ok()) return Fail(s.message());
+    StatusOr<std::unique_ptr<Store>> store = Store::Open(home + "/state.db");
+    if (!store.ok()) return Fail(store.status().message());
+    StatusOr<std::string> token = (*store)->CreateToken(*user, *kind);
+    if (!token.ok()) return Fail(token.status().message());
+    std::cout << *token << "\n";
+    return 0;
+  };
+}
+
+}  // namespace yard::cli

@@ -1,0 +1,152 @@
+// The read and control commands: jobs, status, logs, fetch, cancel, machines.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/job_view.h"
+#include "client/follow.h"
+#include "client/transfer.h"
+#include "common/manifest.h"
+
+namespace yard::cli {
+namespace {
+
+// Runs `body` with a connected client; reports errors as exit code 1.
+Runner WithClient(GlobalFlags* global, std::function<Status(HttpClient&)> body) {
+  return [global, body] {
+    auto client = ConnectOrReport(*global);
+    if (!client) return 1;
+    Status s = body(*client);
+    return s.ok() ? 0 : Fail(s.message());
+  };
+}
+
+std::string Cell(const Json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "-";
+  const Json& v = j[key];
+  return v.is_string() ? (v.get<std::string>().empty() ? "-" : v.get<std::string>()) : v.dump();
+}
+
+}  // namespace
+
+Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { std::string state, search; int limit = 50; bool json = false; };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("--state", f->state, "only jobs in this state");
+  sub->add_option("--search,-s", f->search, "only jobs whose description contains this");
+  sub->add_option("--limit", f->limit, "at most this many")->capture_default_str();
+  sub->add_flag("--json", f->json, "print JSON");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    std::string q = "/v1/jobs?limit=" + std::to_string(f->limit);
+    if (!f->state.empty()) q += "&state=" + f->state;
+    if (!f->search.empty()) q += "&q=" + f->search;
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Get(q));
+    if (f->json) { std::cout << reply["jobs"].dump(2) << "\n"; return Status::Ok(); }
+    std::vector<std::vector<std::string>> rows = {{"JOB", "STATE", "MACHINE", "CREATED", "DESCRIPTION"}};
+    for (const auto& j : reply["jobs"])
+      rows.push_back({j["id"], j["state"], Cell(j, "machine_type"), FormatTime(j["created_at"]),
+                      Cell(j, "description")});
+    PrintTable(rows);
+    return Status::Ok();
+  });
+}
+
+Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { std::string job; bool json = false; };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("job", f->job, "job id")->required();
+  sub->add_flag("--json", f->json, "print JSON");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job));
+    const Json& j = reply["job"];
+    if (f->json) { std::cout << j.dump(2) << "\n"; return Status::Ok(); }
+    PrintTable({{"job", j["id"]}, {"state", j["state"]}, {"description", Cell(j, "description")},
+                {"command", j["command"].dump()}, {"machines", j["machines"].dump()},
+                {"instance", Cell(j, "instance")}, {"machine type", Cell(j, "machine_type")},
+                {"created", FormatTime(j["created_at"])}, {"updated", FormatTime(j["updated_at"])},
+                {"exit code", Cell(j, "exit_code")}, {"message", Cell(j, "message")}});
+    return Status::Ok();
+  });
+}
+
+Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { std::string job; bool follow = false; bool all = false; };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("job", f->job, "job id")->required();
+  sub->add_flag("--follow,-f", f->follow, "keep printing until the job ends");
+  sub->add_flag("--events", f->all, "also show Trainyard's events (states, decisions, metrics)");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    LiveJobView view(f->job);
+    FollowOptions opts;
+    opts.follow = f->follow;
+    opts.on_disconnect = [&view](const Status& s) { view.Disconnected(s); return true; };
+    return FollowEvents(c, f->job, opts, [&](const Json& ev) {
+      if (f->all || ev.value("kind", "") == "output") view.Show(ev);
+      return true;
+    });
+  });
+}
+
+Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { std::string job, to; };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("job", f->job, "job id")->required();
+  sub->add_option("--to", f->to, "folder to write into (default: ./<job id>)");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    std::string to = f->to.empty() ? f->job : f->to;
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job + "/artifacts"));
+    TransferStats stats;
+    for (const auto& a : reply["artifacts"]) {
+      YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(a["entry"]));
+      YARD_RETURN_IF_ERROR(DownloadEntry(c, e, to + "/" + a["dir"].get<std::string>(), nullptr, &stats));
+    }
+    std::fprintf(stderr, "yard: fetched %llu files (%s) into %s\n",
+                 static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
+                 to.c_str());
+    return Status::Ok();
+  });
+}
+
+Runner SetupCancel(CLI::App* sub, GlobalFlags* global) {
+  auto job = std::make_shared<std::string>();
+  sub->add_option("job", *job, "job id")->required();
+  return WithClient(global, [job](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Post("/v1/jobs/" + *job + "/cancel", Json::object()));
+    std::fprintf(stderr, "yard: %s is %s%s\n", job->c_str(), reply["job"]["state"].get<std::string>().c_str(),
+                 reply["job"]["state"] == "running" ? " (cancel sent)" : "");
+    return Status::Ok();
+  });
+}
+
+Runner SetupMachines(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { bool json = false, catalog = false, all = false; };
+  auto f = std::make_shared<Flags>();
+  sub->add_flag("--json", f->json, "print JSON");
+  sub->add_flag("--catalog", f->catalog, "print the machine catalog (JSON)");
+  sub->add_flag("--all", f->all, "include ended instances");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Get(std::string("/v1/machines") + (f->all ? "?all=1" : "")));
+    if (f->catalog) {
+      Json types = reply["types"];
+      for (auto& t : types) t.erase("available");
+      std::cout << Json{{"version", 1}, {"types", types}}.dump(2) << "\n";
+      return Status::Ok();
+    }
+    if (f->json) { std::cout << reply.dump(2) << "\n"; return Status::Ok(); }
+    std::vector<std::vector<std::string>> types = {{"TYPE", "PROVIDER", "CPUS", "GPUS", "SPOT $/H", "ON-DEMAND $/H", "AVAILABLE"}};
+    for (const auto& t : reply["types"])
+      types.push_back({t["name"], t["provider"], Cell(t, "cpus"), Cell(t, "gpus"), Cell(t, "spot_price"),
+                       Cell(t, "on_demand_price"), Cell(t, "available")});
+    PrintTable(types);
+    std::printf("\n");
+    std::vector<std::vector<std::string>> insts = {{"INSTANCE", "TYPE", "STATE", "AGE", "IDLE", "JOB"}};
+    for (const auto& i : reply["instances"])
+      insts.push_back({i["id"], i["machine_type"], i["state"], FormatDuration(i["age_s"]),
+                       FormatDuration(i["idle_s"]), Cell(i, "job")});
+    if (insts.size() == 1) std::printf("no instances\n");
+    else PrintTable(insts);
+    return Status::Ok();
+  });
+}
+
+}  // namespace yard::cli

@@ -1,0 +1,202 @@
+// `yard fit` and `yard submit`: pack the folder, upload what the server
+// lacks, create the job; fit then follows it to the end.
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/job_view.h"
+#include "client/follow.h"
+#include "client/transfer.h"
+
+namespace yard::cli {
+namespace {
+
+struct RunFlags {
+  std::string script;
+  std::vector<std::string> args;
+  std::vector<std::string> machines;
+  std::string description;
+  double cool_down_s = 0;
+  std::vector<std::string> env;
+  std::string ckpt_dir, log_dir, out_dir;
+  bool json = false;
+};
+
+void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
+  sub->add_option("script", f->script, "script (.py, .sh) or program to run")->required();
+  sub->add_option("args", f->args, "arguments for the script (after --)");
+  sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
+      ->delimiter(',');
+  sub->add_option("--description,-d", f->description, "text stored with the job, searchable");
+  sub->add_option("--cool-down", f->cool_down_s, "keep the instance warm this many seconds after");
+  sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)");
+  if (with_mirror) {
+    sub->add_option("--ckpt-dir", f->ckpt_dir, "mirror $YARD_CHECKPOINT_DIR into this folder");
+    sub->add_option("--log-dir", f->log_dir, "mirror $YARD_LOG_DIR (TensorBoard) into this folder");
+    sub->add_option("--out-dir", f->out_dir, "mirror $YARD_OUTPUT_DIR into this folder");
+  } else {
+    sub->add_flag("--json", f->json, "print the job as JSON");
+  }
+}
+
+// The command that runs `script` on the instance.
+StatusOr<Json> CommandFor(const RunFlags& f) {
+  namespace fs = std::filesystem;
+  std::string ext = fs::path(f.script).extension().string();
+  Json cmd = Json::array();
+  if (ext == ".py" || ext == ".sh" || ext == ".ipynb") {
+    if (!fs::exists(f.script))
+      return NotFound(f.script + " does not exist in " + fs::current_path().string());
+    fs::path rel = fs::relative(fs::absolute(f.script), fs::current_path());
+    if (rel.empty() || *rel.begin() == "..")
+      return InvalidArgument(f.script + " is outside the current folder, which is what gets "
+                             "sent: cd to the project folder first");
+    if (ext == ".ipynb") return InvalidArgument("notebooks are not supported yet: export to .py");
+    cmd.push_back(ext == ".py" ? "python3" : "bash");
+    cmd.push_back(rel.string());
+  } else {
+    cmd.push_back(f.script);
+  }
+  for (const auto& a : f.args) cmd.push_back(a);
+  return cmd;
+}
+
+StatusOr<Json> EnvFor(const RunFlags& f) {
+  Json env = Json::object();
+  for (const auto& kv : f.env) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return InvalidArgument("--env wants KEY=VALUE, got '" + kv + "'");
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+// Packs and uploads the current folder, then creates the job.
+StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
+  YARD_ASSIGN_OR_RETURN(Json command, CommandFor(f));
+  YARD_ASSIGN_OR_RETURN(Json env, EnvFor(f));
+  if (f.cool_down_s < 0) return InvalidArgument("--cool-down must be >= 0");
+  TransferStats stats;
+  YARD_ASSIGN_OR_RETURN(Manifest bundle, UploadDirectory(client, ".", &stats));
+  std::fprintf(stderr, "yard: sent %s: %llu files, %s; %llu of %llu chunks were new (%s)\n",
+               std::filesystem::current_path().filename().c_str(),
+               static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
+               static_cast<unsigned long long>(stats.chunks_sent),
+               static_cast<unsigned long long>(stats.chunks_total),
+               HumanBytes(stats.bytes_sent).c_str());
+  Json spec = {{"command", command}, {"bundle", bundle.ToJson()}, {"machines", f.machines},
+               {"description", f.description}, {"cool_down_s", f.cool_down_s}, {"env", env}};
+  YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
+  return reply["job"];
+}
+
+// What happened to a Ctrl-C'd fit.
+enum class InterruptChoice { kDetach, kCancel };
+
+InterruptChoice AskDetachOrCancel(const std::string& job_id) {
+  if (!isatty(STDIN_FILENO)) return InterruptChoice::kDetach;
+  std::fprintf(stderr, "\nyard: interrupted. [d]etach (the job goes on) or [c]ancel the job? [d/c] ");
+  std::string answer;
+  std::getline(std::cin, answer);
+  return (!answer.empty() && (answer[0] == 'c' || answer[0] == 'C')) ? InterruptChoice::kCancel
+                                                                     : InterruptChoice::kDetach;
+}
+
+// Follows the job on a worker thread while this thread waits for the end or
+// a Ctrl-C; returns the exit code for `yard fit`.
+int FollowUntilDone(const HttpClient& client, const std::string& job_id, const RunFlags& f) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  std::map<std::string, std::string> dirs = {
+      {"checkpoints", f.ckpt_dir}, {"logs", f.log_dir}, {"outputs", f.out_dir}};
+  auto mirror = std::make_shared<ArtifactMirror>(client, dirs);
+  auto view = std::make_shared<LiveJobView>(job_id);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status follow_status;
+  std::thread follower([&, mirror, view] {
+    FollowOptions opts;
+    opts.on_disconnect = [view](const Status& s) { view->Disconnected(s); return true; };
+    Status s = FollowEvents(client, job_id, opts, [&](const Json& ev) {
+      if (ev.value("kind", "") == "artifact") mirror->Add(ev);
+      view->Show(ev);
+      return true;
+    });
+    Status m = mirror->Drain();
+    std::lock_guard<std::mutex> lock(mu);
+    follow_status = s.ok() ? m : s;
+    done = true;
+    cv.notify_all();
+  });
+  std::thread interrupter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done) { done = true; follow_status = Cancelled("interrupted"); }
+    cv.notify_all();
+  });
+  interrupter.detach();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  if (follow_status.code() == Code::kCancelled) {
+    if (AskDetachOrCancel(job_id) == InterruptChoice::kCancel) {
+      StatusOr<Json> r = client.Post("/v1/jobs/" + job_id + "/cancel", Json::object());
+      std::fprintf(stderr, "yard: %s\n", r.ok() ? ("cancelling " + job_id).c_str()
+                                                : r.status().message().c_str());
+      follower.join();
+      return 130;
+    }
+    std::fprintf(stderr, "yard: detached; the job goes on. Re-attach with `yard logs %s -f`; "
+                         "outputs: `yard fetch %s`\n", job_id.c_str(), job_id.c_str());
+    std::fflush(stdout);
+    _exit(0);  // the follower thread is blocked in a read; do not wait for it
+  }
+  follower.join();
+  if (!follow_status.ok()) return Fail(follow_status.message());
+  return view->ExitCode();
+}
+
+Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
+  return [f, global, wait] {
+    auto client = ConnectOrReport(*global);
+    if (!client) return 1;
+    StatusOr<Json> job = CreateJob(*client, *f);
+    if (!job.ok()) return Fail(job.status().message());
+    std::string id = (*job)["id"];
+    if (!wait) {
+      if (f->json) std::cout << job->dump(2) << "\n";
+      else std::cout << id << "\n";
+      return 0;
+    }
+    std::fprintf(stderr, "yard: job %s submitted\n", id.c_str());
+    return FollowUntilDone(*client, id, *f);
+  };
+}
+
+}  // namespace
+
+Runner SetupFit(CLI::App* sub, GlobalFlags* global) {
+  auto f = std::make_shared<RunFlags>();
+  DeclareRunFlags(sub, f.get(), /*with_mirror=*/true);
+  return MakeRunner(f, global, /*wait=*/true);
+}
+
+Runner SetupSubmit(CLI::App* sub, GlobalFlags* global) {
+  auto f = std::make_shared<RunFlags>();
+  DeclareRunFlags(sub, f.get(), /*with_mirror=*/false);
+  return MakeRunner(f, global, /*wait=*/false);
+}
+
+}  // namespace yard::cli

@@ -1,0 +1,46 @@
+// Subcommands of `yard`. Each Setup* declares its flags on a CLI11
+// subcommand and returns the function that runs it (returning the exit
+// code). Exit codes: 0 ok, 1 failure, 2 usage; `fit` returns the job's.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "client/connection.h"
+#include "client/http_client.h"
+
+namespace yard::cli {
+
+struct GlobalFlags {
+  std::string server;
+  std::string home;
+  ConnectionOptions Connection() const {
+    ConnectionOptions o;
+    o.server = server;
+    o.home = home;
+    return o;
+  }
+};
+
+using Runner = std::function<int()>;
+
+Runner SetupFit(CLI::App* sub, GlobalFlags* global);
+Runner SetupSubmit(CLI::App* sub, GlobalFlags* global);
+Runner SetupJobs(CLI::App* sub, GlobalFlags* global);
+Runner SetupStatus(CLI::App* sub, GlobalFlags* global);
+Runner SetupLogs(CLI::App* sub, GlobalFlags* global);
+Runner SetupFetch(CLI::App* sub, GlobalFlags* global);
+Runner SetupCancel(CLI::App* sub, GlobalFlags* global);
+Runner SetupMachines(CLI::App* sub, GlobalFlags* global);
+Runner SetupServer(CLI::App* sub, GlobalFlags* global);
+Runner SetupAgent(CLI::App* sub, GlobalFlags* global);
+Runner SetupToken(CLI::App* sub, GlobalFlags* global);
+
+// Prints "yard: <message>" to stderr and returns 1.
+int Fail(const std::string& message);
+// Connects or prints why not; nullptr on failure.
+std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global);
+
+}  // namespace yard::cli

@@ -1,0 +1,106 @@
+#include "cli/job_view.h"
+
+#include <cstdio>
+#include <ctime>
+
+namespace yard::cli {
+
+std::string HumanBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string FormatTime(double epoch_s) {
+  if (epoch_s <= 0) return "-";
+  time_t t = static_cast<time_t>(epoch_s);
+  struct tm tm;
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string FormatDuration(double seconds) {
+  long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof(buf), "%lds", s);
+  else if (s < 3600) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  return buf;
+}
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+namespace {
+
+std::string MetricLine(const Json& values) {
+  std::string out;
+  for (const auto& [k, v] : values.items()) {
+    out += (out.empty() ? "" : " ") + k + "=";
+    if (v.is_number_float()) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.4g", v.get<double>());
+      out += buf;
+    } else {
+      out += v.is_string() ? v.get<std::string>() : v.dump();
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void LiveJobView::Show(const Json& ev) {
+  std::string kind = ev.value("kind", "");
+  if (disconnected_) {
+    std::fprintf(stderr, "yard: reconnected\n");
+    disconnected_ = false;
+  }
+  if (kind == "output") {
+    const std::string data = ev.value("data", "");
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    std::fflush(stdout);
+  } else if (kind == "decision") {
+    std::fprintf(stderr, "yard: %s\n", ev.value("message", "").c_str());
+  } else if (kind == "metric" && show_metrics_) {
+    std::fprintf(stderr, "yard: metric %s\n", MetricLine(ev.value("values", Json::object())).c_str());
+  } else if (kind == "state") {
+    std::string state = ev.value("state", "");
+    std::string msg = ev.value("message", "");
+    std::fprintf(stderr, "yard: %s %s%s%s\n", job_id_.c_str(), state.c_str(),
+                 msg.empty() ? "" : ": ", msg.c_str());
+    if (state == "succeeded" || state == "failed" || state == "cancelled") {
+      finished_ = true;
+      exit_code_ = state == "cancelled" ? 130 : ev.value("exit_code", state == "succeeded" ? 0 : 1);
+    }
+  }
+}
+
+void LiveJobView::Disconnected(const Status& why) {
+  if (disconnected_) return;
+  disconnected_ = true;
+  std::fprintf(stderr, "yard: lost the connection to the server (%s); retrying...\n",
+               why.message().c_str());
+}
+
+}  // namespace yard::cli

@@ -1,0 +1,100 @@
+#include "client/connection.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <httplib.h>
+
+#include "common/files.h"
+#include "common/process.h"
+
+namespace yard {
+
+StatusOr<std::string> ReadServerUrl(const std::string& home) {
+  YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(home + "/server.json"));
+  Json j = Json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.contains("url"))
+    return Unavailable(home + "/server.json is damaged: remove it and retry");
+  return j["url"].get<std::string>();
+}
+
+bool ServerHealthy(const std::string& url) {
+  httplib::Client cli(url);
+  cli.set_connection_timeout(1, 0);
+  cli.set_read_timeout(2, 0);
+  auto r = cli.Get("/v1/health");
+  return r && r->status == 200;
+}
+
+namespace {
+
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~FileLock() { if (fd_ >= 0) ::close(fd_); }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+StatusOr<std::string> HealthyUrl(const std::string& home) {
+  StatusOr<std::string> url = ReadServerUrl(home);
+  if (url.ok() && ServerHealthy(*url)) return url;
+  return Unavailable("no embedded server answers on " + home);
+}
+
+}  // namespace
+
+StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::string& yard_binary) {
+  if (auto url = HealthyUrl(home); url.ok()) return url;
+  YARD_RETURN_IF_ERROR(MakeDirs(home));
+  FileLock lock(home + "/start.lock");
+  if (!lock.ok()) return ErrnoStatus("cannot lock " + home + "/start.lock");
+  if (auto url = HealthyUrl(home); url.ok()) return url;  // another process won the race
+  std::string binary = yard_binary.empty() ? SelfExecutable() : yard_binary;
+  std::vector<std::string> env = CurrentEnvironment();
+  YARD_ASSIGN_OR_RETURN(int pid, SpawnDetached({binary, "server", "--home", home}, env,
+                                               home + "/server.log"));
+  // Wait for the server to answer (it writes server.json once listening).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    StatusOr<std::string> url = ReadServerUrl(home);
+    if (url.ok() && ServerHealthy(*url)) return url;
+    if (!ProcessAlive(pid, "server")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string log = ReadFile(home + "/server.log").ok() ? *ReadFile(home + "/server.log") : "";
+  if (log.size() > 2000) log = log.substr(log.size() - 2000);
+  return Unavailable("the embedded server did not start (log " + home + "/server.log):\n" + log);
+}
+
+StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
+  std::string server = o.server.empty() ? EnvOr("YARD_SERVER", "") : o.server;
+  std::string token = o.token.empty() ? EnvOr("YARD_TOKEN", "") : o.token;
+  if (!server.empty()) {
+    if (token.empty())
+      return Unauthenticated("a server is set (" + server + ") but no token: set YARD_TOKEN "
+                             "(create one on the server with `yard token create USER`)");
+    return std::make_unique<HttpClient>(server, token);
+  }
+  std::string home = o.home.empty() ? DefaultYardHome() : o.home;
+  YARD_RETURN_IF_ERROR(EnsureEmbeddedServer(home, o.yard_binary).status());
+  if (token.empty()) {
+    YARD_ASSIGN_OR_RETURN(token, ReadFile(home + "/token"));
+    while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+  }
+  // The embedded server may restart on another port: re-read its file on
+  // every connection.
+  UrlResolver resolve = [home]() { return ReadServerUrl(home); };
+  return std::make_unique<HttpClient>(resolve, token);
+}
+
+}  // namespace yard

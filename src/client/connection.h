@@ -1,0 +1,36 @@
+// Finding the server to talk to: an explicit one (--server / YARD_SERVER
+// with YARD_TOKEN), or the embedded local server under $YARD_HOME, started
+// in the background on first use.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "client/http_client.h"
+#include "common/status.h"
+
+namespace yard {
+
+struct ConnectionOptions {
+  std::string server;  // explicit URL; "" = YARD_SERVER, else embedded
+  std::string token;   // "" = YARD_TOKEN, else the embedded home's token
+  std::string home;    // "" = DefaultYardHome()
+  std::string yard_binary;  // to start the embedded server; "" = this executable
+};
+
+// Returns a client for the configured server, starting the embedded one if
+// needed.
+StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& options);
+
+// Makes sure an embedded server runs on `home` and returns its URL. Several
+// processes calling this at once start exactly one server: they serialize
+// on home/start.lock, and a running server is detected by its health check.
+StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::string& yard_binary);
+
+// Reads home/server.json's URL (no health check).
+StatusOr<std::string> ReadServerUrl(const std::string& home);
+
+// True if GET url/v1/health answers.
+bool ServerHealthy(const std::string& url);
+
+}  // namespace yard

@@ -1,0 +1,23 @@
+// Starting and watching processes that are not our children.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace yard {
+
+// Starts `argv` detached (new session, double fork so init reaps it, stdio
+// to `log_path`), with environment `env`. Returns its pid.
+StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& env, const std::string& log_path);
+
+// True if `pid` runs (not a zombie) and its command line contains `marker`
+// (which guards against a recycled pid).
+bool ProcessAlive(int pid, const std::string& marker);
+
+// This process's environment as KEY=VALUE strings.
+std::vector<std::string> CurrentEnvironment();
+
+}  // namespace yard

@@ -1,0 +1,106 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+
+namespace yard {
+
+std::string Call::Param(int i) const { return req.matches[i].str(); }
+
+std::string Call::Query(const std::string& name, const std::string& fallback) const {
+  return req.has_param(name.c_str()) ? req.get_param_value(name.c_str()) : fallback;
+}
+
+const std::string& Call::Body() const { return req.body; }
+
+void Call::ReplyJson(const Json& j, int status) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
+
+void ReplyError(httplib::Response& res, const Status& status) {
+  Json j = {{"error", {{"code", CodeName(status.code())}, {"message", status.message()}}}};
+  res.status = HttpStatusFor(status.code());
+  res.set_content(j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
+
+HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::Server>()) {
+  // Each open event stream and agent long poll holds a worker thread.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(128); };
+  server_->set_payload_max_length(64ull << 20);
+  server_->set_read_timeout(60, 0);
+  server_->set_write_timeout(60, 0);
+  server_->set_keep_alive_max_count(1000);
+  std::vector<std::vector<Route>> tables = {JobRoutes(ctx_), BlobRoutes(ctx_), AgentRoutes(ctx_),
+                                            MachineRoutes(ctx_)};
+  for (const auto& table : tables)
+    for (const auto& route : table) Install(route);
+  server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"ok": true, "service": "trainyard"})", "application/json");
+  });
+  auto not_found = [](const httplib::Request& req, httplib::Response& res) {
+    ReplyError(res, NotFound("no route " + req.method + " " + req.path + " (see docs/api.md)"));
+  };
+  server_->set_error_handler([not_found](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404 && res.body.empty()) not_found(req, res);
+  });
+}
+
+HttpApi::~HttpApi() { Stop(); }
+
+StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access access) {
+  if (access == Access::kPublic) return TokenInfo{};
+  std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (auth.compare(0, prefix.size(), prefix) != 0)
+    return Unauthenticated("missing 'Authorization: Bearer <token>' header: set YARD_TOKEN");
+  std::string token = auth.substr(prefix.size());
+  TokenInfo who;
+  {
+    std::lock_guard<std::mutex> lock(token_mu_);
+    auto it = token_cache_.find(token);
+    if (it != token_cache_.end()) who = it->second;
+  }
+  if (who.user.empty()) {
+    YARD_ASSIGN_OR_RETURN(who, ctx_.store->LookupToken(token));
+    std::lock_guard<std::mutex> lock(token_mu_);
+    token_cache_[token] = who;
+  }
+  bool ok = access == Access::kUserOrAgent || (access == Access::kUser && who.kind == "user") ||
+            (access == Access::kAgent && who.kind == "agent");
+  if (!ok) return PermissionDenied("this route is not open to " + who.kind + " tokens");
+  return who;
+}
+
+void HttpApi::Install(const Route& route) {
+  auto handler = [this, route](const httplib::Request& req, httplib::Response& res) {
+    StatusOr<TokenInfo> who = Authenticate(req, route.access);
+    if (!who.ok()) return ReplyError(res, who.status());
+    Call call{req, res, *who};
+    Status s = route.handler(call);
+    if (!s.ok()) ReplyError(res, s);
+  };
+  std::string m = route.method;
+  if (m == "GET") server_->Get(route.pattern, handler);
+  if (m == "POST") server_->Post(route.pattern, handler);
+  if (m == "PUT") server_->Put(route.pattern, handler);
+}
+
+StatusOr<int> HttpApi::Bind(const std::string& host, int port) {
+  if (port == 0) {
+    int bound = server_->bind_to_any_port(host);
+    if (bound <= 0) return Unavailable("cannot listen on " + host);
+    return bound;
+  }
+  if (!server_->bind_to_port(host, port))
+    return Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
+                       " (in use? pick another with --port)");
+  return port;
+}
+
+void HttpApi::Serve() { server_->listen_after_bind(); }
+
+void HttpApi::Stop() {
+  if (server_) server_->stop();
+}
+
+}  // namespace yard

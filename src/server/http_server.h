@@ -1,0 +1,94 @@
+// The controller's HTTP API: a route table (method, pattern, who may call,
+// handler) over cpp-httplib. Handlers live one resource per file
+// (routes_*.cc); parsing and rendering stay in the handlers, state changes
+// in the Controller.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/blob_store.h"
+#include "common/status.h"
+#include "server/controller.h"
+#include "store/store.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace yard {
+
+using Json = nlohmann::json;
+
+enum class Access { kPublic, kUser, kAgent, kUserOrAgent };
+
+// One call being served.
+struct Call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  TokenInfo who;  // empty for public routes
+
+  bool is_agent() const { return who.kind == "agent"; }
+  // The i-th regex capture of the route's pattern.
+  std::string Param(int i) const;
+  // A query parameter, or `fallback`.
+  std::string Query(const std::string& name, const std::string& fallback = "") const;
+  const std::string& Body() const;
+  void ReplyJson(const Json& j, int status = 200);
+};
+
+// What handlers need. Owned by HttpApi's creator; outlives it.
+struct ApiContext {
+  Store* store;
+  BlobStore* blobs;
+  Controller* controller;
+};
+
+using Handler = std::function<Status(Call&)>;
+
+struct Route {
+  const char* method;   // "GET", "POST", "PUT"
+  std::string pattern;  // regex, e.g. R"(/v1/jobs/([^/]+))"
+  Access access;
+  Handler handler;
+};
+
+// Route tables of each resource (routes_*.cc).
+std::vector<Route> JobRoutes(ApiContext& ctx);
+std::vector<Route> BlobRoutes(ApiContext& ctx);
+std::vector<Route> AgentRoutes(ApiContext& ctx);
+std::vector<Route> MachineRoutes(ApiContext& ctx);
+
+class HttpApi {
+ public:
+  explicit HttpApi(ApiContext ctx);
+  ~HttpApi();
+
+  // Binds host:port (port 0 = any free one). Returns the bound port.
+  StatusOr<int> Bind(const std::string& host, int port);
+  // Serves until Stop(). REQUIRES: Bind succeeded.
+  void Serve();
+  void Stop();
+
+ private:
+  void Install(const Route& route);
+  StatusOr<TokenInfo> Authenticate(const httplib::Request& req, Access access);
+
+  ApiContext ctx_;
+  std::unique_ptr<httplib::Server> server_;
+  std::mutex token_mu_;
+  std::unordered_map<std::string, TokenInfo> token_cache_;  // GUARDED_BY(token_mu_)
+};
+
+// Writes the standard error body {"error": {"code", "message"}}.
+void ReplyError(httplib::Response& res, const Status& status);
+
+}  // namespace yard

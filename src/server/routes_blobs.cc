@@ -1,0 +1,66 @@
+// /v1/blobs: content-addressed chunks. Users see only chunks they uploaded
+// or that their jobs produced; "missing" answers per caller, so it reveals
+// nothing about other users' data.
+#include <httplib.h>
+
+#include "common/hashing.h"
+#include "server/http_server.h"
+#include "server/request_json.h"
+
+namespace yard {
+namespace {
+
+constexpr const char* kBlobPath = R"(/v1/blobs/([0-9a-f]{64}))";
+
+Status Missing(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(), {"hashes"}));
+  YARD_ASSIGN_OR_RETURN(auto hashes, GetStringList(body, "hashes", true));
+  for (const auto& h : hashes)
+    if (!IsSha256Hex(h)) return InvalidArgument("'" + h + "' is not a lower-case hex sha256");
+  std::vector<std::string> missing = ctx.blobs->Missing(hashes);
+  if (!call.is_agent()) {
+    std::set<std::string> absent(missing.begin(), missing.end());
+    YARD_ASSIGN_OR_RETURN(auto owned, ctx.store->OwnedBlobs(call.who.user, hashes));
+    std::set<std::string> mine(owned.begin(), owned.end());
+    missing.clear();
+    for (const auto& h : hashes)
+      if (absent.count(h) || !mine.count(h)) missing.push_back(h);
+  }
+  call.ReplyJson({{"missing", missing}});
+  return Status::Ok();
+}
+
+Status Put(ApiContext& ctx, Call& call) {
+  std::string hash = call.Param(1);
+  YARD_RETURN_IF_ERROR(ctx.blobs->Put(hash, call.Body()));
+  if (!call.is_agent()) YARD_RETURN_IF_ERROR(ctx.store->AddBlobOwners(call.who.user, {hash}));
+  call.ReplyJson({{"stored", hash}});
+  return Status::Ok();
+}
+
+Status Get(ApiContext& ctx, Call& call) {
+  std::string hash = call.Param(1);
+  if (!call.is_agent()) {
+    YARD_ASSIGN_OR_RETURN(bool mine, ctx.store->UserOwnsBlob(call.who.user, hash));
+    if (!mine) return NotFound("no chunk " + hash);
+  }
+  YARD_ASSIGN_OR_RETURN(std::string bytes, ctx.blobs->Get(hash));
+  call.res.set_content(std::move(bytes), "application/octet-stream");
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<Route> BlobRoutes(ApiContext& ctx) {
+  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
+    return [&ctx, fn](Call& c) { return fn(ctx, c); };
+  };
+  std::string blob = kBlobPath;
+  return {
+      {"POST", "/v1/blobs/missing", Access::kUserOrAgent, bind(Missing)},
+      {"PUT", blob, Access::kUserOrAgent, bind(Put)},
+      {"GET", blob, Access::kUserOrAgent, bind(Get)},
+  };
+}
+
+}  // namespace yard

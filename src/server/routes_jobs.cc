@@ -1,0 +1,116 @@
+// /v1/jobs: submit, list, read, cancel, events (SSE), artifacts.
+#include <httplib.h>
+
+#include "server/http_server.h"
+#include "server/request_json.h"
+
+namespace yard {
+namespace {
+
+constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
+
+Status Submit(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(Json spec, ParseStrictObject(call.Body(),
+      {"command", "bundle", "machines", "description", "cool_down_s", "env"}));
+  YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->SubmitJob(call.who.user, spec));
+  call.ReplyJson({{"job", job.ToApiJson()}}, 201);
+  return Status::Ok();
+}
+
+Status List(ApiContext& ctx, Call& call) {
+  int limit = std::clamp(std::atoi(call.Query("limit", "100").c_str()), 1, 10000);
+  YARD_ASSIGN_OR_RETURN(auto jobs, ctx.store->ListJobs(call.who.user, call.Query("state"),
+                                                       call.Query("q"), limit));
+  Json out = Json::array();
+  for (const auto& j : jobs) out.push_back(j.ToApiJson());
+  call.ReplyJson({{"jobs", out}});
+  return Status::Ok();
+}
+
+Status GetOne(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
+  call.ReplyJson({{"job", job.ToApiJson()}});
+  return Status::Ok();
+}
+
+Status Cancel(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->CancelJob(call.who.user, call.Param(1)));
+  call.ReplyJson({{"job", job.ToApiJson()}});
+  return Status::Ok();
+}
+
+Status Artifacts(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
+  YARD_ASSIGN_OR_RETURN(Json list, ctx.store->ListArtifacts(job.id));
+  call.ReplyJson({{"artifacts", list}});
+  return Status::Ok();
+}
+
+std::string SseFrame(const EventRecord& e) {
+  return "id: " + std::to_string(e.seq) + "\ndata: " +
+         e.body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+// Streams events after `after` until the job's final event was sent (or,
+// when !follow, until the events stored now were sent).
+bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& job_id,
+                  int64_t after, bool follow, httplib::DataSink& sink) {
+  const std::string key = "job:" + job_id;
+  int64_t cursor = after;
+  for (;;) {
+    uint64_t seen = ctx.controller->notifier().Version(key);
+    StatusOr<std::vector<EventRecord>> batch = ctx.store->ReadEvents(job_id, cursor, 2000);
+    if (!batch.ok()) return false;
+    std::string frames;
+    for (const auto& e : *batch) {
+      frames += SseFrame(e);
+      cursor = e.seq;
+    }
+    if (!frames.empty() && !sink.write(frames.data(), frames.size())) return false;
+    if (!batch->empty()) continue;
+    StatusOr<JobRecord> job = ctx.controller->GetJobFor(user, job_id);
+    if (!job.ok()) return false;
+    if (!follow || (job_state::IsTerminal(job->state) && cursor >= job->last_seq)) {
+      sink.done();
+      return true;
+    }
+    if (ctx.controller->notifier().Wait(key, seen, std::chrono::seconds(15)) == seen) {
+      static const std::string kKeepAlive = ": keep-alive\n\n";
+      if (!sink.write(kKeepAlive.data(), kKeepAlive.size())) return false;
+    }
+  }
+}
+
+Status Events(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
+  std::string last_id = call.req.get_header_value("Last-Event-ID");
+  int64_t after = std::atoll((last_id.empty() ? call.Query("after", "0") : last_id).c_str());
+  bool follow = call.Query("follow", "1") != "0";
+  std::string user = call.who.user;
+  std::string id = job.id;
+  call.res.set_header("Cache-Control", "no-cache");
+  call.res.set_chunked_content_provider(
+      "text/event-stream", [&ctx, user, id, after, follow](size_t, httplib::DataSink& sink) {
+        return StreamEvents(ctx, user, id, after, follow, sink);
+      });
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<Route> JobRoutes(ApiContext& ctx) {
+  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
+    return [&ctx, fn](Call& c) { return fn(ctx, c); };
+  };
+  std::string job = kJobPath;
+  return {
+      {"POST", "/v1/jobs", Access::kUser, bind(Submit)},
+      {"GET", "/v1/jobs", Access::kUser, bind(List)},
+      {"GET", job, Access::kUser, bind(GetOne)},
+      {"POST", job + "/cancel", Access::kUser, bind(Cancel)},
+      {"GET", job + "/events", Access::kUser, bind(Events)},
+      {"GET", job + "/artifacts", Access::kUser, bind(Artifacts)},
+  };
+}
+
+}  // namespace yard

@@ -1,0 +1,140 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "common/files.h"
+#include "providers/local_provider.h"
+#include "server/http_server.h"
+
+namespace yard {
+
+namespace {
+
+// Reads a token file, or creates a token of `kind` for `user` and writes it.
+StatusOr<std::string> EnsureTokenFile(Store* store, const std::string& path,
+                                      const std::string& user, const std::string& kind) {
+  StatusOr<std::string> existing = ReadFile(path);
+  if (existing.ok() && !existing->empty()) {
+    std::string t = *existing;
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+    if (store->LookupToken(t).ok()) return t;
+  }
+  YARD_ASSIGN_OR_RETURN(std::string token, store->CreateToken(user, kind));
+  YARD_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  return token;
+}
+
+// Takes the per-home lock for this process's lifetime.
+Status LockHome(const std::string& home) {
+  std::string path = home + "/server.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus("cannot open " + path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    return FailedPrecondition("another yard server already runs on " + home +
+                              " (see " + home + "/server.json); stop it or use another YARD_HOME");
+  return Status::Ok();  // fd stays open on purpose: the lock lives as long as we do
+}
+
+int PreviousPort(const std::string& home) {
+  StatusOr<std::string> text = ReadFile(home + "/server.json");
+  if (!text.ok()) return 0;
+  Json j = Json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return 0;
+  std::string url = j.value("url", "");
+  size_t colon = url.rfind(':');
+  return colon == std::string::npos ? 0 : std::atoi(url.c_str() + colon + 1);
+}
+
+// Blocks SIGTERM/SIGINT in every thread and returns a thread that stops
+// `api` when one arrives.
+std::thread ShutdownOnSignal(HttpApi* api) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return std::thread([set, api] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    api->Stop();
+  });
+}
+
+struct ServerParts {
+  std::unique_ptr<Store> store;
+  std::unique_ptr<BlobStore> blobs;
+  std::unique_ptr<LocalProvider> local;
+  std::unique_ptr<Controller> controller;
+  std::string user_token;
+};
+
+StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_file) {
+  ServerParts p;
+  YARD_ASSIGN_OR_RETURN(p.store, Store::Open(o.home + "/state.db"));
+  YARD_ASSIGN_OR_RETURN(BlobStore blobs, BlobStore::Open(o.home + "/blobs"));
+  p.blobs = std::make_unique<BlobStore>(std::move(blobs));
+  YARD_ASSIGN_OR_RETURN(p.user_token, EnsureTokenFile(p.store.get(), o.home + "/token",
+                                                      LocalUserName(), "user"));
+  YARD_ASSIGN_OR_RETURN(std::string agent_token, EnsureTokenFile(p.store.get(),
+                                                                 o.home + "/agent_token",
+                                                                 "agents", "agent"));
+  int cores = DetectHostCores(), gpus = DetectGpus();
+  p.local = std::make_unique<LocalProvider>(o.home + "/instances", cores, gpus);
+  AgentLaunchInfo launch{"", url_file, agent_token, SelfExecutable()};
+  ControllerOptions copts;
+  copts.default_machine = o.default_machine;
+  copts.heartbeat_timeout_s = o.heartbeat_timeout_s;
+  static RealClock clock;
+  p.controller = std::make_unique<Controller>(
+      p.store.get(), p.blobs.get(), Catalog::BuiltinLocal(cores, gpus),
+      std::map<std::string, Provider*>{{"local", p.local.get()}}, launch, &clock, copts);
+  YARD_RETURN_IF_ERROR(p.controller->Recover());
+  return p;
+}
+
+}  // namespace
+
+int RunServer(const ServerOptions& o) {
+  Status s = MakeDirs(o.home);
+  if (s.ok()) s = LockHome(o.home);
+  if (!s.ok()) {
+    std::fprintf(stderr, "yard server: %s\n", s.message().c_str());
+    return 1;
+  }
+  std::string url_file = o.home + "/server.json";
+  StatusOr<ServerParts> parts = Assemble(o, url_file);
+  if (!parts.ok()) {
+    std::fprintf(stderr, "yard server: %s\n", parts.status().ToString().c_str());
+    return 1;
+  }
+  HttpApi api({parts->store.get(), parts->blobs.get(), parts->controller.get()});
+  int want = o.port ? o.port : PreviousPort(o.home);
+  StatusOr<int> port = api.Bind(o.host, want);
+  if (!port.ok() && !o.port) port = api.Bind(o.host, 0);
+  if (!port.ok()) {
+    std::fprintf(stderr, "yard server: %s\n", port.status().message().c_str());
+    return 1;
+  }
+  std::string url = "http://" + o.host + ":" + std::to_string(*port);
+  Json info = {{"url", url}, {"pid", getpid()}};
+  s = WriteFileAtomic(url_file, info.dump() + "\n");
+  if (!s.ok()) {
+    std::fprintf(stderr, "yard server: %s\n", s.message().c_str());
+    return 1;
+  }
+  std::thread stopper = ShutdownOnSignal(&api);
+  parts->controller->Start();
+  std::fprintf(stderr, "yard server: listening on %s (home %s)\n", url.c_str(), o.home.c_str());
+  api.Serve();
+  parts->controller->Stop();
+  stopper.detach();
+  return 0;
+}
+
+}  // namespace yard

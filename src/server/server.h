@@ -1,0 +1,27 @@
+// Running a controller: `yard server`, explicit or embedded.
+//
+// State lives under `home` ($YARD_HOME): state.db (the store), blobs/,
+// instances/ (local agents), token (the local user's token, 0600),
+// agent_token (0600), server.json ({"url", "pid"}: where clients and local
+// agents find the server). A lock on home/server.lock makes sure one server
+// runs per home.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace yard {
+
+struct ServerOptions {
+  std::string home;
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0: reuse the last port if free, else any
+  std::string default_machine = "local";
+  double heartbeat_timeout_s = 10;
+};
+
+// Serves until SIGTERM/SIGINT. Returns the process exit code.
+int RunServer(const ServerOptions& options);
+
+}  // namespace yard
