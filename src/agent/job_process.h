@@ -2,15 +2,22 @@
 // ended, and its output read as one ordered stream.
 //
 // The agent does not exec the job directly. It execs a small supervisor,
-// `yard shim -- ARGV...` (this same binary; see RunShim), which:
+// `yard shim [--grace-ms N] [--parent-pid P] -- ARGV...` (this same binary;
+// see RunShim), which:
 //   - makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so children
 //     that escape with setsid() or double-fork are re-parented to it;
-//   - asks for SIGTERM when the agent dies (PR_SET_PDEATHSIG);
+//   - asks for SIGTERM when the agent dies (PR_SET_PDEATHSIG), and ends at
+//     once if the agent (--parent-pid) was already gone when it asked;
 //   - forks the command in a new process group, with stdout and stderr both
 //     on the one pipe the agent reads (one pipe keeps their relative order);
 //   - when the command exits, ends every remaining descendant (SIGTERM, then
-//     SIGKILL after the grace period) and exits with the command's status;
-//   - on SIGTERM (cancel), does the same at once.
+//     SIGKILL after the grace period) and exits with the command's status:
+//     its exit code, or, if a signal killed it, death by that same signal
+//     (with core dumps off), so that the agent's waitpid sees how it ended;
+//   - on SIGTERM, SIGINT or SIGHUP (cancel), does the same at once.
+// The shim exits only once no descendant is left (unless one outlives
+// SIGKILL, stuck in the kernel, for 5 s), so EOF on the output pipe and the
+// shim's exit both mean the whole tree is gone.
 #pragma once
 
 #include <sys/types.h>
@@ -29,7 +36,7 @@ namespace yard {
 struct JobSpawnOptions {
   std::vector<std::string> argv;              // argv[0] looked up on PATH
   std::map<std::string, std::string> env;     // the complete environment
-  std::string cwd;
+  std::string cwd;                            // empty: the agent's own
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM -> SIGKILL
   std::string shim_executable;                 // path of the `yard` binary
 };
@@ -41,15 +48,29 @@ struct ExitInfo {
   std::string Describe() const;  // "exit code 3", "killed by signal 9 (Killed)"
 };
 
+// One running job. Not thread-safe: use each object from one thread.
 class JobProcess {
  public:
   // Starts the shim and the command. The returned object owns the pipe.
+  // The agent side spawns the shim (posix_spawn, safe in a threaded process)
+  // already in `cwd`, with stdin on /dev/null, default signal dispositions
+  // and an empty signal mask; a missing shim or cwd is an error here. A
+  // command that cannot be exec'd is not: the job then ends with exit code
+  // 127 and "yard: cannot run 'X': <reason>" in its output.
+  // REQUIRES: the calling thread outlives the job (Linux sends the parent-
+  // death signal when the spawning *thread* exits); SIGCHLD not ignored.
   static StatusOr<std::unique_ptr<JobProcess>> Start(const JobSpawnOptions& options);
-  ~JobProcess();  // closes the pipe; kills the tree if still running
+  // Closes the pipe; if the shim is still running, SIGKILLs the whole tree
+  // at once (no grace) and reaps the shim.
+  ~JobProcess();
+  JobProcess(const JobProcess&) = delete;
+  JobProcess& operator=(const JobProcess&) = delete;
 
-  // File descriptor of the combined stdout/stderr pipe (non-blocking).
+  // File descriptor of the combined stdout/stderr pipe (non-blocking). The
+  // caller must keep draining it: a job blocked on a full pipe never ends.
   int output_fd() const { return output_fd_; }
-  // Reads what is available into `out` (appends). Returns false at EOF.
+  // Reads what is available (at most 1 MiB per call) into `out` (appends).
+  // Returns false at EOF (or on a read error, which ends the stream too).
   bool ReadAvailable(std::string* out);
   // Non-blocking: the exit info once the shim has exited.
   std::optional<ExitInfo> TryWait();
@@ -67,13 +88,18 @@ class JobProcess {
   std::optional<ExitInfo> exit_;
 };
 
-// Entry point of `yard shim [--grace-ms N] -- ARGV...`. Returns the process
-// exit code. Never returns on exec success of the command (the shim itself
-// stays as the supervisor and returns the command's status).
+// Entry point of `yard shim [--grace-ms N] [--parent-pid P] -- ARGV...`
+// (argv[0] is "shim"). ARGV[0] is looked up on the PATH of the shim's own
+// environment, i.e. the job's. Returns the process exit code: the command's
+// exit code; 127 if it could not be exec'd; 2 for bad usage; 125 if the shim
+// itself failed; 128+SIGTERM if the agent was gone before the command
+// started. When a signal killed the command the shim kills itself with that
+// signal instead of returning (falling back to returning 128 + signal).
 int RunShim(int argc, char** argv);
 
 // All descendants of `root` found by walking /proc (children before
-// grandchildren). Exposed for tests.
+// grandchildren), zombies included. A snapshot: processes may come and go
+// while it is taken. Exposed for tests.
 std::vector<pid_t> ListDescendants(pid_t root);
 
 }  // namespace yard

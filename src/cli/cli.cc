@@ -45,6 +45,7 @@ int Main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "shim") == 0) return RunShim(argc - 1, argv + 1);
   CLI::App app{"yard: send training jobs to other machines (Trainyard)", "yard"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand
   GlobalFlags global;
   app.add_option("--server", global.server, "server URL (default: $YARD_SERVER, else embedded)");
   app.add_option("--home", global.home, "state folder of the embedded server (default: $YARD_HOME)");

@@ -68,7 +68,7 @@ StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::s
   while (std::chrono::steady_clock::now() < deadline) {
     StatusOr<std::string> url = ReadServerUrl(home);
     if (url.ok() && ServerHealthy(*url)) return url;
-    if (!ProcessAlive(pid, "server")) break;
+    if (!ProcessAlive(pid, "")) break;  // before exec its cmdline is still ours
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::string log = ReadFile(home + "/server.log").ok() ? *ReadFile(home + "/server.log") : "";

@@ -2,8 +2,9 @@
 //
 // Layout: <root>/<first two hex chars>/<full hash>. Writes go to a temporary
 // file and are renamed into place, so a reader never sees a partial blob and
-// a crash leaves no corrupt one. Thread-safe: concurrent Puts of the same
-// hash are harmless.
+// a process crash leaves no corrupt one. Blobs are not fsynced: after a power
+// loss one may be truncated, which the next Put of it repairs (see Put).
+// Thread-safe: concurrent Puts of the same hash are harmless.
 #pragma once
 
 #include <string>

@@ -19,14 +19,17 @@ using ChunkSource = std::function<StatusOr<std::string>(const std::string& hash)
 
 struct PackOptions {
   ChunkerParams chunker;
-  // Honour .gitignore and .yardignore files (root and nested) and always skip
-  // .git/ and .yard/. Patterns follow gitignore syntax: '#', '!', trailing
-  // '/', leading '/', '*', '?', '**', character classes.
+  // Honour .gitignore and .yardignore files (root and nested). Patterns
+  // follow gitignore syntax: '#', '!', trailing '/', leading '/', '*', '?',
+  // '**', character classes. Entries named .git or .yard are skipped always.
   bool use_ignore_files = true;
 };
 
 // Walks `root` and returns the manifest of its regular files and symlinks,
 // sorted by path, calling `sink` for every chunk (duplicates included).
+// Symlinks are recorded, not followed; other file types are left out. Fails
+// (naming the entry) when the manifest would not pass ValidateManifest, e.g.
+// for a link pointing outside `root`.
 StatusOr<Manifest> PackDirectory(const std::string& root, const PackOptions& options,
                                  const ChunkSink& sink);
 

@@ -29,13 +29,15 @@ struct ChunkRef {
 // Returns the length of the first chunk of `data` (<= data.size()).
 // `at_eof` says whether more data follows; when false and no boundary is found
 // before max_size, returns 0 meaning "need more data".
+// REQUIRES: 64 <= min_size <= avg_size <= max_size, avg_size a power of two.
 size_t NextChunkBoundary(std::string_view data, const ChunkerParams& params, bool at_eof);
 
-// Called for each chunk in file order with its reference and its bytes.
+// Called for each chunk in file order with its reference and its bytes, on
+// the calling thread (hashing runs on a helper thread meanwhile).
 // A non-OK return stops chunking and is returned by the caller.
 using ChunkVisitor = std::function<Status(const ChunkRef&, std::string_view bytes)>;
 
-// Splits the whole of `data` into chunks.
+// Splits the whole of `data` into chunks. InvalidArgument for bad params.
 Status ChunkBuffer(std::string_view data, const ChunkerParams& params, const ChunkVisitor& visit);
 
 // Reads the file at `path` in large blocks and splits it into chunks.

@@ -31,7 +31,8 @@ struct Manifest {
   std::vector<std::string> ChunkHashes() const;
 
   nlohmann::json ToJson() const;
-  // Parses and validates shape (types, hashes); does not check path safety.
+  // Parses and validates shape (types, hashes, no unknown keys); does not
+  // check path safety.
   static StatusOr<Manifest> FromJson(const nlohmann::json& j);
 };
 
@@ -49,9 +50,12 @@ struct ManifestLimits {
 // '.' or '..' components, no NUL or backslash.
 bool IsSafeRelativePath(const std::string& path);
 
-// Checks every path is safe, no duplicates, sizes match chunk sums, symlinks
-// resolve (lexically) inside the root, and limits hold. InvalidArgument
-// naming the first offending entry otherwise.
+// Checks every path is safe and valid UTF-8, no duplicates, no entry below
+// another (a file, or a symlink of the manifest), sizes match chunk sums,
+// modes are within 0777, symlinks resolve (lexically, expanding the
+// manifest's own links) inside the root. InvalidArgument naming the first
+// offending entry otherwise; ResourceExhausted when max_files or
+// max_total_bytes is exceeded.
 Status ValidateManifest(const Manifest& m, const ManifestLimits& limits = {});
 
 }  // namespace yard

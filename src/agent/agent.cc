@@ -1,0 +1,261 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "agent/agent_http.h"
+#include "agent/agent_log.h"
+#include "agent/chunk_cache.h"
+#include "agent/chunk_uploader.h"
+#include "agent/event_sender.h"
+#include "agent/event_spool.h"
+#include "agent/job_runner.h"
+#include "agent/retry.h"
+#include "agent/stop_signal.h"
+#include "common/process.h"
+
+namespace yard {
+
+namespace {
+
+constexpr int kWorkWaitS = 20;
+// The read timeout of a long poll: its wait plus room for a slow reply.
+constexpr int kWorkReadTimeoutS = kWorkWaitS + 10;
+constexpr int kShortCallTimeoutS = 30;
+// After {"terminate": true}: how long Run waits for the last records to be
+// acknowledged (they stay spooled for the next agent otherwise).
+constexpr auto kTerminateFlush = std::chrono::seconds(10);
+
+bool IsPermanent(const Status& s) {
+  return s.code() == Code::kUnauthenticated || s.code() == Code::kPermissionDenied ||
+         s.code() == Code::kNotFound;
+}
+
+std::chrono::milliseconds HeartbeatInterval(const Json& reply) {
+  double s = 1;
+  if (reply.contains("heartbeat_s") && reply["heartbeat_s"].is_number()) s = reply["heartbeat_s"];
+  return std::chrono::milliseconds(static_cast<int64_t>(std::clamp(s, 0.05, 300.0) * 1000));
+}
+
+struct Queued {
+  Assignment assignment;
+  Status parse_status;
+  std::string cancel_reason;  // non-empty: cancelled before it started
+};
+
+}  // namespace
+
+struct Agent::Impl {
+  explicit Impl(AgentConfig c)
+      : config(std::move(c)),
+        api(config.server, config.token),
+        blobs(config.server, config.token),
+        agent_path("/v1/agents/" + config.instance_id) {}
+
+  Status Open();
+  Status Register();
+  void StartHeartbeat();
+  void Heartbeat();
+  Status WorkLoop();
+  Status PollOnce(Backoff* backoff, bool* terminate);
+  void OnAssign(const Json& j);
+  void OnCancel(const std::string& job);
+  void OnTerminate();
+  void ReapJob();
+  void StartJob(Queued q);
+  void Shutdown();
+
+  AgentConfig config;
+  StopSignal stop;
+  AgentHttp api;
+  HttpClient blobs;
+  const std::string agent_path;
+  std::unique_ptr<EventSpool> spool;
+  std::unique_ptr<EventSender> sender;
+  std::unique_ptr<ChunkCache> cache;
+  std::unique_ptr<ChunkUploader> uploader;
+  EnvMap inherited_env;
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::thread heartbeat;
+  // Touched by the Run thread only.
+  std::unique_ptr<JobRunner> job;
+  std::deque<Queued> queued;  // assignments received while a job ran
+  std::set<std::pair<std::string, int64_t>> seen;  // attempts started or queued
+};
+
+Status Agent::Impl::Open() {
+  std::error_code ec;
+  std::filesystem::create_directories(config.work_dir + "/jobs", ec);
+  if (ec) return Internal("creating " + config.work_dir + "/jobs: " + ec.message());
+  YARD_ASSIGN_OR_RETURN(spool, EventSpool::Open(config.work_dir + "/spool"));
+  YARD_ASSIGN_OR_RETURN(BlobStore store, BlobStore::Open(config.work_dir + "/chunks"));
+  cache = std::make_unique<ChunkCache>(std::move(store), &blobs, &stop);
+  uploader = std::make_unique<ChunkUploader>(&blobs, &stop);
+  sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
+  inherited_env = EnvMapFrom(CurrentEnvironment());
+  return Status::Ok();
+}
+
+Status Agent::Impl::Register() {
+  Json body = {{"instance", config.instance_id}, {"resources", config.resources}};
+  Backoff backoff;
+  for (;;) {
+    StatusOr<Json> reply = api.PostJson("/v1/agents/register", body, kShortCallTimeoutS);
+    if (reply.ok()) {
+      heartbeat_interval = HeartbeatInterval(*reply);
+      return Status::Ok();
+    }
+    if (reply.status().code() == Code::kCancelled) return reply.status();
+    if (!IsTransient(reply.status())) return reply.status().WithContext("registering");
+    if (reply.status().code() != Code::kUnavailable) AgentLog(reply.status().ToString());
+    if (stop.WaitFor(backoff.Next())) return Cancelled("agent stopping");
+  }
+}
+
+void Agent::Impl::StartHeartbeat() {
+  heartbeat = std::thread([this] {
+    while (!stop.WaitFor(heartbeat_interval)) Heartbeat();
+  });
+}
+
+void Agent::Impl::Heartbeat() {
+  StatusOr<Json> reply = api.PostJson(agent_path + "/heartbeat", Json::object(),
+                                      kShortCallTimeoutS);
+  // A missed beat is retried by the next one; only say why when it is not
+  // the usual server-is-restarting case.
+  Code code = reply.status().code();
+  if (code != Code::kOk && code != Code::kUnavailable && code != Code::kCancelled) {
+    AgentLog("heartbeat: " + reply.status().ToString());
+  }
+}
+
+Status Agent::Impl::WorkLoop() {
+  Backoff backoff;
+  while (!stop.stopped()) {
+    bool terminate = false;
+    Status st = PollOnce(&backoff, &terminate);
+    if (!st.ok()) return st;
+    if (terminate) {
+      OnTerminate();
+      return Status::Ok();
+    }
+  }
+  return Cancelled("agent stopping");
+}
+
+Status Agent::Impl::PollOnce(Backoff* backoff, bool* terminate) {
+  ReapJob();
+  // With an assignment waiting for the running job, look again soon.
+  int wait = queued.empty() ? kWorkWaitS : 1;
+  StatusOr<Json> reply = api.GetJson(agent_path + "/work?wait=" + std::to_string(wait),
+                                     kWorkReadTimeoutS);
+  if (!reply.ok()) {
+    const Status& st = reply.status();
+    if (st.code() == Code::kCancelled) return st;
+    if (IsPermanent(st)) return st.WithContext("polling for work");
+    if (st.code() != Code::kUnavailable) AgentLog("polling for work: " + st.ToString());
+    stop.WaitFor(backoff->Next());
+    return Status::Ok();
+  }
+  backoff->Reset();
+  if (!reply->is_object()) return Status::Ok();
+  if (reply->contains("assign")) OnAssign((*reply)["assign"]);
+  if (reply->contains("cancel") && (*reply)["cancel"].is_string()) OnCancel((*reply)["cancel"]);
+  *terminate = reply->contains("terminate") && (*reply)["terminate"] == true;
+  return Status::Ok();
+}
+
+void Agent::Impl::OnAssign(const Json& j) {
+  Queued q;
+  q.parse_status = Assignment::Parse(j, &q.assignment);
+  const Assignment& a = q.assignment;
+  if (a.job.empty() || a.attempt == 0) {
+    AgentLog("ignoring an assignment: " + q.parse_status.message());
+    return;
+  }
+  // The same attempt again (a server that restarted, a retried reply).
+  if (!seen.insert({a.job, a.attempt}).second) return;
+  ReapJob();
+  if (job) {
+    queued.push_back(std::move(q));
+    return;
+  }
+  StartJob(std::move(q));
+}
+
+void Agent::Impl::OnCancel(const std::string& job_id) {
+  if (job && job->job() == job_id && !job->Done()) job->Cancel("cancelled");
+  for (Queued& q : queued) {
+    if (q.assignment.job == job_id) q.cancel_reason = "cancelled";
+  }
+}
+
+void Agent::Impl::OnTerminate() {
+  if (job) {
+    job->Cancel("terminated by the server");
+    job->Join();
+  }
+  for (Queued& q : queued) {
+    q.cancel_reason = "terminated by the server";
+    StartJob(std::move(q));  // only writes its exit record
+    job->Join();
+  }
+  queued.clear();
+  for (auto end = std::chrono::steady_clock::now() + kTerminateFlush;
+       std::chrono::steady_clock::now() < end && !stop.stopped();) {
+    if (spool->WaitAllAcked(std::chrono::milliseconds(100))) break;
+  }
+}
+
+void Agent::Impl::ReapJob() {
+  if (!job || !job->Done()) return;
+  job->Join();
+  job.reset();
+  if (queued.empty()) return;
+  Queued next = std::move(queued.front());
+  queued.pop_front();
+  StartJob(std::move(next));
+}
+
+void Agent::Impl::StartJob(Queued q) {
+  JobContext context{&config, spool.get(), cache.get(), uploader.get(), &stop, inherited_env};
+  job = std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
+                                    std::move(q.parse_status));
+  if (!q.cancel_reason.empty()) job->Cancel(q.cancel_reason);
+  job->Start();
+}
+
+void Agent::Impl::Shutdown() {
+  stop.Notify();  // a job still running is ended and its spool kept
+  api.CancelAll();
+  if (job) job->Join();
+  if (heartbeat.joinable()) heartbeat.join();
+  if (sender) sender->Stop();
+}
+
+Agent::Agent(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Agent::~Agent() = default;
+
+Status Agent::Run() {
+  Status st = impl_->Open();
+  if (st.ok()) st = impl_->Register();
+  if (st.ok()) {
+    impl_->sender->Start();  // leftovers of an earlier agent go first
+    impl_->StartHeartbeat();
+    st = impl_->WorkLoop();
+  }
+  impl_->Shutdown();
+  return st.code() == Code::kCancelled ? Status::Ok() : st;
+}
+
+void Agent::Stop() {
+  impl_->stop.Notify();
+  impl_->api.CancelAll();
+}
+
+}  // namespace yard

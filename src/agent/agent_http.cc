@@ -1,0 +1,94 @@
+#include "agent/agent_http.h"
+
+#include <sys/socket.h>
+
+#include <httplib.h>
+
+namespace yard {
+
+StatusOr<Json> HttpReply::JsonBody() const {
+  if (body.empty()) return Json::object();
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Internal("server sent invalid JSON");
+  return j;
+}
+
+AgentHttp::AgentHttp(UrlResolver resolver, std::string token)
+    : resolver_(std::move(resolver)), token_(std::move(token)) {}
+
+template <typename Send>
+StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeout_s,
+                                        Send&& send) {
+  if (cancelled_) return Cancelled(what + ": agent stopping");
+  YARD_ASSIGN_OR_RETURN(std::string url, resolver_());
+  httplib::Client cli(url);
+  if (!cli.is_valid()) return InvalidArgument("bad server URL '" + url + "'");
+  cli.set_connection_timeout(5, 0);
+  cli.set_read_timeout(read_timeout_s, 0);
+  cli.set_write_timeout(60, 0);
+  cli.set_keep_alive(false);
+  cli.set_tcp_nodelay(true);
+  // Closes the window where CancelAll() runs after our check below but
+  // before the socket exists, so stop() has nothing to shut down yet.
+  cli.set_socket_options([this](socket_t sock) {
+    if (cancelled_) ::shutdown(sock, SHUT_RDWR);
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return Cancelled(what + ": agent stopping");
+    in_flight_.insert(&cli);
+  }
+  httplib::Result r = send(cli);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(&cli);
+  }
+  if (cancelled_) return Cancelled(what + ": agent stopping");
+  if (!r) return Unavailable(what + ": " + httplib::to_string(r.error()));
+  return HttpReply{r->status, std::move(r->body)};
+}
+
+StatusOr<HttpReply> AgentHttp::Get(const std::string& path, int read_timeout_s) {
+  return Exchange("GET " + path, read_timeout_s, [&](httplib::Client& cli) {
+    return cli.Get(path, {{"Authorization", "Bearer " + token_}});
+  });
+}
+
+StatusOr<HttpReply> AgentHttp::Post(const std::string& path, const Json& body,
+                                    int read_timeout_s) {
+  return PostText(path, body.dump(-1, ' ', false, Json::error_handler_t::replace),
+                  read_timeout_s);
+}
+
+StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::string& json_text,
+                                        int read_timeout_s) {
+  return Exchange("POST " + path, read_timeout_s, [&](httplib::Client& cli) {
+    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, json_text,
+                    "application/json");
+  });
+}
+
+namespace {
+StatusOr<Json> ReplyJson(StatusOr<HttpReply> reply) {
+  if (!reply.ok()) return reply.status();
+  YARD_RETURN_IF_ERROR(reply->ToStatus());
+  return reply->JsonBody();
+}
+}  // namespace
+
+StatusOr<Json> AgentHttp::GetJson(const std::string& path, int read_timeout_s) {
+  return ReplyJson(Get(path, read_timeout_s));
+}
+
+StatusOr<Json> AgentHttp::PostJson(const std::string& path, const Json& body,
+                                   int read_timeout_s) {
+  return ReplyJson(Post(path, body, read_timeout_s));
+}
+
+void AgentHttp::CancelAll() {
+  cancelled_ = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (httplib::Client* cli : in_flight_) cli->stop();
+}
+
+}  // namespace yard

@@ -1,0 +1,446 @@
+// End-to-end tests of the agent against the fake server: real jobs run
+// through the `yard shim` of this build (YARD_BINARY).
+#include "agent/agent.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "agent/agent_testing.h"
+#include "common/bundle.h"
+#include "common/hashing.h"
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+using agent_testing::FakeServer;
+using agent_testing::FakeState;
+using agent_testing::TempDir;
+using agent_testing::WaitFor;
+using namespace std::chrono_literals;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class AgentTest : public testing::Test {
+ protected:
+  AgentTest() : state_(std::make_shared<FakeState>()) { StartServer(); }
+  ~AgentTest() override { StopAgent(); }
+
+  void StartServer() {
+    server_ = std::make_unique<FakeServer>(state_);
+    std::lock_guard<std::mutex> lock(url_mu_);
+    url_ = server_->url();
+  }
+  // The URL stays: the agent's calls are refused until StartServer().
+  void StopServer() { server_->Stop(); }
+
+  AgentConfig Config() {
+    AgentConfig c;
+    c.server = [this]() -> StatusOr<std::string> {
+      std::lock_guard<std::mutex> lock(url_mu_);
+      return url_;
+    };
+    c.token = state_->token;
+    c.instance_id = "i-1";
+    c.work_dir = work_.path();
+    c.yard_binary = YARD_BINARY;
+    c.artifact_scan_interval = 20ms;
+    c.kill_grace = 1000ms;
+    return c;
+  }
+
+  void StartAgent(AgentConfig config) {
+    run_done_ = false;
+    agent_ = std::make_unique<Agent>(std::move(config));
+    run_ = std::thread([this] {
+      run_status_ = agent_->Run();
+      run_done_ = true;
+    });
+  }
+  void StartAgent() { StartAgent(Config()); }
+
+  void StopAgent() {
+    if (!agent_) return;
+    agent_->Stop();
+    run_.join();
+    agent_.reset();
+  }
+
+  // Packs `files` into a bundle whose chunks the server holds.
+  Manifest Bundle(const std::map<std::string, std::string>& files) {
+    std::string root = bundles_.path() + "/b" + std::to_string(++bundle_count_);
+    for (const auto& [path, content] : files) {
+      fs::create_directories(fs::path(root + "/" + path).parent_path());
+      std::ofstream(root + "/" + path, std::ios::binary) << content;
+    }
+    auto m = PackDirectory(root, PackOptions{}, [this](const ChunkRef& c, std::string_view b) {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->blobs[c.hash] = std::string(b);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? *m : Manifest{};
+  }
+
+  static Json Assignment(const std::string& job, const std::string& script,
+                         const Manifest& bundle = {}) {
+    return {{"job", job}, {"attempt", 1}, {"command", {"sh", "-c", script}},
+            {"bundle", bundle.ToJson()}, {"env", Json::object()}};
+  }
+  void Assign(const Json& assignment) { state_->Push({{"assign", assignment}}); }
+  void Assign(const std::string& job, const std::string& script, const Manifest& bundle = {}) {
+    Assign(Assignment(job, script, bundle));
+  }
+
+  Json WaitExit(const std::string& job, std::chrono::milliseconds timeout = 20s) {
+    EXPECT_TRUE(WaitFor([&] { return !state_->Exit(job).is_null(); }, timeout))
+        << "no exit record for " << job << "; output so far: " << state_->Output(job);
+    return state_->Exit(job);
+  }
+  bool OutputHas(const std::string& job, const std::string& text) {
+    return state_->Output(job).find(text) != std::string::npos;
+  }
+  std::string JobDir(const std::string& job) { return work_.path() + "/jobs/" + job + "-1"; }
+  std::string SpoolFile(const std::string& job) { return work_.path() + "/spool/" + job + "-1.jsonl"; }
+  // Lets a job blocked on `while [ ! -f ../go ]` go on.
+  void Go(const std::string& job) { std::ofstream(JobDir(job) + "/go") << "go"; }
+
+  static constexpr const char* kWaitForGo = "while [ ! -f ../go ]; do sleep 0.01; done; ";
+
+  TempDir work_, bundles_;
+  int bundle_count_ = 0;
+  std::shared_ptr<FakeState> state_;
+  std::unique_ptr<FakeServer> server_;
+  std::mutex url_mu_;
+  std::string url_;
+  std::unique_ptr<Agent> agent_;
+  std::thread run_;
+  Status run_status_;
+  std::atomic<bool> run_done_{false};
+};
+
+TEST_F(AgentTest, OutputArrivesCompleteInOrderWithGaplessSequence) {
+  StartAgent();
+  std::string expected;
+  for (int i = 1; i <= 3000; ++i) expected += "line " + std::to_string(i) + "\n";
+  expected += "to-stderr\ntail";
+  Assign("job-out",
+         "i=1; while [ $i -le 3000 ]; do echo \"line $i\"; i=$((i+1)); done; "
+         "echo to-stderr >&2; printf tail");
+  Json exit = WaitExit("job-out");
+  EXPECT_EQ(exit["exit_code"], 0);
+  EXPECT_EQ(exit["message"], "exit code 0");
+  EXPECT_EQ(exit["cancelled"], false);
+  EXPECT_EQ(state_->Output("job-out"), expected);
+  std::vector<Json> records = state_->Records("job-out");
+  EXPECT_EQ(records.back()["kind"], "exit");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  int64_t next = 1;
+  for (const auto& call : state_->events_calls) {
+    EXPECT_EQ(call.http_status, 200);
+    EXPECT_EQ(call.first, next) << "a gap or a resend without cause";
+    next = call.first + static_cast<int64_t>(call.count);
+  }
+  EXPECT_EQ(next - 1, static_cast<int64_t>(records.size()));
+}
+
+TEST_F(AgentTest, ALineReachesTheServerWithoutWaitingForMore) {
+  StartAgent();
+  Assign("job-fast", std::string("echo ready; ") + kWaitForGo + "echo now; sleep 30");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-fast", "ready\n"); }));
+  auto go = std::chrono::steady_clock::now();
+  Go("job-fast");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-fast", "now\n"); }, 5s));
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_LT(state_->output_seen["now\n"] - go, 1s);
+}
+
+TEST_F(AgentTest, MetricLinesBecomeMetricRecords) {
+  StartAgent();
+  Assign("job-m", R"(printf '{"loss": 1.5}\nnot json\n{"acc": 0.9}' > "$YARD_METRICS")");
+  WaitExit("job-m");
+  std::vector<Json> got;
+  for (const Json& r : state_->Records("job-m")) {
+    if (r["kind"] != "exit") got.push_back(r);
+  }
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], Json::parse(R"({"kind":"metric","values":{"loss":1.5}})"));
+  EXPECT_EQ(got[1]["kind"], "output");
+  EXPECT_EQ(got[1]["data"].get<std::string>().rfind("yard: ignored metric line 2: not JSON", 0), 0u);
+  EXPECT_EQ(got[2], Json::parse(R"({"kind":"metric","values":{"acc":0.9}})"));
+}
+
+TEST_F(AgentTest, CheckpointIsSyncedWhileTheJobRuns) {
+  StartAgent();
+  Assign("job-ck", std::string("printf weights-v1 > \"$YARD_CHECKPOINT_DIR/ckpt.bin\"; ") +
+                       kWaitForGo + "echo done");
+  Json artifact;
+  ASSERT_TRUE(WaitFor([&] {
+    for (const Json& r : state_->Records("job-ck")) {
+      if (r["kind"] == "artifact") artifact = r;
+    }
+    return !artifact.is_null();
+  }));
+  EXPECT_TRUE(state_->Exit("job-ck").is_null()) << "the job is still waiting";
+  EXPECT_EQ(artifact["dir"], "checkpoints");
+  StatusOr<FileEntry> e = FileEntryFromJson(artifact["entry"]);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->path, "ckpt.bin");
+  std::string content;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (const ChunkRef& c : e->chunks) content += state_->blobs[c.hash];
+  }
+  EXPECT_EQ(content, "weights-v1");
+  Go("job-ck");
+  EXPECT_EQ(WaitExit("job-ck")["exit_code"], 0);
+}
+
+TEST_F(AgentTest, FilesWrittenJustBeforeExitAreSyncedBeforeTheExitRecord) {
+  StartAgent();
+  Assign("job-last", "mkdir -p \"$YARD_OUTPUT_DIR/sub\"; printf result > \"$YARD_OUTPUT_DIR/sub/r.txt\"; "
+                     "printf log > \"$YARD_LOG_DIR/events.log\"");
+  WaitExit("job-last");
+  std::vector<Json> records = state_->Records("job-last");
+  std::set<std::string> synced;
+  for (const Json& r : records) {
+    if (r["kind"] == "artifact") synced.insert(r["dir"].get<std::string>() + "/" + r["entry"]["path"].get<std::string>());
+  }
+  EXPECT_EQ(synced, (std::set<std::string>{"outputs/sub/r.txt", "logs/events.log"}));
+  EXPECT_EQ(records.back()["kind"], "exit");
+}
+
+TEST_F(AgentTest, RetriedBatchesLoseNothingAndDoubleNothing) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->refuse_events = 3;
+    state_->lose_event_replies = 3;
+  }
+  StartAgent();
+  std::string expected;
+  for (int i = 1; i <= 500; ++i) expected += "n " + std::to_string(i) + "\n";
+  Assign("job-r",
+         "i=1; while [ $i -le 500 ]; do echo \"n $i\"; "
+         "[ $((i % 100)) -eq 0 ] && sleep 0.05; i=$((i+1)); done; true");
+  WaitExit("job-r");
+  EXPECT_EQ(state_->Output("job-r"), expected);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->refuse_events, 0);
+  EXPECT_EQ(state_->lose_event_replies, 0);
+}
+
+TEST_F(AgentTest, GapReplyMakesTheAgentResendFromAcked) {
+  StartAgent();
+  Assign("job-gap", std::string("echo a; ") + kWaitForGo + "echo b");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-gap", "a\n"); }));
+  {
+    // The server "loses" what it had acknowledged (e.g. restored state).
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->events[{"job-gap", 1}].clear();
+  }
+  Go("job-gap");
+  WaitExit("job-gap");
+  EXPECT_EQ(state_->Output("job-gap"), "a\nb\n");
+}
+
+TEST_F(AgentTest, CancelEndsTheJobWithCancelledTrue) {
+  StartAgent();
+  Assign("job-c", "echo started; sleep 30");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-c", "started\n"); }));
+  auto start = std::chrono::steady_clock::now();
+  state_->Push({{"cancel", "job-c"}});
+  Json exit = WaitExit("job-c");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(exit["cancelled"], true);
+  EXPECT_EQ(exit["message"].get<std::string>().rfind("cancelled", 0), 0u) << exit;
+}
+
+TEST_F(AgentTest, RecordsWrittenWhileTheServerIsDownArriveWhenItReturns) {
+  StartAgent();
+  Assign("job-s", std::string("echo one; ") + kWaitForGo + "echo two");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-s", "one\n"); }));
+  StopServer();
+  Go("job-s");
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(SpoolFile("job-s")).find("\"exit\"") != std::string::npos; }));
+  StartServer();  // on a new port: the agent asks its resolver again
+  Json exit = WaitExit("job-s");
+  EXPECT_EQ(exit["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-s"), "one\ntwo\n");
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-s")); }));
+}
+
+TEST_F(AgentTest, ARestartedAgentSendsWhatTheLastOneSpooled) {
+  StartAgent();
+  Assign("job-rs", std::string("echo one; ") + kWaitForGo + "echo two");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-rs", "one\n"); }));
+  StopServer();
+  Go("job-rs");
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(SpoolFile("job-rs")).find("\"exit\"") != std::string::npos; }));
+  StopAgent();
+  StartServer();
+  StartAgent();
+  WaitExit("job-rs");
+  EXPECT_EQ(state_->Output("job-rs"), "one\ntwo\n");
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-rs")); }));
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->registers, 2);
+}
+
+TEST_F(AgentTest, TheChunkCacheSavesFetchingABundleTwice) {
+  StartAgent();
+  Manifest bundle = Bundle({{"hello.txt", "hello from the bundle\n"}, {"sub/x.py", "print(1)\n"}});
+  Assign("job-b1", "cat hello.txt sub/x.py", bundle);
+  EXPECT_EQ(WaitExit("job-b1")["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-b1"), "hello from the bundle\nprint(1)\n");
+  int gets = 0;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    gets = state_->blob_gets;
+  }
+  EXPECT_GE(gets, 1);
+  Assign("job-b2", "cat hello.txt", bundle);
+  WaitExit("job-b2");
+  EXPECT_EQ(state_->Output("job-b2"), "hello from the bundle\n");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->blob_gets, gets);
+}
+
+TEST_F(AgentTest, AJobGetsItsEnvironmentAndFolders) {
+  AgentConfig config = Config();
+  config.job_env = {{"FROM_CONFIG", "c"}, {"BOTH", "config"}};
+  StartAgent(config);
+  Json a = Assignment("job-env",
+                      "echo \"$YARD_JOB_ID|$FROM_CONFIG|$BOTH|$PYTHONUNBUFFERED|${YARD_RESUME_FROM-unset}\"; "
+                      "pwd; echo \"$YARD_CHECKPOINT_DIR|$YARD_LOG_DIR|$YARD_OUTPUT_DIR|$YARD_METRICS\"");
+  a["env"] = {{"BOTH", "assign"}};
+  Assign(a);
+  WaitExit("job-env");
+  std::string dir = fs::canonical(JobDir("job-env")).string();
+  EXPECT_EQ(state_->Output("job-env"),
+            "job-env|c|assign|1|unset\n" + dir + "/work\n" + dir + "/checkpoints|" + dir +
+                "/logs|" + dir + "/outputs|" + dir + "/metrics.jsonl\n");
+}
+
+TEST_F(AgentTest, AResumedJobFindsItsCheckpoint) {
+  StartAgent();
+  FileEntry ckpt;
+  ckpt.path = "epoch3.ckpt";
+  ckpt.size = 11;
+  ckpt.chunks.push_back({Sha256Hex("saved-state"), 11});
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->blobs[Sha256Hex("saved-state")] = "saved-state";
+  }
+  Json a = Assignment("job-res", "cat \"$YARD_RESUME_FROM\"; echo; echo \"$YARD_RESUME_FROM\"");
+  a["resume_from"] = {{"dir", "checkpoints"}, {"entry", FileEntryToJson(ckpt)}};
+  Assign(a);
+  WaitExit("job-res");
+  std::string dir = fs::canonical(JobDir("job-res")).string();
+  EXPECT_EQ(state_->Output("job-res"), "saved-state\n" + dir + "/checkpoints/epoch3.ckpt\n");
+  for (const Json& r : state_->Records("job-res")) EXPECT_NE(r["kind"], "artifact") << r;
+}
+
+TEST_F(AgentTest, ABundleThatCannotBeFetchedEndsWithAnExitRecord) {
+  StartAgent();
+  Manifest m;
+  FileEntry e;
+  e.path = "gone.txt";
+  e.size = 6;
+  e.chunks.push_back({Sha256Hex("absent"), 6});
+  m.files.push_back(e);
+  Assign("job-nb", "true", m);
+  Json exit = WaitExit("job-nb");
+  EXPECT_EQ(exit["exit_code"], 1);
+  EXPECT_NE(exit["message"].get<std::string>().find("could not prepare the job"), std::string::npos)
+      << exit;
+  EXPECT_TRUE(OutputHas("job-nb", "yard: could not prepare the job"));
+}
+
+TEST_F(AgentTest, ACommandThatCannotRunExitsWith127) {
+  StartAgent();
+  state_->Push({{"assign", {{"job", "job-127"}, {"attempt", 1},
+                            {"command", {"no-such-command-for-yard"}}, {"env", Json::object()}}}});
+  EXPECT_EQ(WaitExit("job-127")["exit_code"], 127);
+}
+
+TEST_F(AgentTest, ABadAssignmentEndsWithAnExitRecord) {
+  StartAgent();
+  state_->Push({{"assign", {{"job", "job-bad"}, {"attempt", 1}, {"command", "not a list"}}}});
+  Json exit = WaitExit("job-bad");
+  EXPECT_EQ(exit["exit_code"], 1);
+  EXPECT_NE(exit["message"].get<std::string>().find("bad assignment"), std::string::npos);
+}
+
+TEST_F(AgentTest, TerminateEndsTheJobAndRun) {
+  StartAgent();
+  Assign("job-t", "echo started; sleep 30");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-t", "started\n"); }));
+  state_->Push({{"terminate", true}});
+  ASSERT_TRUE(WaitFor([&] { return run_done_.load(); }));
+  EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
+  // Run waited for the exit record to be acknowledged.
+  EXPECT_EQ(state_->Exit("job-t")["cancelled"], true);
+}
+
+TEST_F(AgentTest, StopReturnsPromptlyDuringALongPoll) {
+  StartAgent();
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->polls > 0;
+  }));
+  auto start = std::chrono::steady_clock::now();
+  StopAgent();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(run_status_.ok());
+}
+
+TEST_F(AgentTest, StopEndsARunningJob) {
+  StartAgent();
+  Assign("job-stop", "echo started; sleep 30");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-stop", "started\n"); }));
+  auto start = std::chrono::steady_clock::now();
+  StopAgent();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST_F(AgentTest, ABadTokenEndsRun) {
+  AgentConfig config = Config();
+  config.token = "wrong";
+  StartAgent(config);
+  ASSERT_TRUE(WaitFor([&] { return run_done_.load(); }));
+  EXPECT_EQ(run_status_.code(), Code::kUnauthenticated) << run_status_.ToString();
+}
+
+TEST_F(AgentTest, RegisterIsRetriedWhileTheServerStarts) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->refuse_registers = 3;
+  }
+  StopServer();
+  StartAgent();
+  std::this_thread::sleep_for(100ms);  // some refused connections first (not needed for correctness)
+  StartServer();
+  Assign("job-late", "echo hi");
+  EXPECT_EQ(WaitExit("job-late")["exit_code"], 0);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->registers, 1);
+}
+
+TEST_F(AgentTest, HeartbeatsFlow) {
+  StartAgent();
+  EXPECT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->heartbeats >= 2;
+  }, 10s));
+}
+
+}  // namespace
+}  // namespace yard

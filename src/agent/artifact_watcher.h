@@ -1,0 +1,91 @@
+// ArtifactWatcher: mirrors the files a job writes under its checkpoint, log
+// and output folders to the server while it runs.
+//
+// A file is synced once it has changed since its last sync and then stayed
+// the same (size and mtime) across two consecutive scans, so that a file
+// still being written is not sent half-done. A sync uploads the file's
+// chunks and, if the file still has the (size, mtime) it had before the
+// upload, emits {"kind":"artifact","dir":D,"entry":<file entry>} with the
+// path relative to D's folder; otherwise it is tried again later.
+// Symlinks and paths that are not safe relative paths are skipped.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "agent/stop_signal.h"
+#include "client/http_client.h"
+#include "common/manifest.h"
+#include "common/status.h"
+
+namespace yard {
+
+// What tells one version of a file from the next.
+struct FileStamp {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+class ArtifactWatcher {
+ public:
+  // Uploads a file's chunks and returns its entry (path and mode are set by
+  // the watcher). See ChunkUploader::Upload.
+  using Upload = std::function<StatusOr<FileEntry>(const std::string& path)>;
+  // Receives each record (artifact, or an output line about a failed sync).
+  using Emit = std::function<void(Json record)>;
+  struct Dir {
+    std::string name;    // "checkpoints", "logs", "outputs"
+    std::string folder;  // where it is on disk
+  };
+
+  ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit);
+  ~ArtifactWatcher();  // Stop()s
+
+  // Scans every `interval` on a thread of its own until Stop(). Once only.
+  void Start(std::chrono::milliseconds interval);
+  // Ends the scanning thread (after the scan in progress).
+  void Stop();
+
+  // One scan (see above). With `final` (the job has ended) every file
+  // changed since its last sync is synced, stable or not, and a file that
+  // cannot be synced gets an output record saying why.
+  // REQUIRES: not called while the Start() thread runs.
+  void Scan(bool final);
+
+  // Takes the file's present state as synced: the agent wrote it itself
+  // (a checkpoint to resume from) and the server has it.
+  void MarkSynced(const std::string& dir_name, const std::string& relative_path);
+
+ private:
+  struct FileState {
+    std::optional<FileStamp> seen;    // at the previous scan
+    std::optional<FileStamp> synced;  // at the last sync
+    std::optional<FileStamp> failed;  // at the last failed sync
+  };
+  void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
+  void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  void SyncFailed(const Dir& dir, const std::string& rel, FileState* state, const Status& why,
+                  bool final);
+
+  std::vector<Dir> dirs_;
+  Upload upload_;
+  Emit emit_;
+  std::map<std::string, FileState> files_;  // by "<dir name>/<relative path>"
+  StopSignal stop_;
+  std::thread thread_;
+};
+
+// lstat of a regular file: its stamp and permission bits; nullopt for
+// anything else (missing, a folder, a symlink).
+std::optional<std::pair<FileStamp, uint32_t>> StatRegularFile(const std::string& path);
+
+}  // namespace yard

@@ -1,0 +1,162 @@
+#include "agent/artifact_watcher.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "agent/agent_testing.h"
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+using agent_testing::TempDir;
+
+class ArtifactWatcherTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* d : {"checkpoints", "logs"}) fs::create_directories(dir_.path() + "/" + d);
+  }
+
+  ArtifactWatcher MakeWatcher() {
+    return ArtifactWatcher(
+        {{"checkpoints", dir_.path() + "/checkpoints"}, {"logs", dir_.path() + "/logs"}},
+        [this](const std::string& path) -> StatusOr<FileEntry> {
+          uploads_.push_back(path);
+          ++upload_count_;
+          if (during_upload_) during_upload_(path);
+          if (fail_) return Internal("disk on fire");
+          FileEntry e;
+          e.size = fs::file_size(path);
+          e.chunks.push_back({std::string(64, 'a'), e.size});
+          return e;
+        },
+        [this](Json r) { records_.push_back(std::move(r)); });
+  }
+
+  void Write(const std::string& rel, const std::string& content) {
+    std::string path = dir_.path() + "/" + rel;
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path, std::ios::trunc) << content;
+  }
+
+  // Moves the file's mtime so that a rewrite within the clock's granularity
+  // still counts as a change.
+  void Touch(const std::string& rel, int seconds_ahead) {
+    fs::last_write_time(dir_.path() + "/" + rel,
+                        fs::file_time_type::clock::now() + std::chrono::seconds(seconds_ahead));
+  }
+
+  TempDir dir_;
+  std::vector<std::string> uploads_;
+  std::atomic<int> upload_count_{0};
+  std::vector<Json> records_;
+  bool fail_ = false;
+  std::function<void(const std::string&)> during_upload_;
+};
+
+TEST_F(ArtifactWatcherTest, SyncsAFileStableAcrossTwoScans) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/sub/ckpt.bin", "v1");
+  w.Scan(false);
+  EXPECT_TRUE(records_.empty());
+  w.Scan(false);
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0]["kind"], "artifact");
+  EXPECT_EQ(records_[0]["dir"], "checkpoints");
+  EXPECT_EQ(records_[0]["entry"]["path"], "sub/ckpt.bin");
+  EXPECT_EQ(records_[0]["entry"]["size"], 2);
+  w.Scan(false);
+  EXPECT_EQ(records_.size(), 1u);  // unchanged: not again
+}
+
+TEST_F(ArtifactWatcherTest, AChangedFileWaitsUntilStableAgain) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("logs/events.out", "a");
+  w.Scan(false);
+  w.Scan(false);
+  ASSERT_EQ(records_.size(), 1u);
+  Write("logs/events.out", "ab");
+  Touch("logs/events.out", 5);
+  w.Scan(false);
+  EXPECT_EQ(records_.size(), 1u);
+  w.Scan(false);
+  ASSERT_EQ(records_.size(), 2u);
+  EXPECT_EQ(records_[1]["dir"], "logs");
+  EXPECT_EQ(records_[1]["entry"]["size"], 2);
+}
+
+TEST_F(ArtifactWatcherTest, FinalScanSyncsUnstableFiles) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/last.bin", "x");
+  w.Scan(true);
+  ASSERT_EQ(records_.size(), 1u);
+  w.Scan(true);
+  EXPECT_EQ(records_.size(), 1u);
+}
+
+TEST_F(ArtifactWatcherTest, AFileChangedDuringUploadIsNotReported) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/c.bin", "1");
+  w.Scan(false);
+  during_upload_ = [&](const std::string&) {
+    Write("checkpoints/c.bin", "22");
+    Touch("checkpoints/c.bin", 7);
+    during_upload_ = nullptr;
+  };
+  w.Scan(false);
+  EXPECT_EQ(uploads_.size(), 1u);
+  EXPECT_TRUE(records_.empty());
+  w.Scan(false);  // the new version, unchanged since the upload's end
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0]["entry"]["size"], 2);
+}
+
+TEST_F(ArtifactWatcherTest, FailedSyncIsNotRetriedUntilChangedButFinalSaysWhy) {
+  ArtifactWatcher w = MakeWatcher();
+  fail_ = true;
+  Write("checkpoints/c.bin", "1");
+  w.Scan(false);
+  w.Scan(false);
+  w.Scan(false);
+  EXPECT_EQ(uploads_.size(), 1u);
+  EXPECT_TRUE(records_.empty());
+  w.Scan(true);
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0]["kind"], "output");
+  EXPECT_NE(records_[0]["data"].get<std::string>().find("checkpoints/c.bin: disk on fire"),
+            std::string::npos);
+}
+
+TEST_F(ArtifactWatcherTest, KeepsModeAndSkipsSymlinks) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/run.sh", "#!/bin/sh\n");
+  fs::permissions(dir_.path() + "/checkpoints/run.sh", fs::perms(0755));
+  fs::create_symlink("/etc/passwd", dir_.path() + "/checkpoints/link");
+  w.Scan(true);
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0]["entry"]["path"], "run.sh");
+  EXPECT_EQ(records_[0]["entry"]["mode"], 0755);
+}
+
+TEST_F(ArtifactWatcherTest, MarkSyncedSkipsAFileTheAgentWrote) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/resume.bin", "r");
+  w.MarkSynced("checkpoints", "resume.bin");
+  w.Scan(true);
+  EXPECT_TRUE(records_.empty());
+}
+
+TEST_F(ArtifactWatcherTest, ThreadScansOnItsOwn) {
+  ArtifactWatcher w = MakeWatcher();
+  Write("checkpoints/a", "a");
+  w.Start(std::chrono::milliseconds(5));
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return upload_count_ > 0; }));
+  w.Stop();
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,320 @@
+#include "agent/event_spool.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <functional>
+
+#include "agent/agent_log.h"
+
+namespace yard {
+
+namespace fs = std::filesystem;
+
+struct EventSpool::Stream {
+  std::string job;
+  int64_t attempt = 0;
+  std::string path;
+  int fd = -1;
+  // ends[k] is the file offset just past the line of record k; ends[0] is
+  // just past the header. Kept whole so that a server that lost records it
+  // had acknowledged can still be given them again.
+  std::vector<uint64_t> ends;
+  int64_t acked = 0;
+  int64_t exit_seq = 0;  // 0: no exit record yet
+  bool abandoned = false;
+  Clock::time_point not_before{};
+
+  int64_t last() const { return static_cast<int64_t>(ends.size()) - 1; }
+  bool pending() const { return acked < last(); }
+};
+
+namespace {
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("writing the event spool");
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Status PreadAll(int fd, uint64_t offset, size_t size, std::string* out) {
+  out->resize(size);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out->data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading the event spool");
+    if (n == 0) return Internal("event spool shorter than its index");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Calls `fn(line, end_offset)` for each complete line of the file until it
+// returns false; returns the offset just past the last line it accepted.
+StatusOr<uint64_t> ScanLines(int fd, const std::function<bool(std::string_view, uint64_t)>& fn) {
+  std::string buf, block(1 << 20, '\0');
+  uint64_t buf_start = 0, good_end = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, block.data(), block.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading the event spool");
+    if (n == 0) return good_end;
+    buf.append(block.data(), static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+      if (!fn(std::string_view(buf).substr(start, nl - start), buf_start + nl + 1)) return good_end;
+      good_end = buf_start + nl + 1;
+    }
+    buf.erase(0, start);
+    buf_start += start;
+  }
+}
+
+bool IsExitRecord(const Json& record) {
+  return record.is_object() && record.contains("kind") && record["kind"] == "exit";
+}
+
+std::string DumpLine(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+std::string SpoolBatch::RequestBody() const {
+  Json head = {{"job", job}, {"attempt", attempt}, {"first", first}};
+  std::string text = head.dump(-1, ' ', false, Json::error_handler_t::replace);
+  text.pop_back();  // the closing '}'
+  return text + ",\"records\":[" + records + "]}";
+}
+
+std::string SafeFileName(const std::string& name) {
+  std::string out;
+  for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                            c == '_' || c == '.' ? c : '_');
+  if (out.empty() || out[0] == '.') out.insert(0, "_");
+  return out;
+}
+
+EventSpool::EventSpool(std::string dir) : dir_(std::move(dir)) {}
+
+EventSpool::~EventSpool() {
+  for (auto& s : streams_) ::close(s->fd);
+}
+
+StatusOr<std::unique_ptr<EventSpool>> EventSpool::Open(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Internal("creating spool folder " + dir + ": " + ec.message());
+  std::unique_ptr<EventSpool> spool(new EventSpool(dir));
+  YARD_RETURN_IF_ERROR(spool->LoadAll());
+  return spool;
+}
+
+Status EventSpool::LoadAll() {
+  std::vector<std::pair<fs::file_time_type, std::string>> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    if (e.path().extension() == ".jsonl") files.emplace_back(e.last_write_time(ec), e.path());
+  }
+  if (ec) return Internal("listing spool folder " + dir_ + ": " + ec.message());
+  std::sort(files.begin(), files.end());  // oldest first: they are sent first
+  for (const auto& f : files) YARD_RETURN_IF_ERROR(Load(f.second));
+  return Status::Ok();
+}
+
+Status EventSpool::Load(const std::string& path) {
+  auto s = std::make_unique<Stream>();
+  s->path = path;
+  s->fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  if (s->fd < 0) return ErrnoStatus("opening " + path);
+  auto end = ScanLines(s->fd, [&](std::string_view line, uint64_t line_end) {
+    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) return false;
+    if (s->ends.empty()) {
+      if (j["yard_spool"] != 1 || !j["job"].is_string() ||
+          !j["attempt"].is_number_integer()) return false;
+      s->job = j["job"];
+      s->attempt = j["attempt"];
+    } else if (IsExitRecord(j)) {
+      s->exit_seq = static_cast<int64_t>(s->ends.size());
+    }
+    s->ends.push_back(line_end);
+    return true;
+  });
+  if (!end.ok()) { ::close(s->fd); return end.status(); }
+  if (s->ends.empty()) {
+    AgentLog("ignoring " + path + ": not a version-1 event spool");
+    ::close(s->fd);
+    return Status::Ok();
+  }
+  if (::ftruncate(s->fd, static_cast<off_t>(*end)) != 0) AgentLog("cannot cut torn " + path);
+  s->abandoned = true;  // its job died with the agent that wrote it
+  streams_.push_back(std::move(s));
+  return Status::Ok();
+}
+
+std::string EventSpool::PathFor(const std::string& job, int64_t attempt) const {
+  return dir_ + "/" + SafeFileName(job) + "-" + std::to_string(attempt) + ".jsonl";
+}
+
+EventSpool::Stream* EventSpool::Find(const std::string& job, int64_t attempt) const {
+  for (const auto& s : streams_) {
+    if (s->job == job && s->attempt == attempt) return s.get();
+  }
+  return nullptr;
+}
+
+StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int64_t attempt) {
+  if (Stream* s = Find(job, attempt)) return s;
+  if (finished_.count({job, attempt})) {
+    return FailedPrecondition("job " + job + " attempt " + std::to_string(attempt) +
+                              " already ended");
+  }
+  auto s = std::make_unique<Stream>();
+  s->job = job;
+  s->attempt = attempt;
+  s->path = PathFor(job, attempt);
+  s->fd = ::open(s->path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (s->fd < 0) return ErrnoStatus("creating " + s->path);
+  std::string header = DumpLine({{"yard_spool", 1}, {"job", job}, {"attempt", attempt}});
+  Status st = WriteAll(s->fd, header);
+  if (!st.ok()) { ::close(s->fd); return st; }
+  s->ends.push_back(header.size());
+  streams_.push_back(std::move(s));
+  return streams_.back().get();
+}
+
+StatusOr<int64_t> EventSpool::Append(const std::string& job, int64_t attempt,
+                                     const Json& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
+  if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
+  std::string line = DumpLine(record);
+  Status st = WriteAll(s->fd, line);
+  if (!st.ok()) {
+    // Keep the file a whole number of lines.
+    if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");
+    return st;
+  }
+  s->ends.push_back(s->ends.back() + line.size());
+  if (IsExitRecord(record)) s->exit_seq = s->last();
+  s->abandoned = false;
+  cv_.notify_all();
+  return s->last();
+}
+
+void EventSpool::Abandon(const std::string& job, int64_t attempt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stream* s = Find(job, attempt);
+  if (s == nullptr) return;
+  s->abandoned = true;
+  RemoveIfDone(s);
+}
+
+std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_point* wake_at) {
+  Clock::time_point now = Clock::now();
+  for (const auto& s : streams_) {
+    if (!s->pending()) continue;
+    if (s->not_before > now) {
+      *wake_at = std::min(*wake_at, s->not_before);
+      continue;
+    }
+    SpoolBatch b{s->job, s->attempt, s->acked + 1, 1, {}};
+    uint64_t begin = s->ends[s->acked];
+    while (b.first + b.count <= s->last() &&
+           s->ends[b.first + b.count] - begin <= max_bytes) {
+      ++b.count;
+    }
+    Status st = PreadAll(s->fd, begin, s->ends[b.first + b.count - 1] - begin, &b.records);
+    if (!st.ok()) {
+      AgentLog(st.ToString());
+      s->not_before = now + std::chrono::seconds(1);
+      continue;
+    }
+    b.records.pop_back();  // the last '\n'
+    std::replace(b.records.begin(), b.records.end(), '\n', ',');
+    return b;
+  }
+  return std::nullopt;
+}
+
+std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
+                                                std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  Clock::time_point deadline = Clock::now() + timeout;
+  for (;;) {
+    if (wake_) {
+      wake_ = false;
+      return std::nullopt;
+    }
+    Clock::time_point wake_at = deadline;
+    if (auto b = TakeBatch(max_bytes, &wake_at)) return b;
+    if (Clock::now() >= deadline) return std::nullopt;
+    cv_.wait_until(lock, wake_at);
+  }
+}
+
+void EventSpool::Ack(const std::string& job, int64_t attempt, int64_t acked) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stream* s = Find(job, attempt);
+  if (s == nullptr) return;
+  s->acked = std::clamp<int64_t>(acked, 0, s->last());
+  s->not_before = {};
+  RemoveIfDone(s);
+  cv_.notify_all();
+}
+
+void EventSpool::Defer(const std::string& job, int64_t attempt,
+                       std::chrono::milliseconds delay) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Stream* s = Find(job, attempt)) s->not_before = Clock::now() + delay;
+}
+
+void EventSpool::Drop(const std::string& job, int64_t attempt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Stream* s = Find(job, attempt)) Remove(s);
+  cv_.notify_all();
+}
+
+void EventSpool::Wake() {
+  std::lock_guard<std::mutex> lock(mu_);
+  wake_ = true;
+  cv_.notify_all();
+}
+
+void EventSpool::RemoveIfDone(Stream* s) {
+  if (s->pending()) return;
+  if (s->exit_seq > 0 || s->abandoned) Remove(s);
+}
+
+void EventSpool::Remove(Stream* s) {
+  ::close(s->fd);
+  ::unlink(s->path.c_str());
+  finished_.insert({s->job, s->attempt});
+  std::erase_if(streams_, [s](const auto& p) { return p.get() == s; });
+}
+
+int64_t EventSpool::Unacked() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t n = 0;
+  for (const auto& s : streams_) n += s->last() - s->acked;
+  return n;
+}
+
+bool EventSpool::WaitAllAcked(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] {
+    for (const auto& s : streams_) if (s->pending()) return false;
+    return true;
+  });
+}
+
+}  // namespace yard

@@ -1,0 +1,105 @@
+// EventSpool: every record a job attempt produces, numbered from 1 and kept
+// on disk until the server has acknowledged it, so neither a server restart,
+// a network failure nor an agent restart loses output.
+//
+// One file per attempt, <dir>/<job>-<attempt>.jsonl (version 1):
+//   line 1:   {"attempt":A,"job":"<id>","yard_spool":1}
+//   line k+1: the record with agent sequence number k, exactly as sent
+//             (a JSON object without newlines).
+// Records are written with one append each, without fsync: a crashed agent
+// loses nothing, a crashed machine loses its instance anyway. A torn last
+// line is cut off on reload. A file is deleted once its exit record is
+// acknowledged (or, for an abandoned attempt, once everything is).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "client/http_client.h"
+#include "common/status.h"
+
+namespace yard {
+
+// Records of one attempt, ready to send.
+struct SpoolBatch {
+  std::string job;
+  int64_t attempt = 0;
+  int64_t first = 0;       // sequence number of the first record
+  int64_t count = 0;
+  std::string records;     // the records as JSON text, comma-separated
+  // The body of POST /v1/agents/{id}/events for this batch.
+  std::string RequestBody() const;
+};
+
+// Thread-safe.
+class EventSpool {
+ public:
+  // Opens `dir` (created if needed) and loads every spool file left there by
+  // an earlier agent; those attempts are treated as abandoned (their process
+  // died with that agent) and are sent before any newer stream.
+  static StatusOr<std::unique_ptr<EventSpool>> Open(const std::string& dir);
+  ~EventSpool();
+  EventSpool(const EventSpool&) = delete;
+  EventSpool& operator=(const EventSpool&) = delete;
+
+  // Writes `record` to the attempt's file (created on first use) and returns
+  // its sequence number. FailedPrecondition after the attempt's exit record.
+  StatusOr<int64_t> Append(const std::string& job, int64_t attempt, const Json& record);
+
+  // No exit record will follow: delete the stream once all is acknowledged.
+  void Abandon(const std::string& job, int64_t attempt);
+
+  // Waits up to `timeout` for records to send: those after the acknowledged
+  // ones of the oldest stream that has any and is not deferred, at most
+  // `max_bytes` of them but at least one. nullopt on timeout or Wake().
+  std::optional<SpoolBatch> WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout);
+  // The server holds records 1..acked of the attempt (it may go down too:
+  // the next batch then starts again at acked + 1).
+  void Ack(const std::string& job, int64_t attempt, int64_t acked);
+  // Keeps the attempt out of WaitBatch for `delay` (after a failed send).
+  void Defer(const std::string& job, int64_t attempt, std::chrono::milliseconds delay);
+  // The server will never take this attempt's records: deletes its file.
+  void Drop(const std::string& job, int64_t attempt);
+  // Makes a pending WaitBatch return nullopt now.
+  void Wake();
+
+  // Records appended but not yet acknowledged, over all attempts.
+  int64_t Unacked() const;
+  // Waits up to `timeout` for Unacked() == 0; returns whether it is.
+  bool WaitAllAcked(std::chrono::milliseconds timeout) const;
+  // Path of the attempt's spool file (whether or not it exists).
+  std::string PathFor(const std::string& job, int64_t attempt) const;
+
+ private:
+  struct Stream;
+  using Clock = std::chrono::steady_clock;
+  explicit EventSpool(std::string dir);
+
+  Status LoadAll();
+  Status Load(const std::string& path);
+  StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt);  // REQUIRES: mu_ held
+  Stream* Find(const std::string& job, int64_t attempt) const;          // REQUIRES: mu_ held
+  std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at);
+  void RemoveIfDone(Stream* s);  // REQUIRES: mu_ held
+  void Remove(Stream* s);        // REQUIRES: mu_ held
+
+  const std::string dir_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::vector<std::unique_ptr<Stream>> streams_;           // GUARDED_BY(mu_), oldest first
+  std::set<std::pair<std::string, int64_t>> finished_;     // GUARDED_BY(mu_)
+  bool wake_ = false;                                      // GUARDED_BY(mu_)
+};
+
+// A job id or name made safe as a file name (no '/', no leading '.').
+std::string SafeFileName(const std::string& name);
+
+}  // namespace yard

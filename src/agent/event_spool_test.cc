@@ -1,0 +1,196 @@
+#include "agent/event_spool.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agent/agent_testing.h"
+
+namespace yard {
+namespace {
+
+using agent_testing::TempDir;
+using namespace std::chrono_literals;
+
+Json Output(const std::string& data) { return {{"kind", "output"}, {"data", data}}; }
+Json ExitRecord() { return {{"kind", "exit"}, {"exit_code", 0}, {"message", "m"}, {"cancelled", false}}; }
+
+std::unique_ptr<EventSpool> OpenSpool(const std::string& dir) {
+  auto spool = EventSpool::Open(dir);
+  EXPECT_TRUE(spool.ok()) << spool.status().ToString();
+  return std::move(spool).value();
+}
+
+// The records of a batch as JSON.
+Json Records(const SpoolBatch& b) { return Json::parse("[" + b.records + "]"); }
+
+TEST(EventSpoolTest, NumbersRecordsFromOnePerAttempt) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  EXPECT_EQ(*spool->Append("j", 1, Output("a")), 1);
+  EXPECT_EQ(*spool->Append("j", 1, Output("b")), 2);
+  EXPECT_EQ(*spool->Append("j", 2, Output("c")), 1);
+  EXPECT_EQ(spool->Unacked(), 3);
+}
+
+TEST(EventSpoolTest, BatchStartsAfterAckedAndRespectsSize) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->Append("j", 1, Output(std::string(100, 'x'))).ok());
+  auto b = spool->WaitBatch(350, 0ms);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->first, 1);
+  EXPECT_EQ(b->count, 2);  // each line is about 130 bytes
+  EXPECT_EQ(Records(*b).size(), 2u);
+  spool->Ack("j", 1, 2);
+  b = spool->WaitBatch(1 << 20, 0ms);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->first, 3);
+  EXPECT_EQ(b->count, 8);
+  EXPECT_EQ(Records(*b)[0]["data"], std::string(100, 'x'));
+}
+
+TEST(EventSpoolTest, OversizedRecordStillGoesAlone) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("j", 1, Output(std::string(1000, 'x'))).ok());
+  auto b = spool->WaitBatch(10, 0ms);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->count, 1);
+}
+
+TEST(EventSpoolTest, RequestBodyIsTheEventsCall) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("job-7", 3, Output("hi\n")).ok());
+  auto b = spool->WaitBatch(1 << 20, 0ms);
+  ASSERT_TRUE(b);
+  Json body = Json::parse(b->RequestBody());
+  EXPECT_EQ(body, Json::parse(R"({"job":"job-7","attempt":3,"first":1,
+                                  "records":[{"kind":"output","data":"hi\n"}]})"));
+}
+
+TEST(EventSpoolTest, AckOfExitDeletesTheFile) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("j", 1, Output("a")).ok());
+  ASSERT_TRUE(spool->Append("j", 1, ExitRecord()).ok());
+  std::string path = spool->PathFor("j", 1);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  EXPECT_EQ(spool->Append("j", 1, Output("late")).status().code(), Code::kFailedPrecondition);
+  spool->Ack("j", 1, 1);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  spool->Ack("j", 1, 2);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_EQ(spool->Unacked(), 0);
+  EXPECT_TRUE(spool->WaitAllAcked(0ms));
+}
+
+TEST(EventSpoolTest, ReloadResendsEverythingAndCutsATornLine) {
+  TempDir dir;
+  std::string path;
+  {
+    auto spool = OpenSpool(dir.path());
+    ASSERT_TRUE(spool->Append("j", 1, Output("a")).ok());
+    ASSERT_TRUE(spool->Append("j", 1, Output("b")).ok());
+    spool->Ack("j", 1, 1);  // acknowledgements are not persisted
+    path = spool->PathFor("j", 1);
+  }
+  { std::ofstream(path, std::ios::app) << R"({"kind":"output","da)"; }  // a crash mid-write
+  auto spool = OpenSpool(dir.path());
+  auto b = spool->WaitBatch(1 << 20, 0ms);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->job, "j");
+  EXPECT_EQ(b->first, 1);
+  EXPECT_EQ(b->count, 2);
+  // The next record follows the last whole one.
+  EXPECT_EQ(*spool->Append("j", 1, Output("c")), 3);
+  spool->Ack("j", 1, 2);
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"], "c");
+}
+
+TEST(EventSpoolTest, LeftoverWithoutExitIsDeletedOnceAcked) {
+  TempDir dir;
+  std::string path;
+  {
+    auto spool = OpenSpool(dir.path());
+    ASSERT_TRUE(spool->Append("j", 1, Output("a")).ok());
+    path = spool->PathFor("j", 1);
+  }
+  auto spool = OpenSpool(dir.path());
+  spool->Ack("j", 1, 1);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(EventSpoolTest, LeftoversComeBeforeNewStreams) {
+  TempDir dir;
+  {
+    auto spool = OpenSpool(dir.path());
+    ASSERT_TRUE(spool->Append("old", 1, Output("a")).ok());
+  }
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("new", 1, Output("b")).ok());
+  EXPECT_EQ(spool->WaitBatch(1 << 20, 0ms)->job, "old");
+}
+
+TEST(EventSpoolTest, DeferredStreamLetsOthersGoFirst) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("a", 1, Output("x")).ok());
+  ASSERT_TRUE(spool->Append("b", 1, Output("y")).ok());
+  spool->Defer("a", 1, 10s);
+  EXPECT_EQ(spool->WaitBatch(1 << 20, 0ms)->job, "b");
+  spool->Ack("b", 1, 1);
+  EXPECT_FALSE(spool->WaitBatch(1 << 20, 20ms));
+  spool->Defer("a", 1, 0ms);
+  EXPECT_EQ(spool->WaitBatch(1 << 20, 0ms)->job, "a");
+}
+
+TEST(EventSpoolTest, WaitBatchWakesOnAppendAndOnWake) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  std::thread t([&] {
+    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(spool->Append("j", 1, Output("a")).ok());
+  });
+  EXPECT_TRUE(spool->WaitBatch(1 << 20, 10s));
+  t.join();
+  spool->Ack("j", 1, 1);
+  std::thread waker([&] {
+    std::this_thread::sleep_for(20ms);
+    spool->Wake();
+  });
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(spool->WaitBatch(1 << 20, 10s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  waker.join();
+}
+
+TEST(EventSpoolTest, DropDeletesAndRefusesMore) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("j", 1, Output("a")).ok());
+  std::string path = spool->PathFor("j", 1);
+  spool->Drop("j", 1);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_EQ(spool->Unacked(), 0);
+  EXPECT_FALSE(spool->Append("j", 1, Output("b")).ok());
+}
+
+TEST(EventSpoolTest, InvalidUtf8IsReplacedNotThrown) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->Append("j", 1, Output("bad \xff byte")).ok());
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"], "bad \xEF\xBF\xBD byte");
+}
+
+TEST(EventSpoolTest, SafeFileNameKeepsNamesInTheFolder) {
+  EXPECT_EQ(SafeFileName("job-1_a.b"), "job-1_a.b");
+  EXPECT_EQ(SafeFileName("../x/y"), "_.._x_y");
+  EXPECT_EQ(SafeFileName(""), "_");
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,363 @@
+#include "agent/job_process.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Polls `condition` every 5 ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 5s) {
+  auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+bool Gone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
+
+struct Stat {
+  char state = 0;
+  pid_t ppid = 0;
+  pid_t pgid = 0;
+};
+
+// Fields of /proc/<pid>/stat after the name.
+std::optional<Stat> ReadStat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  std::istringstream rest(line.substr(line.rfind(')') + 1));
+  Stat stat;
+  if (!(rest >> stat.state >> stat.ppid >> stat.pgid)) return std::nullopt;
+  return stat;
+}
+
+// Gone, or a zombie that some process outside our control (init) will reap.
+bool Dead(pid_t pid) {
+  std::optional<Stat> stat = ReadStat(pid);
+  return Gone(pid) || (stat && stat->state == 'Z');
+}
+
+struct Result {
+  std::string output;
+  ExitInfo exit;
+};
+
+// Reads the job's output until EOF, then waits for it.
+Result RunToEnd(JobProcess& job, std::chrono::seconds timeout = 10s) {
+  Result result;
+  auto deadline = Clock::now() + timeout;
+  while (job.ReadAvailable(&result.output)) {
+    if (Clock::now() >= deadline) {
+      ADD_FAILURE() << "job still running after " << timeout.count() << " s: " << result.output;
+      break;
+    }
+    pollfd p{job.output_fd(), POLLIN, 0};
+    poll(&p, 1, 100);
+  }
+  result.exit = job.Wait();
+  return result;
+}
+
+// Reads output until it contains `needle`.
+bool ReadUntil(JobProcess& job, std::string* out, const std::string& needle) {
+  return WaitFor([&] {
+    job.ReadAvailable(out);
+    return out->find(needle) != std::string::npos;
+  });
+}
+
+class JobProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "job_process_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  // A failing test must not leave its jobs' processes behind.
+  void TearDown() override {
+    for (pid_t pid : seen_pids_) {
+      if (!Dead(pid)) kill(pid, SIGKILL);
+    }
+    fs::remove_all(dir_);
+  }
+
+  JobSpawnOptions Shell(const std::string& script) {
+    JobSpawnOptions options;
+    options.argv = {"sh", "-c", script};
+    options.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}};
+    options.cwd = dir_.string();
+    options.shim_executable = YARD_BINARY;
+    return options;
+  }
+
+  std::unique_ptr<JobProcess> Start(const JobSpawnOptions& options) {
+    StatusOr<std::unique_ptr<JobProcess>> job = JobProcess::Start(options);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    return job.ok() ? std::move(job).value() : nullptr;
+  }
+
+  Result Run(const std::string& script) {
+    auto job = Start(Shell(script));
+    return job ? RunToEnd(*job) : Result{};
+  }
+
+  // The pid a job wrote to `name` in the job's folder, once it is there.
+  pid_t AwaitPidFile(const std::string& name) {
+    pid_t pid = 0;
+    bool found = WaitFor([&] {
+      std::ifstream in(dir_ / name);
+      return static_cast<bool>(in >> pid) && pid > 0;
+    });
+    EXPECT_TRUE(found) << "no pid in " << name;
+    if (!found) return 0;
+    seen_pids_.push_back(pid);
+    return pid;
+  }
+
+  fs::path dir_;
+  std::vector<pid_t> seen_pids_;
+};
+
+// The job writes the pid of a `sleep` that has left the job's session and
+// been re-parented (setsid -f forks, and its parent exits at once).
+constexpr char kEscapee[] = "setsid -f sh -c 'echo $$ > escaped.pid; exec sleep 1000'; ";
+
+TEST(ExitInfoTest, Describe) {
+  EXPECT_EQ((ExitInfo{3, 0}).Describe(), "exit code 3");
+  EXPECT_EQ((ExitInfo{137, 9}).Describe(), "killed by signal 9 (Killed)");
+}
+
+TEST_F(JobProcessTest, ExitCodesPropagate) {
+  EXPECT_EQ(Run("exit 0").exit.exit_code, 0);
+  Result three = Run("exit 3");
+  EXPECT_EQ(three.exit.exit_code, 3);
+  EXPECT_EQ(three.exit.signal, 0);
+}
+
+TEST_F(JobProcessTest, DeathBySignalIsReportedAsSuch) {
+  Result killed = Run("kill -KILL $$");
+  EXPECT_EQ(killed.exit.exit_code, 128 + SIGKILL);
+  EXPECT_EQ(killed.exit.signal, SIGKILL);
+  Result termed = Run("kill -TERM $$");
+  EXPECT_EQ(termed.exit.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(termed.exit.signal, SIGTERM);
+}
+
+TEST_F(JobProcessTest, StdoutAndStderrArriveInOrderOnOnePipe) {
+  Result r = Run("echo a; echo b >&2; echo c");
+  EXPECT_EQ(r.output, "a\nb\nc\n");
+  EXPECT_EQ(r.exit.exit_code, 0);
+}
+
+TEST_F(JobProcessTest, LargeOutputArrivesWhole) {
+  Result r = Run("head -c 3000000 /dev/zero");
+  EXPECT_EQ(r.output.size(), 3000000u);
+}
+
+TEST_F(JobProcessTest, ExecFailureGives127AndAMessage) {
+  JobSpawnOptions options = Shell("");
+  options.argv = {"no-such-command-for-yard", "x"};
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 127);
+  EXPECT_EQ(r.output, "yard: cannot run 'no-such-command-for-yard': No such file or directory\n");
+}
+
+TEST_F(JobProcessTest, EnvAndCwdAreApplied) {
+  JobSpawnOptions options = Shell("echo \"[$FOO][${YARD_TEST_LEAK-unset}]\"; pwd -P");
+  options.env["FOO"] = "bar baz";
+  setenv("YARD_TEST_LEAK", "leaked", 1);  // the agent's own: must not reach the job
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.output, "[bar baz][unset]\n" + fs::canonical(dir_).string() + "\n");
+}
+
+TEST_F(JobProcessTest, CommandIsLookedUpOnTheJobsPath) {
+  fs::create_directory(dir_ / "bin");
+  std::ofstream(dir_ / "bin" / "yard-test-tool") << "#!/bin/sh\necho tool ran\n";
+  fs::permissions(dir_ / "bin" / "yard-test-tool", fs::perms::owner_all);
+  JobSpawnOptions options = Shell("");
+  options.argv = {"yard-test-tool"};
+  options.env["PATH"] = (dir_ / "bin").string() + ":/usr/bin:/bin";
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).output, "tool ran\n");
+}
+
+TEST_F(JobProcessTest, BadStartIsAnError) {
+  JobSpawnOptions missing_cwd = Shell("true");
+  missing_cwd.cwd = (dir_ / "nope").string();
+  EXPECT_FALSE(JobProcess::Start(missing_cwd).ok());
+  JobSpawnOptions no_command = Shell("true");
+  no_command.argv.clear();
+  EXPECT_EQ(JobProcess::Start(no_command).status().code(), Code::kInvalidArgument);
+  JobSpawnOptions missing_shim = Shell("true");
+  missing_shim.shim_executable = (dir_ / "no-yard").string();
+  EXPECT_EQ(JobProcess::Start(missing_shim).status().code(), Code::kNotFound);
+}
+
+TEST_F(JobProcessTest, ShimRejectsBadUsage) {
+  char shim[] = "shim", grace[] = "--grace-ms", bad[] = "soon", dashes[] = "--", cmd[] = "true";
+  char* no_separator[] = {shim, cmd, nullptr};
+  EXPECT_EQ(RunShim(2, no_separator), 2);
+  char* bad_grace[] = {shim, grace, bad, dashes, cmd, nullptr};
+  EXPECT_EQ(RunShim(5, bad_grace), 2);
+  char* no_command[] = {shim, dashes, nullptr};
+  EXPECT_EQ(RunShim(2, no_command), 2);
+}
+
+TEST_F(JobProcessTest, ListDescendantsPutsChildrenFirst) {
+  auto job = Start(Shell("sleep 1000 & sleep 1000 & echo ready; wait"));
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready"));
+  std::vector<pid_t> tree = ListDescendants(job->pid());
+  ASSERT_EQ(tree.size(), 3u);
+  std::optional<Stat> command = ReadStat(tree[0]);
+  ASSERT_TRUE(command);
+  EXPECT_EQ(command->ppid, job->pid());
+  EXPECT_EQ(command->pgid, tree[0]) << "the command leads its own process group";
+  for (size_t i = 1; i < tree.size(); ++i) {
+    std::optional<Stat> child = ReadStat(tree[i]);
+    ASSERT_TRUE(child);
+    EXPECT_EQ(child->ppid, tree[0]);
+  }
+}
+
+TEST_F(JobProcessTest, TerminateEndsTheWholeTree) {
+  JobSpawnOptions options = Shell(std::string(kEscapee) +
+                                  "sh -c 'echo $$ > child.pid; exec sleep 1000' & wait");
+  options.kill_grace = 10s;
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  pid_t child = AwaitPidFile("child.pid");
+  ASSERT_TRUE(escaped > 0 && child > 0);
+  ASSERT_EQ(kill(escaped, 0), 0);
+  ASSERT_EQ(kill(child, 0), 0);
+  auto start = Clock::now();
+  job->Terminate();
+  Result r = RunToEnd(*job);
+  // Everyone obeyed SIGTERM, so the 10 s grace was not waited out.
+  EXPECT_LT(Clock::now() - start, 5s);
+  EXPECT_EQ(r.exit.signal, SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
+  EXPECT_TRUE(WaitFor([&] { return Gone(child); }));
+  job->Terminate();  // after exit: harmless
+}
+
+TEST_F(JobProcessTest, CancelledCommandReportsItsOwnStatus) {
+  auto job = Start(Shell("trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
+  job->Terminate();
+  Result r = RunToEnd(*job);
+  // (sh also reports its `sleep` "Terminated" by the same SIGTERM.)
+  EXPECT_TRUE((out + r.output).ends_with("term\n")) << out + r.output;
+  EXPECT_EQ(r.exit.exit_code, 7);
+}
+
+TEST_F(JobProcessTest, LeftoversAreEndedWhenTheCommandExits) {
+  auto job = Start(Shell(std::string(kEscapee) +
+                         "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4"));
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 4);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  ASSERT_GT(escaped, 0);
+  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
+}
+
+TEST_F(JobProcessTest, CommandIgnoringTermIsKilledAfterTheGrace) {
+  JobSpawnOptions options = Shell("trap '' TERM; echo ready; while :; do sleep 0.05; done");
+  options.kill_grace = 200ms;
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
+  auto start = Clock::now();
+  job->Terminate();
+  Result r = RunToEnd(*job);
+  EXPECT_GE(Clock::now() - start, 200ms);
+  EXPECT_LT(Clock::now() - start, 3s);
+  EXPECT_EQ(r.exit.signal, SIGKILL);
+  EXPECT_NE(r.output.find("sending SIGKILL"), std::string::npos) << r.output;
+}
+
+TEST_F(JobProcessTest, LeftoverIgnoringTermIsKilledAfterTheGrace) {
+  JobSpawnOptions options = Shell(
+      "setsid -f sh -c \"trap '' TERM; echo \\$\\$ > stubborn.pid; while :; do sleep 0.05; done\"; "
+      "while [ ! -s stubborn.pid ]; do sleep 0.01; done");
+  options.kill_grace = 200ms;
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  auto start = Clock::now();
+  Result r = RunToEnd(*job);
+  EXPECT_GE(Clock::now() - start, 200ms);
+  EXPECT_EQ(r.exit.exit_code, 0);
+  pid_t stubborn = AwaitPidFile("stubborn.pid");
+  ASSERT_GT(stubborn, 0);
+  EXPECT_TRUE(WaitFor([&] { return Gone(stubborn); }));
+}
+
+TEST_F(JobProcessTest, DestructorKillsTheTree) {
+  auto job = Start(Shell(std::string(kEscapee) + "sleep 1000"));
+  ASSERT_TRUE(job);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  pid_t shim = job->pid();
+  ASSERT_GT(escaped, 0);
+  job.reset();
+  EXPECT_TRUE(Gone(shim));  // reaped by the destructor
+  EXPECT_TRUE(WaitFor([&] { return Dead(escaped); }));
+}
+
+TEST_F(JobProcessTest, AgentDeathEndsTheJob) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t agent = fork();
+  ASSERT_GE(agent, 0);
+  if (agent == 0) {  // a stand-in agent that dies without cleaning up
+    JobSpawnOptions options = Shell(std::string(kEscapee) + "sleep 1000");
+    options.kill_grace = 200ms;
+    auto job = JobProcess::Start(options);
+    if (!job.ok() || AwaitPidFile("escaped.pid") <= 0) _exit(1);
+    pid_t shim = (*job)->pid();
+    (void)!write(fds[1], &shim, sizeof shim);
+    _exit(0);
+  }
+  close(fds[1]);
+  pid_t shim = 0;
+  ASSERT_EQ(read(fds[0], &shim, sizeof shim), static_cast<ssize_t>(sizeof shim));
+  close(fds[0]);
+  int status;
+  ASSERT_EQ(waitpid(agent, &status, 0), agent);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  EXPECT_TRUE(WaitFor([&] { return Dead(shim); }));
+  EXPECT_TRUE(WaitFor([&] { return Dead(escaped); }));
+}
+
+}  // namespace
+}  // namespace yard

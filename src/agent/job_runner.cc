@@ -1,0 +1,144 @@
+#include "agent/job_runner.h"
+
+#include <poll.h>
+
+#include "agent/agent_log.h"
+#include "agent/artifact_watcher.h"
+#include "agent/metrics_tail.h"
+#include "agent/output_splitter.h"
+
+namespace yard {
+
+namespace {
+
+// How long the pump sleeps without output before it looks at metrics,
+// cancel and exit again: the latency of metric records and of a cancel.
+constexpr int kPumpPollMs = 25;
+// The shim exits only once the tree is gone, so the pipe should be at EOF;
+// if something still holds it, stop reading after this long.
+constexpr auto kDrainAfterExit = std::chrono::seconds(2);
+
+std::vector<ArtifactWatcher::Dir> ArtifactDirs(const JobPaths& p) {
+  return {{"checkpoints", p.checkpoints}, {"logs", p.logs}, {"outputs", p.outputs}};
+}
+
+Json OutputRecord(std::string data) { return {{"kind", "output"}, {"data", std::move(data)}}; }
+
+}  // namespace
+
+JobRunner::JobRunner(JobContext context, Assignment assignment, Status parse_status)
+    : ctx_(std::move(context)), a_(std::move(assignment)), parse_status_(std::move(parse_status)) {}
+
+JobRunner::~JobRunner() { Join(); }
+
+void JobRunner::Start() {
+  thread_ = std::thread([this] {
+    Main();
+    done_ = true;
+  });
+}
+
+void JobRunner::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void JobRunner::Cancel(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (cancelled_) return;
+  cancel_reason_ = reason;
+  cancelled_ = true;
+}
+
+std::string JobRunner::cancel_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancel_reason_;
+}
+
+void JobRunner::Main() {
+  if (!parse_status_.ok()) return FailEarly(1, "bad assignment: " + parse_status_.message());
+  if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
+  JobPaths paths = JobPaths::For(ctx_.config->work_dir, a_.job, a_.attempt);
+  StatusOr<std::string> resume_path = PrepareJobFolder(a_, paths, *ctx_.cache);
+  if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
+  if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
+  if (!resume_path.ok()) {
+    return FailEarly(1, "could not prepare the job: " + resume_path.status().message());
+  }
+  RunCommand(paths, *resume_path);
+}
+
+void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path) {
+  JobSpawnOptions options;
+  options.argv = a_.command;
+  options.env = JobEnvironment(ctx_.inherited_env, ctx_.config->job_env, a_, paths, resume_path);
+  options.cwd = paths.work;
+  options.kill_grace = ctx_.config->kill_grace;
+  options.shim_executable = ctx_.config->yard_binary;
+  StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(options);
+  if (!process.ok()) {
+    return FailEarly(127, "could not start the job: " + process.status().message());
+  }
+  ArtifactWatcher watcher(
+      ArtifactDirs(paths),
+      [this](const std::string& path) -> StatusOr<FileEntry> {
+        if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
+        return ctx_.uploader->Upload(path);
+      },
+      [this](Json record) { Emit(record); });
+  if (a_.resume_from) watcher.MarkSynced("checkpoints", a_.resume_from->path);
+  watcher.Start(ctx_.config->artifact_scan_interval);
+  ExitInfo info = Pump(process->get(), paths);
+  watcher.Stop();
+  if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
+  // Everything the job wrote is stored before the exit record says it ended.
+  watcher.Scan(/*final=*/true);
+  if (cancelled()) return Finish(info.exit_code, cancel_reason() + " (" + info.Describe() + ")", true);
+  Finish(info.exit_code, info.Describe(), false);
+}
+
+ExitInfo JobRunner::Pump(JobProcess* process, const JobPaths& paths) {
+  OutputSplitter splitter;
+  MetricsTail metrics(paths.metrics);
+  bool terminated = false, open = true;
+  std::optional<ExitInfo> exit;
+  auto exit_seen = std::chrono::steady_clock::now();
+  while (open) {
+    if (!terminated && (cancelled() || ctx_.agent_stop->stopped())) {
+      process->Terminate();
+      terminated = true;
+    }
+    struct pollfd pfd = {process->output_fd(), POLLIN, 0};
+    ::poll(&pfd, 1, kPumpPollMs);
+    std::string data;
+    open = process->ReadAvailable(&data);
+    for (std::string& piece : splitter.Add(data, !open)) Emit(OutputRecord(std::move(piece)));
+    for (const Json& record : metrics.Poll(false)) Emit(record);
+    if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();
+    if (exit && std::chrono::steady_clock::now() - exit_seen > kDrainAfterExit) break;
+  }
+  for (std::string& piece : splitter.Add("", true)) Emit(OutputRecord(std::move(piece)));
+  for (const Json& record : metrics.Poll(true)) Emit(record);
+  return exit ? *exit : process->Wait();
+}
+
+void JobRunner::Emit(const Json& record) {
+  StatusOr<int64_t> seq = ctx_.spool->Append(a_.job, a_.attempt, record);
+  if (!seq.ok() && !spool_error_logged_.exchange(true)) {
+    AgentLog("job " + a_.job + ": records lost: " + seq.status().ToString());
+  }
+}
+
+void JobRunner::FailEarly(int exit_code, const std::string& message) {
+  AgentLog("job " + a_.job + ": " + message);
+  Emit(OutputRecord("yard: " + message + "\n"));
+  Finish(exit_code, message, cancelled());
+}
+
+void JobRunner::Finish(int exit_code, const std::string& message, bool cancelled) {
+  Emit({{"kind", "exit"}, {"exit_code", exit_code}, {"message", message}, {"cancelled", cancelled}});
+  // The server may answer the exit record with the next assignment before
+  // this thread has returned: say at once that the runner is free.
+  done_ = true;
+}
+
+}  // namespace yard

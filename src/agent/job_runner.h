@@ -1,0 +1,82 @@
+// JobRunner: one job attempt, from assignment to exit record, on a thread of
+// its own:
+//   prepare the folder (bundle, checkpoint to resume from, environment)
+//   -> run the command through JobProcess
+//   -> pump its output and metrics into records; mirror its artifacts
+//   -> after it ends: a final artifact sync, then the exit record.
+// Every record goes through the EventSpool. Failures before the command runs
+// (a bad assignment, a bundle that cannot be unpacked, a shim that cannot
+// start) end the attempt with an exit record saying why, never a crash.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/agent.h"
+#include "agent/chunk_cache.h"
+#include "agent/chunk_uploader.h"
+#include "agent/event_spool.h"
+#include "agent/job_process.h"
+#include "agent/job_setup.h"
+#include "agent/stop_signal.h"
+
+namespace yard {
+
+// What a job needs from its agent. Every pointer outlives the runner.
+struct JobContext {
+  const AgentConfig* config = nullptr;
+  EventSpool* spool = nullptr;
+  const ChunkCache* cache = nullptr;
+  const ChunkUploader* uploader = nullptr;
+  // The agent is stopping: the job is ended without final sync or exit
+  // record (the server decides its fate), its spool kept for the next agent.
+  const StopSignal* agent_stop = nullptr;
+  EnvMap inherited_env;  // the agent's own environment
+};
+
+class JobRunner {
+ public:
+  // `parse_status` is the result of Assignment::Parse: when not OK the
+  // attempt ends at once with an exit record carrying it.
+  JobRunner(JobContext context, Assignment assignment, Status parse_status);
+  ~JobRunner();  // Join()s
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  void Start();
+  // Thread-safe. Terminates the job; its exit record has cancelled=true and
+  // a message starting with `reason`. Later calls are ignored.
+  void Cancel(const std::string& reason);
+  // Thread-safe: the exit record is spooled (or the job was abandoned), so
+  // the thread is ending and Join() returns at once.
+  bool Done() const { return done_; }
+  void Join();
+
+  const std::string& job() const { return a_.job; }
+  int64_t attempt() const { return a_.attempt; }
+
+ private:
+  void Main();
+  void RunCommand(const JobPaths& paths, const std::string& resume_path);
+  ExitInfo Pump(JobProcess* process, const JobPaths& paths);
+  void Emit(const Json& record);
+  void FailEarly(int exit_code, const std::string& message);
+  void Finish(int exit_code, const std::string& message, bool cancelled);
+  bool cancelled() const { return cancelled_; }
+  std::string cancel_reason() const;
+
+  JobContext ctx_;
+  Assignment a_;
+  Status parse_status_;
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::string cancel_reason_;  // GUARDED_BY(mu_)
+  std::atomic<bool> done_{false};
+  std::atomic<bool> spool_error_logged_{false};
+  std::thread thread_;
+};
+
+}  // namespace yard

@@ -1,0 +1,135 @@
+#include "common/blob_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <filesystem>
+
+#include "common/hashing.h"
+
+namespace yard {
+namespace {
+
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting the error a deferred write may surface at close.
+  int Close() { int r = ::close(fd_); fd_ = -1; return r; }
+
+ private:
+  int fd_;
+};
+
+Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("writing " + path);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Status ReadAll(int fd, std::string& out, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus("stat " + path);
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t len = 0;
+  for (;;) {
+    if (len == out.size()) out.resize(out.size() + 4096);  // grew since fstat
+    ssize_t n = ::read(fd, out.data() + len, out.size() - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading " + path);
+    if (n == 0) break;
+    len += static_cast<size_t>(n);
+  }
+  out.resize(len);
+  return Status::Ok();
+}
+
+// Unique among threads and processes sharing the store.
+std::string TempName(const std::string& dir, const std::string& hash) {
+  static std::atomic<uint64_t> counter{0};
+  return dir + "/.tmp-" + hash.substr(0, 16) + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(counter.fetch_add(1));
+}
+
+Status WriteNew(const std::string& path, std::string_view bytes) {
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return ErrnoStatus("creating " + path);
+  YARD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes, path));
+  if (fd.Close() != 0) return ErrnoStatus("closing " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<BlobStore> BlobStore::Open(const std::string& root) {
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) return Internal("creating blob store " + root + ": " + ec.message());
+  return BlobStore(root);
+}
+
+std::string BlobStore::PathOf(const std::string& hash) const {
+  assert(IsSha256Hex(hash));
+  return root_ + "/" + hash.substr(0, 2) + "/" + hash;
+}
+
+bool BlobStore::Has(const std::string& hash) const {
+  struct stat st;
+  return IsSha256Hex(hash) && ::stat(PathOf(hash).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::vector<std::string> BlobStore::Missing(const std::vector<std::string>& hashes) const {
+  std::vector<std::string> missing;
+  for (const std::string& h : hashes) {
+    if (!Has(h)) missing.push_back(h);
+  }
+  return missing;
+}
+
+// No fsync: chunks are many and content-addressed, and fsync per chunk would
+// bound upload speed by the disk's flush latency. The rename makes a blob
+// appear whole or not at all to readers and across a process crash; after a
+// power loss a blob may come back truncated, which the size check below
+// repairs on the next Put and every consumer's hash check catches.
+Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  if (Sha256Hex(bytes) != hash) {
+    return InvalidArgument("blob content does not match its name " + hash);
+  }
+  std::string path = PathOf(hash);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+    return Status::Ok();
+  }
+  std::string dir = root_ + "/" + hash.substr(0, 2);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("creating " + dir);
+  std::string tmp = TempName(dir, hash);
+  Status s = WriteNew(tmp, bytes);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus("renaming to " + path);
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
+}
+
+StatusOr<std::string> BlobStore::Get(const std::string& hash) const {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  std::string path = PathOf(hash);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) return NotFound("blob " + hash + " not found");
+  if (fd.get() < 0) return ErrnoStatus("opening " + path);
+  std::string out;
+  YARD_RETURN_IF_ERROR(ReadAll(fd.get(), out, path));
+  return out;
+}
+
+}  // namespace yard

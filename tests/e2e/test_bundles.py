@@ -1,0 +1,38 @@
+"""Bundles: unchanged chunks never travel twice; ignore files are honoured."""
+import os
+import re
+
+
+def chunk_counts(stderr):
+    m = re.search(r"(\d+) of (\d+) chunks were new", stderr)
+    assert m, stderr
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_resubmit_sends_only_changed_chunks(yard, project):
+    (project / "job.sh").write_text("ls -l data.bin\n")
+    data = bytearray(os.urandom(20 * 1024 * 1024))
+    (project / "data.bin").write_bytes(data)
+    first = yard.run("submit", "job.sh", cwd=project)
+    new, total = chunk_counts(first.stderr)
+    assert new == total and total >= 5
+    second = yard.run("submit", "job.sh", cwd=project)
+    assert chunk_counts(second.stderr)[0] == 0
+    data[10 * 1024 * 1024] ^= 0xFF
+    (project / "data.bin").write_bytes(data)
+    third = yard.run("submit", "job.sh", cwd=project)
+    assert 1 <= chunk_counts(third.stderr)[0] <= 2
+
+
+def test_ignored_files_are_not_sent(yard, project):
+    (project / ".yardignore").write_text("secret.txt\nbig/\n")
+    (project / ".gitignore").write_text("*.log\n")
+    (project / "secret.txt").write_text("s")
+    (project / "x.log").write_text("l")
+    (project / "big").mkdir()
+    (project / "big" / "f").write_text("f")
+    (project / "keep.txt").write_text("k")
+    (project / "job.sh").write_text("find . -type f | sort\n")
+    out = yard.run("fit", "job.sh", cwd=project).stdout.split()
+    assert "./keep.txt" in out and "./job.sh" in out
+    assert not any(n in out for n in ("./secret.txt", "./x.log", "./big/f"))
