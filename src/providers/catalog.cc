@@ -1,5 +1,7 @@
 #include "providers/catalog.h"
 
+#include <algorithm>
+
 namespace yard {
 
 using Json = nlohmann::json;
@@ -7,7 +9,8 @@ using Json = nlohmann::json;
 Json MachineType::ToJson() const {
   return {{"name", name}, {"provider", provider}, {"cpus", cpus}, {"memory_gb", memory_gb},
           {"gpus", gpus}, {"gpu_model", gpu_model}, {"spot_price", spot_price},
-          {"on_demand_price", on_demand_price}, {"default_market", default_market}};
+          {"on_demand_price", on_demand_price}, {"default_market", default_market},
+          {"options", options}};
 }
 
 Catalog Catalog::BuiltinLocal(int cores, int gpus) {
@@ -39,12 +42,23 @@ StatusOr<Catalog> Catalog::FromJson(const Json& j) {
       m.spot_price = t.value("spot_price", 0.0);
       m.on_demand_price = t.value("on_demand_price", 0.0);
       m.default_market = t.value("default_market", "on-demand");
+      m.options = t.value("options", Json::object());
+      if (m.default_market != "spot" && m.default_market != "on-demand")
+        return InvalidArgument("catalog: type '" + m.name + "': default_market must be spot or on-demand");
       c.types_.push_back(m);
     }
   } catch (const Json::exception& e) {
     return InvalidArgument(std::string("catalog: ") + e.what());
   }
   return c;
+}
+
+void Catalog::Merge(const Catalog& other) {
+  for (const auto& t : other.types_) {
+    auto it = std::find_if(types_.begin(), types_.end(), [&](const MachineType& m) { return m.name == t.name; });
+    if (it != types_.end()) *it = t;
+    else types_.push_back(t);
+  }
 }
 
 const MachineType* Catalog::Find(const std::string& name) const {

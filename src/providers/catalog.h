@@ -22,6 +22,7 @@ struct MachineType {
   double spot_price = 0;        // per hour
   double on_demand_price = 0;   // per hour
   std::string default_market = "on-demand";  // or "spot"
+  nlohmann::json options = nlohmann::json::object();  // provider-specific (partition, hosts...)
 
   nlohmann::json ToJson() const;
 };
@@ -34,6 +35,8 @@ class Catalog {
   // Parses a catalog file (JSON, versioned).
   static StatusOr<Catalog> FromJson(const nlohmann::json& j);
 
+  // Adds the types of `other`, replacing same-named ones.
+  void Merge(const Catalog& other);
   const MachineType* Find(const std::string& name) const;
   const std::vector<MachineType>& types() const { return types_; }
   std::string NamesForHelp() const;  // "local, local-1cpu, ..."

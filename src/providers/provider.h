@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "providers/catalog.h"
@@ -20,6 +21,12 @@ struct AgentLaunchInfo {
   std::string server_url_file;  // if set, agents re-read the URL from it (local only)
   std::string agent_token;
   std::string yard_binary;      // path of the `yard` executable to run
+};
+
+// An instance the provider took away (a spot interruption, a failed node).
+struct Interruption {
+  std::string instance_id;
+  std::string reason;
 };
 
 class Provider {
@@ -40,6 +47,11 @@ class Provider {
   // Re-adopts an instance found in the store after a server restart
   // (e.g. to account its resources). Returns IsAlive.
   virtual bool Adopt(const InstanceRecord& inst) = 0;
+  // Called on every scheduler pass with the controller's clock: a chance to
+  // finish provisioning or to simulate events. Default: nothing.
+  virtual void Tick(double now) {}
+  // Instances taken away since the last call (each reported once).
+  virtual std::vector<Interruption> TakeInterruptions() { return {}; }
 };
 
 }  // namespace yard

@@ -52,6 +52,10 @@ struct JobRecord {
   int64_t attempt = 0;      // current run attempt (1 once first assigned)
   int64_t run_acked = 0;    // highest agent record seq stored for `attempt`
   bool cancel_requested = false;
+  // Scheduler state that must survive a restart: "machine" (index of the
+  // machine id being requested), "requested_at", "attempts" ([{machine,
+  // reason}]), "restarts", "waiting_since", "next_check". See controller.cc.
+  Json sched = Json::object();
 
   // The public JSON form (docs/api.md), without the bundle.
   Json ToApiJson() const;
@@ -78,6 +82,20 @@ struct EventRecord {
   double time = 0;
   std::string kind;
   Json body;  // the whole event, seq/time/kind included
+};
+
+// One priced interval of an instance: kind "running" (provisioning, idle
+// or busy) or "cooling". `cost` is in the catalog's currency.
+struct LedgerEntry {
+  std::string instance_id;
+  std::string user;
+  std::string job_id;
+  std::string kind;
+  std::string machine_type;
+  std::string market;
+  double start = 0;
+  double end = 0;
+  double cost = 0;
 };
 
 struct TokenInfo {

@@ -40,6 +40,16 @@ CREATE TABLE instances (id TEXT PRIMARY KEY, machine_type TEXT NOT NULL, provide
                         cool_until REAL NOT NULL DEFAULT 0, info TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql",
+    // 1 -> 2: scheduling state per job (fallback cursor, restarts, quota
+    // wait) and the price ledger.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN sched TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT NULL,
+                     user TEXT NOT NULL, job_id TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL,
+                     machine_type TEXT NOT NULL, market TEXT NOT NULL, start REAL NOT NULL,
+                     end REAL NOT NULL, cost REAL NOT NULL);
+CREATE INDEX ledger_by_user ON ledger(user, start);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -52,7 +62,7 @@ std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_hand
 
 constexpr const char* kJobColumns =
     "id, user, state, spec, description, instance_id, machine_type, created_at, updated_at, "
-    "exit_code, message, last_seq, attempt, run_acked, cancel_requested";
+    "exit_code, message, last_seq, attempt, run_acked, cancel_requested, sched";
 
 JobRecord ReadJob(const sql::Stmt& s) {
   JobRecord j;
@@ -71,6 +81,7 @@ JobRecord ReadJob(const sql::Stmt& s) {
   j.attempt = s.Int(12);
   j.run_acked = s.Int(13);
   j.cancel_requested = s.Int(14) != 0;
+  j.sched = ParseJsonColumn(s.Text(15));
   return j;
 }
 
@@ -178,11 +189,12 @@ StatusOr<TokenInfo> Store::LookupToken(const std::string& plaintext) {
 Status Store::InsertJob(const JobRecord& j) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT INTO jobs(") + kJobColumns +
-      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, j.id).Bind(2, j.user).Bind(3, j.state).Bind(4, Dump(j.spec)).Bind(5, j.description)
       .Bind(6, j.instance_id).Bind(7, j.machine_type).Bind(8, j.created_at).Bind(9, j.updated_at)
       .Bind(10, j.exit_code).Bind(11, j.message).Bind(12, j.last_seq).Bind(13, j.attempt)
-      .Bind(14, j.run_acked).Bind(15, static_cast<int64_t>(j.cancel_requested));
+      .Bind(14, j.run_acked).Bind(15, static_cast<int64_t>(j.cancel_requested))
+      .Bind(16, Dump(j.sched));
   return st.Run();
 }
 
@@ -237,10 +249,10 @@ Status Store::UpdateJob(const JobRecord& j) {
 Status Store::UpdateJobLocked(const JobRecord& j) {
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "UPDATE jobs SET state=?, instance_id=?, machine_type=?, updated_at=?, exit_code=?, "
-      "message=?, attempt=?, run_acked=?, cancel_requested=? WHERE id=?"));
+      "message=?, attempt=?, run_acked=?, cancel_requested=?, sched=? WHERE id=?"));
   st.Bind(1, j.state).Bind(2, j.instance_id).Bind(3, j.machine_type).Bind(4, j.updated_at)
       .Bind(5, j.exit_code).Bind(6, j.message).Bind(7, j.attempt).Bind(8, j.run_acked)
-      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, j.id);
+      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, Dump(j.sched)).Bind(11, j.id);
   return st.Run();
 }
 
@@ -377,6 +389,32 @@ StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     out.push_back(ReadInstance(st));
+  }
+  return out;
+}
+
+Status Store::AddLedgerEntry(const LedgerEntry& e) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO ledger(instance_id, user, job_id, kind, machine_type, market, start, end, cost) "
+      "VALUES(?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, e.instance_id).Bind(2, e.user).Bind(3, e.job_id).Bind(4, e.kind)
+      .Bind(5, e.machine_type).Bind(6, e.market).Bind(7, e.start).Bind(8, e.end).Bind(9, e.cost);
+  return st.Run();
+}
+
+StatusOr<std::vector<LedgerEntry>> Store::LedgerFor(const std::string& user) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT instance_id, user, job_id, kind, machine_type, market, start, end, cost FROM ledger "
+      "WHERE ?1 = '' OR user = ?1 ORDER BY start, id"));
+  st.Bind(1, user);
+  std::vector<LedgerEntry> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(LedgerEntry{st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Text(4),
+                              st.Text(5), st.Double(6), st.Double(7), st.Double(8)});
   }
   return out;
 }

@@ -74,6 +74,11 @@ class Store {
   // Instances not terminated (for recovery), or all when `include_ended`.
   StatusOr<std::vector<InstanceRecord>> ListInstances(bool include_ended);
 
+  // --- price ledger ---
+  Status AddLedgerEntry(const LedgerEntry& e);
+  // Entries of `user` ("" = everyone), oldest first.
+  StatusOr<std::vector<LedgerEntry>> LedgerFor(const std::string& user);
+
   // --- settings (small key/value) ---
   StatusOr<std::string> GetSetting(const std::string& key, const std::string& fallback);
   Status SetSetting(const std::string& key, const std::string& value);

@@ -1,0 +1,37 @@
+// AgentSpawner: how providers that run agents as processes on this host
+// (local, sim) start, watch and stop them. The real one spawns detached
+// processes; tests use a fake that records the calls.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "providers/provider.h"
+
+namespace yard {
+
+class AgentSpawner {
+ public:
+  virtual ~AgentSpawner() = default;
+  // Starts `yard agent` for instance `id` with its folder `dir`; `extra_args`
+  // and `extra_env` are appended. Returns a pid-like handle.
+  virtual StatusOr<int> Start(const AgentLaunchInfo& agent, const std::string& id,
+                              const std::string& dir, const std::vector<std::string>& extra_args,
+                              const std::vector<std::string>& extra_env) = 0;
+  virtual bool Alive(int handle, const std::string& id) = 0;
+  // SIGTERM (graceful, SIGKILL later if needed) or SIGKILL at once.
+  virtual void Stop(int handle, const std::string& id, bool hard) = 0;
+};
+
+// Real agents: detached `yard agent` processes.
+class ProcessAgentSpawner : public AgentSpawner {
+ public:
+  StatusOr<int> Start(const AgentLaunchInfo& agent, const std::string& id, const std::string& dir,
+                      const std::vector<std::string>& extra_args,
+                      const std::vector<std::string>& extra_env) override;
+  bool Alive(int handle, const std::string& id) override;
+  void Stop(int handle, const std::string& id, bool hard) override;
+};
+
+}  // namespace yard

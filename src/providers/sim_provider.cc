@@ -1,0 +1,142 @@
+#include "providers/sim_provider.h"
+
+#include <algorithm>
+
+namespace yard {
+
+using Json = nlohmann::json;
+
+int SimTypeScenario::CapacityAt(double t) const {
+  int cap = 0;
+  for (const auto& [from, n] : capacity)
+    if (from <= t) cap = n;
+  return cap;
+}
+
+StatusOr<SimScenario> SimScenario::FromJson(const Json& j) {
+  if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("types") || !j["types"].is_object())
+    return InvalidArgument("sim scenario: expected {\"version\": 1, \"types\": {...}}");
+  SimScenario s;
+  try {
+    for (const auto& [name, t] : j["types"].items()) {
+      SimTypeScenario ts;
+      for (const auto& step : t.value("capacity", Json::array({Json::array({0, 1000})})))
+        ts.capacity.emplace_back(step.at(0).get<double>(), step.at(1).get<int>());
+      std::sort(ts.capacity.begin(), ts.capacity.end());
+      ts.provisioning_delay_s = t.value("provisioning_delay_s", 0.0);
+      ts.interruptions = t.value("interruptions", std::vector<double>{});
+      std::sort(ts.interruptions.begin(), ts.interruptions.end());
+      s.types[name] = ts;
+    }
+  } catch (const Json::exception& e) {
+    return InvalidArgument(std::string("sim scenario: ") + e.what());
+  }
+  return s;
+}
+
+SimProvider::SimProvider(SimScenario scenario, std::string state_dir, const Clock* clock,
+                         AgentSpawner* spawner)
+    : scenario_(std::move(scenario)), state_dir_(std::move(state_dir)), clock_(clock),
+      spawner_(spawner), t0_(clock->Now()) {}
+
+int SimProvider::Available(const MachineType& type) {
+  auto it = scenario_.types.find(type.name);
+  if (it == scenario_.types.end()) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(),
+                                            [&](const auto& kv) { return kv.second.type == type.name; }));
+  return std::max(0, it->second.CapacityAt(ScenarioTime()) - live);
+}
+
+Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                           InstanceRecord* inst) {
+  if (Available(type) <= 0)
+    return ResourceExhausted("the simulated cloud has no capacity for " + type.name + " now");
+  const SimTypeScenario& ts = scenario_.types.at(type.name);
+  std::lock_guard<std::mutex> lock(mu_);
+  SimInstance s;
+  s.type = type.name;
+  s.spot = inst->info.value("market", "") == "spot";
+  s.ready_at = ScenarioTime() + ts.provisioning_delay_s;
+  s.agent = agent;
+  s.dir = state_dir_ + "/" + inst->id;
+  instances_[inst->id] = s;
+  ++launches_;
+  inst->info["dir"] = s.dir;
+  inst->info["ready_at_s"] = s.ready_at;
+  return Status::Ok();
+}
+
+void SimProvider::Tick(double now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  double t = now - t0_;
+  for (auto& [id, s] : instances_) {
+    if (s.handle || s.ready_at > t) continue;
+    StatusOr<int> h = spawner_->Start(s.agent, id, s.dir, {}, {});
+    s.handle = h.ok() ? *h : -1;
+    if (!h.ok()) interrupted_.push_back({id, "the simulated cloud could not start it: " + h.status().message()});
+  }
+  for (const auto& [type, ts] : scenario_.types) {
+    size_t& next = next_interruption_[type];
+    while (next < ts.interruptions.size() && ts.interruptions[next] <= t) {
+      // The oldest started spot instance of the type is taken.
+      for (auto& [id, s] : instances_)
+        if (s.type == type && s.spot && s.handle > 0) {
+          InterruptLocked(id, "spot interruption (scenario time " + std::to_string(static_cast<int>(ts.interruptions[next])) + " s)");
+          break;
+        }
+      ++next;
+    }
+  }
+}
+
+void SimProvider::InterruptLocked(const std::string& id, const std::string& reason) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return;
+  if (it->second.handle > 0) spawner_->Stop(it->second.handle, id, /*hard=*/true);
+  instances_.erase(it);
+  interrupted_.push_back({id, reason});
+}
+
+Status SimProvider::InterruptNow(const std::string& instance_id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!instances_.count(instance_id)) return NotFound("no simulated instance '" + instance_id + "'");
+  InterruptLocked(instance_id, reason);
+  return Status::Ok();
+}
+
+std::vector<Interruption> SimProvider::TakeInterruptions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(interrupted_, {});
+}
+
+Status SimProvider::Terminate(const InstanceRecord& inst) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(inst.id);
+  if (it == instances_.end()) return Status::Ok();
+  if (it->second.handle > 0) spawner_->Stop(it->second.handle, inst.id, /*hard=*/false);
+  instances_.erase(it);
+  return Status::Ok();
+}
+
+bool SimProvider::IsAlive(const InstanceRecord& inst) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(inst.id);
+  if (it == instances_.end()) return false;
+  return it->second.handle == 0 || (it->second.handle > 0 && spawner_->Alive(it->second.handle, inst.id));
+}
+
+bool SimProvider::Adopt(const InstanceRecord& inst) {
+  int pid = inst.info.value("pid", 0);
+  if (pid <= 0 || !spawner_->Alive(pid, inst.id)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  SimInstance s;
+  s.type = inst.machine_type;
+  s.spot = inst.info.value("market", "") == "spot";
+  s.handle = pid;
+  s.dir = inst.info.value("dir", "");
+  instances_[inst.id] = s;
+  return true;
+}
+
+}  // namespace yard

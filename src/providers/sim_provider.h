@@ -1,0 +1,83 @@
+// SimProvider: a simulated cloud for testing capacity, fallback, cooling and
+// preemption. The cloud's API is simulated from a scenario file; its
+// instances are real local agents, so jobs really run.
+//
+// Scenario (JSON, documented in docs/formats.md):
+//   {"version": 1, "types": {"p2.xlarge": {
+//       "capacity": [[0, 2], [600, 0]],   // from scenario time t, n instances
+//       "provisioning_delay_s": 5,
+//       "interruptions": [120]}}}          // times a spot instance is taken
+// Scenario time is seconds since the provider was created, on the
+// controller's clock (a FakeClock in tests).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "providers/agent_spawner.h"
+#include "providers/provider.h"
+
+namespace yard {
+
+struct SimTypeScenario {
+  std::vector<std::pair<double, int>> capacity;  // sorted by time
+  double provisioning_delay_s = 0;
+  std::vector<double> interruptions;             // sorted scenario times
+  int CapacityAt(double t) const;
+};
+
+struct SimScenario {
+  std::map<std::string, SimTypeScenario> types;
+  static StatusOr<SimScenario> FromJson(const nlohmann::json& j);
+};
+
+class SimProvider : public Provider {
+ public:
+  SimProvider(SimScenario scenario, std::string state_dir, const Clock* clock,
+              AgentSpawner* spawner);
+
+  std::string name() const override { return "sim"; }
+  int Available(const MachineType& type) override;
+  Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                InstanceRecord* inst) override;
+  Status Terminate(const InstanceRecord& inst) override;
+  bool IsAlive(const InstanceRecord& inst) override;
+  bool Adopt(const InstanceRecord& inst) override;
+  void Tick(double now) override;
+  std::vector<Interruption> TakeInterruptions() override;
+
+  // Takes `instance_id` away now, as a spot interruption would.
+  Status InterruptNow(const std::string& instance_id, const std::string& reason);
+  // How many times Launch granted an instance (for tests and benchmarks).
+  int launches() const { return launches_; }
+
+ private:
+  struct SimInstance {
+    std::string type;
+    bool spot = false;
+    double ready_at = 0;  // scenario clock time the agent starts
+    int handle = 0;       // 0 until the agent is started
+    AgentLaunchInfo agent;
+    std::string dir;
+  };
+  double ScenarioTime() const { return clock_->Now() - t0_; }
+  void InterruptLocked(const std::string& id, const std::string& reason);  // REQUIRES: mu_
+
+  const SimScenario scenario_;
+  const std::string state_dir_;
+  const Clock* const clock_;
+  AgentSpawner* const spawner_;
+  const double t0_;
+  std::mutex mu_;
+  std::map<std::string, SimInstance> instances_;   // GUARDED_BY(mu_)
+  std::map<std::string, size_t> next_interruption_;  // per type, GUARDED_BY(mu_)
+  std::vector<Interruption> interrupted_;          // GUARDED_BY(mu_)
+  int launches_ = 0;
+};
+
+}  // namespace yard
