@@ -52,8 +52,8 @@ struct Queued {
 struct Agent::Impl {
   explicit Impl(AgentConfig c)
       : config(std::move(c)),
-        api(config.server, config.token),
-        blobs(config.server, config.token),
+        api(RetryingResolver(config.server), config.token),
+        blobs(RetryingResolver(config.server), config.token),
         agent_path("/v1/agents/" + config.instance_id) {}
 
   Status Open();
@@ -62,6 +62,7 @@ struct Agent::Impl {
   void Heartbeat();
   Status WorkLoop();
   Status PollOnce(Backoff* backoff, bool* terminate);
+  void NoteReachable(const Status& st);
   void OnAssign(const Json& j);
   void OnCancel(const std::string& job);
   void OnTerminate();
@@ -82,8 +83,9 @@ struct Agent::Impl {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::thread heartbeat;
   // Touched by the Run thread only.
+  bool server_reachable = true;
   std::unique_ptr<JobRunner> job;
-  std::deque<Queued> queued;  // assignments received while a job ran
+  std::deque<Queued> queued;                       // assignments received while a job ran
   std::set<std::pair<std::string, int64_t>> seen;  // attempts started or queued
 };
 
@@ -123,8 +125,8 @@ void Agent::Impl::StartHeartbeat() {
 }
 
 void Agent::Impl::Heartbeat() {
-  StatusOr<Json> reply = api.PostJson(agent_path + "/heartbeat", Json::object(),
-                                      kShortCallTimeoutS);
+  StatusOr<Json> reply =
+      api.PostJson(agent_path + "/heartbeat", Json::object(), kShortCallTimeoutS);
   // A missed beat is retried by the next one; only say why when it is not
   // the usual server-is-restarting case.
   Code code = reply.status().code();
@@ -151,13 +153,13 @@ Status Agent::Impl::PollOnce(Backoff* backoff, bool* terminate) {
   ReapJob();
   // With an assignment waiting for the running job, look again soon.
   int wait = queued.empty() ? kWorkWaitS : 1;
-  StatusOr<Json> reply = api.GetJson(agent_path + "/work?wait=" + std::to_string(wait),
-                                     kWorkReadTimeoutS);
-  if (!reply.ok()) {
-    const Status& st = reply.status();
-    if (st.code() == Code::kCancelled) return st;
-    if (IsPermanent(st)) return st.WithContext("polling for work");
-    if (st.code() != Code::kUnavailable) AgentLog("polling for work: " + st.ToString());
+  StatusOr<Json> reply =
+      api.GetJson(agent_path + "/work?wait=" + std::to_string(wait), kWorkReadTimeoutS);
+  const Status& st = reply.status();
+  if (st.code() == Code::kCancelled) return st;
+  if (IsPermanent(st)) return st.WithContext("polling for work");
+  NoteReachable(st);
+  if (!st.ok()) {
     stop.WaitFor(backoff->Next());
     return Status::Ok();
   }
@@ -167,6 +169,17 @@ Status Agent::Impl::PollOnce(Backoff* backoff, bool* terminate) {
   if (reply->contains("cancel") && (*reply)["cancel"].is_string()) OnCancel((*reply)["cancel"]);
   *terminate = reply->contains("terminate") && (*reply)["terminate"] == true;
   return Status::Ok();
+}
+
+// One log line when the server goes away and one when it is back, rather
+// than one per retry.
+void Agent::Impl::NoteReachable(const Status& st) {
+  if (st.ok() && !server_reachable) AgentLog("the server answers again");
+  if (st.code() == Code::kUnavailable && server_reachable) {
+    AgentLog("the server is unreachable, retrying: " + st.message());
+  }
+  if (!st.ok() && st.code() != Code::kUnavailable) AgentLog("polling for work: " + st.ToString());
+  server_reachable = st.ok() || (st.code() != Code::kUnavailable && server_reachable);
 }
 
 void Agent::Impl::OnAssign(const Json& j) {

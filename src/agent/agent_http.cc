@@ -1,8 +1,7 @@
 #include "agent/agent_http.h"
 
-#include <sys/socket.h>
-
 #include <httplib.h>
+#include <sys/socket.h>
 
 namespace yard {
 
@@ -17,8 +16,7 @@ AgentHttp::AgentHttp(UrlResolver resolver, std::string token)
     : resolver_(std::move(resolver)), token_(std::move(token)) {}
 
 template <typename Send>
-StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeout_s,
-                                        Send&& send) {
+StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeout_s, Send&& send) {
   if (cancelled_) return Cancelled(what + ": agent stopping");
   YARD_ASSIGN_OR_RETURN(std::string url, resolver_());
   httplib::Client cli(url);
@@ -54,17 +52,14 @@ StatusOr<HttpReply> AgentHttp::Get(const std::string& path, int read_timeout_s) 
   });
 }
 
-StatusOr<HttpReply> AgentHttp::Post(const std::string& path, const Json& body,
-                                    int read_timeout_s) {
-  return PostText(path, body.dump(-1, ' ', false, Json::error_handler_t::replace),
-                  read_timeout_s);
+StatusOr<HttpReply> AgentHttp::Post(const std::string& path, const Json& body, int read_timeout_s) {
+  return PostText(path, body.dump(-1, ' ', false, Json::error_handler_t::replace), read_timeout_s);
 }
 
 StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::string& json_text,
                                         int read_timeout_s) {
   return Exchange("POST " + path, read_timeout_s, [&](httplib::Client& cli) {
-    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, json_text,
-                    "application/json");
+    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, json_text, "application/json");
   });
 }
 
@@ -80,9 +75,16 @@ StatusOr<Json> AgentHttp::GetJson(const std::string& path, int read_timeout_s) {
   return ReplyJson(Get(path, read_timeout_s));
 }
 
-StatusOr<Json> AgentHttp::PostJson(const std::string& path, const Json& body,
-                                   int read_timeout_s) {
+StatusOr<Json> AgentHttp::PostJson(const std::string& path, const Json& body, int read_timeout_s) {
   return ReplyJson(Post(path, body, read_timeout_s));
+}
+
+UrlResolver RetryingResolver(UrlResolver resolver) {
+  return [resolver = std::move(resolver)]() -> StatusOr<std::string> {
+    StatusOr<std::string> url = resolver();
+    if (url.ok()) return url;
+    return Unavailable("finding the server: " + url.status().message());
+  };
 }
 
 void AgentHttp::CancelAll() {

@@ -62,4 +62,9 @@ class AgentHttp {
   std::set<httplib::Client*> in_flight_;  // GUARDED_BY(mu_)
 };
 
+// Wraps `resolver` so that its failures read as Unavailable: not knowing
+// where the server is right now (not started yet, moving to a new port) is
+// a reason to retry, never to give up.
+UrlResolver RetryingResolver(UrlResolver resolver);
+
 }  // namespace yard

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "agent/agent_testing.h"
+#include "agent/event_spool.h"
 #include "common/bundle.h"
 #include "common/hashing.h"
 
@@ -92,8 +93,11 @@ class AgentTest : public testing::Test {
 
   static Json Assignment(const std::string& job, const std::string& script,
                          const Manifest& bundle = {}) {
-    return {{"job", job}, {"attempt", 1}, {"command", {"sh", "-c", script}},
-            {"bundle", bundle.ToJson()}, {"env", Json::object()}};
+    return {{"job", job},
+            {"attempt", 1},
+            {"command", {"sh", "-c", script}},
+            {"bundle", bundle.ToJson()},
+            {"env", Json::object()}};
   }
   void Assign(const Json& assignment) { state_->Push({{"assign", assignment}}); }
   void Assign(const std::string& job, const std::string& script, const Manifest& bundle = {}) {
@@ -109,7 +113,9 @@ class AgentTest : public testing::Test {
     return state_->Output(job).find(text) != std::string::npos;
   }
   std::string JobDir(const std::string& job) { return work_.path() + "/jobs/" + job + "-1"; }
-  std::string SpoolFile(const std::string& job) { return work_.path() + "/spool/" + job + "-1.jsonl"; }
+  std::string SpoolFile(const std::string& job) {
+    return work_.path() + "/spool/" + job + "-1.jsonl";
+  }
   // Lets a job blocked on `while [ ! -f ../go ]` go on.
   void Go(const std::string& job) { std::ofstream(JobDir(job) + "/go") << "go"; }
 
@@ -174,7 +180,8 @@ TEST_F(AgentTest, MetricLinesBecomeMetricRecords) {
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0], Json::parse(R"({"kind":"metric","values":{"loss":1.5}})"));
   EXPECT_EQ(got[1]["kind"], "output");
-  EXPECT_EQ(got[1]["data"].get<std::string>().rfind("yard: ignored metric line 2: not JSON", 0), 0u);
+  EXPECT_EQ(got[1]["data"].get<std::string>().rfind("yard: ignored metric line 2: not JSON", 0),
+            0u);
   EXPECT_EQ(got[2], Json::parse(R"({"kind":"metric","values":{"acc":0.9}})"));
 }
 
@@ -206,13 +213,15 @@ TEST_F(AgentTest, CheckpointIsSyncedWhileTheJobRuns) {
 
 TEST_F(AgentTest, FilesWrittenJustBeforeExitAreSyncedBeforeTheExitRecord) {
   StartAgent();
-  Assign("job-last", "mkdir -p \"$YARD_OUTPUT_DIR/sub\"; printf result > \"$YARD_OUTPUT_DIR/sub/r.txt\"; "
-                     "printf log > \"$YARD_LOG_DIR/events.log\"");
+  Assign("job-last",
+         "mkdir -p \"$YARD_OUTPUT_DIR/sub\"; printf result > \"$YARD_OUTPUT_DIR/sub/r.txt\"; "
+         "printf log > \"$YARD_LOG_DIR/events.log\"");
   WaitExit("job-last");
   std::vector<Json> records = state_->Records("job-last");
   std::set<std::string> synced;
   for (const Json& r : records) {
-    if (r["kind"] == "artifact") synced.insert(r["dir"].get<std::string>() + "/" + r["entry"]["path"].get<std::string>());
+    if (r["kind"] == "artifact")
+      synced.insert(r["dir"].get<std::string>() + "/" + r["entry"]["path"].get<std::string>());
   }
   EXPECT_EQ(synced, (std::set<std::string>{"outputs/sub/r.txt", "logs/events.log"}));
   EXPECT_EQ(records.back()["kind"], "exit");
@@ -229,12 +238,18 @@ TEST_F(AgentTest, RetriedBatchesLoseNothingAndDoubleNothing) {
   for (int i = 1; i <= 500; ++i) expected += "n " + std::to_string(i) + "\n";
   Assign("job-r",
          "i=1; while [ $i -le 500 ]; do echo \"n $i\"; "
-         "[ $((i % 100)) -eq 0 ] && sleep 0.05; i=$((i+1)); done; true");
+         "[ $((i % 50)) -eq 0 ] && sleep 0.05; i=$((i+1)); done; true");
   WaitExit("job-r");
+  // The exit record may be stored by a call whose reply is "lost": the
+  // agent is done once it has seen the acknowledgement and dropped its spool.
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-r")); }));
   EXPECT_EQ(state_->Output("job-r"), expected);
   std::lock_guard<std::mutex> lock(state_->mu);
   EXPECT_EQ(state_->refuse_events, 0);
   EXPECT_EQ(state_->lose_event_replies, 0);
+  int refused = 0;
+  for (const auto& call : state_->events_calls) refused += call.http_status == 503;
+  EXPECT_EQ(refused, 6);
 }
 
 TEST_F(AgentTest, GapReplyMakesTheAgentResendFromAcked) {
@@ -269,7 +284,8 @@ TEST_F(AgentTest, RecordsWrittenWhileTheServerIsDownArriveWhenItReturns) {
   ASSERT_TRUE(WaitFor([&] { return OutputHas("job-s", "one\n"); }));
   StopServer();
   Go("job-s");
-  ASSERT_TRUE(WaitFor([&] { return ReadAll(SpoolFile("job-s")).find("\"exit\"") != std::string::npos; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadAll(SpoolFile("job-s")).find("\"exit\"") != std::string::npos; }));
   StartServer();  // on a new port: the agent asks its resolver again
   Json exit = WaitExit("job-s");
   EXPECT_EQ(exit["exit_code"], 0);
@@ -283,7 +299,8 @@ TEST_F(AgentTest, ARestartedAgentSendsWhatTheLastOneSpooled) {
   ASSERT_TRUE(WaitFor([&] { return OutputHas("job-rs", "one\n"); }));
   StopServer();
   Go("job-rs");
-  ASSERT_TRUE(WaitFor([&] { return ReadAll(SpoolFile("job-rs")).find("\"exit\"") != std::string::npos; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadAll(SpoolFile("job-rs")).find("\"exit\"") != std::string::npos; }));
   StopAgent();
   StartServer();
   StartAgent();
@@ -292,6 +309,22 @@ TEST_F(AgentTest, ARestartedAgentSendsWhatTheLastOneSpooled) {
   EXPECT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-rs")); }));
   std::lock_guard<std::mutex> lock(state_->mu);
   EXPECT_EQ(state_->registers, 2);
+}
+
+TEST_F(AgentTest, ALeftoverTheServerRefusesIsDroppedWithoutBlockingNewJobs) {
+  {
+    auto spool = EventSpool::Open(work_.path() + "/spool");
+    ASSERT_TRUE(spool.ok());
+    ASSERT_TRUE((*spool)->Append("ghost", 1, {{"kind", "output"}, {"data", "boo"}}).ok());
+  }
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->unknown_jobs.insert("ghost");
+  }
+  StartAgent();
+  Assign("job-new", "echo fine");
+  EXPECT_EQ(WaitExit("job-new")["exit_code"], 0);
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("ghost")); }));
 }
 
 TEST_F(AgentTest, TheChunkCacheSavesFetchingABundleTwice) {
@@ -317,16 +350,17 @@ TEST_F(AgentTest, AJobGetsItsEnvironmentAndFolders) {
   AgentConfig config = Config();
   config.job_env = {{"FROM_CONFIG", "c"}, {"BOTH", "config"}};
   StartAgent(config);
-  Json a = Assignment("job-env",
-                      "echo \"$YARD_JOB_ID|$FROM_CONFIG|$BOTH|$PYTHONUNBUFFERED|${YARD_RESUME_FROM-unset}\"; "
-                      "pwd; echo \"$YARD_CHECKPOINT_DIR|$YARD_LOG_DIR|$YARD_OUTPUT_DIR|$YARD_METRICS\"");
+  Json a = Assignment(
+      "job-env",
+      "echo \"$YARD_JOB_ID|$FROM_CONFIG|$BOTH|$PYTHONUNBUFFERED|${YARD_RESUME_FROM-unset}\"; "
+      "pwd; echo \"$YARD_CHECKPOINT_DIR|$YARD_LOG_DIR|$YARD_OUTPUT_DIR|$YARD_METRICS\"");
   a["env"] = {{"BOTH", "assign"}};
   Assign(a);
   WaitExit("job-env");
   std::string dir = fs::canonical(JobDir("job-env")).string();
-  EXPECT_EQ(state_->Output("job-env"),
-            "job-env|c|assign|1|unset\n" + dir + "/work\n" + dir + "/checkpoints|" + dir +
-                "/logs|" + dir + "/outputs|" + dir + "/metrics.jsonl\n");
+  EXPECT_EQ(state_->Output("job-env"), "job-env|c|assign|1|unset\n" + dir + "/work\n" + dir +
+                                           "/checkpoints|" + dir + "/logs|" + dir + "/outputs|" +
+                                           dir + "/metrics.jsonl\n");
 }
 
 TEST_F(AgentTest, AResumedJobFindsItsCheckpoint) {
@@ -366,8 +400,11 @@ TEST_F(AgentTest, ABundleThatCannotBeFetchedEndsWithAnExitRecord) {
 
 TEST_F(AgentTest, ACommandThatCannotRunExitsWith127) {
   StartAgent();
-  state_->Push({{"assign", {{"job", "job-127"}, {"attempt", 1},
-                            {"command", {"no-such-command-for-yard"}}, {"env", Json::object()}}}});
+  state_->Push({{"assign",
+                 {{"job", "job-127"},
+                  {"attempt", 1},
+                  {"command", {"no-such-command-for-yard"}},
+                  {"env", Json::object()}}}});
   EXPECT_EQ(WaitExit("job-127")["exit_code"], 127);
 }
 
@@ -426,7 +463,8 @@ TEST_F(AgentTest, RegisterIsRetriedWhileTheServerStarts) {
   }
   StopServer();
   StartAgent();
-  std::this_thread::sleep_for(100ms);  // some refused connections first (not needed for correctness)
+  std::this_thread::sleep_for(
+      100ms);  // some refused connections first (not needed for correctness)
   StartServer();
   Assign("job-late", "echo hi");
   EXPECT_EQ(WaitExit("job-late")["exit_code"], 0);
@@ -436,10 +474,12 @@ TEST_F(AgentTest, RegisterIsRetriedWhileTheServerStarts) {
 
 TEST_F(AgentTest, HeartbeatsFlow) {
   StartAgent();
-  EXPECT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->heartbeats >= 2;
-  }, 10s));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(state_->mu);
+        return state_->heartbeats >= 2;
+      },
+      10s));
 }
 
 }  // namespace

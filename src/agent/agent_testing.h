@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -78,9 +79,10 @@ struct FakeState {
   std::map<std::pair<std::string, int64_t>, std::vector<Json>> events;  // stored records
   std::vector<EventsCall> events_calls;
   int registers = 0, heartbeats = 0, blob_gets = 0, blob_puts = 0, polls = 0;
-  int refuse_events = 0;       // the next N /events calls: 503, nothing stored
-  int lose_event_replies = 0;  // the next N /events calls: stored, then 503
-  int refuse_registers = 0;    // the next N registers: 503
+  int refuse_events = 0;               // the next N /events calls: 503, nothing stored
+  int lose_event_replies = 0;          // the next N /events calls: stored, then 503
+  int refuse_registers = 0;            // the next N registers: 503
+  std::set<std::string> unknown_jobs;  // /events for these: 404
   std::map<std::string, std::chrono::steady_clock::time_point> output_seen;  // data -> arrival
 
   void Push(Json reply) {
@@ -196,7 +198,10 @@ class FakeServer {
     EventsCall call{body["job"], body["attempt"], body["first"], body["records"].size(), 200};
     auto& stored = state_->events[{call.job, call.attempt}];
     int64_t acked = static_cast<int64_t>(stored.size());
-    if (state_->refuse_events > 0) {
+    if (state_->unknown_jobs.count(call.job)) {
+      call.http_status = 404;
+      ReplyError(res, 404, "not_found", "no such job");
+    } else if (state_->refuse_events > 0) {
       --state_->refuse_events;
       call.http_status = 503;
       ReplyError(res, 503, "unavailable", "refusing for the test");

@@ -79,8 +79,7 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
   Sync(dir, rel, state, final);
 }
 
-void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state,
-                           bool final) {
+void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state, bool final) {
   std::string path = dir.folder + "/" + rel;
   for (int tries = 0; tries < (final ? kFinalTries : 1); ++tries) {
     FileStamp before = *state->seen;

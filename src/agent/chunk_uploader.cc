@@ -56,9 +56,8 @@ class UploadRun {
 };
 
 StatusOr<FileEntry> UploadRun::Run(const std::string& path) {
-  Status st = ChunkFile(path, options_.chunker, [this](const ChunkRef& ref, std::string_view b) {
-    return Visit(ref, b);
-  });
+  Status st = ChunkFile(path, options_.chunker,
+                        [this](const ChunkRef& ref, std::string_view b) { return Visit(ref, b); });
   if (st.ok()) st = FlushGroup();
   if (!st.ok()) Fail(st);
   YARD_RETURN_IF_ERROR(Finish());
@@ -89,9 +88,8 @@ StatusOr<std::unordered_set<std::string>> UploadRun::AskMissing(const std::vecto
   Json hashes = Json::array();
   for (const Chunk& c : group) hashes.push_back(c.hash);
   Json body = {{"hashes", std::move(hashes)}};
-  YARD_ASSIGN_OR_RETURN(Json reply, RetryUnavailable(*stop_, [&] {
-                          return http_->Post("/v1/blobs/missing", body);
-                        }));
+  YARD_ASSIGN_OR_RETURN(
+      Json reply, RetryUnavailable(*stop_, [&] { return http_->Post("/v1/blobs/missing", body); }));
   if (!reply.contains("missing") || !reply["missing"].is_array()) {
     return Internal("POST /v1/blobs/missing: reply without \"missing\"");
   }
@@ -105,7 +103,8 @@ StatusOr<std::unordered_set<std::string>> UploadRun::AskMissing(const std::vecto
 Status UploadRun::Push(Chunk chunk) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] {
-    return !error_.ok() || queue_.empty() || queued_bytes_ + chunk.bytes.size() <= options_.queue_bytes;
+    return !error_.ok() || queue_.empty() ||
+           queued_bytes_ + chunk.bytes.size() <= options_.queue_bytes;
   });
   if (!error_.ok()) return error_;
   queued_bytes_ += chunk.bytes.size();
@@ -129,9 +128,8 @@ void UploadRun::Work() {
       queued_bytes_ -= c.bytes.size();
       cv_.notify_all();
     }
-    Status st = StatusOf(RetryUnavailable(*stop_, [&] {
-      return http_->PutBytes("/v1/blobs/" + c.hash, c.bytes);
-    }));
+    Status st = StatusOf(
+        RetryUnavailable(*stop_, [&] { return http_->PutBytes("/v1/blobs/" + c.hash, c.bytes); }));
     if (!st.ok()) Fail(st.WithContext("uploading chunk " + c.hash));
   }
 }

@@ -19,9 +19,9 @@ namespace yard {
 
 struct ChunkUploaderOptions {
   ChunkerParams chunker;
-  int concurrency = 3;                 // PUTs in flight
-  size_t group_bytes = 8 << 20;        // chunk bytes per /v1/blobs/missing call
-  size_t queue_bytes = 16 << 20;       // chunk bytes waiting for a worker
+  int concurrency = 3;            // PUTs in flight
+  size_t group_bytes = 8 << 20;   // chunk bytes per /v1/blobs/missing call
+  size_t queue_bytes = 16 << 20;  // chunk bytes waiting for a worker
 };
 
 // Thread-safe (each Upload is independent).

@@ -1,7 +1,10 @@
 #include "agent/chunk_uploader.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -121,6 +124,52 @@ TEST_F(ChunkUploaderTest, ServerDownRetriesUntilStopped) {
   });
   EXPECT_EQ(uploader.Upload(path).status().code(), Code::kCancelled);
   stopper.join();
+}
+
+}  // namespace
+}  // namespace yard
+
+namespace yard {
+namespace {
+
+// A measurement, not a check: run with --gtest_also_run_disabled_tests.
+// Compares uploading a 256 MiB file (default chunker) with `cp` of it.
+TEST(ChunkUploaderPerfTest, DISABLED_UploadVersusCp) {
+  TempDir dir;
+  std::string path = dir.path() + "/big.bin";
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 256; ++i) out << RandomBytes(1 << 20, 100 + i);
+  }
+  auto cpu = [] {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  auto time = [&](const std::function<void()>& f) {
+    auto start = std::chrono::steady_clock::now();
+    double cpu_start = cpu();
+    f();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("  %.3f s wall, %.3f s cpu\n", s, cpu() - cpu_start);
+    return s;
+  };
+  std::string copy = dir.path() + "/copy.bin";
+  double cp_s = time([&] { ASSERT_EQ(std::system(("cp " + path + " " + copy).c_str()), 0); });
+  auto state = std::make_shared<FakeState>();
+  FakeServer server(state);
+  HttpClient http(server.url(), state->token);
+  StopSignal stop;
+  ChunkUploader uploader(&http, &stop);
+  double up_s = time([&] { ASSERT_TRUE(uploader.Upload(path).ok()); });
+  double again_s = time([&] { ASSERT_TRUE(uploader.Upload(path).ok()); });
+  time([&] {
+    ASSERT_TRUE(ChunkFile(path, ChunkerParams{}, [](const ChunkRef&, std::string_view) {
+                  return Status::Ok();
+                }).ok());
+  });
+  std::printf("cp %.3f s, upload %.3f s (%.2f of cp speed), unchanged again %.3f s\n", cp_s, up_s,
+              cp_s / up_s, again_s);
 }
 
 }  // namespace

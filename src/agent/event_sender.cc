@@ -47,8 +47,8 @@ void EventSender::SendOnce(std::chrono::milliseconds wait) {
 }
 
 void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) {
-  if (!reply.ok()) {
-    if (reply.status().code() != Code::kCancelled) Retry(b, "");
+  if (!reply.ok()) {  // no answer (or the agent is stopping): try again later
+    Retry(b, "");
     return;
   }
   std::optional<int64_t> acked = AckedIn(*reply);
@@ -58,14 +58,16 @@ void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) 
     spool_->Ack(b.job, b.attempt, *acked);
   } else if (acked && st.ok()) {
     spool_->Ack(b.job, b.attempt, *acked);
-    if (*acked >= b.first) backoff_.Reset();
-    else Retry(b, "the server stored none of them");
+    if (*acked >= b.first)
+      backoff_.Reset();
+    else
+      Retry(b, "the server stored none of them");
   } else if (st.code() == Code::kNotFound || st.code() == Code::kPermissionDenied ||
              reply->status == 409) {
     AgentLog("dropping " + Describe(b) + ": the server refuses them (" + st.ToString() + ")");
     spool_->Drop(b.job, b.attempt);
   } else {
-    Retry(b, st.ok()                             ? "reply without \"acked\""
+    Retry(b, st.ok()                           ? "reply without \"acked\""
              : st.code() == Code::kUnavailable ? ""
                                                : st.ToString());
   }

@@ -97,8 +97,9 @@ std::string SpoolBatch::RequestBody() const {
 
 std::string SafeFileName(const std::string& name) {
   std::string out;
-  for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-                                            c == '_' || c == '.' ? c : '_');
+  for (char c : name)
+    out.push_back(
+        std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_');
   if (out.empty() || out[0] == '.') out.insert(0, "_");
   return out;
 }
@@ -139,8 +140,8 @@ Status EventSpool::Load(const std::string& path) {
     Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return false;
     if (s->ends.empty()) {
-      if (j["yard_spool"] != 1 || !j["job"].is_string() ||
-          !j["attempt"].is_number_integer()) return false;
+      if (j["yard_spool"] != 1 || !j["job"].is_string() || !j["attempt"].is_number_integer())
+        return false;
       s->job = j["job"];
       s->attempt = j["attempt"];
     } else if (IsExitRecord(j)) {
@@ -149,7 +150,10 @@ Status EventSpool::Load(const std::string& path) {
     s->ends.push_back(line_end);
     return true;
   });
-  if (!end.ok()) { ::close(s->fd); return end.status(); }
+  if (!end.ok()) {
+    ::close(s->fd);
+    return end.status();
+  }
   if (s->ends.empty()) {
     AgentLog("ignoring " + path + ": not a version-1 event spool");
     ::close(s->fd);
@@ -186,14 +190,16 @@ StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int6
   if (s->fd < 0) return ErrnoStatus("creating " + s->path);
   std::string header = DumpLine({{"yard_spool", 1}, {"job", job}, {"attempt", attempt}});
   Status st = WriteAll(s->fd, header);
-  if (!st.ok()) { ::close(s->fd); return st; }
+  if (!st.ok()) {
+    ::close(s->fd);
+    return st;
+  }
   s->ends.push_back(header.size());
   streams_.push_back(std::move(s));
   return streams_.back().get();
 }
 
-StatusOr<int64_t> EventSpool::Append(const std::string& job, int64_t attempt,
-                                     const Json& record) {
+StatusOr<int64_t> EventSpool::Append(const std::string& job, int64_t attempt, const Json& record) {
   std::lock_guard<std::mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
   if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
@@ -229,8 +235,7 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
     }
     SpoolBatch b{s->job, s->attempt, s->acked + 1, 1, {}};
     uint64_t begin = s->ends[s->acked];
-    while (b.first + b.count <= s->last() &&
-           s->ends[b.first + b.count] - begin <= max_bytes) {
+    while (b.first + b.count <= s->last() && s->ends[b.first + b.count] - begin <= max_bytes) {
       ++b.count;
     }
     Status st = PreadAll(s->fd, begin, s->ends[b.first + b.count - 1] - begin, &b.records);
@@ -272,8 +277,7 @@ void EventSpool::Ack(const std::string& job, int64_t attempt, int64_t acked) {
   cv_.notify_all();
 }
 
-void EventSpool::Defer(const std::string& job, int64_t attempt,
-                       std::chrono::milliseconds delay) {
+void EventSpool::Defer(const std::string& job, int64_t attempt, std::chrono::milliseconds delay) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Stream* s = Find(job, attempt)) s->not_before = Clock::now() + delay;
 }
@@ -312,7 +316,8 @@ int64_t EventSpool::Unacked() const {
 bool EventSpool::WaitAllAcked(std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_for(lock, timeout, [this] {
-    for (const auto& s : streams_) if (s->pending()) return false;
+    for (const auto& s : streams_)
+      if (s->pending()) return false;
     return true;
   });
 }

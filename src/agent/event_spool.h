@@ -32,9 +32,9 @@ namespace yard {
 struct SpoolBatch {
   std::string job;
   int64_t attempt = 0;
-  int64_t first = 0;       // sequence number of the first record
+  int64_t first = 0;  // sequence number of the first record
   int64_t count = 0;
-  std::string records;     // the records as JSON text, comma-separated
+  std::string records;  // the records as JSON text, comma-separated
   // The body of POST /v1/agents/{id}/events for this batch.
   std::string RequestBody() const;
 };
@@ -86,7 +86,7 @@ class EventSpool {
   Status LoadAll();
   Status Load(const std::string& path);
   StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt);  // REQUIRES: mu_ held
-  Stream* Find(const std::string& job, int64_t attempt) const;          // REQUIRES: mu_ held
+  Stream* Find(const std::string& job, int64_t attempt) const;           // REQUIRES: mu_ held
   std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at);
   void RemoveIfDone(Stream* s);  // REQUIRES: mu_ held
   void Remove(Stream* s);        // REQUIRES: mu_ held
@@ -94,9 +94,9 @@ class EventSpool {
   const std::string dir_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  std::vector<std::unique_ptr<Stream>> streams_;           // GUARDED_BY(mu_), oldest first
-  std::set<std::pair<std::string, int64_t>> finished_;     // GUARDED_BY(mu_)
-  bool wake_ = false;                                      // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Stream>> streams_;        // GUARDED_BY(mu_), oldest first
+  std::set<std::pair<std::string, int64_t>> finished_;  // GUARDED_BY(mu_)
+  bool wake_ = false;                                   // GUARDED_BY(mu_)
 };
 
 // A job id or name made safe as a file name (no '/', no leading '.').

@@ -15,7 +15,9 @@ using agent_testing::TempDir;
 using namespace std::chrono_literals;
 
 Json Output(const std::string& data) { return {{"kind", "output"}, {"data", data}}; }
-Json ExitRecord() { return {{"kind", "exit"}, {"exit_code", 0}, {"message", "m"}, {"cancelled", false}}; }
+Json ExitRecord() {
+  return {{"kind", "exit"}, {"exit_code", 0}, {"message", "m"}, {"cancelled", false}};
+}
 
 std::unique_ptr<EventSpool> OpenSpool(const std::string& dir) {
   auto spool = EventSpool::Open(dir);
@@ -38,7 +40,8 @@ TEST(EventSpoolTest, NumbersRecordsFromOnePerAttempt) {
 TEST(EventSpoolTest, BatchStartsAfterAckedAndRespectsSize) {
   TempDir dir;
   auto spool = OpenSpool(dir.path());
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool->Append("j", 1, Output(std::string(100, 'x'))).ok());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(spool->Append("j", 1, Output(std::string(100, 'x'))).ok());
   auto b = spool->WaitBatch(350, 0ms);
   ASSERT_TRUE(b);
   EXPECT_EQ(b->first, 1);

@@ -78,22 +78,30 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   if (!process.ok()) {
     return FailEarly(127, "could not start the job: " + process.status().message());
   }
-  ArtifactWatcher watcher(
+  std::unique_ptr<ArtifactWatcher> watcher = MakeWatcher(paths);
+  watcher->Start(ctx_.config->artifact_scan_interval);
+  ExitInfo info = Pump(process->get(), paths);
+  watcher->Stop();
+  if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
+  // Everything the job wrote is stored before the exit record says it ended.
+  watcher->Scan(/*final=*/true);
+  bool was_cancelled = cancelled();
+  std::string message = info.Describe();
+  if (was_cancelled) message = cancel_reason() + " (" + message + ")";
+  Finish(info.exit_code, message, was_cancelled);
+}
+
+std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
+  auto watcher = std::make_unique<ArtifactWatcher>(
       ArtifactDirs(paths),
       [this](const std::string& path) -> StatusOr<FileEntry> {
         if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
         return ctx_.uploader->Upload(path);
       },
       [this](Json record) { Emit(record); });
-  if (a_.resume_from) watcher.MarkSynced("checkpoints", a_.resume_from->path);
-  watcher.Start(ctx_.config->artifact_scan_interval);
-  ExitInfo info = Pump(process->get(), paths);
-  watcher.Stop();
-  if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
-  // Everything the job wrote is stored before the exit record says it ended.
-  watcher.Scan(/*final=*/true);
-  if (cancelled()) return Finish(info.exit_code, cancel_reason() + " (" + info.Describe() + ")", true);
-  Finish(info.exit_code, info.Describe(), false);
+  // The checkpoint we fetched to resume from is on the server already.
+  if (a_.resume_from) watcher->MarkSynced("checkpoints", a_.resume_from->path);
+  return watcher;
 }
 
 ExitInfo JobRunner::Pump(JobProcess* process, const JobPaths& paths) {
@@ -135,7 +143,8 @@ void JobRunner::FailEarly(int exit_code, const std::string& message) {
 }
 
 void JobRunner::Finish(int exit_code, const std::string& message, bool cancelled) {
-  Emit({{"kind", "exit"}, {"exit_code", exit_code}, {"message", message}, {"cancelled", cancelled}});
+  Emit(
+      {{"kind", "exit"}, {"exit_code", exit_code}, {"message", message}, {"cancelled", cancelled}});
   // The server may answer the exit record with the next assignment before
   // this thread has returned: say at once that the runner is free.
   done_ = true;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/artifact_watcher.h"
 #include "agent/chunk_cache.h"
 #include "agent/chunk_uploader.h"
 #include "agent/event_spool.h"
@@ -61,6 +62,7 @@ class JobRunner {
  private:
   void Main();
   void RunCommand(const JobPaths& paths, const std::string& resume_path);
+  std::unique_ptr<ArtifactWatcher> MakeWatcher(const JobPaths& paths);
   ExitInfo Pump(JobProcess* process, const JobPaths& paths);
   void Emit(const Json& record);
   void FailEarly(int exit_code, const std::string& message);

@@ -17,14 +17,16 @@ Status ParseStringMap(const Json& j, const std::string& field, EnvMap* out) {
   if (j.is_null()) return Status::Ok();
   if (!j.is_object()) return InvalidArgument("assignment: \"" + field + "\" is not an object");
   for (const auto& [k, v] : j.items()) {
-    if (!v.is_string()) return InvalidArgument("assignment: " + field + "." + k + " is not a string");
+    if (!v.is_string())
+      return InvalidArgument("assignment: " + field + "." + k + " is not a string");
     (*out)[k] = v.get<std::string>();
   }
   return Status::Ok();
 }
 
 Status ParseCommand(const Json& j, std::vector<std::string>* out) {
-  if (!j.is_array() || j.empty()) return InvalidArgument("assignment: \"command\" is not a non-empty array");
+  if (!j.is_array() || j.empty())
+    return InvalidArgument("assignment: \"command\" is not a non-empty array");
   for (const Json& arg : j) {
     if (!arg.is_string()) return InvalidArgument("assignment: \"command\" holds a non-string");
     out->push_back(arg.get<std::string>());
@@ -128,8 +130,10 @@ EnvMap JobEnvironment(const EnvMap& inherited, const EnvMap& job_env, const Assi
   env["YARD_METRICS"] = paths.metrics;
   env["PYTHONUNBUFFERED"] = "1";
   // Set only when resuming, and not inherited from the agent's own environment either.
-  if (resume_path.empty()) env.erase("YARD_RESUME_FROM");
-  else env["YARD_RESUME_FROM"] = resume_path;
+  if (resume_path.empty())
+    env.erase("YARD_RESUME_FROM");
+  else
+    env["YARD_RESUME_FROM"] = resume_path;
   return env;
 }
 

@@ -70,8 +70,8 @@ void MetricsTail::TakeLines(std::vector<Json>* out) {
   partial_.erase(0, start);
   if (partial_.size() > kMaxLine) {
     if (!skipping_) {
-      out->push_back(IgnoredLine(line_no_ + 1, "longer than " + std::to_string(kMaxLine) +
-                                                   " bytes"));
+      out->push_back(
+          IgnoredLine(line_no_ + 1, "longer than " + std::to_string(kMaxLine) + " bytes"));
     }
     skipping_ = true;
     partial_.clear();

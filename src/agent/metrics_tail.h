@@ -32,10 +32,10 @@ class MetricsTail {
   void TakeLine(std::string_view line, std::vector<Json>* out);
 
   std::string path_;
-  uint64_t offset_ = 0;     // bytes of the file consumed into partial_ or records
-  std::string partial_;     // start of a line whose end has not been read yet
-  bool skipping_ = false;   // inside an over-long line, dropping until its end
-  int64_t line_no_ = 0;     // lines seen so far
+  uint64_t offset_ = 0;    // bytes of the file consumed into partial_ or records
+  std::string partial_;    // start of a line whose end has not been read yet
+  bool skipping_ = false;  // inside an over-long line, dropping until its end
+  int64_t line_no_ = 0;    // lines seen so far
 };
 
 // The record a complete metrics line becomes (see MetricsTail::Poll).

@@ -39,7 +39,9 @@ TEST(OutputSplitterTest, NeverCutsInsideACharacter) {
   auto pieces = s.Add(text, false);
   ASSERT_EQ(pieces.size(), 2u);
   EXPECT_EQ(pieces[0].size(), OutputSplitter::kMaxPiece - 1);
-  EXPECT_EQ(pieces[1], "\xC3\xA9" "b");
+  EXPECT_EQ(pieces[1],
+            "\xC3\xA9"
+            "b");
 }
 
 TEST(OutputSplitterTest, EofFlushesEverything) {

@@ -28,7 +28,9 @@ bool IsTransient(const Status& s);
 
 inline const Status& StatusOf(const Status& s) { return s; }
 template <typename T>
-const Status& StatusOf(const StatusOr<T>& s) { return s.status(); }
+const Status& StatusOf(const StatusOr<T>& s) {
+  return s.status();
+}
 
 // Calls `fn` (returning Status or StatusOr) until it returns something other
 // than Unavailable, backing off between tries. Once `stop` fires, returns

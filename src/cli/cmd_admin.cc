@@ -38,6 +38,17 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
       ->capture_default_str();
   sub->add_option("--heartbeat-timeout", o->heartbeat_timeout_s,
                   "seconds without a heartbeat before an instance is lost")->capture_default_str();
+  sub->add_option("--catalog", o->catalog_file, "machine catalog file (default: $YARD_HOME/catalog.json)");
+  sub->add_option("--max-active-jobs", o->max_active_jobs, "per-user limit of active jobs")
+      ->capture_default_str();
+  sub->add_option("--max-active-instances", o->max_active_instances,
+                  "per-user limit of instances (cooling ones included)")->capture_default_str();
+  sub->add_option("--quota", o->user_quotas, "per-user override USER=JOBS,INSTANCES (repeatable)");
+  sub->add_option("--baseline", o->baseline_s, "seconds a cooling spot instance stays at spot price")
+      ->capture_default_str();
+  sub->add_option("--unit-percentage", o->unit_percentage,
+                  "then its price rises by this fraction of (on-demand - spot) per minute")
+      ->capture_default_str();
   return [o, global] {
     o->home = global->home.empty() ? DefaultYardHome() : global->home;
     return RunServer(*o);

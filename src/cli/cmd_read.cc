@@ -139,12 +139,55 @@ Runner SetupMachines(CLI::App* sub, GlobalFlags* global) {
                        Cell(t, "on_demand_price"), Cell(t, "available")});
     PrintTable(types);
     std::printf("\n");
-    std::vector<std::vector<std::string>> insts = {{"INSTANCE", "TYPE", "STATE", "AGE", "IDLE", "JOB"}};
-    for (const auto& i : reply["instances"])
-      insts.push_back({i["id"], i["machine_type"], i["state"], FormatDuration(i["age_s"]),
-                       FormatDuration(i["idle_s"]), Cell(i, "job")});
+    std::vector<std::vector<std::string>> insts = {{"INSTANCE", "TYPE", "MARKET", "STATE", "AGE", "IDLE", "$/H NOW", "JOB"}};
+    for (const auto& i : reply["instances"]) {
+      char price[32];
+      std::snprintf(price, sizeof(price), "%.4f", i.value("price_per_hour", 0.0));
+      insts.push_back({i["id"], i["machine_type"], Cell(i, "market"), i["state"], FormatDuration(i["age_s"]),
+                       FormatDuration(i["idle_s"]), price, Cell(i, "job")});
+    }
     if (insts.size() == 1) std::printf("no instances\n");
     else PrintTable(insts);
+    return Status::Ok();
+  });
+}
+
+}  // namespace yard::cli
+
+namespace yard::cli {
+
+Runner SetupDown(CLI::App* sub, GlobalFlags* global) {
+  struct Flags { std::string instance; bool all = false; };
+  auto f = std::make_shared<Flags>();
+  sub->add_option("instance", f->instance, "the cooling instance to end");
+  sub->add_flag("--all", f->all, "end all your idle and cooling instances");
+  return WithClient(global, [f](HttpClient& c) -> Status {
+    if (f->instance.empty() == !f->all)
+      return InvalidArgument("name one INSTANCE or give --all (see `yard machines`)");
+    YARD_ASSIGN_OR_RETURN(Json reply, c.Post("/v1/instances/down", {{"instance", f->instance}}));
+    for (const auto& id : reply["ended"]) std::printf("ended %s\n", id.get<std::string>().c_str());
+    if (reply["ended"].empty()) std::printf("no idle or cooling instances\n");
+    return Status::Ok();
+  });
+}
+
+Runner SetupCost(CLI::App* sub, GlobalFlags* global) {
+  auto json = std::make_shared<bool>(false);
+  sub->add_flag("--json", *json, "print JSON");
+  return WithClient(global, [json](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(Json cost, c.Get("/v1/cost"));
+    if (*json) { std::cout << cost.dump(2) << "\n"; return Status::Ok(); }
+    auto money = [](double v) { char b[32]; std::snprintf(b, sizeof(b), "$%.4f", v); return std::string(b); };
+    std::vector<std::vector<std::string>> rows = {{"INSTANCE", "JOB", "KIND", "MARKET", "FROM", "SECONDS", "COST"}};
+    for (const auto& e : cost["entries"])
+      rows.push_back({e["instance"], e["job"].get<std::string>().empty() ? "-" : e["job"].get<std::string>(),
+                      e["kind"].get<std::string>() + (e["open"].get<bool>() ? " (now)" : ""), e["market"],
+                      FormatTime(e["start"]), std::to_string(static_cast<long>(e["seconds"].get<double>())),
+                      money(e["cost"])});
+    PrintTable(rows);
+    std::printf("\n");
+    for (const auto& [kind, v] : cost["by_kind"].items()) std::printf("%-8s %s\n", kind.c_str(), money(v).c_str());
+    std::printf("total    %s\n", money(cost["total"]).c_str());
     return Status::Ok();
   });
 }

@@ -7,10 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
 #include "cli/job_view.h"
+#include "cli/picker.h"
+#include "cli/sweep_view.h"
 #include "client/follow.h"
 #include "client/transfer.h"
 
@@ -23,7 +26,12 @@ struct RunFlags {
   std::vector<std::string> machines;
   std::string description;
   double cool_down_s = 0;
+  double wait_request_s = 30;
+  double wait_new_job_s = -1;
+  double wait_new_job_interval_s = 10;
+  int max_restarts = 3;
   std::vector<std::string> env;
+  std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
   bool json = false;
 };
@@ -35,6 +43,19 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
       ->delimiter(',');
   sub->add_option("--description,-d", f->description, "text stored with the job, searchable");
   sub->add_option("--cool-down", f->cool_down_s, "keep the instance warm this many seconds after");
+  sub->add_option("--wait-request", f->wait_request_s,
+                  "seconds to wait for capacity of a machine type before trying the next")
+      ->capture_default_str();
+  sub->add_option("--wait-new-job", f->wait_new_job_s,
+                  "over your job quota: give up after this many seconds (<= 0: wait forever)")
+      ->capture_default_str();
+  sub->add_option("--wait-new-job-interval", f->wait_new_job_interval_s,
+                  "over your job quota: look again this often (seconds)")->capture_default_str();
+  sub->add_option("--max-restarts", f->max_restarts,
+                  "requeue after a lost or preempted instance at most this many times")
+      ->capture_default_str();
+  sub->add_option("--sweep", f->sweeps,
+                  "NAME=V1,V2,...: one job per combination, passing --NAME V (repeatable)");
   sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)");
   if (with_mirror) {
     sub->add_option("--ckpt-dir", f->ckpt_dir, "mirror $YARD_CHECKPOINT_DIR into this folder");
@@ -91,7 +112,10 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
                static_cast<unsigned long long>(stats.chunks_total),
                HumanBytes(stats.bytes_sent).c_str());
   Json spec = {{"command", command}, {"bundle", bundle.ToJson()}, {"machines", f.machines},
-               {"description", f.description}, {"cool_down_s", f.cool_down_s}, {"env", env}};
+               {"description", f.description}, {"cool_down_s", f.cool_down_s}, {"env", env},
+               {"wait_request_s", f.wait_request_s}, {"wait_new_job_s", f.wait_new_job_s},
+               {"wait_new_job_interval_s", f.wait_new_job_interval_s},
+               {"max_restarts", f.max_restarts}};
   YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
   return reply["job"];
 }
@@ -168,10 +192,57 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
   return view->ExitCode();
 }
 
+// One RunFlags per combination of the --sweep values, each passing
+// `--NAME VALUE` to the script and naming its values in the description.
+StatusOr<std::vector<RunFlags>> ExpandSweeps(const RunFlags& f) {
+  std::vector<RunFlags> out = {f};
+  for (const auto& sweep : f.sweeps) {
+    size_t eq = sweep.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == sweep.size())
+      return InvalidArgument("--sweep wants NAME=V1,V2,..., got '" + sweep + "'");
+    std::string name = sweep.substr(0, eq);
+    std::vector<std::string> values;
+    std::stringstream ss(sweep.substr(eq + 1));
+    for (std::string v; std::getline(ss, v, ',');) if (!v.empty()) values.push_back(v);
+    std::vector<RunFlags> next;
+    for (const auto& base : out)
+      for (const auto& v : values) {
+        RunFlags r = base;
+        r.args.push_back("--" + name);
+        r.args.push_back(v);
+        r.description += (r.description.empty() ? "" : " ") + name + "=" + v;
+        next.push_back(r);
+      }
+    out = std::move(next);
+  }
+  for (auto& r : out) r.sweeps.clear();
+  return out;
+}
+
+int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
+  StatusOr<std::vector<RunFlags>> combos = ExpandSweeps(f);
+  if (!combos.ok()) return Fail(combos.status().message());
+  std::vector<std::pair<std::string, std::string>> jobs;  // id, description
+  for (const auto& combo : *combos) {
+    StatusOr<Json> job = CreateJob(client, combo);
+    if (!job.ok()) return Fail(job.status().message());
+    jobs.emplace_back((*job)["id"], combo.description);
+    std::cout << (*job)["id"].get<std::string>() << "  " << combo.description << "\n";
+  }
+  std::cout.flush();
+  return wait ? FollowSweep(client, jobs) : 0;
+}
+
 Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
   return [f, global, wait] {
     auto client = ConnectOrReport(*global);
     if (!client) return 1;
+    if (f->machines.empty() && isatty(STDIN_FILENO) && isatty(STDERR_FILENO)) {
+      StatusOr<std::vector<std::string>> picked = PickMachines(*client);
+      if (!picked.ok()) return Fail(picked.status().message());
+      f->machines = *picked;
+    }
+    if (!f->sweeps.empty()) return RunSweep(*client, *f, wait);
     StatusOr<Json> job = CreateJob(*client, *f);
     if (!job.ok()) return Fail(job.status().message());
     std::string id = (*job)["id"];

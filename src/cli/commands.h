@@ -34,6 +34,8 @@ Runner SetupLogs(CLI::App* sub, GlobalFlags* global);
 Runner SetupFetch(CLI::App* sub, GlobalFlags* global);
 Runner SetupCancel(CLI::App* sub, GlobalFlags* global);
 Runner SetupMachines(CLI::App* sub, GlobalFlags* global);
+Runner SetupDown(CLI::App* sub, GlobalFlags* global);
+Runner SetupCost(CLI::App* sub, GlobalFlags* global);
 Runner SetupServer(CLI::App* sub, GlobalFlags* global);
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global);
 Runner SetupToken(CLI::App* sub, GlobalFlags* global);

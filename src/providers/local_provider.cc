@@ -108,7 +108,7 @@ Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
     Release(inst->id);
     return pid.status().WithContext("starting the local agent for " + inst->id);
   }
-  inst->info = {{"pid", *pid}, {"dir", dir}, {"cores", cores}, {"gpus", gpus}};
+  inst->info.update({{"pid", *pid}, {"dir", dir}, {"cores", cores}, {"gpus", gpus}});
   return Status::Ok();
 }
 

@@ -4,29 +4,9 @@
 #include <cstdio>
 
 #include "common/manifest.h"
+#include "server/job_events.h"
 
 namespace yard {
-namespace {
-
-constexpr const char* kJobKey = "job:";
-constexpr const char* kInstanceKey = "inst:";
-
-Json StateEvent(const std::string& state, const std::string& message) {
-  return {{"kind", "state"}, {"state", state}, {"message", message}};
-}
-
-Json DecisionEvent(const std::string& message) {
-  return {{"kind", "decision"}, {"message", message}};
-}
-
-std::string FormatSeconds(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.0f s", s);
-  return buf;
-}
-
-}  // namespace
-
 Controller::Controller(Store* store, BlobStore* blobs, Catalog catalog,
                        std::map<std::string, Provider*> providers, AgentLaunchInfo agent_launch,
                        const Clock* clock, ControllerOptions options)
@@ -62,17 +42,16 @@ Status Controller::Recover() {
     jobs_[j.id] = std::move(j);
   }
   YARD_ASSIGN_OR_RETURN(auto insts, store_->ListInstances(false));
-  double now = clock_->Now();
   for (auto& inst : insts) {
     instances_[inst.id] = inst;
-    heartbeats_[inst.id] = now;  // a fresh grace: agents are reconnecting
+    TouchHeartbeat(inst.id);  // a fresh grace: agents are reconnecting
     Provider* p = ProviderFor(inst.machine_type);
     bool alive = p && (inst.state == instance_state::kTerminating ? false : p->Adopt(inst));
     if (inst.state == instance_state::kTerminating) {
       if (p) LogError(p->Terminate(inst), "terminate on recovery");
       SaveInstance(instances_[inst.id], instance_state::kTerminated);
     } else if (!alive) {
-      MarkLost(instances_[inst.id], "its agent was gone when the server restarted");
+      MarkLost(instances_[inst.id], "its agent was gone when the server restarted", false);
     }
   }
   return Status::Ok();
@@ -98,9 +77,29 @@ void Controller::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Controller::Pass() {
-  MonitorInstances();
-  PlaceQueuedJobs();
+void Controller::RunPass() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Pass();
+}
+
+Controller::PassStats Controller::pass_stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+Provider* Controller::provider(const std::string& name) {
+  auto it = providers_.find(name);
+  return it == providers_.end() ? nullptr : it->second;
+}
+
+void Controller::TouchHeartbeat(const std::string& instance_id) {
+  heartbeats_[instance_id] = std::chrono::steady_clock::now();
+}
+
+double Controller::SilentSeconds(const std::string& instance_id) {
+  auto it = heartbeats_.find(instance_id);
+  if (it == heartbeats_.end()) return 0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count();
 }
 
 // ---------------------------------------------------------------- user side
@@ -137,9 +136,16 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   }
   if (spec.contains("description") && !spec["description"].is_string())
     return InvalidArgument("'description' must be a string");
-  double cool = spec.value("cool_down_s", 0.0);
-  if (!spec.value("cool_down_s", Json(0)).is_number() || cool < 0)
-    return InvalidArgument("'cool_down_s' must be a number >= 0");
+  for (const char* key : {"cool_down_s", "wait_request_s", "wait_new_job_s",
+                          "wait_new_job_interval_s", "max_restarts"}) {
+    if (spec.contains(key) && !spec[key].is_number())
+      return InvalidArgument(std::string("'") + key + "' must be a number");
+  }
+  if (spec.value("cool_down_s", 0.0) < 0) return InvalidArgument("'cool_down_s' must be >= 0");
+  if (spec.value("wait_request_s", 30.0) < 0) return InvalidArgument("'wait_request_s' must be >= 0");
+  if (spec.value("wait_new_job_interval_s", 10.0) <= 0)
+    return InvalidArgument("'wait_new_job_interval_s' must be > 0");
+  if (spec.value("max_restarts", 0) < 0) return InvalidArgument("'max_restarts' must be >= 0");
   return out;
 }
 
@@ -154,17 +160,33 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   JobRecord job;
   job.id = NewId("job");
   job.user = user;
-  job.state = job_state::kRequesting;
   job.description = valid.value("description", "");
   job.spec = std::move(valid);
   job.created_at = job.updated_at = clock_->Now();
-  first_events.insert(first_events.begin(), StateEvent(job.state, "queued"));
   std::lock_guard<std::mutex> lock(mu_);
-  YARD_RETURN_IF_ERROR(store_->InsertJob(job));
-  YARD_RETURN_IF_ERROR(AppendJobEvents(job, std::move(first_events)));
+  const Quota& quota = QuotaFor(user);
+  if (ActiveJobs(user) >= quota.max_active_jobs) {
+    job.state = job_state::kWaiting;
+    job.sched["waiting_since"] = job.created_at;
+    job.sched["next_check"] = job.created_at + job.spec.value("wait_new_job_interval_s", 10.0);
+  } else {
+    job.state = job_state::kRequesting;
+  }
+  jobs_[job.id] = job;  // counted for WaitingPlace
+  std::string why = job.state == job_state::kWaiting
+                        ? "waiting: " + std::to_string(quota.max_active_jobs) +
+                              " of your jobs are active (the limit); " + WaitingPlace(job)
+                        : "queued";
+  first_events.insert(first_events.begin(), StateEvent(job.state, why));
+  job.message = job.state == job_state::kWaiting ? why : "";
+  Status s = store_->InsertJob(job);
+  if (s.ok()) s = AppendJobEvents(job, std::move(first_events));
+  if (!s.ok()) { jobs_.erase(job.id); return s; }
   jobs_[job.id] = job;
-  queue_.push_back(job.id);
-  PlaceQueuedJobs();  // dispatch inline: a warm instance starts the job now
+  if (job.state == job_state::kRequesting) {
+    queue_.push_back(job.id);
+    PlaceQueuedJobs();  // dispatch inline: a warm instance starts the job now
+  }
   return jobs_.count(job.id) ? jobs_[job.id] : job;
 }
 
@@ -204,194 +226,18 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
   YARD_ASSIGN_OR_RETURN(auto all, store_->ListInstances(include_ended));
   double now = clock_->Now();
   Json out = Json::array();
-  for (const auto& inst : all)
-    if (inst.user == user || (inst.user.empty() && !include_ended)) out.push_back(inst.ToApiJson(now));
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& stored : all) {
+    if (stored.user != user) continue;
+    auto live = instances_.find(stored.id);
+    const InstanceRecord& inst = live != instances_.end() ? live->second : stored;
+    Json j = inst.ToApiJson(now);
+    j["market"] = inst.info.value("market", "on-demand");
+    if (!instance_state::IsTerminal(inst.state)) j["price_per_hour"] = CurrentPricePerHour(inst);
+    if (inst.info.contains("slurm_job_id")) j["slurm_job_id"] = inst.info["slurm_job_id"];
+    out.push_back(j);
+  }
   return out;
-}
-
-// ---------------------------------------------------------------- placement
-
-void Controller::PlaceQueuedJobs() {
-  std::deque<std::string> still_queued;
-  while (!queue_.empty()) {
-    std::string id = queue_.front();
-    queue_.pop_front();
-    auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.state != job_state::kRequesting) continue;
-    JobRecord& job = it->second;
-    bool placed = !job.instance_id.empty() ? false : (TryReuseInstance(job) || TryLaunchInstance(job));
-    if (!placed && job.state == job_state::kRequesting) still_queued.push_back(id);
-  }
-  queue_ = std::move(still_queued);
-}
-
-bool Controller::TryReuseInstance(JobRecord& job) {
-  // Earlier-listed types first; any idle or cooling instance of this user.
-  for (const auto& m : job.spec["machines"]) {
-    StatusOr<MachineRequest> req = ParseMachineRequest(m.get<std::string>());
-    if (!req.ok()) continue;
-    for (auto& [id, inst] : instances_) {
-      bool free = inst.state == instance_state::kIdle || inst.state == instance_state::kCooling;
-      bool mine = inst.user == job.user || inst.user.empty();
-      if (free && mine && inst.job_id.empty() && inst.machine_type == req->type) {
-        bool was_cooling = inst.state == instance_state::kCooling;
-        Assign(job, inst, was_cooling ? "took cooling instance " + id : "took idle instance " + id);
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
-bool Controller::TryLaunchInstance(JobRecord& job) {
-  // The foundation requests the first listed type and waits for capacity;
-  // ordered fallback between types is the scheduler's next step.
-  StatusOr<MachineRequest> req = ParseMachineRequest(job.spec["machines"][0].get<std::string>());
-  const MachineType* type = req.ok() ? catalog_.Find(req->type) : nullptr;
-  Provider* provider = type ? ProviderFor(type->name) : nullptr;
-  if (!type || !provider) return false;
-  if (provider->Available(*type) <= 0) {
-    if (capacity_noted_.insert(job.id).second)
-      LogError(AppendJobEvents(job, {DecisionEvent("no free capacity for " + type->name +
-                                                   " now: waiting for an instance")}),
-               "decision");
-    return false;
-  }
-  InstanceRecord inst;
-  inst.id = NewId("inst");
-  inst.machine_type = type->name;
-  inst.provider = type->provider;
-  inst.user = job.user;
-  inst.job_id = job.id;  // reserved for this job until it registers
-  inst.created_at = inst.state_since = clock_->Now();
-  Status s = provider->Launch(*type, agent_launch_, &inst);
-  if (!s.ok()) {
-    LogError(AppendJobEvents(job, {DecisionEvent("could not start " + type->name + ": " +
-                                                 s.message())}), "decision");
-    return false;
-  }
-  instances_[inst.id] = inst;
-  heartbeats_[inst.id] = clock_->Now();
-  SaveInstance(instances_[inst.id], instance_state::kProvisioning);
-  job.instance_id = inst.id;
-  job.machine_type = type->name;
-  job.updated_at = clock_->Now();
-  LogError(AppendJobEvents(job, {DecisionEvent("requested a new " + type->name + " instance (" +
-                                               inst.id + ")")}), "decision");
-  return false;  // placed once the agent registers
-}
-
-void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string& how) {
-  job.state = job_state::kStarting;
-  job.instance_id = inst.id;
-  job.machine_type = inst.machine_type;
-  job.attempt += 1;
-  job.run_acked = 0;
-  job.updated_at = clock_->Now();
-  inst.user = job.user;
-  inst.job_id = job.id;
-  SaveInstance(inst, instance_state::kBusy);
-  Json st = StateEvent(job.state, how);
-  st["instance"] = inst.id;
-  st["machine_type"] = inst.machine_type;
-  LogError(AppendJobEvents(job, {st}), "assign");
-  capacity_noted_.erase(job.id);
-  notifier_.Notify(kInstanceKey + inst.id);
-}
-
-void Controller::FinishJob(JobRecord& job, const std::string& state,
-                           std::optional<int64_t> exit_code, const std::string& message) {
-  job.state = state;
-  job.exit_code = exit_code;
-  job.message = message;
-  job.updated_at = clock_->Now();
-  Json st = StateEvent(state, message);
-  if (exit_code) st["exit_code"] = *exit_code;
-  LogError(AppendJobEvents(job, {st}), "finish");
-  std::string id = job.id;
-  std::string inst_id = job.instance_id;
-  double cool = job.spec.value("cool_down_s", 0.0);
-  jobs_.erase(id);
-  capacity_noted_.erase(id);
-  cancel_sent_.erase(id);
-  auto it = instances_.find(inst_id);
-  if (it != instances_.end() && it->second.job_id == id) ReleaseInstance(it->second, cool);
-  notifier_.Notify("scheduler");
-}
-
-void Controller::ReleaseInstance(InstanceRecord& inst, double cool_down_s) {
-  inst.job_id.clear();
-  if (inst.state == instance_state::kProvisioning) {
-    // Its job went away before it registered: it idles briefly on arrival.
-    SaveInstance(inst, instance_state::kProvisioning);
-    return;
-  }
-  if (cool_down_s > 0) {
-    inst.cool_until = clock_->Now() + cool_down_s;
-    SaveInstance(inst, instance_state::kCooling);
-  } else {
-    TerminateInstance(inst, "its job ended and no cool-down was asked");
-  }
-}
-
-void Controller::TerminateInstance(InstanceRecord& inst, const std::string& why) {
-  Provider* p = ProviderFor(inst.machine_type);
-  if (p) LogError(p->Terminate(inst), "terminate");
-  inst.info["ended_because"] = why;
-  SaveInstance(inst, instance_state::kTerminated);
-  notifier_.Notify(kInstanceKey + inst.id);
-  std::string id = inst.id;
-  instances_.erase(id);
-  heartbeats_.erase(id);
-}
-
-void Controller::MarkLost(InstanceRecord& inst, const std::string& reason) {
-  std::string id = inst.id;
-  std::string job_id = inst.job_id;
-  Provider* p = ProviderFor(inst.machine_type);
-  if (p) LogError(p->Terminate(inst), "terminate lost instance");
-  inst.info["lost_because"] = reason;
-  SaveInstance(inst, instance_state::kLost);
-  instances_.erase(id);
-  heartbeats_.erase(id);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return;
-  JobRecord& job = it->second;
-  if (job.state == job_state::kRequesting) {
-    job.instance_id.clear();  // its reserved instance never came: place it again
-    LogError(AppendJobEvents(job, {DecisionEvent("instance " + id + " was lost (" + reason +
-                                                 "): requesting another")}), "lost");
-    return;
-  }
-  FinishJob(job, job_state::kFailed, std::nullopt,
-            "instance " + id + " was lost: " + reason +
-                ". The job did not finish; its output and artifacts so far are kept "
-                "(`yard logs " + job.id + "`, `yard fetch " + job.id + "`)");
-}
-
-void Controller::MonitorInstances() {
-  double now = clock_->Now();
-  std::vector<std::string> ids;
-  for (const auto& [id, inst] : instances_) ids.push_back(id);
-  for (const auto& id : ids) {
-    auto it = instances_.find(id);
-    if (it == instances_.end()) continue;
-    InstanceRecord& inst = it->second;
-    Provider* p = ProviderFor(inst.machine_type);
-    double silent = now - heartbeats_[id];
-    if (p && !p->IsAlive(inst)) {
-      MarkLost(inst, "its agent process is gone");
-    } else if (inst.state == instance_state::kProvisioning) {
-      if (silent > options_.provisioning_timeout_s)
-        MarkLost(inst, "it did not register within " + FormatSeconds(options_.provisioning_timeout_s));
-    } else if (silent > options_.heartbeat_timeout_s) {
-      MarkLost(inst, "no heartbeat for " + FormatSeconds(silent));
-    } else if ((inst.state == instance_state::kCooling || inst.state == instance_state::kIdle) &&
-               inst.job_id.empty() && now >= inst.cool_until) {
-      TerminateInstance(inst, inst.state == instance_state::kCooling ? "its cool-down ended"
-                                                                      : "it stayed idle");
-    }
-  }
 }
 
 // ---------------------------------------------------------------- agent side
@@ -402,7 +248,7 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
   if (it == instances_.end())
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   InstanceRecord& inst = it->second;
-  heartbeats_[instance_id] = clock_->Now();
+  TouchHeartbeat(instance_id);
   if (inst.state == instance_state::kProvisioning) {
     auto job = jobs_.find(inst.job_id);
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
@@ -422,7 +268,7 @@ Status Controller::Heartbeat(const std::string& instance_id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!instances_.count(instance_id))
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
-  heartbeats_[instance_id] = clock_->Now();
+  TouchHeartbeat(instance_id);
   return Status::Ok();
 }
 
@@ -445,6 +291,7 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   LogError(AppendJobEvents(job, {st}), "deliver");
   Json assign = {{"job", job.id}, {"attempt", job.attempt}, {"command", job.spec["command"]},
                  {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
+  if (job.sched.contains("resume_from")) assign["resume_from"] = job.sched["resume_from"];
   return Json{{"assign", assign}};
 }
 
@@ -456,7 +303,7 @@ StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_
     uint64_t seen = notifier_.Version(key);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      heartbeats_[instance_id] = clock_->Now();
+      TouchHeartbeat(instance_id);
       if (auto work = WorkFor(instance_id)) return *work;
     }
     auto left = deadline - std::chrono::steady_clock::now();

@@ -1,18 +1,41 @@
 // Controller: the scheduler and the state machine of jobs and instances.
 //
 // It keeps the non-terminal jobs and instances in memory (indexed for the
-// scheduler) and writes every transition through to the Store in one
-// transaction together with the job's events, so the store stays the truth
-// a restarted server recovers from (Recover).
+// scheduler) and writes every transition through to the Store, together
+// with the job's events, so the store stays the truth a restarted server
+// recovers from (Recover).
+//
+// Scheduling rules (docs/scheduling.md has the full story):
+//   quotas    a user has at most max_active_jobs requesting/starting/running
+//             jobs; more wait (state "waiting"), re-checked every
+//             wait_new_job_interval_s, giving up after wait_new_job_s (> 0).
+//             At most max_active_instances instances; when only that blocks
+//             a job, the user's oldest cooling instance of a type the job
+//             cannot use is ended.
+//   reuse     an idle/cooling instance of the user of any listed type, earlier
+//             types first, before anything new is provisioned.
+//   fallback  machine ids are requested in order; a type whose provider
+//             grants no capacity within wait_request_s is withdrawn and the
+//             next requested; all failing fails the job listing every attempt.
+//   requeue   a lost or preempted instance puts its job back in the queue
+//             (at most max_restarts times), resuming from its newest checkpoint.
+//   pricing   the ledger holds priced intervals (running, cooling) per
+//             instance; see pricing.h.
+//
+// Time: scheduling semantics use the injectable Clock; liveness
+// (heartbeats, provisioning timeouts) uses the steady clock, so a test that
+// moves a FakeClock does not make agents look dead.
 //
 // Thread-safety: all public methods may be called from any thread; state is
 // guarded by one mutex. Long polls wait on the Notifier outside that mutex.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -24,16 +47,25 @@
 #include "providers/catalog.h"
 #include "providers/provider.h"
 #include "server/notifier.h"
+#include "server/pricing.h"
 #include "store/store.h"
 
 namespace yard {
 
+struct Quota {
+  int max_active_jobs = 5;
+  int max_active_instances = 5;
+};
+
 struct ControllerOptions {
-  double heartbeat_s = 1.0;            // agents heartbeat this often
   double heartbeat_timeout_s = 10.0;   // silent longer: the instance is lost
-  double provisioning_timeout_s = 120.0;
+  double provisioning_timeout_s = 300.0;
   double idle_grace_s = 2.0;           // a fresh instance with no job waits this long
   std::string default_machine = "local";
+  Quota quota;                               // the default per user
+  std::map<std::string, Quota> user_quotas;  // overrides
+  PricingSettings pricing;
+  int default_max_restarts = 3;
 };
 
 class Controller {
@@ -57,10 +89,19 @@ class Controller {
   // other users' job ids are not confirmed to exist).
   StatusOr<JobRecord> GetJobFor(const std::string& user, const std::string& id);
   StatusOr<JobRecord> CancelJob(const std::string& user, const std::string& id);
-  // The user's instances (all states when include_ended), API JSON.
+  // The user's instances (all states when include_ended), API JSON with the
+  // current price per hour.
   StatusOr<Json> ListInstancesFor(const std::string& user, bool include_ended);
+  // Ends the user's idle/cooling instance `id` ("" = all of them). Returns
+  // the ids ended.
+  StatusOr<std::vector<std::string>> EndIdleInstances(const std::string& user, const std::string& id);
+  // The user's costs: ledger entries plus open intervals priced up to now.
+  StatusOr<Json> CostFor(const std::string& user);
   const Catalog& catalog() const { return catalog_; }
+  const std::string& default_machine() const { return options_.default_machine; }
   int AvailableNow(const MachineType& type);
+  // The provider named `name` (e.g. "sim"), or nullptr.
+  Provider* provider(const std::string& name);
 
   // ---- agent side ----
   StatusOr<InstanceRecord> RegisterAgent(const std::string& instance_id);
@@ -74,27 +115,54 @@ class Controller {
 
   Notifier& notifier() { return notifier_; }
   // Runs one scheduling and monitoring pass now (tests use it with a fake clock).
-  void RunPassForTest() { Pass(); }
+  void RunPass();
+  // Pass statistics, for the scheduler benchmark.
+  struct PassStats {
+    uint64_t passes = 0;
+    uint64_t placements = 0;
+    double pass_seconds = 0;  // total wall time spent in passes
+  };
+  PassStats pass_stats();
 
  private:
-  // All REQUIRE mu_ held.
+  // --- placement (placement.cc); all REQUIRE mu_ held ---
   void Pass();
+  void CheckWaitingJobs();
   void PlaceQueuedJobs();
+  bool PlaceJob(JobRecord& job);
   bool TryReuseInstance(JobRecord& job);
-  bool TryLaunchInstance(JobRecord& job);
+  bool MakeRoomForInstance(JobRecord& job);
+  bool RequestNewInstance(JobRecord& job);
+  void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason);
   void Assign(JobRecord& job, InstanceRecord& inst, const std::string& how);
+  int ActiveJobs(const std::string& user) const;
+  int ActiveInstances(const std::string& user) const;
+  const Quota& QuotaFor(const std::string& user) const;
+  std::string WaitingPlace(const JobRecord& job) const;
+
+  // --- lifecycle (lifecycle.cc); all REQUIRE mu_ held ---
   void FinishJob(JobRecord& job, const std::string& state, std::optional<int64_t> exit_code,
                  const std::string& message);
+  void RequeueOrFail(JobRecord& job, const std::string& what_happened);
   void ReleaseInstance(InstanceRecord& inst, double cool_down_s);
   void TerminateInstance(InstanceRecord& inst, const std::string& why);
-  void MarkLost(InstanceRecord& inst, const std::string& reason);
+  void MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted);
   void MonitorInstances();
+  void OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id);
+  void CloseInterval(InstanceRecord& inst);
+  MarketPrices PricesOf(const InstanceRecord& inst) const;
+  double CurrentPricePerHour(const InstanceRecord& inst) const;
+  std::optional<Json> NewestCheckpoint(const std::string& job_id);
+
+  // --- helpers ---
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
   std::optional<Json> WorkFor(const std::string& instance_id);
+  void TouchHeartbeat(const std::string& instance_id);
+  double SilentSeconds(const std::string& instance_id);
 
   Store* const store_;
   BlobStore* const blobs_;
@@ -109,9 +177,10 @@ class Controller {
   std::map<std::string, JobRecord> jobs_;            // non-terminal jobs, GUARDED_BY(mu_)
   std::deque<std::string> queue_;                    // requesting job ids, FIFO, GUARDED_BY(mu_)
   std::map<std::string, InstanceRecord> instances_;  // non-terminal, GUARDED_BY(mu_)
-  std::map<std::string, double> heartbeats_;         // GUARDED_BY(mu_)
-  std::set<std::string> capacity_noted_;             // jobs told "no capacity", GUARDED_BY(mu_)
-  std::set<std::string> cancel_sent_;                // jobs whose cancel reached the agent
+  std::map<std::string, std::chrono::steady_clock::time_point> heartbeats_;  // GUARDED_BY(mu_)
+  std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
+  std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
+  PassStats stats_;                    // GUARDED_BY(mu_)
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <cstdio>
+
 namespace yard {
 
 std::string Call::Param(int i) const { return req.matches[i].str(); }
@@ -36,6 +38,14 @@ HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::
     for (const auto& route : table) Install(route);
   server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"ok": true, "service": "trainyard"})", "application/json");
+  });
+  // A handler that throws is a bug; answer with a JSON error and log it.
+  server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
+                                    std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try { std::rethrow_exception(ep); } catch (const std::exception& e) { what = e.what(); } catch (...) {}
+    std::fprintf(stderr, "yard server: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(), what.c_str());
+    ReplyError(res, Internal("the server failed on this request (" + what + "); see server.log"));
   });
   auto not_found = [](const httplib::Request& req, httplib::Response& res) {
     ReplyError(res, NotFound("no route " + req.method + " " + req.path + " (see docs/api.md)"));

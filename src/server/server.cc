@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "common/files.h"
-#include "providers/local_provider.h"
+#include "server/provider_set.h"
 #include "server/http_server.h"
 
 namespace yard {
@@ -66,10 +66,27 @@ std::thread ShutdownOnSignal(HttpApi* api) {
   });
 }
 
+StatusOr<ControllerOptions> ControllerOptionsFrom(const ServerOptions& o) {
+  ControllerOptions c;
+  c.default_machine = o.default_machine;
+  c.heartbeat_timeout_s = o.heartbeat_timeout_s;
+  c.quota = {o.max_active_jobs, o.max_active_instances};
+  c.pricing = {o.baseline_s, o.unit_percentage};
+  if (o.unit_percentage <= 0) return InvalidArgument("--unit-percentage must be > 0");
+  for (const auto& q : o.user_quotas) {
+    size_t eq = q.find('='), comma = q.find(',');
+    if (eq == std::string::npos || comma == std::string::npos || comma < eq)
+      return InvalidArgument("--quota wants USER=JOBS,INSTANCES, got '" + q + "'");
+    c.user_quotas[q.substr(0, eq)] = {std::atoi(q.substr(eq + 1, comma - eq - 1).c_str()),
+                                      std::atoi(q.substr(comma + 1).c_str())};
+  }
+  return c;
+}
+
 struct ServerParts {
   std::unique_ptr<Store> store;
   std::unique_ptr<BlobStore> blobs;
-  std::unique_ptr<LocalProvider> local;
+  ProviderSet providers;
   std::unique_ptr<Controller> controller;
   std::string user_token;
 };
@@ -84,16 +101,18 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   YARD_ASSIGN_OR_RETURN(std::string agent_token, EnsureTokenFile(p.store.get(),
                                                                  o.home + "/agent_token",
                                                                  "agents", "agent"));
-  int cores = DetectHostCores(), gpus = DetectGpus();
-  p.local = std::make_unique<LocalProvider>(o.home + "/instances", cores, gpus);
-  AgentLaunchInfo launch{"", url_file, agent_token, SelfExecutable()};
-  ControllerOptions copts;
-  copts.default_machine = o.default_machine;
-  copts.heartbeat_timeout_s = o.heartbeat_timeout_s;
   static RealClock clock;
-  p.controller = std::make_unique<Controller>(
-      p.store.get(), p.blobs.get(), Catalog::BuiltinLocal(cores, gpus),
-      std::map<std::string, Provider*>{{"local", p.local.get()}}, launch, &clock, copts);
+  std::string catalog_file = o.catalog_file;
+  if (catalog_file.empty() && ::access((o.home + "/catalog.json").c_str(), R_OK) == 0)
+    catalog_file = o.home + "/catalog.json";
+  YARD_ASSIGN_OR_RETURN(p.providers, BuildProviders(catalog_file, o.home, &clock));
+  AgentLaunchInfo launch{"", url_file, agent_token, SelfExecutable()};
+  YARD_ASSIGN_OR_RETURN(ControllerOptions copts, ControllerOptionsFrom(o));
+  if (!p.providers.catalog.Find(copts.default_machine))
+    return InvalidArgument("the default machine type '" + copts.default_machine +
+                           "' is not in the catalog (" + p.providers.catalog.NamesForHelp() + ")");
+  p.controller = std::make_unique<Controller>(p.store.get(), p.blobs.get(), p.providers.catalog,
+                                              p.providers.Pointers(), launch, &clock, copts);
   YARD_RETURN_IF_ERROR(p.controller->Recover());
   return p;
 }

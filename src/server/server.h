@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -19,6 +20,12 @@ struct ServerOptions {
   int port = 0;  // 0: reuse the last port if free, else any
   std::string default_machine = "local";
   double heartbeat_timeout_s = 10;
+  std::string catalog_file;  // "" = home/catalog.json if present
+  int max_active_jobs = 5;
+  int max_active_instances = 5;
+  std::vector<std::string> user_quotas;  // "USER=JOBS,INSTANCES"
+  double baseline_s = 600;
+  double unit_percentage = 0.01;
 };
 
 // Serves until SIGTERM/SIGINT. Returns the process exit code.

@@ -315,13 +315,13 @@ Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, 
 StatusOr<Json> Store::ListArtifacts(const std::string& job_id) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT dir, entry FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
+      "SELECT dir, entry, seq FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
   st.Bind(1, job_id);
   Json out = Json::array();
   for (;;) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back({{"dir", st.Text(0)}, {"entry", ParseJsonColumn(st.Text(1))}});
+    out.push_back({{"dir", st.Text(0)}, {"entry", ParseJsonColumn(st.Text(1))}, {"seq", st.Int(2)}});
   }
   return out;
 }

@@ -70,18 +70,42 @@ def test_cancel_ends_setsid_grandchild(yard, project):
     wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=15, what="the job's processes to end")
 
 
-def test_killed_agent_marks_job_lost(yard, project):
-    (project / "job.sh").write_text("echo started; sleep 1000\n")
-    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
-    wait_for(lambda: "started" in yard.run("logs", job_id).stdout, timeout=30, interval=0.1,
-             what="the job to start")
+def kill_agent_of(yard, job_id):
     instance = yard.job(job_id)["instance"]
     agents = processes_matching(f"agent --instance {instance}")
     assert len(agents) == 1
     os.kill(agents[0], signal.SIGKILL)
+    return instance
+
+
+def test_killed_agent_without_restarts_marks_job_lost(yard, project):
+    (project / "job.sh").write_text("echo started; sleep 1000\n")
+    job_id = yard.run("submit", "job.sh", "--max-restarts", "0", cwd=project).stdout.strip()
+    wait_for(lambda: "started" in yard.run("logs", job_id).stdout, timeout=30, interval=0.1,
+             what="the job to start")
+    instance = kill_agent_of(yard, job_id)
     job = yard.wait_state(job_id, "failed", timeout=30)
     assert "lost" in job["message"] and instance in job["message"]
     assert "started\n" == yard.run("logs", job_id).stdout  # what it printed is kept
+
+
+def test_killed_agent_requeues_the_job_on_a_new_instance(yard, project):
+    (project / "job.sh").write_text(
+        'echo "run on $YARD_JOB_ID"\n'
+        'if [ -e "$YARD_CHECKPOINT_DIR/step" ]; then echo resumed; exit 0; fi\n'
+        'echo 1 > "$YARD_CHECKPOINT_DIR/step"; sleep 1000\n')
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    # The checkpoint must be on the server before the instance goes.
+    wait_for(lambda: (yard.run("fetch", job_id, "--to", project / "got") and
+                      (project / "got" / "checkpoints" / "step").exists()),
+             timeout=30, interval=0.2, what="the checkpoint to sync")
+    first = kill_agent_of(yard, job_id)
+    job = yard.wait_state(job_id, "succeeded", timeout=60)
+    assert job["instance"] != first and job["attempt"] == 2
+    out = yard.run("logs", job_id).stdout
+    assert out.count("run on") == 2 and out.count("resumed") == 1
+    assert f"instance {first} was lost" in out  # the visible marker between the runs
+    assert out.index("run on") < out.index("-----") < out.index("resumed")
 
 
 def test_unknown_machine_is_refused_with_the_known_ones(yard, project):
