@@ -91,7 +91,8 @@ class [[nodiscard]] StatusOr {
   // REQUIRES: ok().
   T& value() & { assert(ok()); return *value_; }
   const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  // By value, so `for (auto& x : F().value())` does not dangle.
+  T value() && { assert(ok()); return std::move(*value_); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }

@@ -90,7 +90,7 @@ void SimProvider::Tick(double now) {
   }
 }
 
-void SimProvider::InterruptLocked(const std::string& id, const std::string& reason) {
+void SimProvider::InterruptLocked(std::string id, const std::string& reason) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return;
   if (it->second.handle > 0) spawner_->Stop(it->second.handle, id, /*hard=*/true);

@@ -66,7 +66,8 @@ class SimProvider : public Provider {
     std::string dir;
   };
   double ScenarioTime() const { return clock_->Now() - t0_; }
-  void InterruptLocked(const std::string& id, const std::string& reason);  // REQUIRES: mu_
+  // By value: callers pass keys of the map entry this erases. REQUIRES: mu_
+  void InterruptLocked(std::string id, const std::string& reason);
 
   const SimScenario scenario_;
   const std::string state_dir_;

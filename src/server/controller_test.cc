@@ -1,0 +1,343 @@
+// The scheduling rules, driven through the real Controller and SimProvider
+// with a fake clock. Agents are played by the test (it calls the agent-side
+// methods), so every provider call and instance is counted exactly.
+#include "server/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "common/hashing.h"
+#include "common/manifest.h"
+#include "providers/sim_provider.h"
+
+namespace yard {
+namespace {
+
+// Records agent starts and stops instead of spawning processes.
+class FakeSpawner : public AgentSpawner {
+ public:
+  StatusOr<int> Start(const AgentLaunchInfo&, const std::string& id, const std::string&,
+                      const std::vector<std::string>&, const std::vector<std::string>&) override {
+    started.push_back(id);
+    return static_cast<int>(started.size());
+  }
+  bool Alive(int handle, const std::string&) override { return !stopped.count(handle); }
+  void Stop(int handle, const std::string&, bool) override { stopped.insert(handle); }
+  std::vector<std::string> started;
+  std::set<int> stopped;
+};
+
+constexpr double kSpot = 0.3, kOnDemand = 0.9;
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("yard-ctl-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = std::move(Store::Open(dir_ / "state.db")).value();
+    blobs_ = std::make_unique<BlobStore>(std::move(BlobStore::Open(dir_ / "blobs")).value());
+  }
+  void TearDown() override {
+    controller_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Builds the controller over a sim cloud with types A (spot) and B.
+  void Build(int cap_a, int cap_b, ControllerOptions opts = {}) {
+    Json scenario = {{"version", 1},
+                     {"types", {{"A", {{"capacity", {{0, cap_a}}}}}, {"B", {{"capacity", {{0, cap_b}}}}}}}};
+    sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
+                                         dir_ / "instances", &clock_, &spawner_);
+    Json catalog = {{"version", 1}, {"types", Json::array()}};
+    for (const char* name : {"A", "B"})
+      catalog["types"].push_back({{"name", name}, {"provider", "sim"}, {"cpus", 4},
+                                  {"spot_price", kSpot}, {"on_demand_price", kOnDemand},
+                                  {"default_market", "spot"}});
+    opts.default_machine = "A";
+    controller_ = std::make_unique<Controller>(
+        store_.get(), blobs_.get(), std::move(Catalog::FromJson(catalog)).value(),
+        std::map<std::string, Provider*>{{"sim", sim_.get()}}, AgentLaunchInfo{}, &clock_, opts);
+    ASSERT_TRUE(controller_->Recover().ok());
+  }
+
+  Json Bundle(const std::string& user) {
+    std::string data = "print('hi')\n";
+    std::string h = Sha256Hex(data);
+    EXPECT_TRUE(blobs_->Put(h, data).ok());
+    EXPECT_TRUE(store_->AddBlobOwners(user, {h}).ok());
+    Manifest m;
+    m.files.push_back(FileEntry{"train.py", 0644, data.size(), {{h, data.size()}}, ""});
+    return m.ToJson();
+  }
+
+  std::string Submit(const std::string& user, std::vector<std::string> machines, Json extra = {}) {
+    Json spec = {{"command", {"python3", "train.py"}}, {"bundle", Bundle(user)}, {"machines", machines}};
+    if (extra.is_object()) spec.update(extra);
+    StatusOr<JobRecord> job = controller_->SubmitJob(user, spec);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    return job.ok() ? job->id : "";
+  }
+
+  JobRecord Job(const std::string& id) { return store_->GetJob(id).value(); }
+
+  // Plays the agents: registers every started instance not yet registered.
+  void RegisterStarted() {
+    for (const auto& id : spawner_.started)
+      if (registered_.insert(id).second) ASSERT_TRUE(controller_->RegisterAgent(id).ok());
+  }
+
+  // Passes until instances granted so far have started agents, lets those
+  // agents register, and passes again.
+  void Settle() {
+    controller_->RunPass();  // places; the provider starts agents ready now
+    controller_->RunPass();  // starts agents of instances granted in the last pass
+    RegisterStarted();
+    controller_->RunPass();
+  }
+
+  // The agent of `job`'s instance takes it and reports `records` then exit 0.
+  void RunJob(const std::string& job_id, std::vector<Json> records, int exit_code = 0) {
+    std::string inst = Job(job_id).instance_id;
+    Json work = controller_->PollWork(inst, 0).value();
+    ASSERT_TRUE(work.contains("assign")) << work.dump();
+    last_assign_ = work["assign"];
+    records.push_back({{"kind", "exit"}, {"exit_code", exit_code}, {"message", "done"}});
+    ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job_id, work["assign"]["attempt"], 1, records).ok());
+  }
+
+  std::vector<Json> Events(const std::string& job_id) {
+    std::vector<Json> out;
+    for (const auto& e : store_->ReadEvents(job_id, 0, 100000).value()) out.push_back(e.body);
+    return out;
+  }
+
+  bool HasDecision(const std::string& job_id, const std::string& text) {
+    for (const auto& e : Events(job_id))
+      if (e.value("message", "").find(text) != std::string::npos) return true;
+    return false;
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  FakeSpawner spawner_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::unique_ptr<SimProvider> sim_;
+  std::unique_ptr<Controller> controller_;
+  std::set<std::string> registered_;
+  Json last_assign_;
+};
+
+TEST_F(ControllerTest, FallsBackToTheNextTypeAfterExactlyWaitRequest) {
+  Build(/*cap_a=*/0, /*cap_b=*/1);
+  std::string job = Submit("ann", {"A", "B"}, {{"wait_request_s", 30}});
+  controller_->RunPass();
+  clock_.Advance(29.9);
+  controller_->RunPass();
+  EXPECT_EQ(sim_->launches(), 0) << "B must not be requested before wait_request_s";
+  clock_.Advance(0.1);
+  controller_->RunPass();
+  EXPECT_EQ(sim_->launches(), 1);
+  EXPECT_EQ(Job(job).machine_type, "B");
+  EXPECT_TRUE(HasDecision(job, "gave up on A: no capacity granted within 30 s"));
+  Settle();
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+}
+
+TEST_F(ControllerTest, AllTypesEmptyFailsListingEveryAttempt) {
+  Build(0, 0);
+  std::string job = Submit("ann", {"A", "B:on-demand"}, {{"wait_request_s", 10}});
+  for (int i = 0; i < 3; ++i) { controller_->RunPass(); clock_.Advance(10); }
+  JobRecord j = Job(job);
+  EXPECT_EQ(j.state, job_state::kFailed);
+  EXPECT_NE(j.message.find("A: no capacity granted within 10 s"), std::string::npos) << j.message;
+  EXPECT_NE(j.message.find("B: no capacity granted within 10 s"), std::string::npos) << j.message;
+  EXPECT_EQ(sim_->launches(), 0);
+}
+
+TEST_F(ControllerTest, CoolingInstanceIsReusedBySameUserOnly) {
+  Build(5, 5);
+  std::string first = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  Settle();
+  std::string inst = Job(first).instance_id;
+  RunJob(first, {});
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kCooling);
+
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  EXPECT_EQ(Job(second).instance_id, inst) << "same user and type: the cooling instance";
+  EXPECT_EQ(Job(second).state, job_state::kStarting);
+  EXPECT_EQ(sim_->launches(), 1) << "no new provider call";
+  RunJob(second, {});
+
+  std::string other = Submit("bob", {"A"});
+  Settle();
+  EXPECT_NE(Job(other).instance_id, inst) << "another user's job never takes it";
+  EXPECT_EQ(sim_->launches(), 2);
+}
+
+TEST_F(ControllerTest, CoolingLaterTypeBeatsNewEarlierType) {
+  Build(5, 5);
+  std::string warm = Submit("ann", {"B"}, {{"cool_down_s", 600}});
+  Settle();
+  std::string b_inst = Job(warm).instance_id;
+  RunJob(warm, {});
+  std::string job = Submit("ann", {"A", "B"});
+  EXPECT_EQ(Job(job).instance_id, b_inst);
+  EXPECT_EQ(sim_->launches(), 1);
+}
+
+TEST_F(ControllerTest, InstanceEndsWhenCoolingExpires) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  RunJob(job, {});
+  clock_.Advance(599);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kCooling);
+  clock_.Advance(1);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kTerminated);
+  EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider was told to end it";
+}
+
+// Independent check of the price curve: numeric integration, 1 s steps.
+double NumericCoolingCost(double seconds) {
+  double total = 0;
+  for (double t = 0.5; t < seconds; t += 1.0) {
+    double minutes_past = std::max(0.0, (t - 600) / 60.0);
+    total += std::min(kOnDemand, kSpot + 0.01 * (kOnDemand - kSpot) * minutes_past) / 3600.0;
+  }
+  return total;
+}
+
+TEST_F(ControllerTest, LedgerChargesSpotThenRisesToOnDemandWhileCooling) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"cool_down_s", 24 * 3600}});
+  Settle();
+  clock_.Advance(3600);  // one hour running at spot
+  RunJob(job, {});
+  auto cooling = [&] { return controller_->CostFor("ann")->at("by_kind").value("cooling", 0.0); };
+  auto price = [&] { return controller_->ListInstancesFor("ann", false)->at(0)["price_per_hour"].get<double>(); };
+  EXPECT_NEAR(controller_->CostFor("ann")->at("by_kind")["running"].get<double>(), kSpot, 1e-9);
+  clock_.Advance(600);
+  EXPECT_NEAR(cooling(), kSpot * 600 / 3600, 1e-9);
+  EXPECT_NEAR(price(), kSpot, 1e-12);
+  clock_.Advance(60);
+  EXPECT_NEAR(price(), kSpot + 0.01 * (kOnDemand - kSpot), 1e-12);
+  clock_.Advance(110 * 60 - 660);
+  EXPECT_NEAR(price(), kOnDemand, 1e-12) << "on-demand at 110 minutes";
+  EXPECT_NEAR(cooling(), NumericCoolingCost(110 * 60), 1e-6);
+  clock_.Advance(90 * 60);
+  EXPECT_NEAR(price(), kOnDemand, 1e-12) << "and it stays there";
+  EXPECT_NEAR(cooling(), NumericCoolingCost(200 * 60), 1e-6);
+  // Reuse ends the period: the next one starts at spot again.
+  std::string next = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  RunJob(next, {});
+  EXPECT_NEAR(price(), kSpot, 1e-12);
+}
+
+TEST_F(ControllerTest, SixthJobWaitsAndStartsWhenOneFinishes) {
+  Build(10, 10);
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 6; ++i) jobs.push_back(Submit("ann", {"A"}, {{"wait_new_job_interval_s", 10}}));
+  Settle();
+  EXPECT_EQ(Job(jobs[5]).state, job_state::kWaiting);
+  EXPECT_NE(Job(jobs[5]).message.find("1st in line"), std::string::npos) << Job(jobs[5]).message;
+  EXPECT_EQ(sim_->launches(), 5);
+  RunJob(jobs[0], {});
+  controller_->RunPass();
+  EXPECT_EQ(Job(jobs[5]).state, job_state::kWaiting) << "looks again only after the interval";
+  clock_.Advance(10);
+  Settle();
+  EXPECT_EQ(Job(jobs[5]).state, job_state::kStarting);
+}
+
+TEST_F(ControllerTest, WaitingJobGivesUpAfterWaitNewJob) {
+  Build(10, 10);
+  for (int i = 0; i < 5; ++i) Submit("ann", {"A"});
+  std::string late = Submit("ann", {"A"}, {{"wait_new_job_s", 30}, {"wait_new_job_interval_s", 10}});
+  for (int i = 0; i < 3; ++i) { clock_.Advance(10); controller_->RunPass(); }
+  JobRecord j = Job(late);
+  EXPECT_EQ(j.state, job_state::kFailed);
+  EXPECT_NE(j.message.find("gave up after waiting 30 s"), std::string::npos) << j.message;
+}
+
+TEST_F(ControllerTest, CoolingInstanceOfAnotherTypeIsEndedWhenItAloneBlocks) {
+  ControllerOptions opts;
+  opts.quota = {5, 2};
+  Build(10, 10, opts);
+  std::vector<std::string> insts;
+  for (int i = 0; i < 2; ++i) {
+    std::string job = Submit("ann", {"B"}, {{"cool_down_s", 600}});
+    Settle();
+    insts.push_back(Job(job).instance_id);
+    clock_.Advance(1);
+  }
+  for (const auto& i : insts) {
+    std::string job = store_->GetInstance(i)->job_id;
+    RunJob(job, {});
+    clock_.Advance(1);
+  }
+  std::string a_job = Submit("ann", {"A"});
+  Settle();
+  EXPECT_EQ(store_->GetInstance(insts[0])->state, instance_state::kTerminated) << "the oldest";
+  EXPECT_EQ(store_->GetInstance(insts[1])->state, instance_state::kCooling);
+  EXPECT_EQ(Job(a_job).machine_type, "A");
+  EXPECT_EQ(Job(a_job).state, job_state::kStarting);
+}
+
+TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string first = Job(job).instance_id;
+  Json work = controller_->PollWork(first, 0).value();
+  std::string ckpt = "weights-epoch-2";
+  std::string h = Sha256Hex(ckpt);
+  ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
+  Json entry = FileEntryToJson(FileEntry{"epoch-2.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
+  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
+      {{"kind", "output"}, {"data", "epoch 1\n"}},
+      {{"kind", "output"}, {"data", "epoch 2\n"}},
+      {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}}).ok());
+  ASSERT_TRUE(sim_->InterruptNow(first, "spot interruption").ok());
+  Settle();
+  JobRecord j = Job(job);
+  EXPECT_EQ(j.state, job_state::kStarting);
+  EXPECT_NE(j.instance_id, first);
+  EXPECT_EQ(sim_->launches(), 2);
+  // A late, resent batch of the first run changes nothing.
+  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "epoch 1\n"}}}).ok());
+  RunJob(job, {{{"kind", "output"}, {"data", "epoch 3\n"}}});
+  EXPECT_EQ(last_assign_["resume_from"]["entry"]["path"], "epoch-2.ckpt");
+  std::string out;
+  for (const auto& e : Events(job)) if (e["kind"] == "output") out += e["data"].get<std::string>();
+  EXPECT_EQ(out.find("epoch 1\nepoch 2\n----- yard: instance " + first + " was preempted"), 0u) << out;
+  EXPECT_EQ(out.substr(out.size() - 8), "epoch 3\n");
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+}
+
+TEST_F(ControllerTest, ScenarioInterruptionsTakeSpotInstances) {
+  Json scenario = {{"version", 1}, {"types", {{"A", {{"interruptions", {100}}}}}}};
+  sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
+                                       dir_ / "instances", &clock_, &spawner_);
+  Json catalog = {{"version", 1}, {"types", {{{"name", "A"}, {"provider", "sim"}, {"default_market", "spot"}}}}};
+  controller_ = std::make_unique<Controller>(store_.get(), blobs_.get(),
+      std::move(Catalog::FromJson(catalog)).value(), std::map<std::string, Provider*>{{"sim", sim_.get()}},
+      AgentLaunchInfo{}, &clock_, ControllerOptions{});
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  Settle();
+  clock_.Advance(100);
+  controller_->RunPass();
+  JobRecord j = Job(job);
+  EXPECT_EQ(j.state, job_state::kFailed);
+  EXPECT_NE(j.message.find("preempted (spot interruption"), std::string::npos) << j.message;
+}
+
+}  // namespace
+}  // namespace yard
