@@ -1,6 +1,7 @@
 #include "agent/event_spool.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -155,7 +156,14 @@ Status EventSpool::Load(const std::string& path) {
     return end.status();
   }
   if (s->ends.empty()) {
-    AgentLog("ignoring " + path + ": not a version-1 event spool");
+    struct stat st;
+    // An empty file is a crash between creating the file and writing its
+    // header: nothing was lost. Anything else is left for a human.
+    if (::fstat(s->fd, &st) == 0 && st.st_size == 0) {
+      ::unlink(path.c_str());
+    } else {
+      AgentLog("ignoring " + path + ": not a version-1 event spool");
+    }
     ::close(s->fd);
     return Status::Ok();
   }

@@ -127,6 +127,16 @@ TEST(EventSpoolTest, LeftoverWithoutExitIsDeletedOnceAcked) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+TEST(EventSpoolTest, EmptyLeftoverIsRemovedAndForeignFilesKept) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/empty-1.jsonl").flush();
+  std::ofstream(dir.path() + "/foreign-1.jsonl") << "{\"something\": \"else\"}\n";
+  auto spool = OpenSpool(dir.path());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/empty-1.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/foreign-1.jsonl"));
+  EXPECT_FALSE(spool->WaitBatch(1 << 20, 0ms));
+}
+
 TEST(EventSpoolTest, LeftoversComeBeforeNewStreams) {
   TempDir dir;
   {

@@ -195,7 +195,7 @@ TEST(ChunkerTest, ChunkFileEmptyAndMissing) {
 
 // Not an assertion: prints throughput so a regression is visible in the log.
 TEST(ChunkerTest, ThroughputLog) {
-  std::string data = RandomBytes(256 << 20, 13);
+  std::string data = RandomBytes(64 << 20, 13);
   std::string path = TempPath("perf");
   std::ofstream(path, std::ios::binary).write(data.data(), data.size());
   auto noop = [](const ChunkRef&, std::string_view) { return Status::Ok(); };

@@ -43,9 +43,9 @@ int SimProvider::Available(const MachineType& type) {
   auto it = scenario_.types.find(type.name);
   if (it == scenario_.types.end()) return 0;
   std::lock_guard<std::mutex> lock(mu_);
-  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(),
-                                            [&](const auto& kv) { return kv.second.type == type.name; }));
-  return std::max(0, it->second.CapacityAt(ScenarioTime()) - live);
+  auto live = live_by_type_.find(type.name);
+  int n = live == live_by_type_.end() ? 0 : live->second;
+  return std::max(0, it->second.CapacityAt(ScenarioTime()) - n);
 }
 
 Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent,
@@ -61,6 +61,7 @@ Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   s.agent = agent;
   s.dir = state_dir_ + "/" + inst->id;
   instances_[inst->id] = s;
+  live_by_type_[s.type] += 1;
   ++launches_;
   inst->info["dir"] = s.dir;
   inst->info["ready_at_s"] = s.ready_at;
@@ -94,6 +95,7 @@ void SimProvider::InterruptLocked(std::string id, const std::string& reason) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return;
   if (it->second.handle > 0) spawner_->Stop(it->second.handle, id, /*hard=*/true);
+  live_by_type_[it->second.type] -= 1;
   instances_.erase(it);
   interrupted_.push_back({id, reason});
 }
@@ -115,6 +117,7 @@ Status SimProvider::Terminate(const InstanceRecord& inst) {
   auto it = instances_.find(inst.id);
   if (it == instances_.end()) return Status::Ok();
   if (it->second.handle > 0) spawner_->Stop(it->second.handle, inst.id, /*hard=*/false);
+  live_by_type_[it->second.type] -= 1;
   instances_.erase(it);
   return Status::Ok();
 }
@@ -136,6 +139,7 @@ bool SimProvider::Adopt(const InstanceRecord& inst) {
   s.handle = pid;
   s.dir = inst.info.value("dir", "");
   instances_[inst.id] = s;
+  live_by_type_[s.type] += 1;
   return true;
 }
 

@@ -76,6 +76,7 @@ class SimProvider : public Provider {
   const double t0_;
   std::mutex mu_;
   std::map<std::string, SimInstance> instances_;   // GUARDED_BY(mu_)
+  std::map<std::string, int> live_by_type_;          // GUARDED_BY(mu_)
   std::map<std::string, size_t> next_interruption_;  // per type, GUARDED_BY(mu_)
   std::vector<Interruption> interrupted_;          // GUARDED_BY(mu_)
   int launches_ = 0;

@@ -39,17 +39,20 @@ Status Controller::Recover() {
       job_state::kRequesting, job_state::kStarting, job_state::kRunning}));
   for (auto& j : jobs) {
     if (j.state == job_state::kRequesting) queue_.push_back(j.id);
+    CountJob(j, job_state::kWaiting);
     jobs_[j.id] = std::move(j);
   }
   YARD_ASSIGN_OR_RETURN(auto insts, store_->ListInstances(false));
   for (auto& inst : insts) {
-    instances_[inst.id] = inst;
+    AddInstance(inst);
+    IndexInstance(inst);
     TouchHeartbeat(inst.id);  // a fresh grace: agents are reconnecting
     Provider* p = ProviderFor(inst.machine_type);
     bool alive = p && (inst.state == instance_state::kTerminating ? false : p->Adopt(inst));
     if (inst.state == instance_state::kTerminating) {
       if (p) LogError(p->Terminate(inst), "terminate on recovery");
       SaveInstance(instances_[inst.id], instance_state::kTerminated);
+      EraseInstance(inst.id);
     } else if (!alive) {
       MarkLost(instances_[inst.id], "its agent was gone when the server restarted", false);
     }
@@ -183,9 +186,13 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   if (s.ok()) s = AppendJobEvents(job, std::move(first_events));
   if (!s.ok()) { jobs_.erase(job.id); return s; }
   jobs_[job.id] = job;
+  CountJob(job, job_state::kWaiting);
   if (job.state == job_state::kRequesting) {
     queue_.push_back(job.id);
-    PlaceQueuedJobs();  // dispatch inline: a warm instance starts the job now
+    // With nothing queued ahead, dispatch inline: a warm instance starts the
+    // job now. Otherwise the scheduler keeps the queue's order.
+    if (queue_.size() == 1) PlaceQueuedJobs();
+    else notifier_.Notify("scheduler");
   }
   return jobs_.count(job.id) ? jobs_[job.id] : job;
 }
@@ -416,6 +423,7 @@ Status Controller::AppendJobEvents(JobRecord& job, std::vector<Json> events) {
 void Controller::SaveInstance(InstanceRecord& inst, const std::string& state) {
   if (inst.state != state) inst.state_since = clock_->Now();
   inst.state = state;
+  IndexInstance(inst);
   LogError(store_->UpsertInstance(inst), "save instance");
 }
 

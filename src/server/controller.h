@@ -157,6 +157,12 @@ class Controller {
   // --- helpers ---
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
+  // Keeps free_ in step with `inst` (call after any change of state/job).
+  void IndexInstance(const InstanceRecord& inst);
+  void AddInstance(const InstanceRecord& inst);     // into instances_ + indexes
+  void EraseInstance(const std::string& id);        // out of instances_ + indexes
+  // Adjusts active_jobs_of_ for a job moving from `old_state` to its state.
+  void CountJob(const JobRecord& job, const std::string& old_state);
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
@@ -178,6 +184,12 @@ class Controller {
   std::deque<std::string> queue_;                    // requesting job ids, FIFO, GUARDED_BY(mu_)
   std::map<std::string, InstanceRecord> instances_;  // non-terminal, GUARDED_BY(mu_)
   std::map<std::string, std::chrono::steady_clock::time_point> heartbeats_;  // GUARDED_BY(mu_)
+  // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
+  std::map<std::string, int> active_jobs_of_;       // user -> requesting/starting/running jobs
+  std::map<std::string, int> instances_of_;         // user -> live instances
+  using FreeKey = std::pair<std::string, std::string>;  // (user, machine type)
+  std::map<FreeKey, std::set<std::pair<double, std::string>>> free_;  // idle/cooling, no job
+  std::map<std::string, std::pair<FreeKey, double>> free_entry_;      // instance -> its free_ entry
   std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
   std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
   PassStats stats_;                    // GUARDED_BY(mu_)

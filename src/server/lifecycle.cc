@@ -9,7 +9,9 @@ namespace yard {
 
 void Controller::FinishJob(JobRecord& job, const std::string& state,
                            std::optional<int64_t> exit_code, const std::string& message) {
+  std::string old_state = job.state;
   job.state = state;
+  CountJob(job, old_state);
   job.exit_code = exit_code;
   job.message = message;
   job.updated_at = clock_->Now();
@@ -96,9 +98,7 @@ void Controller::TerminateInstance(InstanceRecord& inst, const std::string& why)
   inst.info["ended_because"] = why;
   SaveInstance(inst, instance_state::kTerminated);
   notifier_.Notify(kInstanceKey + inst.id);
-  std::string id = inst.id;
-  instances_.erase(id);  // `inst` dangles from here on
-  heartbeats_.erase(id);
+  EraseInstance(inst.id);  // `inst` dangles from here on
 }
 
 void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted) {
@@ -109,8 +109,7 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   CloseInterval(inst);
   inst.info["lost_because"] = reason;
   SaveInstance(inst, instance_state::kLost);
-  instances_.erase(id);  // `inst` dangles from here on
-  heartbeats_.erase(id);
+  EraseInstance(id);  // `inst` dangles from here on
   notifier_.Notify(kInstanceKey + id);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;

@@ -36,15 +36,46 @@ const Quota& Controller::QuotaFor(const std::string& user) const {
 }
 
 int Controller::ActiveJobs(const std::string& user) const {
-  int n = 0;
-  for (const auto& [id, j] : jobs_) n += (j.user == user && job_state::IsActive(j.state));
-  return n;
+  auto it = active_jobs_of_.find(user);
+  return it == active_jobs_of_.end() ? 0 : it->second;
 }
 
 int Controller::ActiveInstances(const std::string& user) const {
-  int n = 0;
-  for (const auto& [id, i] : instances_) n += (i.user == user);
-  return n;
+  auto it = instances_of_.find(user);
+  return it == instances_of_.end() ? 0 : it->second;
+}
+
+void Controller::CountJob(const JobRecord& job, const std::string& old_state) {
+  int delta = int(job_state::IsActive(job.state)) - int(job_state::IsActive(old_state));
+  if (delta) active_jobs_of_[job.user] += delta;
+}
+
+void Controller::IndexInstance(const InstanceRecord& inst) {
+  auto old = free_entry_.find(inst.id);
+  if (old != free_entry_.end()) {
+    free_[old->second.first].erase({old->second.second, inst.id});
+    free_entry_.erase(old);
+  }
+  bool free = (inst.state == instance_state::kIdle || inst.state == instance_state::kCooling) &&
+              inst.job_id.empty() && instances_.count(inst.id);
+  if (!free) return;
+  FreeKey key{inst.user, inst.machine_type};
+  free_[key].insert({inst.state_since, inst.id});
+  free_entry_[inst.id] = {key, inst.state_since};
+}
+
+void Controller::AddInstance(const InstanceRecord& inst) {
+  instances_[inst.id] = inst;
+  instances_of_[inst.user] += 1;
+}
+
+void Controller::EraseInstance(const std::string& id) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return;
+  instances_of_[it->second.user] -= 1;
+  instances_.erase(it);
+  IndexInstance(InstanceRecord{.id = id});  // drops its free_ entry
+  heartbeats_.erase(id);
 }
 
 std::string Controller::WaitingPlace(const JobRecord& job) const {
@@ -84,6 +115,7 @@ void Controller::CheckWaitingJobs() {
     double give_up = SpecNumber(*job, "wait_new_job_s", -1);
     if (ActiveJobs(job->user) < QuotaFor(job->user).max_active_jobs) {
       job->state = job_state::kRequesting;
+      CountJob(*job, job_state::kWaiting);
       job->message.clear();
       job->updated_at = now;
       LogError(AppendJobEvents(*job, {StateEvent(job->state, "a job slot is free after waiting " +
@@ -128,21 +160,17 @@ bool Controller::PlaceJob(JobRecord& job) {
 }
 
 bool Controller::TryReuseInstance(JobRecord& job) {
-  // Earlier-listed types first; any idle or cooling instance of this user.
+  // Earlier-listed types first; the longest-idle free instance of this user.
   for (const MachineRequest& req : RequestsOf(job)) {
-    InstanceRecord* best = nullptr;
-    for (auto& [id, inst] : instances_) {
-      bool free = inst.state == instance_state::kIdle || inst.state == instance_state::kCooling;
-      bool market_ok = req.market.empty() || inst.info.value("market", "") == req.market;
-      if (free && inst.user == job.user && inst.job_id.empty() && inst.machine_type == req.type &&
-          market_ok && (!best || inst.state_since < best->state_since))
-        best = &inst;
-    }
-    if (best) {
-      std::string how = best->state == instance_state::kCooling
-                            ? "took cooling instance " + best->id + " (no set-up needed)"
-                            : "took idle instance " + best->id;
-      Assign(job, *best, how);
+    auto bucket = free_.find({job.user, req.type});
+    if (bucket == free_.end()) continue;
+    for (const auto& [since, id] : bucket->second) {
+      InstanceRecord& inst = instances_.at(id);
+      if (!req.market.empty() && inst.info.value("market", "") != req.market) continue;
+      std::string how = inst.state == instance_state::kCooling
+                            ? "took cooling instance " + id + " (no set-up needed)"
+                            : "took idle instance " + id;
+      Assign(job, inst, how);
       return true;
     }
   }
@@ -157,10 +185,13 @@ bool Controller::MakeRoomForInstance(JobRecord& job) {
   std::set<std::string> usable;
   for (const MachineRequest& r : RequestsOf(job)) usable.insert(r.type);
   InstanceRecord* oldest = nullptr;
-  for (auto& [id, inst] : instances_)
-    if (inst.user == job.user && inst.state == instance_state::kCooling && inst.job_id.empty() &&
-        !usable.count(inst.machine_type) && (!oldest || inst.state_since < oldest->state_since))
-      oldest = &inst;
+  for (auto it = free_.lower_bound({job.user, ""}); it != free_.end() && it->first.first == job.user; ++it) {
+    if (usable.count(it->first.second)) continue;
+    for (const auto& [since, id] : it->second) {
+      InstanceRecord& inst = instances_.at(id);
+      if (inst.state == instance_state::kCooling && (!oldest || since < oldest->state_since)) oldest = &inst;
+    }
+  }
   if (oldest) {
     std::string ended = oldest->id;
     TerminateInstance(*oldest, "ended to make room for " + job.id + " (instance quota)");
@@ -216,7 +247,7 @@ bool Controller::RequestNewInstance(JobRecord& job) {
         FailAttempt(job, req.type, s.message());
         continue;
       }
-      instances_[inst.id] = inst;
+      AddInstance(inst);
       TouchHeartbeat(inst.id);
       OpenInterval(instances_[inst.id], "running", job.id);
       SaveInstance(instances_[inst.id], instance_state::kProvisioning);

@@ -1,0 +1,238 @@
+#include "trainer/npy.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace yard::trainer {
+namespace {
+
+constexpr std::string_view kMagic = "\x93NUMPY";
+
+struct DTypeInfo {
+  const char* descr;  // without the byte-order character
+  NpyDType type;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {"f4", NpyDType::kFloat32},
+    {"f8", NpyDType::kFloat64},
+    {"i4", NpyDType::kInt32},
+    {"i8", NpyDType::kInt64},
+};
+
+// The header is a Python dict literal: {'descr': '<f4', 'fortran_order':
+// False, 'shape': (3, 4), }. Values are kept as their source text.
+class HeaderParser {
+ public:
+  explicit HeaderParser(std::string_view text) : s_(text) {}
+
+  StatusOr<std::map<std::string, std::string>> Parse() {
+    std::map<std::string, std::string> out;
+    if (!Eat('{')) return Error("expected '{'");
+    while (!Eat('}')) {
+      std::string key, value;
+      if (!Quoted(&key)) return Error("expected a quoted key");
+      if (!Eat(':')) return Error("expected ':' after '" + key + "'");
+      if (!Value(&value)) return Error("bad value for '" + key + "'");
+      out[key] = value;
+      if (!Eat(',') && !Peek('}')) return Error("expected ',' or '}'");
+    }
+    return out;
+  }
+
+ private:
+  void Skip() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n')) ++i_;
+  }
+  bool Peek(char c) {
+    Skip();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  bool Eat(char c) {
+    if (!Peek(c)) return false;
+    ++i_;
+    return true;
+  }
+  bool Quoted(std::string* out) {
+    Skip();
+    if (i_ >= s_.size() || (s_[i_] != '\'' && s_[i_] != '"')) return false;
+    size_t end = s_.find(s_[i_], i_ + 1);
+    if (end == std::string_view::npos) return false;
+    *out = std::string(s_.substr(i_ + 1, end - i_ - 1));
+    i_ = end + 1;
+    return true;
+  }
+  // A quoted string (unquoted in *out), a parenthesized tuple, or a bare word.
+  bool Value(std::string* out) {
+    if (Quoted(out)) return true;
+    Skip();
+    size_t start = i_;
+    if (Eat('(')) {
+      size_t end = s_.find(')', i_);
+      if (end == std::string_view::npos) return false;
+      i_ = end + 1;
+    } else {
+      while (i_ < s_.size() && s_[i_] != ',' && s_[i_] != '}') ++i_;
+    }
+    *out = std::string(s_.substr(start, i_ - start));
+    while (!out->empty() && out->back() == ' ') out->pop_back();
+    return !out->empty();
+  }
+  Status Error(const std::string& what) {
+    return InvalidArgument("header at offset " + std::to_string(i_) + ": " + what);
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+StatusOr<NpyDType> ParseDescr(const std::string& descr) {
+  if (descr.size() == 3 && (descr[0] == '<' || descr[0] == '=' || descr[0] == '|')) {
+    for (const auto& d : kDTypes) {
+      if (descr.compare(1, 2, d.descr) == 0) return d.type;
+    }
+  }
+  std::string why = descr.size() > 0 && descr[0] == '>' ? " (big-endian)" : "";
+  return InvalidArgument("unsupported dtype '" + descr + "'" + why +
+                         "; use float32, float64, int32 or int64 (e.g. x.astype('float32'))");
+}
+
+// "(3, 4)", "(5,)" -> {3, 4}, {5}.
+StatusOr<std::vector<int64_t>> ParseShape(const std::string& text) {
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') {
+    return InvalidArgument("bad shape '" + text + "'");
+  }
+  std::vector<int64_t> shape;
+  std::string body = text.substr(1, text.size() - 2);
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t comma = body.find(',', pos);
+    std::string item =
+        body.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? body.size() : comma + 1;
+    if (item.find_first_not_of(' ') == std::string::npos) continue;
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (v < 0 || end == item.c_str() ||
+        std::string(end).find_first_not_of(' ') != std::string::npos) {
+      return InvalidArgument("bad shape '" + text + "'");
+    }
+    shape.push_back(v);
+  }
+  return shape;
+}
+
+// Splits the file into its header text and data; checks magic and version.
+Status SplitHeader(std::string_view bytes, std::string_view* header, std::string_view* data) {
+  if (bytes.size() < 10 || bytes.substr(0, 6) != kMagic) {
+    return InvalidArgument("not a .npy file (no \\x93NUMPY magic); save arrays with numpy.save");
+  }
+  int major = static_cast<unsigned char>(bytes[6]);
+  if (major < 1 || major > 3) {
+    return InvalidArgument("unsupported .npy format version " + std::to_string(major));
+  }
+  auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
+  size_t prefix = major == 1 ? 10 : 12;
+  if (bytes.size() < prefix) return InvalidArgument("truncated .npy header");
+  uint32_t len = byte(8) | byte(9) << 8;
+  if (major > 1) len |= byte(10) << 16 | byte(11) << 24;
+  if (bytes.size() - prefix < len) return InvalidArgument("truncated .npy header");
+  *header = bytes.substr(prefix, len);
+  *data = bytes.substr(prefix + len);
+  return Status::Ok();
+}
+
+Status FillFromHeader(const std::map<std::string, std::string>& h, NpyArray* a) {
+  for (const char* key : {"descr", "fortran_order", "shape"}) {
+    if (!h.count(key)) return InvalidArgument(std::string("header lacks '") + key + "'");
+  }
+  YARD_ASSIGN_OR_RETURN(a->dtype, ParseDescr(h.at("descr")));
+  if (h.at("fortran_order") != "False") {
+    return InvalidArgument(
+        "Fortran-ordered arrays are not supported; save np.ascontiguousarray(x)");
+  }
+  YARD_ASSIGN_OR_RETURN(a->shape, ParseShape(h.at("shape")));
+  if (a->shape.empty()) return InvalidArgument("a 0-dimensional array holds no samples");
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* NpyDTypeName(NpyDType t) {
+  switch (t) {
+    case NpyDType::kFloat32:
+      return "float32";
+    case NpyDType::kFloat64:
+      return "float64";
+    case NpyDType::kInt32:
+      return "int32";
+    case NpyDType::kInt64:
+      return "int64";
+  }
+  return "?";
+}
+
+size_t NpyItemSize(NpyDType t) { return t == NpyDType::kFloat32 || t == NpyDType::kInt32 ? 4 : 8; }
+
+int64_t NpyArray::elements() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& name) {
+  std::string_view header, data;
+  NpyArray a;
+  Status s = SplitHeader(bytes, &header, &data);
+  if (s.ok()) {
+    auto dict = HeaderParser(header).Parse();
+    s = dict.ok() ? FillFromHeader(*dict, &a) : dict.status();
+  }
+  if (s.ok()) {
+    uint64_t want = static_cast<uint64_t>(a.elements()) * NpyItemSize(a.dtype);
+    if (data.size() != want) {
+      s = InvalidArgument("data holds " + std::to_string(data.size()) +
+                          " bytes but shape and dtype need " + std::to_string(want) +
+                          " (truncated or not written by numpy.save)");
+    }
+  }
+  if (!s.ok()) return s.WithContext(name);
+  a.data.assign(data.begin(), data.end());
+  return a;
+}
+
+StatusOr<NpyArray> ReadNpy(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return NotFound(path + ": no such file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(path + ": cannot open: " + std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return InvalidArgument(path + ": read failed");
+  return ParseNpy(bytes, path);
+}
+
+std::string EncodeNpy(const NpyArray& a) {
+  static const char* kDescr[] = {"<f4", "<f8", "<i4", "<i8"};
+  std::string shape = "(";
+  for (int64_t d : a.shape) shape += std::to_string(d) + ", ";
+  if (a.shape.size() > 1) shape.resize(shape.size() - 2);
+  if (a.shape.size() == 1) shape.pop_back();
+  shape += ")";
+  std::string header = std::string("{'descr': '") + kDescr[static_cast<int>(a.dtype)] +
+                       "', 'fortran_order': False, 'shape': " + shape + ", }";
+  size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::string out(kMagic);
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(a.data.begin(), a.data.end());
+  return out;
+}
+
+}  // namespace yard::trainer

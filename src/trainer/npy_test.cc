@@ -1,0 +1,91 @@
+#include "trainer/npy.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace yard::trainer {
+namespace {
+
+NpyArray Floats(std::vector<int64_t> shape, std::vector<float> values) {
+  NpyArray a;
+  a.dtype = NpyDType::kFloat32;
+  a.shape = std::move(shape);
+  a.data.resize(values.size() * 4);
+  std::memcpy(a.data.data(), values.data(), a.data.size());
+  return a;
+}
+
+TEST(NpyTest, RoundTripsFloat32Matrix) {
+  std::string bytes = EncodeNpy(Floats({2, 3}, {1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(bytes.size() % 64, 24u);  // header padded to 64, then 24 data bytes
+  auto a = ParseNpy(bytes, "x.npy");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->dtype, NpyDType::kFloat32);
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(a->rows(), 2);
+  float v[6];
+  std::memcpy(v, a->data.data(), sizeof v);
+  EXPECT_EQ(v[5], 6.0f);
+}
+
+TEST(NpyTest, ReadsNumpyStyleHeaders) {
+  // As numpy writes them: 1-D shape "(3,)", int64, version 2.0 length field.
+  std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }";
+  header.append(128 - 12 - header.size() - 1, ' ');
+  header += '\n';
+  std::string bytes = std::string("\x93NUMPY\x02\x00", 8);
+  bytes += static_cast<char>(header.size());
+  bytes += std::string(3, '\0');
+  bytes += header;
+  bytes += std::string(24, '\0');
+  auto a = ParseNpy(bytes, "y.npy");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->dtype, NpyDType::kInt64);
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{3}));
+}
+
+std::string WithHeader(const std::string& dict, size_t data_bytes) {
+  NpyArray a = Floats({1}, {0});
+  std::string good = EncodeNpy(a);
+  std::string header = dict;
+  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::string out = good.substr(0, 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + std::string(data_bytes, '\0');
+}
+
+TEST(NpyTest, RefusesWhatTrainingCannotUse) {
+  struct Case {
+    std::string bytes, want;
+  } cases[] = {
+      {"garbage bytes here", "not a .npy file"},
+      {WithHeader("{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 4),
+       "unsupported dtype '|u1'"},
+      {WithHeader("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", 4), "big-endian"},
+      {WithHeader("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", 8),
+       "unsupported dtype"},
+      {WithHeader("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", 4), "Fortran"},
+      {WithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 4), "0-dimensional"},
+      {WithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", 12), "truncated"},
+      {WithHeader("{'descr': '<f4', 'shape': (1,), }", 4), "lacks 'fortran_order'"},
+  };
+  for (const auto& c : cases) {
+    auto a = ParseNpy(c.bytes, "bad.npy");
+    ASSERT_FALSE(a.ok()) << c.want;
+    EXPECT_EQ(a.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(a.status().message().find(c.want), std::string::npos) << a.status().message();
+    EXPECT_NE(a.status().message().find("bad.npy"), std::string::npos) << a.status().message();
+  }
+}
+
+TEST(NpyTest, MissingFileIsNotFound) {
+  auto a = ReadNpy("/nonexistent/x.npy");
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace yard::trainer
