@@ -12,7 +12,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libcpp-httplib-dev nlohmann-json3-dev libsqlite3-dev libssl-dev libcli11-dev
   libgtest-dev libgmock-dev libzstd-dev
-  python3-torch python3-sklearn python3-numpy libopenblas0-pthread
+  python3-torch python3-sklearn python3-numpy libopenblas0-pthread libtorch-dev
   python3-venv python3-pip
   procps util-linux
 )
