@@ -79,7 +79,7 @@ Result RunOnce(int queued, int instances) {
                {"cool_down_s", 3600}};
   for (int i = 0; i < queued; ++i) (void)ctl.SubmitJob("bench", spec);
 
-  std::vector<std::string> agents;
+  std::vector<std::pair<std::string, uint64_t>> agents;  // id, last work version seen
   std::atomic<int> done{0};
   auto start = std::chrono::steady_clock::now();
   ctl.Start();
@@ -87,9 +87,13 @@ Result RunOnce(int queued, int instances) {
   while (done < queued) {
     for (const auto& id : spawner.TakeStarted()) {
       (void)ctl.RegisterAgent(id);
-      agents.push_back(id);
+      agents.emplace_back(id, 0);
     }
-    for (const auto& id : agents) {
+    // Like a real agent's long poll, look only when the instance was woken.
+    for (auto& [id, seen] : agents) {
+      uint64_t v = ctl.notifier().Version("inst:" + id);
+      if (v == seen) continue;
+      seen = v;
       StatusOr<Json> work = ctl.PollWork(id, 0);
       if (!work.ok() || !work->contains("assign")) continue;
       const Json& a = (*work)["assign"];

@@ -14,7 +14,9 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libzstd-dev
   python3-torch python3-sklearn python3-numpy libopenblas0-pthread libtorch-dev
   python3-venv python3-pip
+  pybind11-dev python3-dev
   procps util-linux
+  slurm-wlm munge openssh-server openssh-client iproute2
 )
 
 # Package lists older than this are refreshed before installing (seconds).
@@ -178,6 +180,20 @@ else
 fi
 "$VENV/bin/python" -c 'import numpy; assert numpy.__version__ == "1.24.2", numpy.__file__' ||
   die "the venv's numpy is not Debian's 1.24.2 (something shadowed it)"
+
+# --------------------------------------------------------------------------
+step "Python package trainyard (python/, importable from .venv)"
+# The equivalent of `pip install -e python/` without pip: a .pth file naming
+# python/ (what an editable install writes too). The native client
+# (trainyard._yard) is built below by CMake (target yard_python_binding).
+VENV_SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+TRAINYARD_PTH="$VENV_SITE/trainyard-dev.pth"
+if [[ "$(cat "$TRAINYARD_PTH" 2>/dev/null)" == "$REPO_ROOT/python" ]]; then
+  note "already importable"
+else
+  printf '%s\n' "$REPO_ROOT/python" >"$TRAINYARD_PTH"
+  note "wrote $TRAINYARD_PTH"
+fi
 
 # --------------------------------------------------------------------------
 step "CMake configure ($BUILD_DIR, Ninja, $BUILD_TYPE)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest) and the
-# end-to-end tests (pytest tests/e2e), and ends with one line:
+# end-to-end tests (pytest tests/e2e) and the Python SDK tests (pytest
+# tests/python), and ends with one line:
 #   N passed, N failed
 # summing both. Exits non-zero if anything failed or no test ran at all.
 #
@@ -63,24 +64,31 @@ if ((ctest_rc != 0)) && [[ -n "$ctest_summary" ]] && ((c_failed == 0)); then
 fi
 
 # --------------------------------------------------------------------------
-step "End-to-end tests (pytest tests/e2e)"
-pytest_result="pytest: tests/e2e has no test files; skipped"
-if [[ -d tests/e2e ]] &&
-  [[ -n "$(find tests/e2e \( -name 'test_*.py' -o -name '*_test.py' \) -type f -print -quit)" ]]; then
-  pytest_rc=0
-  .venv/bin/python -m pytest -q tests/e2e 2>&1 | tee "$LOG_DIR/pytest.log" || pytest_rc=$?
+# pytest on one folder; adds its counts to passed/failed/skipped and sets
+# pytest_result to a one-line summary.
+run_pytest() {
+  local dir="$1" log="$LOG_DIR/pytest-$(basename "$1").log"
+  pytest_result="pytest $dir: no test files; skipped"
+  if [[ ! -d "$dir" ]] ||
+    [[ -z "$(find "$dir" \( -name 'test_*.py' -o -name '*_test.py' \) -type f -print -quit)" ]]; then
+    return 0
+  fi
+  local pytest_rc=0
+  .venv/bin/python -m pytest -q "$dir" 2>&1 | tee "$log" || pytest_rc=$?
   # The last line with counts, e.g. "3 passed, 1 failed, 2 skipped in 4.2s"
   # (possibly between '=' bars).
-  py_summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)' "$LOG_DIR/pytest.log" |
+  local py_summary
+  py_summary="$(grep -E '[0-9]+ (passed|failed|errors?|skipped|xfailed|xpassed|deselected)' "$log" |
     grep -E ' in [0-9.]+s' | tail -1 || true)"
   count() { awk -v re="^($1)\$" '{ for (i = 2; i <= NF; i++) if ($(i-1) ~ /^[0-9]+$/ && $i ~ re) s += $(i-1) }
                                  END { print s + 0 }' < <(tr -c '0-9A-Za-z\n' ' ' <<<"$py_summary"); }
+  local p_passed p_failed p_skipped
   p_passed="$(count passed)"
   p_failed=$(($(count failed) + $(count 'errors?')))
   p_skipped="$(count skipped)"
   case "$pytest_rc" in
     0 | 1) ;;
-    5) pytest_result="pytest: no tests collected" ;;
+    5) pytest_result="pytest $dir: no tests collected" ;;
     *)
       # Interrupted, internal or usage error: never a pass.
       if ((p_failed == 0)); then p_failed=1; fi
@@ -91,13 +99,21 @@ if [[ -d tests/e2e ]] &&
   failed=$((failed + p_failed))
   skipped=$((skipped + p_skipped))
   if ((pytest_rc != 5)); then
-    pytest_result="pytest: $p_passed passed, $p_failed failed, $p_skipped skipped (exit $pytest_rc)"
+    pytest_result="pytest $dir: $p_passed passed, $p_failed failed, $p_skipped skipped (exit $pytest_rc)"
   fi
-fi
+}
+
+step "End-to-end tests (pytest tests/e2e)"
+run_pytest tests/e2e
+e2e_result="$pytest_result"
+
+step "Python SDK tests (pytest tests/python)"
+run_pytest tests/python
+python_result="$pytest_result"
 
 # --------------------------------------------------------------------------
 step "Summary"
-printf '    %s\n    %s\n' "$ctest_result" "$pytest_result"
+printf '    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$python_result"
 rc=0
 if ((failed > 0)); then
   rc=1

@@ -109,6 +109,8 @@ Status Agent::Impl::Register() {
     StatusOr<Json> reply = api.PostJson("/v1/agents/register", body, kShortCallTimeoutS);
     if (reply.ok()) {
       heartbeat_interval = HeartbeatInterval(*reply);
+      // Providers that cannot see the controller (ssh) watch for this line.
+      AgentLog("registered as " + config.instance_id);
       return Status::Ok();
     }
     if (reply.status().code() == Code::kCancelled) return reply.status();

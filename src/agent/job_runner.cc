@@ -1,10 +1,13 @@
 #include "agent/job_runner.h"
 
+#include <filesystem>
+
 #include <poll.h>
 
 #include "agent/agent_log.h"
 #include "agent/artifact_watcher.h"
 #include "agent/metrics_tail.h"
+#include "agent/multi_node.h"
 #include "agent/output_splitter.h"
 
 namespace yard {
@@ -71,9 +74,27 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   JobSpawnOptions options;
   options.argv = a_.command;
   options.env = JobEnvironment(ctx_.inherited_env, ctx_.config->job_env, a_, paths, resume_path);
+  // Tools built beside `yard` (yard-train) are found on the job's PATH.
+  if (!ctx_.config->yard_binary.empty()) {
+    std::string bin_dir = std::filesystem::path(ctx_.config->yard_binary).parent_path().string();
+    std::string& path = options.env["PATH"];
+    if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
+    if (!bin_dir.empty()) path = bin_dir + ":" + path;
+  }
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
+  if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
+    ProcessCommandRunner scontrol;
+    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options.env, paths, &scontrol);
+    if (!multi.ok()) {
+      return FailEarly(1, "could not start the job on " + std::to_string(a_.nodes) +
+                              " nodes: " + multi.status().message());
+    }
+    options.argv = std::move(multi->argv);
+    options.env = std::move(multi->env);
+    labeler_ = std::make_unique<RankLabeler>();
+  }
   StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(options);
   if (!process.ok()) {
     return FailEarly(127, "could not start the job: " + process.status().message());
@@ -119,6 +140,7 @@ ExitInfo JobRunner::Pump(JobProcess* process, const JobPaths& paths) {
     ::poll(&pfd, 1, kPumpPollMs);
     std::string data;
     open = process->ReadAvailable(&data);
+    if (labeler_) data = labeler_->Add(data, !open);
     for (std::string& piece : splitter.Add(data, !open)) Emit(OutputRecord(std::move(piece)));
     for (const Json& record : metrics.Poll(false)) Emit(record);
     if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();

@@ -78,6 +78,7 @@ class JobRunner {
   std::string cancel_reason_;  // GUARDED_BY(mu_)
   std::atomic<bool> done_{false};
   std::atomic<bool> spool_error_logged_{false};
+  std::unique_ptr<class RankLabeler> labeler_;  // multi-node jobs only
   std::thread thread_;
 };
 

@@ -66,6 +66,11 @@ Status ParseAssignment(const Json& j, Assignment* out) {
     out->bundle = std::move(*bundle);
   }
   YARD_RETURN_IF_ERROR(ParseStringMap(j.value("env", Json()), "env", &out->env));
+  if (j.contains("nodes")) {
+    if (!j["nodes"].is_number_integer() || j["nodes"].get<int64_t>() < 1)
+      return InvalidArgument("assignment: \"nodes\" is not an integer >= 1");
+    out->nodes = j["nodes"].get<int>();
+  }
   return ParseResume(j.value("resume_from", Json()), &out->resume_from);
 }
 

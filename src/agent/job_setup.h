@@ -31,6 +31,8 @@ struct Assignment {
   std::vector<std::string> command;
   Manifest bundle;
   EnvMap env;
+  // Nodes to run the command on, once per node (see multi_node.h); 1: here.
+  int nodes = 1;
   // A checkpoint to resume from: an artifact entry under "checkpoints",
   // given either as the entry itself or as {"dir":"checkpoints","entry":...}.
   std::optional<FileEntry> resume_from;

@@ -36,6 +36,7 @@ const std::vector<CommandRow>& Commands() {
       {"server", "run the controller in the foreground", SetupServer},
       {"agent", "run an agent (started by providers on each instance)", SetupAgent},
       {"token", "manage API tokens on this server's home", SetupToken},
+      {"replay", "run a recorded fit job (record=True archive) again; compare its final metrics", SetupReplay},
   };
   return kRows;
 }

@@ -30,6 +30,7 @@ struct RunFlags {
   double wait_new_job_s = -1;
   double wait_new_job_interval_s = 10;
   int max_restarts = 3;
+  int nodes = 1;
   std::vector<std::string> env;
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
@@ -57,6 +58,9 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
   sub->add_option("--sweep", f->sweeps,
                   "NAME=V1,V2,...: one job per combination, passing --NAME V (repeatable)");
   sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)");
+  sub->add_option("--nodes", f->nodes,
+                  "run the script once on each of this many nodes (Slurm types; sets RANK, "
+                  "WORLD_SIZE, MASTER_ADDR...)")->capture_default_str();
   if (with_mirror) {
     sub->add_option("--ckpt-dir", f->ckpt_dir, "mirror $YARD_CHECKPOINT_DIR into this folder");
     sub->add_option("--log-dir", f->log_dir, "mirror $YARD_LOG_DIR (TensorBoard) into this folder");
@@ -103,6 +107,7 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
   YARD_ASSIGN_OR_RETURN(Json command, CommandFor(f));
   YARD_ASSIGN_OR_RETURN(Json env, EnvFor(f));
   if (f.cool_down_s < 0) return InvalidArgument("--cool-down must be >= 0");
+  if (f.nodes < 1) return InvalidArgument("--nodes must be >= 1");
   TransferStats stats;
   YARD_ASSIGN_OR_RETURN(Manifest bundle, UploadDirectory(client, ".", &stats));
   std::fprintf(stderr, "yard: sent %s: %llu files, %s; %llu of %llu chunks were new (%s)\n",
@@ -116,6 +121,7 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
                {"wait_request_s", f.wait_request_s}, {"wait_new_job_s", f.wait_new_job_s},
                {"wait_new_job_interval_s", f.wait_new_job_interval_s},
                {"max_restarts", f.max_restarts}};
+  if (f.nodes > 1) spec["nodes"] = f.nodes;
   YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
   return reply["job"];
 }

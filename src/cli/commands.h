@@ -39,6 +39,7 @@ Runner SetupCost(CLI::App* sub, GlobalFlags* global);
 Runner SetupServer(CLI::App* sub, GlobalFlags* global);
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global);
 Runner SetupToken(CLI::App* sub, GlobalFlags* global);
+Runner SetupReplay(CLI::App* sub, GlobalFlags* global);  // cmd_replay.cc
 
 // Prints "yard: <message>" to stderr and returns 1.
 int Fail(const std::string& message);

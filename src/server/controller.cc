@@ -82,6 +82,7 @@ void Controller::Stop() {
 
 void Controller::RunPass() {
   std::lock_guard<std::mutex> lock(mu_);
+  last_monitor_ = {};  // an explicit pass checks everything
   Pass();
 }
 
@@ -149,6 +150,19 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   if (spec.value("wait_new_job_interval_s", 10.0) <= 0)
     return InvalidArgument("'wait_new_job_interval_s' must be > 0");
   if (spec.value("max_restarts", 0) < 0) return InvalidArgument("'max_restarts' must be >= 0");
+  if (spec.contains("nodes")) {
+    if (!spec["nodes"].is_number_integer() || spec["nodes"].get<int64_t>() < 1)
+      return InvalidArgument("'nodes' must be an integer >= 1");
+    int nodes = spec["nodes"].get<int>();
+    for (const auto& m : machines) {  // a type offers options.nodes nodes (Slurm), else 1
+      const MachineType* t = catalog_.Find(ParseMachineRequest(m.get<std::string>())->type);
+      int has = t->options.is_object() ? t->options.value("nodes", 1) : 1;
+      if (has < nodes)
+        return InvalidArgument("machine type '" + t->name + "' has " + std::to_string(has) +
+                               " node(s); a job on " + std::to_string(nodes) +
+                               " nodes needs types with at least as many (see `yard machines`)");
+    }
+  }
   return out;
 }
 
@@ -298,6 +312,7 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   LogError(AppendJobEvents(job, {st}), "deliver");
   Json assign = {{"job", job.id}, {"attempt", job.attempt}, {"command", job.spec["command"]},
                  {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
+  if (job.spec.value("nodes", 1) > 1) assign["nodes"] = job.spec["nodes"];
   if (job.sched.contains("resume_from")) assign["resume_from"] = job.sched["resume_from"];
   return Json{{"assign", assign}};
 }

@@ -114,7 +114,8 @@ class Controller {
                                        int64_t attempt, int64_t first, const Json& records);
 
   Notifier& notifier() { return notifier_; }
-  // Runs one scheduling and monitoring pass now (tests use it with a fake clock).
+  // Runs one full scheduling and monitoring pass now (tests use it with a
+  // fake clock; the background thread checks liveness at most every 100 ms).
   void RunPass();
   // Pass statistics, for the scheduler benchmark.
   struct PassStats {
@@ -190,6 +191,8 @@ class Controller {
   using FreeKey = std::pair<std::string, std::string>;  // (user, machine type)
   std::map<FreeKey, std::set<std::pair<double, std::string>>> free_;  // idle/cooling, no job
   std::map<std::string, std::pair<FreeKey, double>> free_entry_;      // instance -> its free_ entry
+  std::set<std::pair<double, std::string>> waiting_;  // (created_at, job) of waiting jobs
+  std::chrono::steady_clock::time_point last_monitor_;
   std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
   std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
   PassStats stats_;                    // GUARDED_BY(mu_)

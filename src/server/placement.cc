@@ -48,6 +48,8 @@ int Controller::ActiveInstances(const std::string& user) const {
 void Controller::CountJob(const JobRecord& job, const std::string& old_state) {
   int delta = int(job_state::IsActive(job.state)) - int(job_state::IsActive(old_state));
   if (delta) active_jobs_of_[job.user] += delta;
+  if (job.state == job_state::kWaiting) waiting_.insert({job.created_at, job.id});
+  else waiting_.erase({job.created_at, job.id});
 }
 
 void Controller::IndexInstance(const InstanceRecord& inst) {
@@ -80,8 +82,10 @@ void Controller::EraseInstance(const std::string& id) {
 
 std::string Controller::WaitingPlace(const JobRecord& job) const {
   int place = 1;
-  for (const auto& [id, j] : jobs_)
-    if (j.user == job.user && j.state == job_state::kWaiting && j.created_at < job.created_at) ++place;
+  for (const auto& [created, id] : waiting_) {
+    if (created >= job.created_at) break;
+    place += jobs_.at(id).user == job.user;
+  }
   return Ordinal(place) + " in line";
 }
 
@@ -95,8 +99,14 @@ void Controller::Pass() {
       if (inst != instances_.end()) MarkLost(inst->second, it.reason, /*preempted=*/true);
     }
   }
-  MonitorInstances();
-  CheckWaitingJobs();
+  // Liveness and cooling deadlines are coarse: checking them on every pass
+  // would make each placement pay O(instances).
+  auto steady = std::chrono::steady_clock::now();
+  if (steady - last_monitor_ >= std::chrono::milliseconds(100)) {
+    last_monitor_ = steady;
+    MonitorInstances();
+  }
+  if (!waiting_.empty()) CheckWaitingJobs();
   PlaceQueuedJobs();
   stats_.passes++;
   stats_.pass_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -105,10 +115,7 @@ void Controller::Pass() {
 void Controller::CheckWaitingJobs() {
   double now = clock_->Now();
   std::vector<JobRecord*> waiting;
-  for (auto& [id, j] : jobs_)
-    if (j.state == job_state::kWaiting) waiting.push_back(&j);
-  std::sort(waiting.begin(), waiting.end(),
-            [](const JobRecord* a, const JobRecord* b) { return a->created_at < b->created_at; });
+  for (const auto& [created, id] : waiting_) waiting.push_back(&jobs_.at(id));
   for (JobRecord* job : waiting) {
     if (now < job->sched.value("next_check", 0.0)) continue;
     double since = job->sched.value("waiting_since", job->created_at);

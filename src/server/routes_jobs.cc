@@ -12,7 +12,7 @@ constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
 Status Submit(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(Json spec, ParseStrictObject(call.Body(),
       {"command", "bundle", "machines", "description", "cool_down_s", "env", "wait_request_s",
-       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts"}));
+       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts", "nodes"}));
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->SubmitJob(call.who.user, spec));
   call.ReplyJson({{"job", job.ToApiJson()}}, 201);
   return Status::Ok();

@@ -1,0 +1,253 @@
+// pybind11 binding of the C++ client (src/client): the Python SDK's only way
+// to talk to a Trainyard server, so the API calls, the event stream and the
+// artifact sync have one implementation. JSON crosses the boundary as text
+// (json.loads / json.dumps on the Python side). Every blocking call releases
+// the GIL.
+#include <pybind11/eval.h>
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "client/connection.h"
+#include "client/follow.h"
+#include "client/http_client.h"
+#include "client/transfer.h"
+#include "common/manifest.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// A failed Status becomes trainyard._native.YardError(code, message).
+PyObject* g_yard_error = nullptr;
+
+const char* PyCodeName(yard::Code c) {
+  switch (c) {
+    case yard::Code::kInvalidArgument: return "invalid_argument";
+    case yard::Code::kNotFound: return "not_found";
+    case yard::Code::kUnauthenticated: return "unauthenticated";
+    case yard::Code::kPermissionDenied: return "permission_denied";
+    case yard::Code::kFailedPrecondition: return "failed_precondition";
+    case yard::Code::kUnavailable: return "unavailable";
+    case yard::Code::kInternal: return "internal";
+    case yard::Code::kResourceExhausted: return "resource_exhausted";
+    case yard::Code::kAlreadyExists: return "already_exists";
+    case yard::Code::kCancelled: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+[[noreturn]] void Throw(const yard::Status& s) {
+  py::object err = py::reinterpret_borrow<py::object>(g_yard_error);
+  py::object e = err(PyCodeName(s.code()), s.message());
+  PyErr_SetObject(g_yard_error, e.ptr());
+  throw py::error_already_set();
+}
+
+template <typename T>
+T Check(yard::StatusOr<T> r) {
+  if (!r.ok()) Throw(r.status());
+  return std::move(r).value();
+}
+
+void Check(const yard::Status& s) {
+  if (!s.ok()) Throw(s);
+}
+
+py::dict Stats(const yard::TransferStats& s) {
+  py::dict d;
+  d["files"] = s.files;
+  d["bytes_total"] = s.bytes_total;
+  d["chunks_total"] = s.chunks_total;
+  d["chunks_sent"] = s.chunks_sent;
+  d["bytes_sent"] = s.bytes_sent;
+  return d;
+}
+
+class Client {
+ public:
+  explicit Client(std::unique_ptr<yard::HttpClient> c) : c_(std::move(c)) {}
+  yard::HttpClient& http() { return *c_; }
+
+ private:
+  std::unique_ptr<yard::HttpClient> c_;
+};
+
+std::shared_ptr<Client> ConnectPy(const std::string& server, const std::string& token,
+                                  const std::string& home, const std::string& yard_binary) {
+  yard::ConnectionOptions o{server, token, home, yard_binary};
+  yard::StatusOr<std::unique_ptr<yard::HttpClient>> c = [&] {
+    py::gil_scoped_release nogil;
+    return yard::Connect(o);
+  }();
+  return std::make_shared<Client>(Check(std::move(c)));
+}
+
+std::string GetJson(Client& c, const std::string& path) {
+  yard::StatusOr<yard::Json> r = [&] {
+    py::gil_scoped_release nogil;
+    return c.http().Get(path);
+  }();
+  return Check(std::move(r)).dump();
+}
+
+std::string PostJson(Client& c, const std::string& path, const std::string& body) {
+  yard::Json j = yard::Json::parse(body);
+  yard::StatusOr<yard::Json> r = [&] {
+    py::gil_scoped_release nogil;
+    return c.http().Post(path, j);
+  }();
+  return Check(std::move(r)).dump();
+}
+
+py::bytes GetBytes(Client& c, const std::string& path) {
+  yard::StatusOr<std::string> r = [&] {
+    py::gil_scoped_release nogil;
+    return c.http().GetBytes(path);
+  }();
+  return py::bytes(Check(std::move(r)));
+}
+
+// -> (manifest json text, stats)
+py::tuple UploadDir(Client& c, const std::string& root, int parallel) {
+  yard::TransferStats stats;
+  yard::StatusOr<yard::Manifest> m = [&] {
+    py::gil_scoped_release nogil;
+    return yard::UploadDirectory(c.http(), root, &stats, parallel);
+  }();
+  yard::Manifest manifest = Check(std::move(m));
+  return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
+}
+
+py::dict UploadChunks(Client& c, const std::string& manifest_json, const std::string& root,
+                      int parallel) {
+  yard::Manifest m = Check(yard::Manifest::FromJson(yard::Json::parse(manifest_json)));
+  yard::TransferStats stats;
+  yard::Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = yard::UploadManifestChunks(c.http(), m, root, &stats, parallel);
+  }
+  Check(s);
+  return Stats(stats);
+}
+
+void DownloadEntryPy(Client& c, const std::string& entry_json, const std::string& dest_root) {
+  yard::FileEntry e = Check(yard::FileEntryFromJson(yard::Json::parse(entry_json)));
+  yard::TransferStats stats;
+  yard::Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = yard::DownloadEntry(c.http(), e, dest_root, nullptr, &stats);
+  }
+  Check(s);
+}
+
+// Calls on_event(event_json_text) per event, in seq order, exactly once;
+// on_event returning False stops. on_disconnect(message) -> bool (keep
+// trying). Exceptions raised by the callbacks stop the stream and propagate.
+void Follow(Client& c, const std::string& job_id, int64_t after, bool follow,
+            py::function on_event, py::object on_disconnect) {
+  yard::FollowOptions opts;
+  opts.after = after;
+  opts.follow = follow;
+  std::unique_ptr<py::error_already_set> pending;
+  opts.on_disconnect = [&](const yard::Status& s) -> bool {
+    py::gil_scoped_acquire gil;
+    if (pending) return false;
+    if (on_disconnect.is_none()) return true;
+    try {
+      return on_disconnect(s.message()).cast<bool>();
+    } catch (py::error_already_set& e) {
+      pending = std::make_unique<py::error_already_set>(std::move(e));
+      return false;
+    }
+  };
+  yard::Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = yard::FollowEvents(c.http(), job_id, opts, [&](const yard::Json& ev) -> bool {
+      py::gil_scoped_acquire gil;
+      try {
+        py::object r = on_event(ev.dump());
+        return r.is_none() || r.cast<bool>();
+      } catch (py::error_already_set& e) {
+        pending = std::make_unique<py::error_already_set>(std::move(e));
+        return false;
+      }
+    });
+  }
+  if (pending) throw *pending;
+  Check(s);
+}
+
+class Mirror {
+ public:
+  Mirror(std::shared_ptr<Client> c, std::map<std::string, std::string> dirs)
+      : client_(std::move(c)), m_(std::make_unique<yard::ArtifactMirror>(client_->http(), std::move(dirs))) {}
+  ~Mirror() {
+    py::gil_scoped_release nogil;
+    m_.reset();
+  }
+  void Add(const std::string& event_json) { m_->Add(yard::Json::parse(event_json)); }
+  void Drain() {
+    yard::Status s;
+    {
+      py::gil_scoped_release nogil;
+      s = m_->Drain();
+    }
+    Check(s);
+  }
+  uint64_t files_written() const { return m_->files_written(); }
+
+ private:
+  std::shared_ptr<Client> client_;  // outlives the mirror, which holds a reference
+  std::unique_ptr<yard::ArtifactMirror> m_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_yard, m) {
+  m.doc() = "Trainyard's C++ client, bound for the Python SDK";
+  py::object builtins = py::module_::import("builtins");
+  py::dict ns;
+  py::exec(R"PY(
+class YardError(Exception):
+    """An error from the Trainyard client or server: .code and .message."""
+    def __init__(self, code, message):
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
+)PY", py::globals(), ns);
+  py::object err = ns["YardError"];
+  err.attr("__module__") = "trainyard._yard";
+  m.attr("YardError") = err;
+  g_yard_error = err.ptr();
+  Py_INCREF(g_yard_error);
+
+  py::class_<Client, std::shared_ptr<Client>>(m, "Client")
+      .def("get", &GetJson, py::arg("path"), "GET path -> JSON text")
+      .def("post", &PostJson, py::arg("path"), py::arg("body"), "POST JSON text -> JSON text")
+      .def("get_bytes", &GetBytes, py::arg("path"))
+      .def("base_url", [](Client& c) { return Check(c.http().BaseUrl()); })
+      .def("upload_directory", &UploadDir, py::arg("root"), py::arg("parallel") = 4)
+      .def("upload_manifest_chunks", &UploadChunks, py::arg("manifest"), py::arg("root"),
+           py::arg("parallel") = 4)
+      .def("download_entry", &DownloadEntryPy, py::arg("entry"), py::arg("dest_root"))
+      .def("follow_events", &Follow, py::arg("job_id"), py::arg("after") = 0,
+           py::arg("follow") = true, py::arg("on_event"), py::arg("on_disconnect") = py::none());
+  m.def("connect", &ConnectPy, py::arg("server") = "", py::arg("token") = "",
+        py::arg("home") = "", py::arg("yard_binary") = "",
+        "Connect like the CLI: explicit server/token, YARD_SERVER/YARD_TOKEN, or the embedded "
+        "server under YARD_HOME (started with yard_binary if needed)");
+  py::class_<Mirror>(m, "ArtifactMirror")
+      .def(py::init<std::shared_ptr<Client>, std::map<std::string, std::string>>(),
+           py::arg("client"), py::arg("dirs"))
+      .def("add", &Mirror::Add, py::arg("event"))
+      .def("drain", &Mirror::Drain)
+      .def_property_readonly("files_written", &Mirror::files_written);
+}

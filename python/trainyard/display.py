@@ -1,0 +1,115 @@
+"""Live display of a fit job: Keras-style epoch lines from metric events, a
+progress bar within the epoch on a terminal, the job's own output and the
+scheduling decisions."""
+import re
+import sys
+
+_EPOCH_LINE = re.compile(r"^Epoch \d+/\d+ - ")
+_SKIP_KEYS = {"epoch", "epochs", "event", "seconds", "samples_per_s", "step", "steps"}
+
+
+def info(msg):
+    print(f"trainyard: {msg}", file=sys.stderr, flush=True)
+
+
+def human(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def format_values(values):
+    parts = []
+    for k, v in values.items():
+        if k in _SKIP_KEYS:
+            continue
+        parts.append(f"{k}: {v:.4f}" if isinstance(v, (int, float)) else f"{k}: {v}")
+    return " - ".join(parts)
+
+
+def _is_terminal():
+    try:
+        return sys.stdout.isatty()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class LiveView:
+    def __init__(self, job_id, out=None, epochs=None):
+        self.job_id = job_id
+        self.epochs = epochs  # total, when the metrics do not say
+        self.out = out or sys.stdout
+        self.tty = _is_terminal()
+        self.bar_open = False
+        self.instance = None
+        self.pending = ""
+
+    def _end_bar(self):
+        if self.bar_open:
+            self.out.write("\n")
+            self.bar_open = False
+
+    def show(self, ev):
+        kind = ev.get("kind")
+        if kind == "state":
+            self._end_bar()
+            state, msg = ev.get("state"), ev.get("message", "")
+            if ev.get("instance"):
+                self.instance = ev["instance"]
+            where = f" on {ev['instance']}" if ev.get("instance") else ""
+            info(f"{self.job_id} {state}{where}" + (f": {msg}" if msg else ""))
+        elif kind == "decision":
+            self._end_bar()
+            info(ev.get("message", ""))
+        elif kind == "output":
+            # Epoch lines of the runner / yard-train are shown from metrics.
+            text = self.pending + ev.get("data", "")
+            lines = text.split("\n")
+            self.pending = lines.pop()
+            shown = [ln for ln in lines if not _EPOCH_LINE.match(ln)]
+            if shown:
+                self._end_bar()
+                self.out.write("\n".join(shown) + "\n")
+                self.out.flush()
+        elif kind == "metric":
+            self._metric(ev.get("values") or {}, ev.get("instance"))
+
+    def _metric(self, v, instance):
+        event = v.get("event")
+        if event == "replicas":
+            self._end_bar()
+            info(f"training on {v.get('devices')} replica(s)" + (f" on {instance}" if instance else ""))
+        elif event == "warning":
+            self._end_bar()
+            info("warning: " + str(v.get("message")))
+        elif event == "progress":
+            if not self.tty:
+                return
+            step, steps = v.get("step", 0), v.get("steps", 0) or 1
+            width = 30
+            done = int(width * step / steps)
+            bar = "=" * max(done - 1, 0) + (">" if done < width else "=") + "." * (width - done)
+            self.out.write(f"\rEpoch {v.get('epoch')}/{v.get('epochs') or self.epochs} {step}/{steps} [{bar}] - "
+                           f"{format_values(v)}")
+            self.out.flush()
+            self.bar_open = True
+        elif "epoch" in v:
+            if self.bar_open:
+                self.out.write("\r\033[K")
+                self.bar_open = False
+            total = v.get("epochs") or self.epochs
+            head = f"Epoch {v['epoch']}/{total}" if total else f"Epoch {v['epoch']}"
+            self.out.write(f"{head} - {format_values(v)}\n")
+            self.out.flush()
+
+    def disconnected(self, message):
+        self._end_bar()
+        info(f"connection lost ({message}); reconnecting")
+
+    def close(self):
+        if self.pending:
+            self.out.write(self.pending + "\n")
+            self.pending = ""
+        self._end_bar()
+        self.out.flush()

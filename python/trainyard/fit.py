@@ -1,0 +1,488 @@
+"""online_fit, offline_fit and attach: a fit job is an ordinary job.
+
+The SDK writes a bundle folder (the model, the arrays as .npy, fit_spec.json
+and, for Keras, a copy of the runner), uploads it through the bound C++
+client (content-addressed chunks: the same arrays are never sent twice),
+creates a job whose command runs the runner (Keras) or yard-train
+(TorchScript), follows its events, mirrors its checkpoints and logs, and
+fetches the trained model from the job's outputs.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import queue
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trainyard import display, picker, record as recordmod
+from trainyard._native import native, yard_binary
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+RESERVED_KEYS = ("batch_size", "epochs", "validation_data")
+# model.fit arguments the fit spec already decides.
+KERAS_REFUSED = ("x", "y", "callbacks", "initial_epoch", "verbose")
+TORCH_KEYS = {
+    "loss": ("cross_entropy", "nll", "bce_with_logits", "mse", "l1", "smooth_l1", "huber"),
+    "optimizer": ("adam", "adamw", "sgd"),
+    "learning_rate": None, "metrics": None, "shuffle": None, "momentum": None, "weight_decay": None,
+}
+TORCH_METRICS = ("accuracy", "mae", "mse")
+# Environment variables of the caller passed on to the job (development and
+# test knobs of the runner; see runner.py).
+FORWARDED_ENV = ("TRAINYARD_LOGICAL_CPUS", "TRAINYARD_EPOCH_DELAY_S")
+HISTORY_SKIP = {"epoch", "epochs", "event", "seconds", "samples_per_s"}
+
+# The last upload's numbers ({"data_chunks_sent", "data_chunks_total",
+# "chunks_sent", "chunks_total", "bytes_sent"}), for the curious and the tests.
+last_transfer = {}
+
+
+class History:
+    """Keras-shaped training history: .history {metric: [per epoch]}, .epoch, .params."""
+
+    def __init__(self, history, params=None, model=None):
+        self.history = history
+        self.epoch = list(range(len(next(iter(history.values()), []))))
+        self.params = params or {}
+        self.model = model
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+# ---------------------------------------------------------------- input checks
+
+def _framework(model):
+    mod = type(model).__module__ or ""
+    if "torch" in mod and hasattr(model, "save") and hasattr(model, "graph") or \
+            type(model).__name__ in ("RecursiveScriptModule", "ScriptModule"):
+        return "torchscript"
+    if "torch" in mod:
+        raise ValueError("a PyTorch model must be a TorchScript module: pass torch.jit.script(model)")
+    if hasattr(model, "fit") and hasattr(model, "save") and ("keras" in mod or "tensorflow" in mod):
+        return "keras"
+    raise ValueError(f"model must be a compiled tf.keras Model or a TorchScript module, not {type(model).__name__}")
+
+
+def _as_array(name, a):
+    if a is None:
+        raise ValueError(f"{name} is None")
+    arr = np.asarray(a)
+    if arr.dtype == object:
+        raise ValueError(f"{name} must be a numeric array (got dtype object)")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (one row per sample)")
+    return np.ascontiguousarray(arr)
+
+
+def _check_data_value(key, value, path):
+    """JSON values and numpy arrays only; returns the JSON form (arrays -> None)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_check_data_value(key, v, path) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _check_data_value(key, v, path) for k, v in value.items()}
+    raise ValueError(f"fit_kwargs['{key}'] holds a {type(value).__name__} at {path or 'its top level'}: "
+                     "only data (JSON values and numpy arrays) can travel to the instance; "
+                     "callbacks and functions cannot (checkpoints and TensorBoard logs are built in)")
+
+
+def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs):
+    framework = _framework(model)
+    if framework == "keras" and getattr(model, "optimizer", None) is None:
+        raise ValueError("compile the model (model.compile(optimizer=..., loss=...)) before online_fit")
+    x = _as_array("train_X", train_X)
+    y = _as_array("train_Y", train_Y)
+    if len(x) != len(y):
+        raise ValueError(f"train_X has {len(x)} rows but train_Y has {len(y)}: they must match")
+    if len(x) == 0:
+        raise ValueError("train_X is empty")
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (validation_X, validation_Y)")
+        vx = _as_array("validation_data[0]", validation_data[0])
+        vy = _as_array("validation_data[1]", validation_data[1])
+        if len(vx) != len(vy):
+            raise ValueError(f"validation_data has {len(vx)} inputs but {len(vy)} targets: they must match")
+        val = (vx, vy)
+    if fit_kwargs is None:
+        fit_kwargs = {}
+    if not isinstance(fit_kwargs, dict):
+        raise ValueError("fit_kwargs must be a dict")
+    json_kwargs, arrays = {}, {}
+    for key, value in fit_kwargs.items():
+        if key in RESERVED_KEYS:
+            raise ValueError(f"fit_kwargs may not repeat '{key}': pass it as online_fit's own argument")
+        if framework == "keras" and key in KERAS_REFUSED:
+            raise ValueError(f"fit_kwargs['{key}'] is decided by trainyard and cannot be given")
+        if isinstance(value, np.ndarray):
+            if framework == "torchscript":
+                raise ValueError(f"fit_kwargs['{key}']: yard-train takes no arrays in fit_kwargs")
+            if len(value) != len(x) and key == "sample_weight":
+                raise ValueError(f"fit_kwargs['sample_weight'] has {len(value)} rows, train_X {len(x)}")
+            arrays[key] = _as_array(f"fit_kwargs['{key}']", value)
+            continue
+        json_kwargs[key] = _check_data_value(key, value, "")
+    if framework == "torchscript":
+        for key, value in json_kwargs.items():
+            if key not in TORCH_KEYS:
+                raise ValueError(f"fit_kwargs['{key}'] is not known to yard-train; allowed: {', '.join(TORCH_KEYS)}")
+            allowed = TORCH_KEYS[key]
+            if allowed and value not in allowed:
+                raise ValueError(f"fit_kwargs['{key}'] = {value!r} is not known; allowed: {', '.join(allowed)}")
+            if key == "metrics":
+                bad = [m for m in (value or []) if m not in TORCH_METRICS]
+                if bad or not isinstance(value, list):
+                    raise ValueError(f"fit_kwargs['metrics'] must be a list of {', '.join(TORCH_METRICS)}")
+    return framework, x, y, val, json_kwargs, arrays
+
+
+# ---------------------------------------------------------------- the bundle
+
+def _save_model(model, framework, folder):
+    if framework == "keras":
+        name = "model.keras"
+        # A compiled model that never trained has an unbuilt optimizer; build
+        # it so the saved optimizer state loads on the instance without a
+        # "Skipping variable loading for optimizer" warning.
+        try:
+            if not getattr(model.optimizer, "_built", False):
+                model.optimizer.build(model.trainable_variables)
+        except Exception:  # noqa: BLE001 - only cosmetic
+            pass
+        model.save(os.path.join(folder, name))
+    else:
+        name = "model.pt"
+        model.save(os.path.join(folder, name))
+    return name
+
+
+def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed):
+    """-> (folder, data folder, command). The data folder holds only arrays
+    (uploaded first, so what it cost is known apart)."""
+    # root/main is the bundle's top level, root/data its data/ folder: they
+    # are uploaded apart so the data's share of the upload is known.
+    top = Path(tempfile.mkdtemp(prefix="trainyard-fit-"))
+    root = top / "main"
+    data = top / "data"
+    root.mkdir()
+    data.mkdir()
+    model_name = _save_model(model, framework, str(root))
+    np.save(data / "train_x.npy", x)
+    np.save(data / "train_y.npy", y)
+    spec = {"version": 1, "framework": framework, "model": model_name,
+            "train_x": "data/train_x.npy", "train_y": "data/train_y.npy",
+            "batch_size": int(batch_size), "epochs": int(epochs), "seed": seed,
+            "fit_kwargs": json_kwargs, "fit_arrays": {}}
+    if val is not None:
+        np.save(data / "val_x.npy", val[0])
+        np.save(data / "val_y.npy", val[1])
+        spec["val_x"], spec["val_y"] = "data/val_x.npy", "data/val_y.npy"
+    for key, arr in arrays.items():
+        np.save(data / f"fit_{key}.npy", arr)
+        spec["fit_arrays"][key] = f"data/fit_{key}.npy"
+    (root / "fit_spec.json").write_text(json.dumps(spec, indent=2))
+    if framework == "keras":
+        pkg = root / "trainyard"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text('"""The Keras runner, shipped with the fit bundle."""\n')
+        shutil.copy(Path(__file__).with_name("runner.py"), pkg / "runner.py")
+        command = ["python3", "-m", "trainyard.runner", "fit_spec.json"]
+    else:
+        command = ["yard-train", "--model", model_name, "--train-x", spec["train_x"],
+                   "--train-y", spec["train_y"], "--epochs", str(epochs), "--batch-size", str(batch_size),
+                   "--seed", str(seed if seed is not None else 0),
+                   "--fit-kwargs", json.dumps(json_kwargs)]
+        if val is not None:
+            command += ["--val-x", spec["val_x"], "--val-y", spec["val_y"]]
+    return top, command
+
+
+def _upload_bundle(client, root):
+    """Uploads root/data (the arrays) and root/main (the rest); -> the
+    bundle manifest (dict) with the arrays under data/."""
+    data_json, data_stats = client.upload_directory(str(Path(root) / "data"))
+    rest_json, rest_stats = client.upload_directory(str(Path(root) / "main"))
+    data_m, rest_m = json.loads(data_json), json.loads(rest_json)
+    files = rest_m["files"] + [dict(f, path="data/" + f["path"]) for f in data_m["files"]]
+    files.sort(key=lambda f: f["path"].encode())
+    last_transfer.clear()
+    last_transfer.update({
+        "data_chunks_sent": data_stats["chunks_sent"], "data_chunks_total": data_stats["chunks_total"],
+        "chunks_sent": data_stats["chunks_sent"] + rest_stats["chunks_sent"],
+        "chunks_total": data_stats["chunks_total"] + rest_stats["chunks_total"],
+        "bytes_sent": data_stats["bytes_sent"] + rest_stats["bytes_sent"],
+        "bytes_total": data_stats["bytes_total"] + rest_stats["bytes_total"],
+    })
+    display.info(f"sent the fit bundle: {display.human(last_transfer['bytes_total'])}; "
+                 f"{last_transfer['chunks_sent']} of {last_transfer['chunks_total']} chunks were new "
+                 f"({last_transfer['data_chunks_sent']} of {last_transfer['data_chunks_total']} data chunks)")
+    return {"version": 1, "files": files}
+
+
+# ---------------------------------------------------------------- connecting
+
+def _connect():
+    home = os.environ.get("YARD_HOME", "")
+    return native().connect(home=home, yard_binary=yard_binary())
+
+
+def _get_job(client, job_id):
+    return json.loads(client.get(f"/v1/jobs/{job_id}"))["job"]
+
+
+# ---------------------------------------------------------------- submit
+
+def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data, description,
+            cool_down_period_s, fit_kwargs, wait_request_s, wait_new_job_create_s,
+            wait_new_job_create_interval, record, seed=0):
+    framework, x, y, val, json_kwargs, arrays = _check_inputs(
+        model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs)
+    if cool_down_period_s is None or cool_down_period_s < 0:
+        raise ValueError("cool_down_period_s must be >= 0")
+    if machine_ids is not None:
+        if isinstance(machine_ids, str):
+            machine_ids = [machine_ids]
+        machine_ids = [str(m) for m in machine_ids]
+    root, command = _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed)
+    try:
+        client = _connect()
+        if machine_ids is None:
+            machine_ids = picker.pick(client) if picker.interactive() else []
+        manifest = _upload_bundle(client, root)
+        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        spec = {"command": command, "bundle": manifest, "machines": machine_ids,
+                "description": description or "", "cool_down_s": float(cool_down_period_s), "env": env,
+                "wait_request_s": float(wait_request_s), "wait_new_job_s": float(wait_new_job_create_s),
+                "wait_new_job_interval_s": float(wait_new_job_create_interval)}
+        job = json.loads(client.post("/v1/jobs", json.dumps(spec)))["job"]
+        display.info(f"job {job['id']} submitted ({framework}, {len(x)} samples, {epochs} epochs"
+                     f"{', ' + description if description else ''})")
+        if record:
+            recordmod.stash(job["id"], root, spec)
+        return client, job["id"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- follow
+
+def _in_jupyter():
+    return "ipykernel" in sys.modules
+
+
+def _ask_detach_or_cancel():
+    if not (sys.stdin.isatty() or _in_jupyter()):
+        return "detach"
+    try:
+        answer = input("\ntrainyard: interrupted. [d]etach (the job goes on) or [c]ancel the job? [d/c] ")
+    except (EOFError, KeyboardInterrupt):
+        return "detach"
+    return "cancel" if answer.strip().lower().startswith("c") else "detach"
+
+
+def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None):
+    """Shows the job live until its end; returns the final job, or None when
+    the user detached. Every event is appended to `events_out`."""
+    dirs = {}
+    if ckpt_dir:
+        dirs["checkpoints"] = str(Path(ckpt_dir).expanduser().resolve())
+    if log_dir:
+        dirs["logs"] = str(Path(log_dir).expanduser().resolve())
+    mirror = native().ArtifactMirror(client, dirs)
+    q = queue.Queue()
+    stop = threading.Event()
+
+    def on_event(text):
+        q.put(("event", text))
+        return not stop.is_set()
+
+    def on_disconnect(message):
+        q.put(("disconnect", message))
+        return not stop.is_set()
+
+    def worker():
+        try:
+            client.follow_events(job_id, 0, True, on_event, on_disconnect)
+            q.put(("end", None))
+        except Exception as e:  # noqa: BLE001 - reported to the main thread
+            q.put(("error", e))
+
+    t = threading.Thread(target=worker, name=f"trainyard-follow-{job_id}", daemon=True)
+    t.start()
+    view = display.LiveView(job_id, out=out, epochs=_epochs_of_job(client, job_id))
+    cancelled = False
+    while True:
+        try:
+            kind, payload = q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if cancelled:
+                continue
+            if _ask_detach_or_cancel() == "cancel":
+                client.post(f"/v1/jobs/{job_id}/cancel", "{}")
+                display.info(f"cancelling {job_id}")
+                cancelled = True
+                continue
+            stop.set()
+            display.info(f"detached; the job goes on. Attach again with trainyard.attach('{job_id}') "
+                         f"or `yard logs {job_id} -f`")
+            return None
+        if kind == "event":
+            ev = json.loads(payload)
+            events_out.append(ev)
+            if ev.get("kind") == "artifact":
+                mirror.add(payload)
+            view.show(ev)
+        elif kind == "disconnect":
+            view.disconnected(payload)
+        elif kind == "error":
+            display.info(f"lost the job's event stream: {payload}")
+            break
+        else:
+            break
+    try:
+        mirror.drain()
+    except Exception as e:  # noqa: BLE001
+        display.info(f"mirroring artifacts failed: {e}")
+    view.close()
+    return _get_job(client, job_id)
+
+
+def history_from_events(events):
+    """Keras-shaped history from the metric events of every attempt (a
+    resumed run repeats no epoch; a re-run epoch takes its newest values)."""
+    per_epoch = {}
+    for ev in events:
+        if ev.get("kind") != "metric":
+            continue
+        v = ev.get("values") or {}
+        if "epoch" not in v or "event" in v:
+            continue
+        per_epoch[int(v["epoch"])] = {k: val for k, val in v.items() if k not in HISTORY_SKIP}
+    history = {}
+    for epoch in sorted(per_epoch):
+        for k, val in per_epoch[epoch].items():
+            history.setdefault(k, [])
+    for epoch in sorted(per_epoch):
+        for k in history:
+            history[k].append(per_epoch[epoch].get(k))
+    return history, sorted(per_epoch)
+
+
+def _epochs_of_job(client, job_id):
+    """Total epochs from a yard-train command line (Keras metrics carry it)."""
+    try:
+        cmd = _get_job(client, job_id).get("command") or []
+        return int(cmd[cmd.index("--epochs") + 1]) if "--epochs" in cmd else None
+    except Exception:  # noqa: BLE001 - display only
+        return None
+
+
+def _framework_of_job(job):
+    cmd = job.get("command") or []
+    return "torchscript" if cmd and os.path.basename(cmd[0]) == "yard-train" else "keras"
+
+
+def _fetch_model(client, job_id, framework):
+    name = "model.pt" if framework == "torchscript" else "model.keras"
+    arts = json.loads(client.get(f"/v1/jobs/{job_id}/artifacts"))["artifacts"]
+    entry = next((a["entry"] for a in arts if a["dir"] == "outputs" and a["entry"]["path"] == name), None)
+    if entry is None:
+        return None
+    dest = tempfile.mkdtemp(prefix="trainyard-model-")
+    try:
+        client.download_entry(json.dumps(entry), dest)
+        path = os.path.join(dest, name)
+        if framework == "torchscript":
+            import torch
+            return torch.jit.load(path)
+        import tensorflow as tf
+        return tf.keras.models.load_model(path)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log):
+    events = []
+    job = _follow(client, job_id, directory_to_save_ckpt, directory_to_save_log, events)
+    if job is None:
+        return job_id, None, None
+    recordmod.complete(client, job_id, job, events)
+    if job["state"] != "succeeded":
+        display.info(f"job {job_id} {job['state']}: {job.get('message') or 'no message'}; no model to return")
+        return job_id, None, None
+    framework = _framework_of_job(job)
+    model = _fetch_model(client, job_id, framework)
+    if model is None:
+        display.info(f"job {job_id} succeeded but wrote no trained model to its outputs")
+        return job_id, None, None
+    hist, epochs = history_from_events(events)
+    params = {"epochs": epochs[-1] if epochs else 0, "steps": None, "verbose": 1}
+    history = History(hist, params, model)
+    if framework == "keras":
+        try:
+            import tensorflow as tf
+            h = tf.keras.callbacks.History()
+            h.history, h.epoch, h.params = hist, [e - 1 for e in epochs], params
+            h.set_model(model)
+            history = h
+        except Exception:  # noqa: BLE001 - the plain History is Keras-shaped too
+            pass
+    return job_id, model, history
+
+
+# ---------------------------------------------------------------- public API
+
+def online_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1, validation_data=None,
+               description="", cool_down_period_s=0, fit_kwargs={}, directory_to_save_ckpt=None,
+               directory_to_save_log=None, wait_request_s=30, wait_new_job_create_s=-1,
+               wait_new_job_create_interval=10, record=False):
+    """Trains `model` on another machine and shows its progress until the end.
+
+    Returns (job_id, trained model, history); (job_id, None, None) when the
+    job ends without a model (the reason is printed). Raises ValueError only
+    for bad input found before any job exists."""
+    client, job_id = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
+                             description, cool_down_period_s, fit_kwargs, wait_request_s,
+                             wait_new_job_create_s, wait_new_job_create_interval, record)
+    return _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log)
+
+
+def offline_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1, validation_data=None,
+                description="", cool_down_period_s=0, fit_kwargs={}, directory_to_save_ckpt=None,
+                directory_to_save_log=None, wait_request_s=30, wait_new_job_create_s=-1,
+                wait_new_job_create_interval=10, record=False):
+    """Like online_fit, but returns the job id at once; attach(job_id) later,
+    from any process, gets (job_id, model, history). Checkpoints and logs are
+    kept by the server; attach mirrors them into the folders given here."""
+    _, job_id = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
+                        description, cool_down_period_s, fit_kwargs, wait_request_s,
+                        wait_new_job_create_s, wait_new_job_create_interval, record)
+    if directory_to_save_ckpt or directory_to_save_log:
+        recordmod.remember_dirs(job_id, directory_to_save_ckpt, directory_to_save_log)
+    return job_id
+
+
+def attach(job_id, directory_to_save_ckpt=None, directory_to_save_log=None):
+    """Follows a job from its first event to its end (live if it still runs)
+    and returns (job_id, model, history) like online_fit."""
+    client = _connect()
+    _get_job(client, job_id)  # not_found early, as YardError
+    dirs = recordmod.remembered_dirs(job_id)
+    return _finish(client, job_id, directory_to_save_ckpt or dirs.get("ckpt"),
+                   directory_to_save_log or dirs.get("log"))

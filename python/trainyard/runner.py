@@ -1,0 +1,210 @@
+"""The instance-side Keras runner: `python3 -m trainyard.runner fit_spec.json`.
+
+Self-contained (standard library, numpy and TensorFlow only): the SDK ships a
+copy inside every Keras fit bundle, so an instance needs TensorFlow but not
+the trainyard package. It reads the fit spec written by the SDK and runs
+model.fit with:
+
+- one checkpoint per epoch, `$YARD_CHECKPOINT_DIR/epoch-NNN.keras` (the whole
+  model with its optimizer state: what a requeued job resumes from);
+- TensorBoard logs in `$YARD_LOG_DIR`;
+- JSON lines in `$YARD_METRICS`: `{"event": "replicas", ...}` at start,
+  `{"event": "progress", ...}` within an epoch (throttled), and one
+  `{"epoch": N, "epochs": E, "loss": ..., ...}` per epoch;
+- resume from `$YARD_RESUME_FROM` (weights, optimizer state, initial_epoch);
+- the trained model in `$YARD_OUTPUT_DIR/model.keras` (+ `history.json`);
+- with several devices, tf.distribute.MirroredStrategy: the model is
+  rebuilt and compiled inside the strategy's scope.
+
+Knobs from the environment (for development and tests):
+`TRAINYARD_LOGICAL_CPUS=N` splits the CPU into N logical devices;
+`TRAINYARD_EPOCH_DELAY_S=S` sleeps S seconds after each epoch.
+"""
+import json
+import os
+import re
+import sys
+import time
+
+SPEC_VERSION = 1
+PROGRESS_INTERVAL_S = 0.5
+
+
+def _metrics_writer(path):
+    if not path:
+        return lambda obj: None
+
+    def write(obj):
+        clean = {}
+        for k, v in obj.items():
+            if isinstance(v, float) and v != v:  # NaN -> null
+                v = None
+            clean[k] = v
+        with open(path, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+    return write
+
+
+def _load_array(base, rel):
+    import numpy as np
+    return np.load(os.path.join(base, rel), allow_pickle=False)
+
+
+def _fit_kwargs(spec, base):
+    kwargs = dict(spec.get("fit_kwargs", {}))
+    for key, rel in spec.get("fit_arrays", {}).items():
+        kwargs[key] = _load_array(base, rel)
+    cw = kwargs.get("class_weight")
+    if isinstance(cw, dict):  # JSON turned the class ids into strings
+        kwargs["class_weight"] = {int(k) if str(k).lstrip("-").isdigit() else k: v for k, v in cw.items()}
+    return kwargs
+
+
+def _epoch_of(path):
+    m = re.search(r"epoch-(\d+)", os.path.basename(path))
+    return int(m.group(1)) if m else 0
+
+
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)))
+
+
+def main(argv):
+    if len(argv) != 1:
+        print("usage: python3 -m trainyard.runner fit_spec.json", file=sys.stderr)
+        return 2
+    spec_path = os.path.abspath(argv[0])
+    base = os.path.dirname(spec_path)
+    with open(spec_path) as f:
+        spec = json.load(f)
+    if spec.get("version") != SPEC_VERSION:
+        print(f"trainyard.runner: error: fit spec version {spec.get('version')} is not {SPEC_VERSION}",
+              file=sys.stderr)
+        return 2
+    write_metric = _metrics_writer(os.environ.get("YARD_METRICS"))
+    ckpt_dir = os.environ.get("YARD_CHECKPOINT_DIR")
+    log_dir = os.environ.get("YARD_LOG_DIR")
+    out_dir = os.environ.get("YARD_OUTPUT_DIR") or "."
+    resume = os.environ.get("YARD_RESUME_FROM") or ""
+    delay = float(os.environ.get("TRAINYARD_EPOCH_DELAY_S", "0") or 0)
+
+    import numpy as np  # noqa: F401
+    import tensorflow as tf
+
+    logical = int(os.environ.get("TRAINYARD_LOGICAL_CPUS", "0") or 0)
+    if logical > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(logical)])
+    seed = spec.get("seed")
+    if seed is not None:
+        tf.keras.utils.set_random_seed(int(seed))
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except Exception:  # older TF
+            pass
+
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus if gpus else tf.config.list_logical_devices("CPU")
+    n = len(devices)
+    batch_size = int(spec["batch_size"])
+    epochs = int(spec["epochs"])
+    write_metric({"event": "replicas", "devices": n, "names": [d.name for d in devices],
+                  "strategy": "MirroredStrategy" if n > 1 else "default"})
+    if n > 1:
+        print(f"Training on {n} replicas ({', '.join(d.name for d in devices)}) with MirroredStrategy")
+        if batch_size % n:
+            msg = (f"batch_size {batch_size} is not a multiple of the {n} devices: "
+                   f"the replicas get uneven shards; use a multiple of {n}")
+            print("WARNING: " + msg, flush=True)
+            write_metric({"event": "warning", "message": msg})
+
+    model_path = os.path.join(base, spec["model"])
+    initial_epoch = 0
+    if resume:
+        model_path = resume
+        initial_epoch = _epoch_of(resume)
+        print(f"Resuming from {os.path.basename(resume)} (epoch {initial_epoch} done)", flush=True)
+
+    def build():
+        # load_model compiles with the saved config (and restores the
+        # optimizer state of a checkpoint), so under a strategy scope the
+        # model is rebuilt and compiled inside it.
+        return tf.keras.models.load_model(model_path)
+
+    if n > 1:
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+        with strategy.scope():
+            model = build()
+    else:
+        model = build()
+
+    x = _load_array(base, spec["train_x"])
+    y = _load_array(base, spec["train_y"])
+    validation = None
+    if spec.get("val_x"):
+        validation = (_load_array(base, spec["val_x"]), _load_array(base, spec["val_y"]))
+    kwargs = _fit_kwargs(spec, base)
+    steps = -(-len(x) // batch_size)
+
+    class Report(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            # Take the logs as tensors: no host sync per batch, only when a
+            # progress line is written.
+            self._supports_tf_logs = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.monotonic()
+            self.last = 0.0
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.monotonic()
+            if now - self.last >= PROGRESS_INTERVAL_S and batch + 1 < steps:
+                self.last = now
+                rec = {"event": "progress", "epoch": self.epoch, "epochs": epochs,
+                       "step": batch + 1, "steps": steps}
+                rec.update({k: float(v) for k, v in (logs or {}).items()})
+                write_metric(rec)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            secs = time.monotonic() - self.t0
+            print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} - {secs:.2f}s", flush=True)
+            rec = {"epoch": epoch + 1, "epochs": epochs}
+            rec.update(logs)
+            rec["seconds"] = round(secs, 4)
+            write_metric(rec)
+            if delay > 0 and epoch + 1 < epochs:
+                time.sleep(delay)
+
+    callbacks = []
+    if ckpt_dir:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        callbacks.append(tf.keras.callbacks.ModelCheckpoint(
+            os.path.join(ckpt_dir, "epoch-{epoch:03d}.keras"), save_weights_only=False,
+            save_freq="epoch"))
+    if log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch",
+                                                        write_graph=False, profile_batch=0))
+    # Report last, so an epoch's checkpoint exists before its metric line.
+    callbacks.append(Report())
+
+    if initial_epoch >= epochs:
+        print(f"Nothing to train: {initial_epoch} of {epochs} epochs already done", flush=True)
+        history = {}
+    else:
+        h = model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+                      validation_data=validation, callbacks=callbacks, verbose=0, **kwargs)
+        history = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+    os.makedirs(out_dir, exist_ok=True)
+    model.save(os.path.join(out_dir, "model.keras"))
+    with open(os.path.join(out_dir, "history.json"), "w") as f:
+        json.dump({"initial_epoch": initial_epoch, "history": history}, f)
+    print(f"Saved the trained model to {os.path.join(out_dir, 'model.keras')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,71 @@
+"""Fast checks of the SDK's pure-Python parts (no server, no TensorFlow)."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+from trainyard import display, fit, picker, record
+
+
+def metric(epoch, **values):
+    return {"kind": "metric", "values": {"epoch": epoch, "epochs": 3, **values}}
+
+
+def test_history_from_events_spans_attempts_and_skips_progress():
+    events = [
+        {"kind": "metric", "values": {"event": "replicas", "devices": 2}},
+        metric(1, loss=0.9, accuracy=0.5),
+        {"kind": "metric", "values": {"event": "progress", "epoch": 2, "step": 3, "steps": 9, "loss": 0.8}},
+        metric(2, loss=0.7, accuracy=0.6),
+        {"kind": "state", "state": "requesting"},
+        metric(2, loss=0.69, accuracy=0.61),  # re-run after a resume from epoch 1
+        metric(3, loss=0.5, accuracy=0.8, samples_per_s=100.0),
+    ]
+    hist, epochs = fit.history_from_events(events)
+    assert epochs == [1, 2, 3]
+    assert hist == {"loss": [0.9, 0.69, 0.5], "accuracy": [0.5, 0.61, 0.8]}
+    assert record.final_metrics(events) == {"epoch": 3, "loss": 0.5, "accuracy": 0.8}
+
+
+def test_fit_kwargs_values_must_be_data():
+    assert fit._check_data_value("k", {"a": [1, np.int64(2)], 3: None}, "") == {"a": [1, 2], "3": None}
+    with pytest.raises(ValueError, match=r"fit_kwargs\['k'\] holds a function"):
+        fit._check_data_value("k", {"a": [lambda: 1]}, "")
+
+
+def test_model_kind_is_recognised():
+    with pytest.raises(ValueError, match="compiled tf.keras Model or a TorchScript module"):
+        fit._framework(object())
+
+
+def test_live_view_renders_keras_style_lines():
+    out = io.StringIO()
+    v = display.LiveView("j-1", out=out)
+    v.show({"kind": "output", "data": "hello\nEpoch 1/3 - loss: 1.0000\n"})
+    v.show({"kind": "metric", "values": {"event": "progress", "epoch": 1, "step": 1, "steps": 3, "loss": 1.0}})
+    v.show({"kind": "metric", "values": {"epoch": 1, "epochs": 3, "loss": 0.41, "accuracy": 0.88,
+                                         "val_loss": 0.39, "seconds": 0.2}})
+    v.close()
+    assert out.getvalue() == "hello\nEpoch 1/3 - loss: 0.4100 - accuracy: 0.8800 - val_loss: 0.3900\n"
+
+
+def test_picker_takes_numbers_names_and_the_default():
+    class Fake:
+        def get(self, path):
+            return json.dumps({"types": [{"name": "a"}, {"name": "b", "default": True}]})
+    assert picker.pick(Fake(), ask=lambda _: "") == ["b"]
+    assert picker.pick(Fake(), ask=lambda _: "2, a:spot") == ["b", "a:spot"]
+    answers = iter(["7", "1"])
+    assert picker.pick(Fake(), ask=lambda _: next(answers)) == ["a"]
+
+
+def test_record_environment_drops_secrets(monkeypatch):
+    monkeypatch.setenv("MY_API_TOKEN", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("DB_PASSWORD", "x")
+    monkeypatch.setenv("HARMLESS", "1")
+    env = record.environment()
+    assert env["env"].get("HARMLESS") == "1"
+    assert not {"MY_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"} & set(env["env"])
+    assert env["packages"].get("numpy") == np.__version__
