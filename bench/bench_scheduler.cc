@@ -76,7 +76,7 @@ Result RunOnce(int queued, int instances) {
   Manifest m;
   m.files.push_back(FileEntry{"job.sh", 0644, data.size(), {{h, data.size()}}, ""});
   Json spec = {{"command", {"true"}}, {"bundle", m.ToJson()}, {"machines", {"node"}},
-               {"cool_down_s", 3600}};
+               {"cool_down_s", 3600}, {"wait_request_s", 1e9}};  // queued, never falling back
   for (int i = 0; i < queued; ++i) (void)ctl.SubmitJob("bench", spec);
 
   std::vector<std::pair<std::string, uint64_t>> agents;  // id, last work version seen

@@ -146,14 +146,26 @@ void Controller::CheckWaitingJobs() {
 }
 
 void Controller::PlaceQueuedJobs() {
+  // Jobs of the same user asking for the same machines at the same fallback
+  // step have the same chance: once one of them found nothing this pass, the
+  // ones behind it are skipped unless their own fallback deadline passed.
+  std::set<std::string> blocked;
+  double now = clock_->Now();
   std::deque<std::string> still_queued;
   while (!queue_.empty()) {
     std::string id = queue_.front();
     queue_.pop_front();
     auto it = jobs_.find(id);
     if (it == jobs_.end() || it->second.state != job_state::kRequesting) continue;
-    if (!PlaceJob(it->second) && jobs_.count(id) && jobs_[id].state == job_state::kRequesting)
-      still_queued.push_back(id);
+    JobRecord& job = it->second;
+    std::string signature = job.user + "\n" + job.spec["machines"].dump() + "\n" +
+                            std::to_string(job.sched.value("machine", 0));
+    double deadline = job.sched.value("requested_at", now) + SpecNumber(job, "wait_request_s", 30);
+    bool skip = blocked.count(signature) && job.sched.contains("requested_at") && now < deadline;
+    if (!skip && PlaceJob(job)) continue;
+    if (!jobs_.count(id) || jobs_[id].state != job_state::kRequesting) continue;
+    if (jobs_[id].instance_id.empty()) blocked.insert(signature);
+    still_queued.push_back(id);
   }
   queue_ = std::move(still_queued);
 }
