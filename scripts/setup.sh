@@ -15,6 +15,8 @@ APT_PACKAGES=(
   python3-torch python3-sklearn python3-numpy libopenblas0-pthread libtorch-dev
   python3-venv python3-pip
   pybind11-dev python3-dev
+  libyaml-cpp-dev
+  python3-nbclient python3-nbformat python3-ipykernel
   procps util-linux
   slurm-wlm munge openssh-server openssh-client iproute2
 )

@@ -6,6 +6,7 @@
 
 #include "agent/agent_log.h"
 #include "agent/artifact_watcher.h"
+#include "agent/environment.h"
 #include "agent/metrics_tail.h"
 #include "agent/multi_node.h"
 #include "agent/output_splitter.h"
@@ -80,6 +81,18 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
     std::string& path = options.env["PATH"];
     if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
     if (!bin_dir.empty()) path = bin_dir + ":" + path;
+  }
+  // The job's Python environment (environment.h), its own step with its time.
+  if (std::filesystem::exists(paths.work + "/requirements.txt")) {
+    Emit(OutputRecord("yard: environment from requirements.txt: preparing\n"));
+    StatusOr<PreparedEnvironment> prepared =
+        PrepareEnvironment(ctx_.config->work_dir, paths.work, options.env);
+    if (!prepared.ok()) return FailEarly(1, "environment: " + prepared.status().message());
+    char took[32];
+    std::snprintf(took, sizeof took, "%.1f", prepared->seconds);
+    Emit(OutputRecord("yard: environment " + prepared->venv.substr(prepared->venv.rfind('/') + 1, 12) +
+                      (prepared->reused ? " (cached)" : " (built)") + " ready in " + took + " s\n"));
+    ActivateEnvironment(prepared->venv, &options.env);
   }
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;

@@ -1,5 +1,6 @@
 #include "agent/job_setup.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "agent/event_spool.h"
@@ -34,8 +35,15 @@ Status ParseCommand(const Json& j, std::vector<std::string>* out) {
   return Status::Ok();
 }
 
-Status ParseResume(const Json& j, std::optional<FileEntry>* out) {
+Status ParseResume(const Json& j, std::optional<FileEntry>* out, std::vector<FileEntry>* siblings) {
   if (j.is_null()) return Status::Ok();
+  if (j.is_object() && j.contains("siblings") && j["siblings"].is_array()) {
+    for (const Json& s : j["siblings"]) {
+      StatusOr<FileEntry> e = FileEntryFromJson(s);
+      if (!e.ok()) return e.status().WithContext("assignment: resume_from.siblings");
+      siblings->push_back(std::move(*e));
+    }
+  }
   const Json* entry = &j;
   if (j.is_object() && j.contains("entry")) {
     if (j.value("dir", std::string("checkpoints")) != "checkpoints") {
@@ -71,7 +79,7 @@ Status ParseAssignment(const Json& j, Assignment* out) {
       return InvalidArgument("assignment: \"nodes\" is not an integer >= 1");
     out->nodes = j["nodes"].get<int>();
   }
-  return ParseResume(j.value("resume_from", Json()), &out->resume_from);
+  return ParseResume(j.value("resume_from", Json()), &out->resume_from, &out->resume_siblings);
 }
 
 }  // namespace
@@ -116,6 +124,9 @@ StatusOr<std::string> PrepareJobFolder(const Assignment& a, const JobPaths& path
   if (!a.resume_from) return std::string();
   Manifest checkpoint;
   checkpoint.files.push_back(*a.resume_from);
+  for (const auto& sibling : a.resume_siblings) checkpoint.files.push_back(sibling);
+  std::sort(checkpoint.files.begin(), checkpoint.files.end(),
+            [](const FileEntry& x, const FileEntry& y) { return x.path < y.path; });
   YARD_RETURN_IF_ERROR(cache.Prefetch(checkpoint.ChunkHashes(), kFetchConcurrency));
   st = Materialize(checkpoint, paths.checkpoints, cache.AsSource());
   if (!st.ok()) return st.WithContext("fetching the checkpoint to resume from");

@@ -36,6 +36,8 @@ struct Assignment {
   // A checkpoint to resume from: an artifact entry under "checkpoints",
   // given either as the entry itself or as {"dir":"checkpoints","entry":...}.
   std::optional<FileEntry> resume_from;
+  // Files saved with it (same path but the extension), restored beside it.
+  std::vector<FileEntry> resume_siblings;
 
   // Fills `out` from `j`, job and attempt first, so that a bad assignment
   // can still be answered with an exit record when those two are readable.

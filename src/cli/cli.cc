@@ -23,6 +23,8 @@ struct CommandRow {
 
 const std::vector<CommandRow>& Commands() {
   static const std::vector<CommandRow> kRows = {
+      {"init", "write editable job assets (yard.yaml, run.sh, Dockerfile) for a script", SetupInit},
+      {"copy", "start the next experiment: copy job assets (and named files) to another folder", SetupCopy},
       {"fit", "run a training script remotely; show its output live; mirror its outputs", SetupFit},
       {"submit", "like fit, but return at once with the job id", SetupSubmit},
       {"jobs", "list your jobs", SetupJobs},

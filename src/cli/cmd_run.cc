@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/job_assets.h"
 #include "cli/job_view.h"
 #include "cli/picker.h"
 #include "cli/sweep_view.h"
@@ -35,10 +36,13 @@ struct RunFlags {
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
   bool json = false;
+  const CLI::App* sub = nullptr;  // which flags were given (yard.yaml fills the rest)
 };
 
 void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
-  sub->add_option("script", f->script, "script (.py, .sh) or program to run")->required();
+  f->sub = sub;
+  sub->add_option("script", f->script,
+                  "script (.py, .sh, .ipynb) or program to run (default: yard.yaml's)");
   sub->add_option("args", f->args, "arguments for the script (after --)");
   sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
       ->delimiter(',');
@@ -68,6 +72,40 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
   } else {
     sub->add_flag("--json", f->json, "print the job as JSON");
   }
+}
+
+// Fills what the command line left out from ./yard.yaml (yard init), when
+// there is one and it is about the same script.
+Status ApplyYardYaml(RunFlags* f) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(kYardYaml)) {
+    if (f->script.empty())
+      return InvalidArgument("no script given and no yard.yaml in " + fs::current_path().string() +
+                             ": name a script, or write one with `yard init SCRIPT`");
+    return Status::Ok();
+  }
+  YARD_ASSIGN_OR_RETURN(YardConfig c, LoadYardConfig(kYardYaml));
+  if (!f->script.empty() &&
+      fs::path(f->script).lexically_normal() != fs::path(c.script).lexically_normal())
+    return Status::Ok();  // another script: yard.yaml is not about it
+  if (f->script.empty()) {
+    if (c.script.empty()) return InvalidArgument("yard.yaml names no script: name one");
+    f->script = c.script;
+  }
+  auto given = [&](const char* name) { return f->sub && f->sub->count(name) > 0; };
+  if (!given("args")) f->args = c.args;
+  if (!given("--machines")) f->machines = c.machines;
+  if (!given("--cool-down") && c.has_cool_down) f->cool_down_s = c.cool_down_s;
+  if (f->sub && f->sub->get_option_no_throw("--ckpt-dir")) {
+    if (!given("--ckpt-dir")) f->ckpt_dir = c.ckpt_dir;
+    if (!given("--log-dir")) f->log_dir = c.log_dir;
+    if (!given("--out-dir")) f->out_dir = c.out_dir;
+  }
+  std::vector<std::string> env;  // yard.yaml's first: --env wins
+  for (const auto& [k, v] : c.env) env.push_back(k + "=" + v);
+  env.insert(env.end(), f->env.begin(), f->env.end());
+  f->env = std::move(env);
+  return Status::Ok();
 }
 
 // The command that runs `script` on the instance.
@@ -241,6 +279,7 @@ int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
 
 Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
   return [f, global, wait] {
+    if (Status st = ApplyYardYaml(f.get()); !st.ok()) return Fail(st.message());
     auto client = ConnectOrReport(*global);
     if (!client) return 1;
     if (f->machines.empty() && isatty(STDIN_FILENO) && isatty(STDERR_FILENO)) {

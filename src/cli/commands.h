@@ -40,6 +40,8 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global);
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global);
 Runner SetupToken(CLI::App* sub, GlobalFlags* global);
 Runner SetupReplay(CLI::App* sub, GlobalFlags* global);  // cmd_replay.cc
+Runner SetupInit(CLI::App* sub, GlobalFlags* global);    // cmd_init.cc
+Runner SetupCopy(CLI::App* sub, GlobalFlags* global);    // cmd_copy.cc
 
 // Prints "yard: <message>" to stderr and returns 1.
 int Fail(const std::string& message);

@@ -154,6 +154,7 @@ class Controller {
   MarketPrices PricesOf(const InstanceRecord& inst) const;
   double CurrentPricePerHour(const InstanceRecord& inst) const;
   std::optional<Json> NewestCheckpoint(const std::string& job_id);
+  Json CheckpointSiblings(const std::string& job_id, const Json& newest);
 
   // --- helpers ---
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);

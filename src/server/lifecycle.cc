@@ -43,6 +43,25 @@ std::optional<Json> Controller::NewestCheckpoint(const std::string& job_id) {
   return newest;
 }
 
+// Files saved with the newest checkpoint: same path but for the extension
+// (yard-train's epoch-003.pt and epoch-003.state). They are restored with it.
+Json Controller::CheckpointSiblings(const std::string& job_id, const Json& newest) {
+  auto stem = [](const std::string& path) {
+    size_t slash = path.rfind('/'), dot = path.rfind('.');
+    return (dot == std::string::npos || (slash != std::string::npos && dot < slash)) ? path : path.substr(0, dot);
+  };
+  std::string want = stem(newest.value("path", ""));
+  Json out = Json::array();
+  StatusOr<Json> artifacts = store_->ListArtifacts(job_id);
+  if (!artifacts.ok()) return out;
+  for (const auto& a : *artifacts) {
+    std::string path = a["entry"].value("path", "");
+    if (a.value("dir", "") == "checkpoints" && path != newest.value("path", "") && stem(path) == want)
+      out.push_back(a["entry"]);
+  }
+  return out;
+}
+
 void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened) {
   int restarts = job.sched.value("restarts", 0);
   int max_restarts = job.spec.value("max_restarts", options_.default_max_restarts);
@@ -61,7 +80,8 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
   job.sched.erase("attempts");
   std::string resume = "from the start (no checkpoint yet)";
   if (std::optional<Json> ckpt = NewestCheckpoint(job.id)) {
-    job.sched["resume_from"] = {{"dir", "checkpoints"}, {"entry", (*ckpt)["entry"]}};
+    job.sched["resume_from"] = {{"dir", "checkpoints"}, {"entry", (*ckpt)["entry"]},
+                                {"siblings", CheckpointSiblings(job.id, (*ckpt)["entry"])}};
     resume = "from checkpoints/" + (*ckpt)["entry"].value("path", "");
   }
   job.state = job_state::kRequesting;

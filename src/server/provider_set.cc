@@ -3,6 +3,8 @@
 #include "common/files.h"
 #include "providers/local_provider.h"
 #include "providers/sim_provider.h"
+#include "providers/slurm_provider.h"
+#include "providers/ssh_provider.h"
 
 namespace yard {
 
@@ -33,6 +35,23 @@ StatusOr<std::unique_ptr<Provider>> MakeSim(const Json& settings, const std::str
   return std::unique_ptr<Provider>(new SimProvider(std::move(s), home + "/instances", clock, spawner));
 }
 
+StatusOr<std::unique_ptr<Provider>> MakeSlurm(const Json& settings, const std::string& home,
+                                              const Catalog& catalog) {
+  YARD_ASSIGN_OR_RETURN(SlurmSettings s, SlurmSettings::FromJson(settings, home));
+  for (const auto& t : catalog.types())  // options errors now, not at the first job
+    if (t.provider == "slurm") YARD_RETURN_IF_ERROR(SlurmRequest::ForType(t).status());
+  return std::unique_ptr<Provider>(
+      new SlurmProvider(std::move(s), std::make_unique<ProcessCommandRunner>()));
+}
+
+StatusOr<std::unique_ptr<Provider>> MakeSsh(const Json& settings, const std::string& home,
+                                            const Catalog& catalog) {
+  YARD_ASSIGN_OR_RETURN(SshSettings s, SshSettings::FromJson(settings, home));
+  YARD_ASSIGN_OR_RETURN(auto hosts, SshHostsByType(catalog, s));
+  return std::unique_ptr<Provider>(
+      new SshProvider(std::move(s), std::move(hosts), std::make_unique<ProcessCommandRunner>()));
+}
+
 }  // namespace
 
 StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std::string& home,
@@ -51,8 +70,17 @@ StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std:
   for (const auto& [name, settings] : providers.items()) {
     if (name == "sim") {
       YARD_ASSIGN_OR_RETURN(set.owned["sim"], MakeSim(settings, home, clock, set.spawner.get()));
+    } else if (name == "slurm") {
+      StatusOr<std::unique_ptr<Provider>> p = MakeSlurm(settings, home, set.catalog);
+      if (!p.ok()) return p.status().WithContext(catalog_file);
+      set.owned["slurm"] = std::move(*p);
+    } else if (name == "ssh") {
+      StatusOr<std::unique_ptr<Provider>> p = MakeSsh(settings, home, set.catalog);
+      if (!p.ok()) return p.status().WithContext(catalog_file);
+      set.owned["ssh"] = std::move(*p);
     } else if (name != "local") {
-      return InvalidArgument(catalog_file + ": unknown provider '" + name + "' (known: local, sim)");
+      return InvalidArgument(catalog_file + ": unknown provider '" + name +
+                             "' (known: local, sim, slurm, ssh)");
     }
   }
   for (const auto& t : set.catalog.types())

@@ -3,7 +3,8 @@
 // The catalog file (docs/formats.md, "Machine catalog") lists machine types
 // and, under "providers", each provider's settings:
 //   {"version": 1, "types": [...],
-//    "providers": {"sim": {"scenario": {...}} | {"scenario_file": "path"}}}
+//    "providers": {"sim": {"scenario": {...}} | {"scenario_file": "path"},
+//                  "slurm": {...}, "ssh": {...}}}   (docs/providers.md)
 // The local provider and its built-in types always exist.
 #pragma once
 

@@ -96,6 +96,12 @@ void ApplyEnvDefaults(const EnvLookup& env, TrainFlags* f) {
   fill(&f->log_dir, "YARD_LOG_DIR");
   fill(&f->metrics, "YARD_METRICS");
   fill(&f->resume_from, "YARD_RESUME_FROM");
+  // Trainyard restores a checkpoint with its siblings and may point at the
+  // optimizer side file; the module is the .pt beside it.
+  const std::string kState = ".state";
+  if (f->resume_from.size() > kState.size() &&
+      f->resume_from.compare(f->resume_from.size() - kState.size(), kState.size(), kState) == 0)
+    f->resume_from.replace(f->resume_from.size() - kState.size(), kState.size(), ".pt");
   if (f->output.empty()) {
     std::string dir = env("YARD_OUTPUT_DIR");
     f->output = dir.empty() ? "model_out.pt" : dir + "/model.pt";

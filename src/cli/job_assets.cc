@@ -1,0 +1,201 @@
+#include "cli/job_assets.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/command_runner.h"
+
+namespace yard::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+StatusOr<std::vector<std::string>> StringList(const YAML::Node& n, const std::string& key) {
+  std::vector<std::string> out;
+  if (!n || n.IsNull()) return out;
+  if (n.IsScalar()) {  // "a,b" or "a"
+    std::stringstream ss(n.as<std::string>());
+    for (std::string v; std::getline(ss, v, ',');)
+      if (!v.empty()) out.push_back(v);
+    return out;
+  }
+  if (!n.IsSequence()) return InvalidArgument(key + " is not a list");
+  for (const auto& item : n) {
+    if (!item.IsScalar()) return InvalidArgument(key + " holds a non-string");
+    out.push_back(item.as<std::string>());
+  }
+  return out;
+}
+
+StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& n, const std::string& key) {
+  std::map<std::string, std::string> out;
+  if (!n || n.IsNull()) return out;
+  if (!n.IsMap()) return InvalidArgument(key + " is not a mapping");
+  for (const auto& kv : n) {
+    if (!kv.second.IsScalar()) return InvalidArgument(key + "." + kv.first.as<std::string>() +
+                                                      " is not a plain value");
+    out[kv.first.as<std::string>()] = kv.second.as<std::string>();
+  }
+  return out;
+}
+
+std::string Str(const YAML::Node& n) { return n && n.IsScalar() ? n.as<std::string>() : ""; }
+
+StatusOr<YardConfig> Parse(const YAML::Node& root) {
+  YardConfig c;
+  if (!root || root.IsNull()) return c;
+  if (!root.IsMap()) return InvalidArgument("the top level is not a mapping");
+  static const std::vector<std::string> kKeys = {"script", "args", "machines", "cool_down",
+                                                 "image", "ckpt_dir", "log_dir", "out_dir",
+                                                 "settings", "env"};
+  for (const auto& kv : root) {
+    std::string k = kv.first.as<std::string>();
+    if (std::find(kKeys.begin(), kKeys.end(), k) == kKeys.end())
+      return InvalidArgument("unknown key '" + k + "'");
+  }
+  c.script = Str(root["script"]);
+  YARD_ASSIGN_OR_RETURN(c.args, StringList(root["args"], "args"));
+  YARD_ASSIGN_OR_RETURN(c.machines, StringList(root["machines"], "machines"));
+  if (root["cool_down"] && !root["cool_down"].IsNull()) {
+    try {
+      c.cool_down_s = root["cool_down"].as<double>();
+    } catch (const YAML::Exception&) {
+      return InvalidArgument("cool_down is not a number of seconds");
+    }
+    c.has_cool_down = true;
+  }
+  c.image = Str(root["image"]);
+  c.ckpt_dir = Str(root["ckpt_dir"]);
+  c.log_dir = Str(root["log_dir"]);
+  c.out_dir = Str(root["out_dir"]);
+  YARD_ASSIGN_OR_RETURN(c.settings, StringMap(root["settings"], "settings"));
+  YARD_ASSIGN_OR_RETURN(c.env, StringMap(root["env"], "env"));
+  return c;
+}
+
+}  // namespace
+
+StatusOr<YardConfig> LoadYardConfig(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return NotFound(path + " does not exist or cannot be read");
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ": " + e.what());
+  }
+  try {
+    StatusOr<YardConfig> c = Parse(root);
+    if (!c.ok()) return InvalidArgument(path + ": " + c.status().message());
+    return c;
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ": " + e.what());
+  }
+}
+
+std::string YardConfigToYaml(const YardConfig& c) {
+  YAML::Emitter out;
+  out << YAML::Comment("Defaults for `yard fit` / `yard submit` in this folder; flags win.")
+      << YAML::Newline;
+  out << YAML::BeginMap;
+  out << YAML::Key << "script" << YAML::Value << c.script;
+  // Quoted: "0.1" stays a string for any YAML reader.
+  out << YAML::Key << "args" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (const auto& a : c.args) out << YAML::DoubleQuoted << a;
+  out << YAML::EndSeq;
+  out << YAML::Key << "machines" << YAML::Value << YAML::Flow << c.machines;
+  out << YAML::Key << "cool_down" << YAML::Value << c.cool_down_s;
+  out << YAML::Key << "image" << YAML::Value << c.image;
+  out << YAML::Key << "ckpt_dir" << YAML::Value << c.ckpt_dir;
+  out << YAML::Key << "log_dir" << YAML::Value << c.log_dir;
+  out << YAML::Key << "out_dir" << YAML::Value << c.out_dir;
+  out << YAML::Key << "settings" << YAML::Value;
+  if (c.settings.empty()) out << YAML::Flow;
+  out << YAML::BeginMap;
+  for (const auto& [k, v] : c.settings)
+    out << YAML::Key << k << YAML::Value << YAML::DoubleQuoted << v;
+  out << YAML::EndMap;
+  out << YAML::Key << "env" << YAML::Value;
+  if (c.env.empty()) out << YAML::Flow;
+  out << YAML::BeginMap;
+  for (const auto& [k, v] : c.env) out << YAML::Key << k << YAML::Value << YAML::DoubleQuoted << v;
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string FindManifest(const std::string& dir) {
+  for (const char* name : {"requirements.txt", "environment.yml", "environment.yaml"})
+    if (fs::exists(fs::path(dir) / name)) return name;
+  return "";
+}
+
+std::string BaseImageFor(const std::string& image) {
+  if (image.empty() || image == "default-cpu") return "trainyard/base-cpu";
+  if (image == "default-gpu") return "nvidia/cuda:12.2.2-cudnn8-runtime-ubuntu22.04";
+  return image;
+}
+
+std::string DockerfileFor(const std::string& image, const std::string& manifest) {
+  std::ostringstream d;
+  d << "# Generated by `yard init`; edit freely.\n"
+    << "FROM " << BaseImageFor(image) << "\n";
+  if (image == "default-gpu")
+    d << "RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip "
+         "python3-venv && rm -rf /var/lib/apt/lists/*\n";
+  d << "WORKDIR /job\n";
+  if (manifest == "requirements.txt") {
+    d << "COPY requirements.txt /job/requirements.txt\n"
+      << "RUN python3 -m pip install --no-cache-dir -r /job/requirements.txt\n";
+  } else if (!manifest.empty()) {
+    d << "# conda-only entries of " << manifest << " are not installed: the image has no conda.\n"
+      << "COPY " << manifest << " /job/" << manifest << "\n"
+      << "RUN python3 -c \"import yaml,sys; d=yaml.safe_load(open('/job/" << manifest
+      << "')); pip=[x for e in d.get('dependencies',[]) if isinstance(e,dict) for x in "
+         "e.get('pip',[])]; print('\\n'.join(pip))\" > /tmp/req.txt && "
+         "python3 -m pip install --no-cache-dir -r /tmp/req.txt\n";
+  }
+  d << "COPY . /job\n"
+    << "ENTRYPOINT [\"bash\", \"/job/run.sh\"]\n";
+  return d.str();
+}
+
+std::string RunShFor(const YardConfig& c) {
+  std::ostringstream s;
+  s << "#!/usr/bin/env bash\n"
+    << "# Entry point generated by `yard init`; edit freely. Extra arguments are passed on.\n"
+    << "set -euo pipefail\n"
+    << "cd \"$(dirname \"$0\")\"\n";
+  std::string ext = fs::path(c.script).extension().string();
+  s << "exec ";
+  if (ext == ".py") s << "python3 ";
+  else if (ext == ".sh") s << "bash ";
+  else if (ext == ".ipynb") s << "python3 -m trainyard.notebook_runner ";
+  s << ShellQuote(c.script);
+  for (const auto& a : c.args) s << " " << ShellQuote(a);
+  s << " \"$@\"\n";
+  return s.str();
+}
+
+const std::vector<std::string>& AssetNames() {
+  static const std::vector<std::string> kNames = {
+      "yard.yaml", "run.sh", "Dockerfile", "requirements.txt", "environment.yml",
+      "environment.yaml", ".yardignore"};
+  return kNames;
+}
+
+Status ParseKeyValue(const std::string& kv, const std::string& flag, std::string* key,
+                     std::string* value) {
+  size_t eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return InvalidArgument(flag + " wants KEY=VALUE, got '" + kv + "'");
+  *key = kv.substr(0, eq);
+  *value = kv.substr(eq + 1);
+  return Status::Ok();
+}
+
+}  // namespace yard::cli

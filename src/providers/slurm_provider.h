@@ -1,0 +1,144 @@
+// SlurmProvider: an instance is one Slurm allocation whose batch step runs
+// `yard agent` (on the allocation's first node). docs/providers.md has the
+// whole story; in short:
+//
+//   Launch     writes <work_dir>/<instance>/slurm-agent.sh (exec yard agent
+//              --server URL --instance ID --dir DIR) and sbatches it with the
+//              machine type's partition, nodes, cpus, mem, gres and time
+//              limit, --no-requeue, the agent token in sbatch's environment
+//              (never in a file or argv). inst->info["slurm_job_id"] = id.
+//   Terminate  scancel (retried by the poller until Slurm has it).
+//   watching   a poller thread runs squeue (our jobs) and sinfo (free CPUs)
+//              every poll_interval_s. A job that ends, is requeued,
+//              suspended or preempted, or loses a node is reported once
+//              through TakeInterruptions with Slurm's state and reason (and
+//              scancelled if anything of it is left); the controller
+//              requeues its Trainyard job. A job still pending after
+//              pending_timeout_s is withdrawn the same way.
+//   Available  free slots of the type's partition per the last sinfo, less
+//              our own jobs that Slurm has not started yet.
+//
+// Cooling needs nothing special: the allocation stays with an idle agent
+// until the controller ends it or Slurm's time limit does (TIMEOUT, reported
+// as an interruption of an idle instance).
+//
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/command_runner.h"
+#include "providers/provider.h"
+
+namespace yard {
+
+// providers.slurm in the catalog file (docs/providers.md).
+struct SlurmSettings {
+  std::string work_dir;     // instance folders; must be visible to every node
+  std::string yard_binary;  // `yard` as the nodes see it; "" = the server's own
+  std::string server_url;   // what agents dial; "" = the server's own URL
+  std::string bin_dir;      // where sbatch, squeue... are; "" = PATH
+  double poll_interval_s = 1.0;
+  double pending_timeout_s = 120;
+  std::vector<std::string> sbatch_args;  // added to every sbatch
+
+  // `home`: the server's state folder (default work_dir = home/instances).
+  static StatusOr<SlurmSettings> FromJson(const nlohmann::json& j, const std::string& home);
+};
+
+// What a machine type asks of Slurm: its "options" (partition, nodes, cpus,
+// mem, gres, time, sbatch_args), falling back to the type's cpus,
+// memory_gb and gpus.
+struct SlurmRequest {
+  std::string partition;  // "" = the cluster's default
+  int nodes = 1;
+  int cpus = 1;           // per node
+  std::string mem;        // per node, Slurm syntax ("4G"); "" = Slurm's default
+  std::string gres;       // "gpu:2"
+  std::string time;       // time limit, Slurm syntax ("1:00:00")
+  std::vector<std::string> extra;
+
+  static StatusOr<SlurmRequest> ForType(const MachineType& type);
+  std::vector<std::string> SbatchArgs() const;
+};
+
+class SlurmProvider : public Provider {
+ public:
+  // With `start_poller` false nothing polls on its own (tests call PollOnce).
+  SlurmProvider(SlurmSettings settings, std::unique_ptr<CommandRunner> runner,
+                bool start_poller = true);
+  ~SlurmProvider() override;
+
+  std::string name() const override { return "slurm"; }
+  int Available(const MachineType& type) override;
+  Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                InstanceRecord* inst) override;
+  Status Terminate(const InstanceRecord& inst) override;
+  bool IsAlive(const InstanceRecord& inst) override;
+  bool Adopt(const InstanceRecord& inst) override;
+  std::vector<Interruption> TakeInterruptions() override;
+
+  // One round of squeue + sinfo + pending scancels (the poller's work).
+  void PollOnce();
+
+ private:
+  struct Job {
+    std::string instance_id;
+    std::string partition;
+    std::string state = "SUBMITTED";  // Slurm's, as squeue last said
+    std::string nodes;                // node list, once running
+    bool started = false;             // seen RUNNING at least once
+    std::chrono::steady_clock::time_point submitted;
+    std::string ended_because;        // non-empty: reported (or to be)
+  };
+  struct Node {
+    std::string name, partition, state;
+    bool is_default_partition = false;
+    int idle_cpus = 0;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  std::string Tool(const std::string& name) const;
+  StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent) const;
+  std::string BatchScript(const AgentLaunchInfo& agent, const std::string& url,
+                          const std::string& id, const std::string& dir) const;
+  StatusOr<std::string> Submit(const SlurmRequest& req, const AgentLaunchInfo& agent,
+                               const std::string& id, const std::string& dir);
+  bool Cancel(const std::string& slurm_id);
+  void PollJobs();
+  void PollNodes();
+  void RetryCancels();
+  // Applies one squeue row (or its absence: state ""). REQUIRES: mu_ held.
+  void Update(const std::string& slurm_id, Job& job, const std::string& state,
+              const std::string& nodes, const std::string& reason);
+  void End(const std::string& slurm_id, Job& job, const std::string& why, bool cancel);
+  void PollerMain();
+
+  const SlurmSettings settings_;
+  const std::unique_ptr<CommandRunner> runner_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<std::string, Job> jobs_;             // by Slurm job id, GUARDED_BY(mu_)
+  std::map<std::string, std::string> by_instance_;  // instance -> Slurm id, GUARDED_BY(mu_)
+  std::vector<Node> nodes_;                     // last sinfo, GUARDED_BY(mu_)
+  std::set<std::string> to_cancel_;             // scancel due or failed: retry, GUARDED_BY(mu_)
+  std::vector<Interruption> interrupted_;       // GUARDED_BY(mu_)
+  bool stop_ = false;                           // GUARDED_BY(mu_)
+  std::thread poller_;
+};
+
+// Parses `squeue -o %i|%T|%N|%r` output: id -> {state, nodes, reason}.
+std::map<std::string, std::vector<std::string>> ParseSqueue(const std::string& out);
+
+}  // namespace yard
