@@ -5,50 +5,24 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from waiting import pid_alive, processes_matching, wait_for  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[2]
 YARD = Path(os.environ.get("YARD_BIN", REPO / "build" / "yard"))
 VENV_BIN = REPO / ".venv" / "bin"
 
 
-def wait_for(condition, timeout=30.0, interval=0.02, what="condition"):
-    """Polls `condition` until it returns a truthy value; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
-def processes_matching(text):
-    """PIDs whose command line contains `text`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmd and state != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
-def pid_alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Yard:
