@@ -1,0 +1,105 @@
+"""online_fit at a terminal: the machine picker when machine_ids is None,
+and Ctrl-C while a job runs (cancel it, or detach and leave it running).
+
+Each case runs a small script under a pseudo-terminal (pexpect), because
+both behaviours exist only when stdin and stderr are a terminal."""
+import json
+import sys
+import textwrap
+
+import pytest
+
+from conftest import YARD_TRAIN, wait_for
+
+pexpect = pytest.importorskip("pexpect")
+pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not YARD_TRAIN.exists(), reason=f"{YARD_TRAIN} not built (libtorch-dev)")
+
+# A TorchScript job (torch imports faster than TensorFlow). `epochs` comes
+# from argv: 1 for the picker, many for the Ctrl-C cases, which interrupt
+# the job long before it could end.
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np, torch, trainyard
+    mode, epochs = sys.argv[1], int(sys.argv[2])
+    torch.manual_seed(0)
+    model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    machines = None if mode == "pick" else ["local-1cpu"]
+    job_id, trained, history = trainyard.online_fit(
+        model, x, y, machine_ids=machines, batch_size=1, epochs=epochs,
+        fit_kwargs={"loss": "cross_entropy", "optimizer": "sgd", "learning_rate": 0.01})
+    print("RESULT " + json.dumps({"job": job_id, "model": trained is not None}), flush=True)
+""")
+
+
+def run_script(home, tmp_path, mode, epochs):
+    script = tmp_path / "fit_at_terminal.py"
+    script.write_text(SCRIPT)
+    return pexpect.spawn(sys.executable, [str(script), mode, str(epochs)], env=home.env(),
+                         encoding="utf-8", timeout=120, dimensions=(40, 200))
+
+
+def result_of(child):
+    child.expect(r"RESULT (\{.*\})\r?\n")
+    return json.loads(child.match.group(1))
+
+
+def job_of(home, job_id):
+    return json.loads(home.client().get(f"/v1/jobs/{job_id}"))["job"]
+
+
+def test_picker_offers_the_machine_types_and_uses_the_choice(home, tmp_path):
+    child = run_script(home, tmp_path, "pick", 1)
+    child.expect("Choose machines, in order of preference:")
+    child.expect(r"Numbers or names, comma-separated \[(\d+)\]: ")
+    # The catalog lists local (default) then local-1cpu: choose the second.
+    child.sendline("2")
+    result = result_of(child)
+    child.expect(pexpect.EOF)
+    assert result["model"], result
+    assert job_of(home, result["job"])["machines"] == ["local-1cpu"]
+
+
+def test_picker_rejects_an_out_of_range_number_and_asks_again(home, tmp_path):
+    child = run_script(home, tmp_path, "pick", 1)
+    child.expect(r"Numbers or names, comma-separated \[\d+\]: ")
+    child.sendline("9")
+    child.expect(r"no machine number 9 \(1-2\)")
+    child.expect(r"Numbers or names, comma-separated \[\d+\]: ")
+    child.sendline("")  # the default
+    result = result_of(child)
+    assert job_of(home, result["job"])["machines"] == ["local"]
+
+
+def interrupt_after_first_epoch(child):
+    child.expect(r"Epoch 1/200")
+    child.sendintr()
+    child.expect(r"\[d\]etach \(the job goes on\) or \[c\]ancel the job\? \[d/c\] ")
+
+
+def test_ctrl_c_then_cancel_cancels_the_job(home, tmp_path):
+    child = run_script(home, tmp_path, "fixed", 200)
+    interrupt_after_first_epoch(child)
+    child.sendline("c")
+    result = result_of(child)
+    child.expect(pexpect.EOF)
+    assert not result["model"]
+    assert job_of(home, result["job"])["state"] == "cancelled"
+
+
+def test_ctrl_c_then_detach_leaves_the_job_running(home, tmp_path):
+    child = run_script(home, tmp_path, "fixed", 200)
+    interrupt_after_first_epoch(child)
+    child.sendline("d")
+    child.expect(r"detached; the job goes on\. Attach again with trainyard\.attach\('([^']+)'\)")
+    result = result_of(child)
+    child.expect(pexpect.EOF)
+    assert not result["model"]
+    # The job outlives the process that submitted it.
+    assert job_of(home, result["job"])["state"] == "running"
+    home.client().post(f"/v1/jobs/{result['job']}/cancel", "{}")
+    wait_for(lambda: job_of(home, result["job"])["state"] == "cancelled", timeout=60,
+             what="the detached job to be cancelled")
