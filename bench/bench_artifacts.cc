@@ -154,8 +154,8 @@ int Main(int argc, char** argv) {
   std::printf("  timeline (s after the file was complete):\n");
   std::printf("    job running -> file complete     %7.3f s (head -c from /dev/urandom)\n",
               tl.written - tl.running);
-  std::printf("    first chunk stored on the server %7.3f s (agent notices the file: two equal "
-              "scans)\n", blobs.first - tl.written);
+  std::printf("    first chunk stored on the server %7.3f s (agent notices the file: inotify "
+              "IN_CLOSE_WRITE)\n", blobs.first - tl.written);
   std::printf("    last of %d chunks stored          %7.3f s (agent chunks, hashes, uploads: "
               "%.0f MB/s)\n", blobs.count, blobs.last - tl.written, mb / (blobs.last - blobs.first));
   std::printf("    artifact event stored            %7.3f s\n", tl.event_stored - tl.written);

@@ -6,7 +6,9 @@
 #
 # Usage: bench/run.sh [--all]    (from anywhere)
 #   --all   also run the other benchmarks of bench/ (e.g. bench_scheduler,
-#           issue 3), which can take minutes more on a busy 2-core machine
+#           issue 3; bench_upload and bench_online_fit.py, issue 4, the
+#           latter with .venv's python),
+#           which can take minutes more on a busy 2-core machine
 # Environment:
 #   BUILD_DIR         build folder (default: <repo>/build-bench)
 #   BENCH_TIMEOUT_S   limit per benchmark (default 240)
@@ -29,6 +31,8 @@ declare -A bench_args=(
   [bench_output]="200"
   [bench_artifacts]="256"
   [bench_scheduler]="--quick"
+  [bench_upload]="1024"
+  [bench_online_fit]="--runs 3 --epochs 10"
 )
 benches=(bench_warm_start bench_throughput bench_output bench_artifacts)
 if [ "$all" = 1 ]; then
@@ -36,9 +40,18 @@ if [ "$all" = 1 ]; then
     name="$(basename "$src" .cc)"
     [[ " ${benches[*]} " == *" $name "* ]] || benches+=("$name")
   done
+  # Python benchmarks (the SDK): run with .venv's python, need the binding.
+  for src in "$repo"/bench/*.py; do benches+=("$(basename "$src" .py)"); done
 fi
 
-targets=(yard "${benches[@]}")
+targets=(yard)
+for name in "${benches[@]}"; do
+  if [ -f "$repo/bench/$name.py" ]; then
+    [[ " ${targets[*]} " == *" yard_python_binding "* ]] || targets+=(yard_python_binding)
+  else
+    targets+=("$name")
+  fi
+done
 
 echo "== building ${targets[*]} in $build"
 if [ ! -f "$build/build.ninja" ]; then
@@ -71,7 +84,9 @@ for name in "${benches[@]}"; do
   out="$build/$name.out"
   echo | tee -a "$log"
   t0=$(date +%s)
-  timeout --signal=TERM "$limit" "$build/$name" "${args[@]}" 2>&1 | tee "$out"
+  cmd=("$build/$name")
+  [ -f "$repo/bench/$name.py" ] && cmd=(env YARD_BIN="$build/yard" "$repo/.venv/bin/python" "$repo/bench/$name.py")
+  timeout --signal=TERM "$limit" "${cmd[@]}" "${args[@]}" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   echo "   ($name took $(( $(date +%s) - t0 )) s)" | tee -a "$out"
   cat "$out" >>"$log"

@@ -19,6 +19,7 @@ APT_PACKAGES=(
   python3-nbclient python3-nbformat python3-ipykernel
   procps util-linux
   slurm-wlm munge openssh-server openssh-client iproute2
+  podman runc catatonit mmdebstrap
 )
 
 # Package lists older than this are refreshed before installing (seconds).
@@ -211,5 +212,26 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
 # --------------------------------------------------------------------------
 step "Build (cmake --build, $(nproc) jobs)"
 cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+
+# --------------------------------------------------------------------------
+step "Container images (podman: containers.conf, base image localhost/trainyard/base-cpu)"
+# crun (podman's default) refuses this host's hybrid cgroups, and rlimits
+# can be lowered, never raised, without CAP_SYS_RESOURCE: runc, and ulimits
+# every container may set. A drop-in, so the distribution's file stays as is.
+CONTAINERS_CONF=/etc/containers/containers.conf.d/50-trainyard.conf
+CONTAINERS_CONF_TEXT='# Written by Trainyard'"'"'s scripts/setup.sh.
+[engine]
+runtime = "runc"
+
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]'
+if [[ "$(cat "$CONTAINERS_CONF" 2>/dev/null)" == "$CONTAINERS_CONF_TEXT" ]]; then
+  note "$CONTAINERS_CONF is up to date"
+else
+  mkdir -p "$(dirname "$CONTAINERS_CONF")"
+  printf '%s\n' "$CONTAINERS_CONF_TEXT" >"$CONTAINERS_CONF"
+  note "wrote $CONTAINERS_CONF"
+fi
+bash "$REPO_ROOT/scripts/base_image.sh"
 
 step "Done in ${SECONDS}s"

@@ -112,12 +112,44 @@ py::bytes GetBytes(Client& c, const std::string& path) {
   return py::bytes(Check(std::move(r)));
 }
 
-// -> (manifest json text, stats)
-py::tuple UploadDir(Client& c, const std::string& root, int parallel) {
+// A progress reporter writing through the Python callable `write(text)`
+// (e.g. sys.stderr.write), so notebooks show it too; null without one.
+std::unique_ptr<yard::ProgressReporter> PyProgress(py::object write, const std::string& label,
+                                                   bool terminal, int columns) {
+  if (write.is_none()) return nullptr;
+  static const yard::RealClock clock;
+  yard::ProgressOptions o;
+  o.label = label;
+  o.clock = &clock;
+  o.terminal = terminal;
+  o.columns = [columns] { return columns; };
+  // Called from upload workers: take the GIL; a failing write is dropped
+  // rather than stopping the upload.
+  auto fn = std::make_shared<py::object>(std::move(write));
+  o.write = [fn](std::string_view text) {
+    py::gil_scoped_acquire gil;
+    try {
+      (*fn)(std::string(text));
+    } catch (py::error_already_set&) {
+    }
+  };
+  return yard::MakeProgressFromEnv(std::move(o));
+}
+
+// -> (manifest json text, stats). `progress`: see PyProgress.
+py::tuple UploadDir(Client& c, const std::string& root, int parallel, py::object progress,
+                    const std::string& label, bool terminal, int columns) {
   yard::TransferStats stats;
+  std::unique_ptr<yard::ProgressReporter> reporter =
+      PyProgress(std::move(progress), label, terminal, columns);
+  yard::UploadOptions options;
+  options.concurrency = parallel;
+  options.progress = reporter.get();
   yard::StatusOr<yard::Manifest> m = [&] {
     py::gil_scoped_release nogil;
-    return yard::UploadDirectory(c.http(), root, &stats, parallel);
+    auto r = yard::UploadDirectory(c.http(), root, &stats, options);
+    if (reporter) reporter->Finish();
+    return r;
   }();
   yard::Manifest manifest = Check(std::move(m));
   return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
@@ -130,7 +162,9 @@ py::dict UploadChunks(Client& c, const std::string& manifest_json, const std::st
   yard::Status s;
   {
     py::gil_scoped_release nogil;
-    s = yard::UploadManifestChunks(c.http(), m, root, &stats, parallel);
+    yard::UploadOptions options;
+    options.concurrency = parallel;
+    s = yard::UploadManifestChunks(c.http(), m, root, &stats, options);
   }
   Check(s);
   return Stats(stats);
@@ -234,7 +268,11 @@ class YardError(Exception):
       .def("post", &PostJson, py::arg("path"), py::arg("body"), "POST JSON text -> JSON text")
       .def("get_bytes", &GetBytes, py::arg("path"))
       .def("base_url", [](Client& c) { return Check(c.http().BaseUrl()); })
-      .def("upload_directory", &UploadDir, py::arg("root"), py::arg("parallel") = 4)
+      .def("upload_directory", &UploadDir, py::arg("root"), py::arg("parallel") = 4,
+           py::arg("progress") = py::none(), py::arg("label") = "", py::arg("terminal") = false,
+           py::arg("columns") = 80,
+           "-> (manifest JSON text, stats); progress(text) receives a progress bar (terminal) "
+           "or plain lines for uploads longer than a moment")
       .def("upload_manifest_chunks", &UploadChunks, py::arg("manifest"), py::arg("root"),
            py::arg("parallel") = 4)
       .def("download_entry", &DownloadEntryPy, py::arg("entry"), py::arg("dest_root"))

@@ -208,13 +208,47 @@ def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, 
                    "--fit-kwargs", json.dumps(json_kwargs)]
         if val is not None:
             command += ["--val-x", spec["val_x"], "--val-y", spec["val_y"]]
+        devices = _torch_devices()
+        if devices:
+            command += ["--devices", str(devices)]
     return top, command
+
+
+def _torch_devices():
+    """yard-train's --devices, or None for its default.
+
+    Devices are the instance's, as for the Keras runner: yard-train counts
+    the CUDA devices the provider left visible (CUDA_VISIBLE_DEVICES) by
+    itself, and on a CPU-only instance trains one replica unless
+    TRAINYARD_LOGICAL_CPUS=N (forwarded to the job, where the Keras runner
+    splits the CPU into N logical devices) asks for N CPU replicas."""
+    value = os.environ.get("TRAINYARD_LOGICAL_CPUS", "")
+    try:
+        n = int(value or 0)
+    except ValueError:
+        raise ValueError(f"TRAINYARD_LOGICAL_CPUS must be an integer, not {value!r}") from None
+    return n if n > 1 else None
+
+
+def _progress_args(label):
+    """upload_directory's progress arguments: a bar on a terminal, plain
+    lines elsewhere (a notebook, a log), on sys.stderr; nothing for uploads
+    over within a moment."""
+    def write(text):
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    try:
+        terminal = sys.stderr.isatty()
+    except Exception:  # noqa: BLE001 - a replaced stderr without isatty
+        terminal = False
+    return {"progress": write, "label": f"trainyard: {label}", "terminal": terminal,
+            "columns": shutil.get_terminal_size().columns}
 
 
 def _upload_bundle(client, root):
     """Uploads root/data (the arrays) and root/main (the rest); -> the
     bundle manifest (dict) with the arrays under data/."""
-    data_json, data_stats = client.upload_directory(str(Path(root) / "data"))
+    data_json, data_stats = client.upload_directory(str(Path(root) / "data"), **_progress_args("sending arrays"))
     rest_json, rest_stats = client.upload_directory(str(Path(root) / "main"))
     data_m, rest_m = json.loads(data_json), json.loads(rest_json)
     files = rest_m["files"] + [dict(f, path="data/" + f["path"]) for f in data_m["files"]]

@@ -19,6 +19,17 @@ model.fit with:
 Knobs from the environment (for development and tests):
 `TRAINYARD_LOGICAL_CPUS=N` splits the CPU into N logical devices;
 `TRAINYARD_EPOCH_DELAY_S=S` sleeps S seconds after each epoch.
+
+Warm mode, `python3 -m trainyard.runner --warm READY_FILE` (started by the
+agent on an idle instance; design in src/agent/warm_runner.h): imports
+TensorFlow, writes READY_FILE ({"framework", "import_s", "ready_at"}), then
+blocks reading one JSON line from stdin, {"argv", "cwd", "env"}: the
+command a cold job would have run. It takes that environment and folder,
+points stdin at /dev/null and runs main() on the command's arguments, so
+the job behaves as if started cold, minus the import. EOF instead of a
+request: exit 0. Variables read after the request (YARD_*,
+TRAINYARD_EPOCH_DELAY_S, TRAINYARD_LOGICAL_CPUS) may differ from the warm
+environment; the agent sends only jobs whose other variables are equal.
 """
 import json
 import os
@@ -206,5 +217,65 @@ def main(argv):
     return 0
 
 
+def _write_ready(path, framework, import_s):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"framework": framework, "import_s": round(import_s, 3), "ready_at": time.time()}, f)
+    os.replace(tmp, path)
+
+
+def _take_request(request):
+    """Becomes the process the request describes: its environment, folder,
+    import path and argv; stdin on /dev/null as for a cold job."""
+    argv = request["argv"]
+    if argv[1:3] != ["-m", "trainyard.runner"]:
+        raise ValueError(f"not a runner command: {argv}")
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    # `python3 -m` puts the starting folder first on sys.path: the job's.
+    sys.path[0] = os.getcwd()
+    sys.argv = [os.path.abspath(__file__)] + argv[3:]
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return argv[3:]
+
+
+def warm(argv):
+    """--warm READY_FILE: import, say ready, wait for one job, run it."""
+    if len(argv) != 1:
+        print("usage: python3 -m trainyard.runner --warm READY_FILE", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    import numpy as np  # noqa: F401
+    import tensorflow as tf
+    # tf.keras loads its modules on first use: load what main() uses now.
+    # Nothing here creates a device or an op, so device settings made after
+    # the request (TRAINYARD_LOGICAL_CPUS) still apply.
+    for name in ("models.load_model", "callbacks.ModelCheckpoint", "callbacks.TensorBoard",
+                 "callbacks.Callback", "utils.set_random_seed"):
+        obj = tf.keras
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    tf.distribute.MirroredStrategy  # noqa: B018 - loads tf.distribute
+    _write_ready(argv[0], "tensorflow", time.monotonic() - t0)
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the agent ended us: no job came
+    return main(_take_request(json.loads(line)))
+
+
+def _exit(code):
+    """Ends the process once everything is written, without TensorFlow's
+    interpreter teardown (a second or more of a job's time, after its last
+    line). Every file main() writes is closed by then; stdio is flushed here."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if sys.argv[1:2] == ["--warm"]:
+        _exit(warm(sys.argv[2:]))
+    _exit(main(sys.argv[1:]))

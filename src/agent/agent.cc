@@ -10,12 +10,12 @@
 #include "agent/agent_http.h"
 #include "agent/agent_log.h"
 #include "agent/chunk_cache.h"
-#include "agent/chunk_uploader.h"
 #include "agent/event_sender.h"
 #include "agent/event_spool.h"
 #include "agent/job_runner.h"
 #include "agent/retry.h"
 #include "agent/stop_signal.h"
+#include "client/transfer.h"
 #include "common/process.h"
 
 namespace yard {
@@ -79,6 +79,7 @@ struct Agent::Impl {
   std::unique_ptr<EventSender> sender;
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
+  std::unique_ptr<WarmPool> warm;  // warm runners for Keras fit jobs
   EnvMap inherited_env;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::thread heartbeat;
@@ -96,9 +97,12 @@ Status Agent::Impl::Open() {
   YARD_ASSIGN_OR_RETURN(spool, EventSpool::Open(config.work_dir + "/spool"));
   YARD_ASSIGN_OR_RETURN(BlobStore store, BlobStore::Open(config.work_dir + "/chunks"));
   cache = std::make_unique<ChunkCache>(std::move(store), &blobs, &stop);
-  uploader = std::make_unique<ChunkUploader>(&blobs, &stop);
+  UploadOptions upload;
+  upload.retry = [this](const std::function<Status()>& call) { return RetryUnavailable(stop, call); };
+  uploader = std::make_unique<ChunkUploader>(&blobs, std::move(upload));
   sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
   inherited_env = EnvMapFrom(CurrentEnvironment());
+  warm = std::make_unique<WarmPool>(config.work_dir + "/warm");
   return Status::Ok();
 }
 
@@ -210,6 +214,7 @@ void Agent::Impl::OnCancel(const std::string& job_id) {
 }
 
 void Agent::Impl::OnTerminate() {
+  if (warm) warm->Stop();  // the instance ends: no runner for a next job
   if (job) {
     job->Cancel("terminated by the server");
     job->Join();
@@ -238,6 +243,7 @@ void Agent::Impl::ReapJob() {
 
 void Agent::Impl::StartJob(Queued q) {
   JobContext context{&config, spool.get(), cache.get(), uploader.get(), &stop, inherited_env};
+  context.warm = warm.get();
   job = std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
                                     std::move(q.parse_status));
   if (!q.cancel_reason.empty()) job->Cancel(q.cancel_reason);
@@ -248,6 +254,7 @@ void Agent::Impl::Shutdown() {
   stop.Notify();  // a job still running is ended and its spool kept
   api.CancelAll();
   if (job) job->Join();
+  warm.reset();  // after the job: it may run in a process the pool spawned
   if (heartbeat.joinable()) heartbeat.join();
   if (sender) sender->Stop();
 }

@@ -12,38 +12,69 @@ StatusOr<Json> HttpReply::JsonBody() const {
   return j;
 }
 
+namespace {
+// Idle connections kept: one per agent thread that calls (work poll,
+// heartbeat, event sender) and a spare.
+constexpr size_t kMaxIdle = 4;
+}  // namespace
+
 AgentHttp::AgentHttp(UrlResolver resolver, std::string token)
     : resolver_(std::move(resolver)), token_(std::move(token)) {}
+
+AgentHttp::~AgentHttp() = default;
+
+std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_url_ != url) idle_.clear();  // the server moved: old connections are useless
+    idle_url_ = url;
+    if (!idle_.empty()) {
+      std::unique_ptr<httplib::Client> cli = std::move(idle_.back());
+      idle_.pop_back();
+      return cli;
+    }
+  }
+  auto cli = std::make_unique<httplib::Client>(url);
+  if (!cli->is_valid()) return nullptr;
+  cli->set_connection_timeout(5, 0);
+  cli->set_write_timeout(60, 0);
+  cli->set_keep_alive(true);
+  cli->set_tcp_nodelay(true);
+  // Closes the window where CancelAll() runs after our check in Exchange
+  // but before the socket exists, so stop() has nothing to shut down yet.
+  cli->set_socket_options([this](socket_t sock) {
+    if (cancelled_) ::shutdown(sock, SHUT_RDWR);
+  });
+  return cli;
+}
+
+void AgentHttp::Return(std::unique_ptr<httplib::Client> cli) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!cancelled_ && idle_.size() < kMaxIdle) idle_.push_back(std::move(cli));
+}
 
 template <typename Send>
 StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeout_s, Send&& send) {
   if (cancelled_) return Cancelled(what + ": agent stopping");
   YARD_ASSIGN_OR_RETURN(std::string url, resolver_());
-  httplib::Client cli(url);
-  if (!cli.is_valid()) return InvalidArgument("bad server URL '" + url + "'");
-  cli.set_connection_timeout(5, 0);
-  cli.set_read_timeout(read_timeout_s, 0);
-  cli.set_write_timeout(60, 0);
-  cli.set_keep_alive(false);
-  cli.set_tcp_nodelay(true);
-  // Closes the window where CancelAll() runs after our check below but
-  // before the socket exists, so stop() has nothing to shut down yet.
-  cli.set_socket_options([this](socket_t sock) {
-    if (cancelled_) ::shutdown(sock, SHUT_RDWR);
-  });
+  std::unique_ptr<httplib::Client> cli = Checkout(url);
+  if (!cli) return InvalidArgument("bad server URL '" + url + "'");
+  cli->set_read_timeout(read_timeout_s, 0);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_) return Cancelled(what + ": agent stopping");
-    in_flight_.insert(&cli);
+    in_flight_.insert(cli.get());
   }
-  httplib::Result r = send(cli);
+  httplib::Result r = send(*cli);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    in_flight_.erase(&cli);
+    in_flight_.erase(cli.get());
   }
   if (cancelled_) return Cancelled(what + ": agent stopping");
   if (!r) return Unavailable(what + ": " + httplib::to_string(r.error()));
-  return HttpReply{r->status, std::move(r->body)};
+  HttpReply reply{r->status, std::move(r->body)};
+  Return(std::move(cli));  // only after a whole exchange: the connection is in a known state
+  return reply;
 }
 
 StatusOr<HttpReply> AgentHttp::Get(const std::string& path, int read_timeout_s) {
@@ -91,6 +122,7 @@ void AgentHttp::CancelAll() {
   cancelled_ = true;
   std::lock_guard<std::mutex> lock(mu_);
   for (httplib::Client* cli : in_flight_) cli->stop();
+  idle_.clear();
 }
 
 }  // namespace yard

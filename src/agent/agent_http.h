@@ -3,14 +3,19 @@
 //   - CancelAll() cuts calls in flight (a work long poll holds a connection
 //     for up to 20 s; Stop() must not wait for it);
 //   - the reply body is kept on errors (a 409 from /events carries "acked");
-//   - TCP_NODELAY, so a small events batch is not held back by Nagle.
+//   - TCP_NODELAY, so a small events batch is not held back by Nagle;
+//   - connections kept alive and reused (each thread of the agent calls one
+//     after another; a fresh connection per call cost the server an accept
+//     and a worker hand-off per job transition).
 // Blob routes go through HttpClient.
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "client/http_client.h"
 #include "common/status.h"
@@ -34,8 +39,10 @@ struct HttpReply {
 class AgentHttp {
  public:
   AgentHttp(UrlResolver resolver, std::string token);
+  ~AgentHttp();
 
-  // Sends one request on a fresh connection. Transport failures (refused,
+  // Sends one request on an idle kept-alive connection to the current URL,
+  // or a new one. Transport failures (refused,
   // reset, timed out) are Unavailable; after CancelAll(), Cancelled. Any
   // HTTP status is a successful exchange: see HttpReply::ToStatus().
   StatusOr<HttpReply> Get(const std::string& path, int read_timeout_s);
@@ -54,12 +61,18 @@ class AgentHttp {
  private:
   template <typename Send>
   StatusOr<HttpReply> Exchange(const std::string& what, int read_timeout_s, Send&& send);
+  // An idle connection to `url` or a new one (nullptr for a bad URL).
+  std::unique_ptr<httplib::Client> Checkout(const std::string& url);
+  // Keeps `cli` for the next call, unless cancelled or the pool is full.
+  void Return(std::unique_ptr<httplib::Client> cli);
 
   UrlResolver resolver_;
   std::string token_;
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::set<httplib::Client*> in_flight_;  // GUARDED_BY(mu_)
+  std::string idle_url_;                  // GUARDED_BY(mu_): the URL of idle_
+  std::vector<std::unique_ptr<httplib::Client>> idle_;  // GUARDED_BY(mu_)
 };
 
 // Wraps `resolver` so that its failures read as Unavailable: not knowing

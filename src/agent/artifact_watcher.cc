@@ -1,6 +1,10 @@
 #include "agent/artifact_watcher.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -27,17 +31,114 @@ std::optional<std::pair<FileStamp, uint32_t>> StatRegularFile(const std::string&
 ArtifactWatcher::ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit)
     : dirs_(std::move(dirs)), upload_(std::move(upload)), emit_(std::move(emit)) {}
 
-ArtifactWatcher::~ArtifactWatcher() { Stop(); }
+ArtifactWatcher::~ArtifactWatcher() {
+  Stop();
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 void ArtifactWatcher::Start(std::chrono::milliseconds interval) {
+  interval_ = interval;
+  OpenInotify();
   thread_ = std::thread([this, interval] {
-    while (!stop_.WaitFor(interval)) Scan(/*final=*/false);
+    if (inotify_fd_ < 0) {
+      while (!stop_.WaitFor(interval)) Scan(/*final=*/false);
+      return;
+    }
+    auto next_scan = std::chrono::steady_clock::now() + interval;
+    while (!stop_.stopped()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_scan - std::chrono::steady_clock::now());
+      WaitAndSyncClosed(std::max(left, std::chrono::milliseconds(0)));
+      if (stop_.stopped() || std::chrono::steady_clock::now() < next_scan) continue;
+      Scan(/*final=*/false);
+      next_scan = std::chrono::steady_clock::now() + interval;
+    }
   });
 }
 
 void ArtifactWatcher::Stop() {
   stop_.Notify();
+  if (wake_fd_ >= 0) {
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
   if (thread_.joinable()) thread_.join();
+}
+
+// Without inotify (or an eventfd to wake from it) the watcher only scans.
+void ArtifactWatcher::OpenInotify() {
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  wake_fd_ = inotify_fd_ < 0 ? -1 : ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (inotify_fd_ >= 0 && wake_fd_ < 0) {
+    ::close(inotify_fd_);
+    inotify_fd_ = -1;
+  }
+  if (inotify_fd_ < 0) return AgentLog("inotify unavailable: artifacts are found by scanning only");
+  for (size_t i = 0; i < dirs_.size(); ++i) Watch(i, "");
+}
+
+// Watches a folder and (recursively) the folders already in it; folders
+// made later are added as inotify reports them.
+void ArtifactWatcher::Watch(size_t dir_index, const std::string& rel_folder) {
+  std::string folder = dirs_[dir_index].folder + (rel_folder.empty() ? "" : "/" + rel_folder);
+  int wd = ::inotify_add_watch(inotify_fd_, folder.c_str(),
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR);
+  if (wd < 0) return;  // gone, or out of watches: scans still find its files
+  watches_[wd] = {dir_index, rel_folder};
+  std::error_code ec;
+  for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->symlink_status(type_ec).type() != fs::file_type::directory) continue;
+    std::string name = it->path().filename().string();
+    Watch(dir_index, rel_folder.empty() ? name : rel_folder + "/" + name);
+  }
+}
+
+void ArtifactWatcher::WaitAndSyncClosed(std::chrono::milliseconds timeout) {
+  pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0 || !(fds[0].revents & POLLIN)) return;
+  alignas(inotify_event) char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
+    if (n <= 0) return;
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      HandleEvent(ev->wd, ev->mask, ev->len ? std::string(ev->name) : "");
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+}
+
+void ArtifactWatcher::HandleEvent(int wd, uint32_t mask, const std::string& name) {
+  auto w = watches_.find(wd);
+  if (w == watches_.end()) return;
+  if (mask & IN_IGNORED) return (void)watches_.erase(w);  // the folder is gone
+  if (name.empty()) return;
+  auto [dir_index, folder] = w->second;
+  std::string rel = folder.empty() ? name : folder + "/" + name;
+  if (mask & IN_ISDIR) {
+    if (mask & (IN_CREATE | IN_MOVED_TO)) Watch(dir_index, rel);
+    return;
+  }
+  if ((mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && IsSafeRelativePath(rel)) {
+    SyncClosed(dirs_[dir_index], rel);
+  }
+}
+
+// A writer closed the file, or it was renamed into place: it is taken as
+// finished without waiting for a second scan. A file closed again and
+// again (a log opened per line) is synced this way at most once per scan
+// interval; the scans take care of it in between.
+void ArtifactWatcher::SyncClosed(const Dir& dir, const std::string& rel) {
+  FileState* state = &files_[dir.name + "/" + rel];
+  auto info = StatRegularFile(dir.folder + "/" + rel);
+  if (!info || state->synced == info->first || state->failed == info->first) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now - state->closed_sync < interval_) return;
+  state->closed_sync = now;
+  state->seen = info->first;
+  Sync(dir, rel, state, /*final=*/false);
 }
 
 void ArtifactWatcher::MarkSynced(const std::string& dir_name, const std::string& rel) {

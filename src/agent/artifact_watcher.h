@@ -3,7 +3,10 @@
 //
 // A file is synced once it has changed since its last sync and then stayed
 // the same (size and mtime) across two consecutive scans, so that a file
-// still being written is not sent half-done. A sync uploads the file's
+// still being written is not sent half-done; or at once when inotify says
+// a writer closed it (IN_CLOSE_WRITE) or it was renamed into place
+// (IN_MOVED_TO), the usual end of writing a checkpoint. Scans remain the
+// fallback (files kept open, inotify unavailable or out of watches). A sync uploads the file's
 // chunks and, if the file still has the (size, mtime) it had before the
 // upload, emits {"kind":"artifact","dir":D,"entry":<file entry>} with the
 // path relative to D's folder; otherwise it is tried again later.
@@ -37,7 +40,7 @@ struct FileStamp {
 class ArtifactWatcher {
  public:
   // Uploads a file's chunks and returns its entry (path and mode are set by
-  // the watcher). See ChunkUploader::Upload.
+  // the watcher). See ChunkUploader::Upload (client/transfer.h).
   using Upload = std::function<StatusOr<FileEntry>(const std::string& path)>;
   // Receives each record (artifact, or an output line about a failed sync).
   using Emit = std::function<void(Json record)>;
@@ -49,7 +52,8 @@ class ArtifactWatcher {
   ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit);
   ~ArtifactWatcher();  // Stop()s
 
-  // Scans every `interval` on a thread of its own until Stop(). Once only.
+  // Scans every `interval` on a thread of its own until Stop(), syncing
+  // files inotify reports finished in between. Once only.
   void Start(std::chrono::milliseconds interval);
   // Ends the scanning thread (after the scan in progress).
   void Stop();
@@ -69,12 +73,19 @@ class ArtifactWatcher {
     std::optional<FileStamp> seen;    // at the previous scan
     std::optional<FileStamp> synced;  // at the last sync
     std::optional<FileStamp> failed;  // at the last failed sync
+    std::chrono::steady_clock::time_point closed_sync;  // the last sync inotify started
   };
   void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
   void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final);
   void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
   void SyncFailed(const Dir& dir, const std::string& rel, FileState* state, const Status& why,
                   bool final);
+  // inotify (watcher thread only).
+  void OpenInotify();
+  void Watch(size_t dir_index, const std::string& rel_folder);
+  void WaitAndSyncClosed(std::chrono::milliseconds timeout);
+  void HandleEvent(int wd, uint32_t mask, const std::string& name);
+  void SyncClosed(const Dir& dir, const std::string& rel);
 
   std::vector<Dir> dirs_;
   Upload upload_;
@@ -82,6 +93,10 @@ class ArtifactWatcher {
   std::map<std::string, FileState> files_;  // by "<dir name>/<relative path>"
   StopSignal stop_;
   std::thread thread_;
+  std::chrono::milliseconds interval_{200};
+  int inotify_fd_ = -1;
+  int wake_fd_ = -1;  // an eventfd: Stop() wakes the thread out of poll()
+  std::map<int, std::pair<size_t, std::string>> watches_;  // wd -> (dir index, folder relative to it)
 };
 
 // lstat of a regular file: its stamp and permission bits; nullopt for

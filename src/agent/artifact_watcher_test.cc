@@ -160,3 +160,22 @@ TEST_F(ArtifactWatcherTest, ThreadScansOnItsOwn) {
 
 }  // namespace
 }  // namespace yard
+
+namespace yard {
+namespace {
+
+// inotify: a file closed after writing is synced at once, not after two
+// scans (the interval here is far longer than the test may take).
+TEST_F(ArtifactWatcherTest, AClosedFileIsSyncedWithoutWaitingForScans) {
+  fs::create_directories(dir_.path() + "/checkpoints/epoch1");
+  ArtifactWatcher w = MakeWatcher();
+  w.Start(std::chrono::minutes(10));
+  Write("checkpoints/epoch1/model.pt", "weights");
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return upload_count_ > 0; }, std::chrono::seconds(10)));
+  w.Stop();
+  ASSERT_EQ(records_.size(), 1u);
+  EXPECT_EQ(records_[0]["entry"]["path"], "epoch1/model.pt");
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,6 +1,10 @@
 #include "agent/environment.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace yard {
 namespace {
@@ -29,6 +33,142 @@ TEST(ActivateEnvironment, PutsVenvFirstOnPath) {
   EnvMap untouched = {{"PATH", "/usr/bin"}};
   ActivateEnvironment("", &untouched);
   EXPECT_EQ(untouched.size(), 1u);
+}
+
+std::string Pip(const std::string& spec) {
+  std::string note;
+  return CondaSpecToPip(spec, &note);
+}
+
+TEST(CondaSpecToPip, ConvertsCondaVersionSyntax) {
+  EXPECT_EQ(Pip("numpy"), "numpy");
+  // One `=` is conda's fuzzy match: 1.24 means any 1.24.x.
+  EXPECT_EQ(Pip("numpy=1.24"), "numpy==1.24.*");
+  EXPECT_EQ(Pip("numpy=1.24.*"), "numpy==1.24.*");
+  EXPECT_EQ(Pip("numpy==1.24.3"), "numpy==1.24.3");
+  EXPECT_EQ(Pip("scipy >=1.10, <2"), "scipy>=1.10,<2");
+  EXPECT_EQ(Pip("conda-forge::pandas=2.0"), "pandas==2.0.*");
+  EXPECT_EQ(Pip("pandas 2.0.3"), "pandas==2.0.3");
+  EXPECT_EQ(Pip("pandas 2.0*"), "pandas==2.0.*");
+  EXPECT_EQ(Pip("scikit-learn>=1.2"), "scikit-learn>=1.2");
+}
+
+TEST(CondaSpecToPip, DropsBuildStringsSayingSo) {
+  std::string note;
+  EXPECT_EQ(CondaSpecToPip("numpy=1.24=py311h64a7726_0", &note), "numpy==1.24.*");
+  EXPECT_NE(note.find("py311h64a7726_0"), std::string::npos);
+  note.clear();
+  EXPECT_EQ(CondaSpecToPip("pandas 2.0.3 py311_0", &note), "pandas==2.0.3");
+  EXPECT_NE(note.find("py311_0"), std::string::npos);
+}
+
+TEST(CondaSpecToPip, SkipsWhatPipCannotInstallWithAReason) {
+  for (const char* spec : {"python=3.11", "pip", "Python", "__glibc>=2.17", "numpy[version='>=1.2']",
+                           "numpy 1.2|1.3"}) {
+    std::string note;
+    EXPECT_EQ(CondaSpecToPip(spec, &note), "") << spec;
+    EXPECT_FALSE(note.empty()) << spec;
+  }
+  std::string note;
+  CondaSpecToPip("python=3.11", &note);
+  EXPECT_NE(note.find("python3"), std::string::npos);
+}
+
+TEST(ParseEnvironmentYml, SplitsCondaAndPipEntries) {
+  StatusOr<CondaRequirements> r = ParseEnvironmentYml(
+      "name: demo\nchannels: [conda-forge]\ndependencies:\n"
+      "  - python=3.11\n  - pip\n  - numpy=1.24\n"
+      "  - pip:\n    - tinypkg==1.0\n    - --extra-index-url http://127.0.0.1:1/\n");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->conda, std::vector<std::string>({"numpy==1.24.*"}));
+  EXPECT_EQ(r->pip, std::vector<std::string>({"tinypkg==1.0", "--extra-index-url http://127.0.0.1:1/"}));
+  ASSERT_EQ(r->notes.size(), 2u);
+  EXPECT_EQ(r->notes[0].rfind("skipped python=3.11 (", 0), 0u) << r->notes[0];
+  EXPECT_EQ(r->notes[1].rfind("skipped pip (", 0), 0u) << r->notes[1];
+}
+
+TEST(ParseEnvironmentYml, BadYamlOrShapeIsAnErrorWithTheLine) {
+  StatusOr<CondaRequirements> bad = ParseEnvironmentYml("dependencies:\n  - numpy\n - [oops\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line"), std::string::npos) << bad.status().message();
+  StatusOr<CondaRequirements> shape = ParseEnvironmentYml("dependencies: numpy\n");
+  ASSERT_FALSE(shape.ok());
+  EXPECT_NE(shape.status().message().find("dependencies must be a list"), std::string::npos);
+  StatusOr<CondaRequirements> pip = ParseEnvironmentYml("dependencies:\n  - pip: tinypkg\n");
+  ASSERT_FALSE(pip.ok());
+  EXPECT_NE(pip.status().message().find("pip must be a list"), std::string::npos);
+  EXPECT_TRUE(ParseEnvironmentYml("").ok());
+}
+
+class ManifestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("yard-env-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name, std::ios::binary) << text;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ManifestTest, NoManifestMeansNoEnvironment) {
+  StatusOr<EnvironmentManifest> m = ReadEnvironmentManifest(dir_.string());
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->source, "");
+}
+
+TEST_F(ManifestTest, EnvironmentYmlResolvesToPipLinesThatKeyTheCache) {
+  Write("environment.yml", "dependencies:\n  - python=3.11\n  - numpy=1.24\n  - pip:\n    - tinypkg\n");
+  StatusOr<EnvironmentManifest> m = ReadEnvironmentManifest(dir_.string());
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->source, "environment.yml");
+  EXPECT_EQ(m->requirements, "numpy==1.24.*\ntinypkg\n");
+  EXPECT_EQ(m->optional, std::vector<std::string>({"numpy==1.24.*"}));
+  ASSERT_EQ(m->notes.size(), 1u);
+  EXPECT_NE(m->notes[0].find("skipped python=3.11"), std::string::npos);
+  // The same packages through requirements.txt share the cached venv; a
+  // comment or the skipped python pin does not change it.
+  Write("environment.yml", "# pinned\ndependencies:\n  - numpy=1.24\n  - pip:\n    - tinypkg\n");
+  StatusOr<EnvironmentManifest> again = ReadEnvironmentManifest(dir_.string());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(EnvironmentKey(again->requirements, "Python 3.11.2"),
+            EnvironmentKey(m->requirements, "Python 3.11.2"));
+}
+
+TEST_F(ManifestTest, RequirementsTxtWinsOverEnvironmentYmlAndSaysSo) {
+  Write("requirements.txt", "tinypkg==1.0  # pinned\n");
+  Write("environment.yml", "dependencies: [[[\n");  // not even read
+  StatusOr<EnvironmentManifest> m = ReadEnvironmentManifest(dir_.string());
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->source, "requirements.txt");
+  EXPECT_EQ(m->requirements, "tinypkg==1.0\n");
+  ASSERT_EQ(m->notes.size(), 1u);
+  EXPECT_NE(m->notes[0].find("environment.yml ignored"), std::string::npos);
+}
+
+TEST_F(ManifestTest, BadEnvironmentYmlNamesTheFileAndTheParserError) {
+  Write("environment.yaml", "dependencies:\n  - numpy\n  pip: [\n");
+  StatusOr<EnvironmentManifest> m = ReadEnvironmentManifest(dir_.string());
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().message().rfind("environment.yaml: ", 0), 0u) << m.status().message();
+  EXPECT_NE(m.status().message().find("line"), std::string::npos) << m.status().message();
+}
+
+TEST_F(ManifestTest, SetUpWithNothingToInstallLeavesTheEnvironmentAlone) {
+  Write("environment.yml", "dependencies:\n  - python=3.11\n  - pip\n");
+  EnvMap env = {{"PATH", "/usr/bin"}};
+  std::vector<std::string> said;
+  Status s = SetUpJobEnvironment((dir_ / "agent").string(), dir_.string(), &env,
+                                 [&](const std::string& line) { said.push_back(line); });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(env, (EnvMap{{"PATH", "/usr/bin"}}));
+  ASSERT_EQ(said.size(), 3u);
+  EXPECT_NE(said[2].find("nothing for pip to install"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "agent" / "envs"));
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
 // ended, and its output read as one ordered stream.
 //
 // The agent does not exec the job directly. It execs a small supervisor,
-// `yard shim [--grace-ms N] [--parent-pid P] -- ARGV...` (this same binary;
-// see RunShim), which:
+// `yard-shim [--grace-ms N] [--parent-pid P] -- ARGV...` (src/shim; the
+// `yard-shim` beside `yard`, or `yard shim` when there is none), which:
 //   - makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so children
 //     that escape with setsid() or double-fork are re-parented to it;
 //   - asks for SIGTERM when the agent dies (PR_SET_PDEATHSIG), and ends at
@@ -30,6 +30,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "shim/proc_tree.h"  // ListDescendants
+#include "shim/shim.h"       // RunShim, for `yard shim`
 
 namespace yard {
 
@@ -38,8 +40,16 @@ struct JobSpawnOptions {
   std::map<std::string, std::string> env;     // the complete environment
   std::string cwd;                            // empty: the agent's own
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM -> SIGKILL
-  std::string shim_executable;                 // path of the `yard` binary
+  // Path of `yard` (its sibling `yard-shim` is used when present, else
+  // `yard shim`) or of `yard-shim` itself.
+  std::string shim_executable;
+  // >= 0: the command's stdin (dup'ed; the caller keeps and closes its
+  // own). A warm runner reads its request here (warm_runner.h).
+  int stdin_fd = -1;
 };
+
+// File name of the shim executable, installed beside `yard`.
+inline constexpr const char* kShimName = "yard-shim";
 
 // How a job's command ended.
 struct ExitInfo {
@@ -53,8 +63,9 @@ class JobProcess {
  public:
   // Starts the shim and the command. The returned object owns the pipe.
   // The agent side spawns the shim (posix_spawn, safe in a threaded process)
-  // already in `cwd`, with stdin on /dev/null, default signal dispositions
-  // and an empty signal mask; a missing shim or cwd is an error here. A
+  // already in `cwd`, with stdin on /dev/null (or `stdin_fd`), default
+  // signal dispositions and an empty signal mask; a missing shim or cwd is
+  // an error here. A
   // command that cannot be exec'd is not: the job then ends with exit code
   // 127 and "yard: cannot run 'X': <reason>" in its output.
   // REQUIRES: the calling thread outlives the job (Linux sends the parent-
@@ -87,19 +98,5 @@ class JobProcess {
   int output_fd_ = -1;
   std::optional<ExitInfo> exit_;
 };
-
-// Entry point of `yard shim [--grace-ms N] [--parent-pid P] -- ARGV...`
-// (argv[0] is "shim"). ARGV[0] is looked up on the PATH of the shim's own
-// environment, i.e. the job's. Returns the process exit code: the command's
-// exit code; 127 if it could not be exec'd; 2 for bad usage; 125 if the shim
-// itself failed; 128+SIGTERM if the agent was gone before the command
-// started. When a signal killed the command the shim kills itself with that
-// signal instead of returning (falling back to returning 128 + signal).
-int RunShim(int argc, char** argv);
-
-// All descendants of `root` found by walking /proc (children before
-// grandchildren), zombies included. A snapshot: processes may come and go
-// while it is taken. Exposed for tests.
-std::vector<pid_t> ListDescendants(pid_t root);
 
 }  // namespace yard

@@ -359,5 +359,48 @@ TEST_F(JobProcessTest, AgentDeathEndsTheJob) {
   EXPECT_TRUE(WaitFor([&] { return Dead(escaped); }));
 }
 
+// The file a running process executes, as the kernel sees it.
+std::string ExecutableOf(pid_t pid) {
+  std::error_code ec;
+  return fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).filename().string();
+}
+
+TEST_F(JobProcessTest, TheSmallShimBesideYardRunsTheJob) {
+  ASSERT_TRUE(fs::exists(fs::path(YARD_BINARY).parent_path() / kShimName))
+      << "yard-shim is built beside yard";
+  auto job = Start(Shell("echo ready; exec sleep 1000"));
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
+  EXPECT_EQ(ExecutableOf(job->pid()), kShimName);
+  job->Terminate();
+  EXPECT_EQ(RunToEnd(*job).exit.signal, SIGTERM);
+}
+
+// Tests that ship only `yard`, and hosts with an old copy, still run jobs:
+// through `yard shim`, which keeps every guarantee of the small shim.
+TEST_F(JobProcessTest, WithoutTheSmallShimYardShimEndsTheTree) {
+  fs::create_symlink(YARD_BINARY, dir_ / "yard");
+  JobSpawnOptions options = Shell(std::string(kEscapee) +
+                                  "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4");
+  options.shim_executable = (dir_ / "yard").string();
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(ExecutableOf(job->pid()), "yard");
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 4);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  ASSERT_GT(escaped, 0);
+  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
+}
+
+TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
+  JobSpawnOptions options = Shell("exit 5");
+  options.shim_executable = (fs::path(YARD_BINARY).parent_path() / kShimName).string();
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).exit.exit_code, 5);
+}
+
 }  // namespace
 }  // namespace yard

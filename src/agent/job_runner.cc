@@ -6,6 +6,7 @@
 
 #include "agent/agent_log.h"
 #include "agent/artifact_watcher.h"
+#include "agent/container.h"
 #include "agent/environment.h"
 #include "agent/metrics_tail.h"
 #include "agent/multi_node.h"
@@ -82,17 +83,23 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
     if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
     if (!bin_dir.empty()) path = bin_dir + ":" + path;
   }
-  // The job's Python environment (environment.h), its own step with its time.
-  if (std::filesystem::exists(paths.work + "/requirements.txt")) {
-    Emit(OutputRecord("yard: environment from requirements.txt: preparing\n"));
-    StatusOr<PreparedEnvironment> prepared =
-        PrepareEnvironment(ctx_.config->work_dir, paths.work, options.env);
-    if (!prepared.ok()) return FailEarly(1, "environment: " + prepared.status().message());
-    char took[32];
-    std::snprintf(took, sizeof took, "%.1f", prepared->seconds);
-    Emit(OutputRecord("yard: environment " + prepared->venv.substr(prepared->venv.rfind('/') + 1, 12) +
-                      (prepared->reused ? " (cached)" : " (built)") + " ready in " + took + " s\n"));
-    ActivateEnvironment(prepared->venv, &options.env);
+  // Precedence (docs/workflow.md, "Images"): --image, then a Dockerfile
+  // (container.h), then requirements.txt / environment.yml (environment.h),
+  // then the instance's own Python. Either is its own step with its time.
+  auto say = [this](const std::string& line) { Emit(OutputRecord("yard: " + line + "\n")); };
+  ProcessCommandRunner podman;
+  std::string container_id_file;
+  if (UsesContainer(a_, paths.work)) {
+    EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
+    StatusOr<std::string> cid = SetUpContainer(&podman, ctx_.config->work_dir, a_, paths, inside,
+                                               &options, say);
+    if (!cid.ok()) return FailEarly(1, cid.status().message());
+    container_id_file = *cid;
+    // A build runs to its end; a cancel that came meanwhile starts nothing.
+    if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
+  } else {
+    Status environment = SetUpJobEnvironment(ctx_.config->work_dir, paths.work, &options.env, say);
+    if (!environment.ok()) return FailEarly(1, "environment: " + environment.message());
   }
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
@@ -108,7 +115,12 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
     options.env = std::move(multi->env);
     labeler_ = std::make_unique<RankLabeler>();
   }
-  StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(options);
+  // A warm runner (warm_runner.h) becomes the job's process when it fits.
+  std::string warm_note;
+  std::unique_ptr<JobProcess> warm = ctx_.warm ? ctx_.warm->Take(options, &warm_note) : nullptr;
+  if (!warm_note.empty()) Emit(OutputRecord(warm_note));
+  StatusOr<std::unique_ptr<JobProcess>> process =
+      warm ? StatusOr<std::unique_ptr<JobProcess>>(std::move(warm)) : JobProcess::Start(options);
   if (!process.ok()) {
     return FailEarly(127, "could not start the job: " + process.status().message());
   }
@@ -116,6 +128,8 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   watcher->Start(ctx_.config->artifact_scan_interval);
   ExitInfo info = Pump(process->get(), paths);
   watcher->Stop();
+  std::string not_removed = RemoveContainer(&podman, container_id_file);
+  if (!not_removed.empty()) AgentLog("job " + a_.job + ": container not removed: " + not_removed);
   if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
   // Everything the job wrote is stored before the exit record says it ended.
   watcher->Scan(/*final=*/true);
@@ -123,6 +137,9 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   std::string message = info.Describe();
   if (was_cancelled) message = cancel_reason() + " (" + message + ")";
   Finish(info.exit_code, message, was_cancelled);
+  // The next job like this one finds a warm runner. Only now, so that the
+  // import does not compete with this job's last artifact sync.
+  if (ctx_.warm && !ctx_.agent_stop->stopped()) ctx_.warm->Prewarm(options);
 }
 
 std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
@@ -178,11 +195,14 @@ void JobRunner::FailEarly(int exit_code, const std::string& message) {
 }
 
 void JobRunner::Finish(int exit_code, const std::string& message, bool cancelled) {
+  // Free before the exit record exists: the sender may deliver it and the
+  // server answer the long poll with the next assignment before Emit even
+  // returns, and an assignment that finds this runner busy waits for the
+  // next poll (a second). Nothing follows the exit record, so a Join() now
+  // waits for Emit only.
+  done_ = true;
   Emit(
       {{"kind", "exit"}, {"exit_code", exit_code}, {"message", message}, {"cancelled", cancelled}});
-  // The server may answer the exit record with the next assignment before
-  // this thread has returned: say at once that the runner is free.
-  done_ = true;
 }
 
 }  // namespace yard

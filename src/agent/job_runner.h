@@ -18,11 +18,12 @@
 #include "agent/agent.h"
 #include "agent/artifact_watcher.h"
 #include "agent/chunk_cache.h"
-#include "agent/chunk_uploader.h"
 #include "agent/event_spool.h"
 #include "agent/job_process.h"
 #include "agent/job_setup.h"
 #include "agent/stop_signal.h"
+#include "agent/warm_runner.h"
+#include "client/transfer.h"
 
 namespace yard {
 
@@ -36,6 +37,9 @@ struct JobContext {
   // record (the server decides its fate), its spool kept for the next agent.
   const StopSignal* agent_stop = nullptr;
   EnvMap inherited_env;  // the agent's own environment
+  // Serves Keras fit jobs from a runner that imported TensorFlow already;
+  // null: every job starts cold (warm_runner.h).
+  WarmPool* warm = nullptr;
 };
 
 class JobRunner {

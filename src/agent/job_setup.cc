@@ -74,6 +74,10 @@ Status ParseAssignment(const Json& j, Assignment* out) {
     out->bundle = std::move(*bundle);
   }
   YARD_RETURN_IF_ERROR(ParseStringMap(j.value("env", Json()), "env", &out->env));
+  if (j.contains("image") && !j["image"].is_null()) {
+    if (!j["image"].is_string()) return InvalidArgument("assignment: \"image\" is not a string");
+    out->image = j["image"];
+  }
   if (j.contains("nodes")) {
     if (!j["nodes"].is_number_integer() || j["nodes"].get<int64_t>() < 1)
       return InvalidArgument("assignment: \"nodes\" is not an integer >= 1");

@@ -7,6 +7,7 @@
 //   logs/          $YARD_LOG_DIR         } while the job runs
 //   outputs/       $YARD_OUTPUT_DIR      }
 //   metrics.jsonl  $YARD_METRICS: one JSON object per line
+//   container.id   podman's id of the job's container, if any (container.h)
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,8 @@ struct Assignment {
   std::vector<std::string> command;
   Manifest bundle;
   EnvMap env;
+  // `--image NAME`: run in this podman image (container.h); "" for none.
+  std::string image;
   // Nodes to run the command on, once per node (see multi_node.h); 1: here.
   int nodes = 1;
   // A checkpoint to resume from: an artifact entry under "checkpoints",

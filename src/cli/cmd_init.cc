@@ -80,9 +80,11 @@ Runner SetupInit(CLI::App* sub, GlobalFlags* global) {
   auto f = std::make_shared<InitFlags>();
   sub->add_option("script", f->script, "training script (.py, .sh, .ipynb)")->required();
   sub->add_option("args", f->args, "arguments for the script (after --)");
+  // One value per occurrence, so that `--set A=1 -- --lr 1` keeps its `--`.
   sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
-      ->delimiter(',');
-  sub->add_option("--set", f->sets, "KEY=VALUE provider setting (repeatable)");
+      ->delimiter(',')->allow_extra_args(false);
+  sub->add_option("--set", f->sets, "KEY=VALUE provider setting (repeatable)")
+      ->allow_extra_args(false);
   sub->add_option("--image", f->image, "default-cpu, default-gpu or a base image name")
       ->capture_default_str();
   sub->add_option("--cool-down", f->cool_down_s, "seconds to keep the instance warm after");

@@ -95,11 +95,24 @@ Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
   return WithClient(global, [f](HttpClient& c) -> Status {
     std::string to = f->to.empty() ? f->job : f->to;
     YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job + "/artifacts"));
-    TransferStats stats;
+    std::vector<std::pair<std::string, FileEntry>> entries;  // (dir, entry)
+    DownloadOptions options;
     for (const auto& a : reply["artifacts"]) {
       YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(a["entry"]));
-      YARD_RETURN_IF_ERROR(DownloadEntry(c, e, to + "/" + a["dir"].get<std::string>(), nullptr, &stats));
+      options.progress_total += e.size;
+      entries.emplace_back(a["dir"].get<std::string>(), std::move(e));
     }
+    // One progress line for the whole fetch.
+    std::unique_ptr<ProgressReporter> progress = StderrProgress("yard: fetching " + f->job);
+    options.progress = progress.get();
+    TransferStats stats;
+    for (const auto& [dir, e] : entries) {
+      Status s = DownloadEntry(c, e, to + "/" + dir, nullptr, &stats, options);
+      if (!s.ok()) progress->Finish();
+      YARD_RETURN_IF_ERROR(s);
+      options.progress_offset += e.size;
+    }
+    progress->Finish();
     std::fprintf(stderr, "yard: fetched %llu files (%s) into %s\n",
                  static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
                  to.c_str());

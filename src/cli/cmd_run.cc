@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/job_assets.h"
 #include "cli/job_view.h"
+#include "cli/notebook.h"
 #include "cli/picker.h"
 #include "cli/sweep_view.h"
 #include "client/follow.h"
@@ -32,6 +33,7 @@ struct RunFlags {
   double wait_new_job_interval_s = 10;
   int max_restarts = 3;
   int nodes = 1;
+  std::string image;  // --image: run in this podman image (docs/workflow.md, "Images")
   std::vector<std::string> env;
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
@@ -44,8 +46,10 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
   sub->add_option("script", f->script,
                   "script (.py, .sh, .ipynb) or program to run (default: yard.yaml's)");
   sub->add_option("args", f->args, "arguments for the script (after --)");
+  // Repeatable options take one value per occurrence: CLI11's default for a
+  // vector lets one occurrence take several and swallow a following `--`.
   sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
-      ->delimiter(',');
+      ->delimiter(',')->allow_extra_args(false);
   sub->add_option("--description,-d", f->description, "text stored with the job, searchable");
   sub->add_option("--cool-down", f->cool_down_s, "keep the instance warm this many seconds after");
   sub->add_option("--wait-request", f->wait_request_s,
@@ -60,8 +64,13 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
                   "requeue after a lost or preempted instance at most this many times")
       ->capture_default_str();
   sub->add_option("--sweep", f->sweeps,
-                  "NAME=V1,V2,...: one job per combination, passing --NAME V (repeatable)");
-  sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)");
+                  "NAME=V1,V2,...: one job per combination, passing --NAME V (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--image", f->image,
+                  "run in this podman image on the instance (default-cpu, default-gpu or a "
+                  "name); without it a Dockerfile in the folder is built and used");
   sub->add_option("--nodes", f->nodes,
                   "run the script once on each of this many nodes (Slurm types; sets RANK, "
                   "WORLD_SIZE, MASTER_ADDR...)")->capture_default_str();
@@ -120,7 +129,12 @@ StatusOr<Json> CommandFor(const RunFlags& f) {
     if (rel.empty() || *rel.begin() == "..")
       return InvalidArgument(f.script + " is outside the current folder, which is what gets "
                              "sent: cd to the project folder first");
-    if (ext == ".ipynb") return InvalidArgument("notebooks are not supported yet: export to .py");
+    if (ext == ".ipynb") {  // run by the runner shipped in the bundle (notebook.h)
+      YARD_RETURN_IF_ERROR(ValidateNotebookFile(f.script));
+      cmd = {"python3", kNotebookRunnerPath, rel.string()};
+      for (const auto& a : f.args) cmd.push_back(a);
+      return cmd;
+    }
     cmd.push_back(ext == ".py" ? "python3" : "bash");
     cmd.push_back(rel.string());
   } else {
@@ -147,7 +161,15 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
   if (f.cool_down_s < 0) return InvalidArgument("--cool-down must be >= 0");
   if (f.nodes < 1) return InvalidArgument("--nodes must be >= 1");
   TransferStats stats;
-  YARD_ASSIGN_OR_RETURN(Manifest bundle, UploadDirectory(client, ".", &stats));
+  std::unique_ptr<ProgressReporter> progress =
+      StderrProgress("yard: sending " + std::filesystem::current_path().filename().string());
+  UploadOptions upload;
+  upload.progress = progress.get();
+  StatusOr<Manifest> uploaded = UploadDirectory(client, ".", &stats, upload);
+  progress->Finish();
+  YARD_ASSIGN_OR_RETURN(Manifest bundle, std::move(uploaded));
+  if (std::filesystem::path(f.script).extension() == ".ipynb")
+    YARD_RETURN_IF_ERROR(AddNotebookRunner(client, &bundle));
   std::fprintf(stderr, "yard: sent %s: %llu files, %s; %llu of %llu chunks were new (%s)\n",
                std::filesystem::current_path().filename().c_str(),
                static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
@@ -160,6 +182,7 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
                {"wait_new_job_interval_s", f.wait_new_job_interval_s},
                {"max_restarts", f.max_restarts}};
   if (f.nodes > 1) spec["nodes"] = f.nodes;
+  if (!f.image.empty()) spec["image"] = f.image;
   YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
   return reply["job"];
 }
@@ -186,7 +209,8 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
 
   std::map<std::string, std::string> dirs = {
       {"checkpoints", f.ckpt_dir}, {"logs", f.log_dir}, {"outputs", f.out_dir}};
-  auto mirror = std::make_shared<ArtifactMirror>(client, dirs);
+  auto mirror = std::make_shared<ArtifactMirror>(
+      client, dirs, [](const std::string& label) { return StderrProgress("yard: mirroring " + label); });
   auto view = std::make_shared<LiveJobView>(job_id);
   std::mutex mu;
   std::condition_variable cv;
@@ -280,6 +304,9 @@ int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
 Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
   return [f, global, wait] {
     if (Status st = ApplyYardYaml(f.get()); !st.ok()) return Fail(st.message());
+    // A missing script or a broken notebook is refused before any server,
+    // picker or upload (CreateJob checks again per sweep combination).
+    if (StatusOr<Json> cmd = CommandFor(*f); !cmd.ok()) return Fail(cmd.status().message());
     auto client = ConnectOrReport(*global);
     if (!client) return 1;
     if (f->machines.empty() && isatty(STDIN_FILENO) && isatty(STDERR_FILENO)) {

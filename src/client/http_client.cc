@@ -2,18 +2,87 @@
 
 #include <httplib.h>
 
+#include <mutex>
+#include <vector>
+
 namespace yard {
 namespace {
 
-StatusOr<std::unique_ptr<httplib::Client>> Connect(const UrlResolver& resolve, int read_timeout_s) {
-  YARD_ASSIGN_OR_RETURN(std::string url, resolve());
+// Idle connections a client keeps (more are closed when returned).
+constexpr size_t kMaxIdle = 8;
+
+std::unique_ptr<httplib::Client> NewConnection(const std::string& url) {
   auto cli = std::make_unique<httplib::Client>(url);
-  if (!cli->is_valid()) return InvalidArgument("bad server URL '" + url + "'");
+  if (!cli->is_valid()) return nullptr;
   cli->set_connection_timeout(5, 0);
-  cli->set_read_timeout(read_timeout_s, 0);
   cli->set_write_timeout(60, 0);
-  cli->set_keep_alive(false);
+  cli->set_keep_alive(true);
+  // Headers and body are two writes: without this, a kept-alive connection
+  // waits for the server's delayed ACK (40 ms) between them.
+  cli->set_tcp_nodelay(true);
   return cli;
+}
+
+}  // namespace
+
+// Idle connections to one base URL; a call borrows one (or opens one) and
+// gives it back once its exchange is complete.
+class ConnectionPool {
+ public:
+  std::unique_ptr<httplib::Client> Take(const std::string& url) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (url_ != url) idle_.clear();  // the server moved
+      url_ = url;
+      if (!idle_.empty()) {
+        std::unique_ptr<httplib::Client> cli = std::move(idle_.back());
+        idle_.pop_back();
+        return cli;
+      }
+    }
+    return NewConnection(url);
+  }
+
+  void Give(std::unique_ptr<httplib::Client> cli, const std::string& url) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (url == url_ && idle_.size() < kMaxIdle) idle_.push_back(std::move(cli));
+  }
+
+ private:
+  std::mutex mu_;
+  std::string url_;                                     // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<httplib::Client>> idle_;  // GUARDED_BY(mu_)
+};
+
+namespace {
+
+// A connection borrowed from the pool for one call; it goes back only if
+// the call ended with a whole reply (Keep()), else it is closed.
+class Borrowed {
+ public:
+  Borrowed(ConnectionPool* pool, std::string url, std::unique_ptr<httplib::Client> cli)
+      : pool_(pool), url_(std::move(url)), cli_(std::move(cli)) {}
+  Borrowed(Borrowed&&) = default;
+  ~Borrowed() {
+    if (keep_ && cli_) pool_->Give(std::move(cli_), url_);
+  }
+  httplib::Client* operator->() { return cli_.get(); }
+  // Use after a complete exchange: the connection may serve the next call.
+  void Keep(const httplib::Result& r) { keep_ = static_cast<bool>(r); }
+
+ private:
+  ConnectionPool* pool_;
+  std::string url_;
+  std::unique_ptr<httplib::Client> cli_;
+  bool keep_ = false;
+};
+
+StatusOr<Borrowed> Connect(const UrlResolver& resolve, ConnectionPool* pool, int read_timeout_s) {
+  YARD_ASSIGN_OR_RETURN(std::string url, resolve());
+  std::unique_ptr<httplib::Client> cli = pool->Take(url);
+  if (!cli) return InvalidArgument("bad server URL '" + url + "'");
+  cli->set_read_timeout(read_timeout_s, 0);
+  return Borrowed(pool, url, std::move(cli));
 }
 
 httplib::Headers AuthHeaders(const std::string& token) {
@@ -40,34 +109,40 @@ StatusOr<Json> ParseReply(const httplib::Result& r, const std::string& what) {
 }  // namespace
 
 HttpClient::HttpClient(UrlResolver resolver, std::string token)
-    : resolver_(std::move(resolver)), token_(std::move(token)) {}
+    : resolver_(std::move(resolver)),
+      token_(std::move(token)),
+      pool_(std::make_shared<ConnectionPool>()) {}
 
 HttpClient::HttpClient(const std::string& base_url, std::string token)
-    : resolver_([base_url]() -> StatusOr<std::string> { return base_url; }),
-      token_(std::move(token)) {}
+    : HttpClient([base_url]() -> StatusOr<std::string> { return base_url; }, std::move(token)) {}
 
 StatusOr<Json> HttpClient::Get(const std::string& path) const {
-  YARD_ASSIGN_OR_RETURN(auto cli, Connect(resolver_, read_timeout_s_));
-  return ParseReply(cli->Get(path, AuthHeaders(token_)), "GET " + path);
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  httplib::Result r = cli->Get(path, AuthHeaders(token_));
+  cli.Keep(r);
+  return ParseReply(r, "GET " + path);
 }
 
 StatusOr<Json> HttpClient::Post(const std::string& path, const Json& body) const {
-  YARD_ASSIGN_OR_RETURN(auto cli, Connect(resolver_, read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
   std::string text = body.dump(-1, ' ', false, Json::error_handler_t::replace);
-  return ParseReply(cli->Post(path, AuthHeaders(token_), text, "application/json"),
-                    "POST " + path);
+  httplib::Result r = cli->Post(path, AuthHeaders(token_), text, "application/json");
+  cli.Keep(r);
+  return ParseReply(r, "POST " + path);
 }
 
 StatusOr<Json> HttpClient::PutBytes(const std::string& path, std::string_view bytes) const {
-  YARD_ASSIGN_OR_RETURN(auto cli, Connect(resolver_, read_timeout_s_));
-  return ParseReply(cli->Put(path, AuthHeaders(token_), bytes.data(), bytes.size(),
-                             "application/octet-stream"),
-                    "PUT " + path);
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  httplib::Result r = cli->Put(path, AuthHeaders(token_), bytes.data(), bytes.size(),
+                               "application/octet-stream");
+  cli.Keep(r);
+  return ParseReply(r, "PUT " + path);
 }
 
 StatusOr<std::string> HttpClient::GetBytes(const std::string& path) const {
-  YARD_ASSIGN_OR_RETURN(auto cli, Connect(resolver_, read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
   auto r = cli->Get(path, AuthHeaders(token_));
+  cli.Keep(r);
   if (!r) return TransportError(r, "GET " + path);
   YARD_RETURN_IF_ERROR(StatusFromHttp(r->status, r->body));
   return std::move(r->body);
@@ -124,7 +199,13 @@ class SseParser {
 
 Status HttpClient::Stream(const std::string& path, const std::string& last_event_id,
                           const std::function<bool(const SseEvent&)>& on_event) const {
-  YARD_ASSIGN_OR_RETURN(auto cli, Connect(resolver_, read_timeout_s_));
+  // A stream holds its connection for long and may be cut off mid-reply:
+  // it gets one of its own, never a pooled one.
+  YARD_ASSIGN_OR_RETURN(std::string url, resolver_());
+  std::unique_ptr<httplib::Client> cli = NewConnection(url);
+  if (!cli) return InvalidArgument("bad server URL '" + url + "'");
+  cli->set_read_timeout(read_timeout_s_, 0);
+  cli->set_keep_alive(false);
   httplib::Headers headers = AuthHeaders(token_);
   headers.emplace("Accept", "text/event-stream");
   if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);

@@ -2,12 +2,15 @@
 // JSON errors turned back into Status, and Server-Sent Events streaming.
 //
 // The server address can move (the embedded server may restart on another
-// port), so the client asks a resolver for the base URL whenever it
-// (re)connects. Thread-safe: each call uses its own connection.
+// port), so the client asks a resolver for the base URL on every call.
+// Thread-safe: each call takes a connection of its own; finished calls leave
+// theirs open (keep-alive) for the next call to the same URL, so a client
+// making many calls opens few connections. Copies share those connections.
 #pragma once
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -26,6 +29,8 @@ struct SseEvent {
   std::string id;    // the "id:" field ("" if none)
   std::string data;  // the "data:" lines joined with '\n'
 };
+
+class ConnectionPool;
 
 class HttpClient {
  public:
@@ -56,6 +61,7 @@ class HttpClient {
   UrlResolver resolver_;
   std::string token_;
   int read_timeout_s_ = 120;
+  std::shared_ptr<ConnectionPool> pool_;  // idle kept-alive connections
 };
 
 // Turns an HTTP status + body into a Status (OK for 2xx), decoding the

@@ -1,11 +1,13 @@
 #include "client/transfer.h"
 
 #include <fcntl.h>
+#include <httplib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <set>
+#include <unordered_set>
+#include <vector>
 
 #include "common/bundle.h"
 #include "common/files.h"
@@ -14,52 +16,309 @@
 namespace yard {
 namespace {
 
-constexpr size_t kMissingBatch = 5000;
+// ---- Connections ------------------------------------------------------------
 
-struct ChunkLocation {
-  std::string path;
-  uint64_t offset;
-  uint64_t size;
+// Whether a worker keeps its connection between requests. Not yet: the
+// server's sockets lack TCP_NODELAY and httplib writes a reply's headers
+// and body apart, so on a reused connection every reply waits for this
+// side's delayed ACK (40 ms) — 20 MB/s per worker, where a fresh connection
+// (in quick-ACK mode) gets 100. With TCP_NODELAY on the server, keep-alive
+// wins (1 worker 190 MB/s, against 100 fresh): turn this on with it. See
+// bench/README.md, "Artifacts".
+constexpr bool kKeepAlive = false;
+
+// One worker's connection to the blob routes, opened on first use and
+// opened afresh after a transport failure (the embedded server may have
+// moved to another port). Built on HttpClient's address and token so that
+// HttpClient itself keeps its connection policy. Not thread-safe: one per
+// thread.
+class BlobConnection {
+ public:
+  explicit BlobConnection(const HttpClient& http) : http_(http) {}
+
+  StatusOr<std::unordered_set<std::string>> Missing(const std::vector<std::string>& hashes) {
+    YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
+    std::string body = Json{{"hashes", hashes}}.dump();
+    auto r = cli->Post("/v1/blobs/missing", Headers(), body, "application/json");
+    YARD_RETURN_IF_ERROR(Check(r, "POST /v1/blobs/missing"));
+    Json reply = Json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    if (!reply.is_object() || !reply.contains("missing") || !reply["missing"].is_array()) {
+      return Internal("POST /v1/blobs/missing: reply without \"missing\"");
+    }
+    std::unordered_set<std::string> missing;
+    for (const Json& h : reply["missing"]) {
+      if (h.is_string()) missing.insert(h.get<std::string>());
+    }
+    return missing;
+  }
+
+  Status Put(const std::string& hash, std::string_view bytes) {
+    YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
+    auto r = cli->Put("/v1/blobs/" + hash, Headers(), bytes.data(), bytes.size(),
+                      "application/octet-stream");
+    return Check(r, "PUT /v1/blobs/" + hash);
+  }
+
+  StatusOr<std::string> Get(const std::string& hash) {
+    YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
+    auto r = cli->Get("/v1/blobs/" + hash, Headers());
+    YARD_RETURN_IF_ERROR(Check(r, "GET /v1/blobs/" + hash));
+    return std::move(r->body);
+  }
+
+ private:
+  StatusOr<httplib::Client*> Open() {
+    if (cli_) return cli_.get();
+    YARD_ASSIGN_OR_RETURN(std::string url, http_.BaseUrl());
+    auto cli = std::make_unique<httplib::Client>(url);
+    if (!cli->is_valid()) return InvalidArgument("bad server URL '" + url + "'");
+    cli->set_connection_timeout(5, 0);
+    cli->set_read_timeout(120, 0);
+    cli->set_write_timeout(60, 0);
+    cli->set_keep_alive(kKeepAlive);
+    cli->set_tcp_nodelay(true);
+    cli_ = std::move(cli);
+    return cli_.get();
+  }
+
+  httplib::Headers Headers() const {
+    httplib::Headers h;
+    if (!http_.token().empty()) h.emplace("Authorization", "Bearer " + http_.token());
+    return h;
+  }
+
+  Status Check(const httplib::Result& r, const std::string& what) {
+    if (!r) {
+      cli_.reset();
+      return Unavailable(what + ": " + httplib::to_string(r.error()) +
+                         " (is the server running? check `yard server` or YARD_SERVER)");
+    }
+    return StatusFromHttp(r->status, r->body);
+  }
+
+  const HttpClient& http_;
+  std::unique_ptr<httplib::Client> cli_;
 };
 
-StatusOr<std::string> ReadRange(const std::string& path, uint64_t offset, uint64_t size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open " + path);
+Status Call(const CallRetry& retry, const std::function<Status()>& call) {
+  return retry ? retry(call) : call();
+}
+
+StatusOr<std::string> ReadRange(int fd, const std::string& path, uint64_t offset, uint64_t size) {
   std::string buf(size, '\0');
   uint64_t done = 0;
   while (done < size) {
     ssize_t n = ::pread(fd, buf.data() + done, size - done, static_cast<off_t>(offset + done));
-    if (n <= 0) {
-      ::close(fd);
-      return n == 0 ? Internal(path + " changed while being sent: retry") : ErrnoStatus("read " + path);
-    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) return Internal(path + " changed while being sent: retry");
+    if (n < 0) return ErrnoStatus("reading " + path);
     done += static_cast<uint64_t>(n);
   }
-  ::close(fd);
   return buf;
 }
 
-// Asks the server which of `hashes` it needs, in batches.
-StatusOr<std::vector<std::string>> AskMissing(const HttpClient& client,
-                                              const std::vector<std::string>& hashes) {
-  std::vector<std::string> missing;
-  for (size_t i = 0; i < hashes.size(); i += kMissingBatch) {
-    size_t end = std::min(hashes.size(), i + kMissingBatch);
-    Json body = {{"hashes", std::vector<std::string>(hashes.begin() + i, hashes.begin() + end)}};
-    YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/blobs/missing", body));
-    for (const auto& h : reply.value("missing", Json::array())) missing.push_back(h);
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// ---- Uploading --------------------------------------------------------------
+
+// One upload. The producer (the caller's thread) cuts chunks and Offer()s
+// them; they are grouped, and each full group is queued for a worker, which
+// asks the server which of the group's chunks it lacks and PUTs those. The
+// queue holds at most `concurrency` groups, so the producer waits when the
+// network is the bottleneck and memory stays ~2 x concurrency groups.
+class UploadSession {
+ public:
+  UploadSession(const HttpClient& http, const UploadOptions& o, uint64_t total_bytes)
+      : http_(http), o_(o), total_(total_bytes) {}
+  ~UploadSession() { (void)Close(); }  // joins the workers on early returns
+
+  // Producer thread only. Returns a worker's failure, so the producer stops.
+  Status Offer(const ChunkRef& ref, std::string_view bytes) {
+    if (!seen_.insert(ref.hash).second) {
+      AddDone(bytes.size());  // a repeat within this upload: sent once
+      return Status::Ok();
+    }
+    group_.hashes.push_back(ref.hash);
+    group_.bytes.emplace_back(bytes);
+    group_.size += bytes.size();
+    return group_.size >= o_.group_bytes ? Enqueue() : FirstError();
   }
-  return missing;
+
+  // Sends what is left, waits for the workers; the first failure, if any.
+  Status Finish(TransferStats* stats) {
+    Status s = Enqueue();
+    Status closed = Close();
+    if (s.ok()) s = closed;
+    if (stats) {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats->chunks_total += seen_.size();
+      stats->chunks_sent += chunks_sent_;
+      stats->bytes_sent += bytes_sent_;
+    }
+    return s;
+  }
+
+ private:
+  struct Group {
+    std::vector<std::string> hashes;
+    std::vector<std::string> bytes;
+    size_t size = 0;
+  };
+
+  Status Enqueue() {
+    if (group_.hashes.empty()) return FirstError();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !error_.ok() || queue_.size() < Concurrency(); });
+    if (!error_.ok()) return error_;
+    queue_.push_back(std::move(group_));
+    group_ = Group();
+    if (workers_.size() < Concurrency() && idle_ == 0) workers_.emplace_back([this] { Work(); });
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  void Work() {
+    BlobConnection conn(http_);
+    for (;;) {
+      Group g;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        ++idle_;
+        cv_.wait(lock, [&] { return closed_ || !queue_.empty() || !error_.ok(); });
+        --idle_;
+        if (!error_.ok() || queue_.empty()) return;
+        g = std::move(queue_.front());
+        queue_.pop_front();
+        cv_.notify_all();
+      }
+      Status s = Send(conn, g);
+      if (!s.ok()) return Fail(s);
+    }
+  }
+
+  Status Send(BlobConnection& conn, const Group& g) {
+    std::unordered_set<std::string> missing;
+    YARD_RETURN_IF_ERROR(Call(o_.retry, [&]() -> Status {
+      YARD_ASSIGN_OR_RETURN(missing, conn.Missing(g.hashes));
+      return Status::Ok();
+    }));
+    for (size_t i = 0; i < g.hashes.size(); ++i) {
+      if (missing.count(g.hashes[i])) {
+        Status s = Call(o_.retry, [&] { return conn.Put(g.hashes[i], g.bytes[i]); });
+        if (!s.ok()) return s.WithContext("uploading chunk " + g.hashes[i]);
+        std::lock_guard<std::mutex> lock(mu_);
+        chunks_sent_++;
+        bytes_sent_ += g.bytes[i].size();
+      }
+      AddDone(g.bytes[i].size());
+    }
+    return Status::Ok();
+  }
+
+  void AddDone(uint64_t n) {
+    uint64_t done = done_ += n;
+    if (o_.progress) o_.progress->Update(done, std::max(done, total_));
+  }
+
+  void Fail(const Status& s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) error_ = s;
+    cv_.notify_all();
+  }
+
+  Status FirstError() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+  Status Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      cv_.notify_all();
+    }
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    return FirstError();
+  }
+
+  size_t Concurrency() const { return static_cast<size_t>(std::max(1, o_.concurrency)); }
+
+  const HttpClient& http_;
+  const UploadOptions& o_;
+  const uint64_t total_;
+  std::unordered_set<std::string> seen_;  // producer only
+  Group group_;                           // producer only: being filled
+  std::atomic<uint64_t> done_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Group> queue_;   // GUARDED_BY(mu_)
+  size_t idle_ = 0;           // GUARDED_BY(mu_): workers waiting for a group
+  bool closed_ = false;       // GUARDED_BY(mu_)
+  Status error_;              // GUARDED_BY(mu_): the first failure
+  uint64_t chunks_sent_ = 0;  // GUARDED_BY(mu_)
+  uint64_t bytes_sent_ = 0;   // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+};
+
+// What PackDirectory will read, for the progress total: regular files not
+// ignored by the root's own .gitignore/.yardignore, .git and .yard skipped.
+// Nested ignore files are not read, so this may overestimate; it is only
+// an estimate for a progress bar.
+uint64_t EstimateFolderBytes(const std::string& root) {
+  namespace fs = std::filesystem;
+  IgnoreRules rules;
+  for (const char* name : {".gitignore", ".yardignore"}) {
+    StatusOr<std::string> text = ReadFile(root + "/" + name);
+    if (text.ok()) rules.AddFile("", *text);
+  }
+  uint64_t total = 0;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code type_ec;
+    fs::file_type type = it->symlink_status(type_ec).type();
+    std::string rel = it->path().lexically_relative(root).generic_string();
+    std::string name = it->path().filename().string();
+    bool dir = type == fs::file_type::directory;
+    if (name == ".git" || name == ".yard" || rules.IsIgnored(rel, dir)) {
+      if (dir) it.disable_recursion_pending();
+      continue;
+    }
+    std::error_code size_ec;
+    if (type == fs::file_type::regular) total += it->file_size(size_ec);
+  }
+  return total;
 }
 
-// Runs `work(i)` for i in [0, n) on `parallel` threads; returns the first error.
-Status ParallelFor(size_t n, int parallel, const std::function<Status(size_t)>& work) {
+uint64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// ---- Downloading ------------------------------------------------------------
+
+// Runs `work(conn, i)` for i in [0, n) on up to `parallel` threads, each
+// with its own connection; returns the first error.
+Status ParallelFor(const HttpClient& http, size_t n, int parallel,
+                   const std::function<Status(BlobConnection&, size_t)>& work) {
   std::atomic<size_t> next{0};
   std::mutex mu;
   Status first;
   auto run = [&] {
+    BlobConnection conn(http);
     for (size_t i; (i = next++) < n;) {
-      Status s = work(i);
+      Status s = work(conn, i);
       if (!s.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first.ok()) first = s;
@@ -74,90 +333,174 @@ Status ParallelFor(size_t n, int parallel, const std::function<Status(size_t)>& 
   return first;
 }
 
+Status WriteAt(int fd, const std::string& path, std::string_view data, uint64_t offset) {
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("cannot write " + path);
+    data.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Writes `entry`'s content into `fd` (the temporary file `tmp`).
+class EntryFetch {
+ public:
+  EntryFetch(const HttpClient& http, const FileEntry& entry, const std::string& dest,
+             const FileEntry* previous, const DownloadOptions& o)
+      : http_(http), entry_(entry), dest_(dest), o_(o) {
+    if (!previous) return;
+    uint64_t off = 0;
+    for (const auto& c : previous->chunks) { old_.try_emplace(c.hash, off, c.size); off += c.size; }
+  }
+
+  Status Run(int fd, const std::string& tmp) {
+    std::vector<uint64_t> offsets;
+    uint64_t off = 0;
+    for (const ChunkRef& c : entry_.chunks) { offsets.push_back(off); off += c.size; }
+    ScopedFd old(old_.empty() ? -1 : ::open(dest_.c_str(), O_RDONLY | O_CLOEXEC));
+    return ParallelFor(http_, entry_.chunks.size(), o_.parallel, [&](BlobConnection& conn, size_t i) {
+      const ChunkRef& c = entry_.chunks[i];
+      YARD_ASSIGN_OR_RETURN(std::string bytes, Fetch(conn, old.get(), c));
+      YARD_RETURN_IF_ERROR(WriteAt(fd, tmp, bytes, offsets[i]));
+      uint64_t done = done_ += bytes.size();
+      if (o_.progress) {
+        o_.progress->Update(o_.progress_offset + done,
+                            o_.progress_total ? o_.progress_total : entry_.size);
+      }
+      return Status::Ok();
+    });
+  }
+
+  uint64_t chunks_fetched() const { return chunks_fetched_; }
+  uint64_t bytes_fetched() const { return bytes_fetched_; }
+
+ private:
+  // The chunk from the previous local version if it is there unchanged,
+  // else from the server; checked against its hash either way.
+  StatusOr<std::string> Fetch(BlobConnection& conn, int old_fd, const ChunkRef& c) {
+    auto it = old_.find(c.hash);
+    if (old_fd >= 0 && it != old_.end()) {
+      StatusOr<std::string> local = ReadRange(old_fd, dest_, it->second.first, it->second.second);
+      if (local.ok() && Sha256Hex(*local) == c.hash) return local;
+    }
+    YARD_ASSIGN_OR_RETURN(std::string bytes, conn.Get(c.hash));
+    if (bytes.size() != c.size || Sha256Hex(bytes) != c.hash) {
+      return Internal("chunk " + c.hash + " of " + entry_.path +
+                      " arrived damaged (its content does not match its hash): try again");
+    }
+    chunks_fetched_++;
+    bytes_fetched_ += bytes.size();
+    return bytes;
+  }
+
+  const HttpClient& http_;
+  const FileEntry& entry_;
+  const std::string dest_;
+  const DownloadOptions& o_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> old_;  // hash -> (offset, size)
+  std::atomic<uint64_t> done_{0}, chunks_fetched_{0}, bytes_fetched_{0};
+};
+
 }  // namespace
 
-Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const std::string& root,
-                            TransferStats* stats, int parallel) {
-  std::map<std::string, ChunkLocation> where;
-  for (const auto& f : m.files) {
-    uint64_t off = 0;
-    for (const auto& c : f.chunks) {
-      where.try_emplace(c.hash, ChunkLocation{root + "/" + f.path, off, c.size});
-      off += c.size;
-    }
-  }
-  std::vector<std::string> hashes;
-  for (const auto& [h, loc] : where) hashes.push_back(h);
-  YARD_ASSIGN_OR_RETURN(std::vector<std::string> missing, AskMissing(client, hashes));
-  std::mutex stats_mu;
-  Status s = ParallelFor(missing.size(), parallel, [&](size_t i) -> Status {
-    const ChunkLocation& loc = where.at(missing[i]);
-    YARD_ASSIGN_OR_RETURN(std::string bytes, ReadRange(loc.path, loc.offset, loc.size));
-    if (Sha256Hex(bytes) != missing[i]) return Internal(loc.path + " changed while being sent: retry");
-    YARD_RETURN_IF_ERROR(client.PutBytes("/v1/blobs/" + missing[i], bytes).status());
-    std::lock_guard<std::mutex> lock(stats_mu);
-    if (stats) { stats->chunks_sent++; stats->bytes_sent += bytes.size(); }
-    return Status::Ok();
+ChunkUploader::ChunkUploader(const HttpClient* http, UploadOptions options)
+    : http_(http), options_(std::move(options)) {}
+
+StatusOr<FileEntry> ChunkUploader::Upload(const std::string& path, TransferStats* stats) const {
+  UploadSession session(*http_, options_, FileSize(path));
+  FileEntry entry;
+  Status s = ChunkFile(path, options_.chunker, [&](const ChunkRef& ref, std::string_view bytes) {
+    entry.chunks.push_back(ref);
+    entry.size += ref.size;
+    return session.Offer(ref, bytes);
   });
-  if (stats) {
-    stats->files += m.files.size();
-    stats->bytes_total += m.TotalBytes();
-    stats->chunks_total += hashes.size();
-  }
-  return s;
+  Status finished = session.Finish(stats);
+  YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
+  if (stats) { stats->files++; stats->bytes_total += entry.size; }
+  return entry;
+}
+
+StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& root,
+                                   TransferStats* stats, const UploadOptions& options) {
+  UploadSession session(client, options, options.progress ? EstimateFolderBytes(root) : 0);
+  PackOptions pack;
+  pack.chunker = options.chunker;
+  StatusOr<Manifest> m = PackDirectory(
+      root, pack, [&](const ChunkRef& ref, std::string_view bytes) { return session.Offer(ref, bytes); });
+  Status finished = session.Finish(stats);
+  if (!m.ok()) return m.status();
+  YARD_RETURN_IF_ERROR(finished);
+  if (stats) { stats->files += m->files.size(); stats->bytes_total += m->TotalBytes(); }
+  return m;
 }
 
 StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& root,
                                    TransferStats* stats, int parallel) {
-  PackOptions opts;
-  // Chunk bytes are not kept while packing: missing chunks are re-read by
-  // offset, so a large folder never sits in memory.
-  YARD_ASSIGN_OR_RETURN(Manifest m, PackDirectory(root, opts, [](const ChunkRef&, std::string_view) {
-    return Status::Ok();
-  }));
-  YARD_RETURN_IF_ERROR(UploadManifestChunks(client, m, root, stats, parallel));
-  return m;
+  UploadOptions options;
+  options.concurrency = parallel;
+  return UploadDirectory(client, root, stats, options);
+}
+
+Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const std::string& root,
+                            TransferStats* stats, const UploadOptions& options) {
+  UploadSession session(client, options, m.TotalBytes());
+  Status s;
+  for (const FileEntry& f : m.files) {
+    if (f.is_link() || f.chunks.empty()) continue;
+    std::string path = root + "/" + f.path;
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) { s = ErrnoStatus("cannot open " + path); break; }
+    uint64_t off = 0;
+    for (const ChunkRef& c : f.chunks) {
+      StatusOr<std::string> bytes = ReadRange(fd.get(), path, off, c.size);
+      if (bytes.ok() && Sha256Hex(*bytes) != c.hash) bytes = Internal(path + " changed while being sent: retry");
+      s = bytes.ok() ? session.Offer(c, *bytes) : bytes.status();
+      if (!s.ok()) break;
+      off += c.size;
+    }
+    if (!s.ok()) break;
+  }
+  Status finished = session.Finish(stats);
+  YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
+  if (stats) { stats->files += m.files.size(); stats->bytes_total += m.TotalBytes(); }
+  return Status::Ok();
 }
 
 Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std::string& dest_root,
-                     const FileEntry* previous, TransferStats* stats) {
+                     const FileEntry* previous, TransferStats* stats, const DownloadOptions& options) {
   if (!IsSafeRelativePath(entry.path)) return InvalidArgument("unsafe artifact path '" + entry.path + "'");
   std::string dest = dest_root + "/" + entry.path;
   YARD_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(dest).parent_path().string()));
   if (entry.is_link()) return Status::Ok();  // links are not mirrored: their targets are
-  std::map<std::string, std::pair<uint64_t, uint64_t>> old;  // hash -> (offset, size)
-  if (previous) {
-    uint64_t off = 0;
-    for (const auto& c : previous->chunks) { old.try_emplace(c.hash, off, c.size); off += c.size; }
-  }
   std::string tmp = dest + ".yard-part";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("cannot create " + tmp);
+  EntryFetch fetch(client, entry, dest, previous, options);
   Status s;
-  for (const auto& c : entry.chunks) {
-    StatusOr<std::string> bytes = Internal("unset");
-    auto it = old.find(c.hash);
-    if (it != old.end()) bytes = ReadRange(dest, it->second.first, it->second.second);
-    if (!bytes.ok() || Sha256Hex(*bytes) != c.hash) {
-      bytes = client.GetBytes("/v1/blobs/" + c.hash);
-      if (bytes.ok() && stats) { stats->chunks_sent++; stats->bytes_sent += bytes->size(); }
-    }
-    if (!bytes.ok()) { s = bytes.status(); break; }
-    if (::write(fd, bytes->data(), bytes->size()) != static_cast<ssize_t>(bytes->size())) {
-      s = ErrnoStatus("cannot write " + tmp);
-      break;
-    }
+  {
+    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return ErrnoStatus("cannot create " + tmp);
+    s = fetch.Run(fd.get(), tmp);
+    ::fchmod(fd.get(), entry.mode & 0777);
   }
-  ::fchmod(fd, entry.mode & 0777);
-  ::close(fd);
   if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) s = ErrnoStatus("cannot rename to " + dest);
   if (!s.ok()) ::unlink(tmp.c_str());
-  if (s.ok() && stats) { stats->files++; stats->bytes_total += entry.size; }
+  if (s.ok() && stats) {
+    stats->files++;
+    stats->bytes_total += entry.size;
+    stats->chunks_total += entry.chunks.size();
+    stats->chunks_sent += fetch.chunks_fetched();
+    stats->bytes_sent += fetch.bytes_fetched();
+  }
   return s;
 }
 
-ArtifactMirror::ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs)
-    : client_(client), dirs_(std::move(dirs)), worker_([this] { Run(); }) {}
+ArtifactMirror::ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs,
+                               ProgressFactory progress)
+    : client_(client),
+      dirs_(std::move(dirs)),
+      progress_(std::move(progress)),
+      worker_([this] { Run(); }) {}
 
 ArtifactMirror::~ArtifactMirror() {
   {
@@ -169,7 +512,8 @@ ArtifactMirror::~ArtifactMirror() {
 }
 
 void ArtifactMirror::Add(const Json& event) {
-  auto dir = dirs_.find(event.value("dir", ""));
+  std::string dir_name = event.value("dir", "");
+  auto dir = dirs_.find(dir_name);
   if (dir == dirs_.end() || dir->second.empty()) return;
   StatusOr<FileEntry> entry = FileEntryFromJson(event.value("entry", Json()));
   std::lock_guard<std::mutex> lock(mu_);
@@ -179,8 +523,8 @@ void ArtifactMirror::Add(const Json& event) {
   }
   // A newer version replaces a queued older one of the same path.
   for (auto& q : queue_)
-    if (q.first == dir->second && q.second.path == entry->path) { q.second = *entry; return; }
-  queue_.emplace_back(dir->second, *entry);
+    if (q.root == dir->second && q.entry.path == entry->path) { q.entry = *entry; return; }
+  queue_.push_back({dir_name, dir->second, *entry});
   cv_.notify_all();
 }
 
@@ -195,20 +539,33 @@ void ArtifactMirror::Run() {
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (queue_.empty()) return;
-    auto [root, entry] = queue_.front();
+    Queued q = std::move(queue_.front());
     queue_.pop_front();
     busy_ = true;
     lock.unlock();
-    std::string key = root + "/" + entry.path;
-    auto prev = written_.find(key);
-    Status s = DownloadEntry(client_, entry, root, prev == written_.end() ? nullptr : &prev->second,
-                             nullptr);
-    if (s.ok()) { written_[key] = entry; files_written_++; }
+    Status s = Write(q.dir_name, q.root, q.entry);
     lock.lock();
-    if (!s.ok() && first_error_.ok()) first_error_ = s.WithContext("mirroring " + key);
+    if (!s.ok() && first_error_.ok()) first_error_ = s.WithContext("mirroring " + q.root + "/" + q.entry.path);
     busy_ = false;
     cv_.notify_all();
   }
+}
+
+Status ArtifactMirror::Write(const std::string& dir_name, const std::string& root,
+                             const FileEntry& entry) {
+  std::string key = root + "/" + entry.path;
+  auto prev = written_.find(key);
+  std::unique_ptr<ProgressReporter> progress;
+  if (progress_) progress = progress_(dir_name + "/" + entry.path);
+  DownloadOptions options;
+  options.progress = progress.get();
+  Status s = DownloadEntry(client_, entry, root, prev == written_.end() ? nullptr : &prev->second,
+                           nullptr, options);
+  if (progress) progress->Finish();
+  if (!s.ok()) return s;
+  written_[key] = entry;
+  files_written_++;
+  return Status::Ok();
 }
 
 }  // namespace yard

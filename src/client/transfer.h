@@ -1,6 +1,19 @@
-// Moving files between a folder and the server as content-addressed chunks:
-// only chunks the server lacks (for this user) travel up; a file mirrored
-// down reuses the chunks of its previous local version.
+// Moving files between disk and the server as content-addressed chunks: the
+// one implementation, used by the CLI and the Python SDK (bundles up,
+// artifacts down) and by the agent (artifacts up).
+//
+// Uploads cut chunks (common/chunker) while reading each file once; in
+// groups of a few MiB a worker asks POST /v1/blobs/missing which the server
+// lacks (for this user) and PUTs those, so asking, sending and cutting
+// overlap. Chunks the server has already are not sent: a second upload of
+// the same data sends nothing, and an interrupted one resumes where it
+// stopped. Each worker has its own connection (see kKeepAlive in
+// transfer.cc for why it is not yet kept between requests). Memory stays
+// bounded (a few groups) whatever the size of the data.
+//
+// A file mirrored down is fetched by several workers writing at each
+// chunk's offset, every chunk checked against its hash; chunks of the
+// previous local version of the file are copied instead of fetched.
 #pragma once
 
 #include <atomic>
@@ -9,11 +22,14 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "client/http_client.h"
+#include "client/progress.h"
+#include "common/chunker.h"
 #include "common/manifest.h"
 #include "common/status.h"
 
@@ -22,35 +38,88 @@ namespace yard {
 struct TransferStats {
   uint64_t files = 0;
   uint64_t bytes_total = 0;
-  uint64_t chunks_total = 0;
-  uint64_t chunks_sent = 0;
+  uint64_t chunks_total = 0;  // distinct chunks
+  uint64_t chunks_sent = 0;   // chunks that travelled (up: PUT, down: GET)
   uint64_t bytes_sent = 0;
 };
 
+// Runs one call to the server (`call` may be run again). The agent passes
+// one that retries Unavailable until it stops; unset, each call is made once.
+using CallRetry = std::function<Status(const std::function<Status()>& call)>;
+
+struct UploadOptions {
+  ChunkerParams chunker;
+  int concurrency = 4;           // workers, each asking and PUTting on its own connection
+  size_t group_bytes = 4 << 20;  // chunk bytes per /v1/blobs/missing call
+  CallRetry retry;
+  // Told bytes handled (sent, or found present) of the total; not finished
+  // by the upload: its owner calls Finish(). May be null.
+  ProgressReporter* progress = nullptr;
+};
+
+// Uploads single files (the agent's artifacts). Thread-safe: each Upload
+// is independent.
+class ChunkUploader {
+ public:
+  // `http` must outlive the uploader.
+  ChunkUploader(const HttpClient* http, UploadOptions options = {});
+
+  // Uploads the chunks of the file at `path` that the server lacks and
+  // returns the file's entry: size and chunks filled in, `path` empty and
+  // `mode` 0644 (the caller knows better). Errors of the retry policy (e.g.
+  // Cancelled) and other failures are returned. `stats` may be null.
+  StatusOr<FileEntry> Upload(const std::string& path, TransferStats* stats = nullptr) const;
+
+ private:
+  const HttpClient* http_;
+  UploadOptions options_;
+};
+
 // Packs `root` (honouring .gitignore/.yardignore) and uploads the chunks the
-// server asks for, `parallel` at a time. Returns the folder's manifest.
+// server lacks while reading each file once. Returns the folder's manifest.
+// `options.progress` is given an estimate of the total up front.
+StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& root,
+                                   TransferStats* stats, const UploadOptions& options);
 StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& root,
                                    TransferStats* stats, int parallel = 4);
 
 // Uploads the chunks of `m` (whose files are under `root`) that the server
-// lacks, re-reading them from the files by offset.
+// lacks, re-reading them from the files by offset; a file that no longer
+// matches `m` is an error.
 Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const std::string& root,
-                            TransferStats* stats, int parallel = 4);
+                            TransferStats* stats, const UploadOptions& options);
 
-// Writes one artifact file entry under `dest_root` (atomically), fetching
-// chunks from the server. `previous`, if given, is the entry last written
-// at that path: its chunks are copied from the local file instead.
+struct DownloadOptions {
+  int parallel = 4;  // chunks fetched at once
+  // Told progress as `progress_offset` + bytes written of `progress_total`
+  // (0: the entry's size), so one reporter can span several entries. Not
+  // finished by the download. May be null.
+  ProgressReporter* progress = nullptr;
+  uint64_t progress_offset = 0;
+  uint64_t progress_total = 0;
+};
+
+// Writes one artifact file entry under `dest_root` (atomically: a partial
+// file never has the final name), fetching chunks from the server and
+// checking each against its hash. `previous`, if given, is the entry last
+// written at that path: its chunks are copied from the local file instead.
 Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std::string& dest_root,
-                     const FileEntry* previous, TransferStats* stats);
+                     const FileEntry* previous, TransferStats* stats,
+                     const DownloadOptions& options = {});
 
 // Mirrors artifact events into local folders in the background, so output
 // keeps flowing while a large checkpoint downloads. Only the newest version
 // of a path is written when several are queued.
 class ArtifactMirror {
  public:
+  // Makes the reporter for one file's download (label: "<dir>/<path>").
+  using ProgressFactory = std::function<std::unique_ptr<ProgressReporter>(const std::string& label)>;
+
   // `dirs` maps an artifact dir ("checkpoints", "logs", "outputs") to a
-  // local folder; artifacts of unmapped dirs are skipped.
-  ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs);
+  // local folder; artifacts of unmapped dirs are skipped. `progress` may be
+  // empty (no progress shown).
+  ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs,
+                 ProgressFactory progress = nullptr);
   ~ArtifactMirror();
 
   // Queues an `artifact` event ({"dir", "entry"}).
@@ -61,12 +130,18 @@ class ArtifactMirror {
 
  private:
   void Run();
+  Status Write(const std::string& dir_name, const std::string& root, const FileEntry& entry);
 
   const HttpClient& client_;
   const std::map<std::string, std::string> dirs_;
+  const ProgressFactory progress_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<std::string, FileEntry>> queue_;  // GUARDED_BY(mu_)
+  struct Queued {
+    std::string dir_name, root;
+    FileEntry entry;
+  };
+  std::deque<Queued> queue_;                  // GUARDED_BY(mu_)
   std::map<std::string, FileEntry> written_;  // local path -> entry, worker only
   Status first_error_;                        // GUARDED_BY(mu_)
   bool busy_ = false;                         // GUARDED_BY(mu_)

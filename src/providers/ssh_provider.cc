@@ -1,5 +1,7 @@
 #include "providers/ssh_provider.h"
 
+#include <unistd.h>
+
 #include "common/files.h"
 #include "common/hashing.h"
 #include "providers/catalog.h"
@@ -213,22 +215,36 @@ int SshProvider::Available(const MachineType& type) {
 
 Status SshProvider::Install(const SshHost& host) {
   YARD_ASSIGN_OR_RETURN(std::string want, LocalBinaryHash());
+  std::string yard = settings_.yard_binary.empty() ? SelfExecutable() : settings_.yard_binary;
+  YARD_RETURN_IF_ERROR(InstallFile(host, yard, "yard", want));
+  // The small per-job shim (src/shim) goes beside it when it was built
+  // beside this `yard`; without it the agent falls back to `yard shim`.
+  std::string shim = yard.substr(0, yard.rfind('/') + 1) + "yard-shim";
+  if (::access(shim.c_str(), X_OK) != 0) return Status::Ok();
+  YARD_ASSIGN_OR_RETURN(std::string shim_bytes, ReadFile(shim));
+  return InstallFile(host, shim, "yard-shim", Sha256Hex(shim_bytes));
+}
+
+// Copies `local` to <remote_dir>/bin/<name> unless the host has that exact
+// file (same SHA-256) already.
+Status SshProvider::InstallFile(const SshHost& host, const std::string& local,
+                                const std::string& name, const std::string& want) {
   std::string prelude = RemoteDirPrelude(settings_.remote_dir);
+  std::string remote = "\"$D/bin/" + name + "\"";
   YARD_ASSIGN_OR_RETURN(CommandResult probe,
-                        Ssh(host, prelude + "if [ -x \"$D/bin/yard\" ]; then sha256sum \"$D/bin/yard\"; "
-                                            "else echo none; fi"));
+                        Ssh(host, prelude + "if [ -x " + remote + " ]; then sha256sum " + remote +
+                                      "; else echo none; fi"));
   if (!probe.ok()) return Unavailable("probing " + host.Name() + ": " + probe.Reason());
   if (FirstWord(probe.out) == want) return Status::Ok();
-  YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(settings_.yard_binary.empty() ? SelfExecutable()
-                                                                                    : settings_.yard_binary));
+  YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(local));
   std::string copy = prelude +
       "mkdir -p \"$D/bin\" || exit 1\n"
-      "T=\"$D/bin/.yard.$$\"\n"
+      "T=\"$D/bin/." + name + ".$$\"\n"
       "cat > \"$T\" && [ \"$(sha256sum < \"$T\" | cut -d' ' -f1)\" = " + want + " ] && chmod 755 \"$T\" && "
-      "mv -f \"$T\" \"$D/bin/yard\" && exit 0\n"
-      "rm -f \"$T\"; echo \"the copy of yard did not arrive intact\" >&2; exit 1\n";
+      "mv -f \"$T\" " + remote + " && exit 0\n"
+      "rm -f \"$T\"; echo \"the copy of " + name + " did not arrive intact\" >&2; exit 1\n";
   YARD_ASSIGN_OR_RETURN(CommandResult r, Ssh(host, copy, bytes));
-  if (!r.ok()) return Unavailable("copying yard to " + host.Name() + ": " + r.Reason());
+  if (!r.ok()) return Unavailable("copying " + name + " to " + host.Name() + ": " + r.Reason());
   return Status::Ok();
 }
 

@@ -112,7 +112,9 @@ class SshProvider : public Provider {
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent, const SshHost& host) const;
   std::optional<SshHost> Reserve(const std::string& type, const std::string& instance_id);
   void Release(const std::string& instance_id);
-  Status Install(const SshHost& host);
+  Status Install(const SshHost& host);  // yard, and yard-shim when built beside it
+  Status InstallFile(const SshHost& host, const std::string& local, const std::string& name,
+                     const std::string& want_sha256);
   StatusOr<std::string> StartAgent(const SshHost& host, const std::string& url,
                                    const std::string& token, const std::string& id);
   // One look at a starting agent; true when there is nothing more to watch.

@@ -131,6 +131,23 @@ TEST_F(SshProviderTest, TheSameBuildIsNotCopiedAgain) {
   EXPECT_EQ(StepOf(calls[1]), Step::kStart);
 }
 
+TEST_F(SshProviderTest, TheSmallShimBesideYardIsCopiedToo) {
+  std::string shim = "pretend this is yard-shim";
+  ASSERT_TRUE(WriteFileAtomic((dir_ / "yard-shim").string(), shim, 0755).ok());
+  Make(Host(Sha256Hex(binary_)));  // yard is there already; yard-shim is not
+  InstanceRecord inst;
+  ASSERT_TRUE(Launch(&inst).ok());
+  bool copied = false;
+  for (const auto& c : runner_->calls()) {
+    if (StepOf(c) != Step::kCopy) continue;
+    EXPECT_EQ(c.input, shim);
+    EXPECT_NE(ScriptOf(c).find("\"$D/bin/yard-shim\""), std::string::npos);
+    EXPECT_NE(ScriptOf(c).find(Sha256Hex(shim)), std::string::npos);  // verified on arrival
+    copied = true;
+  }
+  EXPECT_TRUE(copied);
+}
+
 TEST_F(SshProviderTest, AnUnreachableHostIsAFailedAttemptThatFreesIt) {
   Make([](const CommandSpec&) -> StatusOr<CommandResult> {
     return Result(255, "", "ssh: connect to host 10.0.0.2 port 22: Connection refused\r\n");

@@ -38,9 +38,10 @@ Status Controller::Recover() {
   YARD_ASSIGN_OR_RETURN(auto jobs, store_->JobsInStates({job_state::kWaiting,
       job_state::kRequesting, job_state::kStarting, job_state::kRunning}));
   for (auto& j : jobs) {
-    if (j.state == job_state::kRequesting) queue_.push_back(j.id);
     CountJob(j, job_state::kWaiting);
-    jobs_[j.id] = std::move(j);
+    JobRecord& job = jobs_[j.id] = std::move(j);
+    if (job.state == job_state::kWaiting) ScheduleWaitCheck(job, job.sched.value("next_check", 0.0));
+    if (job.state == job_state::kRequesting) Enqueue(job, /*front=*/false);
   }
   YARD_ASSIGN_OR_RETURN(auto insts, store_->ListInstances(false));
   for (auto& inst : insts) {
@@ -140,6 +141,8 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   }
   if (spec.contains("description") && !spec["description"].is_string())
     return InvalidArgument("'description' must be a string");
+  if (spec.contains("image") && (!spec["image"].is_string() || spec["image"].get<std::string>().empty()))
+    return InvalidArgument("'image' must be a non-empty image name (e.g. default-cpu; see docs/workflow.md)");
   for (const char* key : {"cool_down_s", "wait_request_s", "wait_new_job_s",
                           "wait_new_job_interval_s", "max_restarts"}) {
     if (spec.contains(key) && !spec[key].is_number())
@@ -196,17 +199,32 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
                         : "queued";
   first_events.insert(first_events.begin(), StateEvent(job.state, why));
   job.message = job.state == job_state::kWaiting ? why : "";
-  Status s = store_->InsertJob(job);
-  if (s.ok()) s = AppendJobEvents(job, std::move(first_events));
-  if (!s.ok()) { jobs_.erase(job.id); return s; }
-  jobs_[job.id] = job;
-  CountJob(job, job_state::kWaiting);
-  if (job.state == job_state::kRequesting) {
-    queue_.push_back(job.id);
+  // One transaction: the job, its first events, its request and, with an
+  // empty queue, its placement.
+  bool counted = false;
+  Status s = store_->Transaction([&]() -> Status {
+    YARD_RETURN_IF_ERROR(store_->InsertJob(job));
+    YARD_RETURN_IF_ERROR(AppendJobEvents(job, std::move(first_events)));
+    JobRecord& live = jobs_[job.id] = job;
+    CountJob(live, job_state::kWaiting);
+    counted = true;
+    if (live.state == job_state::kWaiting) ScheduleWaitCheck(live, live.sched["next_check"]);
+    if (live.state != job_state::kRequesting) return Status::Ok();
+    Enqueue(live, /*front=*/false);
     // With nothing queued ahead, dispatch inline: a warm instance starts the
     // job now. Otherwise the scheduler keeps the queue's order.
     if (queue_.size() == 1) PlaceQueuedJobs();
     else notifier_.Notify("scheduler");
+    return Status::Ok();
+  });
+  if (!s.ok()) {  // not stored: forget it everywhere
+    JobRecord& live = jobs_[job.id];
+    std::string old_state = live.state;
+    live.state = job_state::kFailed;
+    if (counted) CountJob(live, old_state);
+    Dequeue(live);
+    jobs_.erase(job.id);
+    return s;
   }
   return jobs_.count(job.id) ? jobs_[job.id] : job;
 }
@@ -270,7 +288,8 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   InstanceRecord& inst = it->second;
   TouchHeartbeat(instance_id);
-  if (inst.state == instance_state::kProvisioning) {
+  if (inst.state != instance_state::kProvisioning) return inst;
+  Batched([&] {
     auto job = jobs_.find(inst.job_id);
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
       SaveInstance(inst, instance_state::kIdle);
@@ -281,7 +300,7 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
       SaveInstance(inst, instance_state::kIdle);
       notifier_.Notify("scheduler");
     }
-  }
+  });
   return inst;
 }
 
@@ -313,6 +332,7 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   Json assign = {{"job", job.id}, {"attempt", job.attempt}, {"command", job.spec["command"]},
                  {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
   if (job.spec.value("nodes", 1) > 1) assign["nodes"] = job.spec["nodes"];
+  if (job.spec.contains("image")) assign["image"] = job.spec["image"];  // the agent runs it in a container
   if (job.sched.contains("resume_from")) assign["resume_from"] = job.sched["resume_from"];
   return Json{{"assign", assign}};
 }
@@ -372,6 +392,20 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
                                                  int64_t first, const Json& records) {
   if (!records.is_array()) return InvalidArgument("'records' must be a list");
   std::lock_guard<std::mutex> lock(mu_);
+  // One transaction for the batch, its artifacts and the job's end. An error
+  // is found before anything is written, so rolling back loses nothing.
+  StatusOr<int64_t> acked = Internal("not run");
+  Status s = store_->Transaction([&]() -> Status {
+    acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records);
+    return acked.status();
+  });
+  if (!s.ok()) return s;
+  return acked;
+}
+
+StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instance_id,
+                                                       const std::string& job_id, int64_t attempt,
+                                                       int64_t first, const Json& records) {
   auto it = jobs_.find(job_id);
   JobRecord job;
   if (it != jobs_.end()) {
@@ -401,11 +435,14 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
     events.push_back(std::move(ev));
   }
   job.run_acked = std::max(job.run_acked, stored_to);
-  YARD_RETURN_IF_ERROR(store_->AddBlobOwners(job.user, owned));
+  if (!owned.empty()) YARD_RETURN_IF_ERROR(store_->AddBlobOwners(job.user, owned));
   std::vector<EventRecord> stored;
-  {
-    JobRecord* live = it != jobs_.end() ? &it->second : &job;
-    live->run_acked = job.run_acked;
+  JobRecord* live = it != jobs_.end() ? &it->second : &job;
+  live->run_acked = job.run_acked;
+  // A lone exit record: FinishJob writes the job (run_acked too) below, in
+  // this same transaction.
+  bool finishing_only = events.empty() && exit_record && it != jobs_.end();
+  if (!finishing_only) {
     YARD_ASSIGN_OR_RETURN(stored, store_->AppendEvents(job_id, std::move(events), clock_->Now(), live));
     live->last_seq = stored.empty() ? live->last_seq : stored.back().seq;
   }
@@ -419,7 +456,7 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
     bool cancelled = x.value("cancelled", false);
     std::string state = cancelled ? job_state::kCancelled
                         : code == 0 ? job_state::kSucceeded : job_state::kFailed;
-    FinishJob(it->second, state, code, x.value("message", ""));
+    FinishJob(it->second, state, code, x.value("message", ""));  // and reuses its instance
   }
   return job.run_acked;
 }
@@ -433,6 +470,17 @@ Status Controller::AppendJobEvents(JobRecord& job, std::vector<Json> events) {
   if (!stored->empty()) job.last_seq = stored->back().seq;
   notifier_.Notify(kJobKey + job.id);
   return Status::Ok();
+}
+
+void Controller::Batched(const std::function<void()>& fn) {
+  bool ran = false;
+  Status s = store_->Transaction([&] {
+    ran = true;
+    fn();
+    return Status::Ok();
+  });
+  if (!ran) fn();
+  LogError(s, "commit");
 }
 
 void Controller::SaveInstance(InstanceRecord& inst, const std::string& state) {

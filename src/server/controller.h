@@ -17,6 +17,9 @@
 //   fallback  machine ids are requested in order; a type whose provider
 //             grants no capacity within wait_request_s is withdrawn and the
 //             next requested; all failing fails the job listing every attempt.
+//             The clock stands still while the instance quota holds the job.
+//   cost      a pass visits one job per group of like jobs (JobQueue) plus
+//             the due deadlines; its writes are one transaction.
 //   requeue   a lost or preempted instance puts its job back in the queue
 //             (at most max_restarts times), resuming from its newest checkpoint.
 //   pricing   the ledger holds priced intervals (running, cooling) per
@@ -30,9 +33,12 @@
 // guarded by one mutex. Long polls wait on the Notifier outside that mutex.
 #pragma once
 
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
+
 #include <atomic>
 #include <chrono>
-#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -46,6 +52,7 @@
 #include "common/status.h"
 #include "providers/catalog.h"
 #include "providers/provider.h"
+#include "server/job_queue.h"
 #include "server/notifier.h"
 #include "server/pricing.h"
 #include "store/store.h"
@@ -117,29 +124,58 @@ class Controller {
   // Runs one full scheduling and monitoring pass now (tests use it with a
   // fake clock; the background thread checks liveness at most every 100 ms).
   void RunPass();
-  // Pass statistics, for the scheduler benchmark.
+  // Pass statistics, for the scheduler benchmark and tests.
   struct PassStats {
     uint64_t passes = 0;
-    uint64_t placements = 0;
-    double pass_seconds = 0;  // total wall time spent in passes
+    uint64_t placements = 0;      // jobs assigned to an instance
+    uint64_t grants = 0;          // new instances granted for a job (assigned when it registers)
+    uint64_t visits = 0;          // queued jobs a pass tried to place (group heads, due deadlines)
+    uint64_t waiting_checks = 0;  // waiting jobs a pass looked at (their check was due)
+    double pass_seconds = 0;  // wall time spent placing: passes, and ReuseNow at a job's end
   };
   PassStats pass_stats();
 
  private:
   // --- placement (placement.cc); all REQUIRE mu_ held ---
+  // Group keys that found no instance in the current pass.
+  using Missed = std::set<std::string>;
   void Pass();
   void CheckWaitingJobs();
+  void UnwaitJob(JobRecord& job, double now);
   void PlaceQueuedJobs();
-  bool PlaceJob(JobRecord& job);
+  void PlaceDueRequests(Missed& missed);
+  // Hands `user`'s free instances to their queued jobs now, in queue order,
+  // as the next pass would (reuse only: new instances are the pass's).
+  // FinishJob calls it for a kept instance: the next job starts in the same
+  // transaction as the end of the last.
+  void ReuseNow(const std::string& user);
+  bool HasFreeInstance(const std::string& user) const;
+  // Tries once to place a queued, unparked job. Returns true when it left its
+  // group (assigned, granted a new instance, failed, or moved on to its next
+  // machine id); otherwise its group is in `missed`.
+  bool PlaceJob(JobRecord& job, Missed& missed);
   bool TryReuseInstance(JobRecord& job);
   bool MakeRoomForInstance(JobRecord& job);
-  bool RequestNewInstance(JobRecord& job);
+  bool RequestNewInstance(JobRecord& job, Missed& missed);
   void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason);
   void Assign(JobRecord& job, InstanceRecord& inst, const std::string& how);
+  // Queue bookkeeping: a requesting job without an instance is in the group
+  // of its placement key, its request for its current machine id started
+  // (event, fallback clock, deadline in request_deadlines_).
+  void Enqueue(JobRecord& job, bool front);
+  void EnterGroup(JobRecord& job);
+  void StartRequest(JobRecord& job, const std::string& machine_id);
+  void EndRequest(JobRecord& job);
+  void Dequeue(JobRecord& job);
+  // When the fallback from the job's current machine id is due: wait_request_s
+  // after its request started, or after the last time the instance quota held
+  // its group (then it was not requesting; requested_at moves there).
+  double RequestDeadline(JobRecord& job);
   int ActiveJobs(const std::string& user) const;
   int ActiveInstances(const std::string& user) const;
   const Quota& QuotaFor(const std::string& user) const;
   std::string WaitingPlace(const JobRecord& job) const;
+  void ScheduleWaitCheck(JobRecord& job, double at);
 
   // --- lifecycle (lifecycle.cc); all REQUIRE mu_ held ---
   void FinishJob(JobRecord& job, const std::string& state, std::optional<int64_t> exit_code,
@@ -157,6 +193,11 @@ class Controller {
   Json CheckpointSiblings(const std::string& job_id, const Json& newest);
 
   // --- helpers ---
+  // Runs `fn` with all its store writes in one transaction (group commit).
+  // If the transaction cannot start, `fn` runs anyway, each write on its own.
+  void Batched(const std::function<void()>& fn);
+  StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
+                                             int64_t attempt, int64_t first, const Json& records);
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
   // Keeps free_ in step with `inst` (call after any change of state/job).
@@ -181,9 +222,17 @@ class Controller {
   const ControllerOptions options_;
   Notifier notifier_;
 
+  // (created_at, job) in line order; order_of_key gives a job's place in
+  // O(log n) (libstdc++'s policy tree: a std::set cannot count what is before).
+  using WaitingLine = __gnu_pbds::tree<std::pair<double, std::string>, __gnu_pbds::null_type,
+                                       std::less<std::pair<double, std::string>>, __gnu_pbds::rb_tree_tag,
+                                       __gnu_pbds::tree_order_statistics_node_update>;
+
   std::mutex mu_;
   std::map<std::string, JobRecord> jobs_;            // non-terminal jobs, GUARDED_BY(mu_)
-  std::deque<std::string> queue_;                    // requesting job ids, FIFO, GUARDED_BY(mu_)
+  JobQueue queue_;                                   // requesting jobs, GUARDED_BY(mu_)
+  // (deadline, job) of every started request (see RequestDeadline).
+  std::set<std::pair<double, std::string>> request_deadlines_;  // GUARDED_BY(mu_)
   std::map<std::string, InstanceRecord> instances_;  // non-terminal, GUARDED_BY(mu_)
   std::map<std::string, std::chrono::steady_clock::time_point> heartbeats_;  // GUARDED_BY(mu_)
   // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
@@ -192,7 +241,10 @@ class Controller {
   using FreeKey = std::pair<std::string, std::string>;  // (user, machine type)
   std::map<FreeKey, std::set<std::pair<double, std::string>>> free_;  // idle/cooling, no job
   std::map<std::string, std::pair<FreeKey, double>> free_entry_;      // instance -> its free_ entry
-  std::set<std::pair<double, std::string>> waiting_;  // (created_at, job) of waiting jobs
+  // Waiting jobs: per user in line order (for "3rd in line"), and by the
+  // time each looks again.
+  std::map<std::string, WaitingLine> waiting_of_;
+  std::set<std::pair<double, std::string>> wait_checks_;  // (next_check, job)
   std::chrono::steady_clock::time_point last_monitor_;
   std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
   std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)

@@ -339,5 +339,175 @@ TEST_F(ControllerTest, ScenarioInterruptionsTakeSpotInstances) {
   EXPECT_NE(j.message.find("preempted (spot interruption"), std::string::npos) << j.message;
 }
 
+// ---- the grouped queue (docs/scheduling.md, "Cost of a pass") ----
+
+// Submits `n` jobs of `user` for `machines` with one shared bundle (fast:
+// the helper Submit uploads a bundle per job).
+std::vector<std::string> SubmitMany(Controller* c, Json bundle, const std::string& user, int n,
+                                    std::vector<std::string> machines, Json extra = Json::object()) {
+  Json spec = {{"command", {"true"}}, {"bundle", bundle}, {"machines", machines}};
+  spec.update(extra);
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    StatusOr<JobRecord> job = c->SubmitJob(user, spec);
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    if (job.ok()) ids.push_back(job->id);
+  }
+  return ids;
+}
+
+TEST_F(ControllerTest, PassOverTenThousandQueuedJobsVisitsOneJobPerGroup) {
+  ControllerOptions opts;
+  opts.quota = {1 << 20, 2};
+  Build(/*cap_a=*/1, /*cap_b=*/100, opts);
+  Json bundle = Bundle("ann");
+  // ann: two running jobs fill her instance quota; bob: A's capacity is gone.
+  SubmitMany(controller_.get(), bundle, "ann", 2, {"B"});
+  Settle();
+  std::string bob_first = SubmitMany(controller_.get(), Bundle("bob"), "bob", 1, {"A"})[0];
+  Settle();
+  ASSERT_EQ(Job(bob_first).state, job_state::kStarting);
+  int launches = sim_->launches();
+  // 10,000 queued jobs in four groups.
+  SubmitMany(controller_.get(), bundle, "ann", 4000, {"B"});
+  SubmitMany(controller_.get(), bundle, "ann", 3000, {"A", "B"});
+  SubmitMany(controller_.get(), Bundle("bob"), "bob", 2000, {"A"});
+  SubmitMany(controller_.get(), Bundle("bob"), "bob", 1000, {"A:on-demand"});
+  Controller::PassStats before = controller_->pass_stats();
+  for (int i = 0; i < 3; ++i) controller_->RunPass();
+  Controller::PassStats after = controller_->pass_stats();
+  EXPECT_EQ(after.visits - before.visits, 3u * 4) << "one visit per group and pass, not per job";
+  EXPECT_EQ(after.placements, before.placements);
+  EXPECT_EQ(sim_->launches(), launches);
+}
+
+TEST_F(ControllerTest, CancelledQueuedJobLeavesItsGroupAndTheNextTakesItsPlace) {
+  Json scenario = {{"version", 1}, {"types", {{"A", {{"capacity", {{0, 0}, {100, 1}}}}}}}};
+  sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
+                                       dir_ / "instances", &clock_, &spawner_);
+  Json catalog = {{"version", 1}, {"types", {{{"name", "A"}, {"provider", "sim"}}}}};
+  controller_ = std::make_unique<Controller>(store_.get(), blobs_.get(),
+      std::move(Catalog::FromJson(catalog)).value(), std::map<std::string, Provider*>{{"sim", sim_.get()}},
+      AgentLaunchInfo{}, &clock_, ControllerOptions{});
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) jobs.push_back(Submit("ann", {"A"}, {{"wait_request_s", 1000}}));
+  controller_->RunPass();
+  ASSERT_TRUE(controller_->CancelJob("ann", jobs[0]).ok());
+  EXPECT_EQ(Job(jobs[0]).state, job_state::kCancelled);
+  clock_.Advance(100);
+  Settle();
+  EXPECT_EQ(Job(jobs[1]).state, job_state::kStarting) << "the next in line";
+  EXPECT_EQ(Job(jobs[2]).state, job_state::kRequesting);
+  EXPECT_EQ(sim_->launches(), 1);
+}
+
+TEST_F(ControllerTest, PreemptedJobGoesBeforeTheQueuedJobsOfItsGroup) {
+  Build(/*cap_a=*/1, /*cap_b=*/0);
+  std::string first = Submit("ann", {"A"}, {{"wait_request_s", 1000}});
+  Settle();
+  std::string inst = Job(first).instance_id;
+  std::string second = Submit("ann", {"A"}, {{"wait_request_s", 1000}});
+  std::string third = Submit("ann", {"A"}, {{"wait_request_s", 1000}});
+  controller_->RunPass();
+  ASSERT_TRUE(sim_->InterruptNow(inst, "spot interruption").ok());
+  Settle();
+  EXPECT_EQ(Job(first).state, job_state::kStarting) << "requeued at the front";
+  EXPECT_NE(Job(first).instance_id, inst);
+  EXPECT_EQ(Job(second).state, job_state::kRequesting);
+  EXPECT_EQ(Job(third).state, job_state::kRequesting);
+  RunJob(first, {});
+  Settle();
+  EXPECT_EQ(Job(second).state, job_state::kStarting) << "then the queue's order";
+  EXPECT_EQ(Job(third).state, job_state::kRequesting);
+}
+
+TEST_F(ControllerTest, JobsBehindTheFirstOfTheirGroupFallBackAtTheirOwnDeadline) {
+  Build(/*cap_a=*/0, /*cap_b=*/5);
+  std::string patient = Submit("ann", {"A", "B"}, {{"wait_request_s", 100}});
+  std::string early = Submit("ann", {"A", "B"}, {{"wait_request_s", 30}});
+  clock_.Advance(10);
+  std::string late = Submit("ann", {"A", "B"}, {{"wait_request_s", 30}});
+  clock_.Advance(19.5);
+  controller_->RunPass();
+  EXPECT_EQ(sim_->launches(), 0);
+  clock_.Advance(0.5);  // t = 30: `early`, second in line, is due
+  controller_->RunPass();
+  EXPECT_EQ(Job(early).machine_type, "B");
+  EXPECT_TRUE(HasDecision(early, "gave up on A: no capacity granted within 30 s"));
+  EXPECT_FALSE(HasDecision(late, "gave up on A"));
+  EXPECT_FALSE(HasDecision(patient, "gave up on A"));
+  clock_.Advance(10);  // t = 40
+  controller_->RunPass();
+  EXPECT_EQ(Job(late).machine_type, "B");
+  EXPECT_FALSE(HasDecision(patient, "gave up on A"));
+  clock_.Advance(60);  // t = 100
+  controller_->RunPass();
+  EXPECT_EQ(Job(patient).machine_type, "B");
+  EXPECT_EQ(sim_->launches(), 3);
+}
+
+TEST_F(ControllerTest, FallbackClockStandsStillWhileTheInstanceQuotaHoldsTheJob) {
+  ControllerOptions opts;
+  opts.quota = {5, 1};
+  Build(/*cap_a=*/0, /*cap_b=*/1, opts);
+  std::string busy = Submit("ann", {"B"});
+  Settle();
+  std::string held = Submit("ann", {"A", "B"}, {{"wait_request_s", 30}});
+  for (int i = 0; i < 6; ++i) { clock_.Advance(10); controller_->RunPass(); }  // t = 60
+  EXPECT_TRUE(HasDecision(held, "instances (the limit)"));
+  EXPECT_FALSE(HasDecision(held, "gave up on A")) << "held by the quota, not refused by the cloud";
+  RunJob(busy, {});  // no cool-down: its instance ends, room for one
+  controller_->RunPass();
+  clock_.Advance(29);
+  controller_->RunPass();
+  EXPECT_FALSE(HasDecision(held, "gave up on A"));
+  clock_.Advance(1);  // 30 s after the quota last held it
+  Settle();
+  EXPECT_TRUE(HasDecision(held, "gave up on A: no capacity granted within 30 s"));
+  EXPECT_EQ(Job(held).state, job_state::kStarting);
+  EXPECT_EQ(Job(held).machine_type, "B");
+}
+
+TEST_F(ControllerTest, LostReservedInstanceSendsItsJobBackToItsPlace) {
+  Build(/*cap_a=*/1, /*cap_b=*/0);
+  std::string first = Submit("ann", {"A"}, {{"wait_request_s", 1000}});
+  std::string second = Submit("ann", {"A"}, {{"wait_request_s", 1000}});
+  controller_->RunPass();
+  std::string inst = Job(first).instance_id;
+  ASSERT_FALSE(inst.empty()) << "granted, provisioning";
+  ASSERT_TRUE(sim_->InterruptNow(inst, "capacity reclaimed").ok());
+  registered_.insert(inst);  // its agent never registers
+  controller_->RunPass();  // notices the loss; A's capacity is back
+  Settle();
+  EXPECT_EQ(Job(first).state, job_state::kStarting);
+  EXPECT_EQ(Job(second).state, job_state::kRequesting);
+  EXPECT_TRUE(HasDecision(first, "capacity reclaimed"));
+}
+
+TEST_F(ControllerTest, WaitingJobsAreLookedAtOnlyWhenTheirCheckIsDue) {
+  ControllerOptions opts;
+  opts.quota = {1, 5};
+  Build(5, 5, opts);
+  Json bundle = Bundle("ann");
+  std::string running = SubmitMany(controller_.get(), bundle, "ann", 1, {"A"})[0];
+  Settle();
+  std::vector<std::string> waiting;
+  for (int i = 0; i < 400; ++i) {  // over 8 s: one check due every 20 ms of a 10 s interval
+    waiting.push_back(SubmitMany(controller_.get(), bundle, "ann", 1, {"A"},
+                                 {{"wait_new_job_interval_s", 10}})[0]);
+    clock_.Advance(0.02);
+  }
+  EXPECT_NE(Job(waiting[399]).message.find("400th in line"), std::string::npos) << Job(waiting[399]).message;
+  RunJob(running, {});  // a slot is free; the next due check takes it
+  Controller::PassStats before = controller_->pass_stats();
+  controller_->RunPass();
+  EXPECT_EQ(controller_->pass_stats().waiting_checks - before.waiting_checks, 0u) << "none due yet";
+  clock_.Advance(2.01);  // waiting[0]'s first check is due (10 s after it came), only its
+  Settle();
+  EXPECT_EQ(controller_->pass_stats().waiting_checks - before.waiting_checks, 1u);
+  EXPECT_EQ(Job(waiting[0]).state, job_state::kStarting);
+  EXPECT_EQ(Job(waiting[1]).state, job_state::kWaiting);
+}
+
 }  // namespace
 }  // namespace yard

@@ -18,7 +18,9 @@ void Controller::FinishJob(JobRecord& job, const std::string& state,
   Json st = StateEvent(state, message);
   if (exit_code) st["exit_code"] = *exit_code;
   LogError(AppendJobEvents(job, {st}), "finish");
+  Dequeue(job);
   std::string id = job.id;
+  std::string user = job.user;
   std::string inst_id = job.instance_id;
   double cool = job.spec.value("cool_down_s", 0.0);
   jobs_.erase(id);  // `job` dangles from here on
@@ -27,7 +29,14 @@ void Controller::FinishJob(JobRecord& job, const std::string& state,
     it = noted_.erase(it);
   auto it = instances_.find(inst_id);
   if (it != instances_.end() && it->second.job_id == id) ReleaseInstance(it->second, cool);
-  notifier_.Notify("scheduler");
+  if (free_entry_.count(inst_id)) {
+    // Kept free (cooling): only its user's jobs can take it, and they do now,
+    // in this transaction. Nothing else changed for a pass (waiting jobs
+    // look again at their own times; the thread passes every 200 ms anyway).
+    ReuseNow(user);
+  } else {
+    notifier_.Notify("scheduler");  // an instance ended, or a job slot is free
+  }
 }
 
 std::optional<Json> Controller::NewestCheckpoint(const std::string& job_id) {
@@ -75,8 +84,8 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
     return;
   }
   job.sched["restarts"] = restarts + 1;
+  EndRequest(job);
   job.sched["machine"] = 0;
-  job.sched.erase("requested_at");
   job.sched.erase("attempts");
   std::string resume = "from the start (no checkpoint yet)";
   if (std::optional<Json> ckpt = NewestCheckpoint(job.id)) {
@@ -90,7 +99,7 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
   std::string msg = what_happened + ": requeued (restart " + std::to_string(restarts + 1) + " of " +
                     std::to_string(max_restarts) + "), resuming " + resume;
   LogError(AppendJobEvents(job, {OutputMarker(msg), StateEvent(job.state, msg)}), "requeue");
-  queue_.push_front(job.id);  // it was placed before anything queued now
+  Enqueue(job, /*front=*/true);  // it was placed before anything queued now
   notifier_.Notify("scheduler");
 }
 
@@ -138,6 +147,8 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   if (job.state == job_state::kRequesting) {
     job.instance_id.clear();  // its reserved instance never came: place it again
     LogError(AppendJobEvents(job, {DecisionEvent(what + ": requesting another")}), "lost");
+    EnterGroup(job);  // back at its place in the queue
+    notifier_.Notify("scheduler");
     return;
   }
   RequeueOrFail(job, what);

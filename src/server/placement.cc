@@ -1,7 +1,14 @@
 // The scheduler pass: quota waits, reuse of warm instances, ordered
 // fallback between machine types, and assignment. See controller.h for the
 // rules; every decision is an event on the job's stream.
+//
+// Cost: a pass never walks the queue. It visits the first job of each group
+// of the JobQueue and stops a group at its first miss, then the jobs whose
+// fallback is due (request_deadlines_) and the waiting jobs whose check is
+// due (wait_checks_): O(groups + placements + due jobs), all in one store
+// transaction (see Pass).
 #include <algorithm>
+#include <optional>
 
 #include "server/controller.h"
 #include "server/job_events.h"
@@ -20,6 +27,18 @@ std::vector<MachineRequest> RequestsOf(const JobRecord& job) {
     if (r.ok()) out.push_back(*r);
   }
   return out;
+}
+
+// Jobs with equal keys have the same chance of a placement (see JobQueue):
+// same user (quotas, reuse), same machine ids (types, markets, order), same
+// fallback step.
+std::string PlacementKey(const JobRecord& job) {
+  return job.user + '\n' + job.spec["machines"].dump() + '\n' +
+         std::to_string(job.sched.value("machine", 0));
+}
+
+std::string RequestName(const MachineRequest& req) {
+  return req.type + (req.market.empty() ? "" : ":" + req.market);
 }
 
 std::string Ordinal(int n) {
@@ -48,8 +67,24 @@ int Controller::ActiveInstances(const std::string& user) const {
 void Controller::CountJob(const JobRecord& job, const std::string& old_state) {
   int delta = int(job_state::IsActive(job.state)) - int(job_state::IsActive(old_state));
   if (delta) active_jobs_of_[job.user] += delta;
-  if (job.state == job_state::kWaiting) waiting_.insert({job.created_at, job.id});
-  else waiting_.erase({job.created_at, job.id});
+  std::pair<double, std::string> place{job.created_at, job.id};
+  if (job.state == job_state::kWaiting) {
+    waiting_of_[job.user].insert(place);
+    return;
+  }
+  if (old_state != job_state::kWaiting) return;
+  auto line = waiting_of_.find(job.user);
+  if (line != waiting_of_.end()) {
+    line->second.erase(place);
+    if (line->second.empty()) waiting_of_.erase(line);
+  }
+  wait_checks_.erase({job.sched.value("next_check", 0.0), job.id});
+}
+
+void Controller::ScheduleWaitCheck(JobRecord& job, double at) {
+  wait_checks_.erase({job.sched.value("next_check", 0.0), job.id});
+  job.sched["next_check"] = at;
+  wait_checks_.insert({at, job.id});
 }
 
 void Controller::IndexInstance(const InstanceRecord& inst) {
@@ -80,18 +115,77 @@ void Controller::EraseInstance(const std::string& id) {
   heartbeats_.erase(id);
 }
 
+// Place among the user's waiting jobs, older first.
 std::string Controller::WaitingPlace(const JobRecord& job) const {
-  int place = 1;
-  for (const auto& [created, id] : waiting_) {
-    if (created >= job.created_at) break;
-    place += jobs_.at(id).user == job.user;
-  }
-  return Ordinal(place) + " in line";
+  auto line = waiting_of_.find(job.user);
+  size_t before = line == waiting_of_.end() ? 0 : line->second.order_of_key({job.created_at, job.id});
+  return Ordinal(static_cast<int>(before) + 1) + " in line";
 }
+
+// ---------------------------------------------------------------- the queue
+
+void Controller::Enqueue(JobRecord& job, bool front) {
+  if (front) queue_.PushFront(job.id, "");
+  else queue_.PushBack(job.id, "");
+  if (job.instance_id.empty()) EnterGroup(job);
+}
+
+void Controller::EnterGroup(JobRecord& job) {
+  if (!queue_.Contains(job.id)) queue_.PushBack(job.id, "");
+  queue_.SetGroup(job.id, PlacementKey(job));
+  if (job.sched.contains("requested_at")) {  // recovered: its clock runs on
+    request_deadlines_.insert({job.sched["requested_at"].get<double>() +
+                                   SpecNumber(job, "wait_request_s", 30), job.id});
+    return;
+  }
+  // The request starts now even if the pass never gets to this job while
+  // others of its group are ahead: its fallback clock must run.
+  std::vector<MachineRequest> reqs = RequestsOf(job);
+  size_t i = job.sched.value("machine", 0);
+  if (i < reqs.size() && ProviderFor(reqs[i].type)) StartRequest(job, RequestName(reqs[i]));
+}
+
+void Controller::StartRequest(JobRecord& job, const std::string& machine_id) {
+  double now = clock_->Now();
+  job.sched["requested_at"] = now;
+  request_deadlines_.insert({now + SpecNumber(job, "wait_request_s", 30), job.id});
+  LogError(AppendJobEvents(job, {DecisionEvent("requesting " + machine_id)}), "request");
+}
+
+void Controller::EndRequest(JobRecord& job) {
+  if (!job.sched.contains("requested_at")) return;
+  request_deadlines_.erase({job.sched["requested_at"].get<double>() +
+                                SpecNumber(job, "wait_request_s", 30), job.id});
+  job.sched.erase("requested_at");
+}
+
+void Controller::Dequeue(JobRecord& job) {
+  EndRequest(job);
+  queue_.Remove(job.id);
+}
+
+double Controller::RequestDeadline(JobRecord& job) {
+  double wait = SpecNumber(job, "wait_request_s", 30);
+  double started = job.sched.value("requested_at", clock_->Now());
+  double held = queue_.quota_blocked_at(queue_.GroupOf(job.id));
+  if (held > started && job.sched.contains("requested_at")) {
+    // The instance quota held the job then, so it was not requesting: the
+    // clock starts again from there.
+    request_deadlines_.erase({started + wait, job.id});
+    started = held;
+    job.sched["requested_at"] = started;
+    request_deadlines_.insert({started + wait, job.id});
+  }
+  return started + wait;
+}
+
+// ---------------------------------------------------------------- the pass
 
 void Controller::Pass() {
   auto started = std::chrono::steady_clock::now();
   double now = clock_->Now();
+  // Providers first, outside the store transaction: a slow provider call
+  // must not hold the store from readers (event streams, blob checks).
   for (const auto& [name, p] : providers_) {
     p->Tick(now);
     for (const Interruption& it : p->TakeInterruptions()) {
@@ -106,76 +200,127 @@ void Controller::Pass() {
     last_monitor_ = steady;
     MonitorInstances();
   }
-  if (!waiting_.empty()) CheckWaitingJobs();
-  PlaceQueuedJobs();
+  // Group commit: every write of the placement (jobs, events, instances,
+  // ledger) goes into one transaction.
+  Batched([&] {
+    if (!wait_checks_.empty() && wait_checks_.begin()->first <= now) CheckWaitingJobs();
+    PlaceQueuedJobs();
+  });
   stats_.passes++;
   stats_.pass_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
 void Controller::CheckWaitingJobs() {
   double now = clock_->Now();
-  std::vector<JobRecord*> waiting;
-  for (const auto& [created, id] : waiting_) waiting.push_back(&jobs_.at(id));
-  for (JobRecord* job : waiting) {
-    if (now < job->sched.value("next_check", 0.0)) continue;
-    double since = job->sched.value("waiting_since", job->created_at);
-    double give_up = SpecNumber(*job, "wait_new_job_s", -1);
-    if (ActiveJobs(job->user) < QuotaFor(job->user).max_active_jobs) {
-      job->state = job_state::kRequesting;
-      CountJob(*job, job_state::kWaiting);
-      job->message.clear();
-      job->updated_at = now;
-      LogError(AppendJobEvents(*job, {StateEvent(job->state, "a job slot is free after waiting " +
-                                                                 FormatSeconds(now - since))}),
-               "unwait");
-      queue_.push_back(job->id);
+  // The jobs due for a look, longest waiting first: a free slot goes to it.
+  std::vector<std::pair<double, std::string>> due;
+  for (auto it = wait_checks_.begin(); it != wait_checks_.end() && it->first <= now; ++it)
+    due.push_back({jobs_.at(it->second).created_at, it->second});
+  std::sort(due.begin(), due.end());
+  stats_.waiting_checks += due.size();
+  for (const auto& [created, id] : due) {
+    JobRecord& job = jobs_.at(id);
+    double since = job.sched.value("waiting_since", job.created_at);
+    double give_up = SpecNumber(job, "wait_new_job_s", -1);
+    if (ActiveJobs(job.user) < QuotaFor(job.user).max_active_jobs) {
+      UnwaitJob(job, now);
     } else if (give_up > 0 && now - since >= give_up) {
-      FinishJob(*job, job_state::kFailed, std::nullopt,
+      FinishJob(job, job_state::kFailed, std::nullopt,
                 "gave up after waiting " + FormatSeconds(now - since) + " for a job slot (at most " +
-                    std::to_string(QuotaFor(job->user).max_active_jobs) +
+                    std::to_string(QuotaFor(job.user).max_active_jobs) +
                     " active jobs per user): wait longer with --wait-new-job, or cancel a job");
     } else {
-      job->sched["next_check"] = now + SpecNumber(*job, "wait_new_job_interval_s", 10);
-      std::string place = WaitingPlace(*job);
-      if (job->message.find(place) == std::string::npos) {
-        job->message = "waiting for a job slot: " + place;
-        LogError(AppendJobEvents(*job, {DecisionEvent(job->message)}), "wait");
+      ScheduleWaitCheck(job, now + SpecNumber(job, "wait_new_job_interval_s", 10));
+      std::string place = WaitingPlace(job);
+      if (job.message.find(place) == std::string::npos) {
+        job.message = "waiting for a job slot: " + place;
+        LogError(AppendJobEvents(job, {DecisionEvent(job.message)}), "wait");
       }
     }
   }
 }
 
-void Controller::PlaceQueuedJobs() {
-  // Jobs of the same user asking for the same machines at the same fallback
-  // step have the same chance: once one of them found nothing this pass, the
-  // ones behind it are skipped unless their own fallback deadline passed.
-  std::set<std::string> blocked;
-  double now = clock_->Now();
-  std::deque<std::string> still_queued;
-  while (!queue_.empty()) {
-    std::string id = queue_.front();
-    queue_.pop_front();
-    auto it = jobs_.find(id);
-    if (it == jobs_.end() || it->second.state != job_state::kRequesting) continue;
-    JobRecord& job = it->second;
-    std::string signature = job.user + "\n" + job.spec["machines"].dump() + "\n" +
-                            std::to_string(job.sched.value("machine", 0));
-    double deadline = job.sched.value("requested_at", now) + SpecNumber(job, "wait_request_s", 30);
-    bool skip = blocked.count(signature) && job.sched.contains("requested_at") && now < deadline;
-    if (!skip && PlaceJob(job)) continue;
-    if (!jobs_.count(id) || jobs_[id].state != job_state::kRequesting) continue;
-    if (jobs_[id].instance_id.empty()) blocked.insert(signature);
-    still_queued.push_back(id);
-  }
-  queue_ = std::move(still_queued);
+void Controller::UnwaitJob(JobRecord& job, double now) {
+  double since = job.sched.value("waiting_since", job.created_at);
+  job.state = job_state::kRequesting;
+  CountJob(job, job_state::kWaiting);
+  job.message.clear();
+  job.updated_at = now;
+  LogError(AppendJobEvents(job, {StateEvent(job.state, "a job slot is free after waiting " +
+                                                          FormatSeconds(now - since))}),
+           "unwait");
+  Enqueue(job, /*front=*/false);
 }
 
-// Returns true when the job left the queue (assigned, or failed).
-bool Controller::PlaceJob(JobRecord& job) {
-  if (!job.instance_id.empty()) return false;  // its new instance is provisioning
+void Controller::PlaceQueuedJobs() {
+  Missed missed;
+  // Queue order across groups: always the group whose first job is first.
+  // A group leaves the pass at its first miss; the jobs behind would miss too.
+  JobQueue::GroupOrder ready = queue_.groups();
+  while (!ready.empty()) {
+    auto [order, key] = *ready.begin();
+    ready.erase(ready.begin());
+    if (missed.count(key)) continue;
+    std::optional<JobQueue::Order> now_first = queue_.HeadOrder(key);
+    if (!now_first) continue;
+    if (*now_first != order) { ready.insert({*now_first, key}); continue; }
+    if (!PlaceJob(jobs_.at(*queue_.Head(key)), missed)) continue;
+    if (std::optional<JobQueue::Order> next = queue_.HeadOrder(key); next && !missed.count(key))
+      ready.insert({*next, key});
+  }
+  PlaceDueRequests(missed);
+}
+
+void Controller::ReuseNow(const std::string& user) {
+  if (!HasFreeInstance(user)) return;
+  auto started = std::chrono::steady_clock::now();
+  std::string prefix = user + '\n';  // see PlacementKey
+  JobQueue::GroupOrder ready;
+  for (const auto& entry : queue_.groups())
+    if (entry.second.compare(0, prefix.size(), prefix) == 0) ready.insert(entry);
+  // As in PlaceQueuedJobs, the group whose first job is first; a group that
+  // cannot reuse now leaves (the free instances only get fewer).
+  while (!ready.empty() && HasFreeInstance(user)) {
+    std::string key = ready.begin()->second;
+    ready.erase(ready.begin());
+    stats_.visits++;
+    if (!TryReuseInstance(jobs_.at(*queue_.Head(key)))) continue;
+    if (std::optional<JobQueue::Order> next = queue_.HeadOrder(key)) ready.insert({*next, key});
+  }
+  stats_.pass_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
+bool Controller::HasFreeInstance(const std::string& user) const {
+  for (auto it = free_.lower_bound({user, ""}); it != free_.end() && it->first.first == user; ++it)
+    if (!it->second.empty()) return true;
+  return false;
+}
+
+// Jobs behind the first of a group that missed are not visited, but their
+// own fallback deadlines still count: the due ones move on here.
+void Controller::PlaceDueRequests(Missed& missed) {
+  double now = clock_->Now();
+  std::vector<std::string> due;
+  for (auto it = request_deadlines_.begin(); it != request_deadlines_.end() && it->first <= now; ++it)
+    due.push_back(it->second);
+  for (const auto& id : due) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || queue_.GroupOf(id).empty()) continue;  // placed by an earlier one
+    if (now < RequestDeadline(it->second)) continue;  // held by the quota: due later
+    PlaceJob(it->second, missed);
+  }
+}
+
+bool Controller::PlaceJob(JobRecord& job, Missed& missed) {
+  stats_.visits++;
   if (TryReuseInstance(job)) return true;
-  if (!MakeRoomForInstance(job)) return false;
-  return RequestNewInstance(job);
+  if (!MakeRoomForInstance(job)) {
+    const std::string& key = queue_.GroupOf(job.id);
+    queue_.set_quota_blocked_at(key, clock_->Now());
+    missed.insert(key);
+    return false;
+  }
+  return RequestNewInstance(job, missed);
 }
 
 bool Controller::TryReuseInstance(JobRecord& job) {
@@ -220,7 +365,7 @@ bool Controller::MakeRoomForInstance(JobRecord& job) {
                                                  " instances per user)")}), "evict");
     return true;
   }
-  job.sched.erase("requested_at");  // the fallback clock runs only while requesting
+  // The fallback clock stands still meanwhile (the caller notes when).
   if (noted_.insert(job.id + "|instance-quota").second)
     LogError(AppendJobEvents(job, {DecisionEvent("waiting: you have " +
                                                  std::to_string(quota.max_active_instances) +
@@ -229,7 +374,7 @@ bool Controller::MakeRoomForInstance(JobRecord& job) {
   return false;
 }
 
-bool Controller::RequestNewInstance(JobRecord& job) {
+bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
   std::vector<MachineRequest> reqs = RequestsOf(job);
   double now = clock_->Now();
   for (;;) {
@@ -245,12 +390,7 @@ bool Controller::RequestNewInstance(JobRecord& job) {
     const MachineType* type = catalog_.Find(req.type);
     Provider* provider = type ? ProviderFor(type->name) : nullptr;
     if (!provider) { FailAttempt(job, req.type, "no provider serves it"); continue; }
-    if (!job.sched.contains("requested_at")) {
-      job.sched["requested_at"] = now;
-      LogError(AppendJobEvents(job, {DecisionEvent("requesting " + req.type +
-                                                   (req.market.empty() ? "" : ":" + req.market))}),
-               "request");
-    }
+    if (!job.sched.contains("requested_at")) StartRequest(job, RequestName(req));
     if (provider->Available(*type) > 0) {
       InstanceRecord inst;
       inst.id = NewId("inst");
@@ -262,7 +402,10 @@ bool Controller::RequestNewInstance(JobRecord& job) {
       inst.info["market"] = req.market.empty() ? type->default_market : req.market;
       Status s = provider->Launch(*type, agent_launch_, &inst);
       if (!s.ok()) {
-        if (s.code() == Code::kResourceExhausted) return false;  // raced: try next pass
+        if (s.code() == Code::kResourceExhausted) {  // raced: try next pass
+          missed.insert(queue_.GroupOf(job.id));
+          return false;
+        }
         FailAttempt(job, req.type, s.message());
         continue;
       }
@@ -273,24 +416,32 @@ bool Controller::RequestNewInstance(JobRecord& job) {
       job.instance_id = inst.id;
       job.machine_type = type->name;
       job.updated_at = now;
+      // Placed once the agent registers; provisioning does not count against
+      // wait_request_s.
+      EndRequest(job);
+      queue_.Park(job.id);
+      stats_.grants++;
       LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + type->name + " instance " +
                                                    inst.id + " (" + inst.info["market"].get<std::string>() +
                                                    "), provisioning")}), "grant");
-      return false;  // placed once the agent registers
+      return true;
     }
-    double wait = SpecNumber(job, "wait_request_s", 30);
-    double waited = now - job.sched.value("requested_at", now);
-    if (waited < wait) return false;
-    FailAttempt(job, req.type, "no capacity granted within " + FormatSeconds(wait));
+    if (now < RequestDeadline(job)) {
+      missed.insert(queue_.GroupOf(job.id));
+      return false;
+    }
+    FailAttempt(job, req.type, "no capacity granted within " + FormatSeconds(SpecNumber(job, "wait_request_s", 30)));
   }
 }
 
+// The job moves on to its next machine id (a new group).
 void Controller::FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason) {
   Json attempts = job.sched.value("attempts", Json::array());
   attempts.push_back({{"machine", machine}, {"reason", reason}});
   job.sched["attempts"] = attempts;
+  EndRequest(job);
   job.sched["machine"] = job.sched.value("machine", 0) + 1;
-  job.sched.erase("requested_at");
+  if (queue_.Contains(job.id)) queue_.SetGroup(job.id, PlacementKey(job));
   LogError(AppendJobEvents(job, {DecisionEvent("gave up on " + machine + ": " + reason)}), "fallback");
 }
 
@@ -301,7 +452,7 @@ void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string&
   job.attempt += 1;
   job.run_acked = 0;
   job.updated_at = clock_->Now();
-  job.sched.erase("requested_at");
+  Dequeue(job);
   inst.user = job.user;
   inst.job_id = job.id;
   if (inst.state == instance_state::kCooling || inst.state == instance_state::kIdle) {

@@ -8,11 +8,13 @@ namespace yard {
 namespace {
 
 constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
+// An event stream writes its frames in pieces of about this size.
+constexpr size_t kFlushBytes = 1 << 20;
 
 Status Submit(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(Json spec, ParseStrictObject(call.Body(),
       {"command", "bundle", "machines", "description", "cool_down_s", "env", "wait_request_s",
-       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts", "nodes"}));
+       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts", "nodes", "image"}));
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->SubmitJob(call.who.user, spec));
   call.ReplyJson({{"job", job.ToApiJson()}}, 201);
   return Status::Ok();
@@ -47,9 +49,11 @@ Status Artifacts(ApiContext& ctx, Call& call) {
   return Status::Ok();
 }
 
-std::string SseFrame(const EventRecord& e) {
-  return "id: " + std::to_string(e.seq) + "\ndata: " +
-         e.body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+// The stored text is the event's JSON on one line (newlines inside strings
+// are escaped), so it is a valid data field as it is: no parse, no dump.
+void AppendSseFrame(const StoredEvent& e, std::string* out) {
+  out->append("id: ").append(std::to_string(e.seq)).append("\ndata: ");
+  out->append(e.json).append("\n\n");
 }
 
 // Streams events after `after` until the job's final event was sent (or,
@@ -60,12 +64,16 @@ bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& j
   int64_t cursor = after;
   for (;;) {
     uint64_t seen = ctx.controller->notifier().Version(key);
-    StatusOr<std::vector<EventRecord>> batch = ctx.store->ReadEvents(job_id, cursor, 2000);
+    StatusOr<std::vector<StoredEvent>> batch = ctx.store->ReadEventText(job_id, cursor, 2000);
     if (!batch.ok()) return false;
     std::string frames;
     for (const auto& e : *batch) {
-      frames += SseFrame(e);
+      AppendSseFrame(e, &frames);
       cursor = e.seq;
+      if (frames.size() >= kFlushBytes) {
+        if (!sink.write(frames.data(), frames.size())) return false;
+        frames.clear();
+      }
     }
     if (!frames.empty() && !sink.write(frames.data(), frames.size())) return false;
     if (!batch->empty()) continue;

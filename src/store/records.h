@@ -84,6 +84,12 @@ struct EventRecord {
   Json body;  // the whole event, seq/time/kind included
 };
 
+// An event as stored: its seq and its whole body as JSON text (one line).
+struct StoredEvent {
+  int64_t seq = 0;
+  std::string json;
+};
+
 // One priced interval of an instance: kind "running" (provisioning, idle
 // or busy) or "cooling". `cost` is in the catalog's currency.
 struct LedgerEntry {

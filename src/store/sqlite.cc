@@ -4,11 +4,26 @@
 
 namespace yard::sql {
 
+namespace {
+constexpr size_t kMaxCached = 256;
+}  // namespace
+
 Status SqliteError(sqlite3* db, const std::string& what) {
   int code = sqlite3_errcode(db);
   Code c = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
   if (code == SQLITE_FULL) c = Code::kResourceExhausted;
   return Status(c, what + ": " + sqlite3_errmsg(db));
+}
+
+Stmt::~Stmt() {
+  if (!stmt_) return;
+  if (!in_use_) {
+    sqlite3_finalize(stmt_);
+    return;
+  }
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  *in_use_ = false;
 }
 
 Stmt& Stmt::Bind(int i, std::string_view v) {
@@ -50,13 +65,26 @@ StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   return db;
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  for (auto& [sql, cached] : cache_) sqlite3_finalize(cached.stmt);
+  sqlite3_close_v2(db_);
+}
 
 StatusOr<Stmt> Db::Prepare(std::string_view sql) {
+  auto it = cache_.find(std::string(sql));
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return Stmt(db_, it->second.stmt, &it->second.in_use);
+  }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
     return SqliteError(db_, "preparing '" + std::string(sql.substr(0, 60)) + "'");
-  return Stmt(db_, stmt);
+  // The cached one is busy, or the text is one of too many (made up at run
+  // time, not one of the store's few).
+  if (it != cache_.end() || cache_.size() >= kMaxCached) return Stmt(db_, stmt);
+  Cached& slot = cache_[std::string(sql)];
+  slot = {stmt, true};
+  return Stmt(db_, stmt, &slot.in_use);
 }
 
 Status Db::Exec(const std::string& sql) {

@@ -9,17 +9,22 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/status.h"
 
 namespace yard::sql {
 
+// A prepared statement in use. Either owned (finalized on destruction) or
+// borrowed from its Db's cache (`in_use` set): then destruction resets it,
+// clears its bindings and hands it back.
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_) { o.stmt_ = nullptr; }
+  Stmt(sqlite3* db, sqlite3_stmt* stmt, bool* in_use = nullptr)
+      : db_(db), stmt_(stmt), in_use_(in_use) {}
+  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_), in_use_(o.in_use_) { o.stmt_ = nullptr; }
   Stmt(const Stmt&) = delete;
-  ~Stmt() { if (stmt_) sqlite3_finalize(stmt_); }
+  ~Stmt();
 
   // Binds are 1-based, as in SQLite. They return *this for chaining.
   Stmt& Bind(int i, std::string_view v);
@@ -42,20 +47,32 @@ class Stmt {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  bool* in_use_;  // the cache slot's flag, or null when owned
 };
 
+// Not thread-safe: the caller serializes all use (Store holds a mutex).
 class Db {
  public:
   static StatusOr<std::unique_ptr<Db>> Open(const std::string& path);
   ~Db();
+  // A statement for `sql`, prepared once per connection and reused: the hot
+  // paths run the same few statements for every event and transition. A
+  // statement already in use (the same text prepared again before the first
+  // one is destroyed) gets a fresh, owned copy.
   StatusOr<Stmt> Prepare(std::string_view sql);
   // Runs one or more statements without results.
   Status Exec(const std::string& sql);
   sqlite3* raw() { return db_; }
 
  private:
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  // Node-based, so a slot's address (held by a borrowing Stmt) is stable.
+  std::unordered_map<std::string, Cached> cache_;
 };
 
 // Status for the connection's last error.

@@ -126,6 +126,10 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   // killed process (the WAL is in the OS cache), which is the failure we
   // promise to survive; a power cut may lose the last commits.
   YARD_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+  // 64 MiB of page cache (SQLite's default is 2 MiB): with ten thousand jobs
+  // queued the jobs and events pages no longer fit in 2 MiB, and every
+  // transition re-read them from the OS (bench_scheduler, bench/README.md).
+  YARD_RETURN_IF_ERROR(db->Exec("PRAGMA cache_size=-65536;"));
   std::unique_ptr<Store> store(new Store(std::move(db)));
   YARD_RETURN_IF_ERROR(store->Migrate());
   return store;
@@ -159,13 +163,18 @@ Status Store::Transaction(const std::function<Status()>& fn) {
 
 Status Store::TransactionLocked(const std::function<Status()>& fn) {
   if (!sqlite3_get_autocommit(db_->raw())) return fn();  // nested: join the outer one
-  YARD_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  YARD_RETURN_IF_ERROR(RunCached("BEGIN IMMEDIATE"));
   Status s = fn();
   if (!s.ok()) {
-    (void)db_->Exec("ROLLBACK");
+    (void)RunCached("ROLLBACK");
     return s;
   }
-  return db_->Exec("COMMIT");
+  return RunCached("COMMIT");
+}
+
+Status Store::RunCached(const char* sql) {
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
+  return st.Run();
 }
 
 StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& kind) {
@@ -298,6 +307,21 @@ StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, 
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     out.push_back(EventRecord{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))});
+  }
+  return out;
+}
+
+StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_id, int64_t after,
+                                                        int limit) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT seq, body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+  st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+  std::vector<StoredEvent> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(StoredEvent{st.Int(0), st.Text(1)});
   }
   return out;
 }

@@ -54,6 +54,10 @@ class Store {
   // Events with seq > after, at most `limit`.
   StatusOr<std::vector<EventRecord>> ReadEvents(const std::string& job_id, int64_t after,
                                                 int limit);
+  // The same events as their stored JSON text (one line each, as the API
+  // sends them), without parsing: for streaming them out.
+  StatusOr<std::vector<StoredEvent>> ReadEventText(const std::string& job_id, int64_t after,
+                                                   int limit);
 
   // --- artifacts ---
   Status UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,
@@ -92,6 +96,7 @@ class Store {
   Status Migrate();
   Status TransactionLocked(const std::function<Status()>& fn);
   Status UpdateJobLocked(const JobRecord& job);
+  Status RunCached(const char* sql);  // a statement without rows, cached
 
   std::recursive_mutex mu_;
   std::unique_ptr<sql::Db> db_;

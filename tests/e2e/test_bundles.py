@@ -36,3 +36,28 @@ def test_ignored_files_are_not_sent(yard, project):
     out = yard.run("fit", "job.sh", cwd=project).stdout.split()
     assert "./keep.txt" in out and "./job.sh" in out
     assert not any(n in out for n in ("./secret.txt", "./x.log", "./big/f"))
+
+
+def test_upload_progress_is_plain_lines_without_a_terminal(yard, project):
+    # YARD_PROGRESS=always shows progress however fast the upload (by
+    # default only uploads longer than half a second show it).
+    (project / "job.sh").write_text("true\n")
+    (project / "data.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    env = dict(yard.env, YARD_PROGRESS="always")
+    err = yard.run("submit", "job.sh", cwd=project, env=env).stderr
+    lines = re.findall(r"^yard: sending project  ([\d.]+) MB / ([\d.]+) MB  (\d+)%  [\d.]+ [kMG]?B/s.*$",
+                       err, re.M)
+    assert len(lines) >= 3, err
+    done = [float(d) for d, _, _ in lines]
+    assert done == sorted(done) and float(lines[0][1]) >= 24.0, err
+    assert "\r" not in err
+    assert re.search(r"^yard: sending project  [\d.]+ MB in \d+:\d\d  ", err, re.M), err
+
+
+def test_no_progress_when_asked(yard, project):
+    (project / "job.sh").write_text("true\n")
+    (project / "data.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    env = dict(yard.env, YARD_PROGRESS="never")
+    err = yard.run("submit", "job.sh", cwd=project, env=env).stderr
+    assert "yard: sending project " not in err, err
+    assert "chunks were new" in err

@@ -58,12 +58,14 @@ def test_job_runs_on_a_host_after_yard_is_copied_there(hyard, hosts, project):
     assert (project / "got" / "o.txt").read_text() == "out\n"
     assert hosts.listing(1, hosts.remote_dir) == ["bin", "instances"]
     assert hosts.sha256(1, hosts.remote_dir / "bin" / "yard") == hashlib.sha256(YARD.read_bytes()).hexdigest()
+    shim = YARD.parent / "yard-shim"  # the per-job shim goes beside it
+    assert hosts.sha256(1, hosts.remote_dir / "bin" / "yard-shim") == hashlib.sha256(shim.read_bytes()).hexdigest()
     assert list(hosts.remote_dir.iterdir()) == []  # this machine's folder is not the host's
     # The same build is not copied twice: a second job starts from what is there.
     hosts.kill_sessions()
     before = hosts.listing(1, hosts.remote_dir / "bin")
     assert hyard.run("fit", "job.sh", "--machines", "ssh-b", cwd=project).stdout == f"on {hosts.address(1)}\n"
-    assert hosts.listing(1, hosts.remote_dir / "bin") == before == ["yard"]
+    assert hosts.listing(1, hosts.remote_dir / "bin") == before == ["yard", "yard-shim"]
 
 
 def test_unreachable_host_is_a_failed_attempt_and_the_job_falls_back(hyard, hosts, project):

@@ -22,7 +22,7 @@ def test_init_writes_assets_and_refuses_to_overwrite(yard, project):
     assert conf["cool_down"] == 5
     assert conf["settings"] == {"role": "trainer"}
     docker = (project / "Dockerfile").read_text()
-    assert docker.splitlines()[1] == "FROM trainyard/base-cpu"
+    assert "FROM localhost/trainyard/base-cpu" in docker.splitlines()
     assert "pip install --no-cache-dir -r /job/requirements.txt" in docker
     run_sh = (project / "run.sh").read_text()
     assert "exec python3 'train.py' '--lr' '0.1' \"$@\"" in run_sh
@@ -34,7 +34,7 @@ def test_init_writes_assets_and_refuses_to_overwrite(yard, project):
     assert (project / "run.sh").read_text() == "# mine\n"
     gpu = yard.run("init", "train.py", "--image", "default-gpu", "--force", cwd=project)
     assert gpu.returncode == 0
-    assert "FROM nvidia/cuda:" in (project / "Dockerfile").read_text()
+    assert "FROM docker.io/nvidia/cuda:" in (project / "Dockerfile").read_text()
     assert (project / "run.sh").read_text() != "# mine\n"
 
 
@@ -167,3 +167,48 @@ def test_failed_install_fails_the_job_before_the_script(yard, project, index):
     assert "SCRIPT RAN" not in out
     assert "pip install -r requirements.txt failed" in out
     assert "nosuchpkg" in out  # pip's own words
+
+
+def test_environment_yml_gets_its_pip_packages_and_is_reused(yard, project, index):
+    url, log = index
+    (project / "environment.yml").write_text(
+        "name: exp\nchannels: [conda-forge]\ndependencies:\n"
+        "  - python=3.11\n  - pip\n  - cudatoolkit=11.8\n"
+        "  - pip:\n    - tinypkg==1.0\n")
+    (project / "train.py").write_text("import tinypkg, sys\nprint('using', tinypkg.VALUE, sys.prefix)\n")
+    env = ["-e", f"PIP_INDEX_URL={url}", "-e", "PIP_NO_CACHE_DIR=1"]
+    first = yard.run("fit", "train.py", *env, "--cool-down", "60", cwd=project)
+    out = first.stdout + first.stderr
+    assert "using tiny-1.0" in first.stdout
+    assert "environment.yml: skipped python=3.11 (the job runs on the instance's python3)" in out
+    assert "environment.yml: skipped cudatoolkit==11.8.*: pip cannot serve it" in out
+    assert re.search(r"yard: environment \w+ \(built\) ready in [\d.]+ s", out)
+    downloads = [l for l in log.read_text().splitlines() if "GET /tinypkg/tinypkg-1.0" in l]
+    second = yard.run("fit", "train.py", *env, "--cool-down", "60", cwd=project)
+    out = second.stdout + second.stderr
+    assert "using tiny-1.0" in second.stdout
+    assert re.search(r"yard: environment \w+ \(cached\) ready in [\d.]+ s", out)
+    assert "skipped cudatoolkit==11.8.*: pip cannot serve it" in out  # said again when reused
+    again = [l for l in log.read_text().splitlines() if "GET /tinypkg/tinypkg-1.0" in l]
+    assert again == downloads, log.read_text()
+
+
+def test_bad_environment_yml_fails_before_the_script_with_the_parsers_words(yard, project):
+    (project / "environment.yml").write_text("dependencies:\n  - numpy\n  pip: [\n")
+    (project / "train.py").write_text("print('SCRIPT RAN')\n")
+    proc = yard.run("fit", "train.py", cwd=project, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "SCRIPT RAN" not in out
+    assert "environment: environment.yml: yaml-cpp: error at line" in out
+
+
+def test_repeatable_option_right_before_double_dash(yard, project):
+    (project / "x.py").write_text("import os, sys\nprint('A is', os.environ['A'], 'argv', sys.argv[1:])\n")
+    proc = yard.run("fit", "-m", "local", "-e", "A=1", "--", "python3", "x.py", "--lr", "1", cwd=project)
+    assert "A is 1 argv ['--lr', '1']" in proc.stdout
+    proc = yard.run("fit", "x.py", "-e", "A=2", "-m", "local", "--", "--lr", "2", cwd=project)
+    assert "A is 2 argv ['--lr', '2']" in proc.stdout
+    yard.run("init", "x.py", "--set", "role=a", "--", "--lr", "3", cwd=project)
+    conf = yaml.safe_load((project / "yard.yaml").read_text())
+    assert conf["settings"] == {"role": "a"} and conf["args"] == ["--lr", "3"]

@@ -33,8 +33,12 @@ def test_preempted_fit_resumes_and_ends_with_all_epochs(sim_home, digits, monkey
     def second_checkpoint_stored():
         evs = sim_home.events(job_id)
         names = [e["entry"]["path"] for e in evs if e["kind"] == "artifact" and e["dir"] == "checkpoints"]
-        return "epoch-002.keras" in names and evs
-    evs = wait_for(second_checkpoint_stored, timeout=120, interval=0.2, what="epoch 2's checkpoint")
+        # The checkpoint and the epoch's metric travel separately: wait for
+        # both, so the interrupt cannot land between them (a preempted
+        # machine loses what it had not sent yet).
+        epochs = {e["values"].get("epoch") for e in evs if e["kind"] == "metric" and "event" not in e["values"]}
+        return "epoch-002.keras" in names and 2 in epochs and evs
+    evs = wait_for(second_checkpoint_stored, timeout=120, interval=0.2, what="epoch 2's checkpoint and metric")
     instance = json.loads(sim_home.client().get(f"/v1/jobs/{job_id}"))["job"]["instance"]
     done_before = max(e["values"]["epoch"] for e in evs if e["kind"] == "metric" and "epoch" in e["values"]
                       and "event" not in e["values"])

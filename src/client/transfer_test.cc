@@ -1,0 +1,362 @@
+#include "client/transfer.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "common/hashing.h"
+
+namespace yard {
+namespace {
+
+std::string RandomBytes(size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
+  }
+  return s;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = ::testing::TempDir() + "/yard_transfer_test.XXXXXX";
+    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
+    EXPECT_FALSE(path_.empty());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The server's blob routes in memory (httplib on 127.0.0.1, port 0).
+class FakeBlobServer {
+ public:
+  FakeBlobServer() {
+    svr_.Post("/v1/blobs/missing", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++missing_calls;
+      Json missing = Json::array();
+      Json body = Json::parse(req.body);
+      for (const Json& h : body["hashes"])
+        if (!blobs.count(h.get<std::string>())) missing.push_back(h);
+      res.set_content(Json{{"missing", missing}}.dump(), "application/json");
+    });
+    svr_.Put(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++puts;
+      blobs[req.matches[1]] = req.body;
+      res.set_content("{}", "application/json");
+    });
+    svr_.Get(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++gets;
+      auto it = blobs.find(req.matches[1]);
+      if (it == blobs.end()) {
+        res.status = 404;
+        return res.set_content(R"({"error":{"code":"not_found","message":"no such chunk"}})",
+                               "application/json");
+      }
+      res.set_content(it->second, "application/octet-stream");
+    });
+    port_ = svr_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { svr_.listen_after_bind(); });
+    // stop() before the accept loop runs would leave it running for good.
+    while (!svr_.is_running()) std::this_thread::yield();
+  }
+  ~FakeBlobServer() { Stop(); }
+  void Stop() {
+    svr_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  std::mutex mu;
+  std::map<std::string, std::string> blobs;  // GUARDED_BY(mu), and the counters
+  int puts = 0, gets = 0, missing_calls = 0;
+
+ private:
+  httplib::Server svr_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// Counts what the transfer reported.
+class RecordingProgress : public ProgressReporter {
+ public:
+  void Update(uint64_t done, uint64_t total) override {
+    std::lock_guard<std::mutex> lock(mu);
+    last_done = std::max(last_done, done);
+    last_total = total;
+    ++updates;
+  }
+  void Finish() override {}
+  std::mutex mu;
+  uint64_t last_done = 0, last_total = 0;
+  int updates = 0;
+};
+
+class TransferTest : public testing::Test {
+ protected:
+  TransferTest() : http_(server_.url(), "token") {
+    options_.chunker = {16 * 1024, 64 * 1024, 256 * 1024};
+    options_.group_bytes = 256 * 1024;
+  }
+
+  std::string WriteFile(const std::string& content, const std::string& name = "file.bin") {
+    std::string path = dir_.path() + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+    return path;
+  }
+
+  // The file as the server would rebuild it from the entry.
+  std::string Rebuild(const FileEntry& e) {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    std::string out;
+    for (const ChunkRef& c : e.chunks) out += server_.blobs.at(c.hash);
+    return out;
+  }
+
+  int Puts() {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    return server_.puts;
+  }
+
+  static std::string Slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  TempDir dir_;
+  FakeBlobServer server_;
+  HttpClient http_;
+  UploadOptions options_;
+};
+
+TEST_F(TransferTest, UploadsEveryChunkOnceAndRebuildsTheFile) {
+  std::string content = RandomBytes(3 << 20, 1);
+  ChunkUploader uploader(&http_, options_);
+  TransferStats stats;
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content), &stats);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->size, content.size());
+  EXPECT_GT(e->chunks.size(), 10u);
+  EXPECT_EQ(Rebuild(*e), content);
+  std::lock_guard<std::mutex> lock(server_.mu);
+  EXPECT_EQ(static_cast<size_t>(server_.puts), server_.blobs.size());
+  EXPECT_EQ(stats.chunks_sent, server_.blobs.size());
+  EXPECT_EQ(stats.bytes_sent, content.size());
+}
+
+TEST_F(TransferTest, SecondUploadOfTheSameFileSendsNothing) {
+  std::string path = WriteFile(RandomBytes(2 << 20, 2));
+  ChunkUploader uploader(&http_, options_);
+  ASSERT_TRUE(uploader.Upload(path).ok());
+  int puts_before = Puts();
+  TransferStats stats;
+  ASSERT_TRUE(uploader.Upload(path, &stats).ok());
+  EXPECT_EQ(Puts(), puts_before);
+  EXPECT_EQ(stats.chunks_sent, 0u);
+  EXPECT_GT(stats.chunks_total, 0u);
+}
+
+TEST_F(TransferTest, SendsOnlyWhatTheServerLacks) {
+  std::string content = RandomBytes(2 << 20, 2);
+  ChunkUploader uploader(&http_, options_);
+  ASSERT_TRUE(uploader.Upload(WriteFile(content)).ok());
+  int puts_before = Puts();
+  content.replace(1 << 20, 10, "0123456789");
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(Rebuild(*e), content);
+  EXPECT_LE(Puts() - puts_before, 2);
+}
+
+TEST_F(TransferTest, RepeatedChunksAreSentOnce) {
+  std::string block = RandomBytes(300 * 1024, 3);
+  std::string content = block + block + block + block;
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(Rebuild(*e), content);
+  std::lock_guard<std::mutex> lock(server_.mu);
+  EXPECT_EQ(static_cast<size_t>(server_.puts), server_.blobs.size());
+}
+
+TEST_F(TransferTest, EmptyFileHasNoChunks) {
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(""));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->size, 0u);
+  EXPECT_TRUE(e->chunks.empty());
+}
+
+TEST_F(TransferTest, MissingFileIsAnError) {
+  ChunkUploader uploader(&http_, options_);
+  EXPECT_FALSE(uploader.Upload(dir_.path() + "/nope").ok());
+}
+
+TEST_F(TransferTest, ServerDownIsUnavailableWithoutARetryPolicy) {
+  std::string path = WriteFile(RandomBytes(100000, 4));
+  server_.Stop();
+  ChunkUploader uploader(&http_, options_);
+  EXPECT_EQ(uploader.Upload(path).status().code(), Code::kUnavailable);
+}
+
+TEST_F(TransferTest, RetryPolicyDecidesWhenToGiveUp) {
+  std::string path = WriteFile(RandomBytes(100000, 4));
+  server_.Stop();
+  std::atomic<int> tries{0};
+  options_.retry = [&](const std::function<Status()>& call) {
+    for (;;) {
+      Status s = call();
+      if (s.code() != Code::kUnavailable) return s;
+      if (++tries == 3) return Cancelled("agent stopping");
+    }
+  };
+  ChunkUploader uploader(&http_, options_);
+  EXPECT_EQ(uploader.Upload(path).status().code(), Code::kCancelled);
+  EXPECT_EQ(tries.load(), 3);
+}
+
+TEST_F(TransferTest, ReportsProgressUpToTheTotal) {
+  std::string content = RandomBytes(1 << 20, 5);
+  RecordingProgress progress;
+  options_.progress = &progress;
+  ChunkUploader uploader(&http_, options_);
+  ASSERT_TRUE(uploader.Upload(WriteFile(content)).ok());
+  EXPECT_EQ(progress.last_done, content.size());
+  EXPECT_EQ(progress.last_total, content.size());
+  EXPECT_GT(progress.updates, 1);
+}
+
+TEST_F(TransferTest, DirectoryUploadHonoursIgnoreFilesAndDedups) {
+  std::string root = dir_.path() + "/project";
+  WriteFile(RandomBytes(500 * 1024, 6), "project/data/a.bin");
+  WriteFile("print('hi')\n", "project/train.py");
+  WriteFile(RandomBytes(200 * 1024, 7), "project/scratch/junk.bin");
+  WriteFile("scratch/\n", "project/.yardignore");
+  RecordingProgress progress;
+  options_.progress = &progress;
+  TransferStats first;
+  StatusOr<Manifest> m = UploadDirectory(http_, root, &first, options_);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::set<std::string> paths;
+  for (const FileEntry& f : m->files) paths.insert(f.path);
+  EXPECT_EQ(paths, (std::set<std::string>{".yardignore", "data/a.bin", "train.py"}));
+  EXPECT_EQ(first.bytes_total, m->TotalBytes());
+  EXPECT_EQ(progress.last_done, m->TotalBytes());
+  EXPECT_EQ(progress.last_total, m->TotalBytes());  // the estimate skipped scratch/
+  EXPECT_GT(first.chunks_sent, 0u);
+  TransferStats second;
+  ASSERT_TRUE(UploadDirectory(http_, root, &second, options_).ok());
+  EXPECT_EQ(second.chunks_sent, 0u);
+  EXPECT_EQ(second.chunks_total, first.chunks_total);
+}
+
+TEST_F(TransferTest, ManifestChunksAreReadBackByOffset) {
+  std::string root = dir_.path() + "/project";
+  std::string content = RandomBytes(700 * 1024, 8);
+  WriteFile(content, "project/x.bin");
+  UploadOptions pack_only = options_;
+  StatusOr<Manifest> m = UploadDirectory(http_, root, nullptr, pack_only);
+  ASSERT_TRUE(m.ok());
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs.clear();
+  }
+  TransferStats stats;
+  ASSERT_TRUE(UploadManifestChunks(http_, *m, root, &stats, options_).ok());
+  EXPECT_EQ(Rebuild(m->files[0]), content);
+  EXPECT_EQ(stats.bytes_sent, content.size());
+  WriteFile(RandomBytes(700 * 1024, 9), "project/x.bin");
+  EXPECT_FALSE(UploadManifestChunks(http_, *m, root, nullptr, options_).ok());
+}
+
+TEST_F(TransferTest, DownloadRebuildsTheFileAndReusesThePreviousVersion) {
+  std::string content = RandomBytes(2 << 20, 10);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> v1 = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(v1.ok());
+  v1->path = "ckpt/model.pt";
+  std::string dest = dir_.path() + "/mirror";
+  RecordingProgress progress;
+  DownloadOptions options;
+  options.progress = &progress;
+  TransferStats stats;
+  ASSERT_TRUE(DownloadEntry(http_, *v1, dest, nullptr, &stats, options).ok());
+  EXPECT_EQ(Slurp(dest + "/ckpt/model.pt"), content);
+  EXPECT_EQ(stats.bytes_sent, content.size());
+  EXPECT_EQ(progress.last_done, content.size());
+  EXPECT_FALSE(std::filesystem::exists(dest + "/ckpt/model.pt.yard-part"));
+
+  content.replace(1 << 20, 10, "0123456789");
+  StatusOr<FileEntry> v2 = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(v2.ok());
+  v2->path = v1->path;
+  TransferStats again;
+  ASSERT_TRUE(DownloadEntry(http_, *v2, dest, &*v1, &again).ok());
+  EXPECT_EQ(Slurp(dest + "/ckpt/model.pt"), content);
+  EXPECT_LE(again.chunks_sent, 2u);
+}
+
+TEST_F(TransferTest, DamagedChunkFailsTheDownloadAndLeavesNoFile) {
+  std::string content = RandomBytes(1 << 20, 11);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  e->path = "model.pt";
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs[e->chunks[1].hash][0] ^= 1;
+  }
+  std::string dest = dir_.path() + "/mirror";
+  Status s = DownloadEntry(http_, *e, dest, nullptr, nullptr);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("damaged"), std::string::npos) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(dest + "/model.pt"));
+  EXPECT_FALSE(std::filesystem::exists(dest + "/model.pt.yard-part"));
+}
+
+TEST_F(TransferTest, UnsafeArtifactPathIsRefused) {
+  FileEntry e;
+  e.path = "../escape";
+  EXPECT_EQ(DownloadEntry(http_, e, dir_.path(), nullptr, nullptr).code(), Code::kInvalidArgument);
+}
+
+TEST_F(TransferTest, MirrorWritesTheNewestVersionAndShowsProgress) {
+  std::string content = RandomBytes(600 * 1024, 12);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  e->path = "model.pt";
+  std::vector<std::string> labels;
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}}, [&](const std::string& label) {
+    labels.push_back(label);
+    return std::make_unique<RecordingProgress>();
+  });
+  mirror.Add({{"dir", "checkpoints"}, {"entry", FileEntryToJson(*e)}});
+  mirror.Add({{"dir", "logs"}, {"entry", FileEntryToJson(*e)}});  // not mirrored
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  EXPECT_EQ(mirror.files_written(), 1u);
+  EXPECT_EQ(labels, std::vector<std::string>{"checkpoints/model.pt"});
+}
+
+}  // namespace
+}  // namespace yard

@@ -1,0 +1,21 @@
+// The job shim: the small supervisor between the agent and a job's command
+// (see agent/job_process.h for what it guarantees). It is built twice: as
+// the `yard-shim` executable (src/shim/main.cc, linked statically with libc
+// only, so that starting it per job costs little more than a fork) and as
+// `yard shim`, the fallback the agent uses when no yard-shim sits beside
+// `yard`.
+#pragma once
+
+namespace yard {
+
+// Entry point of `yard-shim [--grace-ms N] [--parent-pid P] -- ARGV...`
+// (and of `yard shim ...`, with argv[0] "shim"). ARGV[0] is looked up on the
+// PATH of the shim's own environment, i.e. the job's. Returns the process
+// exit code: the command's exit code; 127 if it could not be exec'd; 2 for
+// bad usage; 125 if the shim itself failed; 128+SIGTERM if the agent was
+// gone before the command started. When a signal killed the command the
+// shim kills itself with that signal instead of returning (falling back to
+// returning 128 + signal).
+int RunShim(int argc, char** argv);
+
+}  // namespace yard

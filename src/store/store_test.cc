@@ -1,0 +1,148 @@
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "store_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    StatusOr<std::unique_ptr<Store>> store = Store::Open((dir_ / "state.db").string());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  JobRecord NewJob(const std::string& id) {
+    JobRecord j;
+    j.id = id;
+    j.user = "ann";
+    j.state = job_state::kRunning;
+    EXPECT_TRUE(store_->InsertJob(j).ok());
+    return j;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, EventsAreNumberedGaplesslyAcrossAppends) {
+  JobRecord job = NewJob("job-1");
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Json> events = {{{"kind", "output"}, {"data", "a\n"}},
+                                {{"kind", "output"}, {"data", "b\n"}}};
+    ASSERT_TRUE(store_->AppendEvents(job.id, events, 1.0, nullptr).ok());
+  }
+  StatusOr<std::vector<EventRecord>> read = store_->ReadEvents(job.id, 0, 100);
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read->size(), 6u);
+  for (size_t i = 0; i < read->size(); ++i) EXPECT_EQ((*read)[i].seq, static_cast<int64_t>(i + 1));
+  EXPECT_EQ(store_->GetJob(job.id)->last_seq, 6);
+}
+
+// Event streams are written from the stored text as it is: it must be the
+// event's whole JSON on one line, newlines and quotes in output escaped.
+TEST_F(StoreTest, EventTextIsTheWholeEventOnOneLine) {
+  JobRecord job = NewJob("job-1");
+  std::string tricky = "line 1\nline \"2\"\r\n\x01 \xc3\xa9t\xc3\xa9\n";
+  ASSERT_TRUE(store_->AppendEvents(job.id, {{{"kind", "output"}, {"data", tricky}}}, 2.5, nullptr).ok());
+  StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText(job.id, 0, 10);
+  ASSERT_TRUE(text.ok());
+  ASSERT_EQ(text->size(), 1u);
+  EXPECT_EQ((*text)[0].seq, 1);
+  EXPECT_EQ((*text)[0].json.find('\n'), std::string::npos);
+  EXPECT_EQ((*text)[0].json.find('\r'), std::string::npos);
+  Json parsed = Json::parse((*text)[0].json);
+  EXPECT_EQ(parsed["data"], tricky);
+  EXPECT_EQ(parsed["seq"], 1);
+  EXPECT_EQ(parsed["time"], 2.5);
+  EXPECT_EQ(parsed, store_->ReadEvents(job.id, 0, 10)->at(0).body);
+  EXPECT_TRUE(store_->ReadEventText(job.id, 1, 10)->empty());
+}
+
+// Statements are cached per connection; running the same statement again
+// while an earlier use is still open must not disturb either.
+TEST_F(StoreTest, ReusedStatementsKeepWorkingWhenNested) {
+  NewJob("job-1");
+  NewJob("job-2");
+  Status s = store_->Transaction([&]() -> Status {
+    for (int i = 0; i < 50; ++i) {
+      StatusOr<JobRecord> one = store_->GetJob("job-1");
+      if (!one.ok()) return one.status();
+      JobRecord changed = *one;
+      changed.message = "pass " + std::to_string(i);
+      YARD_RETURN_IF_ERROR(store_->UpdateJob(changed));
+    }
+    return Status::Ok();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(store_->GetJob("job-1")->message, "pass 49");
+  EXPECT_EQ(store_->JobsInStates({job_state::kRunning})->size(), 2u);
+  EXPECT_EQ(store_->GetJob("nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->GetJob("job-2")->id, "job-2") << "a failed lookup leaves the statement usable";
+}
+
+TEST_F(StoreTest, AFailedTransactionRollsBackAndTheNextOneWorks) {
+  JobRecord job = NewJob("job-1");
+  Status s = store_->Transaction([&]() -> Status {
+    job.message = "not kept";
+    YARD_RETURN_IF_ERROR(store_->UpdateJob(job));
+    return Internal("boom");
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(store_->GetJob("job-1")->message, "");
+  job.message = "kept";
+  EXPECT_TRUE(store_->Transaction([&] { return store_->UpdateJob(job); }).ok());
+  EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
+}
+
+TEST(SqlDbTest, TheSameStatementOpenTwiceAtOnceGivesTwoCursors) {
+  StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(":memory:");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1), (2);").ok());
+  const char* kSelect = "SELECT v FROM t ORDER BY v";
+  StatusOr<sql::Stmt> outer = (*db)->Prepare(kSelect);
+  ASSERT_TRUE(outer.ok());
+  ASSERT_TRUE(outer->Step().value());
+  EXPECT_EQ(outer->Int(0), 1);
+  {
+    // The cached statement is busy: this one is a fresh copy from the start.
+    StatusOr<sql::Stmt> inner = (*db)->Prepare(kSelect);
+    ASSERT_TRUE(inner.ok());
+    ASSERT_TRUE(inner->Step().value());
+    EXPECT_EQ(inner->Int(0), 1);
+  }
+  ASSERT_TRUE(outer->Step().value());
+  EXPECT_EQ(outer->Int(0), 2) << "the first cursor was not disturbed";
+}
+
+TEST(SqlDbTest, AReturnedStatementStartsOverWithoutOldBindings) {
+  StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(":memory:");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1), (2);").ok());
+  const char* kSelect = "SELECT count(*) FROM t WHERE ?1 IS NULL OR v = ?1";
+  {
+    StatusOr<sql::Stmt> first = (*db)->Prepare(kSelect);
+    first->Bind(1, int64_t{2});
+    ASSERT_TRUE(first->Step().value());
+    EXPECT_EQ(first->Int(0), 1);
+  }  // left mid-result, with a binding: handed back reset and cleared
+  StatusOr<sql::Stmt> again = (*db)->Prepare(kSelect);
+  ASSERT_TRUE(again->Step().value());
+  EXPECT_EQ(again->Int(0), 2);
+}
+
+}  // namespace
+}  // namespace yard
