@@ -35,6 +35,7 @@ struct RunFlags {
   int nodes = 1;
   std::string image;  // --image: run in this podman image (docs/workflow.md, "Images")
   std::vector<std::string> env;
+  std::vector<std::string> settings;  // --set KEY=VALUE: provider settings (docs/providers.md)
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
   bool json = false;
@@ -67,6 +68,10 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
                   "NAME=V1,V2,...: one job per combination, passing --NAME V (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("--env,-e", f->env, "KEY=VALUE for the job's environment (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--set", f->settings,
+                  "KEY=VALUE provider setting for this job, e.g. partition=gpu (Slurm; "
+                  "repeatable; see docs/providers.md)")
       ->allow_extra_args(false);
   sub->add_option("--image", f->image,
                   "run in this podman image on the instance (default-cpu, default-gpu or a "
@@ -114,6 +119,10 @@ Status ApplyYardYaml(RunFlags* f) {
   for (const auto& [k, v] : c.env) env.push_back(k + "=" + v);
   env.insert(env.end(), f->env.begin(), f->env.end());
   f->env = std::move(env);
+  std::vector<std::string> settings;  // likewise: --set wins per key
+  for (const auto& [k, v] : c.settings) settings.push_back(k + "=" + v);
+  settings.insert(settings.end(), f->settings.begin(), f->settings.end());
+  f->settings = std::move(settings);
   return Status::Ok();
 }
 
@@ -154,10 +163,22 @@ StatusOr<Json> EnvFor(const RunFlags& f) {
   return env;
 }
 
+// Later KEY=VALUEs win over earlier ones (yard.yaml's come first).
+StatusOr<Json> SettingsFor(const RunFlags& f) {
+  Json settings = Json::object();
+  for (const auto& kv : f.settings) {
+    std::string k, v;
+    YARD_RETURN_IF_ERROR(ParseKeyValue(kv, "--set", &k, &v));
+    settings[k] = v;
+  }
+  return settings;
+}
+
 // Packs and uploads the current folder, then creates the job.
 StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
   YARD_ASSIGN_OR_RETURN(Json command, CommandFor(f));
   YARD_ASSIGN_OR_RETURN(Json env, EnvFor(f));
+  YARD_ASSIGN_OR_RETURN(Json settings, SettingsFor(f));
   if (f.cool_down_s < 0) return InvalidArgument("--cool-down must be >= 0");
   if (f.nodes < 1) return InvalidArgument("--nodes must be >= 1");
   TransferStats stats;
@@ -183,6 +204,7 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
                {"max_restarts", f.max_restarts}};
   if (f.nodes > 1) spec["nodes"] = f.nodes;
   if (!f.image.empty()) spec["image"] = f.image;
+  if (!settings.empty()) spec["settings"] = settings;
   YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
   return reply["job"];
 }

@@ -18,14 +18,12 @@ namespace {
 
 // ---- Connections ------------------------------------------------------------
 
-// Whether a worker keeps its connection between requests. Not yet: the
-// server's sockets lack TCP_NODELAY and httplib writes a reply's headers
-// and body apart, so on a reused connection every reply waits for this
-// side's delayed ACK (40 ms) — 20 MB/s per worker, where a fresh connection
-// (in quick-ACK mode) gets 100. With TCP_NODELAY on the server, keep-alive
-// wins (1 worker 190 MB/s, against 100 fresh): turn this on with it. See
-// bench/README.md, "Artifacts".
-constexpr bool kKeepAlive = false;
+// Whether a worker keeps its connection between requests. Yes, now that the
+// server sets TCP_NODELAY: without it httplib writes a reply's headers and
+// body apart, and on a reused connection every reply waited for this side's
+// delayed ACK (40 ms; 20 MB/s per worker). Measured with 256 MiB: 500 MB/s
+// kept alive against 446 fresh. See bench/README.md, "Artifacts".
+constexpr bool kKeepAlive = true;
 
 // One worker's connection to the blob routes, opened on first use and
 // opened afresh after a transport failure (the embedded server may have

@@ -13,6 +13,13 @@ Json MachineType::ToJson() const {
           {"options", options}};
 }
 
+MachineType MachineType::WithSettings(const Json& settings) const {
+  MachineType t = *this;
+  if (!t.options.is_object()) t.options = Json::object();
+  for (const auto& [k, v] : settings.items()) t.options[k] = v;
+  return t;
+}
+
 Catalog Catalog::BuiltinLocal(int cores, int gpus) {
   Catalog c;
   MachineType whole{"local", "local", cores, 0, gpus, gpus ? "local GPU" : "", 0, 0, "on-demand"};

@@ -25,6 +25,10 @@ struct MachineType {
   nlohmann::json options = nlohmann::json::object();  // provider-specific (partition, hosts...)
 
   nlohmann::json ToJson() const;
+  // This type as a job with provider `settings` ({KEY: VALUE}, see
+  // Provider::JobSettingKeys) gets it: each setting replaces or adds the
+  // option of the same key.
+  MachineType WithSettings(const nlohmann::json& settings) const;
 };
 
 class Catalog {

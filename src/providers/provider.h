@@ -6,6 +6,7 @@
 // follow the same interface.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ class Provider {
   virtual ~Provider() = default;
   virtual std::string name() const = 0;
 
+  // The keys a job may set for `type` (`yard fit --set KEY=VALUE`, the
+  // spec's "settings"). The controller refuses a job with any other key
+  // before requesting a machine; the values, merged over type.options, come
+  // back as the `type` of Available and Launch. Default: none.
+  virtual std::set<std::string> JobSettingKeys(const MachineType& type) const { return {}; }
   // How many more instances of `type` could be granted right now.
   virtual int Available(const MachineType& type) = 0;
   // Starts an instance for `inst` (id, type already set). Fills inst->info

@@ -26,6 +26,7 @@ StatusOr<SimScenario> SimScenario::FromJson(const Json& j) {
       ts.provisioning_delay_s = t.value("provisioning_delay_s", 0.0);
       ts.interruptions = t.value("interruptions", std::vector<double>{});
       std::sort(ts.interruptions.begin(), ts.interruptions.end());
+      ts.settings = t.value("settings", std::set<std::string>{});
       s.types[name] = ts;
     }
   } catch (const Json::exception& e) {
@@ -38,6 +39,17 @@ SimProvider::SimProvider(SimScenario scenario, std::string state_dir, const Cloc
                          AgentSpawner* spawner)
     : scenario_(std::move(scenario)), state_dir_(std::move(state_dir)), clock_(clock),
       spawner_(spawner), t0_(clock->Now()) {}
+
+std::set<std::string> SimProvider::JobSettingKeys(const MachineType& type) const {
+  auto it = scenario_.types.find(type.name);
+  return it == scenario_.types.end() ? std::set<std::string>{} : it->second.settings;
+}
+
+Json SimProvider::LaunchedOptions(const std::string& instance_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(instance_id);
+  return it == instances_.end() ? Json() : it->second.options;
+}
 
 int SimProvider::Available(const MachineType& type) {
   auto it = scenario_.types.find(type.name);
@@ -60,6 +72,7 @@ Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   s.ready_at = ScenarioTime() + ts.provisioning_delay_s;
   s.agent = agent;
   s.dir = state_dir_ + "/" + inst->id;
+  s.options = type.options;
   instances_[inst->id] = s;
   live_by_type_[s.type] += 1;
   ++launches_;

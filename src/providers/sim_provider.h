@@ -6,13 +6,15 @@
 //   {"version": 1, "types": {"p2.xlarge": {
 //       "capacity": [[0, 2], [600, 0]],   // from scenario time t, n instances
 //       "provisioning_delay_s": 5,
-//       "interruptions": [120]}}}          // times a spot instance is taken
+//       "interruptions": [120],            // times a spot instance is taken
+//       "settings": ["zone"]}}}            // keys a job may set (--set zone=b)
 // Scenario time is seconds since the provider was created, on the
 // controller's clock (a FakeClock in tests).
 #pragma once
 
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@ struct SimTypeScenario {
   std::vector<std::pair<double, int>> capacity;  // sorted by time
   double provisioning_delay_s = 0;
   std::vector<double> interruptions;             // sorted scenario times
+  std::set<std::string> settings;                // per-job keys (JobSettingKeys)
   int CapacityAt(double t) const;
 };
 
@@ -42,6 +45,7 @@ class SimProvider : public Provider {
               AgentSpawner* spawner);
 
   std::string name() const override { return "sim"; }
+  std::set<std::string> JobSettingKeys(const MachineType& type) const override;
   int Available(const MachineType& type) override;
   Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
                 InstanceRecord* inst) override;
@@ -55,6 +59,9 @@ class SimProvider : public Provider {
   Status InterruptNow(const std::string& instance_id, const std::string& reason);
   // How many times Launch granted an instance (for tests and benchmarks).
   int launches() const { return launches_; }
+  // The options (catalog options merged with the job's settings) that
+  // `instance_id` was launched with; null when unknown (for tests).
+  nlohmann::json LaunchedOptions(const std::string& instance_id);
 
  private:
   struct SimInstance {
@@ -64,6 +71,7 @@ class SimProvider : public Provider {
     int handle = 0;       // 0 until the agent is started
     AgentLaunchInfo agent;
     std::string dir;
+    nlohmann::json options;  // the type's options as launched
   };
   double ScenarioTime() const { return clock_->Now() - t0_; }
   // By value: callers pass keys of the map entry this erases. REQUIRES: mu_

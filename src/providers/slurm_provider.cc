@@ -108,6 +108,8 @@ StatusOr<SlurmRequest> SlurmRequest::ForType(const MachineType& type) {
                               : "");
   q.gres = r.String("gres", type.gpus > 0 ? "gpu:" + std::to_string(type.gpus) : "");
   q.time = r.String("time", "");
+  q.qos = r.String("qos", "");
+  q.account = r.String("account", "");
   q.extra = r.Strings("sbatch_args");
   YARD_RETURN_IF_ERROR(r.Finish());
   if (q.nodes < 1 || q.cpus < 1)
@@ -122,6 +124,8 @@ std::vector<std::string> SlurmRequest::SbatchArgs() const {
   if (!mem.empty()) a.push_back("--mem=" + mem);
   if (!gres.empty()) a.push_back("--gres=" + gres);
   if (!time.empty()) a.push_back("--time=" + time);
+  if (!qos.empty()) a.push_back("--qos=" + qos);
+  if (!account.empty()) a.push_back("--account=" + account);
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
@@ -193,6 +197,10 @@ StatusOr<std::string> SlurmProvider::Submit(const SlurmRequest& req, const Agent
   if (out.empty() || out.find_first_not_of("0123456789_") != std::string::npos)
     return Internal("sbatch printed no job id: '" + r.out + "'");
   return out;
+}
+
+std::set<std::string> SlurmProvider::JobSettingKeys(const MachineType&) const {
+  return kSlurmJobSettingKeys;
 }
 
 int SlurmProvider::Available(const MachineType& type) {

@@ -58,8 +58,8 @@ struct SlurmSettings {
 };
 
 // What a machine type asks of Slurm: its "options" (partition, nodes, cpus,
-// mem, gres, time, sbatch_args), falling back to the type's cpus,
-// memory_gb and gpus.
+// mem, gres, time, qos, account, sbatch_args), falling back to the type's
+// cpus, memory_gb and gpus. A job's settings arrive merged into the options.
 struct SlurmRequest {
   std::string partition;  // "" = the cluster's default
   int nodes = 1;
@@ -67,6 +67,8 @@ struct SlurmRequest {
   std::string mem;        // per node, Slurm syntax ("4G"); "" = Slurm's default
   std::string gres;       // "gpu:2"
   std::string time;       // time limit, Slurm syntax ("1:00:00")
+  std::string qos;        // "" = the association's default
+  std::string account;    // "" = the user's default
   std::vector<std::string> extra;
 
   static StatusOr<SlurmRequest> ForType(const MachineType& type);
@@ -81,6 +83,8 @@ class SlurmProvider : public Provider {
   ~SlurmProvider() override;
 
   std::string name() const override { return "slurm"; }
+  // partition, time, mem, gres, qos, account (kSlurmJobSettingKeys).
+  std::set<std::string> JobSettingKeys(const MachineType& type) const override;
   int Available(const MachineType& type) override;
   Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
                 InstanceRecord* inst) override;
@@ -137,6 +141,12 @@ class SlurmProvider : public Provider {
   bool stop_ = false;                           // GUARDED_BY(mu_)
   std::thread poller_;
 };
+
+// The options a job may set per job: where and how long it runs and what
+// it is billed to. Not nodes/cpus (they are what the type is) and not
+// sbatch_args (any flag at all, on a shared server).
+inline const std::set<std::string> kSlurmJobSettingKeys = {"partition", "time", "mem",
+                                                           "gres",      "qos",  "account"};
 
 // Parses `squeue -o %i|%T|%N|%r` output: id -> {state, nodes, reason}.
 std::map<std::string, std::vector<std::string>> ParseSqueue(const std::string& out);

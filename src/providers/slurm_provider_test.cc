@@ -101,6 +101,32 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
   EXPECT_EQ(inst.info["nodes"], 2);
 }
 
+TEST_F(SlurmProviderTest, JobSettingsBecomeTheSbatchFlagsOverTheTypesOptions) {
+  Make();
+  MachineType type = Type("cpu", 2, {{"partition", "debug"}, {"time", "4:00:00"}, {"mem", "1G"}});
+  for (const char* key : {"partition", "time", "mem", "gres", "qos", "account"})
+    EXPECT_TRUE(provider_->JobSettingKeys(type).count(key)) << key;
+  EXPECT_FALSE(provider_->JobSettingKeys(type).count("sbatch_args")) << "any flag at all: no";
+  EXPECT_FALSE(provider_->JobSettingKeys(type).count("nodes")) << "what the type is";
+
+  LaunchOne(type.WithSettings({{"partition", "gpu"}, {"time", "0:30:00"}, {"qos", "low"}}));
+  auto calls = runner_->CallsOf("sbatch");
+  ASSERT_EQ(calls.size(), 1u);
+  const auto& argv = calls[0].argv;
+  for (const char* want : {"--partition=gpu", "--time=0:30:00", "--qos=low", "--mem=1G", "--cpus-per-task=2"})
+    EXPECT_TRUE(Has(argv, want)) << want;
+  EXPECT_FALSE(Has(argv, "--partition=debug")) << "the setting replaces the catalog's partition";
+  EXPECT_FALSE(Has(argv, "--time=4:00:00"));
+}
+
+TEST_F(SlurmProviderTest, PartitionSettingIsWhereCapacityIsCounted) {
+  Make();
+  provider_->PollOnce();
+  MachineType type = Type("cpu", 2);  // the default partition (debug): n1 has 2 idle, n2 1
+  EXPECT_EQ(provider_->Available(type), 1);
+  EXPECT_EQ(provider_->Available(type.WithSettings({{"partition", "gpu"}})), 4) << "n3: 8 idle CPUs";
+}
+
 TEST_F(SlurmProviderTest, SbatchRefusalIsAFailedAttemptWithSlurmsReason) {
   Make();
   runner_->SetAnswer([](const CommandSpec&) {

@@ -153,6 +153,13 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   if (spec.value("wait_new_job_interval_s", 10.0) <= 0)
     return InvalidArgument("'wait_new_job_interval_s' must be > 0");
   if (spec.value("max_restarts", 0) < 0) return InvalidArgument("'max_restarts' must be >= 0");
+  if (spec.contains("settings")) {
+    if (!spec["settings"].is_object())
+      return InvalidArgument("'settings' must be an object of strings (KEY: VALUE)");
+    for (const auto& [k, v] : spec["settings"].items())
+      if (!v.is_string()) return InvalidArgument("setting '" + k + "' must be a string");
+    if (spec["settings"].empty()) out.erase("settings");  // the same job as none
+  }
   if (spec.contains("nodes")) {
     if (!spec["nodes"].is_number_integer() || spec["nodes"].get<int64_t>() < 1)
       return InvalidArgument("'nodes' must be an integer >= 1");
@@ -169,6 +176,28 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   return out;
 }
 
+Status Controller::CheckSettings(const Json& spec) {
+  const Json& settings = spec.value("settings", Json::object());
+  if (settings.empty()) return Status::Ok();
+  for (const auto& m : spec["machines"]) {
+    const MachineType* type = catalog_.Find(ParseMachineRequest(m.get<std::string>())->type);
+    auto p = providers_.find(type->provider);
+    // Without a provider the attempt fails anyway, saying so.
+    if (p == providers_.end()) continue;
+    std::set<std::string> allowed = p->second->JobSettingKeys(*type);
+    for (const auto& [key, value] : settings.items()) {
+      if (allowed.count(key)) continue;
+      std::string names;
+      for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+      return InvalidArgument("setting '" + key + "' is not accepted by machine type '" + type->name +
+                             "' (provider " + type->provider + "): " +
+                             (names.empty() ? "it accepts no settings" : "it accepts " + names) +
+                             "; see docs/providers.md");
+    }
+  }
+  return Status::Ok();
+}
+
 StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& spec) {
   YARD_ASSIGN_OR_RETURN(Json valid, ValidateSpec(user, spec));
   std::vector<Json> first_events;
@@ -177,6 +206,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
     first_events.push_back(DecisionEvent("no machines given: using the default machine type '" +
                                          options_.default_machine + "'"));
   }
+  YARD_RETURN_IF_ERROR(CheckSettings(valid));
   JobRecord job;
   job.id = NewId("job");
   job.user = user;

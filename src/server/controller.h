@@ -13,7 +13,11 @@
 //             a job, the user's oldest cooling instance of a type the job
 //             cannot use is ended.
 //   reuse     an idle/cooling instance of the user of any listed type, earlier
-//             types first, before anything new is provisioned.
+//             types first, before anything new is provisioned. Only one
+//             launched with exactly the job's settings (none for none).
+//   settings  a job's provider settings (spec "settings") are merged over the
+//             type's catalog options for Available and Launch; the provider
+//             says which keys it accepts (Provider::JobSettingKeys).
 //   fallback  machine ids are requested in order; a type whose provider
 //             grants no capacity within wait_request_s is withdrawn and the
 //             next requested; all failing fails the job listing every attempt.
@@ -45,6 +49,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/blob_store.h"
@@ -209,6 +214,9 @@ class Controller {
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
+  // InvalidArgument unless every key of spec's "settings" is accepted by the
+  // provider of every machine type listed (spec["machines"], non-empty).
+  Status CheckSettings(const Json& spec);
   std::optional<Json> WorkFor(const std::string& instance_id);
   void TouchHeartbeat(const std::string& instance_id);
   double SilentSeconds(const std::string& instance_id);
@@ -238,7 +246,8 @@ class Controller {
   // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
   std::map<std::string, int> active_jobs_of_;       // user -> requesting/starting/running jobs
   std::map<std::string, int> instances_of_;         // user -> live instances
-  using FreeKey = std::pair<std::string, std::string>;  // (user, machine type)
+  // (user, machine type, settings the instance was launched with: "" or JSON)
+  using FreeKey = std::tuple<std::string, std::string, std::string>;
   std::map<FreeKey, std::set<std::pair<double, std::string>>> free_;  // idle/cooling, no job
   std::map<std::string, std::pair<FreeKey, double>> free_entry_;      // instance -> its free_ entry
   // Waiting jobs: per user in line order (for "3rd in line"), and by the

@@ -46,10 +46,12 @@ class ControllerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Builds the controller over a sim cloud with types A (spot) and B.
+  // Builds the controller over a sim cloud with types A (spot) and B. A's
+  // catalog options are {zone: a, disk: ssd}; jobs may set its zone.
   void Build(int cap_a, int cap_b, ControllerOptions opts = {}) {
     Json scenario = {{"version", 1},
-                     {"types", {{"A", {{"capacity", {{0, cap_a}}}}}, {"B", {{"capacity", {{0, cap_b}}}}}}}};
+                     {"types", {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
+                                {"B", {{"capacity", {{0, cap_b}}}}}}}};
     sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
                                          dir_ / "instances", &clock_, &spawner_);
     Json catalog = {{"version", 1}, {"types", Json::array()}};
@@ -57,6 +59,7 @@ class ControllerTest : public ::testing::Test {
       catalog["types"].push_back({{"name", name}, {"provider", "sim"}, {"cpus", 4},
                                   {"spot_price", kSpot}, {"on_demand_price", kOnDemand},
                                   {"default_market", "spot"}});
+    catalog["types"][0]["options"] = {{"zone", "a"}, {"disk", "ssd"}};
     opts.default_machine = "A";
     controller_ = std::make_unique<Controller>(
         store_.get(), blobs_.get(), std::move(Catalog::FromJson(catalog)).value(),
@@ -177,6 +180,73 @@ TEST_F(ControllerTest, CoolingInstanceIsReusedBySameUserOnly) {
   Settle();
   EXPECT_NE(Job(other).instance_id, inst) << "another user's job never takes it";
   EXPECT_EQ(sim_->launches(), 2);
+}
+
+TEST_F(ControllerTest, SettingsReachLaunchMergedOverTheCatalogOptions) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"settings", {{"zone", "b"}}}});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_FALSE(inst.empty());
+  EXPECT_EQ(sim_->LaunchedOptions(inst), Json({{"zone", "b"}, {"disk", "ssd"}}));
+  EXPECT_EQ(store_->GetInstance(inst)->info["settings"], Json({{"zone", "b"}}));
+  EXPECT_EQ(Job(job).ToApiJson()["settings"], Json({{"zone", "b"}}));
+
+  std::string plain = Submit("ann", {"A"});
+  Settle();
+  EXPECT_EQ(sim_->LaunchedOptions(Job(plain).instance_id), Json({{"zone", "a"}, {"disk", "ssd"}}))
+      << "without settings: the catalog's options as they are";
+}
+
+TEST_F(ControllerTest, CoolingInstanceIsReusedOnlyByJobsWithTheSameSettings) {
+  Build(10, 10);
+  Json zone_b = {{"cool_down_s", 600}, {"settings", {{"zone", "b"}}}};
+  std::string first = Submit("ann", {"A"}, zone_b);
+  Settle();
+  std::string b_inst = Job(first).instance_id;
+  RunJob(first, {});
+  ASSERT_EQ(store_->GetInstance(b_inst)->state, instance_state::kCooling);
+
+  std::string other_zone = Submit("ann", {"A"}, {{"cool_down_s", 600}, {"settings", {{"zone", "c"}}}});
+  Settle();
+  EXPECT_NE(Job(other_zone).instance_id, b_inst) << "launched with other settings";
+  std::string none = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  Settle();
+  EXPECT_NE(Job(none).instance_id, b_inst) << "a job without settings takes no instance with some";
+  EXPECT_EQ(sim_->launches(), 3);
+  EXPECT_EQ(sim_->LaunchedOptions(Job(other_zone).instance_id)["zone"], "c");
+  EXPECT_EQ(sim_->LaunchedOptions(Job(none).instance_id)["zone"], "a");
+
+  std::string same = Submit("ann", {"A"}, zone_b);
+  EXPECT_EQ(Job(same).instance_id, b_inst) << "same settings: the cooling instance, at once";
+  EXPECT_EQ(Job(same).state, job_state::kStarting);
+  RunJob(none, {});
+  std::string with = Submit("ann", {"A"}, {{"settings", {{"zone", "c"}}}});
+  Settle();
+  EXPECT_NE(Job(with).instance_id, Job(none).instance_id)
+      << "a job with settings takes no instance launched without";
+  EXPECT_EQ(sim_->launches(), 4);
+}
+
+TEST_F(ControllerTest, UnknownSettingIsRefusedBeforeAnyLaunch) {
+  Build(5, 5);
+  auto submit = [&](std::vector<std::string> machines, Json settings) {
+    Json spec = {{"command", {"python3", "train.py"}}, {"bundle", Bundle("ann")},
+                 {"machines", machines}, {"settings", settings}};
+    return controller_->SubmitJob("ann", spec).status();
+  };
+  Status s = submit({"A", "B"}, {{"zone", "b"}});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("setting 'zone' is not accepted by machine type 'B' (provider sim): "
+                             "it accepts no settings"), std::string::npos) << s.message();
+  s = submit({}, {{"region", "eu"}});  // the default type, A
+  EXPECT_NE(s.message().find("setting 'region' is not accepted by machine type 'A' (provider sim): "
+                             "it accepts zone"), std::string::npos) << s.message();
+  s = submit({"A"}, {{"zone", 3}});
+  EXPECT_NE(s.message().find("setting 'zone' must be a string"), std::string::npos) << s.message();
+  controller_->RunPass();
+  EXPECT_EQ(sim_->launches(), 0);
+  EXPECT_TRUE(store_->ListJobs("ann", "", "", 10)->empty()) << "no job was created";
 }
 
 TEST_F(ControllerTest, CoolingLaterTypeBeatsNewEarlierType) {

@@ -1,7 +1,7 @@
 // JobQueue: the requesting jobs that wait for an instance, in queue order,
 // grouped by placement key.
 //
-// Jobs with the same key (user, machine ids, fallback step) have the same
+// Jobs with the same key (user, machine ids, settings, fallback step) have the same
 // chance of being placed: once the first of a group finds no instance, the
 // ones behind it would find none either. The scheduler therefore walks
 // groups, not jobs (Controller::PlaceQueuedJobs): a pass costs

@@ -29,12 +29,21 @@ std::vector<MachineRequest> RequestsOf(const JobRecord& job) {
   return out;
 }
 
+// The provider settings a job asks for ({} when none).
+Json SettingsOf(const JobRecord& job) { return job.spec.value("settings", Json::object()); }
+
+// Settings as a key: equal settings, equal keys ("" for none; nlohmann's
+// objects are sorted, so dump() is canonical).
+std::string SettingsKey(const Json& settings) {
+  return settings.is_object() && !settings.empty() ? settings.dump() : "";
+}
+
 // Jobs with equal keys have the same chance of a placement (see JobQueue):
 // same user (quotas, reuse), same machine ids (types, markets, order), same
-// fallback step.
+// settings (which instances fit), same fallback step.
 std::string PlacementKey(const JobRecord& job) {
-  return job.user + '\n' + job.spec["machines"].dump() + '\n' +
-         std::to_string(job.sched.value("machine", 0));
+  return job.user + '\n' + job.spec["machines"].dump() + '\n' + SettingsKey(SettingsOf(job)) +
+         '\n' + std::to_string(job.sched.value("machine", 0));
 }
 
 std::string RequestName(const MachineRequest& req) {
@@ -90,13 +99,15 @@ void Controller::ScheduleWaitCheck(JobRecord& job, double at) {
 void Controller::IndexInstance(const InstanceRecord& inst) {
   auto old = free_entry_.find(inst.id);
   if (old != free_entry_.end()) {
-    free_[old->second.first].erase({old->second.second, inst.id});
+    auto bucket = free_.find(old->second.first);
+    bucket->second.erase({old->second.second, inst.id});
+    if (bucket->second.empty()) free_.erase(bucket);
     free_entry_.erase(old);
   }
   bool free = (inst.state == instance_state::kIdle || inst.state == instance_state::kCooling) &&
               inst.job_id.empty() && instances_.count(inst.id);
   if (!free) return;
-  FreeKey key{inst.user, inst.machine_type};
+  FreeKey key{inst.user, inst.machine_type, SettingsKey(inst.info.value("settings", Json::object()))};
   free_[key].insert({inst.state_since, inst.id});
   free_entry_[inst.id] = {key, inst.state_since};
 }
@@ -291,9 +302,8 @@ void Controller::ReuseNow(const std::string& user) {
 }
 
 bool Controller::HasFreeInstance(const std::string& user) const {
-  for (auto it = free_.lower_bound({user, ""}); it != free_.end() && it->first.first == user; ++it)
-    if (!it->second.empty()) return true;
-  return false;
+  auto it = free_.lower_bound({user, "", ""});
+  return it != free_.end() && std::get<0>(it->first) == user;  // buckets are never empty
 }
 
 // Jobs behind the first of a group that missed are not visited, but their
@@ -325,8 +335,9 @@ bool Controller::PlaceJob(JobRecord& job, Missed& missed) {
 
 bool Controller::TryReuseInstance(JobRecord& job) {
   // Earlier-listed types first; the longest-idle free instance of this user.
+  std::string settings = SettingsKey(SettingsOf(job));
   for (const MachineRequest& req : RequestsOf(job)) {
-    auto bucket = free_.find({job.user, req.type});
+    auto bucket = free_.find({job.user, req.type, settings});
     if (bucket == free_.end()) continue;
     for (const auto& [since, id] : bucket->second) {
       InstanceRecord& inst = instances_.at(id);
@@ -344,13 +355,15 @@ bool Controller::TryReuseInstance(JobRecord& job) {
 bool Controller::MakeRoomForInstance(JobRecord& job) {
   const Quota& quota = QuotaFor(job.user);
   if (ActiveInstances(job.user) < quota.max_active_instances) return true;
-  // Only the instance quota blocks: end the oldest cooling instance of a
-  // type this job cannot use.
-  std::set<std::string> usable;
-  for (const MachineRequest& r : RequestsOf(job)) usable.insert(r.type);
+  // Only the instance quota blocks: end the oldest cooling instance this job
+  // cannot use (another type, or launched with other settings).
+  std::set<FreeKey> usable;
+  std::string settings = SettingsKey(SettingsOf(job));
+  for (const MachineRequest& r : RequestsOf(job)) usable.insert({job.user, r.type, settings});
   InstanceRecord* oldest = nullptr;
-  for (auto it = free_.lower_bound({job.user, ""}); it != free_.end() && it->first.first == job.user; ++it) {
-    if (usable.count(it->first.second)) continue;
+  for (auto it = free_.lower_bound({job.user, "", ""}); it != free_.end() && std::get<0>(it->first) == job.user;
+       ++it) {
+    if (usable.count(it->first)) continue;
     for (const auto& [since, id] : it->second) {
       InstanceRecord& inst = instances_.at(id);
       if (inst.state == instance_state::kCooling && (!oldest || since < oldest->state_since)) oldest = &inst;
@@ -387,10 +400,12 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       return true;
     }
     const MachineRequest& req = reqs[i];
-    const MachineType* type = catalog_.Find(req.type);
-    Provider* provider = type ? ProviderFor(type->name) : nullptr;
+    const MachineType* listed = catalog_.Find(req.type);
+    Provider* provider = listed ? ProviderFor(listed->name) : nullptr;
     if (!provider) { FailAttempt(job, req.type, "no provider serves it"); continue; }
     if (!job.sched.contains("requested_at")) StartRequest(job, RequestName(req));
+    const MachineType launched = listed->WithSettings(SettingsOf(job));
+    const MachineType* type = &launched;
     if (provider->Available(*type) > 0) {
       InstanceRecord inst;
       inst.id = NewId("inst");
@@ -400,6 +415,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       inst.job_id = job.id;  // reserved for this job until it registers
       inst.created_at = inst.state_since = now;
       inst.info["market"] = req.market.empty() ? type->default_market : req.market;
+      if (!SettingsOf(job).empty()) inst.info["settings"] = SettingsOf(job);  // for reuse
       Status s = provider->Launch(*type, agent_launch_, &inst);
       if (!s.ok()) {
         if (s.code() == Code::kResourceExhausted) {  // raced: try next pass

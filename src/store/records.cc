@@ -32,6 +32,7 @@ Json JobRecord::ToApiJson() const {
             {"message", message},
             {"attempt", attempt},
             {"last_seq", last_seq}};
+  if (spec.contains("settings")) j["settings"] = spec["settings"];
   return j;
 }
 
@@ -49,6 +50,7 @@ Json InstanceRecord::ToApiJson(double now) const {
                            ? std::max(0.0, now - state_since)
                            : 0.0}};
   if (state == instance_state::kCooling) j["cool_until"] = cool_until;
+  if (info.contains("settings")) j["settings"] = info["settings"];
   return j;
 }
 

@@ -174,3 +174,23 @@ def test_node_down_requeues_and_resumes_from_checkpoint(syard, project, cluster)
     assert "resumed from epoch-2.ckpt: epoch2" in out
     assert out.index("first run line 3") < out.index("NODE_FAIL") < out.index("second run")
     assert cluster.sacct_state(slurm_id) == "NODE_FAIL"
+
+
+def test_set_settings_reach_sbatch_yard_yaml_first_flags_win(syard, project, cluster):
+    (project / "job.sh").write_text('echo "in partition $SLURM_JOB_PARTITION"\n')
+    (project / "yard.yaml").write_text(
+        'script: job.sh\nmachines: [slurm-1]\nsettings:\n  partition: debug\n  time: "5:00"\n')
+    proc = syard.run("fit", "--set", "time=7:00", cwd=project)
+    assert proc.stdout == "in partition debug\n"
+    job = syard.json("jobs")[0]
+    assert job["settings"] == {"partition": "debug", "time": "7:00"}
+    slurm_id = slurm_id_of(syard, job["instance"])
+    shown = cluster.run("scontrol", "show", "job", slurm_id)
+    assert "Partition=debug" in shown
+    assert "TimeLimit=00:07:00" in shown, "the flag wins over yard.yaml and the catalog's 10:00"
+
+    bad = syard.run("submit", "job.sh", "--set", "nodes=2", cwd=project, check=False)
+    assert bad.returncode != 0
+    assert ("setting 'nodes' is not accepted by machine type 'slurm-1' (provider slurm): "
+            "it accepts account, gres, mem, partition, qos, time") in bad.stderr
+    assert len(syard.json("jobs")) == 1, "no job was created"
