@@ -12,6 +12,7 @@
 #include "agent/chunk_cache.h"
 #include "agent/event_sender.h"
 #include "agent/event_spool.h"
+#include "agent/job_folders.h"
 #include "agent/job_runner.h"
 #include "agent/retry.h"
 #include "agent/stop_signal.h"
@@ -242,6 +243,11 @@ void Agent::Impl::ReapJob() {
 }
 
 void Agent::Impl::StartJob(Queued q) {
+  // Earlier attempts whose records are all delivered leave no copy behind.
+  RemoveDeliveredJobFolders(
+      config.work_dir + "/jobs",
+      q.assignment.job + "-" + std::to_string(q.assignment.attempt),
+      [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
   JobContext context{&config, spool.get(), cache.get(), uploader.get(), &stop, inherited_env};
   context.warm = warm.get();
   job = std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),

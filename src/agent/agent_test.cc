@@ -346,6 +346,21 @@ TEST_F(AgentTest, TheChunkCacheSavesFetchingABundleTwice) {
   EXPECT_EQ(state_->blob_gets, gets);
 }
 
+TEST_F(AgentTest, AFinishedJobsFolderIsRemovedOnceItsRecordsAreDelivered) {
+  StartAgent();
+  Assign("job-f1", "printf weights > \"$YARD_CHECKPOINT_DIR/epoch-001.pt\"");
+  EXPECT_EQ(WaitExit("job-f1")["exit_code"], 0);
+  ASSERT_TRUE(fs::exists(JobDir("job-f1") + "/checkpoints/epoch-001.pt"));
+  // Delivered: the spool deletes the attempt's file once the exit is acked.
+  ASSERT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-f1")); }));
+  Assign("job-f2", std::string("echo started; ") + kWaitForGo);
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-f2", "started\n"); }));
+  EXPECT_FALSE(fs::exists(JobDir("job-f1")));
+  EXPECT_TRUE(fs::exists(JobDir("job-f2") + "/work"));
+  Go("job-f2");
+  EXPECT_EQ(WaitExit("job-f2")["exit_code"], 0);
+}
+
 TEST_F(AgentTest, AJobGetsItsEnvironmentAndFolders) {
   AgentConfig config = Config();
   config.job_env = {{"FROM_CONFIG", "c"}, {"BOTH", "config"}};

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "common/files.h"
@@ -124,16 +125,30 @@ void LocalProvider::Release(const std::string& instance_id) {
 Status LocalProvider::Terminate(const InstanceRecord& inst) {
   Release(inst.id);
   int pid = inst.info.value("pid", 0);
-  if (pid <= 0 || !ProcessAlive(pid, inst.id)) return Status::Ok();
-  ::kill(pid, SIGTERM);
-  // The agent ends its job on SIGTERM; make sure it is gone even if stuck.
+  std::string dir = inst.info.value("dir", "");
   std::string marker = inst.id;
-  std::thread([pid, marker] {
-    for (int i = 0; i < 100 && ProcessAlive(pid, marker); ++i)
+  bool alive = pid > 0 && ProcessAlive(pid, marker);
+  if (alive) ::kill(pid, SIGTERM);
+  // The agent ends its job on SIGTERM; make sure it is gone even if stuck,
+  // then free the disk it used.
+  std::thread([pid, marker, dir, alive] {
+    for (int i = 0; alive && i < 100 && ProcessAlive(pid, marker); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (ProcessAlive(pid, marker)) ::kill(pid, SIGKILL);
+    if (alive && ProcessAlive(pid, marker)) ::kill(pid, SIGKILL);
+    for (int i = 0; alive && i < 50 && ProcessAlive(pid, marker); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!dir.empty() && !(pid > 0 && ProcessAlive(pid, marker))) ClearInstanceFolder(dir);
   }).detach();
   return Status::Ok();
+}
+
+void ClearInstanceFolder(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name == "agent.log" || name == "spool") continue;
+    std::filesystem::remove_all(entry.path(), ec);
+  }
 }
 
 bool LocalProvider::IsAlive(const InstanceRecord& inst) {

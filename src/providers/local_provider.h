@@ -44,6 +44,14 @@ class LocalProvider : public Provider {
   std::map<std::string, std::pair<std::vector<int>, std::vector<int>>> held_;  // GUARDED_BY(mu_)
 };
 
+// Empties an ended instance's folder (its job folders, chunk cache, Python
+// environments) but keeps agent.log for a look afterwards and spool/, which
+// holds any records an agent that died could not send (small; a later agent
+// started on the folder would send them). Everything removed is either on
+// the server already or a cache that only this instance could use. Call
+// only once the agent is gone.
+void ClearInstanceFolder(const std::string& dir);
+
 // Cores this process may run on (sched_getaffinity).
 int DetectHostCores();
 // GPUs listed by `nvidia-smi -L` (0 when it is absent or fails).

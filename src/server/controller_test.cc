@@ -89,8 +89,11 @@ class ControllerTest : public ::testing::Test {
 
   // Plays the agents: registers every started instance not yet registered.
   void RegisterStarted() {
-    for (const auto& id : spawner_.started)
-      if (registered_.insert(id).second) ASSERT_TRUE(controller_->RegisterAgent(id).ok());
+    for (const auto& id : spawner_.started) {
+      if (registered_.insert(id).second) {
+        ASSERT_TRUE(controller_->RegisterAgent(id).ok());
+      }
+    }
   }
 
   // Passes until instances granted so far have started agents, lets those

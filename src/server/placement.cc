@@ -122,7 +122,9 @@ void Controller::EraseInstance(const std::string& id) {
   if (it == instances_.end()) return;
   instances_of_[it->second.user] -= 1;
   instances_.erase(it);
-  IndexInstance(InstanceRecord{.id = id});  // drops its free_ entry
+  InstanceRecord gone;
+  gone.id = id;
+  IndexInstance(gone);  // drops its free_ entry
   heartbeats_.erase(id);
 }
 

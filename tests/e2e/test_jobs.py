@@ -53,6 +53,24 @@ def test_fetch_downloads_outputs(yard, project, tmp_path):
     assert (tmp_path / "got" / "checkpoints" / "c.bin").read_text() == "w\n"
 
 
+def test_ended_local_instance_frees_its_disk_and_keeps_its_log(yard, project, tmp_path):
+    # A cooling instance that runs job after job keeps no copy of earlier
+    # jobs; an ended one keeps only agent.log and its (empty) spool.
+    (project / "job.sh").write_text('head -c 3000000 /dev/urandom > "$YARD_CHECKPOINT_DIR/c.bin"\n')
+    first = yard.run("submit", "job.sh", "--cool-down", "30", cwd=project).stdout.strip()
+    instance = yard.wait_state(first, "succeeded")["instance"]
+    inst_dir = yard.home / "instances" / instance
+    assert (inst_dir / "jobs" / f"{first}-1" / "checkpoints" / "c.bin").exists()
+    second = yard.run("submit", "job.sh", "--cool-down", "0", cwd=project).stdout.strip()
+    assert yard.wait_state(second, "succeeded")["instance"] == instance  # reused while cooling
+    wait_for(lambda: sorted(p.name for p in inst_dir.iterdir()) == ["agent.log", "spool"],
+             timeout=30, what=f"{inst_dir} to hold only agent.log and spool/")
+    # Nothing the jobs wrote was lost with the folder.
+    for job_id in (first, second):
+        yard.run("fetch", job_id, "--to", tmp_path / job_id)
+        assert (tmp_path / job_id / "checkpoints" / "c.bin").stat().st_size == 3000000
+
+
 def test_cancel_ends_setsid_grandchild(yard, project):
     (project / "job.sh").write_text(
         "setsid sleep 1000 & echo grandchild $!\n"

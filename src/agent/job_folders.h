@@ -1,0 +1,28 @@
+// Removing the folders of finished job attempts from an instance.
+//
+// An attempt's folder (<work_dir>/jobs/<job>-<attempt>, see job_setup.h)
+// holds its bundle copy and every checkpoint, log and output it wrote. All
+// of that is on the server once the attempt's records are delivered: the
+// artifact watcher stores a file before its artifact record is spooled, and
+// the exit record comes after the final scan. The spool deletes an
+// attempt's file only when its exit (or abandonment) is acknowledged, so
+// "no spool file" is the proof that the folder is no longer needed.
+// Without this, a cooling instance that runs job after job keeps a copy of
+// every checkpoint it ever wrote until its disk is full.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace yard {
+
+// Removes every attempt folder under `jobs_dir` except `keep` (a folder
+// name, e.g. the attempt about to start) whose spool file no longer exists
+// (`spool_path(job, attempt)`); folders whose name is not <job>-<attempt>
+// are left alone. Returns how many were removed. Errors are ignored: a
+// folder that cannot be removed now is tried again next time.
+int RemoveDeliveredJobFolders(
+    const std::string& jobs_dir, const std::string& keep,
+    const std::function<std::string(const std::string& job, long long attempt)>& spool_path);
+
+}  // namespace yard
