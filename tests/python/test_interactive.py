@@ -19,7 +19,11 @@ pytestmark = pytest.mark.skipif(not YARD_TRAIN.exists(), reason=f"{YARD_TRAIN} n
 # from argv: 1 for the picker, many for the Ctrl-C cases, which interrupt
 # the job long before it could end.
 SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, signal, sys
+    # As an interactive shell would: a test run started in the background
+    # (`cmd &` without job control) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np, torch, trainyard
     mode, epochs = sys.argv[1], int(sys.argv[2])
     torch.manual_seed(0)
@@ -74,14 +78,23 @@ def test_picker_rejects_an_out_of_range_number_and_asks_again(home, tmp_path):
     assert job_of(home, result["job"])["machines"] == ["local"]
 
 
+LONG = 5000  # epochs: the job cannot end before the test interrupts it
+
+
 def interrupt_after_first_epoch(child):
-    child.expect(r"Epoch 1/200")
-    child.sendintr()
-    child.expect(r"\[d\]etach \(the job goes on\) or \[c\]ancel the job\? \[d/c\] ")
+    child.expect(rf"Epoch 1/{LONG}")
+    # Ctrl-C, as a user presses it; again if no prompt came (a busy machine
+    # can take a while to show it, and a keypress can be lost then).
+    for _ in range(3):
+        child.sendintr()
+        if child.expect([r"\[d\]etach \(the job goes on\) or \[c\]ancel the job\? \[d/c\] ",
+                         pexpect.TIMEOUT], timeout=15) == 0:
+            return
+    raise AssertionError("no detach-or-cancel prompt after three Ctrl-C")
 
 
 def test_ctrl_c_then_cancel_cancels_the_job(home, tmp_path):
-    child = run_script(home, tmp_path, "fixed", 200)
+    child = run_script(home, tmp_path, "fixed", LONG)
     interrupt_after_first_epoch(child)
     child.sendline("c")
     result = result_of(child)
@@ -91,7 +104,7 @@ def test_ctrl_c_then_cancel_cancels_the_job(home, tmp_path):
 
 
 def test_ctrl_c_then_detach_leaves_the_job_running(home, tmp_path):
-    child = run_script(home, tmp_path, "fixed", 200)
+    child = run_script(home, tmp_path, "fixed", LONG)
     interrupt_after_first_epoch(child)
     child.sendline("d")
     child.expect(r"detached; the job goes on\. Attach again with trainyard\.attach\('([^']+)'\)")
