@@ -76,54 +76,21 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   JobSpawnOptions options;
   options.argv = a_.command;
   options.env = JobEnvironment(ctx_.inherited_env, ctx_.config->job_env, a_, paths, resume_path);
-  // Tools built beside `yard` (yard-train) are found on the job's PATH.
-  if (!ctx_.config->yard_binary.empty()) {
-    std::string bin_dir = std::filesystem::path(ctx_.config->yard_binary).parent_path().string();
-    std::string& path = options.env["PATH"];
-    if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
-    if (!bin_dir.empty()) path = bin_dir + ":" + path;
-  }
-  // Precedence (docs/workflow.md, "Images"): --image, then a Dockerfile
-  // (container.h), then requirements.txt / environment.yml (environment.h),
-  // then the instance's own Python. Either is its own step with its time.
-  auto say = [this](const std::string& line) { Emit(OutputRecord("yard: " + line + "\n")); };
+  PutYardToolsOnPath(&options.env);
   ProcessCommandRunner podman;
   std::string container_id_file;
-  if (UsesContainer(a_, paths.work)) {
-    EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
-    StatusOr<std::string> cid = SetUpContainer(&podman, ctx_.config->work_dir, a_, paths, inside,
-                                               &options, say);
-    if (!cid.ok()) return FailEarly(1, cid.status().message());
-    container_id_file = *cid;
-    // A build runs to its end; a cancel that came meanwhile starts nothing.
-    if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
-  } else {
-    Status environment = SetUpJobEnvironment(ctx_.config->work_dir, paths.work, &options.env, say);
-    if (!environment.ok()) return FailEarly(1, "environment: " + environment.message());
+  if (Status runtime = SetUpRuntime(paths, resume_path, &podman, &options, &container_id_file);
+      !runtime.ok()) {
+    return FailEarly(1, runtime.message());
   }
+  // A build runs to its end; a cancel that came meanwhile starts nothing.
+  if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
-  if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
-    ProcessCommandRunner scontrol;
-    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options.env, paths, &scontrol);
-    if (!multi.ok()) {
-      return FailEarly(1, "could not start the job on " + std::to_string(a_.nodes) +
-                              " nodes: " + multi.status().message());
-    }
-    options.argv = std::move(multi->argv);
-    options.env = std::move(multi->env);
-    labeler_ = std::make_unique<RankLabeler>();
-  }
-  // A warm runner (warm_runner.h) becomes the job's process when it fits.
-  std::string warm_note;
-  std::unique_ptr<JobProcess> warm = ctx_.warm ? ctx_.warm->Take(options, &warm_note) : nullptr;
-  if (!warm_note.empty()) Emit(OutputRecord(warm_note));
-  StatusOr<std::unique_ptr<JobProcess>> process =
-      warm ? StatusOr<std::unique_ptr<JobProcess>>(std::move(warm)) : JobProcess::Start(options);
-  if (!process.ok()) {
-    return FailEarly(127, "could not start the job: " + process.status().message());
-  }
+  int start_failure_code = 0;
+  StatusOr<std::unique_ptr<JobProcess>> process = StartProcess(paths, &options, &start_failure_code);
+  if (!process.ok()) return FailEarly(start_failure_code, process.status().message());
   std::unique_ptr<ArtifactWatcher> watcher = MakeWatcher(paths);
   watcher->Start(ctx_.config->artifact_scan_interval);
   ExitInfo info = Pump(process->get(), paths);
@@ -140,6 +107,60 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   // The next job like this one finds a warm runner. Only now, so that the
   // import does not compete with this job's last artifact sync.
   if (ctx_.warm && !ctx_.agent_stop->stopped()) ctx_.warm->Prewarm(options);
+}
+
+void JobRunner::PutYardToolsOnPath(EnvMap* env) const {
+  // Tools built beside `yard` (yard-train) are found on the job's PATH.
+  if (ctx_.config->yard_binary.empty()) return;
+  std::string bin_dir = std::filesystem::path(ctx_.config->yard_binary).parent_path().string();
+  std::string& path = (*env)["PATH"];
+  if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";  // execvp's default
+  if (!bin_dir.empty()) path = bin_dir + ":" + path;
+}
+
+Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_path,
+                               CommandRunner* podman, JobSpawnOptions* options,
+                               std::string* container_id_file) {
+  // Precedence (docs/workflow.md, "Images"): --image, then a Dockerfile
+  // (container.h), then requirements.txt / environment.yml (environment.h),
+  // then the instance's own Python. Either is its own step with its time.
+  auto say = [this](const std::string& line) { Emit(OutputRecord("yard: " + line + "\n")); };
+  if (!UsesContainer(a_, paths.work)) {
+    Status environment = SetUpJobEnvironment(ctx_.config->work_dir, paths.work, &options->env, say);
+    return environment.ok() ? environment : FailedPrecondition("environment: " + environment.message());
+  }
+  EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
+  YARD_ASSIGN_OR_RETURN(*container_id_file,
+                        SetUpContainer(podman, ctx_.config->work_dir, a_, paths, inside, options, say));
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& paths,
+                                                             JobSpawnOptions* options,
+                                                             int* failure_exit_code) {
+  if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
+    ProcessCommandRunner scontrol;
+    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options->env, paths, &scontrol);
+    if (!multi.ok()) {
+      *failure_exit_code = 1;
+      return multi.status().WithContext("could not start the job on " +
+                                        std::to_string(a_.nodes) + " nodes");
+    }
+    options->argv = std::move(multi->argv);
+    options->env = std::move(multi->env);
+    labeler_ = std::make_unique<RankLabeler>();
+  }
+  // A warm runner (warm_runner.h) becomes the job's process when it fits.
+  std::string warm_note;
+  std::unique_ptr<JobProcess> warm = ctx_.warm ? ctx_.warm->Take(*options, &warm_note) : nullptr;
+  if (!warm_note.empty()) Emit(OutputRecord(warm_note));
+  if (warm) return warm;
+  StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(*options);
+  if (!process.ok()) {
+    *failure_exit_code = 127;
+    return process.status().WithContext("could not start the job");
+  }
+  return process;
 }
 
 std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {

@@ -23,6 +23,7 @@
 #include "agent/job_setup.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
+#include "common/command_runner.h"
 #include "client/transfer.h"
 
 namespace yard {
@@ -66,6 +67,20 @@ class JobRunner {
  private:
   void Main();
   void RunCommand(const JobPaths& paths, const std::string& resume_path);
+  // Puts the folder of `yard` (where yard-train sits) first on env's PATH.
+  void PutYardToolsOnPath(EnvMap* env) const;
+  // The job's runtime: a container (sets `container_id_file`, to remove it
+  // afterwards) or a Python environment, each shown as its own step. The
+  // error is the message to fail the job with.
+  Status SetUpRuntime(const JobPaths& paths, const std::string& resume_path,
+                      CommandRunner* podman, JobSpawnOptions* options,
+                      std::string* container_id_file);
+  // Starts the command: across nodes, in a warm runner that fits, or as a
+  // new process. On failure sets `failure_exit_code` (1: could not prepare,
+  // 127: could not run) and returns the message to fail with.
+  StatusOr<std::unique_ptr<JobProcess>> StartProcess(const JobPaths& paths,
+                                                     JobSpawnOptions* options,
+                                                     int* failure_exit_code);
   std::unique_ptr<ArtifactWatcher> MakeWatcher(const JobPaths& paths);
   ExitInfo Pump(JobProcess* process, const JobPaths& paths);
   void Emit(const Json& record);
