@@ -1,9 +1,12 @@
 #include "trainer/npy.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 namespace yard::trainer {
@@ -182,35 +185,79 @@ int64_t NpyArray::elements() const {
   return n;
 }
 
-StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& name) {
+namespace {
+
+// Parses the header at the start of `bytes` into `a` (dtype, shape) and sets
+// `data_offset` to where the data starts. `bytes` may hold only the file's
+// beginning, as long as the whole header is in it.
+Status ParseHeader(std::string_view bytes, NpyArray* a, size_t* data_offset) {
   std::string_view header, data;
+  YARD_RETURN_IF_ERROR(SplitHeader(bytes, &header, &data));
+  auto dict = HeaderParser(header).Parse();
+  if (!dict.ok()) return dict.status();
+  YARD_RETURN_IF_ERROR(FillFromHeader(*dict, a));
+  *data_offset = static_cast<size_t>(data.data() - bytes.data());
+  return Status::Ok();
+}
+
+Status CheckDataSize(const NpyArray& a, uint64_t have) {
+  uint64_t want = static_cast<uint64_t>(a.elements()) * NpyItemSize(a.dtype);
+  if (have == want) return Status::Ok();
+  return InvalidArgument("data holds " + std::to_string(have) + " bytes but shape and dtype need " +
+                         std::to_string(want) + " (truncated or not written by numpy.save)");
+}
+
+// Reads exactly `n` bytes at `offset` of `fd` into `out`.
+Status ReadExactly(int fd, uint64_t offset, char* out, size_t n) {
+  while (n > 0) {
+    ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return InvalidArgument(std::string("read failed: ") + (got < 0 ? std::strerror(errno) : "file shrank"));
+    out += got;
+    offset += static_cast<uint64_t>(got);
+    n -= static_cast<size_t>(got);
+  }
+  return Status::Ok();
+}
+
+// .npy headers are a few hundred bytes; this much of a file's start is
+// read to find it.
+constexpr size_t kHeaderWindow = 1 << 20;
+
+}  // namespace
+
+StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& name) {
   NpyArray a;
-  Status s = SplitHeader(bytes, &header, &data);
-  if (s.ok()) {
-    auto dict = HeaderParser(header).Parse();
-    s = dict.ok() ? FillFromHeader(*dict, &a) : dict.status();
-  }
-  if (s.ok()) {
-    uint64_t want = static_cast<uint64_t>(a.elements()) * NpyItemSize(a.dtype);
-    if (data.size() != want) {
-      s = InvalidArgument("data holds " + std::to_string(data.size()) +
-                          " bytes but shape and dtype need " + std::to_string(want) +
-                          " (truncated or not written by numpy.save)");
-    }
-  }
+  size_t offset = 0;
+  Status s = ParseHeader(bytes, &a, &offset);
+  if (s.ok()) s = CheckDataSize(a, bytes.size() - offset);
   if (!s.ok()) return s.WithContext(name);
-  a.data.assign(data.begin(), data.end());
+  a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.end());
   return a;
 }
 
+// Reads the header, then the data straight into the array: one pass over a
+// file of gigabytes, no second copy of it in memory.
 StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return NotFound(path + ": no such file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument(path + ": cannot open: " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return InvalidArgument(path + ": read failed");
-  return ParseNpy(bytes, path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return NotFound(path + ": no such file");
+  if (fd < 0) return InvalidArgument(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  NpyArray a;
+  Status s = ::fstat(fd, &st) == 0 ? Status::Ok() : InvalidArgument(std::string("stat: ") + std::strerror(errno));
+  uint64_t size = s.ok() ? static_cast<uint64_t>(st.st_size) : 0;
+  std::string window(std::min<uint64_t>(size, kHeaderWindow), '\0');
+  if (s.ok()) s = ReadExactly(fd, 0, window.data(), window.size());
+  size_t offset = 0;
+  if (s.ok()) s = ParseHeader(window, &a, &offset);
+  if (s.ok()) s = CheckDataSize(a, size - offset);
+  if (s.ok()) {
+    a.data.resize(size - offset);
+    s = ReadExactly(fd, offset, a.data.data(), a.data.size());
+  }
+  ::close(fd);
+  if (!s.ok()) return s.WithContext(path);
+  return a;
 }
 
 std::string EncodeNpy(const NpyArray& a) {

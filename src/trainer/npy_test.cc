@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 namespace yard::trainer {
 namespace {
@@ -85,6 +90,51 @@ TEST(NpyTest, MissingFileIsNotFound) {
   auto a = ReadNpy("/nonexistent/x.npy");
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), Code::kNotFound);
+}
+
+// A temporary file holding `bytes`; removed when the object goes.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& bytes) {
+    char tmpl[] = "/tmp/yard-npy-test-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    path_ = tmpl;
+    std::ofstream(path_, std::ios::binary) << bytes;
+    ::close(fd);
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(NpyTest, ReadsAFileLargerThanTheHeaderWindow) {
+  // 3 MB of data: read past the first MiB, where ReadNpy looks for the header.
+  std::vector<float> values(750000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  TempFile f(EncodeNpy(Floats({250000, 3}, values)));
+  auto a = ReadNpy(f.path());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{250000, 3}));
+  ASSERT_EQ(a->data.size(), values.size() * 4);
+  EXPECT_EQ(std::memcmp(a->data.data(), values.data(), a->data.size()), 0);
+}
+
+TEST(NpyTest, ATruncatedOrForeignFileIsRefusedWithItsName) {
+  std::string whole = EncodeNpy(Floats({2, 3}, {1, 2, 3, 4, 5, 6}));
+  TempFile truncated(whole.substr(0, whole.size() - 4));
+  auto a = ReadNpy(truncated.path());
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(a.status().message().find(truncated.path()), std::string::npos);
+  EXPECT_NE(a.status().message().find("truncated"), std::string::npos);
+  TempFile foreign("PK\x03\x04 a zip file, not an array");
+  auto b = ReadNpy(foreign.path());
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("not a .npy file"), std::string::npos);
+  TempFile empty("");
+  EXPECT_FALSE(ReadNpy(empty.path()).ok());
 }
 
 }  // namespace
