@@ -1,8 +1,11 @@
-"""online_fit at a terminal: the machine picker when machine_ids is None,
-and Ctrl-C while a job runs (cancel it, or detach and leave it running).
+"""online_fit at a terminal and in Jupyter: the machine picker when
+machine_ids is None, and Ctrl-C while a job runs (cancel it, or detach and
+leave it running).
 
-Each case runs a small script under a pseudo-terminal (pexpect), because
-both behaviours exist only when stdin and stderr are a terminal."""
+The terminal cases run a small script under a pseudo-terminal (pexpect),
+because both behaviours exist only when stdin and stderr are a terminal;
+the Jupyter case runs the same code in an IPython kernel and answers the
+picker through the kernel's stdin channel, as the notebook front end does."""
 import json
 import sys
 import textwrap
@@ -116,3 +119,40 @@ def test_ctrl_c_then_detach_leaves_the_job_running(home, tmp_path):
     home.client().post(f"/v1/jobs/{result['job']}/cancel", "{}")
     wait_for(lambda: job_of(home, result["job"])["state"] == "cancelled", timeout=60,
              what="the detached job to be cancelled")
+
+
+def test_picker_in_jupyter_asks_through_the_kernel(home, tmp_path):
+    jupyter_client = pytest.importorskip("jupyter_client")
+    from jupyter_client.kernelspec import KernelSpec
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    # This interpreter (the project's venv), not the system kernelspec's.
+    km._kernel_spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                 display_name="trainyard test", language="python")
+    km.start_kernel(env=home.env(), cwd=str(tmp_path))
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=120)
+        code = 'import sys\nsys.argv = ["fit_in_jupyter", "pick", "1"]\n' + SCRIPT
+        msg_id = kc.execute(code, allow_stdin=True)
+        request = kc.get_stdin_msg(timeout=120)
+        assert request["content"]["prompt"].startswith("Numbers or names, comma-separated")
+        kc.input("local-1cpu")
+        text = ""
+        while True:
+            msg = kc.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                text += msg["content"]["text"]
+            if msg["msg_type"] == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert "Choose machines, in order of preference:" in text
+    result = json.loads(text.split("RESULT ", 1)[1].splitlines()[0])
+    assert result["model"], text[-2000:]
+    assert job_of(home, result["job"])["machines"] == ["local-1cpu"]
