@@ -276,6 +276,9 @@ TEST_F(ControllerTest, InstanceEndsWhenCoolingExpires) {
   controller_->RunPass();
   EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kTerminated);
   EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider was told to end it";
+  // The finished job and the ended instance leave no notifier entry behind.
+  EXPECT_EQ(controller_->notifier().Version("job:" + job), controller_->notifier().Version("job:none"));
+  EXPECT_EQ(controller_->notifier().KeysHeld(), 1u) << "only the scheduler's key";
 }
 
 // Independent check of the price curve: numeric integration, 1 s steps.

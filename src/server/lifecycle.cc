@@ -25,6 +25,7 @@ void Controller::FinishJob(JobRecord& job, const std::string& state,
   double cool = job.spec.value("cool_down_s", 0.0);
   jobs_.erase(id);  // `job` dangles from here on
   cancel_sent_.erase(id);
+  notifier_.Forget(kJobKey + id);  // final: its followers have read their last news
   for (auto it = noted_.lower_bound(id + "|"); it != noted_.end() && it->rfind(id + "|", 0) == 0;)
     it = noted_.erase(it);
   auto it = instances_.find(inst_id);

@@ -126,6 +126,7 @@ void Controller::EraseInstance(const std::string& id) {
   gone.id = id;
   IndexInstance(gone);  // drops its free_ entry
   heartbeats_.erase(id);
+  notifier_.Forget(kInstanceKey + id);
 }
 
 // Place among the user's waiting jobs, older first.
