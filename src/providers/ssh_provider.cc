@@ -371,11 +371,36 @@ Status SshProvider::Terminate(const InstanceRecord& inst) {
   }
   Release(inst.id);
   if (!a || a->pid.empty()) return Status::Ok();
-  // Only our agent: the pid is checked against its command line (instance id).
-  std::string script = "if grep -q " + ShellQuote(inst.id) + " /proc/" + a->pid +
-                       "/cmdline 2>/dev/null; then kill -TERM " + a->pid + "; fi; true";
-  Post([this, host = a->host, script] { (void)Ssh(host, script); });
+  Post([this, host = a->host, script = TerminateScript(inst.id, a->pid, a->dir)] {
+    (void)Ssh(host, script);
+  });
   return Status::Ok();
+}
+
+std::string SshProvider::TerminateScript(const std::string& instance_id, const std::string& pid,
+                                         const std::string& dir) {
+  // Only our agent: the pid is checked against its command line (instance
+  // id). SIGTERM lets it end its job; SIGKILL after 10 s. Once it is gone,
+  // its folder is emptied but for agent.log and spool/ (what an agent that
+  // died could not send): job folders, chunk cache and environments served
+  // only this instance. Only a folder under instances/ is touched.
+  std::string p = "/proc/" + pid;
+  std::string script =
+      "if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then\n"
+      "  kill -TERM " + pid + "\n"
+      "  i=0; while [ -d " + p + " ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
+      "  if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then kill -KILL " +
+      pid + "; sleep 0.2; fi\n"
+      "fi\n";
+  if (dir.find("/instances/") != std::string::npos) {
+    std::string d = ShellQuote(dir);
+    script += "if [ -d " + d + " ] && ! grep -q " + ShellQuote(instance_id) + " " + p +
+              "/cmdline 2>/dev/null; then\n"
+              "  find " + d + " -mindepth 1 -maxdepth 1 ! -name agent.log ! -name spool "
+              "-exec rm -rf {} +\n"
+              "fi\n";
+  }
+  return script + "true";
 }
 
 bool SshProvider::IsAlive(const InstanceRecord& inst) {

@@ -106,6 +106,10 @@ class SshProvider : public Provider {
     std::chrono::steady_clock::time_point started;
   };
 
+  // The remote shell script that ends instance `instance_id`'s agent (pid)
+  // and frees its folder `dir`.
+  static std::string TerminateScript(const std::string& instance_id, const std::string& pid,
+                                     const std::string& dir);
   StatusOr<CommandResult> Ssh(const SshHost& host, const std::string& script,
                               const std::string& input = "");
   StatusOr<std::string> LocalBinaryHash();

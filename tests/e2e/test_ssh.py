@@ -68,6 +68,20 @@ def test_job_runs_on_a_host_after_yard_is_copied_there(hyard, hosts, project):
     assert hosts.listing(1, hosts.remote_dir / "bin") == before == ["yard", "yard-shim"]
 
 
+def test_an_ended_instance_frees_the_hosts_disk(hyard, hosts, project):
+    (project / "job.sh").write_text(JOB)
+    instances = hosts.remote_dir / "instances"
+    # Instances of earlier tests (no instances/ at all on a fresh host).
+    before = set(hosts.listing(1, hosts.remote_dir) and hosts.listing(1, instances))
+    assert hyard.run("fit", "job.sh", "--machines", "ssh-b", cwd=project).stdout == f"on {hosts.address(1)}\n"
+    # The job ran with no cool-down: its instance ends, and on the host only
+    # agent.log and spool/ stay of it (bundle copy, chunk cache, job folder go).
+    ids = set(hosts.listing(1, instances)) - before
+    assert len(ids) == 1, ids
+    wait_for(lambda: all(hosts.listing(1, instances / i) == ["agent.log", "spool"] for i in ids),
+             timeout=30, what="the ended instance's folder on the host to be emptied")
+
+
 def test_unreachable_host_is_a_failed_attempt_and_the_job_falls_back(hyard, hosts, project):
     hosts.stop_sshd(0)
     (project / "job.sh").write_text(JOB)
