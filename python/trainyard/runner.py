@@ -166,6 +166,8 @@ def main(argv):
             self._supports_tf_logs = True
 
         def on_epoch_begin(self, epoch, logs=None):
+            if delay > 0 and epoch > initial_epoch:
+                time.sleep(delay)  # between epochs, after the last one's checkpoint
             self.t0 = time.monotonic()
             self.last = 0.0
             self.epoch = epoch + 1
@@ -187,10 +189,14 @@ def main(argv):
             rec.update(logs)
             rec["seconds"] = round(secs, 4)
             write_metric(rec)
-            if delay > 0 and epoch + 1 < epochs:
-                time.sleep(delay)
 
-    callbacks = []
+    # Report first: an epoch's metric line is written before its checkpoint,
+    # and the agent spools metric lines before the artifact record of a file
+    # written after them. So wherever a preemption cuts, the server never
+    # holds a checkpoint without the metrics of the epochs it covers (a
+    # resumed run would leave a hole in the history); at worst it re-runs an
+    # epoch whose metric it has, and the newest values win.
+    callbacks = [Report()]
     if ckpt_dir:
         os.makedirs(ckpt_dir, exist_ok=True)
         callbacks.append(tf.keras.callbacks.ModelCheckpoint(
@@ -199,8 +205,6 @@ def main(argv):
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch",
                                                         write_graph=False, profile_batch=0))
-    # Report last, so an epoch's checkpoint exists before its metric line.
-    callbacks.append(Report())
 
     if initial_epoch >= epochs:
         print(f"Nothing to train: {initial_epoch} of {epochs} epochs already done", flush=True)

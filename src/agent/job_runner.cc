@@ -91,9 +91,10 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   int start_failure_code = 0;
   StatusOr<std::unique_ptr<JobProcess>> process = StartProcess(paths, &options, &start_failure_code);
   if (!process.ok()) return FailEarly(start_failure_code, process.status().message());
+  metrics_ = std::make_unique<MetricsTail>(paths.metrics);
   std::unique_ptr<ArtifactWatcher> watcher = MakeWatcher(paths);
   watcher->Start(ctx_.config->artifact_scan_interval);
-  ExitInfo info = Pump(process->get(), paths);
+  ExitInfo info = Pump(process->get());
   watcher->Stop();
   std::string not_removed = RemoveContainer(&podman, container_id_file);
   if (!not_removed.empty()) AgentLog("job " + a_.job + ": container not removed: " + not_removed);
@@ -170,15 +171,26 @@ std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
         if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
         return ctx_.uploader->Upload(path);
       },
-      [this](Json record) { Emit(record); });
+      // Metric lines written before the file are spooled before its
+      // artifact record: a server holding a checkpoint then holds the
+      // metrics of the epochs it covers (a resume leaves no hole in the
+      // history; the runners write an epoch's metrics before its checkpoint).
+      [this](Json record) {
+        EmitMetrics(/*final=*/false);
+        Emit(record);
+      });
   // The checkpoint we fetched to resume from is on the server already.
   if (a_.resume_from) watcher->MarkSynced("checkpoints", a_.resume_from->path);
   return watcher;
 }
 
-ExitInfo JobRunner::Pump(JobProcess* process, const JobPaths& paths) {
+void JobRunner::EmitMetrics(bool final) {
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  for (const Json& record : metrics_->Poll(final)) Emit(record);
+}
+
+ExitInfo JobRunner::Pump(JobProcess* process) {
   OutputSplitter splitter;
-  MetricsTail metrics(paths.metrics);
   bool terminated = false, open = true;
   std::optional<ExitInfo> exit;
   auto exit_seen = std::chrono::steady_clock::now();
@@ -193,12 +205,12 @@ ExitInfo JobRunner::Pump(JobProcess* process, const JobPaths& paths) {
     open = process->ReadAvailable(&data);
     if (labeler_) data = labeler_->Add(data, !open);
     for (std::string& piece : splitter.Add(data, !open)) Emit(OutputRecord(std::move(piece)));
-    for (const Json& record : metrics.Poll(false)) Emit(record);
+    EmitMetrics(/*final=*/false);
     if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();
     if (exit && std::chrono::steady_clock::now() - exit_seen > kDrainAfterExit) break;
   }
   for (std::string& piece : splitter.Add("", true)) Emit(OutputRecord(std::move(piece)));
-  for (const Json& record : metrics.Poll(true)) Emit(record);
+  EmitMetrics(/*final=*/true);
   return exit ? *exit : process->Wait();
 }
 

@@ -21,6 +21,7 @@
 #include "agent/event_spool.h"
 #include "agent/job_process.h"
 #include "agent/job_setup.h"
+#include "agent/metrics_tail.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
 #include "common/command_runner.h"
@@ -82,7 +83,10 @@ class JobRunner {
                                                      JobSpawnOptions* options,
                                                      int* failure_exit_code);
   std::unique_ptr<ArtifactWatcher> MakeWatcher(const JobPaths& paths);
-  ExitInfo Pump(JobProcess* process, const JobPaths& paths);
+  ExitInfo Pump(JobProcess* process);
+  // Spools the metric lines the job has written since the last call.
+  // Thread-safe: the pump and the artifact watcher both call it.
+  void EmitMetrics(bool final);
   void Emit(const Json& record);
   void FailEarly(int exit_code, const std::string& message);
   void Finish(int exit_code, const std::string& message, bool cancelled);
@@ -98,6 +102,8 @@ class JobRunner {
   std::atomic<bool> done_{false};
   std::atomic<bool> spool_error_logged_{false};
   std::unique_ptr<class RankLabeler> labeler_;  // multi-node jobs only
+  std::mutex metrics_mu_;
+  std::unique_ptr<MetricsTail> metrics_;  // GUARDED_BY(metrics_mu_); set before the watcher starts
   std::thread thread_;
 };
 
