@@ -71,7 +71,12 @@ class SweepTable {
 int FollowSweep(const HttpClient& client,
                 const std::vector<std::pair<std::string, std::string>>& jobs) {
   std::vector<Row> rows;
-  for (const auto& [id, desc] : jobs) rows.push_back(Row{id, desc});
+  for (const auto& [id, desc] : jobs) {
+    Row row;
+    row.id = id;
+    row.description = desc;
+    rows.push_back(std::move(row));
+  }
   SweepTable table(rows);
   std::vector<std::thread> followers;
   for (size_t i = 0; i < jobs.size(); ++i)
