@@ -109,15 +109,6 @@ BlobTimes UploadedBlobs(const std::string& blob_dir, double since) {
   return b;
 }
 
-double CopySeconds(const std::string& from, const std::string& to) {
-  double t0 = MonoNow();
-  PipedChild c = SpawnPiped({"cp", from, to});
-  close(c.out_fd);
-  int status = WaitChild(c.pid);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("cp failed");
-  return MonoNow() - t0;
-}
-
 int Main(int argc, char** argv) {
   double mib = argc > 1 ? std::atof(argv[1]) : 256;
   uint64_t bytes = static_cast<uint64_t>(mib * 1024 * 1024);

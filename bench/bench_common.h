@@ -121,6 +121,16 @@ inline int WaitChild(pid_t pid) {
   return status;
 }
 
+// Wall seconds of `cp from to` (the reference of the transfer benchmarks).
+inline double CopySeconds(const std::string& from, const std::string& to) {
+  double t0 = MonoNow();
+  PipedChild c = SpawnPiped({"cp", from, to});
+  close(c.out_fd);
+  int status = WaitChild(c.pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("cp failed");
+  return MonoNow() - t0;
+}
+
 // Runs `argv` to the end with stdout/stderr on a pipe that is read and
 // discarded; returns the bytes read.
 inline uint64_t RunDrained(const std::vector<std::string>& argv) {

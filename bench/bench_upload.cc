@@ -72,15 +72,6 @@ void WriteNpy(const std::string& path, uint64_t count) {
   if (std::fclose(f) != 0) Die("writing " + path + " (disk full?)");
 }
 
-double CopySeconds(const std::string& from, const std::string& to) {
-  double t0 = MonoNow();
-  PipedChild c = SpawnPiped({"cp", from, to});
-  close(c.out_fd);
-  int status = WaitChild(c.pid);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("cp failed");
-  return MonoNow() - t0;
-}
-
 struct Upload {
   double seconds = 0;
   TransferStats stats;

@@ -25,6 +25,7 @@
 #include "client/http_client.h"
 #include "common/hashing.h"
 #include "common/status.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard::agent_testing {
 
@@ -41,23 +42,7 @@ inline bool WaitFor(const std::function<bool()>& condition,
   return true;
 }
 
-// A fresh folder, removed with its contents at destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = ::testing::TempDir() + "/yard_agent_test.XXXXXX";
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-    EXPECT_FALSE(path_.empty());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 // What one POST /events request looked like.
 struct EventsCall {

@@ -115,18 +115,6 @@ StatusOr<std::string> ReadRange(int fd, const std::string& path, uint64_t offset
   return buf;
 }
 
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // ---- Uploading --------------------------------------------------------------
 
 // One upload. The producer (the caller's thread) cuts chunks and Offer()s

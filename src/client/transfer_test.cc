@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -25,22 +26,7 @@ std::string RandomBytes(size_t n, unsigned seed) {
   return s;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = ::testing::TempDir() + "/yard_transfer_test.XXXXXX";
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-    EXPECT_FALSE(path_.empty());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 // The server's blob routes in memory (httplib on 127.0.0.1, port 0).
 class FakeBlobServer {

@@ -9,24 +9,11 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "common/files.h"
 #include "common/hashing.h"
 
 namespace yard {
 namespace {
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Closes now, reporting the error a deferred write may surface at close.
-  int Close() { int r = ::close(fd_); fd_ = -1; return r; }
-
- private:
-  int fd_;
-};
 
 Status WriteAll(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {

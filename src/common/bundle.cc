@@ -12,24 +12,11 @@
 #include <filesystem>
 #include <memory>
 
+#include "common/files.h"
 #include "common/hashing.h"
 
 namespace yard {
 namespace {
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
-  ScopedFd(ScopedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  ScopedFd& operator=(ScopedFd&& o) noexcept { std::swap(fd_, o.fd_); return *this; }
-  int get() const { return fd_; }
-  // Closes now, reporting the error a deferred write may surface at close.
-  int Close() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
 
 // ---- gitignore patterns --------------------------------------------------
 

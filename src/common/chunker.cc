@@ -11,6 +11,7 @@
 #include <memory>
 #include <system_error>
 
+#include "common/files.h"
 #include "common/hashing.h"
 
 namespace yard {
@@ -139,18 +140,6 @@ class HashPipeline {
   const ChunkVisitor& visit_;
   std::string_view pending_;
   std::future<std::string> hash_;
-};
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() { if (fd_ >= 0) ::close(fd_); }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
 };
 
 // Reads until `buf` holds `cap` bytes or the file ends; sets `eof` at the end.

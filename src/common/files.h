@@ -1,12 +1,35 @@
 // Small file helpers used across roles.
 #pragma once
 
+#include <unistd.h>
+
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/status.h"
 
 namespace yard {
+
+// Owns a file descriptor: closed when this goes away, unless Close() did it.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd = -1) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ScopedFd(ScopedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  ScopedFd& operator=(ScopedFd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int get() const { return fd_; }
+  // Closes now, reporting the error a deferred write may surface at close.
+  int Close() { return ::close(std::exchange(fd_, -1)); }
+
+ private:
+  int fd_;
+};
 
 StatusOr<std::string> ReadFile(const std::string& path);
 // Writes to `path.tmp-<pid>` then renames over `path`, so readers see the

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <map>
 
+#include "common/files.h"
+
 namespace yard::trainer {
 namespace {
 
@@ -239,7 +241,8 @@ StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& name) {
 // Reads the header, then the data straight into the array: one pass over a
 // file of gigabytes, no second copy of it in memory.
 StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ScopedFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  int fd = file.get();
   if (fd < 0 && errno == ENOENT) return NotFound(path + ": no such file");
   if (fd < 0) return InvalidArgument(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
@@ -255,7 +258,6 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
     a.data.resize(size - offset);
     s = ReadExactly(fd, offset, a.data.data(), a.data.size());
   }
-  ::close(fd);
   if (!s.ok()) return s.WithContext(path);
   return a;
 }

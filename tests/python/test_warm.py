@@ -12,18 +12,10 @@ from conftest import YARD_TRAIN, processes_matching, wait_for
 
 tf = pytest.importorskip("tensorflow")
 import trainyard  # noqa: E402
+from test_fit_keras import make_model  # noqa: E402
 
 WARM_LINE = "yard: warm runner (tensorflow imported"
 COOL_S = 120
-
-
-def make_model(seed=1):
-    tf.keras.utils.set_random_seed(seed)
-    m = tf.keras.Sequential([tf.keras.Input(shape=(64,)), tf.keras.layers.Dense(32, activation="relu"),
-                             tf.keras.layers.Dense(10, activation="softmax")])
-    m.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
-              metrics=["accuracy"])
-    return m
 
 
 def output_of(events):
