@@ -16,6 +16,7 @@ APT_PACKAGES=(
   python3-venv python3-pip
   pybind11-dev python3-dev
   libyaml-cpp-dev
+  libpugixml-dev  # XML of the EC2 Query API (src/aws)
   python3-nbclient python3-nbformat python3-ipykernel
   procps util-linux
   slurm-wlm munge openssh-server openssh-client iproute2
@@ -34,6 +35,8 @@ REQUIREMENTS="$REPO_ROOT/scripts/requirements-dev.txt"
 CONSTRAINTS="$REPO_ROOT/scripts/constraints.txt"
 BUILD_DIR="$REPO_ROOT/build"
 BUILD_TYPE=RelWithDebInfo
+EC2_METADATA_MOCK=/usr/local/bin/ec2-metadata-mock
+EC2_METADATA_MOCK_VERSION=v1.13.0
 
 step() { printf '\n==> [setup %3ds] %s\n' "$SECONDS" "$*"; }
 note() { printf '    %s\n' "$*"; }
@@ -145,11 +148,11 @@ def pins(path):
             line = raw.split("#", 1)[0].strip()
             if not line or line.startswith("-"):
                 continue
-            m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;]+)", line)
+            m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
             if not m:
                 print(f"    cannot check '{line}' without pip")
                 sys.exit(1)
-            out.append(m.groups())
+            out.append((m.group(1), m.group(2)))
     return out
 
 def installed(name):
@@ -183,6 +186,33 @@ else
 fi
 "$VENV/bin/python" -c 'import numpy; assert numpy.__version__ == "1.24.2", numpy.__file__' ||
   die "the venv's numpy is not Debian's 1.24.2 (something shadowed it)"
+
+# --------------------------------------------------------------------------
+step "ec2-metadata-mock $EC2_METADATA_MOCK_VERSION (Amazon's instance metadata mock, for the AWS tests)"
+# Built from the Go module proxy into /usr/local/bin, shared by every tree on
+# the machine. It needs Go >= 1.23 (its go.mod): the machine's Go if it has
+# one, else Debian's golang-go (1.19 in Debian 12, too old: then the IMDS
+# tests skip, saying so).
+if [[ "$("$EC2_METADATA_MOCK" --version 2>/dev/null)" == "$EC2_METADATA_MOCK_VERSION" ]]; then
+  note "$EC2_METADATA_MOCK is $EC2_METADATA_MOCK_VERSION; skipping"
+else
+  GO="$(command -v go || true)"
+  [[ -n "$GO" || ! -x /usr/local/go/bin/go ]] || GO=/usr/local/go/bin/go
+  if [[ -z "$GO" ]]; then
+    note "no Go toolchain: installing Debian's golang-go"
+    apt-get install -y --no-install-recommends golang-go && GO="$(command -v go || true)"
+  fi
+  GOBIN_TMP="$(mktemp -d)"
+  if [[ -n "$GO" ]] && GOBIN="$GOBIN_TMP" "$GO" install \
+    "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$EC2_METADATA_MOCK_VERSION"; then
+    install -m 0755 "$GOBIN_TMP/ec2-metadata-mock" "$EC2_METADATA_MOCK"
+    note "installed $EC2_METADATA_MOCK"
+  else
+    note "WARNING: could not build ec2-metadata-mock with '${GO:-no go}' ($("${GO:-false}" version 2>/dev/null || true));"
+    note "the tests that need it (src/aws IMDS, spot interruption) will skip. It needs Go >= 1.23."
+  fi
+  rm -rf "$GOBIN_TMP"
+fi
 
 # --------------------------------------------------------------------------
 step "Python package trainyard (python/, importable from .venv)"

@@ -40,14 +40,24 @@ enum class Ec2ErrorKind {
 
 struct Ec2Error {
   Ec2ErrorKind kind = Ec2ErrorKind::kNone;
+  int http_status = 0;     // EC2's HTTP status; 0 when EC2 did not answer
   std::string code;        // EC2's code, e.g. "InsufficientInstanceCapacity"
   std::string message;     // EC2's message
   std::string request_id;
-  // For UnauthorizedOperation: the IAM action that was refused when EC2
-  // names it (e.g. "ec2:RunInstances"); empty otherwise.
+  // For kAuth errors about permissions (UnauthorizedOperation,
+  // AccessDenied): the IAM action that was refused, as EC2 names it in the
+  // message ("... not authorized to perform: ec2:RunInstances ..."), else
+  // "ec2:" + the call's Action (the message then says it was inferred).
+  // Empty for other errors.
   std::string missing_action;
 };
-Ec2ErrorKind ClassifyEc2Error(const std::string& code);
+// Classifies EC2's error code (a "Client."/"Server." prefix is ignored).
+// A code not listed above is kTransient when `http_status` is 5xx, else
+// kBadRequest. RequestLimitExceeded/Throttling classify as kCapacity: that is
+// what a caller sees once the client's own retries have run out.
+Ec2ErrorKind ClassifyEc2Error(const std::string& code, int http_status = 0);
+// "capacity", "auth", "bad_request", "not_found", "transient", "none".
+const char* Ec2ErrorKindName(Ec2ErrorKind kind);
 
 struct Tag {
   std::string key;
