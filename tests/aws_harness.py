@@ -75,6 +75,12 @@ prints one JSON line {"moto": url, "proxy": url, "subnet_id", "vpc_id",
 "image_id", "admin_keys": [id, secret] | null, "imds": url | null} once
 everything answers, and stops it all when its stdin closes (so a test that
 dies does not leave servers behind) or on SIGTERM.
+
+    .venv/bin/python tests/aws_harness.py metadata-mock [--imdsv2-only]
+        [--spot-terminate-after N] [--config-json '{"metadata": {"values": {...}}}']
+
+does the same for ec2-metadata-mock alone and prints {"imds": url}.
+src/aws/harness_testing.h runs both from C++ tests.
 """
 import argparse
 import http.client
@@ -526,15 +532,27 @@ def _serve(args):
                           "subnet_id": subnet_id, "image_id": moto.any_image(),
                           "admin_keys": list(moto.admin_keys) if moto.admin_keys else None,
                           "imds": imds.url if imds else None}), flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-        stop.wait()
+        _wait_for_stdin_close_or_sigterm()
     finally:
         proxy.stop()
         moto.stop()
         if imds:
             imds.stop()
+
+
+def _wait_for_stdin_close_or_sigterm():
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+
+
+def _metadata_mock(args):
+    config = json.loads(args.config_json) if args.config_json else None
+    with MetadataMock(imdsv2_only=args.imdsv2_only, spot_terminate_after=args.spot_terminate_after,
+                      config=config) as imds:
+        print(json.dumps({"imds": imds.url}), flush=True)
+        _wait_for_stdin_close_or_sigterm()
 
 
 def main():
@@ -544,7 +562,15 @@ def main():
     serve.add_argument("--enforce-auth", action="store_true")
     serve.add_argument("--metadata-mock", nargs=argparse.REMAINDER, default=None,
                        help="start ec2-metadata-mock too, with these arguments")
-    _serve(parser.parse_args())
+    mock = sub.add_parser("metadata-mock", help="ec2-metadata-mock alone until stdin closes")
+    mock.add_argument("--imdsv2-only", action="store_true")
+    mock.add_argument("--spot-terminate-after", type=int, default=None)
+    mock.add_argument("--config-json", default=None, help="the mock's JSON config (-c)")
+    args = parser.parse_args()
+    if args.command == "serve":
+        _serve(args)
+    else:
+        _metadata_mock(args)
 
 
 if __name__ == "__main__":
