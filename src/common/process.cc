@@ -1,5 +1,6 @@
 #include "common/process.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -27,6 +28,22 @@ bool ProcessAlive(int pid, const std::string& marker) {
   return cmd.ok() && cmd->find(marker) != std::string::npos;
 }
 
+namespace {
+
+// Reads exactly `n` bytes unless the writers close first; returns how many.
+size_t ReadFull(int fd, void* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, static_cast<char*>(buf) + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
+}  // namespace
+
 StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
                             const std::vector<std::string>& env, const std::string& log_path) {
   // Everything the children use is prepared before fork: after fork in a
@@ -39,10 +56,22 @@ StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
   int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return ErrnoStatus("cannot open " + log_path);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) { ::close(log_fd); ::close(null_fd); return ErrnoStatus("pipe"); }
+  // pid_pipe carries the grandchild's pid; exec_pipe stays open (CLOEXEC)
+  // until the grandchild's execve succeeds, or carries its errno when it
+  // fails. The pid is returned only after the exec: before it, the
+  // grandchild's /proc cmdline is still ours and ProcessAlive(pid, marker)
+  // would call a starting process dead (the lost-at-provisioning race).
+  int pid_pipe[2], exec_pipe[2];
+  if (::pipe2(pid_pipe, O_CLOEXEC) != 0) { ::close(log_fd); ::close(null_fd); return ErrnoStatus("pipe"); }
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    for (int fd : {log_fd, null_fd, pid_pipe[0], pid_pipe[1]}) ::close(fd);
+    return ErrnoStatus("pipe");
+  }
   pid_t child = ::fork();
-  if (child < 0) return ErrnoStatus("fork");
+  if (child < 0) {
+    for (int fd : {log_fd, null_fd, pid_pipe[0], pid_pipe[1], exec_pipe[0], exec_pipe[1]}) ::close(fd);
+    return ErrnoStatus("fork");
+  }
   if (child == 0) {
     ::setsid();
     pid_t grandchild = ::fork();
@@ -51,21 +80,29 @@ StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
       ::dup2(log_fd, 1);
       ::dup2(log_fd, 2);
       ::execve(cargv[0], cargv.data(), cenv.data());
+      int err = errno;
+      ssize_t ignored = ::write(exec_pipe[1], &err, sizeof(err));
+      (void)ignored;
       ::_exit(127);
     }
-    ssize_t ignored = ::write(pipefd[1], &grandchild, sizeof(grandchild));
+    ssize_t ignored = ::write(pid_pipe[1], &grandchild, sizeof(grandchild));
     (void)ignored;
     ::_exit(0);
   }
-  ::close(pipefd[1]);
-  ::close(log_fd);
-  ::close(null_fd);
+  for (int fd : {pid_pipe[1], exec_pipe[1], log_fd, null_fd}) ::close(fd);
   pid_t grandchild = -1;
-  ssize_t n = ::read(pipefd[0], &grandchild, sizeof(grandchild));
-  ::close(pipefd[0]);
+  size_t n = ReadFull(pid_pipe[0], &grandchild, sizeof(grandchild));
+  ::close(pid_pipe[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
+  int exec_errno = 0;
+  size_t e = ReadFull(exec_pipe[0], &exec_errno, sizeof(exec_errno));  // EOF at the exec
+  ::close(exec_pipe[0]);
   if (n != sizeof(grandchild) || grandchild <= 0) return Internal("could not start " + argv[0]);
+  if (e == sizeof(exec_errno)) {
+    errno = exec_errno;
+    return ErrnoStatus("cannot run " + argv[0]);
+  }
   return static_cast<int>(grandchild);
 }
 

@@ -9,7 +9,9 @@
 namespace yard {
 
 // Starts `argv` detached (new session, double fork so init reaps it, stdio
-// to `log_path`), with environment `env`. Returns its pid.
+// to `log_path`), with environment `env`. Returns its pid once `argv[0]` has
+// been exec'd (so ProcessAlive(pid, marker) holds from the first moment);
+// an error naming errno when the exec fails.
 StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
                             const std::vector<std::string>& env, const std::string& log_path);
 
