@@ -8,8 +8,22 @@ _EPOCH_LINE = re.compile(r"^Epoch \d+/\d+ - ")
 _SKIP_KEYS = {"epoch", "epochs", "event", "seconds", "samples_per_s", "step", "steps"}
 
 
+# The server's messages name the CLI's flags; here the caller wrote Python.
+_PARAMETER_OF_FLAG = {
+    "--wait-new-job-interval": "wait_new_job_create_interval", "--wait-new-job": "wait_new_job_create_s",
+    "--wait-request": "wait_request_s", "--cool-down": "cool_down_period_s", "--machines": "machine_ids",
+    "--description": "description",
+}
+_FLAG = re.compile(r"--[a-z][a-z-]*")
+
+
+def python_words(msg):
+    """`msg` with each CLI flag that is an online_fit parameter named as one."""
+    return _FLAG.sub(lambda m: _PARAMETER_OF_FLAG.get(m.group(0), m.group(0)), msg)
+
+
 def info(msg):
-    print(f"trainyard: {msg}", file=sys.stderr, flush=True)
+    print(f"trainyard: {python_words(msg)}", file=sys.stderr, flush=True)
 
 
 def human(n):
@@ -36,8 +50,9 @@ def _is_terminal():
 
 
 class LiveView:
-    def __init__(self, job_id, out=None, epochs=None):
+    def __init__(self, job_id, out=None, epochs=None, verbose=1):
         self.job_id = job_id
+        self.verbose = verbose  # as Model.fit's: 0 no epochs shown, 2 no bar
         self.epochs = epochs  # total, when the metrics do not say
         self.out = out or sys.stdout
         self.tty = _is_terminal()
@@ -58,6 +73,8 @@ class LiveView:
             if ev.get("instance"):
                 self.instance = ev["instance"]
             where = f" on {ev['instance']}" if ev.get("instance") else ""
+            if msg.startswith(f"{state}: "):  # "waiting: ..." after the state: say it once
+                msg = msg[len(state) + 2:]
             info(f"{self.job_id} {state}{where}" + (f": {msg}" if msg else ""))
         elif kind == "decision":
             self._end_bar()
@@ -84,7 +101,7 @@ class LiveView:
             self._end_bar()
             info("warning: " + str(v.get("message")))
         elif event == "progress":
-            if not self.tty:
+            if not self.tty or self.verbose != 1:
                 return
             step, steps = v.get("step", 0), v.get("steps", 0) or 1
             width = 30
@@ -95,6 +112,8 @@ class LiveView:
             self.out.flush()
             self.bar_open = True
         elif "epoch" in v:
+            if self.verbose == 0:
+                return
             if self.bar_open:
                 self.out.write("\r\033[K")
                 self.bar_open = False

@@ -7,6 +7,8 @@ creates a job whose command runs the runner (Keras) or yard-train
 (TorchScript), follows its events, mirrors its checkpoints and logs, and
 fetches the trained model from the job's outputs.
 """
+import difflib
+import inspect
 import json
 import os
 import shutil
@@ -19,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trainyard import display, picker, record as recordmod
+from trainyard import display, interrupt, picker, record as recordmod
 from trainyard._native import native, yard_binary
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESERVED_KEYS = ("batch_size", "epochs", "validation_data")
 # model.fit arguments the fit spec already decides.
-KERAS_REFUSED = ("x", "y", "callbacks", "initial_epoch", "verbose")
+KERAS_REFUSED = ("x", "y", "callbacks", "initial_epoch")
+# Taken by the live view here (how much of the training it shows), as
+# Model.fit takes it: 0 silent, 2 a line per epoch, 1/"auto" also a bar.
+VERBOSE_VALUES = (0, 1, 2, "auto")
 TORCH_KEYS = {
     "loss": ("cross_entropy", "nll", "bce_with_logits", "mse", "l1", "smooth_l1", "huber"),
     "optimizer": ("adam", "adamw", "sgd"),
@@ -36,6 +41,8 @@ TORCH_METRICS = ("accuracy", "mae", "mse")
 # test knobs of the runner; see runner.py).
 FORWARDED_ENV = ("TRAINYARD_LOGICAL_CPUS", "TRAINYARD_EPOCH_DELAY_S")
 HISTORY_SKIP = {"epoch", "epochs", "event", "seconds", "samples_per_s"}
+# Providers whose instances run on this host, where this interpreter exists.
+SAME_HOST_PROVIDERS = ("local", "sim")
 
 # The last upload's numbers ({"data_chunks_sent", "data_chunks_total",
 # "chunks_sent", "chunks_total", "bytes_sent"}), for the curious and the tests.
@@ -95,6 +102,70 @@ def _check_data_value(key, value, path):
                      "callbacks and functions cannot (checkpoints and TensorBoard logs are built in)")
 
 
+def _nearest(name, choices):
+    """ "; did you mean 'shuffle'?" for a near miss, else ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _check_fit_kwarg_names(model, framework, fit_kwargs):
+    """Names checked where they go: Model.fit's signature (Keras) or
+    yard-train's keys, before anything is sent."""
+    if framework == "torchscript":
+        for key in fit_kwargs:
+            if key not in TORCH_KEYS and key not in RESERVED_KEYS and key != "verbose":
+                raise ValueError(f"fit_kwargs['{key}'] is not known to yard-train{_nearest(key, TORCH_KEYS)} "
+                                 f"(allowed: {', '.join(TORCH_KEYS)})")
+        return
+    try:
+        params = inspect.signature(model.fit).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in fit_kwargs:
+        if key not in params:
+            raise ValueError(f"fit_kwargs['{key}'] is not an argument of {type(model).__name__}.fit"
+                             f"{_nearest(key, params)}")
+
+
+def _dims(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _check_shapes(model, framework, x, y, val):
+    """The arrays against a Keras model's single input and output, when the
+    model says what it takes (a built Sequential or functional model)."""
+    if framework != "keras":
+        return
+    try:
+        want_in, want_out = model.input_shape, model.output_shape
+    except Exception:  # noqa: BLE001 - unbuilt or subclassed: nothing to check against
+        return
+    if not (isinstance(want_in, tuple) and isinstance(want_out, tuple)):
+        return  # several inputs or outputs: Keras says it on the instance
+    pairs = [("train_X", x, "train_Y", y)]
+    if val is not None:
+        pairs.append(("validation_data[0]", val[0], "validation_data[1]", val[1]))
+    for xname, xa, yname, ya in pairs:
+        got = (None,) + tuple(xa.shape[1:])
+        if len(got) != len(want_in) or any(w is not None and w != g for w, g in zip(want_in[1:], got[1:])):
+            raise ValueError(f"{xname} has rows of shape {_dims(xa.shape[1:])} but the model's input is "
+                             f"{_dims(want_in)} (first dimension: the samples)")
+        out = want_out[-1] if len(want_out) > 1 else None
+        if ya.ndim >= 2 and out is not None and ya.shape[-1] not in (1, out):
+            raise ValueError(f"{yname} has rows of shape {_dims(ya.shape[1:])} but the model's output is "
+                             f"{_dims(want_out)}")
+
+
+def _check_verbose(fit_kwargs):
+    verbose = fit_kwargs.get("verbose", "auto")
+    if isinstance(verbose, bool) or verbose not in VERBOSE_VALUES:
+        raise ValueError(f"fit_kwargs['verbose'] must be one of 0, 1, 2, 'auto' (as for Model.fit), "
+                         f"got {verbose!r}")
+    return 1 if verbose == "auto" else int(verbose)
+
+
 def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs):
     framework = _framework(model)
     if framework == "keras" and getattr(model, "optimizer", None) is None:
@@ -122,8 +193,12 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
         fit_kwargs = {}
     if not isinstance(fit_kwargs, dict):
         raise ValueError("fit_kwargs must be a dict")
+    _check_fit_kwarg_names(model, framework, fit_kwargs)
+    _check_shapes(model, framework, x, y, val)
     json_kwargs, arrays = {}, {}
     for key, value in fit_kwargs.items():
+        if key == "verbose":
+            continue  # the live view's (see _check_verbose)
         if key in RESERVED_KEYS:
             raise ValueError(f"fit_kwargs may not repeat '{key}': pass it as online_fit's own argument")
         if framework == "keras" and key in KERAS_REFUSED:
@@ -138,8 +213,6 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
         json_kwargs[key] = _check_data_value(key, value, "")
     if framework == "torchscript":
         for key, value in json_kwargs.items():
-            if key not in TORCH_KEYS:
-                raise ValueError(f"fit_kwargs['{key}'] is not known to yard-train; allowed: {', '.join(TORCH_KEYS)}")
             allowed = TORCH_KEYS[key]
             if allowed and value not in allowed:
                 raise ValueError(f"fit_kwargs['{key}'] = {value!r} is not known; allowed: {', '.join(allowed)}")
@@ -187,6 +260,8 @@ def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, 
             "train_x": "data/train_x.npy", "train_y": "data/train_y.npy",
             "batch_size": int(batch_size), "epochs": int(epochs), "seed": seed,
             "fit_kwargs": json_kwargs, "fit_arrays": {}}
+    if framework == "keras" and "tensorflow" in sys.modules:
+        spec["client"] = {"tensorflow": getattr(sys.modules["tensorflow"], "__version__", "")}
     if val is not None:
         np.save(data / "val_x.npy", val[0])
         np.save(data / "val_y.npy", val[1])
@@ -267,6 +342,25 @@ def _upload_bundle(client, root):
     return {"version": 1, "files": files}
 
 
+def _instance_python(client, machine_ids):
+    """The interpreter that runs the Keras runner: $TRAINYARD_PYTHON when
+    set; else, when every machine id (none: the server's default type) is
+    served on this host, this very interpreter (sys.executable: the packages
+    the caller imported); else `python3` from the instance's PATH."""
+    chosen = os.environ.get("TRAINYARD_PYTHON")
+    if chosen:
+        return chosen
+    try:
+        types = json.loads(client.get("/v1/machines")).get("types", [])
+    except Exception:  # noqa: BLE001 - the server refuses the job later, with its reason
+        return "python3"
+    provider = {t.get("name"): t.get("provider") for t in types}
+    names = [m.split(":", 1)[0] for m in machine_ids] or [t.get("name") for t in types if t.get("default")]
+    if sys.executable and names and all(provider.get(n) in SAME_HOST_PROVIDERS for n in names):
+        return sys.executable
+    return "python3"
+
+
 # ---------------------------------------------------------------- connecting
 
 def _connect():
@@ -285,6 +379,7 @@ def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation
             wait_new_job_create_interval, record, seed=0):
     framework, x, y, val, json_kwargs, arrays = _check_inputs(
         model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs)
+    verbose = _check_verbose(fit_kwargs or {})
     if cool_down_period_s is None or cool_down_period_s < 0:
         raise ValueError("cool_down_period_s must be >= 0")
     if machine_ids is not None:
@@ -296,8 +391,12 @@ def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation
         client = _connect()
         if machine_ids is None:
             machine_ids = picker.pick(client) if picker.interactive() else []
+        if framework == "keras":
+            command[0] = _instance_python(client, machine_ids)
         manifest = _upload_bundle(client, root)
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        # TensorFlow's C++ start-up lines stay quiet unless the caller asks.
+        env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
         spec = {"command": command, "bundle": manifest, "machines": machine_ids,
                 "description": description or "", "cool_down_s": float(cool_down_period_s), "env": env,
                 "wait_request_s": float(wait_request_s), "wait_new_job_s": float(wait_new_job_create_s),
@@ -307,30 +406,17 @@ def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation
                      f"{', ' + description if description else ''})")
         if record:
             recordmod.stash(job["id"], root, spec)
-        return client, job["id"]
+        return client, job["id"], verbose
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- follow
 
-def _in_jupyter():
-    return "ipykernel" in sys.modules
-
-
-def _ask_detach_or_cancel():
-    if not (sys.stdin.isatty() or _in_jupyter()):
-        return "detach"
-    try:
-        answer = input("\ntrainyard: interrupted. [d]etach (the job goes on) or [c]ancel the job? [d/c] ")
-    except (EOFError, KeyboardInterrupt):
-        return "detach"
-    return "cancel" if answer.strip().lower().startswith("c") else "detach"
-
-
-def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None):
+def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None, verbose=1):
     """Shows the job live until its end; returns the final job, or None when
-    the user detached. Every event is appended to `events_out`."""
+    the user detached. Every event is appended to `events_out`. Ctrl-C asks
+    (see interrupt.py) and never raises here."""
     dirs = {}
     if ckpt_dir:
         dirs["checkpoints"] = str(Path(ckpt_dir).expanduser().resolve())
@@ -339,6 +425,7 @@ def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None):
     mirror = native().ArtifactMirror(client, dirs)
     q = queue.Queue()
     stop = threading.Event()
+    ended = threading.Event()
 
     def on_event(text):
         q.put(("event", text))
@@ -354,47 +441,48 @@ def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None):
             q.put(("end", None))
         except Exception as e:  # noqa: BLE001 - reported to the main thread
             q.put(("error", e))
+        ended.set()
 
     t = threading.Thread(target=worker, name=f"trainyard-follow-{job_id}", daemon=True)
     t.start()
-    view = display.LiveView(job_id, out=out, epochs=_epochs_of_job(client, job_id))
+    view = display.LiveView(job_id, out=out, epochs=_epochs_of_job(client, job_id), verbose=verbose)
     cancelled = False
-    while True:
+    with interrupt.Interrupts() as presses:
+        while True:
+            if presses.take() and not cancelled:
+                choice = interrupt.ask(ended.is_set, presses)
+                if choice == "cancel":
+                    client.post(f"/v1/jobs/{job_id}/cancel", "{}")
+                    display.info(f"cancelling {job_id}")
+                    cancelled = True
+                elif choice == "detach":
+                    stop.set()
+                    display.info(f"detached; the job goes on. Attach again with trainyard.attach('{job_id}') "
+                                 f"or `yard logs {job_id} -f`")
+                    return None
+            try:
+                kind, payload = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if kind == "event":
+                ev = json.loads(payload)
+                events_out.append(ev)
+                if ev.get("kind") == "artifact":
+                    mirror.add(payload)
+                view.show(ev)
+            elif kind == "disconnect":
+                view.disconnected(payload)
+            elif kind == "error":
+                display.info(f"lost the job's event stream: {payload}")
+                break
+            else:
+                break
         try:
-            kind, payload = q.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            if cancelled:
-                continue
-            if _ask_detach_or_cancel() == "cancel":
-                client.post(f"/v1/jobs/{job_id}/cancel", "{}")
-                display.info(f"cancelling {job_id}")
-                cancelled = True
-                continue
-            stop.set()
-            display.info(f"detached; the job goes on. Attach again with trainyard.attach('{job_id}') "
-                         f"or `yard logs {job_id} -f`")
-            return None
-        if kind == "event":
-            ev = json.loads(payload)
-            events_out.append(ev)
-            if ev.get("kind") == "artifact":
-                mirror.add(payload)
-            view.show(ev)
-        elif kind == "disconnect":
-            view.disconnected(payload)
-        elif kind == "error":
-            display.info(f"lost the job's event stream: {payload}")
-            break
-        else:
-            break
-    try:
-        mirror.drain()
-    except Exception as e:  # noqa: BLE001
-        display.info(f"mirroring artifacts failed: {e}")
-    view.close()
-    return _get_job(client, job_id)
+            mirror.drain()
+        except Exception as e:  # noqa: BLE001
+            display.info(f"mirroring artifacts failed: {e}")
+        view.close()
+        return _get_job(client, job_id)
 
 
 def history_from_events(events):
@@ -451,9 +539,9 @@ def _fetch_model(client, job_id, framework):
         shutil.rmtree(dest, ignore_errors=True)
 
 
-def _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log):
+def _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log, verbose=1):
     events = []
-    job = _follow(client, job_id, directory_to_save_ckpt, directory_to_save_log, events)
+    job = _follow(client, job_id, directory_to_save_ckpt, directory_to_save_log, events, verbose=verbose)
     if job is None:
         return job_id, None, None
     recordmod.complete(client, job_id, job, events)
@@ -491,10 +579,11 @@ def online_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1
     Returns (job_id, trained model, history); (job_id, None, None) when the
     job ends without a model (the reason is printed). Raises ValueError only
     for bad input found before any job exists."""
-    client, job_id = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
-                             description, cool_down_period_s, fit_kwargs, wait_request_s,
-                             wait_new_job_create_s, wait_new_job_create_interval, record)
-    return _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log)
+    client, job_id, verbose = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs,
+                                      validation_data, description, cool_down_period_s, fit_kwargs,
+                                      wait_request_s, wait_new_job_create_s,
+                                      wait_new_job_create_interval, record)
+    return _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log, verbose)
 
 
 def offline_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1, validation_data=None,
@@ -504,7 +593,7 @@ def offline_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=
     """Like online_fit, but returns the job id at once; attach(job_id) later,
     from any process, gets (job_id, model, history). Checkpoints and logs are
     kept by the server; attach mirrors them into the folders given here."""
-    _, job_id = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
+    _, job_id, _ = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
                         description, cool_down_period_s, fit_kwargs, wait_request_s,
                         wait_new_job_create_s, wait_new_job_create_interval, record)
     if directory_to_save_ckpt or directory_to_save_log:

@@ -61,6 +61,9 @@ def replay(archive, machines=None, tolerance=1e-3, out=None):
         spec = dict(rec["spec"])
         spec["bundle"] = manifest
         spec["machines"] = machines if machines is not None else []
+        command = list(spec.get("command") or [])
+        if command[1:3] == ["-m", "trainyard.runner"]:  # the recording machine's interpreter may not be here
+            spec["command"] = [fit._instance_python(client, spec["machines"])] + command[1:]
         spec["description"] = f"replay of {rec['job_id']}" + (
             f": {rec['spec'].get('description')}" if rec["spec"].get("description") else "")
         job = json.loads(client.post("/v1/jobs", json.dumps(spec)))["job"]

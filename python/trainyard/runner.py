@@ -36,6 +36,7 @@ import os
 import re
 import sys
 import time
+import traceback
 
 SPEC_VERSION = 1
 PROGRESS_INTERVAL_S = 0.5
@@ -125,10 +126,13 @@ def main(argv):
     if n > 1:
         print(f"Training on {n} replicas ({', '.join(d.name for d in devices)}) with MirroredStrategy")
         if batch_size % n:
-            msg = (f"batch_size {batch_size} is not a multiple of the {n} devices: "
-                   f"the replicas get uneven shards; use a multiple of {n}")
-            print("WARNING: " + msg, flush=True)
-            write_metric({"event": "warning", "message": msg})
+            _warn(write_metric, f"batch_size {batch_size} is not a multiple of the {n} devices: "
+                                f"the replicas get uneven shards; use a multiple of {n}")
+
+    client_tf = (spec.get("client") or {}).get("tensorflow")
+    if client_tf and client_tf != tf.__version__:
+        _warn(write_metric, f"this instance runs TensorFlow {tf.__version__}, the caller {client_tf}: "
+                            "the model may load or train differently; install the same version on both")
 
     model_path = os.path.join(base, spec["model"])
     initial_epoch = 0
@@ -217,8 +221,45 @@ def main(argv):
     model.save(os.path.join(out_dir, "model.keras"))
     with open(os.path.join(out_dir, "history.json"), "w") as f:
         json.dump({"initial_epoch": initial_epoch, "history": history}, f)
-    print(f"Saved the trained model to {os.path.join(out_dir, 'model.keras')}", flush=True)
+    job = os.environ.get("YARD_JOB_ID")
+    where = (f"the outputs of job {job} (online_fit returns it; `yard fetch {job} --to DIR` saves it)"
+             if job else os.path.join(out_dir, "model.keras"))
+    print(f"Saved the trained model as model.keras in {where}", flush=True)
     return 0
+
+
+def _warn(write_metric, message):
+    """A warning shown once: as a metric event when the job has $YARD_METRICS
+    (the live view shows it), else printed."""
+    if os.environ.get("YARD_METRICS"):
+        write_metric({"event": "warning", "message": message})
+    else:
+        print("WARNING: " + message, flush=True)
+
+
+def _summary(error):
+    """The message on one line. TensorFlow's graph errors carry a traceback of
+    their own ("Detected at node ... File ..."): only its unindented lines
+    say what went wrong."""
+    lines = [ln.strip() for ln in str(error).splitlines()
+             if ln.strip() and not ln[:1].isspace() and not ln.startswith("Detected at node")]
+    return " ".join(lines) or type(error).__qualname__
+
+
+def _report_failure(error):
+    """What failed first (type and message on one line), then the whole
+    traceback below, on stderr; the job then exits 1."""
+    tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    sys.stderr.write(f"{type(error).__qualname__}: {_summary(error)}\n\n{tb}")
+    sys.stderr.flush()
+
+
+def _main_reporting(run, argv):
+    try:
+        return run(argv)
+    except Exception as e:  # noqa: BLE001 - reported, and the exit code says failed
+        _report_failure(e)
+        return 1
 
 
 def _write_ready(path, framework, import_s):
@@ -281,5 +322,5 @@ def _exit(code):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--warm"]:
-        _exit(warm(sys.argv[2:]))
-    _exit(main(sys.argv[1:]))
+        _exit(_main_reporting(warm, sys.argv[2:]))
+    _exit(_main_reporting(main, sys.argv[1:]))

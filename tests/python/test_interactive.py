@@ -6,7 +6,9 @@ The terminal cases run a small script under a pseudo-terminal (pexpect),
 because both behaviours exist only when stdin and stderr are a terminal;
 the Jupyter case runs the same code in an IPython kernel and answers the
 picker through the kernel's stdin channel, as the notebook front end does."""
+import io
 import json
+import random
 import sys
 import textwrap
 
@@ -82,24 +84,24 @@ def test_picker_rejects_an_out_of_range_number_and_asks_again(home, tmp_path):
 
 
 LONG = 5000  # epochs: the job cannot end before the test interrupts it
+PROMPT = r"\[d\]etach \(the job goes on\), \[c\]ancel the job, or \[w\]atch on\? \[d/c/w\] "
+
+
+def interrupt(child):
+    """Ctrl-C, as a user presses it, and the question it brings."""
+    child.sendintr()
+    child.expect(PROMPT, timeout=30)
 
 
 def interrupt_after_first_epoch(child):
     child.expect(rf"Epoch 1/{LONG}")
-    # Ctrl-C, as a user presses it; again if no prompt came (a busy machine
-    # can take a while to show it, and a keypress can be lost then).
-    for _ in range(3):
-        child.sendintr()
-        if child.expect([r"\[d\]etach \(the job goes on\) or \[c\]ancel the job\? \[d/c\] ",
-                         pexpect.TIMEOUT], timeout=15) == 0:
-            return
-    raise AssertionError("no detach-or-cancel prompt after three Ctrl-C")
+    interrupt(child)
 
 
 def test_ctrl_c_then_cancel_cancels_the_job(home, tmp_path):
     child = run_script(home, tmp_path, "fixed", LONG)
     interrupt_after_first_epoch(child)
-    child.sendline("c")
+    child.send("c")  # one key, no Enter
     result = result_of(child)
     child.expect(pexpect.EOF)
     assert not result["model"]
@@ -109,7 +111,7 @@ def test_ctrl_c_then_cancel_cancels_the_job(home, tmp_path):
 def test_ctrl_c_then_detach_leaves_the_job_running(home, tmp_path):
     child = run_script(home, tmp_path, "fixed", LONG)
     interrupt_after_first_epoch(child)
-    child.sendline("d")
+    child.send("d")
     child.expect(r"detached; the job goes on\. Attach again with trainyard\.attach\('([^']+)'\)")
     result = result_of(child)
     child.expect(pexpect.EOF)
@@ -119,6 +121,37 @@ def test_ctrl_c_then_detach_leaves_the_job_running(home, tmp_path):
     home.client().post(f"/v1/jobs/{result['job']}/cancel", "{}")
     wait_for(lambda: job_of(home, result["job"])["state"] == "cancelled", timeout=60,
              what="the detached job to be cancelled")
+
+
+def test_ctrl_c_pressed_twenty_times_at_random_never_shows_a_traceback_or_hangs(home, tmp_path):
+    child = run_script(home, tmp_path, "fixed", LONG)
+    child.logfile_read = seen = io.StringIO()
+    child.expect(rf"Epoch 1/{LONG}")
+    rng = random.Random()
+    for _ in range(19):  # each at a random moment of the live view; watch on
+        child.expect([pexpect.TIMEOUT], timeout=rng.uniform(0.0, 0.8))
+        interrupt(child)
+        child.send("w")
+        child.expect("watch on")
+    child.sendintr()  # the 20th, then a second Ctrl-C at the question: cancel
+    child.expect(PROMPT, timeout=30)
+    child.sendintr()
+    child.expect(r"cancelling (job-\S+)")
+    result = result_of(child)
+    child.expect(pexpect.EOF, timeout=60)
+    assert "Traceback" not in seen.getvalue() and "KeyboardInterrupt" not in seen.getvalue(), seen.getvalue()
+    assert not result["model"]
+    assert job_of(home, result["job"])["state"] == "cancelled"
+
+
+def test_ctrl_c_question_goes_away_when_the_job_ends(home, tmp_path):
+    child = run_script(home, tmp_path, "fixed", 4)
+    child.expect(r"Epoch 1/4")
+    interrupt(child)
+    child.expect(r"\(the job ended meanwhile\)", timeout=120)
+    result = result_of(child)
+    child.expect(pexpect.EOF)
+    assert result["model"]
 
 
 def test_picker_in_jupyter_asks_through_the_kernel(home, tmp_path):
