@@ -38,6 +38,9 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
       ->capture_default_str();
   sub->add_option("--heartbeat-timeout", o->heartbeat_timeout_s,
                   "seconds without a heartbeat before an instance is lost")->capture_default_str();
+  sub->add_option("--provisioning-timeout", o->provisioning_timeout_s,
+                  "seconds a granted instance may take to register before it is ended")
+      ->capture_default_str();
   sub->add_option("--catalog", o->catalog_file, "machine catalog file (default: $YARD_HOME/catalog.json)");
   sub->add_option("--max-active-jobs", o->max_active_jobs, "per-user limit of active jobs")
       ->capture_default_str();

@@ -154,14 +154,20 @@ Runner SetupMachines(CLI::App* sub, GlobalFlags* global) {
     std::printf("\n");
     std::vector<std::vector<std::string>> insts = {{"INSTANCE", "TYPE", "MARKET", "STATE", "AGE", "IDLE", "$/H NOW", "JOB"}};
     bool slurm = false;  // a SLURM JOB column when any instance is an allocation
-    for (const auto& i : reply["instances"]) slurm |= i.contains("slurm_job_id");
+    bool ec2 = false;    // an EC2 ID column when any is an EC2 instance
+    for (const auto& i : reply["instances"]) {
+      slurm |= i.contains("slurm_job_id");
+      ec2 |= i.contains("ec2_instance_id");
+    }
     if (slurm) insts[0].push_back("SLURM JOB");
+    if (ec2) insts[0].push_back("EC2 ID");
     for (const auto& i : reply["instances"]) {
       char price[32];
       std::snprintf(price, sizeof(price), "%.4f", i.value("price_per_hour", 0.0));
       insts.push_back({i["id"], i["machine_type"], Cell(i, "market"), i["state"], FormatDuration(i["age_s"]),
                        FormatDuration(i["idle_s"]), price, Cell(i, "job")});
       if (slurm) insts.back().push_back(Cell(i, "slurm_job_id"));
+      if (ec2) insts.back().push_back(Cell(i, "ec2_instance_id"));
     }
     if (insts.size() == 1) std::printf("no instances\n");
     else PrintTable(insts);

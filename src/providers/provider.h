@@ -6,6 +6,7 @@
 // follow the same interface.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -30,6 +31,21 @@ struct Interruption {
   std::string reason;
 };
 
+// What became of a launch whose grant comes later (Provider::GrantsLater).
+struct LaunchOutcome {
+  enum class Kind {
+    kGranted,  // the machine exists (EC2: "running"): provisioning from now on
+    kRefused,  // no machine this time (a capacity answer): the attempt fails
+               // and the job's next machine id is tried
+    kFatal,    // refused for a reason no other type fixes (credentials, a
+               // missing permission, a bad image): the job fails at once
+  };
+  std::string instance_id;
+  Kind kind = Kind::kGranted;
+  std::string message;                         // the cloud's own words
+  nlohmann::json info = nlohmann::json::object();  // merged into the instance's info
+};
+
 class Provider {
  public:
   virtual ~Provider() = default;
@@ -44,8 +60,18 @@ class Provider {
   virtual int Available(const MachineType& type) = 0;
   // Starts an instance for `inst` (id, type already set). Fills inst->info
   // with what Terminate/IsAlive need. ResourceExhausted when no capacity.
+  // When GrantsLater(), Launch only sends the request (it must not wait on
+  // the cloud): the instance is "requested" until its LaunchOutcome comes
+  // through TakeLaunchOutcomes, and the job's wait_request_s runs meanwhile;
+  // when it runs out first, the controller calls Terminate.
   virtual Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
                         InstanceRecord* inst) = 0;
+  // True for providers whose Launch returns before the machine is granted
+  // (a cloud API whose instance must first leave "pending"). Default: false,
+  // a successful Launch is the grant.
+  virtual bool GrantsLater() const { return false; }
+  // Outcomes of requested launches since the last call (each reported once).
+  virtual std::vector<LaunchOutcome> TakeLaunchOutcomes() { return {}; }
   // Ends the instance (its agent and anything it runs). Idempotent.
   virtual Status Terminate(const InstanceRecord& inst) = 0;
   // False once the machine behind `inst` is known to be gone.
@@ -58,6 +84,10 @@ class Provider {
   virtual void Tick(double now) {}
   // Instances taken away since the last call (each reported once).
   virtual std::vector<Interruption> TakeInterruptions() { return {}; }
+  // The spot price per hour the provider knows for `inst` (a cloud's
+  // current price in its zone), used when the catalog gives none. Called
+  // with the controller's lock held: answer from memory. Default: none.
+  virtual std::optional<double> SpotPricePerHour(const InstanceRecord& inst) { return std::nullopt; }
 };
 
 }  // namespace yard

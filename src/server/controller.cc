@@ -304,6 +304,7 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
     j["market"] = inst.info.value("market", "on-demand");
     if (!instance_state::IsTerminal(inst.state)) j["price_per_hour"] = CurrentPricePerHour(inst);
     if (inst.info.contains("slurm_job_id")) j["slurm_job_id"] = inst.info["slurm_job_id"];
+    if (inst.info.contains("ec2_instance_id")) j["ec2_instance_id"] = inst.info["ec2_instance_id"];
     out.push_back(j);
   }
   return out;

@@ -163,6 +163,12 @@ class Controller {
   bool MakeRoomForInstance(JobRecord& job);
   bool RequestNewInstance(JobRecord& job, Missed& missed);
   void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason);
+  // Requested instances (Provider::GrantsLater): the provider's answer, the
+  // grant itself, and the withdrawal when the job's wait_request_s ran out
+  // first (true when one was withdrawn; the job then moved on).
+  void ApplyLaunchOutcome(const LaunchOutcome& outcome);
+  void GrantRequested(JobRecord& job, InstanceRecord& inst);
+  bool WithdrawRequestedInstance(JobRecord& job);
   void Assign(JobRecord& job, InstanceRecord& inst, const std::string& how);
   // Queue bookkeeping: a requesting job without an instance is in the group
   // of its placement key, its request for its current machine id started

@@ -41,7 +41,7 @@ HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::
   // the peer delays that ACK by 40 ms: every call would take 40 ms more.
   server_->set_tcp_nodelay(true);
   std::vector<std::vector<Route>> tables = {JobRoutes(ctx_), BlobRoutes(ctx_), AgentRoutes(ctx_),
-                                            MachineRoutes(ctx_)};
+                                            MachineRoutes(ctx_), AgentBinaryRoutes(ctx_)};
   for (const auto& table : tables)
     for (const auto& route : table) Install(route);
   server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {

@@ -66,6 +66,7 @@ std::vector<Route> JobRoutes(ApiContext& ctx);
 std::vector<Route> BlobRoutes(ApiContext& ctx);
 std::vector<Route> AgentRoutes(ApiContext& ctx);
 std::vector<Route> MachineRoutes(ApiContext& ctx);
+std::vector<Route> AgentBinaryRoutes(ApiContext& ctx);
 
 class HttpApi {
  public:

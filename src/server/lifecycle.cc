@@ -106,6 +106,15 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
 
 void Controller::ReleaseInstance(InstanceRecord& inst, double cool_down_s) {
   inst.job_id.clear();
+  Provider* p = ProviderFor(inst.machine_type);
+  bool cloud = p && p->GrantsLater();
+  if (inst.state == instance_state::kRequested ||
+      (cloud && inst.state == instance_state::kProvisioning)) {
+    // Not granted yet, or a cloud machine still booting (minutes, billed):
+    // nothing is worth waiting for.
+    TerminateInstance(inst, "its job ended before the instance was ready");
+    return;
+  }
   if (inst.state == instance_state::kProvisioning) {
     // Its job went away before it registered: it idles briefly on arrival.
     SaveInstance(inst, instance_state::kProvisioning);
@@ -167,6 +176,8 @@ void Controller::MonitorInstances() {
     double silent = SilentSeconds(id);
     if (p && !p->IsAlive(inst)) {
       MarkLost(inst, "its agent process is gone", false);
+    } else if (inst.state == instance_state::kRequested) {
+      // Its job's wait_request_s decides (WithdrawRequestedInstance).
     } else if (inst.state == instance_state::kProvisioning) {
       if (silent > options_.provisioning_timeout_s)
         MarkLost(inst, "it did not register within " + FormatSeconds(options_.provisioning_timeout_s), false);
@@ -209,6 +220,11 @@ MarketPrices Controller::PricesOf(const InstanceRecord& inst) const {
   MarketPrices p;
   if (t) { p.spot = t->spot_price; p.on_demand = t->on_demand_price; }
   p.is_spot = inst.info.value("market", "") == "spot";
+  if (p.is_spot && p.spot == 0) {  // the catalog gives none: the provider's (a cloud's price)
+    auto it = t ? providers_.find(t->provider) : providers_.end();
+    if (it != providers_.end())
+      if (std::optional<double> live = it->second->SpotPricePerHour(inst)) p.spot = *live;
+  }
   return p;
 }
 

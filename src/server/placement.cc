@@ -141,7 +141,12 @@ std::string Controller::WaitingPlace(const JobRecord& job) const {
 void Controller::Enqueue(JobRecord& job, bool front) {
   if (front) queue_.PushFront(job.id, "");
   else queue_.PushBack(job.id, "");
-  if (job.instance_id.empty()) EnterGroup(job);
+  if (job.instance_id.empty()) {
+    EnterGroup(job);
+  } else if (job.sched.contains("requested_at")) {  // recovered with a requested instance
+    request_deadlines_.insert({job.sched["requested_at"].get<double>() +
+                                   SpecNumber(job, "wait_request_s", 30), job.id});
+  }
 }
 
 void Controller::EnterGroup(JobRecord& job) {
@@ -217,6 +222,8 @@ void Controller::Pass() {
   // Group commit: every write of the placement (jobs, events, instances,
   // ledger) goes into one transaction.
   Batched([&] {
+    for (const auto& [name, p] : providers_)
+      for (const LaunchOutcome& o : p->TakeLaunchOutcomes()) ApplyLaunchOutcome(o);
     if (!wait_checks_.empty() && wait_checks_.begin()->first <= now) CheckWaitingJobs();
     PlaceQueuedJobs();
   });
@@ -318,6 +325,10 @@ void Controller::PlaceDueRequests(Missed& missed) {
     due.push_back(it->second);
   for (const auto& id : due) {
     auto it = jobs_.find(id);
+    if (it != jobs_.end() && WithdrawRequestedInstance(it->second)) {
+      PlaceJob(it->second, missed);
+      continue;
+    }
     if (it == jobs_.end() || queue_.GroupOf(id).empty()) continue;  // placed by an earlier one
     if (now < RequestDeadline(it->second)) continue;  // held by the quota: due later
     PlaceJob(it->second, missed);
@@ -429,12 +440,24 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
         continue;
       }
       AddInstance(inst);
-      TouchHeartbeat(inst.id);
-      OpenInterval(instances_[inst.id], "running", job.id);
-      SaveInstance(instances_[inst.id], instance_state::kProvisioning);
       job.instance_id = inst.id;
       job.machine_type = type->name;
       job.updated_at = now;
+      if (provider->GrantsLater()) {
+        // Requested, not granted: the fallback clock runs on until the
+        // provider's outcome (ApplyLaunchOutcome) or the deadline
+        // (WithdrawRequestedInstance).
+        SaveInstance(instances_[inst.id], instance_state::kRequested);
+        queue_.Park(job.id);
+        LogError(AppendJobEvents(job, {DecisionEvent("requested: new " + type->name + " instance " +
+                                                     inst.id + " (" + inst.info["market"].get<std::string>() +
+                                                     ") from " + type->provider + ", waiting for it to run")}),
+                 "request");
+        return true;
+      }
+      TouchHeartbeat(inst.id);
+      OpenInterval(instances_[inst.id], "running", job.id);
+      SaveInstance(instances_[inst.id], instance_state::kProvisioning);
       // Placed once the agent registers; provisioning does not count against
       // wait_request_s.
       EndRequest(job);
@@ -451,6 +474,57 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
     }
     FailAttempt(job, req.type, "no capacity granted within " + FormatSeconds(SpecNumber(job, "wait_request_s", 30)));
   }
+}
+
+void Controller::ApplyLaunchOutcome(const LaunchOutcome& o) {
+  auto it = instances_.find(o.instance_id);
+  // Withdrawn or ended meanwhile: the provider was told (Terminate).
+  if (it == instances_.end() || it->second.state != instance_state::kRequested) return;
+  InstanceRecord& inst = it->second;
+  for (const auto& [k, v] : o.info.items()) inst.info[k] = v;
+  auto jt = jobs_.find(inst.job_id);
+  if (o.kind == LaunchOutcome::Kind::kGranted && jt != jobs_.end()) {
+    GrantRequested(jt->second, inst);
+    return;
+  }
+  std::string machine = inst.machine_type;
+  TerminateInstance(inst, jt == jobs_.end() ? "its job ended before it was granted"
+                                            : o.message);  // `inst` dangles from here on
+  if (jt == jobs_.end()) return;
+  JobRecord& job = jt->second;
+  job.instance_id.clear();
+  if (o.kind == LaunchOutcome::Kind::kFatal) {
+    FinishJob(job, job_state::kFailed, std::nullopt,
+              "cannot launch " + machine + ": " + o.message + " (no other machine type is tried: "
+              "this is not a capacity problem)");
+    return;
+  }
+  FailAttempt(job, machine, o.message.empty() ? "refused" : o.message);
+  notifier_.Notify("scheduler");
+}
+
+void Controller::GrantRequested(JobRecord& job, InstanceRecord& inst) {
+  TouchHeartbeat(inst.id);  // the provisioning timeout starts now
+  OpenInterval(inst, "running", job.id);
+  SaveInstance(inst, instance_state::kProvisioning);
+  EndRequest(job);
+  job.updated_at = clock_->Now();
+  stats_.grants++;
+  LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + inst.machine_type + " instance " +
+                                               inst.id + " (" + inst.info.value("market", "") +
+                                               "), provisioning")}), "grant");
+}
+
+bool Controller::WithdrawRequestedInstance(JobRecord& job) {
+  auto it = instances_.find(job.instance_id);
+  if (it == instances_.end() || it->second.state != instance_state::kRequested) return false;
+  if (clock_->Now() < RequestDeadline(job)) return false;
+  std::string machine = it->second.machine_type;
+  std::string waited = FormatSeconds(SpecNumber(job, "wait_request_s", 30));
+  TerminateInstance(it->second, "not running within " + waited + " (withdrawn)");
+  job.instance_id.clear();
+  FailAttempt(job, machine, "not running within " + waited + " (still pending: withdrawn and ended)");
+  return true;
 }
 
 // The job moves on to its next machine id (a new group).

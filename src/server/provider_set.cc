@@ -1,6 +1,7 @@
 #include "server/provider_set.h"
 
 #include "common/files.h"
+#include "providers/aws_provider.h"
 #include "providers/local_provider.h"
 #include "providers/sim_provider.h"
 #include "providers/slurm_provider.h"
@@ -52,6 +53,23 @@ StatusOr<std::unique_ptr<Provider>> MakeSsh(const Json& settings, const std::str
       new SshProvider(std::move(s), std::move(hosts), std::make_unique<ProcessCommandRunner>()));
 }
 
+// The EC2 client of `s` (credentials chain, endpoint; src/aws).
+StatusOr<std::shared_ptr<aws::Ec2Api>> NewEc2Client(const AwsSettings& s) {
+  return FailedPrecondition("providers.aws: this build has no EC2 client yet (src/aws/ec2_client)");
+}
+
+StatusOr<std::unique_ptr<Provider>> MakeAws(const Json& settings, const std::string& home,
+                                            const Catalog& catalog) {
+  YARD_ASSIGN_OR_RETURN(AwsSettings s, AwsSettings::FromJson(settings, home));
+  for (const auto& t : catalog.types())  // options errors now, not at the first job
+    if (t.provider == "aws") YARD_RETURN_IF_ERROR(AwsLaunchSpec::ForType(t, s.region).status());
+  if (s.connect == "tunnel")
+    return InvalidArgument("providers.aws: connect \"tunnel\" is not available in this build yet: "
+                           "set \"connect\": \"direct\" (and \"server_url\", an address the instances reach)");
+  YARD_ASSIGN_OR_RETURN(std::shared_ptr<aws::Ec2Api> ec2, NewEc2Client(s));
+  return std::unique_ptr<Provider>(new AwsProvider(std::move(s), std::move(ec2)));
+}
+
 }  // namespace
 
 StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std::string& home,
@@ -78,9 +96,13 @@ StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std:
       StatusOr<std::unique_ptr<Provider>> p = MakeSsh(settings, home, set.catalog);
       if (!p.ok()) return p.status().WithContext(catalog_file);
       set.owned["ssh"] = std::move(*p);
+    } else if (name == "aws") {
+      StatusOr<std::unique_ptr<Provider>> p = MakeAws(settings, home, set.catalog);
+      if (!p.ok()) return p.status().WithContext(catalog_file);
+      set.owned["aws"] = std::move(*p);
     } else if (name != "local") {
       return InvalidArgument(catalog_file + ": unknown provider '" + name +
-                             "' (known: local, sim, slurm, ssh)");
+                             "' (known: local, sim, slurm, ssh, aws)");
     }
   }
   for (const auto& t : set.catalog.types())

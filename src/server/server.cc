@@ -70,6 +70,7 @@ StatusOr<ControllerOptions> ControllerOptionsFrom(const ServerOptions& o) {
   ControllerOptions c;
   c.default_machine = o.default_machine;
   c.heartbeat_timeout_s = o.heartbeat_timeout_s;
+  c.provisioning_timeout_s = o.provisioning_timeout_s;
   c.quota = {o.max_active_jobs, o.max_active_instances};
   c.pricing = {o.baseline_s, o.unit_percentage};
   if (o.unit_percentage <= 0) return InvalidArgument("--unit-percentage must be > 0");

@@ -20,6 +20,7 @@ struct ServerOptions {
   int port = 0;  // 0: reuse the last port if free, else any
   std::string default_machine = "local";
   double heartbeat_timeout_s = 10;
+  double provisioning_timeout_s = 300;
   std::string catalog_file;  // "" = home/catalog.json if present
   int max_active_jobs = 5;
   int max_active_instances = 5;

@@ -26,6 +26,7 @@ bool IsActive(const std::string& s);  // requesting, starting, running
 }  // namespace job_state
 
 namespace instance_state {
+inline constexpr const char* kRequested = "requested";  // asked of a cloud, not yet granted
 inline constexpr const char* kProvisioning = "provisioning";
 inline constexpr const char* kIdle = "idle";
 inline constexpr const char* kBusy = "busy";
