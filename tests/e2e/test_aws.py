@@ -1,9 +1,10 @@
-"""The aws provider end to end, against moto's EC2 server on loopback (the
-EC2 API of an independent implementation, with the real client of
-src/aws), a fault-injecting proxy in front of it for what moto does not do
-(capacity and permission answers), and instances "booted" by running their
-user-data (aws_instances.py). Every claim about instances is checked with
-EC2's own view: DescribeInstances through boto3, straight to moto."""
+"""The aws provider end to end, against moto's EC2 server on loopback with
+IAM enforced (the EC2 API of an independent implementation, reached by the
+real client of src/aws), the fault proxy in front of it for the capacity
+answers moto never gives (tests/aws_harness.py), and instances "booted" by
+running their user-data (aws_instances.py). Every claim about instances is
+checked with EC2's own view: DescribeInstances through boto3, straight to
+moto."""
 import json
 import os
 import signal
@@ -12,9 +13,9 @@ import time
 
 import pytest
 
+from aws_harness import CAPACITY, FaultProxy, Moto, loopback_subnet, skip_reason
 from aws_instances import InstanceBooter
 from conftest import YARD, wait_for
-from moto_ec2 import MotoEc2, skip_reason
 
 JOB = ('import os, pathlib\n'
        'for i in range(3):\n'
@@ -24,22 +25,62 @@ JOB = ('import os, pathlib\n'
        'print("done", flush=True)\n')
 
 
+class Ec2:
+    """moto with IAM enforced (requests must be signed with keys it knows),
+    its loopback subnet, and the fault proxy in front of it."""
+
+    def __init__(self, folder):
+        os.environ["MOTO_ENABLE_AMI_VALIDATION"] = "true"  # an unknown AMI is InvalidAMIID.NotFound
+        self.moto = Moto(enforce_auth=True, log_dir=folder).start()
+        self.proxy = FaultProxy(self.moto.url).start()
+        self.ec2 = self.moto.client()
+        _, self.subnet_id = loopback_subnet(self.ec2)
+        self.image_id = self.moto.any_image()
+
+    def stop(self):
+        self.proxy.stop()
+        self.moto.stop()
+
+    def credentials_env(self, keys=None):
+        key_id, secret = keys or self.moto.admin_keys
+        return {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def instances(self, filters):
+        flt = [{"Name": k, "Values": [v]} for k, v in filters.items()]
+        out = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=flt):
+            for res in page["Reservations"]:
+                out.extend(res["Instances"])
+        return out
+
+    def state(self, ec2_id):
+        return self.ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def run_tagged(self, tags):
+        """An instance made outside Trainyard, with `tags`; its EC2 id."""
+        r = self.ec2.run_instances(
+            ImageId=self.image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1, SubnetId=self.subnet_id,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+        return r["Instances"][0]["InstanceId"]
+
+
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    m = MotoEc2(tmp_path_factory.mktemp("moto")).start()
+    m = Ec2(tmp_path_factory.mktemp("moto"))
     yield m
     m.stop()
 
 
 @pytest.fixture
 def aws(yard, moto, tmp_path):
-    """A yard server with aws types p2.xlarge and g4dn.4xlarge (moto's
-    image, the loopback subnet) whose EC2 is the proxy in front of moto.
-    Yields a started server; aws.restart() / aws.kill() for restart tests."""
-    moto.reset_faults()
+    """A yard server with aws types p2.xlarge, g4dn.4xlarge, g4dn.xlarge (moto's
+    image, the loopback subnet) and bad-image, whose EC2 is the fault proxy in
+    front of moto. aws.restart(...) / aws.kill() for the restart tests."""
+    moto.proxy.clear()
     yard.home.mkdir(parents=True, exist_ok=True)
     options = {"ami": moto.image_id, "subnet_id": moto.subnet_id}
     types = [{"name": n, "provider": "aws", "cpus": 4, "gpus": 1, "on_demand_price": p, "spot_price": s,
@@ -50,7 +91,7 @@ def aws(yard, moto, tmp_path):
                               "instance_type": "t3.micro"}})
     (yard.home / "catalog.json").write_text(json.dumps({
         "version": 1, "types": types,
-        "providers": {"aws": {"region": "us-east-1", "endpoint_url": moto.proxy_url, "connect": "direct",
+        "providers": {"aws": {"region": "us-east-1", "endpoint_url": moto.proxy.url, "connect": "direct",
                               "poll_interval_s": 0.3}}}))
     yard.env.update(moto.credentials_env())
     server = AwsServer(yard, tmp_path / "server.log")
@@ -60,17 +101,16 @@ def aws(yard, moto, tmp_path):
 
 
 class AwsServer:
-    def __init__(self, yard, log_path, extra_args=()):
+    def __init__(self, yard, log_path):
         self.yard = yard
         self.log_path = log_path
-        self.extra_args = list(extra_args)
         self.proc = None
 
-    def start(self, *args):
+    def start(self, *args, env=None):
         if (self.yard.home / "server.json").exists():
             (self.yard.home / "server.json").unlink()
         with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen([str(YARD), "server", *self.extra_args, *args], env=self.yard.env,
+            self.proc = subprocess.Popen([str(YARD), "server", *args], env=env or self.yard.env,
                                          stdout=log, stderr=log)
         wait_for(lambda: (self.yard.home / "server.json").exists(), timeout=20, what="the server to listen")
 
@@ -100,10 +140,9 @@ def events(yard, job):
 
 
 def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, project, tmp_path):
-    moto.fail_run_instances("p2.xlarge", "InsufficientInstanceCapacity",
-                            "We currently do not have sufficient p2.xlarge capacity in the Availability Zone you requested.")
+    moto.proxy.fail("RunInstances", instance_type="p2.xlarge", **CAPACITY)
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.client(), tmp_path / "machines", env=yard.env) as booter:
+    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env) as booter:
         started = time.monotonic()
         job = yard.run("submit", "train.py", "--machines", "p2.xlarge:spot", "--machines", "g4dn.4xlarge",
                        "--wait-request", "600", "--cool-down", "300", cwd=project).stdout.strip()
@@ -111,7 +150,7 @@ def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, pr
         assert done["state"] == "succeeded", events(yard, job) + "\n" + str(booter.errors)
         assert time.monotonic() - started < 60, "the fallback did not wait out wait_request_s"
         ev = events(yard, job)
-        assert "gave up on p2.xlarge: EC2 RunInstances: InsufficientInstanceCapacity: We currently do not have" in ev, ev
+        assert "gave up on p2.xlarge: EC2 RunInstances: InsufficientInstanceCapacity: We currently do not have sufficient capacity" in ev, ev
         assert done["machine_type"] == "g4dn.4xlarge"
         insts = ours(moto, aws)
         assert len(insts) == 1, insts
@@ -133,7 +172,7 @@ def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, pr
 
 def test_direct_mode_agent_downloads_itself_streams_and_its_instance_ends(aws, moto, yard, project, tmp_path):
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.client(), tmp_path / "machines", env=yard.env) as booter:
+    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env) as booter:
         proc = yard.run("fit", "train.py", "--machines", "g4dn.xlarge:spot", "--ckpt-dir", project / "ckpt",
                         cwd=project, timeout=180)
         assert proc.stdout == "line 0\nline 1\nline 2\ndone\n", proc.stdout + proc.stderr + str(booter.errors)
@@ -174,7 +213,7 @@ def test_agent_that_never_dials_in_is_terminated_at_the_provisioning_timeout(yar
 
 def test_restart_adopts_known_instances_and_terminates_unknown_ones(aws, moto, yard, project, tmp_path):
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.client(), tmp_path / "machines", env=yard.env):
+    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env):
         yard.run("fit", "train.py", "--machines", "g4dn.xlarge", "--cool-down", "600", cwd=project, timeout=180)
         (known,) = ours(moto, aws)
         assert known["State"]["Name"] == "running"
@@ -191,22 +230,28 @@ def test_restart_adopts_known_instances_and_terminates_unknown_ones(aws, moto, y
 
 @pytest.mark.parametrize("case", ["credentials", "permission", "image"])
 def test_auth_permission_and_image_errors_fail_the_job_without_fallback(aws, moto, yard, project, case):
+    """Bad keys and a missing permission are moto's own IAM answers; the bad
+    image is moto's AMI validation."""
     first = "bad-image" if case == "image" else "p2.xlarge"
     if case == "credentials":
-        moto.fail_run_instances("*", "AuthFailure", "AWS was not able to validate the provided access credentials",
-                                status=401)
-        expect = "AuthFailure: AWS was not able to validate the provided access credentials"
+        env = dict(yard.env, **moto.credentials_env(("AKIDNOBODYKNOWS", "wrong-secret")))
+        expect = "AuthFailure"
     elif case == "permission":
-        moto.fail_run_instances("*", "UnauthorizedOperation",
-                                "You are not authorized to perform this operation. User: arn:aws:iam::123456789012:"
-                                "user/trainyard is not authorized to perform: ec2:RunInstances", status=403)
+        keys = moto.moto.make_user(f"no-run-{os.getpid()}-{time.monotonic_ns()}",
+                                   ["ec2:Describe*", "ec2:TerminateInstances"])
+        env = dict(yard.env, **moto.credentials_env(keys))
         expect = "ec2:RunInstances"
     else:
-        expect = "InvalidAMIID.NotFound"
+        env, expect = None, "InvalidAMIID.NotFound"
+    if env:
+        aws.stop()
+        aws.start(env=env)
     (project / "train.py").write_text(JOB)
     job = yard.run("submit", "train.py", "--machines", first, "--machines", "g4dn.xlarge", cwd=project).stdout.strip()
     done = yard.wait_state(job, {"succeeded", "failed"}, timeout=60)
     assert done["state"] == "failed"
     assert expect in done["message"], done["message"]
-    assert "g4dn.xlarge" not in events(yard, job).split("requesting " + first, 1)[1], "no fallback"
+    assert "no other machine type is tried" in done["message"]
+    assert "requesting g4dn.xlarge" not in events(yard, job), "no fallback"
+    assert moto.proxy.count("RunInstances") == 1
     assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
