@@ -133,7 +133,14 @@ class FakeEc2 : public aws::Ec2Api {
 
  private:
   static Status Fail(const Fault& f, aws::Ec2Error* error) {
-    if (error) *error = {f.kind, f.code, f.message, "req-1", f.missing_action};
+    if (error) {
+      *error = aws::Ec2Error{};
+      error->kind = f.kind;
+      error->code = f.code;
+      error->message = f.message;
+      error->request_id = "req-1";
+      error->missing_action = f.missing_action;
+    }
     return Unavailable(f.code + ": " + f.message + " (request id req-1)");
   }
   std::mutex mu_;
