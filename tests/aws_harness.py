@@ -79,7 +79,15 @@ dies does not leave servers behind) or on SIGTERM.
     .venv/bin/python tests/aws_harness.py metadata-mock [--imdsv2-only]
         [--spot-terminate-after N] [--config-json '{"metadata": {"values": {...}}}']
 
-does the same for ec2-metadata-mock alone and prints {"imds": url}.
+does the same for ec2-metadata-mock alone and prints {"imds": url}. With
+--enforce-auth, serve also makes a user allowed only ec2:Describe* and
+prints its keys as "limited_keys".
+
+    .venv/bin/python tests/aws_harness.py boto URL ec2 describe_instances '{"InstanceIds": [...]}'
+        [--keys ID SECRET] [--decode-base64 UserData.Value]
+
+makes one boto3 call (an observer independent of our client) and prints
+its answer as JSON.
 src/aws/harness_testing.h runs both from C++ tests.
 """
 import argparse
@@ -528,9 +536,11 @@ def _serve(args):
         vpc_id, subnet_id = loopback_subnet(ec2)
         if args.metadata_mock is not None:
             imds = MetadataMock(extra_args=args.metadata_mock).start()
+        limited = moto.make_user("limited", ["ec2:Describe*"]) if args.enforce_auth else None
         print(json.dumps({"moto": moto.url, "proxy": proxy.url, "vpc_id": vpc_id,
                           "subnet_id": subnet_id, "image_id": moto.any_image(),
                           "admin_keys": list(moto.admin_keys) if moto.admin_keys else None,
+                          "limited_keys": list(limited) if limited else None,
                           "imds": imds.url if imds else None}), flush=True)
         _wait_for_stdin_close_or_sigterm()
     finally:
@@ -555,6 +565,22 @@ def _metadata_mock(args):
         _wait_for_stdin_close_or_sigterm()
 
 
+def _boto(args):
+    import base64
+    import boto3
+    key_id, secret = args.keys or DUMMY_KEYS
+    client = boto3.client(args.service, region_name=REGION, endpoint_url=args.url,
+                          aws_access_key_id=key_id, aws_secret_access_key=secret)
+    result = getattr(client, args.method)(**json.loads(args.kwargs))
+    result.pop("ResponseMetadata", None)
+    if args.decode_base64:  # e.g. UserData.Value of describe_instance_attribute
+        node = result
+        for part in args.decode_base64.split("."):
+            node = node[part]
+        result["decoded"] = base64.b64decode(node).decode()
+    print(json.dumps(result, default=str))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -566,11 +592,15 @@ def main():
     mock.add_argument("--imdsv2-only", action="store_true")
     mock.add_argument("--spot-terminate-after", type=int, default=None)
     mock.add_argument("--config-json", default=None, help="the mock's JSON config (-c)")
+    boto = sub.add_parser("boto", help="one boto3 call; prints its answer as JSON")
+    boto.add_argument("url")
+    boto.add_argument("service")
+    boto.add_argument("method")
+    boto.add_argument("kwargs", nargs="?", default="{}")
+    boto.add_argument("--keys", nargs=2, default=None)
+    boto.add_argument("--decode-base64", default=None, help="dotted path of a base64 value to decode")
     args = parser.parse_args()
-    if args.command == "serve":
-        _serve(args)
-    else:
-        _metadata_mock(args)
+    {"serve": _serve, "metadata-mock": _metadata_mock, "boto": _boto}[args.command](args)
 
 
 if __name__ == "__main__":

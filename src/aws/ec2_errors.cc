@@ -29,13 +29,6 @@ bool In(const std::array<const char*, N>& codes, const std::string& code) {
   return false;
 }
 
-std::string WithoutPrefix(const std::string& code) {
-  for (const char* prefix : {"Client.", "Server."}) {
-    if (code.rfind(prefix, 0) == 0) return code.substr(std::string(prefix).size());
-  }
-  return code;
-}
-
 Code StatusCodeFor(Ec2ErrorKind kind) {
   switch (kind) {
     case Ec2ErrorKind::kCapacity: return Code::kResourceExhausted;
@@ -49,14 +42,21 @@ Code StatusCodeFor(Ec2ErrorKind kind) {
 }
 
 bool IsPermissionError(const std::string& code) {
-  std::string c = WithoutPrefix(code);
+  std::string c = WithoutEc2Prefix(code);
   return c == "UnauthorizedOperation" || c == "AccessDenied" || c == "AccessDeniedException";
 }
 
 }  // namespace
 
+std::string WithoutEc2Prefix(const std::string& code) {
+  for (const char* prefix : {"Client.", "Server."}) {
+    if (code.rfind(prefix, 0) == 0) return code.substr(std::string(prefix).size());
+  }
+  return code;
+}
+
 Ec2ErrorKind ClassifyEc2Error(const std::string& raw_code, int http_status) {
-  std::string code = WithoutPrefix(raw_code);
+  std::string code = WithoutEc2Prefix(raw_code);
   if (code.empty()) return http_status >= 500 ? Ec2ErrorKind::kTransient : Ec2ErrorKind::kNone;
   if (In(kCapacityCodes, code)) return Ec2ErrorKind::kCapacity;
   if (In(kAuthCodes, code)) return Ec2ErrorKind::kAuth;

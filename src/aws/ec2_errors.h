@@ -21,6 +21,9 @@ namespace yard::aws {
 std::optional<Ec2Error> ParseEc2Error(std::string_view body, int http_status,
                                       const std::string& action);
 
+// `code` without a "Client."/"Server." prefix.
+std::string WithoutEc2Prefix(const std::string& code);
+
 // The IAM action named in a permission error's message
 // ("... not authorized to perform: ec2:RunInstances on resource ..."), or "".
 std::string ActionNamedIn(const std::string& message);
