@@ -9,12 +9,17 @@ environment says where outputs go; every variable is optional:
   YARD_METRICS         a file; one JSON line per epoch is appended to it
   YARD_RESUME_FROM     a checkpoint to load; training goes on from the epoch after it
 
+On a spot interruption notice (SIGUSR1 from the agent; docs/workflow.md) it
+saves ckpt-epoch-NNN-step-S.pt after the current batch (NNN: epochs done)
+and exits 75; the requeued job resumes from it and runs epoch NNN+1 again.
+
 Without them, outputs go under ./outputs (ckpt/, tb/, metrics.jsonl).
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -122,6 +127,9 @@ def main():
           f"epochs {start_epoch}..{args.epochs}, lr {args.lr}, batch {args.batch_size}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
+    noticed = []  # a spot interruption notice came (SIGUSR1)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: noticed.append(signum))
+
     n = len(x_tr)
     started = time.monotonic()
     with open(paths["metrics"], "a", encoding="utf-8") as metrics:
@@ -136,6 +144,13 @@ def main():
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.item() * len(idx)
+                if noticed:  # checkpoint now; the requeued job runs this epoch again
+                    step = i // args.batch_size + 1
+                    save_checkpoint(os.path.join(paths["ckpt_dir"], f"ckpt-epoch-{epoch - 1:03d}-step-{step}.pt"),
+                                    {"epoch": epoch - 1, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "rng_state": torch.get_rng_state()})
+                    print(f"spot interruption notice: saved epoch {epoch} step {step}; exiting", flush=True)
+                    sys.exit(75)
             train_loss = total_loss / n
             val_loss, val_accuracy = evaluate(model, loss_fn, x_va, y_va)
 

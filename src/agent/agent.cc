@@ -70,6 +70,13 @@ struct Agent::Impl {
   void ReapJob();
   void StartJob(Queued q);
   void Shutdown();
+  // With preemption watching on: the watcher, and a thread that waits for an
+  // interruption notice, then for the job to end and every record to be
+  // acknowledged, reports the instance preempted and stops the agent.
+  void StartPreemptionWatch();
+  void ReportPreemption();
+  Status PostPreempted(const PreemptionNotice& notice,
+                       std::chrono::steady_clock::time_point deadline);
 
   AgentConfig config;
   StopSignal stop;
@@ -81,6 +88,9 @@ struct Agent::Impl {
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
   std::unique_ptr<WarmPool> warm;  // warm runners for Keras fit jobs
+  std::unique_ptr<PreemptionState> preemption;  // null: not watching
+  std::unique_ptr<PreemptionWatcher> preemption_watcher;
+  std::thread preemption_reporter;
   EnvMap inherited_env;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::thread heartbeat;
@@ -104,6 +114,7 @@ Status Agent::Impl::Open() {
   sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
   inherited_env = EnvMapFrom(CurrentEnvironment());
   warm = std::make_unique<WarmPool>(config.work_dir + "/warm");
+  if (config.preemption.enabled) preemption = std::make_unique<PreemptionState>();
   return Status::Ok();
 }
 
@@ -250,15 +261,70 @@ void Agent::Impl::StartJob(Queued q) {
       [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
   JobContext context{&config, spool.get(), cache.get(), uploader.get(), &stop, inherited_env};
   context.warm = warm.get();
+  context.preemption = preemption.get();
   job = std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
                                     std::move(q.parse_status));
   if (!q.cancel_reason.empty()) job->Cancel(q.cancel_reason);
   job->Start();
 }
 
+void Agent::Impl::StartPreemptionWatch() {
+  const PreemptionOptions& o = config.preemption;
+  std::unique_ptr<MetadataSource> source = o.source ? o.source() : MakeImdsSource(o.imds_endpoint);
+  preemption_watcher = std::make_unique<PreemptionWatcher>(std::move(source), preemption.get(),
+                                                           o.poll_interval, AgentLog);
+  preemption_watcher->Start();
+  AgentLog("watching " + (o.imds_endpoint.empty() ? std::string("the instance metadata service")
+                                                  : o.imds_endpoint) +
+           " for spot interruptions every " + std::to_string(o.poll_interval.count()) + " ms");
+  preemption_reporter = std::thread([this] { ReportPreemption(); });
+}
+
+void Agent::Impl::ReportPreemption() {
+  std::optional<PreemptionNotice> notice;
+  while (!notice && !stop.stopped())
+    notice = preemption->WaitInterruption(stop, std::chrono::seconds(1));
+  if (!notice) return;
+  // The job ends by its deadline (the runner stops it then), and everything
+  // it produced is on the server before it is requeued. Only the report
+  // itself gives up, a minute after the notice's time: the instance is
+  // surely gone by then and the server finds it lost.
+  preemption->WaitNoAttempt(stop, std::chrono::steady_clock::time_point::max());
+  while (!stop.stopped() && !spool->WaitAllAcked(std::chrono::milliseconds(100))) {
+  }
+  double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  double left = std::max(notice->at > 0 ? notice->at - wall : 120.0, 0.0) + 60;
+  Status st = PostPreempted(*notice, std::chrono::steady_clock::now() +
+                                         std::chrono::milliseconds(static_cast<int64_t>(left * 1000)));
+  if (st.ok()) {
+    AgentLog("reported the instance preempted; stopping");
+  } else if (st.code() == Code::kCancelled) {
+    AgentLog("stopped while reporting the instance preempted (the server ends preempted instances)");
+  } else {
+    AgentLog("could not report the instance preempted (" + st.ToString() +
+             "); stopping: the server notices when the heartbeats stop");
+  }
+  stop.Notify();
+  api.CancelAll();
+}
+
+Status Agent::Impl::PostPreempted(const PreemptionNotice& notice,
+                                  std::chrono::steady_clock::time_point deadline) {
+  Json body = {{"action", notice.action}, {"time", notice.time}};
+  Backoff backoff;
+  for (;;) {
+    StatusOr<Json> reply = api.PostJson(agent_path + "/preempted", body, kShortCallTimeoutS);
+    if (reply.ok() || !IsTransient(reply.status())) return reply.status();
+    if (std::chrono::steady_clock::now() >= deadline || stop.WaitFor(backoff.Next()))
+      return reply.status();
+  }
+}
+
 void Agent::Impl::Shutdown() {
   stop.Notify();  // a job still running is ended and its spool kept
   api.CancelAll();
+  if (preemption_watcher) preemption_watcher->Stop();
+  if (preemption_reporter.joinable()) preemption_reporter.join();
   if (job) job->Join();
   warm.reset();  // after the job: it may run in a process the pool spawned
   if (heartbeat.joinable()) heartbeat.join();
@@ -271,6 +337,7 @@ Agent::~Agent() = default;
 
 Status Agent::Run() {
   Status st = impl_->Open();
+  if (st.ok() && impl_->preemption) impl_->StartPreemptionWatch();
   if (st.ok()) st = impl_->Register();
   if (st.ok()) {
     impl_->sender->Start();  // leftovers of an earlier agent go first

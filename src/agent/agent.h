@@ -10,6 +10,14 @@
 // Every record of a job goes to an on-disk spool before it is sent and is
 // retried until the server acknowledges it, so neither a server restart nor
 // a network failure loses output. See docs/api.md ("Agents").
+//
+// With preemption watching on (AgentConfig::preemption; the variables are
+// listed in agent/preemption_watcher.h), a spot interruption notice from
+// the instance metadata service is passed to the job (YARD_PREEMPTION_NOTICE
+// and SIGUSR1), the job is given until the notice's time minus a margin to
+// checkpoint and exit, its records are delivered, and the agent reports the
+// instance preempted (POST /v1/agents/{id}/preempted) and stops; the
+// server requeues the job at once.
 #pragma once
 
 #include <atomic>
@@ -18,6 +26,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/preemption_watcher.h"
 #include "client/http_client.h"
 #include "common/status.h"
 
@@ -34,6 +43,7 @@ struct AgentConfig {
   Json resources = Json::object();  // reported at registration
   std::chrono::milliseconds artifact_scan_interval{200};
   std::chrono::milliseconds kill_grace{5000};
+  PreemptionOptions preemption;  // off unless enabled
 };
 
 class Agent {

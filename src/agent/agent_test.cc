@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <ctime>
 #include <sstream>
 
 #include "agent/agent_testing.h"
@@ -495,6 +496,137 @@ TEST_F(AgentTest, HeartbeatsFlow) {
         return state_->heartbeats >= 2;
       },
       10s));
+}
+
+// ---- spot interruptions (preemption_watcher.h) ----
+
+// The instance metadata service as the test wants it: a notice appears
+// when the test sets it. Shared by the test and the agent's watcher.
+struct FakeImds {
+  std::mutex mu;
+  std::map<std::string, std::string> bodies;
+  void Set(const std::string& path, const std::string& body) {
+    std::lock_guard<std::mutex> lock(mu);
+    bodies[path] = body;
+  }
+  struct Source : MetadataSource {
+    std::shared_ptr<FakeImds> imds;
+    StatusOr<std::string> Get(const std::string& path) override {
+      std::lock_guard<std::mutex> lock(imds->mu);
+      auto it = imds->bodies.find(path);
+      if (it == imds->bodies.end()) return NotFound(path);
+      return it->second;
+    }
+  };
+};
+
+std::string Rfc3339In(double seconds) {
+  std::time_t t = std::time(nullptr) + static_cast<std::time_t>(seconds);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+class PreemptionTest : public AgentTest {
+ protected:
+  AgentConfig WatchingConfig() {
+    AgentConfig c = Config();
+    c.preemption.enabled = true;
+    c.preemption.poll_interval = 20ms;
+    c.preemption.margin = 0ms;
+    c.preemption.source = [imds = imds_] {
+      auto s = std::make_unique<FakeImds::Source>();
+      s->imds = imds;
+      return s;
+    };
+    return c;
+  }
+  void Notice(double seconds_left) {
+    imds_->Set("meta-data/spot/instance-action",
+               R"({"action": "terminate", "time": ")" + Rfc3339In(seconds_left) + "\"}");
+  }
+  std::vector<std::string> Decisions(const std::string& job) {
+    std::vector<std::string> out;
+    for (const Json& r : state_->Records(job))
+      if (r["kind"] == "decision") out.push_back(r["message"]);
+    return out;
+  }
+  Json Preempted() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->preempted.empty() ? Json() : state_->preempted.back();
+  }
+  std::shared_ptr<FakeImds> imds_ = std::make_shared<FakeImds>();
+};
+
+TEST_F(PreemptionTest, NoticeReachesTheJobWhichCheckpointsThenTheInstanceIsReported) {
+  StartAgent(WatchingConfig());
+  // A job that does what the runners do: on SIGUSR1, read the notice file,
+  // write a checkpoint, exit.
+  Assign("job-spot",
+         "trap 'echo got USR1; cat \"$YARD_PREEMPTION_NOTICE\"; "
+         "printf mid-epoch > \"$YARD_CHECKPOINT_DIR/epoch-001-step-7.ckpt\"; exit 75' USR1; "
+         "[ ! -e \"$YARD_PREEMPTION_NOTICE\" ] && echo no notice yet; "
+         "while :; do sleep 0.02; done");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-spot", "no notice yet\n"); }));
+  Notice(60);
+  ASSERT_TRUE(WaitFor([&] { return !Preempted().is_null(); }, 20s))
+      << "output: " << state_->Output("job-spot");
+  EXPECT_TRUE(OutputHas("job-spot", "got USR1\n{\"action\": \"terminate\""));
+  EXPECT_TRUE(state_->Exit("job-spot").is_null()) << "the server requeues it: no exit record";
+  std::vector<Json> records = state_->Records("job-spot");
+  bool checkpoint = false;
+  for (const Json& r : records)
+    checkpoint |= r["kind"] == "artifact" && r["entry"]["path"] == "epoch-001-step-7.ckpt";
+  EXPECT_TRUE(checkpoint) << "the mid-epoch checkpoint is delivered before the report";
+  EXPECT_EQ(Preempted()["records_held"], records.size()) << "every record came before the report";
+  EXPECT_EQ(Preempted()["action"], "terminate");
+  std::vector<std::string> decisions = Decisions("job-spot");
+  ASSERT_EQ(decisions.size(), 2u);
+  EXPECT_EQ(decisions[0].rfind("spot interruption notice: EC2 will terminate this instance at ", 0), 0u);
+  EXPECT_NE(decisions[0].find("told the job (SIGUSR1, $YARD_PREEMPTION_NOTICE)"), std::string::npos)
+      << decisions[0];
+  EXPECT_NE(decisions[1].find("exit code 75"), std::string::npos) << decisions[1];
+  ASSERT_TRUE(WaitFor([&] { return run_done_.load(); }, 10s)) << "the agent stops after the report";
+  EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
+}
+
+TEST_F(PreemptionTest, AJobThatIgnoresTheNoticeIsStoppedAtItsTime) {
+  StartAgent(WatchingConfig());
+  Assign("job-deaf", "trap '' USR1; echo running; while :; do sleep 0.02; done");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-deaf", "running\n"); }));
+  auto noticed = std::chrono::steady_clock::now();
+  Notice(2);  // whole seconds: between 1 and 2 s from now
+  ASSERT_TRUE(WaitFor([&] { return !Preempted().is_null(); }, 20s));
+  EXPECT_GE(std::chrono::steady_clock::now() - noticed, 900ms) << "it had until the notice's time";
+  std::vector<std::string> decisions = Decisions("job-deaf");
+  ASSERT_EQ(decisions.size(), 3u);
+  EXPECT_EQ(decisions[1], "the job has not exited by the interruption's deadline: stopping it");
+  EXPECT_TRUE(state_->Exit("job-deaf").is_null());
+}
+
+TEST_F(PreemptionTest, RebalanceRecommendationIsShownAndTheJobGoesOn) {
+  StartAgent(WatchingConfig());
+  Assign("job-reb", std::string("echo started; ") + kWaitForGo + "echo finished");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-reb", "started\n"); }));
+  imds_->Set("meta-data/events/recommendations/rebalance", R"({"noticeTime": "2026-12-06T03:03:00Z"})");
+  ASSERT_TRUE(WaitFor([&] { return !Decisions("job-reb").empty(); }));
+  EXPECT_EQ(Decisions("job-reb")[0].rfind("rebalance recommendation from EC2 (at 2026-12-06T03:03:00Z)", 0), 0u);
+  Go("job-reb");
+  EXPECT_EQ(WaitExit("job-reb")["exit_code"], 0);
+  EXPECT_TRUE(OutputHas("job-reb", "finished\n"));
+  EXPECT_TRUE(Preempted().is_null());
+  EXPECT_EQ(Decisions("job-reb").size(), 1u);
+}
+
+TEST_F(PreemptionTest, AnIdleInstanceIsReportedAtOnce) {
+  StartAgent(WatchingConfig());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->registers == 1;
+  }));
+  Notice(60);
+  ASSERT_TRUE(WaitFor([&] { return !Preempted().is_null(); }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return run_done_.load(); }, 10s));
 }
 
 }  // namespace

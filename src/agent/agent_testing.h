@@ -69,6 +69,9 @@ struct FakeState {
   int refuse_registers = 0;            // the next N registers: 503
   std::set<std::string> unknown_jobs;  // /events for these: 404
   std::map<std::string, std::chrono::steady_clock::time_point> output_seen;  // data -> arrival
+  // POST /preempted bodies, each with "records_held": how many records of
+  // every attempt the server held when it came.
+  std::vector<Json> preempted;
 
   void Push(Json reply) {
     std::lock_guard<std::mutex> lock(mu);
@@ -147,6 +150,16 @@ class FakeServer {
     svr_.Get(R"(/v1/agents/([^/]+)/work)", [this](const auto& req, auto& res) { Work(req, res); });
     svr_.Post(R"(/v1/agents/([^/]+)/events)",
               [this](const auto& req, auto& res) { Events(req, res); });
+    svr_.Post(R"(/v1/agents/([^/]+)/preempted)", [this](const auto& req, auto& res) {
+      if (!Authorized(req, res)) return;
+      Json body = Json::parse(req.body);
+      std::lock_guard<std::mutex> lock(state_->mu);
+      size_t held = 0;
+      for (const auto& [key, records] : state_->events) held += records.size();
+      body["records_held"] = held;
+      state_->preempted.push_back(body);
+      Reply(res, 200, {{"ok", true}});
+    });
     svr_.Post("/v1/blobs/missing", [this](const auto& req, auto& res) { Missing(req, res); });
     svr_.Put(R"(/v1/blobs/([0-9a-f]+))", [this](const auto& req, auto& res) { PutBlob(req, res); });
     svr_.Get(R"(/v1/blobs/([0-9a-f]+))", [this](const auto& req, auto& res) { GetBlob(req, res); });

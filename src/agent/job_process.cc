@@ -197,4 +197,15 @@ void JobProcess::Terminate() {
   if (!TryWait()) kill(shim_pid_, SIGTERM);
 }
 
+Status JobProcess::Signal(int sig) {
+  if (TryWait()) return NotFound("the job has ended");
+  int sent = 0;
+  for (const ProcEntry& p : DescendantEntries(shim_pid_)) {
+    if (p.ppid != shim_pid_) continue;
+    SignalProcessAndGroup(p, sig);
+    ++sent;
+  }
+  return sent ? Status::Ok() : NotFound("the job's command has ended");
+}
+
 }  // namespace yard

@@ -90,6 +90,11 @@ class JobProcess {
   // Cancel: SIGTERM to the shim, which ends the whole tree (SIGKILL after
   // the grace). Safe to call more than once and after exit.
   void Terminate();
+  // Sends `sig` to the command's process group (and to any other process
+  // group the shim's direct children lead: ones re-parented to it), not to
+  // the shim. For signals a job is meant to catch (the spot interruption
+  // notice's SIGUSR1). NotFound when the command is gone.
+  Status Signal(int sig);
   pid_t pid() const { return shim_pid_; }
 
  private:

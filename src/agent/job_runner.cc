@@ -11,6 +11,7 @@
 #include "agent/metrics_tail.h"
 #include "agent/multi_node.h"
 #include "agent/output_splitter.h"
+#include "common/files.h"
 
 namespace yard {
 
@@ -29,6 +30,14 @@ std::vector<ArtifactWatcher::Dir> ArtifactDirs(const JobPaths& p) {
 
 Json OutputRecord(std::string data) { return {{"kind", "output"}, {"data", std::move(data)}}; }
 
+// A scheduling decision the user sees with the job's events.
+Json DecisionRecord(std::string message) {
+  return {{"kind", "decision"}, {"message", std::move(message)}};
+}
+
+// With no time in a notice (or an unreadable one), EC2's usual two minutes.
+constexpr double kDefaultNoticeS = 120;
+
 }  // namespace
 
 JobRunner::JobRunner(JobContext context, Assignment assignment, Status parse_status)
@@ -37,8 +46,10 @@ JobRunner::JobRunner(JobContext context, Assignment assignment, Status parse_sta
 JobRunner::~JobRunner() { Join(); }
 
 void JobRunner::Start() {
+  if (ctx_.preemption) ctx_.preemption->AttemptBegan();
   thread_ = std::thread([this] {
     Main();
+    if (ctx_.preemption) ctx_.preemption->AttemptEnded();
     done_ = true;
   });
 }
@@ -66,6 +77,7 @@ void JobRunner::Main() {
   StatusOr<std::string> resume_path = PrepareJobFolder(a_, paths, *ctx_.cache);
   if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
   if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
+  if (Preempted()) return EndPreempted("before it started");
   if (!resume_path.ok()) {
     return FailEarly(1, "could not prepare the job: " + resume_path.status().message());
   }
@@ -73,6 +85,7 @@ void JobRunner::Main() {
 }
 
 void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path) {
+  notice_path_ = paths.notice;
   JobSpawnOptions options;
   options.argv = a_.command;
   options.env = JobEnvironment(ctx_.inherited_env, ctx_.config->job_env, a_, paths, resume_path);
@@ -85,6 +98,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   }
   // A build runs to its end; a cancel that came meanwhile starts nothing.
   if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
+  if (Preempted()) return EndPreempted("before it started");
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
@@ -102,6 +116,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   // Everything the job wrote is stored before the exit record says it ended.
   watcher->Scan(/*final=*/true);
   bool was_cancelled = cancelled();
+  if (told_of_notice_ && !was_cancelled) return EndPreempted(info.Describe());
   std::string message = info.Describe();
   if (was_cancelled) message = cancel_reason() + " (" + message + ")";
   Finish(info.exit_code, message, was_cancelled);
@@ -199,6 +214,7 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
       process->Terminate();
       terminated = true;
     }
+    if (ctx_.preemption) WatchPreemption(process, &terminated);
     struct pollfd pfd = {process->output_fd(), POLLIN, 0};
     ::poll(&pfd, 1, kPumpPollMs);
     std::string data;
@@ -212,6 +228,53 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
   for (std::string& piece : splitter.Add("", true)) Emit(OutputRecord(std::move(piece)));
   EmitMetrics(/*final=*/true);
   return exit ? *exit : process->Wait();
+}
+
+bool JobRunner::Preempted() const {
+  return ctx_.preemption && ctx_.preemption->interruption().has_value();
+}
+
+void JobRunner::WatchPreemption(JobProcess* process, bool* terminated) {
+  std::vector<PreemptionNotice> rebalances = ctx_.preemption->rebalances();
+  for (; rebalances_shown_ < rebalances.size(); ++rebalances_shown_)
+    Emit(DecisionRecord(rebalances[rebalances_shown_].Describe()));
+  if (!told_of_notice_) {
+    std::optional<PreemptionNotice> notice = ctx_.preemption->interruption();
+    if (!notice) return;
+    TellJobOfNotice(process, *notice);
+  }
+  if (!*terminated && std::chrono::steady_clock::now() >= preempt_deadline_) {
+    Emit(DecisionRecord("the job has not exited by the interruption's deadline: stopping it"));
+    process->Terminate();
+    *terminated = true;
+  }
+}
+
+void JobRunner::TellJobOfNotice(JobProcess* process, const PreemptionNotice& notice) {
+  told_of_notice_ = true;
+  const PreemptionOptions& o = ctx_.config->preemption;
+  double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  double left = notice.at > 0 ? notice.at - now : kDefaultNoticeS;
+  double give = std::max(0.0, left - std::chrono::duration<double>(o.margin).count());
+  preempt_deadline_ = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(give * 1000));
+  // The file first, so that a signal handler that looks for it finds it.
+  std::string problems;
+  if (Status w = WriteFileAtomic(notice_path_, notice.json + "\n"); !w.ok())
+    problems += "; could not write the notice file: " + w.message();
+  if (Status sent = process->Signal(o.signal); !sent.ok())
+    problems += "; could not signal the job: " + sent.message();
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.0f s", give);
+  Emit(DecisionRecord(notice.Describe() + ": told the job (" + SignalName(o.signal) +
+                      ", $YARD_PREEMPTION_NOTICE); it has " + seconds +
+                      " to write a checkpoint and exit, then it is requeued" + problems));
+}
+
+void JobRunner::EndPreempted(const std::string& what) {
+  Emit(DecisionRecord("the job stopped for the spot interruption (" + what +
+                      "); the instance is reported preempted once everything is delivered"));
+  ctx_.spool->Abandon(a_.job, a_.attempt);
 }
 
 void JobRunner::Emit(const Json& record) {

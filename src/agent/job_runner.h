@@ -42,6 +42,11 @@ struct JobContext {
   // Serves Keras fit jobs from a runner that imported TensorFlow already;
   // null: every job starts cold (warm_runner.h).
   WarmPool* warm = nullptr;
+  // Spot interruption notices (preemption_watcher.h); null: not watched.
+  // With a notice the attempt tells its job, ends it by the deadline and
+  // writes no exit record: the agent reports the instance preempted and the
+  // server requeues the job.
+  PreemptionState* preemption = nullptr;
 };
 
 class JobRunner {
@@ -84,6 +89,15 @@ class JobRunner {
                                                      int* failure_exit_code);
   std::unique_ptr<ArtifactWatcher> MakeWatcher(const JobPaths& paths);
   ExitInfo Pump(JobProcess* process);
+  // Called by the pump: tells the job of a spot interruption notice (once:
+  // notice file, then the signal, then a decision record), shows rebalance
+  // recommendations, and terminates the job at the notice's deadline.
+  void WatchPreemption(JobProcess* process, bool* terminated);
+  void TellJobOfNotice(JobProcess* process, const PreemptionNotice& notice);
+  // A notice came: the attempt ends without an exit record (after its
+  // final artifact scan when it ran). `what` says how far it got.
+  void EndPreempted(const std::string& what);
+  bool Preempted() const;
   // Spools the metric lines the job has written since the last call.
   // Thread-safe: the pump and the artifact watcher both call it.
   void EmitMetrics(bool final);
@@ -104,6 +118,11 @@ class JobRunner {
   std::unique_ptr<class RankLabeler> labeler_;  // multi-node jobs only
   std::mutex metrics_mu_;
   std::unique_ptr<MetricsTail> metrics_;  // GUARDED_BY(metrics_mu_); set before the watcher starts
+  // Preemption, touched by the job's thread only.
+  std::string notice_path_;
+  bool told_of_notice_ = false;
+  std::chrono::steady_clock::time_point preempt_deadline_;
+  size_t rebalances_shown_ = 0;
   std::thread thread_;
 };
 

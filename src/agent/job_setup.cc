@@ -107,6 +107,7 @@ JobPaths JobPaths::For(const std::string& work_dir, const std::string& job, int6
   p.logs = p.root + "/logs";
   p.outputs = p.root + "/outputs";
   p.metrics = p.root + "/metrics.jsonl";
+  p.notice = p.root + "/preemption-notice.json";
   return p;
 }
 
@@ -148,6 +149,7 @@ EnvMap JobEnvironment(const EnvMap& inherited, const EnvMap& job_env, const Assi
   env["YARD_LOG_DIR"] = paths.logs;
   env["YARD_OUTPUT_DIR"] = paths.outputs;
   env["YARD_METRICS"] = paths.metrics;
+  env["YARD_PREEMPTION_NOTICE"] = paths.notice;
   env["PYTHONUNBUFFERED"] = "1";
   // Set only when resuming, and not inherited from the agent's own environment either.
   if (resume_path.empty())

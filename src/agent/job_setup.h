@@ -50,6 +50,8 @@ struct Assignment {
 
 struct JobPaths {
   std::string root, work, checkpoints, logs, outputs, metrics;
+  // Where a spot interruption notice is written (YARD_PREEMPTION_NOTICE).
+  std::string notice;
 
   static JobPaths For(const std::string& work_dir, const std::string& job, int64_t attempt);
   // Creates root and the four folders.
@@ -65,7 +67,8 @@ StatusOr<std::string> PrepareJobFolder(const Assignment& a, const JobPaths& path
 // The job's environment; later sources win: the agent's own environment
 // (`inherited`), `job_env` from the agent's configuration, the
 // assignment's env, then YARD_JOB_ID, YARD_CHECKPOINT_DIR, YARD_LOG_DIR,
-// YARD_OUTPUT_DIR, YARD_METRICS, PYTHONUNBUFFERED=1 and, when
+// YARD_OUTPUT_DIR, YARD_METRICS, YARD_PREEMPTION_NOTICE (a path that
+// exists only once a spot interruption notice came), PYTHONUNBUFFERED=1 and, when
 // `resume_path` is not empty, YARD_RESUME_FROM.
 EnvMap JobEnvironment(const EnvMap& inherited, const EnvMap& job_env, const Assignment& a,
                       const JobPaths& paths, const std::string& resume_path);

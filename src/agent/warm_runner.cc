@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 const char* const kLateBoundEnv[] = {
     "YARD_JOB_ID",    "YARD_CHECKPOINT_DIR",     "YARD_LOG_DIR",           "YARD_OUTPUT_DIR",
     "YARD_METRICS",   "YARD_RESUME_FROM",        "TRAINYARD_EPOCH_DELAY_S", "TRAINYARD_LOGICAL_CPUS",
-    nullptr};
+    "YARD_PREEMPTION_NOTICE", nullptr};
 
 namespace {
 

@@ -123,6 +123,10 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     config.work_dir = f->dir;
     config.yard_binary = SelfExecutable();
     config.resources = {{"cpus", f->cpus}};
+    StatusOr<PreemptionOptions> preemption =
+        PreemptionOptionsFromEnv([](const std::string& name) { return EnvOr(name.c_str(), ""); });
+    if (!preemption.ok()) return Fail("agent " + f->instance + ": " + preemption.status().message());
+    config.preemption = *preemption;
     Agent agent(std::move(config));
     StopOnSignal(&agent);
     s = agent.Run();

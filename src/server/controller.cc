@@ -397,6 +397,11 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
     if (!r.contains("data") || !r["data"].is_string()) return InvalidArgument("output record needs 'data'");
     return Json{{"kind", "output"}, {"data", r["data"]}};
   }
+  if (kind == "decision") {  // e.g. the agent's word on a spot interruption notice
+    if (!r.contains("message") || !r["message"].is_string())
+      return InvalidArgument("decision record needs a string 'message'");
+    return Json{{"kind", "decision"}, {"message", r["message"]}, {"instance", instance_id}};
+  }
   if (kind == "metric") {
     if (!r.contains("values") || !r["values"].is_object())
       return InvalidArgument("metric record needs an object 'values'");

@@ -125,6 +125,13 @@ class Controller {
   StatusOr<int64_t> AcceptAgentRecords(const std::string& instance_id, const std::string& job_id,
                                        int64_t attempt, int64_t first, const Json& records);
 
+  // The agent of `instance_id` says its instance is being taken back (a
+  // spot interruption notice) and has delivered its job's records: the
+  // instance ends (the provider terminates it: a "stop" or "hibernate"
+  // action would leave it stopped) and its job is requeued now, under the
+  // usual max_restarts. NotFound for an instance that is not live.
+  Status AgentPreempted(const std::string& instance_id, const std::string& reason);
+
   Notifier& notifier() { return notifier_; }
   // Runs one full scheduling and monitoring pass now (tests use it with a
   // fake clock; the background thread checks liveness at most every 100 ms).

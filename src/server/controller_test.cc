@@ -398,6 +398,44 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
 
+TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  Settle();
+  std::string first = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(first, 0).value().contains("assign"));
+  std::string ckpt = "weights-epoch-1-step-7";
+  std::string h = Sha256Hex(ckpt);
+  ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
+  Json entry = FileEntryToJson(FileEntry{"epoch-001-step-7.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
+  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
+      {{"kind", "output"}, {"data", "step 7\n"}},
+      {{"kind", "decision"}, {"message", "spot interruption notice: told the job"}},
+      {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}}).ok());
+  EXPECT_EQ(controller_->AcceptAgentRecords(first, job, 1, 4, {{{"kind", "decision"}}}).status().code(),
+            Code::kInvalidArgument) << "a decision needs its message";
+  // Heartbeats are still fresh: without the report nothing would happen yet.
+  ASSERT_TRUE(controller_->AgentPreempted(first, "spot interruption notice").ok());
+  EXPECT_EQ(store_->GetInstance(first)->state, instance_state::kLost);
+  EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider ended the instance";
+  EXPECT_EQ(controller_->AgentPreempted(first, "again").code(), Code::kNotFound);
+  Settle();
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+  RunJob(job, {{{"kind", "output"}, {"data", "step 8\n"}}});
+  EXPECT_EQ(last_assign_["resume_from"]["entry"]["path"], "epoch-001-step-7.ckpt");
+  std::string out;
+  bool decision = false;
+  for (const auto& e : Events(job)) {
+    if (e["kind"] == "output") out += e["data"].get<std::string>();
+    decision |= e["kind"] == "decision" && e["message"] == "spot interruption notice: told the job" &&
+                e["instance"] == first;
+  }
+  EXPECT_TRUE(decision) << "the agent's decision record is in the job's events";
+  EXPECT_EQ(out.find("step 7\n----- yard: instance " + first + " was preempted (spot interruption notice)"),
+            0u) << out;
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+}
+
 TEST_F(ControllerTest, ScenarioInterruptionsTakeSpotInstances) {
   Json scenario = {{"version", 1}, {"types", {{"A", {{"interruptions", {100}}}}}}};
   sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),

@@ -164,6 +164,19 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   RequeueOrFail(job, what);
 }
 
+Status Controller::AgentPreempted(const std::string& instance_id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end())
+    return NotFound("no live instance '" + instance_id + "' (ended or lost already)");
+  Batched([&] {
+    Provider* p = ProviderFor(it->second.machine_type);
+    if (p) LogError(p->Terminate(it->second), "terminate preempted instance");
+    MarkLost(it->second, reason, /*preempted=*/true);
+  });
+  return Status::Ok();
+}
+
 void Controller::MonitorInstances() {
   double now = clock_->Now();
   std::vector<std::string> ids;

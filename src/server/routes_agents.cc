@@ -1,4 +1,5 @@
-// /v1/agents: registration, heartbeats, the work long poll and event upload.
+// /v1/agents: registration, heartbeats, the work long poll, event upload and
+// the report of a spot interruption.
 #include <httplib.h>
 
 #include "server/http_server.h"
@@ -52,6 +53,19 @@ Status Events(ApiContext& ctx, Call& call) {
   return Status::Ok();
 }
 
+// The instance is being taken back (a spot interruption notice): its job,
+// whose records the agent delivered first, is requeued now.
+Status Preempted(ApiContext& ctx, Call& call) {
+  YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(), {"action", "time"}));
+  YARD_ASSIGN_OR_RETURN(std::string action, GetString(body, "action", false));
+  YARD_ASSIGN_OR_RETURN(std::string time, GetString(body, "time", false));
+  std::string reason = "spot interruption notice: EC2 will " + (action.empty() ? "terminate" : action) +
+                       " it" + (time.empty() ? "" : " at " + time);
+  YARD_RETURN_IF_ERROR(ctx.controller->AgentPreempted(call.Param(1), reason));
+  call.ReplyJson({{"ok", true}});
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<Route> AgentRoutes(ApiContext& ctx) {
@@ -64,6 +78,7 @@ std::vector<Route> AgentRoutes(ApiContext& ctx) {
       {"POST", agent + "/heartbeat", Access::kAgent, bind(Heartbeat)},
       {"GET", agent + "/work", Access::kAgent, bind(Work)},
       {"POST", agent + "/events", Access::kAgent, bind(Events)},
+      {"POST", agent + "/preempted", Access::kAgent, bind(Preempted)},
   };
 }
 
