@@ -258,3 +258,32 @@ def test_auth_permission_and_image_errors_fail_the_job_without_fallback(aws, mot
     assert "requesting g4dn.xlarge" not in events(yard, job), "no fallback"
     assert moto.proxy.count("RunInstances") == 1
     assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
+
+
+def test_agent_binaries_are_the_servers_own_and_for_agents_only(yard):
+    """What direct-mode user-data downloads (GET /v1/agent/binaries/NAME)."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    yard.run("machines")  # starts the embedded server
+    url = yard.server_info()["url"]
+    agent_token = (yard.home / "agent_token").read_text().strip()
+
+    def get(name, token):
+        req = urllib.request.Request(f"{url}/v1/agent/binaries/{name}")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    status, body = get("yard", agent_token)
+    assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(YARD.read_bytes()).digest()
+    status, body = get("yard-shim", agent_token)
+    assert status == 200 and body == (YARD.parent / "yard-shim").read_bytes()
+    assert get("yard", yard.token())[0] == 403, "user tokens do not get agent routes"
+    assert get("yard", None)[0] == 401
+    assert get("state.db", agent_token)[0] == 404, "only the two binaries"
