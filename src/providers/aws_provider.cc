@@ -35,14 +35,12 @@ bool IsLoopbackUrl(const std::string& url) {
 }
 
 // A readable reason for a RunInstances error, with what to do.
+// (The client's message already names the call and EC2's code.)
 std::string RunError(const Status& s, const aws::Ec2Error& e) {
-  std::string out = "EC2 RunInstances: " + s.message();
+  std::string out = s.message();
   if (!e.missing_action.empty())
     out += " (the IAM policy of these credentials lacks " + e.missing_action +
-           "; docs/providers.md, \"IAM policy\", lists what Trainyard needs)";
-  else if (e.kind == Ec2ErrorKind::kAuth)
-    out += " (check the credentials the server uses: AWS_ACCESS_KEY_ID, AWS_PROFILE or the "
-           "instance role; docs/providers.md, \"AWS\")";
+           "; docs/providers.md, \"Minimal IAM policy\", lists what Trainyard needs)";
   return out;
 }
 
@@ -274,7 +272,7 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   req.tags = {{"trainyard:instance", inst->id},
               {"trainyard:server", settings_.server_id},
               {"trainyard:user", inst->user},
-              {"Name", "trainyard " + inst->id + " (" + inst->user + ")"}};
+              {"Name", "trainyard-" + inst->id}};
   inst->info["ec2_region"] = settings_.region;
   inst->info["ec2_instance_type"] = spec.instance_type;
   {

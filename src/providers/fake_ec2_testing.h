@@ -30,7 +30,7 @@ class FakeEc2 : public aws::Ec2Api {
     std::lock_guard<std::mutex> lock(mu_);
     runs.push_back(req);
     auto f = run_faults.find(req.instance_type);
-    if (f != run_faults.end()) return Fail(f->second, error);
+    if (f != run_faults.end()) return Fail(f->second, error, "RunInstances");
     for (auto& [id, i] : instances)
       if (tokens_[id] == req.client_token) return i;
     aws::Ec2Instance i;
@@ -53,7 +53,7 @@ class FakeEc2 : public aws::Ec2Api {
       aws::Ec2Error* error) override {
     std::lock_guard<std::mutex> lock(mu_);
     describes++;
-    if (describe_fault) return Fail(*describe_fault, error);
+    if (describe_fault) return Fail(*describe_fault, error, "DescribeInstances");
     std::vector<aws::Ec2Instance> out;
     for (const auto& [id, i] : instances) {
       bool match = ids.empty() || std::find(ids.begin(), ids.end(), id) != ids.end();
@@ -69,7 +69,7 @@ class FakeEc2 : public aws::Ec2Api {
 
   Status TerminateInstances(const std::vector<std::string>& ids, aws::Ec2Error* error) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (terminate_fault) return Fail(*terminate_fault, error);
+    if (terminate_fault) return Fail(*terminate_fault, error, "TerminateInstances");
     for (const auto& id : ids) {
       terminate_calls.push_back(id);
       auto it = instances.find(id);
@@ -132,7 +132,8 @@ class FakeEc2 : public aws::Ec2Api {
   int spot_price_calls = 0;
 
  private:
-  static Status Fail(const Fault& f, aws::Ec2Error* error) {
+  // As Ec2Client words it: "EC2 <Action>: <Code>: <Message> (request id ...)".
+  static Status Fail(const Fault& f, aws::Ec2Error* error, const std::string& action) {
     if (error) {
       *error = aws::Ec2Error{};
       error->kind = f.kind;
@@ -141,7 +142,7 @@ class FakeEc2 : public aws::Ec2Api {
       error->request_id = "req-1";
       error->missing_action = f.missing_action;
     }
-    return Unavailable(f.code + ": " + f.message + " (request id req-1)");
+    return Unavailable("EC2 " + action + ": " + f.code + ": " + f.message + " (request id req-1)");
   }
   std::mutex mu_;
   std::map<std::string, std::string> tokens_;

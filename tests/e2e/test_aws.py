@@ -110,12 +110,13 @@ class AwsServer:
         self.proc = None
 
     def start(self, *args, env=None):
-        if (self.yard.home / "server.json").exists():
-            (self.yard.home / "server.json").unlink()
+        # A restarted server takes its last port again (server.json), so
+        # agents already running find it.
         with open(self.log_path, "a") as log:
             self.proc = subprocess.Popen([str(YARD), "server", *args], env=env or self.yard.env,
                                          stdout=log, stderr=log)
-        wait_for(lambda: (self.yard.home / "server.json").exists(), timeout=20, what="the server to listen")
+        wait_for(lambda: (self.yard.home / "server.json").exists() and
+                 self.yard.server_info().get("pid") == self.proc.pid, timeout=20, what="the server to listen")
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -139,7 +140,8 @@ def ours(moto, server):
 
 
 def events(yard, job):
-    return yard.run("logs", job, "--events").stdout
+    proc = yard.run("logs", job, "--events")
+    return proc.stdout + proc.stderr
 
 
 def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, project, tmp_path):
@@ -150,7 +152,7 @@ def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, pr
         job = yard.run("submit", "train.py", "--machines", "p2.xlarge:spot", "--machines", "g4dn.4xlarge",
                        "--wait-request", "600", "--cool-down", "300", cwd=project).stdout.strip()
         done = yard.wait_state(job, {"succeeded", "failed"}, timeout=120)
-        assert done["state"] == "succeeded", events(yard, job) + "\n" + str(booter.errors)
+        assert done["state"] == "succeeded", done["message"] + events(yard, job) + str(booter.errors)
         assert time.monotonic() - started < 60, "the fallback did not wait out wait_request_s"
         ev = events(yard, job)
         assert "gave up on p2.xlarge: EC2 RunInstances: InsufficientInstanceCapacity: We currently do not have sufficient capacity" in ev, ev
