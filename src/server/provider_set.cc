@@ -1,5 +1,6 @@
 #include "server/provider_set.h"
 
+#include "aws/ec2_client.h"
 #include "common/files.h"
 #include "providers/aws_provider.h"
 #include "providers/local_provider.h"
@@ -54,8 +55,13 @@ StatusOr<std::unique_ptr<Provider>> MakeSsh(const Json& settings, const std::str
 }
 
 // The EC2 client of `s` (credentials chain, endpoint; src/aws).
-StatusOr<std::shared_ptr<aws::Ec2Api>> NewEc2Client(const AwsSettings& s) {
-  return FailedPrecondition("providers.aws: this build has no EC2 client yet (src/aws/ec2_client)");
+std::shared_ptr<aws::Ec2Api> NewEc2Client(const AwsSettings& s) {
+  aws::Environment env = aws::ProcessEnvironment();
+  aws::Ec2ClientOptions o;
+  o.region = s.region;
+  o.endpoint = aws::Ec2Endpoint(s.region, s.endpoint_url, env);
+  std::shared_ptr<aws::CredentialsProvider> credentials = aws::DefaultCredentialsChain(env);
+  return std::make_shared<aws::Ec2Client>(std::move(o), std::move(credentials));
 }
 
 StatusOr<std::unique_ptr<Provider>> MakeAws(const Json& settings, const std::string& home,
@@ -66,7 +72,7 @@ StatusOr<std::unique_ptr<Provider>> MakeAws(const Json& settings, const std::str
   if (s.connect == "tunnel")
     return InvalidArgument("providers.aws: connect \"tunnel\" is not available in this build yet: "
                            "set \"connect\": \"direct\" (and \"server_url\", an address the instances reach)");
-  YARD_ASSIGN_OR_RETURN(std::shared_ptr<aws::Ec2Api> ec2, NewEc2Client(s));
+  std::shared_ptr<aws::Ec2Api> ec2 = NewEc2Client(s);
   return std::unique_ptr<Provider>(new AwsProvider(std::move(s), std::move(ec2)));
 }
 
