@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from waiting import processes_matching
@@ -33,6 +34,7 @@ class InstanceBooter:
         self.boot = boot or (lambda inst: True)
         self.interval = interval
         self.booted = {}  # EC2 id -> folder
+        self.timings = {}  # EC2 id -> (user-data started, ended), time.time()
         self.ended = set()
         self.errors = []
         self._stop = threading.Event()
@@ -90,8 +92,10 @@ class InstanceBooter:
         env = dict(self.env, TRAINYARD_DIR=str(folder), EC2_PRIVATE_IP=ip)
         self.booted[ec2_id] = folder
         # As cloud-init would: run it once, to its end (the agent detaches).
+        started = time.time()
         proc = subprocess.run(["bash", str(folder / "user-data")], cwd=folder, env=env,
                               capture_output=True, text=True, timeout=120)
+        self.timings[ec2_id] = (started, time.time())
         if proc.returncode != 0:
             self.errors.append(f"user-data of {ec2_id} exited {proc.returncode}: {proc.stderr[-2000:]}")
 
