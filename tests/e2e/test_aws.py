@@ -7,9 +7,11 @@ checked with EC2's own view: DescribeInstances through boto3, straight to
 moto."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
@@ -25,6 +27,35 @@ JOB = ('import os, pathlib\n'
        'print("done", flush=True)\n')
 
 
+class HoldingProxy(FaultProxy):
+    """The fault proxy, plus: DescribeInstances shows the instances of the
+    types in `held` "pending" while moto says "running" (EC2 may take
+    minutes to leave pending; moto never does)."""
+
+    def __init__(self, upstream_url):
+        super().__init__(upstream_url)
+        self.held = set()
+
+    def _forward(self, h, body):
+        params = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+        if params.get("Action") != "DescribeInstances" or not self.held:
+            return super()._forward(h, body)
+        reply = self._reply
+
+        def rewrite(h2, status, data, content_type):
+            parts = data.decode().split("<instanceId>")
+            for i, part in enumerate(parts[1:], 1):
+                if any(f"<instanceType>{t}</instanceType>" in part for t in self.held):
+                    parts[i] = re.sub(r"<code>16</code>(\s*)<name>running</name>",
+                                      r"<code>0</code>\1<name>pending</name>", part, count=1)
+            reply(h2, status, "<instanceId>".join(parts).encode(), content_type)
+        self._reply = rewrite
+        try:
+            super()._forward(h, body)
+        finally:
+            del self._reply
+
+
 class Ec2:
     """moto with IAM enforced (requests must be signed with keys it knows),
     its loopback subnet, and the fault proxy in front of it."""
@@ -32,7 +63,7 @@ class Ec2:
     def __init__(self, folder):
         os.environ["MOTO_ENABLE_AMI_VALIDATION"] = "true"  # an unknown AMI is InvalidAMIID.NotFound
         self.moto = Moto(enforce_auth=True, log_dir=folder).start()
-        self.proxy = FaultProxy(self.moto.url).start()
+        self.proxy = HoldingProxy(self.moto.url).start()
         self.ec2 = self.moto.client()
         _, self.subnet_id = loopback_subnet(self.ec2)
         self.image_id = self.moto.any_image()
@@ -81,6 +112,7 @@ def aws(yard, moto, tmp_path):
     image, the loopback subnet) and bad-image, whose EC2 is the fault proxy in
     front of moto. aws.restart(...) / aws.kill() for the restart tests."""
     moto.proxy.clear()
+    moto.proxy.held.clear()
     yard.home.mkdir(parents=True, exist_ok=True)
     options = {"ami": moto.image_id, "subnet_id": moto.subnet_id}
     types = [{"name": n, "provider": "aws", "cpus": 4, "gpus": 1, "on_demand_price": p, "spot_price": s,
@@ -290,3 +322,38 @@ def test_agent_binaries_are_the_servers_own_and_for_agents_only(yard):
     assert get("yard", yard.token())[0] == 403, "user tokens do not get agent routes"
     assert get("yard", None)[0] == 401
     assert get("state.db", agent_token)[0] == 404, "only the two binaries"
+
+
+def test_pending_instances_end_on_cancel_and_at_wait_request(aws, moto, yard, project):
+    moto.proxy.held.add("p2.xlarge")
+    (project / "train.py").write_text(JOB)
+    first = yard.run("submit", "train.py", "--machines", "p2.xlarge", "--wait-request", "600",
+                     cwd=project).stdout.strip()
+    (held,) = wait_for(lambda: ours(moto, aws), timeout=30, what="RunInstances of p2.xlarge")
+    wait_for(lambda: yard.json("machines")["instances"][0]["state"] == "requested", timeout=10,
+             what="the instance to be requested, not granted, while EC2 says pending")
+    polls = moto.proxy.count("DescribeInstances")
+    wait_for(lambda: moto.proxy.count("DescribeInstances") >= polls + 2, timeout=10, what="two more polls")
+    assert yard.json("machines")["instances"][0]["state"] == "requested"
+    yard.run("cancel", first)
+    wait_for(lambda: moto.state(held["InstanceId"]) == "terminated", timeout=20,
+             what="cancel to terminate the pending instance")
+
+    second = yard.run("submit", "train.py", "--machines", "p2.xlarge", "--machines", "g4dn.xlarge",
+                      "--wait-request", "3", cwd=project).stdout.strip()
+    started = time.monotonic()
+    wait_for(lambda: [i for i in ours(moto, aws) if i["InstanceType"] == "g4dn.xlarge"], timeout=30,
+             what="the fallback to g4dn.xlarge")
+    assert time.monotonic() - started >= 2.5, "not before wait_request_s"
+    ev = events(yard, second)
+    assert "gave up on p2.xlarge: not running within 3 s (still pending: withdrawn and ended)" in ev, ev
+    p2 = [i for i in ours(moto, aws) if i["InstanceType"] == "p2.xlarge" and i["InstanceId"] != held["InstanceId"]]
+    assert len(p2) == 1
+    wait_for(lambda: moto.state(p2[0]["InstanceId"]) == "terminated", timeout=20,
+             what="the withdrawn p2.xlarge to be terminated")
+    wait_for(lambda: yard.job(second)["instance"] and
+             any(i["state"] == "provisioning" for i in yard.json("machines")["instances"]), timeout=20,
+             what="g4dn.xlarge to be granted (running)")
+    yard.run("cancel", second)
+    wait_for(lambda: all(i["State"]["Name"] == "terminated" for i in ours(moto, aws)), timeout=20,
+             what="every instance terminated")
