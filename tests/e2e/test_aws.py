@@ -357,3 +357,30 @@ def test_pending_instances_end_on_cancel_and_at_wait_request(aws, moto, yard, pr
     yard.run("cancel", second)
     wait_for(lambda: all(i["State"]["Name"] == "terminated" for i in ours(moto, aws)), timeout=20,
              what="every instance terminated")
+
+
+def test_instance_ec2_ends_is_preempted_and_the_job_resumes_on_a_new_one(aws, moto, yard, project, tmp_path):
+    """A spot reclaim as the provider sees it: EC2 lists the instance
+    terminated (the harness's machine goes away with it)."""
+    (project / "job.sh").write_text(
+        'if [ -n "$YARD_RESUME_FROM" ]; then echo "resumed from $(basename $YARD_RESUME_FROM): $(cat $YARD_RESUME_FROM)"; '
+        'echo second run; exit 0; fi\n'
+        'for i in 1 2 3; do echo "first run line $i"; done\n'
+        'echo epoch2 > "$YARD_CHECKPOINT_DIR/epoch-2.ckpt"\n'
+        'sleep 1000\n')
+    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env):
+        job = yard.run("submit", "job.sh", "--machines", "g4dn.xlarge:spot", cwd=project).stdout.strip()
+        wait_for(lambda: yard.run("fetch", job, "--to", project / "got") and
+                 (project / "got" / "checkpoints" / "epoch-2.ckpt").exists(),
+                 timeout=60, interval=0.2, what="the checkpoint to reach the server")
+        first = yard.job(job)["instance"]
+        (reclaimed,) = ours(moto, aws)
+        moto.ec2.terminate_instances(InstanceIds=[reclaimed["InstanceId"]])  # EC2 takes it back
+        done = yard.wait_state(job, "succeeded", timeout=90)
+        assert done["instance"] != first
+        out = yard.run("logs", job).stdout
+        assert f"instance {first} was preempted (EC2 instance {reclaimed['InstanceId']} is terminated" in out, out
+        assert out.count("first run line 3") == 1 and "resumed from epoch-2.ckpt: epoch2" in out
+        wait_for(lambda: all(i["State"]["Name"] == "terminated" for i in ours(moto, aws)), timeout=20,
+                 what="the second instance to end with its job")
+        assert len(ours(moto, aws)) == 2
