@@ -33,6 +33,7 @@ declare -A bench_args=(
   [bench_scheduler]="--quick"
   [bench_upload]="1024"
   [bench_online_fit]="--runs 3 --epochs 10"
+  [bench_spot]="--runs 3"
 )
 benches=(bench_warm_start bench_throughput bench_output bench_artifacts)
 if [ "$all" = 1 ]; then

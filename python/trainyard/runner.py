@@ -12,13 +12,22 @@ model.fit with:
   `{"event": "progress", ...}` within an epoch (throttled), and one
   `{"epoch": N, "epochs": E, "loss": ..., ...}` per epoch;
 - resume from `$YARD_RESUME_FROM` (weights, optimizer state, initial_epoch);
+- on a spot interruption notice (SIGUSR1, or the file `$YARD_PREEMPTION_NOTICE`
+  appearing), a checkpoint at once, mid-epoch, `epoch-NNN-step-SSSSS.keras`
+  (NNN epochs done, SSSSS steps of the next), then exit 75 for the requeue.
+  Resuming from it re-runs epoch NNN+1 from its start with those weights and
+  optimizer state: Keras' shuffling cannot be replayed, so continuing at the
+  step would see some samples twice and others never in that epoch; this way
+  every sample is seen in every epoch and the first SSSSS steps' samples once
+  more (docs/python.md, "Spot interruptions");
 - the trained model in `$YARD_OUTPUT_DIR/model.keras` (+ `history.json`);
 - with several devices, tf.distribute.MirroredStrategy: the model is
   rebuilt and compiled inside the strategy's scope.
 
 Knobs from the environment (for development and tests):
 `TRAINYARD_LOGICAL_CPUS=N` splits the CPU into N logical devices;
-`TRAINYARD_EPOCH_DELAY_S=S` sleeps S seconds after each epoch.
+`TRAINYARD_EPOCH_DELAY_S=S` sleeps S seconds after each epoch;
+`TRAINYARD_STEP_DELAY_S=S` after each batch (to land a notice mid-epoch).
 
 Warm mode, `python3 -m trainyard.runner --warm READY_FILE` (started by the
 agent on an idle instance; design in src/agent/warm_runner.h): imports
@@ -34,12 +43,42 @@ environment; the agent sends only jobs whose other variables are equal.
 import json
 import os
 import re
+import signal
 import sys
+import tempfile
 import time
 import traceback
 
 SPEC_VERSION = 1
 PROGRESS_INTERVAL_S = 0.5
+# Exit status after a checkpoint written for a spot interruption notice
+# (EX_TEMPFAIL): the agent requeues the job, which resumes from it.
+PREEMPTED_EXIT = 75
+NOTICE_CHECK_S = 0.2  # how often the notice file is looked for
+
+
+class _Notice:
+    """A spot interruption notice: SIGUSR1 from the agent, or the file named
+    by YARD_PREEMPTION_NOTICE appearing (either is enough)."""
+
+    def __init__(self):
+        self.path = os.environ.get("YARD_PREEMPTION_NOTICE") or ""
+        self.seen = False
+        self._looked = 0.0
+        try:
+            signal.signal(signal.SIGUSR1, self._on_signal)
+        except ValueError:  # not the main thread: the file still works
+            pass
+
+    def _on_signal(self, signum, frame):
+        self.seen = True
+
+    def __call__(self):
+        now = time.monotonic()
+        if not self.seen and self.path and now - self._looked >= NOTICE_CHECK_S:
+            self._looked = now
+            self.seen = os.path.exists(self.path)
+        return self.seen
 
 
 def _metrics_writer(path):
@@ -77,6 +116,22 @@ def _epoch_of(path):
     return int(m.group(1)) if m else 0
 
 
+def _step_of(path):
+    """Steps of the next epoch a mid-epoch checkpoint holds (0: none)."""
+    m = re.search(r"epoch-\d+-step-(\d+)", os.path.basename(path))
+    return int(m.group(1)) if m else 0
+
+
+def _save_atomically(model, path):
+    """model.save under a temporary folder beside the checkpoint folder, then
+    a rename: the agent never sees (or syncs) half a file."""
+    tmp = tempfile.mkdtemp(prefix=".preempt-", dir=os.path.dirname(os.path.dirname(os.path.abspath(path))))
+    staged = os.path.join(tmp, os.path.basename(path))
+    model.save(staged)
+    os.replace(staged, path)
+    os.rmdir(tmp)
+
+
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)))
 
@@ -93,12 +148,14 @@ def main(argv):
         print(f"trainyard.runner: error: fit spec version {spec.get('version')} is not {SPEC_VERSION}",
               file=sys.stderr)
         return 2
+    notice = _Notice()  # before TensorFlow's import: SIGUSR1 would end us meanwhile
     write_metric = _metrics_writer(os.environ.get("YARD_METRICS"))
     ckpt_dir = os.environ.get("YARD_CHECKPOINT_DIR")
     log_dir = os.environ.get("YARD_LOG_DIR")
     out_dir = os.environ.get("YARD_OUTPUT_DIR") or "."
     resume = os.environ.get("YARD_RESUME_FROM") or ""
     delay = float(os.environ.get("TRAINYARD_EPOCH_DELAY_S", "0") or 0)
+    step_delay = float(os.environ.get("TRAINYARD_STEP_DELAY_S", "0") or 0)
 
     import numpy as np  # noqa: F401
     import tensorflow as tf
@@ -139,7 +196,13 @@ def main(argv):
     if resume:
         model_path = resume
         initial_epoch = _epoch_of(resume)
-        print(f"Resuming from {os.path.basename(resume)} (epoch {initial_epoch} done)", flush=True)
+        step = _step_of(resume)
+        if step:
+            print(f"Resuming from {os.path.basename(resume)} (epoch {initial_epoch} done and {step} "
+                  f"steps of epoch {initial_epoch + 1}, saved at a spot interruption notice; "
+                  f"epoch {initial_epoch + 1} runs again from its start with those weights)", flush=True)
+        else:
+            print(f"Resuming from {os.path.basename(resume)} (epoch {initial_epoch} done)", flush=True)
 
     def build():
         # load_model compiles with the saved config (and restores the
@@ -171,12 +234,16 @@ def main(argv):
 
         def on_epoch_begin(self, epoch, logs=None):
             if delay > 0 and epoch > initial_epoch:
-                time.sleep(delay)  # between epochs, after the last one's checkpoint
+                end = time.monotonic() + delay  # between epochs, after the last one's checkpoint
+                while time.monotonic() < end and not notice():
+                    time.sleep(min(NOTICE_CHECK_S, end - time.monotonic()))
             self.t0 = time.monotonic()
             self.last = 0.0
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
+            if step_delay > 0:
+                time.sleep(step_delay)
             now = time.monotonic()
             if now - self.last >= PROGRESS_INTERVAL_S and batch + 1 < steps:
                 self.last = now
@@ -200,12 +267,33 @@ def main(argv):
     # holds a checkpoint without the metrics of the epochs it covers (a
     # resumed run would leave a hole in the history); at worst it re-runs an
     # epoch whose metric it has, and the newest values win.
+    class Preempt(tf.keras.callbacks.Callback):
+        """On a notice: a checkpoint now, then exit (the agent requeues)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if notice():  # between epochs: the last epoch's checkpoint holds it all
+                done = (f"{epoch} epochs done and checkpointed" if epoch > initial_epoch
+                        else "nothing trained yet in this run")
+                print(f"Spot interruption notice: {done}; exiting for the requeue", flush=True)
+                _exit(PREEMPTED_EXIT)
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not notice():
+                return
+            name = f"epoch-{self.epoch:03d}-step-{batch + 1:05d}.keras"
+            _save_atomically(self.model, os.path.join(ckpt_dir, name))
+            print(f"Spot interruption notice: saved {name} (epoch {self.epoch + 1}, step {batch + 1} "
+                  f"of {steps}); exiting for the requeue", flush=True)
+            _exit(PREEMPTED_EXIT)
+
     callbacks = [Report()]
     if ckpt_dir:
         os.makedirs(ckpt_dir, exist_ok=True)
         callbacks.append(tf.keras.callbacks.ModelCheckpoint(
             os.path.join(ckpt_dir, "epoch-{epoch:03d}.keras"), save_weights_only=False,
             save_freq="epoch"))
+        callbacks.append(Preempt())
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch",
                                                         write_graph=False, profile_batch=0))
