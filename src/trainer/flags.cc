@@ -72,8 +72,12 @@ const Flag kFlags[] = {
     {"--log-dir", "DIR", "YARD_LOG_DIR", "TensorBoard event file", YARD_STRING_FLAG(log_dir)},
     {"--metrics", "FILE", "YARD_METRICS", "one JSON line per epoch is appended here",
      YARD_STRING_FLAG(metrics)},
-    {"--resume-from", "CKPT", "YARD_RESUME_FROM", "an epoch-NNN.pt checkpoint to continue from",
+    {"--resume-from", "CKPT", "YARD_RESUME_FROM",
+     "an epoch-NNN.pt (or mid-epoch epoch-NNN-step-SSSSS.pt) checkpoint to continue from",
      YARD_STRING_FLAG(resume_from)},
+    {"--preemption-notice", "FILE", "YARD_PREEMPTION_NOTICE",
+     "on this file appearing (or SIGUSR1): checkpoint now, exit 75",
+     YARD_STRING_FLAG(preemption_notice)},
     {"--output", "PATH", "YARD_OUTPUT_DIR",
      "trained module (default $YARD_OUTPUT_DIR/model.pt, else model_out.pt)",
      YARD_STRING_FLAG(output)},
@@ -96,6 +100,7 @@ void ApplyEnvDefaults(const EnvLookup& env, TrainFlags* f) {
   fill(&f->log_dir, "YARD_LOG_DIR");
   fill(&f->metrics, "YARD_METRICS");
   fill(&f->resume_from, "YARD_RESUME_FROM");
+  fill(&f->preemption_notice, "YARD_PREEMPTION_NOTICE");
   // Trainyard restores a checkpoint with its siblings and may point at the
   // optimizer side file; the module is the .pt beside it.
   const std::string kState = ".state";

@@ -25,6 +25,7 @@ struct TrainFlags {
   std::string log_dir;         // "" : no TensorBoard events
   std::string metrics;         // "" : no metrics file
   std::string resume_from;     // "" : start from the model file
+  std::string preemption_notice;  // file whose appearance is a notice (as SIGUSR1 is)
   std::string output;          // always set after parsing
   bool help = false;           // --help: print Usage() and stop
 };
@@ -36,7 +37,7 @@ std::string RealEnv(const char* name);
 
 // Parses `args` (without argv[0]); "--flag value" and "--flag=value" both
 // work. Flags not given take their defaults from `env` (YARD_CHECKPOINT_DIR,
-// YARD_LOG_DIR, YARD_METRICS, YARD_RESUME_FROM; --output from
+// YARD_LOG_DIR, YARD_METRICS, YARD_RESUME_FROM, YARD_PREEMPTION_NOTICE; --output from
 // YARD_OUTPUT_DIR/model.pt, else ./model_out.pt). Errors (kInvalidArgument):
 // unknown flags, missing values or required flags, numbers out of range,
 // only one of --val-x/--val-y.

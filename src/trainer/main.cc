@@ -34,5 +34,6 @@ int main(int argc, char** argv) {
   auto trainer = Trainer::Create(*flags, *fit, stdout);
   if (!trainer.ok()) return Fail(trainer.status(), ExitStatusFor(trainer.status()));
   yard::Status s = (*trainer)->Run();
+  if (s.code() == yard::Code::kCancelled) return kExitPreempted;  // said so on stdout
   return s.ok() ? kExitSuccess : Fail(s, kExitFailure);
 }

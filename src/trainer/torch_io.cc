@@ -8,7 +8,8 @@
 namespace yard::trainer {
 namespace {
 
-constexpr int64_t kStateVersion = 1;
+// 2: adds yard_step and the partial epoch's sums (mid-epoch checkpoints).
+constexpr int64_t kStateVersion = 2;
 
 at::ScalarType ScalarTypeOf(NpyDType t) {
   switch (t) {
@@ -41,6 +42,27 @@ StatusOr<at::Tensor> ClassIds(const at::Tensor& y, const std::string& what) {
                            std::to_string(ids.min().item<int64_t>()));
   }
   return ids;
+}
+
+// The step and the partial epoch's sums of a version 2 state.
+Status ReadPartial(torch::serialize::InputArchive& archive, const std::string& state,
+                   TrainingPoint* point) {
+  return TorchGuard(
+      "reading " + state,
+      [&] {
+        c10::IValue step, rows, loss_sum;
+        at::Tensor sums;
+        archive.read("yard_step", step);
+        archive.read("yard_partial_rows", rows);
+        archive.read("yard_partial_loss_sum", loss_sum);
+        archive.read("yard_partial_metric_sums", sums, /*is_buffer=*/true);
+        point->step = step.toInt();
+        point->partial.rows = rows.toInt();
+        point->partial.loss_sum = loss_sum.toDouble();
+        sums = sums.contiguous();
+        point->partial.metric_sums.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+      },
+      Code::kInvalidArgument);
 }
 
 Status RenameInto(const std::string& tmp, const std::string& path) {
@@ -201,9 +223,14 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const FitOptions& o,
   return nullptr;
 }
 
-std::string CheckpointPath(const std::string& dir, int64_t epoch) {
-  char name[32];
-  std::snprintf(name, sizeof name, "epoch-%03lld.pt", static_cast<long long>(epoch));
+std::string CheckpointPath(const std::string& dir, const TrainingPoint& point) {
+  char name[64];
+  if (point.step == 0) {
+    std::snprintf(name, sizeof name, "epoch-%03lld.pt", static_cast<long long>(point.epoch));
+  } else {
+    std::snprintf(name, sizeof name, "epoch-%03lld-step-%05lld.pt",
+                  static_cast<long long>(point.epoch), static_cast<long long>(point.step));
+  }
   return dir + "/" + name;
 }
 
@@ -229,24 +256,31 @@ Status SaveModule(const torch::jit::Module& module, const std::string& path) {
 }
 
 Status SaveCheckpoint(const torch::jit::Module& module, const torch::optim::Optimizer& optimizer,
-                      OptimizerKind kind, int64_t epoch, const std::string& dir) {
+                      OptimizerKind kind, const TrainingPoint& point, const std::string& dir) {
   YARD_RETURN_IF_ERROR(MakeDirs(dir));
-  std::string path = CheckpointPath(dir, epoch);
+  std::string path = CheckpointPath(dir, point);
   std::string state = StatePathFor(path);
   YARD_RETURN_IF_ERROR(TorchGuard("saving " + state, [&] {
     torch::serialize::OutputArchive archive;
     optimizer.save(archive);
     archive.write("yard_state_version", c10::IValue(kStateVersion));
-    archive.write("yard_epoch", c10::IValue(epoch));
+    archive.write("yard_epoch", c10::IValue(point.epoch));
     archive.write("yard_optimizer", c10::IValue(std::string(OptimizerName(kind))));
+    archive.write("yard_step", c10::IValue(point.step));
+    archive.write("yard_partial_rows", c10::IValue(point.partial.rows));
+    archive.write("yard_partial_loss_sum", c10::IValue(point.partial.loss_sum));
+    std::vector<double> sums = point.partial.metric_sums;
+    archive.write("yard_partial_metric_sums",
+                  torch::from_blob(sums.data(), {static_cast<int64_t>(sums.size())}, at::kDouble).clone(),
+                  /*is_buffer=*/true);
     archive.save_to(state + ".tmp");
   }));
   YARD_RETURN_IF_ERROR(RenameInto(state + ".tmp", state));
   return SaveModule(module, path);
 }
 
-StatusOr<int64_t> LoadTrainingState(const std::string& checkpoint_path, OptimizerKind kind,
-                                    torch::optim::Optimizer* optimizer) {
+StatusOr<TrainingPoint> LoadTrainingState(const std::string& checkpoint_path, OptimizerKind kind,
+                                          size_t metrics, torch::optim::Optimizer* optimizer) {
   std::string state = StatePathFor(checkpoint_path);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(state, ec)) {
@@ -264,7 +298,7 @@ StatusOr<int64_t> LoadTrainingState(const std::string& checkpoint_path, Optimize
         archive.read("yard_optimizer", name);
       },
       Code::kInvalidArgument));
-  if (version.toInt() != kStateVersion) {
+  if (version.toInt() != 1 && version.toInt() != kStateVersion) {
     return InvalidArgument(state + ": state format version " + std::to_string(version.toInt()) +
                            " is not supported (this yard-train reads version " +
                            std::to_string(kStateVersion) + ")");
@@ -276,7 +310,15 @@ StatusOr<int64_t> LoadTrainingState(const std::string& checkpoint_path, Optimize
   YARD_RETURN_IF_ERROR(TorchGuard(
       "restoring optimizer state from " + state, [&] { optimizer->load(archive); },
       Code::kInvalidArgument));
-  return epoch.toInt();
+  TrainingPoint point;
+  point.epoch = epoch.toInt();
+  if (version.toInt() >= 2) YARD_RETURN_IF_ERROR(ReadPartial(archive, state, &point));
+  if (point.step > 0 && point.partial.metric_sums.size() != metrics) {
+    return InvalidArgument(state + ": a mid-epoch checkpoint with " +
+                           std::to_string(point.partial.metric_sums.size()) +
+                           " metrics, but fit_kwargs asks for " + std::to_string(metrics));
+  }
+  return point;
 }
 
 }  // namespace yard::trainer

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "trainer/data_parallel.h"  // StepStats
 #include "trainer/fit_options.h"
 #include "trainer/npy.h"
 #include "trainer/torch_includes.h"
@@ -59,22 +60,41 @@ double ComputeMetric(MetricKind metric, LossKind loss, const at::Tensor& out, co
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const FitOptions& o,
                                                        std::vector<at::Tensor> params);
 
-// "<dir>/epoch-007.pt" and its side file "<dir>/epoch-007.state".
-std::string CheckpointPath(const std::string& dir, int64_t epoch);
+// Where training stands: `epoch` epochs done and, in a mid-epoch checkpoint
+// (written on a spot interruption notice), `step` optimizer steps of the
+// next one, whose sums so far are `partial`. step 0: at an epoch's end.
+struct TrainingPoint {
+  int64_t epoch = 0;
+  int64_t step = 0;
+  StepStats partial;
+};
+
+// The point at the end of epoch `epoch`.
+inline TrainingPoint EpochEnd(int64_t epoch) {
+  TrainingPoint p;
+  p.epoch = epoch;
+  return p;
+}
+
+// "<dir>/epoch-007.pt" (step 0) or "<dir>/epoch-007-step-00040.pt", and
+// the side file "<dir>/epoch-007.state" / "...-step-00040.state".
+std::string CheckpointPath(const std::string& dir, const TrainingPoint& point);
 std::string StatePathFor(const std::string& checkpoint_path);
 
 // Writes the module (loadable by Python's torch.jit.load) and, beside it,
-// the optimizer state and epoch. Each file appears complete or not at all.
+// the optimizer state and the training point. Each file appears complete
+// or not at all, the state first.
 Status SaveCheckpoint(const torch::jit::Module& module, const torch::optim::Optimizer& optimizer,
-                      OptimizerKind kind, int64_t epoch, const std::string& dir);
+                      OptimizerKind kind, const TrainingPoint& point, const std::string& dir);
 // Saves `module` to `path` atomically (write then rename).
 Status SaveModule(const torch::jit::Module& module, const std::string& path);
 
 // Restores the optimizer state saved beside `checkpoint_path` and returns the
-// epoch it ended. kInvalidArgument when the side file is missing or was
-// written for another optimizer.
-StatusOr<int64_t> LoadTrainingState(const std::string& checkpoint_path, OptimizerKind kind,
-                                    torch::optim::Optimizer* optimizer);
+// training point it holds (state version 1 files: epoch ends only).
+// kInvalidArgument when the side file is missing, of an unknown version, or
+// written for another optimizer or another number of metrics.
+StatusOr<TrainingPoint> LoadTrainingState(const std::string& checkpoint_path, OptimizerKind kind,
+                                          size_t metrics, torch::optim::Optimizer* optimizer);
 
 // ---------------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 #include "trainer/trainer.h"
 
 #include <chrono>
+#include <filesystem>
+#include <optional>
 
 #include "common/clock.h"
 #include "trainer/batching.h"
 #include "trainer/data_parallel.h"
+#include "trainer/preemption.h"
 #include "trainer/reporter.h"
 #include "trainer/runtime_env.h"
 #include "trainer/torch_io.h"
@@ -94,7 +97,8 @@ struct Trainer::Impl {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<ReplicaSet> replicas;
   std::unique_ptr<Reporter> reporter;
-  int64_t done_epochs = 0;  // restored from --resume-from
+  TrainingPoint resumed;    // restored from --resume-from
+  std::unique_ptr<NoticeWatch> notice;
   int threads = 1;          // per replica
   RealClock clock;
 
@@ -103,13 +107,19 @@ struct Trainer::Impl {
   Status LoadData();
   Status SetUpTraining();
   void Announce();
-  Status TrainEpoch(int64_t epoch, EpochResult* r);
+  // Trains epoch `from.epoch + 1` from its step `from.step` on. On a spot
+  // interruption notice: a mid-epoch checkpoint, then Cancelled.
+  Status TrainEpoch(const TrainingPoint& from, EpochResult* r);
+  bool Noticed() { return !flags.checkpoint_dir.empty() && notice->Noticed(); }
+  Status StopForNotice(const TrainingPoint& at);
   StepStats Evaluate(const Dataset& d);
   void AddValues(const std::string& prefix, const StepStats& s, EpochResult* r) const;
   Status Run();
 };
 
 Status Trainer::Impl::Init() {
+  // First: a notice during the data loading must not end the process.
+  notice = std::make_unique<NoticeWatch>(flags.preemption_notice);
   YARD_ASSIGN_OR_RETURN(devices, PickDevices(flags.devices));
   // Replicas run concurrently: each gets its share of the threads.
   threads = ThreadsPerReplica(flags.threads, static_cast<int>(devices.size()));
@@ -157,8 +167,8 @@ Status Trainer::Impl::SetUpTraining() {
     return InvalidArgument(flags.model + ": the module has no parameters to train");
   optimizer = MakeOptimizer(fit, params);
   if (!flags.resume_from.empty()) {
-    YARD_ASSIGN_OR_RETURN(done_epochs,
-                          LoadTrainingState(flags.resume_from, fit.optimizer, optimizer.get()));
+    YARD_ASSIGN_OR_RETURN(resumed, LoadTrainingState(flags.resume_from, fit.optimizer,
+                                                     fit.metrics.size(), optimizer.get()));
   }
   return TorchGuard("creating the replicas", [&] {
     replicas = std::make_unique<ReplicaSet>(module, devices, fit.loss, fit.metrics);
@@ -183,8 +193,11 @@ void Trainer::Impl::Announce() {
   if (!s.ok()) reporter->Say("warning: " + s.ToString());
 }
 
-Status Trainer::Impl::TrainEpoch(int64_t epoch, EpochResult* r) {
-  StepStats total;
+Status Trainer::Impl::TrainEpoch(const TrainingPoint& from, EpochResult* r) {
+  int64_t epoch = from.epoch + 1;
+  StepStats total = from.partial;
+  if (total.metric_sums.empty()) total.metric_sums.assign(fit.metrics.size(), 0.0);
+  std::optional<TrainingPoint> stop_at;
   auto start = std::chrono::steady_clock::now();
   YARD_RETURN_IF_ERROR(TorchGuard("training epoch " + std::to_string(epoch), [&] {
     torch::manual_seed(flags.seed + static_cast<uint64_t>(epoch));  // dropout repeats on resume
@@ -193,18 +206,41 @@ Status Trainer::Impl::TrainEpoch(int64_t epoch, EpochResult* r) {
     // One gather per epoch; batches are then contiguous views of it.
     at::Tensor x = fit.shuffle ? train.x.index_select(0, index) : train.x;
     at::Tensor y = fit.shuffle ? train.y.index_select(0, index) : train.y;
-    for (int64_t begin = 0; begin < train.rows; begin += flags.batch_size) {
+    // The order is a function of (seed, epoch): a resumed epoch goes on
+    // with the very batches an uninterrupted one would have had.
+    for (int64_t step = from.step; step * flags.batch_size < train.rows; ++step) {
+      int64_t begin = step * flags.batch_size;
       int64_t len = std::min(flags.batch_size, train.rows - begin);
       optimizer->zero_grad();
       total.Add(replicas->ForwardBackward(x.narrow(0, begin, len), y.narrow(0, begin, len)));
       optimizer->step();
       replicas->Broadcast();
+      if (Noticed()) {
+        stop_at = TrainingPoint{from.epoch, step + 1, total};
+        break;
+      }
     }
   }));
+  if (stop_at) return StopForNotice(*stop_at);
   r->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r->samples_per_s = static_cast<double>(train.rows) / std::max(r->seconds, 1e-9);
+  r->samples_per_s =
+      static_cast<double>(total.rows - from.partial.rows) / std::max(r->seconds, 1e-9);
   AddValues("", total, r);
   return Status::Ok();
+}
+
+Status Trainer::Impl::StopForNotice(const TrainingPoint& at) {
+  std::string path = CheckpointPath(flags.checkpoint_dir, at);
+  if (at.step > 0)
+    YARD_RETURN_IF_ERROR(SaveCheckpoint(module, *optimizer, fit.optimizer, at, flags.checkpoint_dir));
+  int64_t steps = (train.rows + flags.batch_size - 1) / flags.batch_size;
+  reporter->Say(at.step > 0 ? "Spot interruption notice: saved " +
+                                  std::filesystem::path(path).filename().string() + " (epoch " +
+                                  std::to_string(at.epoch + 1) + ", step " + std::to_string(at.step) +
+                                  " of " + std::to_string(steps) + "); exiting for the requeue"
+                            : "Spot interruption notice: " + std::to_string(at.epoch) +
+                                  " epochs done and checkpointed; exiting for the requeue");
+  return Cancelled("stopped for a spot interruption notice");
 }
 
 StepStats Trainer::Impl::Evaluate(const Dataset& d) {
@@ -237,15 +273,21 @@ void Trainer::Impl::AddValues(const std::string& prefix, const StepStats& s, Epo
 
 Status Trainer::Impl::Run() {
   Announce();
-  if (done_epochs >= flags.epochs) {
+  if (resumed.epoch >= flags.epochs) {
     reporter->Say("Nothing to train: " + flags.resume_from + " already ends epoch " +
-                  std::to_string(done_epochs));
+                  std::to_string(resumed.epoch));
+  } else if (resumed.step > 0) {
+    reporter->Say("Resuming epoch " + std::to_string(resumed.epoch + 1) + " at step " +
+                  std::to_string(resumed.step + 1) + " (" + flags.resume_from +
+                  " was saved at a spot interruption notice)");
   }
-  for (int64_t epoch = done_epochs + 1; epoch <= flags.epochs; ++epoch) {
+  for (int64_t epoch = resumed.epoch + 1; epoch <= flags.epochs; ++epoch) {
+    // Between epochs the last epoch's checkpoint holds everything.
+    if (epoch > resumed.epoch + 1 && Noticed()) return StopForNotice(EpochEnd(epoch - 1));
     EpochResult r;
     r.epoch = epoch;
     r.epochs = flags.epochs;
-    YARD_RETURN_IF_ERROR(TrainEpoch(epoch, &r));
+    YARD_RETURN_IF_ERROR(TrainEpoch(epoch == resumed.epoch + 1 ? resumed : EpochEnd(epoch - 1), &r));
     if (has_val) {
       StepStats v;
       YARD_RETURN_IF_ERROR(TorchGuard("validating", [&] { v = Evaluate(val); }));
@@ -253,8 +295,8 @@ Status Trainer::Impl::Run() {
     }
     YARD_RETURN_IF_ERROR(reporter->Epoch(r));
     if (!flags.checkpoint_dir.empty()) {
-      YARD_RETURN_IF_ERROR(
-          SaveCheckpoint(module, *optimizer, fit.optimizer, epoch, flags.checkpoint_dir));
+      YARD_RETURN_IF_ERROR(SaveCheckpoint(module, *optimizer, fit.optimizer, EpochEnd(epoch),
+                                          flags.checkpoint_dir));
     }
   }
   YARD_RETURN_IF_ERROR(SaveModule(module, flags.output));

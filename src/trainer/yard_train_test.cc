@@ -235,6 +235,48 @@ TEST_F(YardTrainTest, ResumeRepeatsAnUninterruptedRun) {
   EXPECT_LT(diff["max_abs_diff"].get<double>(), 1e-6);
 }
 
+// A spot interruption notice (here the file, present from the start) stops
+// training after one step of epoch 2 with a mid-epoch checkpoint; the run
+// resumed from it continues at step 2 with the same batches, and its whole
+// history (epoch 2's averages over every sample included) equals an
+// uninterrupted run's.
+TEST_F(YardTrainTest, MidEpochCheckpointOnANoticeResumesAtTheStep) {
+  REQUIRE_FIXTURES();
+  std::string common = WithVal() + " --batch-size 32 --seed 5 --fit-kwargs " +
+                       Quote(R"({"metrics": ["accuracy"], "optimizer": "sgd", "momentum": 0.9})");
+  Result full =
+      Train(common + " --epochs 3 --metrics " + tmp_ + "/full.jsonl --output " + tmp_ + "/full.pt");
+  ASSERT_EQ(full.code, 0) << full.output;
+  std::string env = "YARD_CHECKPOINT_DIR=" + tmp_ + "/ckpt YARD_METRICS=" + tmp_ +
+                    "/part.jsonl YARD_OUTPUT_DIR=" + tmp_ + "/out";
+  ASSERT_EQ(Train(common + " --epochs 1", env).code, 0);
+  std::string notice = tmp_ + "/notice.json";
+  std::ofstream(notice) << R"({"action": "terminate", "time": "2026-12-06T03:05:00Z"})";
+  Result cut = Train(common + " --epochs 3", env + " YARD_PREEMPTION_NOTICE=" + notice +
+                                                 " YARD_RESUME_FROM=" + tmp_ + "/ckpt/epoch-001.pt");
+  ASSERT_EQ(cut.code, 75) << cut.output;
+  EXPECT_NE(cut.output.find("Spot interruption notice: saved epoch-001-step-00001.pt (epoch 2, step 1 of 45)"),
+            std::string::npos) << cut.output;
+  EXPECT_EQ(cut.output.find("Epoch 2/3"), std::string::npos) << "the epoch did not end" << cut.output;
+  ASSERT_TRUE(fs::exists(tmp_ + "/ckpt/epoch-001-step-00001.state"));
+  Result rest = Train(common + " --epochs 3", env + " YARD_PREEMPTION_NOTICE=" + tmp_ + "/absent" +
+                                                  " YARD_RESUME_FROM=" + tmp_ + "/ckpt/epoch-001-step-00001.pt");
+  ASSERT_EQ(rest.code, 0) << rest.output;
+  EXPECT_NE(rest.output.find("Resuming epoch 2 at step 2"), std::string::npos) << rest.output;
+
+  Metrics a = ReadMetrics(tmp_ + "/full.jsonl"), b = ReadMetrics(tmp_ + "/part.jsonl");
+  ASSERT_EQ(a.epochs.size(), 3u);
+  ASSERT_EQ(b.epochs.size(), 3u) << "epoch 2's metrics written once, by the resumed run";
+  for (int e = 0; e < 3; ++e) {
+    for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy"}) {
+      EXPECT_NEAR(a.epochs[e][key].get<double>(), b.epochs[e][key].get<double>(), 1e-6)
+          << key << " " << e + 1;
+    }
+  }
+  Json diff = Inspect(kPython, "diff " + tmp_ + "/full.pt " + tmp_ + "/out/model.pt");
+  EXPECT_LT(diff["max_abs_diff"].get<double>(), 1e-6);
+}
+
 TEST_F(YardTrainTest, BadInputFailsClearlyBeforeTraining) {
   REQUIRE_FIXTURES();
   std::string outputs =

@@ -1,12 +1,12 @@
 """Spot interruptions of fit jobs: local instances whose agents watch a real
 ec2-metadata-mock (IMDSv2, through spot_imds.SpotMetadata). The Keras runner
-writes a checkpoint at once, the job is requeued and resumes from it, and
-its history holds every epoch once."""
+and yard-train write a checkpoint at once, the job is requeued and resumes
+from it, and its history holds every epoch once."""
 import os
 
 import pytest
 
-from conftest import release_home, use_home, wait_for
+from conftest import YARD_TRAIN, release_home, use_home, wait_for
 from spot_imds import SpotMetadata, skip_reason
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
@@ -72,3 +72,28 @@ def test_keras_runner_checkpoints_mid_epoch_and_resumes(spot, digits, monkeypatc
     for n in (1, 2, 3):
         assert text.count(f"Epoch {n}/3 ") == 1, text
     assert len({e["instance"] for e in evs if e["kind"] == "metric" and e.get("instance")}) == 2
+
+
+@pytest.mark.skipif(not YARD_TRAIN.exists(), reason=f"{YARD_TRAIN} not built (libtorch-dev)")
+def test_yard_train_checkpoints_on_the_notice_and_resumes(spot, digits):
+    torch = pytest.importorskip("torch")
+    from test_fit_torchscript import scripted
+    home, imds = spot
+    xtr, ytr, xte, yte = digits
+    epochs = 150  # long enough that the notice comes before the end
+    job_id = trainyard.offline_fit(scripted(), xtr, ytr, machine_ids=["local"], batch_size=16, epochs=epochs,
+                                   validation_data=(xte, yte),
+                                   fit_kwargs={"loss": "cross_entropy", "optimizer": "sgd", "learning_rate": 0.01})
+    wait_for(lambda: 2 in epoch_metrics(home.events(job_id)), timeout=120, interval=0.1, what="epoch 2's metrics")
+    imds.interrupt()
+    _, model, history = trainyard.attach(job_id)
+    assert model is not None and isinstance(model, torch.jit.ScriptModule)
+    assert len(history.history["loss"]) == epochs
+    evs = home.events(job_id)
+    assert sorted(epoch_metrics(evs)) == list(range(1, epochs + 1)), "every epoch's metrics once"
+    text = output(evs)
+    assert text.count("Spot interruption notice: ") == 1, text
+    assert "was preempted (spot interruption notice" in text
+    mid = [c for c in checkpoints(evs) if "-step-" in c]
+    if mid:  # the notice came within an epoch (the usual case): it continued at the step
+        assert f"Resuming epoch " in text and mid[-1].replace(".state", ".pt") in text, text
