@@ -30,9 +30,28 @@ std::string Base64(const std::string& s) {
   return out;
 }
 
+// application/x-www-form-urlencoded as botocore writes it (Python's
+// urlencode): unreserved characters as they are, space as '+', the rest
+// %XX. moto checks signatures over the parameters it parsed, encoded again
+// this way, so any other spelling of a space fails there (AWS itself signs
+// the bytes sent).
+std::string FormEncodeValue(const std::string& s) {
+  std::string out;
+  size_t start = 0;
+  for (size_t space = s.find(' '); ; space = s.find(' ', start)) {
+    out += UriEncode(s.substr(start, space == std::string::npos ? std::string::npos : space - start));
+    if (space == std::string::npos) break;
+    out += '+';
+    start = space + 1;
+  }
+  return out;
+}
+
 std::string FormEncode(const QueryParams& params) {
   std::string out;
-  for (const auto& [k, v] : params) out += (out.empty() ? "" : "&") + UriEncode(k) + "=" + UriEncode(v);
+  for (const auto& [k, v] : params) {
+    out += (out.empty() ? "" : "&") + FormEncodeValue(k) + "=" + FormEncodeValue(v);
+  }
   return out;
 }
 

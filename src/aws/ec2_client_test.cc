@@ -344,8 +344,19 @@ TEST(Ec2ClientAuth, UnknownKeyAndMissingPermission) {
   EXPECT_NE(run.status().message().find("lack the IAM permission ec2:RunInstances"), std::string::npos)
       << run.status().message();
 
+  // Signed bodies with spaces and reserved characters pass moto's check,
+  // which re-encodes the parameters as botocore does (space as '+').
   json admin = h->info()["admin_keys"];
-  EXPECT_TRUE(client(Keys(admin[0], admin[1]))->RunInstance(req).ok());
+  req.tags = {{"Name", "trainyard inst x+y~z/w=v:u"}, {"trainyard:server", "s 1"}};
+  req.user_data = "#!/bin/bash\necho 'a b+c' >> /tmp/log ~/x\n";
+  req.subnet_id = h->info()["subnet_id"];
+  req.spot = true;
+  auto launched = client(Keys(admin[0], admin[1]))->RunInstance(req);
+  ASSERT_TRUE(launched.ok()) << launched.status().ToString();
+  EXPECT_EQ(launched->tags.at("Name"), "trainyard inst x+y~z/w=v:u");
+  auto found = client(Keys(admin[0], admin[1]))->DescribeInstances({}, {{"tag:trainyard:server", "s 1"}});
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(found->size(), 1u);
 }
 
 }  // namespace

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
+#include "common/command_runner.h"
 #include "common/hashing.h"
 
 namespace yard::aws {
@@ -114,6 +117,30 @@ TEST(SigV4, DocumentedIamListUsersExample) {
   EXPECT_EQ(key_hex, "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
   EXPECT_EQ(Signature(key, StringToSign("20150830T123600Z", scope, creq)),
             "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+}
+
+// The same EC2 request signed by botocore (the AWS SDK for Python), from
+// .venv where moto brought it.
+TEST(SigV4, SameAuthorizationAsBotocore) {
+  std::string python = std::string(YARD_SOURCE_DIR) + "/.venv/bin/python";
+  if (access(python.c_str(), X_OK) != 0) GTEST_SKIP() << "no .venv: run scripts/setup.sh";
+  std::string body = "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=tag%3Atrainyard%3Aserver"
+                     "&Filter.1.Value.1=a%20b%2Bc";
+  for (std::string token : {"", "session/token+=="}) {
+    HttpRequestToSign req{"POST", "/", "",
+                          {{"Host", "ec2.eu-west-1.amazonaws.com"},
+                           {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}},
+                          body};
+    Credentials creds = Creds("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token);
+    SignRequest(req, creds, {"eu-west-1", "ec2"}, kSuiteTime);
+    CommandSpec spec;
+    spec.argv = {python, std::string(YARD_SOURCE_DIR) + "/src/aws/testdata/sigv4/botocore_sign.py",
+                 "https://ec2.eu-west-1.amazonaws.com/", "eu-west-1", "ec2", "20150830T123600Z",
+                 creds.access_key_id, creds.secret_access_key, token, body};
+    auto r = ProcessCommandRunner().Run(spec);
+    ASSERT_TRUE(r.ok() && r->ok()) << (r.ok() ? r->err : r.status().ToString());
+    EXPECT_EQ(req.headers.back().second + "\n", r->out) << "token: " << token;
+  }
 }
 
 TEST(SigV4, UriEncodeAndAmzDate) {
