@@ -146,7 +146,11 @@ Ec2Client::Answer Ec2Client::Send(const std::string& body, const Credentials& cr
                         body};
   SignRequest(req, credentials, {options_.region, "ec2"}, clock_->Now());
   httplib::Client client(SchemeHost(options_.endpoint));
-  if (std::filesystem::exists(kCaBundle)) client.set_ca_cert_path(kCaBundle);
+  if (!options_.ca_file.empty()) {
+    client.set_ca_cert_path(options_.ca_file.c_str());
+  } else if (std::filesystem::exists(kCaBundle)) {
+    client.set_ca_cert_path(kCaBundle);
+  }
   auto us = [](double s) { return std::chrono::microseconds(static_cast<int64_t>(s * 1e6)); };
   client.set_connection_timeout(us(options_.connect_timeout_s));
   client.set_read_timeout(us(options_.read_timeout_s));
@@ -158,6 +162,8 @@ Ec2Client::Answer Ec2Client::Send(const std::string& body, const Credentials& cr
   Answer a;
   if (!res) {
     a.transport_error = httplib::to_string(res.error());
+    a.untrusted = res.error() == httplib::Error::SSLServerVerification ||
+                  res.error() == httplib::Error::SSLLoadingCerts;
     return a;
   }
   a.status = res->status;
@@ -181,7 +187,12 @@ StatusOr<std::string> Ec2Client::Call(const std::string& action, const QueryPara
     if (a.status == 0) {
       last = Ec2Error{Ec2ErrorKind::kTransient, 0, "", a.transport_error, "", ""};
       failure = "EC2 " + action + ": no answer from " + options_.endpoint + ": " + a.transport_error;
-      continue;
+      if (!a.untrusted) continue;
+      failure = "EC2 " + action + ": the TLS certificate of " + options_.endpoint +
+                " is not trusted (" + a.transport_error + "; CA bundle " +
+                (options_.ca_file.empty() ? std::string(kCaBundle) : options_.ca_file) + ")";
+      if (error) *error = last;
+      return Unavailable(failure);
     }
     auto parsed = ParseEc2Error(a.body, a.status, action);
     if (!parsed) {

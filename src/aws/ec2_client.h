@@ -10,7 +10,8 @@
 // [0, min(max_backoff_s, base_backoff_s * 2^retry)] ("full jitter"). When
 // they run out the error stands: a request limit is then kCapacity (the
 // scheduler falls back), the rest kTransient. Capacity, auth and
-// bad-request errors are never retried. RunInstances always carries a
+// bad-request errors are never retried, nor is an untrusted TLS
+// certificate (kTransient at once, saying so). RunInstances always carries a
 // ClientToken (the request's, else a random one), so a retry never
 // launches twice.
 //
@@ -40,6 +41,7 @@ struct Ec2ClientOptions {
   double connect_timeout_s = 10;
   double read_timeout_s = 60;
   int describe_page_size = 0;  // DescribeInstances MaxResults; 0: EC2's default
+  std::string ca_file;         // PEM CAs for HTTPS; "": the system's bundle
 };
 
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
@@ -78,6 +80,7 @@ class Ec2Client : public Ec2Api {
     int status = 0;           // 0: no answer
     std::string body;
     std::string transport_error;
+    bool untrusted = false;   // the TLS certificate was refused: no retry
   };
   Answer Send(const std::string& body, const Credentials& credentials);
   double Backoff(int retry);
