@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import types
 
 import torch
 from sklearn.datasets import load_digits
@@ -71,6 +72,10 @@ def make_model():
 
 
 def make_summary_writer(log_dir):
+    # TensorBoard's writer imports TensorFlow when it is installed (seconds of
+    # start-up and its log lines) unless tensorboard.compat.notf exists: this
+    # PyTorch script needs only the event files, which it writes without.
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception as e:  # tensorboard not installed: train anyway

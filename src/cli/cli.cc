@@ -2,6 +2,7 @@
 // with its help and the functions that declare its flags and run it.
 #include "cli/cli.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "agent/job_process.h"
 #include "cli/commands.h"
+#include "cli/suggest.h"
 
 namespace yard::cli {
 namespace {
@@ -43,6 +45,48 @@ const std::vector<CommandRow>& Commands() {
   return kRows;
 }
 
+// The first word that is not a global flag or its value: the command.
+std::string CommandWord(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--server" || a == "--home") { ++i; continue; }
+    if (a.rfind("-", 0) == 0) continue;
+    return a;
+  }
+  return "";
+}
+
+// Refuses an unknown command with the nearest known one; 0 when known.
+int CheckCommand(int argc, char** argv) {
+  std::string word = CommandWord(argc, argv);
+  std::vector<std::string> names;
+  for (const auto& row : Commands()) names.push_back(row.name);
+  if (word.empty() || std::find(names.begin(), names.end(), word) != names.end()) return 0;
+  std::fprintf(stderr, "yard: unknown command '%s'%s\n(commands: %s; `yard --help` says what each does)\n",
+               word.c_str(), DidYouMean(word, names).c_str(), JoinNames(names).c_str());
+  return 2;
+}
+
+// An unknown flag of the chosen command, with the nearest flag it has.
+std::string UnknownFlagMessage(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands()) {
+    std::vector<std::string> flags;
+    for (const CLI::Option* o : sub->get_options()) {
+      for (const auto& l : o->get_lnames()) flags.push_back("--" + l);
+      for (const auto& s : o->get_snames()) flags.push_back("-" + s);
+    }
+    std::vector<std::string> extras = sub->remaining();
+    for (const std::string& e : app.remaining()) extras.push_back(e);  // fallthrough leaves them here
+    for (const std::string& extra : extras) {
+      if (extra.rfind("-", 0) != 0) continue;
+      std::string name = extra.substr(0, extra.find('='));
+      return "yard " + sub->get_name() + ": unknown flag " + name + DidYouMean(name, flags) +
+             " (`yard " + sub->get_name() + " --help` lists its flags)";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -60,8 +104,14 @@ int Main(int argc, char** argv) {
     auto runner = std::make_shared<std::function<int()>>(row.setup(sub, &global));
     sub->callback([runner, &run] { run = *runner; });
   }
+  if (int rc = CheckCommand(argc, argv)) return rc;
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& e) {
+    std::string message = UnknownFlagMessage(app);
+    if (message.empty()) return app.exit(e);
+    std::fprintf(stderr, "%s\n", message.c_str());
+    return 2;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/job_assets.h"
+#include "common/files.h"
 
 namespace yard::cli {
 
@@ -48,10 +49,12 @@ int RunInit(const InitFlags& f) {
     c.settings[k] = v;
   }
   std::string manifest = FindManifest(".");
+  StatusOr<std::string> text = ReadFile(f.script);
+  if (!text.ok()) return Fail(text.status().message());
   std::vector<std::pair<std::string, std::string>> files = {
       {kYardYaml, YardConfigToYaml(c)},
       {"run.sh", RunShFor(c)},
-      {"Dockerfile", DockerfileFor(f.image, manifest)},
+      {"Dockerfile", DockerfileFor(f.image, manifest, NeedsOf(f.script, *text))},
   };
   std::string existing;
   for (const auto& [name, _] : files)
@@ -68,7 +71,7 @@ int RunInit(const InitFlags& f) {
                   fs::perm_options::add);
   if (manifest.empty())
     std::cerr << "yard: no requirements.txt or environment.yml here: the Dockerfile installs "
-                 "nothing and jobs get no environment\n";
+                 "only what the script imports, and jobs without it get no environment\n";
   else
     std::cerr << "yard: the Dockerfile and job environments are built from " << manifest << "\n";
   return 0;

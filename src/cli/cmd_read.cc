@@ -1,9 +1,12 @@
 // The read and control commands: jobs, status, logs, fetch, cancel, machines.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "cli/commands.h"
 #include "cli/job_view.h"
+#include "cli/suggest.h"
 #include "client/follow.h"
 #include "client/transfer.h"
 #include "common/manifest.h"
@@ -21,13 +24,62 @@ Runner WithClient(GlobalFlags* global, std::function<Status(HttpClient&)> body) 
   };
 }
 
+// Cost per local calendar day ("2026-12-06"), each interval counted on the
+// day it began.
+std::map<std::string, double> CostByDay(const Json& entries) {
+  std::map<std::string, double> days;
+  for (const auto& e : entries) days[FormatTime(e["start"]).substr(0, 10)] += e["cost"].get<double>();
+  return days;
+}
+
+constexpr const char* kJobHelp = "job id (a unique start of it will do; '-': your newest job)";
+
 std::string Cell(const Json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return "-";
   const Json& v = j[key];
   return v.is_string() ? (v.get<std::string>().empty() ? "-" : v.get<std::string>()) : v.dump();
 }
 
+const std::vector<std::string>& JobStates() {
+  static const std::vector<std::string> kStates = {"waiting", "requesting", "starting", "running",
+                                                   "succeeded", "failed", "cancelled"};
+  return kStates;
+}
+
+Status CheckState(const std::string& state) {
+  const auto& states = JobStates();
+  if (state.empty() || std::find(states.begin(), states.end(), state) != states.end()) return Status::Ok();
+  return InvalidArgument("--state " + state + " is not a job state" + DidYouMean(state, states) +
+                         " (states: " + JoinNames(states) + ")");
+}
+
 }  // namespace
+
+StatusOr<std::string> ResolveJob(const HttpClient& client, const std::string& given) {
+  if (given == "-") {
+    YARD_ASSIGN_OR_RETURN(Json newest, client.Get("/v1/jobs?limit=1"));
+    if (newest["jobs"].empty()) return NotFound("you have no jobs yet, so '-' (your newest job) names none");
+    return newest["jobs"][0]["id"].get<std::string>();
+  }
+  StatusOr<Json> exact = client.Get("/v1/jobs/" + given);
+  if (exact.ok() || exact.status().code() != Code::kNotFound) {
+    if (!exact.ok()) return exact.status();
+    return given;
+  }
+  YARD_ASSIGN_OR_RETURN(Json all, client.Get("/v1/jobs?limit=100000"));
+  std::vector<std::string> matches;
+  for (const auto& j : all["jobs"]) {
+    std::string id = j["id"];
+    if (id.rfind(given, 0) == 0 || id.rfind("job-" + given, 0) == 0) matches.push_back(id);
+  }
+  if (matches.size() == 1) return matches[0];
+  if (matches.empty())
+    return NotFound("no job " + given + " of yours (`yard jobs` lists them; a unique start of an id "
+                    "or '-' for the newest will do)");
+  if (matches.size() > 5) matches.resize(5);
+  return InvalidArgument("'" + given + "' starts several job ids (" + JoinNames(matches) +
+                         "...): give more of it");
+}
 
 Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
   struct Flags { std::string state, search; int limit = 50; bool json = false; };
@@ -37,6 +89,7 @@ Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--limit", f->limit, "at most this many")->capture_default_str();
   sub->add_flag("--json", f->json, "print JSON");
   return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_RETURN_IF_ERROR(CheckState(f->state));
     std::string q = "/v1/jobs?limit=" + std::to_string(f->limit);
     if (!f->state.empty()) q += "&state=" + f->state;
     if (!f->search.empty()) q += "&q=" + f->search;
@@ -54,9 +107,10 @@ Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
 Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
   struct Flags { std::string job; bool json = false; };
   auto f = std::make_shared<Flags>();
-  sub->add_option("job", f->job, "job id")->required();
+  sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_flag("--json", f->json, "print JSON");
   return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(f->job, ResolveJob(c, f->job));
     YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job));
     const Json& j = reply["job"];
     if (f->json) { std::cout << j.dump(2) << "\n"; return Status::Ok(); }
@@ -72,10 +126,11 @@ Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
 Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
   struct Flags { std::string job; bool follow = false; bool all = false; };
   auto f = std::make_shared<Flags>();
-  sub->add_option("job", f->job, "job id")->required();
+  sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_flag("--follow,-f", f->follow, "keep printing until the job ends");
   sub->add_flag("--events", f->all, "also show Trainyard's events (states, decisions, metrics)");
   return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(f->job, ResolveJob(c, f->job));
     LiveJobView view(f->job);
     FollowOptions opts;
     opts.follow = f->follow;
@@ -90,9 +145,10 @@ Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
 Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
   struct Flags { std::string job, to; };
   auto f = std::make_shared<Flags>();
-  sub->add_option("job", f->job, "job id")->required();
+  sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_option("--to", f->to, "folder to write into (default: ./<job id>)");
   return WithClient(global, [f](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(f->job, ResolveJob(c, f->job));
     std::string to = f->to.empty() ? f->job : f->to;
     YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job + "/artifacts"));
     std::vector<std::pair<std::string, FileEntry>> entries;  // (dir, entry)
@@ -122,8 +178,9 @@ Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
 
 Runner SetupCancel(CLI::App* sub, GlobalFlags* global) {
   auto job = std::make_shared<std::string>();
-  sub->add_option("job", *job, "job id")->required();
+  sub->add_option("job", *job, kJobHelp)->required();
   return WithClient(global, [job](HttpClient& c) -> Status {
+    YARD_ASSIGN_OR_RETURN(*job, ResolveJob(c, *job));
     YARD_ASSIGN_OR_RETURN(Json reply, c.Post("/v1/jobs/" + *job + "/cancel", Json::object()));
     std::fprintf(stderr, "yard: %s is %s%s\n", job->c_str(), reply["job"]["state"].get<std::string>().c_str(),
                  reply["job"]["state"] == "running" ? " (cancel sent)" : "");
@@ -208,6 +265,14 @@ Runner SetupCost(CLI::App* sub, GlobalFlags* global) {
                       FormatTime(e["start"]), std::to_string(static_cast<long>(e["seconds"].get<double>())),
                       money(e["cost"])});
     PrintTable(rows);
+    std::printf("\n");
+    std::vector<std::vector<std::string>> jobs = {{"JOB", "COST"}};
+    for (const auto& [job, v] : cost["by_job"].items()) jobs.push_back({job, money(v)});
+    PrintTable(jobs);
+    std::printf("\n");
+    std::vector<std::vector<std::string>> days = {{"DAY", "COST"}};
+    for (const auto& [day, v] : CostByDay(cost["entries"])) days.push_back({day, money(v)});
+    PrintTable(days);
     std::printf("\n");
     for (const auto& [kind, v] : cost["by_kind"].items()) std::printf("%-8s %s\n", kind.c_str(), money(v).c_str());
     std::printf("total    %s\n", money(cost["total"]).c_str());

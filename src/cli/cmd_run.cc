@@ -1,10 +1,15 @@
 // `yard fit` and `yard submit`: pack the folder, upload what the server
 // lacks, create the job; fit then follows it to the end.
+#include <poll.h>
 #include <signal.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <mutex>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -15,6 +20,7 @@
 #include "cli/job_view.h"
 #include "cli/notebook.h"
 #include "cli/picker.h"
+#include "cli/suggest.h"
 #include "cli/sweep_view.h"
 #include "client/follow.h"
 #include "client/transfer.h"
@@ -39,6 +45,7 @@ struct RunFlags {
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
   bool json = false;
+  bool run_sh = false;  // yard.yaml's script: run it through yard init's run.sh
   const CLI::App* sub = nullptr;  // which flags were given (yard.yaml fills the rest)
 };
 
@@ -106,6 +113,7 @@ Status ApplyYardYaml(RunFlags* f) {
     if (c.script.empty()) return InvalidArgument("yard.yaml names no script: name one");
     f->script = c.script;
   }
+  f->run_sh = fs::exists("run.sh");
   auto given = [&](const char* name) { return f->sub && f->sub->count(name) > 0; };
   if (!given("args")) f->args = c.args;
   if (!given("--machines")) f->machines = c.machines;
@@ -138,8 +146,13 @@ StatusOr<Json> CommandFor(const RunFlags& f) {
     if (rel.empty() || *rel.begin() == "..")
       return InvalidArgument(f.script + " is outside the current folder, which is what gets "
                              "sent: cd to the project folder first");
+    if (ext == ".ipynb") YARD_RETURN_IF_ERROR(ValidateNotebookFile(f.script));
+    if (f.run_sh) {  // the entry point yard init wrote, maybe edited since
+      cmd = {"bash", "run.sh"};
+      for (const auto& a : f.args) cmd.push_back(a);
+      return cmd;
+    }
     if (ext == ".ipynb") {  // run by the runner shipped in the bundle (notebook.h)
-      YARD_RETURN_IF_ERROR(ValidateNotebookFile(f.script));
       cmd = {"python3", kNotebookRunnerPath, rel.string()};
       for (const auto& a : f.args) cmd.push_back(a);
       return cmd;
@@ -160,6 +173,12 @@ StatusOr<Json> EnvFor(const RunFlags& f) {
     if (eq == std::string::npos || eq == 0) return InvalidArgument("--env wants KEY=VALUE, got '" + kv + "'");
     env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  // TensorFlow's C++ start-up lines stay quiet unless the user asks (with
+  // --env, or set in their own environment).
+  if (!env.contains("TF_CPP_MIN_LOG_LEVEL")) {
+    const char* mine = std::getenv("TF_CPP_MIN_LOG_LEVEL");
+    env["TF_CPP_MIN_LOG_LEVEL"] = mine && *mine ? mine : "2";
+  }
   return env;
 }
 
@@ -172,6 +191,22 @@ StatusOr<Json> SettingsFor(const RunFlags& f) {
     settings[k] = v;
   }
   return settings;
+}
+
+// Refuses a machine id whose type the server does not know, before anything
+// is uploaded.
+Status CheckMachineTypes(const HttpClient& client, const std::vector<std::string>& machines) {
+  if (machines.empty()) return Status::Ok();
+  YARD_ASSIGN_OR_RETURN(Json reply, client.Get("/v1/machines"));
+  std::vector<std::string> names;
+  for (const auto& t : reply["types"]) names.push_back(t.value("name", ""));
+  for (const auto& m : machines) {
+    std::string type = m.substr(0, m.find(':'));
+    if (std::find(names.begin(), names.end(), type) == names.end())
+      return InvalidArgument("unknown machine type '" + type + "'" + DidYouMean(type, names) +
+                             " (types: " + JoinNames(names) + "; `yard machines` shows them)");
+  }
+  return Status::Ok();
 }
 
 // Packs and uploads the current folder, then creates the job.
@@ -209,16 +244,59 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
   return reply["job"];
 }
 
-// What happened to a Ctrl-C'd fit.
-enum class InterruptChoice { kDetach, kCancel };
+// What the user chose after a Ctrl-C (or that the job ended first).
+enum class InterruptChoice { kDetach, kCancel, kWatch, kEnded };
 
-InterruptChoice AskDetachOrCancel(const std::string& job_id) {
+// Shared by the follower, the thread counting Ctrl-C presses (which
+// outlives FollowUntilDone when it detaches) and the prompt.
+struct FollowState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool follow_done = false;  // GUARDED_BY(mu)
+  int presses = 0;           // GUARDED_BY(mu)
+  Status follow_status;      // GUARDED_BY(mu)
+};
+
+// One key from the terminal (no Enter): c or a second Ctrl-C cancels, d or
+// Enter detaches, w watches on; the job ending first dismisses the prompt.
+InterruptChoice ReadChoice(FollowState& st) {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      if (st.presses > 0) { st.presses = 0; return InterruptChoice::kCancel; }
+      if (st.follow_done) return InterruptChoice::kEnded;
+    }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char key = 0;
+    if (::read(STDIN_FILENO, &key, 1) != 1) return InterruptChoice::kDetach;  // end of input
+    switch (key) {
+      case 'c': case 'C': return InterruptChoice::kCancel;
+      case 'd': case 'D': case '\n': case '\r': return InterruptChoice::kDetach;
+      case 'w': case 'W': return InterruptChoice::kWatch;
+      default: break;
+    }
+  }
+}
+
+InterruptChoice AskDetachOrCancel(FollowState& st) {
   if (!isatty(STDIN_FILENO)) return InterruptChoice::kDetach;
-  std::fprintf(stderr, "\nyard: interrupted. [d]etach (the job goes on) or [c]ancel the job? [d/c] ");
-  std::string answer;
-  std::getline(std::cin, answer);
-  return (!answer.empty() && (answer[0] == 'c' || answer[0] == 'C')) ? InterruptChoice::kCancel
-                                                                     : InterruptChoice::kDetach;
+  std::fprintf(stderr, "\nyard: interrupted. [d]etach (the job goes on), [c]ancel the job, "
+                       "or [w]atch on? [d/c/w] ");
+  termios old;
+  bool keys = ::tcgetattr(STDIN_FILENO, &old) == 0;
+  if (keys) {  // one key, no echo; Ctrl-C still signals
+    termios t = old;
+    t.c_lflag &= ~(ICANON | ECHO);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &t);
+  }
+  InterruptChoice choice = ReadChoice(st);
+  if (keys) ::tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  const char* said[] = {"detach", "cancel", "watch on", "(the job ended meanwhile)"};
+  std::fprintf(stderr, "%s\n", said[static_cast<int>(choice)]);
+  return choice;
 }
 
 // Follows the job on a worker thread while this thread waits for the end or
@@ -234,11 +312,8 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
   auto mirror = std::make_shared<ArtifactMirror>(
       client, dirs, [](const std::string& label) { return StderrProgress("yard: mirroring " + label); });
   auto view = std::make_shared<LiveJobView>(job_id);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  Status follow_status;
-  std::thread follower([&, mirror, view] {
+  auto st = std::make_shared<FollowState>();
+  std::thread follower([&client, job_id, mirror, view, st] {
     FollowOptions opts;
     opts.on_disconnect = [view](const Status& s) { view->Disconnected(s); return true; };
     Status s = FollowEvents(client, job_id, opts, [&](const Json& ev) {
@@ -247,37 +322,48 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
       return true;
     });
     Status m = mirror->Drain();
-    std::lock_guard<std::mutex> lock(mu);
-    follow_status = s.ok() ? m : s;
-    done = true;
-    cv.notify_all();
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->follow_status = s.ok() ? m : s;
+    st->follow_done = true;
+    st->cv.notify_all();
   });
-  std::thread interrupter([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    std::lock_guard<std::mutex> lock(mu);
-    if (!done) { done = true; follow_status = Cancelled("interrupted"); }
-    cv.notify_all();
-  });
-  interrupter.detach();
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return done; });
-  }
-  if (follow_status.code() == Code::kCancelled) {
-    if (AskDetachOrCancel(job_id) == InterruptChoice::kCancel) {
+  std::thread([st, set] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->presses++;
+      st->cv.notify_all();
+    }
+  }).detach();
+  bool cancelled = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock, [&] { return st->follow_done || st->presses > 0; });
+      if (st->follow_done) break;
+      st->presses = 0;
+    }
+    if (cancelled) continue;  // already asked to end: follow it to the end
+    InterruptChoice choice = AskDetachOrCancel(*st);
+    if (choice == InterruptChoice::kCancel) {
       StatusOr<Json> r = client.Post("/v1/jobs/" + job_id + "/cancel", Json::object());
       std::fprintf(stderr, "yard: %s\n", r.ok() ? ("cancelling " + job_id).c_str()
                                                 : r.status().message().c_str());
-      follower.join();
-      return 130;
+      cancelled = r.ok();
+    } else if (choice == InterruptChoice::kDetach) {
+      std::fprintf(stderr, "yard: detached; the job goes on. Re-attach with `yard logs %s -f`; "
+                           "outputs: `yard fetch %s`\n", job_id.c_str(), job_id.c_str());
+      std::fflush(stdout);
+      _exit(0);  // the follower thread is blocked in a read; do not wait for it
     }
-    std::fprintf(stderr, "yard: detached; the job goes on. Re-attach with `yard logs %s -f`; "
-                         "outputs: `yard fetch %s`\n", job_id.c_str(), job_id.c_str());
-    std::fflush(stdout);
-    _exit(0);  // the follower thread is blocked in a read; do not wait for it
   }
   follower.join();
+  Status follow_status;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    follow_status = st->follow_status;
+  }
   if (!follow_status.ok()) return Fail(follow_status.message());
   return view->ExitCode();
 }
@@ -320,7 +406,9 @@ int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
     std::cout << (*job)["id"].get<std::string>() << "  " << combo.description << "\n";
   }
   std::cout.flush();
-  return wait ? FollowSweep(client, jobs) : 0;
+  std::map<std::string, std::string> dirs = {
+      {"checkpoints", f.ckpt_dir}, {"logs", f.log_dir}, {"outputs", f.out_dir}};
+  return wait ? FollowSweep(client, jobs, dirs) : 0;
 }
 
 Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
@@ -336,6 +424,7 @@ Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
       if (!picked.ok()) return Fail(picked.status().message());
       f->machines = *picked;
     }
+    if (Status st = CheckMachineTypes(*client, f->machines); !st.ok()) return Fail(st.message());
     if (!f->sweeps.empty()) return RunSweep(*client, *f, wait);
     StatusOr<Json> job = CreateJob(*client, *f);
     if (!job.ok()) return Fail(job.status().message());

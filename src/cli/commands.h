@@ -43,6 +43,10 @@ Runner SetupReplay(CLI::App* sub, GlobalFlags* global);  // cmd_replay.cc
 Runner SetupInit(CLI::App* sub, GlobalFlags* global);    // cmd_init.cc
 Runner SetupCopy(CLI::App* sub, GlobalFlags* global);    // cmd_copy.cc
 
+// The id of the job `given` names: an id, a unique start of one (with or
+// without "job-"), or "-" for the caller's newest job.
+StatusOr<std::string> ResolveJob(const HttpClient& client, const std::string& given);
+
 // Prints "yard: <message>" to stderr and returns 1.
 int Fail(const std::string& message);
 // Connects or prints why not; nullptr on failure.

@@ -1,8 +1,10 @@
 // Job assets: the editable files `yard init` writes beside a training
 // script and `yard copy` carries to the next experiment (docs/workflow.md):
 //   yard.yaml   defaults for `yard fit`/`submit` run in this folder
-//   run.sh      the entry point (runs the script with its args)
-//   Dockerfile  an image built from requirements.txt or environment.yml
+//   run.sh      the entry point: `yard fit` runs `bash run.sh ARGS` for
+//               yard.yaml's script, so an edited run.sh runs
+//   Dockerfile  an image with requirements.txt or environment.yml, the
+//               framework the script imports and, for a notebook, Jupyter
 #pragma once
 
 #include <map>
@@ -38,7 +40,19 @@ std::string FindManifest(const std::string& dir);
 
 // The base image for --image default-cpu / default-gpu, else `image` itself.
 std::string BaseImageFor(const std::string& image);
-std::string DockerfileFor(const std::string& image, const std::string& manifest);
+
+// What a job's image must add to the base image for its script.
+struct ScriptNeeds {
+  bool tensorflow = false;  // imports tensorflow or keras
+  bool torch = false;       // imports torch, torchvision or (pytorch_)lightning
+  bool notebook = false;    // a .ipynb, run by the notebook runner
+};
+// From the script's text (a notebook's JSON too): its import lines.
+ScriptNeeds NeedsOf(const std::string& script_name, const std::string& text);
+
+std::string DockerfileFor(const std::string& image, const std::string& manifest,
+                          const ScriptNeeds& needs = {});
+// Runs yard.yaml's script; the args come from `yard fit` ("$@").
 std::string RunShFor(const YardConfig& c);
 
 // Files that make up a job's assets (present or not).

@@ -1,5 +1,8 @@
 #include "cli/job_view.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <ctime>
 
@@ -68,10 +71,31 @@ std::string MetricLine(const Json& values) {
   return out;
 }
 
+// True when stdout and stderr reach the same file or terminal (a line of
+// one can be glued to an unfinished line of the other).
+bool StdoutIsStderr() {
+  struct stat out, err;
+  return fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 &&
+         out.st_dev == err.st_dev && out.st_ino == err.st_ino;
+}
+
 }  // namespace
+
+LiveJobView::LiveJobView(std::string job_id, bool show_metrics)
+    : job_id_(std::move(job_id)), show_metrics_(show_metrics), shared_stream_(StdoutIsStderr()) {}
+
+void LiveJobView::EndOpenLine() {
+  if (!output_open_) return;
+  output_open_ = false;
+  if (!shared_stream_) return;
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
 
 void LiveJobView::Show(const Json& ev) {
   std::string kind = ev.value("kind", "");
+  if (disconnected_ || kind == "decision" || kind == "state" || (kind == "metric" && show_metrics_))
+    EndOpenLine();
   if (disconnected_) {
     std::fprintf(stderr, "yard: reconnected\n");
     disconnected_ = false;
@@ -80,6 +104,7 @@ void LiveJobView::Show(const Json& ev) {
     const std::string data = ev.value("data", "");
     std::fwrite(data.data(), 1, data.size(), stdout);
     std::fflush(stdout);
+    if (!data.empty()) output_open_ = data.back() != '\n';
   } else if (kind == "decision") {
     std::fprintf(stderr, "yard: %s\n", ev.value("message", "").c_str());
   } else if (kind == "metric" && show_metrics_) {
@@ -87,6 +112,7 @@ void LiveJobView::Show(const Json& ev) {
   } else if (kind == "state") {
     std::string state = ev.value("state", "");
     std::string msg = ev.value("message", "");
+    if (msg.rfind(state + ": ", 0) == 0) msg.erase(0, state.size() + 2);  // say "waiting" once
     std::fprintf(stderr, "yard: %s %s%s%s\n", job_id_.c_str(), state.c_str(),
                  msg.empty() ? "" : ": ", msg.c_str());
     if (state == "succeeded" || state == "failed" || state == "cancelled") {
@@ -98,6 +124,7 @@ void LiveJobView::Show(const Json& ev) {
 
 void LiveJobView::Disconnected(const Status& why) {
   if (disconnected_) return;
+  EndOpenLine();
   disconnected_ = true;
   std::fprintf(stderr, "yard: lost the connection to the server (%s); retrying...\n",
                why.message().c_str());

@@ -28,8 +28,10 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows);
 // "yard:". Not thread-safe: one follower thread calls it.
 class LiveJobView {
  public:
-  explicit LiveJobView(std::string job_id, bool show_metrics = true)
-      : job_id_(std::move(job_id)), show_metrics_(show_metrics) {}
+  explicit LiveJobView(std::string job_id, bool show_metrics = true);
+  // A line of Trainyard's own never continues an output line that lacks its
+  // newline yet: when stdout and stderr are one stream, that line is ended
+  // first.
   void Show(const Json& event);
   // Tells the user once per outage that the connection is being retried.
   void Disconnected(const Status& why);
@@ -39,8 +41,12 @@ class LiveJobView {
   bool finished() const { return finished_; }
 
  private:
+  void EndOpenLine();
+
   std::string job_id_;
   bool show_metrics_;
+  bool shared_stream_;       // stdout and stderr are one file or terminal
+  bool output_open_ = false;  // the job's last output lacked its newline
   bool finished_ = false;
   bool disconnected_ = false;
   int exit_code_ = 0;

@@ -2,18 +2,23 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 
 #include "cli/job_view.h"
+#include "cli/output_metrics.h"
 #include "client/follow.h"
+#include "client/transfer.h"
 
 namespace yard::cli {
 namespace {
 
 struct Row {
   std::string id, description, state = "requesting", metrics;
+  bool metric_events = false;  // the job writes $YARD_METRICS: those win
+  OutputMetrics printed;       // else what Keras / Lightning print
 };
 
 std::string MetricsText(const Json& values) {
@@ -36,7 +41,15 @@ class SweepTable {
     std::string kind = ev.value("kind", "");
     bool changed = false;
     if (kind == "state") { rows_[i].state = ev.value("state", ""); changed = true; }
-    if (kind == "metric") { rows_[i].metrics = MetricsText(ev.value("values", Json::object())); changed = tty_; }
+    if (kind == "metric") {
+      rows_[i].metric_events = true;
+      rows_[i].metrics = MetricsText(ev.value("values", Json::object()));
+      changed = tty_;
+    }
+    if (kind == "output" && !rows_[i].metric_events && rows_[i].printed.Add(ev.value("data", ""))) {
+      rows_[i].metrics = MetricsText(rows_[i].printed.latest());
+      changed = tty_;
+    }
     if (changed) Draw();
   }
 
@@ -66,10 +79,20 @@ class SweepTable {
   bool drawn_ = false;
 };
 
+// A folder name for one job of the sweep: its description ("lr=0.1 bs=32"
+// -> "lr=0.1_bs=32"), else its id.
+std::string SubFolder(const std::string& id, const std::string& description) {
+  std::string out;
+  for (char c : description) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '=' ||
+                                     c == '-' || c == ',') ? c : '_';
+  return out.empty() || out == "." || out == ".." ? id : out;
+}
+
 }  // namespace
 
 int FollowSweep(const HttpClient& client,
-                const std::vector<std::pair<std::string, std::string>>& jobs) {
+                const std::vector<std::pair<std::string, std::string>>& jobs,
+                const std::map<std::string, std::string>& dirs) {
   std::vector<Row> rows;
   for (const auto& [id, desc] : jobs) {
     Row row;
@@ -81,12 +104,19 @@ int FollowSweep(const HttpClient& client,
   std::vector<std::thread> followers;
   for (size_t i = 0; i < jobs.size(); ++i)
     followers.emplace_back([&, i] {
+      std::map<std::string, std::string> mine;  // each job into its own sub-folder
+      for (const auto& [dir, local] : dirs)
+        if (!local.empty()) mine[dir] = local + "/" + SubFolder(jobs[i].first, jobs[i].second);
+      ArtifactMirror mirror(client, mine);
       FollowOptions opts;
       opts.on_disconnect = [](const Status&) { return true; };
       (void)FollowEvents(client, jobs[i].first, opts, [&](const Json& ev) {
+        if (ev.value("kind", "") == "artifact") mirror.Add(ev);
         table.Update(i, ev);
         return true;
       });
+      if (Status s = mirror.Drain(); !s.ok())
+        std::fprintf(stderr, "yard: mirroring %s: %s\n", jobs[i].first.c_str(), s.message().c_str());
     });
   for (auto& t : followers) t.join();
   return table.AllSucceeded() ? 0 : 1;

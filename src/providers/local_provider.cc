@@ -55,6 +55,10 @@ int LocalProvider::Available(const MachineType& type) {
   return std::max(0, std::min(by_cpu, by_gpu));
 }
 
+bool LocalProvider::CapacityComesBack(const MachineType& type) const {
+  return type.cpus <= cores_ && type.gpus <= gpus_;
+}
+
 namespace {
 
 std::string JoinInts(const std::vector<int>& v) {

@@ -24,6 +24,8 @@ class LocalProvider : public Provider {
 
   std::string name() const override { return "local"; }
   int Available(const MachineType& type) override;
+  // True when this host has the cores and GPUs of `type` at all.
+  bool CapacityComesBack(const MachineType& type) const override;
   Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
                 InstanceRecord* inst) override;
   Status Terminate(const InstanceRecord& inst) override;

@@ -58,6 +58,11 @@ class Provider {
   virtual std::set<std::string> JobSettingKeys(const MachineType& type) const { return {}; }
   // How many more instances of `type` could be granted right now.
   virtual int Available(const MachineType& type) = 0;
+  // True when missing capacity for `type` is only held by instances (this
+  // server's own) and comes back when they end, as on the local host; false
+  // when it may never come (a cloud's). The controller lets a job wait for
+  // held capacity on its last machine id instead of failing it. Default false.
+  virtual bool CapacityComesBack(const MachineType& type) const { return false; }
   // Starts an instance for `inst` (id, type already set). Fills inst->info
   // with what Terminate/IsAlive need. ResourceExhausted when no capacity.
   // When GrantsLater(), Launch only sends the request (it must not wait on

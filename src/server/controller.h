@@ -154,6 +154,8 @@ class Controller {
   void Pass();
   void CheckWaitingJobs();
   void UnwaitJob(JobRecord& job, double now);
+  // Lets `user`'s longest-waiting jobs in while the job quota has room.
+  void UnwaitOldest(const std::string& user, double now);
   void PlaceQueuedJobs();
   void PlaceDueRequests(Missed& missed);
   // Hands `user`'s free instances to their queued jobs now, in queue order,
@@ -169,6 +171,10 @@ class Controller {
   bool TryReuseInstance(JobRecord& job);
   bool MakeRoomForInstance(JobRecord& job);
   bool RequestNewInstance(JobRecord& job, Missed& missed);
+  // True (and the job keeps its place, its fallback clock stopped) when the
+  // job asks for its last machine id and that capacity is held by instances
+  // that will end (Provider::CapacityComesBack).
+  bool WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type, bool last);
   void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason);
   // Requested instances (Provider::GrantsLater): the provider's answer, the
   // grant itself, and the withdrawal when the job's wait_request_s ran out

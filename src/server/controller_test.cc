@@ -31,6 +31,13 @@ class FakeSpawner : public AgentSpawner {
 
 constexpr double kSpot = 0.3, kOnDemand = 0.9;
 
+// A sim cloud whose missing capacity comes back, as on the local host.
+class HeldCapacitySim : public SimProvider {
+ public:
+  using SimProvider::SimProvider;
+  bool CapacityComesBack(const MachineType&) const override { return true; }
+};
+
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,8 +59,11 @@ class ControllerTest : public ::testing::Test {
     Json scenario = {{"version", 1},
                      {"types", {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
                                 {"B", {{"capacity", {{0, cap_b}}}}}}}};
-    sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
-                                         dir_ / "instances", &clock_, &spawner_);
+    SimScenario parsed = std::move(SimScenario::FromJson(scenario)).value();
+    if (capacity_comes_back_)
+      sim_ = std::make_unique<HeldCapacitySim>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
+    else
+      sim_ = std::make_unique<SimProvider>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
     Json catalog = {{"version", 1}, {"types", Json::array()}};
     for (const char* name : {"A", "B"})
       catalog["types"].push_back({{"name", name}, {"provider", "sim"}, {"cpus", 4},
@@ -136,6 +146,7 @@ class ControllerTest : public ::testing::Test {
   std::unique_ptr<Controller> controller_;
   std::set<std::string> registered_;
   Json last_assign_;
+  bool capacity_comes_back_ = false;  // Build makes a HeldCapacitySim
 };
 
 TEST_F(ControllerTest, FallsBackToTheNextTypeAfterExactlyWaitRequest) {
@@ -152,6 +163,42 @@ TEST_F(ControllerTest, FallsBackToTheNextTypeAfterExactlyWaitRequest) {
   EXPECT_TRUE(HasDecision(job, "gave up on A: no capacity granted within 30 s"));
   Settle();
   EXPECT_EQ(Job(job).state, job_state::kStarting);
+}
+
+TEST_F(ControllerTest, JobsOnTheLastTypeWaitForCapacityThatComesBackInsteadOfFailing) {
+  capacity_comes_back_ = true;
+  Build(/*cap_a=*/1, /*cap_b=*/0);
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 3; ++i) jobs.push_back(Submit("ann", {"A"}, {{"wait_request_s", 1}}));
+  Settle();
+  EXPECT_EQ(Job(jobs[0]).state, job_state::kStarting);
+  clock_.Advance(600);
+  Settle();
+  for (int i : {1, 2}) {
+    EXPECT_EQ(Job(jobs[i]).state, job_state::kRequesting) << Job(jobs[i]).message;
+    EXPECT_TRUE(HasDecision(jobs[i], "waiting for A: its capacity is in use by other jobs"));
+  }
+  for (int i : {0, 1}) {  // each end lets the next one in, in the order they came
+    RunJob(jobs[i], {});
+    Settle();
+    EXPECT_EQ(Job(jobs[i + 1]).state, job_state::kStarting) << Job(jobs[i + 1]).message;
+    if (i == 0) {
+      EXPECT_EQ(Job(jobs[2]).state, job_state::kRequesting);
+    }
+  }
+}
+
+TEST_F(ControllerTest, HeldCapacityOfAnEarlierTypeStillFallsBack) {
+  capacity_comes_back_ = true;
+  Build(/*cap_a=*/1, /*cap_b=*/1);
+  std::string first = Submit("ann", {"A"});
+  Settle();
+  std::string second = Submit("ann", {"A", "B"}, {{"wait_request_s", 5}});
+  controller_->RunPass();
+  clock_.Advance(5);
+  Settle();
+  EXPECT_EQ(Job(second).machine_type, "B");
+  EXPECT_TRUE(HasDecision(second, "gave up on A: no capacity granted within 5 s"));
 }
 
 TEST_F(ControllerTest, AllTypesEmptyFailsListingEveryAttempt) {
@@ -331,6 +378,22 @@ TEST_F(ControllerTest, SixthJobWaitsAndStartsWhenOneFinishes) {
   clock_.Advance(10);
   Settle();
   EXPECT_EQ(Job(jobs[5]).state, job_state::kStarting);
+}
+
+TEST_F(ControllerTest, WaitingJobsStartInTheOrderTheyCameWhateverTheirIntervals) {
+  ControllerOptions opts;
+  opts.quota = {1, 5};
+  Build(5, 5, opts);
+  std::string running = Submit("ann", {"A"});
+  Settle();
+  std::string patient = Submit("ann", {"A"}, {{"wait_new_job_interval_s", 30}});
+  clock_.Advance(1);
+  std::string eager = Submit("ann", {"A"}, {{"wait_new_job_interval_s", 1}});
+  RunJob(running, {});
+  clock_.Advance(1);  // only the later job's check is due: the slot still goes to the first
+  Settle();
+  EXPECT_EQ(Job(patient).state, job_state::kStarting);
+  EXPECT_EQ(Job(eager).state, job_state::kWaiting);
 }
 
 TEST_F(ControllerTest, WaitingJobGivesUpAfterWaitNewJob) {

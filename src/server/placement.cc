@@ -161,7 +161,8 @@ void Controller::EnterGroup(JobRecord& job) {
   // others of its group are ahead: its fallback clock must run.
   std::vector<MachineRequest> reqs = RequestsOf(job);
   size_t i = job.sched.value("machine", 0);
-  if (i < reqs.size() && ProviderFor(reqs[i].type)) StartRequest(job, RequestName(reqs[i]));
+  if (i < reqs.size() && ProviderFor(reqs[i].type) && !job.sched.contains("held_capacity"))
+    StartRequest(job, RequestName(reqs[i]));
 }
 
 void Controller::StartRequest(JobRecord& job, const std::string& machine_id) {
@@ -241,10 +242,13 @@ void Controller::CheckWaitingJobs() {
   stats_.waiting_checks += due.size();
   for (const auto& [created, id] : due) {
     JobRecord& job = jobs_.at(id);
+    if (job.state != job_state::kWaiting) continue;  // an older one's look let it in
     double since = job.sched.value("waiting_since", job.created_at);
     double give_up = SpecNumber(job, "wait_new_job_s", -1);
     if (ActiveJobs(job.user) < QuotaFor(job.user).max_active_jobs) {
-      UnwaitJob(job, now);
+      UnwaitOldest(job.user, now);  // first come, first served, whatever the intervals
+      if (job.state != job_state::kWaiting) continue;
+      ScheduleWaitCheck(job, now + SpecNumber(job, "wait_new_job_interval_s", 10));
     } else if (give_up > 0 && now - since >= give_up) {
       FinishJob(job, job_state::kFailed, std::nullopt,
                 "gave up after waiting " + FormatSeconds(now - since) + " for a job slot (at most " +
@@ -258,6 +262,14 @@ void Controller::CheckWaitingJobs() {
         LogError(AppendJobEvents(job, {DecisionEvent(job.message)}), "wait");
       }
     }
+  }
+}
+
+void Controller::UnwaitOldest(const std::string& user, double now) {
+  while (ActiveJobs(user) < QuotaFor(user).max_active_jobs) {
+    auto line = waiting_of_.find(user);
+    if (line == waiting_of_.end() || line->second.empty()) return;
+    UnwaitJob(jobs_.at(line->second.begin()->second), now);
   }
 }
 
@@ -417,7 +429,8 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
     const MachineType* listed = catalog_.Find(req.type);
     Provider* provider = listed ? ProviderFor(listed->name) : nullptr;
     if (!provider) { FailAttempt(job, req.type, "no provider serves it"); continue; }
-    if (!job.sched.contains("requested_at")) StartRequest(job, RequestName(req));
+    if (!job.sched.contains("requested_at") && !job.sched.contains("held_capacity"))
+      StartRequest(job, RequestName(req));
     const MachineType launched = listed->WithSettings(SettingsOf(job));
     const MachineType* type = &launched;
     if (provider->Available(*type) > 0) {
@@ -461,6 +474,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       // Placed once the agent registers; provisioning does not count against
       // wait_request_s.
       EndRequest(job);
+      job.sched.erase("held_capacity");
       queue_.Park(job.id);
       stats_.grants++;
       LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + type->name + " instance " +
@@ -468,7 +482,8 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
                                                    "), provisioning")}), "grant");
       return true;
     }
-    if (now < RequestDeadline(job)) {
+    if (WaitForHeldCapacity(job, *provider, *type, i + 1 == reqs.size()) ||
+        now < RequestDeadline(job)) {
       missed.insert(queue_.GroupOf(job.id));
       return false;
     }
@@ -524,6 +539,19 @@ bool Controller::WithdrawRequestedInstance(JobRecord& job) {
   TerminateInstance(it->second, "not running within " + waited + " (withdrawn)");
   job.instance_id.clear();
   FailAttempt(job, machine, "not running within " + waited + " (still pending: withdrawn and ended)");
+  return true;
+}
+
+bool Controller::WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type,
+                                     bool last) {
+  if (!last || !provider.CapacityComesBack(type)) return false;
+  if (job.sched.contains("held_capacity")) return true;
+  EndRequest(job);  // capacity that comes back is no reason to fall back or fail
+  job.sched["held_capacity"] = type.name;
+  LogError(AppendJobEvents(job, {DecisionEvent("waiting for " + type.name +
+                                               ": its capacity is in use by other jobs; "
+                                               "it starts when one ends")}),
+           "held capacity");
   return true;
 }
 
