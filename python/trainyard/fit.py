@@ -201,6 +201,10 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
             continue  # the live view's (see _check_verbose)
         if key in RESERVED_KEYS:
             raise ValueError(f"fit_kwargs may not repeat '{key}': pass it as online_fit's own argument")
+        if framework == "keras" and key == "callbacks":
+            raise ValueError("fit_kwargs['callbacks'] cannot travel to the instance: Keras 2.15's callbacks "
+                             "have no get_config, so Keras cannot serialise them; checkpoints "
+                             "(directory_to_save_ckpt) and TensorBoard logs (directory_to_save_log) are built in")
         if framework == "keras" and key in KERAS_REFUSED:
             raise ValueError(f"fit_kwargs['{key}'] is decided by trainyard and cannot be given")
         if isinstance(value, np.ndarray):
