@@ -91,6 +91,7 @@ def one_run(yard, env, project, url, token, booter, ec2):
     inst = next(e["instance"] for e in ev if e["kind"] == "state" and e.get("instance"))
     found = ec2.describe_instances(Filters=[{"Name": "tag:trainyard:instance", "Values": [inst]}])
     ec2_id = found["Reservations"][0]["Instances"][0]["InstanceId"]
+    wait_for(lambda: ec2_id in booter.timings, timeout=60, what="the user-data to end")
     ud_start, ud_end = booter.timings[ec2_id]
     return {"submit -> requested": requested - submitted, "requested -> granted": granted - requested,
             "granted -> boot (harness)*": ud_start - granted, "user-data": ud_end - ud_start,

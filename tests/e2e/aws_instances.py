@@ -53,6 +53,14 @@ class InstanceBooter:
         for ec2_id in list(self.booted):
             self._kill(ec2_id)
 
+    @classmethod
+    def of_server(cls, ec2, root, server_id, **kw):
+        """Boots only the instances tagged trainyard:server = server_id (moto
+        may hold other tests' instances)."""
+        def ours(inst):
+            return {"Key": "trainyard:server", "Value": server_id} in inst.get("Tags", [])
+        return cls(ec2, root, boot=ours, **kw)
+
     def _instances(self):
         out = []
         for page in self.ec2.get_paginator("describe_instances").paginate():
@@ -91,7 +99,11 @@ class InstanceBooter:
         (folder / "user-data").write_text(script)
         env = dict(self.env, TRAINYARD_DIR=str(folder), EC2_PRIVATE_IP=ip)
         self.booted[ec2_id] = folder
-        # As cloud-init would: run it once, to its end (the agent detaches).
+        # As cloud-init would: run it once, to its end (the agent detaches);
+        # in a thread of its own, so that one slow boot delays no other.
+        threading.Thread(target=self._run_user_data, args=(ec2_id, folder, env), daemon=True).start()
+
+    def _run_user_data(self, ec2_id, folder, env):
         started = time.time()
         proc = subprocess.run(["bash", str(folder / "user-data")], cwd=folder, env=env,
                               capture_output=True, text=True, timeout=120)

@@ -129,6 +129,7 @@ def aws(yard, moto, tmp_path):
     server = AwsServer(yard, tmp_path / "server.log")
     server.start()
     yield server
+    yard.run("down", "--all", check=False)  # nothing of this test's left running in moto
     server.stop()
 
 
@@ -176,7 +177,7 @@ def events(yard, job):
 def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, project, tmp_path):
     moto.proxy.fail("RunInstances", instance_type="p2.xlarge", **CAPACITY)
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env) as booter:
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env) as booter:
         started = time.monotonic()
         job = yard.run("submit", "train.py", "--machines", "p2.xlarge:spot", "--machines", "g4dn.4xlarge",
                        "--wait-request", "600", "--cool-down", "300", cwd=project).stdout.strip()
@@ -210,7 +211,7 @@ def test_capacity_answer_falls_back_to_the_next_type_at_once(aws, moto, yard, pr
 
 def test_direct_mode_agent_downloads_itself_streams_and_its_instance_ends(aws, moto, yard, project, tmp_path):
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env) as booter:
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env) as booter:
         proc = yard.run("fit", "train.py", "--machines", "g4dn.xlarge:spot", "--ckpt-dir", project / "ckpt",
                         cwd=project, timeout=180)
         assert proc.stdout == "line 0\nline 1\nline 2\ndone\n", proc.stdout + proc.stderr + str(booter.errors)
@@ -251,7 +252,7 @@ def test_agent_that_never_dials_in_is_terminated_at_the_provisioning_timeout(yar
 
 def test_restart_adopts_known_instances_and_terminates_unknown_ones(aws, moto, yard, project, tmp_path):
     (project / "train.py").write_text(JOB)
-    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env):
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env):
         yard.run("fit", "train.py", "--machines", "g4dn.xlarge", "--cool-down", "600", cwd=project, timeout=180)
         (known,) = ours(moto, aws)
         assert known["State"]["Name"] == "running"
@@ -368,7 +369,7 @@ def test_instance_ec2_ends_is_preempted_and_the_job_resumes_on_a_new_one(aws, mo
         'for i in 1 2 3; do echo "first run line $i"; done\n'
         'echo epoch2 > "$YARD_CHECKPOINT_DIR/epoch-2.ckpt"\n'
         'sleep 1000\n')
-    with InstanceBooter(moto.ec2, tmp_path / "machines", env=yard.env):
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env):
         job = yard.run("submit", "job.sh", "--machines", "g4dn.xlarge:spot", cwd=project).stdout.strip()
         wait_for(lambda: yard.run("fetch", job, "--to", project / "got") and
                  (project / "got" / "checkpoints" / "epoch-2.ckpt").exists(),
