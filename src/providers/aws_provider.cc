@@ -133,7 +133,8 @@ std::string DirectUserData(const DirectBootstrap& b) {
          "INSTANCE=" + ShellQuote(b.instance_id) + "\n"
          "export YARD_AGENT_TOKEN=" + ShellQuote(b.agent_token) + "\n"
          "YARD_SHA256=" + ShellQuote(b.yard_sha256) + "\n"
-         "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n"
+         "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n" +
+         (b.spot ? "export YARD_PREEMPTION_WATCH=imds  # spot: the agent polls IMDS for notices\n" : "") +
          R"BASH(DIR="${TRAINYARD_DIR:-/var/lib/trainyard}"
 WORK="$DIR/instances/$INSTANCE"
 mkdir -p "$DIR/bin" "$WORK" || exit 1
@@ -304,7 +305,7 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
     Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
     return;
   }
-  req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim});
+  req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot});
   aws::Ec2Error err;
   StatusOr<aws::Ec2Instance> got = ec2_->RunInstance(req, &err);
   std::vector<std::string> to_terminate;

@@ -83,14 +83,15 @@ std::string DefaultAmi(const std::string& region, bool gpu);
 // The user-data of connect "direct": a bash script (bash and curl or
 // python3) that downloads `yard` and `yard-shim` from the server
 // (GET /v1/agent/binaries/NAME with the agent token), checks their SHA-256
-// and starts `yard agent`. It works under $TRAINYARD_DIR (default
-// /var/lib/trainyard).
+// and starts `yard agent` (watching IMDS for spot notices on a spot
+// instance). It works under $TRAINYARD_DIR (default /var/lib/trainyard).
 struct DirectBootstrap {
   std::string server_url;
   std::string agent_token;
   std::string instance_id;
   std::string yard_sha256;
   std::string shim_sha256;  // "" = no yard-shim (the agent falls back to `yard shim`)
+  bool spot = false;        // the agent watches IMDS for spot notices (YARD_PREEMPTION_WATCH=imds)
 };
 std::string DirectUserData(const DirectBootstrap& b);
 

@@ -118,6 +118,8 @@ TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
   EXPECT_NE(r.user_data.find("YARD_SHA256=" + ShellQuote(Sha256Hex("the yard binary"))), std::string::npos);
   EXPECT_NE(r.user_data.find("SHIM_SHA256=" + ShellQuote(Sha256Hex("the shim"))), std::string::npos);
   EXPECT_NE(r.user_data.find("agent --server \"$SERVER\" --instance \"$INSTANCE\""), std::string::npos);
+  EXPECT_NE(r.user_data.find("export YARD_PREEMPTION_WATCH=imds"), std::string::npos) << "spot";
+  EXPECT_EQ(ec2_->runs[1].user_data.find("YARD_PREEMPTION_WATCH"), std::string::npos) << "on-demand";
 }
 
 TEST_F(AwsProviderTest, RunningIsTheGrantWithTheEc2IdAndZone) {

@@ -97,7 +97,10 @@ class InstanceBooter:
         folder = self.root / ec2_id
         folder.mkdir(parents=True)
         (folder / "user-data").write_text(script)
-        env = dict(self.env, TRAINYARD_DIR=str(folder), EC2_PRIVATE_IP=ip)
+        # The instance's metadata service: none here unless the test gives
+        # one (a closed loopback port), never 169.254.169.254.
+        env = dict({"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"}, **self.env,
+                   TRAINYARD_DIR=str(folder), EC2_PRIVATE_IP=ip)
         self.booted[ec2_id] = folder
         # As cloud-init would: run it once, to its end (the agent detaches);
         # in a thread of its own, so that one slow boot delays no other.
