@@ -237,14 +237,18 @@ if [[ -f "$BUILD_DIR/CMakeCache.txt" ]] &&
   note "build directory was made by another generator; clearing its cache"
   rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
 fi
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
+# The portable `yard` needs cpp-httplib's source (Debian ships no static
+# library of it); without it CMake builds everything but yard-portable.
+HTTPLIB_SOURCE_DIR="$(bash "$REPO_ROOT/scripts/httplib_source.sh")" ||
+  { note "cpp-httplib's source could not be fetched: yard-portable will not be built"; HTTPLIB_SOURCE_DIR=""; }
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DYARD_HTTPLIB_SOURCE_DIR="$HTTPLIB_SOURCE_DIR"
 
 # --------------------------------------------------------------------------
 step "Build (cmake --build, $(nproc) jobs)"
 cmake --build "$BUILD_DIR" --parallel "$(nproc)"
 
 # --------------------------------------------------------------------------
-step "Container images (podman: containers.conf, base image localhost/trainyard/base-cpu)"
+step "Container images (podman: containers.conf, localhost/trainyard/base-cpu and bullseye-sshd)"
 # crun (podman's default) refuses this host's hybrid cgroups, and rlimits
 # can be lowered, never raised, without CAP_SYS_RESOURCE: runc, and ulimits
 # every container may set. A drop-in, so the distribution's file stays as is.
@@ -263,5 +267,7 @@ else
   note "wrote $CONTAINERS_CONF"
 fi
 bash "$REPO_ROOT/scripts/base_image.sh"
+# Debian 11 with sshd: the other distribution of the portable agent's tests.
+bash "$REPO_ROOT/scripts/bullseye_image.sh"
 
 step "Done in ${SECONDS}s"

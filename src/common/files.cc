@@ -64,6 +64,12 @@ std::string SelfExecutable() {
   return ec ? std::string("yard") : p.string();
 }
 
+std::string PortableYard() {
+  std::string self = SelfExecutable();
+  std::string portable = self.substr(0, self.rfind('/') + 1) + "yard-portable";
+  return ::access(portable.c_str(), X_OK) == 0 ? portable : self;
+}
+
 std::string DefaultYardHome() {
   std::string home = EnvOr("YARD_HOME", "");
   if (!home.empty()) return home;

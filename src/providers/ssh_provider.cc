@@ -151,11 +151,14 @@ StatusOr<CommandResult> SshProvider::Ssh(const SshHost& host, const std::string&
   return r;
 }
 
+std::string SshProvider::LocalBinary() const {
+  return settings_.yard_binary.empty() ? PortableYard() : settings_.yard_binary;
+}
+
 StatusOr<std::string> SshProvider::LocalBinaryHash() {
   std::lock_guard<std::mutex> lock(hash_mu_);
   if (local_hash_.empty()) {
-    YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(settings_.yard_binary.empty() ? SelfExecutable()
-                                                                                      : settings_.yard_binary));
+    YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(LocalBinary()));
     local_hash_ = Sha256Hex(bytes);
   }
   return local_hash_;
@@ -215,7 +218,7 @@ int SshProvider::Available(const MachineType& type) {
 
 Status SshProvider::Install(const SshHost& host) {
   YARD_ASSIGN_OR_RETURN(std::string want, LocalBinaryHash());
-  std::string yard = settings_.yard_binary.empty() ? SelfExecutable() : settings_.yard_binary;
+  std::string yard = LocalBinary();
   YARD_RETURN_IF_ERROR(InstallFile(host, yard, "yard", want));
   // The small per-job shim (src/shim) goes beside it when it was built
   // beside this `yard`; without it the agent falls back to `yard shim`.

@@ -9,8 +9,10 @@
 //   Launch     picks a free host, then over ssh (BatchMode, no prompts):
 //                1. probe: reachable? which `yard` build does it have
 //                   (sha256 of <remote_dir>/bin/yard)?
-//                2. copy the lean `yard` binary when that is not this exact
-//                   build (verified by sha256 on arrival, renamed into place);
+//                2. copy the static `yard-portable` built beside the server's
+//                   `yard` (PortableYard) as bin/yard, when that is not this
+//                   exact build (verified by sha256 on arrival, renamed into
+//                   place): it runs on any x86-64 Linux;
 //                3. start `yard agent` detached (setsid, output to
 //                   <remote_dir>/instances/<id>/agent.log), its token on
 //                   stdin, never in argv.
@@ -60,7 +62,7 @@ struct SshSettings {
   double connect_timeout_s = 5;
   std::string remote_dir = ".cache/trainyard";  // relative: to the remote home
   std::string server_url;   // what agents dial; "" = the server's own URL
-  std::string yard_binary;  // the local binary to copy; "" = the server's own
+  std::string yard_binary;  // the local binary to copy; "" = PortableYard()
 
   static StatusOr<SshSettings> FromJson(const nlohmann::json& j, const std::string& home);
 };
@@ -112,6 +114,7 @@ class SshProvider : public Provider {
                                      const std::string& dir);
   StatusOr<CommandResult> Ssh(const SshHost& host, const std::string& script,
                               const std::string& input = "");
+  std::string LocalBinary() const;  // the `yard` to copy: yard_binary, else PortableYard()
   StatusOr<std::string> LocalBinaryHash();
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent, const SshHost& host) const;
   std::optional<SshHost> Reserve(const std::string& type, const std::string& instance_id);
