@@ -64,11 +64,12 @@ std::string SelfExecutable() {
   return ec ? std::string("yard") : p.string();
 }
 
-std::string PortableYard() {
-  std::string self = SelfExecutable();
-  std::string portable = self.substr(0, self.rfind('/') + 1) + "yard-portable";
-  return ::access(portable.c_str(), X_OK) == 0 ? portable : self;
+std::string PortableYard(const std::string& yard) {
+  std::string portable = yard.substr(0, yard.rfind('/') + 1) + "yard-portable";
+  return ::access(portable.c_str(), X_OK) == 0 ? portable : yard;
 }
+
+std::string PortableYard() { return PortableYard(SelfExecutable()); }
 
 std::string DefaultYardHome() {
   std::string home = EnvOr("YARD_HOME", "");

@@ -42,9 +42,10 @@ std::string EnvOr(const char* name, const std::string& fallback);
 // Absolute path of the running executable (/proc/self/exe).
 std::string SelfExecutable();
 // The `yard` to copy to other machines (SSH hosts, cloud instances): the
-// static `yard-portable` beside the running executable when it is there
-// (docs/operations.md, "The portable agent"), else the running executable.
-// `yard-shim`, static too, is found beside either.
+// static `yard-portable` beside `yard` (default: the running executable)
+// when it is there (docs/operations.md, "The portable agent"), else `yard`
+// itself. `yard-shim`, static too, is found beside either.
+std::string PortableYard(const std::string& yard);
 std::string PortableYard();
 // Trainyard's state folder: $YARD_HOME, else ~/.local/share/trainyard.
 std::string DefaultYardHome();

@@ -299,7 +299,8 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
       return;
     }
   }
-  StatusOr<AgentBinaryHashes> hashes = Hashes(agent.yard_binary);
+  // What /v1/agent/binaries serves: the portable build beside the server's yard.
+  StatusOr<AgentBinaryHashes> hashes = Hashes(PortableYard(agent.yard_binary));
   if (!hashes.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);

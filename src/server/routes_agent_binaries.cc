@@ -1,5 +1,5 @@
 // /v1/agent/binaries/{yard,yard-shim}: the exact executables this server
-// runs, for agents that install themselves (the AWS provider's "direct"
+// puts on other machines (the static yard-portable built beside it), for agents that install themselves (the AWS provider's "direct"
 // user-data downloads them and checks their SHA-256). Agent tokens only.
 #include <fcntl.h>
 #include <httplib.h>
@@ -14,10 +14,11 @@
 namespace yard {
 namespace {
 
-// The server's own `yard`, or the `yard-shim` built beside it.
+// The server's portable `yard` (PortableYard: yard-portable beside it, else
+// itself), or the `yard-shim` beside that.
 std::string BinaryPath(const std::string& name) {
-  std::string self = SelfExecutable();
-  return name == "yard" ? self : self.substr(0, self.rfind('/') + 1) + "yard-shim";
+  std::string yard = PortableYard();
+  return name == "yard" ? yard : yard.substr(0, yard.rfind('/') + 1) + "yard-shim";
 }
 
 Status Download(Call& call) {

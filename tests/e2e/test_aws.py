@@ -219,7 +219,8 @@ def test_direct_mode_agent_downloads_itself_streams_and_its_instance_ends(aws, m
         (inst,) = ours(moto, aws)
         assert inst["InstanceLifecycle"] == "spot"
         folder = booter.booted[inst["InstanceId"]]
-        assert (folder / "bin" / "yard").read_bytes() == YARD.read_bytes(), "the exact binary the server runs"
+        assert (folder / "bin" / "yard").read_bytes() == (YARD.parent / "yard-portable").read_bytes(), \
+            "the exact portable binary the server offers (docs/operations.md)"
         assert "starting the agent" in booter.log(inst["InstanceId"])
         wait_for(lambda: ours(moto, aws)[0]["State"]["Name"] == "terminated", timeout=20,
                  what="the instance to be terminated after its job (no cool-down)")
@@ -296,8 +297,9 @@ def test_auth_permission_and_image_errors_fail_the_job_without_fallback(aws, mot
     assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
 
 
-def test_agent_binaries_are_the_servers_own_and_for_agents_only(yard):
-    """What direct-mode user-data downloads (GET /v1/agent/binaries/NAME)."""
+def test_agent_binaries_are_the_servers_portable_ones_and_for_agents_only(yard):
+    """What direct-mode user-data downloads (GET /v1/agent/binaries/NAME):
+    the static yard-portable built beside the server's yard, and yard-shim."""
     import hashlib
     import urllib.error
     import urllib.request
@@ -317,7 +319,8 @@ def test_agent_binaries_are_the_servers_own_and_for_agents_only(yard):
             return e.code, e.read()
 
     status, body = get("yard", agent_token)
-    assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(YARD.read_bytes()).digest()
+    portable = (YARD.parent / "yard-portable").read_bytes()
+    assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(portable).digest()
     status, body = get("yard-shim", agent_token)
     assert status == 200 and body == (YARD.parent / "yard-shim").read_bytes()
     assert get("yard", yard.token())[0] == 403, "user tokens do not get agent routes"
