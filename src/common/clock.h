@@ -1,5 +1,5 @@
-// Clock: the source of wall time, injectable so that tests of time-driven
-// behaviour (heartbeats, cooling, prices) use a fake clock.
+// Clock: wall time, injectable so tests of cooling, prices, the ledger and the sim use a fake.
+// Liveness (heartbeats, provisioning timeouts, placement deadlines) uses steady_clock, not this.
 #pragma once
 
 #include <atomic>

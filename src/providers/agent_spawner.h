@@ -1,6 +1,8 @@
-// AgentSpawner: how providers that run agents as processes on this host
-// (local, sim) start, watch and stop them. The real one spawns detached
-// processes; tests use a fake that records the calls.
+// AgentSpawner: how the sim provider starts, watches and stops the agents it
+// runs as processes on this host. The real one spawns detached processes;
+// controller_test.cc uses a fake that records the calls. LocalProvider does
+// not use it yet: it spawns and stops its agents itself (local_provider.cc,
+// its own SIGTERM -> wait -> SIGKILL), a second copy of Stop below.
 #pragma once
 
 #include <string>
@@ -20,7 +22,8 @@ class AgentSpawner {
                               const std::string& dir, const std::vector<std::string>& extra_args,
                               const std::vector<std::string>& extra_env) = 0;
   virtual bool Alive(int handle, const std::string& id) = 0;
-  // SIGTERM (graceful, SIGKILL later if needed) or SIGKILL at once.
+  // hard: SIGKILL at once. Otherwise SIGTERM, and a detached thread sends
+  // SIGKILL if the process is still alive ~10 s later. Returns at once.
   virtual void Stop(int handle, const std::string& id, bool hard) = 0;
 };
 

@@ -25,6 +25,13 @@ void ReplyError(httplib::Response& res, const Status& status) {
   res.set_content(j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
 }
 
+std::vector<Route> AllRoutes(ApiContext& ctx) {
+  std::vector<Route> all;
+  for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes})
+    for (auto& r : table(ctx)) all.push_back(std::move(r));
+  return all;
+}
+
 HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::Server>()) {
   // Each open event stream and agent long poll holds a worker thread.
   server_->new_task_queue = [] { return new httplib::ThreadPool(128); };
@@ -40,10 +47,7 @@ HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::
   // connection Nagle holds the second until the first is acknowledged, and
   // the peer delays that ACK by 40 ms: every call would take 40 ms more.
   server_->set_tcp_nodelay(true);
-  std::vector<std::vector<Route>> tables = {JobRoutes(ctx_), BlobRoutes(ctx_), AgentRoutes(ctx_),
-                                            MachineRoutes(ctx_), AgentBinaryRoutes(ctx_)};
-  for (const auto& table : tables)
-    for (const auto& route : table) Install(route);
+  for (const auto& route : AllRoutes(ctx_)) Install(route);
   server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"ok": true, "service": "trainyard"})", "application/json");
   });

@@ -67,6 +67,9 @@ std::vector<Route> BlobRoutes(ApiContext& ctx);
 std::vector<Route> AgentRoutes(ApiContext& ctx);
 std::vector<Route> MachineRoutes(ApiContext& ctx);
 std::vector<Route> AgentBinaryRoutes(ApiContext& ctx);
+// Every table above, in install order: what the server serves (besides
+// GET /v1/health) and what docs/api.md must document (api_docs_test.cc).
+std::vector<Route> AllRoutes(ApiContext& ctx);
 
 class HttpApi {
  public:
