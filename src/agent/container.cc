@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <sstream>
 
 #include "agent/job_process.h"
+#include "common/file_lock.h"
 #include "common/files.h"
 #include "common/hashing.h"
 
@@ -38,21 +38,6 @@ std::string Seconds(double s) {
   std::snprintf(buf, sizeof buf, "%.1f", s);
   return buf;
 }
-
-// Holds an exclusive flock on `path` while alive.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path) : fd_(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644)) {
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
-  }
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 StatusOr<CommandResult> Podman(CommandRunner* podman, std::vector<std::string> args,
                                std::chrono::milliseconds timeout = std::chrono::seconds(60)) {

@@ -1,7 +1,6 @@
 #include "agent/environment.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <yaml-cpp/yaml.h>
@@ -15,6 +14,7 @@
 #include <sstream>
 
 #include "common/command_runner.h"
+#include "common/file_lock.h"
 #include "common/hashing.h"
 
 namespace yard {
@@ -53,21 +53,6 @@ std::string Join(const std::vector<std::string>& lines, const std::string& sep) 
   for (const auto& l : lines) out += (out.empty() ? "" : sep) + l;
   return out;
 }
-
-// Holds an exclusive flock on `path` while alive.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path) : fd_(::open(path.c_str(), O_CREAT | O_RDWR, 0644)) {
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
-  }
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 // ------------------------------------------------------------ conda specs
 

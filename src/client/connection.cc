@@ -1,7 +1,6 @@
 #include "client/connection.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -9,6 +8,7 @@
 
 #include <httplib.h>
 
+#include "common/file_lock.h"
 #include "common/files.h"
 #include "common/process.h"
 
@@ -31,19 +31,6 @@ bool ServerHealthy(const std::string& url) {
 }
 
 namespace {
-
-class FileLock {
- public:
-  explicit FileLock(const std::string& path)
-      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
-    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
-  }
-  ~FileLock() { if (fd_ >= 0) ::close(fd_); }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 StatusOr<std::string> HealthyUrl(const std::string& home) {
   StatusOr<std::string> url = ReadServerUrl(home);
