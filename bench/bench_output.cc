@@ -46,6 +46,30 @@ Streamed FollowOutput(const HttpClient& client, const Json& bundle, uint64_t byt
   return s;
 }
 
+// Line latency at a normal rate: a job prints its wall clock 100 times a
+// second; each line's age when it reaches the follower (same host, same
+// clock).
+std::vector<double> LineLatencies(const HttpClient& client, const Json& bundle) {
+  std::vector<std::string> command = {
+      "python3", "-c",
+      "import time\nfor i in range(300):\n    print(repr(time.time()), flush=True)\n"
+      "    time.sleep(0.01)\n"};
+  std::vector<double> ages;
+  std::string pending;
+  std::string id = SubmitJob(client, bundle, command, 600, "bench output latency");
+  std::string state = FollowToEnd(client, id, [&](const Json& ev) {
+    if (ev.value("kind", "") != "output") return;
+    double now = WallNow();
+    pending += ev["data"].get_ref<const std::string&>();
+    for (size_t nl; (nl = pending.find('\n')) != std::string::npos; pending.erase(0, nl + 1)) {
+      double printed = std::atof(pending.substr(0, nl).c_str());
+      if (printed > 0) ages.push_back(now - printed);
+    }
+  });
+  if (state != "succeeded") Die("latency job " + id + " ended " + state);
+  return ages;
+}
+
 int Main(int argc, char** argv) {
   double mb = argc > 1 ? std::atof(argv[1]) : 200;
   uint64_t bytes = static_cast<uint64_t>(mb * 1e6);
@@ -69,6 +93,7 @@ int Main(int argc, char** argv) {
   CpuSample cpu0 = SampleCpu(home);
   Streamed s = FollowOutput(home.client(), bundle, bytes);
   CpuSample cpu = SampleCpu(home) - cpu0;
+  std::vector<double> ages = LineLatencies(home.client(), bundle);
   double rate = s.bytes / s.total / 1e6;
   std::printf("  plain pipe (median of 3): %llu bytes in %.3f s\n",
               static_cast<unsigned long long>(piped), pipe_s);
@@ -83,6 +108,9 @@ int Main(int argc, char** argv) {
   std::printf("    last stored -> last at follower  %8.3f s\n", s.last_got - s.last_stored);
   std::printf("    first -> last at follower        %8.3f s (%.1f MB/s)\n", s.streaming,
               s.bytes / s.streaming / 1e6);
+  std::printf("  line latency at 100 lines/s (%zu lines): median %.1f ms, p99 %.1f ms "
+              "(target: p99 <= 20 ms)\n",
+              ages.size(), Median(ages) * 1e3, Quantile(ages, 0.99) * 1e3);
   std::printf("RESULT output: %.1f MB/s vs plain pipe %.1f MB/s: ratio %.3f "
               "(target: >= 0.5) %s\n",
               rate, pipe_rate, rate / pipe_rate, Verdict(rate / pipe_rate >= 0.5));

@@ -207,7 +207,8 @@ void Follow(Client& c, const std::string& job_id, int64_t after, bool follow,
     s = yard::FollowEvents(c.http(), job_id, opts, [&](const yard::Json& ev) -> bool {
       py::gil_scoped_acquire gil;
       try {
-        py::object r = on_event(ev.dump());
+        // Output bytes need not be UTF-8 (they are exactly the job's).
+        py::object r = on_event(ev.dump(-1, ' ', false, yard::Json::error_handler_t::replace));
         return r.is_none() || r.cast<bool>();
       } catch (py::error_already_set& e) {
         pending = std::make_unique<py::error_already_set>(std::move(e));

@@ -87,10 +87,10 @@ StatusOr<HttpReply> AgentHttp::Post(const std::string& path, const Json& body, i
   return PostText(path, body.dump(-1, ' ', false, Json::error_handler_t::replace), read_timeout_s);
 }
 
-StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::string& json_text,
-                                        int read_timeout_s) {
+StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::string& text,
+                                        int read_timeout_s, const char* content_type) {
   return Exchange("POST " + path, read_timeout_s, [&](httplib::Client& cli) {
-    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, json_text, "application/json");
+    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, text, content_type);
   });
 }
 

@@ -47,9 +47,11 @@ class AgentHttp {
   // HTTP status is a successful exchange: see HttpReply::ToStatus().
   StatusOr<HttpReply> Get(const std::string& path, int read_timeout_s);
   StatusOr<HttpReply> Post(const std::string& path, const Json& body, int read_timeout_s);
-  // POST of a body that is already JSON text (e.g. spooled records).
-  StatusOr<HttpReply> PostText(const std::string& path, const std::string& json_text,
-                               int read_timeout_s);
+  // POST of a body that is ready to send (e.g. spooled records), of
+  // `content_type`.
+  StatusOr<HttpReply> PostText(const std::string& path, const std::string& text,
+                               int read_timeout_s,
+                               const char* content_type = "application/json");
 
   // Sends, then turns the reply into its JSON body or its error Status.
   StatusOr<Json> GetJson(const std::string& path, int read_timeout_s);

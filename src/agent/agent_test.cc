@@ -115,7 +115,7 @@ class AgentTest : public testing::Test {
   }
   std::string JobDir(const std::string& job) { return work_.path() + "/jobs/" + job + "-1"; }
   std::string SpoolFile(const std::string& job) {
-    return work_.path() + "/spool/" + job + "-1.jsonl";
+    return work_.path() + "/spool/" + job + "-1.spool";
   }
   // Lets a job blocked on `while [ ! -f ../go ]` go on.
   void Go(const std::string& job) { std::ofstream(JobDir(job) + "/go") << "go"; }

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/frames.h"
 #include "client/http_client.h"
 #include "common/hashing.h"
 #include "common/status.h"
@@ -189,9 +190,27 @@ class FakeServer {
     state_->work.pop_front();
   }
 
+  // The body of an /events call in its JSON form, whether sent framed or
+  // as JSON (output records' data as the bytes sent).
+  static Json BatchJson(const httplib::Request& req) {
+    if (req.get_header_value("Content-Type") != kFramesContentType) return Json::parse(req.body);
+    std::string_view rest = req.body;
+    bool corrupt = false;
+    std::optional<Frame> head = NextFrame(&rest, &corrupt);
+    Json body = Json::parse(head->payload);
+    body["records"] = Json::array();
+    while (std::optional<Frame> f = NextFrame(&rest, &corrupt)) {
+      body["records"].push_back(f->tag == frame_tag::kOutput
+                                    ? Json{{"kind", "output"}, {"data", std::string(f->payload)}}
+                                    : Json::parse(f->payload));
+    }
+    EXPECT_TRUE(rest.empty() && !corrupt) << "a framed /events body cut short";
+    return body;
+  }
+
   void Events(const httplib::Request& req, httplib::Response& res) {
     if (!Authorized(req, res)) return;
-    Json body = Json::parse(req.body);
+    Json body = BatchJson(req);
     std::lock_guard<std::mutex> lock(state_->mu);
     EventsCall call{body["job"], body["attempt"], body["first"], body["records"].size(), 200};
     auto& stored = state_->events[{call.job, call.attempt}];

@@ -43,7 +43,7 @@ void EventSender::Stop() {
 void EventSender::SendOnce(std::chrono::milliseconds wait) {
   std::optional<SpoolBatch> b = spool_->WaitBatch(kMaxBatchBytes, wait);
   if (!b) return;
-  Handle(*b, http_->PostText(path_, b->RequestBody(), kReadTimeoutS));
+  Handle(*b, http_->PostText(path_, b->RequestBody(), kReadTimeoutS, b->ContentType()));
 }
 
 void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) {

@@ -14,8 +14,8 @@ namespace yard {
 
 class EventSender {
  public:
-  // Batches hold up to about this much record text.
-  static constexpr size_t kMaxBatchBytes = 1 << 20;
+  // Batches hold up to about this much of records.
+  static constexpr size_t kMaxBatchBytes = 4 << 20;
 
   // `spool` and `http` must outlive the sender.
   EventSender(EventSpool* spool, AgentHttp* http, std::string instance_id);

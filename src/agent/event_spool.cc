@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "agent/agent_log.h"
+#include "common/frames.h"
 
 namespace yard {
 
@@ -27,6 +28,7 @@ struct EventSpool::Stream {
   int64_t acked = 0;
   int64_t exit_seq = 0;  // 0: no exit record yet
   bool abandoned = false;
+  bool framed = true;  // version 2; false: a version-1 file (JSON lines)
   Clock::time_point not_before{};
 
   int64_t last() const { return static_cast<int64_t>(ends.size()) - 1; }
@@ -79,6 +81,32 @@ StatusOr<uint64_t> ScanLines(int fd, const std::function<bool(std::string_view, 
   }
 }
 
+// Calls `fn(tag, payload, end_offset)` for each whole frame of the file
+// until it returns false; returns the offset just past the last it accepted.
+StatusOr<uint64_t> ScanFrames(int fd,
+                              const std::function<bool(char, std::string_view, uint64_t)>& fn) {
+  std::string buf, block(1 << 20, '\0');
+  uint64_t buf_start = 0, good_end = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, block.data(), block.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading the event spool");
+    if (n == 0) return good_end;
+    buf.append(block.data(), static_cast<size_t>(n));
+    std::string_view rest(buf);
+    bool corrupt = false;
+    while (std::optional<Frame> f = NextFrame(&rest, &corrupt)) {
+      uint64_t end = buf_start + (buf.size() - rest.size());
+      if (!fn(f->tag, f->payload, end)) return good_end;
+      good_end = end;
+    }
+    if (corrupt) return good_end;
+    size_t used = buf.size() - rest.size();
+    buf.erase(0, used);
+    buf_start += used;
+  }
+}
+
 bool IsExitRecord(const Json& record) {
   return record.is_object() && record.contains("kind") && record["kind"] == "exit";
 }
@@ -92,8 +120,18 @@ std::string DumpLine(const Json& j) {
 std::string SpoolBatch::RequestBody() const {
   Json head = {{"job", job}, {"attempt", attempt}, {"first", first}};
   std::string text = head.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (framed) {
+    std::string body;
+    body.reserve(kFrameHeaderBytes + text.size() + records.size());
+    AppendFrame(frame_tag::kJson, text, &body);
+    return body.append(records);
+  }
   text.pop_back();  // the closing '}'
   return text + ",\"records\":[" + records + "]}";
+}
+
+const char* SpoolBatch::ContentType() const {
+  return framed ? kFramesContentType : "application/json";
 }
 
 std::string SafeFileName(const std::string& name) {
@@ -124,7 +162,8 @@ Status EventSpool::LoadAll() {
   std::vector<std::pair<fs::file_time_type, std::string>> files;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    if (e.path().extension() == ".jsonl") files.emplace_back(e.last_write_time(ec), e.path());
+    if (e.path().extension() == ".spool" || e.path().extension() == ".jsonl")
+      files.emplace_back(e.last_write_time(ec), e.path());
   }
   if (ec) return Internal("listing spool folder " + dir_ + ": " + ec.message());
   std::sort(files.begin(), files.end());  // oldest first: they are sent first
@@ -137,20 +176,32 @@ Status EventSpool::Load(const std::string& path) {
   s->path = path;
   s->fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
   if (s->fd < 0) return ErrnoStatus("opening " + path);
-  auto end = ScanLines(s->fd, [&](std::string_view line, uint64_t line_end) {
-    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  s->framed = fs::path(path).extension() == ".spool";
+  // Takes one record (or, first, the header) of either version.
+  auto take = [&](std::string_view json, uint64_t end) {
+    Json j = Json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return false;
     if (s->ends.empty()) {
-      if (j["yard_spool"] != 1 || !j["job"].is_string() || !j["attempt"].is_number_integer())
+      if (j["yard_spool"] != (s->framed ? 2 : 1) || !j["job"].is_string() ||
+          !j["attempt"].is_number_integer())
         return false;
       s->job = j["job"];
       s->attempt = j["attempt"];
     } else if (IsExitRecord(j)) {
       s->exit_seq = static_cast<int64_t>(s->ends.size());
     }
-    s->ends.push_back(line_end);
+    s->ends.push_back(end);
     return true;
-  });
+  };
+  auto end = s->framed ? ScanFrames(s->fd,
+                                    [&](char tag, std::string_view payload, uint64_t at) {
+                                      if (tag == frame_tag::kOutput && !s->ends.empty()) {
+                                        s->ends.push_back(at);
+                                        return true;
+                                      }
+                                      return tag == frame_tag::kJson && take(payload, at);
+                                    })
+                       : ScanLines(s->fd, take);
   if (!end.ok()) {
     ::close(s->fd);
     return end.status();
@@ -162,7 +213,7 @@ Status EventSpool::Load(const std::string& path) {
     if (::fstat(s->fd, &st) == 0 && st.st_size == 0) {
       ::unlink(path.c_str());
     } else {
-      AgentLog("ignoring " + path + ": not a version-1 event spool");
+      AgentLog("ignoring " + path + ": not an event spool of version 1 or 2");
     }
     ::close(s->fd);
     return Status::Ok();
@@ -174,7 +225,7 @@ Status EventSpool::Load(const std::string& path) {
 }
 
 std::string EventSpool::PathFor(const std::string& job, int64_t attempt) const {
-  return dir_ + "/" + SafeFileName(job) + "-" + std::to_string(attempt) + ".jsonl";
+  return dir_ + "/" + SafeFileName(job) + "-" + std::to_string(attempt) + ".spool";
 }
 
 EventSpool::Stream* EventSpool::Find(const std::string& job, int64_t attempt) const {
@@ -196,7 +247,11 @@ StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int6
   s->path = PathFor(job, attempt);
   s->fd = ::open(s->path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (s->fd < 0) return ErrnoStatus("creating " + s->path);
-  std::string header = DumpLine({{"yard_spool", 1}, {"job", job}, {"attempt", attempt}});
+  std::string header;
+  AppendFrame(frame_tag::kJson,
+              Json{{"yard_spool", 2}, {"job", job}, {"attempt", attempt}}.dump(
+                  -1, ' ', false, Json::error_handler_t::replace),
+              &header);
   Status st = WriteAll(s->fd, header);
   if (!st.ok()) {
     ::close(s->fd);
@@ -208,21 +263,56 @@ StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int6
 }
 
 StatusOr<int64_t> EventSpool::Append(const std::string& job, int64_t attempt, const Json& record) {
+  std::string text = record.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return AppendRecord(job, attempt, frame_tag::kJson, text, IsExitRecord(record));
+}
+
+StatusOr<int64_t> EventSpool::AppendOutput(const std::string& job, int64_t attempt,
+                                           std::string_view data) {
+  return AppendRecord(job, attempt, frame_tag::kOutput, data, /*exit=*/false);
+}
+
+StatusOr<int64_t> EventSpool::AppendRecord(const std::string& job, int64_t attempt, char tag,
+                                           std::string_view payload, bool exit) {
   std::lock_guard<std::mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
   if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
-  std::string line = DumpLine(record);
-  Status st = WriteAll(s->fd, line);
+  std::string bytes;
+  if (s->framed) {
+    bytes.reserve(kFrameHeaderBytes + payload.size());
+    AppendFrame(tag, payload, &bytes);
+  } else {  // a version-1 leftover: JSON lines
+    bytes = tag == frame_tag::kOutput
+                ? DumpLine({{"kind", "output"}, {"data", std::string(payload)}})
+                : std::string(payload) + "\n";
+  }
+  Status st = WriteAll(s->fd, bytes);
   if (!st.ok()) {
-    // Keep the file a whole number of lines.
+    // Keep the file a whole number of records.
     if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");
     return st;
   }
-  s->ends.push_back(s->ends.back() + line.size());
-  if (IsExitRecord(record)) s->exit_seq = s->last();
+  s->ends.push_back(s->ends.back() + bytes.size());
+  if (exit) s->exit_seq = s->last();
   s->abandoned = false;
   cv_.notify_all();
   return s->last();
+}
+
+uint64_t EventSpool::UnackedBytes(const std::string& job, int64_t attempt) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stream* s = Find(job, attempt);
+  return s == nullptr ? 0 : s->ends.back() - s->ends[s->acked];
+}
+
+bool EventSpool::WaitUnackedBytesAtMost(const std::string& job, int64_t attempt,
+                                        uint64_t max_bytes,
+                                        std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    Stream* s = Find(job, attempt);
+    return s == nullptr || s->ends.back() - s->ends[s->acked] <= max_bytes;
+  });
 }
 
 void EventSpool::Abandon(const std::string& job, int64_t attempt) {
@@ -241,7 +331,7 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
       *wake_at = std::min(*wake_at, s->not_before);
       continue;
     }
-    SpoolBatch b{s->job, s->attempt, s->acked + 1, 1, {}};
+    SpoolBatch b{s->job, s->attempt, s->acked + 1, 1, {}, s->framed};
     uint64_t begin = s->ends[s->acked];
     while (b.first + b.count <= s->last() && s->ends[b.first + b.count] - begin <= max_bytes) {
       ++b.count;
@@ -252,8 +342,10 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
       s->not_before = now + std::chrono::seconds(1);
       continue;
     }
-    b.records.pop_back();  // the last '\n'
-    std::replace(b.records.begin(), b.records.end(), '\n', ',');
+    if (!s->framed) {
+      b.records.pop_back();  // the last '\n'
+      std::replace(b.records.begin(), b.records.end(), '\n', ',');
+    }
     return b;
   }
   return std::nullopt;

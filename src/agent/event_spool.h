@@ -2,13 +2,18 @@
 // on disk until the server has acknowledged it, so neither a server restart,
 // a network failure nor an agent restart loses output.
 //
-// One file per attempt, <dir>/<job>-<attempt>.jsonl (version 1):
-//   line 1:   {"attempt":A,"job":"<id>","yard_spool":1}
-//   line k+1: the record with agent sequence number k, exactly as sent
-//             (a JSON object without newlines).
+// One file per attempt, <dir>/<job>-<attempt>.spool (version 2), a sequence
+// of record frames (common/frames.h, docs/formats.md):
+//   frame 1:   'j' {"attempt":A,"job":"<id>","yard_spool":2}
+//   frame k+1: the record with agent sequence number k, exactly as sent:
+//              'o' the bytes of an output record, 'j' any other record.
+// So a batch is one read of the file, sent as it is, and output bytes are
+// never encoded. Version 1 files (<job>-<attempt>.jsonl: a JSON header line,
+// then one JSON record per line) left by an older agent are still loaded
+// and sent as JSON.
 // Records are written with one append each, without fsync: a crashed agent
 // loses nothing, a crashed machine loses its instance anyway. A torn last
-// line is cut off on reload. A file is deleted once its exit record is
+// record is cut off on reload. A file is deleted once its exit record is
 // acknowledged (or, for an abandoned attempt, once everything is).
 #pragma once
 
@@ -20,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,9 +40,14 @@ struct SpoolBatch {
   int64_t attempt = 0;
   int64_t first = 0;  // sequence number of the first record
   int64_t count = 0;
-  std::string records;  // the records as JSON text, comma-separated
-  // The body of POST /v1/agents/{id}/events for this batch.
+  // The records: frames (framed) or JSON text, comma-separated (from a
+  // version-1 file).
+  std::string records;
+  bool framed = true;
+  // The body of POST /v1/agents/{id}/events for this batch, and its
+  // Content-Type.
   std::string RequestBody() const;
+  const char* ContentType() const;
 };
 
 // Thread-safe.
@@ -53,6 +64,15 @@ class EventSpool {
   // Writes `record` to the attempt's file (created on first use) and returns
   // its sequence number. FailedPrecondition after the attempt's exit record.
   StatusOr<int64_t> Append(const std::string& job, int64_t attempt, const Json& record);
+  // Appends an output record of these bytes, exactly (no encoding).
+  StatusOr<int64_t> AppendOutput(const std::string& job, int64_t attempt, std::string_view data);
+
+  // Bytes of the attempt's records not yet acknowledged (0 if none).
+  uint64_t UnackedBytes(const std::string& job, int64_t attempt) const;
+  // Waits up to `timeout` until UnackedBytes(job, attempt) <= max_bytes;
+  // returns whether it is.
+  bool WaitUnackedBytesAtMost(const std::string& job, int64_t attempt, uint64_t max_bytes,
+                              std::chrono::milliseconds timeout) const;
 
   // No exit record will follow: delete the stream once all is acknowledged.
   void Abandon(const std::string& job, int64_t attempt);
@@ -85,6 +105,8 @@ class EventSpool {
 
   Status LoadAll();
   Status Load(const std::string& path);
+  StatusOr<int64_t> AppendRecord(const std::string& job, int64_t attempt, char tag,
+                                 std::string_view payload, bool exit);
   StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt);  // REQUIRES: mu_ held
   Stream* Find(const std::string& job, int64_t attempt) const;           // REQUIRES: mu_ held
   std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at);

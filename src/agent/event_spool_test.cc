@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "agent/agent_testing.h"
+#include "common/frames.h"
 
 namespace yard {
 namespace {
@@ -25,8 +26,20 @@ std::unique_ptr<EventSpool> OpenSpool(const std::string& dir) {
   return std::move(spool).value();
 }
 
-// The records of a batch as JSON.
-Json Records(const SpoolBatch& b) { return Json::parse("[" + b.records + "]"); }
+// The records of a batch as JSON (output bytes as "data").
+Json Records(const SpoolBatch& b) {
+  if (!b.framed) return Json::parse("[" + b.records + "]");
+  Json out = Json::array();
+  std::string_view rest = b.records;
+  bool corrupt = false;
+  while (std::optional<Frame> f = NextFrame(&rest, &corrupt)) {
+    out.push_back(f->tag == frame_tag::kOutput
+                      ? Json{{"kind", "output"}, {"data", std::string(f->payload)}}
+                      : Json::parse(f->payload));
+  }
+  EXPECT_TRUE(rest.empty() && !corrupt);
+  return out;
+}
 
 TEST(EventSpoolTest, NumbersRecordsFromOnePerAttempt) {
   TempDir dir;
@@ -64,15 +77,77 @@ TEST(EventSpoolTest, OversizedRecordStillGoesAlone) {
   EXPECT_EQ(b->count, 1);
 }
 
-TEST(EventSpoolTest, RequestBodyIsTheEventsCall) {
+TEST(EventSpoolTest, RequestBodyIsAFramedEventsCall) {
   TempDir dir;
   auto spool = OpenSpool(dir.path());
-  ASSERT_TRUE(spool->Append("job-7", 3, Output("hi\n")).ok());
+  ASSERT_TRUE(spool->AppendOutput("job-7", 3, "hi\n").ok());
+  ASSERT_TRUE(spool->Append("job-7", 3, {{"kind", "metric"}, {"values", {{"loss", 1}}}}).ok());
   auto b = spool->WaitBatch(1 << 20, 0ms);
   ASSERT_TRUE(b);
+  EXPECT_STREQ(b->ContentType(), kFramesContentType);
+  std::string body = b->RequestBody();
+  std::string_view rest = body;
+  bool corrupt = false;
+  std::optional<Frame> head = NextFrame(&rest, &corrupt);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(Json::parse(head->payload), Json::parse(R"({"job":"job-7","attempt":3,"first":1})"));
+  std::optional<Frame> out = NextFrame(&rest, &corrupt);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->tag, frame_tag::kOutput);
+  EXPECT_EQ(out->payload, "hi\n");
+  std::optional<Frame> metric = NextFrame(&rest, &corrupt);
+  ASSERT_TRUE(metric);
+  EXPECT_EQ(Json::parse(metric->payload)["values"]["loss"], 1);
+  EXPECT_TRUE(rest.empty());
+}
+
+TEST(EventSpoolTest, OutputBytesAreKeptExactly) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  const std::string bytes("bad \xff\xfe byte, a NUL \0 and \r\n", 30);
+  ASSERT_TRUE(spool->AppendOutput("j", 1, bytes).ok());
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"].get<std::string>(), bytes);
+  // ... also after a reload from disk.
+  spool.reset();
+  spool = OpenSpool(dir.path());
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"].get<std::string>(), bytes);
+}
+
+TEST(EventSpoolTest, Version1LeftoverIsSentAsJson) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/old-2.jsonl")
+      << R"({"attempt":2,"job":"old","yard_spool":1})" "\n"
+      << R"({"kind":"output","data":"a\n"})" "\n"
+      << R"({"kind":"exit","exit_code":0,"message":"","cancelled":false})" "\n";
+  auto spool = OpenSpool(dir.path());
+  auto b = spool->WaitBatch(1 << 20, 0ms);
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(b->framed);
+  EXPECT_STREQ(b->ContentType(), "application/json");
   Json body = Json::parse(b->RequestBody());
-  EXPECT_EQ(body, Json::parse(R"({"job":"job-7","attempt":3,"first":1,
-                                  "records":[{"kind":"output","data":"hi\n"}]})"));
+  EXPECT_EQ(body["job"], "old");
+  EXPECT_EQ(body["attempt"], 2);
+  ASSERT_EQ(body["records"].size(), 2u);
+  EXPECT_EQ(body["records"][0]["data"], "a\n");
+  spool->Ack("old", 2, 2);  // the exit record acknowledged: the file goes
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/old-2.jsonl"));
+}
+
+TEST(EventSpoolTest, UnackedBytesBoundWaitsForAcks) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  EXPECT_EQ(spool->UnackedBytes("j", 1), 0u);
+  ASSERT_TRUE(spool->AppendOutput("j", 1, std::string(1000, 'x')).ok());
+  ASSERT_TRUE(spool->AppendOutput("j", 1, std::string(1000, 'y')).ok());
+  EXPECT_EQ(spool->UnackedBytes("j", 1), 2 * (1000 + kFrameHeaderBytes));
+  EXPECT_FALSE(spool->WaitUnackedBytesAtMost("j", 1, 1500, 10ms));
+  std::thread acker([&] {
+    std::this_thread::sleep_for(20ms);
+    spool->Ack("j", 1, 1);
+  });
+  EXPECT_TRUE(spool->WaitUnackedBytesAtMost("j", 1, 1500, 10s));
+  acker.join();
+  EXPECT_EQ(spool->UnackedBytes("j", 1), 1000 + kFrameHeaderBytes);
 }
 
 TEST(EventSpoolTest, AckOfExitDeletesTheFile) {
@@ -101,7 +176,7 @@ TEST(EventSpoolTest, ReloadResendsEverythingAndCutsATornLine) {
     spool->Ack("j", 1, 1);  // acknowledgements are not persisted
     path = spool->PathFor("j", 1);
   }
-  { std::ofstream(path, std::ios::app) << R"({"kind":"output","da)"; }  // a crash mid-write
+  { std::ofstream(path, std::ios::app) << std::string("o\x10\0\0\0part", 9); }  // a crash mid-write
   auto spool = OpenSpool(dir.path());
   auto b = spool->WaitBatch(1 << 20, 0ms);
   ASSERT_TRUE(b);
@@ -130,10 +205,14 @@ TEST(EventSpoolTest, LeftoverWithoutExitIsDeletedOnceAcked) {
 TEST(EventSpoolTest, EmptyLeftoverIsRemovedAndForeignFilesKept) {
   TempDir dir;
   std::ofstream(dir.path() + "/empty-1.jsonl").flush();
+  std::ofstream(dir.path() + "/empty-2.spool").flush();
   std::ofstream(dir.path() + "/foreign-1.jsonl") << "{\"something\": \"else\"}\n";
+  std::ofstream(dir.path() + "/foreign-2.spool") << "{\"something\": \"else\"}\n";
   auto spool = OpenSpool(dir.path());
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/empty-1.jsonl"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/empty-2.spool"));
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/foreign-1.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/foreign-2.spool"));
   EXPECT_FALSE(spool->WaitBatch(1 << 20, 0ms));
 }
 
@@ -192,7 +271,7 @@ TEST(EventSpoolTest, DropDeletesAndRefusesMore) {
   EXPECT_FALSE(spool->Append("j", 1, Output("b")).ok());
 }
 
-TEST(EventSpoolTest, InvalidUtf8IsReplacedNotThrown) {
+TEST(EventSpoolTest, InvalidUtf8InJsonIsReplacedNotThrown) {
   TempDir dir;
   auto spool = OpenSpool(dir.path());
   ASSERT_TRUE(spool->Append("j", 1, Output("bad \xff byte")).ok());

@@ -23,12 +23,15 @@ constexpr int kPumpPollMs = 25;
 // The shim exits only once the tree is gone, so the pipe should be at EOF;
 // if something still holds it, stop reading after this long.
 constexpr auto kDrainAfterExit = std::chrono::seconds(2);
+// Backpressure: while the server has not acknowledged this much of the
+// job's records, the pump stops reading its output, so a job printing
+// faster than the records can be delivered blocks in write() instead of
+// filling the disk (nothing is dropped).
+constexpr uint64_t kMaxUnackedBytes = 64u << 20;
 
 std::vector<ArtifactWatcher::Dir> ArtifactDirs(const JobPaths& p) {
   return {{"checkpoints", p.checkpoints}, {"logs", p.logs}, {"outputs", p.outputs}};
 }
-
-Json OutputRecord(std::string data) { return {{"kind", "output"}, {"data", std::move(data)}}; }
 
 // A scheduling decision the user sees with the job's events.
 Json DecisionRecord(std::string message) {
@@ -140,7 +143,7 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
   // Precedence (docs/workflow.md, "Images"): --image, then a Dockerfile
   // (container.h), then requirements.txt / environment.yml (environment.h),
   // then the instance's own Python. Either is its own step with its time.
-  auto say = [this](const std::string& line) { Emit(OutputRecord("yard: " + line + "\n")); };
+  auto say = [this](const std::string& line) { EmitOutput("yard: " + line + "\n"); };
   if (!UsesContainer(a_, paths.work)) {
     Status environment = SetUpJobEnvironment(ctx_.config->work_dir, paths.work, &options->env, say);
     return environment.ok() ? environment : FailedPrecondition("environment: " + environment.message());
@@ -169,7 +172,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& pa
   // A warm runner (warm_runner.h) becomes the job's process when it fits.
   std::string warm_note;
   std::unique_ptr<JobProcess> warm = ctx_.warm ? ctx_.warm->Take(*options, &warm_note) : nullptr;
-  if (!warm_note.empty()) Emit(OutputRecord(warm_note));
+  if (!warm_note.empty()) EmitOutput(warm_note);
   if (warm) return warm;
   StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(*options);
   if (!process.ok()) {
@@ -215,17 +218,26 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
       terminated = true;
     }
     if (ctx_.preemption) WatchPreemption(process, &terminated);
+    // A job being ended is drained whatever the server holds: the agent
+    // may be stopping with the server away.
+    if (!terminated && !ctx_.spool->WaitUnackedBytesAtMost(
+                           a_.job, a_.attempt, kMaxUnackedBytes,
+                           std::chrono::milliseconds(kPumpPollMs))) {
+      exit_seen = std::chrono::steady_clock::now();  // the drain waits for us
+      if (!exit) exit = process->TryWait();
+      continue;
+    }
     struct pollfd pfd = {process->output_fd(), POLLIN, 0};
     ::poll(&pfd, 1, kPumpPollMs);
     std::string data;
     open = process->ReadAvailable(&data);
     if (labeler_) data = labeler_->Add(data, !open);
-    for (std::string& piece : splitter.Add(data, !open)) Emit(OutputRecord(std::move(piece)));
+    for (std::string& piece : splitter.Add(data, !open)) EmitOutput(piece);
     EmitMetrics(/*final=*/false);
     if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();
     if (exit && std::chrono::steady_clock::now() - exit_seen > kDrainAfterExit) break;
   }
-  for (std::string& piece : splitter.Add("", true)) Emit(OutputRecord(std::move(piece)));
+  for (std::string& piece : splitter.Add("", true)) EmitOutput(piece);
   EmitMetrics(/*final=*/true);
   return exit ? *exit : process->Wait();
 }
@@ -278,7 +290,14 @@ void JobRunner::EndPreempted(const std::string& what) {
 }
 
 void JobRunner::Emit(const Json& record) {
-  StatusOr<int64_t> seq = ctx_.spool->Append(a_.job, a_.attempt, record);
+  LogSpoolError(ctx_.spool->Append(a_.job, a_.attempt, record));
+}
+
+void JobRunner::EmitOutput(std::string_view data) {
+  LogSpoolError(ctx_.spool->AppendOutput(a_.job, a_.attempt, data));
+}
+
+void JobRunner::LogSpoolError(const StatusOr<int64_t>& seq) {
   if (!seq.ok() && !spool_error_logged_.exchange(true)) {
     AgentLog("job " + a_.job + ": records lost: " + seq.status().ToString());
   }
@@ -286,7 +305,7 @@ void JobRunner::Emit(const Json& record) {
 
 void JobRunner::FailEarly(int exit_code, const std::string& message) {
   AgentLog("job " + a_.job + ": " + message);
-  Emit(OutputRecord("yard: " + message + "\n"));
+  EmitOutput("yard: " + message + "\n");
   Finish(exit_code, message, cancelled());
 }
 

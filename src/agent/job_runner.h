@@ -102,6 +102,9 @@ class JobRunner {
   // Thread-safe: the pump and the artifact watcher both call it.
   void EmitMetrics(bool final);
   void Emit(const Json& record);
+  // Spools an output record of exactly these bytes.
+  void EmitOutput(std::string_view data);
+  void LogSpoolError(const StatusOr<int64_t>& seq);
   void FailEarly(int exit_code, const std::string& message);
   void Finish(int exit_code, const std::string& message, bool cancelled);
   bool cancelled() const { return cancelled_; }

@@ -3,7 +3,53 @@
 #include <chrono>
 #include <thread>
 
+#include "common/frames.h"
+
 namespace yard {
+
+namespace {
+
+// The event one frame of the framed stream carries (docs/api.md): 'j' the
+// event's JSON; 'o' an output event's JSON without "data", '\n', its bytes.
+// A discarded Json for frames that carry no event (keep-alive, unknown).
+Json EventOfFrame(const Frame& f) {
+  if (f.tag == frame_tag::kJson) return Json::parse(f.payload, nullptr, false);
+  if (f.tag != frame_tag::kOutput) return Json(Json::value_t::discarded);
+  size_t nl = f.payload.find('\n');
+  if (nl == std::string_view::npos) return Json(Json::value_t::discarded);
+  Json j = Json::parse(f.payload.substr(0, nl), nullptr, false);
+  if (j.is_object()) j["data"] = std::string(f.payload.substr(nl + 1));
+  return j;
+}
+
+// Calls `on_event` per event of the reply's body, framed or (from a server
+// that predates frames) Server-Sent Events; false stops the stream.
+class EventDecoder {
+ public:
+  explicit EventDecoder(std::function<bool(const Json&)> on_event)
+      : on_event_(std::move(on_event)) {}
+
+  bool Feed(const std::string& content_type, std::string_view bytes) {
+    if (content_type.rfind(kFramesContentType, 0) != 0) {
+      return sse_.Feed(bytes, [&](const SseEvent& ev) {
+        return Deliver(Json::parse(ev.data, nullptr, false));
+      });
+    }
+    frames_.Feed(bytes);
+    while (std::optional<Frame> f = frames_.Next())
+      if (!Deliver(EventOfFrame(*f))) return false;
+    return !frames_.corrupt();
+  }
+
+ private:
+  bool Deliver(const Json& j) { return j.is_discarded() || !j.is_object() || on_event_(j); }
+
+  std::function<bool(const Json&)> on_event_;
+  SseParser sse_;
+  FrameReader frames_;
+};
+
+}  // namespace
 
 Status FollowEvents(const HttpClient& client, const std::string& job_id, const FollowOptions& opts,
                     const std::function<bool(const Json&)>& on_event) {
@@ -14,9 +60,7 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
     bool consumer_stopped = false;
     std::string path = "/v1/jobs/" + job_id + "/events?after=" + std::to_string(cursor) +
                        (opts.follow ? "" : "&follow=0");
-    Status s = client.Stream(path, "", [&](const SseEvent& ev) {
-      Json j = Json::parse(ev.data, nullptr, false);
-      if (j.is_discarded()) return true;
+    EventDecoder decoder([&](const Json& j) {
       int64_t seq = j.value("seq", int64_t{0});
       if (seq <= cursor) return true;  // already delivered before a reconnect
       cursor = seq;
@@ -28,7 +72,15 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
       if (!on_event(j)) { consumer_stopped = true; return false; }
       return true;
     });
+    bool corrupt = false;
+    Status s = client.StreamBytes(path, kFramesContentType,
+                                  [&](const std::string& type, std::string_view bytes) {
+                                    if (decoder.Feed(type, bytes)) return true;
+                                    corrupt = !consumer_stopped;
+                                    return false;
+                                  });
     if (consumer_stopped) return Status::Ok();
+    if (corrupt) s = Internal("the event stream of job " + job_id + " is corrupt; reconnecting");
     // A stream that ends cleanly before the final state was cut short
     // (e.g. the server died mid-response): go on from the cursor.
     if (s.ok() && (saw_final || !opts.follow)) return Status::Ok();

@@ -19,7 +19,8 @@ struct FollowOptions {
 };
 
 // Calls `on_event` with each event (parsed JSON) in seq order, each exactly
-// once. Returns OK when the stream ended (job final, or caught up when
+// once. An output event's "data" holds the bytes the job wrote, exactly (not
+// necessarily UTF-8: dump with error_handler_t::replace). Returns OK when the stream ended (job final, or caught up when
 // !follow), or when on_event returned false; an error when giving up.
 Status FollowEvents(const HttpClient& client, const std::string& job_id, const FollowOptions& opts,
                     const std::function<bool(const Json&)>& on_event);

@@ -148,86 +148,93 @@ StatusOr<std::string> HttpClient::GetBytes(const std::string& path) const {
   return std::move(r->body);
 }
 
+bool SseParser::Feed(std::string_view bytes, const std::function<bool(const SseEvent&)>& emit) {
+  buf_.append(bytes);
+  size_t start = 0;
+  for (;;) {
+    size_t nl = buf_.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(buf_.data() + start, nl - start);
+    start = nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) {
+      if (has_data_ && !emit(current_)) { buf_.erase(0, start); return false; }
+      current_ = SseEvent{};
+      has_data_ = false;
+      continue;
+    }
+    HandleField(line);
+  }
+  buf_.erase(0, start);
+  return true;
+}
+
+void SseParser::HandleField(std::string_view line) {
+  if (line.front() == ':') return;  // comment / keep-alive
+  size_t colon = line.find(':');
+  std::string_view field = line.substr(0, colon);
+  std::string_view value = colon == std::string_view::npos ? "" : line.substr(colon + 1);
+  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  if (field == "id") current_.id = std::string(value);
+  if (field == "data") {
+    if (has_data_) current_.data.push_back('\n');
+    current_.data.append(value);
+    has_data_ = true;
+  }
+}
+
 namespace {
 
-// Incremental SSE parser: feeds bytes, emits complete events.
-class SseParser {
- public:
-  // Returns false if the consumer asked to stop.
-  bool Feed(std::string_view bytes, const std::function<bool(const SseEvent&)>& emit) {
-    buf_.append(bytes);
-    size_t start = 0;
-    for (;;) {
-      size_t nl = buf_.find('\n', start);
-      if (nl == std::string::npos) break;
-      std::string_view line(buf_.data() + start, nl - start);
-      start = nl + 1;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.empty()) {
-        if (has_data_ && !emit(current_)) { buf_.erase(0, start); return false; }
-        current_ = SseEvent{};
-        has_data_ = false;
-        continue;
-      }
-      HandleField(line);
-    }
-    buf_.erase(0, start);
-    return true;
-  }
-
- private:
-  void HandleField(std::string_view line) {
-    if (line.front() == ':') return;  // comment / keep-alive
-    size_t colon = line.find(':');
-    std::string_view field = line.substr(0, colon);
-    std::string_view value = colon == std::string_view::npos ? "" : line.substr(colon + 1);
-    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (field == "id") current_.id = std::string(value);
-    if (field == "data") {
-      if (has_data_) current_.data.push_back('\n');
-      current_.data.append(value);
-      has_data_ = true;
-    }
-  }
-
-  std::string buf_;
-  SseEvent current_;
-  bool has_data_ = false;
-};
-
-}  // namespace
-
-Status HttpClient::Stream(const std::string& path, const std::string& last_event_id,
-                          const std::function<bool(const SseEvent&)>& on_event) const {
+Status StreamGet(const UrlResolver& resolver, const std::string& token, int read_timeout_s,
+                 const std::string& path, httplib::Headers headers,
+                 const std::function<bool(const std::string&, std::string_view)>& on_bytes) {
   // A stream holds its connection for long and may be cut off mid-reply:
   // it gets one of its own, never a pooled one.
-  YARD_ASSIGN_OR_RETURN(std::string url, resolver_());
+  YARD_ASSIGN_OR_RETURN(std::string url, resolver());
   std::unique_ptr<httplib::Client> cli = NewConnection(url);
   if (!cli) return InvalidArgument("bad server URL '" + url + "'");
-  cli->set_read_timeout(read_timeout_s_, 0);
+  cli->set_read_timeout(read_timeout_s, 0);
   cli->set_keep_alive(false);
-  httplib::Headers headers = AuthHeaders(token_);
-  headers.emplace("Accept", "text/event-stream");
-  if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);
-  SseParser parser;
+  for (auto& h : AuthHeaders(token)) headers.emplace(h);
   bool stopped = false;
-  std::string error_body;
+  std::string error_body, content_type;
   int status = 0;
   auto r = cli->Get(
       path, headers,
       [&](const httplib::Response& resp) {
         status = resp.status;
+        content_type = resp.get_header_value("Content-Type");
         return true;
       },
       [&](const char* data, size_t len) {
         if (status >= 300) { error_body.append(data, len); return true; }
-        if (!parser.Feed(std::string_view(data, len), on_event)) { stopped = true; return false; }
+        if (!on_bytes(content_type, std::string_view(data, len))) { stopped = true; return false; }
         return true;
       });
   if (stopped) return Status::Ok();
   if (status >= 300) return StatusFromHttp(status, error_body);
   if (!r) return TransportError(r, "stream " + path);
   return Status::Ok();
+}
+
+}  // namespace
+
+Status HttpClient::Stream(const std::string& path, const std::string& last_event_id,
+                          const std::function<bool(const SseEvent&)>& on_event) const {
+  httplib::Headers headers = {{"Accept", "text/event-stream"}};
+  if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);
+  SseParser parser;
+  return StreamGet(resolver_, token_, read_timeout_s_, path, headers,
+                   [&](const std::string&, std::string_view bytes) {
+                     return parser.Feed(bytes, on_event);
+                   });
+}
+
+Status HttpClient::StreamBytes(
+    const std::string& path, const std::string& accept,
+    const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
+    const {
+  return StreamGet(resolver_, token_, read_timeout_s_, path, {{"Accept", accept}}, on_bytes);
 }
 
 Status StatusFromHttp(int http_status, const std::string& body) {

@@ -51,6 +51,13 @@ class HttpClient {
   // when non-empty.
   Status Stream(const std::string& path, const std::string& last_event_id,
                 const std::function<bool(const SseEvent&)>& on_event) const;
+  // Opens `path` asking for `accept` and hands the reply's body to
+  // `on_bytes` piece by piece as it arrives, with the reply's Content-Type;
+  // ends as Stream does (return false from `on_bytes` to stop: OK).
+  Status StreamBytes(
+      const std::string& path, const std::string& accept,
+      const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
+      const;
 
   // Seconds for reads (long polls pass their own wait + margin).
   void set_read_timeout_s(int s) { read_timeout_s_ = s; }
@@ -62,6 +69,21 @@ class HttpClient {
   std::string token_;
   int read_timeout_s_ = 120;
   std::shared_ptr<ConnectionPool> pool_;  // idle kept-alive connections
+};
+
+// Incremental Server-Sent Events parser. Not thread-safe.
+class SseParser {
+ public:
+  // Feeds bytes, calling `emit` per complete event; false if `emit` asked
+  // to stop.
+  bool Feed(std::string_view bytes, const std::function<bool(const SseEvent&)>& emit);
+
+ private:
+  void HandleField(std::string_view line);
+
+  std::string buf_;
+  SseEvent current_;
+  bool has_data_ = false;
 };
 
 // Turns an HTTP status + body into a Status (OK for 2xx), decoding the

@@ -64,7 +64,9 @@ yard::Status Stage(RecordInput& in, const std::string& stage) {
   YARD_RETURN_IF_ERROR(yard::MakeDirs(stage + "/bundle"));
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/record.json", RecordJson(in).dump(2)));
   std::string lines;
-  for (const Json& ev : in.events) lines += ev.dump() + "\n";
+  // Output bytes need not be UTF-8: JSON text gets U+FFFD for what is not.
+  for (const Json& ev : in.events)
+    lines += ev.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/events.jsonl", lines));
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/bundle/manifest.json", in.manifest.dump()));
   std::error_code ec;

@@ -423,10 +423,32 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
 
 }  // namespace
 
+StatusOr<std::vector<AgentRecord>> AgentRecordsFromJson(const Json& records) {
+  if (!records.is_array()) return InvalidArgument("'records' must be a list");
+  std::vector<AgentRecord> out;
+  out.reserve(records.size());
+  for (const Json& r : records) {
+    bool output = r.is_object() && r.value("kind", "") == "output" && r.contains("data") &&
+                  r["data"].is_string();
+    if (output)
+      out.push_back({Json(), std::string_view(r["data"].get_ref<const std::string&>())});
+    else
+      out.push_back({r, std::nullopt});
+  }
+  return out;
+}
+
 StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
                                                  const std::string& job_id, int64_t attempt,
                                                  int64_t first, const Json& records) {
-  if (!records.is_array()) return InvalidArgument("'records' must be a list");
+  YARD_ASSIGN_OR_RETURN(std::vector<AgentRecord> split, AgentRecordsFromJson(records));
+  return AcceptAgentBatch(instance_id, job_id, attempt, first, split);
+}
+
+StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
+                                               const std::string& job_id, int64_t attempt,
+                                               int64_t first,
+                                               const std::vector<AgentRecord>& records) {
   std::lock_guard<std::mutex> lock(mu_);
   // One transaction for the batch, its artifacts and the job's end. An error
   // is found before anything is written, so rolling back loses nothing.
@@ -441,7 +463,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
 
 StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instance_id,
                                                        const std::string& job_id, int64_t attempt,
-                                                       int64_t first, const Json& records) {
+                                                       int64_t first,
+                                                       const std::vector<AgentRecord>& records) {
   auto it = jobs_.find(job_id);
   JobRecord job;
   if (it != jobs_.end()) {
@@ -456,14 +479,19 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   if (attempt != job.attempt) return last;
   if (first > job.run_acked + 1)
     return Status(Code::kFailedPrecondition, "gap: expected record " + std::to_string(job.run_acked + 1));
-  std::vector<Json> events;
+  std::vector<NewEvent> events;
   std::optional<Json> exit_record;
   std::vector<std::string> owned;
   int64_t stored_to = job.run_acked;
   for (int64_t seq = first; seq <= last; ++seq) {
     if (seq <= job.run_acked) continue;  // a resend: already stored
-    const Json& r = records[static_cast<size_t>(seq - first)];
+    const AgentRecord& ar = records[static_cast<size_t>(seq - first)];
     stored_to = seq;
+    if (ar.output) {
+      events.emplace_back(Json{{"kind", "output"}}, *ar.output);
+      continue;
+    }
+    const Json& r = ar.json;
     if (r.is_object() && r.value("kind", "") == "exit") { exit_record = r; break; }
     YARD_ASSIGN_OR_RETURN(Json ev, RecordToEvent(r, instance_id));
     if (ev["kind"] == "artifact")
@@ -479,7 +507,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   // this same transaction.
   bool finishing_only = events.empty() && exit_record && it != jobs_.end();
   if (!finishing_only) {
-    YARD_ASSIGN_OR_RETURN(stored, store_->AppendEvents(job_id, std::move(events), clock_->Now(), live));
+    YARD_ASSIGN_OR_RETURN(stored, store_->AppendEventsWithOutput(job_id, std::move(events),
+                                                                 clock_->Now(), live));
     live->last_seq = stored.empty() ? live->last_seq : stored.back().seq;
   }
   for (const auto& e : stored)

@@ -80,6 +80,17 @@ struct ControllerOptions {
   int default_max_restarts = 3;
 };
 
+// One record of an agent's batch: an output record's bytes (`output`, then
+// `json` is unused) or any other record as JSON. The bytes are not owned.
+struct AgentRecord {
+  Json json;
+  std::optional<std::string_view> output;
+};
+
+// The records of a JSON batch (docs/api.md), output bytes pointing into
+// `records`, which must outlive the result. InvalidArgument if not a list.
+StatusOr<std::vector<AgentRecord>> AgentRecordsFromJson(const Json& records);
+
 class Controller {
  public:
   Controller(Store* store, BlobStore* blobs, Catalog catalog,
@@ -124,6 +135,11 @@ class Controller {
   // agent seq stored for that job attempt. FailedPrecondition on a gap.
   StatusOr<int64_t> AcceptAgentRecords(const std::string& instance_id, const std::string& job_id,
                                        int64_t attempt, int64_t first, const Json& records);
+  // The same for records taken apart already (the framed body, whose output
+  // bytes are stored as they are, never parsed or encoded).
+  StatusOr<int64_t> AcceptAgentBatch(const std::string& instance_id, const std::string& job_id,
+                                     int64_t attempt, int64_t first,
+                                     const std::vector<AgentRecord>& records);
 
   // The agent of `instance_id` says its instance is being taken back (a
   // spot interruption notice) and has delivered its job's records: the
@@ -221,7 +237,8 @@ class Controller {
   // If the transaction cannot start, `fn` runs anyway, each write on its own.
   void Batched(const std::function<void()>& fn);
   StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
-                                             int64_t attempt, int64_t first, const Json& records);
+                                             int64_t attempt, int64_t first,
+                                             const std::vector<AgentRecord>& records);
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
   // Keeps free_ in step with `inst` (call after any change of state/job).

@@ -1,6 +1,7 @@
 // /v1/jobs: submit, list, read, cancel, events (SSE), artifacts.
 #include <httplib.h>
 
+#include "common/frames.h"
 #include "server/http_server.h"
 #include "server/request_json.h"
 
@@ -52,15 +53,49 @@ Status Artifacts(ApiContext& ctx, Call& call) {
 
 // The stored text is the event's JSON on one line (newlines inside strings
 // are escaped), so it is a valid data field as it is: no parse, no dump.
+// Output bytes stored apart are encoded here, for this stream only (invalid
+// UTF-8 becomes U+FFFD: JSON text cannot hold it).
 void AppendSseFrame(const StoredEvent& e, std::string* out) {
   out->append("id: ").append(std::to_string(e.seq)).append("\ndata: ");
-  out->append(e.json).append("\n\n");
+  if (e.output && e.json.size() > 1) {
+    out->append("{\"data\":")
+        .append(Json(*e.output).dump(-1, ' ', false, Json::error_handler_t::replace))
+        .append(",")
+        .append(e.json, 1);
+  } else {
+    out->append(e.json);
+  }
+  out->append("\n\n");
 }
 
+// The framed stream (Accept: application/x-yard-frames; docs/api.md): 'j'
+// the event's JSON; 'o' an output event, its JSON without "data", '\n',
+// then its bytes exactly as the job wrote them.
+void AppendRawFrame(const StoredEvent& e, std::string* out) {
+  if (!e.output) {
+    AppendFrame(frame_tag::kJson, e.json, out);
+    return;
+  }
+  AppendFrameHeader(frame_tag::kOutput, e.json.size() + 1 + e.output->size(), out);
+  out->append(e.json).append("\n").append(*e.output);
+}
+
+struct StreamFormat {
+  void (*append)(const StoredEvent&, std::string*);
+  std::string keep_alive;
+};
+
+const StreamFormat kSse{AppendSseFrame, ": keep-alive\n\n"};
+const StreamFormat kFrames{AppendRawFrame, std::string(1, frame_tag::kKeepAlive) + std::string(4, '\0')};
+
 // Streams events after `after` until the job's final event was sent (or,
-// when !follow, until the events stored now were sent).
+// when !follow, until the events stored now were sent). Holds at most one
+// read of the store (ReadEventText's byte bound) and one piece of frames in
+// memory: a follower slower than the job makes the write wait, not the
+// server buffer.
 bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& job_id,
-                  int64_t after, bool follow, httplib::DataSink& sink) {
+                  int64_t after, bool follow, const StreamFormat& format,
+                  httplib::DataSink& sink) {
   const std::string key = "job:" + job_id;
   int64_t cursor = after;
   for (;;) {
@@ -69,7 +104,7 @@ bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& j
     if (!batch.ok()) return false;
     std::string frames;
     for (const auto& e : *batch) {
-      AppendSseFrame(e, &frames);
+      format.append(e, &frames);
       cursor = e.seq;
       if (frames.size() >= kFlushBytes) {
         if (!sink.write(frames.data(), frames.size())) return false;
@@ -85,8 +120,7 @@ bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& j
       return true;
     }
     if (ctx.controller->notifier().Wait(key, seen, std::chrono::seconds(15)) == seen) {
-      static const std::string kKeepAlive = ": keep-alive\n\n";
-      if (!sink.write(kKeepAlive.data(), kKeepAlive.size())) return false;
+      if (!sink.write(format.keep_alive.data(), format.keep_alive.size())) return false;
     }
   }
 }
@@ -99,9 +133,12 @@ Status Events(ApiContext& ctx, Call& call) {
   std::string user = call.who.user;
   std::string id = job.id;
   call.res.set_header("Cache-Control", "no-cache");
+  bool framed = call.req.get_header_value("Accept") == kFramesContentType;
+  const StreamFormat* format = framed ? &kFrames : &kSse;
   call.res.set_chunked_content_provider(
-      "text/event-stream", [&ctx, user, id, after, follow](size_t, httplib::DataSink& sink) {
-        return StreamEvents(ctx, user, id, after, follow, sink);
+      framed ? kFramesContentType : "text/event-stream",
+      [&ctx, user, id, after, follow, format](size_t, httplib::DataSink& sink) {
+        return StreamEvents(ctx, user, id, after, follow, *format, sink);
       });
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -85,10 +86,23 @@ struct EventRecord {
   Json body;  // the whole event, seq/time/kind included
 };
 
-// An event as stored: its seq and its whole body as JSON text (one line).
+// An event as stored: its seq and its body as JSON text (one line). An
+// output event stored since schema version 3 keeps its bytes apart, exactly
+// as the job wrote them, in `output`; its `json` then has no "data".
 struct StoredEvent {
   int64_t seq = 0;
   std::string json;
+  std::optional<std::string> output;
+};
+
+// An event to append: its fields (kind first of all; seq and time are
+// filled in) and, for an output event, its bytes (kept out of the JSON, so
+// they are stored exactly and never encoded; they must outlive the append).
+struct NewEvent {
+  NewEvent(Json b) : body(std::move(b)) {}  // NOLINT: a plain JSON event converts
+  NewEvent(Json b, std::string_view out) : body(std::move(b)), output(out) {}
+  Json body;
+  std::optional<std::string_view> output;
 };
 
 // One priced interval of an instance: kind "running" (provisioning, idle

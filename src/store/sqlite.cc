@@ -33,6 +33,10 @@ Stmt& Stmt::Bind(int i, std::string_view v) {
 Stmt& Stmt::Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
 Stmt& Stmt::Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
 Stmt& Stmt::BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
+Stmt& Stmt::BindBlob(int i, std::string_view v) {
+  sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
+  return *this;
+}
 
 StatusOr<bool> Stmt::Step() {
   int rc = sqlite3_step(stmt_);
@@ -52,6 +56,12 @@ std::string Stmt::Text(int col) const {
   const unsigned char* p = sqlite3_column_text(stmt_, col);
   if (!p) return "";
   return std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+}
+
+std::string Stmt::Bytes(int col) const {
+  const void* p = sqlite3_column_blob(stmt_, col);
+  if (!p) return "";
+  return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
 }
 
 StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {

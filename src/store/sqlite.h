@@ -31,6 +31,8 @@ class Stmt {
   Stmt& Bind(int i, int64_t v);
   Stmt& Bind(int i, double v);
   Stmt& BindNull(int i);
+  // Binds bytes as a BLOB (SQLite keeps them exactly; no text encoding).
+  Stmt& BindBlob(int i, std::string_view v);
   Stmt& Bind(int i, const std::optional<int64_t>& v) { return v ? Bind(i, *v) : BindNull(i); }
 
   // Steps once. Returns true if a row is available, false when done.
@@ -40,6 +42,8 @@ class Stmt {
   void Reset() { sqlite3_reset(stmt_); sqlite3_clear_bindings(stmt_); }
 
   std::string Text(int col) const;
+  // The column's bytes, BLOB or text, exactly as stored.
+  std::string Bytes(int col) const;
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }

@@ -50,6 +50,11 @@ CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT NOT 
                      end REAL NOT NULL, cost REAL NOT NULL);
 CREATE INDEX ledger_by_user ON ledger(user, start);
 )sql",
+    // 2 -> 3: output bytes apart from the event's JSON, exactly as written
+    // (an output event's body then has no "data").
+    R"sql(
+ALTER TABLE events ADD COLUMN data BLOB;
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -268,6 +273,16 @@ Status Store::UpdateJobLocked(const JobRecord& j) {
 StatusOr<std::vector<EventRecord>> Store::AppendEvents(const std::string& job_id,
                                                        std::vector<Json> events, double now,
                                                        const JobRecord* job_update) {
+  return AppendEventsWithOutput(job_id,
+                                std::vector<NewEvent>(std::make_move_iterator(events.begin()),
+                                                      std::make_move_iterator(events.end())),
+                                now, job_update);
+}
+
+StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::string& job_id,
+                                                                 std::vector<NewEvent> events,
+                                                                 double now,
+                                                                 const JobRecord* job_update) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   std::vector<EventRecord> stored;
   Status s = TransactionLocked([&]() -> Status {
@@ -277,12 +292,13 @@ StatusOr<std::vector<EventRecord>> Store::AppendEvents(const std::string& job_id
     if (!row) return NotFound("no job '" + job_id + "'");
     int64_t seq = q.Int(0);
     YARD_ASSIGN_OR_RETURN(auto ins, db_->Prepare(
-        "INSERT INTO events(job_id, seq, time, kind, body) VALUES(?,?,?,?,?)"));
-    for (Json& e : events) {
-      EventRecord r{++seq, now, e.value("kind", "unknown"), std::move(e)};
+        "INSERT INTO events(job_id, seq, time, kind, body, data) VALUES(?,?,?,?,?,?)"));
+    for (NewEvent& e : events) {
+      EventRecord r{++seq, now, e.body.value("kind", "unknown"), std::move(e.body)};
       r.body["seq"] = r.seq;
       r.body["time"] = r.time;
       ins.Bind(1, job_id).Bind(2, r.seq).Bind(3, r.time).Bind(4, r.kind).Bind(5, Dump(r.body));
+      if (e.output) ins.BindBlob(6, *e.output);
       YARD_RETURN_IF_ERROR(ins.Run());
       ins.Reset();
       stored.push_back(std::move(r));
@@ -300,28 +316,35 @@ StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, 
                                                      int limit) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, time, kind, body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+      "SELECT seq, time, kind, body, data FROM events WHERE job_id = ? AND seq > ? "
+      "ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<EventRecord> out;
   for (;;) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(EventRecord{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))});
+    EventRecord e{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))};
+    if (!st.IsNull(4)) e.body["data"] = st.Bytes(4);
+    out.push_back(std::move(e));
   }
   return out;
 }
 
 StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_id, int64_t after,
-                                                        int limit) {
+                                                        int limit, size_t max_bytes) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+      "SELECT seq, body, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<StoredEvent> out;
-  for (;;) {
+  size_t bytes = 0;
+  while (bytes < max_bytes) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(StoredEvent{st.Int(0), st.Text(1)});
+    StoredEvent e{st.Int(0), st.Text(1), std::nullopt};
+    if (!st.IsNull(2)) e.output = st.Bytes(2);
+    bytes += e.json.size() + (e.output ? e.output->size() : 0);
+    out.push_back(std::move(e));
   }
   return out;
 }

@@ -51,13 +51,23 @@ class Store {
   StatusOr<std::vector<EventRecord>> AppendEvents(const std::string& job_id,
                                                   std::vector<Json> events, double now,
                                                   const JobRecord* job_update);
-  // Events with seq > after, at most `limit`.
+  // The same; output events may carry their bytes apart (NewEvent::output),
+  // stored exactly as given.
+  StatusOr<std::vector<EventRecord>> AppendEventsWithOutput(const std::string& job_id,
+                                                            std::vector<NewEvent> events,
+                                                            double now,
+                                                            const JobRecord* job_update);
+  // Events with seq > after, at most `limit`; output bytes stored apart are
+  // put back into "data" (JSON text of them needs valid UTF-8: dump with
+  // error_handler_t::replace).
   StatusOr<std::vector<EventRecord>> ReadEvents(const std::string& job_id, int64_t after,
                                                 int limit);
-  // The same events as their stored JSON text (one line each, as the API
-  // sends them), without parsing: for streaming them out.
+  // The same events as stored (JSON text, one line each, and output bytes
+  // apart), without parsing: for streaming them out. At most `limit` events,
+  // and no more after `max_bytes` of them (at least one), so a reader of a
+  // fast stream holds a bounded amount in memory.
   StatusOr<std::vector<StoredEvent>> ReadEventText(const std::string& job_id, int64_t after,
-                                                   int limit);
+                                                   int limit, size_t max_bytes = 4u << 20);
 
   // --- artifacts ---
   Status UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,

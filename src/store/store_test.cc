@@ -72,6 +72,38 @@ TEST_F(StoreTest, EventTextIsTheWholeEventOnOneLine) {
   EXPECT_TRUE(store_->ReadEventText(job.id, 1, 10)->empty());
 }
 
+// Output bytes given apart are stored exactly (no JSON text can hold them)
+// and come back apart from the event's JSON, or inside it for ReadEvents.
+TEST_F(StoreTest, OutputBytesAreStoredExactlyApartFromTheJson) {
+  JobRecord job = NewJob("job-1");
+  const std::string bytes("\xff\xfe bad \0 NUL \xe2\x82\n", 17);
+  std::vector<NewEvent> events;
+  events.emplace_back(Json{{"kind", "output"}}, bytes);
+  events.emplace_back(Json{{"kind", "metric"}, {"values", {{"loss", 1}}}});
+  ASSERT_TRUE(store_->AppendEventsWithOutput(job.id, std::move(events), 3.0, nullptr).ok());
+  StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText(job.id, 0, 10);
+  ASSERT_TRUE(text.ok());
+  ASSERT_EQ(text->size(), 2u);
+  ASSERT_TRUE((*text)[0].output);
+  EXPECT_EQ(*(*text)[0].output, bytes);
+  EXPECT_EQ(Json::parse((*text)[0].json), Json::parse(R"({"kind":"output","seq":1,"time":3.0})"));
+  EXPECT_FALSE((*text)[1].output);
+  EXPECT_EQ(store_->ReadEvents(job.id, 0, 10)->at(0).body["data"].get<std::string>(), bytes);
+}
+
+// A reader of a fast stream holds a bounded amount: ReadEventText stops
+// once `max_bytes` are read (but always returns one event).
+TEST_F(StoreTest, ReadEventTextStopsAtItsByteBound) {
+  JobRecord job = NewJob("job-1");
+  const std::string piece(1000, 'x');
+  std::vector<NewEvent> events;
+  for (int i = 0; i < 10; ++i) events.emplace_back(Json{{"kind", "output"}}, piece);
+  ASSERT_TRUE(store_->AppendEventsWithOutput(job.id, std::move(events), 1.0, nullptr).ok());
+  EXPECT_EQ(store_->ReadEventText(job.id, 0, 100, 2500)->size(), 3u);
+  EXPECT_EQ(store_->ReadEventText(job.id, 0, 100, 1)->size(), 1u);
+  EXPECT_EQ(store_->ReadEventText(job.id, 0, 100)->size(), 10u);
+}
+
 // Statements are cached per connection; running the same statement again
 // while an earlier use is still open must not disturb either.
 TEST_F(StoreTest, ReusedStatementsKeepWorkingWhenNested) {
