@@ -81,6 +81,10 @@ StatusOr<AwsSettings> AwsSettings::FromJson(const Json& j, const std::string& ho
   s.connect = r.String("connect", s.server_url.empty() ? "tunnel" : "direct");
   s.poll_interval_s = r.Number("poll_interval_s", 3);
   s.spot_price_refresh_s = r.Number("spot_price_refresh_s", 3600);
+  StatusOr<TunnelSettings> tunnel = TunnelSettings::FromJson(r.Raw("tunnel"));
+  if (!tunnel.ok()) return tunnel.status();
+  s.tunnel = *tunnel;
+  s.home = home;
   YARD_RETURN_IF_ERROR(r.Finish());
   if (s.region.empty())
     return InvalidArgument("providers.aws: \"region\" is required (e.g. \"us-east-1\")");
@@ -212,6 +216,9 @@ StatusOr<AgentBinaryHashes> HashAgentBinaries(const std::string& yard_binary) {
 
 AwsProvider::AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker)
     : settings_(std::move(settings)), ec2_(std::move(ec2)) {
+  if (settings_.connect == "tunnel")
+    tunnels_ = std::make_unique<AwsTunnels>(settings_.tunnel, settings_.server_url, settings_.home + "/server.json",
+                                            settings_.home + "/instances");
   if (start_worker) worker_ = std::thread([this] { WorkerMain(); });
 }
 
@@ -240,7 +247,7 @@ StatusOr<std::string> AwsProvider::ServerUrl(const AgentLaunchInfo& agent) const
     if (!j.is_discarded() && j.contains("url") && j["url"].is_string()) url = j["url"];
   }
   if (url.empty()) return Unavailable("the server's URL is not known yet: set providers.aws.server_url");
-  if (IsLoopbackUrl(url) && !settings_.endpoint_url.empty() && !IsLoopbackUrl(settings_.endpoint_url))
+  if (!tunnels_ && IsLoopbackUrl(url) && !settings_.endpoint_url.empty() && !IsLoopbackUrl(settings_.endpoint_url))
     return InvalidArgument("agents on EC2 cannot dial " + url +
                            " (a loopback address): set providers.aws.server_url to an address "
                            "the instances reach, or use connect \"tunnel\"");
@@ -282,6 +289,7 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
     e.instance_type = spec.instance_type;
     e.spot = spot;
     e.launching = true;
+    e.agent_token = agent.agent_token;
     if (spot && type.spot_price <= 0) spot_types_.insert(spec.instance_type);
   }
   std::string id = inst->id;
@@ -299,14 +307,16 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
       return;
     }
   }
-  // What /v1/agent/binaries serves: the portable build beside the server's yard.
-  StatusOr<AgentBinaryHashes> hashes = Hashes(PortableYard(agent.yard_binary));
-  if (!hashes.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
-    return;
+  if (!tunnels_) {  // direct: the user-data installs the agent (tunnel: SshTunnel does)
+    // What /v1/agent/binaries serves: the portable build beside the server's yard.
+    StatusOr<AgentBinaryHashes> hashes = Hashes(PortableYard(agent.yard_binary));
+    if (!hashes.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
+      return;
+    }
+    req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot});
   }
-  req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot});
   aws::Ec2Error err;
   StatusOr<aws::Ec2Instance> got = ec2_->RunInstance(req, &err);
   std::vector<std::string> to_terminate;
@@ -359,6 +369,7 @@ void AwsProvider::TerminateNow(const std::vector<std::string>& ec2_ids) {
 }
 
 Status AwsProvider::Terminate(const InstanceRecord& inst) {
+  if (tunnels_) tunnels_->Close(inst.id);
   std::string ec2_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -388,6 +399,8 @@ bool AwsProvider::Adopt(const InstanceRecord& inst) {
   e.granted = inst.state != instance_state::kRequested;
   e.adopted = true;
   if (e.spot) spot_types_.insert(e.instance_type);
+  if (tunnels_ && e.granted)  // its agent runs: only the tunnel is made again
+    tunnels_->Open(inst.id, inst.info.value("private_ip", ""), inst.info.value("public_ip", ""), "", true);
   return true;
 }
 
@@ -404,8 +417,16 @@ std::vector<LaunchOutcome> AwsProvider::TakeLaunchOutcomes() {
 }
 
 std::vector<Interruption> AwsProvider::TakeInterruptions() {
+  std::vector<Interruption> out;
+  if (tunnels_) out = tunnels_->TakeFailures();
   std::lock_guard<std::mutex> lock(mu_);
-  return std::exchange(interrupted_, {});
+  out.insert(out.end(), interrupted_.begin(), interrupted_.end());
+  interrupted_.clear();
+  return out;
+}
+
+double AwsProvider::CountedSilence(const InstanceRecord& inst, double silent_s) {
+  return tunnels_ ? tunnels_->CountedSilence(inst.id, silent_s) : silent_s;
 }
 
 std::optional<double> AwsProvider::SpotPricePerHour(const InstanceRecord& inst) {
@@ -454,6 +475,7 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
     o.info = {{"ec2_instance_id", ec2.instance_id}, {"availability_zone", e.zone},
               {"private_ip", ec2.private_ip}, {"public_ip", ec2.public_ip}};
     outcomes_.push_back(std::move(o));
+    if (tunnels_) tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false);
   } else if (!e.granted && Ended(ec2.state)) {
     Refuse(id, why + " before it ran", false);
     entries_.erase(it);

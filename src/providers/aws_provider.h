@@ -42,6 +42,7 @@
 
 #include "aws/ec2.h"
 #include "providers/provider.h"
+#include "providers/ssh_tunnel.h"
 
 namespace yard {
 
@@ -54,6 +55,8 @@ struct AwsSettings {
   double poll_interval_s = 3;
   double spot_price_refresh_s = 3600;
   std::string server_id;     // the trainyard:server tag (home/server_id)
+  TunnelSettings tunnel;     // connect "tunnel": how to reach instances over SSH
+  std::string home;          // the server's state folder (server.json, instances/)
 
   // `home`: the server's state folder, where server_id is made once.
   static StatusOr<AwsSettings> FromJson(const nlohmann::json& j, const std::string& home);
@@ -124,6 +127,8 @@ class AwsProvider : public Provider {
   void Tick(double now) override;
   std::vector<Interruption> TakeInterruptions() override;
   std::optional<double> SpotPricePerHour(const InstanceRecord& inst) override;
+  // connect "tunnel": SshTunnel::CountedSilence of the instance's tunnel.
+  double CountedSilence(const InstanceRecord& inst, double silent_s) override;
 
   // Runs the queued EC2 calls now (tests).
   void RunTasks();
@@ -143,6 +148,7 @@ class AwsProvider : public Provider {
     bool ending = false;       // Terminate was called
     bool adopted = false;      // from the store after a restart, not yet seen
     int missing = 0;           // polls in a row that did not list it
+    std::string agent_token;   // connect "tunnel": the agent's, for its start over SSH
   };
 
   void Post(std::function<void()> task);
@@ -178,6 +184,7 @@ class AwsProvider : public Provider {
   bool stop_ = false;                                // GUARDED_BY(mu_)
   std::string last_poll_error_;                      // GUARDED_BY(mu_)
   std::thread worker_;
+  std::unique_ptr<AwsTunnels> tunnels_;  // connect "tunnel" only
 };
 
 }  // namespace yard

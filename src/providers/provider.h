@@ -93,6 +93,12 @@ class Provider {
   // current price in its zone), used when the catalog gives none. Called
   // with the controller's lock held: answer from memory. Default: none.
   virtual std::optional<double> SpotPricePerHour(const InstanceRecord& inst) { return std::nullopt; }
+  // The heartbeat silence the controller counts against `inst` (lost past
+  // heartbeat_timeout_s), `silent_s` being the time since its agent's last
+  // heartbeat: a provider that knows the agent's way to the server is down
+  // for a while (the AWS tunnel mode's reverse tunnel being made again)
+  // counts less. Called with the controller's lock held. Default: silent_s.
+  virtual double CountedSilence(const InstanceRecord& inst, double silent_s) { return silent_s; }
 };
 
 }  // namespace yard

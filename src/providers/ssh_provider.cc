@@ -1,9 +1,6 @@
 #include "providers/ssh_provider.h"
 
-#include <unistd.h>
-
 #include "common/files.h"
-#include "common/hashing.h"
 #include "providers/catalog.h"
 #include "providers/settings_json.h"
 
@@ -19,17 +16,6 @@ constexpr auto kConfirmFor = std::chrono::seconds(120);
 constexpr auto kWatchEvery = std::chrono::milliseconds(300);
 // What an agent prints once registered (agent.cc, Register).
 constexpr const char* kRegisteredLine = "yard agent: registered";
-
-// The remote folder as an absolute path in $D (relative = under $HOME).
-std::string RemoteDirPrelude(const std::string& remote_dir) {
-  return "D=" + ShellQuote(remote_dir) + "; case \"$D\" in /*) ;; *) D=\"$HOME/$D\" ;; esac\n";
-}
-
-std::string FirstWord(const std::string& s) {
-  size_t start = s.find_first_not_of(" \t\r\n");
-  if (start == std::string::npos) return "";
-  return s.substr(start, s.find_first_of(" \t\r\n", start) - start);
-}
 
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1" || host == "[::1]";
@@ -71,10 +57,6 @@ StatusOr<SshHost> ParseHost(const Json& j, const SshSettings& s, const std::stri
 
 }  // namespace
 
-std::string SshHost::Name() const {
-  return (user.empty() ? "" : user + "@") + address + ":" + std::to_string(port);
-}
-
 StatusOr<SshSettings> SshSettings::FromJson(const Json& j, const std::string& home) {
   SettingsReader r(j, "providers.ssh");
   SshSettings s;
@@ -114,7 +96,10 @@ StatusOr<std::map<std::string, std::vector<SshHost>>> SshHostsByType(const Catal
 
 SshProvider::SshProvider(SshSettings settings, std::map<std::string, std::vector<SshHost>> hosts,
                          std::unique_ptr<CommandRunner> runner)
-    : settings_(std::move(settings)), hosts_(std::move(hosts)), runner_(std::move(runner)) {
+    : settings_(std::move(settings)),
+      hosts_(std::move(hosts)),
+      runner_(std::move(runner)),
+      remote_(settings_, runner_.get()) {
   worker_ = std::thread([this] { WorkerMain(); });
 }
 
@@ -125,43 +110,6 @@ SshProvider::~SshProvider() {
   }
   wake_.notify_all();
   worker_.join();
-}
-
-// ------------------------------------------------------------ ssh itself
-
-StatusOr<CommandResult> SshProvider::Ssh(const SshHost& host, const std::string& script,
-                                         const std::string& input) {
-  CommandSpec spec;
-  spec.argv = {"ssh", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-               "-o", "ConnectTimeout=" + std::to_string(static_cast<int>(std::max(1.0, settings_.connect_timeout_s))),
-               "-o", "StrictHostKeyChecking=" + settings_.strict_host_key_checking,
-               "-p", std::to_string(host.port)};
-  if (!settings_.known_hosts.empty())
-    spec.argv.insert(spec.argv.end(), {"-o", "UserKnownHostsFile=" + settings_.known_hosts});
-  if (!host.key.empty()) spec.argv.insert(spec.argv.end(), {"-i", host.key, "-o", "IdentitiesOnly=yes"});
-  if (!host.user.empty()) spec.argv.insert(spec.argv.end(), {"-l", host.user});
-  // One argument, run by POSIX sh whatever the remote login shell is.
-  spec.argv.insert(spec.argv.end(), {host.address, "sh -c " + ShellQuote(script)});
-  spec.input = input;
-  spec.timeout = std::chrono::seconds(static_cast<int>(settings_.connect_timeout_s) + 120);
-  StatusOr<CommandResult> r = runner_->Run(spec);
-  if (!r.ok()) return r.status().WithContext("ssh " + host.Name());
-  // 255 is ssh's own failure (unreachable, refused, authentication).
-  if (r->exit_code == 255) return Unavailable("cannot reach " + host.Name() + ": " + r->Reason());
-  return r;
-}
-
-std::string SshProvider::LocalBinary() const {
-  return settings_.yard_binary.empty() ? PortableYard() : settings_.yard_binary;
-}
-
-StatusOr<std::string> SshProvider::LocalBinaryHash() {
-  std::lock_guard<std::mutex> lock(hash_mu_);
-  if (local_hash_.empty()) {
-    YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(LocalBinary()));
-    local_hash_ = Sha256Hex(bytes);
-  }
-  return local_hash_;
 }
 
 StatusOr<std::string> SshProvider::ServerUrl(const AgentLaunchInfo& agent, const SshHost& host) const {
@@ -216,78 +164,25 @@ int SshProvider::Available(const MachineType& type) {
   return free;
 }
 
-Status SshProvider::Install(const SshHost& host) {
-  YARD_ASSIGN_OR_RETURN(std::string want, LocalBinaryHash());
-  std::string yard = LocalBinary();
-  YARD_RETURN_IF_ERROR(InstallFile(host, yard, "yard", want));
-  // The small per-job shim (src/shim) goes beside it when it was built
-  // beside this `yard`; without it the agent falls back to `yard shim`.
-  std::string shim = yard.substr(0, yard.rfind('/') + 1) + "yard-shim";
-  if (::access(shim.c_str(), X_OK) != 0) return Status::Ok();
-  YARD_ASSIGN_OR_RETURN(std::string shim_bytes, ReadFile(shim));
-  return InstallFile(host, shim, "yard-shim", Sha256Hex(shim_bytes));
-}
-
-// Copies `local` to <remote_dir>/bin/<name> unless the host has that exact
-// file (same SHA-256) already.
-Status SshProvider::InstallFile(const SshHost& host, const std::string& local,
-                                const std::string& name, const std::string& want) {
-  std::string prelude = RemoteDirPrelude(settings_.remote_dir);
-  std::string remote = "\"$D/bin/" + name + "\"";
-  YARD_ASSIGN_OR_RETURN(CommandResult probe,
-                        Ssh(host, prelude + "if [ -x " + remote + " ]; then sha256sum " + remote +
-                                      "; else echo none; fi"));
-  if (!probe.ok()) return Unavailable("probing " + host.Name() + ": " + probe.Reason());
-  if (FirstWord(probe.out) == want) return Status::Ok();
-  YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(local));
-  std::string copy = prelude +
-      "mkdir -p \"$D/bin\" || exit 1\n"
-      "T=\"$D/bin/." + name + ".$$\"\n"
-      "cat > \"$T\" && [ \"$(sha256sum < \"$T\" | cut -d' ' -f1)\" = " + want + " ] && chmod 755 \"$T\" && "
-      "mv -f \"$T\" " + remote + " && exit 0\n"
-      "rm -f \"$T\"; echo \"the copy of " + name + " did not arrive intact\" >&2; exit 1\n";
-  YARD_ASSIGN_OR_RETURN(CommandResult r, Ssh(host, copy, bytes));
-  if (!r.ok()) return Unavailable("copying " + name + " to " + host.Name() + ": " + r.Reason());
-  return Status::Ok();
-}
-
-StatusOr<std::string> SshProvider::StartAgent(const SshHost& host, const std::string& url,
-                                              const std::string& token, const std::string& id) {
-  std::string script = RemoteDirPrelude(settings_.remote_dir) +
-      "I=\"$D/instances/\"" + ShellQuote(id) + "\n"
-      "mkdir -p \"$I\" || exit 1\n"
-      "IFS= read -r YARD_AGENT_TOKEN || exit 1\n"
-      "export YARD_AGENT_TOKEN\n"
-      "cd \"$I\" || exit 1\n"
-      "setsid \"$D/bin/yard\" agent --server " + ShellQuote(url) + " --instance " + ShellQuote(id) +
-      " --dir \"$I\" </dev/null >>\"$I/agent.log\" 2>&1 &\n"
-      "echo \"$! $I\"\n";
-  YARD_ASSIGN_OR_RETURN(CommandResult r, Ssh(host, script, token + "\n"));
-  std::string pid = FirstWord(r.out);
-  if (!r.ok() || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)
-    return Unavailable("starting the agent on " + host.Name() + ": " + r.Reason());
-  return r.out.substr(0, r.out.find('\n'));  // "PID DIR"
-}
-
 Status SshProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent,
                            InstanceRecord* inst) {
   std::optional<SshHost> host = Reserve(type.name, inst->id);
   if (!host) return ResourceExhausted("every host of " + type.name + " is in use");
   StatusOr<std::string> url = ServerUrl(agent, *host);
   Status s = url.status();
-  if (s.ok()) s = Install(*host);
-  StatusOr<std::string> started = s.ok() ? StartAgent(*host, *url, agent.agent_token, inst->id)
-                                         : StatusOr<std::string>(s);
+  if (s.ok()) s = remote_.Install(*host);
+  StatusOr<RemoteAgent> started = s.ok() ? remote_.StartAgent(*host, *url, agent.agent_token, inst->id)
+                                         : StatusOr<RemoteAgent>(s);
   if (!started.ok()) {
     Release(inst->id);
     return started.status();
   }
-  std::string pid = FirstWord(*started), dir = started->substr(pid.size() + 1);
-  inst->info.update({{"host", host->Name()}, {"address", host->address}, {"pid", pid}, {"dir", dir}});
+  inst->info.update({{"host", host->Name()}, {"address", host->address}, {"pid", started->pid},
+                     {"dir", started->dir}});
   std::lock_guard<std::mutex> lock(mu_);
   Agent& a = agents_[inst->id];
-  a.pid = pid;
-  a.dir = dir;
+  a.pid = started->pid;
+  a.dir = started->dir;
   a.started = std::chrono::steady_clock::now();
   wake_.notify_all();
   return Status::Ok();
@@ -308,7 +203,7 @@ bool SshProvider::Confirm(const std::string& instance_id) {
     a = it->second;
   }
   std::string log = ShellQuote(a.dir + "/agent.log");
-  StatusOr<CommandResult> r = Ssh(a.host,
+  StatusOr<CommandResult> r = remote_.Run(a.host,
       "if grep -q '" + std::string(kRegisteredLine) + "' " + log + " 2>/dev/null; then echo registered; "
       "elif kill -0 " + a.pid + " 2>/dev/null; then echo starting; "
       "else echo exited; tail -n 5 " + log + " 2>/dev/null; fi");
@@ -374,36 +269,10 @@ Status SshProvider::Terminate(const InstanceRecord& inst) {
   }
   Release(inst.id);
   if (!a || a->pid.empty()) return Status::Ok();
-  Post([this, host = a->host, script = TerminateScript(inst.id, a->pid, a->dir)] {
-    (void)Ssh(host, script);
+  Post([this, host = a->host, script = SshRemote::TerminateScript(inst.id, a->pid, a->dir)] {
+    (void)remote_.Run(host, script);
   });
   return Status::Ok();
-}
-
-std::string SshProvider::TerminateScript(const std::string& instance_id, const std::string& pid,
-                                         const std::string& dir) {
-  // Only our agent: the pid is checked against its command line (instance
-  // id). SIGTERM lets it end its job; SIGKILL after 10 s. Once it is gone,
-  // its folder is emptied but for agent.log and spool/ (what an agent that
-  // died could not send): job folders, chunk cache and environments served
-  // only this instance. Only a folder under instances/ is touched.
-  std::string p = "/proc/" + pid;
-  std::string script =
-      "if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then\n"
-      "  kill -TERM " + pid + "\n"
-      "  i=0; while [ -d " + p + " ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
-      "  if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then kill -KILL " +
-      pid + "; sleep 0.2; fi\n"
-      "fi\n";
-  if (dir.find("/instances/") != std::string::npos) {
-    std::string d = ShellQuote(dir);
-    script += "if [ -d " + d + " ] && ! grep -q " + ShellQuote(instance_id) + " " + p +
-              "/cmdline 2>/dev/null; then\n"
-              "  find " + d + " -mindepth 1 -maxdepth 1 ! -name agent.log ! -name spool "
-              "-exec rm -rf {} +\n"
-              "fi\n";
-  }
-  return script + "true";
 }
 
 bool SshProvider::IsAlive(const InstanceRecord& inst) {

@@ -6,7 +6,8 @@
 //              options.hosts (address, port, user, key, slots); a host runs
 //              at most `slots` agents (default 1). The type's cpus, memory
 //              and gpus describe one host.
-//   Launch     picks a free host, then over ssh (BatchMode, no prompts):
+//   Launch     picks a free host, then over ssh (SshRemote: BatchMode, no
+//              prompts):
 //                1. probe: reachable? which `yard` build does it have
 //                   (sha256 of <remote_dir>/bin/yard)?
 //                2. copy the static `yard-portable` built beside the server's
@@ -48,33 +49,9 @@
 
 #include "common/command_runner.h"
 #include "providers/provider.h"
+#include "providers/ssh_remote.h"
 
 namespace yard {
-
-// providers.ssh in the catalog file (docs/providers.md). user, key, port
-// and known_hosts are defaults for hosts that do not say.
-struct SshSettings {
-  std::string user;         // "" = ssh's default (the server's user)
-  std::string key;          // identity file; "" = ssh's defaults
-  int port = 22;
-  std::string known_hosts;  // "" = ssh's default file
-  std::string strict_host_key_checking = "accept-new";
-  double connect_timeout_s = 5;
-  std::string remote_dir = ".cache/trainyard";  // relative: to the remote home
-  std::string server_url;   // what agents dial; "" = the server's own URL
-  std::string yard_binary;  // the local binary to copy; "" = PortableYard()
-
-  static StatusOr<SshSettings> FromJson(const nlohmann::json& j, const std::string& home);
-};
-
-struct SshHost {
-  std::string address;
-  int port = 22;
-  std::string user;
-  std::string key;
-  int slots = 1;
-  std::string Name() const;  // "user@address:port"
-};
 
 // The hosts of every ssh machine type of `catalog` (options.hosts: objects
 // {address, port, user, key, slots} or strings "user@address:port").
@@ -108,22 +85,9 @@ class SshProvider : public Provider {
     std::chrono::steady_clock::time_point started;
   };
 
-  // The remote shell script that ends instance `instance_id`'s agent (pid)
-  // and frees its folder `dir`.
-  static std::string TerminateScript(const std::string& instance_id, const std::string& pid,
-                                     const std::string& dir);
-  StatusOr<CommandResult> Ssh(const SshHost& host, const std::string& script,
-                              const std::string& input = "");
-  std::string LocalBinary() const;  // the `yard` to copy: yard_binary, else PortableYard()
-  StatusOr<std::string> LocalBinaryHash();
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent, const SshHost& host) const;
   std::optional<SshHost> Reserve(const std::string& type, const std::string& instance_id);
   void Release(const std::string& instance_id);
-  Status Install(const SshHost& host);  // yard, and yard-shim when built beside it
-  Status InstallFile(const SshHost& host, const std::string& local, const std::string& name,
-                     const std::string& want_sha256);
-  StatusOr<std::string> StartAgent(const SshHost& host, const std::string& url,
-                                   const std::string& token, const std::string& id);
   // One look at a starting agent; true when there is nothing more to watch.
   bool Confirm(const std::string& instance_id);
   void Post(std::function<void()> task);
@@ -132,8 +96,7 @@ class SshProvider : public Provider {
   const SshSettings settings_;
   const std::map<std::string, std::vector<SshHost>> hosts_;  // by machine type
   const std::unique_ptr<CommandRunner> runner_;
-  std::mutex hash_mu_;
-  std::string local_hash_;  // GUARDED_BY(hash_mu_)
+  SshRemote remote_;  // over runner_
   std::mutex mu_;
   std::condition_variable wake_;
   std::map<std::string, int> used_;              // host name -> agents, GUARDED_BY(mu_)

@@ -194,7 +194,7 @@ void Controller::MonitorInstances() {
     } else if (inst.state == instance_state::kProvisioning) {
       if (silent > options_.provisioning_timeout_s)
         MarkLost(inst, "it did not register within " + FormatSeconds(options_.provisioning_timeout_s), false);
-    } else if (silent > options_.heartbeat_timeout_s) {
+    } else if ((p ? p->CountedSilence(inst, silent) : silent) > options_.heartbeat_timeout_s) {
       MarkLost(inst, "no heartbeat for " + FormatSeconds(silent), false);
     } else if ((inst.state == instance_state::kCooling || inst.state == instance_state::kIdle) &&
                inst.job_id.empty() && now >= inst.cool_until) {

@@ -69,9 +69,6 @@ StatusOr<std::unique_ptr<Provider>> MakeAws(const Json& settings, const std::str
   YARD_ASSIGN_OR_RETURN(AwsSettings s, AwsSettings::FromJson(settings, home));
   for (const auto& t : catalog.types())  // options errors now, not at the first job
     if (t.provider == "aws") YARD_RETURN_IF_ERROR(AwsLaunchSpec::ForType(t, s.region).status());
-  if (s.connect == "tunnel")
-    return InvalidArgument("providers.aws: connect \"tunnel\" is not available in this build yet: "
-                           "set \"connect\": \"direct\" (and \"server_url\", an address the instances reach)");
   std::shared_ptr<aws::Ec2Api> ec2 = NewEc2Client(s);
   return std::unique_ptr<Provider>(new AwsProvider(std::move(s), std::move(ec2)));
 }
