@@ -116,6 +116,24 @@ TEST_F(AwsSchedulingTest, CapacityAnswerFailsTheAttemptAtOnceAndTheNextTypeRuns)
   EXPECT_EQ(Job(job).state, job_state::kStarting);
 }
 
+// A fast boot: the agent dials in before the provider's poll has seen the
+// instance running. It was left "provisioning" for ever, its agent idle.
+TEST_F(AwsSchedulingTest, AnAgentThatDialsInBeforeEc2SaysRunningGetsTheJob) {
+  Build();
+  std::string job = Submit({"A"}, {{"wait_request_s", 600}});
+  Step();
+  std::string inst = Job(job).instance_id;
+  ASSERT_EQ(Inst(inst).state, instance_state::kRequested);
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+  EXPECT_NE(Events(job).find("granted: new A instance"), std::string::npos) << Events(job);
+  ec2_->SetAllRunning();
+  Step();  // the late "running" answer only adds what EC2 says of it
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+  ASSERT_EQ(ec2_->Live().size(), 1u);
+  EXPECT_EQ(Inst(inst).info["ec2_instance_id"], ec2_->Live()[0].instance_id);
+}
+
 TEST_F(AwsSchedulingTest, InstanceStillPendingAtWaitRequestIsEndedAndTheNextTypeTried) {
   Build();
   std::string job = Submit({"A", "B"}, {{"wait_request_s", 30}});

@@ -319,9 +319,13 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   InstanceRecord& inst = it->second;
   TouchHeartbeat(instance_id);
-  if (inst.state != instance_state::kProvisioning) return inst;
+  if (inst.state != instance_state::kProvisioning && inst.state != instance_state::kRequested) return inst;
   Batched([&] {
     auto job = jobs_.find(inst.job_id);
+    // A cloud instance whose agent dials in before the provider's poll has
+    // seen it running (a fast boot) runs: it is granted now, or it would
+    // stay "provisioning" with its agent already waiting for work.
+    if (inst.state == instance_state::kRequested && job != jobs_.end()) GrantRequested(job->second, inst);
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
       SaveInstance(inst, instance_state::kIdle);
       Assign(job->second, inst, "started on new instance " + inst.id);

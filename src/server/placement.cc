@@ -494,8 +494,17 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
 void Controller::ApplyLaunchOutcome(const LaunchOutcome& o) {
   auto it = instances_.find(o.instance_id);
   // Withdrawn or ended meanwhile: the provider was told (Terminate).
-  if (it == instances_.end() || it->second.state != instance_state::kRequested) return;
+  if (it == instances_.end()) return;
   InstanceRecord& inst = it->second;
+  if (inst.state != instance_state::kRequested) {
+    // Granted already: its agent dialed in before this answer came
+    // (RegisterAgent grants it then). Keep what the cloud says of it.
+    if (o.kind == LaunchOutcome::Kind::kGranted && !instance_state::IsTerminal(inst.state)) {
+      for (const auto& [k, v] : o.info.items()) inst.info[k] = v;
+      SaveInstance(inst, inst.state);
+    }
+    return;
+  }
   for (const auto& [k, v] : o.info.items()) inst.info[k] = v;
   auto jt = jobs_.find(inst.job_id);
   if (o.kind == LaunchOutcome::Kind::kGranted && jt != jobs_.end()) {
