@@ -40,11 +40,13 @@ std::string Seconds(double s) {
 }
 
 StatusOr<CommandResult> Podman(CommandRunner* podman, std::vector<std::string> args,
-                               std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+                               std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                               const LineSink& on_line = nullptr) {
   CommandSpec spec;
   spec.argv = {"podman"};
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.timeout = timeout;
+  spec.on_line = on_line;
   StatusOr<CommandResult> r = podman->Run(spec);
   if (!r.ok() && r.status().code() == Code::kNotFound)
     return FailedPrecondition("podman is not installed on this instance (" +
@@ -59,18 +61,36 @@ StatusOr<bool> ImageExists(CommandRunner* podman, const std::string& image) {
   return FailedPrecondition("podman image exists " + image + " failed: " + r.Reason());
 }
 
-StatusOr<EnsuredImage> EnsureNamedImage(CommandRunner* podman, const std::string& name) {
+// Each non-blank line of podman's output, as it comes, to `progress` as
+// "WHAT: line" (nothing when `progress` is unset).
+LineSink Relay(const LineSink& progress, const std::string& what) {
+  if (!progress) return nullptr;
+  return [progress, what](const std::string& line) {
+    std::string text = line.substr(0, line.find_last_not_of(" \t\r") + 1);
+    if (!text.empty()) progress(what + ": " + text);
+  };
+}
+
+// Podman's output for a failure message: its last line when `progress` has
+// shown every line already, else the tail of it all.
+std::string Told(const CommandResult& r, const LineSink& progress) {
+  return progress ? r.Reason() + " (podman's output is above)" : Tail(r.out + r.err);
+}
+
+StatusOr<EnsuredImage> EnsureNamedImage(CommandRunner* podman, const std::string& name,
+                                        const LineSink& progress) {
   EnsuredImage out;
   out.image = ResolveImageName(name);
   YARD_ASSIGN_OR_RETURN(bool exists, ImageExists(podman, out.image));
   if (exists) return out;
-  YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman, {"pull", out.image}, kBuildTimeout));
+  YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman, {"pull", out.image}, kBuildTimeout,
+                                                Relay(progress, "pull")));
   if (!r.ok()) {
     std::string hint = name == "default-cpu"
                            ? " (build it on the instance with scripts/base_image.sh)"
                            : "";
     return FailedPrecondition("image " + out.image + " is not on this instance and could not be "
-                              "pulled" + hint + ":\n" + Tail(r.out + r.err));
+                              "pulled" + hint + ":\n" + Told(r, progress));
   }
   out.built = true;
   return out;
@@ -90,7 +110,8 @@ std::string BaseImageIds(CommandRunner* podman, const std::string& dockerfile) {
 }
 
 StatusOr<EnsuredImage> BuildDockerfile(CommandRunner* podman, const std::string& job_work,
-                                       const Manifest& context, const std::string& lock_dir) {
+                                       const Manifest& context, const std::string& lock_dir,
+                                       const LineSink& progress) {
   std::string dockerfile = job_work + "/Dockerfile";
   YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(dockerfile));
   EnsuredImage out;
@@ -105,10 +126,10 @@ StatusOr<EnsuredImage> BuildDockerfile(CommandRunner* podman, const std::string&
   // instance reaches, a mirror on its loopback included.
   YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman, {"build", "--layers", "--network=host", "-t", out.image, "-f",
                                                          dockerfile, job_work},
-                                                kBuildTimeout));
+                                                kBuildTimeout, Relay(progress, "build")));
   if (!r.ok())
     return FailedPrecondition("podman build of the job's Dockerfile failed (exit code " +
-                              std::to_string(r.exit_code) + "):\n" + Tail(r.out + r.err));
+                              std::to_string(r.exit_code) + "):\n" + Told(r, progress));
   out.built = true;
   return out;
 }
@@ -271,11 +292,11 @@ std::string JobImageTag(const std::string& key) {
 
 StatusOr<EnsuredImage> EnsureImage(CommandRunner* podman, const std::string& image_name,
                                    const std::string& job_work, const Manifest& context,
-                                   const std::string& lock_dir) {
+                                   const std::string& lock_dir, const LineSink& progress) {
   auto start = std::chrono::steady_clock::now();
   StatusOr<EnsuredImage> out = image_name.empty()
-                                   ? BuildDockerfile(podman, job_work, context, lock_dir)
-                                   : EnsureNamedImage(podman, image_name);
+                                   ? BuildDockerfile(podman, job_work, context, lock_dir, progress)
+                                   : EnsureNamedImage(podman, image_name, progress);
   if (out.ok())
     out->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
@@ -374,7 +395,7 @@ StatusOr<std::string> SetUpContainer(CommandRunner* podman, const std::string& a
                               "run without --image and without a Dockerfile");
   say(a.image.empty() ? "image from Dockerfile: preparing" : "image " + a.image + ": preparing");
   std::string lock_dir = fs::absolute(fs::path(agent_work_dir) / "images").string();
-  StatusOr<EnsuredImage> image = EnsureImage(podman, a.image, paths.work, a.bundle, lock_dir);
+  StatusOr<EnsuredImage> image = EnsureImage(podman, a.image, paths.work, a.bundle, lock_dir, say);
   if (!image.ok()) return image.status().WithContext("image");
   say("image " + image->image +
       (image->built ? " built in " + Seconds(image->seconds) + " s" : " (cached)"));

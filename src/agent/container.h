@@ -73,6 +73,9 @@ std::string ImageKey(const std::string& dockerfile, const Manifest& context,
 // localhost/trainyard-job:<first 24 hex digits of `key`>.
 std::string JobImageTag(const std::string& key);
 
+// Receives one line of progress (no newline).
+using LineSink = std::function<void(const std::string& line)>;
+
 struct EnsuredImage {
   std::string image;   // what `podman run` gets
   bool built = false;  // built or pulled now (else found on the instance)
@@ -83,11 +86,15 @@ struct EnsuredImage {
 // set, that image (ResolveImageName), pulled when podman lacks it; else
 // `job_work`/Dockerfile built with `job_work` as its context under
 // JobImageTag(ImageKey(...)). Builds of one key are serialized through a
-// file lock in `lock_dir`. FailedPrecondition carrying podman's own output
-// (its last 6000 bytes) when the build or the pull fails.
+// file lock in `lock_dir`. While podman builds or pulls, each non-blank line
+// it prints goes to `progress` as it comes, as "build: LINE" or "pull: LINE"
+// (podman's STEP lines and what each RUN prints). FailedPrecondition
+// carrying podman's own output when the build or the pull fails: its last
+// 6000 bytes, or with `progress` (which has shown it all) its last line.
 StatusOr<EnsuredImage> EnsureImage(CommandRunner* podman, const std::string& image_name,
                                    const std::string& job_work, const Manifest& context,
-                                   const std::string& lock_dir);
+                                   const std::string& lock_dir,
+                                   const LineSink& progress = nullptr);
 
 struct ContainerSpec {
   std::string image;
@@ -132,7 +139,8 @@ std::vector<ContainerSpec::Ulimit> OwnUlimits();
 bool UsesContainer(const Assignment& a, const std::string& job_work);
 
 // The job runner's image step. Ensures the image (telling the job's output
-// "image NAME built in X s" or "image NAME (cached)" through `say`), then
+// podman's build or pull lines as they come, then "image NAME built in X s"
+// or "image NAME (cached)", through `say`), then
 // turns `options` (the job's command, cwd and full environment) into the
 // `podman run` of that command: options->argv becomes the podman argv and
 // options->env keeps what podman itself needs. `job_env` is what the job

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 
 #include "agent/agent_testing.h"
 #include "common/fake_command_runner.h"
@@ -274,6 +275,39 @@ TEST(EnsureImage, FailedBuildCarriesPodmansOutput) {
   EXPECT_NE(r.status().message().find("podman build"), std::string::npos);
   EXPECT_NE(r.status().message().find("STEP 2/2: RUN false"), std::string::npos);
   EXPECT_NE(r.status().message().find("exit status 1"), std::string::npos);
+}
+
+// The build's lines reach `progress` as podman prints them (the fake
+// passes them on as the real runner does), blank ones left out; a failure
+// then names podman's last line instead of repeating all it printed.
+TEST(EnsureImage, BuildLinesAreRelayedAsTheyCome) {
+  Folder f("FROM localhost/trainyard/base-cpu\nRUN pip install x\n");
+  std::string printed = "STEP 1/2: FROM localhost/trainyard/base-cpu\nSTEP 2/2: RUN pip install x\n"
+                        "\nCollecting x\n";
+  int exit_code = 0;
+  FakeCommandRunner podman([&](const CommandSpec& c) -> StatusOr<CommandResult> {
+    if (c.argv[1] == "image") return Result(1, "");
+    if (c.on_line) {
+      std::istringstream in(printed);
+      for (std::string line; std::getline(in, line);) c.on_line(line);
+    }
+    return Result(exit_code, printed, exit_code ? "Error: building at STEP 2/2: exit status 1\n" : "");
+  });
+  std::vector<std::string> seen;
+  auto progress = [&](const std::string& line) { seen.push_back(line); };
+  StatusOr<EnsuredImage> r = EnsureImage(&podman, "", f.work, Context(std::string(64, 'b')),
+                                         f.dir.path() + "/locks", progress);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(seen, (std::vector<std::string>{"build: STEP 1/2: FROM localhost/trainyard/base-cpu",
+                                            "build: STEP 2/2: RUN pip install x",
+                                            "build: Collecting x"}));
+  exit_code = 1;
+  Folder g("FROM localhost/trainyard/base-cpu\nRUN pip install y\n");
+  r = EnsureImage(&podman, "", g.work, Context(std::string(64, 'c')), g.dir.path() + "/locks", progress);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("Error: building at STEP 2/2: exit status 1 (podman's output is above)"),
+            std::string::npos) << r.status().message();
+  EXPECT_EQ(r.status().message().find("Collecting x"), std::string::npos);
 }
 
 TEST(EnsureImage, NamedImagePulledOnlyWhenMissing) {

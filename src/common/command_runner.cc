@@ -98,9 +98,24 @@ StatusOr<pid_t> Spawn(const CommandSpec& spec, Pipes& p) {
   return pid;
 }
 
+// Hands the complete lines of `text` from `*done` on to `on_line`; with
+// `at_end`, also a last line without its newline.
+void PassLines(const std::string& text, size_t* done, bool at_end,
+               const std::function<void(const std::string&)>& on_line) {
+  if (!on_line) return;
+  for (size_t nl; (nl = text.find('\n', *done)) != std::string::npos; *done = nl + 1)
+    on_line(text.substr(*done, nl - *done));
+  if (at_end && *done < text.size()) {
+    on_line(text.substr(*done));
+    *done = text.size();
+  }
+}
+
 // Feeds stdin and drains stdout/stderr until both close or `deadline`.
-bool Pump(Pipes& p, const std::string& input, std::chrono::steady_clock::time_point deadline,
+bool Pump(Pipes& p, const CommandSpec& spec, std::chrono::steady_clock::time_point deadline,
           CommandResult* r) {
+  const std::string& input = spec.input;
+  size_t passed[2] = {0, 0};  // of r->out and r->err, handed to spec.on_line
   size_t written = 0;
   if (input.empty()) Pipes::Close(p.in[1]);
   else ::fcntl(p.in[1], F_SETFL, O_NONBLOCK);
@@ -120,8 +135,10 @@ bool Pump(Pipes& p, const std::string& input, std::chrono::steady_clock::time_po
       if (fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[8192];
       ssize_t n = ::read(fd, buf, sizeof(buf));
-      if (n > 0) (i == 0 ? r->out : r->err).append(buf, static_cast<size_t>(n));
+      std::string& text = i == 0 ? r->out : r->err;
+      if (n > 0) text.append(buf, static_cast<size_t>(n));
       else if (n == 0 || errno != EINTR) Pipes::Close(fd);
+      PassLines(text, &passed[i], fd < 0, spec.on_line);
     }
   }
   return true;
@@ -161,7 +178,7 @@ StatusOr<CommandResult> ProcessCommandRunner::Run(const CommandSpec& spec) {
   bool finished;
   {
     SigpipeBlocked guard;  // a child that exits before reading its input
-    finished = Pump(p, spec.input, std::chrono::steady_clock::now() + spec.timeout, &r);
+    finished = Pump(p, spec, std::chrono::steady_clock::now() + spec.timeout, &r);
   }
   if (!finished) ::kill(pid, SIGKILL);
   int status = 0;

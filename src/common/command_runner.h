@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,11 @@ struct CommandSpec {
   std::vector<std::string> env;
   std::string input;  // written to stdin, then closed
   std::chrono::milliseconds timeout{30000};
+  // When set, called on the calling thread with each line (without its
+  // '\n'; a last line lacking one at the end) the command writes to stdout
+  // or stderr, as it comes: the progress of a long command. The output is
+  // still collected in the result.
+  std::function<void(const std::string& line)> on_line;
 };
 
 class CommandRunner {

@@ -241,7 +241,7 @@ Status SlurmProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
 }
 
 bool SlurmProvider::Cancel(const std::string& slurm_id) {
-  StatusOr<CommandResult> r = runner_->Run({{Tool("scancel"), slurm_id}, {}, "", kToolTimeout});
+  StatusOr<CommandResult> r = runner_->Run({{Tool("scancel"), slurm_id}, {}, "", kToolTimeout, {}});
   if (!r.ok()) return false;
   // A job Slurm no longer has, or that is ending anyway, is as good as cancelled.
   return r->ok() || r->err.find("Invalid job id") != std::string::npos ||
@@ -323,7 +323,7 @@ void SlurmProvider::PollJobs() {
   }
   if (ids.empty()) return;
   StatusOr<CommandResult> r = runner_->Run(
-      {{Tool("squeue"), "-h", "-t", "all", "-j", Join(ids, ","), "-o", "%i|%T|%N|%r"}, {}, "", kToolTimeout});
+      {{Tool("squeue"), "-h", "-t", "all", "-j", Join(ids, ","), "-o", "%i|%T|%N|%r"}, {}, "", kToolTimeout, {}});
   // squeue fails outright when it knows none of the ids; any other failure
   // (slurmctld unreachable) says nothing about our jobs: wait for the next round.
   if (!r.ok() || (!r->ok() && r->err.find("Invalid job id") == std::string::npos)) return;
@@ -373,7 +373,7 @@ void SlurmProvider::End(const std::string& slurm_id, Job& job, const std::string
 
 void SlurmProvider::PollNodes() {
   StatusOr<CommandResult> r =
-      runner_->Run({{Tool("sinfo"), "-h", "-N", "-o", "%N|%P|%t|%C"}, {}, "", kToolTimeout});
+      runner_->Run({{Tool("sinfo"), "-h", "-N", "-o", "%N|%P|%t|%C"}, {}, "", kToolTimeout, {}});
   if (!r.ok() || !r->ok()) return;
   std::vector<Node> nodes;
   for (const std::string& line : SplitLines(r->out)) {

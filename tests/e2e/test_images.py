@@ -183,3 +183,29 @@ def test_yard_init_dockerfile_builds_on_the_local_base_image(yard, project, job_
     job_images.append(image_of(proc.stdout))
     assert " built in " in proc.stdout
     assert "yaml 6.0 ['--epochs', '2']" in proc.stdout
+
+
+def test_image_build_shows_podmans_steps_while_it_builds(yard, project, job_images):
+    token = uuid.uuid4().hex  # a Dockerfile no earlier run has built
+    # The second RUN outlasts the first's line by seconds: its line must be
+    # on the user's screen while the build still runs.
+    (project / "Dockerfile").write_text(
+        f"FROM {BASE}\nRUN echo first-step-{token}\nRUN sleep 3 && echo second-step-{token}\n")
+    (project / "train.py").write_text("print('trained')\n")
+    fit = yard.start("fit", "train.py", cwd=project, text=True)
+    seen = []
+    for line in fit.stdout:
+        seen.append(line)
+        if line == f"yard: build: first-step-{token}\n":  # what the RUN printed
+            break
+    assert any(line.startswith("yard: build: STEP 1/3: FROM") for line in seen), seen
+    assert f"yard: build: first-step-{token}\n" in seen, seen
+    assert not any(f"second-step-{token}" in line or " built in " in line for line in seen), seen
+    rest, err = fit.communicate(timeout=300)
+    assert fit.returncode == 0, rest + err
+    job_images.append(image_of(rest))
+    lines = rest.splitlines()
+    assert f"yard: build: second-step-{token}" in lines
+    assert lines.index(f"yard: build: second-step-{token}") < [
+        i for i, line in enumerate(lines) if " built in " in line][0]
+    assert "trained" in lines
