@@ -41,6 +41,7 @@ TRAINYARD_EPOCH_DELAY_S, TRAINYARD_LOGICAL_CPUS) may differ from the warm
 environment; the agent sends only jobs whose other variables are equal.
 """
 import json
+import logging
 import os
 import re
 import signal
@@ -160,6 +161,10 @@ def main(argv):
     import numpy as np  # noqa: F401
     import tensorflow as tf
 
+    # TensorFlow's logger has a handler of its own; once something in fit()
+    # calls logging.warning(), the root logger gets one too and every
+    # TensorFlow warning would be printed twice.
+    logging.getLogger("tensorflow").propagate = False
     logical = int(os.environ.get("TRAINYARD_LOGICAL_CPUS", "0") or 0)
     if logical > 1:
         cpus = tf.config.list_physical_devices("CPU")
@@ -238,14 +243,20 @@ def main(argv):
                 while time.monotonic() < end and not notice():
                     time.sleep(min(NOTICE_CHECK_S, end - time.monotonic()))
             self.t0 = time.monotonic()
-            self.last = 0.0
+            self.last = self.t0
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
             if step_delay > 0:
                 time.sleep(step_delay)
             now = time.monotonic()
-            if now - self.last >= PROGRESS_INTERVAL_S and batch + 1 < steps:
+            if batch == 0:
+                # The first progress line comes an interval after the first
+                # batch (which may have traced the model for a second), not
+                # at once: Keras times the first batches' hooks, and writing
+                # a line (with a host sync) is the one costly thing here.
+                self.last = now
+            elif now - self.last >= PROGRESS_INTERVAL_S and batch + 1 < steps:
                 self.last = now
                 rec = {"event": "progress", "epoch": self.epoch, "epochs": epochs,
                        "step": batch + 1, "steps": steps}
@@ -269,6 +280,12 @@ def main(argv):
     # epoch whose metric it has, and the newest values win.
     class Preempt(tf.keras.callbacks.Callback):
         """On a notice: a checkpoint now, then exit (the agent requeues)."""
+
+        def __init__(self):
+            super().__init__()
+            # It never reads the logs: without this, Keras would turn them
+            # into numbers (a host sync) before every batch hook.
+            self._supports_tf_logs = True
 
         def on_epoch_begin(self, epoch, logs=None):
             if notice():  # between epochs: the last epoch's checkpoint holds it all
@@ -294,9 +311,22 @@ def main(argv):
             os.path.join(ckpt_dir, "epoch-{epoch:03d}.keras"), save_weights_only=False,
             save_freq="epoch"))
         callbacks.append(Preempt())
+    class EpochTensorBoard(tf.keras.callbacks.TensorBoard):
+        """TensorBoard logs per epoch, without batch hooks. Our own batch hooks
+        make Keras call every callback's, and TensorBoard's then runs a
+        summary op per metric per batch, discarded with update_freq="epoch":
+        most of a small batch's time, and Keras' "on_train_batch_end is slow"
+        warning."""
+
+        def on_train_batch_begin(self, batch, logs=None):
+            pass
+
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
     if log_dir:
-        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch",
-                                                        write_graph=False, profile_batch=0))
+        callbacks.append(EpochTensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False,
+                                          profile_batch=0))
 
     if initial_epoch >= epochs:
         print(f"Nothing to train: {initial_epoch} of {epochs} epochs already done", flush=True)

@@ -112,3 +112,45 @@ def test_messages_name_python_parameters_and_say_each_word_once(capsys):
     assert "trainyard: j-1 waiting: 5 of your jobs are active (the limit); 1st in line\n" in err
     assert "wait longer with wait_new_job_create_s, or cancel a job" in err
     assert "--" not in err
+
+
+def run_keras_runner(folder, model, x, y, batch_size, epochs, **env):
+    """Runs the instance-side Keras runner on `model` as a job would (its
+    checkpoint, log and output folders and $YARD_METRICS set); returns it."""
+    model.save(folder / "model.keras")
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    (folder / "spec.json").write_text(json.dumps({
+        "version": 1, "model": "model.keras", "train_x": "x.npy", "train_y": "y.npy",
+        "batch_size": batch_size, "epochs": epochs}))
+    dirs = {name: folder / name for name in ("ckpt", "logs", "outputs")}
+    job_env = dict(os.environ, YARD_CHECKPOINT_DIR=str(dirs["ckpt"]), YARD_LOG_DIR=str(dirs["logs"]),
+                   YARD_OUTPUT_DIR=str(dirs["outputs"]), YARD_METRICS=str(folder / "metrics.jsonl"),
+                   PYTHONPATH=str(REPO / "python"), **env)
+    return subprocess.run([sys.executable, "-m", "trainyard.runner", "spec.json"], cwd=folder,
+                          env=job_env, capture_output=True, text=True, timeout=300)
+
+
+def test_our_keras_callbacks_never_make_keras_call_batch_hooks_slow(tmp_path):
+    # Tiny batches of a tiny model: a batch takes about a millisecond, so
+    # anything our callbacks do per batch shows in Keras' timing check (the
+    # first batches of every fit).
+    x = np.random.default_rng(0).random((64, 4), dtype=np.float32)
+    y = (x.sum(axis=1) > 2).astype("int64")
+    for run in range(3):
+        model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        folder = tmp_path / str(run)
+        folder.mkdir()
+        proc = run_keras_runner(folder, model, x, y, batch_size=1, epochs=1)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "is slow compared to the batch time" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+        lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in lines if "loss" in r and "event" not in r] == [1]
+    # A batch hook that is slow (here the runner's own test knob, sleeping
+    # in it) is still told, once.
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    proc = run_keras_runner(folder, model, x, y, batch_size=1, epochs=1, TRAINYARD_STEP_DELAY_S="0.01")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("`on_train_batch_end` is slow compared to the batch time") == 1, proc.stderr
