@@ -80,6 +80,7 @@ class Client {
 std::shared_ptr<Client> ConnectPy(const std::string& server, const std::string& token,
                                   const std::string& home, const std::string& yard_binary) {
   yard::ConnectionOptions o{server, token, home, yard_binary};
+  o.restart_embedded = !yard_binary.empty();  // else "this executable" is Python, not yard
   yard::StatusOr<std::unique_ptr<yard::HttpClient>> c = [&] {
     py::gil_scoped_release nogil;
     return yard::Connect(o);

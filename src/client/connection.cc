@@ -1,6 +1,7 @@
 #include "client/connection.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,6 +39,39 @@ StatusOr<std::string> HealthyUrl(const std::string& home) {
   return Unavailable("no embedded server answers on " + home);
 }
 
+// True if a server process holds home/server.lock (it does for its whole
+// life, even while too busy to answer; the kernel drops it when it dies).
+bool ServerProcessRuns(const std::string& home) {
+  int fd = ::open((home + "/server.lock").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
+// Waits up to 20 s for the server to answer; stops early if `pid` (the one
+// we started, 0 if none) exits.
+StatusOr<std::string> AwaitServer(const std::string& home, int pid) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto url = HealthyUrl(home); url.ok()) return url;
+    if (pid && !ProcessAlive(pid, "")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string log = ReadFile(home + "/server.log").ok() ? *ReadFile(home + "/server.log") : "";
+  if (log.size() > 2000) log = log.substr(log.size() - 2000);
+  return Unavailable("the embedded server did not start (log " + home + "/server.log):\n" + log);
+}
+
+// Starts a server on `home` and waits for it to answer. The caller holds
+// home/start.lock and saw no server process.
+StatusOr<std::string> StartServer(const std::string& home, const std::string& yard_binary) {
+  std::string binary = yard_binary.empty() ? SelfExecutable() : yard_binary;
+  YARD_ASSIGN_OR_RETURN(int pid, SpawnDetached({binary, "server", "--home", home},
+                                               CurrentEnvironment(), home + "/server.log"));
+  return AwaitServer(home, pid);  // it writes server.json once listening
+}
+
 }  // namespace
 
 StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::string& yard_binary) {
@@ -46,21 +80,19 @@ StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::s
   FileLock lock(home + "/start.lock");
   if (!lock.ok()) return ErrnoStatus("cannot lock " + home + "/start.lock");
   if (auto url = HealthyUrl(home); url.ok()) return url;  // another process won the race
-  std::string binary = yard_binary.empty() ? SelfExecutable() : yard_binary;
-  std::vector<std::string> env = CurrentEnvironment();
-  YARD_ASSIGN_OR_RETURN(int pid, SpawnDetached({binary, "server", "--home", home}, env,
-                                               home + "/server.log"));
-  // Wait for the server to answer (it writes server.json once listening).
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    StatusOr<std::string> url = ReadServerUrl(home);
-    if (url.ok() && ServerHealthy(*url)) return url;
-    if (!ProcessAlive(pid, "")) break;  // before exec its cmdline is still ours
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  std::string log = ReadFile(home + "/server.log").ok() ? *ReadFile(home + "/server.log") : "";
-  if (log.size() > 2000) log = log.substr(log.size() - 2000);
-  return Unavailable("the embedded server did not start (log " + home + "/server.log):\n" + log);
+  // A server that runs but does not answer yet (starting, or busy) is waited
+  // for, not doubled.
+  if (ServerProcessRuns(home)) return AwaitServer(home, 0);
+  return StartServer(home, yard_binary);
+}
+
+Status ReviveEmbeddedServer(const std::string& home, const std::string& yard_binary) {
+  // Probing server.lock only under start.lock: a probe never collides with
+  // a starting server's own lock.
+  FileLock lock(home + "/start.lock");
+  if (!lock.ok()) return ErrnoStatus("cannot lock " + home + "/start.lock");
+  if (ServerProcessRuns(home)) return Status::Ok();  // alive, perhaps busy: not ours to judge
+  return StartServer(home, yard_binary).status();
 }
 
 StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
@@ -81,7 +113,12 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
   // The embedded server may restart on another port: re-read its file on
   // every connection.
   UrlResolver resolve = [home]() { return ReadServerUrl(home); };
-  return std::make_unique<HttpClient>(resolve, token);
+  auto client = std::make_unique<HttpClient>(resolve, token);
+  if (o.restart_embedded) {
+    std::string binary = o.yard_binary;
+    client->set_reviver([home, binary]() { return ReviveEmbeddedServer(home, binary); });
+  }
+  return client;
 }
 
 }  // namespace yard

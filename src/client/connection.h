@@ -16,6 +16,9 @@ struct ConnectionOptions {
   std::string token;   // "" = YARD_TOKEN, else the embedded home's token
   std::string home;    // "" = DefaultYardHome()
   std::string yard_binary;  // to start the embedded server; "" = this executable
+  // Followers start the embedded server again when they find it gone (see
+  // ReviveEmbeddedServer). Off only where `yard_binary` cannot be known.
+  bool restart_embedded = true;
 };
 
 // Returns a client for the configured server, starting the embedded one if
@@ -26,6 +29,12 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& options);
 // processes calling this at once start exactly one server: they serialize
 // on home/start.lock, and a running server is detected by its health check.
 StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::string& yard_binary);
+
+// Starts the embedded server on `home` again if no server process runs
+// there (it holds home/server.lock while alive, even when too busy to
+// answer); OK with nothing done if one runs. Exactly one server starts
+// however many clients call this at once (EnsureEmbeddedServer's lock).
+Status ReviveEmbeddedServer(const std::string& home, const std::string& yard_binary);
 
 // Reads home/server.json's URL (no health check).
 StatusOr<std::string> ReadServerUrl(const std::string& home);

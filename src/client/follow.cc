@@ -88,6 +88,10 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
     // Only transport trouble is worth retrying; a 4xx will not get better.
     if (s.code() != Code::kUnavailable && s.code() != Code::kInternal) return s;
     if (opts.on_disconnect && !opts.on_disconnect(s)) return s;
+    // The embedded server may have died: start it again (once, however many
+    // followers notice) and go on from the cursor. A failed start is retried.
+    if (Status revived = client.Revive(); !revived.ok() && opts.on_disconnect)
+      opts.on_disconnect(revived);
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }

@@ -64,8 +64,16 @@ class HttpClient {
   const std::string& token() const { return token_; }
   StatusOr<std::string> BaseUrl() const { return resolver_(); }
 
+  // A way to bring the server back when it is found gone (the embedded
+  // server, which we start ourselves); none for a server run by others.
+  void set_reviver(std::function<Status()> reviver) { reviver_ = std::move(reviver); }
+  // Called after a transport failure: starts the server again if it is gone
+  // and we own it. OK when there is nothing to do; an error when starting failed.
+  Status Revive() const { return reviver_ ? reviver_() : Status::Ok(); }
+
  private:
   UrlResolver resolver_;
+  std::function<Status()> reviver_;
   std::string token_;
   int read_timeout_s_ = 120;
   std::shared_ptr<ConnectionPool> pool_;  // idle kept-alive connections

@@ -156,6 +156,7 @@ Status WriteBundle(const JobInput& in, const std::string& top) {
 
 StatusOr<std::unique_ptr<yard::HttpClient>> ConnectTo(const Connection& c) {
   yard::ConnectionOptions o{c.server, c.token, c.home, FindYardBinary(c.yard_binary)};
+  o.restart_embedded = !o.yard_binary.empty();  // else "this executable" is Python, not yard
   bool embedded = o.server.empty() && yard::EnvOr("YARD_SERVER", "").empty();
   if (embedded && o.yard_binary.empty()) {
     // Connect would start *this* program as the server: refuse unless one runs.
