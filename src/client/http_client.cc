@@ -117,10 +117,22 @@ HttpClient::HttpClient(const std::string& base_url, std::string token)
     : HttpClient([base_url]() -> StatusOr<std::string> { return base_url; }, std::move(token)) {}
 
 StatusOr<Json> HttpClient::Get(const std::string& path) const {
+  StatusOr<Json> reply = GetOnce(path);
+  if (reply.ok() || !RevivedAfter(reply.status())) return reply;
+  return GetOnce(path);
+}
+
+StatusOr<Json> HttpClient::GetOnce(const std::string& path) const {
   YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
   httplib::Result r = cli->Get(path, AuthHeaders(token_));
   cli.Keep(r);
   return ParseReply(r, "GET " + path);
+}
+
+bool HttpClient::RevivedAfter(const Status& failure) const {
+  // Only transport trouble (Unavailable) may mean the server is gone; a
+  // GET asks again, which is safe as it changes nothing.
+  return reviver_ && failure.code() == Code::kUnavailable && Revive().ok();
 }
 
 StatusOr<Json> HttpClient::Post(const std::string& path, const Json& body) const {
@@ -140,6 +152,12 @@ StatusOr<Json> HttpClient::PutBytes(const std::string& path, std::string_view by
 }
 
 StatusOr<std::string> HttpClient::GetBytes(const std::string& path) const {
+  StatusOr<std::string> bytes = GetBytesOnce(path);
+  if (bytes.ok() || !RevivedAfter(bytes.status())) return bytes;
+  return GetBytesOnce(path);
+}
+
+StatusOr<std::string> HttpClient::GetBytesOnce(const std::string& path) const {
   YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
   auto r = cli->Get(path, AuthHeaders(token_));
   cli.Keep(r);

@@ -38,6 +38,8 @@ class HttpClient {
   // A fixed base URL.
   HttpClient(const std::string& base_url, std::string token);
 
+  // GETs that fail for want of a server ask the reviver (below) and, if it
+  // has one running again, ask once more.
   StatusOr<Json> Get(const std::string& path) const;
   StatusOr<Json> Post(const std::string& path, const Json& body) const;
   // PUT raw bytes.
@@ -72,6 +74,11 @@ class HttpClient {
   Status Revive() const { return reviver_ ? reviver_() : Status::Ok(); }
 
  private:
+  StatusOr<Json> GetOnce(const std::string& path) const;
+  StatusOr<std::string> GetBytesOnce(const std::string& path) const;
+  // True if `failure` may be a gone server and the reviver has one running.
+  bool RevivedAfter(const Status& failure) const;
+
   UrlResolver resolver_;
   std::function<Status()> reviver_;
   std::string token_;

@@ -7,6 +7,8 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import wait_for, pid_alive, processes_matching
 
 SEGMENT = 25000
@@ -37,9 +39,17 @@ print("DONE", flush=True)
 
 
 def collect(proc):
+    """The lines `proc` prints, as they come; and the thread reading them,
+    which ends at the pipe's end (join it before reading the last lines)."""
     lines = []
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    return lines
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def drained(reader):
+    reader.join(timeout=60)
+    return not reader.is_alive()
 
 
 def numbered(lines):
@@ -50,18 +60,35 @@ def server_processes(yard):
     return processes_matching(f"server --home {yard.home}")
 
 
-def test_followers_restart_a_killed_embedded_server(yard, project, tmp_path):
+@pytest.fixture
+def followers(yard):
+    """Followers the test starts; ended before the yard fixture stops the
+    home's processes, so that none outlives a failed test and revives its server."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_followers_restart_a_killed_embedded_server(yard, project, tmp_path, followers):
     (project / "job.py").write_text(JOB)
     ckpt = tmp_path / "ckpt"
     fit = yard.start("fit", "job.py", "--ckpt-dir", ckpt, cwd=project, text=True)
-    fit_lines = collect(fit)
+    followers.append(fit)
+    fit_lines, fit_reader = collect(fit)
     ready = wait_for(lambda: next((l for l in fit_lines if l.startswith("READY")), None),
                      timeout=90, what="the job's READY line at yard fit")
     workdir = Path(ready.split(None, 1)[1].strip())
     job_id = yard.json("jobs")[0]["id"]
     # A second follower notices each kill at the same moment as yard fit.
     logs_f = yard.start("logs", "-f", job_id, text=True)
-    logs_lines = collect(logs_f)
+    followers.append(logs_f)
+    logs_lines, logs_reader = collect(logs_f)
+    # The kills are for followers: `yard logs -f` must be following first.
+    wait_for(lambda: any(l.startswith("READY") for l in logs_lines), timeout=60,
+             what="the job's READY line at yard logs -f")
 
     for seg in range(SEGMENTS):
         (workdir / f"release-{seg}").write_text("go")
@@ -77,10 +104,12 @@ def test_followers_restart_a_killed_embedded_server(yard, project, tmp_path):
         new = wait_for(lambda: (p := yard.server_info()["pid"]) != old and pid_alive(p) and p,
                        timeout=60, what=f"the followers to restart the server (kill {seg + 1})")
         assert server_processes(yard) == [new], "exactly one server must run after a restart"
-        assert fit.poll() is None and logs_f.poll() is None
+        assert fit.poll() is None, fit.stderr.read()
+        assert logs_f.poll() is None, logs_f.stderr.read()
 
     assert fit.wait(timeout=240) == 0, fit.stderr.read()
     assert logs_f.wait(timeout=60) == 0, logs_f.stderr.read()
+    assert drained(fit_reader) and drained(logs_reader)
     want = [f"line {i}\n" for i in range(SEGMENT * SEGMENTS)]
     assert numbered(fit_lines) == want
     assert numbered(logs_lines) == want
