@@ -149,23 +149,41 @@ void ArtifactWatcher::MarkSynced(const std::string& dir_name, const std::string&
   }
 }
 
+void ArtifactWatcher::MarkAllSynced() {
+  for (const Dir& d : dirs_)
+    ForEachFile(d, [&](const std::string& rel) { MarkSynced(d.name, rel); });
+}
+
 void ArtifactWatcher::Scan(bool final) {
   for (const Dir& d : dirs_) ScanDir(d, final, &files_);
 }
 
-void ArtifactWatcher::ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* files) {
+void ArtifactWatcher::ForEachFile(const Dir& dir,
+                                  const std::function<void(const std::string& rel)>& fn) const {
   std::error_code ec;
   fs::recursive_directory_iterator it(dir.folder, fs::directory_options::skip_permission_denied,
                                       ec);
   for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     std::error_code type_ec;
-    if (it->symlink_status(type_ec).type() != fs::file_type::regular) continue;
+    fs::file_type type = it->symlink_status(type_ec).type();
+    if (type == fs::file_type::directory && !dir.skip_folders.empty()) {
+      std::string name = it->path().filename().string();
+      for (const std::string& skip : dir.skip_folders)
+        if (name == skip) it.disable_recursion_pending();
+      continue;
+    }
+    if (type != fs::file_type::regular) continue;
     std::string rel = it->path().lexically_relative(dir.folder).generic_string();
-    if (!IsSafeRelativePath(rel)) continue;
-    // Vanished files keep their state: should one come back unchanged, it
-    // needs no second sync.
-    Consider(dir, rel, &(*files)[dir.name + "/" + rel], final);
+    if (IsSafeRelativePath(rel)) fn(rel);
   }
+}
+
+void ArtifactWatcher::ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* files) {
+  // Vanished files keep their state: should one come back unchanged, it
+  // needs no second sync.
+  ForEachFile(dir, [&](const std::string& rel) {
+    Consider(dir, rel, &(*files)[dir.name + "/" + rel], final);
+  });
 }
 
 void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState* state,
@@ -176,6 +194,15 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
   bool stable = state->seen == now;
   state->seen = now;
   if (state->synced == now) return;
+  if (dir.max_file_bytes && now.size > dir.max_file_bytes) {
+    if (final && state->failed != now)
+      SyncFailed(dir, rel, state,
+                 ResourceExhausted("it has " + std::to_string(now.size >> 20) + " MiB, over the " +
+                                   std::to_string(dir.max_file_bytes >> 20) + " MiB a file of this "
+                                   "folder may have; write it under $YARD_OUTPUT_DIR to have it synced"),
+                 true);
+    return;
+  }
   if (!final && (!stable || state->failed == now)) return;
   Sync(dir, rel, state, final);
 }

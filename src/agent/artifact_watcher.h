@@ -1,5 +1,6 @@
 // ArtifactWatcher: mirrors the files a job writes under its checkpoint, log
-// and output folders to the server while it runs.
+// and output folders to the server while it runs (and, scanned once at its
+// end, those it wrote in its working folder: JobRunner::MakeWorkWatcher).
 //
 // A file is synced once it has changed since its last sync and then stayed
 // the same (size and mtime) across two consecutive scans, so that a file
@@ -45,8 +46,13 @@ class ArtifactWatcher {
   // Receives each record (artifact, or an output line about a failed sync).
   using Emit = std::function<void(Json record)>;
   struct Dir {
-    std::string name;    // "checkpoints", "logs", "outputs"
+    std::string name;    // "checkpoints", "logs", "outputs", "work"
     std::string folder;  // where it is on disk
+    // Names of folders, at any depth, whose files are not synced
+    // (interpreter caches in the job's working folder).
+    std::vector<std::string> skip_folders = {};
+    // Files larger than this are not synced (the final scan says so); 0: any.
+    uint64_t max_file_bytes = 0;
   };
 
   ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit);
@@ -67,6 +73,10 @@ class ArtifactWatcher {
   // Takes the file's present state as synced: the agent wrote it itself
   // (a checkpoint to resume from) and the server has it.
   void MarkSynced(const std::string& dir_name, const std::string& relative_path);
+  // Takes every file present now in every dir as synced: they are the job's
+  // input (its bundle), so only files written or changed after this are
+  // synced. REQUIRES: not called while the Start() thread runs.
+  void MarkAllSynced();
 
  private:
   struct FileState {
@@ -76,6 +86,8 @@ class ArtifactWatcher {
     std::chrono::steady_clock::time_point closed_sync;  // the last sync inotify started
   };
   void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
+  // Calls `fn(rel)` for each regular file under `dir` at a safe relative path.
+  void ForEachFile(const Dir& dir, const std::function<void(const std::string& rel)>& fn) const;
   void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final);
   void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
   void SyncFailed(const Dir& dir, const std::string& rel, FileState* state, const Status& why,

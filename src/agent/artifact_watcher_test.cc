@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -148,6 +149,37 @@ TEST_F(ArtifactWatcherTest, MarkSyncedSkipsAFileTheAgentWrote) {
   w.MarkSynced("checkpoints", "resume.bin");
   w.Scan(true);
   EXPECT_TRUE(records_.empty());
+}
+
+// The job's working folder: what was there before it ran (its bundle) is
+// not synced, nor interpreter caches or files over the size limit; what it
+// wrote or changed is.
+TEST_F(ArtifactWatcherTest, WorkFolderSyncsWhatTheJobWroteOrChangedOnly) {
+  Write("work/train.py", "print()");
+  Write("work/data/x.csv", "1,2");
+  ArtifactWatcher w({{"work", dir_.path() + "/work", {"__pycache__"}, 10}},
+                    [this](const std::string& path) -> StatusOr<FileEntry> {
+                      uploads_.push_back(path);
+                      FileEntry e;
+                      e.size = fs::file_size(path);
+                      return e;
+                    },
+                    [this](Json r) { records_.push_back(std::move(r)); });
+  w.MarkAllSynced();
+  Write("work/model.keras", "weights");
+  Write("work/data/x.csv", "1,2,3");
+  Touch("work/data/x.csv", 5);
+  Write("work/__pycache__/train.cpython-311.pyc", "bytecode");
+  Write("work/big.bin", "more than ten bytes");
+  w.Scan(/*final=*/true);
+  std::vector<std::string> synced;
+  for (const Json& r : records_)
+    if (r["kind"] == "artifact") synced.push_back(r["entry"]["path"]);
+  std::sort(synced.begin(), synced.end());
+  EXPECT_EQ(synced, (std::vector<std::string>{"data/x.csv", "model.keras"}));
+  ASSERT_EQ(records_.size(), 3u);
+  EXPECT_NE(records_.back().dump().find("could not sync work/big.bin: it has 0 MiB, over the 0 MiB"),
+            std::string::npos) << records_.back().dump();
 }
 
 TEST_F(ArtifactWatcherTest, ThreadScansOnItsOwn) {

@@ -33,6 +33,12 @@ std::vector<ArtifactWatcher::Dir> ArtifactDirs(const JobPaths& p) {
   return {{"checkpoints", p.checkpoints}, {"logs", p.logs}, {"outputs", p.outputs}};
 }
 
+// What interpreters leave in a working folder on their own: not outputs.
+const std::vector<std::string> kWorkCacheFolders = {"__pycache__", ".ipynb_checkpoints"};
+// A working-folder file larger than this (a data set the job downloaded) is
+// not sent back at the job's end; the output folder has no such limit.
+constexpr uint64_t kMaxWorkFileBytes = uint64_t{1} << 30;
+
 // A scheduling decision the user sees with the job's events.
 Json DecisionRecord(std::string message) {
   return {{"kind", "decision"}, {"message", std::move(message)}};
@@ -105,6 +111,8 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
+  // The working folder as the job finds it: what it then writes is offered back.
+  std::unique_ptr<ArtifactWatcher> work_files = MakeWorkWatcher(paths);
   int start_failure_code = 0;
   StatusOr<std::unique_ptr<JobProcess>> process = StartProcess(paths, &options, &start_failure_code);
   if (!process.ok()) return FailEarly(start_failure_code, process.status().message());
@@ -118,6 +126,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
   // Everything the job wrote is stored before the exit record says it ended.
   watcher->Scan(/*final=*/true);
+  work_files->Scan(/*final=*/true);
   bool was_cancelled = cancelled();
   if (told_of_notice_ && !was_cancelled) return EndPreempted(info.Describe());
   std::string message = info.Describe();
@@ -199,6 +208,18 @@ std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
       });
   // The checkpoint we fetched to resume from is on the server already.
   if (a_.resume_from) watcher->MarkSynced("checkpoints", a_.resume_from->path);
+  return watcher;
+}
+
+std::unique_ptr<ArtifactWatcher> JobRunner::MakeWorkWatcher(const JobPaths& paths) {
+  auto watcher = std::make_unique<ArtifactWatcher>(
+      std::vector<ArtifactWatcher::Dir>{{"work", paths.work, kWorkCacheFolders, kMaxWorkFileBytes}},
+      [this](const std::string& path) -> StatusOr<FileEntry> {
+        if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
+        return ctx_.uploader->Upload(path);
+      },
+      [this](Json record) { Emit(record); });
+  watcher->MarkAllSynced();
   return watcher;
 }
 

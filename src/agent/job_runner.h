@@ -87,7 +87,12 @@ class JobRunner {
   StatusOr<std::unique_ptr<JobProcess>> StartProcess(const JobPaths& paths,
                                                      JobSpawnOptions* options,
                                                      int* failure_exit_code);
+  // Syncs the checkpoint, log and output folders while the job runs.
   std::unique_ptr<ArtifactWatcher> MakeWatcher(const JobPaths& paths);
+  // The job's working folder ("work"), scanned once at its end: files the
+  // job wrote or changed there (a model saved beside the script) are synced;
+  // the bundle's own files, as they are when this is called, are not.
+  std::unique_ptr<ArtifactWatcher> MakeWorkWatcher(const JobPaths& paths);
   ExitInfo Pump(JobProcess* process);
   // Called by the pump: tells the job of a spot interruption notice (once:
   // notice file, then the signal, then a decision record), shows rebalance

@@ -2,7 +2,8 @@
 // folder, materializing its bundle and building its environment.
 //
 // A job attempt's folder, <work_dir>/jobs/<job>-<attempt>/:
-//   work/          the bundle; the command's working directory
+//   work/          the bundle; the command's working directory (what the
+//                  job writes or changes here is synced at its end, "work")
 //   checkpoints/   $YARD_CHECKPOINT_DIR  } mirrored to the server
 //   logs/          $YARD_LOG_DIR         } while the job runs
 //   outputs/       $YARD_OUTPUT_DIR      }

@@ -32,7 +32,8 @@ const std::vector<CommandRow>& Commands() {
       {"jobs", "list your jobs", SetupJobs},
       {"status", "show one job", SetupStatus},
       {"logs", "print a job's output (from the start; -f to follow)", SetupLogs},
-      {"fetch", "download a job's checkpoints, logs and outputs", SetupFetch},
+      {"fetch", "download a job's checkpoints, logs and outputs (--all: and the files it wrote "
+                "in its working folder)", SetupFetch},
       {"cancel", "cancel a job (ends everything it started)", SetupCancel},
       {"machines", "list machine types and your instances (state, age, idle, price)", SetupMachines},
       {"down", "end cooling instances now", SetupDown},

@@ -143,20 +143,28 @@ Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
 }
 
 Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string job, to; };
+  struct Flags { std::string job, to; bool all = false; };
   auto f = std::make_shared<Flags>();
   sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_option("--to", f->to, "folder to write into (default: ./<job id>)");
+  sub->add_flag("--all", f->all,
+                "also the files the job wrote in its working folder (into <folder>/work/)");
   return WithClient(global, [f](HttpClient& c) -> Status {
     YARD_ASSIGN_OR_RETURN(f->job, ResolveJob(c, f->job));
     std::string to = f->to.empty() ? f->job : f->to;
     YARD_ASSIGN_OR_RETURN(Json reply, c.Get("/v1/jobs/" + f->job + "/artifacts"));
     std::vector<std::pair<std::string, FileEntry>> entries;  // (dir, entry)
+    std::map<std::string, uint64_t> left_out;  // the working folder's, without --all
     DownloadOptions options;
     for (const auto& a : reply["artifacts"]) {
       YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(a["entry"]));
+      std::string dir = a["dir"].get<std::string>();
+      if (dir == "work" && !f->all) {
+        left_out[e.path] = e.size;
+        continue;
+      }
       options.progress_total += e.size;
-      entries.emplace_back(a["dir"].get<std::string>(), std::move(e));
+      entries.emplace_back(dir, std::move(e));
     }
     // One progress line for the whole fetch.
     std::unique_ptr<ProgressReporter> progress = StderrProgress("yard: fetching " + f->job);
@@ -172,6 +180,10 @@ Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
     std::fprintf(stderr, "yard: fetched %llu files (%s) into %s\n",
                  static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
                  to.c_str());
+    if (!left_out.empty()) {
+      std::string offer = WorkFilesOffer(f->job, left_out);
+      std::fwrite(offer.data(), 1, offer.size(), stderr);
+    }
     return Status::Ok();
   });
 }

@@ -365,6 +365,7 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
     follow_status = st->follow_status;
   }
   if (!follow_status.ok()) return Fail(follow_status.message());
+  view->OfferWorkFiles();
   return view->ExitCode();
 }
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -105,6 +106,9 @@ void LiveJobView::Show(const Json& ev) {
     std::fwrite(data.data(), 1, data.size(), stdout);
     std::fflush(stdout);
     if (!data.empty()) output_open_ = data.back() != '\n';
+  } else if (kind == "artifact" && ev.value("dir", "") == "work") {
+    const Json& entry = ev.value("entry", Json::object());
+    work_files_[entry.value("path", "")] = entry.value("size", uint64_t{0});
   } else if (kind == "decision") {
     std::fprintf(stderr, "yard: %s\n", ev.value("message", "").c_str());
   } else if (kind == "metric" && show_metrics_) {
@@ -120,6 +124,31 @@ void LiveJobView::Show(const Json& ev) {
       exit_code_ = state == "cancelled" ? 130 : ev.value("exit_code", state == "succeeded" ? 0 : 1);
     }
   }
+}
+
+void LiveJobView::OfferWorkFiles() const {
+  std::string offer = WorkFilesOffer(job_id_, work_files_);
+  std::fwrite(offer.data(), 1, offer.size(), stderr);
+}
+
+std::string WorkFilesOffer(const std::string& job_id, const std::map<std::string, uint64_t>& files) {
+  constexpr size_t kListed = 10;
+  if (files.empty()) return "";
+  size_t width = 0;
+  for (const auto& [path, size] : files) width = std::max(width, std::min<size_t>(path.size(), 60));
+  std::string out = "yard: the job wrote " + std::to_string(files.size()) +
+                    (files.size() == 1 ? " file" : " files") + " in its working folder:\n";
+  size_t listed = 0;
+  for (const auto& [path, size] : files) {
+    if (listed++ == kListed) {
+      out += "yard:   ... and " + std::to_string(files.size() - kListed) + " more\n";
+      break;
+    }
+    out += "yard:   " + path + std::string(width > path.size() ? width - path.size() : 0, ' ') +
+           "  " + HumanBytes(size) + "\n";
+  }
+  return out + "yard: fetch " + (files.size() == 1 ? "it" : "them") + " with `yard fetch " +
+         job_id + " --all` (into ./" + job_id + "/work/)\n";
 }
 
 void LiveJobView::Disconnected(const Status& why) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,10 @@ class LiveJobView {
   void Show(const Json& event);
   // Tells the user once per outage that the connection is being retried.
   void Disconnected(const Status& why);
+  // Lists on stderr the files the job wrote in its working folder (its
+  // "work" artifacts, seen by Show), with their sizes and the command that
+  // fetches them; nothing when there are none.
+  void OfferWorkFiles() const;
   // The exit code for `yard fit`: the job's own, 1 if it failed without
   // one (e.g. lost), 130 if cancelled; 0 until a final state was seen.
   int ExitCode() const { return exit_code_; }
@@ -50,6 +55,12 @@ class LiveJobView {
   bool finished_ = false;
   bool disconnected_ = false;
   int exit_code_ = 0;
+  std::map<std::string, uint64_t> work_files_;  // path -> size of the newest version
 };
+
+// "yard fetch JOB --all" lines for `files` (path -> size) of a job's working
+// folder: how many, the first few with their sizes, and the command; "" when
+// `files` is empty.
+std::string WorkFilesOffer(const std::string& job_id, const std::map<std::string, uint64_t>& files);
 
 }  // namespace yard::cli

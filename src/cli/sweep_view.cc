@@ -19,6 +19,7 @@ struct Row {
   std::string id, description, state = "requesting", metrics;
   bool metric_events = false;  // the job writes $YARD_METRICS: those win
   OutputMetrics printed;       // else what Keras / Lightning print
+  std::map<std::string, uint64_t> work_files;  // written in its working folder: path -> size
 };
 
 std::string MetricsText(const Json& values) {
@@ -41,6 +42,10 @@ class SweepTable {
     std::string kind = ev.value("kind", "");
     bool changed = false;
     if (kind == "state") { rows_[i].state = ev.value("state", ""); changed = true; }
+    if (kind == "artifact" && ev.value("dir", "") == "work") {
+      const Json& entry = ev.value("entry", Json::object());
+      rows_[i].work_files[entry.value("path", "")] = entry.value("size", uint64_t{0});
+    }
     if (kind == "metric") {
       rows_[i].metric_events = true;
       rows_[i].metrics = MetricsText(ev.value("values", Json::object()));
@@ -51,6 +56,18 @@ class SweepTable {
       changed = tty_;
     }
     if (changed) Draw();
+  }
+
+  // One line per job that wrote files in its working folder.
+  void OfferWorkFiles() const {
+    for (const auto& r : rows_) {
+      if (r.work_files.empty()) continue;
+      uint64_t bytes = 0;
+      for (const auto& [path, size] : r.work_files) bytes += size;
+      std::fprintf(stderr, "yard: %s wrote %zu %s (%s) in its working folder: `yard fetch %s --all`\n",
+                   r.id.c_str(), r.work_files.size(), r.work_files.size() == 1 ? "file" : "files",
+                   HumanBytes(bytes).c_str(), r.id.c_str());
+    }
   }
 
   bool AllSucceeded() const {
@@ -119,6 +136,7 @@ int FollowSweep(const HttpClient& client,
         std::fprintf(stderr, "yard: mirroring %s: %s\n", jobs[i].first.c_str(), s.message().c_str());
     });
   for (auto& t : followers) t.join();
+  table.OfferWorkFiles();
   return table.AllSucceeded() ? 0 : 1;
 }
 

@@ -413,8 +413,8 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
   }
   if (kind == "artifact") {
     std::string dir = r.value("dir", "");
-    if (dir != "checkpoints" && dir != "logs" && dir != "outputs")
-      return InvalidArgument("artifact 'dir' must be checkpoints, logs or outputs");
+    if (dir != "checkpoints" && dir != "logs" && dir != "outputs" && dir != "work")
+      return InvalidArgument("artifact 'dir' must be checkpoints, logs, outputs or work");
     YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(r.value("entry", Json())));
     Manifest m;
     m.files.push_back(e);

@@ -1,6 +1,7 @@
 """What a new user meets in the first hour with the CLI (issue 11): each
 test is one behaviour they rely on, on the defaults they start with."""
 import json
+import re
 
 from conftest import wait_for
 
@@ -196,6 +197,7 @@ def test_sweep_mirrors_each_job_into_its_folder_and_shows_printed_epoch_metrics(
         "import argparse, os\n"
         "p = argparse.ArgumentParser(); p.add_argument('--lr'); a = p.parse_args()\n"
         "open(os.path.join(os.environ['YARD_CHECKPOINT_DIR'], 'ckpt.txt'), 'w').write(a.lr)\n"
+        "open('result.txt', 'w').write(a.lr)\n"
         "print('Epoch 1/1')\n"
         "print('4/4 [==============================] - 0s 2ms/step - loss: 0.5000 - accuracy: 0.7500')\n")
     proc = yard.run("fit", "train.py", "--sweep", "lr=0.1,0.01", "--ckpt-dir", "ckpt", cwd=project,
@@ -204,3 +206,38 @@ def test_sweep_mirrors_each_job_into_its_folder_and_shows_printed_epoch_metrics(
         assert (project / "ckpt" / f"lr={lr}" / "ckpt.txt").read_text() == lr
     final = proc.stdout.split("JOB")[-1]
     assert final.count("accuracy=0.75 epoch=1 loss=0.5") == 2, proc.stdout
+    # What each job wrote beside its script is offered back, job by job.
+    for job_id in [line.split()[0] for line in final.splitlines() if line.startswith("job-")]:
+        offer = rf"yard: {job_id} wrote 1 file \([34] B\) in its working folder: `yard fetch {job_id} --all`"
+        assert re.search(offer, proc.stderr), proc.stderr
+
+
+def test_files_the_job_writes_beside_its_script_are_listed_and_fetched_with_all(yard, project):
+    # A script that saves its model beside itself (no $YARD_OUTPUT_DIR) and
+    # appends to a file of the bundle; the helper module it imports leaves a
+    # __pycache__ and the data file it reads stays as sent.
+    (project / "helper.py").write_text("MODEL = b'weights' * 1000\n")
+    (project / "data.csv").write_text("x,y\n1,2\n")
+    (project / "notes.txt").write_text("sent\n")
+    (project / "train.py").write_text(
+        "import helper\n"
+        "open('data.csv').read()\n"
+        "open('model.keras', 'wb').write(helper.MODEL)\n"
+        "open('notes.txt', 'a').write('trained\\n')\n")
+    proc = yard.run("fit", "train.py", cwd=project)
+    job_id = yard.json("jobs")[0]["id"]
+    assert "yard: the job wrote 2 files in its working folder:" in proc.stderr, proc.stderr
+    offer = proc.stderr[proc.stderr.index("in its working folder"):]
+    assert "model.keras  6.8 KiB" in offer and "notes.txt" in offer, offer
+    for unchanged in ("train.py", "helper.py", "data.csv", "__pycache__"):
+        assert unchanged not in offer, offer
+    assert f"fetch them with `yard fetch {job_id} --all`" in offer, offer
+
+    plain = yard.run("fetch", job_id, "--to", "plain", cwd=project)
+    assert not (project / "plain" / "work").exists()
+    assert f"`yard fetch {job_id} --all`" in plain.stderr, plain.stderr
+    yard.run("fetch", job_id, "--all", "--to", "all", cwd=project)
+    work = project / "all" / "work"
+    assert (work / "model.keras").read_bytes() == b"weights" * 1000
+    assert (work / "notes.txt").read_text() == "sent\ntrained\n"
+    assert sorted(p.name for p in work.iterdir()) == ["model.keras", "notes.txt"]
