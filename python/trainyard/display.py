@@ -59,6 +59,7 @@ class LiveView:
         self.bar_open = False
         self.instance = None
         self.pending = ""
+        self.work_files = {}  # written in the job's working folder: path -> size
 
     def _end_bar(self):
         if self.bar_open:
@@ -91,6 +92,9 @@ class LiveView:
                 self.out.flush()
         elif kind == "metric":
             self._metric(ev.get("values") or {}, ev.get("instance"))
+        elif kind == "artifact" and ev.get("dir") == "work":
+            entry = ev.get("entry") or {}
+            self.work_files[entry.get("path", "")] = entry.get("size", 0)
 
     def _metric(self, v, instance):
         event = v.get("event")
@@ -132,3 +136,9 @@ class LiveView:
             self.pending = ""
         self._end_bar()
         self.out.flush()
+        if self.work_files:  # e.g. a CSVLogger's file
+            listed = ", ".join(f"{p} ({human(n)})" for p, n in sorted(self.work_files.items())[:10])
+            more = len(self.work_files) - 10
+            info(f"the job wrote {listed}{f' and {more} more' if more > 0 else ''} in its working folder: "
+                 f"`yard fetch {self.job_id} --all` fetches "
+                 f"{'it' if len(self.work_files) == 1 else 'them'}")

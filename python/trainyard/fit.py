@@ -195,16 +195,17 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
         raise ValueError("fit_kwargs must be a dict")
     _check_fit_kwarg_names(model, framework, fit_kwargs)
     _check_shapes(model, framework, x, y, val)
-    json_kwargs, arrays = {}, {}
+    json_kwargs, arrays, callbacks = {}, {}, []
     for key, value in fit_kwargs.items():
         if key == "verbose":
             continue  # the live view's (see _check_verbose)
         if key in RESERVED_KEYS:
             raise ValueError(f"fit_kwargs may not repeat '{key}': pass it as online_fit's own argument")
         if framework == "keras" and key == "callbacks":
-            raise ValueError("fit_kwargs['callbacks'] cannot travel to the instance: Keras 2.15's callbacks "
-                             "have no get_config, so Keras cannot serialise them; checkpoints "
-                             "(directory_to_save_ckpt) and TensorBoard logs (directory_to_save_log) are built in")
+            import tensorflow as tf
+            from trainyard import callbacks as callbacksmod
+            callbacks = callbacksmod.serialise(value, tf)
+            continue
         if framework == "keras" and key in KERAS_REFUSED:
             raise ValueError(f"fit_kwargs['{key}'] is decided by trainyard and cannot be given")
         if isinstance(value, np.ndarray):
@@ -224,7 +225,7 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
                 bad = [m for m in (value or []) if m not in TORCH_METRICS]
                 if bad or not isinstance(value, list):
                     raise ValueError(f"fit_kwargs['metrics'] must be a list of {', '.join(TORCH_METRICS)}")
-    return framework, x, y, val, json_kwargs, arrays
+    return framework, x, y, val, json_kwargs, arrays, callbacks
 
 
 # ---------------------------------------------------------------- the bundle
@@ -247,7 +248,7 @@ def _save_model(model, framework, folder):
     return name
 
 
-def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed):
+def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed, callbacks=()):
     """-> (folder, data folder, command). The data folder holds only arrays
     (uploaded first, so what it cost is known apart)."""
     # root/main is the bundle's top level, root/data its data/ folder: they
@@ -264,6 +265,8 @@ def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, 
             "train_x": "data/train_x.npy", "train_y": "data/train_y.npy",
             "batch_size": int(batch_size), "epochs": int(epochs), "seed": seed,
             "fit_kwargs": json_kwargs, "fit_arrays": {}}
+    if callbacks:
+        spec["callbacks"] = list(callbacks)  # see trainyard/callbacks.py
     if framework == "keras" and "tensorflow" in sys.modules:
         spec["client"] = {"tensorflow": getattr(sys.modules["tensorflow"], "__version__", "")}
     if val is not None:
@@ -381,7 +384,7 @@ def _get_job(client, job_id):
 def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data, description,
             cool_down_period_s, fit_kwargs, wait_request_s, wait_new_job_create_s,
             wait_new_job_create_interval, record, seed=0):
-    framework, x, y, val, json_kwargs, arrays = _check_inputs(
+    framework, x, y, val, json_kwargs, arrays, callbacks = _check_inputs(
         model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs)
     verbose = _check_verbose(fit_kwargs or {})
     if cool_down_period_s is None or cool_down_period_s < 0:
@@ -390,7 +393,8 @@ def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation
         if isinstance(machine_ids, str):
             machine_ids = [machine_ids]
         machine_ids = [str(m) for m in machine_ids]
-    root, command = _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed)
+    root, command = _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed,
+                                  callbacks)
     try:
         client = _connect()
         if machine_ids is None:

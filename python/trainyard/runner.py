@@ -112,6 +112,29 @@ def _fit_kwargs(spec, base):
     return kwargs
 
 
+def build_callback(entry, tf):
+    """One user callback from its fit spec entry (made by the SDK, which
+    builds each one this way before a job exists): a Keras callback class
+    from its settings, {"builtin": NAME, "config": {...}}, or the user's own
+    class from its source, the names it uses from its module and Keras's own
+    serialisation of it, {"class_name", "source", "imports", "values", "keras"}."""
+    if "builtin" in entry:
+        return getattr(tf.keras.callbacks, entry["builtin"])(**entry["config"])
+    import importlib
+    namespace = {"__name__": "trainyard_user_callbacks"}
+    for name, (module, attr) in entry.get("imports", {}).items():
+        obj = importlib.import_module(module)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+        namespace[name] = obj
+    namespace.update(entry.get("values", {}))
+    exec(compile(entry["source"], f"<callback {entry['class_name']}>", "exec"), namespace)  # noqa: S102
+    cls = namespace[entry["class_name"]]
+    if hasattr(cls, "from_config"):
+        return tf.keras.saving.deserialize_keras_object(entry["keras"], custom_objects={entry["class_name"]: cls})
+    return cls(**entry["keras"]["config"])  # what Keras's from_config does; Callback has none
+
+
 def _epoch_of(path):
     m = re.search(r"epoch-(\d+)", os.path.basename(path))
     return int(m.group(1)) if m else 0
@@ -327,6 +350,11 @@ def main(argv):
     if log_dir:
         callbacks.append(EpochTensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False,
                                           profile_batch=0))
+
+    # The user's own (fit_kwargs['callbacks']), after ours: an epoch's
+    # metrics and checkpoint are written before, say, EarlyStopping ends
+    # the training.
+    callbacks += [build_callback(entry, tf) for entry in spec.get("callbacks", [])]
 
     if initial_epoch >= epochs:
         print(f"Nothing to train: {initial_epoch} of {epochs} epochs already done", flush=True)

@@ -154,3 +154,59 @@ def test_our_keras_callbacks_never_make_keras_call_batch_hooks_slow(tmp_path):
     proc = run_keras_runner(folder, model, x, y, batch_size=1, epochs=1, TRAINYARD_STEP_DELAY_S="0.01")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("`on_train_batch_end` is slow compared to the batch time") == 1, proc.stderr
+
+
+MARK = "epoch"  # a value of this module the callback below uses: shipped with it
+
+
+class EpochFile(tf.keras.callbacks.Callback):
+    """Appends each epoch's number to a file of the job's working folder."""
+
+    def __init__(self, name="epochs.txt"):
+        super().__init__()
+        self.name = name
+
+    def on_epoch_end(self, epoch, logs=None):
+        with open(self.name, "a") as f:
+            f.write(f"{MARK} {epoch + 1}\n")
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class WithoutConfig(tf.keras.callbacks.Callback):
+    pass
+
+
+def test_keras_callbacks_travel_with_the_model_and_run_on_the_instance(home, digits, tmp_path, capsys):
+    xtr, ytr, _, _ = digits
+    before = len(home.jobs())
+    refused = [
+        (tf.keras.callbacks.LambdaCallback(on_epoch_end=print), r"\(LambdaCallback\) cannot travel to the "
+                                                                r"instance: it is made of functions"),
+        (WithoutConfig(), r"\(WithoutConfig\) cannot travel to the instance: Keras serialises a callback "
+                          r"through its get_config\(\), which it lacks"),
+        (tf.keras.callbacks.ModelCheckpoint("ck"), r"\(ModelCheckpoint\) is not needed on the instance: "
+                                                   r"checkpoints are built in: pass directory_to_save_ckpt"),
+    ]
+    for callback, message in refused:
+        with pytest.raises(ValueError, match=r"fit_kwargs\['callbacks'\]\[1\] " + message):
+            trainyard.online_fit(make_model(), xtr, ytr, machine_ids=["local"],
+                                 fit_kwargs={"callbacks": [EpochFile(), callback]})
+    assert len(home.jobs()) == before  # all refused before any job
+
+    # Never better by 10: EarlyStopping ends the training after epoch 2 of 5.
+    early = tf.keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10)
+    job_id, model, history = trainyard.online_fit(
+        make_model(), xtr, ytr, machine_ids=["local"], batch_size=64, epochs=5,
+        fit_kwargs={"callbacks": [EpochFile("seen.txt"), early, tf.keras.callbacks.CSVLogger("log.csv")]})
+    assert model is not None
+    assert len(history.history["loss"]) == 2, history.history
+    told = capsys.readouterr().err
+    assert "trainyard: the job wrote log.csv (" in told and f"`yard fetch {job_id} --all`" in told, told
+    # What they wrote in the job's working folder comes back with --all.
+    home.yard("fetch", job_id, "--all", "--to", tmp_path / "fetched")
+    work = tmp_path / "fetched" / "work"
+    assert (work / "seen.txt").read_text() == "epoch 1\nepoch 2\n"
+    assert (work / "log.csv").read_text().splitlines()[0].startswith("epoch,")
+    assert len((work / "log.csv").read_text().splitlines()) == 3
