@@ -336,6 +336,8 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
       e.launching = false;
       e.ec2_id = got->instance_id;
       e.zone = got->availability_zone;
+      e.private_ip = got->private_ip;
+      e.public_ip = got->public_ip;
       if (e.ending) to_terminate.push_back(e.ec2_id);
       else {
         std::set<std::string> seen;
@@ -425,6 +427,19 @@ std::vector<Interruption> AwsProvider::TakeInterruptions() {
   return out;
 }
 
+nlohmann::json AwsProvider::KnownInfo(const InstanceRecord& inst) {
+  std::lock_guard<std::mutex> lock(mu_);
+  nlohmann::json info = nlohmann::json::object();
+  auto it = entries_.find(inst.id);
+  if (it == entries_.end() || it->second.ec2_id.empty()) return info;
+  const Entry& e = it->second;
+  info["ec2_instance_id"] = e.ec2_id;
+  if (!e.zone.empty()) info["availability_zone"] = e.zone;
+  if (!e.private_ip.empty()) info["private_ip"] = e.private_ip;
+  if (!e.public_ip.empty()) info["public_ip"] = e.public_ip;
+  return info;
+}
+
 double AwsProvider::CountedSilence(const InstanceRecord& inst, double silent_s) {
   return tunnels_ ? tunnels_->CountedSilence(inst.id, silent_s) : silent_s;
 }
@@ -463,6 +478,8 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
   e.missing = 0;
   e.adopted = false;
   if (!ec2.availability_zone.empty()) e.zone = ec2.availability_zone;
+  if (!ec2.private_ip.empty()) e.private_ip = ec2.private_ip;
+  if (!ec2.public_ip.empty()) e.public_ip = ec2.public_ip;
   std::string why = "EC2 instance " + ec2.instance_id + " is " + ec2.state +
                     (ec2.state_reason.empty() ? "" : " (" + ec2.state_reason + ")");
   if (e.ending) {

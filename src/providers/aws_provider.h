@@ -129,6 +129,9 @@ class AwsProvider : public Provider {
   std::optional<double> SpotPricePerHour(const InstanceRecord& inst) override;
   // connect "tunnel": SshTunnel::CountedSilence of the instance's tunnel.
   double CountedSilence(const InstanceRecord& inst, double silent_s) override;
+  // ec2_instance_id, availability_zone and the addresses, once RunInstances
+  // has answered.
+  nlohmann::json KnownInfo(const InstanceRecord& inst) override;
 
   // Runs the queued EC2 calls now (tests).
   void RunTasks();
@@ -142,6 +145,8 @@ class AwsProvider : public Provider {
     std::string ec2_id;        // "" until RunInstances answers (or the poll finds it)
     std::string instance_type;
     std::string zone;
+    std::string private_ip;    // as RunInstances or the last listing said
+    std::string public_ip;
     bool spot = false;
     bool launching = false;    // RunInstances not answered yet
     bool granted = false;      // reported running (or adopted past "requested")

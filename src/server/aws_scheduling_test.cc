@@ -127,6 +127,10 @@ TEST_F(AwsSchedulingTest, AnAgentThatDialsInBeforeEc2SaysRunningGetsTheJob) {
   ASSERT_TRUE(controller_->RegisterAgent(inst).ok());
   EXPECT_EQ(Job(job).state, job_state::kStarting);
   EXPECT_NE(Events(job).find("granted: new A instance"), std::string::npos) << Events(job);
+  // The record names the EC2 instance at once (what a restarted server
+  // adopts, read here from the store), not only when the late "running" answer comes.
+  ASSERT_EQ(ec2_->Live().size(), 1u);
+  EXPECT_EQ(Inst(inst).info.value("ec2_instance_id", ""), ec2_->Live()[0].instance_id);
   ec2_->SetAllRunning();
   Step();  // the late "running" answer only adds what EC2 says of it
   EXPECT_EQ(Job(job).state, job_state::kStarting);

@@ -325,7 +325,13 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     // A cloud instance whose agent dials in before the provider's poll has
     // seen it running (a fast boot) runs: it is granted now, or it would
     // stay "provisioning" with its agent already waiting for work.
-    if (inst.state == instance_state::kRequested && job != jobs_.end()) GrantRequested(job->second, inst);
+    if (inst.state == instance_state::kRequested && job != jobs_.end()) {
+      if (Provider* p = ProviderFor(inst.machine_type)) {
+        Json known = p->KnownInfo(inst);  // named: items() of a temporary would dangle
+        for (const auto& [k, v] : known.items()) inst.info[k] = v;
+      }
+      GrantRequested(job->second, inst);
+    }
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
       SaveInstance(inst, instance_state::kIdle);
       Assign(job->second, inst, "started on new instance " + inst.id);
