@@ -525,7 +525,7 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
     if (e.kind == "artifact")
       LogError(store_->UpsertArtifact(job_id, e.body["dir"], e.body["entry"], e.seq), "artifact");
   notifier_.Notify(kJobKey + job_id);
-  if (exit_record && it != jobs_.end()) {
+  if (exit_record && it != jobs_.end() && !ExitIsStale(it->second, instance_id)) {
     const Json& x = *exit_record;
     int64_t code = x.value("exit_code", 1);
     bool cancelled = x.value("cancelled", false);
@@ -537,6 +537,20 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
 }
 
 // ---------------------------------------------------------------- helpers
+
+bool Controller::ExitIsStale(JobRecord& job, const std::string& instance_id) {
+  // The attempt is counted up when the job is next assigned, not when it is
+  // requeued: until then an instance the job has left (preempted, lost) can
+  // still deliver its last records under the current attempt. Its output is
+  // kept; its exit (the job killed as the machine went away) is not the
+  // job's end, which the next instance decides.
+  if (job.state != job_state::kRequesting && job.instance_id == instance_id) return false;
+  LogError(AppendJobEvents(job, {DecisionEvent("instance " + instance_id +
+                                               " reported the earlier run ended after the job was "
+                                               "requeued; the job goes on")}),
+           "stale exit");
+  return true;
+}
 
 Status Controller::AppendJobEvents(JobRecord& job, std::vector<Json> events) {
   StatusOr<std::vector<EventRecord>> stored =

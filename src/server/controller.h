@@ -236,6 +236,9 @@ class Controller {
   // Runs `fn` with all its store writes in one transaction (group commit).
   // If the transaction cannot start, `fn` runs anyway, each write on its own.
   void Batched(const std::function<void()>& fn);
+  // True (and noted in the job's events) when an exit record from
+  // `instance_id` comes after the job left that instance.
+  bool ExitIsStale(JobRecord& job, const std::string& instance_id);
   StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
                                              int64_t attempt, int64_t first,
                                              const std::vector<AgentRecord>& records);

@@ -461,6 +461,37 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
 
+TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  Settle();
+  std::string first = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(first, 0).value().contains("assign"));
+  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "step 1\n"}}}).ok());
+  ASSERT_TRUE(controller_->AgentPreempted(first, "spot interruption notice").ok());
+  ASSERT_EQ(Job(job).state, job_state::kRequesting);
+  ASSERT_EQ(Job(job).attempt, 1) << "the attempt counts up at the next assignment";
+  // The machine goes away: its agent's last records, the job killed by
+  // SIGTERM among them, arrive under the same attempt.
+  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 2, {
+      {{"kind", "output"}, {"data", "step 2\n"}},
+      {{"kind", "exit"}, {"exit_code", 143}, {"message", "killed by signal 15 (Terminated)"},
+       {"cancelled", true}}}).ok());
+  EXPECT_EQ(Job(job).state, job_state::kRequesting) << "the next instance decides how the job ends";
+  Settle();
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+  RunJob(job, {{{"kind", "output"}, {"data", "step 3\n"}}});
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+  std::string out, decisions;
+  for (const auto& e : Events(job)) {
+    if (e["kind"] == "output") out += e["data"].get<std::string>();
+    if (e["kind"] == "decision") decisions += e.value("message", "") + "\n";
+  }
+  EXPECT_NE(out.find("step 2\n"), std::string::npos) << "the late output is kept: " << out;
+  EXPECT_NE(decisions.find("instance " + first + " reported the earlier run ended after the job was requeued"),
+            std::string::npos) << decisions;
+}
+
 TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) {
   Build(5, 5);
   std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});
