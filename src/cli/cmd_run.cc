@@ -21,6 +21,7 @@
 #include "cli/notebook.h"
 #include "cli/picker.h"
 #include "cli/suggest.h"
+#include "cli/sweep_spec.h"
 #include "cli/sweep_view.h"
 #include "client/follow.h"
 #include "client/transfer.h"
@@ -372,22 +373,16 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
 // One RunFlags per combination of the --sweep values, each passing
 // `--NAME VALUE` to the script and naming its values in the description.
 StatusOr<std::vector<RunFlags>> ExpandSweeps(const RunFlags& f) {
+  YARD_ASSIGN_OR_RETURN(std::vector<SweepAxis> axes, ParseSweeps(f.sweeps));
   std::vector<RunFlags> out = {f};
-  for (const auto& sweep : f.sweeps) {
-    size_t eq = sweep.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == sweep.size())
-      return InvalidArgument("--sweep wants NAME=V1,V2,..., got '" + sweep + "'");
-    std::string name = sweep.substr(0, eq);
-    std::vector<std::string> values;
-    std::stringstream ss(sweep.substr(eq + 1));
-    for (std::string v; std::getline(ss, v, ',');) if (!v.empty()) values.push_back(v);
+  for (const SweepAxis& axis : axes) {
     std::vector<RunFlags> next;
     for (const auto& base : out)
-      for (const auto& v : values) {
+      for (const auto& v : axis.values) {
         RunFlags r = base;
-        r.args.push_back("--" + name);
+        r.args.push_back("--" + axis.name);
         r.args.push_back(v);
-        r.description += (r.description.empty() ? "" : " ") + name + "=" + v;
+        r.description += (r.description.empty() ? "" : " ") + axis.name + "=" + v;
         next.push_back(r);
       }
     out = std::move(next);

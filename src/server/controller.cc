@@ -109,12 +109,27 @@ double Controller::SilentSeconds(const std::string& instance_id) {
 
 // ---------------------------------------------------------------- user side
 
+namespace {
+// A name as a message can show it: NUL written as \0.
+std::string EscapeForMessage(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '\0' ? std::string("\\0") : std::string(1, c);
+  return out;
+}
+}  // namespace
+
 StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spec) {
   Json out = spec;
   if (!spec.contains("command") || !spec["command"].is_array() || spec["command"].empty())
     return InvalidArgument("'command' must be a non-empty list of strings");
   for (const auto& a : spec["command"])
     if (!a.is_string()) return InvalidArgument("'command' must be a non-empty list of strings");
+  // What exec would refuse on the instance, refused before anything is paid for.
+  if (spec["command"][0].get<std::string>().empty())
+    return InvalidArgument("'command' starts with an empty program name: give the program to run first");
+  for (const auto& a : spec["command"])
+    if (a.get<std::string>().find('\0') != std::string::npos)
+      return InvalidArgument("'command' holds a NUL character, which no program can be given");
   if (!spec.contains("bundle")) return InvalidArgument("missing field 'bundle' (the job's files)");
   YARD_ASSIGN_OR_RETURN(Manifest bundle, Manifest::FromJson(spec["bundle"]));
   YARD_RETURN_IF_ERROR(ValidateManifest(bundle).WithContext("bundle"));
@@ -136,8 +151,15 @@ StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spe
   out["machines"] = machines;
   if (spec.contains("env")) {
     if (!spec["env"].is_object()) return InvalidArgument("'env' must be an object of strings");
-    for (const auto& [k, v] : spec["env"].items())
+    for (const auto& [k, v] : spec["env"].items()) {
+      if (k.empty()) return InvalidArgument("env has an empty name: each variable needs a name (NAME=VALUE)");
+      if (k.find('=') != std::string::npos || k.find('\0') != std::string::npos)
+        return InvalidArgument("env name '" + EscapeForMessage(k) +
+                               "' holds '=' or NUL, which a variable's name cannot (NAME=VALUE)");
       if (!v.is_string()) return InvalidArgument("env '" + k + "' must be a string");
+      if (v.get<std::string>().find('\0') != std::string::npos)
+        return InvalidArgument("env '" + k + "' holds a NUL character, which a variable's value cannot");
+    }
   }
   if (spec.contains("description") && !spec["description"].is_string())
     return InvalidArgument("'description' must be a string");

@@ -1,4 +1,6 @@
 // /v1/jobs: submit, list, read, cancel, events (SSE), artifacts.
+#include <charconv>
+
 #include <httplib.h>
 
 #include "common/frames.h"
@@ -125,10 +127,22 @@ bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& j
   }
 }
 
+// An event sequence number to resume after: digits only, not coerced (a
+// bogus cursor silently read as 0 would replay the whole stream).
+StatusOr<int64_t> EventCursor(const std::string& where, const std::string& text) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < 0)
+    return InvalidArgument(where + " must be the sequence number of an event (digits, >= 0), got '" +
+                           text.substr(0, 40) + "'");
+  return n;
+}
+
 Status Events(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
   std::string last_id = call.req.get_header_value("Last-Event-ID");
-  int64_t after = std::atoll((last_id.empty() ? call.Query("after", "0") : last_id).c_str());
+  YARD_ASSIGN_OR_RETURN(int64_t after, last_id.empty() ? EventCursor("?after", call.Query("after", "0"))
+                                                       : EventCursor("Last-Event-ID", last_id));
   bool follow = call.Query("follow", "1") != "0";
   std::string user = call.who.user;
   std::string id = job.id;
