@@ -52,6 +52,9 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--unit-percentage", o->unit_percentage,
                   "then its price rises by this fraction of (on-demand - spot) per minute")
       ->capture_default_str();
+  sub->add_option("--max-job-output-mb", o->max_job_output_mb,
+                  "output stored per job; past it, a marker line and the rest dropped (0: no cap)")
+      ->capture_default_str();
   return [o, global] {
     o->home = global->home.empty() ? DefaultYardHome() : global->home;
     return RunServer(*o);

@@ -493,6 +493,39 @@ StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
   return acked;
 }
 
+namespace {
+
+// The server's cap on one job's stored output (ControllerOptions): output
+// past it is dropped, once said so in the output itself, so that a job
+// printing without end cannot fill the server's disk.
+struct OutputCap {
+  int64_t stored;  // bytes of the job's output stored so far
+  int64_t limit;   // <= 0: none
+  bool capped;     // the marker was stored: output is dropped
+  bool reached_now = false;
+
+  bool Admit(size_t bytes) {
+    if (!capped && (limit <= 0 || stored < limit)) {
+      stored += static_cast<int64_t>(bytes);
+      return true;
+    }
+    if (!capped) capped = reached_now = true;
+    return false;
+  }
+  bool JustReached() {
+    bool was = reached_now;
+    reached_now = false;
+    return was;
+  }
+  std::string Marker() const {
+    return "this job's output passed the server's cap of " + std::to_string(limit >> 20) +
+           " MiB (yard server --max-job-output-mb); what it prints from here is not stored. "
+           "Its checkpoints and other files still arrive";
+  }
+};
+
+}  // namespace
+
 StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instance_id,
                                                        const std::string& job_id, int64_t attempt,
                                                        int64_t first,
@@ -515,12 +548,15 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   std::optional<Json> exit_record;
   std::vector<std::string> owned;
   int64_t stored_to = job.run_acked;
+  OutputCap cap{job.sched.value("output_bytes", int64_t{0}), options_.max_output_bytes_per_job,
+                job.sched.value("output_capped", false)};
   for (int64_t seq = first; seq <= last; ++seq) {
     if (seq <= job.run_acked) continue;  // a resend: already stored
     const AgentRecord& ar = records[static_cast<size_t>(seq - first)];
     stored_to = seq;
     if (ar.output) {
-      events.emplace_back(Json{{"kind", "output"}}, *ar.output);
+      if (cap.Admit(ar.output->size())) events.emplace_back(Json{{"kind", "output"}}, *ar.output);
+      else if (cap.JustReached()) events.emplace_back(OutputMarker(cap.Marker()));
       continue;
     }
     const Json& r = ar.json;
@@ -535,6 +571,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   std::vector<EventRecord> stored;
   JobRecord* live = it != jobs_.end() ? &it->second : &job;
   live->run_acked = job.run_acked;
+  live->sched["output_bytes"] = cap.stored;
+  if (cap.capped) live->sched["output_capped"] = true;
   // A lone exit record: FinishJob writes the job (run_acked too) below, in
   // this same transaction.
   bool finishing_only = events.empty() && exit_record && it != jobs_.end();

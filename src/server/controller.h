@@ -78,6 +78,9 @@ struct ControllerOptions {
   std::map<std::string, Quota> user_quotas;  // overrides
   PricingSettings pricing;
   int default_max_restarts = 3;
+  // Output stored per job; past it, output is dropped after a marker line
+  // (`yard server --max-job-output-mb`). <= 0: no cap.
+  int64_t max_output_bytes_per_job = int64_t{1} << 30;
 };
 
 // One record of an agent's batch: an output record's bytes (`output`, then

@@ -492,6 +492,38 @@ TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
             std::string::npos) << decisions;
 }
 
+TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
+  ControllerOptions opts;
+  opts.max_output_bytes_per_job = 10;
+  Build(5, 5, opts);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  auto out = [](const std::string& s) { return Json{{"kind", "output"}, {"data", s}}; };
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {out("12345678\n"), out("abcdefgh\n"),
+                                                                  out("dropped1\n")}).ok());
+  // The count is stored with the job (a restarted server goes on from it).
+  EXPECT_TRUE(Job(job).sched.value("output_capped", false));
+  EXPECT_EQ(Job(job).sched.value("output_bytes", 0), 18);
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 4, {
+      out("dropped2\n"), {{"kind", "decision"}, {"message", "still delivered"}},
+      {{"kind", "exit"}, {"exit_code", 0}, {"message", "exited with code 0"}}}).ok());
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded) << Json(Events(job)).dump();
+  std::string text;
+  int markers = 0;
+  bool decision = false;
+  for (const auto& e : Events(job)) {
+    if (e["kind"] == "output") text += e["data"].get<std::string>();
+    decision |= e["kind"] == "decision" && e["message"] == "still delivered";
+  }
+  for (size_t at = 0; (at = text.find("output passed the server's cap", at)) != std::string::npos; ++at) ++markers;
+  EXPECT_EQ(text.find("12345678\nabcdefgh\n----- yard: this job's output passed the server's cap"), 0u) << text;
+  EXPECT_EQ(markers, 1) << text;
+  EXPECT_EQ(text.find("dropped"), std::string::npos) << text;
+  EXPECT_TRUE(decision) << "records other than output still arrive";
+}
+
 TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) {
   Build(5, 5);
   std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});

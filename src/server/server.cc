@@ -73,6 +73,7 @@ StatusOr<ControllerOptions> ControllerOptionsFrom(const ServerOptions& o) {
   c.provisioning_timeout_s = o.provisioning_timeout_s;
   c.quota = {o.max_active_jobs, o.max_active_instances};
   c.pricing = {o.baseline_s, o.unit_percentage};
+  c.max_output_bytes_per_job = o.max_job_output_mb * (int64_t{1} << 20);
   if (o.unit_percentage <= 0) return InvalidArgument("--unit-percentage must be > 0");
   for (const auto& q : o.user_quotas) {
     size_t eq = q.find('='), comma = q.find(',');

@@ -27,6 +27,7 @@ struct ServerOptions {
   std::vector<std::string> user_quotas;  // "USER=JOBS,INSTANCES"
   double baseline_s = 600;
   double unit_percentage = 0.01;
+  int64_t max_job_output_mb = 1024;  // per job; <= 0: no cap
 };
 
 // Serves until SIGTERM/SIGINT. Returns the process exit code.
