@@ -57,7 +57,10 @@ Status ErrnoStatus(const std::string& what) {
   if (err == ENOENT) code = Code::kNotFound;
   if (err == EACCES || err == EPERM) code = Code::kPermissionDenied;
   if (err == EEXIST) code = Code::kAlreadyExists;
-  if (err == ENOSPC) code = Code::kResourceExhausted;
+  if (err == ENOSPC || err == EDQUOT) {
+    return Status(Code::kResourceExhausted,
+                  what + ": " + std::strerror(err) + " (free space on that disk, then try again)");
+  }
   return Status(code, what + ": " + std::strerror(err));
 }
 

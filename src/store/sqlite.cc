@@ -1,5 +1,6 @@
 #include "store/sqlite.h"
 
+#include <filesystem>
 #include <memory>
 
 namespace yard::sql {
@@ -11,7 +12,15 @@ constexpr size_t kMaxCached = 256;
 Status SqliteError(sqlite3* db, const std::string& what) {
   int code = sqlite3_errcode(db);
   Code c = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
-  if (code == SQLITE_FULL) c = Code::kResourceExhausted;
+  if (code == SQLITE_FULL) {
+    // Which disk and what to do, not only SQLite's "database or disk is full".
+    const char* file = sqlite3_db_filename(db, "main");
+    std::string where = file && *file ? std::filesystem::path(file).parent_path().string() : "the store's folder";
+    return Status(Code::kResourceExhausted,
+                  what + ": " + sqlite3_errmsg(db) + ": the disk holding " + where +
+                      " is full; this change was not stored (nothing stored before is lost). "
+                      "Free space there (df -h " + where + "); the server serves again once there is room");
+  }
   return Status(c, what + ": " + sqlite3_errmsg(db));
 }
 
@@ -102,6 +111,7 @@ Status Db::Exec(const std::string& sql) {
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown";
     sqlite3_free(err);
+    if (sqlite3_errcode(db_) == SQLITE_FULL) return SqliteError(db_, "sqlite");
     return Internal("sqlite: " + msg);
   }
   return Status::Ok();

@@ -176,5 +176,26 @@ TEST(SqlDbTest, AReturnedStatementStartsOverWithoutOldBindings) {
   EXPECT_EQ(again->Int(0), 2);
 }
 
+TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom) {
+  fs::path dir = fs::temp_directory_path() / ("yard-full-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open((dir / "state.db").string());
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("CREATE TABLE t (v BLOB); INSERT INTO t VALUES (zeroblob(100));").ok());
+    // SQLite's own way of running out of room: the same SQLITE_FULL as a full disk.
+    ASSERT_TRUE((*db)->Exec("PRAGMA max_page_count = 8;").ok());
+    Status full = (*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));");
+    EXPECT_EQ(full.code(), Code::kResourceExhausted) << full.ToString();
+    EXPECT_NE(full.message().find("the disk holding " + dir.string() + " is full"), std::string::npos)
+        << full.message();
+    EXPECT_NE(full.message().find("Free space there"), std::string::npos) << full.message();
+    ASSERT_TRUE((*db)->Exec("PRAGMA max_page_count = 1000000;").ok());
+    EXPECT_TRUE((*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));").ok()) << "room again: writes work";
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace yard
