@@ -75,7 +75,10 @@ struct RunInstanceRequest {
   std::string key_name;        // optional
   std::string iam_instance_profile;  // optional: a name or an ARN
   int root_volume_gb = 0;      // 0: the AMI's default
-  std::string root_device_name = "/dev/sda1";  // for BlockDeviceMapping
+  // The AMI's root device (DescribeImages' RootDeviceName): the
+  // BlockDeviceMapping that resizes the root. A name that is not the
+  // image's root adds a second volume and leaves the root as it was.
+  std::string root_device_name = "/dev/sda1";
   std::string user_data;       // plain text; the client base64-encodes it
   std::vector<Tag> tags;       // TagSpecifications for instance and volume
   std::string client_token;    // idempotency token (our instance id)
@@ -92,6 +95,15 @@ struct Ec2Instance {
   std::string state_reason;    // StateReason code, e.g. "Server.SpotInstanceTermination"
   double launch_time = 0;      // Unix seconds
   std::map<std::string, std::string> tags;
+};
+
+// One image as DescribeImages lists it.
+struct Ec2Image {
+  std::string image_id;          // "ami-0123..."
+  std::string name;
+  std::string state;             // available|pending|failed|deregistered|...
+  std::string root_device_name;  // "/dev/sda1" (Ubuntu), "/dev/xvda" (Amazon Linux, Debian)
+  std::string root_device_type;  // "ebs" or "instance-store"
 };
 
 struct SpotPrice {
@@ -115,6 +127,11 @@ class Ec2Api {
   // Terminates; an id EC2 no longer knows is not an error.
   virtual Status TerminateInstances(const std::vector<std::string>& instance_ids,
                                     Ec2Error* error = nullptr) = 0;
+  // The images with these AMI ids (ImageId.N). EC2 answers an unknown id
+  // with InvalidAMIID.NotFound (a malformed one: .Malformed), and may list
+  // nothing for an id it no longer shows: both mean the AMI is not there.
+  virtual StatusOr<std::vector<Ec2Image>> DescribeImages(const std::vector<std::string>& image_ids,
+                                                         Ec2Error* error = nullptr) = 0;
   // The newest spot price of `instance_type` (Linux/UNIX) per zone.
   virtual StatusOr<std::vector<SpotPrice>> DescribeSpotPriceHistory(
       const std::string& instance_type, Ec2Error* error = nullptr) = 0;

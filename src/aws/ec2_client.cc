@@ -326,6 +326,30 @@ Status Ec2Client::TerminateOneByOne(const std::vector<std::string>& ids, Ec2Erro
   return Status::Ok();
 }
 
+StatusOr<std::vector<Ec2Image>> Ec2Client::ParseDescribeImages(const std::string& body) {
+  pugi::xml_document doc;
+  YARD_ASSIGN_OR_RETURN(pugi::xml_node root, Root(doc, body, "DescribeImages"));
+  std::vector<Ec2Image> out;
+  for (pugi::xml_node item : xml::Children(xml::Child(root, "imagesSet"), "item")) {
+    Ec2Image i;
+    i.image_id = xml::Text(item, "imageId");
+    i.name = xml::Text(item, "name");
+    i.state = xml::Text(item, "imageState");
+    i.root_device_name = xml::Text(item, "rootDeviceName");
+    i.root_device_type = xml::Text(item, "rootDeviceType");
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+StatusOr<std::vector<Ec2Image>> Ec2Client::DescribeImages(const std::vector<std::string>& ids,
+                                                          Ec2Error* error) {
+  QueryParams params;
+  for (size_t i = 0; i < ids.size(); ++i) params.emplace_back("ImageId." + std::to_string(i + 1), ids[i]);
+  YARD_ASSIGN_OR_RETURN(std::string body, Call("DescribeImages", params, error));
+  return ParseDescribeImages(body);
+}
+
 StatusOr<std::vector<SpotPrice>> Ec2Client::DescribeSpotPriceHistory(const std::string& type,
                                                                      Ec2Error* error) {
   // With StartTime = now EC2 answers the price in effect now, per zone.

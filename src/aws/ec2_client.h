@@ -61,14 +61,19 @@ class Ec2Client : public Ec2Api {
       const std::map<std::string, std::string>& filters, Ec2Error* error = nullptr) override;
   Status TerminateInstances(const std::vector<std::string>& instance_ids,
                             Ec2Error* error = nullptr) override;
+  StatusOr<std::vector<Ec2Image>> DescribeImages(const std::vector<std::string>& image_ids,
+                                                 Ec2Error* error = nullptr) override;
   StatusOr<std::vector<SpotPrice>> DescribeSpotPriceHistory(const std::string& instance_type,
                                                             Ec2Error* error = nullptr) override;
 
   // One Query API call with signing, retries and error parsing: the XML
   // body of a successful answer. For calls this class has no method for
-  // (DescribeImages, DescribeInstanceAttribute, ...).
+  // (DescribeInstanceAttribute, ...).
   StatusOr<std::string> Call(const std::string& action, const QueryParams& params,
                              Ec2Error* error = nullptr);
+
+  // The images of a DescribeImages answer (for tests of recorded answers).
+  static StatusOr<std::vector<Ec2Image>> ParseDescribeImages(const std::string& body);
 
   // The query parameters RunInstance sends for `request` (for tests and
   // for the curious).

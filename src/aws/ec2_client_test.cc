@@ -13,6 +13,7 @@
 
 #include "aws/harness_testing.h"
 #include "common/command_runner.h"
+#include "common/files.h"
 
 namespace yard::aws {
 namespace {
@@ -134,6 +135,7 @@ TEST_F(Ec2ClientTest, RunInstancesParamsCarryEveryOption) {
   r.key_name = "mykey";
   r.iam_instance_profile = "arn:aws:iam::1:instance-profile/yard";
   r.root_volume_gb = 100;
+  r.root_device_name = "/dev/xvda";
   r.user_data = "hi";
   QueryParams p = Ec2Client::RunInstancesParams(r, "tok");
   std::map<std::string, std::string> m(p.begin(), p.end());
@@ -143,7 +145,7 @@ TEST_F(Ec2ClientTest, RunInstancesParamsCarryEveryOption) {
   EXPECT_EQ(m["SecurityGroupId.2"], "sg-2");
   EXPECT_EQ(m["KeyName"], "mykey");
   EXPECT_EQ(m["IamInstanceProfile.Arn"], "arn:aws:iam::1:instance-profile/yard");
-  EXPECT_EQ(m["BlockDeviceMapping.1.DeviceName"], "/dev/sda1");
+  EXPECT_EQ(m["BlockDeviceMapping.1.DeviceName"], "/dev/xvda");
   EXPECT_EQ(m["BlockDeviceMapping.1.Ebs.VolumeSize"], "100");
   EXPECT_EQ(m["UserData"], "aGk=");
   EXPECT_EQ(m["TagSpecification.1.ResourceType"], "instance");
@@ -156,6 +158,83 @@ TEST_F(Ec2ClientTest, RunInstancesParamsCarryEveryOption) {
   for (auto& [k, v] : Ec2Client::RunInstancesParams(r, "tok")) m2[k] = v;
   EXPECT_EQ(m2["IamInstanceProfile.Name"], "yard-profile");
   EXPECT_EQ(m2.count("InstanceMarketOptions.MarketType"), 0u);
+}
+
+TEST(Ec2ClientParse, DescribeImagesReadsTheRootDeviceOfAnAnswerInEc2sShape) {
+  StatusOr<std::string> body =
+      ReadFile(std::string(YARD_SOURCE_DIR) + "/src/aws/testdata/ec2/describe_images_al2023.xml");
+  ASSERT_TRUE(body.ok()) << body.status().ToString();
+  auto images = Ec2Client::ParseDescribeImages(*body);
+  ASSERT_TRUE(images.ok()) << images.status().ToString();
+  ASSERT_EQ(images->size(), 1u) << "the block device mapping's items are not images";
+  EXPECT_EQ((*images)[0].image_id, "ami-0abcdef1234567890");
+  EXPECT_EQ((*images)[0].root_device_name, "/dev/xvda");
+  EXPECT_EQ((*images)[0].root_device_type, "ebs");
+  EXPECT_EQ((*images)[0].state, "available");
+  EXPECT_EQ((*images)[0].name, "al2023-ami-2023.6.20241212.0-kernel-6.1-x86_64");
+  auto none = Ec2Client::ParseDescribeImages(
+      "<DescribeImagesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">"
+      "<requestId>r</requestId><imagesSet/></DescribeImagesResponse>");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(Ec2Client::ParseDescribeImages("not xml <").ok());
+}
+
+TEST_F(Ec2ClientTest, DescribeImagesGivesTheRootDeviceAndRunInstanceResizesIt) {
+  // An image of moto's catalogue that boots from /dev/xvda (Amazon Linux).
+  json listed = Boto("describe_images", {{"Owners", {"amazon"}}})["Images"];
+  std::string xvda;
+  for (const auto& i : listed)
+    if (i.value("RootDeviceName", "") == "/dev/xvda" && i.value("Architecture", "") == "x86_64" &&
+        (xvda.empty() || i["ImageId"].get<std::string>() < xvda))
+      xvda = i["ImageId"];
+  ASSERT_FALSE(xvda.empty()) << listed.dump();
+  auto client = Client();
+  int before = Seen("DescribeImages");
+  auto images = client->DescribeImages({xvda});
+  ASSERT_TRUE(images.ok()) << images.status().ToString();
+  ASSERT_EQ(images->size(), 1u);
+  EXPECT_EQ((*images)[0].image_id, xvda);
+  EXPECT_EQ((*images)[0].root_device_name, "/dev/xvda");
+  EXPECT_EQ(Seen("DescribeImages") - before, 1);
+
+  RunInstanceRequest r = Request("t3.micro", false, "root-volume-test");
+  r.image_id = xvda;
+  r.root_volume_gb = 50;
+  r.root_device_name = (*images)[0].root_device_name;
+  auto inst = client->RunInstance(r);
+  ASSERT_TRUE(inst.ok()) << inst.status().ToString();
+  json seen = BotoInstance(inst->instance_id);
+  EXPECT_EQ(seen["RootDeviceName"], "/dev/xvda");
+  ASSERT_EQ(seen["BlockDeviceMappings"].size(), 1u) << seen["BlockDeviceMappings"].dump();
+  EXPECT_EQ(seen["BlockDeviceMappings"][0]["DeviceName"], "/dev/xvda");
+  json volumes = Boto("describe_volumes", {{"VolumeIds", {seen["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]}}});
+  EXPECT_EQ(volumes["Volumes"][0]["Size"], 50);
+}
+
+TEST_F(Ec2ClientTest, DescribeImagesOfAMissingOrMalformedAmiIsABadRequest) {
+  auto client = Client();
+  Ec2Error e;
+  auto missing = client->DescribeImages({"ami-00000000deadbeef0"}, &e);
+  EXPECT_EQ(missing.status().code(), Code::kInvalidArgument) << missing.status().ToString();
+  EXPECT_EQ(e.kind, Ec2ErrorKind::kBadRequest);
+  EXPECT_EQ(e.code, "InvalidAMIID.NotFound");
+  EXPECT_NE(missing.status().message().find("EC2 DescribeImages: InvalidAMIID.NotFound"), std::string::npos)
+      << missing.status().message();
+  Ec2Error m;
+  auto malformed = client->DescribeImages({"not-an-ami"}, &m);
+  EXPECT_EQ(m.kind, Ec2ErrorKind::kBadRequest) << malformed.status().ToString();
+  EXPECT_EQ(m.code, "InvalidAMIID.Malformed");
+  EXPECT_TRUE(sleeps_.empty()) << "not retried";
+}
+
+TEST_F(Ec2ClientTest, DescribeImagesRefusedNamesTheIamAction) {
+  Fail({{"action", "DescribeImages"}, {"code", "UnauthorizedOperation"}, {"status", 403},
+        {"message", "You are not authorized to perform this operation."}});
+  Ec2Error e;
+  auto r = Client()->DescribeImages({Image()}, &e);
+  EXPECT_EQ(r.status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(e.missing_action, "ec2:DescribeImages");
 }
 
 TEST_F(Ec2ClientTest, DescribeFollowsPagesAndFilters) {

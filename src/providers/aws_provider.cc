@@ -34,8 +34,8 @@ bool IsLoopbackUrl(const std::string& url) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
 }
 
-// A readable reason for a RunInstances error, with what to do.
-// (The client's message already names the call and EC2's code.)
+// A readable reason for an EC2 error of a launch (RunInstances, DescribeImages),
+// with what to do. (The client's message already names the call and EC2's code.)
 std::string RunError(const Status& s, const aws::Ec2Error& e) {
   std::string out = s.message();
   if (!e.missing_action.empty())
@@ -127,6 +127,26 @@ std::string DefaultAmi(const std::string& region, bool gpu) {
 
 // ------------------------------------------------------------ user-data
 
+std::vector<std::string> Ec2AgentEnvironment(bool spot) {
+  if (!spot) return {};
+  return {"YARD_PREEMPTION_WATCH=imds"};
+}
+
+namespace {
+
+// The user-data's lines exporting Ec2AgentEnvironment(spot).
+std::string AgentExports(bool spot) {
+  std::string out;
+  for (const std::string& e : Ec2AgentEnvironment(spot)) {
+    size_t eq = e.find('=');
+    out += "export " + e.substr(0, eq) + "=" + ShellQuote(e.substr(eq + 1)) + "\n";
+  }
+  if (!out.empty()) out = "# spot: the agent polls IMDS for interruption notices\n" + out;
+  return out;
+}
+
+}  // namespace
+
 std::string DirectUserData(const DirectBootstrap& b) {
   return "#!/bin/bash\n"
          "# Trainyard instance " + b.instance_id + " (aws provider, connect \"direct\"): downloads\n"
@@ -137,8 +157,7 @@ std::string DirectUserData(const DirectBootstrap& b) {
          "INSTANCE=" + ShellQuote(b.instance_id) + "\n"
          "export YARD_AGENT_TOKEN=" + ShellQuote(b.agent_token) + "\n"
          "YARD_SHA256=" + ShellQuote(b.yard_sha256) + "\n"
-         "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n" +
-         (b.spot ? "export YARD_PREEMPTION_WATCH=imds  # spot: the agent polls IMDS for notices\n" : "") +
+         "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n" + AgentExports(b.spot) +
          R"BASH(DIR="${TRAINYARD_DIR:-/var/lib/trainyard}"
 WORK="$DIR/instances/$INSTANCE"
 mkdir -p "$DIR/bin" "$WORK" || exit 1
@@ -214,9 +233,11 @@ StatusOr<AgentBinaryHashes> HashAgentBinaries(const std::string& yard_binary) {
 
 // ------------------------------------------------------------ provider
 
-AwsProvider::AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker)
+AwsProvider::AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker,
+                         std::unique_ptr<InstanceTunnels> tunnels)
     : settings_(std::move(settings)), ec2_(std::move(ec2)) {
-  if (settings_.connect == "tunnel")
+  if (settings_.connect == "tunnel" && tunnels) tunnels_ = std::move(tunnels);
+  else if (settings_.connect == "tunnel")
     tunnels_ = std::make_unique<AwsTunnels>(settings_.tunnel, settings_.server_url, settings_.home + "/server.json",
                                             settings_.home + "/instances");
   if (start_worker) worker_ = std::thread([this] { WorkerMain(); });
@@ -293,12 +314,12 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
     if (spot && type.spot_price <= 0) spot_types_.insert(spec.instance_type);
   }
   std::string id = inst->id;
-  Post([this, id, req, agent, url] { RunInstance(id, req, agent, url); });
+  Post([this, id, type = type.name, req, agent, url] { RunInstance(id, type, req, agent, url); });
   return Status::Ok();
 }
 
-void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req,
-                              AgentLaunchInfo agent, std::string url) {
+void AwsProvider::RunInstance(const std::string& id, const std::string& type_name,
+                              aws::RunInstanceRequest req, AgentLaunchInfo agent, std::string url) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(id);
@@ -306,6 +327,18 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
       entries_.erase(id);
       return;
     }
+  }
+  if (req.root_volume_gb > 0) {
+    bool fatal = false;
+    StatusOr<std::string> root = RootDevice(type_name, req.image_id, &fatal);
+    if (!root.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = entries_.find(id);
+      if (it != entries_.end() && !it->second.ending) Refuse(id, root.status().message(), fatal);
+      entries_.erase(id);
+      return;
+    }
+    req.root_device_name = *root;
   }
   if (!tunnels_) {  // direct: the user-data installs the agent (tunnel: SshTunnel does)
     // What /v1/agent/binaries serves: the portable build beside the server's yard.
@@ -346,6 +379,44 @@ void AwsProvider::RunInstance(const std::string& id, aws::RunInstanceRequest req
     }
   }
   if (!to_terminate.empty()) TerminateNow(to_terminate);
+}
+
+StatusOr<std::string> AwsProvider::RootDevice(const std::string& type_name, const std::string& ami,
+                                              bool* fatal) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = root_devices_.find({settings_.region, ami});
+    if (it != root_devices_.end()) return it->second;
+  }
+  std::string where = "type '" + type_name + "': options.root_volume_gb: ";
+  std::string change = "set options.ami of type '" + type_name + "' to an AMI id of " + settings_.region;
+  *fatal = true;
+  if (ami.rfind("resolve:ssm:", 0) == 0) {
+    // EC2 resolves the parameter only at launch: DescribeImages cannot be
+    // asked. The documented defaults are Ubuntu images.
+    if (ami == DefaultAmi(settings_.region, true) || ami == DefaultAmi(settings_.region, false))
+      return std::string("/dev/sda1");
+    return InvalidArgument(where + "the root device of image " + ami +
+                           " cannot be known before launch (EC2 resolves SSM parameters only then): " +
+                           change + " (the one the parameter names)");
+  }
+  aws::Ec2Error err;
+  StatusOr<std::vector<aws::Ec2Image>> images = ec2_->DescribeImages({ami}, &err);
+  if (!images.ok()) {
+    *fatal = err.kind == Ec2ErrorKind::kAuth || err.kind == Ec2ErrorKind::kBadRequest;
+    if (err.kind == Ec2ErrorKind::kBadRequest && err.code.rfind("InvalidAMIID.", 0) == 0)
+      return InvalidArgument(where + "AMI " + ami + " is not in region " + settings_.region + " (" +
+                             images.status().message() + "): " + change);
+    return Status(images.status().code(), where + "finding the root device of AMI " + ami + ": " +
+                                              RunError(images.status(), err));
+  }
+  for (const aws::Ec2Image& image : *images) {
+    if (image.image_id != ami || image.root_device_name.empty()) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    return root_devices_[{settings_.region, ami}] = image.root_device_name;
+  }
+  return InvalidArgument(where + "AMI " + ami + " is not in region " + settings_.region +
+                         " (EC2 DescribeImages lists no such image): " + change);
 }
 
 void AwsProvider::Refuse(const std::string& id, const std::string& message, bool fatal) {
@@ -402,7 +473,8 @@ bool AwsProvider::Adopt(const InstanceRecord& inst) {
   e.adopted = true;
   if (e.spot) spot_types_.insert(e.instance_type);
   if (tunnels_ && e.granted)  // its agent runs: only the tunnel is made again
-    tunnels_->Open(inst.id, inst.info.value("private_ip", ""), inst.info.value("public_ip", ""), "", true);
+    tunnels_->Open(inst.id, inst.info.value("private_ip", ""), inst.info.value("public_ip", ""), "", true,
+                   Ec2AgentEnvironment(e.spot));
   return true;
 }
 
@@ -492,7 +564,8 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
     o.info = {{"ec2_instance_id", ec2.instance_id}, {"availability_zone", e.zone},
               {"private_ip", ec2.private_ip}, {"public_ip", ec2.public_ip}};
     outcomes_.push_back(std::move(o));
-    if (tunnels_) tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false);
+    if (tunnels_)
+      tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false, Ec2AgentEnvironment(e.spot));
   } else if (!e.granted && Ended(ec2.state)) {
     Refuse(id, why + " before it ran", false);
     entries_.erase(it);

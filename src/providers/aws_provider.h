@@ -4,7 +4,10 @@
 //   Launch     records the instance and queues RunInstances (one instance,
 //              spot market options for the "spot" market, tags, user-data)
 //              on the provider's worker thread; it never waits on EC2. The
-//              controller sees the instance "requested" (GrantsLater).
+//              controller sees the instance "requested" (GrantsLater). With
+//              root_volume_gb the worker first asks DescribeImages for the
+//              AMI's root device (once per region and AMI): a missing AMI
+//              fails the job, naming the AMI, the region and options.ami.
 //   outcomes   EC2's answer and the instance's state come back through
 //              TakeLaunchOutcomes: "running" is the grant; a capacity answer
 //              (Ec2ErrorKind::kCapacity, or the instance ended before it
@@ -88,13 +91,20 @@ std::string DefaultAmi(const std::string& region, bool gpu);
 // (GET /v1/agent/binaries/NAME with the agent token), checks their SHA-256
 // and starts `yard agent` (watching IMDS for spot notices on a spot
 // instance). It works under $TRAINYARD_DIR (default /var/lib/trainyard).
+// What an EC2 instance's agent gets in its environment besides its token,
+// as "NAME=value": on a spot instance YARD_PREEMPTION_WATCH=imds, so that it
+// watches IMDSv2 for EC2's two-minute interruption notice
+// (agent/preemption_watcher.h); nothing on an on-demand one. Both connect
+// modes start the agent with it: "direct" in its user-data, "tunnel" over SSH.
+std::vector<std::string> Ec2AgentEnvironment(bool spot);
+
 struct DirectBootstrap {
   std::string server_url;
   std::string agent_token;
   std::string instance_id;
   std::string yard_sha256;
   std::string shim_sha256;  // "" = no yard-shim (the agent falls back to `yard shim`)
-  bool spot = false;        // the agent watches IMDS for spot notices (YARD_PREEMPTION_WATCH=imds)
+  bool spot = false;        // Ec2AgentEnvironment(spot) is exported for the agent
 };
 std::string DirectUserData(const DirectBootstrap& b);
 
@@ -109,8 +119,10 @@ StatusOr<AgentBinaryHashes> HashAgentBinaries(const std::string& yard_binary);
 class AwsProvider : public Provider {
  public:
   // With `start_worker` false nothing runs on its own: tests call RunTasks
-  // and PollOnce.
-  AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker = true);
+  // and PollOnce. `tunnels` (connect "tunnel" only; null: AwsTunnels over
+  // ssh) reaches the instances: tests pass a fake.
+  AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker = true,
+              std::unique_ptr<InstanceTunnels> tunnels = nullptr);
   ~AwsProvider() override;
 
   std::string name() const override { return "aws"; }
@@ -157,8 +169,13 @@ class AwsProvider : public Provider {
   };
 
   void Post(std::function<void()> task);
-  void RunInstance(const std::string& id, aws::RunInstanceRequest req, AgentLaunchInfo agent,
-                   std::string url);
+  void RunInstance(const std::string& id, const std::string& type_name, aws::RunInstanceRequest req,
+                   AgentLaunchInfo agent, std::string url);
+  // The root device of AMI `ami` (DescribeImages, cached per region and
+  // AMI), for options.root_volume_gb of type `type_name`. On failure
+  // `*fatal` says whether the job must fail (a missing AMI, a refused
+  // permission) rather than try the next type.
+  StatusOr<std::string> RootDevice(const std::string& type_name, const std::string& ami, bool* fatal);
   void TerminateNow(const std::vector<std::string>& ec2_ids);
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent) const;
   StatusOr<AgentBinaryHashes> Hashes(const std::string& yard_binary);
@@ -185,11 +202,13 @@ class AwsProvider : public Provider {
   std::map<std::pair<std::string, std::string>, double> spot_prices_;  // GUARDED_BY(mu_)
   std::map<std::string, std::chrono::steady_clock::time_point> spot_asked_;  // GUARDED_BY(mu_)
   std::set<std::string> spot_types_;                 // to price, GUARDED_BY(mu_)
+  // (region, AMI) -> its root device name, GUARDED_BY(mu_)
+  std::map<std::pair<std::string, std::string>, std::string> root_devices_;
   bool watching_ = false;                            // GUARDED_BY(mu_)
   bool stop_ = false;                                // GUARDED_BY(mu_)
   std::string last_poll_error_;                      // GUARDED_BY(mu_)
   std::thread worker_;
-  std::unique_ptr<AwsTunnels> tunnels_;  // connect "tunnel" only
+  std::unique_ptr<InstanceTunnels> tunnels_;  // connect "tunnel" only
 };
 
 }  // namespace yard

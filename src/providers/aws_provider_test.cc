@@ -94,6 +94,7 @@ TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
   MachineType type = Type("p2.xlarge", 1, {{"ami", "ami-123"}, {"subnet_id", "subnet-1"},
                                            {"security_group_ids", {"sg-1", "sg-2"}},
                                            {"root_volume_gb", 100}, {"key_name", "me"}});
+  ec2_->AddImage("ami-123", "/dev/sda1");
   Launch("inst-1", type, "spot");
   Launch("inst-2", type, "on-demand");
   ASSERT_EQ(ec2_->runs.size(), 2u);
@@ -118,8 +119,128 @@ TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
   EXPECT_NE(r.user_data.find("YARD_SHA256=" + ShellQuote(Sha256Hex("the yard binary"))), std::string::npos);
   EXPECT_NE(r.user_data.find("SHIM_SHA256=" + ShellQuote(Sha256Hex("the shim"))), std::string::npos);
   EXPECT_NE(r.user_data.find("agent --server \"$SERVER\" --instance \"$INSTANCE\""), std::string::npos);
-  EXPECT_NE(r.user_data.find("export YARD_PREEMPTION_WATCH=imds"), std::string::npos) << "spot";
+  EXPECT_NE(r.user_data.find("export YARD_PREEMPTION_WATCH='imds'"), std::string::npos) << "spot";
   EXPECT_EQ(ec2_->runs[1].user_data.find("YARD_PREEMPTION_WATCH"), std::string::npos) << "on-demand";
+}
+
+TEST_F(AwsProviderTest, RootVolumeResizesTheDeviceTheImageBootsFrom) {
+  // Amazon Linux and Debian boot from /dev/xvda, Ubuntu from /dev/sda1: a
+  // mapping of another device would add a volume and leave the root small.
+  ec2_->AddImage("ami-al2023", "/dev/xvda");
+  ec2_->AddImage("ami-ubuntu", "/dev/sda1");
+  Launch("inst-1", Type("big-al", 0, {{"ami", "ami-al2023"}, {"root_volume_gb", 200}}), "spot");
+  Launch("inst-2", Type("big-ubuntu", 0, {{"ami", "ami-ubuntu"}, {"root_volume_gb", 200}}), "spot");
+  Launch("inst-3", Type("big-al-2", 0, {{"ami", "ami-al2023"}, {"root_volume_gb", 300}}), "on-demand");
+  Launch("inst-4", Type("small", 0, {{"ami", "ami-unknown"}}), "spot");
+  ASSERT_EQ(ec2_->runs.size(), 4u);
+  EXPECT_EQ(ec2_->runs[0].root_device_name, "/dev/xvda");
+  EXPECT_EQ(ec2_->runs[0].root_volume_gb, 200);
+  EXPECT_EQ(ec2_->runs[1].root_device_name, "/dev/sda1");
+  EXPECT_EQ(ec2_->runs[2].root_device_name, "/dev/xvda");
+  EXPECT_EQ(ec2_->runs[3].root_volume_gb, 0);
+  // Asked once per AMI (cached); not at all without root_volume_gb.
+  EXPECT_EQ(ec2_->image_calls, (std::vector<std::vector<std::string>>{{"ami-al2023"}, {"ami-ubuntu"}}));
+  EXPECT_TRUE(provider_->TakeLaunchOutcomes().empty());
+}
+
+TEST_F(AwsProviderTest, RootVolumeOfAMissingAmiFailsTheJobNamingAmiRegionAndOption) {
+  ec2_->unlisted_images.insert("ami-gone");  // deregistered: listed empty
+  Launch("inst-1", Type("big", 0, {{"ami", "ami-nope"}, {"root_volume_gb", 200}}), "spot");
+  Launch("inst-2", Type("big2", 0, {{"ami", "ami-gone"}, {"root_volume_gb", 200}}), "spot");
+  EXPECT_TRUE(ec2_->runs.empty()) << "nothing launched";
+  std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
+  ASSERT_EQ(out.size(), 2u);
+  for (const LaunchOutcome& o : out) {
+    EXPECT_EQ(o.kind, LaunchOutcome::Kind::kFatal) << o.message << ": not capacity, no fallback";
+    EXPECT_NE(o.message.find("is not in region us-east-1"), std::string::npos) << o.message;
+  }
+  EXPECT_NE(out[0].message.find("AMI ami-nope"), std::string::npos) << out[0].message;
+  EXPECT_NE(out[0].message.find("InvalidAMIID.NotFound"), std::string::npos) << out[0].message;
+  EXPECT_NE(out[0].message.find("set options.ami of type 'big'"), std::string::npos) << out[0].message;
+  EXPECT_NE(out[1].message.find("AMI ami-gone"), std::string::npos) << out[1].message;
+  EXPECT_NE(out[1].message.find("set options.ami of type 'big2'"), std::string::npos) << out[1].message;
+  // A failure is not cached: the next launch asks again.
+  ec2_->AddImage("ami-nope", "/dev/xvda");
+  Launch("inst-3", Type("big", 0, {{"ami", "ami-nope"}, {"root_volume_gb", 200}}), "spot");
+  ASSERT_EQ(ec2_->runs.size(), 1u);
+  EXPECT_EQ(ec2_->runs[0].root_device_name, "/dev/xvda");
+}
+
+TEST_F(AwsProviderTest, RootVolumeWithoutDescribeImagesPermissionIsFatalAndNamesIt) {
+  ec2_->images_fault = FakeEc2::Fault{aws::Ec2ErrorKind::kAuth, "UnauthorizedOperation",
+                                      "You are not authorized to perform this operation.", "ec2:DescribeImages"};
+  Launch("inst-1", Type("big", 0, {{"ami", "ami-1"}, {"root_volume_gb", 200}}), "spot");
+  EXPECT_TRUE(ec2_->runs.empty());
+  std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kFatal);
+  EXPECT_NE(out[0].message.find("lacks ec2:DescribeImages"), std::string::npos) << out[0].message;
+  // A transient failure is not the job's fault: the attempt is refused.
+  ec2_->images_fault = FakeEc2::Fault{aws::Ec2ErrorKind::kTransient, "InternalError", "try again", ""};
+  Launch("inst-2", Type("big", 0, {{"ami", "ami-1"}, {"root_volume_gb", 200}}), "spot");
+  out = provider_->TakeLaunchOutcomes();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kRefused) << out[0].message;
+}
+
+TEST_F(AwsProviderTest, RootVolumeOfTheDefaultSsmImagesIsSda1AndOtherSsmImagesAreRefused) {
+  Launch("inst-1", Type("g4dn.xlarge", 1, {{"root_volume_gb", 200}}), "spot");  // the DLAMI (Ubuntu)
+  ASSERT_EQ(ec2_->runs.size(), 1u);
+  EXPECT_EQ(ec2_->runs[0].root_device_name, "/dev/sda1");
+  EXPECT_TRUE(ec2_->image_calls.empty()) << "EC2 cannot describe an SSM parameter";
+  std::string al = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+  Launch("inst-2", Type("al", 0, {{"ami", al}, {"root_volume_gb", 200}}), "spot");
+  EXPECT_EQ(ec2_->runs.size(), 1u);
+  std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kFatal);
+  EXPECT_NE(out[0].message.find("set options.ami of type 'al' to an AMI id of us-east-1"), std::string::npos)
+      << out[0].message;
+}
+
+// A fake of the tunnel mode's SSH side: what each instance's agent would
+// be started with.
+class FakeTunnels : public InstanceTunnels {
+ public:
+  struct Opened {
+    std::string id, private_ip, token;
+    bool agent_runs = false;
+    std::vector<std::string> agent_env;
+  };
+  explicit FakeTunnels(std::vector<Opened>* opened) : opened_(opened) {}
+  void Open(const std::string& id, const std::string& private_ip, const std::string&,
+            const std::string& token, bool agent_runs, const std::vector<std::string>& env) override {
+    opened_->push_back({id, private_ip, token, agent_runs, env});
+  }
+  void Close(const std::string&) override {}
+  double CountedSilence(const std::string&, double silent_s) const override { return silent_s; }
+  std::vector<Interruption> TakeFailures() override { return {}; }
+
+ private:
+  std::vector<Opened>* opened_;
+};
+
+TEST_F(AwsProviderTest, TunnelModeStartsASpotInstancesAgentWatchingForInterruptions) {
+  std::vector<FakeTunnels::Opened> opened;
+  AwsSettings tunnel = settings_;
+  tunnel.connect = "tunnel";
+  provider_ = std::make_unique<AwsProvider>(tunnel, ec2_, /*start_worker=*/false,
+                                            std::make_unique<FakeTunnels>(&opened));
+  provider_->Tick(0);
+  Launch("inst-1", Type("g4dn.xlarge"), "spot");
+  Launch("inst-2", Type("g4dn.xlarge"), "on-demand");
+  EXPECT_TRUE(ec2_->runs[0].user_data.empty()) << "no user-data in the tunnel mode";
+  ec2_->SetAllRunning();
+  provider_->PollOnce();
+  ASSERT_EQ(opened.size(), 2u);
+  EXPECT_EQ(opened[0].id, "inst-1");
+  EXPECT_EQ(opened[0].token, "agent-secret");
+  EXPECT_FALSE(opened[0].agent_runs);
+  EXPECT_EQ(opened[0].agent_env, std::vector<std::string>{"YARD_PREEMPTION_WATCH=imds"})
+      << "a spot instance's agent watches IMDS in the tunnel mode too";
+  EXPECT_EQ(opened[1].id, "inst-2");
+  EXPECT_TRUE(opened[1].agent_env.empty()) << "on-demand: no watching";
+  EXPECT_EQ(Ec2AgentEnvironment(true), opened[0].agent_env) << "the same as the direct mode's";
 }
 
 TEST_F(AwsProviderTest, RunningIsTheGrantWithTheEc2IdAndZone) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,32 @@ class FakeEc2 : public aws::Ec2Api {
     return Status::Ok();
   }
 
+  // Lists the ids found in `images`; an id not there is EC2's
+  // InvalidAMIID.NotFound unless it is in `unlisted_images` (listed empty).
+  StatusOr<std::vector<aws::Ec2Image>> DescribeImages(const std::vector<std::string>& ids,
+                                                      aws::Ec2Error* error) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    image_calls.push_back(ids);
+    if (images_fault) return Fail(*images_fault, error, "DescribeImages");
+    std::vector<aws::Ec2Image> out;
+    for (const auto& id : ids) {
+      auto it = images.find(id);
+      if (it != images.end()) out.push_back(it->second);
+      else if (!unlisted_images.count(id))
+        return Fail({aws::Ec2ErrorKind::kBadRequest, "InvalidAMIID.NotFound",
+                     "The image id '[" + id + "]' does not exist", ""}, error, "DescribeImages");
+    }
+    return out;
+  }
+  void AddImage(const std::string& id, const std::string& root_device_name) {
+    aws::Ec2Image i;
+    i.image_id = id;
+    i.state = "available";
+    i.root_device_name = root_device_name;
+    i.root_device_type = "ebs";
+    images[id] = i;
+  }
+
   StatusOr<std::vector<aws::SpotPrice>> DescribeSpotPriceHistory(const std::string& type,
                                                                  aws::Ec2Error* error) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -121,7 +148,10 @@ class FakeEc2 : public aws::Ec2Api {
 
   // Public for tests to read and set (under their own single thread).
   std::map<std::string, Fault> run_faults;  // by instance type
-  std::optional<Fault> describe_fault, terminate_fault;
+  std::optional<Fault> describe_fault, terminate_fault, images_fault;
+  std::map<std::string, aws::Ec2Image> images;     // by AMI id
+  std::set<std::string> unlisted_images;           // answered with an empty list
+  std::vector<std::vector<std::string>> image_calls;
   bool start_running = false;
   std::string zone = "us-east-1b";
   std::map<std::string, aws::Ec2Instance> instances;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/files.h"
 #include "common/hashing.h"
@@ -103,9 +104,30 @@ Status SshRemote::InstallFile(const SshHost& host, const std::string& local,
   return Status::Ok();
 }
 
+namespace {
+
+// "export NAME='value'\n" for each "NAME=value" of `env`.
+StatusOr<std::string> ExportLines(const std::vector<std::string>& env) {
+  std::string out;
+  for (const std::string& e : env) {
+    size_t eq = e.find('=');
+    std::string name = e.substr(0, eq);
+    bool ok = eq != std::string::npos && !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+              name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+                  std::string::npos;
+    if (!ok) return InvalidArgument("not an environment variable for the agent: '" + e + "'");
+    out += "export " + name + "=" + ShellQuote(e.substr(eq + 1)) + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
 StatusOr<RemoteAgent> SshRemote::StartAgent(const SshHost& host, const std::string& url,
-                                            const std::string& token, const std::string& id) const {
-  std::string script = DirPrelude() +
+                                            const std::string& token, const std::string& id,
+                                            const std::vector<std::string>& env) const {
+  YARD_ASSIGN_OR_RETURN(std::string exports, ExportLines(env));
+  std::string script = DirPrelude() + exports +
       "I=\"$D/instances/\"" + ShellQuote(id) + "\n"
       "mkdir -p \"$I\" || exit 1\n"
       "IFS= read -r YARD_AGENT_TOKEN || exit 1\n"

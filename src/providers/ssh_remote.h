@@ -68,9 +68,12 @@ class SshRemote {
   // copies are checked on arrival and renamed into place.
   Status Install(const SshHost& host);
   // Starts `yard agent` detached (setsid, output to agent.log in
-  // <remote_dir>/instances/<id>) dialing `url`, the token on its stdin.
+  // <remote_dir>/instances/<id>) dialing `url`, the token on its stdin,
+  // with `env` ("NAME=value", e.g. YARD_PREEMPTION_WATCH=imds) exported.
+  // REQUIRES: each NAME is [A-Za-z_][A-Za-z0-9_]* (else InvalidArgument).
   StatusOr<RemoteAgent> StartAgent(const SshHost& host, const std::string& url,
-                                   const std::string& token, const std::string& id) const;
+                                   const std::string& token, const std::string& id,
+                                   const std::vector<std::string>& env = {}) const;
   // The script that ends instance `instance_id`'s agent (pid, checked to be
   // ours) and frees its folder `dir` but for agent.log and spool/.
   static std::string TerminateScript(const std::string& instance_id, const std::string& pid,

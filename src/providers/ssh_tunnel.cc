@@ -214,7 +214,7 @@ void SshTunnel::OnUp() {
   if (!start_agent) return;
   StatusOr<RemoteAgent> agent = remote_->StartAgent(
       spec_.host, "http://127.0.0.1:" + std::to_string(spec_.remote_port), spec_.agent_token,
-      spec_.instance_id);
+      spec_.instance_id, spec_.agent_env);
   if (!agent.ok()) return Fail(agent.status());
   std::lock_guard<std::mutex> lock(mu_);
   agent_started_ = true;
@@ -366,7 +366,8 @@ AwsTunnels::~AwsTunnels() {
 }
 
 void AwsTunnels::Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
-                      const std::string& token, bool agent_runs) {
+                      const std::string& token, bool agent_runs,
+                      const std::vector<std::string>& agent_env) {
   TunnelSpec spec;
   spec.host.address = settings_.address == "public" && !public_ip.empty() ? public_ip : private_ip;
   spec.host.port = settings_.port;
@@ -379,6 +380,7 @@ void AwsTunnels::Open(const std::string& id, const std::string& private_ip, cons
   spec.remote_port = settings_.remote_port;
   spec.ready_timeout_s = settings_.ready_timeout_s;
   spec.start_agent = !agent_runs;
+  spec.agent_env = agent_env;
   if (!log_dir_.empty() && MakeDirs(log_dir_ + "/" + id).ok()) spec.log_path = log_dir_ + "/" + id + "/tunnel.log";
   auto tunnel = std::make_unique<SshTunnel>(&remote_, spec);
   tunnel->Start();

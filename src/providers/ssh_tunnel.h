@@ -63,6 +63,7 @@ struct TunnelSpec {
   int alive_interval_s = 5;      // ServerAliveInterval
   int alive_count_max = 3;       // ServerAliveCountMax
   bool start_agent = true;       // false: the agent runs already (an adopted instance)
+  std::vector<std::string> agent_env;  // "NAME=value" exported for the agent it starts
   std::string ssh_program;       // "" = ssh from PATH (tests put a fake here)
 };
 
@@ -147,26 +148,39 @@ struct TunnelSettings {
   static StatusOr<TunnelSettings> FromJson(const nlohmann::json& j);
 };
 
-// The tunnels of the AWS provider's instances, by instance id. The forward
-// target is `server_url` when set, else the URL in the server's
-// server.json, read at each (re)start of a tunnel (a restarted server may
-// listen on another port).
-class AwsTunnels {
+// The tunnels of the AWS provider's instances, by instance id (connect
+// "tunnel"). AwsTunnels is the real one; the provider's tests use a fake.
+class InstanceTunnels {
+ public:
+  virtual ~InstanceTunnels() = default;
+  // Opens instance `id`'s tunnel to one of its EC2 addresses and, unless
+  // `agent_runs` (an adopted instance), installs and starts its agent with
+  // `token` and `agent_env` ("NAME=value") in its environment.
+  virtual void Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
+                    const std::string& token, bool agent_runs,
+                    const std::vector<std::string>& agent_env) = 0;
+  virtual void Close(const std::string& id) = 0;  // stops it; never waits
+  // SshTunnel::CountedSilence of instance `id`'s tunnel (`silent_s` when none).
+  virtual double CountedSilence(const std::string& id, double silent_s) const = 0;
+  // Instances whose tunnel gave up (each reported once): their agent cannot be had.
+  virtual std::vector<Interruption> TakeFailures() = 0;
+};
+
+// The forward target is `server_url` when set, else the URL in the
+// server's server.json, read at each (re)start of a tunnel (a restarted
+// server may listen on another port).
+class AwsTunnels : public InstanceTunnels {
  public:
   AwsTunnels(TunnelSettings settings, std::string server_url, std::string server_url_file,
              std::string log_dir);
-  ~AwsTunnels();  // stops every tunnel; the agents stay
+  ~AwsTunnels() override;  // stops every tunnel; the agents stay
 
-  // Opens instance `id`'s tunnel to `address` (an EC2 private or public
-  // address, picked from both by settings.address) and, unless `agent_runs`
-  // (an adopted instance), installs and starts its agent with `token`.
+  // The address is picked from both by settings.address.
   void Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
-            const std::string& token, bool agent_runs);
-  void Close(const std::string& id);  // stops it (on a thread of its own: never waits)
-  // SshTunnel::CountedSilence of instance `id`'s tunnel (`silent_s` when none).
-  double CountedSilence(const std::string& id, double silent_s) const;
-  // Instances whose tunnel gave up (each reported once): their agent cannot be had.
-  std::vector<Interruption> TakeFailures();
+            const std::string& token, bool agent_runs, const std::vector<std::string>& agent_env) override;
+  void Close(const std::string& id) override;  // on a thread of its own
+  double CountedSilence(const std::string& id, double silent_s) const override;
+  std::vector<Interruption> TakeFailures() override;
 
  private:
   const TunnelSettings settings_;

@@ -111,6 +111,53 @@ TEST_F(SshTunnelTest, AHostThatNeverLetsUsInIsAFailureWithSshsWords) {
   EXPECT_EQ(t.State().starts, 0);
 }
 
+// `text` as it appears inside a ShellQuote'd argument.
+std::string Quoted(const std::string& text) {
+  std::string q = ShellQuote(text);
+  return q.substr(1, q.size() - 2);
+}
+
+TEST_F(SshTunnelTest, TheAgentItStartsGetsTheEnvironmentItWasGiven) {
+  // The AWS provider's spot instances: YARD_PREEMPTION_WATCH=imds.
+  std::string binary = (dir_ / "yard").string();
+  ASSERT_TRUE(WriteFileAtomic(binary, "a yard build", 0755).ok());
+  SshSettings settings;
+  settings.yard_binary = binary;
+  SshRemote remote(settings, &runner_);
+  runner_.SetAnswer([](const CommandSpec& c) -> StatusOr<CommandResult> {
+    if (c.argv.back().find("agent --server") != std::string::npos)
+      return Result(0, "4242 /root/.cache/trainyard/instances/inst-1\n");
+    return Result(0, "");
+  });
+  spec_.start_agent = true;
+  spec_.agent_token = "tok";
+  spec_.agent_env = {"YARD_PREEMPTION_WATCH=imds", "ODD=it's"};
+  SshTunnel t(&remote, spec_);
+  t.Start();
+  ASSERT_TRUE(WaitUntil([&] { return t.State().agent_started; })) << t.State().failure;
+  t.Stop();
+  std::string start;
+  for (const CommandSpec& c : runner_.calls())
+    if (c.argv.back().find("agent --server") != std::string::npos) start = c.argv.back();
+  ASSERT_FALSE(start.empty());
+  size_t watch = start.find(Quoted("export YARD_PREEMPTION_WATCH='imds'\n"));
+  EXPECT_NE(watch, std::string::npos) << start;
+  EXPECT_LT(watch, start.find("agent --server")) << start;
+  EXPECT_NE(start.find(Quoted("export ODD=" + ShellQuote("it's") + "\n")), std::string::npos) << start;
+}
+
+TEST(SshRemoteTest, StartAgentRefusesAnEnvironmentNameTheShellWouldNotTake) {
+  FakeCommandRunner runner([](const CommandSpec&) -> StatusOr<CommandResult> { return Result(0, "1 /d\n"); });
+  SshRemote remote(SshSettings{}, &runner);
+  SshHost host{"10.1.2.3", 22, "ubuntu", "", 1};
+  for (const char* bad : {"NOEQUALS", "=x", "1X=y", "A B=c", "A;rm -rf /=x"}) {
+    StatusOr<RemoteAgent> r = remote.StartAgent(host, "http://127.0.0.1:1", "tok", "inst-1", {bad});
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(runner.calls().empty()) << "nothing ran";
+  EXPECT_TRUE(remote.StartAgent(host, "http://127.0.0.1:1", "tok", "inst-1", {"A_1=x y"}).ok());
+}
+
 TEST(TunnelSettingsTest, DefaultsAndUnknownKeys) {
   StatusOr<TunnelSettings> d = TunnelSettings::FromJson(nullptr);
   ASSERT_TRUE(d.ok());

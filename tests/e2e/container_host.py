@@ -51,8 +51,11 @@ def free_port(address):
 
 
 class ContainerSshHost:
-    def __init__(self, root: Path, address="127.0.0.1", port=None):
+    def __init__(self, root: Path, address="127.0.0.1", port=None, environment=None):
+        """`environment`: variables every SSH session gets, as a machine's own
+        environment would give them (authorized_keys' environment= option)."""
         self.root = Path(root)
+        self.environment = dict(environment or {})
         self.address = address
         self.port = port or free_port(address)
         self.name = f"yard-host-{secrets.token_hex(4)}"
@@ -65,7 +68,8 @@ class ContainerSshHost:
         cfg.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key], check=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", cfg / "host_key"], check=True)
-        (cfg / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        env = ",".join(f'environment="{k}={v}"' for k, v in self.environment.items())
+        (cfg / "authorized_keys").write_text((env + " " if env else "") + Path(f"{self.key}.pub").read_text())
         (cfg / "sshd_config").write_text(f"""ListenAddress {self.address}:{self.port}
 HostKey /yard-sshd/host_key
 PidFile none
@@ -77,6 +81,7 @@ KbdInteractiveAuthentication no
 AuthorizedKeysFile /yard-sshd/authorized_keys
 PermitRootLogin prohibit-password
 AllowTcpForwarding yes
+PermitUserEnvironment {"yes" if self.environment else "no"}
 """)
         podman("run", "-d", "--rm", "--network=host", "--name", self.name, "-v", f"{cfg}:/yard-sshd:ro",
                IMAGE, "sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f /yard-sshd/sshd_config")

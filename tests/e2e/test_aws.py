@@ -67,6 +67,10 @@ class Ec2:
         self.ec2 = self.moto.client()
         _, self.subnet_id = loopback_subnet(self.ec2)
         self.image_id = self.moto.any_image()
+        # An image that boots from /dev/xvda (Amazon Linux, as Debian's do).
+        self.xvda_image_id = sorted(i["ImageId"] for i in self.ec2.describe_images(Owners=["amazon"])["Images"]
+                                    if i.get("RootDeviceName") == "/dev/xvda"
+                                    and i.get("Architecture") == "x86_64")[0]
 
     def stop(self):
         self.proxy.stop()
@@ -121,6 +125,12 @@ def aws(yard, moto, tmp_path):
     types.append({"name": "bad-image", "provider": "aws", "cpus": 1, "on_demand_price": 0.1,
                   "options": {"ami": "ami-0000000000doesnotexist", "subnet_id": moto.subnet_id,
                               "instance_type": "t3.micro"}})
+    types.append({"name": "big-root", "provider": "aws", "cpus": 1, "on_demand_price": 0.1,
+                  "options": {"ami": moto.xvda_image_id, "subnet_id": moto.subnet_id,
+                              "instance_type": "t3.micro", "root_volume_gb": 200}})
+    types.append({"name": "big-root-bad-image", "provider": "aws", "cpus": 1, "on_demand_price": 0.1,
+                  "options": {"ami": "ami-0000000000doesnotexist", "subnet_id": moto.subnet_id,
+                              "instance_type": "t3.micro", "root_volume_gb": 200}})
     (yard.home / "catalog.json").write_text(json.dumps({
         "version": 1, "types": types,
         "providers": {"aws": {"region": "us-east-1", "endpoint_url": moto.proxy.url, "connect": "direct",
@@ -294,6 +304,60 @@ def test_auth_permission_and_image_errors_fail_the_job_without_fallback(aws, mot
     assert "no other machine type is tried" in done["message"]
     assert "requesting g4dn.xlarge" not in events(yard, job), "no fallback"
     assert moto.proxy.count("RunInstances") == 1
+    assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
+
+
+def test_root_volume_resizes_the_device_the_image_boots_from(aws, moto, yard, project):
+    """root_volume_gb on an image whose root is /dev/xvda: the root device
+    itself gets the size, and no second volume is made (EC2 attaches one for
+    a mapping of a device the image does not boot from)."""
+    assert moto.ec2.describe_images(ImageIds=[moto.xvda_image_id])["Images"][0]["RootDeviceName"] == "/dev/xvda"
+    (project / "train.py").write_text(JOB)
+    job = yard.run("submit", "train.py", "--machines", "big-root", cwd=project).stdout.strip()
+    (inst,) = wait_for(lambda: [i for i in ours(moto, aws) if i["State"]["Name"] == "running"], timeout=30,
+                       what="the instance to run")
+    assert inst["ImageId"] == moto.xvda_image_id and inst["RootDeviceName"] == "/dev/xvda"
+    mappings = inst["BlockDeviceMappings"]
+    assert [m["DeviceName"] for m in mappings] == ["/dev/xvda"], mappings
+    volumes = moto.ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id",
+                                                  "Values": [inst["InstanceId"]]}])["Volumes"]
+    assert len(volumes) == 1, volumes
+    (root,) = volumes
+    assert root["VolumeId"] == mappings[0]["Ebs"]["VolumeId"]
+    assert root["Size"] == 200 and root["Attachments"][0]["Device"] == "/dev/xvda", root
+    assert moto.proxy.count("DescribeImages") == 1
+    yard.run("cancel", job)
+    wait_for(lambda: moto.state(inst["InstanceId"]) == "terminated", timeout=20,
+             what="cancel to terminate the instance")
+
+
+@pytest.mark.parametrize("case", ["missing-image", "no-describe-images-permission"])
+def test_root_volume_of_an_image_ec2_cannot_show_fails_the_job_at_once(aws, moto, yard, project, case):
+    """The root device comes from DescribeImages: a missing AMI names the AMI,
+    the region and the option to change; a refused DescribeImages names the
+    IAM action. Neither is capacity: no fallback, nothing launched."""
+    if case == "missing-image":
+        first, expect = "big-root-bad-image", ["AMI ami-0000000000doesnotexist is not in region us-east-1",
+                                               "InvalidAMIID.NotFound",
+                                               "set options.ami of type 'big-root-bad-image'"]
+    else:
+        keys = moto.moto.make_user(f"no-images-{os.getpid()}-{time.monotonic_ns()}",
+                                   ["ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances",
+                                    "ec2:TerminateInstances", "ec2:DescribeSpotPriceHistory"])
+        aws.stop()
+        aws.start(env=dict(yard.env, **moto.credentials_env(keys)))
+        first, expect = "big-root", ["ec2:DescribeImages"]
+    runs = moto.proxy.count("RunInstances")
+    (project / "train.py").write_text(JOB)
+    job = yard.run("submit", "train.py", "--machines", first, "--machines", "g4dn.xlarge",
+                   cwd=project).stdout.strip()
+    done = yard.wait_state(job, {"succeeded", "failed"}, timeout=60)
+    assert done["state"] == "failed"
+    for words in expect:
+        assert words in done["message"], done["message"]
+    assert "no other machine type is tried" in done["message"]
+    assert "requesting g4dn.xlarge" not in events(yard, job), "no fallback"
+    assert moto.proxy.count("RunInstances") == runs, "nothing launched"
     assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
 
 

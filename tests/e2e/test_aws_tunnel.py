@@ -18,6 +18,7 @@ import pytest
 
 from conftest import YARD, processes_matching, wait_for
 from container_host import ContainerSshHost, free_port, image_present, skip_reason as host_skip_reason
+from spot_imds import SpotMetadata, skip_reason as spot_skip_reason
 from test_aws import AwsServer, Ec2, skip_reason as aws_skip_reason
 
 LINES = 40
@@ -102,6 +103,79 @@ def test_a_job_survives_its_tunnel_being_killed(yard, moto, project, tmp_path):
         yard.run("down", "--all", check=False)  # nothing of this test's left running in moto
         server.stop()
         host.stop()
+
+
+SPOT_JOB = ('trap "noticed=1" USR1\n'
+            'noticed=0\n'
+            'for i in 1 2 3 4; do echo "line $i"; done\n'
+            'while [ "$noticed" = 0 ]; do sleep 0.1 & wait $!; done\n'
+            'echo "notice: $(tr -d \'\\n\\t \' < "$YARD_PREEMPTION_NOTICE")"\n'
+            'echo step4 > "$YARD_CHECKPOINT_DIR/step-4.ckpt"\n'
+            'exit 75\n')
+
+
+@pytest.mark.skipif(spot_skip_reason() is not None, reason=spot_skip_reason() or "")
+def test_a_spot_instance_in_tunnel_mode_gets_the_interruption_notice(yard, moto, project, tmp_path):
+    """The agent started over SSH on a spot instance watches the metadata
+    service (ec2-metadata-mock, through spot_imds.SpotMetadata) as the
+    direct mode's does: the job gets SIGUSR1 and $YARD_PREEMPTION_NOTICE,
+    writes its checkpoint, and the instance is reported preempted and ended.
+    The machine's own environment (its sshd's) says where its metadata
+    service is, as 169.254.169.254 would on EC2; YARD_PREEMPTION_WATCH comes
+    from Trainyard."""
+    imds = SpotMetadata().start()
+    host = ContainerSshHost(tmp_path / "host", environment={
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url, "YARD_PREEMPTION_POLL_S": "0.2",
+        "YARD_PREEMPTION_MARGIN_S": "5"})
+    remote_port = free_port("127.0.0.1")
+    yard.home.mkdir(parents=True)
+    tunnel = {"user": "root", "key": str(host.key), "known_hosts": str(host.known_hosts), "port": host.port,
+              "address": "private", "remote_port": remote_port, "remote_dir": "/opt/trainyard",
+              "connect_timeout_s": 3, "ready_timeout_s": 90}
+    (yard.home / "catalog.json").write_text(json.dumps({
+        "version": 1,
+        "types": [{"name": "box", "provider": "aws", "cpus": 2, "on_demand_price": 0.1, "spot_price": 0.03,
+                   "options": {"ami": moto.image_id, "subnet_id": moto.subnet_id, "instance_type": "t3.micro"}}],
+        "providers": {"aws": {"region": "us-east-1", "endpoint_url": moto.proxy.url, "connect": "tunnel",
+                              "poll_interval_s": 0.3, "tunnel": tunnel}}}))
+    yard.env.update(moto.credentials_env())
+    server = AwsServer(yard, tmp_path / "server.log")
+    server.start()
+    job = None
+    try:
+        (project / "job.sh").write_text(SPOT_JOB)
+        job = yard.run("submit", "job.sh", "--machines", "box:spot", "--max-restarts", "1",
+                       cwd=project).stdout.strip()
+        (first,) = wait_for(lambda: [i for i in moto.instances({"tag:trainyard:server": server_id(yard)})
+                                     if i["State"]["Name"] == "running"],
+                            timeout=60, what="EC2 to run the instance")
+        assert first["InstanceLifecycle"] == "spot"
+        host.address = first["PrivateIpAddress"]
+        host.start()  # the instance "boots"
+        wait_for(lambda: "line 4\n" in yard.run("logs", job).stdout, timeout=120, interval=0.2,
+                 what="the job to wait for its notice")
+        instance = yard.job(job)["instance"]
+        imds.interrupt()
+        wait_for(lambda: moto.state(first["InstanceId"]) in ("shutting-down", "terminated"), timeout=60,
+                 what="the preempted instance to be terminated")
+        out = yard.run("logs", job).stdout
+        assert out.startswith("line 1\nline 2\nline 3\nline 4\nnotice: {\"action\":\"terminate\""), out
+        assert out.count("\nnotice: ") == 1, out
+        assert f"instance {instance} was preempted (spot interruption notice: EC2 will terminate it at" in out, out
+        shown = yard.run("logs", job, "--events").stderr
+        assert "told the job (SIGUSR1, $YARD_PREEMPTION_NOTICE)" in shown, shown
+        yard.run("fetch", job, "--to", project / "got")
+        assert (project / "got" / "checkpoints" / "step-4.ckpt").read_text() == "step4\n"
+        agent_log = host.exec("sh", "-c", "cat /opt/trainyard/instances/*/agent.log", check=False).stdout
+        assert "for spot interruptions" in agent_log, agent_log
+        assert imds.sessions, "the agent asked the metadata service"
+    finally:
+        if job:
+            yard.run("cancel", job, check=False)
+        yard.run("down", "--all", check=False)
+        server.stop()
+        host.stop()
+        imds.stop()
 
 
 def server_id(yard):
