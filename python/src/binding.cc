@@ -35,6 +35,7 @@ const char* PyCodeName(yard::Code c) {
     case yard::Code::kUnavailable: return "unavailable";
     case yard::Code::kInternal: return "internal";
     case yard::Code::kResourceExhausted: return "resource_exhausted";
+    case yard::Code::kTooManyRequests: return "too_many_requests";
     case yard::Code::kAlreadyExists: return "already_exists";
     case yard::Code::kCancelled: return "cancelled";
     default: return "unknown";

@@ -19,6 +19,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kAlreadyExists, "already_exists", 409},
     {Code::kFailedPrecondition, "failed_precondition", 409},
     {Code::kResourceExhausted, "resource_exhausted", 413},
+    {Code::kTooManyRequests, "too_many_requests", 429},
     {Code::kUnavailable, "unavailable", 503},
     {Code::kDeadlineExceeded, "deadline_exceeded", 504},
     {Code::kCancelled, "cancelled", 499},

@@ -26,7 +26,8 @@ enum class Code {
   kNotFound,           // HTTP 404
   kAlreadyExists,      // HTTP 409
   kFailedPrecondition, // wrong state for the request (HTTP 409)
-  kResourceExhausted,  // size limits, quotas (HTTP 413/429)
+  kResourceExhausted,  // size limits, quotas (HTTP 413)
+  kTooManyRequests,    // a per-user limit of things open at once (HTTP 429)
   kUnavailable,        // transient: peer down, retry later (HTTP 503)
   kDeadlineExceeded,   // a wait ran out
   kCancelled,

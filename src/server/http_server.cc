@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "server/worker_pool.h"
+
 namespace yard {
 
 std::string Call::Param(int i) const { return req.matches[i].str(); }
@@ -32,11 +34,25 @@ std::vector<Route> AllRoutes(ApiContext& ctx) {
   return all;
 }
 
-HttpApi::HttpApi(ApiContext ctx) : ctx_(ctx), server_(std::make_unique<httplib::Server>()) {
-  // Each open event stream and agent long poll holds a worker thread.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(128); };
+namespace {
+// Open event streams one user may hold: a sweep followed job by job, a
+// dashboard and a few terminals fit well within it.
+constexpr int kStreamsPerUser = 256;
+// Seconds a connection may send nothing while its request is incomplete:
+// a client that stalls mid-request (or never finishes one) gives its thread
+// back this soon. Nothing we send pauses that long mid-request.
+constexpr time_t kReadTimeoutS = 10;
+}  // namespace
+
+HttpApi::HttpApi(ApiContext ctx)
+    : streams_(kStreamsPerUser), ctx_(ctx), server_(std::make_unique<httplib::Server>()) {
+  ctx_.streams = &streams_;
+  // Each connection holds a thread for its life (an event stream or agent
+  // long poll for minutes): the pool grows instead of queueing behind them
+  // (worker_pool.h).
+  server_->new_task_queue = [] { return new WorkerPool(); };
   server_->set_payload_max_length(64ull << 20);
-  server_->set_read_timeout(60, 0);
+  server_->set_read_timeout(kReadTimeoutS, 0);
   server_->set_write_timeout(60, 0);
   server_->set_keep_alive_max_count(1000);
   // Clients and agents keep connections open between calls; an idle one

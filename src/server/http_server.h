@@ -16,6 +16,7 @@
 #include "common/blob_store.h"
 #include "common/status.h"
 #include "server/controller.h"
+#include "server/stream_limits.h"
 #include "store/store.h"
 
 namespace httplib {
@@ -50,6 +51,7 @@ struct ApiContext {
   Store* store;
   BlobStore* blobs;
   Controller* controller;
+  StreamLimits* streams = nullptr;  // set by HttpApi; null: no limit
 };
 
 using Handler = std::function<Status(Call&)>;
@@ -86,6 +88,8 @@ class HttpApi {
   void Install(const Route& route);
   StatusOr<TokenInfo> Authenticate(const httplib::Request& req, Access access);
 
+  // Open event streams per user; see HttpApi's constructor for the figure.
+  StreamLimits streams_;
   ApiContext ctx_;
   std::unique_ptr<httplib::Server> server_;
   std::mutex token_mu_;

@@ -146,12 +146,16 @@ Status Events(ApiContext& ctx, Call& call) {
   bool follow = call.Query("follow", "1") != "0";
   std::string user = call.who.user;
   std::string id = job.id;
+  StreamLimits::Lease lease;  // held by the stream's callback while it is open
+  if (follow && ctx.streams) {
+    YARD_ASSIGN_OR_RETURN(lease, ctx.streams->Open(user));
+  }
   call.res.set_header("Cache-Control", "no-cache");
   bool framed = call.req.get_header_value("Accept") == kFramesContentType;
   const StreamFormat* format = framed ? &kFrames : &kSse;
   call.res.set_chunked_content_provider(
       framed ? kFramesContentType : "text/event-stream",
-      [&ctx, user, id, after, follow, format](size_t, httplib::DataSink& sink) {
+      [&ctx, user, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
         return StreamEvents(ctx, user, id, after, follow, *format, sink);
       });
   return Status::Ok();

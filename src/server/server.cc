@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "common/files.h"
@@ -121,7 +124,20 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
 
 }  // namespace
 
+namespace {
+// Every open connection is a socket: the default soft limit (1024) would
+// refuse the 1025th client long before threads or memory run short.
+void RaiseOpenFileLimit() {
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  lim.rlim_cur = lim.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+    std::fprintf(stderr, "yard server: could not raise the open-file limit: %s\n", std::strerror(errno));
+}
+}  // namespace
+
 int RunServer(const ServerOptions& o) {
+  RaiseOpenFileLimit();
   Status s = MakeDirs(o.home);
   if (s.ok()) s = LockHome(o.home);
   if (!s.ok()) {
