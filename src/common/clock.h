@@ -1,5 +1,6 @@
-// Clock: wall time, injectable so tests of cooling, prices, the ledger and the sim use a fake.
-// Liveness (heartbeats, provisioning timeouts, placement deadlines) uses steady_clock, not this.
+// Clock: wall time and a monotonic time, injectable so that tests of
+// cooling, prices, the ledger, the sim and the liveness rules (heartbeats,
+// provisioning timeouts) run on a fake that moves only when told.
 #pragma once
 
 #include <atomic>
@@ -10,8 +11,11 @@ namespace yard {
 class Clock {
  public:
   virtual ~Clock() = default;
-  // Seconds since the Unix epoch.
+  // Seconds since the Unix epoch (prices, records, deadlines users see).
   virtual double Now() const = 0;
+  // Seconds on a clock that never jumps (how long something was silent):
+  // differences only; a wall-clock step must not lose every instance.
+  virtual double Monotonic() const = 0;
 };
 
 class RealClock : public Clock {
@@ -20,18 +24,29 @@ class RealClock : public Clock {
     using namespace std::chrono;
     return duration<double>(system_clock::now().time_since_epoch()).count();
   }
+  double Monotonic() const override {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+  }
 };
 
-// A clock that moves only when told. Thread-safe.
+// A clock that moves only when told. Thread-safe. The two times move
+// apart: Advance and Set move the wall time (prices, cooling, deadlines),
+// AdvanceMonotonic the liveness time (how long an agent was silent). A test
+// of cooling then needs no agents' heartbeats, and a test of liveness says
+// which time it moves.
 class FakeClock : public Clock {
  public:
   explicit FakeClock(double start = 1'700'000'000.0) : now_(start) {}
   double Now() const override { return now_.load(); }
+  double Monotonic() const override { return monotonic_.load(); }
   void Advance(double seconds) { now_.store(now_.load() + seconds); }
+  void AdvanceMonotonic(double seconds) { monotonic_.store(monotonic_.load() + seconds); }
   void Set(double t) { now_.store(t); }
 
  private:
   std::atomic<double> now_;
+  std::atomic<double> monotonic_{1000.0};
 };
 
 }  // namespace yard

@@ -98,13 +98,13 @@ Provider* Controller::provider(const std::string& name) {
 }
 
 void Controller::TouchHeartbeat(const std::string& instance_id) {
-  heartbeats_[instance_id] = std::chrono::steady_clock::now();
+  heartbeats_[instance_id] = clock_->Monotonic();
 }
 
 double Controller::SilentSeconds(const std::string& instance_id) {
   auto it = heartbeats_.find(instance_id);
   if (it == heartbeats_.end()) return 0;
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count();
+  return clock_->Monotonic() - it->second;
 }
 
 // ---------------------------------------------------------------- user side

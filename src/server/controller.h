@@ -284,7 +284,7 @@ class Controller {
   // (deadline, job) of every started request (see RequestDeadline).
   std::set<std::pair<double, std::string>> request_deadlines_;  // GUARDED_BY(mu_)
   std::map<std::string, InstanceRecord> instances_;  // non-terminal, GUARDED_BY(mu_)
-  std::map<std::string, std::chrono::steady_clock::time_point> heartbeats_;  // GUARDED_BY(mu_)
+  std::map<std::string, double> heartbeats_;  // clock_->Monotonic() of the last; GUARDED_BY(mu_)
   // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
   std::map<std::string, int> active_jobs_of_;       // user -> requesting/starting/running jobs
   std::map<std::string, int> instances_of_;         // user -> live instances

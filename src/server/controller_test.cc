@@ -749,5 +749,76 @@ TEST_F(ControllerTest, WaitingJobsAreLookedAtOnlyWhenTheirCheckIsDue) {
   EXPECT_EQ(Job(waiting[1]).state, job_state::kWaiting);
 }
 
+
+// ---- liveness on the controller's monotonic clock (server/lifecycle.cc)
+
+TEST_F(ControllerTest, AnInstanceSilentPastTheHeartbeatTimeoutIsLostAndItsJobRequeued) {
+  ControllerOptions opts;
+  opts.heartbeat_timeout_s = 10;
+  Build(5, 5, opts);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  clock_.AdvanceMonotonic(9.5);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy) << "not before the timeout";
+  ASSERT_TRUE(controller_->Heartbeat(inst).ok());
+  clock_.AdvanceMonotonic(9.5);  // 19 s since it was assigned, 9.5 s since its last heartbeat
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy) << "a heartbeat starts the count again";
+  clock_.AdvanceMonotonic(1.0);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kLost);
+  JobRecord j = Job(job);
+  EXPECT_EQ(j.state, job_state::kRequesting);
+  bool said = false;
+  for (const auto& e : Events(job))
+    said |= e.value("message", "").find("instance " + inst + " was lost (no heartbeat for 10.5 s)") !=
+            std::string::npos;
+  EXPECT_TRUE(said) << Json(Events(job)).dump();
+}
+
+TEST_F(ControllerTest, AWallClockStepLosesNoInstance) {
+  ControllerOptions opts;
+  opts.heartbeat_timeout_s = 10;
+  Build(5, 5, opts);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  clock_.Set(clock_.Now() + 3600);  // NTP steps the wall clock an hour ahead
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy);
+  EXPECT_EQ(Job(job).state, job_state::kRunning);
+}
+
+TEST_F(ControllerTest, AGrantedInstanceWhoseAgentNeverRegistersIsEndedAtTheProvisioningTimeout) {
+  ControllerOptions opts;
+  opts.provisioning_timeout_s = 300;
+  Build(5, 5, opts);
+  std::string job = Submit("ann", {"A"});
+  controller_->RunPass();
+  controller_->RunPass();  // granted, its agent started: it never dials in
+  std::string inst = Job(job).instance_id;
+  ASSERT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning);
+  ASSERT_EQ(spawner_.started.size(), 1u);
+  clock_.AdvanceMonotonic(299);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning) << "not before the timeout";
+  clock_.AdvanceMonotonic(2);
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kLost);
+  EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider ended it: nothing left running";
+  bool said = false;
+  for (const auto& e : Events(job))
+    said |= e.value("message", "").find("did not register within 300 s") != std::string::npos;
+  EXPECT_TRUE(said) << Json(Events(job)).dump();
+  registered_.insert(inst);  // its agent never comes: only the new one registers
+  Settle();
+  EXPECT_EQ(Job(job).state, job_state::kStarting) << "the job goes on on a new instance";
+  EXPECT_NE(Job(job).instance_id, inst);
+}
+
 }  // namespace
 }  // namespace yard
