@@ -116,7 +116,20 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  return run ? run() : 2;
+  if (!run) return 2;
+  // Commands check what they read, but a server's answer of an unexpected
+  // shape (another version, a proxy's page) must not abort with a core dump.
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    std::string command = app.get_subcommands().empty() ? "" : " " + app.get_subcommands()[0]->get_name();
+    std::fprintf(stderr,
+                 "yard%s: stopped on an unexpected answer or state (%s). Jobs already submitted "
+                 "are not affected (`yard jobs` lists them); check that --server/$YARD_SERVER is a "
+                 "Trainyard server of this version, and report it if it is\n",
+                 command.c_str(), e.what());
+    return 70;  // EX_SOFTWARE
+  }
 }
 
 }  // namespace yard::cli
