@@ -15,19 +15,16 @@
 
 #include "common/fake_command_runner.h"
 #include "common/files.h"
+#include "common/wait_testing.h"
 
 namespace yard {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool WaitUntil(const std::function<bool()>& cond, double seconds = 20) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
+// A tunnel's ssh takes its time to come up (or to fail): generous bounds.
+bool WaitUntil(const std::function<bool()>& cond) {
+  return test_support::WaitFor(cond, std::chrono::seconds(20), std::chrono::milliseconds(10));
 }
 
 class SshTunnelTest : public ::testing::Test {

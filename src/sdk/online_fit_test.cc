@@ -17,6 +17,7 @@
 
 #include "client/connection.h"
 #include "common/files.h"
+#include "common/wait_testing.h"
 #include "sdk/trainyard.h"
 
 namespace trainyard {
@@ -80,14 +81,7 @@ std::vector<int> ProcessesMentioning(const std::string& text) {
   return out;
 }
 
-bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
+using yard::test_support::WaitFor;
 
 class OnlineFitTest : public ::testing::Test {
  protected:

@@ -5,20 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include "common/wait_testing.h"
+
 namespace yard {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Waits (bounded) for `done`; true if it came.
-bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
-  auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
+using test_support::WaitFor;
 
 TEST(WorkerPoolTest, ATaskRunsAtOnceWhileEveryOtherThreadIsHeld) {
   WorkerPool pool({/*min_threads=*/2, /*max_threads=*/300, /*idle_exit=*/30s});
