@@ -38,6 +38,7 @@ const std::vector<CommandRow>& Commands() {
       {"machines", "list machine types and your instances (state, age, idle, price)", SetupMachines},
       {"down", "end cooling instances now", SetupDown},
       {"cost", "what you spent, per job and instance, running and cooling", SetupCost},
+      {"dashboard", "open the server's web page (jobs, curves, logs, machines, cost), signed in", SetupDashboard},
       {"server", "run the controller in the foreground", SetupServer},
       {"agent", "run an agent (started by providers on each instance)", SetupAgent},
       {"token", "manage API tokens on this server's home", SetupToken},

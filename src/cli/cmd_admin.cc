@@ -143,10 +143,11 @@ Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
   auto kind = std::make_shared<std::string>("user");
   CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
   create->add_option("user", *user, "user name")->required();
-  create->add_option("--kind", *kind, "user or agent")->capture_default_str();
+  create->add_option("--kind", *kind, "user, agent or metrics (a scraper: /metrics only)")->capture_default_str();
   sub->require_subcommand(1);
   return [user, kind, global] {
-    if (*kind != "user" && *kind != "agent") return Fail("--kind must be 'user' or 'agent'");
+    if (*kind != "user" && *kind != "agent" && *kind != "metrics")
+      return Fail("--kind must be 'user', 'agent' or 'metrics' (reads /metrics only)");
     std::string home = global->home.empty() ? DefaultYardHome() : global->home;
     Status s = MakeDirs(home);
     if (!s.ok()) return Fail(s.message());

@@ -28,7 +28,9 @@ Provider* Controller::ProviderFor(const std::string& machine_type) {
 
 int Controller::AvailableNow(const MachineType& type) {
   auto it = providers_.find(type.provider);
-  return it == providers_.end() ? 0 : it->second->Available(type);
+  if (it == providers_.end()) return 0;
+  CountCall(it->second, "available", true);
+  return it->second->Available(type);
 }
 
 // ---------------------------------------------------------------- recovery
@@ -50,8 +52,9 @@ Status Controller::Recover() {
     TouchHeartbeat(inst.id);  // a fresh grace: agents are reconnecting
     Provider* p = ProviderFor(inst.machine_type);
     bool alive = p && (inst.state == instance_state::kTerminating ? false : p->Adopt(inst));
+    if (p && inst.state != instance_state::kTerminating) CountCall(p, "adopt", true);
     if (inst.state == instance_state::kTerminating) {
-      if (p) LogError(p->Terminate(inst), "terminate on recovery");
+      if (p) LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate on recovery");
       SaveInstance(instances_[inst.id], instance_state::kTerminated);
       EraseInstance(inst.id);
     } else if (!alive) {
@@ -89,7 +92,27 @@ void Controller::RunPass() {
 
 Controller::PassStats Controller::pass_stats() {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  PassStats s = stats_;
+  s.queued = queue_.size();
+  for (const auto& [user, line] : waiting_of_) s.waiting += line.size();
+  return s;
+}
+
+std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> Controller::ProviderCalls() {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  return calls_;
+}
+
+void Controller::CountCall(Provider* p, const char* call, bool ok) {
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  auto& c = calls_[{p->name(), call}];
+  ++c.first;
+  if (!ok) ++c.second;
+}
+
+Status Controller::Counted(Provider* p, const char* call, Status s) {
+  CountCall(p, call, s.ok());
+  return s;
 }
 
 Provider* Controller::provider(const std::string& name) {

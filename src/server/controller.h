@@ -163,8 +163,12 @@ class Controller {
     uint64_t visits = 0;          // queued jobs a pass tried to place (group heads, due deadlines)
     uint64_t waiting_checks = 0;  // waiting jobs a pass looked at (their check was due)
     double pass_seconds = 0;  // wall time spent placing: passes, and ReuseNow at a job's end
+    uint64_t queued = 0;      // requesting jobs in the queue now (parked ones included)
+    uint64_t waiting = 0;     // jobs waiting for their user's quota now
   };
   PassStats pass_stats();
+  // Calls into providers so far: (provider, call) -> (calls, errors).
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> ProviderCalls();
 
  private:
   // --- placement (placement.cc); all REQUIRE mu_ held ---
@@ -236,6 +240,9 @@ class Controller {
   Json CheckpointSiblings(const std::string& job_id, const Json& newest);
 
   // --- helpers ---
+  // Counts one call `call` of `p` and its outcome `s` (GET /metrics); returns s.
+  Status Counted(Provider* p, const char* call, Status s);
+  void CountCall(Provider* p, const char* call, bool ok);
   // Runs `fn` with all its store writes in one transaction (group commit).
   // If the transaction cannot start, `fn` runs anyway, each write on its own.
   void Batched(const std::function<void()>& fn);
@@ -300,6 +307,8 @@ class Controller {
   std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
   std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
   PassStats stats_;                    // GUARDED_BY(mu_)
+  std::mutex calls_mu_;                // provider calls come from any thread
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_;  // GUARDED_BY(calls_mu_)
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

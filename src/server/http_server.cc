@@ -4,6 +4,9 @@
 
 #include <cstdio>
 
+#include "server/dashboard_auth.h"
+#include "server/metrics.h"
+#include "server/openapi.h"
 #include "server/worker_pool.h"
 
 namespace yard {
@@ -29,7 +32,8 @@ void ReplyError(httplib::Response& res, const Status& status) {
 
 std::vector<Route> AllRoutes(ApiContext& ctx) {
   std::vector<Route> all;
-  for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes})
+  for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes, MetaRoutes,
+                       DashboardRoutes})
     for (auto& r : table(ctx)) all.push_back(std::move(r));
   return all;
 }
@@ -45,7 +49,14 @@ constexpr time_t kReadTimeoutS = 10;
 }  // namespace
 
 HttpApi::HttpApi(ApiContext ctx)
-    : streams_(kStreamsPerUser), ctx_(ctx), server_(std::make_unique<httplib::Server>()) {
+    : dashboard_auth_(std::make_unique<DashboardAuth>(&real_clock_)),
+      metrics_(std::make_unique<ServerMetrics>()),
+      streams_(kStreamsPerUser),
+      ctx_(ctx),
+      server_(std::make_unique<httplib::Server>()) {
+  ctx_.dashboard_auth = dashboard_auth_.get();
+  ctx_.metrics = metrics_.get();
+  ctx_.openapi = &openapi_;
   ctx_.streams = &streams_;
   // Each connection holds a thread for its life (an event stream or agent
   // long poll for minutes): the pool grows instead of queueing behind them
@@ -63,10 +74,12 @@ HttpApi::HttpApi(ApiContext ctx)
   // connection Nagle holds the second until the first is acknowledged, and
   // the peer delays that ACK by 40 ms: every call would take 40 ms more.
   server_->set_tcp_nodelay(true);
-  for (const auto& route : AllRoutes(ctx_)) Install(route);
-  server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"ok": true, "service": "trainyard"})", "application/json");
-  });
+  std::vector<Route> routes = AllRoutes(ctx_);
+  StatusOr<Json> openapi = BuildOpenApi(routes, RouteDocs());
+  // A route without its doc is a bug that openapi_test catches; should one
+  // slip through, the description says so instead of the server failing.
+  openapi_ = openapi.ok() ? *openapi : Json{{"error", openapi.status().message()}};
+  for (const auto& route : routes) Install(route);
   // A handler that throws is a bug; answer with a JSON error and log it.
   server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
                                     std::exception_ptr ep) {
@@ -78,8 +91,20 @@ HttpApi::HttpApi(ApiContext ctx)
   auto not_found = [](const httplib::Request& req, httplib::Response& res) {
     ReplyError(res, NotFound("no route " + req.method + " " + req.path + " (see docs/api.md)"));
   };
+  // httplib answers some requests itself (no route; a body it cannot read):
+  // those get the API's JSON error too.
   server_->set_error_handler([not_found](const httplib::Request& req, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty()) not_found(req, res);
+    if (!res.body.empty()) return;
+    if (res.status == 404) return not_found(req, res);
+    int status = res.status;
+    if (status == 413)
+      ReplyError(res, ResourceExhausted("the request body is too large (64 MiB at most)"));
+    else if (status >= 400 && status < 500)
+      ReplyError(res, InvalidArgument("the request could not be read (HTTP " + std::to_string(status) +
+                                      "): a POST or PUT needs a Content-Length and a body, even {}"));
+    else
+      ReplyError(res, Internal("the server could not answer (HTTP " + std::to_string(status) + "); see server.log"));
+    res.status = status;
   });
 }
 
@@ -89,9 +114,27 @@ StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access ac
   if (access == Access::kPublic) return TokenInfo{};
   std::string auth = req.get_header_value("Authorization");
   const std::string prefix = "Bearer ";
+  std::string session = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
+  bool user_route = access == Access::kUser || access == Access::kUserOrAgent;
+  if (auth.empty() && !session.empty() && user_route) {
+    // The dashboard page. SameSite=Strict keeps other sites' requests
+    // cookieless; a custom header on writes makes sure of it.
+    if (req.method != "GET" && req.get_header_value("X-Yard-Dashboard") != "1")
+      return PermissionDenied("a page session may change things only with the header X-Yard-Dashboard: 1");
+    return dashboard_auth_->SessionUser(session);
+  }
   if (auth.compare(0, prefix.size(), prefix) != 0)
     return Unauthenticated("missing 'Authorization: Bearer <token>' header: set YARD_TOKEN");
-  std::string token = auth.substr(prefix.size());
+  YARD_ASSIGN_OR_RETURN(TokenInfo who, LookupBearer(auth.substr(prefix.size())));
+  bool ok = access == Access::kUserOrAgent ? who.kind == "user" || who.kind == "agent"
+            : access == Access::kUser      ? who.kind == "user"
+            : access == Access::kAgent     ? who.kind == "agent"
+                                           : who.kind == "metrics";
+  if (!ok) return PermissionDenied("this route is not open to " + who.kind + " tokens");
+  return who;
+}
+
+StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token) {
   TokenInfo who;
   {
     std::lock_guard<std::mutex> lock(token_mu_);
@@ -103,19 +146,28 @@ StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access ac
     std::lock_guard<std::mutex> lock(token_mu_);
     token_cache_[token] = who;
   }
-  bool ok = access == Access::kUserOrAgent || (access == Access::kUser && who.kind == "user") ||
-            (access == Access::kAgent && who.kind == "agent");
-  if (!ok) return PermissionDenied("this route is not open to " + who.kind + " tokens");
   return who;
 }
 
 void HttpApi::Install(const Route& route) {
-  auto handler = [this, route](const httplib::Request& req, httplib::Response& res) {
+  std::string key = std::string(route.method) + " " + route.pattern;
+  auto handler = [this, route, key](const httplib::Request& req, httplib::Response& res) {
     StatusOr<TokenInfo> who = Authenticate(req, route.access);
     if (!who.ok()) return ReplyError(res, who.status());
     Call call{req, res, *who};
     Status s = route.handler(call);
     if (!s.ok()) ReplyError(res, s);
+    metrics_->CountRequest(key, res.status, req.body.size(), res.body.size());
+    if (res.content_provider_) {
+      // A stream (SSE): counted open until httplib releases it.
+      ServerMetrics* m = metrics_.get();
+      m->StreamOpened();
+      auto inner = std::move(res.content_provider_resource_releaser_);
+      res.content_provider_resource_releaser_ = [m, inner](bool ok) {
+        m->StreamClosed();
+        if (inner) inner(ok);
+      };
+    }
   };
   std::string m = route.method;
   if (m == "GET") server_->Get(route.pattern, handler);

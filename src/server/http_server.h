@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/blob_store.h"
+#include "common/clock.h"
 #include "common/status.h"
 #include "server/controller.h"
 #include "server/stream_limits.h"
@@ -29,7 +30,9 @@ namespace yard {
 
 using Json = nlohmann::json;
 
-enum class Access { kPublic, kUser, kAgent, kUserOrAgent };
+// kMetrics: GET /metrics, open to tokens of kind "metrics" only (a read
+// scope for scrapers: the figures span all users; docs/operations.md).
+enum class Access { kPublic, kUser, kAgent, kUserOrAgent, kMetrics };
 
 // One call being served.
 struct Call {
@@ -46,12 +49,19 @@ struct Call {
   void ReplyJson(const Json& j, int status = 200);
 };
 
-// What handlers need. Owned by HttpApi's creator; outlives it.
+class DashboardAuth;
+class ServerMetrics;
+
+// What handlers need. The first three are owned by HttpApi's creator and
+// outlive it; HttpApi fills in the rest (its own parts).
 struct ApiContext {
   Store* store;
   BlobStore* blobs;
   Controller* controller;
-  StreamLimits* streams = nullptr;  // set by HttpApi; null: no limit
+  StreamLimits* streams = nullptr;          // set by HttpApi; null: no limit
+  DashboardAuth* dashboard_auth = nullptr;  // login links and page sessions
+  ServerMetrics* metrics = nullptr;         // counters behind GET /metrics
+  const Json* openapi = nullptr;            // GET /v1/openapi.json
 };
 
 using Handler = std::function<Status(Call&)>;
@@ -69,8 +79,10 @@ std::vector<Route> BlobRoutes(ApiContext& ctx);
 std::vector<Route> AgentRoutes(ApiContext& ctx);
 std::vector<Route> MachineRoutes(ApiContext& ctx);
 std::vector<Route> AgentBinaryRoutes(ApiContext& ctx);
-// Every table above, in install order: what the server serves (besides
-// GET /v1/health) and what docs/api.md must document (api_docs_test.cc).
+std::vector<Route> MetaRoutes(ApiContext& ctx);       // routes_meta.cc: health, openapi, /metrics
+std::vector<Route> DashboardRoutes(ApiContext& ctx);  // routes_dashboard.cc: sign-in, output lines, the page
+// Every table above, in install order: what the server serves and what
+// docs/api.md must document (api_docs_test.cc).
 std::vector<Route> AllRoutes(ApiContext& ctx);
 
 class HttpApi {
@@ -87,7 +99,12 @@ class HttpApi {
  private:
   void Install(const Route& route);
   StatusOr<TokenInfo> Authenticate(const httplib::Request& req, Access access);
+  StatusOr<TokenInfo> LookupBearer(const std::string& token);
 
+  RealClock real_clock_;
+  std::unique_ptr<DashboardAuth> dashboard_auth_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  Json openapi_;
   // Open event streams per user; see HttpApi's constructor for the figure.
   StreamLimits streams_;
   ApiContext ctx_;

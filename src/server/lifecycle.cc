@@ -132,7 +132,7 @@ void Controller::ReleaseInstance(InstanceRecord& inst, double cool_down_s) {
 
 void Controller::TerminateInstance(InstanceRecord& inst, const std::string& why) {
   Provider* p = ProviderFor(inst.machine_type);
-  if (p) LogError(p->Terminate(inst), "terminate");
+  if (p) LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate");
   CloseInterval(inst);
   inst.info["ended_because"] = why;
   SaveInstance(inst, instance_state::kTerminated);
@@ -144,7 +144,7 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   std::string id = inst.id;
   std::string job_id = inst.job_id;
   Provider* p = ProviderFor(inst.machine_type);
-  if (p && !preempted) LogError(p->Terminate(inst), "terminate lost instance");
+  if (p && !preempted) LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate lost instance");
   CloseInterval(inst);
   inst.info["lost_because"] = reason;
   SaveInstance(inst, instance_state::kLost);
@@ -187,6 +187,7 @@ void Controller::MonitorInstances() {
     InstanceRecord& inst = it->second;
     Provider* p = ProviderFor(inst.machine_type);
     double silent = SilentSeconds(id);
+    if (p) CountCall(p, "is_alive", true);
     if (p && !p->IsAlive(inst)) {
       MarkLost(inst, "its agent process is gone", false);
     } else if (inst.state == instance_state::kRequested) {

@@ -433,6 +433,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       StartRequest(job, RequestName(req));
     const MachineType launched = listed->WithSettings(SettingsOf(job));
     const MachineType* type = &launched;
+    CountCall(provider, "available", true);
     if (provider->Available(*type) > 0) {
       InstanceRecord inst;
       inst.id = NewId("inst");
@@ -443,7 +444,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       inst.created_at = inst.state_since = now;
       inst.info["market"] = req.market.empty() ? type->default_market : req.market;
       if (!SettingsOf(job).empty()) inst.info["settings"] = SettingsOf(job);  // for reuse
-      Status s = provider->Launch(*type, agent_launch_, &inst);
+      Status s = Counted(provider, "launch", provider->Launch(*type, agent_launch_, &inst));
       if (!s.ok()) {
         if (s.code() == Code::kResourceExhausted) {  // raced: try next pass
           missed.insert(queue_.GroupOf(job.id));

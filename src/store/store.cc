@@ -255,6 +255,19 @@ StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::stri
   return out;
 }
 
+StatusOr<std::vector<Store::JobStateCount>> Store::CountJobsByState() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT state, count(*), coalesce(sum(last_seq), 0) FROM jobs GROUP BY state"));
+  std::vector<JobStateCount> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back({st.Text(0), st.Int(1), st.Int(2)});
+  }
+  return out;
+}
+
 Status Store::UpdateJob(const JobRecord& j) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   return UpdateJobLocked(j);
@@ -347,6 +360,16 @@ StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_i
     out.push_back(std::move(e));
   }
   return out;
+}
+
+StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const std::string& kind) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT seq, body FROM events WHERE job_id = ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
+  st.Bind(1, job_id).Bind(2, kind);
+  YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return StoredEvent{};
+  return StoredEvent{st.Int(0), st.Text(1)};
 }
 
 Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,

@@ -41,6 +41,13 @@ class Store {
                                             const std::string& query, int limit);
   // Jobs in any of `states` (for recovery and the scheduler), oldest first.
   StatusOr<std::vector<JobRecord>> JobsInStates(const std::vector<std::string>& states);
+  // Per job state (all users): how many jobs and how many events they hold.
+  struct JobStateCount {
+    std::string state;
+    int64_t jobs = 0;
+    int64_t events = 0;
+  };
+  StatusOr<std::vector<JobStateCount>> CountJobsByState();
   // Writes the mutable fields of `job` (state, instance, exit, message,
   // attempt, run_acked, cancel_requested, updated_at).
   Status UpdateJob(const JobRecord& job);
@@ -68,6 +75,8 @@ class Store {
   // fast stream holds a bounded amount in memory.
   StatusOr<std::vector<StoredEvent>> ReadEventText(const std::string& job_id, int64_t after,
                                                    int limit, size_t max_bytes = 4u << 20);
+  // The job's newest event of `kind` as stored text; seq 0 when it has none.
+  StatusOr<StoredEvent> LatestEventOfKind(const std::string& job_id, const std::string& kind);
 
   // --- artifacts ---
   Status UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,

@@ -1,0 +1,182 @@
+"""The dashboard in a real browser: Playwright drives Debian's chromium
+(headless) against the embedded server of each test's YARD_HOME. The page is
+signed in through `yard dashboard --no-browser`'s one-time link."""
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, wait_for
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in scripts/requirements-dev.txt")
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "build" / "test-artifacts"
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium comes from scripts/setup.sh")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
+        yield b
+        b.close()
+
+
+def login_link(yard, env=None):
+    out = yard.run("dashboard", "--no-browser", env=env).stdout
+    m = re.search(r"(http://\S+/login#code=[0-9a-f]+)", out)
+    assert m, f"no login link in `yard dashboard` output:\n{out}"
+    return m.group(1)
+
+
+def signed_in_page(browser, yard, env=None, **context_args):
+    context = browser.new_context(**context_args)
+    page = context.new_page()
+    page.goto(login_link(yard, env))
+    page.wait_for_selector("#jobs")
+    return page
+
+
+def trigger_script(project, gate, body):
+    """job.sh runs `body` with `gate N` blocking until the test creates gate-N."""
+    (project / "job.sh").write_text(
+        f'gate() {{ while [ ! -e {gate}-$1 ]; do sleep 0.05; done; }}\n{body}\n')
+
+
+def test_login_link_works_once_and_leaves_no_code_behind(browser, yard, project):
+    link = login_link(yard)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(link)
+    page.wait_for_selector("#jobs")
+    assert page.url.endswith("/jobs"), page.url  # the code is gone from the address
+    assert page.evaluate("history.length") == 1 or "#code=" not in page.evaluate("location.href")
+    cookie = next(c for c in context.cookies() if c["name"] == "yard_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # not readable by scripts
+    server_log = (yard.home / "server.log").read_text() if (yard.home / "server.log").exists() else ""
+    assert link.split("#code=")[1] not in server_log
+    # The same link again, in a fresh browser: refused, with what to do.
+    other = browser.new_context().new_page()
+    other.goto(link)
+    other.wait_for_selector("form.signin")
+    assert "yard dashboard" in other.inner_text(".error")
+
+
+def test_running_job_shows_output_and_curves_live_and_one_point_per_epoch(browser, yard, project, tmp_path):
+    gate = tmp_path / "gate"
+    trigger_script(project, gate, "\n".join(
+        f'gate {e}; echo "epoch {e} done"; '
+        f'echo \'{{"epoch": {e}, "epochs": 3, "loss": {1.0 / e}, "val_loss": {1.2 / e}}}\' >> "$YARD_METRICS"'
+        for e in (1, 2, 3)) + "\ngate end\n")
+    job_id = yard.run("submit", "job.sh", "-d", "live curves", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "running")
+    page = signed_in_page(browser, yard, viewport={"width": 1280, "height": 900})
+    page.click(f"a[href='/jobs/{job_id}']")
+    page.wait_for_selector("#job-state [data-state='running']")
+    assert page.evaluate("!window.yardCharts.loss")
+    for epoch in (1, 2, 3):
+        (tmp_path / f"gate-{epoch}").touch()
+        page.wait_for_function(
+            "n => window.yardCharts.loss && window.yardCharts.loss.data[0].length === n", arg=epoch, timeout=20000)
+        page.wait_for_selector(f"#log .row:text-is('epoch {epoch} done')", timeout=20000)
+    data = page.evaluate("window.yardCharts.loss.data")
+    series = page.evaluate("window.yardCharts.loss.series.map(s => s.label)")
+    assert data[0] == [1, 2, 3]  # one point per reported epoch
+    assert series[1:] == ["loss", "val_loss"]  # validation beside training
+    assert data[1] == pytest.approx([1.0, 0.5, 1 / 3]) and data[2] == pytest.approx([1.2, 0.6, 0.4])
+    (tmp_path / "gate-end").touch()
+    page.wait_for_selector("#job-state [data-state='succeeded']", timeout=30000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
+    # Narrow and dark: the page still fits its width.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(color_scheme="dark")
+    page.goto(page.url)
+    page.wait_for_function("() => window.yardCharts.loss")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert sum(map(int, re.findall(r"\d+", bg)[:3])) < 150, bg  # dark
+    page.screenshot(path=str(ARTIFACTS / "dashboard-job-390-dark.png"), full_page=True)
+
+
+def test_jobs_list_updates_without_reload_and_filters(browser, yard, project, tmp_path):
+    page = signed_in_page(browser, yard)
+    (project / "job.sh").write_text('echo \'{"epoch": 1, "loss": 0.75}\' >> "$YARD_METRICS"\n')
+    job_id = yard.run("submit", "job.sh", "-d", "appears by itself", cwd=project).stdout.strip()
+    row = f"tr[data-job='{job_id}']"
+    page.wait_for_selector(f"{row} [data-state='succeeded']", timeout=30000)
+    wait_for(lambda: "loss 0.75" in page.inner_text(f"{row} .metrics"), timeout=10, what="latest metric")
+    page.fill("#search", "no such description")
+    page.wait_for_selector(row, state="detached")
+    page.fill("#search", "by itself")
+    page.wait_for_selector(row)
+
+
+def test_cancel_from_the_page_cancels_the_job(browser, yard, project):
+    (project / "job.sh").write_text("echo started; sleep 300\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "running")
+    page = signed_in_page(browser, yard)
+    page.goto(page.url.replace("/jobs", f"/jobs/{job_id}"))
+    page.wait_for_selector("#job-state [data-state='running']")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#cancel")
+    assert yard.wait_state(job_id, "cancelled")["state"] == "cancelled"
+    page.wait_for_selector("#job-state [data-state='cancelled']", timeout=20000)
+
+
+def test_another_user_sees_none_of_my_jobs_and_gets_404(browser, yard, project):
+    (project / "job.sh").write_text("echo mine\n")
+    job_id = yard.run("submit", "job.sh", "-d", "alice only", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "succeeded")
+    bob_token = yard.run("token", "create", "bob").stdout.strip()
+    env = dict(yard.env, YARD_SERVER=yard.server_info()["url"], YARD_TOKEN=bob_token)
+    page = signed_in_page(browser, yard, env=env)
+    page.wait_for_selector("#jobs tbody tr")
+    assert job_id not in page.inner_text("#jobs")
+    base = yard.server_info()["url"]
+    response = page.goto(f"{base}/jobs/{job_id}")
+    assert response.status == 404
+    page.wait_for_selector("#not-found")
+    for path in ("", "/events?follow=0", "/lines", "/timeline", "/log", "/artifacts"):
+        r = page.request.get(f"{base}/v1/jobs/{job_id}{path}")
+        assert r.status == 404, (path, r.status)
+    assert page.request.post(f"{base}/v1/jobs/{job_id}/cancel", headers={"X-Yard-Dashboard": "1"}).status == 404
+    assert yard.job(job_id)["state"] == "succeeded"
+
+
+def test_a_page_session_cannot_write_without_the_dashboard_header(browser, yard, project):
+    (project / "job.sh").write_text("sleep 300\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    page = signed_in_page(browser, yard)
+    base = yard.server_info()["url"]
+    assert page.request.post(f"{base}/v1/jobs/{job_id}/cancel").status == 403
+    assert yard.job(job_id)["state"] != "cancelled"
+    yard.run("cancel", job_id)
+
+
+def test_a_million_line_log_opens_at_its_tail_within_2s_and_stays_responsive(browser, yard, project):
+    (project / "job.sh").write_text("seq 1 1000000 | sed 's/^/line /'\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "succeeded", timeout=300)
+    page = signed_in_page(browser, yard)
+    url = page.url.replace("/jobs", f"/jobs/{job_id}")
+    start = time.monotonic()
+    page.goto(url)
+    page.wait_for_selector("#log .row:text-is('line 1000000')", timeout=30000)
+    opened = time.monotonic() - start
+    assert page.inner_text("#log-count") == "1,000,000 lines"
+    # Scroll back to the start and to the middle: lines arrive by ranged
+    # fetches and the tab answers at once meanwhile.
+    for target, text in ((0, "line 1"), (500000, "line 500001")):
+        page.evaluate("n => { const b = document.querySelector('#log'); "
+                      "b.scrollTop = n * 18 * Math.min(1, 15e6 / (1e6 * 18)); }", target)
+        t = time.monotonic()
+        page.evaluate("1")
+        assert time.monotonic() - t < 0.5, "the tab did not answer within 0.5 s while scrolling"
+        page.wait_for_selector(f"#log .row:text-is('{text}')", timeout=10000)
+    assert opened < 2.0, f"the 1,000,000-line log took {opened:.2f} s to show its tail"
