@@ -32,13 +32,17 @@ Status OutputCache::ReadNew(Entry& e) {
     if (batch.empty()) return Status::Ok();
     for (const auto& ev : batch) {
       e.seq = ev.seq;
-      Json j = Json::parse(ev.json, nullptr, false);
-      if (j.is_discarded()) continue;
-      if (j.value("kind", "") != "output") {
-        e.timeline.push_back(std::move(j));
-        continue;
+      std::string inline_data;
+      if (!ev.output) {  // output bytes are kept apart since schema 3; older ones sit in "data"
+        Json j = Json::parse(ev.json, nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.value("kind", "") != "output") {
+          e.timeline.push_back(std::move(j));
+          continue;
+        }
+        inline_data = j.value("data", "");
       }
-      const std::string& data = j["data"].get_ref<const std::string&>();
+      const std::string& data = ev.output ? *ev.output : inline_data;
       for (size_t i = 0; i < data.size(); ++i) {
         e.text.push_back(data[i]);
         if (data[i] == '\n') e.line_starts.push_back(e.text.size());

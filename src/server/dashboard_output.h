@@ -39,7 +39,7 @@ struct OutputMatches {
 
 class OutputCache {
  public:
-  explicit OutputCache(Store* store, size_t max_jobs = 8) : store_(store), max_jobs_(max_jobs) {}
+  explicit OutputCache(Store* store, size_t max_jobs = 4) : store_(store), max_jobs_(max_jobs) {}
 
   // Lines [from, from + count) of the job's output; from < 0 counts from the
   // end (-count: the tail). Clamped to what exists.

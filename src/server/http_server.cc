@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "common/frames.h"
 #include "server/dashboard_auth.h"
 #include "server/metrics.h"
 #include "server/openapi.h"
@@ -158,8 +159,9 @@ void HttpApi::Install(const Route& route) {
     Status s = route.handler(call);
     if (!s.ok()) ReplyError(res, s);
     metrics_->CountRequest(key, res.status, req.body.size(), res.body.size());
-    if (res.content_provider_) {
-      // A stream (SSE): counted open until httplib releases it.
+    std::string type = res.get_header_value("Content-Type");
+    if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType)) {
+      // An event stream: counted open until httplib releases it.
       ServerMetrics* m = metrics_.get();
       m->StreamOpened();
       auto inner = std::move(res.content_provider_resource_releaser_);

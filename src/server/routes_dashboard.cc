@@ -4,6 +4,9 @@
 // embedded at build time: generated/server/dashboard_assets.h).
 #include <httplib.h>
 
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include <string_view>
 
 #include "common/manifest.h"
@@ -23,7 +26,43 @@ struct Dash {
   explicit Dash(ApiContext& c) : ctx(c), output(c.store) {}
   ApiContext& ctx;
   OutputCache output;
+  // Newest metric values per job and the seq up to which they were looked
+  // for, so a list read every few seconds queries only newer events.
+  struct Latest {
+    int64_t scanned = 0;
+    Json values;
+  };
+  std::mutex latest_mu;
+  std::map<std::string, Latest> latest;  // GUARDED_BY(latest_mu)
 };
+
+StatusOr<Json> LatestMetrics(Dash& d, const JobRecord& job) {
+  std::lock_guard<std::mutex> lock(d.latest_mu);
+  if (d.latest.size() > 100000) d.latest.clear();  // a bound; refilled as lists are read
+  Dash::Latest& l = d.latest[job.id];
+  if (l.scanned < job.last_seq) {
+    YARD_ASSIGN_OR_RETURN(StoredEvent m, d.ctx.store->LatestEventOfKind(job.id, "metric", l.scanned));
+    Json metric = m.seq ? Json::parse(m.json, nullptr, false) : Json();
+    if (metric.is_object()) l.values = metric.value("values", Json());
+    l.scanned = std::max(job.last_seq, m.seq);
+  }
+  return l.values;
+}
+
+// httplib compresses a text or JSON body for a browser with brotli at its
+// slowest setting (seconds for megabytes); a body given with its length
+// through a provider goes out as it is.
+void ReplyUncompressed(Call& call, std::string body, const char* type) {
+  auto text = std::make_shared<std::string>(std::move(body));
+  call.res.set_content_provider(text->size(), type,
+      [text](size_t offset, size_t length, httplib::DataSink& sink) {
+        return sink.write(text->data() + offset, std::min(length, text->size() - offset));
+      });
+}
+
+void ReplyJsonUncompressed(Call& call, const Json& j) {
+  ReplyUncompressed(call, j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
 
 void SetSession(Call& call, const std::string& session, const std::string& user) {
   call.res.set_header("Set-Cookie", SessionCookie(session));
@@ -79,9 +118,7 @@ Status Jobs(Dash& d, Call& call) {
   Json out = Json::array();
   for (const auto& j : jobs) {
     Json one = j.ToApiJson();
-    YARD_ASSIGN_OR_RETURN(StoredEvent m, d.ctx.store->LatestEventOfKind(j.id, "metric"));
-    Json metric = m.seq ? Json::parse(m.json, nullptr, false) : Json();
-    one["latest_metrics"] = metric.is_object() ? metric.value("values", Json()) : Json();
+    YARD_ASSIGN_OR_RETURN(one["latest_metrics"], LatestMetrics(d, j));
     one["cost"] = cost["by_job"].value(j.id, 0.0);
     out.push_back(std::move(one));
   }
@@ -99,15 +136,15 @@ Status Lines(Dash& d, Call& call) {
   int64_t from = std::atoll(call.Query("from", "-1000").c_str());
   int64_t count = std::clamp<int64_t>(std::atoll(call.Query("count", "1000").c_str()), 0, kMaxLinesPerCall);
   YARD_ASSIGN_OR_RETURN(OutputLines l, d.output.Lines(job.id, from, count));
-  call.ReplyJson({{"total", l.total}, {"from", l.from}, {"lines", l.lines}, {"seq", l.seq},
-                  {"partial", l.partial}});
+  ReplyJsonUncompressed(call, {{"total", l.total}, {"from", l.from}, {"lines", l.lines}, {"seq", l.seq},
+                               {"partial", l.partial}});
   return Status::Ok();
 }
 
 Status Timeline(Dash& d, Call& call) {
   YARD_ASSIGN_OR_RETURN(JobRecord job, d.ctx.controller->GetJobFor(call.who.user, call.Param(1)));
   YARD_ASSIGN_OR_RETURN(auto t, d.output.Timeline(job.id));
-  call.ReplyJson({{"events", t.first}, {"seq", t.second}});
+  ReplyJsonUncompressed(call, {{"events", t.first}, {"seq", t.second}});
   return Status::Ok();
 }
 
@@ -115,7 +152,7 @@ Status WholeLog(Dash& d, Call& call) {
   YARD_ASSIGN_OR_RETURN(JobRecord job, d.ctx.controller->GetJobFor(call.who.user, call.Param(1)));
   YARD_ASSIGN_OR_RETURN(std::string text, d.output.Text(job.id));
   call.res.set_header("Content-Disposition", "attachment; filename=\"" + job.id + ".log\"");
-  call.res.set_content(std::move(text), "text/plain; charset=utf-8");
+  ReplyUncompressed(call, std::move(text), "text/plain; charset=utf-8");
   return Status::Ok();
 }
 

@@ -362,11 +362,12 @@ StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_i
   return out;
 }
 
-StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const std::string& kind) {
+StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const std::string& kind,
+                                               int64_t after) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, body FROM events WHERE job_id = ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
-  st.Bind(1, job_id).Bind(2, kind);
+      "SELECT seq, body FROM events WHERE job_id = ? AND seq > ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
+  st.Bind(1, job_id).Bind(2, after).Bind(3, kind);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return StoredEvent{};
   return StoredEvent{st.Int(0), st.Text(1)};

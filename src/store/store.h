@@ -75,8 +75,10 @@ class Store {
   // fast stream holds a bounded amount in memory.
   StatusOr<std::vector<StoredEvent>> ReadEventText(const std::string& job_id, int64_t after,
                                                    int limit, size_t max_bytes = 4u << 20);
-  // The job's newest event of `kind` as stored text; seq 0 when it has none.
-  StatusOr<StoredEvent> LatestEventOfKind(const std::string& job_id, const std::string& kind);
+  // The job's newest event of `kind` after seq `after`, as stored text;
+  // seq 0 when there is none.
+  StatusOr<StoredEvent> LatestEventOfKind(const std::string& job_id, const std::string& kind,
+                                          int64_t after = 0);
 
   // --- artifacts ---
   Status UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,

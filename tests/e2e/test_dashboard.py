@@ -53,7 +53,10 @@ def test_login_link_works_once_and_leaves_no_code_behind(browser, yard, project)
     page.goto(link)
     page.wait_for_selector("#jobs")
     assert page.url.endswith("/jobs"), page.url  # the code is gone from the address
-    assert page.evaluate("history.length") == 1 or "#code=" not in page.evaluate("location.href")
+    page.go_back()  # and from the history: the entry before is the blank page
+    assert "code=" not in page.url, page.url
+    page.go_forward()
+    page.wait_for_selector("#jobs")
     cookie = next(c for c in context.cookies() if c["name"] == "yard_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
@@ -64,6 +67,19 @@ def test_login_link_works_once_and_leaves_no_code_behind(browser, yard, project)
     other.goto(link)
     other.wait_for_selector("form.signin")
     assert "yard dashboard" in other.inner_text(".error")
+
+
+def test_yard_dashboard_opens_the_browser_with_the_link(yard, tmp_path):
+    opened = tmp_path / "opened"
+    browser_cmd = tmp_path / "browser.sh"
+    browser_cmd.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser_cmd.chmod(0o755)
+    yard.run("jobs")
+    out = yard.run("dashboard", env=dict(yard.env, BROWSER=str(browser_cmd))).stdout
+    link = wait_for(lambda: opened.exists() and opened.read_text().strip(), timeout=10, what="the browser")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/login#code=[0-9a-f]{48}", link), link
+    assert link.split("#")[0].removesuffix("/login") in out  # the address is printed
+    assert "code=" not in out  # the one-time code is not
 
 
 def test_running_job_shows_output_and_curves_live_and_one_point_per_epoch(browser, yard, project, tmp_path):
@@ -180,3 +196,84 @@ def test_a_million_line_log_opens_at_its_tail_within_2s_and_stays_responsive(bro
         assert time.monotonic() - t < 0.5, "the tab did not answer within 0.5 s while scrolling"
         page.wait_for_selector(f"#log .row:text-is('{text}')", timeout=10000)
     assert opened < 2.0, f"the 1,000,000-line log took {opened:.2f} s to show its tail"
+    # Search runs on the server; the view jumps to the hit.
+    page.fill("#log-search", "line 99999")
+    page.press("#log-search", "Enter")
+    page.wait_for_selector("#log-hits:text-is('11 matching lines')")  # 99999 and 999990..999999
+    page.wait_for_selector("#log .row.hit:text-is('line 99999')")
+    # The whole log downloads as one text.
+    href = page.get_attribute("#log-download", "href")
+    body = page.request.get(page.url.split("/jobs/")[0] + href).body()
+    assert body.count(b"\n") == 1_000_000 and body.endswith(b"line 1000000\n")
+
+
+def test_compare_overlays_a_sweeps_curves_with_its_parameters(browser, yard, project):
+    (project / "job.sh").write_text(
+        'for e in 1 2; do echo "{\\"epoch\\": $e, \\"loss\\": $2}" >> "$YARD_METRICS"; done\n')
+    out = yard.run("submit", "job.sh", "--sweep", "lr=0.5,0.25", cwd=project).stdout
+    jobs = re.findall(r"^(job-\S+)", out, re.M)
+    assert len(jobs) == 2, out
+    for j in jobs:
+        yard.wait_state(j, "succeeded")
+    page = signed_in_page(browser, yard)
+    page.goto(page.url.replace("/jobs", f"/compare?jobs={jobs[0]}"))
+    page.click("text=select its sweep (2)")  # a sweep selects itself
+    page.wait_for_function("() => window.yardCharts.loss && window.yardCharts.loss.series.length === 3")
+    labels = page.evaluate("window.yardCharts.loss.series.slice(1).map(s => s.label)")
+    assert sorted(labels) == sorted(f"{j} loss" for j in jobs)
+    data = page.evaluate("window.yardCharts.loss.data")
+    assert data[0] == [1, 2]
+    assert sorted(map(tuple, data[1:])) == [(0.25, 0.25), (0.5, 0.5)]
+    table = page.inner_text("#params")
+    assert "lr" in table and "0.5" in table and "0.25" in table
+
+
+def test_machines_end_a_cooling_instance_and_cost_shows_it(browser, yard, project):
+    (project / "job.sh").write_text("echo done\n")
+    job_id = yard.run("submit", "job.sh", "--cool-down", "300", cwd=project).stdout.strip()
+    instance = yard.wait_state(job_id, "succeeded")["instance"]
+    wait_for(lambda: any(i["id"] == instance and i["state"] == "cooling"
+                         for i in yard.json("machines")["instances"]), timeout=20, what="a cooling instance")
+    page = signed_in_page(browser, yard, viewport={"width": 390, "height": 844})
+    page.click("a[data-nav='machines']")
+    row = f"tr[data-instance='{instance}']"
+    page.wait_for_selector(f"{row} [data-state='cooling']")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.click(f"{row} button:text('End')")
+    wait_for(lambda: all(i["id"] != instance or i["state"] in ("terminating", "terminated")
+                         for i in yard.json("machines")["instances"]), timeout=30, what="the instance to end")
+    page.click("a[data-nav='cost']")
+    page.wait_for_selector("#cost-totals")
+    assert job_id in page.inner_text("main")
+
+
+def test_a_requeued_jobs_attempts_join_on_one_curve_with_the_requeue_marked(browser, yard, project):
+    yard.home.mkdir(parents=True, exist_ok=True)
+    (yard.home / "catalog.json").write_text(json.dumps({"version": 1, "types": [
+        {"name": "spotty", "provider": "sim", "cpus": 1, "spot_price": 0.3, "on_demand_price": 0.9,
+         "default_market": "spot"}], "providers": {"sim": {"scenario": {"version": 1, "types": {"spotty": {}}}}}}))
+    metric = 'echo "{\\"epoch\\": $1, \\"loss\\": $2}" >> "$YARD_METRICS"'
+    (project / "job.sh").write_text(
+        f'm() {{ {metric}; }}\n'
+        'if [ -n "$YARD_RESUME_FROM" ]; then m 3 0.3; echo second attempt; exit 0; fi\n'
+        'm 1 0.9; m 2 0.6; echo ckpt > "$YARD_CHECKPOINT_DIR/epoch-2.ckpt"; echo first attempt; sleep 1000\n')
+    job_id = yard.run("submit", "job.sh", "--machines", "spotty", cwd=project).stdout.strip()
+    page = signed_in_page(browser, yard)
+    page.goto(page.url.replace("/jobs", f"/jobs/{job_id}"))
+    page.wait_for_function("() => window.yardCharts.loss && window.yardCharts.loss.data[0].length === 2",
+                           timeout=30000)
+    wait_for(lambda: any(a["entry"]["path"] == "epoch-2.ckpt" for a in json.loads(urllib.request.urlopen(
+        urllib.request.Request(f"{yard.server_info()['url']}/v1/jobs/{job_id}/artifacts",
+                               headers={"Authorization": f"Bearer {yard.token()}"})).read())["artifacts"]),
+             timeout=30, what="the checkpoint to reach the server")
+    instance = yard.job(job_id)["instance"]
+    req = urllib.request.Request(f"{yard.server_info()['url']}/v1/sim/interrupt/{instance}", data=b"",
+                                 method="POST", headers={"Authorization": f"Bearer {yard.token()}"})
+    assert urllib.request.urlopen(req).status == 200
+    page.wait_for_selector("#job-state [data-state='succeeded']", timeout=60000)
+    page.wait_for_function("() => window.yardCharts.loss.data[0].length === 3")
+    assert page.evaluate("window.yardCharts.loss.data") == [[1, 2, 3], [0.9, 0.6, 0.3]]
+    assert page.evaluate("window.yardCharts.loss.requeues") == [2]  # marked after epoch 2
+    page.wait_for_selector("#log .row.marker")
+    assert "requeued" in page.inner_text("#log .row.marker")
+    assert "preempted" in page.inner_text("#timeline")

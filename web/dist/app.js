@@ -11,6 +11,7 @@ const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const STATES = ["waiting", "requesting", "starting", "running", "succeeded", "failed", "cancelled"];
 const LINE_HEIGHT = 18;
 const BLOCK = 1000;  // lines per ranged fetch of a log
+const EPOCH_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
 
 // Everything a view starts (timers, streams) is stopped when the next view
 // is shown.
@@ -285,8 +286,10 @@ async function showJob(id) {
   const cancel = el("button", { class: "danger", id: "cancel", onclick: async () => {
     if (!confirm(`Cancel ${id}? It ends the job and everything it started.`)) return;
     cancel.disabled = true;
-    try { job = (await api(`/v1/jobs/${id}/cancel`, { method: "POST", body: {} })).job; renderHead(); }
-    catch (e) { alert(e.message); cancel.disabled = false; }
+    cancel.textContent = "Cancelling…";
+    // The job's state then arrives as events (the reply may predate them).
+    try { await api(`/v1/jobs/${id}/cancel`, { method: "POST", body: {} }); }
+    catch (e) { alert(e.message); cancel.disabled = false; cancel.textContent = "Cancel"; }
   } }, "Cancel");
   const title = el("h1", {}, id, " ", el("span", { id: "job-state" }));
   const curves = new Curves(el("div", { class: "charts", id: "charts" }));
@@ -332,9 +335,17 @@ async function showJob(id) {
         download: a.entry.path.split("/").pop() }, a.entry.path)),
       el("td", { class: "num" }, (a.entry.size ?? 0) + " B")))))) : el("p", { class: "muted" }, "None yet."));
   };
+  const applyState = (ev) => {
+    if (ev.kind !== "state") return;
+    job.state = ev.state;
+    job.updated_at = ev.time;
+    if (ev.message) job.message = ev.message;
+    if (ev.exit_code !== undefined) job.exit_code = ev.exit_code;
+  };
   // History first (timeline and the log's tail), then the stream after it.
   const [tl] = await Promise.all([api(`/v1/jobs/${id}/timeline`), log.open()]);
-  for (const ev of tl.events) { addTimeline(ev); curves.add(ev); }
+  for (const ev of tl.events) { addTimeline(ev); curves.add(ev); applyState(ev); }
+  renderHead();
   curves.draw();
   refreshFiles();
   every(5000, async () => {
@@ -345,15 +356,20 @@ async function showJob(id) {
   // The stream starts after what both the timeline and the log have read.
   const after = Math.min(tl.seq, log.seq);
   if (TERMINAL.has(job.state) && after >= job.last_seq) return;
-  follow(id, after, (ev) => {
+  const es = follow(id, after, (ev) => {
     if (ev.seq <= tl.seq && ev.kind !== "output") return;  // already shown
     if (ev.kind === "output") { if (ev.seq > log.seq) log.append(ev.data, ev.seq); return; }
     addTimeline(ev);
     curves.add(ev);
     curves.draw();
     if (ev.kind === "artifact") refreshFiles();
-    if (ev.kind === "state") { job.state = ev.state; job.updated_at = ev.time; if (ev.message) job.message = ev.message;
-      if (ev.exit_code !== undefined) job.exit_code = ev.exit_code; renderHead(); }
+    if (ev.kind === "state") {
+      applyState(ev);
+      renderHead();
+      // The server ends the stream after the final state; EventSource would
+      // reconnect, so close it.
+      if (TERMINAL.has(ev.state)) es.close();
+    }
   });
 }
 
@@ -569,7 +585,9 @@ class Curves {
     const opts = {
       width: Math.max(280, box.clientWidth - 12), height: 220,
       scales: { x: { time: false } },
-      axes: [{ stroke: fg, grid: { stroke: grid }, label: "epoch" }, { stroke: fg, grid: { stroke: grid } }],
+      // Ticks on whole epochs (points within an epoch fall between them).
+      axes: [{ stroke: fg, grid: { stroke: grid }, label: "epoch", incrs: EPOCH_TICKS },
+        { stroke: fg, grid: { stroke: grid } }],
       series: [{ label: "epoch" }, ...names.map((n, i) => ({
         label: n, stroke: palette[i % palette.length], width: 2, spanGaps: true,
         dash: n.startsWith("val_") ? [6, 3] : undefined,
