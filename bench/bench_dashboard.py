@@ -4,8 +4,8 @@ the same run:
 1. a job page of a finished 1,000,000-line job: load to first paint, and to
    its last line shown (the server reads the log's events once for the
    page), beside `yard logs JOB` printing the same log to the end;
-2. 100 pages following live jobs on one server: the server's CPU per page
-   per second. The pages are the page's own traffic, made by this script
+2. 100 pages following live jobs (up to 4, one per core) on one server:
+   the server's CPU per page per second. The pages are the page's own traffic, made by this script
    (each: one event stream of its job, and the cost poll every 5 s), not 100
    browser tabs; one real tab is measured beside them for its share.
 
@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 YARD = Path(os.environ.get("YARD_BIN", REPO / "build" / "yard"))
 VENV_BIN = REPO / ".venv" / "bin"
 TICKS = os.sysconf("SC_CLK_TCK")
+LIVE_JOBS = min(4, os.cpu_count() or 1)
 
 
 def cpu_seconds(pid):
@@ -50,9 +51,9 @@ class Home:
         return subprocess.run([str(YARD), *args], env=self.env, cwd=self.project, capture_output=True,
                               text=True, check=True, **kw).stdout
 
-    def submit(self, script, body):
+    def submit(self, script, body, *flags):
         (self.project / script).write_text(body)
-        return self.yard("submit", script).strip()
+        return self.yard("submit", script, *flags).strip()
 
     def wait(self, job, states, timeout=600):
         end = time.monotonic() + timeout
@@ -158,7 +159,9 @@ def bench_pages(h, browser, pages, seconds):
     body = ('for i in $(seq 1 100000); do echo "step $i"; '
             'if [ $((i % 10)) = 0 ]; then echo "{\\"epoch\\": $i, \\"loss\\": 1}" >> "$YARD_METRICS"; fi; '
             'sleep 0.1; done\n')
-    jobs = [h.submit(f"live{i}.sh", body) for i in range(4)]
+    # One per core, each on its own 1-cpu slice: jobs on `local` (the whole
+    # machine) would run one after the other.
+    jobs = [h.submit(f"live{i}.sh", body, "--machines", "local-1cpu") for i in range(LIVE_JOBS)]
     for j in jobs:
         h.wait(j, {"running"})
     pid = h.server_pid()
@@ -210,7 +213,7 @@ def main():
                   f"-> page/cli {tail_s / cli_s:.2f} (warm {warm_s / cli_s:.2f})")
             idle, busy, tab, events = bench_pages(h, browser, args.pages, args.seconds)
             per_page = (busy - idle) / args.pages
-            print(f"{args.pages} pages following 4 live jobs: server CPU {busy * 100:.1f} % of a core "
+            print(f"{args.pages} pages following {LIVE_JOBS} live jobs: server CPU {busy * 100:.1f} % of a core "
                   f"(no pages: {idle * 100:.1f} %); per page {per_page * 100:.3f} % of a core; "
                   f"{events} events delivered")
             print(f"  one real browser tab on a live job: server CPU {tab * 100:.1f} % of a core "
