@@ -21,7 +21,7 @@ APT_PACKAGES=(
   procps util-linux
   slurm-wlm munge openssh-server openssh-client iproute2
   podman runc catatonit mmdebstrap
-  chromium chromium-driver  # the dashboard's browser tests (Playwright drives it; tests/e2e/test_dashboard.py)
+  chromium  # the dashboard's browser tests (Playwright drives it; tests/e2e/test_dashboard.py)
 )
 
 # Package lists older than this are refreshed before installing (seconds).

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "common/frames.h"
 #include "server/http_server.h"
 
 namespace yard {
@@ -60,10 +61,15 @@ Json Operation(const Route& route, const RouteDoc& doc, const std::vector<std::s
   op["operationId"] = id;
   Json params = Parameters(doc, captures, where);
   if (!params.empty()) op["parameters"] = params;
-  if (*doc.request)
-    op["requestBody"] = {{"required", true}, {"content", Content(doc.request, where)}};
+  Json request = *doc.request ? Content(doc.request, where) : Json();
+  Json response = Content(doc.response, where);
+  Json& framed = std::string(doc.method) == "GET" ? response : request;
+  if (doc.frames && framed.is_object())
+    framed[kFramesContentType] = {{"schema", {{"type", "string"}, {"contentMediaType", kFramesContentType},
+                                              {"description", "record frames (docs/formats.md)"}}}};
+  if (!request.is_null()) op["requestBody"] = {{"required", true}, {"content", request}};
   op["responses"] = {
-      {std::to_string(doc.ok_status), {{"description", "success"}, {"content", Content(doc.response, where)}}},
+      {std::to_string(doc.ok_status), {{"description", "success"}, {"content", response}}},
       {"default", {{"description", "an error: what went wrong and what to do"},
                    {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}};
   return op;

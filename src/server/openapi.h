@@ -28,6 +28,9 @@ struct RouteDoc {
   const char* request;    // body schema, "" (no body) or "binary"
   int ok_status;          // the success status
   const char* response;   // success body schema, "binary", "sse" or "text"
+  // The body may also travel as record frames (application/x-yard-frames,
+  // formats.md): the request's of a POST, the response's of a GET.
+  bool frames = false;
 };
 
 // Every route's doc (openapi_docs.cc).

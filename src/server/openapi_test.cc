@@ -1,5 +1,7 @@
 #include "server/openapi.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "server/http_server.h"
@@ -44,6 +46,25 @@ TEST(OpenApiTest, PublicAndAgentRoutesSaySo) {
   EXPECT_EQ(doc["paths"]["/v1/health"]["get"]["security"], Json::array());
   EXPECT_EQ(doc["paths"]["/v1/agents/register"]["post"]["security"].size(), 1u);
   EXPECT_EQ(doc["paths"]["/v1/jobs"]["get"]["security"].size(), 2u);  // token or page session
+}
+
+TEST(OpenApiTest, RecordFramesAreDescribedBesideJsonAndSse) {
+  Json doc = *BuildOpenApi(RealRoutes(), RouteDocs());
+  const Json& events = doc["paths"]["/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"];
+  EXPECT_TRUE(events.contains("text/event-stream"));
+  EXPECT_TRUE(events.contains("application/x-yard-frames"));
+  const Json& batch = doc["paths"]["/v1/agents/{instance}/events"]["post"]["requestBody"]["content"];
+  EXPECT_TRUE(batch.contains("application/json"));
+  EXPECT_TRUE(batch.contains("application/x-yard-frames"));
+  EXPECT_FALSE(doc["paths"]["/v1/jobs"]["get"]["responses"]["200"]["content"].contains("application/x-yard-frames"));
+}
+
+TEST(OpenApiTest, TheErrorSchemaNamesEveryCodeTheServerSends) {
+  Json codes = OpenApiComponents()["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
+  for (int c = static_cast<int>(Code::kInvalidArgument); c <= static_cast<int>(Code::kInternal); ++c) {
+    std::string name = CodeName(static_cast<Code>(c));
+    EXPECT_NE(std::find(codes.begin(), codes.end(), name), codes.end()) << name << " is not in the Error schema";
+  }
 }
 
 TEST(OpenApiTest, PathsNameTheirCaptures) {

@@ -121,7 +121,7 @@ struct LedgerEntry {
 
 struct TokenInfo {
   std::string user;
-  std::string kind;  // "user" or "agent"
+  std::string kind;  // "user", "agent" or "metrics" (reads GET /metrics only)
 };
 
 }  // namespace yard

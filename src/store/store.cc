@@ -370,7 +370,7 @@ StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const 
   st.Bind(1, job_id).Bind(2, after).Bind(3, kind);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return StoredEvent{};
-  return StoredEvent{st.Int(0), st.Text(1)};
+  return StoredEvent{st.Int(0), st.Text(1), std::nullopt};
 }
 
 Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,

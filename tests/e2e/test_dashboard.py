@@ -146,23 +146,48 @@ def test_cancel_from_the_page_cancels_the_job(browser, yard, project):
 
 
 def test_another_user_sees_none_of_my_jobs_and_gets_404(browser, yard, project):
-    (project / "job.sh").write_text("echo mine\n")
-    job_id = yard.run("submit", "job.sh", "-d", "alice only", cwd=project).stdout.strip()
-    yard.wait_state(job_id, "succeeded")
+    (project / "job.sh").write_text('echo mine; echo ckpt > "$YARD_CHECKPOINT_DIR/c.ckpt"\n'
+                                    'echo \'{"epoch": 1, "loss": 0.5}\' >> "$YARD_METRICS"\n')
+    job_id = yard.run("submit", "job.sh", "-d", "alice only", "--cool-down", "300", cwd=project).stdout.strip()
+    instance = yard.wait_state(job_id, "succeeded")["instance"]
+    wait_for(lambda: any(i["id"] == instance and i["state"] == "cooling"
+                         for i in yard.json("machines")["instances"]), timeout=20, what="a cooling instance")
+    base = yard.server_info()["url"]
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{base}/v1/jobs/{job_id}/artifacts", headers={"Authorization": f"Bearer {yard.token()}"})) as r:
+        ckpt = next(a["entry"] for a in json.loads(r.read())["artifacts"] if a["entry"]["path"] == "c.ckpt")
     bob_token = yard.run("token", "create", "bob").stdout.strip()
-    env = dict(yard.env, YARD_SERVER=yard.server_info()["url"], YARD_TOKEN=bob_token)
+    env = dict(yard.env, YARD_SERVER=base, YARD_TOKEN=bob_token)
     page = signed_in_page(browser, yard, env=env)
     page.wait_for_selector("#jobs tbody tr")
-    assert job_id not in page.inner_text("#jobs")
-    base = yard.server_info()["url"]
+    assert job_id not in page.inner_text("#jobs") and "alice only" not in page.inner_text("#jobs")
+    # What the page reads for its lists: none of alice's jobs, instances or cost.
+    assert page.request.get(f"{base}/v1/dashboard/me").json()["user"] == "bob"
+    assert page.request.get(f"{base}/v1/dashboard/jobs").json()["jobs"] == []
+    assert page.request.get(f"{base}/v1/jobs").json()["jobs"] == []
+    assert instance not in page.request.get(f"{base}/v1/machines").text()
+    cost = page.request.get(f"{base}/v1/cost").json()
+    assert cost["by_job"] == {} and cost["entries"] == [] and job_id not in json.dumps(cost)
+    page.click("a[data-nav='machines']")
+    page.wait_for_selector("#instances tbody td:text-is('No live instances.')", timeout=10000)
+    assert instance not in page.inner_text("main")
+    # Alice's job page and every route of her job: 404, as if it did not exist.
     response = page.goto(f"{base}/jobs/{job_id}")
     assert response.status == 404
     page.wait_for_selector("#not-found")
-    for path in ("", "/events?follow=0", "/lines", "/timeline", "/log", "/artifacts"):
+    for path in ("", "/events?follow=0", "/lines", "/lines?grep=mine", "/timeline", "/log", "/artifacts",
+                 "/file?dir=checkpoints&path=c.ckpt"):
         r = page.request.get(f"{base}/v1/jobs/{job_id}{path}")
         assert r.status == 404, (path, r.status)
-    assert page.request.post(f"{base}/v1/jobs/{job_id}/cancel", headers={"X-Yard-Dashboard": "1"}).status == 404
+        assert "mine" not in r.text() and "c.ckpt" not in r.text(), path
+    assert ckpt["chunks"]
+    for chunk_hash, _ in ckpt["chunks"]:
+        assert page.request.get(f"{base}/v1/blobs/{chunk_hash}").status in (403, 404)
+    headers = {"X-Yard-Dashboard": "1"}
+    assert page.request.post(f"{base}/v1/jobs/{job_id}/cancel", headers=headers).status == 404
+    page.request.post(f"{base}/v1/instances/down", headers=headers, data={"instance": instance})
     assert yard.job(job_id)["state"] == "succeeded"
+    assert any(i["id"] == instance and i["state"] == "cooling" for i in yard.json("machines")["instances"])
 
 
 def test_a_page_session_cannot_write_without_the_dashboard_header(browser, yard, project):
@@ -173,6 +198,26 @@ def test_a_page_session_cannot_write_without_the_dashboard_header(browser, yard,
     assert page.request.post(f"{base}/v1/jobs/{job_id}/cancel").status == 403
     assert yard.job(job_id)["state"] != "cancelled"
     yard.run("cancel", job_id)
+
+
+def test_log_lines_come_from_the_raw_output_bytes(yard, project):
+    """The line index reads output records as agents store them (bytes
+    apart from the JSON): a line printed in pieces is one line, bytes that
+    are not UTF-8 come as U+FFFD in JSON and exactly in the download."""
+    (project / "job.sh").write_text("printf 'half'; sleep 0.5; printf 'way\\n'; printf 'caf\\351\\n'; printf 'no newline'\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "succeeded")
+    base, auth = yard.server_info()["url"], {"Authorization": f"Bearer {yard.token()}"}
+
+    def get(path):
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=auth)) as r:
+            return r.read()
+
+    lines = json.loads(get(f"/v1/jobs/{job_id}/lines?from=0&count=10"))
+    assert lines["lines"] == ["halfway", "caf\ufffd", "no newline"], lines
+    assert lines["total"] == 3 and lines["partial"] is True
+    assert json.loads(get(f"/v1/jobs/{job_id}/lines?grep=lfw"))["matches"] == [0]
+    assert get(f"/v1/jobs/{job_id}/log") == b"halfway\ncaf\xe9\nno newline"
 
 
 def test_a_million_line_log_opens_at_its_tail_within_2s_and_stays_responsive(browser, yard, project):

@@ -302,7 +302,7 @@ async function showJob(id) {
     el("h2", {}, "Curves"), curves.root,
     el("h2", {}, "Output"), log.root,
     el("h2", {}, "Timeline"), timeline,
-    el("h2", {}, "Checkpoints, logs and outputs"), files,
+    el("h2", {}, "Checkpoints, logs, outputs and work files"), files,
     el("h2", {}, "Command and settings"), cmd);
   let cost = 0;
   const renderHead = () => {
