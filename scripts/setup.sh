@@ -18,7 +18,7 @@ APT_PACKAGES=(
   libyaml-cpp-dev
   libpugixml-dev  # XML of the EC2 Query API (src/aws)
   python3-nbclient python3-nbformat python3-ipykernel
-  procps util-linux
+  procps util-linux bubblewrap
   slurm-wlm munge openssh-server openssh-client iproute2
   podman runc catatonit mmdebstrap
   chromium  # the dashboard's browser tests (Playwright drives it; tests/e2e/test_dashboard.py)

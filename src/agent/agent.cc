@@ -17,6 +17,8 @@
 #include "agent/retry.h"
 #include "agent/stop_signal.h"
 #include "client/transfer.h"
+#include "common/files.h"
+#include "common/hashing.h"
 #include "common/process.h"
 
 namespace yard {
@@ -50,10 +52,26 @@ struct Queued {
 
 }  // namespace
 
+StatusOr<std::string> LoadOrCreateCredential(const std::string& work_dir) {
+  std::string path = work_dir + "/credential";
+  StatusOr<std::string> saved = ReadFile(path);
+  if (saved.ok()) {
+    std::string token = *saved;
+    while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+    if (!token.empty()) return token;
+  }
+  YARD_RETURN_IF_ERROR(MakeDirs(work_dir));
+  std::string token = "yit_" + RandomHex(24);  // the shape the server checks
+  YARD_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  return token;
+}
+
 struct Agent::Impl {
   explicit Impl(AgentConfig c)
       : config(std::move(c)),
         api(RetryingResolver(config.server), config.token),
+        bootstrap_api(std::make_unique<AgentHttp>(RetryingResolver(config.server),
+                                                  config.bootstrap_token)),
         blobs(RetryingResolver(config.server), config.token),
         agent_path("/v1/agents/" + config.instance_id) {}
 
@@ -81,6 +99,7 @@ struct Agent::Impl {
   AgentConfig config;
   StopSignal stop;
   AgentHttp api;
+  std::unique_ptr<AgentHttp> bootstrap_api;  // only for registering
   HttpClient blobs;
   const std::string agent_path;
   std::unique_ptr<EventSpool> spool;
@@ -112,7 +131,9 @@ Status Agent::Impl::Open() {
   upload.retry = [this](const std::function<Status()>& call) { return RetryUnavailable(stop, call); };
   uploader = std::make_unique<ChunkUploader>(&blobs, std::move(upload));
   sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
-  inherited_env = EnvMapFrom(CurrentEnvironment());
+  // Jobs get the agent's environment minus its secrets (and the bootstrap
+  // credential, should it still be there).
+  inherited_env = EnvMapFrom(EnvironmentWithoutSecrets());
   warm = std::make_unique<WarmPool>(config.work_dir + "/warm");
   if (config.preemption.enabled) preemption = std::make_unique<PreemptionState>();
   return Status::Ok();
@@ -120,9 +141,16 @@ Status Agent::Impl::Open() {
 
 Status Agent::Impl::Register() {
   Json body = {{"instance", config.instance_id}, {"resources", config.resources}};
+  // The first register (and a repeat of it) presents the bootstrap and
+  // binds our credential; later calls use the credential alone.
+  AgentHttp* caller = &api;
+  if (!config.bootstrap_token.empty()) {
+    body["credential"] = config.token;
+    caller = bootstrap_api.get();
+  }
   Backoff backoff;
   for (;;) {
-    StatusOr<Json> reply = api.PostJson("/v1/agents/register", body, kShortCallTimeoutS);
+    StatusOr<Json> reply = caller->PostJson("/v1/agents/register", body, kShortCallTimeoutS);
     if (reply.ok()) {
       heartbeat_interval = HeartbeatInterval(*reply);
       // Providers that cannot see the controller (ssh) watch for this line.
@@ -323,6 +351,7 @@ Status Agent::Impl::PostPreempted(const PreemptionNotice& notice,
 void Agent::Impl::Shutdown() {
   stop.Notify();  // a job still running is ended and its spool kept
   api.CancelAll();
+  bootstrap_api->CancelAll();
   if (preemption_watcher) preemption_watcher->Stop();
   if (preemption_reporter.joinable()) preemption_reporter.join();
   if (job) job->Join();
@@ -351,6 +380,7 @@ Status Agent::Run() {
 void Agent::Stop() {
   impl_->stop.Notify();
   impl_->api.CancelAll();
+  impl_->bootstrap_api->CancelAll();
 }
 
 }  // namespace yard

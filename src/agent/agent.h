@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/preemption_watcher.h"
 #include "client/http_client.h"
@@ -34,17 +35,32 @@ namespace yard {
 
 struct AgentConfig {
   UrlResolver server;         // re-asked on every reconnect
-  std::string token;          // agent token
+  std::string token;          // this instance's credential (LoadOrCreateCredential)
+  // The instance's single-use bootstrap credential, presented with `token`
+  // at register (which binds `token` to the instance); "" when `token` is
+  // bound already. See server/agent_credentials.h.
+  std::string bootstrap_token;
   std::string instance_id;    // given by the provider that started us
   std::string work_dir;       // owned by this agent: jobs/, chunks/, spool/
   std::string yard_binary;    // path of `yard`, used as the job shim
   // Added to every job's environment (e.g. CUDA_VISIBLE_DEVICES).
   std::map<std::string, std::string> job_env;
   Json resources = Json::object();  // reported at registration
+  // Confine jobs (sandbox.h): set for local instances, which share the
+  // machine with the server. `sandbox_hidden` (e.g. YARD_HOME) is never
+  // visible to a job; the agent's own folder never is either.
+  bool sandbox = false;
+  std::vector<std::string> sandbox_hidden;
   std::chrono::milliseconds artifact_scan_interval{200};
   std::chrono::milliseconds kill_grace{5000};
   PreemptionOptions preemption;  // off unless enabled
 };
+
+// The agent's own credential for the instance whose folder is `work_dir`:
+// read from work_dir/credential, or made (random "yit_" + 48 hex) and
+// written there (0600) before it is first sent, so that a restarted agent
+// presents the same one.
+StatusOr<std::string> LoadOrCreateCredential(const std::string& work_dir);
 
 class Agent {
  public:

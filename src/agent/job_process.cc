@@ -57,9 +57,19 @@ std::vector<std::string> ShimPrefix(const std::string& executable) {
 
 std::vector<std::string> ShimArgv(const JobSpawnOptions& options) {
   long long grace = std::max<long long>(0, options.kill_grace.count());
-  std::vector<std::string> args = ShimPrefix(options.shim_executable);
+  std::vector<std::string> shim = ShimPrefix(options.shim_executable);
+  std::vector<std::string> args = shim;
   args.insert(args.end(), {"--grace-ms", std::to_string(grace), "--parent-pid",
-                           std::to_string(getpid()), "--"});
+                           std::to_string(getpid())});
+  if (!options.sandbox.empty()) {
+    // shim --sandboxed -- bwrap ... -- shim --exec -- COMMAND
+    args.push_back("--sandboxed");
+    args.push_back("--");
+    args.insert(args.end(), options.sandbox.begin(), options.sandbox.end());
+    args.insert(args.end(), shim.begin(), shim.end());
+    args.push_back("--exec");
+  }
+  args.push_back("--");
   args.insert(args.end(), options.argv.begin(), options.argv.end());
   return args;
 }

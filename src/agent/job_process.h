@@ -46,6 +46,9 @@ struct JobSpawnOptions {
   // >= 0: the command's stdin (dup'ed; the caller keeps and closes its
   // own). A warm runner reads its request here (warm_runner.h).
   int stdin_fd = -1;
+  // Non-empty: the command runs confined, under this prefix (SandboxPrefix,
+  // sandbox.h), started by the shim in --sandboxed mode.
+  std::vector<std::string> sandbox;
 };
 
 // File name of the shim executable, installed beside `yard`.

@@ -7,13 +7,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <thread>
+
+#include "agent/sandbox.h"
 
 namespace yard {
 namespace {
@@ -400,6 +404,115 @@ TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
   auto job = Start(options);
   ASSERT_TRUE(job);
   EXPECT_EQ(RunToEnd(*job).exit.exit_code, 5);
+}
+
+
+// ---- confined jobs (sandbox.h): the same guarantees through bwrap ----
+
+class SandboxedJobTest : public JobProcessTest {
+ protected:
+  // The test's folder is the job's; `secret/` beside it must stay unseen.
+  JobSpawnOptions Confined(const std::string& script) {
+    JobSpawnOptions options = Shell(script);
+    fs::create_directories(dir_ / "job");
+    fs::create_directories(dir_ / "secret");
+    std::ofstream(dir_ / "secret" / "token") << "yit_hidden\n";
+    options.cwd = (dir_ / "job").string();
+    SandboxSpec spec;
+    spec.writable = options.cwd;
+    spec.readable = {fs::path(YARD_BINARY).parent_path().string()};
+    spec.hidden = {(dir_ / "secret").string()};
+    StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options.env);
+    EXPECT_TRUE(prefix.ok()) << prefix.status().ToString();
+    if (prefix.ok()) options.sandbox = *prefix;
+    return options;
+  }
+
+  // Host pids of the job's processes whose command line is `cmdline`,
+  // once there are `n`.
+  std::vector<pid_t> AwaitProcesses(JobProcess& job, const std::string& cmdline, size_t n) {
+    std::vector<pid_t> found;
+    WaitFor([&] {
+      found.clear();
+      for (pid_t pid : ListDescendants(job.pid())) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+        std::string args((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::replace(args.begin(), args.end(), '\0', ' ');
+        if (args == cmdline + " ") found.push_back(pid);
+      }
+      return found.size() >= n;
+    });
+    seen_pids_.insert(seen_pids_.end(), found.begin(), found.end());
+    return found;
+  }
+};
+
+TEST_F(SandboxedJobTest, ExitCodesSignalsAndExecFailuresReadAsUnconfined) {
+  auto job = Start(Confined("echo in; exit 3"));
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.output, "in\n");
+  EXPECT_EQ(r.exit.exit_code, 3);
+  EXPECT_EQ(r.exit.signal, 0);
+  job = Start(Confined("kill -9 $$"));
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).exit.signal, SIGKILL);
+  JobSpawnOptions missing = Confined("");
+  missing.argv = {"no-such-command-for-yard"};
+  job = Start(missing);
+  ASSERT_TRUE(job);
+  r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 127);
+  EXPECT_EQ(r.output, "yard: cannot run 'no-such-command-for-yard': No such file or directory\n");
+}
+
+TEST_F(SandboxedJobTest, TheJobSeesItsFolderButNotTheHiddenOneNorOtherProcesses) {
+  auto job = Start(Confined("echo out > here.txt; cat ../secret/token " + (dir_ / "secret/token").string() +
+                            " 2>/dev/null || echo unreadable; echo procs $(ls /proc | grep -c '^[0-9]')"));
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.output.rfind("unreadable\nprocs ", 0), 0u) << r.output;
+  EXPECT_EQ(r.output.find("yit_hidden"), std::string::npos) << r.output;
+  // bwrap's init, sh, and ls/grep of the pipeline: a handful, not the host's.
+  int procs = std::atoi(r.output.substr(r.output.find("procs ") + 6).c_str());
+  EXPECT_GT(procs, 0);
+  EXPECT_LE(procs, 5) << r.output;
+  std::ifstream written(dir_ / "job" / "here.txt");
+  std::string line;
+  EXPECT_TRUE(std::getline(written, line) && line == "out");
+}
+
+TEST_F(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStatus) {
+  JobSpawnOptions options = Confined(std::string(kEscapee) +
+                                     "sh -c 'exec sleep 1000' & trap 'echo term; exit 7' TERM; "
+                                     "echo ready; while :; do sleep 0.05; done");
+  options.kill_grace = 10s;
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
+  std::vector<pid_t> sleeps = AwaitProcesses(*job, "sleep 1000", 2);  // the escaped one, the child
+  ASSERT_EQ(sleeps.size(), 2u);
+  auto start = Clock::now();
+  job->Terminate();
+  Result r = RunToEnd(*job);
+  EXPECT_LT(Clock::now() - start, 5s) << "everyone obeyed SIGTERM: no grace waited out";
+  EXPECT_TRUE((out + r.output).find("term\n") != std::string::npos) << out + r.output;
+  EXPECT_EQ(r.exit.exit_code, 7) << "the command's own status, not bwrap's";
+  for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
+}
+
+TEST_F(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
+  JobSpawnOptions options = Confined("sh -c \"trap '' TERM; exec sleep 1000\" & "
+                                     "sh -c 'echo started; exec sleep 1000' & sleep 0.3; exit 4");
+  options.kill_grace = 300ms;
+  auto job = Start(options);
+  ASSERT_TRUE(job);
+  std::vector<pid_t> sleeps = AwaitProcesses(*job, "sleep 1000", 2);
+  ASSERT_EQ(sleeps.size(), 2u);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 4);
+  for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
 }
 
 }  // namespace

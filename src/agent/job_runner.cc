@@ -11,6 +11,7 @@
 #include "agent/metrics_tail.h"
 #include "agent/multi_node.h"
 #include "agent/output_splitter.h"
+#include "agent/sandbox.h"
 #include "common/files.h"
 
 namespace yard {
@@ -108,6 +109,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   // A build runs to its end; a cancel that came meanwhile starts nothing.
   if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
   if (Preempted()) return EndPreempted("before it started");
+  if (Status confined = Confine(paths, &options); !confined.ok()) return FailEarly(1, confined.message());
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
@@ -160,6 +162,25 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
   EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
   YARD_ASSIGN_OR_RETURN(*container_id_file,
                         SetUpContainer(podman, ctx_.config->work_dir, a_, paths, inside, options, say));
+  return Status::Ok();
+}
+
+Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) const {
+  // A container is confined by podman already (only the job's folder is
+  // mounted); a multi-node job is a Slurm one, never local.
+  if (!ctx_.config->sandbox || UsesContainer(a_, paths.work) || a_.nodes > 1) return Status::Ok();
+  std::string agent_dir = std::filesystem::absolute(ctx_.config->work_dir).lexically_normal().string();
+  SandboxSpec spec;
+  // All of the instance's job folders: its jobs are its one user's, and a
+  // warm runner started after one job serves the next (warm_runner.h).
+  spec.writable = std::filesystem::path(paths.root).parent_path().string();
+  std::string bin_dir = std::filesystem::path(ctx_.config->yard_binary).parent_path().string();
+  spec.readable = {bin_dir, agent_dir + "/envs", agent_dir + "/warm"};
+  spec.hidden = ctx_.config->sandbox_hidden;
+  spec.hidden.push_back(agent_dir);
+  StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options->env);
+  if (!prefix.ok()) return prefix.status();
+  options->sandbox = std::move(*prefix);
   return Status::Ok();
 }
 

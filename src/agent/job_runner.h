@@ -81,6 +81,9 @@ class JobRunner {
   Status SetUpRuntime(const JobPaths& paths, const std::string& resume_path,
                       CommandRunner* podman, JobSpawnOptions* options,
                       std::string* container_id_file);
+  // Confines the job when the agent is told to (sandbox.h); the error is
+  // the message to fail the job with.
+  Status Confine(const JobPaths& paths, JobSpawnOptions* options) const;
   // Starts the command: across nodes, in a warm runner that fits, or as a
   // new process. On failure sets `failure_exit_code` (1: could not prepare,
   // 127: could not run) and returns the message to fail with.

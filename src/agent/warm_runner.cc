@@ -146,6 +146,7 @@ StatusOr<std::unique_ptr<WarmRunner>> WarmRunner::Start(const WarmSpec& spec,
   options.cwd = spec.runner_dir;
   options.kill_grace = spec.kill_grace;
   options.shim_executable = spec.shim_executable;
+  options.sandbox = spec.sandbox;
   options.stdin_fd = sv[1];
   StatusOr<std::unique_ptr<JobProcess>> process = JobProcess::Start(options);
   close(sv[1]);
@@ -244,6 +245,7 @@ void WarmPool::Prewarm(const JobSpawnOptions& options) {
   spec.runner_hash = RunnerHash(options.cwd);
   spec.kill_grace = options.kill_grace;
   spec.shim_executable = options.shim_executable;
+  spec.sandbox = options.sandbox;
   spec.runner_dir = dir_ + "/runner-" + spec.runner_hash.substr(0, 16);
   Status cached = CacheRunner(options.cwd, spec.runner_dir);
   if (!cached.ok()) return AgentLog("no warm runner: " + cached.ToString());

@@ -68,6 +68,7 @@ struct WarmSpec {
   std::string runner_dir;       // folder holding trainyard/ (the cached copy)
   std::chrono::milliseconds kill_grace{5000};
   std::string shim_executable;  // the `yard` binary
+  std::vector<std::string> sandbox;  // the jobs' sandbox (JobSpawnOptions::sandbox)
 };
 
 // True when `argv` is `python3 -m trainyard.runner SPEC` (or `python ...`).

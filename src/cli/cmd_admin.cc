@@ -1,6 +1,7 @@
 // `yard server`, `yard agent`, `yard token`: running the roles.
 #include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "client/connection.h"
 #include "common/files.h"
+#include "common/process.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -106,22 +108,32 @@ void StopOnSignal(Agent* agent) {
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   struct Flags {
     std::string instance, dir, server_file, cpus;
+    bool sandbox = false;
+    std::vector<std::string> sandbox_hide;
   };
   auto f = std::make_shared<Flags>();
   sub->add_option("--instance", f->instance, "instance id given by the provider")->required();
   sub->add_option("--dir", f->dir, "this agent's work folder")->required();
   sub->add_option("--server-file", f->server_file, "read the server URL from this JSON file");
   sub->add_option("--cpus", f->cpus, "pin to these cores (comma list)");
+  sub->add_flag("--sandbox", f->sandbox, "confine jobs with bubblewrap (local instances)");
+  sub->add_option("--sandbox-hide", f->sandbox_hide, "a folder jobs never see (repeatable)");
   return [f, global] {
-    std::string token = EnvOr("YARD_AGENT_TOKEN", "");
-    if (token.empty()) return Fail("YARD_AGENT_TOKEN is not set: agents need an agent token");
+    // The bootstrap leaves our environment (and /proc/PID/environ) at once:
+    // nothing we start inherits it, nothing on the machine reads it from us.
+    std::string bootstrap = TakeSecretEnv("YARD_AGENT_TOKEN");
+    if (bootstrap.empty() && ::access((f->dir + "/credential").c_str(), R_OK) != 0)
+      return Fail("YARD_AGENT_TOKEN is not set: an agent needs its instance's bootstrap credential");
+    StatusOr<std::string> credential = LoadOrCreateCredential(f->dir);
+    if (!credential.ok()) return Fail("agent " + f->instance + ": " + credential.status().message());
     if (global->server.empty() && f->server_file.empty())
       return Fail("give --server URL or --server-file FILE");
     Status s = PinToCpus(f->cpus);
     if (!s.ok()) return Fail(s.message());
     AgentConfig config;
     config.server = ResolverFor(global->server, f->server_file);
-    config.token = token;
+    config.token = *credential;
+    config.bootstrap_token = bootstrap;
     config.instance_id = f->instance;
     config.work_dir = f->dir;
     config.yard_binary = SelfExecutable();
@@ -130,6 +142,8 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
         PreemptionOptionsFromEnv([](const std::string& name) { return EnvOr(name.c_str(), ""); });
     if (!preemption.ok()) return Fail("agent " + f->instance + ": " + preemption.status().message());
     config.preemption = *preemption;
+    config.sandbox = f->sandbox;
+    config.sandbox_hidden = f->sandbox_hide;
     Agent agent(std::move(config));
     StopOnSignal(&agent);
     s = agent.Run();
@@ -143,11 +157,15 @@ Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
   auto kind = std::make_shared<std::string>("user");
   CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
   create->add_option("user", *user, "user name")->required();
-  create->add_option("--kind", *kind, "user, agent or metrics (a scraper: /metrics only)")->capture_default_str();
+  create->add_option("--kind", *kind, "user or metrics (a scraper: /metrics only); agents get per-instance "
+                                     "credentials at launch")->capture_default_str();
   sub->require_subcommand(1);
   return [user, kind, global] {
-    if (*kind != "user" && *kind != "agent" && *kind != "metrics")
-      return Fail("--kind must be 'user', 'agent' or 'metrics' (reads /metrics only)");
+    if (*kind == "agent")
+      return Fail("--kind agent is gone: each instance gets its own agent credential at launch "
+                  "(docs/api.md, \"Agent credentials\")");
+    if (*kind != "user" && *kind != "metrics")
+      return Fail("--kind must be 'user' or 'metrics' (reads /metrics only)");
     std::string home = global->home.empty() ? DefaultYardHome() : global->home;
     Status s = MakeDirs(home);
     if (!s.ok()) return Fail(s.message());

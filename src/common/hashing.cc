@@ -1,6 +1,7 @@
 #include "common/hashing.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -84,6 +85,16 @@ bool IsSha256Hex(std::string_view s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1)
+    std::abort();  // no randomness: a token would be guessable
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) { out.push_back(kHex[c >> 4]); out.push_back(kHex[c & 15]); }
+  return out;
 }
 
 }  // namespace yard

@@ -13,6 +13,10 @@ std::string Sha256Hex(std::string_view data);
 // True if `s` looks like a lower-case hex SHA-256 (64 chars of [0-9a-f]).
 bool IsSha256Hex(std::string_view s);
 
+// `bytes` random bytes from OpenSSL's CSPRNG, as lower-case hex (for
+// tokens and ids).
+std::string RandomHex(size_t bytes);
+
 // Incremental hasher. Not thread-safe.
 class Sha256 {
  public:

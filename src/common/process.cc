@@ -6,6 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+
 #include "common/files.h"
 
 extern char** environ;
@@ -16,6 +20,32 @@ std::vector<std::string> CurrentEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   return env;
+}
+
+bool IsSecretEnvName(const std::string& key_value) {
+  std::string name = key_value.substr(0, key_value.find('='));
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("AWS_", 0) == 0) return true;
+  if (name.size() >= 4 && name.compare(name.size() - 4, 4, "_KEY") == 0) return true;
+  for (const char* word : {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"})
+    if (name.find(word) != std::string::npos) return true;
+  return false;
+}
+
+std::vector<std::string> EnvironmentWithoutSecrets() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e)
+    if (!IsSecretEnvName(*e)) env.emplace_back(*e);
+  return env;
+}
+
+std::string TakeSecretEnv(const char* name) {
+  char* value = std::getenv(name);
+  if (!value) return "";
+  std::string out = value;
+  std::memset(value, 'x', out.size());  // the bytes /proc/PID/environ reads
+  ::unsetenv(name);
+  return out;
 }
 
 bool ProcessAlive(int pid, const std::string& marker) {

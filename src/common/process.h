@@ -22,4 +22,20 @@ bool ProcessAlive(int pid, const std::string& marker);
 // This process's environment as KEY=VALUE strings.
 std::vector<std::string> CurrentEnvironment();
 
+// True for an environment variable that holds a secret a job must not
+// inherit from the server or the agent: Trainyard's tokens (YARD_TOKEN,
+// YARD_AGENT_TOKEN), cloud keys (AWS_*), and any name containing TOKEN,
+// SECRET, PASSWORD, PASSWD or CREDENTIAL, or ending in _KEY.
+// `key_value` is "NAME=VALUE" or a bare name.
+bool IsSecretEnvName(const std::string& key_value);
+
+// CurrentEnvironment() without the secrets above.
+std::vector<std::string> EnvironmentWithoutSecrets();
+
+// Reads `name`, then removes it from this process's environment and
+// overwrites its bytes, so that /proc/PID/environ (which shows the
+// environment the process started with) no longer holds it either.
+// "" when unset.
+std::string TakeSecretEnv(const char* name);
+
 }  // namespace yard

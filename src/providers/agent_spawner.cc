@@ -4,12 +4,19 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "common/files.h"
 #include "common/process.h"
 
 namespace yard {
+
+std::vector<std::string> LocalSandboxArgs(const std::string& state_dir) {
+  std::filesystem::path dir = std::filesystem::absolute(state_dir).lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();  // a trailing slash
+  return {"--sandbox", "--sandbox-hide", dir.parent_path().string()};
+}
 
 StatusOr<int> ProcessAgentSpawner::Start(const AgentLaunchInfo& agent, const std::string& id,
                                          const std::string& dir,
@@ -20,10 +27,9 @@ StatusOr<int> ProcessAgentSpawner::Start(const AgentLaunchInfo& agent, const std
   if (!agent.server_url_file.empty()) argv.insert(argv.end(), {"--server-file", agent.server_url_file});
   else argv.insert(argv.end(), {"--server", agent.server_url});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  std::vector<std::string> env;
-  for (const auto& e : CurrentEnvironment())
-    if (e.rfind("YARD_AGENT_TOKEN=", 0) != 0) env.push_back(e);
-  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);
+  // The server's secrets (tokens, cloud keys) stay with the server.
+  std::vector<std::string> env = EnvironmentWithoutSecrets();
+  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);  // this instance's bootstrap
   env.insert(env.end(), extra_env.begin(), extra_env.end());
   return SpawnDetached(argv, env, dir + "/agent.log");
 }

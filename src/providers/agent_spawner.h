@@ -13,6 +13,11 @@
 
 namespace yard {
 
+// `yard agent` flags that confine the jobs of an agent on this host
+// (agent/sandbox.h), for an instance folder under `state_dir`, which is
+// $YARD_HOME/instances: the whole of YARD_HOME stays hidden from jobs.
+std::vector<std::string> LocalSandboxArgs(const std::string& state_dir);
+
 class AgentSpawner {
  public:
   virtual ~AgentSpawner() = default;

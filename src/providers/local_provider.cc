@@ -13,8 +13,7 @@
 
 #include "common/files.h"
 #include "common/process.h"
-
-extern char** environ;
+#include "providers/agent_spawner.h"
 
 namespace yard {
 
@@ -70,12 +69,12 @@ std::string JoinInts(const std::vector<int>& v) {
 std::vector<std::string> AgentEnvironment(const AgentLaunchInfo& agent,
                                           const std::vector<int>& gpus, bool gpu_host) {
   std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    if (std::strncmp(*e, "YARD_AGENT_TOKEN=", 17) == 0) continue;
-    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) == 0) continue;
-    env.emplace_back(*e);
+  // The server's secrets (tokens, cloud keys) stay with the server.
+  for (const std::string& e : EnvironmentWithoutSecrets()) {
+    if (e.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
+    env.push_back(e);
   }
-  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);
+  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);  // this instance's bootstrap
   // On a GPU host every instance sees only its own devices; an instance
   // without GPUs sees none rather than all.
   if (gpu_host) env.push_back("CUDA_VISIBLE_DEVICES=" + JoinInts(gpus));
@@ -101,6 +100,8 @@ Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
   Status s = MakeDirs(dir);
   std::vector<std::string> argv = {agent.yard_binary, "agent", "--instance", inst->id,
                                    "--dir", dir, "--cpus", JoinInts(cores)};
+  std::vector<std::string> confine = LocalSandboxArgs(state_dir_);
+  argv.insert(argv.end(), confine.begin(), confine.end());
   if (!agent.server_url_file.empty()) {
     argv.insert(argv.end(), {"--server-file", agent.server_url_file});
   } else {

@@ -19,10 +19,17 @@
 
 namespace yard {
 
-// What an agent needs to reach the controller.
+// What an agent needs to reach the controller. The controller makes one per
+// launch.
 struct AgentLaunchInfo {
   std::string server_url;       // where agents dial
   std::string server_url_file;  // if set, agents re-read the URL from it (local only)
+  // This instance's bootstrap credential ("yab_..."): single-use, good only
+  // for registering this one instance, where the agent exchanges it for a
+  // credential of its own (server/agent_credentials.h). Hand it to the agent
+  // as YARD_AGENT_TOKEN by whatever channel the machine offers (environment,
+  // stdin, sbatch environment, cloud user-data). Any process there may read
+  // it later: by then it is spent. Never put it in a job's environment.
   std::string agent_token;
   std::string yard_binary;      // path of the `yard` executable to run
 };

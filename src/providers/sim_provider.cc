@@ -86,7 +86,7 @@ void SimProvider::Tick(double now) {
   double t = now - t0_;
   for (auto& [id, s] : instances_) {
     if (s.handle || s.ready_at > t) continue;
-    StatusOr<int> h = spawner_->Start(s.agent, id, s.dir, {}, {});
+    StatusOr<int> h = spawner_->Start(s.agent, id, s.dir, LocalSandboxArgs(state_dir_), {});
     s.handle = h.ok() ? *h : -1;
     if (!h.ok()) interrupted_.push_back({id, "the simulated cloud could not start it: " + h.status().message()});
   }

@@ -357,6 +357,25 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
 
 // ---------------------------------------------------------------- agent side
 
+Status Controller::BindAgentCredential(const std::string& instance_id, const std::string& credential) {
+  if (!AgentCredentials::IsCredential(credential))
+    return InvalidArgument("'credential' must be \"yit_\" and 48 lower-case hex digits, made by the agent");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end())
+    return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
+  InstanceRecord& inst = it->second;
+  std::string hash = AgentCredentials::Hash(credential);
+  if (inst.credential_hash == hash) return Status::Ok();  // a retried register
+  if (!inst.credential_hash.empty())
+    return Unauthenticated("the bootstrap credential of instance " + instance_id +
+                           " was exchanged already, by an agent with another credential: it is "
+                           "single-use (an agent that lost its credential file needs a new instance)");
+  inst.credential_hash = hash;
+  SaveInstance(inst, inst.state);
+  return Status::Ok();
+}
+
 StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = instances_.find(instance_id);
@@ -561,6 +580,10 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
     YARD_ASSIGN_OR_RETURN(job, store_->GetJob(job_id));
   }
   int64_t last = first + static_cast<int64_t>(records.size()) - 1;
+  if (attempt == job.attempt && job.instance_id != instance_id)
+    return PermissionDenied("instance " + instance_id + " does not run attempt " +
+                            std::to_string(attempt) + " of job " + job_id +
+                            ": records are accepted only from the instance it is assigned to");
   // Records of another attempt, or of a job already final (e.g. marked lost
   // before they arrived): acknowledge so the agent stops resending, but keep
   // them out of a stream that has moved on.
@@ -659,7 +682,26 @@ void Controller::SaveInstance(InstanceRecord& inst, const std::string& state) {
   if (inst.state != state) inst.state_since = clock_->Now();
   inst.state = state;
   IndexInstance(inst);
+  SyncCredentials(inst);
   LogError(store_->UpsertInstance(inst), "save instance");
+}
+
+AgentLaunchInfo Controller::LaunchInfoFor(InstanceRecord* inst) const {
+  AgentLaunchInfo launch = agent_launch_;
+  launch.agent_token = AgentCredentials::NewBootstrap();
+  inst->bootstrap_hash = AgentCredentials::Hash(launch.agent_token);
+  return launch;
+}
+
+void Controller::SyncCredentials(const InstanceRecord& inst) {
+  if (!instances_.count(inst.id)) return;  // ended: EraseInstance forgot it
+  auto jt = jobs_.find(inst.job_id);
+  bool runs = jt != jobs_.end() && jt->second.instance_id == inst.id &&
+              (jt->second.state == job_state::kStarting || jt->second.state == job_state::kRunning);
+  std::string key = runs ? jt->second.id + "#" + std::to_string(jt->second.attempt) : "";
+  credentials_.Put(inst, key);
+  if (runs && credentials_.JobKey(inst.id) != key)
+    credentials_.SetJobChunks(inst.id, key, JobChunks(jt->second));
 }
 
 }  // namespace yard

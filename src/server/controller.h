@@ -57,6 +57,7 @@
 #include "common/status.h"
 #include "providers/catalog.h"
 #include "providers/provider.h"
+#include "server/agent_credentials.h"
 #include "server/job_queue.h"
 #include "server/notifier.h"
 #include "server/pricing.h"
@@ -130,12 +131,21 @@ class Controller {
   Provider* provider(const std::string& name);
 
   // ---- agent side ----
+  // Every agent call is first authenticated against credentials() (see
+  // agent_credentials.h); these methods trust the instance id they get.
+  AgentCredentials& credentials() { return credentials_; }
+  // Binds the agent's own `credential` to `instance_id`, whose bootstrap
+  // the caller presented: at most one credential per instance, ever (the
+  // same one again is fine). Unauthenticated when another was bound first.
+  Status BindAgentCredential(const std::string& instance_id, const std::string& credential);
   StatusOr<InstanceRecord> RegisterAgent(const std::string& instance_id);
   Status Heartbeat(const std::string& instance_id);
   // Long poll: an assignment, a cancel or terminate, or {} after `wait_s`.
   StatusOr<Json> PollWork(const std::string& instance_id, double wait_s);
   // Stores a batch of agent records (see docs/api.md); returns the highest
-  // agent seq stored for that job attempt. FailedPrecondition on a gap.
+  // agent seq stored for that job attempt. FailedPrecondition on a gap;
+  // PermissionDenied when the job's current attempt is not assigned to
+  // `instance_id` (records of an earlier attempt are acknowledged, unstored).
   StatusOr<int64_t> AcceptAgentRecords(const std::string& instance_id, const std::string& job_id,
                                        int64_t attempt, int64_t first, const Json& records);
   // The same for records taken apart already (the framed body, whose output
@@ -254,10 +264,17 @@ class Controller {
                                              const std::vector<AgentRecord>& records);
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
+  // A copy of agent_launch_ with a new bootstrap credential for `inst`
+  // (its hash kept in inst->bootstrap_hash).
+  AgentLaunchInfo LaunchInfoFor(InstanceRecord* inst) const;
+  // Keeps credentials_ in step with `inst`: its hashes, user and the chunks
+  // of the job attempt it runs (call after any change of job or state).
+  void SyncCredentials(const InstanceRecord& inst);
   // Keeps free_ in step with `inst` (call after any change of state/job).
   void IndexInstance(const InstanceRecord& inst);
   void AddInstance(const InstanceRecord& inst);     // into instances_ + indexes
-  void EraseInstance(const std::string& id);        // out of instances_ + indexes
+  // By value: callers pass the id inside the record this erases.
+  void EraseInstance(std::string id);               // out of instances_ + indexes
   // Adjusts active_jobs_of_ for a job moving from `old_state` to its state.
   void CountJob(const JobRecord& job, const std::string& old_state);
   void LogError(const Status& s, const char* where);
@@ -278,6 +295,7 @@ class Controller {
   const Clock* const clock_;
   const ControllerOptions options_;
   Notifier notifier_;
+  AgentCredentials credentials_;
 
   // (created_at, job) in line order; order_of_key gives a job's place in
   // O(log n) (libstdc++'s policy tree: a std::set cannot count what is before).

@@ -18,14 +18,16 @@ namespace {
 // Records agent starts and stops instead of spawning processes.
 class FakeSpawner : public AgentSpawner {
  public:
-  StatusOr<int> Start(const AgentLaunchInfo&, const std::string& id, const std::string&,
+  StatusOr<int> Start(const AgentLaunchInfo& agent, const std::string& id, const std::string&,
                       const std::vector<std::string>&, const std::vector<std::string>&) override {
     started.push_back(id);
+    bootstrap[id] = agent.agent_token;
     return static_cast<int>(started.size());
   }
   bool Alive(int handle, const std::string&) override { return !stopped.count(handle); }
   void Stop(int handle, const std::string&, bool) override { stopped.insert(handle); }
   std::vector<std::string> started;
+  std::map<std::string, std::string> bootstrap;  // instance -> the token its agent got
   std::set<int> stopped;
 };
 
@@ -77,8 +79,7 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(controller_->Recover().ok());
   }
 
-  Json Bundle(const std::string& user) {
-    std::string data = "print('hi')\n";
+  Json Bundle(const std::string& user, const std::string& data = "print('hi')\n") {
     std::string h = Sha256Hex(data);
     EXPECT_TRUE(blobs_->Put(h, data).ok());
     EXPECT_TRUE(store_->AddBlobOwners(user, {h}).ok());
@@ -325,7 +326,9 @@ TEST_F(ControllerTest, InstanceEndsWhenCoolingExpires) {
   EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider was told to end it";
   // The finished job and the ended instance leave no notifier entry behind.
   EXPECT_EQ(controller_->notifier().Version("job:" + job), controller_->notifier().Version("job:none"));
-  EXPECT_EQ(controller_->notifier().KeysHeld(), 1u) << "only the scheduler's key";
+  // (It read 1 while EraseInstance forgot the instance's key through a
+  // reference into the map entry it had just erased.)
+  EXPECT_EQ(controller_->notifier().KeysHeld(), 0u) << "neither the job's key nor the instance's";
 }
 
 // Independent check of the price curve: numeric integration, 1 s steps.
@@ -818,6 +821,112 @@ TEST_F(ControllerTest, AGrantedInstanceWhoseAgentNeverRegistersIsEndedAtTheProvi
   Settle();
   EXPECT_EQ(Job(job).state, job_state::kStarting) << "the job goes on on a new instance";
   EXPECT_NE(Job(job).instance_id, inst);
+// ---- agent credentials (agent_credentials.h) ----
+
+TEST_F(ControllerTest, EachInstanceGetsItsOwnSingleUseBootstrapBoundToOneCredential) {
+  Build(5, 5);
+  std::string ann = Submit("ann", {"A"});
+  std::string bob = Submit("bob", {"A"});
+  controller_->RunPass();
+  controller_->RunPass();
+  std::string ann_inst = Job(ann).instance_id, bob_inst = Job(bob).instance_id;
+  std::string ann_boot = spawner_.bootstrap[ann_inst], bob_boot = spawner_.bootstrap[bob_inst];
+  ASSERT_TRUE(AgentCredentials::IsBootstrap(ann_boot)) << ann_boot;
+  EXPECT_NE(ann_boot, bob_boot);
+  AgentCredentials& creds = controller_->credentials();
+  std::optional<TokenInfo> who = creds.Identify(ann_boot);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->kind, "bootstrap");
+  EXPECT_EQ(who->instance, ann_inst);
+  EXPECT_EQ(store_->GetInstance(ann_inst)->bootstrap_hash, AgentCredentials::Hash(ann_boot))
+      << "only the hash is stored";
+
+  std::string mine = AgentCredentials::NewCredential();
+  ASSERT_TRUE(controller_->BindAgentCredential(ann_inst, mine).ok());
+  EXPECT_TRUE(controller_->BindAgentCredential(ann_inst, mine).ok()) << "a retried register";
+  Status thief = controller_->BindAgentCredential(ann_inst, AgentCredentials::NewCredential());
+  EXPECT_EQ(thief.code(), Code::kUnauthenticated) << "the bootstrap is spent: " << thief.ToString();
+  who = creds.Identify(mine);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->kind, "agent");
+  EXPECT_EQ(who->instance, ann_inst);
+  EXPECT_EQ(who->user, "ann");
+  EXPECT_FALSE(creds.Identify("yit_" + std::string(48, '0'))) << "an unknown credential";
+  EXPECT_FALSE(creds.Identify("yut_" + std::string(48, '0'))) << "not an agent credential";
+
+  // Both are kept (hashed) with the instance, for a restarted server; both
+  // die with the instance.
+  EXPECT_EQ(store_->GetInstance(ann_inst)->credential_hash, AgentCredentials::Hash(mine));
+  ASSERT_TRUE(controller_->RegisterAgent(ann_inst).ok());
+  registered_.insert(ann_inst);
+  RunJob(ann, {});  // no cool-down: the instance ends with its job
+  EXPECT_FALSE(controller_->credentials().Identify(mine));
+  EXPECT_FALSE(controller_->credentials().Identify(ann_boot));
+}
+
+TEST_F(ControllerTest, AnAgentReadsOnlyTheChunksOfTheJobItRunsNow) {
+  Build(5, 5);
+  Json ann_bundle = Bundle("ann", "print('ann')\n"), bob_bundle = Bundle("bob", "print('bob')\n");
+  std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
+  std::string bob_chunk = bob_bundle["files"][0]["chunks"][0][0];
+  std::string ann = Submit("ann", {"A"}, {{"bundle", ann_bundle}, {"cool_down_s", 600}});
+  std::string bob = Submit("bob", {"A"}, {{"bundle", bob_bundle}});
+  Settle();
+  std::string ann_inst = Job(ann).instance_id, bob_inst = Job(bob).instance_id;
+  AgentCredentials& creds = controller_->credentials();
+  EXPECT_TRUE(creds.MayRead(ann_inst, ann_chunk));
+  EXPECT_FALSE(creds.MayRead(ann_inst, bob_chunk));
+  EXPECT_TRUE(creds.MayRead(bob_inst, bob_chunk));
+  EXPECT_FALSE(creds.MayRead(bob_inst, ann_chunk)) << "another user's bundle";
+  EXPECT_TRUE(creds.HasJob(ann_inst));
+  RunJob(ann, {});
+  EXPECT_EQ(store_->GetInstance(ann_inst)->state, instance_state::kCooling);
+  EXPECT_FALSE(creds.MayRead(ann_inst, ann_chunk)) << "its job is over";
+  EXPECT_FALSE(creds.HasJob(ann_inst)) << "nothing to upload while cooling";
+}
+
+TEST_F(ControllerTest, ResumingJobMayReadItsCheckpoint) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string first = Job(job).instance_id;
+  Json work = controller_->PollWork(first, 0).value();
+  std::string data = "weights";
+  std::string h = Sha256Hex(data);
+  ASSERT_TRUE(blobs_->Put(h, data).ok());
+  Json artifact = {{"kind", "artifact"}, {"dir", "checkpoints"},
+                   {"entry", FileEntryToJson(FileEntry{"e1.pt", 0644, data.size(), {{h, data.size()}}, ""})}};
+  StatusOr<int64_t> acked = controller_->AcceptAgentRecords(first, job, 1, 1, Json::array({artifact}));
+  ASSERT_TRUE(acked.ok()) << acked.status().ToString();
+  ASSERT_TRUE(sim_->InterruptNow(first, "reclaimed").ok());
+  controller_->RunPass();
+  Settle();
+  std::string second = Job(job).instance_id;
+  ASSERT_NE(second, first);
+  EXPECT_TRUE(controller_->credentials().MayRead(second, h)) << "the checkpoint it resumes from";
+  EXPECT_FALSE(controller_->credentials().MayRead(first, h)) << "the lost instance: nothing";
+}
+
+TEST_F(ControllerTest, RecordsAreAcceptedOnlyFromTheInstanceTheJobRunsOn) {
+  Build(5, 5);
+  std::string ann = Submit("ann", {"A"});
+  std::string bob = Submit("bob", {"A"});
+  Settle();
+  std::string ann_inst = Job(ann).instance_id, bob_inst = Job(bob).instance_id;
+  ASSERT_TRUE(controller_->PollWork(ann_inst, 0).value().contains("assign"));
+  ASSERT_TRUE(controller_->AcceptAgentRecords(ann_inst, ann, 1, 1,
+                                              {{{"kind", "output"}, {"data", "real\n"}}}).ok());
+  StatusOr<int64_t> injected = controller_->AcceptAgentRecords(
+      bob_inst, ann, 1, 2, {{{"kind", "output"}, {"data", "INJECTED\n"}}});
+  EXPECT_EQ(injected.status().code(), Code::kPermissionDenied) << injected.status().ToString();
+  // Her own agent's next records and exit are not mistaken for resends.
+  ASSERT_TRUE(controller_->AcceptAgentRecords(ann_inst, ann, 1, 2,
+      {{{"kind", "output"}, {"data", "more\n"}}, {{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  EXPECT_EQ(Job(ann).state, job_state::kSucceeded);
+  std::string output;
+  for (const Json& e : Events(ann))
+    if (e.value("kind", "") == "output") output += e.value("data", "");
+  EXPECT_EQ(output, "real\nmore\n");
 }
 
 }  // namespace

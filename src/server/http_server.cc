@@ -127,26 +127,37 @@ StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access ac
   if (auth.compare(0, prefix.size(), prefix) != 0)
     return Unauthenticated("missing 'Authorization: Bearer <token>' header: set YARD_TOKEN");
   YARD_ASSIGN_OR_RETURN(TokenInfo who, LookupBearer(auth.substr(prefix.size())));
-  bool ok = access == Access::kUserOrAgent ? who.kind == "user" || who.kind == "agent"
-            : access == Access::kUser      ? who.kind == "user"
-            : access == Access::kAgent     ? who.kind == "agent"
-                                           : who.kind == "metrics";
+  bool ok = (access == Access::kUser && who.kind == "user") ||
+            (access == Access::kAgent && who.kind == "agent") ||
+            (access == Access::kAgentOrBootstrap && (who.kind == "agent" || who.kind == "bootstrap")) ||
+            (access == Access::kUserOrAgent && (who.kind == "user" || who.kind == "agent")) ||
+            (access == Access::kMetrics && who.kind == "metrics");
+  if (!ok && who.kind == "bootstrap")
+    return PermissionDenied("a bootstrap credential only registers its agent (POST /v1/agents/register); "
+                            "use the instance credential registered with it");
   if (!ok) return PermissionDenied("this route is not open to " + who.kind + " tokens");
   return who;
 }
 
 StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token) {
-  TokenInfo who;
+  // Agent credentials live in memory, with their instances (agent_credentials.h).
+  if (AgentCredentials::IsBootstrap(token) || AgentCredentials::IsCredential(token)) {
+    std::optional<TokenInfo> agent = ctx_.controller->credentials().Identify(token);
+    if (!agent)
+      return Unauthenticated("unknown agent credential (its instance ended?): this agent should exit");
+    return *agent;
+  }
   {
     std::lock_guard<std::mutex> lock(token_mu_);
     auto it = token_cache_.find(token);
-    if (it != token_cache_.end()) who = it->second;
+    if (it != token_cache_.end()) return it->second;
   }
-  if (who.user.empty()) {
-    YARD_ASSIGN_OR_RETURN(who, ctx_.store->LookupToken(token));
-    std::lock_guard<std::mutex> lock(token_mu_);
-    token_cache_[token] = who;
-  }
+  YARD_ASSIGN_OR_RETURN(TokenInfo who, ctx_.store->LookupToken(token));
+  if (who.kind != "user" && who.kind != "metrics")  // a shared agent token of an earlier version
+    return Unauthenticated("shared agent tokens are no longer accepted: each instance gets its own "
+                           "credential at launch (docs/api.md, \"Agent credentials\")");
+  std::lock_guard<std::mutex> lock(token_mu_);
+  token_cache_[token] = who;
   return who;
 }
 

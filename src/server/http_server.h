@@ -30,9 +30,13 @@ namespace yard {
 
 using Json = nlohmann::json;
 
-// kMetrics: GET /metrics, open to tokens of kind "metrics" only (a read
-// scope for scrapers: the figures span all users; docs/operations.md).
-enum class Access { kPublic, kUser, kAgent, kUserOrAgent, kMetrics };
+// Who may call a route. "Agent" is an instance credential, "bootstrap" the
+// single-use one an agent registers with (server/agent_credentials.h); a
+// route handling either must check that the path or body names
+// call.who.instance. kMetrics: GET /metrics, open to tokens of kind
+// "metrics" only (a read scope for scrapers: the figures span all users;
+// docs/operations.md).
+enum class Access { kPublic, kUser, kAgent, kAgentOrBootstrap, kUserOrAgent, kMetrics };
 
 // One call being served.
 struct Call {
@@ -40,7 +44,7 @@ struct Call {
   httplib::Response& res;
   TokenInfo who;  // empty for public routes
 
-  bool is_agent() const { return who.kind == "agent"; }
+  bool is_agent() const { return who.kind == "agent" || who.kind == "bootstrap"; }
   // The i-th regex capture of the route's pattern.
   std::string Param(int i) const;
   // A query parameter, or `fallback`.
@@ -99,6 +103,8 @@ class HttpApi {
  private:
   void Install(const Route& route);
   StatusOr<TokenInfo> Authenticate(const httplib::Request& req, Access access);
+  // The caller behind a bearer token: a user or scraper (store, cached) or
+  // an agent (the controller's credentials, in memory).
   StatusOr<TokenInfo> LookupBearer(const std::string& token);
 
   RealClock real_clock_;

@@ -22,7 +22,8 @@ Json ParseSchema(const char* text, const std::string& where) {
 Json Security(Access access) {
   switch (access) {
     case Access::kPublic: return Json::array();
-    case Access::kAgent: return Json::array({{{"bearer", Json::array()}}});
+    case Access::kAgent:
+    case Access::kAgentOrBootstrap: return Json::array({{{"bearer", Json::array()}}});
     default: return Json::array({{{"bearer", Json::array()}}, {{"session", Json::array()}}});
   }
 }

@@ -15,7 +15,7 @@ constexpr const char* kJobReply =
 constexpr const char* kComponents = R"json({
   "securitySchemes": {
     "bearer": {"type": "http", "scheme": "bearer",
-               "description": "A user or agent token (yard token create; YARD_TOKEN)."},
+               "description": "A user token (yard token create; YARD_TOKEN), a metrics token, or an agent's instance or bootstrap credential (docs/api.md, Agent credentials)."},
     "session": {"type": "apiKey", "in": "cookie", "name": "yard_session",
                 "description": "The dashboard's session cookie (HttpOnly, SameSite=Strict); POST /v1/dashboard/session sets it. Calls other than GET also need the header X-Yard-Dashboard: 1."}
   },
@@ -120,7 +120,7 @@ const std::vector<RouteDoc>& RouteDocs() {
       {"GET", blob, "Download a chunk the caller may read", {"sha256"}, "", "", 200, "binary"},
       // ---- agents
       {"POST", "/v1/agents/register", "An agent announces its instance", {}, "",
-       R"j({"type": "object", "additionalProperties": false, "required": ["instance"], "properties": {"instance": {"type": "string"}, "resources": {"type": "object"}}})j",
+       R"j({"type": "object", "additionalProperties": false, "required": ["instance"], "properties": {"instance": {"type": "string"}, "resources": {"type": "object"}, "credential": {"type": "string", "description": "the agent's own credential (yit_ + 48 hex), required with a bootstrap"}}})j",
        200, R"j({"type": "object", "required": ["instance", "heartbeat_s"], "properties": {"instance": {"$ref": "#/components/schemas/Instance"}, "heartbeat_s": {"type": "number"}}})j"},
       {"POST", agent + "/heartbeat", "The agent is alive", {"instance"}, "", R"j({"type": "object"})j", 200,
        R"j({"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}})j"},

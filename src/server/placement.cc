@@ -115,13 +115,15 @@ void Controller::IndexInstance(const InstanceRecord& inst) {
 void Controller::AddInstance(const InstanceRecord& inst) {
   instances_[inst.id] = inst;
   instances_of_[inst.user] += 1;
+  SyncCredentials(inst);
 }
 
-void Controller::EraseInstance(const std::string& id) {
+void Controller::EraseInstance(std::string id) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return;
   instances_of_[it->second.user] -= 1;
   instances_.erase(it);
+  credentials_.Remove(id);  // its agent's credentials open nothing any more
   InstanceRecord gone;
   gone.id = id;
   IndexInstance(gone);  // drops its free_ entry
@@ -444,7 +446,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       inst.created_at = inst.state_since = now;
       inst.info["market"] = req.market.empty() ? type->default_market : req.market;
       if (!SettingsOf(job).empty()) inst.info["settings"] = SettingsOf(job);  // for reuse
-      Status s = Counted(provider, "launch", provider->Launch(*type, agent_launch_, &inst));
+      Status s = Counted(provider, "launch", provider->Launch(*type, LaunchInfoFor(&inst), &inst));
       if (!s.ok()) {
         if (s.code() == Code::kResourceExhausted) {  // raced: try next pass
           missed.insert(queue_.GroupOf(job.id));

@@ -40,7 +40,9 @@ Status Download(Call& call) {
 }  // namespace
 
 std::vector<Route> AgentBinaryRoutes(ApiContext& ctx) {
-  return {{"GET", R"(/v1/agent/binaries/(yard|yard-shim))", Access::kAgent,
+  // A fresh instance fetches them before its agent has registered: with its
+  // bootstrap credential (agent_credentials.h).
+  return {{"GET", R"(/v1/agent/binaries/(yard|yard-shim))", Access::kAgentOrBootstrap,
            [](Call& c) { return Download(c); }}};
 }
 

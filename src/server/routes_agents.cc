@@ -1,5 +1,7 @@
 // /v1/agents: registration, heartbeats, the work long poll, event upload and
-// the report of a spot interruption.
+// the report of a spot interruption. Each call speaks for the one instance
+// its credential belongs to (server/agent_credentials.h); the first register
+// trades the instance's bootstrap for the agent's own credential.
 #include <httplib.h>
 
 #include "common/frames.h"
@@ -11,21 +13,36 @@ namespace {
 
 constexpr const char* kAgentPath = R"(/v1/agents/([A-Za-z0-9_-]+))";
 
+// PermissionDenied unless the caller's credential is that of `instance`.
+Status CheckInstance(const Call& call, const std::string& instance) {
+  if (call.who.instance == instance) return Status::Ok();
+  return PermissionDenied("this agent credential is instance " + call.who.instance +
+                          "'s, not " + instance + "'s");
+}
+
 Status Register(ApiContext& ctx, Call& call) {
-  YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(), {"instance", "resources"}));
+  YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(),
+                                                     {"instance", "resources", "credential"}));
   YARD_ASSIGN_OR_RETURN(std::string id, GetString(body, "instance", true));
+  YARD_RETURN_IF_ERROR(CheckInstance(call, id));
+  if (call.who.kind == "bootstrap") {
+    YARD_ASSIGN_OR_RETURN(std::string credential, GetString(body, "credential", true));
+    YARD_RETURN_IF_ERROR(ctx.controller->BindAgentCredential(id, credential));
+  }
   YARD_ASSIGN_OR_RETURN(InstanceRecord inst, ctx.controller->RegisterAgent(id));
   call.ReplyJson({{"instance", inst.ToApiJson(0)}, {"heartbeat_s", 1}});
   return Status::Ok();
 }
 
 Status Heartbeat(ApiContext& ctx, Call& call) {
+  YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   YARD_RETURN_IF_ERROR(ctx.controller->Heartbeat(call.Param(1)));
   call.ReplyJson({{"ok", true}});
   return Status::Ok();
 }
 
 Status Work(ApiContext& ctx, Call& call) {
+  YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   double wait = std::clamp(std::atof(call.Query("wait", "20").c_str()), 0.0, 60.0);
   YARD_ASSIGN_OR_RETURN(Json work, ctx.controller->PollWork(call.Param(1), wait));
   call.ReplyJson(work);
@@ -62,6 +79,7 @@ StatusOr<Batch> ParseFramedBatch(std::string_view body) {
 }
 
 Status Events(ApiContext& ctx, Call& call) {
+  YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   Batch batch;
   if (call.req.get_header_value("Content-Type") == kFramesContentType) {
     YARD_ASSIGN_OR_RETURN(batch, ParseFramedBatch(call.Body()));
@@ -95,6 +113,7 @@ Status Events(ApiContext& ctx, Call& call) {
 // The instance is being taken back (a spot interruption notice): its job,
 // whose records the agent delivered first, is requeued now.
 Status Preempted(ApiContext& ctx, Call& call) {
+  YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(), {"action", "time"}));
   YARD_ASSIGN_OR_RETURN(std::string action, GetString(body, "action", false));
   YARD_ASSIGN_OR_RETURN(std::string time, GetString(body, "time", false));
@@ -113,7 +132,7 @@ std::vector<Route> AgentRoutes(ApiContext& ctx) {
   };
   std::string agent = kAgentPath;
   return {
-      {"POST", "/v1/agents/register", Access::kAgent, bind(Register)},
+      {"POST", "/v1/agents/register", Access::kAgentOrBootstrap, bind(Register)},
       {"POST", agent + "/heartbeat", Access::kAgent, bind(Heartbeat)},
       {"GET", agent + "/work", Access::kAgent, bind(Work)},
       {"POST", agent + "/events", Access::kAgent, bind(Events)},

@@ -1,6 +1,8 @@
 // /v1/blobs: content-addressed chunks. Users see only chunks they uploaded
 // or that their jobs produced; "missing" answers per caller, so it reveals
-// nothing about other users' data.
+// nothing about other users' data. An agent reads only the chunks of the job
+// attempt its instance runs now, writes chunks only while it runs one, and
+// is answered "missing" as its instance's user would be.
 #include <httplib.h>
 
 #include "common/hashing.h"
@@ -18,20 +20,23 @@ Status Missing(ApiContext& ctx, Call& call) {
   for (const auto& h : hashes)
     if (!IsSha256Hex(h)) return InvalidArgument("'" + h + "' is not a lower-case hex sha256");
   std::vector<std::string> missing = ctx.blobs->Missing(hashes);
-  if (!call.is_agent()) {
-    std::set<std::string> absent(missing.begin(), missing.end());
-    YARD_ASSIGN_OR_RETURN(auto owned, ctx.store->OwnedBlobs(call.who.user, hashes));
-    std::set<std::string> mine(owned.begin(), owned.end());
-    missing.clear();
-    for (const auto& h : hashes)
-      if (absent.count(h) || !mine.count(h)) missing.push_back(h);
-  }
+  // Per user, agents included (as their instance's user): whether another
+  // user holds some content is not told. The agent then uploads a chunk the
+  // server had already; its artifact record makes the chunk the user's.
+  std::set<std::string> absent(missing.begin(), missing.end());
+  YARD_ASSIGN_OR_RETURN(auto owned, ctx.store->OwnedBlobs(call.who.user, hashes));
+  std::set<std::string> mine(owned.begin(), owned.end());
+  missing.clear();
+  for (const auto& h : hashes)
+    if (absent.count(h) || !mine.count(h)) missing.push_back(h);
   call.ReplyJson({{"missing", missing}});
   return Status::Ok();
 }
 
 Status Put(ApiContext& ctx, Call& call) {
   std::string hash = call.Param(1);
+  if (call.is_agent() && !ctx.controller->credentials().HasJob(call.who.instance))
+    return PermissionDenied("instance " + call.who.instance + " runs no job: nothing to upload");
   YARD_RETURN_IF_ERROR(ctx.blobs->Put(hash, call.Body()));
   if (!call.is_agent()) YARD_RETURN_IF_ERROR(ctx.store->AddBlobOwners(call.who.user, {hash}));
   call.ReplyJson({{"stored", hash}});
@@ -40,7 +45,11 @@ Status Put(ApiContext& ctx, Call& call) {
 
 Status Get(ApiContext& ctx, Call& call) {
   std::string hash = call.Param(1);
-  if (!call.is_agent()) {
+  if (call.is_agent()) {
+    // Not confirmed to exist either: the same answer as for a chunk that is not there.
+    if (!ctx.controller->credentials().MayRead(call.who.instance, hash))
+      return NotFound("no chunk " + hash + " in the job instance " + call.who.instance + " runs now");
+  } else {
     YARD_ASSIGN_OR_RETURN(bool mine, ctx.store->UserOwnsBlob(call.who.user, hash));
     if (!mine) return NotFound("no chunk " + hash);
   }

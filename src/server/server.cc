@@ -103,15 +103,15 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   p.blobs = std::make_unique<BlobStore>(std::move(blobs));
   YARD_ASSIGN_OR_RETURN(p.user_token, EnsureTokenFile(p.store.get(), o.home + "/token",
                                                       LocalUserName(), "user"));
-  YARD_ASSIGN_OR_RETURN(std::string agent_token, EnsureTokenFile(p.store.get(),
-                                                                 o.home + "/agent_token",
-                                                                 "agents", "agent"));
+  // Earlier versions kept one agent token for all instances here; each
+  // instance has its own credential now (agent_credentials.h).
+  ::unlink((o.home + "/agent_token").c_str());
   static RealClock clock;
   std::string catalog_file = o.catalog_file;
   if (catalog_file.empty() && ::access((o.home + "/catalog.json").c_str(), R_OK) == 0)
     catalog_file = o.home + "/catalog.json";
   YARD_ASSIGN_OR_RETURN(p.providers, BuildProviders(catalog_file, o.home, &clock));
-  AgentLaunchInfo launch{"", url_file, agent_token, SelfExecutable()};
+  AgentLaunchInfo launch{"", url_file, "", SelfExecutable()};  // token: per launch
   YARD_ASSIGN_OR_RETURN(ControllerOptions copts, ControllerOptionsFrom(o));
   if (!p.providers.catalog.Find(copts.default_machine))
     return InvalidArgument("the default machine type '" + copts.default_machine +

@@ -2,7 +2,7 @@
 //
 // State lives under `home` ($YARD_HOME): state.db (the store), blobs/,
 // instances/ (local agents), token (the local user's token, 0600),
-// agent_token (0600), server.json ({"url", "pid"}: where clients and local
+// server.json ({"url", "pid"}: where clients and local
 // agents find the server). A lock on home/server.lock makes sure one server
 // runs per home.
 #pragma once

@@ -36,13 +36,17 @@ constexpr int kShimFailure = 125;
 struct ShimArgs {
   milliseconds grace{5000};
   pid_t parent_pid = 0;
+  bool sandboxed = false;
   std::vector<char*> argv;  // null-terminated
 };
 
 bool ParseShimArgs(int argc, char** argv, ShimArgs* out) {
   int i = 1;
   for (; i + 1 < argc && std::strcmp(argv[i], "--") != 0; i += 2) {
-    if (std::strcmp(argv[i], "--grace-ms") == 0) {
+    if (std::strcmp(argv[i], "--sandboxed") == 0) {
+      out->sandboxed = true;
+      --i;  // a flag without a value
+    } else if (std::strcmp(argv[i], "--grace-ms") == 0) {
       std::optional<long long> ms = ParseCount(argv[i + 1]);
       if (!ms) return false;
       out->grace = milliseconds(*ms);
@@ -61,10 +65,11 @@ bool ParseShimArgs(int argc, char** argv, ShimArgs* out) {
 }
 
 // SIGTERM (then SIGCONT, so a stopped process can act on it) to every
-// process of `procs` not yet in `termed`.
-void TerminateNew(const std::vector<ProcEntry>& procs, std::set<pid_t>* termed) {
+// process of `procs` not yet in `termed` and not in process group `spare`
+// (the sandbox's own processes, which end when the command does).
+void TerminateNew(const std::vector<ProcEntry>& procs, std::set<pid_t>* termed, pid_t spare) {
   for (const ProcEntry& p : procs) {
-    if (!termed->insert(p.pid).second) continue;
+    if (p.pgid == spare || !termed->insert(p.pid).second) continue;
     SignalProcessAndGroup(p, SIGTERM);
     SignalProcessAndGroup(p, SIGCONT);
   }
@@ -108,6 +113,15 @@ int TickUntil(Clock::time_point deadline) {
   _exit(127);
 }
 
+// A sandbox (bwrap) exits with 128 + N when its command died of signal N:
+// read it back as that death, as a shell would.
+std::optional<int> FromSandbox(std::optional<int> status) {
+  if (!status || !WIFEXITED(*status)) return status;
+  int code = WEXITSTATUS(*status);
+  if (code <= 128 || code > 128 + 64) return status;
+  return (code - 128) & 0x7f;  // a wait status "killed by signal N"
+}
+
 // Ends the shim the way the command ended. Dying by the command's signal
 // lets the agent tell "killed by 9" from "exit 137"; the shim's own core
 // dump would be noise, so dumping is switched off first.
@@ -130,7 +144,8 @@ int ExitLikeCommand(std::optional<int> status) {
 
 class Shim {
  public:
-  Shim(int sigfd, milliseconds grace) : sigfd_(sigfd), grace_(grace) {}
+  Shim(int sigfd, milliseconds grace, bool sandboxed)
+      : sigfd_(sigfd), grace_(grace), sandboxed_(sandboxed) {}
 
   bool Launch(char** argv, const sigset_t& mask) {
     command_ = fork();
@@ -159,7 +174,7 @@ class Shim {
       std::vector<ProcEntry> procs = DescendantEntries(getpid());
       if (procs.empty()) return;
       if (Clock::now() >= deadline) break;
-      TerminateNew(procs, &termed);
+      TerminateNew(procs, &termed, sandboxed_ ? command_ : 0);
       AwaitSignals(sigfd_, TickUntil(deadline));
     }
     std::fprintf(stderr, "yard: processes still running %lld ms after SIGTERM; sending SIGKILL\n",
@@ -167,7 +182,7 @@ class Shim {
     KillUntilGone();
   }
 
-  int Finish() const { return ExitLikeCommand(status_); }
+  int Finish() const { return ExitLikeCommand(sandboxed_ ? FromSandbox(status_) : status_); }
 
  private:
   void KillUntilGone() {
@@ -196,6 +211,7 @@ class Shim {
 
   int sigfd_;
   milliseconds grace_;
+  bool sandboxed_;
   pid_t command_ = -1;
   std::optional<int> status_;  // wait status of the command
 };
@@ -203,10 +219,17 @@ class Shim {
 }  // namespace
 
 int RunShim(int argc, char** argv) {
+  // Inside a sandbox: only run the command, with the shim's words on failure.
+  if (argc >= 4 && std::strcmp(argv[1], "--exec") == 0 && std::strcmp(argv[2], "--") == 0) {
+    execvp(argv[3], argv + 3);
+    std::fprintf(stderr, "yard: cannot run '%s': %s\n", argv[3], std::strerror(errno));
+    return 127;
+  }
   ShimArgs args;
   if (!ParseShimArgs(argc, argv, &args)) {
     std::fprintf(stderr,
-                 "usage: yard-shim (or yard shim) [--grace-ms N] [--parent-pid P] -- COMMAND [ARG...]\n");
+                 "usage: yard-shim (or yard shim) [--grace-ms N] [--parent-pid P] [--sandboxed] -- COMMAND [ARG...]\n"
+                 "       yard-shim --exec -- COMMAND [ARG...]\n");
     return 2;
   }
   signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would auto-reap the command
@@ -220,7 +243,7 @@ int RunShim(int argc, char** argv) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   // The agent may have died before the death signal was armed.
   if (args.parent_pid > 0 && getppid() != args.parent_pid) return 128 + SIGTERM;
-  Shim shim(sigfd, args.grace);
+  Shim shim(sigfd, args.grace, args.sandboxed);
   if (!shim.Launch(args.argv.data(), old_mask)) {
     std::perror("yard shim: fork");
     return kShimFailure;

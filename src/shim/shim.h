@@ -8,8 +8,14 @@
 
 namespace yard {
 
-// Entry point of `yard-shim [--grace-ms N] [--parent-pid P] -- ARGV...`
-// (and of `yard shim ...`, with argv[0] "shim"). ARGV[0] is looked up on the
+// Entry point of `yard-shim [--grace-ms N] [--parent-pid P] [--sandboxed]
+// -- ARGV...` (and of `yard shim ...`, with argv[0] "shim"). With
+// --sandboxed, ARGV starts a sandbox (agent/sandbox.h) whose process group
+// is left out of the SIGTERM round (bwrap passes no signal on, and the
+// command's own processes get theirs directly; SIGKILL still reaches all),
+// and its exit code 128 + N reads as death by signal N. `yard-shim --exec
+// -- ARGV` only execs ARGV, failing as below (127); the sandbox runs it.
+// ARGV[0] is looked up on the
 // PATH of the shim's own environment, i.e. the job's. Returns the process
 // exit code: the command's exit code; 127 if it could not be exec'd; 2 for
 // bad usage; 125 if the shim itself failed; 128+SIGTERM if the agent was

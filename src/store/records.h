@@ -75,6 +75,9 @@ struct InstanceRecord {
   double last_heartbeat = 0;
   double cool_until = 0;
   Json info = Json::object();  // provider data (pid, folder, cores, ...)
+  // SHA-256 (hex) of the instance's agent credentials (server/agent_credentials.h):
+  std::string bootstrap_hash;   // single-use, minted at launch, exchanged at register
+  std::string credential_hash;  // chosen by the agent at its first register; "" before
 
   Json ToApiJson(double now) const;
 };
@@ -119,9 +122,13 @@ struct LedgerEntry {
   double cost = 0;
 };
 
+// Who is calling: a user, or the agent of one instance.
 struct TokenInfo {
-  std::string user;
-  std::string kind;  // "user", "agent" or "metrics" (reads GET /metrics only)
+  std::string user;      // the user; for agents, their instance's user ("" before its first job)
+  // "user", "metrics" (reads GET /metrics only), "agent" (an instance
+  // credential) or "bootstrap"
+  std::string kind;
+  std::string instance;  // agents: the only instance the credential speaks for
 };
 
 }  // namespace yard

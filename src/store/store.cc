@@ -1,7 +1,5 @@
 #include "store/store.h"
 
-#include <openssl/rand.h>
-
 #include <cstdio>
 
 #include "common/hashing.h"
@@ -55,6 +53,14 @@ CREATE INDEX ledger_by_user ON ledger(user, start);
     R"sql(
 ALTER TABLE events ADD COLUMN data BLOB;
 )sql",
+    // 3 -> 4: per-instance agent credentials (SHA-256 of the single-use
+    // bootstrap and of the instance's own credential); the shared agent
+    // tokens of earlier versions open nothing any more.
+    R"sql(
+ALTER TABLE instances ADD COLUMN bootstrap_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN credential_hash TEXT NOT NULL DEFAULT '';
+DELETE FROM tokens WHERE kind = 'agent';
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -92,7 +98,7 @@ JobRecord ReadJob(const sql::Stmt& s) {
 
 constexpr const char* kInstanceColumns =
     "id, machine_type, provider, state, user, job_id, created_at, state_since, last_heartbeat, "
-    "cool_until, info";
+    "cool_until, info, bootstrap_hash, credential_hash";
 
 InstanceRecord ReadInstance(const sql::Stmt& s) {
   InstanceRecord r;
@@ -107,16 +113,9 @@ InstanceRecord ReadInstance(const sql::Stmt& s) {
   r.last_heartbeat = s.Double(8);
   r.cool_until = s.Double(9);
   r.info = ParseJsonColumn(s.Text(10));
+  r.bootstrap_hash = s.Text(11);
+  r.credential_hash = s.Text(12);
   return r;
-}
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) { out.push_back(kHex[c >> 4]); out.push_back(kHex[c & 15]); }
-  return out;
 }
 
 }  // namespace
@@ -183,8 +182,11 @@ Status Store::RunCached(const char* sql) {
 }
 
 StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& kind) {
+  if (kind != "user" && kind != "metrics")
+    return InvalidArgument("only user and metrics tokens can be created: each instance gets its own "
+                           "agent credential at launch (docs/api.md, \"Agent credentials\")");
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  std::string token = (kind == "agent" ? "yat_" : "yut_") + RandomHex(24);
+  std::string token = "yut_" + RandomHex(24);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "INSERT INTO tokens(hash, user, kind, created_at) VALUES(?, ?, ?, strftime('%s','now'))"));
   YARD_RETURN_IF_ERROR(st.Bind(1, Sha256Hex(token)).Bind(2, user).Bind(3, kind).Run());
@@ -197,7 +199,7 @@ StatusOr<TokenInfo> Store::LookupToken(const std::string& plaintext) {
   st.Bind(1, Sha256Hex(plaintext));
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Unauthenticated("unknown token: create one with `yard token create USER`");
-  return TokenInfo{st.Text(0), st.Text(1)};
+  return TokenInfo{st.Text(0), st.Text(1), ""};
 }
 
 Status Store::InsertJob(const JobRecord& j) {
@@ -433,10 +435,11 @@ StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
 Status Store::UpsertInstance(const InstanceRecord& r) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO instances(") +
-      kInstanceColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+      kInstanceColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, r.id).Bind(2, r.machine_type).Bind(3, r.provider).Bind(4, r.state).Bind(5, r.user)
       .Bind(6, r.job_id).Bind(7, r.created_at).Bind(8, r.state_since).Bind(9, r.last_heartbeat)
-      .Bind(10, r.cool_until).Bind(11, Dump(r.info));
+      .Bind(10, r.cool_until).Bind(11, Dump(r.info)).Bind(12, r.bootstrap_hash)
+      .Bind(13, r.credential_hash);
   return st.Run();
 }
 

@@ -27,8 +27,9 @@ class Store {
   static int CurrentSchemaVersion();
 
   // --- tokens ---
-  // Creates a random token for `user` of `kind`; returns the plaintext (only
-  // its hash is stored).
+  // Creates a random token for `user` of `kind` ("user": agents have
+  // per-instance credentials, kept with their InstanceRecord); returns the
+  // plaintext (only its hash is stored).
   StatusOr<std::string> CreateToken(const std::string& user, const std::string& kind);
   StatusOr<TokenInfo> LookupToken(const std::string& plaintext);
 

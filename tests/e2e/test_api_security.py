@@ -126,8 +126,16 @@ def test_other_users_see_nothing(api, yard):
     assert proc.returncode == 1 and "no job" in proc.stderr
 
 
-def test_agent_token_cannot_use_user_routes(api, yard):
-    url, _, _ = api
-    agent_token = (yard.home / "agent_token").read_text().strip()
-    status, body = call(f"{url}/v1/jobs", token=agent_token)
+def test_agent_credential_cannot_use_user_routes(yard, project):
+    # A cooling instance keeps its agent's credential valid.
+    (project / "job.sh").write_text("echo hi\n")
+    job_id = yard.run("submit", "job.sh", "--cool-down", "60", cwd=project).stdout.strip()
+    inst = yard.wait_state(job_id, "succeeded")["instance"]
+    credential = (yard.home / "instances" / inst / "credential").read_text().strip()
+    url = yard.server_info()["url"]
+    status, body = call(f"{url}/v1/jobs", token=credential)
     assert status == 403 and error_of(body)["code"] == "permission_denied"
+    assert not (yard.home / "agent_token").exists()
+    proc = yard.run("token", "create", "agents", "--kind", "agent", check=False)
+    assert proc.returncode == 1 and "own agent credential" in proc.stderr
+    yard.run("down", "--all")

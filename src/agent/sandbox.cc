@@ -1,0 +1,163 @@
+#include "agent/sandbox.h"
+
+#include <glob.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace yard {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Shown read-only as they are: a link (Debian's merged /usr: /bin -> usr/bin)
+// stays a link, a folder is bound.
+constexpr const char* kSystemPaths[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                                        "/libx32", "/etc", "/opt", "/sys"};
+// The host's secrets below /etc, replaced by an empty file or folder.
+constexpr const char* kEtcSecrets[] = {"/etc/shadow", "/etc/shadow-", "/etc/gshadow",
+                                       "/etc/gshadow-", "/etc/ssh", "/etc/munge"};
+
+bool IsUnder(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+bool InSystem(const std::string& path) {
+  for (const char* s : kSystemPaths)
+    if (IsUnder(path, s)) return true;
+  return false;
+}
+
+std::string Normal(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  std::string s = (ec ? fs::path(path).lexically_normal() : p).string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+bool IsPythonInstallation(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir / "pyvenv.cfg", ec) || fs::is_directory(dir / "versions", ec)) return true;
+  for (const auto& e : fs::directory_iterator(dir / "lib", ec))
+    if (e.path().filename().string().rfind("python3", 0) == 0) return true;
+  return false;
+}
+
+// pyvenv.cfg's "home = /x/bin": the installation the venv was made from.
+std::string VenvHome(const fs::path& venv) {
+  std::ifstream in(venv / "pyvenv.cfg");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string key = line.substr(0, line.find('='));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (key != "home" || line.find('=') == std::string::npos) continue;
+    std::string value = line.substr(line.find('=') + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t\r") + 1);
+    fs::path home(value);
+    return home.filename() == "bin" ? home.parent_path().string() : home.string();
+  }
+  return "";
+}
+
+std::string FindBwrap() {
+  for (const char* p : {"/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"})
+    if (::access(p, X_OK) == 0) return p;
+  return "";
+}
+
+void Add(std::vector<std::string>* argv, std::initializer_list<std::string> args) {
+  argv->insert(argv->end(), args);
+}
+
+// The system, read-only, and the rest of the sandbox's own root.
+void AddSystem(std::vector<std::string>* argv) {
+  std::error_code ec;
+  for (const char* p : kSystemPaths) {
+    fs::file_status st = fs::symlink_status(p, ec);
+    if (ec || !fs::exists(st)) continue;
+    if (fs::is_symlink(st)) Add(argv, {"--symlink", fs::read_symlink(p, ec).string(), p});
+    else Add(argv, {"--ro-bind", p, p});
+  }
+  for (const char* secret : kEtcSecrets) {
+    if (fs::is_directory(secret, ec)) Add(argv, {"--tmpfs", secret});
+    else if (fs::exists(secret, ec)) Add(argv, {"--ro-bind", "/dev/null", secret});
+  }
+  Add(argv, {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
+  glob_t g{};
+  if (::glob("/dev/nvidia*", 0, nullptr, &g) == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) Add(argv, {"--dev-bind", g.gl_pathv[i], g.gl_pathv[i]});
+  globfree(&g);
+}
+
+}  // namespace
+
+std::vector<std::string> PythonFolders(const std::string& path_var) {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& dir) {
+    std::error_code ec;
+    if (dir.empty() || dir == "/" || InSystem(dir) || !fs::is_directory(dir, ec)) return;
+    for (const auto& o : out)
+      if (o == dir) return;
+    out.push_back(dir);
+  };
+  std::stringstream ss(path_var);
+  std::string entry;
+  while (std::getline(ss, entry, ':')) {
+    if (entry.empty() || entry[0] != '/') continue;
+    fs::path dir = Normal(entry);
+    add(dir.string());
+    std::string name = dir.filename().string();
+    if ((name != "bin" && name != "shims") || !IsPythonInstallation(dir.parent_path())) continue;
+    add(dir.parent_path().string());
+    std::string home = VenvHome(dir.parent_path());
+    if (!home.empty()) add(Normal(home));
+  }
+  return out;
+}
+
+StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const EnvMap& env) {
+  std::string bwrap = FindBwrap();
+  if (bwrap.empty())
+    return FailedPrecondition("jobs on local instances run confined by bubblewrap, which is not "
+                              "installed: apt-get install bubblewrap (scripts/setup.sh does)");
+  std::vector<std::string> argv = {bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                                   "--new-session"};
+  AddSystem(&argv);
+  auto home = env.find("HOME");
+  if (home != env.end() && !home->second.empty() && Normal(home->second) != "/" &&
+      !InSystem(Normal(home->second)))
+    Add(&argv, {"--tmpfs", Normal(home->second)});
+  auto path = env.find("PATH");
+  std::vector<std::string> readable = spec.readable;
+  if (path != env.end())
+    for (const std::string& dir : PythonFolders(path->second)) readable.push_back(dir);
+  // Read-only folders first, then the hidden ones over them, then what the
+  // job needs from inside the hidden ones (its folders) over those.
+  std::vector<std::string> inside_hidden;
+  std::error_code ec;
+  for (const std::string& dir : readable) {
+    std::string d = Normal(dir);
+    if (!fs::exists(d, ec)) continue;
+    bool below_hidden = false;
+    for (const std::string& h : spec.hidden) below_hidden |= IsUnder(d, Normal(h));
+    if (below_hidden) inside_hidden.push_back(d);
+    else Add(&argv, {"--ro-bind", d, d});
+  }
+  for (const std::string& h : spec.hidden) {
+    std::string d = Normal(h);
+    if (fs::is_directory(d, ec)) Add(&argv, {"--tmpfs", d});
+  }
+  for (const std::string& d : inside_hidden) Add(&argv, {"--ro-bind", d, d});
+  std::string writable = Normal(spec.writable);
+  Add(&argv, {"--bind", writable, writable, "--"});
+  return argv;
+}
+
+}  // namespace yard

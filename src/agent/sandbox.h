@@ -1,0 +1,64 @@
+// Sandbox: confines the jobs of local instances (providers local and sim),
+// whose agents share the machine with the server, its home and the other
+// instances, so that a job is a tenant, not an insider.
+//
+// A confined job runs under bubblewrap (`bwrap`, Debian's `bubblewrap`),
+// between its shim and its command:
+//
+//   yard-shim --sandboxed ... -- bwrap ARGS -- yard-shim --exec -- COMMAND...
+//
+// In mount, PID, IPC and UTS namespaces of its own, in a session of its own,
+// the job sees:
+//   - the system read-only: /usr (and /bin, /lib... as they are: links into
+//     /usr or folders), /etc minus the host's secrets (shadow files, ssh host
+//     keys, the munge key), /opt, /sys;
+//   - its own /proc, which shows only the sandbox's processes (never the
+//     agent's environment or memory), and a minimal /dev plus the GPUs'
+//     /dev/nvidia* nodes when there are any;
+//   - an empty private /tmp, /var/tmp and $HOME (tmpfs);
+//   - read-only: `readable` (the folder of `yard`, where yard-train and the
+//     shim sit; the agent's Python environments; the warm runner's code) and
+//     the Python installations its PATH leads to (PythonFolders);
+//   - read-write: `writable` (the instance's job folders; all of the
+//     instance's jobs are its one user's);
+// and never `hidden` (the agent's own folder, with its credential, spool,
+// log and chunk cache; YARD_HOME, with the server's database, blobs, tokens
+// and the other instances), not even below a visible folder.
+// The network is shared: jobs download data, and the server's port answers
+// nothing without a credential, which the job does not have.
+//
+// Cancel keeps its guarantees: the shim outside the sandbox sees every
+// process inside by its host pid and ends them (SIGTERM, then SIGKILL after
+// the grace); it only leaves bwrap's own two processes to exit by themselves
+// when the job's command does (see shim.h, --sandboxed).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "agent/job_setup.h"
+#include "common/status.h"
+
+namespace yard {
+
+struct SandboxSpec {
+  std::string writable;               // absolute; visible read-write
+  std::vector<std::string> readable;  // absolute; visible read-only when they exist
+  std::vector<std::string> hidden;    // absolute; never visible
+};
+
+// The argv prefix, ending in "--", that runs a command confined as above:
+// bwrap and its arguments. `env` is the job's environment: its PATH decides
+// which Python folders are readable, its HOME which path is a private empty
+// folder. FailedPrecondition, saying what to install, when bwrap is missing.
+StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const EnvMap& env);
+
+// The folders (absolute, existing) of the Python installations that a
+// PATH value (":"-separated) leads to, outside the system folders: each
+// folder on it; the parent of a `bin` or `shims` folder when that parent is
+// a Python installation (a venv with pyvenv.cfg, or a prefix with
+// lib/python3*, or a pyenv root with versions/); and for a venv, the
+// installation named by pyvenv.cfg's `home`.
+std::vector<std::string> PythonFolders(const std::string& path_var);
+
+}  // namespace yard

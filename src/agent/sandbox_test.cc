@@ -1,0 +1,80 @@
+#include "agent/sandbox.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "common/temp_dir_testing.h"
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+using test_support::TempDir;
+
+bool Has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+size_t IndexOf(const std::vector<std::string>& v, std::initializer_list<std::string> seq) {
+  std::vector<std::string> want(seq);
+  auto it = std::search(v.begin(), v.end(), want.begin(), want.end());
+  return it == v.end() ? std::string::npos : static_cast<size_t>(it - v.begin());
+}
+
+TEST(SandboxTest, PythonFoldersAreTheVenvAndThePythonItWasMadeFrom) {
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "py/lib/python3.11");
+  fs::create_directories(base / "py/bin");
+  fs::create_directories(base / "venv/bin");
+  std::ofstream(base / "venv/pyvenv.cfg") << "home = " << (base / "py/bin").string() << "\n";
+  fs::create_directories(base / "home/bin");  // a plain folder: only itself
+  std::string path = (base / "venv/bin").string() + ":/usr/bin:" + (base / "home/bin").string() +
+                     ":relative/bin:" + (base / "missing").string();
+  std::vector<std::string> got = PythonFolders(path);
+  EXPECT_EQ(got, (std::vector<std::string>{(base / "venv/bin").string(), (base / "venv").string(),
+                                           (base / "py").string(), (base / "home/bin").string()}));
+}
+
+TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "home/instances/inst-1/jobs");
+  fs::create_directories(base / "home/instances/inst-1/envs");
+  fs::create_directories(base / "tools");
+  SandboxSpec spec;
+  spec.writable = (base / "home/instances/inst-1/jobs").string();
+  spec.readable = {(base / "tools").string(), (base / "home/instances/inst-1/envs").string()};
+  spec.hidden = {(base / "home").string()};
+  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
+  ASSERT_TRUE(argv.ok()) << argv.status().ToString();
+  const std::vector<std::string>& a = *argv;
+  EXPECT_EQ(a.back(), "--");
+  EXPECT_TRUE(Has(a, "--unshare-pid")) << "its own /proc: not the agent's environ";
+  size_t proc = IndexOf(a, {"--proc", "/proc"});
+  size_t home = IndexOf(a, {"--tmpfs", "/root"});
+  size_t tools = IndexOf(a, {"--ro-bind", (base / "tools").string(), (base / "tools").string()});
+  size_t hidden = IndexOf(a, {"--tmpfs", (base / "home").string()});
+  std::string envs = (base / "home/instances/inst-1/envs").string();
+  size_t env_bind = IndexOf(a, {"--ro-bind", envs, envs});
+  size_t jobs = IndexOf(a, {"--bind", spec.writable, spec.writable});
+  ASSERT_NE(proc, std::string::npos);
+  ASSERT_NE(home, std::string::npos) << "an empty private HOME";
+  ASSERT_NE(tools, std::string::npos);
+  ASSERT_NE(hidden, std::string::npos);
+  ASSERT_NE(env_bind, std::string::npos);
+  ASSERT_NE(jobs, std::string::npos);
+  EXPECT_LT(tools, hidden);
+  EXPECT_LT(hidden, env_bind) << "what the job needs from the hidden folder comes over the mask";
+  EXPECT_LT(hidden, jobs);
+  EXPECT_EQ(IndexOf(a, {"--ro-bind", "/", "/"}), std::string::npos) << "never the whole root";
+  if (fs::exists("/etc/shadow")) {
+    EXPECT_NE(IndexOf(a, {"--ro-bind", "/dev/null", "/etc/shadow"}), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace yard

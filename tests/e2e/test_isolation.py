@@ -1,0 +1,326 @@
+"""A job is a tenant, not an insider (issue 15): on a server shared by alice
+and bob, bob's job tries every way found by the attack run to reach alice's
+data, the server's secrets or alice's job, from inside (its environment, its
+files, /proc) and with an agent credential from outside; all are refused,
+while alice's job ends normally with all its output and every job still
+reads its bundle and writes its checkpoints."""
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import processes_matching, wait_for
+from test_slurm import cluster, syard  # noqa: F401 (fixtures)
+from test_ssh import hosts, hyard  # noqa: F401 (fixtures)
+
+# Bob's job: tries each way in from inside and prints one line per try,
+# "OK <what>" when refused, "LEAK <what>: <detail>" when not.
+ATTACK = r'''
+import glob, json, os, re, sys, urllib.request, urllib.error
+
+TOKEN = re.compile(rb"y(?:ab|it|ut|at)_[0-9a-f]{16,}")
+found = set()
+
+def say(ok, what, detail=""):
+    print(("OK " if ok else "LEAK ") + what + (": " + detail if detail else ""), flush=True)
+
+def scan(what, data):
+    hits = set(TOKEN.findall(data))
+    found.update(hits)
+    return hits
+
+# 1. The environment.
+env = "\n".join(f"{k}={v}" for k, v in os.environ.items()).encode()
+say(not scan("env", env) and not any("TOKEN" in k for k in os.environ),
+    "environment", ",".join(k for k in os.environ if "TOKEN" in k))
+
+# 2. Files: the server's home, other instances, the agent's own folder.
+home, inst_dir = os.environ["T_HOME"], os.environ["T_ALICE_INST_DIR"]
+own_agent = os.path.abspath("../../..")  # work/ is in <agent folder>/jobs/<job>-<attempt>/
+for path in [home + "/token", home + "/agent_token", home + "/state.db", home + "/server.json",
+             own_agent + "/credential", own_agent + "/agent.log", inst_dir + "/credential",
+             inst_dir + "/agent.log"]:
+    try:
+        data = open(path, "rb").read()
+        scan(path, data)
+        say(False, "read " + path, repr(data[:40]))
+    except OSError:
+        say(True, "read " + path)
+# Only the folders on the way to its own job folder may show (mount points),
+# and, read-only, its own agent's Python environments and warm runner code.
+own = os.getcwd()
+shown = [own_agent + "/envs", own_agent + "/warm"]
+for d in [home, home + "/blobs", home + "/instances", inst_dir, own_agent, own_agent + "/spool"]:
+    try:
+        seen = [e for e in os.listdir(d) if not (own + "/").startswith(os.path.join(d, e) + "/")
+                and os.path.join(d, e) not in shown]
+        say(not seen, "list " + d, ",".join(seen[:5]))
+    except OSError:
+        say(True, "list " + d)
+chunk = os.environ["T_ALICE_CHUNK"]
+hits = glob.glob(home + "/blobs/**/" + chunk + "*", recursive=True)
+say(not hits, "alice's chunk file", ",".join(hits))
+
+# 3. /proc: every process's environment and command line (the agent's).
+leaked = []
+for p in glob.glob("/proc/[0-9]*"):
+    for f in ("environ", "cmdline"):
+        try:
+            if scan(p, open(p + "/" + f, "rb").read()):
+                leaked.append(p + "/" + f)
+        except OSError:
+            pass
+say(not leaked, "/proc environ", ",".join(leaked))
+
+# 4. Whatever token was found, against the server (the loopback port).
+server = os.environ["T_SERVER"]
+def call(path, token, body=None):
+    req = urllib.request.Request(server + path, method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": "Bearer " + token,
+                                          "Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+for t in sorted(found):
+    t = t.decode()
+    for what in ("T_ALICE_CHUNK", "T_ALICE_ARTIFACT"):
+        status = call("/v1/blobs/" + os.environ[what], t)
+        say(status != 200, "GET " + what + " with a found token", str(status))
+say(True, "tokens found: %d" % len(found))
+print("attack done", flush=True)
+'''
+
+
+def call(url, method="GET", token=None, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def write_sim_catalog(yard):
+    yard.home.mkdir(parents=True, exist_ok=True)
+    types = [{"name": "simbox", "provider": "sim", "cpus": 1, "spot_price": 0.3,
+              "on_demand_price": 0.9, "default_market": "on-demand"}]
+    catalog = {"version": 1, "types": types,
+               "providers": {"sim": {"scenario": {"version": 1, "types": {"simbox": {}}}}}}
+    (yard.home / "catalog.json").write_text(json.dumps(catalog))
+
+
+class Users:
+    """alice and bob on one server, each submitting through the CLI."""
+
+    def __init__(self, yard):
+        self.yard = yard
+        yard.run("token", "create", "nobody")  # makes home/state.db
+        self.url = None
+        self.tokens = {u: yard.run("token", "create", u).stdout.strip() for u in ("alice", "bob")}
+
+    def env(self, user):
+        if self.url is None:
+            self.yard.run("jobs")  # starts the embedded server
+            self.url = self.yard.server_info()["url"]
+        return dict(self.yard.env, YARD_SERVER=self.url, YARD_TOKEN=self.tokens[user])
+
+    def run(self, user, *args, cwd=None, check=True):
+        return self.yard.run(*args, cwd=cwd, check=check, env=self.env(user))
+
+    def job(self, user, job_id):
+        return json.loads(self.run(user, "status", job_id, "--json").stdout)
+
+    def wait_state(self, user, job_id, states, timeout=90):
+        states = {states} if isinstance(states, str) else set(states)
+        return wait_for(lambda: (j := self.job(user, job_id))["state"] in states and j,
+                        timeout=timeout, interval=0.1, what=f"{job_id} to reach {states}")
+
+    def get(self, user, path):
+        status, body = call(self.url + path, token=self.tokens[user])
+        assert status == 200, (path, status, body)
+        return json.loads(body)
+
+    def logs(self, user, job_id):
+        return self.run(user, "logs", job_id).stdout
+
+
+def job_folder(yard, inst):
+    return wait_for(lambda: next(iter((yard.home / "instances" / inst / "jobs").glob("*-1")), None),
+                    timeout=30, what=f"the job folder on {inst}")
+
+
+def credential_of(yard, inst):
+    return (yard.home / "instances" / inst / "credential").read_text().strip()
+
+
+@pytest.fixture
+def users(yard):
+    return Users(yard)
+
+
+@pytest.mark.parametrize("machine", ["local-1cpu", "simbox"])
+def test_bobs_job_reaches_nothing_of_alice_nor_the_server(users, yard, tmp_path, machine):
+    if machine == "simbox":
+        write_sim_catalog(yard)
+    a_proj, b_proj = tmp_path / "alice", tmp_path / "bob"
+    a_proj.mkdir()
+    b_proj.mkdir()
+    # Alice: a finished job with an artifact, then a job that runs until told.
+    (a_proj / "data.txt").write_text("alice's private data\n")
+    (a_proj / "first.sh").write_text('cat data.txt; cp data.txt "$YARD_OUTPUT_DIR/result.txt"\n')
+    first = users.run("alice", "submit", "first.sh", "-m", machine, cwd=a_proj).stdout.strip()
+    users.wait_state("alice", first, "succeeded")
+    artifact = users.get("alice", f"/v1/jobs/{first}/artifacts")["artifacts"][0]["entry"]["chunks"][0][0]
+    bundle_chunk = hashlib.sha256(b"alice's private data\n").hexdigest()
+    (a_proj / "run.sh").write_text(
+        'echo "alice start"; echo weights > "$YARD_CHECKPOINT_DIR/w.ckpt"\n'
+        'while [ ! -e go ]; do sleep 0.05; done; echo "alice done"\n')
+    alice = users.run("alice", "submit", "run.sh", "-m", machine, cwd=a_proj).stdout.strip()
+    a_inst = users.wait_state("alice", alice, "running")["instance"]
+    a_folder = job_folder(yard, a_inst)
+
+    # Bob's job attacks from inside, then waits while the test tries his
+    # instance's credential from outside.
+    (b_proj / "attack.py").write_text(ATTACK)
+    (b_proj / "run.sh").write_text('python3 attack.py; while [ ! -e go ]; do sleep 0.05; done; echo "bob done"\n')
+    env = {"T_HOME": str(yard.home), "T_ALICE_INST_DIR": str(yard.home / "instances" / a_inst),
+           "T_ALICE_CHUNK": bundle_chunk, "T_ALICE_ARTIFACT": artifact, "T_SERVER": users.url}
+    bob = users.run("bob", "submit", "run.sh", "-m", machine,
+                    *[a for k, v in env.items() for a in ("--env", f"{k}={v}")], cwd=b_proj).stdout.strip()
+    b_inst = users.wait_state("bob", bob, "running")["instance"]
+    b_folder = job_folder(yard, b_inst)
+    wait_for(lambda: "attack done" in users.logs("bob", bob), timeout=60, interval=0.2,
+             what="bob's attack to finish")
+    out = users.logs("bob", bob)
+    assert "LEAK" not in out, out
+    assert out.count("OK ") >= 15, out
+
+    # From outside, with bob's instance credential (as if the job had it).
+    cred = credential_of(yard, b_inst)
+    url = users.url
+    bob_chunk = hashlib.sha256(b"python3 attack.py; while [ ! -e go ]; do sleep 0.05; done; "
+                               b"echo \"bob done\"\n").hexdigest()
+    assert call(f"{url}/v1/blobs/{bob_chunk}", token=cred)[0] == 200, "his own job's bundle"
+    for chunk in (bundle_chunk, artifact):
+        assert call(f"{url}/v1/blobs/{chunk}", token=cred)[0] == 404, chunk
+    refused = [
+        ("POST", "/v1/agents/register", {"instance": a_inst, "resources": {}}),
+        ("POST", f"/v1/agents/{a_inst}/heartbeat", {}),
+        ("GET", f"/v1/agents/{a_inst}/work?wait=0", None),
+        ("POST", f"/v1/agents/{a_inst}/events",
+         {"job": alice, "attempt": 1, "first": 3, "records": [{"kind": "output", "data": "INJECTED\n"}]}),
+        ("POST", f"/v1/agents/{b_inst}/events",
+         {"job": alice, "attempt": 1, "first": 3, "records": [{"kind": "output", "data": "INJECTED\n"}]}),
+        ("GET", "/v1/jobs", None),
+    ]
+    for method, path, body in refused:
+        status, reply = call(url + path, method, cred, body)
+        assert status == 403, (path, status, reply)
+    # A bootstrap is single-use, and the agent's own environment holds none.
+    agent_pids = processes_matching(f"--instance {b_inst}")
+    assert agent_pids
+    for pid in agent_pids:
+        environ = open(f"/proc/{pid}/environ", "rb").read()
+        assert b"yab_" not in environ and b"yit_" not in environ and b"YARD_TOKEN=" not in environ
+    assert not (yard.home / "agent_token").exists()
+
+    # Alice's job ends normally, with all its output and checkpoint.
+    (a_folder / "work" / "go").write_text("")
+    (b_folder / "work" / "go").write_text("")
+    users.wait_state("alice", alice, "succeeded")
+    users.wait_state("bob", bob, "succeeded")
+    log = users.logs("alice", alice)
+    assert log == "alice start\nalice done\n", log
+    got = tmp_path / "got"
+    users.run("alice", "fetch", alice, "--to", got)
+    assert (got / "checkpoints" / "w.ckpt").read_text() == "weights\n"
+    assert "alice's private data" in users.logs("alice", first)
+
+
+def test_cancel_ends_a_confined_jobs_whole_tree(yard, project):
+    marker = "1000.123"
+    (project / "job.sh").write_text(
+        f"setsid -f sleep {marker}\n"
+        f"sh -c 'trap \"\" TERM; exec sleep {marker}' &\n"
+        "echo started; wait\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    wait_for(lambda: "started" in yard.run("logs", job_id).stdout, timeout=60, interval=0.1,
+             what="the job to start")
+    pids = wait_for(lambda: len(p := processes_matching(f"sleep {marker}")) == 2 and p, timeout=10,
+                    what="both sleeps")
+    yard.run("cancel", job_id)
+    yard.wait_state(job_id, "cancelled", timeout=60)
+    wait_for(lambda: not processes_matching(f"sleep {marker}"), timeout=20,
+             what="every process of the cancelled job to end")
+    assert all(not os.path.exists(f"/proc/{p}/cmdline") or not open(f"/proc/{p}/cmdline").read()
+               for p in pids)
+
+
+# ---- SSH and Slurm: no sandbox there, so the job reads its own agent's
+# credential; the server still refuses it for anything but that job. ----
+
+PROBE = r'''
+import json, os, urllib.request, urllib.error
+bad = sorted(k for k, v in os.environ.items()
+             if "TOKEN" in k or v.startswith(("yab_", "yit_", "yut_")))
+print("env secrets:", ",".join(bad) or "none", flush=True)
+agent_dir = os.path.abspath("../../..")  # work/ is in <agent folder>/jobs/<job>-<attempt>/
+cred = open(agent_dir + "/credential").read().strip()
+own, alice_inst, alice_job = os.path.basename(agent_dir), os.environ["T_INST"], os.environ["T_JOB"]
+for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
+    body = {"job": alice_job, "attempt": 1, "first": 2,
+            "records": [{"kind": "output", "data": "INJECTED\n"}]}
+    req = urllib.request.Request(os.environ["T_SERVER"] + path, data=json.dumps(body).encode(),
+                                 method="POST", headers={"Authorization": "Bearer " + cred,
+                                                         "Content-Type": "application/json"})
+    try:
+        status = urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    print("records for alice via", "her instance" if alice_inst in path else "mine", status, flush=True)
+'''
+
+
+def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine):
+    users = Users(yard)
+    a_proj, b_proj = tmp_path / "alice", tmp_path / "bob"
+    a_proj.mkdir()
+    b_proj.mkdir()
+    (a_proj / "run.sh").write_text('echo "alice start"; while [ ! -e go ]; do sleep 0.05; done; echo "alice done"\n')
+    alice = users.run("alice", "submit", "run.sh", "-m", alice_machine, cwd=a_proj).stdout.strip()
+    job = users.wait_state("alice", alice, "running", timeout=120)
+    wait_for(lambda: "alice start" in users.logs("alice", alice), timeout=60, interval=0.2,
+             what="alice's first line")
+    (b_proj / "probe.py").write_text(PROBE)
+    (b_proj / "probe.sh").write_text("python3 probe.py\n")
+    bob = users.run("bob", "submit", "probe.sh", "-m", bob_machine, "--env", f"T_INST={job['instance']}",
+                    "--env", f"T_JOB={alice}", "--env", f"T_SERVER={users.url}", cwd=b_proj).stdout.strip()
+    users.wait_state("bob", bob, "succeeded", timeout=120)
+    out = users.logs("bob", bob)
+    assert "env secrets: none\n" in out, out
+    assert "records for alice via her instance 403\n" in out, out
+    assert "records for alice via mine 403\n" in out, out
+    return users, alice
+
+
+def test_ssh_jobs_hold_no_secret_and_cannot_post_for_another_instance(hyard, hosts, tmp_path):
+    users, alice = cross_instance_probe(hyard, tmp_path, "ssh-a", "ssh-b")
+    users.run("alice", "cancel", alice)
+    users.wait_state("alice", alice, "cancelled")
+    assert "INJECTED" not in users.logs("alice", alice)
+
+
+def test_slurm_jobs_hold_no_secret_and_cannot_post_for_another_instance(syard, cluster, tmp_path):
+    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1")
+    users.run("alice", "cancel", alice)
+    users.wait_state("alice", alice, "cancelled")
+    assert "INJECTED" not in users.logs("alice", alice)
