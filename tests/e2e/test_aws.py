@@ -361,16 +361,19 @@ def test_root_volume_of_an_image_ec2_cannot_show_fails_the_job_at_once(aws, moto
     assert [i for i in ours(moto, aws) if i["State"]["Name"] not in ("terminated", "shutting-down")] == []
 
 
-def test_agent_binaries_are_the_servers_portable_ones_and_for_agents_only(yard):
+def test_agent_binaries_are_the_servers_portable_ones_and_for_agents_only(yard, project):
     """What direct-mode user-data downloads (GET /v1/agent/binaries/NAME):
     the static yard-portable built beside the server's yard, and yard-shim."""
     import hashlib
     import urllib.error
     import urllib.request
 
-    yard.run("machines")  # starts the embedded server
+    # An agent credential: a local instance's, kept valid while it cools.
+    (project / "job.sh").write_text("true\n")
+    job_id = yard.run("submit", "job.sh", "--cool-down", "60", cwd=project).stdout.strip()
+    inst = yard.wait_state(job_id, "succeeded")["instance"]
     url = yard.server_info()["url"]
-    agent_token = (yard.home / "agent_token").read_text().strip()
+    agent_token = (yard.home / "instances" / inst / "credential").read_text().strip()
 
     def get(name, token):
         req = urllib.request.Request(f"{url}/v1/agent/binaries/{name}")
@@ -390,6 +393,7 @@ def test_agent_binaries_are_the_servers_portable_ones_and_for_agents_only(yard):
     assert get("yard", yard.token())[0] == 403, "user tokens do not get agent routes"
     assert get("yard", None)[0] == 401
     assert get("state.db", agent_token)[0] == 404, "only the two binaries"
+    yard.run("down", "--all")
 
 
 def test_pending_instances_end_on_cancel_and_at_wait_request(aws, moto, yard, project):
