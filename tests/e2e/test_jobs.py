@@ -72,15 +72,15 @@ def test_ended_local_instance_frees_its_disk_and_keeps_its_log(yard, project, tm
 
 
 def test_cancel_ends_setsid_grandchild(yard, project):
+    # Found by command line: a confined job's own pids are those of its PID
+    # namespace, not the host's.
     (project / "job.sh").write_text(
-        "setsid sleep 1000 & echo grandchild $!\n"
-        "sleep 1000 & echo child $!\n"
+        "setsid sleep 1000.25 & echo grandchild\n"
+        "sleep 1000.5 & echo child\n"
         "wait\n")
     job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
-    pids = wait_for(lambda: re.findall(r"(?:grandchild|child) (\d+)", yard.run("logs", job_id).stdout)
-                    if yard.run("logs", job_id).stdout.count("child") >= 2 else None,
-                    timeout=30, interval=0.1, what="the job to report its children")
-    pids = [int(p) for p in pids]
+    pids = wait_for(lambda: len(p := processes_matching("sleep 1000.25") + processes_matching("sleep 1000.5")) == 2
+                    and p, timeout=30, interval=0.1, what="the job's children to start")
     assert all(pid_alive(p) for p in pids)
     yard.run("cancel", job_id)
     job = yard.wait_state(job_id, "cancelled", timeout=30)
