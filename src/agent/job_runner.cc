@@ -178,6 +178,7 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) const
   spec.readable = {bin_dir, agent_dir + "/envs", agent_dir + "/warm"};
   spec.hidden = ctx_.config->sandbox_hidden;
   spec.hidden.push_back(agent_dir);
+  if (!options->argv.empty()) spec.program = options->argv[0];
   StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options->env);
   if (!prefix.ok()) return prefix.status();
   options->sandbox = std::move(*prefix);

@@ -3,6 +3,7 @@
 #include <glob.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -37,6 +38,14 @@ std::string Normal(const std::string& path) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
   std::string s = (ec ? fs::path(path).lexically_normal() : p).string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+// Absolute and lexically normal, links kept (the path as the job names it).
+std::string Literal(const std::string& path) {
+  std::error_code ec;
+  std::string s = fs::absolute(path, ec).lexically_normal().string();
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   return s;
 }
@@ -102,7 +111,8 @@ std::vector<std::string> PythonFolders(const std::string& path_var) {
   std::vector<std::string> out;
   auto add = [&out](const std::string& dir) {
     std::error_code ec;
-    if (dir.empty() || dir == "/" || InSystem(dir) || !fs::is_directory(dir, ec)) return;
+    if (dir.empty() || dir == "/" || InSystem(dir) || InSystem(Normal(dir)) || !fs::is_directory(dir, ec))
+      return;
     for (const auto& o : out)
       if (o == dir) return;
     out.push_back(dir);
@@ -111,13 +121,15 @@ std::vector<std::string> PythonFolders(const std::string& path_var) {
   std::string entry;
   while (std::getline(ss, entry, ':')) {
     if (entry.empty() || entry[0] != '/') continue;
-    fs::path dir = Normal(entry);
+    // As named (a venv reached through a link must be found where the job
+    // looks for it); SandboxPrefix binds it from where it really is.
+    fs::path dir = Literal(entry);
     add(dir.string());
     std::string name = dir.filename().string();
     if ((name != "bin" && name != "shims") || !IsPythonInstallation(dir.parent_path())) continue;
     add(dir.parent_path().string());
     std::string home = VenvHome(dir.parent_path());
-    if (!home.empty()) add(Normal(home));
+    if (!home.empty()) add(Literal(home));
   }
   return out;
 }
@@ -134,27 +146,45 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
   if (home != env.end() && !home->second.empty() && Normal(home->second) != "/" &&
       !InSystem(Normal(home->second)))
     Add(&argv, {"--tmpfs", Normal(home->second)});
-  auto path = env.find("PATH");
-  std::vector<std::string> readable = spec.readable;
-  if (path != env.end())
-    for (const std::string& dir : PythonFolders(path->second)) readable.push_back(dir);
+  std::vector<std::string> hidden;
+  for (const std::string& h : spec.hidden) hidden.push_back(Normal(h));
+  auto below_hidden = [&hidden](const std::string& d) {
+    for (const std::string& h : hidden)
+      if (IsUnder(d, h)) return true;
+    return false;
+  };
+  // What the job's environment leads to: the interpreter it runs (an
+  // absolute program, e.g. the SDK's sys.executable), PATH, PYTHONPATH.
+  // Never a way into a hidden folder: those come only from spec.readable.
+  std::string search;
+  if (!spec.program.empty() && spec.program[0] == '/')
+    search = fs::path(Literal(spec.program)).parent_path().string();
+  for (const char* var : {"PATH", "PYTHONPATH"}) {
+    auto it = env.find(var);
+    if (it != env.end()) search += ":" + it->second;
+  }
+  std::vector<std::string> readable;
+  for (const std::string& dir : spec.readable) readable.push_back(Literal(dir));
+  for (const std::string& dir : PythonFolders(search))
+    if (!below_hidden(Normal(dir)) && !below_hidden(Literal(dir))) readable.push_back(dir);
   // Read-only folders first, then the hidden ones over them, then what the
-  // job needs from inside the hidden ones (its folders) over those.
-  std::vector<std::string> inside_hidden;
+  // job needs from inside the hidden ones (its folders) over those. A folder
+  // named through a link is shown both where it is and where it is named.
+  std::vector<std::pair<std::string, std::string>> outside, inside;  // (source, target)
   std::error_code ec;
   for (const std::string& dir : readable) {
-    std::string d = Normal(dir);
-    if (!fs::exists(d, ec)) continue;
-    bool below_hidden = false;
-    for (const std::string& h : spec.hidden) below_hidden |= IsUnder(d, Normal(h));
-    if (below_hidden) inside_hidden.push_back(d);
-    else Add(&argv, {"--ro-bind", d, d});
+    std::string real = Normal(dir);
+    if (!fs::is_directory(real, ec)) continue;
+    for (const std::string& target : {real, dir}) {
+      auto& list = below_hidden(target) ? inside : outside;
+      if (std::find(list.begin(), list.end(), std::make_pair(real, target)) == list.end())
+        list.emplace_back(real, target);
+    }
   }
-  for (const std::string& h : spec.hidden) {
-    std::string d = Normal(h);
+  for (const auto& [src, dst] : outside) Add(&argv, {"--ro-bind", src, dst});
+  for (const std::string& d : hidden)
     if (fs::is_directory(d, ec)) Add(&argv, {"--tmpfs", d});
-  }
-  for (const std::string& d : inside_hidden) Add(&argv, {"--ro-bind", d, d});
+  for (const auto& [src, dst] : inside) Add(&argv, {"--ro-bind", src, dst});
   std::string writable = Normal(spec.writable);
   Add(&argv, {"--bind", writable, writable, "--"});
   return argv;

@@ -18,7 +18,8 @@
 //   - an empty private /tmp, /var/tmp and $HOME (tmpfs);
 //   - read-only: `readable` (the folder of `yard`, where yard-train and the
 //     shim sit; the agent's Python environments; the warm runner's code) and
-//     the Python installations its PATH leads to (PythonFolders);
+//     the folders on its PATH and PYTHONPATH and the Python installations
+//     they and its program lead to (PythonFolders);
 //   - read-write: `writable` (the instance's job folders; all of the
 //     instance's jobs are its one user's);
 // and never `hidden` (the agent's own folder, with its credential, spool,
@@ -44,17 +45,23 @@ namespace yard {
 struct SandboxSpec {
   std::string writable;               // absolute; visible read-write
   std::vector<std::string> readable;  // absolute; visible read-only when they exist
-  std::vector<std::string> hidden;    // absolute; never visible
+  std::vector<std::string> hidden;    // absolute; never visible (spec.readable may lie below)
+  // The command's argv[0]: when absolute (the SDK runs its own
+  // sys.executable), the Python installation it belongs to is readable too.
+  std::string program;
 };
 
 // The argv prefix, ending in "--", that runs a command confined as above:
-// bwrap and its arguments. `env` is the job's environment: its PATH decides
-// which Python folders are readable, its HOME which path is a private empty
-// folder. FailedPrecondition, saying what to install, when bwrap is missing.
+// bwrap and its arguments. `env` is the job's environment: its PATH and
+// PYTHONPATH (with spec.program's folder) decide which other folders are
+// readable (PythonFolders; none below a hidden folder; one named through a
+// link is shown where it is named too), its HOME which path is a private
+// empty folder. FailedPrecondition, saying what to install, when bwrap is missing.
 StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const EnvMap& env);
 
-// The folders (absolute, existing) of the Python installations that a
-// PATH value (":"-separated) leads to, outside the system folders: each
+// The folders (absolute, lexically normal as named, links kept; existing) of
+// the Python installations that a PATH value (":"-separated) leads to,
+// outside the system folders: each
 // folder on it; the parent of a `bin` or `shims` folder when that parent is
 // a Python installation (a venv with pyvenv.cfg, or a prefix with
 // lib/python3*, or a pyenv root with versions/); and for a venv, the

@@ -76,5 +76,33 @@ TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
   }
 }
 
+TEST(SandboxTest, TheProgramsVenvIsShownWhereItIsNamedAndNothingDerivedPiercesAHiddenFolder) {
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "real/venv/bin");
+  std::ofstream(base / "real/venv/pyvenv.cfg") << "home = /usr/bin\n";
+  fs::create_directories(base / "tree");
+  fs::create_directory_symlink(base / "real/venv", base / "tree/venv");  // a worktree's .venv link
+  fs::create_directories(base / "home/instances/inst-1/jobs");
+  fs::create_directories(base / "home/bin");
+  fs::create_directories(base / "lib/python");
+  SandboxSpec spec;
+  spec.writable = (base / "home/instances/inst-1/jobs").string();
+  spec.hidden = {(base / "home").string()};
+  spec.program = (base / "tree/venv/bin/python").string();  // not on PATH: the SDK's sys.executable
+  EnvMap env = {{"PATH", (base / "home/bin").string() + ":/usr/bin"},
+                {"PYTHONPATH", (base / "lib/python").string()}};
+  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, env);
+  ASSERT_TRUE(argv.ok()) << argv.status().ToString();
+  const std::vector<std::string>& a = *argv;
+  std::string real = (base / "real/venv").string(), named = (base / "tree/venv").string();
+  EXPECT_NE(IndexOf(a, {"--ro-bind", real, real}), std::string::npos);
+  EXPECT_NE(IndexOf(a, {"--ro-bind", real, named}), std::string::npos) << "where the job looks for it";
+  std::string lib = (base / "lib/python").string();
+  EXPECT_NE(IndexOf(a, {"--ro-bind", lib, lib}), std::string::npos) << "PYTHONPATH";
+  std::string hidden_bin = (base / "home/bin").string();
+  EXPECT_FALSE(Has(a, hidden_bin)) << "a PATH entry inside a hidden folder stays hidden";
+}
+
 }  // namespace
 }  // namespace yard

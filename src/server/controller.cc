@@ -580,7 +580,11 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
     YARD_ASSIGN_OR_RETURN(job, store_->GetJob(job_id));
   }
   int64_t last = first + static_cast<int64_t>(records.size()) - 1;
-  if (attempt == job.attempt && job.instance_id != instance_id)
+  // The instance that runs (or ran) the current attempt: a requeued job
+  // keeps it until its next assignment, so that the late records of the
+  // instance it left are still its own (ExitIsStale), never another's.
+  std::string runs_on = job.sched.value("run_instance", job.instance_id);
+  if (attempt == job.attempt && runs_on != instance_id)
     return PermissionDenied("instance " + instance_id + " does not run attempt " +
                             std::to_string(attempt) + " of job " + job_id +
                             ": records are accepted only from the instance it is assigned to");
@@ -613,7 +617,10 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
     events.push_back(std::move(ev));
   }
   job.run_acked = std::max(job.run_acked, stored_to);
-  if (!owned.empty()) YARD_RETURN_IF_ERROR(store_->AddBlobOwners(job.user, owned));
+  // An artifact names chunks by hash: only chunks its user holds already
+  // (the agent's uploads are its instance's user's), or else a credential
+  // holder could claim another user's chunk by naming its hash.
+  if (!owned.empty()) YARD_RETURN_IF_ERROR(CheckArtifactChunks(job, owned));
   std::vector<EventRecord> stored;
   JobRecord* live = it != jobs_.end() ? &it->second : &job;
   live->run_acked = job.run_acked;
@@ -656,6 +663,16 @@ bool Controller::ExitIsStale(JobRecord& job, const std::string& instance_id) {
                                                "requeued; the job goes on")}),
            "stale exit");
   return true;
+}
+
+Status Controller::CheckArtifactChunks(const JobRecord& job, const std::vector<std::string>& chunks) {
+  YARD_ASSIGN_OR_RETURN(std::vector<std::string> held, store_->OwnedBlobs(job.user, chunks));
+  std::set<std::string> mine(held.begin(), held.end());
+  for (const std::string& h : chunks)
+    if (!mine.count(h))
+      return PermissionDenied("an artifact of job " + job.id + " names chunk " + h +
+                              ", which its instance did not upload: upload a chunk before naming it");
+  return Status::Ok();
 }
 
 Status Controller::AppendJobEvents(JobRecord& job, std::vector<Json> events) {

@@ -263,6 +263,9 @@ class Controller {
                                              int64_t attempt, int64_t first,
                                              const std::vector<AgentRecord>& records);
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
+  // PermissionDenied unless job.user holds every chunk of `chunks` (an
+  // agent's upload makes a chunk its instance's user's: routes_blobs.cc).
+  Status CheckArtifactChunks(const JobRecord& job, const std::vector<std::string>& chunks);
   void SaveInstance(InstanceRecord& inst, const std::string& state);
   // A copy of agent_launch_ with a new bootstrap credential for `inst`
   // (its hash kept in inst->bootstrap_hash).

@@ -442,6 +442,7 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   std::string ckpt = "weights-epoch-2";
   std::string h = Sha256Hex(ckpt);
   ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
+  ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
   Json entry = FileEntryToJson(FileEntry{"epoch-2.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
   ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
       {{"kind", "output"}, {"data", "epoch 1\n"}},
@@ -536,6 +537,7 @@ TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) 
   std::string ckpt = "weights-epoch-1-step-7";
   std::string h = Sha256Hex(ckpt);
   ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
+  ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
   Json entry = FileEntryToJson(FileEntry{"epoch-001-step-7.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
   ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
       {{"kind", "output"}, {"data", "step 7\n"}},
@@ -894,6 +896,7 @@ TEST_F(ControllerTest, ResumingJobMayReadItsCheckpoint) {
   std::string data = "weights";
   std::string h = Sha256Hex(data);
   ASSERT_TRUE(blobs_->Put(h, data).ok());
+  ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
   Json artifact = {{"kind", "artifact"}, {"dir", "checkpoints"},
                    {"entry", FileEntryToJson(FileEntry{"e1.pt", 0644, data.size(), {{h, data.size()}}, ""})}};
   StatusOr<int64_t> acked = controller_->AcceptAgentRecords(first, job, 1, 1, Json::array({artifact}));
@@ -927,6 +930,25 @@ TEST_F(ControllerTest, RecordsAreAcceptedOnlyFromTheInstanceTheJobRunsOn) {
   for (const Json& e : Events(ann))
     if (e.value("kind", "") == "output") output += e.value("data", "");
   EXPECT_EQ(output, "real\nmore\n");
+}
+
+TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
+  Build(5, 5);
+  Json ann_bundle = Bundle("ann", "ann's secret\n");
+  std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
+  std::string bob = Submit("bob", {"A"});
+  Settle();
+  std::string bob_inst = Job(bob).instance_id;
+  ASSERT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
+  // Bob's agent (or a job holding its credential) names ann's chunk.
+  Json claim = {{"kind", "artifact"}, {"dir", "outputs"},
+                {"entry", FileEntryToJson(FileEntry{"stolen.txt", 0644, 13, {{ann_chunk, 13}}, ""})}};
+  StatusOr<int64_t> acked = controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({claim}));
+  EXPECT_EQ(acked.status().code(), Code::kPermissionDenied) << acked.status().ToString();
+  EXPECT_FALSE(store_->UserOwnsBlob("bob", ann_chunk).value()) << "bob gained nothing";
+  // Once bob's agent uploaded those bytes itself (it holds them), it may.
+  ASSERT_TRUE(store_->AddBlobOwners("bob", {ann_chunk}).ok());
+  EXPECT_TRUE(controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({claim})).ok());
 }
 
 }  // namespace

@@ -581,6 +581,7 @@ void Controller::FailAttempt(JobRecord& job, const std::string& machine, const s
 void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string& how) {
   job.state = job_state::kStarting;
   job.instance_id = inst.id;
+  job.sched["run_instance"] = inst.id;  // whose records this attempt's are
   job.machine_type = inst.machine_type;
   job.attempt += 1;
   job.run_acked = 0;

@@ -38,7 +38,10 @@ Status Put(ApiContext& ctx, Call& call) {
   if (call.is_agent() && !ctx.controller->credentials().HasJob(call.who.instance))
     return PermissionDenied("instance " + call.who.instance + " runs no job: nothing to upload");
   YARD_RETURN_IF_ERROR(ctx.blobs->Put(hash, call.Body()));
-  if (!call.is_agent()) YARD_RETURN_IF_ERROR(ctx.store->AddBlobOwners(call.who.user, {hash}));
+  // The bytes matched their hash: the uploader holds them. An agent's upload
+  // is its instance's user's, so only uploaded chunks can be named by that
+  // user's artifacts (Controller::CheckArtifactChunks).
+  if (!call.who.user.empty()) YARD_RETURN_IF_ERROR(ctx.store->AddBlobOwners(call.who.user, {hash}));
   call.ReplyJson({{"stored", hash}});
   return Status::Ok();
 }

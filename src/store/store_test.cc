@@ -140,6 +140,48 @@ TEST_F(StoreTest, AFailedTransactionRollsBackAndTheNextOneWorks) {
   EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
 }
 
+TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens) {
+  // A version-3 file: today's minus what 3 -> 4 adds, with an instance and
+  // a shared agent token of that time.
+  InstanceRecord inst;
+  inst.id = "inst-old";
+  inst.user = "ann";
+  inst.state = "idle";
+  ASSERT_TRUE(store_->UpsertInstance(inst).ok());
+  StatusOr<std::string> user_token = store_->CreateToken("ann", "user");
+  ASSERT_TRUE(user_token.ok());
+  store_.reset();
+  std::string path = (dir_ / "state.db").string();
+  {
+    StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("ALTER TABLE instances DROP COLUMN bootstrap_hash; "
+                            "ALTER TABLE instances DROP COLUMN credential_hash; "
+                            "INSERT INTO tokens(hash, user, kind, created_at) VALUES('h', 'agents', 'agent', 0); "
+                            "PRAGMA user_version = 3;").ok());
+  }
+  StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  store_ = std::move(store).value();
+  StatusOr<InstanceRecord> read = store_->GetInstance("inst-old");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->user, "ann");
+  EXPECT_EQ(read->bootstrap_hash, "");
+  EXPECT_EQ(read->credential_hash, "");
+  EXPECT_TRUE(store_->LookupToken(*user_token).ok()) << "user tokens stay";
+  EXPECT_EQ(store_->CreateToken("agents", "agent").status().code(), Code::kInvalidArgument);
+  inst.bootstrap_hash = "b";
+  inst.credential_hash = "c";
+  ASSERT_TRUE(store_->UpsertInstance(inst).ok());
+  EXPECT_EQ(store_->GetInstance("inst-old")->credential_hash, "c");
+  StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
+  ASSERT_TRUE(db.ok());
+  StatusOr<sql::Stmt> agents = (*db)->Prepare("SELECT COUNT(*) FROM tokens WHERE kind = 'agent'");
+  ASSERT_TRUE(agents.ok());
+  ASSERT_TRUE(agents->Step().value());
+  EXPECT_EQ(agents->Int(0), 0) << "the shared agent token is gone";
+}
+
 TEST(SqlDbTest, TheSameStatementOpenTwiceAtOnceGivesTwoCursors) {
   StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(":memory:");
   ASSERT_TRUE(db.ok());

@@ -7,6 +7,8 @@ reads its bundle and writes its checkpoints."""
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -32,10 +34,11 @@ def scan(what, data):
     found.update(hits)
     return hits
 
-# 1. The environment.
+# 1. The environment (the server's was given secrets: SECRET_MARK).
 env = "\n".join(f"{k}={v}" for k, v in os.environ.items()).encode()
-say(not scan("env", env) and not any("TOKEN" in k for k in os.environ),
-    "environment", ",".join(k for k in os.environ if "TOKEN" in k))
+marked = [k for k, v in os.environ.items() if os.environ["T_SECRET_MARK"] in v and k != "T_SECRET_MARK"]
+say(not scan("env", env) and not any("TOKEN" in k for k in os.environ) and not marked,
+    "environment", ",".join([k for k in os.environ if "TOKEN" in k] + marked))
 
 # 2. Files: the server's home, other instances, the agent's own folder.
 home, inst_dir = os.environ["T_HOME"], os.environ["T_ALICE_INST_DIR"]
@@ -96,6 +99,9 @@ print("attack done", flush=True)
 '''
 
 
+SECRET_MARK = "sekrit-5c1e"
+
+
 def call(url, method="GET", token=None, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -129,9 +135,15 @@ class Users:
 
     def env(self, user):
         if self.url is None:
-            self.yard.run("jobs")  # starts the embedded server
+            # The embedded server starts with secrets of its own in its
+            # environment (alice's token among them): no job may see them.
+            self.yard.run("jobs", env=dict(self.yard.env, **self.server_secrets()))
             self.url = self.yard.server_info()["url"]
         return dict(self.yard.env, YARD_SERVER=self.url, YARD_TOKEN=self.tokens[user])
+
+    def server_secrets(self):
+        return {"ALICE_API_TOKEN": self.tokens["alice"], "AWS_SECRET_ACCESS_KEY": SECRET_MARK + "-aws",
+                "DB_PASSWORD": SECRET_MARK + "-db"}
 
     def run(self, user, *args, cwd=None, check=True):
         return self.yard.run(*args, cwd=cwd, check=check, env=self.env(user))
@@ -193,7 +205,8 @@ def test_bobs_job_reaches_nothing_of_alice_nor_the_server(users, yard, tmp_path,
     (b_proj / "attack.py").write_text(ATTACK)
     (b_proj / "run.sh").write_text('python3 attack.py; while [ ! -e go ]; do sleep 0.05; done; echo "bob done"\n')
     env = {"T_HOME": str(yard.home), "T_ALICE_INST_DIR": str(yard.home / "instances" / a_inst),
-           "T_ALICE_CHUNK": bundle_chunk, "T_ALICE_ARTIFACT": artifact, "T_SERVER": users.url}
+           "T_ALICE_CHUNK": bundle_chunk, "T_ALICE_ARTIFACT": artifact, "T_SERVER": users.url,
+           "T_SECRET_MARK": SECRET_MARK}
     bob = users.run("bob", "submit", "run.sh", "-m", machine,
                     *[a for k, v in env.items() for a in ("--env", f"{k}={v}")], cwd=b_proj).stdout.strip()
     b_inst = users.wait_state("bob", bob, "running")["instance"]
@@ -225,6 +238,19 @@ def test_bobs_job_reaches_nothing_of_alice_nor_the_server(users, yard, tmp_path,
     for method, path, body in refused:
         status, reply = call(url + path, method, cred, body)
         assert status == 403, (path, status, reply)
+    # Records for his own job that name alice's chunks as his artifacts
+    # (which would make them his): refused, he holds none of their bytes.
+    for chunk in (bundle_chunk, artifact):
+        claim = {"kind": "artifact", "dir": "outputs",
+                 "entry": {"path": "stolen.txt", "mode": 420, "size": 21, "chunks": [[chunk, 21]]}}
+        status, reply = call(f"{url}/v1/agents/{b_inst}/events", "POST", cred,
+                             {"job": bob, "attempt": 1, "first": 1000000, "records": [claim]})
+        assert status == 409, (status, reply)  # where his stream stands
+        next_seq = json.loads(reply)["acked"] + 1
+        status, reply = call(f"{url}/v1/agents/{b_inst}/events", "POST", cred,
+                             {"job": bob, "attempt": 1, "first": next_seq, "records": [claim]})
+        assert status == 403, (chunk, status, reply)
+        assert call(f"{url}/v1/blobs/{chunk}", token=users.tokens["bob"])[0] == 404, chunk
     # A bootstrap is single-use, and the agent's own environment holds none.
     agent_pids = processes_matching(f"--instance {b_inst}")
     assert agent_pids
@@ -232,6 +258,18 @@ def test_bobs_job_reaches_nothing_of_alice_nor_the_server(users, yard, tmp_path,
         environ = open(f"/proc/{pid}/environ", "rb").read()
         assert b"yab_" not in environ and b"yit_" not in environ and b"YARD_TOKEN=" not in environ
     assert not (yard.home / "agent_token").exists()
+
+    # The probe is not blind: run outside the sandbox, from the agent's
+    # folder, with the server's environment, it finds the leaks.
+    if machine == "local-1cpu":
+        probe = subprocess.run([sys.executable, str(b_proj / "attack.py")], cwd=b_folder / "work",
+                               env=dict(yard.env, **users.server_secrets(), **env),
+                               capture_output=True, text=True, timeout=60)
+        leaks = probe.stdout
+        for what in ("LEAK environment", f"LEAK read {yard.home}/token", f"LEAK read {yard.home}/state.db",
+                     "/credential", "LEAK list " + str(yard.home / "instances"), "LEAK alice's chunk file",
+                     "LEAK GET T_ALICE_CHUNK with a found token: 200"):
+            assert what in leaks, (what, leaks, probe.stderr)
 
     # Alice's job ends normally, with all its output and checkpoint.
     (a_folder / "work" / "go").write_text("")
