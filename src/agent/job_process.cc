@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -161,6 +162,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobSpawnOptions& o
   }
   std::unique_ptr<JobProcess> job(new JobProcess());
   job->shim_pid_ = pid;
+  job->sandboxed_ = !options.sandbox.empty();
   job->output_fd_ = fds[0];
   return job;
 }
@@ -209,9 +211,20 @@ void JobProcess::Terminate() {
 
 Status JobProcess::Signal(int sig) {
   if (TryWait()) return NotFound("the job has ended");
+  std::vector<ProcEntry> procs = DescendantEntries(shim_pid_);
+  // Confined, the command (and what is re-parented to it) sits two levels
+  // further down, below bwrap and bwrap's init in the job's PID namespace,
+  // which pass no signal on; its session is its own (--new-session).
+  std::set<pid_t> parents = {shim_pid_};
+  for (int level = 0; sandboxed_ && level < 2; ++level) {
+    std::set<pid_t> next;
+    for (const ProcEntry& p : procs)
+      if (parents.count(p.ppid)) next.insert(p.pid);
+    parents = std::move(next);
+  }
   int sent = 0;
-  for (const ProcEntry& p : DescendantEntries(shim_pid_)) {
-    if (p.ppid != shim_pid_) continue;
+  for (const ProcEntry& p : procs) {
+    if (!parents.count(p.ppid)) continue;
     SignalProcessAndGroup(p, sig);
     ++sent;
   }

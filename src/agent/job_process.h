@@ -96,13 +96,15 @@ class JobProcess {
   // Sends `sig` to the command's process group (and to any other process
   // group the shim's direct children lead: ones re-parented to it), not to
   // the shim. For signals a job is meant to catch (the spot interruption
-  // notice's SIGUSR1). NotFound when the command is gone.
+  // notice's SIGUSR1). Confined (JobSpawnOptions::sandbox), the same for
+  // the command inside the sandbox. NotFound when the command is gone.
   Status Signal(int sig);
   pid_t pid() const { return shim_pid_; }
 
  private:
   JobProcess() = default;
   pid_t shim_pid_ = -1;
+  bool sandboxed_ = false;  // started with JobSpawnOptions::sandbox
   int output_fd_ = -1;
   std::optional<ExitInfo> exit_;
 };

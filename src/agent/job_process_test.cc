@@ -515,5 +515,19 @@ TEST_F(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
   for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
 }
 
+TEST_F(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
+  // The spot interruption notice's SIGUSR1: bwrap passes none on.
+  auto job = Start(Confined("trap 'echo usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"));
+  ASSERT_TRUE(job);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
+  ASSERT_TRUE(job->Signal(SIGUSR1).ok());
+  Result r = RunToEnd(*job);
+  // (Its group's `sleep` gets it too: sh may say "User defined signal 1".)
+  EXPECT_NE((out + r.output).find("usr1\n"), std::string::npos) << out + r.output;
+  EXPECT_EQ(r.exit.exit_code, 0);
+  EXPECT_EQ(r.exit.signal, 0);
+}
+
 }  // namespace
 }  // namespace yard

@@ -175,7 +175,11 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) const
   // warm runner started after one job serves the next (warm_runner.h).
   spec.writable = std::filesystem::path(paths.root).parent_path().string();
   std::string bin_dir = std::filesystem::path(ctx_.config->yard_binary).parent_path().string();
-  spec.readable = {bin_dir, agent_dir + "/envs", agent_dir + "/warm"};
+  spec.readable = {bin_dir, agent_dir + "/envs"};
+  // A warm runner started in this sandbox (warm_runner.h) runs from its
+  // cached copy there and writes its ready file there.
+  spec.also_writable = {agent_dir + "/warm"};
+  if (Status made = MakeDirs(agent_dir + "/warm"); !made.ok()) return made;
   spec.hidden = ctx_.config->sandbox_hidden;
   spec.hidden.push_back(agent_dir);
   if (!options->argv.empty()) spec.program = options->argv[0];

@@ -185,6 +185,10 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
   for (const std::string& d : hidden)
     if (fs::is_directory(d, ec)) Add(&argv, {"--tmpfs", d});
   for (const auto& [src, dst] : inside) Add(&argv, {"--ro-bind", src, dst});
+  for (const std::string& dir : spec.also_writable) {
+    std::string d = Normal(dir);
+    if (fs::is_directory(d, ec)) Add(&argv, {"--bind", d, d});
+  }
   std::string writable = Normal(spec.writable);
   Add(&argv, {"--bind", writable, writable, "--"});
   return argv;

@@ -17,11 +17,11 @@
 //     /dev/nvidia* nodes when there are any;
 //   - an empty private /tmp, /var/tmp and $HOME (tmpfs);
 //   - read-only: `readable` (the folder of `yard`, where yard-train and the
-//     shim sit; the agent's Python environments; the warm runner's code) and
-//     the folders on its PATH and PYTHONPATH and the Python installations
+//     shim sit; the agent's Python environments) and the folders on its PATH and PYTHONPATH and the Python installations
 //     they and its program lead to (PythonFolders);
 //   - read-write: `writable` (the instance's job folders; all of the
-//     instance's jobs are its one user's);
+//     instance's jobs are its one user's) and `also_writable` (the warm
+//     runners' folder: their cached code and ready files);
 // and never `hidden` (the agent's own folder, with its credential, spool,
 // log and chunk cache; YARD_HOME, with the server's database, blobs, tokens
 // and the other instances), not even below a visible folder.
@@ -44,6 +44,9 @@ namespace yard {
 
 struct SandboxSpec {
   std::string writable;               // absolute; visible read-write
+  // More read-write folders, absolute, when they exist (the warm runners'
+  // folder: a runner writes its ready file there).
+  std::vector<std::string> also_writable;
   std::vector<std::string> readable;  // absolute; visible read-only when they exist
   std::vector<std::string> hidden;    // absolute; never visible (spec.readable may lie below)
   // The command's argv[0]: when absolute (the SDK runs its own

@@ -44,9 +44,11 @@ TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
   fs::path base = fs::canonical(t.path());
   fs::create_directories(base / "home/instances/inst-1/jobs");
   fs::create_directories(base / "home/instances/inst-1/envs");
+  fs::create_directories(base / "home/instances/inst-1/warm");
   fs::create_directories(base / "tools");
   SandboxSpec spec;
   spec.writable = (base / "home/instances/inst-1/jobs").string();
+  spec.also_writable = {(base / "home/instances/inst-1/warm").string()};
   spec.readable = {(base / "tools").string(), (base / "home/instances/inst-1/envs").string()};
   spec.hidden = {(base / "home").string()};
   StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
@@ -70,6 +72,10 @@ TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
   EXPECT_LT(tools, hidden);
   EXPECT_LT(hidden, env_bind) << "what the job needs from the hidden folder comes over the mask";
   EXPECT_LT(hidden, jobs);
+  std::string warm = (base / "home/instances/inst-1/warm").string();
+  size_t warm_bind = IndexOf(a, {"--bind", warm, warm});
+  ASSERT_NE(warm_bind, std::string::npos) << "a warm runner writes its ready file there";
+  EXPECT_LT(hidden, warm_bind);
   EXPECT_EQ(IndexOf(a, {"--ro-bind", "/", "/"}), std::string::npos) << "never the whole root";
   if (fs::exists("/etc/shadow")) {
     EXPECT_NE(IndexOf(a, {"--ro-bind", "/dev/null", "/etc/shadow"}), std::string::npos);

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "common/files.h"
 
@@ -25,7 +26,13 @@ std::vector<std::string> CurrentEnvironment() {
 bool IsSecretEnvName(const std::string& key_value) {
   std::string name = key_value.substr(0, key_value.find('='));
   for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (name.rfind("AWS_", 0) == 0) return true;
+  // AWS_* is secret unless it is one of these settings (an address, a
+  // region, a CA file): an agent needs the metadata address to watch for
+  // spot notices.
+  static const std::set<std::string> kAwsSettings = {
+      "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+      "AWS_EC2_METADATA_DISABLED", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE"};
+  if (name.rfind("AWS_", 0) == 0) return !kAwsSettings.count(name);
   if (name.size() >= 4 && name.compare(name.size() - 4, 4, "_KEY") == 0) return true;
   for (const char* word : {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"})
     if (name.find(word) != std::string::npos) return true;

@@ -24,7 +24,9 @@ std::vector<std::string> CurrentEnvironment();
 
 // True for an environment variable that holds a secret a job must not
 // inherit from the server or the agent: Trainyard's tokens (YARD_TOKEN,
-// YARD_AGENT_TOKEN), cloud keys (AWS_*), and any name containing TOKEN,
+// YARD_AGENT_TOKEN), cloud keys (AWS_*, except the settings
+// AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE], AWS_EC2_METADATA_DISABLED,
+// AWS_REGION, AWS_DEFAULT_REGION, AWS_CA_BUNDLE), and any name containing TOKEN,
 // SECRET, PASSWORD, PASSWD or CREDENTIAL, or ending in _KEY.
 // `key_value` is "NAME=VALUE" or a bare name.
 bool IsSecretEnvName(const std::string& key_value);

@@ -38,5 +38,15 @@ TEST(SpawnDetachedTest, AMissingProgramIsAnErrorNamingIt) {
   EXPECT_NE(pid.status().message().find("No such file"), std::string::npos) << pid.status().ToString();
 }
 
+TEST(SecretEnvTest, TokensKeysAndCloudCredentialsAreSecretSettingsAreNot) {
+  for (const char* secret : {"YARD_TOKEN=x", "YARD_AGENT_TOKEN", "AWS_SECRET_ACCESS_KEY=k", "AWS_ACCESS_KEY_ID",
+                             "AWS_SESSION_TOKEN", "aws_profile", "GITHUB_TOKEN", "DB_PASSWORD", "MY_SECRET",
+                             "OPENAI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"})
+    EXPECT_TRUE(IsSecretEnvName(secret)) << secret;
+  for (const char* setting : {"PATH=/usr/bin", "HOME", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9",
+                              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "KEYBOARD", "CUDA_VISIBLE_DEVICES"})
+    EXPECT_FALSE(IsSecretEnvName(setting)) << setting;
+}
+
 }  // namespace
 }  // namespace yard

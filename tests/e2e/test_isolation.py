@@ -53,7 +53,7 @@ for path in [home + "/token", home + "/agent_token", home + "/state.db", home + 
     except OSError:
         say(True, "read " + path)
 # Only the folders on the way to its own job folder may show (mount points),
-# and, read-only, its own agent's Python environments and warm runner code.
+# and its own agent's Python environments (read-only) and warm runners' folder.
 own = os.getcwd()
 shown = [own_agent + "/envs", own_agent + "/warm"]
 for d in [home, home + "/blobs", home + "/instances", inst_dir, own_agent, own_agent + "/spool"]:
