@@ -823,6 +823,8 @@ TEST_F(ControllerTest, AGrantedInstanceWhoseAgentNeverRegistersIsEndedAtTheProvi
   Settle();
   EXPECT_EQ(Job(job).state, job_state::kStarting) << "the job goes on on a new instance";
   EXPECT_NE(Job(job).instance_id, inst);
+}
+
 // ---- agent credentials (agent_credentials.h) ----
 
 TEST_F(ControllerTest, EachInstanceGetsItsOwnSingleUseBootstrapBoundToOneCredential) {
