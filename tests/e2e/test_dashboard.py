@@ -40,10 +40,18 @@ def signed_in_page(browser, yard, env=None, **context_args):
     return page
 
 
-def trigger_script(project, gate, body):
-    """job.sh runs `body` with `gate N` blocking until the test creates gate-N."""
+def trigger_script(project, body):
+    """job.sh runs `body` with `gate N` blocking until the test creates gate-N
+    in the job's working folder (job_work_folder: a confined job sees no
+    other folder of this host)."""
     (project / "job.sh").write_text(
-        f'gate() {{ while [ ! -e {gate}-$1 ]; do sleep 0.05; done; }}\n{body}\n')
+        f'gate() {{ while [ ! -e gate-$1 ]; do sleep 0.05; done; }}\n{body}\n')
+
+
+def job_work_folder(yard, job_id):
+    inst = yard.job(job_id)["instance"]
+    return wait_for(lambda: next(iter((yard.home / "instances" / inst / "jobs").glob(f"{job_id}-*/work")), None),
+                    timeout=30, what=f"the working folder of {job_id}")
 
 
 def test_login_link_works_once_and_leaves_no_code_behind(browser, yard, project):
@@ -83,19 +91,19 @@ def test_yard_dashboard_opens_the_browser_with_the_link(yard, tmp_path):
 
 
 def test_running_job_shows_output_and_curves_live_and_one_point_per_epoch(browser, yard, project, tmp_path):
-    gate = tmp_path / "gate"
-    trigger_script(project, gate, "\n".join(
+    trigger_script(project, "\n".join(
         f'gate {e}; echo "epoch {e} done"; '
         f'echo \'{{"epoch": {e}, "epochs": 3, "loss": {1.0 / e}, "val_loss": {1.2 / e}}}\' >> "$YARD_METRICS"'
         for e in (1, 2, 3)) + "\ngate end\n")
     job_id = yard.run("submit", "job.sh", "-d", "live curves", cwd=project).stdout.strip()
     yard.wait_state(job_id, "running")
+    gates = job_work_folder(yard, job_id)
     page = signed_in_page(browser, yard, viewport={"width": 1280, "height": 900})
     page.click(f"a[href='/jobs/{job_id}']")
     page.wait_for_selector("#job-state [data-state='running']")
     assert page.evaluate("!window.yardCharts.loss")
     for epoch in (1, 2, 3):
-        (tmp_path / f"gate-{epoch}").touch()
+        (gates / f"gate-{epoch}").touch()
         page.wait_for_function(
             "n => window.yardCharts.loss && window.yardCharts.loss.data[0].length === n", arg=epoch, timeout=20000)
         page.wait_for_selector(f"#log .row:text-is('epoch {epoch} done')", timeout=20000)
@@ -104,7 +112,7 @@ def test_running_job_shows_output_and_curves_live_and_one_point_per_epoch(browse
     assert data[0] == [1, 2, 3]  # one point per reported epoch
     assert series[1:] == ["loss", "val_loss"]  # validation beside training
     assert data[1] == pytest.approx([1.0, 0.5, 1 / 3]) and data[2] == pytest.approx([1.2, 0.6, 0.4])
-    (tmp_path / "gate-end").touch()
+    (gates / "gate-end").touch()
     page.wait_for_selector("#job-state [data-state='succeeded']", timeout=30000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
