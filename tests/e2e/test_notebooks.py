@@ -48,7 +48,8 @@ class Lines:
 
 
 def test_three_cells_stream_live_and_come_back_executed(yard, project, tmp_path):
-    go = tmp_path / "go"
+    # "go" in the job's working folder: a confined job sees no other folder here.
+    go = "go"
     write_notebook(project / "model-dev.ipynb",
                    "import sys\nprint('cell-one ran', sys.argv[1:])",
                    "x = 6 * 7\nx",
@@ -64,7 +65,9 @@ def test_three_cells_stream_live_and_come_back_executed(yard, project, tmp_path)
     # once cell 1's output has reached this terminal: output is live.
     wait_for(lambda: out.seen("cell-one ran"), timeout=90, what="cell 1's output")
     assert not out.seen("cell-three saw the file")
-    go.write_text("go")
+    work = wait_for(lambda: next(iter((yard.home / "instances").glob("*/jobs/*/work")), None), timeout=30,
+                    what="the job's working folder")
+    (work / go).write_text("go")
     assert proc.wait(timeout=90) == 0, "".join(out.lines) + proc.stderr.read().decode()
     out._t.join(timeout=10)
     text = "".join(out.lines)
