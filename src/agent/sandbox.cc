@@ -105,6 +105,30 @@ void AddSystem(std::vector<std::string>* argv) {
   globfree(&g);
 }
 
+// A search entry with "..", as a shell writes it ("$PWD/../../.venv/bin"),
+// is walked by the kernel through the folders before the "..": each must
+// exist inside the sandbox, or the job's python3 silently becomes another
+// one further down PATH. They are made there, empty, when the folder the
+// entry leads to is shown and nothing already provides them.
+template <typename Hidden>
+void AddDotDotSteps(std::vector<std::string>* argv, const std::string& search,
+                    const std::vector<std::string>& readable, const Hidden& below_hidden) {
+  std::stringstream ss(search);
+  std::string entry;
+  std::vector<std::string> made;
+  while (std::getline(ss, entry, ':')) {
+    size_t dots = entry.find("/../");
+    if (entry.empty() || entry[0] != '/' || dots == std::string::npos) continue;
+    std::string target = Literal(entry), steps = entry.substr(0, dots);
+    bool shown = std::find(readable.begin(), readable.end(), target) != readable.end();
+    bool exists_inside = InSystem(Normal(steps)) || below_hidden(Normal(steps));
+    for (const std::string& r : readable) exists_inside |= IsUnder(steps, r);
+    if (!shown || exists_inside || std::find(made.begin(), made.end(), steps) != made.end()) continue;
+    made.push_back(steps);
+    Add(argv, {"--dir", steps});
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> PythonFolders(const std::string& path_var) {
@@ -189,6 +213,7 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
     std::string d = Normal(dir);
     if (fs::is_directory(d, ec)) Add(&argv, {"--bind", d, d});
   }
+  AddDotDotSteps(&argv, search, readable, below_hidden);
   std::string writable = Normal(spec.writable);
   Add(&argv, {"--bind", writable, writable, "--"});
   return argv;

@@ -110,5 +110,26 @@ TEST(SandboxTest, TheProgramsVenvIsShownWhereItIsNamedAndNothingDerivedPiercesAH
   EXPECT_FALSE(Has(a, hidden_bin)) << "a PATH entry inside a hidden folder stays hidden";
 }
 
+TEST(SandboxTest, APathEntryWithDotDotIsWalkableInsideTheSandbox) {
+  // The README's own command: cd examples/digits && PATH="$PWD/../../.venv/bin:$PATH".
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "repo/.venv/bin");
+  std::ofstream(base / "repo/.venv/pyvenv.cfg") << "home = /usr/bin\n";
+  fs::create_directories(base / "repo/examples/digits");
+  fs::create_directories(base / "home/jobs");
+  SandboxSpec spec;
+  spec.writable = (base / "home/jobs").string();
+  spec.hidden = {(base / "home").string()};
+  EnvMap env = {{"PATH", (base / "repo/examples/digits/../../.venv/bin").string() + ":/usr/bin"}};
+  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, env);
+  ASSERT_TRUE(argv.ok()) << argv.status().ToString();
+  std::string venv = (base / "repo/.venv").string(), steps = (base / "repo/examples/digits").string();
+  EXPECT_NE(IndexOf(*argv, {"--ro-bind", venv, venv}), std::string::npos);
+  EXPECT_NE(IndexOf(*argv, {"--dir", steps}), std::string::npos)
+      << "the folders before '..' exist inside, or python3 is another one further down PATH";
+  EXPECT_EQ(IndexOf(*argv, {"--ro-bind", steps, steps}), std::string::npos) << "made empty, not shown";
+}
+
 }  // namespace
 }  // namespace yard
