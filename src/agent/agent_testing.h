@@ -27,22 +27,14 @@
 #include "common/hashing.h"
 #include "common/status.h"
 #include "common/temp_dir_testing.h"
+#include "common/wait_testing.h"
 
 namespace yard::agent_testing {
 
 using namespace std::chrono_literals;
 
 // Polls `condition` every 5 ms until it holds or `timeout` passes.
-inline bool WaitFor(const std::function<bool()>& condition,
-                    std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
+using test_support::WaitFor;
 using test_support::TempDir;
 
 // What one POST /events request looked like.

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "agent/sandbox.h"
+#include "common/wait_testing.h"
 
 namespace yard {
 namespace {
@@ -26,14 +27,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// Polls `condition` every 5 ms until it holds or `timeout` passes.
+// Processes take their time to end: five seconds at most here.
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
+  return test_support::WaitFor(condition, timeout);
 }
 
 bool Gone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/process.h"
+#include "common/wait_testing.h"
 
 namespace yard {
 namespace {
@@ -55,14 +56,7 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 )PY";
 
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using test_support::WaitFor;
 
 // Gone or a zombie (the state letter after the name in /proc/<pid>/stat).
 bool Dead(pid_t pid) {
