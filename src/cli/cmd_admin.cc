@@ -29,6 +29,10 @@ std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
     Fail(c.status().message());
     return nullptr;
   }
+  if (global.server.empty() && EnvOr("YARD_SERVER", "").empty()) {
+    std::string note = EmbeddedServerOfAnotherBuild(global.home.empty() ? DefaultYardHome() : global.home);
+    if (!note.empty()) std::fprintf(stderr, "yard: warning: %s\n", note.c_str());
+  }
   return std::move(c).value();
 }
 

@@ -23,6 +23,11 @@ struct ConnectionOptions {
 
 // Returns a client for the configured server, starting the embedded one if
 // needed.
+// A warning when home's running embedded server was started from another
+// build of yard than this program (server.json's "build", SelfBuildId), as
+// after an upgrade: it would go on serving the old code. "" otherwise.
+std::string EmbeddedServerOfAnotherBuild(const std::string& home);
+
 StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& options);
 
 // Makes sure an embedded server runs on `home` and returns its URL. Several

@@ -1,6 +1,8 @@
 #include "common/files.h"
 
+#include <elf.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +64,41 @@ std::string SelfExecutable() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string("yard") : p.string();
+}
+
+namespace {
+// The GNU build-id note among a loaded object's PT_NOTE segments.
+int FindBuildId(struct dl_phdr_info* info, size_t, void* out) {
+  auto* id = static_cast<std::string*>(out);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_NOTE) continue;
+    const char* p = reinterpret_cast<const char*>(info->dlpi_addr + ph.p_vaddr);
+    const char* end = p + ph.p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+      const char* name = p + sizeof(ElfW(Nhdr));
+      const char* desc = name + ((n->n_namesz + 3) & ~3u);
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && std::string(name, 3) == "GNU") {
+        static const char* kHex = "0123456789abcdef";
+        for (size_t k = 0; k < n->n_descsz; ++k) {
+          unsigned char c = static_cast<unsigned char>(desc[k]);
+          *id += kHex[c >> 4];
+          *id += kHex[c & 15];
+        }
+        return 1;
+      }
+      p = desc + ((n->n_descsz + 3) & ~3u);
+    }
+  }
+  return 1;  // only the first object: the program itself
+}
+}  // namespace
+
+std::string SelfBuildId() {
+  std::string id;
+  dl_iterate_phdr(FindBuildId, &id);
+  return id;
 }
 
 std::string PortableYard(const std::string& yard) {

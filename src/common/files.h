@@ -41,6 +41,9 @@ Status MakeDirs(const std::string& path);
 std::string EnvOr(const char* name, const std::string& fallback);
 // Absolute path of the running executable (/proc/self/exe).
 std::string SelfExecutable();
+// The running program's GNU build id (hex; the linker's hash of its
+// contents), "" if it has none. Two builds differ; copies of one do not.
+std::string SelfBuildId();
 // The `yard` to copy to other machines (SSH hosts, cloud instances): the
 // static `yard-portable` beside `yard` (default: the running executable)
 // when it is there (docs/operations.md, "The portable agent"), else `yard`

@@ -160,6 +160,7 @@ int RunServer(const ServerOptions& o) {
   }
   std::string url = "http://" + o.host + ":" + std::to_string(*port);
   Json info = {{"url", url}, {"pid", getpid()}};
+  if (std::string build = SelfBuildId(); !build.empty()) info["build"] = build;  // see connection.h
   s = WriteFileAtomic(url_file, info.dump() + "\n");
   if (!s.ok()) {
     std::fprintf(stderr, "yard server: %s\n", s.message().c_str());
