@@ -25,22 +25,8 @@ namespace {
 // A failed Status becomes trainyard._native.YardError(code, message).
 PyObject* g_yard_error = nullptr;
 
-const char* PyCodeName(yard::Code c) {
-  switch (c) {
-    case yard::Code::kInvalidArgument: return "invalid_argument";
-    case yard::Code::kNotFound: return "not_found";
-    case yard::Code::kUnauthenticated: return "unauthenticated";
-    case yard::Code::kPermissionDenied: return "permission_denied";
-    case yard::Code::kFailedPrecondition: return "failed_precondition";
-    case yard::Code::kUnavailable: return "unavailable";
-    case yard::Code::kInternal: return "internal";
-    case yard::Code::kResourceExhausted: return "resource_exhausted";
-    case yard::Code::kTooManyRequests: return "too_many_requests";
-    case yard::Code::kAlreadyExists: return "already_exists";
-    case yard::Code::kCancelled: return "cancelled";
-    default: return "unknown";
-  }
-}
+// The wire's code names (status.cc): the same words in Python as in the API.
+const char* PyCodeName(yard::Code c) { return yard::CodeName(c); }
 
 [[noreturn]] void Throw(const yard::Status& s) {
   py::object err = py::reinterpret_borrow<py::object>(g_yard_error);
