@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
 from conftest import processes_matching, wait_for
+from test_api_security import call
 from test_slurm import cluster, syard  # noqa: F401 (fixtures)
 from test_ssh import hosts, hyard  # noqa: F401 (fixtures)
 
@@ -100,19 +99,6 @@ print("attack done", flush=True)
 
 
 SECRET_MARK = "sekrit-5c1e"
-
-
-def call(url, method="GET", token=None, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def write_sim_catalog(yard):
