@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/process.h"
 #include "shim/proc_tree.h"
 
 namespace yard {
@@ -81,42 +81,17 @@ std::vector<std::string> EnvStrings(const std::map<std::string, std::string>& en
   return out;
 }
 
-// Null-terminated array of pointers into `strings`, for exec.
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-// posix_spawn, not fork: it is safe in a threaded process and reports a
-// failed chdir or exec as its return value (an errno).
+// The shim with the job's output on `out_fd` (stdout and stderr) and its
+// input on `in_fd` (or /dev/null).
 int SpawnShim(std::vector<std::string> args, std::vector<std::string> env, const std::string& cwd,
               int out_fd, int in_fd, pid_t* pid) {
-  std::vector<char*> argv = CStrings(args);
-  std::vector<char*> envp = CStrings(env);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, STDERR_FILENO);
-  if (in_fd >= 0)
-    posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO);
-  else
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  // The agent may ignore SIGPIPE or block signals; the job must not inherit that.
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  int rc = posix_spawn(pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc;
+  ChildSpec child;
+  child.argv = std::move(args);
+  child.search_path = false;
+  child.env = std::move(env);
+  child.fds = {{out_fd, STDOUT_FILENO}, {out_fd, STDERR_FILENO}, {in_fd, STDIN_FILENO}};
+  child.cwd = cwd;
+  return SpawnChild(child, pid);
 }
 
 // waitpid on the shim; nullopt while it runs (WNOHANG).

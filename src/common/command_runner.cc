@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,30 +67,12 @@ struct Pipes {
 };
 
 StatusOr<pid_t> Spawn(const CommandSpec& spec, Pipes& p) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p.in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, p.out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, p.err[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<std::string> env = MergedEnvironment(spec.env);
-  std::vector<char*> cargv, cenv;
-  for (const auto& a : spec.argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
+  ChildSpec child;
+  child.argv = spec.argv;
+  child.env = MergedEnvironment(spec.env);
+  child.fds = {{p.in[0], 0}, {p.out[1], 1}, {p.err[1], 2}};
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
+  if (int rc = SpawnChild(child, &pid); rc != 0) {
     errno = rc;
     return ErrnoStatus("cannot run " + spec.argv[0]);
   }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,60 @@ std::vector<std::string> CurrentEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   return env;
+}
+
+namespace {
+
+// Null-terminated array of pointers into `strings`, for exec.
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// posix_spawn's descriptor actions for `spec`.
+void AddFileActions(const ChildSpec& spec, posix_spawn_file_actions_t* actions) {
+  for (auto [from, to] : spec.fds) {
+    if (from < 0)
+      posix_spawn_file_actions_addopen(actions, to, "/dev/null", O_RDONLY, 0);
+    else
+      posix_spawn_file_actions_adddup2(actions, from, to);
+  }
+  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(actions, spec.cwd.c_str());
+  if (spec.close_other_fds) posix_spawn_file_actions_addclosefrom_np(actions, 3);
+}
+
+}  // namespace
+
+int SpawnChild(const ChildSpec& spec, pid_t* pid) {
+  if (spec.argv.empty()) return EINVAL;
+  std::vector<std::string> args = spec.argv;
+  std::vector<std::string> env = spec.env ? *spec.env : std::vector<std::string>{};
+  std::vector<char*> argv = CStrings(args);
+  std::vector<char*> envp = CStrings(env);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  AddFileActions(spec, &actions);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (spec.new_process_group) {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attr, flags);
+  char** envv = spec.env ? envp.data() : environ;
+  int rc = spec.search_path ? posix_spawnp(pid, argv[0], &actions, &attr, argv.data(), envv)
+                            : posix_spawn(pid, argv[0], &actions, &attr, argv.data(), envv);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc;
 }
 
 bool IsSecretEnvName(const std::string& key_value) {

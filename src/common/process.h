@@ -1,7 +1,11 @@
 // Starting and watching processes that are not our children.
 #pragma once
 
+#include <sys/types.h>
+
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -14,6 +18,26 @@ namespace yard {
 // an error naming errno when the exec fails.
 StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
                             const std::vector<std::string>& env, const std::string& log_path);
+
+// How SpawnChild starts a child of this process.
+struct ChildSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up on PATH when search_path
+  bool search_path = true;
+  // KEY=VALUE strings; nullopt: this process's own environment.
+  std::optional<std::vector<std::string>> env;
+  // (from, to) pairs, dup2'd in the child in this order; a `from` of -1
+  // opens /dev/null (read-only) as `to`.
+  std::vector<std::pair<int, int>> fds;
+  std::string cwd;              // "" keeps this process's
+  bool close_other_fds = false;  // close every descriptor from 3 up in the child
+  bool new_process_group = false;
+};
+
+// Starts `spec` with posix_spawn (safe in a threaded process; a failed
+// chdir or exec is reported, not left to the child). The child gets default
+// signal dispositions and an empty signal mask whatever this process
+// ignores or blocks. Returns 0 and sets *pid, or the errno of the failure.
+int SpawnChild(const ChildSpec& spec, pid_t* pid);
 
 // True if `pid` runs (not a zombie) and its command line contains `marker`
 // (which guards against a recycled pid).

@@ -1,8 +1,12 @@
 #include "common/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -36,6 +40,70 @@ TEST(SpawnDetachedTest, AMissingProgramIsAnErrorNamingIt) {
   ASSERT_FALSE(pid.ok());
   EXPECT_NE(pid.status().message().find("/nonexistent/agent"), std::string::npos) << pid.status().ToString();
   EXPECT_NE(pid.status().message().find("No such file"), std::string::npos) << pid.status().ToString();
+}
+
+// Runs `spec` with its stdout on a pipe; returns what it printed.
+std::string OutputOf(ChildSpec spec, int* exit_code) {
+  int out[2];
+  EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  spec.fds.insert(spec.fds.begin(), {out[1], 1});
+  pid_t pid = -1;
+  int rc = SpawnChild(spec, &pid);
+  ::close(out[1]);
+  EXPECT_EQ(rc, 0) << std::strerror(rc);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return text;
+}
+
+TEST(SpawnChildTest, GivesTheChildItsEnvironmentFolderAndDescriptors) {
+  TempDir dir;
+  ChildSpec spec;
+  spec.argv = {"sh", "-c", "echo \"$GREETING\" $(pwd); cat; echo end"};
+  spec.env = std::vector<std::string>{"GREETING=hello", "PATH=/usr/bin:/bin"};
+  spec.cwd = dir.path();
+  spec.fds = {{-1, 0}};  // stdin from /dev/null: cat ends at once
+  int code = -1;
+  std::string folder = std::filesystem::canonical(dir.path()).string();
+  EXPECT_EQ(OutputOf(spec, &code), "hello " + folder + "\nend\n");
+  EXPECT_EQ(code, 0);
+}
+
+TEST(SpawnChildTest, ResetsIgnoredSignalsAndCanStartANewProcessGroupWithoutOurDescriptors) {
+  // This process ignores SIGTERM and holds a descriptor without CLOEXEC;
+  // the child must neither inherit the one nor (with close_other_fds) see
+  // the other.
+  struct sigaction ignore = {}, old = {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGTERM, &ignore, &old);
+  int leaked = ::open("/dev/null", O_RDONLY);
+  ChildSpec spec;
+  spec.argv = {"sh", "-c", "test -e /proc/self/fd/" + std::to_string(leaked) +
+                               " && echo open; ps -o pgid= -p $$ | tr -d ' '; kill -TERM $$; echo alive"};
+  spec.close_other_fds = true;
+  spec.new_process_group = true;
+  int code = -1;
+  std::string out = OutputOf(spec, &code);
+  ::sigaction(SIGTERM, &old, nullptr);
+  ::close(leaked);
+  EXPECT_EQ(code, 128 + SIGTERM) << out;
+  EXPECT_EQ(out.find("open"), std::string::npos) << out;
+  EXPECT_EQ(out.find("alive"), std::string::npos) << out;
+  EXPECT_NE(out, std::to_string(::getpgrp()) + "\n") << "the child stayed in our process group";
+}
+
+TEST(SpawnChildTest, AMissingProgramIsItsErrno) {
+  ChildSpec spec;
+  spec.argv = {"/nonexistent/program"};
+  pid_t pid = -1;
+  EXPECT_EQ(SpawnChild(spec, &pid), ENOENT);
+  spec.argv.clear();
+  EXPECT_EQ(SpawnChild(spec, &pid), EINVAL);
 }
 
 TEST(SecretEnvTest, TokensKeysAndCloudCredentialsAreSecretSettingsAreNot) {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 
 #include "common/command_runner.h"
 #include "common/files.h"
+#include "common/process.h"
 #include "providers/settings_json.h"
 
 namespace yard {
@@ -243,36 +243,22 @@ StatusOr<pid_t> SshTunnel::Spawn(const std::vector<std::string>& argv_in, int* o
   }
   int log = ::open(spec_.log_path.empty() ? "/dev/null" : spec_.log_path.c_str(),
                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  if (log >= 0) posix_spawn_file_actions_adddup2(&fa, log, 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
+  ChildSpec child;
+  child.argv = argv;
+  child.fds = {{in[0], 0}, {out[1], 1}};
+  if (log >= 0) child.fds.push_back({log, 2});
+  child.close_other_fds = true;
+  child.new_process_group = true;
   pid_t pid = -1;
   int rc;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    rc = stopping_ ? ECANCELED : posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), environ);
+    rc = stopping_ ? ECANCELED : SpawnChild(child, &pid);
     if (rc == 0) {
       pid_ = pid;
       ++starts_;
     }
   }
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
   for (int fd : {in[0], out[1], log})
     if (fd >= 0) ::close(fd);
   if (rc != 0) {
