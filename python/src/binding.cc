@@ -1,8 +1,10 @@
-// pybind11 binding of the C++ client (src/client): the Python SDK's only way
-// to talk to a Trainyard server, so the API calls, the event stream and the
-// artifact sync have one implementation. JSON crosses the boundary as text
-// (json.loads / json.dumps on the Python side). Every blocking call releases
-// the GIL.
+// pybind11 binding of the C++ client (src/client) and the fit-job engine
+// (src/sdk, torch-free): the Python SDK's only way to talk to a Trainyard
+// server, and the one implementation both SDKs share of the API calls, the
+// event stream, the artifact sync, the training history, the record archive,
+// the machine picker's words and yard-train's fit_kwargs. JSON crosses the
+// boundary as text (json.loads / json.dumps on the Python side). Every
+// blocking call releases the GIL.
 #include <pybind11/eval.h>
 #include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
@@ -11,12 +13,17 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/connection.h"
 #include "client/follow.h"
 #include "client/http_client.h"
+#include "client/machine_menu.h"
 #include "client/transfer.h"
 #include "common/manifest.h"
+#include "sdk/progress.h"
+#include "sdk/record.h"
+#include "trainer/fit_options.h"
 
 namespace py = pybind11;
 
@@ -232,6 +239,53 @@ class Mirror {
   std::unique_ptr<yard::ArtifactMirror> m_;
 };
 
+std::vector<yard::Json> ParseEvents(const std::vector<std::string>& texts) {
+  std::vector<yard::Json> events;
+  events.reserve(texts.size());
+  for (const std::string& t : texts) events.push_back(yard::Json::parse(t));
+  return events;
+}
+
+// -> ({metric: [float per epoch]}, [epochs]): HistoryWithEpochs, NaN for a
+// missing value (the rule of src/sdk/progress.h).
+py::tuple HistoryPy(const std::vector<std::string>& events) {
+  auto [history, epochs] = trainyard::internal::HistoryWithEpochs(ParseEvents(events));
+  return py::make_tuple(history, epochs);
+}
+
+std::string FinalMetricsPy(const std::vector<std::string>& events) {
+  return trainyard::internal::FinalMetrics(ParseEvents(events)).dump();
+}
+
+// "" when yard-train takes these fit_kwargs, else why not (and what it takes).
+std::string TorchFitKwargsError(const std::string& fit_kwargs_json) {
+  yard::StatusOr<yard::trainer::FitOptions> o = yard::trainer::ParseFitKwargs(fit_kwargs_json);
+  return o.ok() ? "" : o.status().message();
+}
+
+std::string WriteRecordPy(const std::string& job_id, const std::string& spec,
+                          const std::string& manifest, const std::string& bundle_top,
+                          const std::string& job, const std::vector<std::string>& events,
+                          const std::string& environment, const std::string& out_dir) {
+  trainyard::internal::RecordInput in;
+  in.job_id = job_id;
+  in.spec = yard::Json::parse(spec);
+  in.manifest = yard::Json::parse(manifest);
+  in.bundle_top = bundle_top;
+  in.job = yard::Json::parse(job);
+  in.events = ParseEvents(events);
+  in.environment = yard::Json::parse(environment);
+  yard::StatusOr<std::string> path = [&] {
+    py::gil_scoped_release nogil;
+    return trainyard::internal::WriteRecordArchive(std::move(in), out_dir);
+  }();
+  return Check(std::move(path));
+}
+
+std::vector<std::string> ParseMachineChoicePy(const std::string& types, const std::string& answer) {
+  return Check(yard::ParseMachineChoice(yard::Json::parse(types), answer));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_yard, m) {
@@ -271,6 +325,29 @@ class YardError(Exception):
         py::arg("home") = "", py::arg("yard_binary") = "",
         "Connect like the CLI: explicit server/token, YARD_SERVER/YARD_TOKEN, or the embedded "
         "server under YARD_HOME (started with yard_binary if needed)");
+  m.def("history_from_events", &HistoryPy, py::arg("events"),
+        "events (JSON texts) -> ({metric: [float per epoch]}, [epochs]); a missing value is NaN");
+  m.def("final_metrics", &FinalMetricsPy, py::arg("events"),
+        "events (JSON texts) -> JSON text of the last epoch's values");
+  m.def("torch_fit_kwargs_error", &TorchFitKwargsError, py::arg("fit_kwargs"),
+        "fit_kwargs JSON text -> '' when yard-train takes them, else why not");
+  m.def("record_environment",
+        [](const std::map<std::string, std::string>& packages, const std::string& python) {
+          return trainyard::internal::RecordEnvironment(packages, python).dump();
+        },
+        py::arg("packages"), py::arg("python"),
+        "-> JSON text {os, sdk, python, packages, env}; env without secret-looking names");
+  m.def("write_record_archive", &WriteRecordPy, py::arg("job_id"), py::arg("spec"),
+        py::arg("manifest"), py::arg("bundle_top"), py::arg("job"), py::arg("events"),
+        py::arg("environment"), py::arg("out_dir") = "",
+        "writes trainyard-record-<job>.tar.gz (moving bundle_top's main/ and data/); -> its path");
+  m.def("machine_menu", [](const std::string& types) {
+          yard::Json t = yard::Json::parse(types);
+          return py::make_tuple(yard::MachineMenu(t), yard::MachinePrompt(t));
+        },
+        py::arg("types"), "GET /v1/machines' types (JSON text) -> (menu text, prompt)");
+  m.def("parse_machine_choice", &ParseMachineChoicePy, py::arg("types"), py::arg("answer"),
+        "-> machine ids; YardError invalid_argument for a number out of range");
   py::class_<Mirror>(m, "ArtifactMirror")
       .def(py::init<std::shared_ptr<Client>, std::map<std::string, std::string>>(),
            py::arg("client"), py::arg("dirs"))

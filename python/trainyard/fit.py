@@ -7,6 +7,7 @@ creates a job whose command runs the runner (Keras) or yard-train
 (TorchScript), follows its events, mirrors its checkpoints and logs, and
 fetches the trained model from the job's outputs.
 """
+import dataclasses
 import difflib
 import inspect
 import json
@@ -16,13 +17,20 @@ import sys
 import tempfile
 import threading
 import queue
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from trainyard import display, interrupt, picker, record as recordmod
 from trainyard._native import native, yard_binary
+
+if TYPE_CHECKING:  # typing.ParamSpec is Python 3.10+; only the type checker needs it
+    from typing import ParamSpec
+    _P = ParamSpec("_P")
+_R = TypeVar("_R")
+ArrayLike = Any  # anything np.asarray takes: numpy arrays, lists, tensors with __array__
+PathLike = Union[str, "os.PathLike[str]"]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESERVED_KEYS = ("batch_size", "epochs", "validation_data")
@@ -31,16 +39,9 @@ KERAS_REFUSED = ("x", "y", "callbacks", "initial_epoch")
 # Taken by the live view here (how much of the training it shows), as
 # Model.fit takes it: 0 silent, 2 a line per epoch, 1/"auto" also a bar.
 VERBOSE_VALUES = (0, 1, 2, "auto")
-TORCH_KEYS = {
-    "loss": ("cross_entropy", "nll", "bce_with_logits", "mse", "l1", "smooth_l1", "huber"),
-    "optimizer": ("adam", "adamw", "sgd"),
-    "learning_rate": None, "metrics": None, "shuffle": None, "momentum": None, "weight_decay": None,
-}
-TORCH_METRICS = ("accuracy", "mae", "mse")
 # Environment variables of the caller passed on to the job (development and
 # test knobs of the runner; see runner.py).
 FORWARDED_ENV = ("TRAINYARD_LOGICAL_CPUS", "TRAINYARD_EPOCH_DELAY_S")
-HISTORY_SKIP = {"epoch", "epochs", "event", "seconds", "samples_per_s"}
 # Providers whose instances run on this host, where this interpreter exists.
 SAME_HOST_PROVIDERS = ("local", "sim")
 
@@ -50,15 +51,17 @@ last_transfer = {}
 
 
 class History:
-    """Keras-shaped training history: .history {metric: [per epoch]}, .epoch, .params."""
+    """Keras-shaped training history: .history {metric: [float per epoch]}
+    (NaN where an epoch has no value), .epoch, .params."""
 
-    def __init__(self, history, params=None, model=None):
+    def __init__(self, history: Dict[str, List[float]], params: Optional[Dict[str, Any]] = None,
+                 model: Any = None) -> None:
         self.history = history
         self.epoch = list(range(len(next(iter(history.values()), []))))
         self.params = params or {}
         self.model = model
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
@@ -112,11 +115,7 @@ def _check_fit_kwarg_names(model, framework, fit_kwargs):
     """Names checked where they go: Model.fit's signature (Keras) or
     yard-train's keys, before anything is sent."""
     if framework == "torchscript":
-        for key in fit_kwargs:
-            if key not in TORCH_KEYS and key not in RESERVED_KEYS and key != "verbose":
-                raise ValueError(f"fit_kwargs['{key}'] is not known to yard-train{_nearest(key, TORCH_KEYS)} "
-                                 f"(allowed: {', '.join(TORCH_KEYS)})")
-        return
+        return  # yard-train's own parser checks them (_check_torch_kwargs)
     try:
         params = inspect.signature(model.fit).parameters
     except (TypeError, ValueError):
@@ -127,6 +126,14 @@ def _check_fit_kwarg_names(model, framework, fit_kwargs):
         if key not in params:
             raise ValueError(f"fit_kwargs['{key}'] is not an argument of {type(model).__name__}.fit"
                              f"{_nearest(key, params)}")
+
+
+def _check_torch_kwargs(json_kwargs):
+    """yard-train's own parser (src/trainer/fit_options.cc, bound) decides:
+    the names, values and combinations it takes, before anything is sent."""
+    error = native().torch_fit_kwargs_error(json.dumps(json_kwargs))
+    if error:
+        raise ValueError(error)
 
 
 def _dims(shape):
@@ -217,14 +224,7 @@ def _check_inputs(model, train_X, train_Y, batch_size, epochs, validation_data, 
             continue
         json_kwargs[key] = _check_data_value(key, value, "")
     if framework == "torchscript":
-        for key, value in json_kwargs.items():
-            allowed = TORCH_KEYS[key]
-            if allowed and value not in allowed:
-                raise ValueError(f"fit_kwargs['{key}'] = {value!r} is not known; allowed: {', '.join(allowed)}")
-            if key == "metrics":
-                bad = [m for m in (value or []) if m not in TORCH_METRICS]
-                if bad or not isinstance(value, list):
-                    raise ValueError(f"fit_kwargs['metrics'] must be a list of {', '.join(TORCH_METRICS)}")
+        _check_torch_kwargs(json_kwargs)
     return framework, x, y, val, json_kwargs, arrays, callbacks
 
 
@@ -381,19 +381,19 @@ def _get_job(client, job_id):
 
 # ---------------------------------------------------------------- submit
 
-def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data, description,
-            cool_down_period_s, fit_kwargs, wait_request_s, wait_new_job_create_s,
-            wait_new_job_create_interval, record, seed=0):
+def _submit(r: "FitRequest", seed: int = 0):
     framework, x, y, val, json_kwargs, arrays, callbacks = _check_inputs(
-        model, train_X, train_Y, batch_size, epochs, validation_data, fit_kwargs)
-    verbose = _check_verbose(fit_kwargs or {})
+        r.model, r.train_X, r.train_Y, r.batch_size, r.epochs, r.validation_data, r.fit_kwargs)
+    verbose = _check_verbose(r.fit_kwargs or {})
+    cool_down_period_s = r.cool_down_period_s
     if cool_down_period_s is None or cool_down_period_s < 0:
         raise ValueError("cool_down_period_s must be >= 0")
+    machine_ids = r.machine_ids
     if machine_ids is not None:
         if isinstance(machine_ids, str):
             machine_ids = [machine_ids]
         machine_ids = [str(m) for m in machine_ids]
-    root, command = _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed,
+    root, command = _write_bundle(r.model, framework, x, y, val, json_kwargs, arrays, r.batch_size, r.epochs, seed,
                                   callbacks)
     try:
         client = _connect()
@@ -406,13 +406,13 @@ def _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation
         # TensorFlow's C++ start-up lines stay quiet unless the caller asks.
         env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
         spec = {"command": command, "bundle": manifest, "machines": machine_ids,
-                "description": description or "", "cool_down_s": float(cool_down_period_s), "env": env,
-                "wait_request_s": float(wait_request_s), "wait_new_job_s": float(wait_new_job_create_s),
-                "wait_new_job_interval_s": float(wait_new_job_create_interval)}
+                "description": r.description or "", "cool_down_s": float(cool_down_period_s), "env": env,
+                "wait_request_s": float(r.wait_request_s), "wait_new_job_s": float(r.wait_new_job_create_s),
+                "wait_new_job_interval_s": float(r.wait_new_job_create_interval)}
         job = json.loads(client.post("/v1/jobs", json.dumps(spec)))["job"]
-        display.info(f"job {job['id']} submitted ({framework}, {len(x)} samples, {epochs} epochs"
-                     f"{', ' + description if description else ''})")
-        if record:
+        display.info(f"job {job['id']} submitted ({framework}, {len(x)} samples, {r.epochs} epochs"
+                     f"{', ' + r.description if r.description else ''})")
+        if r.record:
             recordmod.stash(job["id"], root, spec)
         return client, job["id"], verbose
     finally:
@@ -493,25 +493,18 @@ def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None, verbose=1):
         return _get_job(client, job_id)
 
 
-def history_from_events(events):
-    """Keras-shaped history from the metric events of every attempt (a
-    resumed run repeats no epoch; a re-run epoch takes its newest values)."""
-    per_epoch = {}
-    for ev in events:
-        if ev.get("kind") != "metric":
-            continue
-        v = ev.get("values") or {}
-        if "epoch" not in v or "event" in v:
-            continue
-        per_epoch[int(v["epoch"])] = {k: val for k, val in v.items() if k not in HISTORY_SKIP}
-    history = {}
-    for epoch in sorted(per_epoch):
-        for k, val in per_epoch[epoch].items():
-            history.setdefault(k, [])
-    for epoch in sorted(per_epoch):
-        for k in history:
-            history[k].append(per_epoch[epoch].get(k))
-    return history, sorted(per_epoch)
+def history_from_events(events: Iterable[Mapping[str, Any]]) -> Tuple[Dict[str, List[float]], List[int]]:
+    """Keras-shaped history ({metric: [one float per epoch]}) and its epochs
+    (1-based) from the metric events of every attempt: the C++ SDK's
+    HistoryWithEpochs, bound, so both SDKs give the same history. A value an
+    epoch did not report (or reported as null) is NaN (docs/python.md,
+    "History")."""
+    return native().history_from_events(event_texts(events))
+
+
+def event_texts(events: Iterable[Mapping[str, Any]]) -> List[str]:
+    """Events as the JSON texts the bound C++ functions take."""
+    return [json.dumps(ev) for ev in events]
 
 
 def _epochs_of_job(client, job_id):
@@ -578,38 +571,68 @@ def _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log, verbo
 
 # ---------------------------------------------------------------- public API
 
-def online_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1, validation_data=None,
-               description="", cool_down_period_s=0, fit_kwargs={}, directory_to_save_ckpt=None,
-               directory_to_save_log=None, wait_request_s=30, wait_new_job_create_s=-1,
-               wait_new_job_create_interval=10, record=False):
+@dataclasses.dataclass(frozen=True)
+class FitRequest:
+    """The parameters of online_fit and offline_fit: one definition for both
+    (their signatures are this class's). Names and defaults follow aibro's
+    online_fit; docs/python.md says what each does."""
+    model: Any
+    train_X: ArrayLike
+    train_Y: ArrayLike
+    machine_ids: Optional[Union[str, Sequence[str]]] = None
+    batch_size: int = 1
+    epochs: int = 1
+    validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None
+    description: str = ""
+    cool_down_period_s: float = 0
+    fit_kwargs: Optional[Mapping[str, Any]] = None
+    directory_to_save_ckpt: Optional[PathLike] = None
+    directory_to_save_log: Optional[PathLike] = None
+    wait_request_s: float = 30
+    wait_new_job_create_s: float = -1
+    wait_new_job_create_interval: float = 10
+    record: bool = False
+
+
+FitResult = Tuple[str, Optional[Any], Optional[Any]]  # (job id, trained model, History)
+
+
+def _takes_fit_request(impl: "Callable[[FitRequest], _R]") -> "Callable[_P, _R]":
+    """Makes impl(request) callable with FitRequest's parameters; help() and
+    inspect show them (with impl's return type and docstring)."""
+    def api(*args: Any, **kwargs: Any) -> Any:
+        return impl(FitRequest(*args, **kwargs))
+    for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+        setattr(api, attr, getattr(impl, attr))
+    api.__signature__ = inspect.signature(FitRequest).replace(  # type: ignore[attr-defined]
+        return_annotation=inspect.signature(impl).return_annotation)
+    return api  # type: ignore[return-value]
+
+
+@_takes_fit_request
+def online_fit(request: FitRequest) -> FitResult:
     """Trains `model` on another machine and shows its progress until the end.
 
     Returns (job_id, trained model, history); (job_id, None, None) when the
     job ends without a model (the reason is printed). Raises ValueError only
     for bad input found before any job exists."""
-    client, job_id, verbose = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs,
-                                      validation_data, description, cool_down_period_s, fit_kwargs,
-                                      wait_request_s, wait_new_job_create_s,
-                                      wait_new_job_create_interval, record)
-    return _finish(client, job_id, directory_to_save_ckpt, directory_to_save_log, verbose)
+    client, job_id, verbose = _submit(request)
+    return _finish(client, job_id, request.directory_to_save_ckpt, request.directory_to_save_log, verbose)
 
 
-def offline_fit(model, train_X, train_Y, machine_ids=None, batch_size=1, epochs=1, validation_data=None,
-                description="", cool_down_period_s=0, fit_kwargs={}, directory_to_save_ckpt=None,
-                directory_to_save_log=None, wait_request_s=30, wait_new_job_create_s=-1,
-                wait_new_job_create_interval=10, record=False):
+@_takes_fit_request
+def offline_fit(request: FitRequest) -> str:
     """Like online_fit, but returns the job id at once; attach(job_id) later,
     from any process, gets (job_id, model, history). Checkpoints and logs are
     kept by the server; attach mirrors them into the folders given here."""
-    _, job_id, _ = _submit(model, train_X, train_Y, machine_ids, batch_size, epochs, validation_data,
-                        description, cool_down_period_s, fit_kwargs, wait_request_s,
-                        wait_new_job_create_s, wait_new_job_create_interval, record)
-    if directory_to_save_ckpt or directory_to_save_log:
-        recordmod.remember_dirs(job_id, directory_to_save_ckpt, directory_to_save_log)
+    _, job_id, _ = _submit(request)
+    if request.directory_to_save_ckpt or request.directory_to_save_log:
+        recordmod.remember_dirs(job_id, request.directory_to_save_ckpt, request.directory_to_save_log)
     return job_id
 
 
-def attach(job_id, directory_to_save_ckpt=None, directory_to_save_log=None):
+def attach(job_id: str, directory_to_save_ckpt: Optional[PathLike] = None,
+           directory_to_save_log: Optional[PathLike] = None) -> FitResult:
     """Follows a job from its first event to its end (live if it still runs)
     and returns (job_id, model, history) like online_fit."""
     client = _connect()

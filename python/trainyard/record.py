@@ -1,29 +1,27 @@
 """Record archives (record=True): everything that reproduces a fit job, in
-one tar.gz that `python -m trainyard.replay ARCHIVE` (or `yard replay`) runs
-again on any server. Format: docs/formats.md, "Record archive".
+one tar.gz that `yard replay ARCHIVE` runs again on any server. Format:
+docs/formats.md, "Record archive".
 
-At submission the bundle (model, arrays, fit spec) and the job spec are
-stashed under $YARD_HOME/sdk/records/<job>/; when the job ends (online_fit,
-or attach after offline_fit) the archive is written with the environment,
-the scheduling decisions and the whole event stream, into
-$TRAINYARD_RECORD_DIR or the current folder.
+At submission the bundle (model, arrays, fit spec), the job spec and the
+environment are stashed under $YARD_HOME/sdk/records/<job>/; when the job
+ends (online_fit, or attach after offline_fit, perhaps in another process)
+the archive is written with the scheduling decisions and the whole event
+stream, into $TRAINYARD_RECORD_DIR or the current folder.
+
+The archive, its environment's secret filter and its final metrics are the
+C++ SDK's (src/sdk/record.h, bound): what stays here is what only Python
+knows (its version and installed packages) and the stash between the two.
 """
-import io
 import json
 import os
-import platform
-import re
 import shutil
 import sys
-import tarfile
-import time
 from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-FORMAT = "trainyard-record"
-VERSION = 1
-SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+from trainyard._native import native
 
-last_archive = None  # path of the newest archive this process wrote
+last_archive: Optional[str] = None  # path of the newest archive this process wrote
 
 
 def _home():
@@ -60,67 +58,38 @@ def remembered_dirs(job_id):
         return {}
 
 
-def environment():
+def environment() -> Dict[str, Any]:
+    """{os, sdk, python, packages, env}: this interpreter's version and
+    installed packages; the environment variables without those whose names
+    look secret (TOKEN, KEY, SECRET, PASSWORD, ...: the C++ filter)."""
     from importlib import metadata
     packages = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
         if name:
             packages[name] = dist.version
-    return {
-        "os": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-               "platform": platform.platform()},
-        "python": sys.version,
-        "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower())),
-        "env": {k: v for k, v in sorted(os.environ.items()) if not SECRET.search(k)},
-    }
+    return json.loads(native().record_environment(packages, sys.version))
 
 
-def final_metrics(events):
-    last = {}
-    for ev in events:
-        v = ev.get("values") or {}
-        if ev.get("kind") == "metric" and "epoch" in v and "event" not in v:
-            if int(v["epoch"]) >= int(last.get("epoch", 0)):
-                last = v
-    return {k: v for k, v in last.items() if k not in ("seconds", "samples_per_s", "epochs")}
+def final_metrics(events: Iterable[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The last epoch's metric values (epoch included; seconds,
+    samples_per_s and epochs left out)."""
+    return json.loads(native().final_metrics([json.dumps(ev) for ev in events]))
 
 
-def _add_bytes(tar, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(time.time())
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def complete(client, job_id, job, events):
-    """Writes the archive if job_id was submitted with record=True."""
+def complete(client: Any, job_id: str, job: Mapping[str, Any], events: List[Mapping[str, Any]]) -> Optional[str]:
+    """Writes the archive if job_id was submitted with record=True; -> its path."""
     global last_archive
     d = _stash_dir(job_id)
     if not (d / "spec.json").exists():
         return None
     spec = json.loads((d / "spec.json").read_text())
     manifest = spec.pop("bundle")
-    record = {
-        "format": FORMAT, "version": VERSION, "job_id": job_id, "created_at": time.time(),
-        "spec": spec, "job": job,
-        "environment": json.loads((d / "environment.json").read_text()),
-        "decisions": [ev.get("message", "") for ev in events if ev.get("kind") == "decision"],
-        "final_metrics": final_metrics(events),
-    }
-    out_dir = Path(os.environ.get("TRAINYARD_RECORD_DIR") or os.getcwd())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"trainyard-record-{job_id}.tar.gz"
-    tmp = path.with_suffix(".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        _add_bytes(tar, "record.json", json.dumps(record, indent=2).encode())
-        _add_bytes(tar, "events.jsonl", "".join(json.dumps(ev) + "\n" for ev in events).encode())
-        _add_bytes(tar, "bundle/manifest.json", json.dumps(manifest).encode())
-        tar.add(d / "bundle" / "main", arcname="bundle/main")
-        tar.add(d / "bundle" / "data", arcname="bundle/data")
-    os.replace(tmp, path)
+    path = native().write_record_archive(
+        job_id, json.dumps(spec), json.dumps(manifest), str(d / "bundle"), json.dumps(job),
+        [json.dumps(ev) for ev in events], (d / "environment.json").read_text(),
+        os.environ.get("TRAINYARD_RECORD_DIR", ""))
     shutil.rmtree(d, ignore_errors=True)
-    last_archive = str(path)
+    last_archive = path
     print(f"trainyard: recorded job {job_id} in {path}", file=sys.stderr, flush=True)
-    return str(path)
+    return path

@@ -1,20 +1,18 @@
-// `yard replay ARCHIVE`: runs a record archive (written by the Python SDK's
-// record=True, docs/formats.md "Record archive") again and reports how its
-// final metrics differ. A thin front for `python3 -m trainyard.replay`, which
-// holds the logic: it executes it with this yard as YARD_BIN (and the
-// --server/--home given to yard).
-#include <unistd.h>
-
-#include <cerrno>
+// `yard replay ARCHIVE`: runs a record archive (written by either SDK's
+// record=True, docs/formats.md "Record archive") again on the connected
+// server and reports how its final metrics differ (src/sdk/replay.h).
+// Exit status: 0 when the replayed job succeeded and every final metric is
+// within the tolerance, 1 when they differ or the job failed, 2 for a bad
+// archive or a server that fails us.
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
 #include "common/files.h"
+#include "sdk/replay.h"
 
 namespace yard::cli {
 
@@ -25,6 +23,64 @@ struct ReplayFlags {
   double tolerance = 1e-3;
   bool json = false;
 };
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// The interpreter of a Keras runner command: $TRAINYARD_PYTHON, else
+// $YARD_PYTHON, else python3 on the instance's PATH.
+std::string RunnerPython() {
+  return EnvOr("TRAINYARD_PYTHON", EnvOr("YARD_PYTHON", "python3"));
+}
+
+std::string Number(const Json& v) {
+  if (!v.is_number()) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v.get<double>());
+  return buf;
+}
+
+void PrintTable(const Json& r) {
+  std::printf("replay of %s as %s: %s\n", r["recorded_job"].get<std::string>().c_str(),
+              r["job"].get<std::string>().c_str(), r["state"].get<std::string>().c_str());
+  std::printf("%-16s %12s %12s %12s\n", "metric", "recorded", "replayed", "diff");
+  for (const Json& m : r["metrics"]) {
+    std::printf("%-16s %12s %12s %12s%s\n", m["metric"].get<std::string>().c_str(),
+                Number(m["recorded"]).c_str(), Number(m["replayed"]).c_str(),
+                Number(m["diff"]).c_str(), m["within_tolerance"].get<bool>() ? "" : "  DIFFERS");
+  }
+  std::printf("final metrics %s (tolerance %g)\n", r["same"].get<bool>() ? "match" : "differ",
+              r["tolerance"].get<double>());
+}
+
+int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
+  std::unique_ptr<HttpClient> client = ConnectOrReport(global);
+  if (!client) return 2;
+  trainyard::internal::ReplayOptions o;
+  o.archive = f.archive;
+  o.machines = SplitCommas(f.machines);
+  o.tolerance = f.tolerance;
+  o.python = RunnerPython();
+  bool json = f.json;
+  // With --json stdout holds the comparison only: the job's lines go to stderr.
+  o.on_progress = [json](const trainyard::Progress& p) {
+    if (json) std::fprintf(stderr, "%s\n", p.text.c_str());
+    else trainyard::PrintProgress(p);
+  };
+  StatusOr<Json> r = trainyard::internal::Replay(*client, o);
+  if (!r.ok()) {
+    std::fprintf(stderr, "yard replay: %s\n", r.status().message().c_str());
+    return 2;
+  }
+  if (json) std::printf("%s\n", r->dump(2).c_str());
+  else PrintTable(*r);
+  return (*r)["same"].get<bool>() ? 0 : 1;
+}
 }  // namespace
 
 Runner SetupReplay(CLI::App* sub, GlobalFlags* global) {
@@ -33,25 +89,7 @@ Runner SetupReplay(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--machines,-m", f->machines, "machine ids, comma-separated (default: the server's default)");
   sub->add_option("--tolerance", f->tolerance, "relative tolerance for final metrics")->capture_default_str();
   sub->add_flag("--json", f->json, "print the comparison as JSON");
-  return [f, global] {
-    const char* py = std::getenv("YARD_PYTHON");
-    std::string python = py && *py ? py : "python3";
-    std::vector<std::string> args = {python, "-m", "trainyard.replay", f->archive, "--tolerance",
-                                     std::to_string(f->tolerance)};
-    if (!f->machines.empty()) { args.push_back("--machines"); args.push_back(f->machines); }
-    if (f->json) args.push_back("--json");
-    setenv("YARD_BIN", SelfExecutable().c_str(), 1);
-    if (!global->home.empty()) setenv("YARD_HOME", global->home.c_str(), 1);
-    if (!global->server.empty()) setenv("YARD_SERVER", global->server.c_str(), 1);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::fflush(nullptr);
-    execvp(argv[0], argv.data());
-    std::fprintf(stderr, "yard: could not run %s -m trainyard.replay: %s (set YARD_PYTHON to a Python "
-                         "with the trainyard package)\n", python.c_str(), std::strerror(errno));
-    return 1;
-  };
+  return [f, global] { return RunReplay(*f, *global); };
 }
 
 }  // namespace yard::cli

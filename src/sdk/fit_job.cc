@@ -171,9 +171,9 @@ StatusOr<std::unique_ptr<yard::HttpClient>> ConnectTo(const Connection& c) {
   return yard::Connect(o);
 }
 
-// Uploads top/data then top/main; returns the bundle manifest with the
-// arrays under data/.
-StatusOr<yard::Manifest> Upload(const yard::HttpClient& client, const std::string& top,
+}  // namespace
+
+StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std::string& top,
                                 TransferReport* report) {
   yard::TransferStats data_stats, rest_stats;
   YARD_ASSIGN_OR_RETURN(yard::Manifest data,
@@ -194,6 +194,8 @@ StatusOr<yard::Manifest> Upload(const yard::HttpClient& client, const std::strin
   report->bytes_total = data_stats.bytes_total + rest_stats.bytes_total;
   return bundle;
 }
+
+namespace {
 
 Json JobSpec(const JobInput& in, const yard::Manifest& bundle) {
   return {{"command", TrainCommand(in)},
@@ -221,7 +223,8 @@ std::map<std::string, std::string> MirrorDirs(const JobInput& in) {
   return dirs;
 }
 
-// Streams the job's events into `tracker` and `mirror` until its end.
+}  // namespace
+
 Status FollowToEnd(const yard::HttpClient& client, const std::string& job_id,
                    ProgressTracker* tracker, yard::ArtifactMirror* mirror) {
   using Clock = std::chrono::steady_clock;
@@ -240,6 +243,8 @@ Status FollowToEnd(const yard::HttpClient& client, const std::string& job_id,
     return true;
   });
 }
+
+namespace {
 
 // Downloads outputs/model.pt into a new temporary folder; nullptr when the
 // job wrote none.
@@ -275,7 +280,7 @@ std::string SubmittedLine(const JobInput& in, const std::string& job_id) {
 std::string Record(const Submitted& job, const Json& final_job, const JobInput& in,
                    ProgressTracker* tracker) {
   RecordInput r{job.job_id, job.spec,          job.manifest, job.bundle_dir->path(),
-                final_job,  tracker->events(), in.packages};
+                final_job,  tracker->events(), in.packages, nlohmann::json()};
   StatusOr<std::string> path = WriteRecordArchive(std::move(r));
   if (!path.ok()) {
     tracker->Info("could not write the record archive of " + job.job_id + ": " +
@@ -314,7 +319,7 @@ StatusOr<Submitted> Submit(const JobInput& in) {
   YARD_RETURN_IF_ERROR(WriteBundle(in, top->path()));
   Submitted out;
   YARD_ASSIGN_OR_RETURN(out.client, ConnectTo(in.connection));
-  YARD_ASSIGN_OR_RETURN(yard::Manifest bundle, Upload(*out.client, top->path(), &out.transfer));
+  YARD_ASSIGN_OR_RETURN(yard::Manifest bundle, UploadBundle(*out.client, top->path(), &out.transfer));
   Tell(in, "", UploadLine(out.transfer));
   Json spec = JobSpec(in, bundle);
   YARD_ASSIGN_OR_RETURN(Json reply, out.client->Post("/v1/jobs", spec));

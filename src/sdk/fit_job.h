@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "client/http_client.h"
+#include "client/transfer.h"
+#include "common/manifest.h"
 #include "common/status.h"
 #include "sdk/fit_types.h"
 #include "trainer/npy.h"
@@ -95,6 +97,17 @@ struct JobOutcome {
 // in.ckpt_dir / in.log_dir) and fetches its trained model if it succeeded.
 // Errors only when the server fails us; a failed job is an outcome.
 yard::StatusOr<JobOutcome> Finish(const Submitted& job, const JobInput& in);
+
+// Uploads top/data then top/main (the arrays apart, for the numbers in
+// `report`); returns the bundle manifest with the arrays under data/.
+yard::StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std::string& top,
+                                            TransferReport* report);
+
+class ProgressTracker;
+// Streams the job's events into `tracker` and `mirror` until its end,
+// reconnecting while the connection fails for less than two minutes.
+yard::Status FollowToEnd(const yard::HttpClient& client, const std::string& job_id,
+                         ProgressTracker* tracker, yard::ArtifactMirror* mirror);
 
 // The `yard` binary to start an embedded server with: `configured`, else
 // $YARD_BIN, else `yard` beside the running program, else on PATH; "" when

@@ -81,25 +81,34 @@ std::string FormatValues(const std::map<std::string, double>& values) {
   return out;
 }
 
-History HistoryFromEvents(const std::vector<Json>& events) {
+const Json* EpochValues(const Json& ev) {
+  if (!ev.is_object() || ev.value("kind", "") != "metric" || !ev.contains("values")) return nullptr;
+  const Json& v = ev["values"];
+  if (!v.is_object() || !v.contains("epoch") || !v["epoch"].is_number() || v.contains("event"))
+    return nullptr;
+  return &v;
+}
+
+std::pair<History, std::vector<int64_t>> HistoryWithEpochs(const std::vector<Json>& events) {
   std::map<int64_t, std::map<std::string, double>> per_epoch;
-  for (const Json& ev : events) {
-    if (ev.value("kind", "") != "metric" || !ev.contains("values")) continue;
-    const Json& v = ev["values"];
-    if (!v.is_object() || !v.contains("epoch") || !v["epoch"].is_number() || v.contains("event"))
-      continue;
-    per_epoch[v["epoch"].get<int64_t>()] = NumericValues(v);
-  }
-  History history;
+  for (const Json& ev : events)
+    if (const Json* v = EpochValues(ev)) per_epoch[(*v)["epoch"].get<int64_t>()] = NumericValues(*v);
+  std::pair<History, std::vector<int64_t>> out;
+  History& history = out.first;
   for (const auto& [epoch, values] : per_epoch)
     for (const auto& [k, _] : values) history[k];
   for (const auto& [epoch, values] : per_epoch) {
+    out.second.push_back(epoch);
     for (auto& [k, column] : history) {
       auto it = values.find(k);
       column.push_back(it == values.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
     }
   }
-  return history;
+  return out;
+}
+
+History HistoryFromEvents(const std::vector<Json>& events) {
+  return HistoryWithEpochs(events).first;
 }
 
 ProgressTracker::ProgressTracker(std::string job_id, int64_t epochs, ProgressCallback sink)

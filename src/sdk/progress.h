@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sdk/fit_types.h"
@@ -19,11 +20,23 @@ namespace trainyard::internal {
 // the training metrics, then val_loss and the validation metrics.
 std::string FormatValues(const std::map<std::string, double>& values);
 
+// The values object of a per-epoch metric event ({"kind": "metric",
+// "values": {"epoch": N, ...}} without an "event" key), else nullptr.
+const nlohmann::json* EpochValues(const nlohmann::json& event);
+
 // Keras-shaped history from every metric event of a job (all attempts: a
 // resumed run repeats no epoch; a re-run epoch keeps its newest values).
-// Keys other than numbers and the bookkeeping ones (epoch, epochs, event,
-// seconds, samples_per_s) become columns; gaps are NaN.
+// The one rule for both SDKs (the Python SDK binds this; docs/python.md,
+// "History"): every key with a number or null value, except the bookkeeping
+// ones (epoch, epochs, event, seconds, samples_per_s, step, steps), is a
+// column with one float per epoch; a value reported as null (non-finite) or
+// missing from an epoch is NaN, so every column is as long as the epochs
+// and holds floats only. Other values (strings, booleans) are not columns.
 History HistoryFromEvents(const std::vector<nlohmann::json>& events);
+
+// The history and its epochs (1-based, ascending), one per history row.
+std::pair<History, std::vector<int64_t>> HistoryWithEpochs(
+    const std::vector<nlohmann::json>& events);
 
 // Feeds events in order, one call per event; calls `sink` with what is
 // worth showing. Not thread-safe.

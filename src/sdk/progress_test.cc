@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 namespace trainyard::internal {
 namespace {
@@ -28,6 +30,33 @@ TEST(HistoryFromEventsTest, OneColumnPerMetricOneValuePerEpochNewestWins) {
   ASSERT_EQ(h["val_loss"].size(), 3u);
   EXPECT_TRUE(std::isnan(h["val_loss"][0]));
   EXPECT_EQ(h["val_loss"][2], 0.55);
+}
+
+// The cases the Python SDK's test reads too (tests/sdk/history_cases.json):
+// both faces of the one history rule give the same columns, values, NaNs
+// and epochs for the same event stream.
+TEST(HistoryFromEventsTest, SharedCasesWithThePythonSdk) {
+  std::ifstream f(std::string(YARD_SOURCE_DIR) + "/tests/sdk/history_cases.json");
+  ASSERT_TRUE(f) << "tests/sdk/history_cases.json is missing";
+  std::stringstream text;
+  text << f.rdbuf();
+  Json doc = Json::parse(text.str());
+  ASSERT_FALSE(doc["cases"].empty());
+  for (const Json& c : doc["cases"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    auto [history, epochs] = HistoryWithEpochs(c["events"].get<std::vector<Json>>());
+    EXPECT_EQ(epochs, c["epochs"].get<std::vector<int64_t>>());
+    ASSERT_EQ(history.size(), c["history"].size());
+    for (const auto& [key, want] : c["history"].items()) {
+      ASSERT_TRUE(history.count(key)) << key;
+      const std::vector<double>& got = history[key];
+      ASSERT_EQ(got.size(), want.size()) << key;
+      for (size_t i = 0; i < got.size(); ++i) {
+        if (want[i].is_null()) EXPECT_TRUE(std::isnan(got[i])) << key << "[" << i << "]";
+        else EXPECT_EQ(got[i], want[i].get<double>()) << key << "[" << i << "]";
+      }
+    }
+  }
 }
 
 TEST(FormatValuesTest, KerasOrder) {

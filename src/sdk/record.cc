@@ -12,6 +12,7 @@
 #include "common/files.h"
 #include "common/process.h"
 #include "sdk/fit_job.h"
+#include "sdk/progress.h"
 
 namespace trainyard::internal {
 namespace {
@@ -54,9 +55,23 @@ Json RecordJson(const RecordInput& in) {
           {"created_at", UnixSeconds()},
           {"spec", in.spec},
           {"job", in.job},
-          {"environment", RecordEnvironment(in.packages)},
+          {"environment", in.environment.is_null() ? RecordEnvironment(in.packages) : in.environment},
           {"decisions", decisions},
           {"final_metrics", FinalMetrics(in.events)}};
+}
+
+// A rename, or a copy and a removal where the two are on different file
+// systems (the Python SDK's stash under $YARD_HOME, the stage under /tmp).
+yard::Status MoveTree(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  if (!ec) return yard::Status::Ok();
+  fs::copy(from, to, fs::copy_options::recursive, ec);
+  if (ec)
+    return yard::Internal("staging the bundle's " + from.filename().string() + " (" +
+                          from.string() + "): " + ec.message());
+  fs::remove_all(from, ec);
+  return yard::Status::Ok();
 }
 
 // stage/{record.json, events.jsonl, bundle/manifest.json, bundle/main, bundle/data}
@@ -69,18 +84,15 @@ yard::Status Stage(RecordInput& in, const std::string& stage) {
     lines += ev.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/events.jsonl", lines));
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/bundle/manifest.json", in.manifest.dump()));
-  std::error_code ec;
-  for (const char* part : {"main", "data"}) {
-    fs::rename(fs::path(in.bundle_top) / part, fs::path(stage) / "bundle" / part, ec);
-    if (ec)
-      return yard::Internal("staging the bundle's " + std::string(part) + ": " + ec.message());
-  }
+  for (const char* part : {"main", "data"})
+    YARD_RETURN_IF_ERROR(MoveTree(fs::path(in.bundle_top) / part, fs::path(stage) / "bundle" / part));
   return yard::Status::Ok();
 }
 
 }  // namespace
 
-Json RecordEnvironment(const std::map<std::string, std::string>& packages) {
+Json RecordEnvironment(const std::map<std::string, std::string>& packages,
+                       const std::string& python) {
   struct utsname u {};
   ::uname(&u);
   std::string platform = std::string(u.sysname) + "-" + u.release + "-" + u.machine;
@@ -89,8 +101,8 @@ Json RecordEnvironment(const std::map<std::string, std::string>& packages) {
             {"release", u.release},
             {"machine", u.machine},
             {"platform", platform}}},
-          {"sdk", "c++ (trainyard_sdk)"},
-          {"python", nullptr},
+          {"sdk", python.empty() ? "c++ (trainyard_sdk)" : "python (trainyard)"},
+          {"python", python.empty() ? Json() : Json(python)},
           {"packages", packages},
           {"env", EnvironmentVariables()}};
 }
@@ -98,11 +110,8 @@ Json RecordEnvironment(const std::map<std::string, std::string>& packages) {
 Json FinalMetrics(const std::vector<Json>& events) {
   Json last = Json::object();
   for (const Json& ev : events) {
-    if (ev.value("kind", "") != "metric" || !ev.contains("values")) continue;
-    const Json& v = ev["values"];
-    if (!v.is_object() || !v.contains("epoch") || !v["epoch"].is_number() || v.contains("event"))
-      continue;
-    if (last.empty() || v["epoch"].get<double>() >= last["epoch"].get<double>()) last = v;
+    const Json* v = EpochValues(ev);
+    if (v && (last.empty() || (*v)["epoch"].get<double>() >= last["epoch"].get<double>())) last = *v;
   }
   for (const char* k : {"seconds", "samples_per_s", "epochs"}) last.erase(k);
   return last;

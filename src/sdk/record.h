@@ -1,6 +1,7 @@
-// record = true for the C++ SDK: the record archive of docs/formats.md
-// ("Record archive"), the same format the Python SDK writes, so
-// `yard replay ARCHIVE` runs a C++ fit job again. Torch-free.
+// record = true for both SDKs: the record archive of docs/formats.md
+// ("Record archive"), written here for the C++ SDK and, through the
+// binding, for the Python SDK, so `yard replay ARCHIVE` runs either again.
+// Torch-free.
 #pragma once
 
 #include <map>
@@ -22,13 +23,19 @@ struct RecordInput {
   nlohmann::json job;                           // the job as the API returned it at the end
   std::vector<nlohmann::json> events;           // the whole event stream
   std::map<std::string, std::string> packages;  // name -> version ("libtorch")
+  // The caller's RecordEnvironment when it was taken earlier (the Python
+  // SDK takes it at submission; attach may run in another process); null:
+  // RecordEnvironment(packages) now.
+  nlohmann::json environment;
 };
 
-// {"os": {system, release, machine, platform}, "sdk", "python": null,
-// "packages", "env"}; env omits every variable whose name contains TOKEN,
-// KEY, SECRET, PASSWORD, PASSWD, CREDENTIAL, AUTH, COOKIE or SESSION
-// (case-insensitive).
-nlohmann::json RecordEnvironment(const std::map<std::string, std::string>& packages);
+// {"os": {system, release, machine, platform}, "sdk", "python", "packages",
+// "env"}; env omits every variable whose name contains TOKEN, KEY, SECRET,
+// PASSWORD, PASSWD, CREDENTIAL, AUTH, COOKIE or SESSION (case-insensitive).
+// `python`: the interpreter's sys.version for the Python SDK ("" -> null,
+// and sdk "c++ (trainyard_sdk)").
+nlohmann::json RecordEnvironment(const std::map<std::string, std::string>& packages,
+                                 const std::string& python = "");
 
 // The last per-epoch metric values without seconds, samples_per_s, epochs.
 nlohmann::json FinalMetrics(const std::vector<nlohmann::json>& events);

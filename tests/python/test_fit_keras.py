@@ -179,7 +179,7 @@ def test_record_then_replay_on_a_fresh_home(first_fit, tmp_path):
     fresh = Home(tmp_path / "fresh")
     try:
         def replay(path, via_yard=False):
-            # `yard replay` is a thin front for `python -m trainyard.replay`.
+            # `python -m trainyard.replay` is a thin front for `yard replay` (C++).
             cmd = ([str(YARD), "replay"] if via_yard else [sys.executable, "-m", "trainyard.replay"])
             proc = subprocess.run(cmd + [str(path), "--json"], capture_output=True, text=True, timeout=300,
                                   env=fresh.env(YARD_PYTHON=sys.executable))

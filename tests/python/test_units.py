@@ -1,6 +1,9 @@
-"""Fast checks of the SDK's pure-Python parts (no server, no TensorFlow)."""
+"""Fast checks of the SDK's parts that need no server and no TensorFlow
+(the pure-Python ones and the bound C++ engine)."""
 import io
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +29,24 @@ def test_history_from_events_spans_attempts_and_skips_progress():
     assert epochs == [1, 2, 3]
     assert hist == {"loss": [0.9, 0.69, 0.5], "accuracy": [0.5, 0.61, 0.8]}
     assert record.final_metrics(events) == {"epoch": 3, "loss": 0.5, "accuracy": 0.8}
+
+
+HISTORY_CASES = Path(__file__).resolve().parents[1] / "sdk" / "history_cases.json"
+
+
+def test_history_is_the_cpp_sdks_on_the_shared_cases():
+    """The cases src/sdk/progress_test.cc checks the C++ face with: the
+    Python face gives the same columns, floats, NaNs and epochs."""
+    cases = json.loads(HISTORY_CASES.read_text())["cases"]
+    assert cases
+    for case in cases:
+        hist, epochs = fit.history_from_events(case["events"])
+        assert epochs == case["epochs"], case["name"]
+        assert sorted(hist) == sorted(case["history"]), case["name"]
+        for key, want in case["history"].items():
+            got = hist[key]
+            assert all(type(v) is float for v in got), (case["name"], key, got)
+            assert [None if math.isnan(v) else v for v in got] == want, (case["name"], key)
 
 
 def test_fit_kwargs_values_must_be_data():
