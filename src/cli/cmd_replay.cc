@@ -59,10 +59,15 @@ void PrintTable(const Json& r) {
 }
 
 int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
+  // The archive first: a bad one starts no server.
+  StatusOr<trainyard::internal::LoadedRecord> loaded = trainyard::internal::LoadRecordArchive(f.archive);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "yard replay: %s\n", loaded.status().message().c_str());
+    return 2;
+  }
   std::unique_ptr<HttpClient> client = ConnectOrReport(global);
   if (!client) return 2;
   trainyard::internal::ReplayOptions o;
-  o.archive = f.archive;
   o.machines = SplitCommas(f.machines);
   o.tolerance = f.tolerance;
   o.python = RunnerPython();
@@ -72,7 +77,7 @@ int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
     if (json) std::fprintf(stderr, "%s\n", p.text.c_str());
     else trainyard::PrintProgress(p);
   };
-  StatusOr<Json> r = trainyard::internal::Replay(*client, o);
+  StatusOr<Json> r = trainyard::internal::Replay(*client, *loaded, o);
   if (!r.ok()) {
     std::fprintf(stderr, "yard replay: %s\n", r.status().message().c_str());
     return 2;

@@ -99,8 +99,11 @@ yard::StatusOr<LoadedRecord> LoadRecordArchive(const std::string& archive) {
   LoadedRecord out;
   YARD_ASSIGN_OR_RETURN(out.dir, TempDir::Make("trainyard-replay-"));
   YARD_RETURN_IF_ERROR(Tar({"tar", "-xzf", archive, "-C", out.dir->path()}).status());
-  YARD_ASSIGN_OR_RETURN(std::string text, yard::ReadFile(out.dir->path() + "/record.json"));
-  out.record = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  yard::StatusOr<std::string> text = yard::ReadFile(out.dir->path() + "/record.json");
+  if (!text.ok())
+    return yard::InvalidArgument(archive + " is not a trainyard record archive: it has no "
+                                           "record.json (record=True writes trainyard-record-<job>.tar.gz)");
+  out.record = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
   YARD_RETURN_IF_ERROR(CheckFormat(archive, out.record));
   return out;
 }
@@ -122,8 +125,8 @@ Json CompareMetrics(const Json& recorded, const Json& replayed, double tolerance
   return rows;
 }
 
-yard::StatusOr<Json> Replay(const yard::HttpClient& client, const ReplayOptions& o) {
-  YARD_ASSIGN_OR_RETURN(LoadedRecord loaded, LoadRecordArchive(o.archive));
+yard::StatusOr<Json> Replay(const yard::HttpClient& client, const LoadedRecord& loaded,
+                            const ReplayOptions& o) {
   const Json& rec = loaded.record;
   TransferReport transfer;
   YARD_ASSIGN_OR_RETURN(yard::Manifest bundle,

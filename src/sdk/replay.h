@@ -36,7 +36,6 @@ nlohmann::json CompareMetrics(const nlohmann::json& recorded, const nlohmann::js
                               double tolerance);
 
 struct ReplayOptions {
-  std::string archive;
   std::vector<std::string> machines;  // empty: the server's default
   double tolerance = 1e-3;
   // The interpreter for a Keras runner command (`<python> -m
@@ -45,10 +44,11 @@ struct ReplayOptions {
   ProgressCallback on_progress;  // never empty
 };
 
-// Submits the archive's job again, follows it to its end and compares:
+// Submits the loaded archive's job again, follows it to its end and compares:
 // {recorded_job, job, state, tolerance, metrics: CompareMetrics rows, same}
 // where `same` is true when the job succeeded and every metric is within
-// the tolerance. Errors for an unreadable archive or a failing server.
-yard::StatusOr<nlohmann::json> Replay(const yard::HttpClient& client, const ReplayOptions& o);
+// the tolerance. Errors when the server fails us.
+yard::StatusOr<nlohmann::json> Replay(const yard::HttpClient& client, const LoadedRecord& loaded,
+                                      const ReplayOptions& o);
 
 }  // namespace trainyard::internal
