@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <set>
@@ -47,8 +48,14 @@ std::chrono::milliseconds HeartbeatInterval(const Json& reply) {
 struct Queued {
   Assignment assignment;
   Status parse_status;
-  std::string cancel_reason;  // non-empty: cancelled before it started
 };
+
+// The exit record of an attempt that never started.
+Json UnstartedExit(const std::string& message, bool cancelled, bool revoked) {
+  Json exit = {{"kind", "exit"}, {"exit_code", 1}, {"message", message}, {"cancelled", cancelled}};
+  if (revoked) exit["revoked"] = true;
+  return exit;
+}
 
 }  // namespace
 
@@ -84,9 +91,21 @@ struct Agent::Impl {
   void NoteReachable(const Status& st);
   void OnAssign(const Json& j);
   void OnCancel(const std::string& job);
+  // The server takes back an assignment queued behind the running job: if
+  // it has not started, its exit record says so ("revoked") and it never
+  // runs here; if it has, it runs on and ends as usual.
+  void OnRevoke(const std::string& job, int64_t attempt);
   void OnTerminate();
-  void ReapJob();
-  void StartJob(Queued q);
+  // The starter thread: starts the first queued assignment as soon as no
+  // job runs (woken by JobContext::on_done), so that an assignment queued
+  // behind a job (pipelining) starts the moment that job ends.
+  void StartStarter();
+  void StopStarter();
+  void StarterLoop();
+  std::unique_ptr<JobRunner> MakeRunner(Queued q);
+  // Ends queued assignments of `job_id` (of `attempt`; -1: any) without
+  // running them: spools `exit` for each. Returns how many. REQUIRES jobs_mu.
+  int EndQueued(const std::string& job_id, int64_t attempt, const Json& exit);
   void Shutdown();
   // With preemption watching on: the watcher, and a thread that waits for an
   // interruption notice, then for the job to end and every record to be
@@ -115,9 +134,15 @@ struct Agent::Impl {
   std::thread heartbeat;
   // Touched by the Run thread only.
   bool server_reachable = true;
-  std::unique_ptr<JobRunner> job;
-  std::deque<Queued> queued;                       // assignments received while a job ran
   std::set<std::pair<std::string, int64_t>> seen;  // attempts started or queued
+  // The job and the assignments waiting for it to end: the Run thread adds,
+  // cancels and revokes, the starter thread starts them.
+  std::mutex jobs_mu;
+  std::condition_variable jobs_cv;
+  std::unique_ptr<JobRunner> job;  // GUARDED_BY(jobs_mu); may be done already
+  std::deque<Queued> queued;       // GUARDED_BY(jobs_mu)
+  bool starter_stop = false;       // GUARDED_BY(jobs_mu)
+  std::thread starter;
 };
 
 Status Agent::Impl::Open() {
@@ -196,11 +221,10 @@ Status Agent::Impl::WorkLoop() {
 }
 
 Status Agent::Impl::PollOnce(Backoff* backoff, bool* terminate) {
-  ReapJob();
-  // With an assignment waiting for the running job, look again soon.
-  int wait = queued.empty() ? kWorkWaitS : 1;
-  StatusOr<Json> reply =
-      api.GetJson(agent_path + "/work?wait=" + std::to_string(wait), kWorkReadTimeoutS);
+  // pipeline=1: this agent starts an assignment queued behind its job on its
+  // own and answers revokes, so the server may send the next job early.
+  StatusOr<Json> reply = api.GetJson(
+      agent_path + "/work?wait=" + std::to_string(kWorkWaitS) + "&pipeline=1", kWorkReadTimeoutS);
   const Status& st = reply.status();
   if (st.code() == Code::kCancelled) return st;
   if (IsPermanent(st)) return st.WithContext("polling for work");
@@ -213,6 +237,9 @@ Status Agent::Impl::PollOnce(Backoff* backoff, bool* terminate) {
   if (!reply->is_object()) return Status::Ok();
   if (reply->contains("assign")) OnAssign((*reply)["assign"]);
   if (reply->contains("cancel") && (*reply)["cancel"].is_string()) OnCancel((*reply)["cancel"]);
+  if (reply->contains("revoke") && (*reply)["revoke"].is_string() &&
+      reply->value("attempt", Json()).is_number_integer())
+    OnRevoke((*reply)["revoke"], (*reply)["attempt"].get<int64_t>());
   *terminate = reply->contains("terminate") && (*reply)["terminate"] == true;
   return Status::Ok();
 }
@@ -238,62 +265,110 @@ void Agent::Impl::OnAssign(const Json& j) {
   }
   // The same attempt again (a server that restarted, a retried reply).
   if (!seen.insert({a.job, a.attempt}).second) return;
-  ReapJob();
-  if (job) {
-    queued.push_back(std::move(q));
-    return;
-  }
-  StartJob(std::move(q));
+  std::lock_guard<std::mutex> lock(jobs_mu);
+  queued.push_back(std::move(q));
+  jobs_cv.notify_all();
 }
 
 void Agent::Impl::OnCancel(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(jobs_mu);
   if (job && job->job() == job_id && !job->Done()) job->Cancel("cancelled");
-  for (Queued& q : queued) {
-    if (q.assignment.job == job_id) q.cancel_reason = "cancelled";
+  EndQueued(job_id, -1, UnstartedExit("cancelled before it started", true, false));
+}
+
+void Agent::Impl::OnRevoke(const std::string& job_id, int64_t attempt) {
+  std::lock_guard<std::mutex> lock(jobs_mu);
+  if (EndQueued(job_id, attempt, UnstartedExit("handed back unstarted: the server places it again",
+                                               false, true)) == 0)
+    AgentLog("job " + job_id + " was asked back but has started here: it runs on");
+}
+
+int Agent::Impl::EndQueued(const std::string& job_id, int64_t attempt, const Json& exit) {
+  int ended = 0;
+  for (auto it = queued.begin(); it != queued.end();) {
+    if (it->assignment.job != job_id || (attempt >= 0 && it->assignment.attempt != attempt)) {
+      ++it;
+      continue;
+    }
+    StatusOr<int64_t> seq = spool->Append(job_id, it->assignment.attempt, exit);
+    if (!seq.ok()) AgentLog("job " + job_id + ": exit record lost: " + seq.status().ToString());
+    it = queued.erase(it);
+    ++ended;
   }
+  return ended;
 }
 
 void Agent::Impl::OnTerminate() {
+  StopStarter();
   if (warm) warm->Stop();  // the instance ends: no runner for a next job
-  if (job) {
-    job->Cancel("terminated by the server");
-    job->Join();
+  std::unique_ptr<JobRunner> running;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    running = std::move(job);
+    while (!queued.empty())
+      EndQueued(queued.front().assignment.job, queued.front().assignment.attempt,
+                UnstartedExit("terminated by the server before it started", true, false));
   }
-  for (Queued& q : queued) {
-    q.cancel_reason = "terminated by the server";
-    StartJob(std::move(q));  // only writes its exit record
-    job->Join();
+  if (running) {
+    running->Cancel("terminated by the server");
+    running->Join();  // outside jobs_mu: its on_done takes it
   }
-  queued.clear();
   for (auto end = std::chrono::steady_clock::now() + kTerminateFlush;
        std::chrono::steady_clock::now() < end && !stop.stopped();) {
     if (spool->WaitAllAcked(std::chrono::milliseconds(100))) break;
   }
 }
 
-void Agent::Impl::ReapJob() {
-  if (!job || !job->Done()) return;
-  job->Join();
-  job.reset();
-  if (queued.empty()) return;
-  Queued next = std::move(queued.front());
-  queued.pop_front();
-  StartJob(std::move(next));
+void Agent::Impl::StartStarter() {
+  starter = std::thread([this] { StarterLoop(); });
 }
 
-void Agent::Impl::StartJob(Queued q) {
-  // Earlier attempts whose records are all delivered leave no copy behind.
-  RemoveDeliveredJobFolders(
-      config.work_dir + "/jobs",
-      q.assignment.job + "-" + std::to_string(q.assignment.attempt),
-      [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
-  JobContext context{&config, spool.get(), cache.get(), uploader.get(), &stop, inherited_env};
+void Agent::Impl::StopStarter() {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    starter_stop = true;
+  }
+  jobs_cv.notify_all();
+  if (starter.joinable()) starter.join();
+}
+
+void Agent::Impl::StarterLoop() {
+  std::unique_lock<std::mutex> lock(jobs_mu);
+  for (;;) {
+    jobs_cv.wait(lock, [this] { return starter_stop || (!queued.empty() && (!job || job->Done())); });
+    if (starter_stop) return;
+    std::unique_ptr<JobRunner> ended = std::move(job);
+    Queued next = std::move(queued.front());
+    queued.pop_front();
+    job = MakeRunner(std::move(next));
+    JobRunner* fresh = job.get();
+    lock.unlock();
+    ended.reset();  // joins: its thread may be waiting for jobs_mu in on_done
+    // Earlier attempts whose records are all delivered leave no copy behind.
+    RemoveDeliveredJobFolders(
+        config.work_dir + "/jobs", fresh->job() + "-" + std::to_string(fresh->attempt()),
+        [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
+    fresh->Start();
+    lock.lock();
+  }
+}
+
+std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
+  JobContext context;
+  context.config = &config;
+  context.spool = spool.get();
+  context.cache = cache.get();
+  context.uploader = uploader.get();
+  context.agent_stop = &stop;
+  context.inherited_env = inherited_env;
   context.warm = warm.get();
   context.preemption = preemption.get();
-  job = std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
-                                    std::move(q.parse_status));
-  if (!q.cancel_reason.empty()) job->Cancel(q.cancel_reason);
-  job->Start();
+  context.on_done = [this] {
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    jobs_cv.notify_all();
+  };
+  return std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
+                                     std::move(q.parse_status));
 }
 
 void Agent::Impl::StartPreemptionWatch() {
@@ -354,7 +429,13 @@ void Agent::Impl::Shutdown() {
   bootstrap_api->CancelAll();
   if (preemption_watcher) preemption_watcher->Stop();
   if (preemption_reporter.joinable()) preemption_reporter.join();
-  if (job) job->Join();
+  StopStarter();
+  std::unique_ptr<JobRunner> running;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    running = std::move(job);
+  }
+  running.reset();  // joins, outside jobs_mu (its on_done takes it)
   warm.reset();  // after the job: it may run in a process the pool spawned
   if (heartbeat.joinable()) heartbeat.join();
   if (sender) sender->Stop();
@@ -371,6 +452,7 @@ Status Agent::Run() {
   if (st.ok()) {
     impl_->sender->Start();  // leftovers of an earlier agent go first
     impl_->StartHeartbeat();
+    impl_->StartStarter();
     st = impl_->WorkLoop();
   }
   impl_->Shutdown();

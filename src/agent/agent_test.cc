@@ -279,6 +279,63 @@ TEST_F(AgentTest, CancelEndsTheJobWithCancelledTrue) {
   EXPECT_EQ(exit["message"].get<std::string>().rfind("cancelled", 0), 0u) << exit;
 }
 
+// Pipelining: the server may send the next assignment while a job runs.
+TEST_F(AgentTest, AQueuedAssignmentStartsTheMomentTheJobEndsWithoutAnotherPoll) {
+  StartAgent();
+  Assign("job-a", std::string(kWaitForGo) + "echo a");
+  Assign("job-b", "echo b");
+  // Both taken; the agent waits in its next long poll (20 s).
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->work.empty() && state_->polls >= 3;
+  }));
+  int polls = [&] { std::lock_guard<std::mutex> lock(state_->mu); return state_->polls; }();
+  EXPECT_TRUE(state_->Exit("job-b").is_null()) << "job-b waits for job-a";
+  Go("job-a");
+  EXPECT_EQ(WaitExit("job-a")["exit_code"], 0);
+  EXPECT_EQ(WaitExit("job-b", 10s)["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-b"), "b\n");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->polls, polls) << "job-b started without waiting for a poll";
+}
+
+TEST_F(AgentTest, QueuedAssignmentsCancelledOrRevokedBeforeTheyStartNeverRun) {
+  StartAgent();
+  Assign("job-a", std::string(kWaitForGo) + "echo a");
+  Assign("job-b", "echo b");
+  Assign("job-c", "echo c");
+  state_->Push({{"cancel", "job-b"}});
+  state_->Push({{"revoke", "job-c"}, {"attempt", 1}});
+  Json b = WaitExit("job-b"), c = WaitExit("job-c");
+  EXPECT_TRUE(state_->Exit("job-a").is_null()) << "both answered while job-a runs";
+  EXPECT_EQ(b["cancelled"], true);
+  EXPECT_EQ(b["message"], "cancelled before it started");
+  EXPECT_EQ(c["revoked"], true) << c;
+  EXPECT_EQ(c["cancelled"], false);
+  Go("job-a");
+  EXPECT_EQ(WaitExit("job-a")["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-b"), "");
+  EXPECT_EQ(state_->Output("job-c"), "");
+  EXPECT_FALSE(fs::exists(JobDir("job-b")));
+  EXPECT_FALSE(fs::exists(JobDir("job-c")));
+}
+
+TEST_F(AgentTest, ARevokeOfAJobThatHasStartedIsIgnored) {
+  StartAgent();
+  Assign("job-d", std::string("echo started; ") + kWaitForGo + "echo d");
+  ASSERT_TRUE(WaitFor([&] { return OutputHas("job-d", "started\n"); }));
+  state_->Push({{"revoke", "job-d"}, {"attempt", 1}});
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->work.empty();
+  }));
+  Go("job-d");
+  Json exit = WaitExit("job-d");
+  EXPECT_EQ(exit["exit_code"], 0);
+  EXPECT_FALSE(exit.contains("revoked"));
+  EXPECT_EQ(state_->Output("job-d"), "started\nd\n");
+}
+
 TEST_F(AgentTest, RecordsWrittenWhileTheServerIsDownArriveWhenItReturns) {
   StartAgent();
   Assign("job-s", std::string("echo one; ") + kWaitForGo + "echo two");

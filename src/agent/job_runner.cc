@@ -61,6 +61,7 @@ void JobRunner::Start() {
     Main();
     if (ctx_.preemption) ctx_.preemption->AttemptEnded();
     done_ = true;
+    if (ctx_.on_done) ctx_.on_done();
   });
 }
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -47,6 +48,9 @@ struct JobContext {
   // writes no exit record: the agent reports the instance preempted and the
   // server requeues the job.
   PreemptionState* preemption = nullptr;
+  // Called on the runner's thread as its last act (Done() is true and
+  // Join() returns at once after it): the agent starts a queued job then.
+  std::function<void()> on_done;
 };
 
 class JobRunner {

@@ -61,7 +61,20 @@ Status Controller::Recover() {
       MarkLost(instances_[inst.id], "its agent was gone when the server restarted", false);
     }
   }
+  RecoverNextJobs();
   return Status::Ok();
+}
+
+// A starting job on an instance that runs another job was pipelined there.
+// Recovered before its instance's agent polls again (with pipeline=1).
+void Controller::RecoverNextJobs() {
+  for (auto& [id, job] : jobs_) {
+    auto inst = instances_.find(job.instance_id);
+    if (job.state != job_state::kStarting || inst == instances_.end() || inst->second.job_id == id) continue;
+    if (!job.sched.contains("pipelined_at")) continue;
+    next_of_[inst->first] = id;
+    SyncCredentials(inst->second);
+  }
 }
 
 void Controller::Start() {
@@ -329,6 +342,12 @@ StatusOr<JobRecord> Controller::CancelJob(const std::string& user, const std::st
     FinishJob(job, job_state::kCancelled, std::nullopt, "cancelled before it started");
     return store_->GetJob(id);
   }
+  if (auto next = next_of_.find(job.instance_id);
+      next != next_of_.end() && next->second == id && !delivered_.count(id)) {
+    // Queued behind another job and not sent to the agent: it never runs.
+    FinishJob(job, job_state::kCancelled, std::nullopt, "cancelled before it started");
+    return store_->GetJob(id);
+  }
   job.cancel_requested = true;
   job.updated_at = clock_->Now();
   LogError(AppendJobEvents(job, {DecisionEvent("cancel requested")}), "cancel");
@@ -422,27 +441,31 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   if (it == instances_.end()) return Json{{"terminate", true}};
   InstanceRecord& inst = it->second;
   auto jt = jobs_.find(inst.job_id);
-  if (jt == jobs_.end()) return std::nullopt;
+  if (jt == jobs_.end()) return NextWorkFor(inst);
   JobRecord& job = jt->second;
   if (job.cancel_requested && !cancel_sent_.count(job.id)) {
     cancel_sent_.insert(job.id);
     return Json{{"cancel", job.id}};
   }
-  if (job.state != job_state::kStarting) return std::nullopt;
+  if (job.state != job_state::kStarting) return NextWorkFor(inst);
   job.state = job_state::kRunning;
   job.updated_at = clock_->Now();
   Json st = StateEvent(job.state, "running on " + inst.id);
   st["instance"] = inst.id;
   LogError(AppendJobEvents(job, {st}), "deliver");
+  return Json{{"assign", AssignmentJson(job)}};
+}
+
+Json Controller::AssignmentJson(const JobRecord& job) const {
   Json assign = {{"job", job.id}, {"attempt", job.attempt}, {"command", job.spec["command"]},
                  {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
   if (job.spec.value("nodes", 1) > 1) assign["nodes"] = job.spec["nodes"];
   if (job.spec.contains("image")) assign["image"] = job.spec["image"];  // the agent runs it in a container
   if (job.sched.contains("resume_from")) assign["resume_from"] = job.sched["resume_from"];
-  return Json{{"assign", assign}};
+  return assign;
 }
 
-StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_s) {
+StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_s, bool pipeline) {
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
   std::string key = kInstanceKey + instance_id;
@@ -451,6 +474,8 @@ StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_
     {
       std::lock_guard<std::mutex> lock(mu_);
       TouchHeartbeat(instance_id);
+      if (pipeline && instances_.count(instance_id) && pipelining_.insert(instance_id).second)
+        notifier_.Notify("scheduler");  // queued jobs may go behind its job now
       if (auto work = WorkFor(instance_id)) return *work;
     }
     auto left = deadline - std::chrono::steady_clock::now();
@@ -641,7 +666,14 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   if (exit_record && it != jobs_.end() && !ExitIsStale(it->second, instance_id)) {
     const Json& x = *exit_record;
     int64_t code = x.value("exit_code", 1);
-    bool cancelled = x.value("cancelled", false);
+    bool revoked = x.value("revoked", false);
+    bool cancelled = x.value("cancelled", false) || (revoked && it->second.cancel_requested);
+    if (revoked && !it->second.cancel_requested) {
+      // The agent handed back a job queued behind another, unstarted.
+      ReturnUnstarted(it->second, "handed back unstarted by " + instance_id +
+                                      " after waiting behind another job there: placed again");
+      return job.run_acked;
+    }
     std::string state = cancelled ? job_state::kCancelled
                         : code == 0 ? job_state::kSucceeded : job_state::kFailed;
     FinishJob(it->second, state, code, x.value("message", ""));  // and reuses its instance
@@ -716,9 +748,16 @@ void Controller::SyncCredentials(const InstanceRecord& inst) {
   bool runs = jt != jobs_.end() && jt->second.instance_id == inst.id &&
               (jt->second.state == job_state::kStarting || jt->second.state == job_state::kRunning);
   std::string key = runs ? jt->second.id + "#" + std::to_string(jt->second.attempt) : "";
+  // A job queued behind it (pipelining): its agent starts it the moment the
+  // current one ends, before the server has heard, so its chunks open too.
+  auto nt = next_of_.find(inst.id);
+  const JobRecord* next = nt == next_of_.end() || !jobs_.count(nt->second) ? nullptr : &jobs_.at(nt->second);
+  if (next) key += "+" + next->id + "#" + std::to_string(next->attempt);
   credentials_.Put(inst, key);
-  if (runs && credentials_.JobKey(inst.id) != key)
-    credentials_.SetJobChunks(inst.id, key, JobChunks(jt->second));
+  if (key.empty() || credentials_.JobKey(inst.id) == key) return;
+  AgentCredentials::ChunkSet chunks = runs ? JobChunks(jt->second) : AgentCredentials::ChunkSet();
+  if (next) chunks.merge(JobChunks(*next));
+  credentials_.SetJobChunks(inst.id, key, std::move(chunks));
 }
 
 }  // namespace yard

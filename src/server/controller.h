@@ -26,6 +26,17 @@
 //             the due deadlines; its writes are one transaction.
 //   requeue   a lost or preempted instance puts its job back in the queue
 //             (at most max_restarts times), resuming from its newest checkpoint.
+//   pipeline  an instance whose agent polls with pipeline=1 may hold one job
+//             queued behind the one it runs (its "next"): a queued job that
+//             the pass could place nowhere else now (no free instance, no new
+//             one) goes to a busy instance of its user that fits it (a listed
+//             type and market, the same settings) and that its current job
+//             keeps (cool_down_s > 0). It is "starting" there; it runs the
+//             moment the current job ends on the instance, without a round
+//             trip (the server makes it "running" on that job's exit record).
+//             One that waited kPipelineWaitS is taken back (unstarted: the
+//             agent hands it back) and placed again like any queued job.
+//             Quotas count it as active from its assignment, as any job.
 //   pricing   the ledger holds priced intervals (running, cooling) per
 //             instance; see pricing.h.
 //
@@ -97,6 +108,10 @@ StatusOr<std::vector<AgentRecord>> AgentRecordsFromJson(const Json& records);
 
 class Controller {
  public:
+  // How long a job may wait as an instance's next (pipelined behind its
+  // current job) before it is taken back and placed again (controller.h, "pipeline").
+  static constexpr double kPipelineWaitS = 1.0;
+
   Controller(Store* store, BlobStore* blobs, Catalog catalog,
              std::map<std::string, Provider*> providers, AgentLaunchInfo agent_launch,
              const Clock* clock, ControllerOptions options);
@@ -140,8 +155,11 @@ class Controller {
   Status BindAgentCredential(const std::string& instance_id, const std::string& credential);
   StatusOr<InstanceRecord> RegisterAgent(const std::string& instance_id);
   Status Heartbeat(const std::string& instance_id);
-  // Long poll: an assignment, a cancel or terminate, or {} after `wait_s`.
-  StatusOr<Json> PollWork(const std::string& instance_id, double wait_s);
+  // Long poll: an assignment, a cancel, a revoke or terminate, or {} after
+  // `wait_s`. `pipeline`: the agent runs an assignment queued behind its
+  // job as soon as that ends and hands back an unstarted one on a revoke,
+  // so the instance may be given its next job while it runs one.
+  StatusOr<Json> PollWork(const std::string& instance_id, double wait_s, bool pipeline = false);
   // Stores a batch of agent records (see docs/api.md); returns the highest
   // agent seq stored for that job attempt. FailedPrecondition on a gap;
   // PermissionDenied when the job's current attempt is not assigned to
@@ -233,6 +251,46 @@ class Controller {
   const Quota& QuotaFor(const std::string& user) const;
   std::string WaitingPlace(const JobRecord& job) const;
   void ScheduleWaitCheck(JobRecord& job, double at);
+
+  // --- pipelining (pipeline.cc); all REQUIRE mu_ held ---
+  // Makes `job` (queued, missed by the pass) the next job of a busy instance
+  // that fits it; false when none does.
+  bool TryPipeline(JobRecord& job);
+  // Gives the user's instances with a free next slot the first queued jobs
+  // that a pass missed (called when an instance's next job started).
+  void PipelineNow(const std::string& user);
+  bool FitsForPipeline(const JobRecord& job, const InstanceRecord& inst) const;
+  // The job that ran on `inst` ended: its next job becomes its job (running
+  // when its assignment was delivered: the agent started it at once).
+  // False when the instance has no next job.
+  bool PromoteNext(InstanceRecord& inst);
+  // Makes `job` the next job of `inst` (TryPipeline found it fits).
+  void PipelineOnto(JobRecord& job, InstanceRecord& inst);
+  // Takes `job`, the next job of an instance, back to the front of the queue
+  // (not started: its assignment was never delivered or the agent handed it
+  // back); the attempt is not counted as a restart, and it is not pipelined
+  // again.
+  void ReturnUnstarted(JobRecord& job, const std::string& why);
+  // The job that ran on `inst` is over: the next job runs (true), or the
+  // instance cools or ends (ReleaseInstance; `inst` may dangle then).
+  bool JobLeftInstance(InstanceRecord& inst, double cool_down_s);
+  // Forgets `instance_id`'s next job (it ended or left); returns its id or "".
+  std::string DropNext(const std::string& instance_id);
+  // A pipelined job's message to its agent (a cancel, a revoke, its
+  // assignment), once each; nullopt when none is due.
+  std::optional<Json> NextWorkFor(InstanceRecord& inst);
+  // The assignment the agent gets for `job`'s current attempt.
+  Json AssignmentJson(const JobRecord& job) const;
+  // The job's side of an assignment to `inst` (state starting, a new attempt).
+  void StartAttempt(JobRecord& job, const InstanceRecord& inst);
+  // Next jobs that waited kPipelineWaitS: a revoke for delivered ones (the
+  // agent hands them back if it has not started them), undelivered ones
+  // back to the queue at once.
+  void RevokeLongWaits();
+  // The instance's next job, or nullptr.
+  JobRecord* NextJobOf(const std::string& instance_id);
+  // Rebuilds next_of_ from the recovered jobs (Recover).
+  void RecoverNextJobs();
 
   // --- lifecycle (lifecycle.cc); all REQUIRE mu_ held ---
   void FinishJob(JobRecord& job, const std::string& state, std::optional<int64_t> exit_code,
@@ -327,6 +385,17 @@ class Controller {
   std::chrono::steady_clock::time_point last_monitor_;
   std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
   std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
+  // Pipelining: instance -> the job queued behind its current one, and the
+  // instances whose agent polls with pipeline=1 (forgotten with the instance;
+  // after a server restart known again from the agent's next poll).
+  std::map<std::string, std::string> next_of_;     // GUARDED_BY(mu_)
+  std::set<std::string> pipelining_;               // GUARDED_BY(mu_)
+  std::set<std::string> delivered_;                // next jobs whose assignment went out, GUARDED_BY(mu_)
+  std::map<std::string, bool> revoke_;             // next jobs to ask back -> asked, GUARDED_BY(mu_)
+  // Group keys that the last PlaceQueuedJobs could place nowhere: only
+  // their jobs may be pipelined outside a pass (PipelineNow).
+  std::set<std::string> last_missed_;              // GUARDED_BY(mu_)
+  std::set<std::string> pass_missed_;              // the same, being gathered, GUARDED_BY(mu_)
   PassStats stats_;                    // GUARDED_BY(mu_)
   std::mutex calls_mu_;                // provider calls come from any thread
   std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_;  // GUARDED_BY(calls_mu_)

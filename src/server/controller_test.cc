@@ -955,3 +955,216 @@ TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
 
 }  // namespace
 }  // namespace yard
+
+namespace yard {
+namespace {
+
+// ---------------------------------------------------------------- pipelining
+
+class PipelineTest : public ControllerTest {
+ protected:
+  // One A instance (capacity 1) running `first` (kept 600 s after it) for
+  // an agent that polls with pipeline=1.
+  void StartFirst(ControllerOptions opts = {}) {
+    Build(1, 0, opts);
+    first_ = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+    Settle();
+    inst_ = Job(first_).instance_id;
+    ASSERT_TRUE(Poll().contains("assign"));
+  }
+  Json Poll(bool pipeline = true) { return controller_->PollWork(inst_, 0, pipeline).value(); }
+  // The agent's records for `job`'s current attempt: just its exit.
+  Status Exit(const std::string& job, Json extra = {}) {
+    Json exit = {{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}};
+    if (extra.is_object()) exit.update(extra);
+    return controller_->AcceptAgentRecords(inst_, job, Job(job).attempt, 1, Json::array({exit})).status();
+  }
+  std::string first_, inst_;
+};
+
+TEST_F(PipelineTest, AQueuedJobWaitsOnTheBusyInstanceAndRunsThereOnTheExitRecord) {
+  StartFirst();
+  Json bundle = Bundle("ann", "print('second')\n");
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}, {"bundle", bundle}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kStarting);
+  EXPECT_EQ(Job(second).instance_id, inst_);
+  EXPECT_TRUE(HasDecision(second, "queued on busy instance " + inst_ + " behind job " + first_));
+  // Its agent gets it while the first runs, and may read its bundle already.
+  Json work = Poll();
+  ASSERT_TRUE(work.contains("assign")) << work.dump();
+  EXPECT_EQ(work["assign"]["job"], second);
+  EXPECT_TRUE(controller_->credentials().MayRead(inst_, bundle["files"][0]["chunks"][0][0]));
+  EXPECT_EQ(Job(first_).state, job_state::kRunning);
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(first_).state, job_state::kSucceeded);
+  EXPECT_EQ(Job(second).state, job_state::kRunning) << "started by the agent as the first ended";
+  EXPECT_EQ(store_->GetInstance(inst_)->state, instance_state::kBusy);
+  EXPECT_EQ(store_->GetInstance(inst_)->job_id, second);
+  EXPECT_FALSE(Poll().contains("assign")) << "delivered once";
+  ASSERT_TRUE(Exit(second).ok());
+  EXPECT_EQ(Job(second).state, job_state::kSucceeded);
+  EXPECT_EQ(store_->GetInstance(inst_)->state, instance_state::kCooling);
+}
+
+TEST_F(PipelineTest, AnAgentThatDoesNotAskGetsNoJobWhileItRunsOne) {
+  Build(1, 0);
+  first_ = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  Settle();
+  inst_ = Job(first_).instance_id;
+  ASSERT_TRUE(Poll(/*pipeline=*/false).contains("assign"));
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kRequesting);
+  EXPECT_TRUE(Poll(false).empty());
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(second).state, job_state::kStarting) << "reused at once, as before";
+  EXPECT_EQ(Poll(false)["assign"]["job"], second);
+}
+
+TEST_F(PipelineTest, OnlyJobsThatCanGoNowhereElseAndOnlyBehindJobsThatKeepTheirInstance) {
+  Build(1, 1);
+  first_ = Submit("ann", {"A"});  // no cool-down: its instance ends with it
+  Settle();
+  inst_ = Job(first_).instance_id;
+  ASSERT_TRUE(Poll().contains("assign"));
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kRequesting) << "not behind a job whose instance ends";
+  std::string third = Submit("ann", {"A", "B"}, {{"cool_down_s", 600}});
+  Settle();
+  EXPECT_NE(Job(third).instance_id, inst_) << "a new B instance, as the fallback order says";
+}
+
+TEST_F(PipelineTest, PipelinedAssignmentsWithACancelInBetween) {
+  StartFirst();
+  // Not yet sent to the agent: cancelled at once, it never runs.
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Job(second).state, job_state::kStarting);
+  ASSERT_TRUE(controller_->CancelJob("ann", second).ok());
+  EXPECT_EQ(Job(second).state, job_state::kCancelled);
+  EXPECT_TRUE(Poll().empty()) << "nothing for the agent";
+  // Sent: the agent is told, ends it unstarted (its exit says cancelled).
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], third);
+  ASSERT_TRUE(controller_->CancelJob("ann", third).ok());
+  EXPECT_EQ(Poll()["cancel"], third);
+  ASSERT_TRUE(Exit(third, {{"exit_code", 1}, {"cancelled", true}, {"message", "cancelled before it started"}}).ok());
+  EXPECT_EQ(Job(third).state, job_state::kCancelled);
+  EXPECT_EQ(Job(first_).state, job_state::kRunning) << "the running job goes on";
+  // A job queued now takes the freed slot; the first's end starts it.
+  std::string fourth = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], fourth);
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(fourth).state, job_state::kRunning);
+  EXPECT_EQ(store_->GetInstance(inst_)->job_id, fourth);
+}
+
+TEST_F(PipelineTest, AJobQueuedOnAnInstanceThatDiesIsRequeued) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], second);
+  ASSERT_TRUE(sim_->InterruptNow(inst_, "reclaimed").ok());
+  controller_->RunPass();
+  EXPECT_EQ(store_->GetInstance(inst_)->state, instance_state::kLost);
+  for (const std::string& job : {first_, second}) {
+    EXPECT_NE(Job(job).instance_id, inst_) << job;
+    EXPECT_TRUE(HasDecision(job, "requeued")) << job;
+  }
+  EXPECT_TRUE(HasDecision(second, "with this job queued behind its job " + first_));
+  Settle();
+  EXPECT_EQ(Job(first_).state, job_state::kStarting) << "on a new instance, first in line";
+  inst_ = Job(first_).instance_id;
+  ASSERT_TRUE(Poll().contains("assign"));  // its agent asks with pipeline=1
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kStarting) << "behind it again";
+  EXPECT_EQ(Job(second).instance_id, inst_);
+}
+
+TEST_F(PipelineTest, AJobWaitingBehindALongOneIsTakenBackAndPlacedAgain) {
+  StartFirst();
+  // Delivered: the agent is asked to hand it back.
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], second);
+  int64_t attempt = Job(second).attempt;
+  clock_.Set(clock_.Now() + Controller::kPipelineWaitS - 0.1);
+  controller_->RunPass();
+  EXPECT_TRUE(Poll().empty()) << "not yet";
+  clock_.Set(clock_.Now() + 0.2);
+  controller_->RunPass();
+  Json revoke = Poll();
+  EXPECT_EQ(revoke["revoke"], second) << revoke.dump();
+  EXPECT_EQ(revoke["attempt"], attempt);
+  ASSERT_TRUE(Exit(second, {{"exit_code", 1}, {"revoked", true}, {"message", "handed back"}}).ok());
+  EXPECT_EQ(Job(second).state, job_state::kRequesting);
+  EXPECT_TRUE(Job(second).instance_id.empty());
+  EXPECT_EQ(Job(second).sched.value("restarts", 0), 0) << "not a restart: it never ran";
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kRequesting) << "not queued behind the long job again";
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(second).state, job_state::kStarting) << "it takes the instance once free";
+  EXPECT_EQ(Poll()["assign"]["job"], second);
+  // Not delivered: taken back without the agent.
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Job(third).state, job_state::kStarting);
+  clock_.Set(clock_.Now() + Controller::kPipelineWaitS + 0.1);
+  controller_->RunPass();
+  EXPECT_EQ(Job(third).state, job_state::kRequesting);
+  EXPECT_TRUE(Poll().empty()) << "no revoke for what the agent never got";
+}
+
+TEST_F(PipelineTest, ARevokeThatFindsTheJobStartedLetsItRun) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], second);
+  clock_.Set(clock_.Now() + Controller::kPipelineWaitS + 0.1);
+  controller_->RunPass();
+  ASSERT_TRUE(Poll().contains("revoke"));
+  // The agent had started it (the first ended meanwhile): it ignores the
+  // revoke, and the job ends as usual.
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(second).state, job_state::kRunning);
+  ASSERT_TRUE(Exit(second).ok());
+  EXPECT_EQ(Job(second).state, job_state::kSucceeded);
+  EXPECT_EQ(store_->GetInstance(inst_)->state, instance_state::kCooling);
+}
+
+TEST_F(PipelineTest, AQueuedJobCountsAgainstTheJobQuota) {
+  ControllerOptions opts;
+  opts.quota.max_active_jobs = 2;
+  StartFirst(opts);
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(second).state, job_state::kStarting);
+  EXPECT_EQ(Job(third).state, job_state::kWaiting);
+}
+
+TEST_F(PipelineTest, AQueuedJobSurvivesAServerRestart) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  ASSERT_EQ(Poll()["assign"]["job"], second);
+  controller_.reset();
+  std::unique_ptr<SimProvider> old_sim = std::move(sim_);  // its agents live on
+  InstanceRecord adoptable = store_->GetInstance(inst_).value();
+  adoptable.info["pid"] = 1;  // what the new sim adopts by (the fake spawner's handle)
+  ASSERT_TRUE(store_->UpsertInstance(adoptable).ok());
+  Build(1, 0);  // the same store: a restarted server
+  ASSERT_EQ(store_->GetInstance(inst_)->state, instance_state::kBusy);
+  ASSERT_TRUE(Exit(first_).ok());
+  EXPECT_EQ(Job(second).state, job_state::kStarting) << "its delivery was not stored: sent again";
+  EXPECT_EQ(store_->GetInstance(inst_)->job_id, second);
+  EXPECT_EQ(Poll()["assign"]["job"], second);  // the agent knows it already: no second run
+  EXPECT_EQ(Job(second).state, job_state::kRunning);
+}
+
+}  // namespace
+}  // namespace yard

@@ -29,7 +29,17 @@ void Controller::FinishJob(JobRecord& job, const std::string& state,
   for (auto it = noted_.lower_bound(id + "|"); it != noted_.end() && it->rfind(id + "|", 0) == 0;)
     it = noted_.erase(it);
   auto it = instances_.find(inst_id);
-  if (it != instances_.end() && it->second.job_id == id) ReleaseInstance(it->second, cool);
+  if (it != instances_.end() && it->second.job_id == id) {
+    // Its next job runs: the instance stays busy (and its next slot was
+    // filled again if a job waits); waiting jobs look at their own times.
+    if (JobLeftInstance(it->second, cool)) return;
+  } else if (auto next = next_of_.find(inst_id); next != next_of_.end() && next->second == id) {
+    DropNext(inst_id);  // ended before it started there (cancelled, say)
+    if (it != instances_.end()) {
+      SyncCredentials(it->second);
+      PipelineNow(user);
+    }
+  }
   if (free_entry_.count(inst_id)) {
     // Kept free (cooling): only its user's jobs can take it, and they do now,
     // in this transaction. Nothing else changed for a pass (waiting jobs
@@ -143,6 +153,7 @@ void Controller::TerminateInstance(InstanceRecord& inst, const std::string& why)
 void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted) {
   std::string id = inst.id;
   std::string job_id = inst.job_id;
+  std::string next_id = DropNext(id);  // queued there, perhaps not started: requeued too
   Provider* p = ProviderFor(inst.machine_type);
   if (p && !preempted) LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate lost instance");
   CloseInterval(inst);
@@ -150,10 +161,12 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   SaveInstance(inst, instance_state::kLost);
   EraseInstance(id);  // `inst` dangles from here on
   notifier_.Notify(kInstanceKey + id);
+  std::string what = "instance " + id + (preempted ? " was preempted (" : " was lost (") + reason + ")";
+  if (auto next = jobs_.find(next_id); next != jobs_.end())
+    RequeueOrFail(next->second, what + " with this job queued behind its job " + job_id);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
   JobRecord& job = it->second;
-  std::string what = "instance " + id + (preempted ? " was preempted (" : " was lost (") + reason + ")";
   if (job.state == job_state::kRequesting) {
     job.instance_id.clear();  // its reserved instance never came: place it again
     LogError(AppendJobEvents(job, {DecisionEvent(what + ": requesting another")}), "lost");

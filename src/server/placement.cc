@@ -128,6 +128,8 @@ void Controller::EraseInstance(std::string id) {
   gone.id = id;
   IndexInstance(gone);  // drops its free_ entry
   heartbeats_.erase(id);
+  DropNext(id);  // (MarkLost requeued it first)
+  pipelining_.erase(id);
   notifier_.Forget(kInstanceKey + id);
 }
 
@@ -228,6 +230,7 @@ void Controller::Pass() {
     for (const auto& [name, p] : providers_)
       for (const LaunchOutcome& o : p->TakeLaunchOutcomes()) ApplyLaunchOutcome(o);
     if (!wait_checks_.empty() && wait_checks_.begin()->first <= now) CheckWaitingJobs();
+    if (!next_of_.empty()) RevokeLongWaits();
     PlaceQueuedJobs();
   });
   stats_.passes++;
@@ -289,6 +292,7 @@ void Controller::UnwaitJob(JobRecord& job, double now) {
 
 void Controller::PlaceQueuedJobs() {
   Missed missed;
+  pass_missed_.clear();
   // Queue order across groups: always the group whose first job is first.
   // A group leaves the pass at its first miss; the jobs behind would miss too.
   JobQueue::GroupOrder ready = queue_.groups();
@@ -304,6 +308,8 @@ void Controller::PlaceQueuedJobs() {
       ready.insert({*next, key});
   }
   PlaceDueRequests(missed);
+  last_missed_ = std::move(pass_missed_);
+  pass_missed_.clear();
 }
 
 void Controller::ReuseNow(const std::string& user) {
@@ -356,9 +362,17 @@ bool Controller::PlaceJob(JobRecord& job, Missed& missed) {
     const std::string& key = queue_.GroupOf(job.id);
     queue_.set_quota_blocked_at(key, clock_->Now());
     missed.insert(key);
-    return false;
+  } else if (RequestNewInstance(job, missed)) {
+    return true;
   }
-  return RequestNewInstance(job, missed);
+  // Nowhere to go now (its group, perhaps a new one after a fallback, missed):
+  // behind a running job of the user's, if one fits.
+  std::string key = queue_.GroupOf(job.id);
+  if (key.empty() || !missed.count(key)) return false;
+  pass_missed_.insert(key);
+  if (!TryPipeline(job)) return false;
+  missed.erase(key);
+  return true;
 }
 
 bool Controller::TryReuseInstance(JobRecord& job) {
@@ -578,7 +592,7 @@ void Controller::FailAttempt(JobRecord& job, const std::string& machine, const s
   LogError(AppendJobEvents(job, {DecisionEvent("gave up on " + machine + ": " + reason)}), "fallback");
 }
 
-void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string& how) {
+void Controller::StartAttempt(JobRecord& job, const InstanceRecord& inst) {
   job.state = job_state::kStarting;
   job.instance_id = inst.id;
   job.sched["run_instance"] = inst.id;  // whose records this attempt's are
@@ -587,6 +601,12 @@ void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string&
   job.run_acked = 0;
   job.updated_at = clock_->Now();
   Dequeue(job);
+  noted_.erase(job.id + "|instance-quota");
+  stats_.placements++;
+}
+
+void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string& how) {
+  StartAttempt(job, inst);
   inst.user = job.user;
   inst.job_id = job.id;
   if (inst.state == instance_state::kCooling || inst.state == instance_state::kIdle) {
@@ -598,9 +618,172 @@ void Controller::Assign(JobRecord& job, InstanceRecord& inst, const std::string&
   st["instance"] = inst.id;
   st["machine_type"] = inst.machine_type;
   LogError(AppendJobEvents(job, {st}), "assign");
-  noted_.erase(job.id + "|instance-quota");
-  stats_.placements++;
   notifier_.Notify(kInstanceKey + inst.id);
+}
+
+// ---------------------------------------------------------------- pipelining
+
+JobRecord* Controller::NextJobOf(const std::string& instance_id) {
+  auto it = next_of_.find(instance_id);
+  if (it == next_of_.end()) return nullptr;
+  auto jt = jobs_.find(it->second);
+  return jt == jobs_.end() ? nullptr : &jt->second;
+}
+
+std::string Controller::DropNext(const std::string& instance_id) {
+  auto it = next_of_.find(instance_id);
+  if (it == next_of_.end()) return "";
+  std::string id = it->second;
+  next_of_.erase(it);
+  delivered_.erase(id);
+  revoke_.erase(id);
+  return id;
+}
+
+bool Controller::FitsForPipeline(const JobRecord& job, const InstanceRecord& inst) const {
+  if (inst.user != job.user || inst.state != instance_state::kBusy || next_of_.count(inst.id))
+    return false;
+  auto current = jobs_.find(inst.job_id);
+  // Only an instance its job keeps: one that ends with its job has no next.
+  if (current == jobs_.end() || current->second.instance_id != inst.id ||
+      current->second.spec.value("cool_down_s", 0.0) <= 0)
+    return false;
+  return SettingsKey(inst.info.value("settings", Json::object())) == SettingsKey(SettingsOf(job));
+}
+
+bool Controller::TryPipeline(JobRecord& job) {
+  if (pipelining_.empty() || job.sched.value("no_pipeline", false)) return false;
+  for (const MachineRequest& req : RequestsOf(job)) {  // earlier-listed types first
+    for (const std::string& id : pipelining_) {
+      auto it = instances_.find(id);
+      if (it == instances_.end() || it->second.machine_type != req.type) continue;
+      if (!req.market.empty() && it->second.info.value("market", "") != req.market) continue;
+      if (!FitsForPipeline(job, it->second)) continue;
+      PipelineOnto(job, it->second);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Controller::PipelineOnto(JobRecord& job, InstanceRecord& inst) {
+  // Kept aside: should the job come back unstarted, its fallback clock runs on.
+  Json requested_at = job.sched.value("requested_at", Json());
+  StartAttempt(job, inst);
+  job.sched.erase("pipelined_requested_at");
+  if (!requested_at.is_null()) job.sched["pipelined_requested_at"] = requested_at;
+  job.sched["pipelined_at"] = clock_->Now();
+  next_of_[inst.id] = job.id;
+  SyncCredentials(inst);  // its agent may read this job's bundle too now
+  Json st = StateEvent(job.state, "queued on busy instance " + inst.id + " behind job " +
+                                      inst.job_id + ": it starts there when that one ends");
+  st["instance"] = inst.id;
+  st["machine_type"] = inst.machine_type;
+  LogError(AppendJobEvents(job, {st}), "pipeline");
+  notifier_.Notify(kInstanceKey + inst.id);
+}
+
+void Controller::PipelineNow(const std::string& user) {
+  if (pipelining_.empty()) return;
+  std::string prefix = user + '\n';  // see PlacementKey
+  std::vector<std::string> keys;  // in queue order; pipelining changes the queue
+  for (const auto& [order, key] : queue_.groups())
+    if (key.compare(0, prefix.size(), prefix) == 0 && last_missed_.count(key)) keys.push_back(key);
+  for (const std::string& key : keys) {
+    // Instances only get fewer: the first job that fits nowhere ends it.
+    while (const std::string* head = queue_.Head(key)) {
+      if (!TryPipeline(jobs_.at(*head))) return;
+    }
+  }
+}
+
+bool Controller::PromoteNext(InstanceRecord& inst) {
+  JobRecord* next = NextJobOf(inst.id);
+  if (!next) return false;
+  bool delivered = delivered_.count(next->id) > 0;
+  bool revoking = revoke_.count(next->id) > 0;
+  DropNext(inst.id);
+  if (revoking) revoke_[next->id] = true;  // its answer may still come: ReturnUnstarted then
+  next->sched.erase("pipelined_at");
+  next->sched.erase("pipelined_requested_at");
+  CloseInterval(inst);
+  OpenInterval(inst, "running", next->id);
+  inst.job_id = next->id;
+  SaveInstance(inst, instance_state::kBusy);
+  // Not delivered yet: WorkFor delivers it as the instance's job, as usual.
+  if (!delivered) return true;
+  next->state = job_state::kRunning;
+  next->updated_at = clock_->Now();
+  Json st = StateEvent(next->state, "running on " + inst.id + " (queued there, it started as the job before it ended)");
+  st["instance"] = inst.id;
+  LogError(AppendJobEvents(*next, {st}), "promote");
+  return true;
+}
+
+bool Controller::JobLeftInstance(InstanceRecord& inst, double cool_down_s) {
+  if (PromoteNext(inst)) {
+    PipelineNow(inst.user);  // its next slot is free again
+    return true;
+  }
+  ReleaseInstance(inst, cool_down_s);
+  return false;
+}
+
+void Controller::ReturnUnstarted(JobRecord& job, const std::string& why) {
+  std::string inst_id = job.instance_id;
+  if (auto it = next_of_.find(inst_id); it != next_of_.end() && it->second == job.id) DropNext(inst_id);
+  revoke_.erase(job.id);
+  job.state = job_state::kRequesting;
+  job.instance_id.clear();
+  job.updated_at = clock_->Now();
+  job.sched["no_pipeline"] = true;
+  if (job.sched.contains("pipelined_requested_at")) job.sched["requested_at"] = job.sched["pipelined_requested_at"];
+  job.sched.erase("pipelined_requested_at");
+  job.sched.erase("pipelined_at");
+  LogError(AppendJobEvents(job, {StateEvent(job.state, why)}), "return unstarted");
+  std::string user = job.user;
+  Enqueue(job, /*front=*/true);  // it was placed before anything queued now
+  auto it = instances_.find(inst_id);
+  if (it != instances_.end() && it->second.job_id == job.id) {
+    JobLeftInstance(it->second, job.spec.value("cool_down_s", 0.0));  // promoted meanwhile
+  } else if (it != instances_.end()) {
+    SyncCredentials(it->second);
+  }
+  if (free_entry_.count(inst_id)) ReuseNow(user);
+  notifier_.Notify("scheduler");
+}
+
+void Controller::RevokeLongWaits() {
+  double now = clock_->Now();
+  std::vector<std::string> undelivered;
+  for (const auto& [inst_id, job_id] : next_of_) {
+    JobRecord& job = jobs_.at(job_id);
+    if (now - job.sched.value("pipelined_at", now) < kPipelineWaitS || revoke_.count(job_id)) continue;
+    if (!delivered_.count(job_id)) {
+      undelivered.push_back(job_id);
+      continue;
+    }
+    revoke_[job_id] = false;
+    notifier_.Notify(kInstanceKey + inst_id);
+  }
+  for (const std::string& id : undelivered)
+    ReturnUnstarted(jobs_.at(id), "waited " + FormatSeconds(kPipelineWaitS) +
+                                      " behind another job on a busy instance: placed again");
+}
+
+std::optional<Json> Controller::NextWorkFor(InstanceRecord& inst) {
+  JobRecord* next = NextJobOf(inst.id);
+  if (!next) return std::nullopt;
+  if (next->cancel_requested && !cancel_sent_.count(next->id)) {
+    cancel_sent_.insert(next->id);
+    return Json{{"cancel", next->id}};
+  }
+  if (auto rv = revoke_.find(next->id); rv != revoke_.end() && !rv->second) {
+    rv->second = true;
+    return Json{{"revoke", next->id}, {"attempt", next->attempt}};
+  }
+  if (!delivered_.insert(next->id).second) return std::nullopt;
+  return Json{{"assign", AssignmentJson(*next)}};
 }
 
 }  // namespace yard

@@ -44,7 +44,9 @@ Status Heartbeat(ApiContext& ctx, Call& call) {
 Status Work(ApiContext& ctx, Call& call) {
   YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   double wait = std::clamp(std::atof(call.Query("wait", "20").c_str()), 0.0, 60.0);
-  YARD_ASSIGN_OR_RETURN(Json work, ctx.controller->PollWork(call.Param(1), wait));
+  // pipeline=1: the agent takes a job queued behind its current one (docs/api.md).
+  bool pipeline = call.Query("pipeline", "0") == "1";
+  YARD_ASSIGN_OR_RETURN(Json work, ctx.controller->PollWork(call.Param(1), wait, pipeline));
   call.ReplyJson(work);
   return Status::Ok();
 }
