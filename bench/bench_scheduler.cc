@@ -50,7 +50,7 @@ class NoProcessSpawner : public AgentSpawner {
     return static_cast<int>(started.size());
   }
   bool Alive(int, const std::string&) override { return true; }
-  void Stop(int, const std::string&, bool) override {}
+  void Stop(int, const std::string&, bool, std::function<void()>) override {}
   std::vector<std::string> TakeStarted() {
     std::lock_guard<std::mutex> lock(mu);
     return std::exchange(started, {});

@@ -1,10 +1,10 @@
-// AgentSpawner: how the sim provider starts, watches and stops the agents it
-// runs as processes on this host. The real one spawns detached processes;
-// controller_test.cc uses a fake that records the calls. LocalProvider does
-// not use it yet: it spawns and stops its agents itself (local_provider.cc,
-// its own SIGTERM -> wait -> SIGKILL), a second copy of Stop below.
+// AgentSpawner: how the local and sim providers start, watch and stop the
+// agents they run as processes on this host. The real one spawns detached
+// processes; controller_test.cc and local_provider_test.cc use fakes that
+// record the calls.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,24 +22,33 @@ class AgentSpawner {
  public:
   virtual ~AgentSpawner() = default;
   // Starts `yard agent` for instance `id` with its folder `dir`; `extra_args`
-  // and `extra_env` are appended. Returns a pid-like handle.
+  // are appended to its command line; `extra_env` (KEY=VALUE) is added to
+  // the environment, replacing an inherited variable of the same name.
+  // Returns a pid-like handle.
   virtual StatusOr<int> Start(const AgentLaunchInfo& agent, const std::string& id,
                               const std::string& dir, const std::vector<std::string>& extra_args,
                               const std::vector<std::string>& extra_env) = 0;
   virtual bool Alive(int handle, const std::string& id) = 0;
-  // hard: SIGKILL at once. Otherwise SIGTERM, and a detached thread sends
-  // SIGKILL if the process is still alive ~10 s later. Returns at once.
-  virtual void Stop(int handle, const std::string& id, bool hard) = 0;
+  // hard: SIGKILL at once. Otherwise SIGTERM (the agent ends its job), and
+  // SIGKILL if the process is still alive ~10 s later. Returns at once; the
+  // waiting happens on a detached thread, which then calls `once_gone` (if
+  // set) when the process is gone — also when it was gone already — and
+  // never while it still runs.
+  virtual void Stop(int handle, const std::string& id, bool hard,
+                    std::function<void()> once_gone) = 0;
 };
 
-// Real agents: detached `yard agent` processes.
+// Real agents: detached `yard agent` processes, with this process's
+// environment minus its secrets (the server's tokens and cloud keys stay with
+// the server) and minus CUDA_VISIBLE_DEVICES (the provider says which devices
+// an instance has), plus the instance's bootstrap token.
 class ProcessAgentSpawner : public AgentSpawner {
  public:
   StatusOr<int> Start(const AgentLaunchInfo& agent, const std::string& id, const std::string& dir,
                       const std::vector<std::string>& extra_args,
                       const std::vector<std::string>& extra_env) override;
   bool Alive(int handle, const std::string& id) override;
-  void Stop(int handle, const std::string& id, bool hard) override;
+  void Stop(int handle, const std::string& id, bool hard, std::function<void()> once_gone) override;
 };
 
 }  // namespace yard

@@ -1,19 +1,13 @@
 #include "providers/local_provider.h"
 
-#include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <thread>
 
 #include "common/files.h"
-#include "common/process.h"
-#include "providers/agent_spawner.h"
 
 namespace yard {
 
@@ -35,8 +29,8 @@ int DetectGpus() {
   return count;
 }
 
-LocalProvider::LocalProvider(std::string state_dir, int cores, int gpus)
-    : state_dir_(std::move(state_dir)), cores_(cores), gpus_(gpus) {}
+LocalProvider::LocalProvider(std::string state_dir, int cores, int gpus, AgentSpawner* spawner)
+    : state_dir_(std::move(state_dir)), cores_(cores), gpus_(gpus), spawner_(spawner) {}
 
 std::vector<int> LocalProvider::PickFree(const std::set<int>& used, int total, int n) {
   std::vector<int> out;
@@ -66,21 +60,6 @@ std::string JoinInts(const std::vector<int>& v) {
   return s;
 }
 
-std::vector<std::string> AgentEnvironment(const AgentLaunchInfo& agent,
-                                          const std::vector<int>& gpus, bool gpu_host) {
-  std::vector<std::string> env;
-  // The server's secrets (tokens, cloud keys) stay with the server.
-  for (const std::string& e : EnvironmentWithoutSecrets()) {
-    if (e.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
-    env.push_back(e);
-  }
-  env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);  // this instance's bootstrap
-  // On a GPU host every instance sees only its own devices; an instance
-  // without GPUs sees none rather than all.
-  if (gpu_host) env.push_back("CUDA_VISIBLE_DEVICES=" + JoinInts(gpus));
-  return env;
-}
-
 }  // namespace
 
 Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent,
@@ -97,19 +76,14 @@ Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
     held_[inst->id] = {cores, gpus};
   }
   std::string dir = state_dir_ + "/" + inst->id;
-  Status s = MakeDirs(dir);
-  std::vector<std::string> argv = {agent.yard_binary, "agent", "--instance", inst->id,
-                                   "--dir", dir, "--cpus", JoinInts(cores)};
+  std::vector<std::string> args = {"--cpus", JoinInts(cores)};
   std::vector<std::string> confine = LocalSandboxArgs(state_dir_);
-  argv.insert(argv.end(), confine.begin(), confine.end());
-  if (!agent.server_url_file.empty()) {
-    argv.insert(argv.end(), {"--server-file", agent.server_url_file});
-  } else {
-    argv.insert(argv.end(), {"--server", agent.server_url});
-  }
-  StatusOr<int> pid = s.ok() ? SpawnDetached(argv, AgentEnvironment(agent, gpus, gpus_ > 0),
-                                             dir + "/agent.log")
-                             : StatusOr<int>(s);
+  args.insert(args.end(), confine.begin(), confine.end());
+  // On a GPU host every instance sees only its own devices; an instance
+  // without GPUs sees none rather than all.
+  std::vector<std::string> env;
+  if (gpus_ > 0) env.push_back("CUDA_VISIBLE_DEVICES=" + JoinInts(gpus));
+  StatusOr<int> pid = spawner_->Start(agent, inst->id, dir, args, env);
   if (!pid.ok()) {
     Release(inst->id);
     return pid.status().WithContext("starting the local agent for " + inst->id);
@@ -131,19 +105,11 @@ Status LocalProvider::Terminate(const InstanceRecord& inst) {
   Release(inst.id);
   int pid = inst.info.value("pid", 0);
   std::string dir = inst.info.value("dir", "");
-  std::string marker = inst.id;
-  bool alive = pid > 0 && ProcessAlive(pid, marker);
-  if (alive) ::kill(pid, SIGTERM);
-  // The agent ends its job on SIGTERM; make sure it is gone even if stuck,
-  // then free the disk it used.
-  std::thread([pid, marker, dir, alive] {
-    for (int i = 0; alive && i < 100 && ProcessAlive(pid, marker); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (alive && ProcessAlive(pid, marker)) ::kill(pid, SIGKILL);
-    for (int i = 0; alive && i < 50 && ProcessAlive(pid, marker); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!dir.empty() && !(pid > 0 && ProcessAlive(pid, marker))) ClearInstanceFolder(dir);
-  }).detach();
+  // Its disk is freed once the agent (which ends its job first) is gone.
+  std::function<void()> clear;
+  if (!dir.empty()) clear = [dir] { ClearInstanceFolder(dir); };
+  if (pid > 0) spawner_->Stop(pid, inst.id, /*hard=*/false, std::move(clear));
+  else if (clear) clear();
   return Status::Ok();
 }
 
@@ -158,7 +124,7 @@ void ClearInstanceFolder(const std::string& dir) {
 
 bool LocalProvider::IsAlive(const InstanceRecord& inst) {
   int pid = inst.info.value("pid", 0);
-  return pid > 0 && ProcessAlive(pid, inst.id);
+  return pid > 0 && spawner_->Alive(pid, inst.id);
 }
 
 bool LocalProvider::Adopt(const InstanceRecord& inst) {

@@ -2,8 +2,9 @@
 // pinned to its own slice of the cores (sched_setaffinity, inherited by the
 // job) and given its own GPUs through CUDA_VISIBLE_DEVICES.
 //
-// Agents are started detached (their own session, re-parented to init), so
-// they outlive a server crash; a restarted server adopts them again.
+// Agents are started and stopped through an AgentSpawner (the real one starts
+// them detached: their own session, re-parented to init, so they outlive a
+// server crash; a restarted server adopts them again).
 #pragma once
 
 #include <map>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "providers/agent_spawner.h"
 #include "providers/provider.h"
 
 namespace yard {
@@ -19,8 +21,9 @@ namespace yard {
 class LocalProvider : public Provider {
  public:
   // `state_dir`: where instance folders and logs go. `cores`/`gpus`: what
-  // this host offers (see DetectHostCores, DetectGpus).
-  LocalProvider(std::string state_dir, int cores, int gpus);
+  // this host offers (see DetectHostCores, DetectGpus). `spawner` starts and
+  // stops the agents; not owned, must outlive this.
+  LocalProvider(std::string state_dir, int cores, int gpus, AgentSpawner* spawner);
 
   std::string name() const override { return "local"; }
   int Available(const MachineType& type) override;
@@ -40,6 +43,7 @@ class LocalProvider : public Provider {
   const std::string state_dir_;
   const int cores_;
   const int gpus_;
+  AgentSpawner* const spawner_;
   std::mutex mu_;
   std::set<int> used_cores_;  // GUARDED_BY(mu_)
   std::set<int> used_gpus_;   // GUARDED_BY(mu_)

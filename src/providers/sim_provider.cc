@@ -107,7 +107,7 @@ void SimProvider::Tick(double now) {
 void SimProvider::InterruptLocked(std::string id, const std::string& reason) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return;
-  if (it->second.handle > 0) spawner_->Stop(it->second.handle, id, /*hard=*/true);
+  if (it->second.handle > 0) spawner_->Stop(it->second.handle, id, /*hard=*/true, {});
   live_by_type_[it->second.type] -= 1;
   instances_.erase(it);
   interrupted_.push_back({id, reason});
@@ -129,7 +129,7 @@ Status SimProvider::Terminate(const InstanceRecord& inst) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = instances_.find(inst.id);
   if (it == instances_.end()) return Status::Ok();
-  if (it->second.handle > 0) spawner_->Stop(it->second.handle, inst.id, /*hard=*/false);
+  if (it->second.handle > 0) spawner_->Stop(it->second.handle, inst.id, /*hard=*/false, {});
   live_by_type_[it->second.type] -= 1;
   instances_.erase(it);
   return Status::Ok();

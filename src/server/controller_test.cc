@@ -25,7 +25,9 @@ class FakeSpawner : public AgentSpawner {
     return static_cast<int>(started.size());
   }
   bool Alive(int handle, const std::string&) override { return !stopped.count(handle); }
-  void Stop(int handle, const std::string&, bool) override { stopped.insert(handle); }
+  void Stop(int handle, const std::string&, bool, std::function<void()>) override {
+    stopped.insert(handle);
+  }
   std::vector<std::string> started;
   std::map<std::string, std::string> bootstrap;  // instance -> the token its agent got
   std::set<int> stopped;

@@ -81,7 +81,7 @@ StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std:
   int cores = DetectHostCores(), gpus = DetectGpus();
   set.catalog = Catalog::BuiltinLocal(cores, gpus);
   set.spawner = std::make_unique<ProcessAgentSpawner>();
-  set.owned["local"] = std::make_unique<LocalProvider>(home + "/instances", cores, gpus);
+  set.owned["local"] = std::make_unique<LocalProvider>(home + "/instances", cores, gpus, set.spawner.get());
   if (catalog_file.empty()) return set;
   YARD_ASSIGN_OR_RETURN(Json j, ReadJsonFile(catalog_file, "catalog"));
   StatusOr<Catalog> file_catalog = Catalog::FromJson(j);
