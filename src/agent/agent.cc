@@ -344,11 +344,13 @@ void Agent::Impl::StarterLoop() {
     JobRunner* fresh = job.get();
     lock.unlock();
     ended.reset();  // joins: its thread may be waiting for jobs_mu in on_done
+    fresh->Start();
     // Earlier attempts whose records are all delivered leave no copy behind.
+    // After the start: removing a folder takes milliseconds the next job
+    // should not wait for (its own folder is kept by name).
     RemoveDeliveredJobFolders(
         config.work_dir + "/jobs", fresh->job() + "-" + std::to_string(fresh->attempt()),
         [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
-    fresh->Start();
     lock.lock();
   }
 }
