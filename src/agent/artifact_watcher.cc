@@ -6,7 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "agent/agent_log.h"
 
@@ -18,7 +22,44 @@ namespace {
 // After the job has ended nothing should write its files; a file changing
 // that often during its final sync is given up with a message.
 constexpr int kFinalTries = 3;
+
+// One thread per process that closes descriptors for others. Never
+// destroyed (its thread lives as long as the process), so it outlives
+// every watcher, static ones included.
+class BackgroundCloser {
+ public:
+  static BackgroundCloser& Get() {
+    static BackgroundCloser* closer = new BackgroundCloser();
+    return *closer;
+  }
+  void Close(int fd) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fds_.push_back(fd);
+    cv_.notify_one();
+  }
+
+ private:
+  BackgroundCloser() { std::thread([this] { Run(); }).detach(); }
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return !fds_.empty(); });
+      int fd = fds_.front();
+      fds_.pop_front();
+      lock.unlock();
+      ::close(fd);
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<int> fds_;
+};
 }  // namespace
+
+void CloseInBackground(int fd) {
+  if (fd >= 0) BackgroundCloser::Get().Close(fd);
+}
 
 std::optional<std::pair<FileStamp, uint32_t>> StatRegularFile(const std::string& path) {
   struct stat st;
@@ -33,7 +74,10 @@ ArtifactWatcher::ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit
 
 ArtifactWatcher::~ArtifactWatcher() {
   Stop();
-  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+  // Closing an inotify instance that had watches waits for the kernel's RCU
+  // grace period (≈ 15 ms here, more under load): it would sit between a job
+  // and the next on the instance (the runner is joined before the next starts).
+  CloseInBackground(inotify_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 

@@ -31,6 +31,11 @@
 
 namespace yard {
 
+// Closes `fd` (when >= 0) soon, on a thread of its own: for descriptors
+// whose close blocks (an inotify instance with watches waits for an RCU
+// grace period, ≈ 15 ms) where the caller must not wait.
+void CloseInBackground(int fd);
+
 // What tells one version of a file from the next.
 struct FileStamp {
   uint64_t size = 0;

@@ -1,6 +1,8 @@
 #include "agent/artifact_watcher.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -58,6 +60,36 @@ class ArtifactWatcherTest : public testing::Test {
   bool fail_ = false;
   std::function<void(const std::string&)> during_upload_;
 };
+
+// Open inotify instances of this process.
+int InotifyDescriptors() {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    n += fs::read_symlink(e.path(), link_ec).string() == "anon_inode:inotify";
+  }
+  return n;
+}
+
+TEST_F(ArtifactWatcherTest, AnEndedWatchersInotifyInstanceIsClosedInTheBackground) {
+  int before = InotifyDescriptors();
+  {
+    ArtifactWatcher w = MakeWatcher();
+    w.Start(std::chrono::milliseconds(20));
+    EXPECT_EQ(InotifyDescriptors(), before + 1);
+  }  // its close waits for the kernel: not here, but it does happen
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return InotifyDescriptors() == before; }, std::chrono::seconds(10)));
+}
+
+TEST(CloseInBackgroundTest, ClosesTheDescriptorSoon) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  CloseInBackground(fds[0]);
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return ::fcntl(fds[0], F_GETFD) == -1; }, std::chrono::seconds(10)));
+  ::close(fds[1]);
+  CloseInBackground(-1);  // nothing to close: ignored
+}
 
 TEST_F(ArtifactWatcherTest, SyncsAFileStableAcrossTwoScans) {
   ArtifactWatcher w = MakeWatcher();
