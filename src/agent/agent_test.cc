@@ -413,7 +413,8 @@ TEST_F(AgentTest, AFinishedJobsFolderIsRemovedOnceItsRecordsAreDelivered) {
   ASSERT_TRUE(WaitFor([&] { return !fs::exists(SpoolFile("job-f1")); }));
   Assign("job-f2", std::string("echo started; ") + kWaitForGo);
   ASSERT_TRUE(WaitFor([&] { return OutputHas("job-f2", "started\n"); }));
-  EXPECT_FALSE(fs::exists(JobDir("job-f1")));
+  // Removed once the next job has started (not on its way to starting).
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(JobDir("job-f1")); }));
   EXPECT_TRUE(fs::exists(JobDir("job-f2") + "/work"));
   Go("job-f2");
   EXPECT_EQ(WaitExit("job-f2")["exit_code"], 0);
