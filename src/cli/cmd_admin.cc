@@ -13,7 +13,11 @@
 #include "client/connection.h"
 #include "common/files.h"
 #include "common/process.h"
+#include "cli/job_view.h"
+#include "common/clock.h"
+#include "common/hashing.h"
 #include "server/server.h"
+#include "server/token_auth.h"
 #include "store/store.h"
 
 namespace yard::cli {
@@ -53,6 +57,9 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--max-active-instances", o->max_active_instances,
                   "per-user limit of instances (cooling ones included)")->capture_default_str();
   sub->add_option("--quota", o->user_quotas, "per-user override USER=JOBS,INSTANCES (repeatable)");
+  sub->add_option("--max-requests-in-flight", o->max_requests_in_flight,
+                  "per-user limit of API calls being handled at once (past it: 429)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   sub->add_option("--baseline", o->baseline_s, "seconds a cooling spot instance stays at spot price")
       ->capture_default_str();
   sub->add_option("--unit-percentage", o->unit_percentage,
@@ -156,29 +163,108 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   };
 }
 
-Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
-  auto user = std::make_shared<std::string>();
-  auto kind = std::make_shared<std::string>("user");
-  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
-  create->add_option("user", *user, "user name")->required();
-  create->add_option("--kind", *kind, "user or metrics (a scraper: /metrics only); agents get per-instance "
-                                     "credentials at launch")->capture_default_str();
-  sub->require_subcommand(1);
-  return [user, kind, global] {
-    if (*kind == "agent")
-      return Fail("--kind agent is gone: each instance gets its own agent credential at launch "
-                  "(docs/api.md, \"Agent credentials\")");
-    if (*kind != "user" && *kind != "metrics")
-      return Fail("--kind must be 'user' or 'metrics' (reads /metrics only)");
-    std::string home = global->home.empty() ? DefaultYardHome() : global->home;
-    Status s = MakeDirs(home);
-    if (!s.ok()) return Fail(s.message());
-    StatusOr<std::unique_ptr<Store>> store = Store::Open(home + "/state.db");
-    if (!store.ok()) return Fail(store.status().message());
-    StatusOr<std::string> token = (*store)->CreateToken(*user, *kind);
-    if (!token.ok()) return Fail(token.status().message());
-    std::cout << *token << "\n";
+namespace {
+
+// The store of the server's home (`yard token` works on it directly, with
+// or without a server running: a running server reads every change at its
+// next call).
+StatusOr<std::unique_ptr<Store>> OpenHomeStore(const GlobalFlags& global) {
+  std::string home = global.home.empty() ? DefaultYardHome() : global.home;
+  YARD_RETURN_IF_ERROR(MakeDirs(home));
+  return Store::Open(home + "/state.db");
+}
+
+struct TokenFlags {
+  std::string user;
+  std::string scope = kScopeAdmin;
+  std::string kind;
+  std::string expires;
+  std::string id;
+  bool json = false;
+};
+
+int CreateTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
+  if (f.kind == "agent")
+    return Fail("--kind agent is gone: each instance gets its own agent credential at launch "
+                "(docs/api.md, \"Agent credentials\")");
+  if (!f.kind.empty() && f.kind != "user" && f.kind != "metrics")
+    return Fail("--kind must be 'user' or 'metrics' (or use --scope read|submit|admin|metrics)");
+  std::string scope = f.kind == "metrics" ? kScopeMetrics : f.scope;
+  if (!IsScope(scope))
+    return Fail("--scope must be read (watch jobs, dashboards), submit (read + submit and cancel), "
+                "admin (submit + manage tokens) or metrics (GET /metrics only); got '" + scope + "'");
+  double expires_at = 0;
+  if (!f.expires.empty()) {
+    StatusOr<double> lifetime = ParseTokenLifetime(f.expires);
+    if (!lifetime.ok()) return Fail("--expires: " + lifetime.status().message());
+    expires_at = RealClock().Now() + *lifetime;
+  }
+  StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
+  if (!store.ok()) return Fail(store.status().message());
+  StatusOr<std::string> token = (*store)->CreateToken(f.user, scope, expires_at);
+  if (!token.ok()) return Fail(token.status().message());
+  std::cout << *token << "\n";
+  return 0;
+}
+
+std::string TimeCell(double t) { return t > 0 ? FormatTime(t) : "-"; }
+
+int ListTokensCommand(const TokenFlags& f, const GlobalFlags& global) {
+  StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
+  if (!store.ok()) return Fail(store.status().message());
+  StatusOr<std::vector<TokenRecord>> tokens = (*store)->ListTokens(f.user);
+  if (!tokens.ok()) return Fail(tokens.status().message());
+  double now = RealClock().Now();
+  if (f.json) {
+    Json out = Json::array();
+    for (const auto& t : *tokens) out.push_back(TokenJson(t, now));
+    std::cout << out.dump(2) << "\n";
     return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "USER", "SCOPE", "STATE", "CREATED", "EXPIRES", "LAST USED"}};
+  for (const auto& t : *tokens)
+    rows.push_back({t.id, t.user, t.scope, TokenState(t, now), TimeCell(t.created_at), TimeCell(t.expires_at),
+                    TimeCell(t.last_used)});
+  PrintTable(rows);
+  return 0;
+}
+
+int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
+  StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
+  if (!store.ok()) return Fail(store.status().message());
+  // A leaked token may be given whole: it is named by the id of its hash.
+  std::string id = f.id.rfind("yut_", 0) == 0 ? TokenIdOfHash(Sha256Hex(f.id)) : f.id;
+  StatusOr<TokenRecord> t = (*store)->RevokeToken(id, "", RealClock().Now());
+  if (!t.ok()) return Fail(t.status().message());
+  std::cout << "revoked token " << t->id << " of " << t->user << " (scope " << t->scope
+            << "): refused from its next call on, open event streams end within seconds\n";
+  return 0;
+}
+
+}  // namespace
+
+Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
+  auto f = std::make_shared<TokenFlags>();
+  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
+  create->add_option("user", f->user, "user name")->required();
+  create->add_option("--scope", f->scope, "read (watch jobs, dashboards), submit (read + submit, cancel, "
+                                          "upload), admin (submit + own tokens) or metrics (GET /metrics only)")
+      ->capture_default_str();
+  create->add_option("--expires", f->expires, "lifetime: 30d, 12h or 45m (default: never expires)");
+  create->add_option("--kind", f->kind, "user or metrics (same as --scope metrics); agents get "
+                                        "per-instance credentials at launch");
+  CLI::App* list = sub->add_subcommand("list", "list tokens (ids, scopes, expiry, last use; never the tokens)");
+  list->add_option("user", f->user, "only this user's tokens");
+  list->add_flag("--json", f->json, "print JSON");
+  CLI::App* revoke = sub->add_subcommand("revoke", "revoke a token by its id (from `yard token list`) "
+                                                   "or the token itself");
+  revoke->add_option("id", f->id, "token id or token")->required();
+  sub->require_subcommand(1);
+  return [f, global, create, list] {
+    if (create->parsed()) return CreateTokenCommand(*f, *global);
+    if (list->parsed()) return ListTokensCommand(*f, *global);
+    return RevokeTokenCommand(*f, *global);
   };
 }
 

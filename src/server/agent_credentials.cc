@@ -69,7 +69,7 @@ std::optional<TokenInfo> AgentCredentials::Identify(const std::string& token) co
   const auto& index = bootstrap ? bootstraps_ : credentials_;
   auto it = index.find(hash);
   if (it == index.end()) return std::nullopt;
-  return TokenInfo{by_instance_.at(it->second).user, bootstrap ? "bootstrap" : "agent", it->second};
+  return TokenInfo{by_instance_.at(it->second).user, bootstrap ? "bootstrap" : "agent", it->second, "", ""};
 }
 
 void AgentCredentials::SetJobChunks(const std::string& instance_id, const std::string& job_key,

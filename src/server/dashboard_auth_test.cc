@@ -8,7 +8,7 @@ namespace {
 TEST(DashboardAuthTest, ALoginCodeWorksOnceAndOpensASessionOfItsUser) {
   FakeClock clock(1000);
   DashboardAuth auth(&clock);
-  std::string code = auth.CreateLoginCode({"alice", "user", ""});
+  std::string code = auth.CreateLoginCode({"alice", "user", "", "admin", ""});
   StatusOr<std::string> session = auth.RedeemLoginCode(code);
   ASSERT_TRUE(session.ok()) << session.status().message();
   EXPECT_EQ(auth.SessionUser(*session)->user, "alice");
@@ -21,8 +21,8 @@ TEST(DashboardAuthTest, ALoginCodeWorksOnceAndOpensASessionOfItsUser) {
 TEST(DashboardAuthTest, CodesAndSessionsExpire) {
   FakeClock clock(1000);
   DashboardAuth auth(&clock);
-  std::string code = auth.CreateLoginCode({"alice", "user", ""});
-  std::string session = auth.OpenSession({"bob", "user", ""});
+  std::string code = auth.CreateLoginCode({"alice", "user", "", "admin", ""});
+  std::string session = auth.OpenSession({"bob", "user", "", "admin", ""});
   clock.Advance(kLoginCodeSeconds + 1);
   EXPECT_FALSE(auth.RedeemLoginCode(code).ok());
   EXPECT_TRUE(auth.SessionUser(session).ok());
@@ -33,7 +33,7 @@ TEST(DashboardAuthTest, CodesAndSessionsExpire) {
 TEST(DashboardAuthTest, ClosedSessionsAndUnknownOnesAreRefused) {
   FakeClock clock(1000);
   DashboardAuth auth(&clock);
-  std::string session = auth.OpenSession({"bob", "user", ""});
+  std::string session = auth.OpenSession({"bob", "user", "", "admin", ""});
   auth.CloseSession(session);
   EXPECT_FALSE(auth.SessionUser(session).ok());
   EXPECT_FALSE(auth.SessionUser("").ok());

@@ -8,6 +8,7 @@
 #include "server/dashboard_auth.h"
 #include "server/metrics.h"
 #include "server/openapi.h"
+#include "server/token_auth.h"
 #include "server/worker_pool.h"
 
 namespace yard {
@@ -34,7 +35,7 @@ void ReplyError(httplib::Response& res, const Status& status) {
 std::vector<Route> AllRoutes(ApiContext& ctx) {
   std::vector<Route> all;
   for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes, MetaRoutes,
-                       DashboardRoutes})
+                       DashboardRoutes, TokenRoutes})
     for (auto& r : table(ctx)) all.push_back(std::move(r));
   return all;
 }
@@ -52,10 +53,15 @@ constexpr time_t kReadTimeoutS = 10;
 HttpApi::HttpApi(ApiContext ctx)
     : dashboard_auth_(std::make_unique<DashboardAuth>(&real_clock_)),
       metrics_(std::make_unique<ServerMetrics>()),
+      tokens_(std::make_unique<TokenAuth>(ctx.store, &real_clock_)),
       streams_(kStreamsPerUser),
+      in_flight_(ctx.requests_in_flight_per_user, "requests in flight",
+                 "let some finish first (a script that calls in parallel should use fewer "
+                 "connections), then try again"),
       ctx_(ctx),
       server_(std::make_unique<httplib::Server>()) {
   ctx_.dashboard_auth = dashboard_auth_.get();
+  ctx_.tokens = tokens_.get();
   ctx_.metrics = metrics_.get();
   ctx_.openapi = &openapi_;
   ctx_.streams = &streams_;
@@ -111,35 +117,71 @@ HttpApi::HttpApi(ApiContext ctx)
 
 HttpApi::~HttpApi() { Stop(); }
 
+std::string NeededScope(Access access, const std::string& method) {
+  switch (access) {
+    case Access::kPublic: case Access::kAgent: case Access::kAgentOrBootstrap: return "";
+    case Access::kMetrics: return kScopeMetrics;
+    case Access::kUserAdmin: return kScopeAdmin;
+    case Access::kUserRead: return kScopeRead;
+    case Access::kUser: case Access::kUserOrAgent: return method == "GET" ? kScopeRead : kScopeSubmit;
+  }
+  return kScopeAdmin;
+}
+
+namespace {
+
+// Whether `who` (a user, scraper or agent) may call a route of `access`.
+Status Admit(const TokenInfo& who, Access access, const std::string& method) {
+  if (who.kind == "agent" || who.kind == "bootstrap") {
+    bool ok = (access == Access::kAgent && who.kind == "agent") || access == Access::kAgentOrBootstrap ||
+              (access == Access::kUserOrAgent && who.kind == "agent");
+    if (ok) return Status::Ok();
+    if (who.kind == "bootstrap")
+      return PermissionDenied("a bootstrap credential only registers its agent (POST /v1/agents/register); "
+                              "use the instance credential registered with it");
+    return PermissionDenied("this route is not open to agent credentials");
+  }
+  std::string need = NeededScope(access, method);
+  if (need.empty()) return PermissionDenied("this route is open to agents only, not to user tokens");
+  if (!ScopeAllows(who.scope, need)) return ScopeTooSmall(who.scope, need);
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access access) {
   if (access == Access::kPublic) return TokenInfo{};
   std::string auth = req.get_header_value("Authorization");
   const std::string prefix = "Bearer ";
   std::string session = CookieValue(req.get_header_value("Cookie"), kSessionCookie);
-  bool user_route = access == Access::kUser || access == Access::kUserOrAgent;
+  bool user_route = !NeededScope(access, req.method).empty() && access != Access::kMetrics;
+  TokenInfo who;
   if (auth.empty() && !session.empty() && user_route) {
     // The dashboard page. SameSite=Strict keeps other sites' requests
     // cookieless; a custom header on writes makes sure of it.
     if (req.method != "GET" && req.get_header_value("X-Yard-Dashboard") != "1")
       return PermissionDenied("a page session may change things only with the header X-Yard-Dashboard: 1");
-    return dashboard_auth_->SessionUser(session);
+    YARD_ASSIGN_OR_RETURN(who, SessionCaller(session));
+  } else {
+    if (auth.compare(0, prefix.size(), prefix) != 0)
+      return Unauthenticated("missing 'Authorization: Bearer <token>' header: set YARD_TOKEN");
+    YARD_ASSIGN_OR_RETURN(who, LookupBearer(auth.substr(prefix.size()), req.remote_addr));
   }
-  if (auth.compare(0, prefix.size(), prefix) != 0)
-    return Unauthenticated("missing 'Authorization: Bearer <token>' header: set YARD_TOKEN");
-  YARD_ASSIGN_OR_RETURN(TokenInfo who, LookupBearer(auth.substr(prefix.size())));
-  bool ok = (access == Access::kUser && who.kind == "user") ||
-            (access == Access::kAgent && who.kind == "agent") ||
-            (access == Access::kAgentOrBootstrap && (who.kind == "agent" || who.kind == "bootstrap")) ||
-            (access == Access::kUserOrAgent && (who.kind == "user" || who.kind == "agent")) ||
-            (access == Access::kMetrics && who.kind == "metrics");
-  if (!ok && who.kind == "bootstrap")
-    return PermissionDenied("a bootstrap credential only registers its agent (POST /v1/agents/register); "
-                            "use the instance credential registered with it");
-  if (!ok) return PermissionDenied("this route is not open to " + who.kind + " tokens");
+  YARD_RETURN_IF_ERROR(Admit(who, access, req.method));
   return who;
 }
 
-StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token) {
+StatusOr<TokenInfo> HttpApi::SessionCaller(const std::string& session) {
+  YARD_ASSIGN_OR_RETURN(TokenInfo who, dashboard_auth_->SessionUser(session));
+  // A session lives no longer than the token that opened it.
+  if (Status s = tokens_->StillValid(who); !s.ok()) {
+    dashboard_auth_->CloseSession(session);
+    return Unauthenticated("the page session ended: " + s.message());
+  }
+  return who;
+}
+
+StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token, const std::string& address) {
   // Agent credentials live in memory, with their instances (agent_credentials.h).
   if (AgentCredentials::IsBootstrap(token) || AgentCredentials::IsCredential(token)) {
     std::optional<TokenInfo> agent = ctx_.controller->credentials().Identify(token);
@@ -147,40 +189,46 @@ StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token) {
       return Unauthenticated("unknown agent credential (its instance ended?): this agent should exit");
     return *agent;
   }
-  {
-    std::lock_guard<std::mutex> lock(token_mu_);
-    auto it = token_cache_.find(token);
-    if (it != token_cache_.end()) return it->second;
+  return tokens_->Identify(token, address);
+}
+
+void HttpApi::Handle(const Route& route, const std::string& key, const httplib::Request& req,
+                    httplib::Response& res) {
+  StatusOr<TokenInfo> who = Authenticate(req, route.access);
+  StreamLimits::Lease in_flight;
+  bool agent = who.ok() && (who->kind == "agent" || who->kind == "bootstrap");
+  if (who.ok() && !who->user.empty() && !agent) {
+    StatusOr<StreamLimits::Lease> lease = in_flight_.Open(who->user);
+    if (lease.ok()) in_flight = *lease;
+    else who = lease.status();
   }
-  YARD_ASSIGN_OR_RETURN(TokenInfo who, ctx_.store->LookupToken(token));
-  if (who.kind != "user" && who.kind != "metrics")  // a shared agent token of an earlier version
-    return Unauthenticated("shared agent tokens are no longer accepted: each instance gets its own "
-                           "credential at launch (docs/api.md, \"Agent credentials\")");
-  std::lock_guard<std::mutex> lock(token_mu_);
-  token_cache_[token] = who;
-  return who;
+  if (!who.ok()) {
+    if (who.status().code() == Code::kTooManyRequests)
+      res.set_header("Retry-After", std::to_string(std::max(1, tokens_->RetryAfter(req.remote_addr))));
+    return ReplyError(res, who.status());
+  }
+  Call call{req, res, *who};
+  Status s = route.handler(call);
+  if (!s.ok()) ReplyError(res, s);
+  if (s.code() == Code::kTooManyRequests) res.set_header("Retry-After", "1");
+  metrics_->CountRequest(key, res.status, req.body.size(), res.body.size());
+  std::string type = res.get_header_value("Content-Type");
+  if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType)) {
+    // An event stream: counted open until httplib releases it.
+    ServerMetrics* m = metrics_.get();
+    m->StreamOpened();
+    auto inner = std::move(res.content_provider_resource_releaser_);
+    res.content_provider_resource_releaser_ = [m, inner](bool ok) {
+      m->StreamClosed();
+      if (inner) inner(ok);
+    };
+  }
 }
 
 void HttpApi::Install(const Route& route) {
   std::string key = std::string(route.method) + " " + route.pattern;
   auto handler = [this, route, key](const httplib::Request& req, httplib::Response& res) {
-    StatusOr<TokenInfo> who = Authenticate(req, route.access);
-    if (!who.ok()) return ReplyError(res, who.status());
-    Call call{req, res, *who};
-    Status s = route.handler(call);
-    if (!s.ok()) ReplyError(res, s);
-    metrics_->CountRequest(key, res.status, req.body.size(), res.body.size());
-    std::string type = res.get_header_value("Content-Type");
-    if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType)) {
-      // An event stream: counted open until httplib releases it.
-      ServerMetrics* m = metrics_.get();
-      m->StreamOpened();
-      auto inner = std::move(res.content_provider_resource_releaser_);
-      res.content_provider_resource_releaser_ = [m, inner](bool ok) {
-        m->StreamClosed();
-        if (inner) inner(ok);
-      };
-    }
+    Handle(route, key, req, res);
   };
   std::string m = route.method;
   if (m == "GET") server_->Get(route.pattern, handler);

@@ -33,10 +33,17 @@ using Json = nlohmann::json;
 // Who may call a route. "Agent" is an instance credential, "bootstrap" the
 // single-use one an agent registers with (server/agent_credentials.h); a
 // route handling either must check that the path or body names
-// call.who.instance. kMetrics: GET /metrics, open to tokens of kind
-// "metrics" only (a read scope for scrapers: the figures span all users;
-// docs/operations.md).
-enum class Access { kPublic, kUser, kAgent, kAgentOrBootstrap, kUserOrAgent, kMetrics };
+// call.who.instance. User routes need a token scope (server/token_auth.h):
+// kUser and kUserOrAgent need "read" for GET and "submit" otherwise;
+// kUserRead needs "read" whatever the method, kUserAdmin "admin".
+// kMetrics: GET /metrics, open to tokens of scope "metrics" only (the
+// figures span all users; docs/operations.md).
+enum class Access {
+  kPublic, kUser, kUserRead, kUserAdmin, kAgent, kAgentOrBootstrap, kUserOrAgent, kMetrics
+};
+
+// The token scope a user route needs ("" for agent-only and public routes).
+std::string NeededScope(Access access, const std::string& method);
 
 // One call being served.
 struct Call {
@@ -55,6 +62,11 @@ struct Call {
 
 class DashboardAuth;
 class ServerMetrics;
+class TokenAuth;
+
+// Requests one user may have in flight (being handled) at once; event
+// streams are counted apart (StreamLimits).
+inline constexpr int kDefaultRequestsInFlightPerUser = 64;
 
 // What handlers need. The first three are owned by HttpApi's creator and
 // outlive it; HttpApi fills in the rest (its own parts).
@@ -65,6 +77,8 @@ struct ApiContext {
   StreamLimits* streams = nullptr;          // set by HttpApi; null: no limit
   DashboardAuth* dashboard_auth = nullptr;  // login links and page sessions
   ServerMetrics* metrics = nullptr;         // counters behind GET /metrics
+  TokenAuth* tokens = nullptr;              // user tokens: lookup, scopes, revocation
+  int requests_in_flight_per_user = kDefaultRequestsInFlightPerUser;  // set by the creator
   const Json* openapi = nullptr;            // GET /v1/openapi.json
 };
 
@@ -85,6 +99,7 @@ std::vector<Route> MachineRoutes(ApiContext& ctx);
 std::vector<Route> AgentBinaryRoutes(ApiContext& ctx);
 std::vector<Route> MetaRoutes(ApiContext& ctx);       // routes_meta.cc: health, openapi, /metrics
 std::vector<Route> DashboardRoutes(ApiContext& ctx);  // routes_dashboard.cc: sign-in, output lines, the page
+std::vector<Route> TokenRoutes(ApiContext& ctx);      // routes_tokens.cc: the caller's own tokens
 // Every table above, in install order: what the server serves and what
 // docs/api.md must document (api_docs_test.cc).
 std::vector<Route> AllRoutes(ApiContext& ctx);
@@ -103,20 +118,27 @@ class HttpApi {
  private:
   void Install(const Route& route);
   StatusOr<TokenInfo> Authenticate(const httplib::Request& req, Access access);
-  // The caller behind a bearer token: a user or scraper (store, cached) or
-  // an agent (the controller's credentials, in memory).
-  StatusOr<TokenInfo> LookupBearer(const std::string& token);
+  // The caller behind a bearer token: a user or scraper (TokenAuth: the
+  // store) or an agent (the controller's credentials, in memory).
+  StatusOr<TokenInfo> LookupBearer(const std::string& token, const std::string& address);
+  // The caller behind a page session, while its token holds.
+  StatusOr<TokenInfo> SessionCaller(const std::string& session);
+  // Serves one call of `route`: authentication, the per-user limit of
+  // requests in flight, the handler, metrics.
+  void Handle(const Route& route, const std::string& key, const httplib::Request& req,
+              httplib::Response& res);
 
   RealClock real_clock_;
   std::unique_ptr<DashboardAuth> dashboard_auth_;
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<TokenAuth> tokens_;
   Json openapi_;
   // Open event streams per user; see HttpApi's constructor for the figure.
   StreamLimits streams_;
+  // Requests being handled per user (ApiContext::requests_in_flight_per_user).
+  StreamLimits in_flight_;
   ApiContext ctx_;
   std::unique_ptr<httplib::Server> server_;
-  std::mutex token_mu_;
-  std::unordered_map<std::string, TokenInfo> token_cache_;  // GUARDED_BY(token_mu_)
 };
 
 // Writes the standard error body {"error": {"code", "message"}}.

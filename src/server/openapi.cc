@@ -56,6 +56,8 @@ Json Content(const char* kind, const std::string& where) {
 Json Operation(const Route& route, const RouteDoc& doc, const std::vector<std::string>& captures) {
   std::string where = std::string(doc.method) + " " + doc.pattern;
   Json op = {{"summary", doc.summary}, {"security", Security(route.access)}};
+  // The token scope the route needs (server/token_auth.h).
+  if (std::string scope = NeededScope(route.access, doc.method); !scope.empty()) op["x-yard-scope"] = scope;
   std::string id;
   for (char c : std::string(doc.method) + doc.pattern)
     id += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

@@ -13,6 +13,7 @@
 #include "server/dashboard_auth.h"
 #include "server/dashboard_output.h"
 #include "server/http_server.h"
+#include "server/token_auth.h"
 #include "server/request_json.h"
 #include "server/dashboard_assets.h"  // generated: kWebAssets
 
@@ -89,8 +90,10 @@ Status OpenSession(Dash& d, Call& call) {
     return Status::Ok();
   }
   if (token.empty()) return InvalidArgument("give \"code\" (from `yard dashboard`) or \"token\" (a user token)");
-  StatusOr<TokenInfo> who = d.ctx.store->LookupToken(token);
-  if (!who.ok() || who->kind != "user")
+  StatusOr<TokenInfo> who = d.ctx.tokens->Identify(token, call.req.remote_addr);
+  if (!who.ok() && who.status().code() != Code::kUnauthenticated) return who.status();
+  if (!who.ok()) return Unauthenticated("cannot sign in: " + who.status().message());
+  if (who->kind != "user")
     return Unauthenticated("this is not a user token: make one with `yard token create USER` on the server");
   SetSession(call, d.ctx.dashboard_auth->OpenSession(*who), who->user);
   return Status::Ok();
@@ -233,7 +236,7 @@ std::vector<Route> DashboardRoutes(ApiContext& ctx) {
   };
   std::string job = kJobPath;
   return {
-      {"POST", "/v1/dashboard/login-links", Access::kUser, bind(LoginLink)},
+      {"POST", "/v1/dashboard/login-links", Access::kUserRead, bind(LoginLink)},
       {"POST", "/v1/dashboard/session", Access::kPublic, bind(OpenSession)},
       {"POST", "/v1/dashboard/logout", Access::kPublic, bind(CloseSession)},
       {"GET", "/v1/dashboard/me", Access::kUser, bind(Me)},

@@ -6,6 +6,7 @@
 #include "common/frames.h"
 #include "server/http_server.h"
 #include "server/request_json.h"
+#include "server/token_auth.h"
 
 namespace yard {
 namespace {
@@ -90,17 +91,57 @@ struct StreamFormat {
 const StreamFormat kSse{AppendSseFrame, ": keep-alive\n\n"};
 const StreamFormat kFrames{AppendRawFrame, std::string(1, frame_tag::kKeepAlive) + std::string(4, '\0')};
 
+// Whether the caller's token still holds, looked at most once a second:
+// a revoked or expired token ends its open streams within about a second.
+class TokenWatch {
+ public:
+  TokenWatch(ApiContext& ctx, const TokenInfo& who) : ctx_(ctx), who_(who) {}
+  bool Holds() {
+    auto now = std::chrono::steady_clock::now();
+    if (gone_ || !ctx_.tokens || now - last_ < std::chrono::seconds(1)) return !gone_;
+    last_ = now;
+    gone_ = !ctx_.tokens->StillValid(who_).ok();
+    return !gone_;
+  }
+
+ private:
+  ApiContext& ctx_;
+  const TokenInfo& who_;
+  bool gone_ = false;  // once gone, for good
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// Waits up to 15 s for news of `key` in one-second slices, ending early
+// when the token gives out. Returns the notifier's version (== seen: none).
+uint64_t WaitForNews(ApiContext& ctx, const std::string& key, uint64_t seen, TokenWatch& watch) {
+  for (int i = 0; i < 15; ++i) {
+    uint64_t v = ctx.controller->notifier().Wait(key, seen, std::chrono::seconds(1));
+    if (v != seen || !watch.Holds()) return v;
+  }
+  return seen;
+}
+
 // Streams events after `after` until the job's final event was sent (or,
 // when !follow, until the events stored now were sent). Holds at most one
 // read of the store (ReadEventText's byte bound) and one piece of frames in
 // memory: a follower slower than the job makes the write wait, not the
-// server buffer.
-bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& job_id,
+// server buffer. Ends (cleanly, so that a follower calls again and hears
+// why) once the caller's token is revoked or expires.
+bool StreamEvents(ApiContext& ctx, const TokenInfo& who, const std::string& job_id,
                   int64_t after, bool follow, const StreamFormat& format,
                   httplib::DataSink& sink) {
   const std::string key = "job:" + job_id;
+  TokenWatch watch(ctx, who);
   int64_t cursor = after;
   for (;;) {
+    if (!watch.Holds()) {
+      if (&format == &kSse) {
+        std::string note = ": the token of this stream was revoked or has expired\n\n";
+        sink.write(note.data(), note.size());
+      }
+      sink.done();
+      return true;
+    }
     uint64_t seen = ctx.controller->notifier().Version(key);
     StatusOr<std::vector<StoredEvent>> batch = ctx.store->ReadEventText(job_id, cursor, 2000);
     if (!batch.ok()) return false;
@@ -115,13 +156,13 @@ bool StreamEvents(ApiContext& ctx, const std::string& user, const std::string& j
     }
     if (!frames.empty() && !sink.write(frames.data(), frames.size())) return false;
     if (!batch->empty()) continue;
-    StatusOr<JobRecord> job = ctx.controller->GetJobFor(user, job_id);
+    StatusOr<JobRecord> job = ctx.controller->GetJobFor(who.user, job_id);
     if (!job.ok()) return false;
     if (!follow || (job_state::IsTerminal(job->state) && cursor >= job->last_seq)) {
       sink.done();
       return true;
     }
-    if (ctx.controller->notifier().Wait(key, seen, std::chrono::seconds(15)) == seen) {
+    if (WaitForNews(ctx, key, seen, watch) == seen) {
       if (!sink.write(format.keep_alive.data(), format.keep_alive.size())) return false;
     }
   }
@@ -144,19 +185,19 @@ Status Events(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(int64_t after, last_id.empty() ? EventCursor("?after", call.Query("after", "0"))
                                                        : EventCursor("Last-Event-ID", last_id));
   bool follow = call.Query("follow", "1") != "0";
-  std::string user = call.who.user;
+  TokenInfo who = call.who;
   std::string id = job.id;
   StreamLimits::Lease lease;  // held by the stream's callback while it is open
   if (follow && ctx.streams) {
-    YARD_ASSIGN_OR_RETURN(lease, ctx.streams->Open(user));
+    YARD_ASSIGN_OR_RETURN(lease, ctx.streams->Open(who.user));
   }
   call.res.set_header("Cache-Control", "no-cache");
   bool framed = call.req.get_header_value("Accept") == kFramesContentType;
   const StreamFormat* format = framed ? &kFrames : &kSse;
   call.res.set_chunked_content_provider(
       framed ? kFramesContentType : "text/event-stream",
-      [&ctx, user, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
-        return StreamEvents(ctx, user, id, after, follow, *format, sink);
+      [&ctx, who, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
+        return StreamEvents(ctx, who, id, after, follow, *format, sink);
       });
   return Status::Ok();
 }

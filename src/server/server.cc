@@ -14,21 +14,24 @@
 #include "common/files.h"
 #include "server/provider_set.h"
 #include "server/http_server.h"
+#include "server/token_auth.h"
 
 namespace yard {
 
 namespace {
 
-// Reads a token file, or creates a token of `kind` for `user` and writes it.
+// Reads a token file, or (when it is missing, revoked or expired) creates a
+// token of `scope` for `user` and writes it.
 StatusOr<std::string> EnsureTokenFile(Store* store, const std::string& path,
-                                      const std::string& user, const std::string& kind) {
+                                      const std::string& user, const std::string& scope) {
   StatusOr<std::string> existing = ReadFile(path);
   if (existing.ok() && !existing->empty()) {
     std::string t = *existing;
     while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
-    if (store->LookupToken(t).ok()) return t;
+    StatusOr<TokenRecord> found = store->FindToken(t);
+    if (found.ok() && CheckTokenRecord(*found, RealClock().Now()).ok()) return t;
   }
-  YARD_ASSIGN_OR_RETURN(std::string token, store->CreateToken(user, kind));
+  YARD_ASSIGN_OR_RETURN(std::string token, store->CreateToken(user, scope));
   YARD_RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
   return token;
 }
@@ -102,7 +105,7 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   YARD_ASSIGN_OR_RETURN(BlobStore blobs, BlobStore::Open(o.home + "/blobs"));
   p.blobs = std::make_unique<BlobStore>(std::move(blobs));
   YARD_ASSIGN_OR_RETURN(p.user_token, EnsureTokenFile(p.store.get(), o.home + "/token",
-                                                      LocalUserName(), "user"));
+                                                      LocalUserName(), kScopeAdmin));
   // Earlier versions kept one agent token for all instances here; each
   // instance has its own credential now (agent_credentials.h).
   ::unlink((o.home + "/agent_token").c_str());
@@ -150,7 +153,9 @@ int RunServer(const ServerOptions& o) {
     std::fprintf(stderr, "yard server: %s\n", parts.status().ToString().c_str());
     return 1;
   }
-  HttpApi api({parts->store.get(), parts->blobs.get(), parts->controller.get()});
+  ApiContext context{parts->store.get(), parts->blobs.get(), parts->controller.get()};
+  context.requests_in_flight_per_user = o.max_requests_in_flight;
+  HttpApi api(context);
   int want = o.port ? o.port : PreviousPort(o.home);
   StatusOr<int> port = api.Bind(o.host, want);
   if (!port.ok() && !o.port) port = api.Bind(o.host, 0);

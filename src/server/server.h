@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string catalog_file;  // "" = home/catalog.json if present
   int max_active_jobs = 5;
   int max_active_instances = 5;
+  int max_requests_in_flight = 64;  // per user; event streams apart (docs/api.md, "Tokens")
   std::vector<std::string> user_quotas;  // "USER=JOBS,INSTANCES"
   double baseline_s = 600;
   double unit_percentage = 0.01;

@@ -8,9 +8,8 @@ StatusOr<StreamLimits::Lease> StreamLimits::Open(const std::string& user) {
     int& n = open_[user];
     if (n >= per_user_)
       return Status(Code::kTooManyRequests,
-                    "you have " + std::to_string(n) + " event streams open, the limit per user (" +
-                        std::to_string(per_user_) + "): close some (each `yard logs -f`, `yard fit` "
-                        "or dashboard tab holds one) and try again");
+                    "you have " + std::to_string(n) + " " + what_ + ", the limit per user (" +
+                        std::to_string(per_user_) + "): " + advice_);
     ++n;
   }
   return Lease(nullptr, [this, user](void*) { Close(user); });

@@ -1,6 +1,7 @@
-// StreamLimits: how many event streams each user may hold open at once.
-// A stream holds a server thread for as long as the client keeps it; the
-// limit keeps one user (or one runaway script) from holding them all.
+// StreamLimits: how many of something each user may hold at once: event
+// streams open (a stream holds a server thread for as long as the client
+// keeps it) or requests in flight. The limit keeps one user (or one runaway
+// script) from holding them all.
 #pragma once
 
 #include <map>
@@ -15,7 +16,12 @@ namespace yard {
 // Thread-safe.
 class StreamLimits {
  public:
-  explicit StreamLimits(int per_user) : per_user_(per_user) {}
+  // `what` names the things counted in the 429 ("event streams open"),
+  // `advice` says what to do about it.
+  explicit StreamLimits(int per_user, std::string what = "event streams open",
+                        std::string advice = "close some (each `yard logs -f`, `yard fit` or dashboard "
+                                             "tab holds one) and try again")
+      : per_user_(per_user), what_(std::move(what)), advice_(std::move(advice)) {}
 
   // A lease while the stream is open: held by the stream's callback, it is
   // given back when the callback is destroyed. ResourceExhausted (429)
@@ -29,6 +35,8 @@ class StreamLimits {
   void Close(const std::string& user);
 
   const int per_user_;
+  const std::string what_;
+  const std::string advice_;
   mutable std::mutex mu_;
   std::map<std::string, int> open_;  // GUARDED_BY(mu_)
 };

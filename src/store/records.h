@@ -129,6 +129,24 @@ struct TokenInfo {
   // credential) or "bootstrap"
   std::string kind;
   std::string instance;  // agents: the only instance the credential speaks for
+  // User and metrics tokens: what the token may do (server/token_auth.h)
+  // and the hash it is stored under (to check it again later: open streams,
+  // page sessions). Empty for agents.
+  std::string scope;
+  std::string token_hash;
+};
+
+// An API token as stored (tokens table; docs/store.md). Never the plaintext.
+struct TokenRecord {
+  std::string id;    // first 12 hex digits of `hash`: names it in list and revoke
+  std::string hash;  // SHA-256 of the plaintext
+  std::string user;
+  std::string kind;   // "user" or "metrics"
+  std::string scope;  // "read", "submit", "admin" or "metrics"
+  double created_at = 0;
+  double expires_at = 0;  // 0: never
+  double last_used = 0;   // 0: never; written at most once a minute per token
+  double revoked_at = 0;  // 0: not revoked
 };
 
 }  // namespace yard

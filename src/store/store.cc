@@ -61,6 +61,15 @@ ALTER TABLE instances ADD COLUMN bootstrap_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE instances ADD COLUMN credential_hash TEXT NOT NULL DEFAULT '';
 DELETE FROM tokens WHERE kind = 'agent';
 )sql",
+    // 4 -> 5: token lifecycle. Tokens of earlier versions keep what they
+    // could do: user tokens get the full scope, none expires.
+    R"sql(
+ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE tokens ADD COLUMN expires_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN last_used REAL NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN revoked_at REAL NOT NULL DEFAULT 0;
+UPDATE tokens SET scope = 'metrics' WHERE kind = 'metrics';
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -181,25 +190,99 @@ Status Store::RunCached(const char* sql) {
   return st.Run();
 }
 
-StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& kind) {
-  if (kind != "user" && kind != "metrics")
-    return InvalidArgument("only user and metrics tokens can be created: each instance gets its own "
-                           "agent credential at launch (docs/api.md, \"Agent credentials\")");
+StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& scope,
+                                         double expires_at) {
+  if (scope != "read" && scope != "submit" && scope != "admin" && scope != "metrics")
+    return InvalidArgument("unknown token scope '" + scope + "': read, submit, admin or metrics (each "
+                           "instance gets its own agent credential at launch: docs/api.md, \"Agent credentials\")");
+  if (user.empty()) return InvalidArgument("a token needs a user name");
   std::lock_guard<std::recursive_mutex> lock(mu_);
   std::string token = "yut_" + RandomHex(24);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO tokens(hash, user, kind, created_at) VALUES(?, ?, ?, strftime('%s','now'))"));
-  YARD_RETURN_IF_ERROR(st.Bind(1, Sha256Hex(token)).Bind(2, user).Bind(3, kind).Run());
+      "INSERT INTO tokens(hash, user, kind, scope, expires_at, created_at) "
+      "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))"));
+  st.Bind(1, Sha256Hex(token)).Bind(2, user).Bind(3, scope == "metrics" ? "metrics" : "user");
+  YARD_RETURN_IF_ERROR(st.Bind(4, scope).Bind(5, expires_at).Run());
   return token;
 }
 
-StatusOr<TokenInfo> Store::LookupToken(const std::string& plaintext) {
+namespace {
+constexpr const char* kTokenColumns =
+    "hash, user, kind, scope, created_at, expires_at, last_used, revoked_at";
+
+TokenRecord ReadToken(const sql::Stmt& s) {
+  TokenRecord t;
+  t.hash = s.Text(0);
+  t.id = TokenIdOfHash(t.hash);
+  t.user = s.Text(1);
+  t.kind = s.Text(2);
+  t.scope = s.Text(3);
+  t.created_at = s.Double(4);
+  t.expires_at = s.Double(5);
+  t.last_used = s.Double(6);
+  t.revoked_at = s.Double(7);
+  return t;
+}
+}  // namespace
+
+std::string TokenIdOfHash(const std::string& hash) { return hash.substr(0, 12); }
+
+StatusOr<TokenRecord> Store::FindTokenByHash(const std::string& hash) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT user, kind FROM tokens WHERE hash = ?"));
-  st.Bind(1, Sha256Hex(plaintext));
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+                                              " FROM tokens WHERE hash = ?"));
+  st.Bind(1, hash);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Unauthenticated("unknown token: create one with `yard token create USER`");
-  return TokenInfo{st.Text(0), st.Text(1), ""};
+  if (!row) return Unauthenticated("unknown token: ask the server's operator for one (`yard token create USER`)");
+  return ReadToken(st);
+}
+
+StatusOr<TokenRecord> Store::FindToken(const std::string& plaintext) {
+  return FindTokenByHash(Sha256Hex(plaintext));
+}
+
+StatusOr<std::vector<TokenRecord>> Store::ListTokens(const std::string& user) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+      " FROM tokens WHERE (? = '' OR user = ?) AND kind IN ('user', 'metrics') "
+      "ORDER BY user, created_at, hash"));
+  st.Bind(1, user).Bind(2, user);
+  std::vector<TokenRecord> out;
+  for (;;) {
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadToken(st));
+  }
+  return out;
+}
+
+StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::string& user, double now) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  StatusOr<TokenRecord> found = NotFound("");
+  YARD_RETURN_IF_ERROR(TransactionLocked([&]() -> Status {
+    YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+        " FROM tokens WHERE substr(hash, 1, 12) = ? AND (? = '' OR user = ?) "
+        "AND kind IN ('user', 'metrics')"));
+    st.Bind(1, id).Bind(2, user).Bind(3, user);
+    YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row)
+      return NotFound("no token with id '" + id + "'" + (user.empty() ? "" : " of user " + user) +
+                      ": `yard token list` shows the ids");
+    found = ReadToken(st);
+    if (found->revoked_at > 0) return Status::Ok();  // revoking twice changes nothing
+    YARD_ASSIGN_OR_RETURN(auto up, db_->Prepare("UPDATE tokens SET revoked_at = ? WHERE hash = ?"));
+    YARD_RETURN_IF_ERROR(up.Bind(1, now).Bind(2, found->hash).Run());
+    found->revoked_at = now;
+    return Status::Ok();
+  }));
+  return found;
+}
+
+Status Store::RecordTokenUse(const std::string& hash, double when) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "UPDATE tokens SET last_used = max(last_used, ?) WHERE hash = ?"));
+  return st.Bind(1, when).Bind(2, hash).Run();
 }
 
 Status Store::InsertJob(const JobRecord& j) {

@@ -27,11 +27,26 @@ class Store {
   static int CurrentSchemaVersion();
 
   // --- tokens ---
-  // Creates a random token for `user` of `kind` ("user": agents have
-  // per-instance credentials, kept with their InstanceRecord); returns the
-  // plaintext (only its hash is stored).
-  StatusOr<std::string> CreateToken(const std::string& user, const std::string& kind);
-  StatusOr<TokenInfo> LookupToken(const std::string& plaintext);
+  // Creates a random token for `user` with `scope` ("read", "submit",
+  // "admin" or "metrics"; server/token_auth.h says what each opens) that
+  // expires at `expires_at` (Unix seconds; 0: never). Returns the plaintext:
+  // only its SHA-256 is stored. Agents have per-instance credentials, kept
+  // with their InstanceRecord.
+  StatusOr<std::string> CreateToken(const std::string& user, const std::string& scope,
+                                    double expires_at = 0);
+  // The stored record of a token, revoked and expired ones included (the
+  // caller decides: CheckToken in server/token_auth.h). Found by the hash of
+  // the plaintext, so only hashes are ever compared. Unauthenticated when
+  // unknown.
+  StatusOr<TokenRecord> FindToken(const std::string& plaintext);
+  StatusOr<TokenRecord> FindTokenByHash(const std::string& hash);
+  // Tokens of `user` ("" = everyone), revoked ones included.
+  StatusOr<std::vector<TokenRecord>> ListTokens(const std::string& user);
+  // Marks the token with `id` (TokenRecord::id) revoked at `now`; with a
+  // non-empty `user`, only that user's token. Returns it; NotFound when none.
+  StatusOr<TokenRecord> RevokeToken(const std::string& id, const std::string& user, double now);
+  // Moves the token's last use forward to `when` (never back).
+  Status RecordTokenUse(const std::string& hash, double when);
 
   // --- jobs ---
   Status InsertJob(const JobRecord& job);
@@ -123,6 +138,9 @@ class Store {
   std::recursive_mutex mu_;
   std::unique_ptr<sql::Db> db_;
 };
+
+// The public id of a token: the first 12 hex digits of its hash.
+std::string TokenIdOfHash(const std::string& hash);
 
 // A random id with a readable prefix: "job-3f9a1c0d2b7e".
 std::string NewId(const std::string& prefix);

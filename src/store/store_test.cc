@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "common/hashing.h"
+
 namespace yard {
 namespace {
 
@@ -140,6 +142,11 @@ TEST_F(StoreTest, AFailedTransactionRollsBackAndTheNextOneWorks) {
   EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
 }
 
+// Dropping what 4 -> 5 adds turns today's file into one of version 4.
+const std::string kVersion5Columns =
+    "ALTER TABLE tokens DROP COLUMN scope; ALTER TABLE tokens DROP COLUMN expires_at; "
+    "ALTER TABLE tokens DROP COLUMN last_used; ALTER TABLE tokens DROP COLUMN revoked_at; ";
+
 TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens) {
   // A version-3 file: today's minus what 3 -> 4 adds, with an instance and
   // a shared agent token of that time.
@@ -148,7 +155,7 @@ TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens
   inst.user = "ann";
   inst.state = "idle";
   ASSERT_TRUE(store_->UpsertInstance(inst).ok());
-  StatusOr<std::string> user_token = store_->CreateToken("ann", "user");
+  StatusOr<std::string> user_token = store_->CreateToken("ann", "admin");
   ASSERT_TRUE(user_token.ok());
   store_.reset();
   std::string path = (dir_ / "state.db").string();
@@ -156,7 +163,7 @@ TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens
     StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE((*db)->Exec("ALTER TABLE instances DROP COLUMN bootstrap_hash; "
-                            "ALTER TABLE instances DROP COLUMN credential_hash; "
+                            "ALTER TABLE instances DROP COLUMN credential_hash; " + kVersion5Columns +
                             "INSERT INTO tokens(hash, user, kind, created_at) VALUES('h', 'agents', 'agent', 0); "
                             "PRAGMA user_version = 3;").ok());
   }
@@ -168,7 +175,7 @@ TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens
   EXPECT_EQ(read->user, "ann");
   EXPECT_EQ(read->bootstrap_hash, "");
   EXPECT_EQ(read->credential_hash, "");
-  EXPECT_TRUE(store_->LookupToken(*user_token).ok()) << "user tokens stay";
+  EXPECT_TRUE(store_->FindToken(*user_token).ok()) << "user tokens stay";
   EXPECT_EQ(store_->CreateToken("agents", "agent").status().code(), Code::kInvalidArgument);
   inst.bootstrap_hash = "b";
   inst.credential_hash = "c";
@@ -180,6 +187,35 @@ TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens
   ASSERT_TRUE(agents.ok());
   ASSERT_TRUE(agents->Step().value());
   EXPECT_EQ(agents->Int(0), 0) << "the shared agent token is gone";
+}
+
+TEST_F(StoreTest, AVersion4FilesTokensKeepFullScopeAndNeverExpire) {
+  store_.reset();
+  std::string path = (dir_ / "state.db").string();
+  {
+    StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec(kVersion5Columns +
+                            "INSERT INTO tokens(hash, user, kind, created_at) "
+                            "VALUES('" + Sha256Hex("yut_old") + "', 'ann', 'user', 5), "
+                            "('" + Sha256Hex("yut_scraper") + "', 'prom', 'metrics', 6); "
+                            "PRAGMA user_version = 4;").ok());
+  }
+  StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  store_ = std::move(store).value();
+  StatusOr<TokenRecord> old = store_->FindToken("yut_old");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->user, "ann");
+  EXPECT_EQ(old->scope, "admin") << "a token of before scopes could do everything: it still can";
+  EXPECT_EQ(old->expires_at, 0);
+  EXPECT_EQ(old->revoked_at, 0);
+  EXPECT_EQ(old->created_at, 5);
+  EXPECT_EQ(store_->FindToken("yut_scraper")->scope, "metrics");
+  StatusOr<std::vector<TokenRecord>> all = store_->ListTokens("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
+  EXPECT_EQ(store_->ListTokens("ann")->size(), 1u);
 }
 
 TEST(SqlDbTest, TheSameStatementOpenTwiceAtOnceGivesTwoCursors) {
