@@ -222,7 +222,10 @@ def test_one_user_flooding_gets_429_and_another_user_is_served(small_limit_serve
 
     def flood():
         while not stop.is_set():
-            status, body = call(f"{url}/v1/blobs/missing", "POST", flooder, body={"hashes": hashes})
+            try:
+                status, body = call(f"{url}/v1/blobs/missing", "POST", flooder, body={"hashes": hashes})
+            except OSError:  # 32 connections at once on a loaded machine: a reset now and then
+                continue
             if status == 429:
                 refused.append(error_of(body)["message"])
 
