@@ -183,62 +183,111 @@ struct TokenFlags {
   bool json = false;
 };
 
-int CreateTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
+// With a server set (--server or YARD_SERVER), `yard token` manages the
+// caller's own tokens through the API (scope admin); otherwise every
+// user's, on the home's store.
+bool ServerIsSet(const GlobalFlags& global) {
+  return !global.server.empty() || !EnvOr("YARD_SERVER", "").empty();
+}
+
+// The scope --scope/--kind ask for, or why not.
+StatusOr<std::string> WantedScope(const TokenFlags& f) {
   if (f.kind == "agent")
-    return Fail("--kind agent is gone: each instance gets its own agent credential at launch "
-                "(docs/api.md, \"Agent credentials\")");
+    return InvalidArgument("--kind agent is gone: each instance gets its own agent credential at launch "
+                           "(docs/api.md, \"Agent credentials\")");
   if (!f.kind.empty() && f.kind != "user" && f.kind != "metrics")
-    return Fail("--kind must be 'user' or 'metrics' (or use --scope read|submit|admin|metrics)");
+    return InvalidArgument("--kind must be 'user' or 'metrics' (or use --scope read|submit|admin|metrics)");
   std::string scope = f.kind == "metrics" ? kScopeMetrics : f.scope;
   if (!IsScope(scope))
-    return Fail("--scope must be read (watch jobs, dashboards), submit (read + submit and cancel), "
-                "admin (submit + manage tokens) or metrics (GET /metrics only); got '" + scope + "'");
-  double expires_at = 0;
-  if (!f.expires.empty()) {
-    StatusOr<double> lifetime = ParseTokenLifetime(f.expires);
-    if (!lifetime.ok()) return Fail("--expires: " + lifetime.status().message());
-    expires_at = RealClock().Now() + *lifetime;
-  }
+    return InvalidArgument("--scope must be read (watch jobs, dashboards), submit (read + submit and cancel), "
+                           "admin (submit + manage tokens) or metrics (GET /metrics only); got '" + scope + "'");
+  if (!f.expires.empty()) YARD_RETURN_IF_ERROR(ParseTokenLifetime(f.expires).status().WithContext("--expires"));
+  return scope;
+}
+
+int CreateRemote(const TokenFlags& f, const std::string& scope, const GlobalFlags& global) {
+  if (!f.user.empty())
+    return Fail("with a server set, `yard token create` makes a token for yourself: drop '" + f.user +
+                "' (tokens of other users are made on the server's home: yard --home DIR token create USER)");
+  std::unique_ptr<HttpClient> client = ConnectOrReport(global);
+  if (!client) return 1;
+  Json body = {{"scope", scope}};
+  if (!f.expires.empty()) body["expires"] = f.expires;
+  StatusOr<Json> made = client->Post("/v1/tokens", body);
+  if (!made.ok()) return Fail(made.status().message());
+  std::cout << made->value("token", "") << "\n";
+  return 0;
+}
+
+int CreateTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
+  StatusOr<std::string> scope = WantedScope(f);
+  if (!scope.ok()) return Fail(scope.status().message());
+  if (ServerIsSet(global)) return CreateRemote(f, *scope, global);
+  if (f.user.empty()) return Fail("name the user: yard token create USER");
+  double expires_at = f.expires.empty() ? 0 : RealClock().Now() + *ParseTokenLifetime(f.expires);
   StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
   if (!store.ok()) return Fail(store.status().message());
-  StatusOr<std::string> token = (*store)->CreateToken(f.user, scope, expires_at);
+  StatusOr<std::string> token = (*store)->CreateToken(f.user, *scope, expires_at);
   if (!token.ok()) return Fail(token.status().message());
   std::cout << *token << "\n";
   return 0;
 }
 
-std::string TimeCell(double t) { return t > 0 ? FormatTime(t) : "-"; }
+std::string TimeCell(const Json& t) { return t.is_number() ? FormatTime(t.get<double>()) : "-"; }
+
+// Tokens as TokenJson renders them: from the home's store, or the caller's
+// own from the server.
+StatusOr<Json> ListedTokens(const TokenFlags& f, const GlobalFlags& global) {
+  if (ServerIsSet(global)) {
+    StatusOr<std::unique_ptr<HttpClient>> client = Connect(global.Connection());
+    if (!client.ok()) return client.status();
+    YARD_ASSIGN_OR_RETURN(Json got, (*client)->Get("/v1/tokens"));
+    return got.value("tokens", Json::array());
+  }
+  YARD_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenHomeStore(global));
+  YARD_ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, store->ListTokens(f.user));
+  Json out = Json::array();
+  for (const auto& t : tokens) out.push_back(TokenJson(t, RealClock().Now()));
+  return out;
+}
 
 int ListTokensCommand(const TokenFlags& f, const GlobalFlags& global) {
-  StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
-  if (!store.ok()) return Fail(store.status().message());
-  StatusOr<std::vector<TokenRecord>> tokens = (*store)->ListTokens(f.user);
+  StatusOr<Json> tokens = ListedTokens(f, global);
   if (!tokens.ok()) return Fail(tokens.status().message());
-  double now = RealClock().Now();
   if (f.json) {
-    Json out = Json::array();
-    for (const auto& t : *tokens) out.push_back(TokenJson(t, now));
-    std::cout << out.dump(2) << "\n";
+    std::cout << tokens->dump(2) << "\n";
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {
       {"ID", "USER", "SCOPE", "STATE", "CREATED", "EXPIRES", "LAST USED"}};
   for (const auto& t : *tokens)
-    rows.push_back({t.id, t.user, t.scope, TokenState(t, now), TimeCell(t.created_at), TimeCell(t.expires_at),
-                    TimeCell(t.last_used)});
+    rows.push_back({t.value("id", ""), t.value("user", ""), t.value("scope", ""), t.value("state", ""),
+                    TimeCell(t.value("created_at", Json())), TimeCell(t.value("expires_at", Json())),
+                    TimeCell(t.value("last_used", Json()))});
   PrintTable(rows);
   return 0;
 }
 
+// Revokes token `id`; returns it as TokenJson renders it.
+StatusOr<Json> Revoke(const std::string& id, const GlobalFlags& global) {
+  if (ServerIsSet(global)) {
+    StatusOr<std::unique_ptr<HttpClient>> client = Connect(global.Connection());
+    if (!client.ok()) return client.status();
+    return (*client)->Post("/v1/tokens/" + id + "/revoke", Json::object());
+  }
+  YARD_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenHomeStore(global));
+  YARD_ASSIGN_OR_RETURN(TokenRecord t, store->RevokeToken(id, "", RealClock().Now()));
+  return TokenJson(t, RealClock().Now());
+}
+
 int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
-  StatusOr<std::unique_ptr<Store>> store = OpenHomeStore(global);
-  if (!store.ok()) return Fail(store.status().message());
   // A leaked token may be given whole: it is named by the id of its hash.
   std::string id = f.id.rfind("yut_", 0) == 0 ? TokenIdOfHash(Sha256Hex(f.id)) : f.id;
-  StatusOr<TokenRecord> t = (*store)->RevokeToken(id, "", RealClock().Now());
+  StatusOr<Json> t = Revoke(id, global);
   if (!t.ok()) return Fail(t.status().message());
-  std::cout << "revoked token " << t->id << " of " << t->user << " (scope " << t->scope
-            << "): refused from its next call on, open event streams end within seconds\n";
+  std::cout << "revoked token " << t->value("id", id) << " of " << t->value("user", "?") << " (scope "
+            << t->value("scope", "?") << "): refused from its next call on, open event streams end within "
+            << "seconds\n";
   return 0;
 }
 
@@ -246,15 +295,17 @@ int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
 
 Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
   auto f = std::make_shared<TokenFlags>();
-  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it");
-  create->add_option("user", f->user, "user name")->required();
+  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it (with a server "
+                                                   "set: one for yourself, through the API)");
+  create->add_option("user", f->user, "user name");
   create->add_option("--scope", f->scope, "read (watch jobs, dashboards), submit (read + submit, cancel, "
                                           "upload), admin (submit + own tokens) or metrics (GET /metrics only)")
       ->capture_default_str();
   create->add_option("--expires", f->expires, "lifetime: 30d, 12h or 45m (default: never expires)");
   create->add_option("--kind", f->kind, "user or metrics (same as --scope metrics); agents get "
                                         "per-instance credentials at launch");
-  CLI::App* list = sub->add_subcommand("list", "list tokens (ids, scopes, expiry, last use; never the tokens)");
+  CLI::App* list = sub->add_subcommand("list", "list tokens: ids, scopes, expiry, last use, never the tokens "
+                                               "(with a server set: your own)");
   list->add_option("user", f->user, "only this user's tokens");
   list->add_flag("--json", f->json, "print JSON");
   CLI::App* revoke = sub->add_subcommand("revoke", "revoke a token by its id (from `yard token list`) "

@@ -175,6 +175,24 @@ def test_a_user_manages_own_tokens_through_the_api(yard, running):
     assert status == 400 and "operator" in error_of(body)["message"]
 
 
+def test_with_a_server_set_yard_token_manages_your_own_tokens(yard, running):
+    url, _, user = running
+    env = remote(yard, yard.token(), url)
+    reader = yard.run("token", "create", "--scope", "read", "--expires", "12h", env=env).stdout.strip()
+    assert reader.startswith("yut_") and call(f"{url}/v1/jobs", token=reader)[0] == 200
+    mine = json.loads(yard.run("token", "list", "--json", env=env).stdout)
+    assert [t["scope"] for t in mine if t["id"] == token_id(reader)] == ["read"]
+    assert {t["user"] for t in mine} == {user}
+    assert token_id(reader) in yard.run("token", "list", env=env).stdout
+    refused = yard.run("token", "create", "bob", env=env, check=False)
+    assert refused.returncode != 0 and "for yourself" in refused.stderr
+    # The read token itself may not manage tokens.
+    proc = yard.run("token", "list", env=remote(yard, reader, url), check=False)
+    assert proc.returncode != 0 and "scope 'admin'" in proc.stderr, proc.stderr
+    assert "revoked token " + token_id(reader) in yard.run("token", "revoke", reader, env=env).stdout
+    assert call(f"{url}/v1/jobs", token=reader)[0] == 401
+
+
 def get_with_headers(url, token):
     req = urllib.request.Request(url)
     req.add_header("Authorization", f"Bearer {token}")
