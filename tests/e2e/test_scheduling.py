@@ -91,3 +91,40 @@ def test_sweep_runs_every_combination(yard, project):
     descriptions = {j["description"] for j in yard.json("jobs")}
     assert "lr=0.01 batch=16" in descriptions
     assert proc.stdout.count("succeeded") >= 4
+
+
+def test_jobs_queued_behind_a_running_one_cancel_and_hand_back(yard, project):
+    """Pipelining (docs/scheduling.md): with the only instance busy, a job is
+    queued on it behind the running one. Cancelled there, it never runs; one
+    left waiting is handed back after a second and runs there once free."""
+    write_catalog(yard, [sim_type("one")], {"one": {"capacity": [[0, 1]]}})
+    (project / "long.sh").write_text("echo long started\nwhile [ ! -e gate ]; do sleep 0.05; done\necho long done\n")
+    (project / "quick.sh").write_text("echo quick ran\n")
+    submit = lambda script: yard.run("submit", script, "--machines", "one", "--cool-down", "60",
+                                     cwd=project).stdout.strip()
+    long_id = submit("long.sh")
+    yard.wait_state(long_id, "running", timeout=30)
+    inst = yard.job(long_id)["instance"]
+    queued_on = f"queued on busy instance {inst} behind job {long_id}"
+
+    cancelled = submit("quick.sh")
+    yard.run("cancel", cancelled)
+    assert yard.wait_state(cancelled, "cancelled", timeout=30)["state"] == "cancelled"
+    events = yard.run("logs", cancelled, "--events").stderr
+    assert queued_on in events
+    assert "quick ran" not in yard.run("logs", cancelled).stdout
+
+    handed_back = submit("quick.sh")
+    wait_for(lambda: "placed again" in yard.run("logs", handed_back, "--events").stderr,
+             timeout=30, interval=0.2, what="the queued job to be handed back after waiting")
+    assert yard.job(handed_back)["state"] == "requesting"
+    assert yard.job(long_id)["state"] == "running"
+    gate = wait_for(lambda: next(iter((yard.home / "instances" / inst / "jobs").glob(f"{long_id}-*/work")), None),
+                    timeout=30, what=f"the working folder of {long_id}")
+    (gate / "gate").touch()
+    assert yard.wait_state(long_id, "succeeded", timeout=30)
+    job = yard.wait_state(handed_back, "succeeded", timeout=30)
+    assert job["instance"] == inst
+    out = yard.run("logs", handed_back).stdout
+    assert out.count("quick ran") == 1
+    assert queued_on in yard.run("logs", handed_back, "--events").stderr
