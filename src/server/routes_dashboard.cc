@@ -108,7 +108,7 @@ Status CloseSession(Dash& d, Call& call) {
 }
 
 Status Me(Dash& d, Call& call) {
-  call.ReplyJson({{"user", call.who.user}});
+  call.ReplyJson({{"user", call.who.user}, {"scope", call.who.scope}});
   return Status::Ok();
 }
 

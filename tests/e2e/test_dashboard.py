@@ -330,3 +330,27 @@ def test_a_requeued_jobs_attempts_join_on_one_curve_with_the_requeue_marked(brow
     page.wait_for_selector("#log .row.marker")
     assert "requeued" in page.inner_text("#log .row.marker")
     assert "preempted" in page.inner_text("#timeline")
+
+
+def test_a_read_session_watches_without_cancel_and_ends_with_its_token(browser, yard, project):
+    (project / "job.sh").write_text("echo watching; sleep 600\n")
+    job_id = yard.run("submit", "job.sh", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "running")
+    user = yard.job(job_id)["user"]
+    base = yard.server_info()["url"]
+    reader = yard.run("token", "create", user, "--scope", "read").stdout.strip()
+    page = signed_in_page(browser, yard, env=dict(yard.env, YARD_SERVER=base, YARD_TOKEN=reader))
+    assert "(read only)" in page.inner_text("#who")
+    assert page.request.get(f"{base}/v1/dashboard/me").json() == {"user": user, "scope": "read"}
+    page.goto(f"{base}/jobs/{job_id}")
+    page.wait_for_selector("#job-state [data-state='running']", timeout=20000)
+    assert page.is_hidden("#cancel")
+    refused = page.request.post(f"{base}/v1/jobs/{job_id}/cancel", data="{}",
+                                headers={"X-Yard-Dashboard": "1", "Content-Type": "application/json"})
+    assert refused.status == 403 and "scope 'submit'" in refused.json()["error"]["message"]
+    token_id = next(t["id"] for t in yard.json("token", "list") if t["scope"] == "read")
+    yard.run("token", "revoke", token_id)
+    ended = page.request.get(f"{base}/v1/dashboard/me")
+    assert ended.status == 401 and "revoked" in ended.json()["error"]["message"]
+    assert yard.job(job_id)["state"] == "running"
+    yard.run("cancel", job_id)

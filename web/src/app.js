@@ -160,9 +160,13 @@ async function boot() {
   route();
 }
 
+// A session of a read token watches only: no Cancel or End (the API would
+// answer 403 naming the scope needed).
+const mayChange = () => !!me && me.scope !== "read";
+
 function showWho() {
   const who = $("#who");
-  who.replaceChildren(me.user, " · ", el("a", { href: "#", onclick: async (ev) => {
+  who.replaceChildren(me.user, me.scope === "read" ? " (read only)" : "", " · ", el("a", { href: "#", onclick: async (ev) => {
     ev.preventDefault();
     await api("/v1/dashboard/logout", { method: "POST", body: {} });
     me = null;
@@ -307,7 +311,7 @@ async function showJob(id) {
   let cost = 0;
   const renderHead = () => {
     $("#job-state").replaceChildren(stateBadge(job.state));
-    cancel.hidden = TERMINAL.has(job.state);
+    cancel.hidden = TERMINAL.has(job.state) || !mayChange();
     const now = Date.now() / 1000;
     facts.replaceChildren(...[
       ["description", job.description || "—"], ["machine type", job.machine_type || "—"],
@@ -699,7 +703,7 @@ function showMachines() {
       el("td", { class: "num" }, fmtDuration(i.age_s)), el("td", { class: "num" }, i.idle_s ? fmtDuration(i.idle_s) : ""),
       el("td", { class: "num price" }, i.price_per_hour !== undefined ? fmtMoney(i.price_per_hour) : ""),
       el("td", {}, i.job ? el("a", { href: "/jobs/" + i.job }, i.job) : ""),
-      el("td", {}, i.state === "cooling" || i.state === "idle" ? el("button", { class: "danger", onclick: async (ev) => {
+      el("td", {}, mayChange() && (i.state === "cooling" || i.state === "idle") ? el("button", { class: "danger", onclick: async (ev) => {
         ev.target.disabled = true;
         try { await api("/v1/instances/down", { method: "POST", body: { instance: i.id } }); }
         catch (e) { alert(e.message); }
