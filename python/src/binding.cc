@@ -20,6 +20,7 @@
 #include "client/http_client.h"
 #include "client/machine_menu.h"
 #include "client/transfer.h"
+#include "common/files.h"
 #include "common/manifest.h"
 #include "sdk/progress.h"
 #include "sdk/record.h"
@@ -348,6 +349,13 @@ class YardError(Exception):
         py::arg("types"), "GET /v1/machines' types (JSON text) -> (menu text, prompt)");
   m.def("parse_machine_choice", &ParseMachineChoicePy, py::arg("types"), py::arg("answer"),
         "-> machine ids; YardError invalid_argument for a number out of range");
+  m.def("embedded_server_of_another_build",
+        [](const std::string& home, const std::string& yard_binary) {
+          return yard::EmbeddedServerOfAnotherBuild(
+              home.empty() ? yard::DefaultYardHome() : home, yard::BuildIdOf(yard_binary));
+        },
+        py::arg("home"), py::arg("yard_binary"),
+        "the CLI's warning when home's embedded server runs another build than yard_binary, else ''");
   py::class_<Mirror>(m, "ArtifactMirror")
       .def(py::init<std::shared_ptr<Client>, std::map<std::string, std::string>>(),
            py::arg("client"), py::arg("dirs"))

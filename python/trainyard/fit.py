@@ -371,8 +371,18 @@ def _instance_python(client, machine_ids):
 # ---------------------------------------------------------------- connecting
 
 def _connect():
+    """The configured server (YARD_SERVER/YARD_TOKEN), else the embedded one
+    under YARD_HOME, started with the `yard` binary if none runs. Warns like
+    the CLI when that embedded server runs another build than this `yard`
+    (after a rebuild or an upgrade it goes on serving the old code)."""
     home = os.environ.get("YARD_HOME", "")
-    return native().connect(home=home, yard_binary=yard_binary())
+    binary = yard_binary()
+    client = native().connect(home=home, yard_binary=binary)
+    if not os.environ.get("YARD_SERVER"):
+        note = native().embedded_server_of_another_build(home, binary)
+        if note:
+            display.info(f"warning: {note}")
+    return client
 
 
 def _get_job(client, job_id):

@@ -6,12 +6,12 @@
 // archive or a server that fails us.
 #include <cstdio>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
 #include "common/files.h"
+#include "common/strings.h"
 #include "sdk/replay.h"
 
 namespace yard::cli {
@@ -23,14 +23,6 @@ struct ReplayFlags {
   double tolerance = 1e-3;
   bool json = false;
 };
-
-std::vector<std::string> SplitCommas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // The interpreter of a Keras runner command: $TRAINYARD_PYTHON, else
 // $YARD_PYTHON, else python3 on the instance's PATH.
@@ -68,7 +60,7 @@ int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
   std::unique_ptr<HttpClient> client = ConnectOrReport(global);
   if (!client) return 2;
   trainyard::internal::ReplayOptions o;
-  o.machines = SplitCommas(f.machines);
+  o.machines = SplitNonEmpty(f.machines, ',');
   o.tolerance = f.tolerance;
   o.python = RunnerPython();
   bool json = f.json;

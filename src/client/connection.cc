@@ -95,12 +95,12 @@ Status ReviveEmbeddedServer(const std::string& home, const std::string& yard_bin
   return StartServer(home, yard_binary).status();
 }
 
-std::string EmbeddedServerOfAnotherBuild(const std::string& home) {
+std::string EmbeddedServerOfAnotherBuild(const std::string& home, std::string ours) {
   StatusOr<std::string> text = ReadFile(home + "/server.json");
   if (!text.ok()) return "";
   Json j = Json::parse(*text, nullptr, false);
   if (!j.is_object() || !j.contains("build") || !j["build"].is_string()) return "";
-  std::string ours = SelfBuildId();
+  if (ours.empty()) ours = SelfBuildId();
   if (ours.empty() || j["build"].get<std::string>() == ours) return "";
   std::string pid = j.contains("pid") && j["pid"].is_number_integer() ? std::to_string(j["pid"].get<int64_t>()) : "?";
   return "the embedded server (pid " + pid + ", " + home + ") runs another build of yard than this one "

@@ -24,9 +24,10 @@ struct ConnectionOptions {
 // Returns a client for the configured server, starting the embedded one if
 // needed.
 // A warning when home's running embedded server was started from another
-// build of yard than this program (server.json's "build", SelfBuildId), as
-// after an upgrade: it would go on serving the old code. "" otherwise.
-std::string EmbeddedServerOfAnotherBuild(const std::string& home);
+// build of yard than `ours` (server.json's "build"; ours "": this program's
+// SelfBuildId; the Python SDK passes BuildIdOf the `yard` it starts servers
+// with), as after an upgrade: it would go on serving the old code. "" otherwise.
+std::string EmbeddedServerOfAnotherBuild(const std::string& home, std::string ours = "");
 
 StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& options);
 

@@ -67,33 +67,65 @@ std::string SelfExecutable() {
 }
 
 namespace {
+// The GNU build id (hex) among the notes in [p, end), "" if none.
+std::string BuildIdInNotes(const char* p, const char* end) {
+  while (p + sizeof(ElfW(Nhdr)) <= end) {
+    const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+    const char* name = p + sizeof(ElfW(Nhdr));
+    const char* desc = name + ((n->n_namesz + 3) & ~3u);
+    if (desc + n->n_descsz > end) return "";
+    if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && std::string(name, 3) == "GNU") {
+      static const char* kHex = "0123456789abcdef";
+      std::string id;
+      for (size_t k = 0; k < n->n_descsz; ++k) {
+        unsigned char c = static_cast<unsigned char>(desc[k]);
+        id += kHex[c >> 4];
+        id += kHex[c & 15];
+      }
+      return id;
+    }
+    p = desc + ((n->n_descsz + 3) & ~3u);
+  }
+  return "";
+}
+
 // The GNU build-id note among a loaded object's PT_NOTE segments.
 int FindBuildId(struct dl_phdr_info* info, size_t, void* out) {
   auto* id = static_cast<std::string*>(out);
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
+  for (int i = 0; i < info->dlpi_phnum && id->empty(); ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_NOTE) continue;
     const char* p = reinterpret_cast<const char*>(info->dlpi_addr + ph.p_vaddr);
-    const char* end = p + ph.p_memsz;
-    while (p + sizeof(ElfW(Nhdr)) <= end) {
-      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
-      const char* name = p + sizeof(ElfW(Nhdr));
-      const char* desc = name + ((n->n_namesz + 3) & ~3u);
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && std::string(name, 3) == "GNU") {
-        static const char* kHex = "0123456789abcdef";
-        for (size_t k = 0; k < n->n_descsz; ++k) {
-          unsigned char c = static_cast<unsigned char>(desc[k]);
-          *id += kHex[c >> 4];
-          *id += kHex[c & 15];
-        }
-        return 1;
-      }
-      p = desc + ((n->n_descsz + 3) & ~3u);
-    }
+    *id = BuildIdInNotes(p, p + ph.p_memsz);
   }
   return 1;  // only the first object: the program itself
 }
+
+// `size` bytes of `f` at `offset`, "" when the file is shorter.
+std::string ReadAt(std::ifstream& f, uint64_t offset, size_t size) {
+  std::string buf(size, '\0');
+  f.seekg(static_cast<std::streamoff>(offset));
+  if (!f.read(buf.data(), static_cast<std::streamsize>(size))) return "";
+  return buf;
+}
 }  // namespace
+
+std::string BuildIdOf(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string head = ReadAt(f, 0, sizeof(ElfW(Ehdr)));
+  if (head.size() != sizeof(ElfW(Ehdr)) || head.compare(0, SELFMAG, ELFMAG) != 0) return "";
+  const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(head.data());
+  if (eh->e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32) || eh->e_phentsize != sizeof(ElfW(Phdr))) return "";
+  std::string phdrs = ReadAt(f, eh->e_phoff, size_t{eh->e_phnum} * sizeof(ElfW(Phdr)));
+  for (size_t i = 0; i * sizeof(ElfW(Phdr)) < phdrs.size(); ++i) {
+    const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(phdrs.data()) + i;
+    if (ph->p_type != PT_NOTE || ph->p_filesz > (1u << 20)) continue;
+    std::string notes = ReadAt(f, ph->p_offset, ph->p_filesz);
+    std::string id = BuildIdInNotes(notes.data(), notes.data() + notes.size());
+    if (!id.empty()) return id;
+  }
+  return "";
+}
 
 std::string SelfBuildId() {
   std::string id;

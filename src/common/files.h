@@ -44,6 +44,9 @@ std::string SelfExecutable();
 // The running program's GNU build id (hex; the linker's hash of its
 // contents), "" if it has none. Two builds differ; copies of one do not.
 std::string SelfBuildId();
+// The GNU build id of the ELF executable at `path` (what SelfBuildId says
+// when it runs), "" if it is unreadable, not ELF of this machine or has none.
+std::string BuildIdOf(const std::string& path);
 // The `yard` to copy to other machines (SSH hosts, cloud instances): the
 // static `yard-portable` beside `yard` (default: the running executable)
 // when it is there (docs/operations.md, "The portable agent"), else `yard`

@@ -4,10 +4,10 @@
 #include <cmath>
 #include <filesystem>
 #include <set>
-#include <sstream>
 
 #include "common/command_runner.h"
 #include "common/files.h"
+#include "common/strings.h"
 #include "sdk/progress.h"
 #include "sdk/record.h"
 
@@ -27,24 +27,16 @@ yard::StatusOr<std::string> Tar(const std::vector<std::string>& argv) {
   return r.out;
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  for (std::string line; std::getline(ss, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
 // Every entry a plain file or folder ('-' or 'd' in `tar -tv`) with a
 // relative path that stays inside the destination.
 yard::Status CheckEntries(const std::string& archive) {
   YARD_ASSIGN_OR_RETURN(std::string verbose, Tar({"tar", "-tvzf", archive}));
   YARD_ASSIGN_OR_RETURN(std::string names, Tar({"tar", "-tzf", archive}));
-  for (const std::string& line : Lines(verbose)) {
+  for (const std::string& line : yard::SplitNonEmpty(verbose, '\n')) {
     if (line[0] != '-' && line[0] != 'd')
       return yard::InvalidArgument(archive + ": entry \"" + line + "\" is not a plain file");
   }
-  for (const std::string& name : Lines(names)) {
+  for (const std::string& name : yard::SplitNonEmpty(names, '\n')) {
     fs::path p(name);
     bool up = std::any_of(p.begin(), p.end(), [](const fs::path& part) { return part == ".."; });
     if (p.is_absolute() || up)
