@@ -328,6 +328,13 @@ class YardError(Exception):
         "server under YARD_HOME (started with yard_binary if needed)");
   m.def("history_from_events", &HistoryPy, py::arg("events"),
         "events (JSON texts) -> ({metric: [float per epoch]}, [epochs]); a missing value is NaN");
+  m.def("format_epoch_values",
+        [](const std::string& values) {
+          return trainyard::internal::FormatEpochValues(yard::Json::parse(values));
+        },
+        py::arg("values"), "a metric event's values (JSON text) -> 'loss: 0.4100 - accuracy: ...'");
+  m.def("is_epoch_line", &trainyard::internal::IsEpochLine, py::arg("line"),
+        "whether a line is a trainer's own 'Epoch N/M - ...' line");
   m.def("final_metrics", &FinalMetricsPy, py::arg("events"),
         "events (JSON texts) -> JSON text of the last epoch's values");
   m.def("torch_fit_kwargs_error", &TorchFitKwargsError, py::arg("fit_kwargs"),

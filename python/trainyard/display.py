@@ -1,12 +1,11 @@
 """Live display of a fit job: Keras-style epoch lines from metric events, a
 progress bar within the epoch on a terminal, the job's own output and the
 scheduling decisions."""
+import json
 import re
 import sys
 
-_EPOCH_LINE = re.compile(r"^Epoch \d+/\d+ - ")
-_SKIP_KEYS = {"epoch", "epochs", "event", "seconds", "samples_per_s", "step", "steps"}
-
+from trainyard._native import native
 
 # The server's messages name the CLI's flags; here the caller wrote Python.
 _PARAMETER_OF_FLAG = {
@@ -34,12 +33,9 @@ def human(n):
 
 
 def format_values(values):
-    parts = []
-    for k, v in values.items():
-        if k in _SKIP_KEYS:
-            continue
-        parts.append(f"{k}: {v:.4f}" if isinstance(v, (int, float)) else f"{k}: {v}")
-    return " - ".join(parts)
+    """'loss: 0.4100 - accuracy: 0.8800 - val_loss: ...': the C++ SDK's
+    FormatEpochValues (bound): Keras' order, numbers only, null as nan."""
+    return native().format_epoch_values(json.dumps(values))
 
 
 def _is_terminal():
@@ -85,7 +81,7 @@ class LiveView:
             text = self.pending + ev.get("data", "")
             lines = text.split("\n")
             self.pending = lines.pop()
-            shown = [ln for ln in lines if not _EPOCH_LINE.match(ln)]
+            shown = [ln for ln in lines if not native().is_epoch_line(ln)]
             if shown:
                 self._end_bar()
                 self.out.write("\n".join(shown) + "\n")

@@ -37,20 +37,6 @@ std::pair<int, std::string> ColumnRank(const std::string& key) {
   return {(val ? 2 : 0) + (base == "loss" ? 0 : 1), base};
 }
 
-// yard-train's own epoch lines ("Epoch 3/10 - loss: ...") are shown from
-// the metric events instead, which carry the same numbers.
-bool IsEpochLine(const std::string& line) {
-  size_t i = 6;
-  if (line.rfind("Epoch ", 0) != 0) return false;
-  auto digits = [&] {
-    size_t start = i;
-    while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
-    return i > start;
-  };
-  if (!digits() || i >= line.size() || line[i++] != '/' || !digits()) return false;
-  return line.compare(i, 3, " - ") == 0;
-}
-
 std::map<std::string, double> NumericValues(const Json& values) {
   std::map<std::string, double> out;
   for (const auto& [k, v] : values.items()) {
@@ -80,6 +66,20 @@ std::string FormatValues(const std::map<std::string, double>& values) {
     out += (out.empty() ? "" : " - ") + k + ": " + Fixed4(values.at(k));
   return out;
 }
+
+bool IsEpochLine(const std::string& line) {
+  size_t i = 6;
+  if (line.rfind("Epoch ", 0) != 0) return false;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
+    return i > start;
+  };
+  if (!digits() || i >= line.size() || line[i++] != '/' || !digits()) return false;
+  return line.compare(i, 3, " - ") == 0;
+}
+
+std::string FormatEpochValues(const Json& values) { return FormatValues(NumericValues(values)); }
 
 const Json* EpochValues(const Json& ev) {
   if (!ev.is_object() || ev.value("kind", "") != "metric" || !ev.contains("values")) return nullptr;

@@ -20,6 +20,14 @@ namespace trainyard::internal {
 // the training metrics, then val_loss and the validation metrics.
 std::string FormatValues(const std::map<std::string, double>& values);
 
+// FormatValues of a metric event's values: its numbers (null as NaN),
+// without the bookkeeping keys (the history's columns, below).
+std::string FormatEpochValues(const nlohmann::json& values);
+
+// "Epoch 3/10 - ...": a trainer's own epoch line, which the live views show
+// from the metric events instead.
+bool IsEpochLine(const std::string& line);
+
 // The values object of a per-epoch metric event ({"kind": "metric",
 // "values": {"epoch": N, ...}} without an "event" key), else nullptr.
 const nlohmann::json* EpochValues(const nlohmann::json& event);
