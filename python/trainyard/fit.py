@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # typing.ParamSpec is Python 3.10+; only the type checker nee
     _P = ParamSpec("_P")
 _R = TypeVar("_R")
 ArrayLike = Any  # anything np.asarray takes: numpy arrays, lists, tensors with __array__
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESERVED_KEYS = ("batch_size", "epochs", "validation_data")
@@ -611,7 +611,11 @@ def _takes_fit_request(impl: "Callable[[FitRequest], _R]") -> "Callable[_P, _R]"
     """Makes impl(request) callable with FitRequest's parameters; help() and
     inspect show them (with impl's return type and docstring)."""
     def api(*args: Any, **kwargs: Any) -> Any:
-        return impl(FitRequest(*args, **kwargs))
+        try:
+            request = FitRequest(*args, **kwargs)
+        except TypeError as e:  # a wrong argument: name the function called, not the dataclass
+            raise TypeError(str(e).replace("FitRequest.__init__()", f"{impl.__name__}()")) from None
+        return impl(request)
     for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
         setattr(api, attr, getattr(impl, attr))
     api.__signature__ = inspect.signature(FitRequest).replace(  # type: ignore[attr-defined]

@@ -49,6 +49,20 @@ def test_history_is_the_cpp_sdks_on_the_shared_cases():
             assert [None if math.isnan(v) else v for v in got] == want, (case["name"], key)
 
 
+def test_online_and_offline_fit_share_one_typed_parameter_list_without_mutable_defaults():
+    import dataclasses
+    import inspect
+    online, offline = inspect.signature(fit.online_fit), inspect.signature(fit.offline_fit)
+    assert list(online.parameters.values()) == list(offline.parameters.values())
+    assert [f.name for f in dataclasses.fields(fit.FitRequest)] == list(online.parameters)
+    for p in online.parameters.values():
+        assert p.annotation is not inspect.Parameter.empty, p.name
+        assert not isinstance(p.default, (list, dict, set)), p.name
+    assert offline.return_annotation is str
+    with pytest.raises(TypeError, match=r"^online_fit\(\) got an unexpected keyword argument 'epoch'"):
+        fit.online_fit(None, [1], [1], epoch=3)
+
+
 def test_fit_kwargs_values_must_be_data():
     assert fit._check_data_value("k", {"a": [1, np.int64(2)], 3: None}, "") == {"a": [1, 2], "3": None}
     with pytest.raises(ValueError, match=r"fit_kwargs\['k'\] holds a function"):
