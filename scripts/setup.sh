@@ -22,6 +22,7 @@ APT_PACKAGES=(
   slurm-wlm munge openssh-server openssh-client iproute2
   podman runc catatonit mmdebstrap
   chromium  # the dashboard's browser tests (Playwright drives it; tests/e2e/test_dashboard.py)
+  clang-14 libclang-rt-14-dev  # fuzz targets and sanitizer tests (fuzz/, scripts/fuzz.sh): libFuzzer, ASan, UBSan
 )
 
 # Package lists older than this are refreshed before installing (seconds).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest) and the
-# end-to-end tests (pytest tests/e2e) and the Python SDK tests (pytest
-# tests/python), and ends with one line:
+# Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest), the
+# end-to-end tests (pytest tests/e2e), the Python SDK tests (pytest
+# tests/python) and the sanitized unit tests and fuzz targets
+# (scripts/fuzz.sh, fuzz/README.md), and ends with one line:
 #   N passed, N failed
 # summing both. Exits non-zero if anything failed or no test ran at all.
 #
@@ -112,8 +113,27 @@ run_pytest tests/python
 python_result="$pytest_result"
 
 # --------------------------------------------------------------------------
+# The sanitized unit tests and each fuzz target (fuzz/README.md): its last
+# line is `N passed, N failed`, added to ours.
+step "Sanitizers and fuzzing (scripts/fuzz.sh)"
+fuzz_rc=0
+bash scripts/fuzz.sh 2>&1 | tee "$LOG_DIR/fuzz.log" || fuzz_rc=$?
+fuzz_summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOG_DIR/fuzz.log" | tail -1 || true)"
+if [[ -n "$fuzz_summary" ]]; then
+  f_passed="$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$fuzz_summary")"
+  f_failed="$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$fuzz_summary")"
+  if ((fuzz_rc != 0 && f_failed == 0)); then f_failed=1; fi
+  passed=$((passed + f_passed))
+  failed=$((failed + f_failed))
+  fuzz_result="fuzz.sh: $f_passed passed, $f_failed failed (exit $fuzz_rc)"
+else
+  failed=$((failed + 1))
+  fuzz_result="fuzz.sh: no summary line (exit $fuzz_rc); counted as one failure"
+fi
+
+# --------------------------------------------------------------------------
 step "Summary"
-printf '    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$python_result"
+printf '    %s\n    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$python_result" "$fuzz_result"
 rc=0
 if ((failed > 0)); then
   rc=1

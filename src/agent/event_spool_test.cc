@@ -104,7 +104,9 @@ TEST(EventSpoolTest, RequestBodyIsAFramedEventsCall) {
 TEST(EventSpoolTest, OutputBytesAreKeptExactly) {
   TempDir dir;
   auto spool = OpenSpool(dir.path());
-  const std::string bytes("bad \xff\xfe byte, a NUL \0 and \r\n", 30);
+  // Sized by the literal itself (an explicit 30 read past its 28 bytes; ASan).
+  static constexpr char kBytes[] = "bad \xff\xfe byte, a NUL \0 and \r\n";
+  const std::string bytes(kBytes, sizeof kBytes - 1);
   ASSERT_TRUE(spool->AppendOutput("j", 1, bytes).ok());
   EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"].get<std::string>(), bytes);
   // ... also after a reload from disk.

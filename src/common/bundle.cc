@@ -11,6 +11,7 @@
 #include <climits>
 #include <filesystem>
 #include <memory>
+#include <unordered_set>
 
 #include "common/files.h"
 #include "common/hashing.h"
@@ -44,59 +45,79 @@ int MatchClass(std::string_view p, char c, size_t& len) {
   return -1;
 }
 
-bool Glob(std::string_view p, std::string_view t);
-
-// "**" as a whole component: "**" at the end matches everything below,
-// "**/" matches zero or more folders. `rest` follows the "**".
-bool GlobDoubleStar(std::string_view rest, std::string_view t) {
-  if (rest.empty()) return true;
-  rest.remove_prefix(1);  // the '/'
-  for (size_t k = 0;;) {
-    if (Glob(rest, t.substr(k))) return true;
-    size_t slash = t.find('/', k);
-    if (slash == std::string_view::npos) return false;
-    k = slash + 1;
-  }
-}
-
-// A run of '*' inside a component: any characters but '/'.
-bool GlobStar(std::string_view rest, std::string_view t) {
-  for (size_t k = 0;; ++k) {
-    if (Glob(rest, t.substr(k))) return true;
-    if (k == t.size() || t[k] == '/') return false;
-  }
-}
-
 // gitignore globbing of a whole path `t`: '*', '?' and classes never match
-// '/'; '\' escapes the next character. The start of `p` is always at a
-// component boundary (callers recurse only there or after a '*' run).
-bool Glob(std::string_view p, std::string_view t) {
-  size_t pi = 0, ti = 0;
-  while (pi < p.size()) {
-    char c = p[pi];
-    if (c == '*') {
-      size_t end = p.find_first_not_of('*', pi);
-      if (end == std::string_view::npos) end = p.size();
-      bool component = end - pi == 2 && (pi == 0 || p[pi - 1] == '/') &&
-                       (end == p.size() || p[end] == '/');
-      if (component) return GlobDoubleStar(p.substr(end), t.substr(ti));
-      return GlobStar(p.substr(end), t.substr(ti));
-    }
-    if (ti == t.size()) return false;
-    size_t len = 1;
-    int in_class = c == '[' ? MatchClass(p.substr(pi), t[ti], len) : -1;
-    if (in_class == 0) return false;
-    if (in_class < 0) {
-      bool escaped = c == '\\' && pi + 1 < p.size();
-      if (escaped) c = p[++pi];
-      bool any = c == '?' && !escaped;
-      if (any ? t[ti] == '/' : c != t[ti]) return false;
-    }
-    pi += len;
-    ++ti;
+// '/'; '\' escapes the next character. Every '*' run tries each place it
+// could end, so without memory a pattern like "*?*t**?*?*" takes time
+// exponential in its stars (seconds for one path; found by
+// fuzz/ignore_fuzzer.cc). Each (pattern position, path position) is tried
+// once: a failure is remembered, which bounds a match by |p| * |t| tries.
+class Glob {
+ public:
+  Glob(std::string_view p, std::string_view t) : p_(p), t_(t) {}
+  bool Matches() { return Match(0, 0); }
+
+ private:
+  // The match of p_[pi..] against t_[ti..]. pi is always at a component
+  // boundary or just after a '*' run.
+  bool Match(size_t pi, size_t ti) {
+    if (p_.find('*', pi) == std::string_view::npos) return MatchFrom(pi, ti);  // no choice left
+    uint64_t state = uint64_t{pi} << 32 | ti;
+    if (failed_.count(state)) return false;
+    bool ok = MatchFrom(pi, ti);
+    if (!ok) failed_.insert(state);
+    return ok;
   }
-  return ti == t.size();
-}
+
+  bool MatchFrom(size_t pi, size_t ti) {
+    while (pi < p_.size()) {
+      char c = p_[pi];
+      if (c == '*') {
+        size_t end = p_.find_first_not_of('*', pi);
+        if (end == std::string_view::npos) end = p_.size();
+        bool component = end - pi == 2 && (pi == 0 || p_[pi - 1] == '/') &&
+                         (end == p_.size() || p_[end] == '/');
+        return component ? DoubleStar(end, ti) : Star(end, ti);
+      }
+      if (ti == t_.size()) return false;
+      size_t len = 1;
+      int in_class = c == '[' ? MatchClass(p_.substr(pi), t_[ti], len) : -1;
+      if (in_class == 0) return false;
+      if (in_class < 0) {
+        bool escaped = c == '\\' && pi + 1 < p_.size();
+        if (escaped) c = p_[++pi];
+        bool any = c == '?' && !escaped;
+        if (any ? t_[ti] == '/' : c != t_[ti]) return false;
+      }
+      pi += len;
+      ++ti;
+    }
+    return ti == t_.size();
+  }
+
+  // "**" as a whole component: "**" at the end matches everything below,
+  // "**/" matches zero or more folders. `rest` is just after the "**".
+  bool DoubleStar(size_t rest, size_t ti) {
+    if (rest == p_.size()) return true;
+    ++rest;  // the '/'
+    for (size_t k = ti;;) {
+      if (Match(rest, k)) return true;
+      size_t slash = t_.find('/', k);
+      if (slash == std::string_view::npos) return false;
+      k = slash + 1;
+    }
+  }
+
+  // A run of '*' inside a component: any characters but '/'.
+  bool Star(size_t rest, size_t ti) {
+    for (size_t k = ti;; ++k) {
+      if (Match(rest, k)) return true;
+      if (k == t_.size() || t_[k] == '/') return false;
+    }
+  }
+
+  std::string_view p_, t_;
+  std::unordered_set<uint64_t> failed_;  // pi << 32 | ti of each failed try
+};
 
 std::string_view StripLine(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -149,7 +170,7 @@ bool IgnoreRules::IsIgnored(const std::string& path, bool is_dir) const {
         }
         rel.remove_prefix(r->base.size() + 1);
       }
-      if (Glob(r->pattern, r->anchored ? rel : BaseName(rel))) return !r->negate;
+      if (Glob(r->pattern, r->anchored ? rel : BaseName(rel)).Matches()) return !r->negate;
     }
     return false;
   };

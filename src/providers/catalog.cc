@@ -1,6 +1,7 @@
 #include "providers/catalog.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace yard {
 
@@ -32,27 +33,50 @@ Catalog Catalog::BuiltinLocal(int cores, int gpus) {
   return c;
 }
 
+namespace {
+
+// The integer `key` of `t`, or `fallback` when absent. InvalidArgument for
+// anything but a whole number that an int holds: a cast of 1e300 would be
+// undefined.
+StatusOr<int> IntValue(const Json& t, const char* key, int fallback) {
+  auto it = t.find(key);
+  if (it == t.end()) return fallback;
+  if (!it->is_number_integer() || *it < std::numeric_limits<int>::min() ||
+      *it > std::numeric_limits<int>::max())
+    return InvalidArgument(std::string("'") + key + "' must be a whole number");
+  return it->get<int>();
+}
+
+StatusOr<MachineType> TypeFromJson(const Json& t) {
+  MachineType m;
+  m.name = t.at("name").get<std::string>();
+  m.provider = t.at("provider").get<std::string>();
+  YARD_ASSIGN_OR_RETURN(m.cpus, IntValue(t, "cpus", 1));
+  m.memory_gb = t.value("memory_gb", 0.0);
+  YARD_ASSIGN_OR_RETURN(m.gpus, IntValue(t, "gpus", 0));
+  m.gpu_model = t.value("gpu_model", "");
+  m.spot_price = t.value("spot_price", 0.0);
+  m.on_demand_price = t.value("on_demand_price", 0.0);
+  m.default_market = t.value("default_market", "on-demand");
+  m.options = t.value("options", Json::object());
+  if (m.default_market != "spot" && m.default_market != "on-demand")
+    return InvalidArgument("default_market must be spot or on-demand");
+  return m;
+}
+
+}  // namespace
+
 StatusOr<Catalog> Catalog::FromJson(const Json& j) {
-  if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("types") ||
+  // A "version" that is not a number must not reach value<int>, which throws.
+  if (!j.is_object() || !j.contains("version") || j["version"] != 1 || !j.contains("types") ||
       !j["types"].is_array())
     return InvalidArgument("catalog: expected {\"version\": 1, \"types\": [...]}");
   Catalog c;
   try {
     for (const Json& t : j["types"]) {
-      MachineType m;
-      m.name = t.at("name").get<std::string>();
-      m.provider = t.at("provider").get<std::string>();
-      m.cpus = t.value("cpus", 1);
-      m.memory_gb = t.value("memory_gb", 0.0);
-      m.gpus = t.value("gpus", 0);
-      m.gpu_model = t.value("gpu_model", "");
-      m.spot_price = t.value("spot_price", 0.0);
-      m.on_demand_price = t.value("on_demand_price", 0.0);
-      m.default_market = t.value("default_market", "on-demand");
-      m.options = t.value("options", Json::object());
-      if (m.default_market != "spot" && m.default_market != "on-demand")
-        return InvalidArgument("catalog: type '" + m.name + "': default_market must be spot or on-demand");
-      c.types_.push_back(m);
+      StatusOr<MachineType> m = TypeFromJson(t);
+      if (!m.ok()) return InvalidArgument("catalog: type " + t.value("name", Json()).dump() + ": " + m.status().message());
+      c.types_.push_back(std::move(*m));
     }
   } catch (const Json::exception& e) {
     return InvalidArgument(std::string("catalog: ") + e.what());

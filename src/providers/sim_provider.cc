@@ -6,35 +6,6 @@ namespace yard {
 
 using Json = nlohmann::json;
 
-int SimTypeScenario::CapacityAt(double t) const {
-  int cap = 0;
-  for (const auto& [from, n] : capacity)
-    if (from <= t) cap = n;
-  return cap;
-}
-
-StatusOr<SimScenario> SimScenario::FromJson(const Json& j) {
-  if (!j.is_object() || j.value("version", 0) != 1 || !j.contains("types") || !j["types"].is_object())
-    return InvalidArgument("sim scenario: expected {\"version\": 1, \"types\": {...}}");
-  SimScenario s;
-  try {
-    for (const auto& [name, t] : j["types"].items()) {
-      SimTypeScenario ts;
-      for (const auto& step : t.value("capacity", Json::array({Json::array({0, 1000})})))
-        ts.capacity.emplace_back(step.at(0).get<double>(), step.at(1).get<int>());
-      std::sort(ts.capacity.begin(), ts.capacity.end());
-      ts.provisioning_delay_s = t.value("provisioning_delay_s", 0.0);
-      ts.interruptions = t.value("interruptions", std::vector<double>{});
-      std::sort(ts.interruptions.begin(), ts.interruptions.end());
-      ts.settings = t.value("settings", std::set<std::string>{});
-      s.types[name] = ts;
-    }
-  } catch (const Json::exception& e) {
-    return InvalidArgument(std::string("sim scenario: ") + e.what());
-  }
-  return s;
-}
-
 SimProvider::SimProvider(SimScenario scenario, std::string state_dir, const Clock* clock,
                          AgentSpawner* spawner)
     : scenario_(std::move(scenario)), state_dir_(std::move(state_dir)), clock_(clock),

@@ -1,15 +1,7 @@
 // SimProvider: a simulated cloud for testing capacity, fallback, cooling and
 // preemption. The cloud's API is simulated from a scenario file; its
-// instances are real local agents, so jobs really run.
-//
-// Scenario (JSON, documented in docs/formats.md):
-//   {"version": 1, "types": {"p2.xlarge": {
-//       "capacity": [[0, 2], [600, 0]],   // from scenario time t, n instances
-//       "provisioning_delay_s": 5,
-//       "interruptions": [120],            // times a spot instance is taken
-//       "settings": ["zone"]}}}            // keys a job may set (--set zone=b)
-// Scenario time is seconds since the provider was created, on the
-// controller's clock (a FakeClock in tests).
+// instances are real local agents, so jobs really run. The scenario file is
+// read by providers/sim_scenario.h.
 #pragma once
 
 #include <map>
@@ -23,21 +15,9 @@
 #include "common/clock.h"
 #include "providers/agent_spawner.h"
 #include "providers/provider.h"
+#include "providers/sim_scenario.h"
 
 namespace yard {
-
-struct SimTypeScenario {
-  std::vector<std::pair<double, int>> capacity;  // sorted by time
-  double provisioning_delay_s = 0;
-  std::vector<double> interruptions;             // sorted scenario times
-  std::set<std::string> settings;                // per-job keys (JobSettingKeys)
-  int CapacityAt(double t) const;
-};
-
-struct SimScenario {
-  std::map<std::string, SimTypeScenario> types;
-  static StatusOr<SimScenario> FromJson(const nlohmann::json& j);
-};
 
 class SimProvider : public Provider {
  public:

@@ -484,59 +484,6 @@ StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_
   }
 }
 
-namespace {
-
-// Checks one agent record and turns it into an event (exit records are
-// handled by the caller). InvalidArgument names the problem.
-StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
-  if (!r.is_object() || !r.contains("kind") || !r["kind"].is_string())
-    return InvalidArgument("each record needs a string 'kind'");
-  std::string kind = r["kind"];
-  if (kind == "output") {
-    if (!r.contains("data") || !r["data"].is_string()) return InvalidArgument("output record needs 'data'");
-    return Json{{"kind", "output"}, {"data", r["data"]}};
-  }
-  if (kind == "decision") {  // e.g. the agent's word on a spot interruption notice
-    if (!r.contains("message") || !r["message"].is_string())
-      return InvalidArgument("decision record needs a string 'message'");
-    return Json{{"kind", "decision"}, {"message", r["message"]}, {"instance", instance_id}};
-  }
-  if (kind == "metric") {
-    if (!r.contains("values") || !r["values"].is_object())
-      return InvalidArgument("metric record needs an object 'values'");
-    return Json{{"kind", "metric"}, {"values", r["values"]}, {"instance", instance_id}};
-  }
-  if (kind == "artifact") {
-    std::string dir = r.value("dir", "");
-    if (dir != "checkpoints" && dir != "logs" && dir != "outputs" && dir != "work")
-      return InvalidArgument("artifact 'dir' must be checkpoints, logs, outputs or work");
-    YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(r.value("entry", Json())));
-    Manifest m;
-    m.files.push_back(e);
-    YARD_RETURN_IF_ERROR(ValidateManifest(m).WithContext("artifact"));
-    return Json{{"kind", "artifact"}, {"dir", dir}, {"entry", FileEntryToJson(e)},
-                {"instance", instance_id}};
-  }
-  return InvalidArgument("unknown record kind '" + kind + "'");
-}
-
-}  // namespace
-
-StatusOr<std::vector<AgentRecord>> AgentRecordsFromJson(const Json& records) {
-  if (!records.is_array()) return InvalidArgument("'records' must be a list");
-  std::vector<AgentRecord> out;
-  out.reserve(records.size());
-  for (const Json& r : records) {
-    bool output = r.is_object() && r.value("kind", "") == "output" && r.contains("data") &&
-                  r["data"].is_string();
-    if (output)
-      out.push_back({Json(), std::string_view(r["data"].get_ref<const std::string&>())});
-    else
-      out.push_back({r, std::nullopt});
-  }
-  return out;
-}
-
 StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
                                                  const std::string& job_id, int64_t attempt,
                                                  int64_t first, const Json& records) {
@@ -635,7 +582,7 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
       continue;
     }
     const Json& r = ar.json;
-    if (r.is_object() && r.value("kind", "") == "exit") { exit_record = r; break; }
+    if (RecordKind(r) == "exit") { exit_record = r; break; }
     YARD_ASSIGN_OR_RETURN(Json ev, RecordToEvent(r, instance_id));
     if (ev["kind"] == "artifact")
       for (const auto& c : ev["entry"].value("chunks", Json::array())) owned.push_back(c[0]);

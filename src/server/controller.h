@@ -68,6 +68,7 @@
 #include "common/status.h"
 #include "providers/catalog.h"
 #include "providers/provider.h"
+#include "server/agent_batch.h"
 #include "server/agent_credentials.h"
 #include "server/job_queue.h"
 #include "server/notifier.h"
@@ -94,17 +95,6 @@ struct ControllerOptions {
   // (`yard server --max-job-output-mb`). <= 0: no cap.
   int64_t max_output_bytes_per_job = int64_t{1} << 30;
 };
-
-// One record of an agent's batch: an output record's bytes (`output`, then
-// `json` is unused) or any other record as JSON. The bytes are not owned.
-struct AgentRecord {
-  Json json;
-  std::optional<std::string_view> output;
-};
-
-// The records of a JSON batch (docs/api.md), output bytes pointing into
-// `records`, which must outlive the result. InvalidArgument if not a list.
-StatusOr<std::vector<AgentRecord>> AgentRecordsFromJson(const Json& records);
 
 class Controller {
  public:

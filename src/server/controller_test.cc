@@ -467,6 +467,24 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
 
+// Found with fuzz/spool_fuzzer.cc: a record whose "kind" is not a string
+// threw inside the batch's store transaction (500, and the transaction left
+// open). It is refused like any other bad record, and the job goes on.
+TEST_F(ControllerTest, ARecordWhoseKindIsNotAStringIsRefusedAndTheJobGoesOn) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  StatusOr<int64_t> bad = controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", {{"x", 1}}}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument) << bad.status().ToString();
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {
+      {{"kind", "output"}, {"data", "fine\n"}},
+      {{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+}
+
 TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
   Build(5, 5);
   std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});

@@ -10,7 +10,8 @@ StatusOr<Json> ParseStrictObject(const std::string& body,
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return InvalidArgument("the request body is not valid JSON");
   if (!j.is_object()) return InvalidArgument("the request body must be a JSON object");
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture one
     bool known = std::any_of(allowed.begin(), allowed.end(),
                              [&](const char* a) { return key == a; });
     if (!known) {

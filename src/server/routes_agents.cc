@@ -51,57 +51,16 @@ Status Work(ApiContext& ctx, Call& call) {
   return Status::Ok();
 }
 
-// A batch as sent: which attempt, the first record's agent seq, the records.
-struct Batch {
-  Json head;
-  std::vector<AgentRecord> records;
-};
-
-// The framed form (docs/formats.md, "Record frames"): a 'j' frame with the
-// head, then one frame per record: 'o' output bytes, 'j' any other record.
-// The output bytes stay in `body`, which must outlive the batch.
-StatusOr<Batch> ParseFramedBatch(std::string_view body) {
-  Batch b;
-  bool corrupt = false;
-  std::optional<Frame> head = NextFrame(&body, &corrupt);
-  if (!head || head->tag != frame_tag::kJson) return InvalidArgument("framed batch without its head");
-  YARD_ASSIGN_OR_RETURN(b.head, ParseStrictObject(std::string(head->payload), {"job", "attempt", "first"}));
-  while (std::optional<Frame> f = NextFrame(&body, &corrupt)) {
-    if (f->tag == frame_tag::kOutput) {
-      b.records.push_back({Json(), f->payload});
-      continue;
-    }
-    if (f->tag != frame_tag::kJson) return InvalidArgument("unknown record frame tag");
-    Json r = Json::parse(f->payload, nullptr, /*allow_exceptions=*/false);
-    if (r.is_discarded()) return InvalidArgument("a record frame holds invalid JSON");
-    b.records.push_back({std::move(r), std::nullopt});
-  }
-  if (corrupt || !body.empty()) return InvalidArgument("framed batch cut short or corrupt");
-  return b;
-}
-
 Status Events(ApiContext& ctx, Call& call) {
   YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
-  Batch batch;
-  if (call.req.get_header_value("Content-Type") == kFramesContentType) {
-    YARD_ASSIGN_OR_RETURN(batch, ParseFramedBatch(call.Body()));
-  } else {
-    YARD_ASSIGN_OR_RETURN(batch.head,
-                          ParseStrictObject(call.Body(), {"job", "attempt", "first", "records"}));
-    static const Json kNone = Json::array();
-    auto it = batch.head.find("records");  // a reference: the records point into it
-    YARD_ASSIGN_OR_RETURN(batch.records,
-                          AgentRecordsFromJson(it != batch.head.end() ? *it : kNone));
-  }
-  YARD_ASSIGN_OR_RETURN(std::string job, GetString(batch.head, "job", true));
-  YARD_ASSIGN_OR_RETURN(double attempt, GetNumber(batch.head, "attempt", 0));
-  YARD_ASSIGN_OR_RETURN(double first, GetNumber(batch.head, "first", 1));
-  StatusOr<int64_t> acked = ctx.controller->AcceptAgentBatch(
-      call.Param(1), job, static_cast<int64_t>(attempt), static_cast<int64_t>(first),
-      batch.records);
+  YARD_ASSIGN_OR_RETURN(AgentBatch batch,
+                        DecodeAgentBatch(call.Body(), call.req.get_header_value("Content-Type") ==
+                                                          kFramesContentType));
+  StatusOr<int64_t> acked = ctx.controller->AcceptAgentBatch(call.Param(1), batch.job, batch.attempt,
+                                                             batch.first, batch.records);
   if (!acked.ok() && acked.status().code() == Code::kFailedPrecondition) {
     // A gap: tell the agent where to resume from.
-    StatusOr<JobRecord> j = ctx.store->GetJob(job);
+    StatusOr<JobRecord> j = ctx.store->GetJob(batch.job);
     Json err = {{"error", {{"code", "failed_precondition"}, {"message", acked.status().message()}}},
                 {"acked", j.ok() ? j->run_acked : 0}};
     call.ReplyJson(err, 409);

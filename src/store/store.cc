@@ -177,7 +177,15 @@ Status Store::Transaction(const std::function<Status()>& fn) {
 Status Store::TransactionLocked(const std::function<Status()>& fn) {
   if (!sqlite3_get_autocommit(db_->raw())) return fn();  // nested: join the outer one
   YARD_RETURN_IF_ERROR(RunCached("BEGIN IMMEDIATE"));
-  Status s = fn();
+  Status s;
+  try {
+    s = fn();
+  } catch (...) {
+    // Left open, every later write would join this transaction and none
+    // would ever be committed.
+    (void)RunCached("ROLLBACK");
+    throw;
+  }
   if (!s.ok()) {
     (void)RunCached("ROLLBACK");
     return s;

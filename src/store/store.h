@@ -125,7 +125,8 @@ class Store {
   Status SetSetting(const std::string& key, const std::string& value);
 
   // Runs `fn` inside one transaction (BEGIN IMMEDIATE ... COMMIT); rolls
-  // back if it returns an error. For multi-row updates by callers.
+  // back if it returns an error or throws (the exception goes on). For
+  // multi-row updates by callers.
   Status Transaction(const std::function<Status()>& fn);
 
  private:

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <stdexcept>
 
 #include "common/hashing.h"
 
@@ -140,6 +141,27 @@ TEST_F(StoreTest, AFailedTransactionRollsBackAndTheNextOneWorks) {
   job.message = "kept";
   EXPECT_TRUE(store_->Transaction([&] { return store_->UpdateJob(job); }).ok());
   EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
+}
+
+// Found with fuzz/spool_fuzzer.cc: a record whose "kind" was not a string
+// made nlohmann::json throw inside the controller's transaction, which then
+// stayed open: every later write joined it ("nested") and none was ever
+// committed. A throwing `fn` rolls back too, and the exception goes on.
+TEST_F(StoreTest, ATransactionThatThrowsRollsBackAndTheNextOneCommits) {
+  JobRecord job = NewJob("job-1");
+  EXPECT_THROW((void)store_->Transaction([&]() -> Status {
+                 job.message = "not kept";
+                 YARD_RETURN_IF_ERROR(store_->UpdateJob(job));
+                 throw std::runtime_error("a bug in the caller");
+               }),
+               std::runtime_error);
+  EXPECT_EQ(store_->GetJob("job-1")->message, "");
+  job.message = "kept";
+  EXPECT_TRUE(store_->Transaction([&] { return store_->UpdateJob(job); }).ok());
+  // Committed: another connection sees it.
+  StatusOr<std::unique_ptr<Store>> other = Store::Open((dir_ / "state.db").string());
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ((*other)->GetJob("job-1")->message, "kept");
 }
 
 // Dropping what 4 -> 5 adds turns today's file into one of version 4.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <map>
 
 #include "common/files.h"
@@ -160,6 +161,15 @@ Status FillFromHeader(const std::map<std::string, std::string>& h, NpyArray* a) 
   }
   YARD_ASSIGN_OR_RETURN(a->shape, ParseShape(h.at("shape")));
   if (a->shape.empty()) return InvalidArgument("a 0-dimensional array holds no samples");
+  // Whatever the shape, its size in bytes must be a number: a product that
+  // wrapped could match a short file and describe rows that are not there
+  // (found by fuzz/npy_fuzzer.cc).
+  uint64_t bytes = NpyItemSize(a->dtype);
+  for (int64_t d : a->shape) {
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) ||
+        bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return InvalidArgument("shape " + h.at("shape") + " is too large for any file");
+  }
   return Status::Ok();
 }
 
