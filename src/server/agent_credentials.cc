@@ -105,7 +105,7 @@ AgentCredentials::ChunkSet JobChunks(const JobRecord& job) {
   const Json& bundle = job.spec.value("bundle", Json::object());
   if (bundle.is_object() && bundle.contains("files") && bundle["files"].is_array())
     for (const Json& f : bundle["files"]) AddEntryChunks(f, &out);
-  const Json& resume = job.sched.value("resume_from", Json::object());
+  const Json resume = job.sched.resume_from.value_or(Json::object());
   if (resume.is_object()) {
     AddEntryChunks(resume.value("entry", Json::object()), &out);
     for (const Json& s : resume.value("siblings", Json::array())) AddEntryChunks(s, &out);

@@ -42,7 +42,7 @@ Status Controller::Recover() {
   for (auto& j : jobs) {
     CountJob(j, job_state::kWaiting);
     JobRecord& job = jobs_[j.id] = std::move(j);
-    if (job.state == job_state::kWaiting) ScheduleWaitCheck(job, job.sched.value("next_check", 0.0));
+    if (job.state == job_state::kWaiting) ScheduleWaitCheck(job, job.sched.next_check);
     if (job.state == job_state::kRequesting) Enqueue(job, /*front=*/false);
   }
   YARD_ASSIGN_OR_RETURN(auto insts, store_->ListInstances(false));
@@ -71,7 +71,7 @@ void Controller::RecoverNextJobs() {
   for (auto& [id, job] : jobs_) {
     auto inst = instances_.find(job.instance_id);
     if (job.state != job_state::kStarting || inst == instances_.end() || inst->second.job_id == id) continue;
-    if (!job.sched.contains("pipelined_at")) continue;
+    if (!job.sched.pipelined_at) continue;
     next_of_[inst->first] = id;
     SyncCredentials(inst->second);
   }
@@ -275,8 +275,8 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   const Quota& quota = QuotaFor(user);
   if (ActiveJobs(user) >= quota.max_active_jobs) {
     job.state = job_state::kWaiting;
-    job.sched["waiting_since"] = job.created_at;
-    job.sched["next_check"] = job.created_at + job.spec.value("wait_new_job_interval_s", 10.0);
+    job.sched.waiting_since = job.created_at;
+    job.sched.next_check = job.created_at + job.spec.value("wait_new_job_interval_s", 10.0);
   } else {
     job.state = job_state::kRequesting;
   }
@@ -296,7 +296,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
     JobRecord& live = jobs_[job.id] = job;
     CountJob(live, job_state::kWaiting);
     counted = true;
-    if (live.state == job_state::kWaiting) ScheduleWaitCheck(live, live.sched["next_check"]);
+    if (live.state == job_state::kWaiting) ScheduleWaitCheck(live, live.sched.next_check);
     if (live.state != job_state::kRequesting) return Status::Ok();
     Enqueue(live, /*front=*/false);
     // With nothing queued ahead, dispatch inline: a warm instance starts the
@@ -461,7 +461,7 @@ Json Controller::AssignmentJson(const JobRecord& job) const {
                  {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
   if (job.spec.value("nodes", 1) > 1) assign["nodes"] = job.spec["nodes"];
   if (job.spec.contains("image")) assign["image"] = job.spec["image"];  // the agent runs it in a container
-  if (job.sched.contains("resume_from")) assign["resume_from"] = job.sched["resume_from"];
+  if (job.sched.resume_from) assign["resume_from"] = *job.sched.resume_from;
   return assign;
 }
 
@@ -555,7 +555,7 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   // The instance that runs (or ran) the current attempt: a requeued job
   // keeps it until its next assignment, so that the late records of the
   // instance it left are still its own (ExitIsStale), never another's.
-  std::string runs_on = job.sched.value("run_instance", job.instance_id);
+  std::string runs_on = job.sched.run_instance.empty() ? job.instance_id : job.sched.run_instance;
   if (attempt == job.attempt && runs_on != instance_id)
     return PermissionDenied("instance " + instance_id + " does not run attempt " +
                             std::to_string(attempt) + " of job " + job_id +
@@ -570,8 +570,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   std::optional<Json> exit_record;
   std::vector<std::string> owned;
   int64_t stored_to = job.run_acked;
-  OutputCap cap{job.sched.value("output_bytes", int64_t{0}), options_.max_output_bytes_per_job,
-                job.sched.value("output_capped", false)};
+  OutputCap cap{job.sched.output_bytes, options_.max_output_bytes_per_job,
+                job.sched.output_capped};
   for (int64_t seq = first; seq <= last; ++seq) {
     if (seq <= job.run_acked) continue;  // a resend: already stored
     const AgentRecord& ar = records[static_cast<size_t>(seq - first)];
@@ -596,8 +596,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   std::vector<EventRecord> stored;
   JobRecord* live = it != jobs_.end() ? &it->second : &job;
   live->run_acked = job.run_acked;
-  live->sched["output_bytes"] = cap.stored;
-  if (cap.capped) live->sched["output_capped"] = true;
+  live->sched.output_bytes = cap.stored;
+  if (cap.capped) live->sched.output_capped = true;
   // A lone exit record: FinishJob writes the job (run_acked too) below, in
   // this same transaction.
   bool finishing_only = events.empty() && exit_record && it != jobs_.end();

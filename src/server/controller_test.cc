@@ -528,8 +528,8 @@ TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
   ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {out("12345678\n"), out("abcdefgh\n"),
                                                                   out("dropped1\n")}).ok());
   // The count is stored with the job (a restarted server goes on from it).
-  EXPECT_TRUE(Job(job).sched.value("output_capped", false));
-  EXPECT_EQ(Job(job).sched.value("output_bytes", 0), 18);
+  EXPECT_TRUE(Job(job).sched.output_capped);
+  EXPECT_EQ(Job(job).sched.output_bytes, 18);
   ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 4, {
       out("dropped2\n"), {{"kind", "decision"}, {"message", "still delivered"}},
       {{"kind", "exit"}, {"exit_code", 0}, {"message", "exited with code 0"}}}).ok());
@@ -1123,7 +1123,7 @@ TEST_F(PipelineTest, AJobWaitingBehindALongOneIsTakenBackAndPlacedAgain) {
   ASSERT_TRUE(Exit(second, {{"exit_code", 1}, {"revoked", true}, {"message", "handed back"}}).ok());
   EXPECT_EQ(Job(second).state, job_state::kRequesting);
   EXPECT_TRUE(Job(second).instance_id.empty());
-  EXPECT_EQ(Job(second).sched.value("restarts", 0), 0) << "not a restart: it never ran";
+  EXPECT_EQ(Job(second).sched.restarts, 0) << "not a restart: it never ran";
   controller_->RunPass();
   EXPECT_EQ(Job(second).state, job_state::kRequesting) << "not queued behind the long job again";
   ASSERT_TRUE(Exit(first_).ok());

@@ -83,7 +83,7 @@ Json Controller::CheckpointSiblings(const std::string& job_id, const Json& newes
 }
 
 void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened) {
-  int restarts = job.sched.value("restarts", 0);
+  int64_t restarts = job.sched.restarts;
   int max_restarts = job.spec.value("max_restarts", options_.default_max_restarts);
   if (job.cancel_requested || restarts >= max_restarts) {
     FinishJob(job, job.cancel_requested ? job_state::kCancelled : job_state::kFailed, std::nullopt,
@@ -94,14 +94,14 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
                   "`, `yard fetch " + job.id + "`)");
     return;
   }
-  job.sched["restarts"] = restarts + 1;
+  job.sched.restarts = restarts + 1;
   EndRequest(job);
-  job.sched["machine"] = 0;
-  job.sched.erase("attempts");
+  job.sched.machine = 0;
+  job.sched.attempts.clear();
   std::string resume = "from the start (no checkpoint yet)";
   if (std::optional<Json> ckpt = NewestCheckpoint(job.id)) {
-    job.sched["resume_from"] = {{"dir", "checkpoints"}, {"entry", (*ckpt)["entry"]},
-                                {"siblings", CheckpointSiblings(job.id, (*ckpt)["entry"])}};
+    job.sched.resume_from = Json{{"dir", "checkpoints"}, {"entry", (*ckpt)["entry"]},
+                                 {"siblings", CheckpointSiblings(job.id, (*ckpt)["entry"])}};
     resume = "from checkpoints/" + (*ckpt)["entry"].value("path", "");
   }
   job.state = job_state::kRequesting;

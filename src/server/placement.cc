@@ -43,7 +43,7 @@ std::string SettingsKey(const Json& settings) {
 // settings (which instances fit), same fallback step.
 std::string PlacementKey(const JobRecord& job) {
   return job.user + '\n' + job.spec["machines"].dump() + '\n' + SettingsKey(SettingsOf(job)) +
-         '\n' + std::to_string(job.sched.value("machine", 0));
+         '\n' + std::to_string(job.sched.machine);
 }
 
 std::string RequestName(const MachineRequest& req) {
@@ -87,12 +87,12 @@ void Controller::CountJob(const JobRecord& job, const std::string& old_state) {
     line->second.erase(place);
     if (line->second.empty()) waiting_of_.erase(line);
   }
-  wait_checks_.erase({job.sched.value("next_check", 0.0), job.id});
+  wait_checks_.erase({job.sched.next_check, job.id});
 }
 
 void Controller::ScheduleWaitCheck(JobRecord& job, double at) {
-  wait_checks_.erase({job.sched.value("next_check", 0.0), job.id});
-  job.sched["next_check"] = at;
+  wait_checks_.erase({job.sched.next_check, job.id});
+  job.sched.next_check = at;
   wait_checks_.insert({at, job.id});
 }
 
@@ -147,8 +147,8 @@ void Controller::Enqueue(JobRecord& job, bool front) {
   else queue_.PushBack(job.id, "");
   if (job.instance_id.empty()) {
     EnterGroup(job);
-  } else if (job.sched.contains("requested_at")) {  // recovered with a requested instance
-    request_deadlines_.insert({job.sched["requested_at"].get<double>() +
+  } else if (job.sched.requested_at) {  // recovered with a requested instance
+    request_deadlines_.insert({*job.sched.requested_at +
                                    SpecNumber(job, "wait_request_s", 30), job.id});
   }
 }
@@ -156,31 +156,31 @@ void Controller::Enqueue(JobRecord& job, bool front) {
 void Controller::EnterGroup(JobRecord& job) {
   if (!queue_.Contains(job.id)) queue_.PushBack(job.id, "");
   queue_.SetGroup(job.id, PlacementKey(job));
-  if (job.sched.contains("requested_at")) {  // recovered: its clock runs on
-    request_deadlines_.insert({job.sched["requested_at"].get<double>() +
+  if (job.sched.requested_at) {  // recovered: its clock runs on
+    request_deadlines_.insert({*job.sched.requested_at +
                                    SpecNumber(job, "wait_request_s", 30), job.id});
     return;
   }
   // The request starts now even if the pass never gets to this job while
   // others of its group are ahead: its fallback clock must run.
   std::vector<MachineRequest> reqs = RequestsOf(job);
-  size_t i = job.sched.value("machine", 0);
-  if (i < reqs.size() && ProviderFor(reqs[i].type) && !job.sched.contains("held_capacity"))
+  size_t i = job.sched.machine;
+  if (i < reqs.size() && ProviderFor(reqs[i].type) && !job.sched.held_capacity)
     StartRequest(job, RequestName(reqs[i]));
 }
 
 void Controller::StartRequest(JobRecord& job, const std::string& machine_id) {
   double now = clock_->Now();
-  job.sched["requested_at"] = now;
+  job.sched.requested_at = now;
   request_deadlines_.insert({now + SpecNumber(job, "wait_request_s", 30), job.id});
   LogError(AppendJobEvents(job, {DecisionEvent("requesting " + machine_id)}), "request");
 }
 
 void Controller::EndRequest(JobRecord& job) {
-  if (!job.sched.contains("requested_at")) return;
-  request_deadlines_.erase({job.sched["requested_at"].get<double>() +
+  if (!job.sched.requested_at) return;
+  request_deadlines_.erase({*job.sched.requested_at +
                                 SpecNumber(job, "wait_request_s", 30), job.id});
-  job.sched.erase("requested_at");
+  job.sched.requested_at.reset();
 }
 
 void Controller::Dequeue(JobRecord& job) {
@@ -190,14 +190,14 @@ void Controller::Dequeue(JobRecord& job) {
 
 double Controller::RequestDeadline(JobRecord& job) {
   double wait = SpecNumber(job, "wait_request_s", 30);
-  double started = job.sched.value("requested_at", clock_->Now());
+  double started = job.sched.requested_at.value_or(clock_->Now());
   double held = queue_.quota_blocked_at(queue_.GroupOf(job.id));
-  if (held > started && job.sched.contains("requested_at")) {
+  if (held > started && job.sched.requested_at) {
     // The instance quota held the job then, so it was not requesting: the
     // clock starts again from there.
     request_deadlines_.erase({started + wait, job.id});
     started = held;
-    job.sched["requested_at"] = started;
+    job.sched.requested_at = started;
     request_deadlines_.insert({started + wait, job.id});
   }
   return started + wait;
@@ -248,7 +248,7 @@ void Controller::CheckWaitingJobs() {
   for (const auto& [created, id] : due) {
     JobRecord& job = jobs_.at(id);
     if (job.state != job_state::kWaiting) continue;  // an older one's look let it in
-    double since = job.sched.value("waiting_since", job.created_at);
+    double since = job.sched.waiting_since.value_or(job.created_at);
     double give_up = SpecNumber(job, "wait_new_job_s", -1);
     if (ActiveJobs(job.user) < QuotaFor(job.user).max_active_jobs) {
       UnwaitOldest(job.user, now);  // first come, first served, whatever the intervals
@@ -279,7 +279,7 @@ void Controller::UnwaitOldest(const std::string& user, double now) {
 }
 
 void Controller::UnwaitJob(JobRecord& job, double now) {
-  double since = job.sched.value("waiting_since", job.created_at);
+  double since = job.sched.waiting_since.value_or(job.created_at);
   job.state = job_state::kRequesting;
   CountJob(job, job_state::kWaiting);
   job.message.clear();
@@ -433,11 +433,11 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
   std::vector<MachineRequest> reqs = RequestsOf(job);
   double now = clock_->Now();
   for (;;) {
-    size_t i = job.sched.value("machine", 0);
+    size_t i = job.sched.machine;
     if (i >= reqs.size()) {
       std::string list;
-      for (const auto& a : job.sched.value("attempts", Json::array()))
-        list += "\n  - " + a.value("machine", "") + ": " + a.value("reason", "");
+      for (const FallbackAttempt& a : job.sched.attempts)
+        list += "\n  - " + a.machine + ": " + a.reason;
       FinishJob(job, job_state::kFailed, std::nullopt, "no machine could be had:" + list);
       return true;
     }
@@ -445,7 +445,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
     const MachineType* listed = catalog_.Find(req.type);
     Provider* provider = listed ? ProviderFor(listed->name) : nullptr;
     if (!provider) { FailAttempt(job, req.type, "no provider serves it"); continue; }
-    if (!job.sched.contains("requested_at") && !job.sched.contains("held_capacity"))
+    if (!job.sched.requested_at && !job.sched.held_capacity)
       StartRequest(job, RequestName(req));
     const MachineType launched = listed->WithSettings(SettingsOf(job));
     const MachineType* type = &launched;
@@ -491,7 +491,7 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       // Placed once the agent registers; provisioning does not count against
       // wait_request_s.
       EndRequest(job);
-      job.sched.erase("held_capacity");
+      job.sched.held_capacity.reset();
       queue_.Park(job.id);
       stats_.grants++;
       LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + type->name + " instance " +
@@ -571,9 +571,9 @@ bool Controller::WithdrawRequestedInstance(JobRecord& job) {
 bool Controller::WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type,
                                      bool last) {
   if (!last || !provider.CapacityComesBack(type)) return false;
-  if (job.sched.contains("held_capacity")) return true;
+  if (job.sched.held_capacity) return true;
   EndRequest(job);  // capacity that comes back is no reason to fall back or fail
-  job.sched["held_capacity"] = type.name;
+  job.sched.held_capacity = type.name;
   LogError(AppendJobEvents(job, {DecisionEvent("waiting for " + type.name +
                                                ": its capacity is in use by other jobs; "
                                                "it starts when one ends")}),
@@ -583,11 +583,9 @@ bool Controller::WaitForHeldCapacity(JobRecord& job, Provider& provider, const M
 
 // The job moves on to its next machine id (a new group).
 void Controller::FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason) {
-  Json attempts = job.sched.value("attempts", Json::array());
-  attempts.push_back({{"machine", machine}, {"reason", reason}});
-  job.sched["attempts"] = attempts;
+  job.sched.attempts.push_back({machine, reason});
   EndRequest(job);
-  job.sched["machine"] = job.sched.value("machine", 0) + 1;
+  job.sched.machine += 1;
   if (queue_.Contains(job.id)) queue_.SetGroup(job.id, PlacementKey(job));
   LogError(AppendJobEvents(job, {DecisionEvent("gave up on " + machine + ": " + reason)}), "fallback");
 }
@@ -595,7 +593,7 @@ void Controller::FailAttempt(JobRecord& job, const std::string& machine, const s
 void Controller::StartAttempt(JobRecord& job, const InstanceRecord& inst) {
   job.state = job_state::kStarting;
   job.instance_id = inst.id;
-  job.sched["run_instance"] = inst.id;  // whose records this attempt's are
+  job.sched.run_instance = inst.id;  // whose records this attempt's are
   job.machine_type = inst.machine_type;
   job.attempt += 1;
   job.run_acked = 0;
@@ -652,7 +650,7 @@ bool Controller::FitsForPipeline(const JobRecord& job, const InstanceRecord& ins
 }
 
 bool Controller::TryPipeline(JobRecord& job) {
-  if (pipelining_.empty() || job.sched.value("no_pipeline", false)) return false;
+  if (pipelining_.empty() || job.sched.no_pipeline) return false;
   for (const MachineRequest& req : RequestsOf(job)) {  // earlier-listed types first
     for (const std::string& id : pipelining_) {
       auto it = instances_.find(id);
@@ -668,11 +666,9 @@ bool Controller::TryPipeline(JobRecord& job) {
 
 void Controller::PipelineOnto(JobRecord& job, InstanceRecord& inst) {
   // Kept aside: should the job come back unstarted, its fallback clock runs on.
-  Json requested_at = job.sched.value("requested_at", Json());
   StartAttempt(job, inst);
-  job.sched.erase("pipelined_requested_at");
-  if (!requested_at.is_null()) job.sched["pipelined_requested_at"] = requested_at;
-  job.sched["pipelined_at"] = clock_->Now();
+  job.sched.pipelined_requested_at = job.sched.requested_at;
+  job.sched.pipelined_at = clock_->Now();
   next_of_[inst.id] = job.id;
   SyncCredentials(inst);  // its agent may read this job's bundle too now
   Json st = StateEvent(job.state, "queued on busy instance " + inst.id + " behind job " +
@@ -704,8 +700,8 @@ bool Controller::PromoteNext(InstanceRecord& inst) {
   bool revoking = revoke_.count(next->id) > 0;
   DropNext(inst.id);
   if (revoking) revoke_[next->id] = true;  // its answer may still come: ReturnUnstarted then
-  next->sched.erase("pipelined_at");
-  next->sched.erase("pipelined_requested_at");
+  next->sched.pipelined_at.reset();
+  next->sched.pipelined_requested_at.reset();
   CloseInterval(inst);
   OpenInterval(inst, "running", next->id);
   inst.job_id = next->id;
@@ -736,10 +732,10 @@ void Controller::ReturnUnstarted(JobRecord& job, const std::string& why) {
   job.state = job_state::kRequesting;
   job.instance_id.clear();
   job.updated_at = clock_->Now();
-  job.sched["no_pipeline"] = true;
-  if (job.sched.contains("pipelined_requested_at")) job.sched["requested_at"] = job.sched["pipelined_requested_at"];
-  job.sched.erase("pipelined_requested_at");
-  job.sched.erase("pipelined_at");
+  job.sched.no_pipeline = true;
+  if (job.sched.pipelined_requested_at) job.sched.requested_at = job.sched.pipelined_requested_at;
+  job.sched.pipelined_requested_at.reset();
+  job.sched.pipelined_at.reset();
   LogError(AppendJobEvents(job, {StateEvent(job.state, why)}), "return unstarted");
   std::string user = job.user;
   Enqueue(job, /*front=*/true);  // it was placed before anything queued now
@@ -758,7 +754,7 @@ void Controller::RevokeLongWaits() {
   std::vector<std::string> undelivered;
   for (const auto& [inst_id, job_id] : next_of_) {
     JobRecord& job = jobs_.at(job_id);
-    if (now - job.sched.value("pipelined_at", now) < kPipelineWaitS || revoke_.count(job_id)) continue;
+    if (now - job.sched.pipelined_at.value_or(now) < kPipelineWaitS || revoke_.count(job_id)) continue;
     if (!delivered_.count(job_id)) {
       undelivered.push_back(job_id);
       continue;

@@ -38,6 +38,41 @@ inline constexpr const char* kLost = "lost";
 bool IsTerminal(const std::string& s);
 }  // namespace instance_state
 
+// A machine id the scheduler gave up on for a job, and why (shown when no
+// machine could be had).
+struct FallbackAttempt {
+  std::string machine;
+  std::string reason;
+};
+
+// The scheduler's state of one job that must survive a restart (the
+// controller owns it: server/placement.cc, lifecycle.cc, controller.cc;
+// docs/scheduling.md tells the rules). Stored as one JSON object in the
+// jobs.sched column; an unset optional is an absent key, and keys this
+// version does not know are kept as they were (`unknown`).
+struct JobSchedule {
+  size_t machine = 0;                         // index of the machine id being tried
+  std::vector<FallbackAttempt> attempts;      // machine ids given up on, in order
+  std::optional<double> requested_at;         // when the current request started
+  std::optional<std::string> held_capacity;   // type whose capacity the job waits for
+  std::optional<double> waiting_since;        // entered "waiting" (over the quota)
+  double next_check = 0;                      // a waiting job's next look at its quota
+  std::string run_instance;                   // whose records the current attempt's are
+  int64_t restarts = 0;                       // requeues after preemption or loss
+  std::optional<Json> resume_from;            // checkpoint a requeued job resumes from
+  bool no_pipeline = false;                   // once revoked, never queued behind a job again
+  std::optional<double> pipelined_at;         // queued behind a running job at
+  std::optional<double> pipelined_requested_at;  // requested_at before it was queued
+  int64_t output_bytes = 0;                   // output stored (for the per-job cap)
+  bool output_capped = false;                 // the cap's marker was written
+  Json unknown = Json::object();
+
+  Json ToJson() const;
+  // Reads what ToJson wrote (or an older server's subset); a key of the
+  // wrong type reads as unset rather than throwing.
+  static JobSchedule FromJson(const Json& j);
+};
+
 struct JobRecord {
   std::string id;
   std::string user;
@@ -54,10 +89,7 @@ struct JobRecord {
   int64_t attempt = 0;      // current run attempt (1 once first assigned)
   int64_t run_acked = 0;    // highest agent record seq stored for `attempt`
   bool cancel_requested = false;
-  // Scheduler state that must survive a restart: "machine" (index of the
-  // machine id being requested), "requested_at", "attempts" ([{machine,
-  // reason}]), "restarts", "waiting_since", "next_check". See controller.cc.
-  Json sched = Json::object();
+  JobSchedule sched;
 
   // The public JSON form (docs/api.md), without the bundle.
   Json ToApiJson() const;

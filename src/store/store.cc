@@ -101,7 +101,7 @@ JobRecord ReadJob(const sql::Stmt& s) {
   j.attempt = s.Int(12);
   j.run_acked = s.Int(13);
   j.cancel_requested = s.Int(14) != 0;
-  j.sched = ParseJsonColumn(s.Text(15));
+  j.sched = JobSchedule::FromJson(ParseJsonColumn(s.Text(15)));
   return j;
 }
 
@@ -301,7 +301,7 @@ Status Store::InsertJob(const JobRecord& j) {
       .Bind(6, j.instance_id).Bind(7, j.machine_type).Bind(8, j.created_at).Bind(9, j.updated_at)
       .Bind(10, j.exit_code).Bind(11, j.message).Bind(12, j.last_seq).Bind(13, j.attempt)
       .Bind(14, j.run_acked).Bind(15, static_cast<int64_t>(j.cancel_requested))
-      .Bind(16, Dump(j.sched));
+      .Bind(16, Dump(j.sched.ToJson()));
   return st.Run();
 }
 
@@ -372,7 +372,7 @@ Status Store::UpdateJobLocked(const JobRecord& j) {
       "message=?, attempt=?, run_acked=?, cancel_requested=?, sched=? WHERE id=?"));
   st.Bind(1, j.state).Bind(2, j.instance_id).Bind(3, j.machine_type).Bind(4, j.updated_at)
       .Bind(5, j.exit_code).Bind(6, j.message).Bind(7, j.attempt).Bind(8, j.run_acked)
-      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, Dump(j.sched)).Bind(11, j.id);
+      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, Dump(j.sched.ToJson())).Bind(11, j.id);
   return st.Run();
 }
 

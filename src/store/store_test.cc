@@ -240,6 +240,52 @@ TEST_F(StoreTest, AVersion4FilesTokensKeepFullScopeAndNeverExpire) {
   EXPECT_EQ(store_->ListTokens("ann")->size(), 1u);
 }
 
+TEST_F(StoreTest, AJobsScheduleSurvivesTheStoreFieldByField) {
+  JobRecord job = NewJob("j1");
+  job.sched.machine = 2;
+  job.sched.attempts = {{"p2.xlarge:spot", "no capacity"}, {"p3.2xlarge", "quota"}};
+  job.sched.requested_at = 10.5;
+  job.sched.held_capacity = "local";
+  job.sched.waiting_since = 3.25;
+  job.sched.next_check = 13;
+  job.sched.run_instance = "inst-1";
+  job.sched.restarts = 1;
+  job.sched.resume_from = Json{{"dir", "checkpoints"}, {"entry", {{"path", "a.pt"}}}};
+  job.sched.no_pipeline = true;
+  job.sched.pipelined_at = 11;
+  job.sched.pipelined_requested_at = 9;
+  job.sched.output_bytes = 1234;
+  job.sched.output_capped = true;
+  ASSERT_TRUE(store_->UpdateJob(job).ok());
+  StatusOr<JobRecord> back = store_->GetJob("j1");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->sched.ToJson(), job.sched.ToJson());
+  EXPECT_EQ(back->sched.attempts.size(), 2u);
+  EXPECT_EQ(back->sched.attempts[1].reason, "quota");
+  EXPECT_EQ(back->sched.requested_at, std::optional<double>(10.5));
+  EXPECT_EQ(back->sched.held_capacity, std::optional<std::string>("local"));
+  EXPECT_EQ(back->sched.resume_from, job.sched.resume_from);
+}
+
+TEST(JobScheduleTest, UnsetIsAbsentAndUnknownOrMistypedKeysNeitherThrowNorVanish) {
+  JobSchedule empty;
+  EXPECT_EQ(empty.ToJson(), (Json{{"machine", 0}}));
+  // An older server's column, a newer server's key, and a value of the
+  // wrong type (read as unset, where `.get<double>()` used to throw).
+  Json stored = {{"machine", 1}, {"requested_at", "soon"}, {"waiting_since", 4.0},
+                 {"attempts", {{{"machine", "a"}, {"reason", "r"}}}}, {"future_key", {1, 2}}};
+  JobSchedule s = JobSchedule::FromJson(stored);
+  EXPECT_EQ(s.machine, 1u);
+  EXPECT_FALSE(s.requested_at.has_value());
+  EXPECT_EQ(s.waiting_since, std::optional<double>(4.0));
+  ASSERT_EQ(s.attempts.size(), 1u);
+  EXPECT_EQ(s.attempts[0].machine, "a");
+  Json again = s.ToJson();
+  EXPECT_EQ(again["future_key"], (Json{1, 2})) << "a newer server's state is kept";
+  EXPECT_FALSE(again.contains("requested_at"));
+  EXPECT_EQ(JobSchedule::FromJson(Json("not an object")).ToJson(), empty.ToJson());
+}
+
 TEST(SqlDbTest, TheSameStatementOpenTwiceAtOnceGivesTwoCursors) {
   StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(":memory:");
   ASSERT_TRUE(db.ok());
