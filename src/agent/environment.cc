@@ -311,18 +311,18 @@ Status BuildVenv(CommandRunner& runner, const fs::path& venv, const EnvironmentM
 
 }  // namespace
 
-StatusOr<PreparedEnvironment> PrepareEnvironment(const std::string& agent_work_dir,
+StatusOr<PreparedEnvironment> PrepareEnvironment(CommandRunner* runner,
+                                                 const std::string& agent_work_dir,
                                                  const std::string& job_work,
                                                  const EnvironmentManifest& manifest,
                                                  const EnvMap& env) {
   PreparedEnvironment result;
   if (manifest.requirements.empty()) return result;
   auto start = std::chrono::steady_clock::now();
-  ProcessCommandRunner runner;
   CommandSpec version;
   version.argv = {"python3", "--version"};
   version.env = EnvList(env);
-  YARD_ASSIGN_OR_RETURN(CommandResult v, runner.Run(version));
+  YARD_ASSIGN_OR_RETURN(CommandResult v, runner->Run(version));
   if (!v.ok()) return FailedPrecondition("python3 --version failed: " + v.Reason());
   std::string key = EnvironmentKey(manifest.requirements, v.out + v.err);
   fs::path envs = fs::absolute(fs::path(agent_work_dir) / "envs");
@@ -340,7 +340,7 @@ StatusOr<PreparedEnvironment> PrepareEnvironment(const std::string& agent_work_d
     for (std::string line; std::getline(in, line);)
       if (!line.empty()) result.skipped.push_back(line);
   } else {
-    YARD_RETURN_IF_ERROR(BuildVenv(runner, venv, manifest, job_work, env, &result.skipped));
+    YARD_RETURN_IF_ERROR(BuildVenv(*runner, venv, manifest, job_work, env, &result.skipped));
     std::ofstream((venv / ".yard-ready").string()) << key << "\n";
   }
   result.seconds =
@@ -356,8 +356,9 @@ void ActivateEnvironment(const std::string& venv, EnvMap* env) {
   env->erase("PYTHONHOME");
 }
 
-Status SetUpJobEnvironment(const std::string& agent_work_dir, const std::string& job_work,
-                           EnvMap* env, const std::function<void(const std::string&)>& say) {
+Status SetUpJobEnvironment(CommandRunner* runner, const std::string& agent_work_dir,
+                           const std::string& job_work, EnvMap* env,
+                           const std::function<void(const std::string&)>& say) {
   YARD_ASSIGN_OR_RETURN(EnvironmentManifest manifest, ReadEnvironmentManifest(job_work));
   if (manifest.source.empty()) return Status::Ok();
   for (const auto& note : manifest.notes) say(note);
@@ -367,7 +368,7 @@ Status SetUpJobEnvironment(const std::string& agent_work_dir, const std::string&
   }
   say("environment from " + manifest.source + ": preparing");
   YARD_ASSIGN_OR_RETURN(PreparedEnvironment prepared,
-                        PrepareEnvironment(agent_work_dir, job_work, manifest, *env));
+                        PrepareEnvironment(runner, agent_work_dir, job_work, manifest, *env));
   for (const auto& s : prepared.skipped) say(manifest.source + ": skipped " + s);
   char took[32];
   std::snprintf(took, sizeof took, "%.1f", prepared.seconds);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "agent/job_setup.h"
+#include "common/command_runner.h"
 #include "common/status.h"
 
 namespace yard {
@@ -66,7 +67,9 @@ struct PreparedEnvironment {
 // relative paths in it work). `env` is the job's environment
 // (PIP_INDEX_URL and the like apply). FailedPrecondition with pip's own
 // output when the install fails (nothing is cached then).
-StatusOr<PreparedEnvironment> PrepareEnvironment(const std::string& agent_work_dir,
+// `runner` runs python3 and pip (tests pass a fake).
+StatusOr<PreparedEnvironment> PrepareEnvironment(CommandRunner* runner,
+                                                 const std::string& agent_work_dir,
                                                  const std::string& job_work,
                                                  const EnvironmentManifest& manifest,
                                                  const EnvMap& env);
@@ -77,8 +80,9 @@ void ActivateEnvironment(const std::string& venv, EnvMap* env);
 // The job runner's environment step: reads the manifest, builds or reuses
 // its venv and activates it in *env, telling the job's output what it does
 // through `say` (one line, no "yard: " prefix, no newline). An error fails
-// the job before its script runs.
-Status SetUpJobEnvironment(const std::string& agent_work_dir, const std::string& job_work,
-                           EnvMap* env, const std::function<void(const std::string&)>& say);
+// the job before its script runs. `runner` runs python3 and pip.
+Status SetUpJobEnvironment(CommandRunner* runner, const std::string& agent_work_dir,
+                           const std::string& job_work, EnvMap* env,
+                           const std::function<void(const std::string&)>& say);
 
 }  // namespace yard

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+
+#include "common/fake_command_runner.h"
 
 namespace yard {
 namespace {
@@ -162,13 +165,117 @@ TEST_F(ManifestTest, SetUpWithNothingToInstallLeavesTheEnvironmentAlone) {
   Write("environment.yml", "dependencies:\n  - python=3.11\n  - pip\n");
   EnvMap env = {{"PATH", "/usr/bin"}};
   std::vector<std::string> said;
-  Status s = SetUpJobEnvironment((dir_ / "agent").string(), dir_.string(), &env,
+  FakeCommandRunner none([](const CommandSpec& c) -> StatusOr<CommandResult> {
+    ADD_FAILURE() << "ran " << c.argv.back();
+    return Result(1, "");
+  });
+  Status s = SetUpJobEnvironment(&none, (dir_ / "agent").string(), dir_.string(), &env,
                                  [&](const std::string& line) { said.push_back(line); });
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(env, (EnvMap{{"PATH", "/usr/bin"}}));
   ASSERT_EQ(said.size(), 3u);
   EXPECT_NE(said[2].find("nothing for pip to install"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "agent" / "envs"));
+}
+
+// A fake python3/pip: `python3 -m venv DIR` makes DIR; `pip install` and
+// `pip download` answer as `pip_ok` says; every call is recorded.
+class FakePython {
+ public:
+  FakePython()
+      : runner_([this](const CommandSpec& c) -> StatusOr<CommandResult> { return Answer(c); }) {}
+  CommandRunner* runner() { return &runner_; }
+  // The tool part of each call (after the `sh -c 'cd DIR && exec "$@"'` prefix).
+  std::vector<std::string> Calls() {
+    std::vector<std::string> out;
+    for (const CommandSpec& c : runner_.calls()) {
+      std::string line;
+      size_t from = c.argv[0] == "sh" ? 5 : 0;
+      for (size_t i = from; i < c.argv.size(); ++i) line += (line.empty() ? "" : " ") + c.argv[i];
+      out.push_back(line);
+    }
+    return out;
+  }
+  std::function<bool(const std::string& what)> pip_ok = [](const std::string&) { return true; };
+
+ private:
+  StatusOr<CommandResult> Answer(const CommandSpec& c) {
+    const std::vector<std::string>& a = c.argv;
+    if (a[0] == "python3") return Result(0, "Python 3.11.2\n");
+    if (std::find(a.begin(), a.end(), "venv") != a.end()) {
+      std::filesystem::create_directories(a.back());
+      return Result(0, "");
+    }
+    bool ok = pip_ok(a.back());
+    return Result(ok ? 0 : 1, "", ok ? "" : "ERROR: No matching distribution found for " + a.back());
+  }
+  FakeCommandRunner runner_;
+};
+
+bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST_F(ManifestTest, AVenvIsBuiltOnceWithPipAndThenReused) {
+  Write("requirements.txt", "tinypkg==1.0\n");
+  FakePython python;
+  EnvMap env = {{"PATH", "/usr/bin"}};
+  std::vector<std::string> said;
+  auto say = [&](const std::string& line) { said.push_back(line); };
+  std::string agent = (dir_ / "agent").string();
+  ASSERT_TRUE(SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, say).ok());
+  std::vector<std::string> calls = python.Calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0], "python3 --version");
+  EXPECT_TRUE(Contains(calls[1], "python3 -m venv --system-site-packages " + agent + "/envs/"));
+  EXPECT_TRUE(Contains(calls[2], "/bin/python -m pip install --disable-pip-version-check -r " +
+                                     (dir_ / "requirements.txt").string()));
+  EXPECT_EQ(env["VIRTUAL_ENV"].rfind(agent + "/envs/", 0), 0u);
+  EXPECT_EQ(env["PATH"], env["VIRTUAL_ENV"] + "/bin:/usr/bin");
+  EXPECT_TRUE(Contains(said.back(), "(built)")) << said.back();
+
+  EnvMap again = {{"PATH", "/usr/bin"}};
+  ASSERT_TRUE(SetUpJobEnvironment(python.runner(), agent, dir_.string(), &again, say).ok());
+  EXPECT_EQ(python.Calls().size(), 4u) << "only python3 --version: the venv is reused";
+  EXPECT_EQ(again["VIRTUAL_ENV"], env["VIRTUAL_ENV"]);
+  EXPECT_TRUE(Contains(said.back(), "(cached)")) << said.back();
+}
+
+TEST_F(ManifestTest, AFailedPipInstallSaysPipsErrorAndCachesNothing) {
+  Write("requirements.txt", "nosuchpkg==9\n");
+  FakePython python;
+  python.pip_ok = [](const std::string&) { return false; };
+  EnvMap env;
+  std::string agent = (dir_ / "agent").string();
+  Status s = SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {});
+  ASSERT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_TRUE(Contains(s.message(), "pip install -r requirements.txt failed")) << s.message();
+  EXPECT_TRUE(Contains(s.message(), "No matching distribution")) << s.message();
+  EXPECT_FALSE(env.count("VIRTUAL_ENV"));
+  // Nothing half-built is kept: the next try builds again.
+  python.pip_ok = [](const std::string&) { return true; };
+  ASSERT_TRUE(SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {}).ok());
+  EXPECT_TRUE(Contains(python.Calls().back(), "pip install"));
+}
+
+TEST_F(ManifestTest, CondaEntriesPipCannotServeAreSkippedAndSaid) {
+  Write("environment.yml", "dependencies:\n  - numpy=1.24\n  - condaonly=2\n  - pip:\n    - tinypkg\n");
+  FakePython python;
+  // The first install (with condaonly) fails; pip cannot download condaonly.
+  python.pip_ok = [&python](const std::string& what) {
+    if (what == "condaonly==2.*") return false;
+    bool first_install = python.Calls().size() <= 3;
+    return !(Contains(what, ".yard-environment.txt") && first_install);
+  };
+  EnvMap env;
+  std::vector<std::string> said;
+  Status s = SetUpJobEnvironment(python.runner(), (dir_ / "agent").string(), dir_.string(), &env,
+                                 [&](const std::string& line) { said.push_back(line); });
+  ASSERT_TRUE(s.ok()) << s.message();
+  std::string all;
+  for (const auto& line : said) all += line + "\n";
+  EXPECT_TRUE(Contains(all, "environment.yml: skipped condaonly==2.*: pip cannot serve it")) << all;
+  std::ifstream resolved(dir_ / ".yard-environment.txt");
+  std::string text((std::istreambuf_iterator<char>(resolved)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "numpy==1.24.*\ntinypkg\n") << "installed again without the unservable entry";
 }
 
 }  // namespace

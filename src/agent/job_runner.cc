@@ -101,9 +101,9 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   options.argv = a_.command;
   options.env = JobEnvironment(ctx_.inherited_env, ctx_.config->job_env, a_, paths, resume_path);
   PutYardToolsOnPath(&options.env);
-  ProcessCommandRunner podman;
+  CommandRunner* commands = Commands();
   std::string container_id_file;
-  if (Status runtime = SetUpRuntime(paths, resume_path, &podman, &options, &container_id_file);
+  if (Status runtime = SetUpRuntime(paths, resume_path, commands, &options, &container_id_file);
       !runtime.ok()) {
     return FailEarly(1, runtime.message());
   }
@@ -124,7 +124,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   watcher->Start(ctx_.config->artifact_scan_interval);
   ExitInfo info = Pump(process->get());
   watcher->Stop();
-  std::string not_removed = RemoveContainer(&podman, container_id_file);
+  std::string not_removed = RemoveContainer(commands, container_id_file);
   if (!not_removed.empty()) AgentLog("job " + a_.job + ": container not removed: " + not_removed);
   if (ctx_.agent_stop->stopped()) return ctx_.spool->Abandon(a_.job, a_.attempt);
   // Everything the job wrote is stored before the exit record says it ended.
@@ -150,19 +150,19 @@ void JobRunner::PutYardToolsOnPath(EnvMap* env) const {
 }
 
 Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_path,
-                               CommandRunner* podman, JobSpawnOptions* options,
+                               CommandRunner* commands, JobSpawnOptions* options,
                                std::string* container_id_file) {
   // Precedence (docs/workflow.md, "Images"): --image, then a Dockerfile
   // (container.h), then requirements.txt / environment.yml (environment.h),
   // then the instance's own Python. Either is its own step with its time.
   auto say = [this](const std::string& line) { EmitOutput("yard: " + line + "\n"); };
   if (!UsesContainer(a_, paths.work)) {
-    Status environment = SetUpJobEnvironment(ctx_.config->work_dir, paths.work, &options->env, say);
+    Status environment = SetUpJobEnvironment(commands, ctx_.config->work_dir, paths.work, &options->env, say);
     return environment.ok() ? environment : FailedPrecondition("environment: " + environment.message());
   }
   EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
   YARD_ASSIGN_OR_RETURN(*container_id_file,
-                        SetUpContainer(podman, ctx_.config->work_dir, a_, paths, inside, options, say));
+                        SetUpContainer(commands, ctx_.config->work_dir, a_, paths, inside, options, say));
   return Status::Ok();
 }
 
@@ -194,8 +194,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& pa
                                                              JobSpawnOptions* options,
                                                              int* failure_exit_code) {
   if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
-    ProcessCommandRunner scontrol;
-    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options->env, paths, &scontrol);
+    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options->env, paths, Commands());
     if (!multi.ok()) {
       *failure_exit_code = 1;
       return multi.status().WithContext("could not start the job on " +

@@ -48,6 +48,9 @@ struct JobContext {
   // writes no exit record: the agent reports the instance preempted and the
   // server requeues the job.
   PreemptionState* preemption = nullptr;
+  // Runs the tools a job needs (pip, podman, scontrol); null: real
+  // processes. Tests pass a fake.
+  CommandRunner* commands = nullptr;
   // Called on the runner's thread as its last act (Done() is true and
   // Join() returns at once after it): the agent starts a queued job then.
   std::function<void()> on_done;
@@ -83,7 +86,7 @@ class JobRunner {
   // afterwards) or a Python environment, each shown as its own step. The
   // error is the message to fail the job with.
   Status SetUpRuntime(const JobPaths& paths, const std::string& resume_path,
-                      CommandRunner* podman, JobSpawnOptions* options,
+                      CommandRunner* commands, JobSpawnOptions* options,
                       std::string* container_id_file);
   // Confines the job when the agent is told to (sandbox.h); the error is
   // the message to fail the job with.
@@ -122,7 +125,11 @@ class JobRunner {
   bool cancelled() const { return cancelled_; }
   std::string cancel_reason() const;
 
+  // ctx_.commands, or own_commands_ when it is null.
+  CommandRunner* Commands() { return ctx_.commands ? ctx_.commands : &own_commands_; }
+
   JobContext ctx_;
+  ProcessCommandRunner own_commands_;
   Assignment a_;
   Status parse_status_;
   std::atomic<bool> cancelled_{false};
