@@ -179,6 +179,9 @@ Status EventSpool::Load(const std::string& path) {
   s->framed = fs::path(path).extension() == ".spool";
   // Takes one record (or, first, the header) of either version.
   auto take = [&](std::string_view json, uint64_t end) {
+    // nlohmann::json stops at a NUL as at the end: "{...}\0garbage" would be
+    // taken here, then refused by the server inside a batch, for ever.
+    if (json.find('\0') != std::string_view::npos) return false;
     Json j = Json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return false;
     if (s->ends.empty()) {

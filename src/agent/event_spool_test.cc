@@ -135,6 +135,25 @@ TEST(EventSpoolTest, Version1LeftoverIsSentAsJson) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/old-2.jsonl"));
 }
 
+// Found by fuzz/spool_fuzzer.cc: a line with a NUL after its object was
+// taken (nlohmann::json stops at a NUL), but a batch holding it is not JSON,
+// so the server refused the batch every time it was sent. Such a line ends
+// the file as a torn one does.
+TEST(EventSpoolTest, ALineWithANulEndsAVersion1Leftover) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/old-2.jsonl", std::ios::binary)
+      << R"({"attempt":2,"job":"old","yard_spool":1})" "\n"
+      << R"({"kind":"output","data":"a\n"})" "\n"
+      << std::string(R"({"kind":"output","data":"b\n"})" "\0\0}\n", 34)
+      << R"({"kind":"output","data":"c\n"})" "\n";
+  auto spool = OpenSpool(dir.path());
+  auto b = spool->WaitBatch(1 << 20, 0ms);
+  ASSERT_TRUE(b);
+  Json body = Json::parse(b->RequestBody());
+  ASSERT_EQ(body["records"].size(), 1u) << b->RequestBody();
+  EXPECT_EQ(body["records"][0]["data"], "a\n");
+}
+
 TEST(EventSpoolTest, UnackedBytesBoundWaitsForAcks) {
   TempDir dir;
   auto spool = OpenSpool(dir.path());
