@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest), the
-# end-to-end tests (pytest tests/e2e), the Python SDK tests (pytest
+# end-to-end tests (pytest tests/e2e), the crash soak at its CI size (pytest
+# tests/soak; SOAK_FULL=1 for the full size), the Python SDK tests (pytest
 # tests/python) and the sanitized unit tests and fuzz targets
 # (scripts/fuzz.sh, fuzz/README.md), and ends with one line:
 #   N passed, N failed
@@ -108,6 +109,10 @@ step "End-to-end tests (pytest tests/e2e)"
 run_pytest tests/e2e
 e2e_result="$pytest_result"
 
+step "Crash soak and full disk (pytest tests/soak)"
+run_pytest tests/soak
+soak_result="$pytest_result"
+
 step "Python SDK tests (pytest tests/python)"
 run_pytest tests/python
 python_result="$pytest_result"
@@ -133,7 +138,7 @@ fi
 
 # --------------------------------------------------------------------------
 step "Summary"
-printf '    %s\n    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$python_result" "$fuzz_result"
+printf '    %s\n    %s\n    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$soak_result" "$python_result" "$fuzz_result"
 rc=0
 if ((failed > 0)); then
   rc=1

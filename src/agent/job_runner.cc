@@ -337,11 +337,25 @@ void JobRunner::EndPreempted(const std::string& what) {
 }
 
 void JobRunner::Emit(const Json& record) {
-  LogSpoolError(ctx_.spool->Append(a_.job, a_.attempt, record));
+  AppendWaitingForRoom([&] { return ctx_.spool->Append(a_.job, a_.attempt, record); });
 }
 
 void JobRunner::EmitOutput(std::string_view data) {
-  LogSpoolError(ctx_.spool->AppendOutput(a_.job, a_.attempt, data));
+  AppendWaitingForRoom([&] { return ctx_.spool->AppendOutput(a_.job, a_.attempt, data); });
+}
+
+void JobRunner::AppendWaitingForRoom(const std::function<StatusOr<int64_t>()>& append) {
+  bool said = false;
+  for (;;) {
+    StatusOr<int64_t> seq = append();
+    if (seq.ok() || seq.status().code() != Code::kResourceExhausted) return LogSpoolError(seq);
+    if (!said) {
+      AgentLog("job " + a_.job + ": " + seq.status().message() +
+               "; waiting for room to keep its records (the job waits too)");
+      said = true;
+    }
+    if (ctx_.agent_stop->WaitFor(std::chrono::seconds(1))) return LogSpoolError(seq);
+  }
 }
 
 void JobRunner::LogSpoolError(const StatusOr<int64_t>& seq) {

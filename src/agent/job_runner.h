@@ -119,6 +119,11 @@ class JobRunner {
   void Emit(const Json& record);
   // Spools an output record of exactly these bytes.
   void EmitOutput(std::string_view data);
+  // Calls `append` until the spool takes the record: a full disk is waited
+  // out (a second at a time; the job waits on its output pipe meanwhile),
+  // so nothing the job produced is lost to it. Other errors, or the agent
+  // stopping, give up with one log line.
+  void AppendWaitingForRoom(const std::function<StatusOr<int64_t>()>& append);
   void LogSpoolError(const StatusOr<int64_t>& seq);
   void FailEarly(int exit_code, const std::string& message);
   void Finish(int exit_code, const std::string& message, bool cancelled);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/manifest.h"
 #include "server/job_events.h"
@@ -289,7 +290,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   job.message = job.state == job_state::kWaiting ? why : "";
   // One transaction: the job, its first events, its request and, with an
   // empty queue, its placement.
-  bool counted = false;
+  bool counted = false, placed = false;
   Status s = store_->Transaction([&]() -> Status {
     YARD_RETURN_IF_ERROR(store_->InsertJob(job));
     YARD_RETURN_IF_ERROR(AppendJobEvents(job, std::move(first_events)));
@@ -301,10 +302,13 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
     Enqueue(live, /*front=*/false);
     // With nothing queued ahead, dispatch inline: a warm instance starts the
     // job now. Otherwise the scheduler keeps the queue's order.
-    if (queue_.size() == 1) PlaceQueuedJobs();
+    placed = queue_.size() == 1;
+    if (placed) PlaceQueuedJobs();
     else notifier_.Notify("scheduler");
     return Status::Ok();
   });
+  // A placement changes instances too: more than this job can forget.
+  if (!s.ok() && placed) StoreDiverged(s, "storing a new job");
   if (!s.ok()) {  // not stored: forget it everywhere
     JobRecord& live = jobs_[job.id];
     std::string old_state = live.state;
@@ -499,10 +503,14 @@ StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
   // One transaction for the batch, its artifacts and the job's end. An error
   // is found before anything is written, so rolling back loses nothing.
   StatusOr<int64_t> acked = Internal("not run");
+  bool changed_memory = false;
   Status s = store_->Transaction([&]() -> Status {
-    acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records);
+    acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records, &changed_memory);
     return acked.status();
   });
+  // Refused before anything changed (a gap, another instance's records):
+  // the agent is told why. Not stored after memory changed: see StoreDiverged.
+  if (!s.ok() && changed_memory) StoreDiverged(s, "storing an agent's records");
   if (!s.ok()) return s;
   return acked;
 }
@@ -543,7 +551,8 @@ struct OutputCap {
 StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instance_id,
                                                        const std::string& job_id, int64_t attempt,
                                                        int64_t first,
-                                                       const std::vector<AgentRecord>& records) {
+                                                       const std::vector<AgentRecord>& records,
+                                                       bool* changed_memory) {
   auto it = jobs_.find(job_id);
   JobRecord job;
   if (it != jobs_.end()) {
@@ -595,6 +604,7 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   if (!owned.empty()) YARD_RETURN_IF_ERROR(CheckArtifactChunks(job, owned));
   std::vector<EventRecord> stored;
   JobRecord* live = it != jobs_.end() ? &it->second : &job;
+  *changed_memory = true;
   live->run_acked = job.run_acked;
   live->sched.output_bytes = cap.stored;
   if (cap.capped) live->sched.output_capped = true;
@@ -671,7 +681,25 @@ void Controller::Batched(const std::function<void()>& fn) {
     return Status::Ok();
   });
   if (!ran) fn();
-  LogError(s, "commit");
+  if (!s.ok()) StoreDiverged(s, "commit");
+}
+
+void Controller::StoreDiverged(const Status& s, const char* where) {
+  std::fprintf(stderr,
+               "yard server: %s: %s\nyard server: that change was made in memory but not stored; "
+               "stopping, so that the next start goes on from what the store holds (agents keep "
+               "their unacknowledged records and send them again)\n",
+               where, s.ToString().c_str());
+  if (options_.on_store_diverged) return options_.on_store_diverged(s);
+  // Nothing more is stored from this memory. The calls in flight answer
+  // with the reason (a submit says the disk is full), then the process
+  // ends as after a crash: nothing half-done is written on the way out.
+  store_->Poison(Status(s.code(), s.message() + " (the server is restarting to recover from its store)"));
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::fflush(stderr);
+    std::_Exit(kExitStoreDiverged);
+  }).detach();
 }
 
 void Controller::SaveInstance(InstanceRecord& inst, const std::string& state) {

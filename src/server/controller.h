@@ -94,7 +94,20 @@ struct ControllerOptions {
   // Output stored per job; past it, output is dropped after a marker line
   // (`yard server --max-job-output-mb`). <= 0: no cap.
   int64_t max_output_bytes_per_job = int64_t{1} << 30;
+  // Called when a change the controller made in memory could not be stored
+  // (a full disk, an I/O error: the store rolled it back). Memory is then
+  // ahead of the store, and no later call can mend that (a job finished in
+  // memory only stays 'running' in the store for ever), so by default the
+  // store refuses everything from then on (Store::Poison), the calls in
+  // flight answer with the reason, and the server exits (kExitStoreDiverged)
+  // 0.3 s later; its next start recovers from the store, as after a crash;
+  // agents keep and resend their records. Tests set their own.
+  std::function<void(const Status&)> on_store_diverged;
 };
+
+// The exit status of a server that stopped because its store refused a write
+// (ControllerOptions::on_store_diverged).
+inline constexpr int kExitStoreDiverged = 75;
 
 class Controller {
  public:
@@ -307,9 +320,15 @@ class Controller {
   // True (and noted in the job's events) when an exit record from
   // `instance_id` comes after the job left that instance.
   bool ExitIsStale(JobRecord& job, const std::string& instance_id);
+  // Sets *changed_memory once it changes the controller's memory (after
+  // every check that can refuse the batch).
   StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
                                              int64_t attempt, int64_t first,
-                                             const std::vector<AgentRecord>& records);
+                                             const std::vector<AgentRecord>& records,
+                                             bool* changed_memory);
+  // A change made in memory was not stored (`s` says why): see
+  // ControllerOptions::on_store_diverged.
+  void StoreDiverged(const Status& s, const char* where);
   Status AppendJobEvents(JobRecord& job, std::vector<Json> events);
   // PermissionDenied unless job.user holds every chunk of `chunks` (an
   // agent's upload makes a chunk its instance's user's: routes_blobs.cc).

@@ -516,6 +516,42 @@ TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
             std::string::npos) << decisions;
 }
 
+// The disk fills as an agent delivers a job's last output and exit: the
+// store rolls the batch back. Before, the job had ended in memory only
+// (FinishJob, the instance released) and the agent's resend, once there was
+// room, was stored but ended nothing: the job stayed 'running' for ever.
+// Now the controller says its memory is ahead of its store (the server then
+// exits and recovers from the store); a refused batch changes nothing.
+TEST_F(ControllerTest, ABatchTheStoreCannotHoldStopsTheControllerAndStoresNothingOfIt) {
+  std::vector<std::string> diverged;
+  ControllerOptions opts;
+  opts.on_store_diverged = [&](const Status& s) { diverged.push_back(s.ToString()); };
+  Build(5, 5, opts);
+  std::string job = Submit("ann", {"A"});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  Json out = {{"kind", "output"}, {"data", "step 1\n"}};
+  // Refused before anything changes: the agent is told, the controller goes on.
+  EXPECT_EQ(controller_->AcceptAgentRecords(inst, job, 1, 5, Json::array({out})).status().code(),
+            Code::kFailedPrecondition);
+  EXPECT_TRUE(diverged.empty());
+
+  ASSERT_TRUE(store_->SetMaxPagesForTesting(1).ok());  // the disk is full
+  Json big = {{"kind", "output"}, {"data", std::string(2 << 20, 'x')}};
+  Json exit = {{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}};
+  StatusOr<int64_t> acked = controller_->AcceptAgentRecords(inst, job, 1, 1, {out, big, exit});
+  EXPECT_EQ(acked.status().code(), Code::kResourceExhausted) << acked.status().ToString();
+  ASSERT_EQ(diverged.size(), 1u);
+  EXPECT_NE(diverged[0].find("full"), std::string::npos) << diverged[0];
+  // Nothing of the batch is stored: a restarted server takes the resend whole.
+  JobRecord stored = Job(job);
+  EXPECT_EQ(stored.state, job_state::kRunning);
+  EXPECT_EQ(stored.run_acked, 0);
+  for (const Json& e : Events(job)) EXPECT_NE(e["kind"], "output") << e.dump();
+  ASSERT_TRUE(store_->SetMaxPagesForTesting(0).ok());
+}
+
 TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
   ControllerOptions opts;
   opts.max_output_bytes_per_job = 10;

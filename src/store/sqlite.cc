@@ -24,6 +24,16 @@ Status SqliteError(sqlite3* db, const std::string& what) {
   return Status(c, what + ": " + sqlite3_errmsg(db));
 }
 
+bool IsWriteFailure(int code) {
+  switch (code & 0xff) {  // the primary code of an extended one
+    case SQLITE_FULL: case SQLITE_IOERR: case SQLITE_CORRUPT: case SQLITE_NOTADB:
+    case SQLITE_READONLY: case SQLITE_CANTOPEN: case SQLITE_NOMEM: case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Stmt::~Stmt() {
   if (!stmt_) return;
   if (!in_use_) {
@@ -51,7 +61,9 @@ StatusOr<bool> Stmt::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return SqliteError(db_, "sqlite step");
+  Status error = SqliteError(db_, "sqlite step");
+  if (failures_ && IsWriteFailure(rc)) *failures_ = {failures_->count + 1, error};
+  return error;
 }
 
 Status Stmt::Run() {
@@ -90,29 +102,33 @@ Db::~Db() {
 }
 
 StatusOr<Stmt> Db::Prepare(std::string_view sql) {
+  if (!poisoned_.ok()) return poisoned_;
   auto it = cache_.find(std::string(sql));
   if (it != cache_.end() && !it->second.in_use) {
     it->second.in_use = true;
-    return Stmt(db_, it->second.stmt, &it->second.in_use);
+    return Stmt(db_, it->second.stmt, &it->second.in_use, &write_failures_);
   }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
     return SqliteError(db_, "preparing '" + std::string(sql.substr(0, 60)) + "'");
   // The cached one is busy, or the text is one of too many (made up at run
   // time, not one of the store's few).
-  if (it != cache_.end() || cache_.size() >= kMaxCached) return Stmt(db_, stmt);
+  if (it != cache_.end() || cache_.size() >= kMaxCached) return Stmt(db_, stmt, nullptr, &write_failures_);
   Cached& slot = cache_[std::string(sql)];
   slot = {stmt, true};
-  return Stmt(db_, stmt, &slot.in_use);
+  return Stmt(db_, stmt, &slot.in_use, &write_failures_);
 }
 
 Status Db::Exec(const std::string& sql) {
+  if (!poisoned_.ok()) return poisoned_;
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     std::string msg = err ? err : "unknown";
     sqlite3_free(err);
-    if (sqlite3_errcode(db_) == SQLITE_FULL) return SqliteError(db_, "sqlite");
-    return Internal("sqlite: " + msg);
+    Status error = sqlite3_errcode(db_) == SQLITE_FULL ? SqliteError(db_, "sqlite")
+                                                       : Internal("sqlite: " + msg);
+    if (IsWriteFailure(rc)) write_failures_ = {write_failures_.count + 1, error};
+    return error;
   }
   return Status::Ok();
 }

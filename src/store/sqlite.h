@@ -15,14 +15,27 @@
 
 namespace yard::sql {
 
+// Statements that failed because the database could not be written (a full
+// disk, an I/O error, a read-only or damaged file; not constraint or usage
+// errors): how many, and the last one's error.
+struct WriteFailures {
+  uint64_t count = 0;
+  Status last;
+};
+
 // A prepared statement in use. Either owned (finalized on destruction) or
 // borrowed from its Db's cache (`in_use` set): then destruction resets it,
 // clears its bindings and hands it back.
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* stmt, bool* in_use = nullptr)
-      : db_(db), stmt_(stmt), in_use_(in_use) {}
-  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_), in_use_(o.in_use_) { o.stmt_ = nullptr; }
+  // `failures`, when given, counts the steps that failed because the
+  // database could not be written.
+  Stmt(sqlite3* db, sqlite3_stmt* stmt, bool* in_use = nullptr, WriteFailures* failures = nullptr)
+      : db_(db), stmt_(stmt), in_use_(in_use), failures_(failures) {}
+  Stmt(Stmt&& o) noexcept
+      : db_(o.db_), stmt_(o.stmt_), in_use_(o.in_use_), failures_(o.failures_) {
+    o.stmt_ = nullptr;
+  }
   Stmt(const Stmt&) = delete;
   ~Stmt();
 
@@ -52,6 +65,7 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_;
   bool* in_use_;  // the cache slot's flag, or null when owned
+  WriteFailures* failures_;
 };
 
 // Not thread-safe: the caller serializes all use (Store holds a mutex).
@@ -67,6 +81,13 @@ class Db {
   // Runs one or more statements without results.
   Status Exec(const std::string& sql);
   sqlite3* raw() { return db_; }
+  // The statements (of Prepare or Exec) that failed because the database
+  // could not be written. A transaction compares the count before and
+  // after to know whether every write of it happened.
+  const WriteFailures& write_failures() const { return write_failures_; }
+  // From now on every Prepare and Exec fails with `why` (not ok): nothing is
+  // read or written any more.
+  void Poison(Status why) { poisoned_ = std::move(why); }
 
  private:
   struct Cached {
@@ -75,11 +96,15 @@ class Db {
   };
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  WriteFailures write_failures_;
+  Status poisoned_;
   // Node-based, so a slot's address (held by a borrowing Stmt) is stable.
   std::unordered_map<std::string, Cached> cache_;
 };
 
 // Status for the connection's last error.
 Status SqliteError(sqlite3* db, const std::string& what);
+// True for result codes that mean the database could not be written.
+bool IsWriteFailure(int code);
 
 }  // namespace yard::sql

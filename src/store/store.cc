@@ -177,6 +177,7 @@ Status Store::Transaction(const std::function<Status()>& fn) {
 Status Store::TransactionLocked(const std::function<Status()>& fn) {
   if (!sqlite3_get_autocommit(db_->raw())) return fn();  // nested: join the outer one
   YARD_RETURN_IF_ERROR(RunCached("BEGIN IMMEDIATE"));
+  uint64_t failures = db_->write_failures().count;
   Status s;
   try {
     s = fn();
@@ -186,11 +187,25 @@ Status Store::TransactionLocked(const std::function<Status()>& fn) {
     (void)RunCached("ROLLBACK");
     throw;
   }
-  if (!s.ok()) {
-    (void)RunCached("ROLLBACK");
-    return s;
-  }
-  return RunCached("COMMIT");
+  // A write that failed inside (its caller may have only logged it) fails
+  // the whole transaction: all of it is stored, or none.
+  if (s.ok() && db_->write_failures().count != failures) s = db_->write_failures().last;
+  if (s.ok()) s = RunCached("COMMIT");
+  // SQLite may have rolled back already (a full disk, an I/O error); if it
+  // has not, a failed COMMIT leaves the transaction open, and every later
+  // one would join it and never be stored.
+  if (!s.ok() && !sqlite3_get_autocommit(db_->raw())) (void)RunCached("ROLLBACK");
+  return s;
+}
+
+void Store::Poison(Status why) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  db_->Poison(std::move(why));
+}
+
+Status Store::SetMaxPagesForTesting(int64_t pages) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  return db_->Exec("PRAGMA max_page_count = " + std::to_string(pages > 0 ? pages : 1073741823));
 }
 
 Status Store::RunCached(const char* sql) {

@@ -125,9 +125,19 @@ class Store {
   Status SetSetting(const std::string& key, const std::string& value);
 
   // Runs `fn` inside one transaction (BEGIN IMMEDIATE ... COMMIT); rolls
-  // back if it returns an error or throws (the exception goes on). For
-  // multi-row updates by callers.
+  // back if it returns an error or throws (the exception goes on), or if
+  // any write inside could not be made (a full disk, an I/O error) even
+  // when `fn` only logged it; then returns that error. All of it is stored,
+  // or none. For multi-row updates by callers.
   Status Transaction(const std::function<Status()>& fn);
+
+  // Every later call fails with `why` (not ok): for a server whose memory
+  // got ahead of its store, which must store nothing more before it exits.
+  void Poison(Status why);
+
+  // Caps the database at `pages` pages (SQLite's max_page_count; <= 0:
+  // SQLite's largest): past it writes fail as on a full disk. For tests.
+  Status SetMaxPagesForTesting(int64_t pages);
 
  private:
   explicit Store(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}

@@ -164,6 +164,35 @@ TEST_F(StoreTest, ATransactionThatThrowsRollsBackAndTheNextOneCommits) {
   EXPECT_EQ((*other)->GetJob("job-1")->message, "kept");
 }
 
+// A full disk inside a transaction whose code only logs the failed write
+// (as the controller's group commits do): none of it is stored, the error
+// comes back, and the transaction is not left open (every later one would
+// join it and never be stored).
+TEST_F(StoreTest, AWriteThatFailsInsideATransactionRollsBackAllOfIt) {
+  JobRecord job = NewJob("job-1");
+  ASSERT_TRUE(store_->SetMaxPagesForTesting(1).ok());  // no room to grow: a full disk
+  Status logged_only;
+  Status s = store_->Transaction([&]() -> Status {
+    job.message = "made in the same transaction";
+    EXPECT_TRUE(store_->UpdateJob(job).ok());
+    std::string bytes(4 << 20, 'x');
+    NewEvent big(Json{{"kind", "output"}}, bytes);
+    logged_only = store_->AppendEventsWithOutput(job.id, {big}, 1.0, &job).status();
+    return Status::Ok();  // the failure above is only logged
+  });
+  EXPECT_EQ(logged_only.code(), Code::kResourceExhausted) << logged_only.ToString();
+  EXPECT_EQ(s.code(), Code::kResourceExhausted) << s.ToString();
+  EXPECT_EQ(store_->GetJob("job-1")->message, "") << "nothing of the transaction is stored";
+  EXPECT_TRUE(store_->ReadEvents("job-1", 0, 10)->empty());
+  // Room again: the next transaction is a transaction of its own and commits.
+  ASSERT_TRUE(store_->SetMaxPagesForTesting(0).ok());
+  job.message = "kept";
+  EXPECT_TRUE(store_->Transaction([&] { return store_->UpdateJob(job); }).ok());
+  store_.reset();  // another connection sees it: it was committed
+  store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
+  EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
+}
+
 // Dropping what 4 -> 5 adds turns today's file into one of version 4.
 const std::string kVersion5Columns =
     "ALTER TABLE tokens DROP COLUMN scope; ALTER TABLE tokens DROP COLUMN expires_at; "
