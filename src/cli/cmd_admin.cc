@@ -68,6 +68,9 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--max-job-output-mb", o->max_job_output_mb,
                   "output stored per job; past it, a marker line and the rest dropped (0: no cap)")
       ->capture_default_str();
+  sub->add_option("--blob-grace-hours", o->blob_grace_hours,
+                  "remove chunks that no job names and nobody used for this long (0: never)")
+      ->capture_default_str();
   return [o, global] {
     o->home = global->home.empty() ? DefaultYardHome() : global->home;
     return RunServer(*o);

@@ -96,16 +96,59 @@ Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
   }
   std::string path = PathOf(hash);
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes.size()) {
-    return Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(*mu_);
+    if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes.size()) {
+      ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // uploaded again: in use
+      return Status::Ok();
+    }
   }
   std::string dir = root_ + "/" + hash.substr(0, 2);
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("creating " + dir);
   std::string tmp = TempName(dir, hash);
   Status s = WriteNew(tmp, bytes);
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus("renaming to " + path);
+  if (s.ok()) {
+    std::lock_guard<std::mutex> lock(*mu_);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus("renaming to " + path);
+  }
   if (!s.ok()) ::unlink(tmp.c_str());
   return s;
+}
+
+bool BlobStore::Touch(const std::string& hash) {
+  if (!IsSha256Hex(hash)) return false;
+  std::lock_guard<std::mutex> lock(*mu_);
+  return ::utimensat(AT_FDCWD, PathOf(hash).c_str(), nullptr, 0) == 0;
+}
+
+std::vector<std::string> BlobStore::OlderThan(std::filesystem::file_time_type cutoff) const {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& sub : fs::directory_iterator(root_, ec)) {
+    std::string prefix = sub.path().filename().string();
+    if (prefix.size() != 2 || !sub.is_directory(ec)) continue;
+    for (const auto& f : fs::directory_iterator(sub.path(), ec)) {
+      std::string name = f.path().filename().string();
+      bool ours = IsSha256Hex(name) || name.rfind(".tmp-", 0) == 0;
+      fs::file_time_type t = f.last_write_time(ec);
+      if (ours && !ec && t < cutoff) out.push_back(prefix + "/" + name);
+    }
+  }
+  return out;
+}
+
+bool BlobStore::RemoveIfOlderThan(const std::string& name, std::filesystem::file_time_type cutoff,
+                                  uint64_t* bytes) {
+  std::string path = root_ + "/" + name;
+  std::lock_guard<std::mutex> lock(*mu_);
+  std::error_code ec;
+  std::filesystem::file_time_type t = std::filesystem::last_write_time(path, ec);
+  if (ec || t >= cutoff) return false;
+  uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec || ::unlink(path.c_str()) != 0) return false;
+  *bytes += size;
+  return true;
 }
 
 StatusOr<std::string> BlobStore::Get(const std::string& hash) const {

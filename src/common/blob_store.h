@@ -5,8 +5,16 @@
 // a process crash leaves no corrupt one. Blobs are not fsynced: after a power
 // loss one may be truncated, which the next Put of it repairs (see Put).
 // Thread-safe: concurrent Puts of the same hash are harmless.
+//
+// Collection (server/blob_collector.h): a blob's file time is when it was
+// last put or touched; RemoveIfOlderThan takes the same lock as Put's
+// rename and Touch, so a blob put or touched after the collector looked is
+// never removed.
 #pragma once
 
+#include <filesystem>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,8 +31,20 @@ class BlobStore {
   bool Has(const std::string& hash) const;
   // Returns the subset of `hashes` not present, in input order.
   std::vector<std::string> Missing(const std::vector<std::string>& hashes) const;
-  // Verifies sha256(bytes) == hash (InvalidArgument otherwise) and stores it.
+  // Verifies sha256(bytes) == hash (InvalidArgument otherwise) and stores
+  // it; a blob already there is touched instead.
   Status Put(const std::string& hash, std::string_view bytes);
+  // Sets the blob's file time to now (someone is about to name it); false
+  // when it is not there.
+  bool Touch(const std::string& hash);
+  // Blobs, and leftover temporary files of uploads that never finished,
+  // whose file time is before `cutoff`, as paths under the root
+  // ("ab/<hash>", "ab/.tmp-...").
+  std::vector<std::string> OlderThan(std::filesystem::file_time_type cutoff) const;
+  // Removes `name` (a path from OlderThan) if its time is still before
+  // `cutoff`; returns whether it did, and adds its size to *bytes.
+  bool RemoveIfOlderThan(const std::string& name, std::filesystem::file_time_type cutoff,
+                         uint64_t* bytes);
   // Reads a blob. NotFound if absent.
   StatusOr<std::string> Get(const std::string& hash) const;
   // Path of a blob (whether or not it exists). REQUIRES: IsSha256Hex(hash).
@@ -34,6 +54,8 @@ class BlobStore {
  private:
   explicit BlobStore(std::string root) : root_(std::move(root)) {}
   std::string root_;
+  // Orders renames into place and touches against removals.
+  std::shared_ptr<std::mutex> mu_ = std::make_shared<std::mutex>();
 };
 
 }  // namespace yard

@@ -27,8 +27,12 @@ Status Missing(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(auto owned, ctx.store->OwnedBlobs(call.who.user, hashes));
   std::set<std::string> mine(owned.begin(), owned.end());
   missing.clear();
-  for (const auto& h : hashes)
+  for (const auto& h : hashes) {
     if (absent.count(h) || !mine.count(h)) missing.push_back(h);
+    // The caller names what it holds next (a submit, an artifact): fresh,
+    // it is safe from the collector until then (blob_collector.h).
+    else ctx.blobs->Touch(h);
+  }
   call.ReplyJson({{"missing", missing}});
   return Status::Ok();
 }

@@ -6,12 +6,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <thread>
 
 #include "common/files.h"
+#include "server/blob_collector.h"
 #include "server/provider_set.h"
 #include "server/http_server.h"
 #include "server/token_auth.h"
@@ -173,8 +175,17 @@ int RunServer(const ServerOptions& o) {
   }
   std::thread stopper = ShutdownOnSignal(&api);
   parts->controller->Start();
+  std::unique_ptr<BlobCollector> collector;
+  if (o.blob_grace_hours > 0) {
+    auto grace = std::chrono::seconds(static_cast<int64_t>(o.blob_grace_hours * 3600));
+    // Often enough that nothing lingers much past its grace.
+    auto every = std::clamp(grace / 4, std::chrono::seconds(1), std::chrono::seconds(3600));
+    collector = std::make_unique<BlobCollector>(parts->store.get(), parts->blobs.get(), grace, every);
+    collector->Start();
+  }
   std::fprintf(stderr, "yard server: listening on %s (home %s)\n", url.c_str(), o.home.c_str());
   api.Serve();
+  collector.reset();
   parts->controller->Stop();
   stopper.detach();
   return 0;

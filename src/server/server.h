@@ -29,6 +29,9 @@ struct ServerOptions {
   double baseline_s = 600;
   double unit_percentage = 0.01;
   int64_t max_job_output_mb = 1024;  // per job; <= 0: no cap
+  // Chunks nothing names, untouched this long, are removed (blob_collector.h);
+  // <= 0: never.
+  double blob_grace_hours = 24;
 };
 
 // Serves until SIGTERM/SIGINT. Returns the process exit code.

@@ -518,6 +518,54 @@ Status Store::AddBlobOwners(const std::string& user, const std::vector<std::stri
   });
 }
 
+namespace {
+
+// Adds every run of exactly 64 lower-case hex characters in `text`.
+void AddHashes(std::string_view text, std::unordered_set<std::string>* out) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  for (size_t i = 0; i < text.size();) {
+    if (!hex(text[i])) { ++i; continue; }
+    size_t j = i;
+    while (j < text.size() && hex(text[j])) ++j;
+    if (j - i == 64) out->emplace(text.substr(i, 64));
+    i = j;
+  }
+}
+
+}  // namespace
+
+StatusOr<std::unordered_set<std::string>> Store::ReferencedHashes() {
+  std::string path;
+  {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    const char* file = sqlite3_db_filename(db_->raw(), "main");
+    path = file ? file : "";
+  }
+  YARD_ASSIGN_OR_RETURN(std::unique_ptr<sql::Db> db, sql::Db::Open(path));
+  // One read transaction: one snapshot across the tables.
+  YARD_RETURN_IF_ERROR(db->Exec("BEGIN"));
+  std::unordered_set<std::string> out;
+  for (const char* sql : {"SELECT spec || sched FROM jobs", "SELECT entry FROM artifacts",
+                          "SELECT body FROM events WHERE kind <> 'output'"}) {
+    YARD_ASSIGN_OR_RETURN(auto st, db->Prepare(sql));
+    for (;;) {
+      YARD_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      AddHashes(st.Text(0), &out);
+    }
+  }
+  (void)db->Exec("COMMIT");
+  return out;
+}
+
+Status Store::RemoveBlobOwners(const std::vector<std::string>& hashes) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  // One pass over the table (it is keyed by user first).
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "DELETE FROM blob_owners WHERE hash IN (SELECT value FROM json_each(?))"));
+  return st.Bind(1, Json(hashes).dump()).Run();
+}
+
 StatusOr<bool> Store::UserOwnsBlob(const std::string& user, const std::string& hash) {
   YARD_ASSIGN_OR_RETURN(auto owned, OwnedBlobs(user, {hash}));
   return !owned.empty();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/status.h"
@@ -108,6 +109,14 @@ class Store {
   // Subset of `hashes` the user owns.
   StatusOr<std::vector<std::string>> OwnedBlobs(const std::string& user,
                                                 const std::vector<std::string>& hashes);
+
+  // Every sha256 (64 lower-case hex characters) that a job (its spec and
+  // scheduling state), an artifact or an event other than output names:
+  // the chunks the store still needs. Read on a connection of its own, so
+  // the store is not held while it reads (committed data only).
+  StatusOr<std::unordered_set<std::string>> ReferencedHashes();
+  // Forgets who owned these chunks (after they were collected).
+  Status RemoveBlobOwners(const std::vector<std::string>& hashes);
 
   // --- instances ---
   Status UpsertInstance(const InstanceRecord& inst);
