@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest), the
+# Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest), clang's
+# thread-safety analysis (scripts/thread_safety.sh, counted as one test), the
 # end-to-end tests (pytest tests/e2e), the crash soak at its CI size (pytest
 # tests/soak; SOAK_FULL=1 for the full size), the Python SDK tests (pytest
 # tests/python) and the sanitized unit tests and fuzz targets
@@ -63,6 +64,16 @@ fi
 if ((ctest_rc != 0)) && [[ -n "$ctest_summary" ]] && ((c_failed == 0)); then
   failed=$((failed + 1))
   ctest_result="$ctest_result; exit $ctest_rc with no failed test, counted as one failure"
+fi
+
+# --------------------------------------------------------------------------
+step "Thread-safety analysis (scripts/thread_safety.sh, clang -Wthread-safety)"
+if bash scripts/thread_safety.sh 2>&1 | tee "$LOG_DIR/thread_safety.log"; then
+  passed=$((passed + 1))
+  tsa_result="thread safety: passed"
+else
+  failed=$((failed + 1))
+  tsa_result="thread safety: failed (findings in the log above)"
 fi
 
 # --------------------------------------------------------------------------
@@ -138,7 +149,7 @@ fi
 
 # --------------------------------------------------------------------------
 step "Summary"
-printf '    %s\n    %s\n    %s\n    %s\n    %s\n' "$ctest_result" "$e2e_result" "$soak_result" "$python_result" "$fuzz_result"
+printf '    %s\n    %s\n    %s\n    %s\n    %s\n    %s\n' "$ctest_result" "$tsa_result" "$e2e_result" "$soak_result" "$python_result" "$fuzz_result"
 rc=0
 if ((failed > 0)); then
   rc=1

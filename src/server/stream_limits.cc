@@ -4,7 +4,7 @@ namespace yard {
 
 StatusOr<StreamLimits::Lease> StreamLimits::Open(const std::string& user) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     int& n = open_[user];
     if (n >= per_user_)
       return Status(Code::kTooManyRequests,
@@ -16,13 +16,13 @@ StatusOr<StreamLimits::Lease> StreamLimits::Open(const std::string& user) {
 }
 
 void StreamLimits::Close(const std::string& user) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = open_.find(user);
   if (it != open_.end() && --it->second <= 0) open_.erase(it);
 }
 
 int StreamLimits::open(const std::string& user) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = open_.find(user);
   return it == open_.end() ? 0 : it->second;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -37,8 +38,8 @@ class StreamLimits {
   const int per_user_;
   const std::string what_;
   const std::string advice_;
-  mutable std::mutex mu_;
-  std::map<std::string, int> open_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, int> open_ GUARDED_BY(mu_);
 };
 
 }  // namespace yard

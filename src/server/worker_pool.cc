@@ -5,7 +5,7 @@
 namespace yard {
 
 WorkerPool::WorkerPool(WorkerPoolOptions options) : options_(options) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < options_.min_threads; ++i) SpawnLocked();
 }
 
@@ -20,7 +20,7 @@ void WorkerPool::SpawnLocked() {
 void WorkerPool::enqueue(std::function<void()> task) {
   JoinFinished();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (shutdown_) return;  // httplib stops accepting before it shuts us down
     tasks_.push_back(std::move(task));
     // A task never waits behind busy threads while the pool may grow.
@@ -30,10 +30,11 @@ void WorkerPool::enqueue(std::function<void()> task) {
 }
 
 void WorkerPool::Work(std::list<std::thread>::iterator self) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     ++idle_;
-    bool woke = cv_.wait_for(lock, options_.idle_exit, [this] { return !tasks_.empty() || shutdown_; });
+    bool woke = cv_.wait_for(lock.unique(), options_.idle_exit,
+                             [this]() REQUIRES(mu_) { return !tasks_.empty() || shutdown_; });
     --idle_;
     if (!woke && running_.size() > options_.min_threads) break;  // idle too long: shrink
     if (tasks_.empty()) {
@@ -42,9 +43,9 @@ void WorkerPool::Work(std::list<std::thread>::iterator self) {
     }
     std::function<void()> task = std::move(tasks_.front());
     tasks_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     task();
-    lock.lock();
+    lock.Lock();
   }
   // Our handle moves to finished_, joined by the next enqueue or shutdown.
   finished_.splice(finished_.end(), running_, self);
@@ -54,26 +55,26 @@ void WorkerPool::Work(std::list<std::thread>::iterator self) {
 void WorkerPool::JoinFinished() {
   std::list<std::thread> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     done.swap(finished_);
   }
   for (std::thread& t : done) t.join();
 }
 
 void WorkerPool::shutdown() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   shutdown_ = true;
   cv_.notify_all();
   // Tasks queued or running are finished first, as httplib's own pool does.
-  exited_.wait(lock, [this] { return running_.empty(); });
+  exited_.wait(lock.unique(), [this]() REQUIRES(mu_) { return running_.empty(); });
   std::list<std::thread> done;
   done.swap(finished_);
-  lock.unlock();
+  lock.Unlock();
   for (std::thread& t : done) t.join();
 }
 
 size_t WorkerPool::threads() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return running_.size();
 }
 

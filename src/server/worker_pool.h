@@ -22,6 +22,8 @@
 
 #include <httplib.h>
 
+#include "common/thread_annotations.h"
+
 namespace yard {
 
 struct WorkerPoolOptions {
@@ -46,18 +48,18 @@ class WorkerPool : public httplib::TaskQueue {
 
  private:
   void Work(std::list<std::thread>::iterator self);
-  void SpawnLocked();
+  void SpawnLocked() REQUIRES(mu_);
   void JoinFinished();
 
   const WorkerPoolOptions options_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;      // a task or shutdown for the workers
   std::condition_variable exited_;  // a worker left running_
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  std::list<std::thread> running_;           // GUARDED_BY(mu_)
-  std::list<std::thread> finished_;          // GUARDED_BY(mu_): exited, to join
-  size_t idle_ = 0;                          // GUARDED_BY(mu_)
-  bool shutdown_ = false;                    // GUARDED_BY(mu_)
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  std::list<std::thread> running_ GUARDED_BY(mu_);
+  std::list<std::thread> finished_ GUARDED_BY(mu_);  // exited, to join
+  size_t idle_ GUARDED_BY(mu_) = 0;
+  bool shutdown_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace yard

@@ -149,7 +149,7 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 }
 
 Status Store::Migrate() {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("PRAGMA user_version"));
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   int version = row ? static_cast<int>(st.Int(0)) : 0;
@@ -161,6 +161,7 @@ Status Store::Migrate() {
   }
   for (int v = version; v < kSchemaVersion; ++v) {
     Status s = TransactionLocked([&] {
+      mu_.AssertHeld();  // run by TransactionLocked, on this thread
       YARD_RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
       return db_->Exec("PRAGMA user_version=" + std::to_string(v + 1));
     });
@@ -169,8 +170,26 @@ Status Store::Migrate() {
   return Status::Ok();
 }
 
+// Conditional locking is beyond the analysis: the attributes in store.h
+// state the contract (mu_ is held by this thread for the Lock's scope).
+Store::Lock::Lock(Store& store) NO_THREAD_SAFETY_ANALYSIS
+    : store_(store), joined_(store.transaction_thread_.load() == std::this_thread::get_id()) {
+  if (!joined_) store_.mu_.lock();
+}
+
+Store::Lock::~Lock() NO_THREAD_SAFETY_ANALYSIS {
+  if (!joined_) store_.mu_.unlock();
+}
+
 Status Store::Transaction(const std::function<Status()>& fn) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
+  // Marks this thread for `fn`'s calls; put back even if `fn` throws, and a
+  // Transaction inside another's `fn` keeps the outer one's mark.
+  struct Mark {
+    std::atomic<std::thread::id>& thread;
+    std::thread::id outer = thread.exchange(std::this_thread::get_id());
+    ~Mark() { thread.store(outer); }
+  } mark{transaction_thread_};
   return TransactionLocked(fn);
 }
 
@@ -199,12 +218,12 @@ Status Store::TransactionLocked(const std::function<Status()>& fn) {
 }
 
 void Store::Poison(Status why) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   db_->Poison(std::move(why));
 }
 
 Status Store::SetMaxPagesForTesting(int64_t pages) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   return db_->Exec("PRAGMA max_page_count = " + std::to_string(pages > 0 ? pages : 1073741823));
 }
 
@@ -219,7 +238,7 @@ StatusOr<std::string> Store::CreateToken(const std::string& user, const std::str
     return InvalidArgument("unknown token scope '" + scope + "': read, submit, admin or metrics (each "
                            "instance gets its own agent credential at launch: docs/api.md, \"Agent credentials\")");
   if (user.empty()) return InvalidArgument("a token needs a user name");
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   std::string token = "yut_" + RandomHex(24);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "INSERT INTO tokens(hash, user, kind, scope, expires_at, created_at) "
@@ -251,7 +270,7 @@ TokenRecord ReadToken(const sql::Stmt& s) {
 std::string TokenIdOfHash(const std::string& hash) { return hash.substr(0, 12); }
 
 StatusOr<TokenRecord> Store::FindTokenByHash(const std::string& hash) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
                                               " FROM tokens WHERE hash = ?"));
   st.Bind(1, hash);
@@ -265,7 +284,7 @@ StatusOr<TokenRecord> Store::FindToken(const std::string& plaintext) {
 }
 
 StatusOr<std::vector<TokenRecord>> Store::ListTokens(const std::string& user) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
       " FROM tokens WHERE (? = '' OR user = ?) AND kind IN ('user', 'metrics') "
       "ORDER BY user, created_at, hash"));
@@ -280,9 +299,10 @@ StatusOr<std::vector<TokenRecord>> Store::ListTokens(const std::string& user) {
 }
 
 StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::string& user, double now) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   StatusOr<TokenRecord> found = NotFound("");
   YARD_RETURN_IF_ERROR(TransactionLocked([&]() -> Status {
+    mu_.AssertHeld();  // run by TransactionLocked, on this thread
     YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
         " FROM tokens WHERE substr(hash, 1, 12) = ? AND (? = '' OR user = ?) "
         "AND kind IN ('user', 'metrics')"));
@@ -302,14 +322,14 @@ StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::strin
 }
 
 Status Store::RecordTokenUse(const std::string& hash, double when) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "UPDATE tokens SET last_used = max(last_used, ?) WHERE hash = ?"));
   return st.Bind(1, when).Bind(2, hash).Run();
 }
 
 Status Store::InsertJob(const JobRecord& j) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT INTO jobs(") + kJobColumns +
       ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, j.id).Bind(2, j.user).Bind(3, j.state).Bind(4, Dump(j.spec)).Bind(5, j.description)
@@ -321,7 +341,7 @@ Status Store::InsertJob(const JobRecord& j) {
 }
 
 StatusOr<JobRecord> Store::GetJob(const std::string& id) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
                                               " FROM jobs WHERE id = ?"));
   st.Bind(1, id);
@@ -332,7 +352,7 @@ StatusOr<JobRecord> Store::GetJob(const std::string& id) {
 
 StatusOr<std::vector<JobRecord>> Store::ListJobs(const std::string& user, const std::string& state,
                                                  const std::string& query, int limit) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
       " FROM jobs WHERE user = ?1 AND (?2 = '' OR state = ?2) AND"
       " (?3 = '' OR instr(lower(description), lower(?3)) > 0)"
@@ -348,7 +368,7 @@ StatusOr<std::vector<JobRecord>> Store::ListJobs(const std::string& user, const 
 }
 
 StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::string>& states) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   std::vector<JobRecord> out;
   for (const auto& state : states) {
     YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
@@ -364,7 +384,7 @@ StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::stri
 }
 
 StatusOr<std::vector<Store::JobStateCount>> Store::CountJobsByState() {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT state, count(*), coalesce(sum(last_seq), 0) FROM jobs GROUP BY state"));
   std::vector<JobStateCount> out;
@@ -377,7 +397,7 @@ StatusOr<std::vector<Store::JobStateCount>> Store::CountJobsByState() {
 }
 
 Status Store::UpdateJob(const JobRecord& j) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   return UpdateJobLocked(j);
 }
 
@@ -404,9 +424,10 @@ StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::stri
                                                                  std::vector<NewEvent> events,
                                                                  double now,
                                                                  const JobRecord* job_update) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   std::vector<EventRecord> stored;
   Status s = TransactionLocked([&]() -> Status {
+    mu_.AssertHeld();  // run by TransactionLocked, on this thread
     YARD_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT last_seq FROM jobs WHERE id = ?"));
     q.Bind(1, job_id);
     YARD_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -435,7 +456,7 @@ StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::stri
 
 StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, int64_t after,
                                                      int limit) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT seq, time, kind, body, data FROM events WHERE job_id = ? AND seq > ? "
       "ORDER BY seq LIMIT ?"));
@@ -453,7 +474,7 @@ StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, 
 
 StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_id, int64_t after,
                                                         int limit, size_t max_bytes) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT seq, body, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
@@ -472,7 +493,7 @@ StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_i
 
 StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const std::string& kind,
                                                int64_t after) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT seq, body FROM events WHERE job_id = ? AND seq > ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, kind);
@@ -483,7 +504,7 @@ StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const 
 
 Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,
                              int64_t seq) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "INSERT INTO artifacts(job_id, dir, path, entry, seq) VALUES(?,?,?,?,?) "
       "ON CONFLICT(job_id, dir, path) DO UPDATE SET entry=excluded.entry, seq=excluded.seq"));
@@ -492,7 +513,7 @@ Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, 
 }
 
 StatusOr<Json> Store::ListArtifacts(const std::string& job_id) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT dir, entry, seq FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
   st.Bind(1, job_id);
@@ -506,8 +527,9 @@ StatusOr<Json> Store::ListArtifacts(const std::string& job_id) {
 }
 
 Status Store::AddBlobOwners(const std::string& user, const std::vector<std::string>& hashes) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   return TransactionLocked([&]() -> Status {
+    mu_.AssertHeld();  // run by TransactionLocked, on this thread
     YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "INSERT OR IGNORE INTO blob_owners(hash, user) VALUES(?, ?)"));
     for (const auto& h : hashes) {
@@ -537,7 +559,7 @@ void AddHashes(std::string_view text, std::unordered_set<std::string>* out) {
 StatusOr<std::unordered_set<std::string>> Store::ReferencedHashes() {
   std::string path;
   {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
+    Lock lock(*this);
     const char* file = sqlite3_db_filename(db_->raw(), "main");
     path = file ? file : "";
   }
@@ -559,7 +581,7 @@ StatusOr<std::unordered_set<std::string>> Store::ReferencedHashes() {
 }
 
 Status Store::RemoveBlobOwners(const std::vector<std::string>& hashes) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   // One pass over the table (it is keyed by user first).
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "DELETE FROM blob_owners WHERE hash IN (SELECT value FROM json_each(?))"));
@@ -573,7 +595,7 @@ StatusOr<bool> Store::UserOwnsBlob(const std::string& user, const std::string& h
 
 StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
                                                      const std::vector<std::string>& hashes) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT 1 FROM blob_owners WHERE user = ? AND hash = ?"));
   std::vector<std::string> out;
@@ -587,7 +609,7 @@ StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
 }
 
 Status Store::UpsertInstance(const InstanceRecord& r) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO instances(") +
       kInstanceColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, r.id).Bind(2, r.machine_type).Bind(3, r.provider).Bind(4, r.state).Bind(5, r.user)
@@ -598,7 +620,7 @@ Status Store::UpsertInstance(const InstanceRecord& r) {
 }
 
 StatusOr<InstanceRecord> Store::GetInstance(const std::string& id) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kInstanceColumns +
                                               " FROM instances WHERE id = ?"));
   st.Bind(1, id);
@@ -608,7 +630,7 @@ StatusOr<InstanceRecord> Store::GetInstance(const std::string& id) {
 }
 
 StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kInstanceColumns +
       " FROM instances WHERE ?1 OR state NOT IN ('terminated', 'lost') ORDER BY created_at"));
   st.Bind(1, static_cast<int64_t>(include_ended));
@@ -622,7 +644,7 @@ StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
 }
 
 Status Store::AddLedgerEntry(const LedgerEntry& e) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "INSERT INTO ledger(instance_id, user, job_id, kind, machine_type, market, start, end, cost) "
       "VALUES(?,?,?,?,?,?,?,?,?)"));
@@ -632,7 +654,7 @@ Status Store::AddLedgerEntry(const LedgerEntry& e) {
 }
 
 StatusOr<std::vector<LedgerEntry>> Store::LedgerFor(const std::string& user) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "SELECT instance_id, user, job_id, kind, machine_type, market, start, end, cost FROM ledger "
       "WHERE ?1 = '' OR user = ?1 ORDER BY start, id"));
@@ -648,7 +670,7 @@ StatusOr<std::vector<LedgerEntry>> Store::LedgerFor(const std::string& user) {
 }
 
 StatusOr<std::string> Store::GetSetting(const std::string& key, const std::string& fallback) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT value FROM settings WHERE key = ?"));
   st.Bind(1, key);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -656,7 +678,7 @@ StatusOr<std::string> Store::GetSetting(const std::string& key, const std::strin
 }
 
 Status Store::SetSetting(const std::string& key, const std::string& value) {
-  std::lock_guard<std::recursive_mutex> lock(mu_);
+  Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
       "INSERT INTO settings(key, value) VALUES(?, ?) "
       "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));

@@ -1,18 +1,23 @@
 // Store: the durable truth of the controller, in SQLite (WAL mode).
 //
 // Every method is one transaction. A restarted server rebuilds its view
-// from here. Thread-safe: one connection, serialized by an internal mutex;
-// callers never hold transactions open across calls.
+// from here. Thread-safe: one connection, serialized by an internal mutex
+// (not recursive: a public method takes it once and the helpers it shares
+// are *Locked, REQUIRES(mu_)); callers never hold transactions open across
+// calls. The one re-entry is Transaction(): the methods its `fn` calls on
+// the same thread join the lock it holds.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "store/records.h"
 #include "store/sqlite.h"
 
@@ -138,6 +143,8 @@ class Store {
   // any write inside could not be made (a full disk, an I/O error) even
   // when `fn` only logged it; then returns that error. All of it is stored,
   // or none. For multi-row updates by callers.
+  // `fn` may call this store's methods (on the calling thread only): they
+  // join the transaction. Other threads wait until it ends.
   Status Transaction(const std::function<Status()>& fn);
 
   // Every later call fails with `why` (not ok): for a server whose memory
@@ -149,14 +156,31 @@ class Store {
   Status SetMaxPagesForTesting(int64_t pages);
 
  private:
+  // Holds mu_ for a public method's scope, or joins it when this thread
+  // is inside Transaction()'s `fn` (which holds it already).
+  class SCOPED_CAPABILITY Lock {
+   public:
+    explicit Lock(Store& store) ACQUIRE(store.mu_);
+    ~Lock() RELEASE();
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+
+   private:
+    Store& store_;
+    bool joined_;
+  };
+
   explicit Store(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}
   Status Migrate();
-  Status TransactionLocked(const std::function<Status()>& fn);
-  Status UpdateJobLocked(const JobRecord& job);
-  Status RunCached(const char* sql);  // a statement without rows, cached
+  Status TransactionLocked(const std::function<Status()>& fn) REQUIRES(mu_);
+  Status UpdateJobLocked(const JobRecord& job) REQUIRES(mu_);
+  Status RunCached(const char* sql) REQUIRES(mu_);  // a statement without rows, cached
 
-  std::recursive_mutex mu_;
-  std::unique_ptr<sql::Db> db_;
+  Mutex mu_;
+  // The thread running Transaction()'s `fn`, if any. Written only with mu_
+  // held; read without it, only to compare with the reader's own id.
+  std::atomic<std::thread::id> transaction_thread_{};
+  std::unique_ptr<sql::Db> db_ PT_GUARDED_BY(mu_);
 };
 
 // The public id of a token: the first 12 hex digits of its hash.
