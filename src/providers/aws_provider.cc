@@ -245,7 +245,7 @@ AwsProvider::AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2,
 
 AwsProvider::~AwsProvider() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -254,7 +254,7 @@ AwsProvider::~AwsProvider() {
 
 void AwsProvider::Post(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     tasks_.push_back(std::move(task));
   }
   wake_.notify_all();
@@ -276,7 +276,7 @@ StatusOr<std::string> AwsProvider::ServerUrl(const AgentLaunchInfo& agent) const
 }
 
 StatusOr<AgentBinaryHashes> AwsProvider::Hashes(const std::string& yard_binary) {
-  std::lock_guard<std::mutex> lock(hash_mu_);
+  MutexLock lock(hash_mu_);
   auto it = hashes_.find(yard_binary);
   if (it != hashes_.end()) return it->second;
   YARD_ASSIGN_OR_RETURN(AgentBinaryHashes h, HashAgentBinaries(yard_binary));
@@ -305,7 +305,7 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   inst->info["ec2_region"] = settings_.region;
   inst->info["ec2_instance_type"] = spec.instance_type;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Entry& e = entries_[inst->id];
     e.instance_type = spec.instance_type;
     e.spot = spot;
@@ -321,7 +321,7 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
 void AwsProvider::RunInstance(const std::string& id, const std::string& type_name,
                               aws::RunInstanceRequest req, AgentLaunchInfo agent, std::string url) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.ending) {  // withdrawn before it was sent
       entries_.erase(id);
@@ -332,7 +332,7 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
     bool fatal = false;
     StatusOr<std::string> root = RootDevice(type_name, req.image_id, &fatal);
     if (!root.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = entries_.find(id);
       if (it != entries_.end() && !it->second.ending) Refuse(id, root.status().message(), fatal);
       entries_.erase(id);
@@ -344,7 +344,7 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
     // What /v1/agent/binaries serves: the portable build beside the server's yard.
     StatusOr<AgentBinaryHashes> hashes = Hashes(PortableYard(agent.yard_binary));
     if (!hashes.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
       return;
     }
@@ -354,7 +354,7 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
   StatusOr<aws::Ec2Instance> got = ec2_->RunInstance(req, &err);
   std::vector<std::string> to_terminate;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(id);
     if (!got.ok()) {
       bool fatal = err.kind == Ec2ErrorKind::kAuth || err.kind == Ec2ErrorKind::kBadRequest;
@@ -384,7 +384,7 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
 StatusOr<std::string> AwsProvider::RootDevice(const std::string& type_name, const std::string& ami,
                                               bool* fatal) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = root_devices_.find({settings_.region, ami});
     if (it != root_devices_.end()) return it->second;
   }
@@ -412,7 +412,7 @@ StatusOr<std::string> AwsProvider::RootDevice(const std::string& type_name, cons
   }
   for (const aws::Ec2Image& image : *images) {
     if (image.image_id != ami || image.root_device_name.empty()) continue;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return root_devices_[{settings_.region, ami}] = image.root_device_name;
   }
   return InvalidArgument(where + "AMI " + ami + " is not in region " + settings_.region +
@@ -430,7 +430,7 @@ void AwsProvider::Refuse(const std::string& id, const std::string& message, bool
 void AwsProvider::TerminateNow(const std::vector<std::string>& ec2_ids) {
   aws::Ec2Error err;
   Status s = ec2_->TerminateInstances(ec2_ids, &err);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!s.ok()) {  // the poll tries again: the entries stay, marked ending
     std::fprintf(stderr, "yard server: aws: TerminateInstances failed (retrying): %s\n",
                  s.message().c_str());
@@ -445,7 +445,7 @@ Status AwsProvider::Terminate(const InstanceRecord& inst) {
   if (tunnels_) tunnels_->Close(inst.id);
   std::string ec2_id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(inst.id);
     if (it == entries_.end()) {
       ec2_id = inst.info.value("ec2_instance_id", "");
@@ -463,7 +463,7 @@ Status AwsProvider::Terminate(const InstanceRecord& inst) {
 }
 
 bool AwsProvider::Adopt(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Entry& e = entries_[inst.id];
   e.ec2_id = inst.info.value("ec2_instance_id", "");
   e.instance_type = inst.info.value("ec2_instance_type", inst.machine_type);
@@ -479,28 +479,28 @@ bool AwsProvider::Adopt(const InstanceRecord& inst) {
 }
 
 void AwsProvider::Tick(double now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (watching_) return;
   watching_ = true;
   wake_.notify_all();
 }
 
 std::vector<LaunchOutcome> AwsProvider::TakeLaunchOutcomes() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return std::exchange(outcomes_, {});
 }
 
 std::vector<Interruption> AwsProvider::TakeInterruptions() {
   std::vector<Interruption> out;
   if (tunnels_) out = tunnels_->TakeFailures();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   out.insert(out.end(), interrupted_.begin(), interrupted_.end());
   interrupted_.clear();
   return out;
 }
 
 nlohmann::json AwsProvider::KnownInfo(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   nlohmann::json info = nlohmann::json::object();
   auto it = entries_.find(inst.id);
   if (it == entries_.end() || it->second.ec2_id.empty()) return info;
@@ -517,7 +517,7 @@ double AwsProvider::CountedSilence(const InstanceRecord& inst, double silent_s) 
 }
 
 std::optional<double> AwsProvider::SpotPricePerHour(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::string type = inst.info.value("ec2_instance_type", inst.machine_type);
   auto it = spot_prices_.find({type, inst.info.value("availability_zone", "")});
   if (it != spot_prices_.end()) return it->second;
@@ -598,7 +598,7 @@ void AwsProvider::Unseen(const std::set<std::string>& seen) {
 
 void AwsProvider::PollOnce() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!watching_) return;
   }
   aws::Ec2Error err;
@@ -606,7 +606,7 @@ void AwsProvider::PollOnce() {
       ec2_->DescribeInstances({}, {{"tag:trainyard:server", settings_.server_id}}, &err);
   std::vector<std::string> to_terminate;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!listed.ok()) {
       if (listed.status().message() != last_poll_error_)
         std::fprintf(stderr, "yard server: aws: DescribeInstances failed (retrying): %s\n",
@@ -627,7 +627,7 @@ void AwsProvider::RefreshSpotPrices() {
   std::vector<std::string> due;
   auto now = std::chrono::steady_clock::now();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto every = std::chrono::duration<double>(settings_.spot_price_refresh_s);
     for (const auto& t : spot_types_) {
       auto asked = spot_asked_.find(t);
@@ -638,7 +638,7 @@ void AwsProvider::RefreshSpotPrices() {
   for (const auto& type : due) {
     aws::Ec2Error err;
     StatusOr<std::vector<aws::SpotPrice>> prices = ec2_->DescribeSpotPriceHistory(type, &err);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!prices.ok()) {
       std::fprintf(stderr, "yard server: aws: DescribeSpotPriceHistory %s failed: %s\n", type.c_str(),
                    prices.status().message().c_str());
@@ -653,7 +653,7 @@ void AwsProvider::RunTasks() {
   for (;;) {
     std::function<void()> task;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (tasks_.empty()) return;
       task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -666,23 +666,23 @@ void AwsProvider::WorkerMain() {
   auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(settings_.poll_interval_s));
   auto next_poll = std::chrono::steady_clock::now();
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stop_) {
     if (!tasks_.empty()) {
-      lock.unlock();
+      lock.Unlock();
       RunTasks();
-      lock.lock();
+      lock.Lock();
       continue;
     }
     if (watching_ && std::chrono::steady_clock::now() >= next_poll) {
-      lock.unlock();
+      lock.Unlock();
       PollOnce();
-      lock.lock();
+      lock.Lock();
       next_poll = std::chrono::steady_clock::now() + interval;
       continue;
     }
-    if (watching_) wake_.wait_until(lock, next_poll);
-    else wake_.wait(lock);
+    if (watching_) wake_.wait_until(lock.unique(), next_poll);
+    else wake_.wait(lock.unique());
   }
 }
 

@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aws/ec2.h"
+#include "common/thread_annotations.h"
 #include "providers/provider.h"
 #include "providers/ssh_tunnel.h"
 
@@ -179,34 +180,34 @@ class AwsProvider : public Provider {
   void TerminateNow(const std::vector<std::string>& ec2_ids);
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent) const;
   StatusOr<AgentBinaryHashes> Hashes(const std::string& yard_binary);
-  // Applies one listed EC2 instance to `entries_`. REQUIRES: mu_ held.
+  // Applies one listed EC2 instance to `entries_`.
   void Observe(const aws::Ec2Instance& ec2, std::set<std::string>* seen,
-               std::vector<std::string>* to_terminate);
-  // What to do with entries the listing did not show. REQUIRES: mu_ held.
-  void Unseen(const std::set<std::string>& seen);
-  void Refuse(const std::string& id, const std::string& message, bool fatal);  // REQUIRES: mu_
+               std::vector<std::string>* to_terminate) REQUIRES(mu_);
+  // What to do with entries the listing did not show.
+  void Unseen(const std::set<std::string>& seen) REQUIRES(mu_);
+  void Refuse(const std::string& id, const std::string& message, bool fatal) REQUIRES(mu_);
   void RefreshSpotPrices();
   void WorkerMain();
 
   const AwsSettings settings_;
   const std::shared_ptr<aws::Ec2Api> ec2_;
-  std::mutex hash_mu_;
-  std::map<std::string, AgentBinaryHashes> hashes_;  // by binary path, GUARDED_BY(hash_mu_)
-  std::mutex mu_;
+  Mutex hash_mu_;
+  std::map<std::string, AgentBinaryHashes> hashes_ GUARDED_BY(hash_mu_);  // by binary path
+  Mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, Entry> entries_;             // by our instance id, GUARDED_BY(mu_)
-  std::vector<LaunchOutcome> outcomes_;              // GUARDED_BY(mu_)
-  std::vector<Interruption> interrupted_;            // GUARDED_BY(mu_)
-  std::deque<std::function<void()>> tasks_;          // GUARDED_BY(mu_)
+  std::map<std::string, Entry> entries_ GUARDED_BY(mu_);  // by our instance id
+  std::vector<LaunchOutcome> outcomes_ GUARDED_BY(mu_);
+  std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
   // (instance type, zone) -> $/h, and when each type was last asked.
-  std::map<std::pair<std::string, std::string>, double> spot_prices_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::chrono::steady_clock::time_point> spot_asked_;  // GUARDED_BY(mu_)
-  std::set<std::string> spot_types_;                 // to price, GUARDED_BY(mu_)
-  // (region, AMI) -> its root device name, GUARDED_BY(mu_)
-  std::map<std::pair<std::string, std::string>, std::string> root_devices_;
-  bool watching_ = false;                            // GUARDED_BY(mu_)
-  bool stop_ = false;                                // GUARDED_BY(mu_)
-  std::string last_poll_error_;                      // GUARDED_BY(mu_)
+  std::map<std::pair<std::string, std::string>, double> spot_prices_ GUARDED_BY(mu_);
+  std::map<std::string, std::chrono::steady_clock::time_point> spot_asked_ GUARDED_BY(mu_);
+  std::set<std::string> spot_types_ GUARDED_BY(mu_);  // to price
+  // (region, AMI) -> its root device name
+  std::map<std::pair<std::string, std::string>, std::string> root_devices_ GUARDED_BY(mu_);
+  bool watching_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::string last_poll_error_ GUARDED_BY(mu_);
   std::thread worker_;
   std::unique_ptr<InstanceTunnels> tunnels_;  // connect "tunnel" only
 };

@@ -40,7 +40,7 @@ std::vector<int> LocalProvider::PickFree(const std::set<int>& used, int total, i
 }
 
 int LocalProvider::Available(const MachineType& type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int free_cores = cores_ - static_cast<int>(used_cores_.size());
   int free_gpus = gpus_ - static_cast<int>(used_gpus_.size());
   int by_cpu = free_cores / std::max(1, type.cpus);
@@ -66,7 +66,7 @@ Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
                              InstanceRecord* inst) {
   std::vector<int> cores, gpus;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     cores = PickFree(used_cores_, cores_, type.cpus);
     gpus = PickFree(used_gpus_, gpus_, type.gpus);
     if (static_cast<int>(cores.size()) < type.cpus || static_cast<int>(gpus.size()) < type.gpus)
@@ -93,7 +93,7 @@ Status LocalProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
 }
 
 void LocalProvider::Release(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = held_.find(instance_id);
   if (it == held_.end()) return;
   for (int c : it->second.first) used_cores_.erase(c);
@@ -129,7 +129,7 @@ bool LocalProvider::IsAlive(const InstanceRecord& inst) {
 
 bool LocalProvider::Adopt(const InstanceRecord& inst) {
   if (!IsAlive(inst)) return false;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<int> cores = inst.info.value("cores", std::vector<int>{});
   std::vector<int> gpus = inst.info.value("gpus", std::vector<int>{});
   used_cores_.insert(cores.begin(), cores.end());

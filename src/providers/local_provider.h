@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "providers/agent_spawner.h"
 #include "providers/provider.h"
 
@@ -44,10 +45,10 @@ class LocalProvider : public Provider {
   const int cores_;
   const int gpus_;
   AgentSpawner* const spawner_;
-  std::mutex mu_;
-  std::set<int> used_cores_;  // GUARDED_BY(mu_)
-  std::set<int> used_gpus_;   // GUARDED_BY(mu_)
-  std::map<std::string, std::pair<std::vector<int>, std::vector<int>>> held_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::set<int> used_cores_ GUARDED_BY(mu_);
+  std::set<int> used_gpus_ GUARDED_BY(mu_);
+  std::map<std::string, std::pair<std::vector<int>, std::vector<int>>> held_ GUARDED_BY(mu_);
 };
 
 // Empties an ended instance's folder (its job folders, chunk cache, Python

@@ -17,7 +17,7 @@ std::set<std::string> SimProvider::JobSettingKeys(const MachineType& type) const
 }
 
 Json SimProvider::LaunchedOptions(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(instance_id);
   return it == instances_.end() ? Json() : it->second.options;
 }
@@ -25,7 +25,7 @@ Json SimProvider::LaunchedOptions(const std::string& instance_id) {
 int SimProvider::Available(const MachineType& type) {
   auto it = scenario_.types.find(type.name);
   if (it == scenario_.types.end()) return 0;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto live = live_by_type_.find(type.name);
   int n = live == live_by_type_.end() ? 0 : live->second;
   return std::max(0, it->second.CapacityAt(ScenarioTime()) - n);
@@ -36,7 +36,7 @@ Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   if (Available(type) <= 0)
     return ResourceExhausted("the simulated cloud has no capacity for " + type.name + " now");
   const SimTypeScenario& ts = scenario_.types.at(type.name);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SimInstance s;
   s.type = type.name;
   s.spot = inst->info.value("market", "") == "spot";
@@ -53,7 +53,7 @@ Status SimProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
 }
 
 void SimProvider::Tick(double now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   double t = now - t0_;
   for (auto& [id, s] : instances_) {
     if (s.handle || s.ready_at > t) continue;
@@ -85,19 +85,19 @@ void SimProvider::InterruptLocked(std::string id, const std::string& reason) {
 }
 
 Status SimProvider::InterruptNow(const std::string& instance_id, const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!instances_.count(instance_id)) return NotFound("no simulated instance '" + instance_id + "'");
   InterruptLocked(instance_id, reason);
   return Status::Ok();
 }
 
 std::vector<Interruption> SimProvider::TakeInterruptions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return std::exchange(interrupted_, {});
 }
 
 Status SimProvider::Terminate(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(inst.id);
   if (it == instances_.end()) return Status::Ok();
   if (it->second.handle > 0) spawner_->Stop(it->second.handle, inst.id, /*hard=*/false, {});
@@ -107,7 +107,7 @@ Status SimProvider::Terminate(const InstanceRecord& inst) {
 }
 
 bool SimProvider::IsAlive(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(inst.id);
   if (it == instances_.end()) return false;
   return it->second.handle == 0 || (it->second.handle > 0 && spawner_->Alive(it->second.handle, inst.id));
@@ -116,7 +116,7 @@ bool SimProvider::IsAlive(const InstanceRecord& inst) {
 bool SimProvider::Adopt(const InstanceRecord& inst) {
   int pid = inst.info.value("pid", 0);
   if (pid <= 0 || !spawner_->Alive(pid, inst.id)) return false;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SimInstance s;
   s.type = inst.machine_type;
   s.spot = inst.info.value("market", "") == "spot";

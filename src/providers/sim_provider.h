@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "providers/agent_spawner.h"
 #include "providers/provider.h"
 #include "providers/sim_scenario.h"
@@ -55,18 +56,18 @@ class SimProvider : public Provider {
   };
   double ScenarioTime() const { return clock_->Now() - t0_; }
   // By value: callers pass keys of the map entry this erases. REQUIRES: mu_
-  void InterruptLocked(std::string id, const std::string& reason);
+  void InterruptLocked(std::string id, const std::string& reason) REQUIRES(mu_);
 
   const SimScenario scenario_;
   const std::string state_dir_;
   const Clock* const clock_;
   AgentSpawner* const spawner_;
   const double t0_;
-  std::mutex mu_;
-  std::map<std::string, SimInstance> instances_;   // GUARDED_BY(mu_)
-  std::map<std::string, int> live_by_type_;          // GUARDED_BY(mu_)
-  std::map<std::string, size_t> next_interruption_;  // per type, GUARDED_BY(mu_)
-  std::vector<Interruption> interrupted_;          // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, SimInstance> instances_ GUARDED_BY(mu_);
+  std::map<std::string, int> live_by_type_ GUARDED_BY(mu_);
+  std::map<std::string, size_t> next_interruption_ GUARDED_BY(mu_);  // per type
+  std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
   int launches_ = 0;
 };
 

@@ -150,7 +150,7 @@ SlurmProvider::SlurmProvider(SlurmSettings settings, std::unique_ptr<CommandRunn
 
 SlurmProvider::~SlurmProvider() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -206,7 +206,7 @@ std::set<std::string> SlurmProvider::JobSettingKeys(const MachineType&) const {
 int SlurmProvider::Available(const MachineType& type) {
   StatusOr<SlurmRequest> req = SlurmRequest::ForType(type);
   if (!req.ok()) return 0;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int slots = 0, usable_nodes = 0;
   for (const Node& n : nodes_) {
     bool here = req->partition.empty() ? n.is_default_partition : n.partition == req->partition;
@@ -231,7 +231,7 @@ Status SlurmProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
   YARD_ASSIGN_OR_RETURN(std::string slurm_id, Submit(req, agent, inst->id, dir));
   inst->info.update({{"slurm_job_id", slurm_id}, {"dir", dir}, {"partition", req.partition},
                      {"nodes", req.nodes}});
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Job& job = jobs_[slurm_id];
   job.instance_id = inst->id;
   job.partition = req.partition;
@@ -251,7 +251,7 @@ bool SlurmProvider::Cancel(const std::string& slurm_id) {
 Status SlurmProvider::Terminate(const InstanceRecord& inst) {
   std::string slurm_id = inst.info.value("slurm_job_id", "");
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = by_instance_.find(inst.id);
     if (it != by_instance_.end()) {
       slurm_id = it->second;
@@ -260,13 +260,13 @@ Status SlurmProvider::Terminate(const InstanceRecord& inst) {
     }
   }
   if (slurm_id.empty() || Cancel(slurm_id)) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   to_cancel_.insert(slurm_id);
   return Unavailable("scancel " + slurm_id + " failed; retrying in the background");
 }
 
 bool SlurmProvider::IsAlive(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // An ended job stays "alive" until its interruption, which says why, is taken.
   return by_instance_.count(inst.id) > 0;
 }
@@ -274,7 +274,7 @@ bool SlurmProvider::IsAlive(const InstanceRecord& inst) {
 bool SlurmProvider::Adopt(const InstanceRecord& inst) {
   std::string slurm_id = inst.info.value("slurm_job_id", "");
   if (slurm_id.empty()) return false;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Job& job = jobs_[slurm_id];
   job.instance_id = inst.id;
   job.partition = inst.info.value("partition", "");
@@ -285,7 +285,7 @@ bool SlurmProvider::Adopt(const InstanceRecord& inst) {
 }
 
 std::vector<Interruption> SlurmProvider::TakeInterruptions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const Interruption& i : interrupted_) {
     auto it = by_instance_.find(i.instance_id);
     if (it == by_instance_.end()) continue;
@@ -298,13 +298,13 @@ std::vector<Interruption> SlurmProvider::TakeInterruptions() {
 // ------------------------------------------------------------ polling
 
 void SlurmProvider::PollerMain() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stop_) {
-    lock.unlock();
+    lock.Unlock();
     PollOnce();
-    lock.lock();
-    wake_.wait_for(lock, std::chrono::duration<double>(settings_.poll_interval_s),
-                   [this] { return stop_; });
+    lock.Lock();
+    wake_.wait_for(lock.unique(), std::chrono::duration<double>(settings_.poll_interval_s),
+                   [this]() REQUIRES(mu_) { return stop_; });
   }
 }
 
@@ -317,7 +317,7 @@ void SlurmProvider::PollOnce() {
 void SlurmProvider::PollJobs() {
   std::vector<std::string> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [id, job] : jobs_)
       if (job.ended_because.empty()) ids.push_back(id);
   }
@@ -328,7 +328,7 @@ void SlurmProvider::PollJobs() {
   // (slurmctld unreachable) says nothing about our jobs: wait for the next round.
   if (!r.ok() || (!r->ok() && r->err.find("Invalid job id") == std::string::npos)) return;
   auto rows = ParseSqueue(r->ok() ? r->out : "");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const std::string& id : ids) {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !it->second.ended_because.empty()) continue;
@@ -388,19 +388,19 @@ void SlurmProvider::PollNodes() {
     n.idle_cpus = cpus.size() == 4 ? std::atoi(cpus[1].c_str()) : 0;
     nodes.push_back(n);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   nodes_ = std::move(nodes);
 }
 
 void SlurmProvider::RetryCancels() {
   std::set<std::string> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ids.swap(to_cancel_);
   }
   for (const std::string& id : ids) {
     if (Cancel(id)) continue;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     to_cancel_.insert(id);
   }
 }

@@ -39,6 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/command_runner.h"
+#include "common/thread_annotations.h"
 #include "providers/provider.h"
 
 namespace yard {
@@ -123,22 +124,23 @@ class SlurmProvider : public Provider {
   void PollJobs();
   void PollNodes();
   void RetryCancels();
-  // Applies one squeue row (or its absence: state ""). REQUIRES: mu_ held.
+  // Applies one squeue row (or its absence: state "").
   void Update(const std::string& slurm_id, Job& job, const std::string& state,
-              const std::string& nodes, const std::string& reason);
-  void End(const std::string& slurm_id, Job& job, const std::string& why, bool cancel);
+              const std::string& nodes, const std::string& reason) REQUIRES(mu_);
+  void End(const std::string& slurm_id, Job& job, const std::string& why, bool cancel)
+      REQUIRES(mu_);
   void PollerMain();
 
   const SlurmSettings settings_;
   const std::unique_ptr<CommandRunner> runner_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, Job> jobs_;             // by Slurm job id, GUARDED_BY(mu_)
-  std::map<std::string, std::string> by_instance_;  // instance -> Slurm id, GUARDED_BY(mu_)
-  std::vector<Node> nodes_;                     // last sinfo, GUARDED_BY(mu_)
-  std::set<std::string> to_cancel_;             // scancel due or failed: retry, GUARDED_BY(mu_)
-  std::vector<Interruption> interrupted_;       // GUARDED_BY(mu_)
-  bool stop_ = false;                           // GUARDED_BY(mu_)
+  std::map<std::string, Job> jobs_ GUARDED_BY(mu_);  // by Slurm job id
+  std::map<std::string, std::string> by_instance_ GUARDED_BY(mu_);  // instance -> Slurm id
+  std::vector<Node> nodes_ GUARDED_BY(mu_);  // last sinfo
+  std::set<std::string> to_cancel_ GUARDED_BY(mu_);  // scancel due or failed: retry
+  std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread poller_;
 };
 

@@ -105,7 +105,7 @@ SshProvider::SshProvider(SshSettings settings, std::map<std::string, std::vector
 
 SshProvider::~SshProvider() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -133,7 +133,7 @@ StatusOr<std::string> SshProvider::ServerUrl(const AgentLaunchInfo& agent, const
 std::optional<SshHost> SshProvider::Reserve(const std::string& type, const std::string& instance_id) {
   auto it = hosts_.find(type);
   if (it == hosts_.end()) return std::nullopt;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const SshHost& h : it->second) {
     int& used = used_[h.Name()];
     if (used >= h.slots) continue;
@@ -145,7 +145,7 @@ std::optional<SshHost> SshProvider::Reserve(const std::string& type, const std::
 }
 
 void SshProvider::Release(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = agents_.find(instance_id);
   if (it == agents_.end()) return;
   used_[it->second.host.Name()] -= 1;
@@ -155,7 +155,7 @@ void SshProvider::Release(const std::string& instance_id) {
 int SshProvider::Available(const MachineType& type) {
   auto it = hosts_.find(type.name);
   if (it == hosts_.end()) return 0;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int free = 0;
   for (const SshHost& h : it->second) {
     auto u = used_.find(h.Name());
@@ -179,7 +179,7 @@ Status SshProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   }
   inst->info.update({{"host", host->Name()}, {"address", host->address}, {"pid", started->pid},
                      {"dir", started->dir}});
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Agent& a = agents_[inst->id];
   a.pid = started->pid;
   a.dir = started->dir;
@@ -193,7 +193,7 @@ Status SshProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
 bool SshProvider::Confirm(const std::string& instance_id) {
   Agent a;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = agents_.find(instance_id);
     if (it == agents_.end() || it->second.confirmed || it->second.pid.empty()) return true;
     if (std::chrono::steady_clock::now() - it->second.started > kConfirmFor) {
@@ -209,7 +209,7 @@ bool SshProvider::Confirm(const std::string& instance_id) {
       "else echo exited; tail -n 5 " + log + " 2>/dev/null; fi");
   if (!r.ok()) return false;  // look again
   std::string verdict = FirstWord(r->out);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = agents_.find(instance_id);
   if (it == agents_.end()) return true;
   if (verdict == "registered") it->second.confirmed = true;
@@ -223,22 +223,22 @@ bool SshProvider::Confirm(const std::string& instance_id) {
 }
 
 void SshProvider::Post(std::function<void()> task) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   tasks_.push_back(std::move(task));
   wake_.notify_all();
 }
 
 void SshProvider::WorkerMain() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    wake_.wait_for(lock, kWatchEvery, [this] { return stop_ || !tasks_.empty(); });
+    wake_.wait_for(lock.unique(), kWatchEvery, [this]() REQUIRES(mu_) { return stop_ || !tasks_.empty(); });
     if (!tasks_.empty()) {
       std::function<void()> task = std::move(tasks_.front());
       tasks_.pop_front();
       busy_ = true;
-      lock.unlock();
+      lock.Unlock();
       task();
-      lock.lock();
+      lock.Lock();
       busy_ = false;
       wake_.notify_all();
       continue;
@@ -247,15 +247,15 @@ void SshProvider::WorkerMain() {
     std::vector<std::string> watching;
     for (const auto& [id, a] : agents_)
       if (!a.confirmed && !a.pid.empty()) watching.push_back(id);
-    lock.unlock();
+    lock.Unlock();
     for (const std::string& id : watching) Confirm(id);
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void SshProvider::Drain() {
-  std::unique_lock<std::mutex> lock(mu_);
-  wake_.wait(lock, [this] { return tasks_.empty() && !busy_; });
+  MutexLock lock(mu_);
+  wake_.wait(lock.unique(), [this]() REQUIRES(mu_) { return tasks_.empty() && !busy_; });
 }
 
 // ------------------------------------------------------------ the rest
@@ -263,7 +263,7 @@ void SshProvider::Drain() {
 Status SshProvider::Terminate(const InstanceRecord& inst) {
   std::optional<Agent> a;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = agents_.find(inst.id);
     if (it != agents_.end()) a = it->second;
   }
@@ -276,7 +276,7 @@ Status SshProvider::Terminate(const InstanceRecord& inst) {
 }
 
 bool SshProvider::IsAlive(const InstanceRecord& inst) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return agents_.count(inst.id) > 0;  // a dead one stays until its interruption is taken
 }
 
@@ -286,7 +286,7 @@ bool SshProvider::Adopt(const InstanceRecord& inst) {
   if (it == hosts_.end()) return false;
   for (const SshHost& h : it->second) {
     if (h.Name() != name) continue;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     used_[name] += 1;
     agents_[inst.id] = Agent{h, inst.info.value("pid", ""), inst.info.value("dir", ""), true,
                              std::chrono::steady_clock::now()};
@@ -298,7 +298,7 @@ bool SshProvider::Adopt(const InstanceRecord& inst) {
 std::vector<Interruption> SshProvider::TakeInterruptions() {
   std::vector<Interruption> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     out.swap(interrupted_);
   }
   for (const Interruption& i : out) Release(i.instance_id);

@@ -48,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/command_runner.h"
+#include "common/thread_annotations.h"
 #include "providers/provider.h"
 #include "providers/ssh_remote.h"
 
@@ -97,14 +98,14 @@ class SshProvider : public Provider {
   const std::map<std::string, std::vector<SshHost>> hosts_;  // by machine type
   const std::unique_ptr<CommandRunner> runner_;
   SshRemote remote_;  // over runner_
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, int> used_;              // host name -> agents, GUARDED_BY(mu_)
-  std::map<std::string, Agent> agents_;          // by instance id, GUARDED_BY(mu_)
-  std::vector<Interruption> interrupted_;        // GUARDED_BY(mu_)
-  std::deque<std::function<void()>> tasks_;      // GUARDED_BY(mu_)
-  bool busy_ = false;                            // a task runs, GUARDED_BY(mu_)
-  bool stop_ = false;                            // GUARDED_BY(mu_)
+  std::map<std::string, int> used_ GUARDED_BY(mu_);  // host name -> agents
+  std::map<std::string, Agent> agents_ GUARDED_BY(mu_);  // by instance id
+  std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  bool busy_ GUARDED_BY(mu_) = false;  // a task runs
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread worker_;
 };
 

@@ -61,7 +61,7 @@ std::string SshRemote::LocalBinary() const {
 }
 
 StatusOr<std::string> SshRemote::LocalBinaryHash() {
-  std::lock_guard<std::mutex> lock(hash_mu_);
+  MutexLock lock(hash_mu_);
   if (local_hash_.empty()) {
     YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(LocalBinary()));
     local_hash_ = Sha256Hex(bytes);

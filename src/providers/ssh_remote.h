@@ -15,6 +15,7 @@
 
 #include "common/command_runner.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -90,8 +91,8 @@ class SshRemote {
 
   const SshSettings settings_;
   CommandRunner* const runner_;
-  std::mutex hash_mu_;
-  std::string local_hash_;  // GUARDED_BY(hash_mu_)
+  Mutex hash_mu_;
+  std::string local_hash_ GUARDED_BY(hash_mu_);
 };
 
 // The first word of `s` ("" when blank).

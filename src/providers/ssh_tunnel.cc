@@ -39,7 +39,7 @@ SshTunnel::SshTunnel(SshRemote* remote, TunnelSpec spec) : remote_(remote), spec
 SshTunnel::~SshTunnel() { Stop(); }
 
 void SshTunnel::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (started_) return;
   started_ = true;
   agent_started_ = !spec_.start_agent;
@@ -48,7 +48,7 @@ void SshTunnel::Start() {
 
 void SshTunnel::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     if (pid_ > 0) ::kill(pid_, SIGTERM);  // not reaped yet: still ours (RunOnce)
   }
@@ -57,7 +57,7 @@ void SshTunnel::Stop() {
 }
 
 TunnelState SshTunnel::State() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   TunnelState s;
   s.up = up_since_.has_value();
   s.up_for_s = up_since_ ? SecondsSince(*up_since_) : 0;
@@ -68,14 +68,14 @@ TunnelState SshTunnel::State() const {
 }
 
 double SshTunnel::CountedSilence(double silent_s) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!up_since_) return 0;
   double window = static_cast<double>(spec_.alive_interval_s) * spec_.alive_count_max;
   return std::max(0.0, std::min(silent_s, SecondsSince(*up_since_)) - window);
 }
 
 pid_t SshTunnel::TunnelPid() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return up_since_ ? pid_ : 0;
 }
 
@@ -128,7 +128,7 @@ void SshTunnel::Main() {
     Clock::time_point began = Clock::now();
     RunOnce();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_ || !failure_.empty()) return;
     }
     if (Clock::now() - began >= kStableAfter) delay = kFirstDelay;
@@ -191,7 +191,7 @@ void SshTunnel::RunOnce() {
   siginfo_t info{};
   ::waitid(P_PID, static_cast<id_t>(*pid), &info, WEXITED | WNOWAIT);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pid_ = 0;  // from here Stop no longer signals it; then it is reaped
     up_since_.reset();
   }
@@ -205,7 +205,7 @@ void SshTunnel::RunOnce() {
 void SshTunnel::OnUp() {
   bool start_agent = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     up_since_ = Clock::now();
     start_agent = !agent_started_;
   }
@@ -216,12 +216,12 @@ void SshTunnel::OnUp() {
       spec_.host, "http://127.0.0.1:" + std::to_string(spec_.remote_port), spec_.agent_token,
       spec_.instance_id, spec_.agent_env);
   if (!agent.ok()) return Fail(agent.status());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   agent_started_ = true;
 }
 
 void SshTunnel::Fail(const Status& s) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return;
   failure_ = s.message();
   if (pid_ > 0) ::kill(pid_, SIGTERM);
@@ -252,7 +252,7 @@ StatusOr<pid_t> SshTunnel::Spawn(const std::vector<std::string>& argv_in, int* o
   pid_t pid = -1;
   int rc;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     rc = stopping_ ? ECANCELED : SpawnChild(child, &pid);
     if (rc == 0) {
       pid_ = pid;
@@ -283,8 +283,8 @@ void SshTunnel::Note(const std::string& line) const {
 }
 
 bool SshTunnel::Pause(milliseconds d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return wake_.wait_for(lock, d, [this] { return stopping_; });
+  MutexLock lock(mu_);
+  return wake_.wait_for(lock.unique(), d, [this]() REQUIRES(mu_) { return stopping_; });
 }
 
 // ------------------------------------------------------------ AWS
@@ -343,7 +343,7 @@ AwsTunnels::~AwsTunnels() {
   std::map<std::string, std::unique_ptr<SshTunnel>> all;
   std::vector<std::thread> closers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     all.swap(tunnels_);
     closers.swap(closers_);
   }
@@ -371,7 +371,7 @@ void AwsTunnels::Open(const std::string& id, const std::string& private_ip, cons
   auto tunnel = std::make_unique<SshTunnel>(&remote_, spec);
   tunnel->Start();
   std::unique_ptr<SshTunnel> old;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   old = std::move(tunnels_[id]);
   tunnels_[id] = std::move(tunnel);
   hosts_[id] = spec.host.Name();
@@ -385,7 +385,7 @@ void AwsTunnels::Retire(std::unique_ptr<SshTunnel> t) {
 }
 
 void AwsTunnels::Close(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tunnels_.find(id);
   if (it == tunnels_.end()) return;
   Retire(std::move(it->second));
@@ -394,14 +394,14 @@ void AwsTunnels::Close(const std::string& id) {
 }
 
 double AwsTunnels::CountedSilence(const std::string& id, double silent_s) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tunnels_.find(id);
   return it == tunnels_.end() ? silent_s : it->second->CountedSilence(silent_s);
 }
 
 std::vector<Interruption> AwsTunnels::TakeFailures() {
   std::vector<Interruption> out;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto it = tunnels_.begin(); it != tunnels_.end();) {
       std::string why = it->second->State().failure;
       if (why.empty()) {

@@ -43,6 +43,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/command_runner.h"
+#include "common/thread_annotations.h"
 #include "providers/provider.h"
 #include "providers/ssh_remote.h"
 
@@ -118,15 +119,15 @@ class SshTunnel {
 
   SshRemote* const remote_;
   const TunnelSpec spec_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable wake_;
-  bool started_ = false;                              // GUARDED_BY(mu_)
-  bool stopping_ = false;                             // GUARDED_BY(mu_)
-  pid_t pid_ = 0;                                     // the running ssh, GUARDED_BY(mu_)
-  std::optional<std::chrono::steady_clock::time_point> up_since_;  // GUARDED_BY(mu_)
-  int starts_ = 0;                                    // GUARDED_BY(mu_)
-  bool agent_started_ = false;                        // GUARDED_BY(mu_)
-  std::string failure_;                               // GUARDED_BY(mu_)
+  bool started_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  pid_t pid_ GUARDED_BY(mu_) = 0;  // the running ssh
+  std::optional<std::chrono::steady_clock::time_point> up_since_ GUARDED_BY(mu_);
+  int starts_ GUARDED_BY(mu_) = 0;
+  bool agent_started_ GUARDED_BY(mu_) = false;
+  std::string failure_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -187,12 +188,12 @@ class AwsTunnels : public InstanceTunnels {
   const std::string server_url_, server_url_file_, log_dir_;
   ProcessCommandRunner runner_;
   SshRemote remote_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<SshTunnel>> tunnels_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> hosts_;                   // id -> host name, GUARDED_BY(mu_)
-  std::vector<std::thread> closers_;                           // stopping tunnels, GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, std::unique_ptr<SshTunnel>> tunnels_ GUARDED_BY(mu_);
+  std::map<std::string, std::string> hosts_ GUARDED_BY(mu_);  // id -> host name
+  std::vector<std::thread> closers_ GUARDED_BY(mu_);  // stopping tunnels
 
-  void Retire(std::unique_ptr<SshTunnel> t);  // REQUIRES: mu_ held
+  void Retire(std::unique_ptr<SshTunnel> t) REQUIRES(mu_);
 };
 
 }  // namespace yard

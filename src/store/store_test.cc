@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <future>
 #include <stdexcept>
 
 #include "common/hashing.h"
@@ -191,6 +192,38 @@ TEST_F(StoreTest, AWriteThatFailsInsideATransactionRollsBackAllOfIt) {
   store_.reset();  // another connection sees it: it was committed
   store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
   EXPECT_EQ(store_->GetJob("job-1")->message, "kept");
+}
+
+// The methods a Transaction's `fn` calls join it only on the thread running
+// it: another thread's call waits for the commit and never sees (or joins)
+// the transaction's uncommitted writes. Also: a Transaction nested in `fn`,
+// and an exception out of `fn`, leave the lock free for other threads.
+TEST_F(StoreTest, OtherThreadsWaitForATransactionAndNeverJoinIt) {
+  JobRecord job = NewJob("job-1");
+  std::promise<void> inside;
+  std::future<std::string> seen;
+  Status s = store_->Transaction([&]() -> Status {
+    job.message = "written inside";
+    YARD_RETURN_IF_ERROR(store_->UpdateJob(job));
+    YARD_RETURN_IF_ERROR(store_->Transaction([&] { return store_->UpdateJob(job); }));
+    seen = std::async(std::launch::async, [&] {
+      inside.set_value();
+      return store_->GetJob("job-1")->message;  // blocks until the commit
+    });
+    inside.get_future().wait();
+    // The reader is started and must be held off: it cannot finish yet.
+    EXPECT_EQ(seen.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(seen.get(), "written inside");
+
+  EXPECT_THROW(store_->Transaction([&]() -> Status { throw std::runtime_error("boom"); }),
+               std::runtime_error);
+  auto other = std::async(std::launch::async, [&] { return store_->GetJob("job-1").ok(); });
+  ASSERT_EQ(other.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "a throwing fn left the lock held";
+  EXPECT_TRUE(other.get());
 }
 
 // Dropping what 4 -> 5 adds turns today's file into one of version 4.
