@@ -45,7 +45,7 @@ for e in json.load(open(db)):
             pass
         else:
             out.append(a)
-    out += ["-fsyntax-only", "-Wno-everything", "-Wthread-safety", "-Werror=thread-safety", f]
+    out += ["-fsyntax-only", "-Wno-everything", "-Wthread-safety", "-Werror=thread-safety", "-ferror-limit=0", f]
     print(shlex.join(out))
 PY
 )"
