@@ -37,7 +37,7 @@ int Controller::AvailableNow(const MachineType& type) {
 // ---------------------------------------------------------------- recovery
 
 Status Controller::Recover() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   YARD_ASSIGN_OR_RETURN(auto jobs, store_->JobsInStates({job_state::kWaiting,
       job_state::kRequesting, job_state::kStarting, job_state::kRunning}));
   for (auto& j : jobs) {
@@ -84,7 +84,7 @@ void Controller::Start() {
     uint64_t seen = notifier_.Version("scheduler");
     while (!stop_) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         Pass();
       }
       seen = notifier_.Wait("scheduler", seen, std::chrono::milliseconds(200));
@@ -99,13 +99,13 @@ void Controller::Stop() {
 }
 
 void Controller::RunPass() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   last_monitor_ = {};  // an explicit pass checks everything
   Pass();
 }
 
 Controller::PassStats Controller::pass_stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   PassStats s = stats_;
   s.queued = queue_.size();
   for (const auto& [user, line] : waiting_of_) s.waiting += line.size();
@@ -113,12 +113,12 @@ Controller::PassStats Controller::pass_stats() {
 }
 
 std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> Controller::ProviderCalls() {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(calls_mu_);
   return calls_;
 }
 
 void Controller::CountCall(Provider* p, const char* call, bool ok) {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(calls_mu_);
   auto& c = calls_[{p->name(), call}];
   ++c.first;
   if (!ok) ++c.second;
@@ -272,7 +272,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   job.description = valid.value("description", "");
   job.spec = std::move(valid);
   job.created_at = job.updated_at = clock_->Now();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const Quota& quota = QuotaFor(user);
   if (ActiveJobs(user) >= quota.max_active_jobs) {
     job.state = job_state::kWaiting;
@@ -291,7 +291,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
   // One transaction: the job, its first events, its request and, with an
   // empty queue, its placement.
   bool counted = false, placed = false;
-  Status s = store_->Transaction([&]() -> Status {
+  Status s = store_->Transaction([&]() REQUIRES(mu_) -> Status {
     YARD_RETURN_IF_ERROR(store_->InsertJob(job));
     YARD_RETURN_IF_ERROR(AppendJobEvents(job, std::move(first_events)));
     JobRecord& live = jobs_[job.id] = job;
@@ -323,7 +323,7 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
 
 StatusOr<JobRecord> Controller::GetJobFor(const std::string& user, const std::string& id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it != jobs_.end()) {
       if (it->second.user != user) return NotFound("no job '" + id + "': list yours with `yard jobs`");
@@ -338,7 +338,7 @@ StatusOr<JobRecord> Controller::GetJobFor(const std::string& user, const std::st
 
 StatusOr<JobRecord> Controller::CancelJob(const std::string& user, const std::string& id) {
   YARD_ASSIGN_OR_RETURN(JobRecord snapshot, GetJobFor(user, id));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return snapshot;  // already finished: nothing to cancel
   JobRecord& job = it->second;
@@ -363,7 +363,7 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
   YARD_ASSIGN_OR_RETURN(auto all, store_->ListInstances(include_ended));
   double now = clock_->Now();
   Json out = Json::array();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& stored : all) {
     if (stored.user != user) continue;
     auto live = instances_.find(stored.id);
@@ -383,7 +383,7 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
 Status Controller::BindAgentCredential(const std::string& instance_id, const std::string& credential) {
   if (!AgentCredentials::IsCredential(credential))
     return InvalidArgument("'credential' must be \"yit_\" and 48 lower-case hex digits, made by the agent");
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(instance_id);
   if (it == instances_.end())
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
@@ -400,14 +400,14 @@ Status Controller::BindAgentCredential(const std::string& instance_id, const std
 }
 
 StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(instance_id);
   if (it == instances_.end())
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   InstanceRecord& inst = it->second;
   TouchHeartbeat(instance_id);
   if (inst.state != instance_state::kProvisioning && inst.state != instance_state::kRequested) return inst;
-  Batched([&] {
+  Batched([&]() REQUIRES(mu_) {
     auto job = jobs_.find(inst.job_id);
     // A cloud instance whose agent dials in before the provider's poll has
     // seen it running (a fast boot) runs: it is granted now, or it would
@@ -433,7 +433,7 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
 }
 
 Status Controller::Heartbeat(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!instances_.count(instance_id))
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   TouchHeartbeat(instance_id);
@@ -476,7 +476,7 @@ StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_
   for (;;) {
     uint64_t seen = notifier_.Version(key);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       TouchHeartbeat(instance_id);
       if (pipeline && instances_.count(instance_id) && pipelining_.insert(instance_id).second)
         notifier_.Notify("scheduler");  // queued jobs may go behind its job now
@@ -499,12 +499,12 @@ StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
                                                const std::string& job_id, int64_t attempt,
                                                int64_t first,
                                                const std::vector<AgentRecord>& records) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // One transaction for the batch, its artifacts and the job's end. An error
   // is found before anything is written, so rolling back loses nothing.
   StatusOr<int64_t> acked = Internal("not run");
   bool changed_memory = false;
-  Status s = store_->Transaction([&]() -> Status {
+  Status s = store_->Transaction([&]() REQUIRES(mu_) -> Status {
     acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records, &changed_memory);
     return acked.status();
   });
@@ -675,7 +675,7 @@ Status Controller::AppendJobEvents(JobRecord& job, std::vector<Json> events) {
 
 void Controller::Batched(const std::function<void()>& fn) {
   bool ran = false;
-  Status s = store_->Transaction([&] {
+  Status s = store_->Transaction([&]() REQUIRES(mu_) {
     ran = true;
     fn();
     return Status::Ok();

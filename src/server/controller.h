@@ -66,6 +66,7 @@
 #include "common/blob_store.h"
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "providers/catalog.h"
 #include "providers/provider.h"
 #include "server/agent_batch.h"
@@ -202,113 +203,113 @@ class Controller {
   std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> ProviderCalls();
 
  private:
-  // --- placement (placement.cc); all REQUIRE mu_ held ---
+  // --- placement (placement.cc); all REQUIRES(mu_) ---
   // Group keys that found no instance in the current pass.
   using Missed = std::set<std::string>;
-  void Pass();
-  void CheckWaitingJobs();
-  void UnwaitJob(JobRecord& job, double now);
+  void Pass() REQUIRES(mu_);
+  void CheckWaitingJobs() REQUIRES(mu_);
+  void UnwaitJob(JobRecord& job, double now) REQUIRES(mu_);
   // Lets `user`'s longest-waiting jobs in while the job quota has room.
-  void UnwaitOldest(const std::string& user, double now);
-  void PlaceQueuedJobs();
-  void PlaceDueRequests(Missed& missed);
+  void UnwaitOldest(const std::string& user, double now) REQUIRES(mu_);
+  void PlaceQueuedJobs() REQUIRES(mu_);
+  void PlaceDueRequests(Missed& missed) REQUIRES(mu_);
   // Hands `user`'s free instances to their queued jobs now, in queue order,
   // as the next pass would (reuse only: new instances are the pass's).
   // FinishJob calls it for a kept instance: the next job starts in the same
   // transaction as the end of the last.
-  void ReuseNow(const std::string& user);
-  bool HasFreeInstance(const std::string& user) const;
+  void ReuseNow(const std::string& user) REQUIRES(mu_);
+  bool HasFreeInstance(const std::string& user) const REQUIRES(mu_);
   // Tries once to place a queued, unparked job. Returns true when it left its
   // group (assigned, granted a new instance, failed, or moved on to its next
   // machine id); otherwise its group is in `missed`.
-  bool PlaceJob(JobRecord& job, Missed& missed);
-  bool TryReuseInstance(JobRecord& job);
-  bool MakeRoomForInstance(JobRecord& job);
-  bool RequestNewInstance(JobRecord& job, Missed& missed);
+  bool PlaceJob(JobRecord& job, Missed& missed) REQUIRES(mu_);
+  bool TryReuseInstance(JobRecord& job) REQUIRES(mu_);
+  bool MakeRoomForInstance(JobRecord& job) REQUIRES(mu_);
+  bool RequestNewInstance(JobRecord& job, Missed& missed) REQUIRES(mu_);
   // True (and the job keeps its place, its fallback clock stopped) when the
   // job asks for its last machine id and that capacity is held by instances
   // that will end (Provider::CapacityComesBack).
-  bool WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type, bool last);
-  void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason);
+  bool WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type, bool last) REQUIRES(mu_);
+  void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason) REQUIRES(mu_);
   // Requested instances (Provider::GrantsLater): the provider's answer, the
   // grant itself, and the withdrawal when the job's wait_request_s ran out
   // first (true when one was withdrawn; the job then moved on).
-  void ApplyLaunchOutcome(const LaunchOutcome& outcome);
-  void GrantRequested(JobRecord& job, InstanceRecord& inst);
-  bool WithdrawRequestedInstance(JobRecord& job);
-  void Assign(JobRecord& job, InstanceRecord& inst, const std::string& how);
+  void ApplyLaunchOutcome(const LaunchOutcome& outcome) REQUIRES(mu_);
+  void GrantRequested(JobRecord& job, InstanceRecord& inst) REQUIRES(mu_);
+  bool WithdrawRequestedInstance(JobRecord& job) REQUIRES(mu_);
+  void Assign(JobRecord& job, InstanceRecord& inst, const std::string& how) REQUIRES(mu_);
   // Queue bookkeeping: a requesting job without an instance is in the group
   // of its placement key, its request for its current machine id started
   // (event, fallback clock, deadline in request_deadlines_).
-  void Enqueue(JobRecord& job, bool front);
-  void EnterGroup(JobRecord& job);
-  void StartRequest(JobRecord& job, const std::string& machine_id);
-  void EndRequest(JobRecord& job);
-  void Dequeue(JobRecord& job);
+  void Enqueue(JobRecord& job, bool front) REQUIRES(mu_);
+  void EnterGroup(JobRecord& job) REQUIRES(mu_);
+  void StartRequest(JobRecord& job, const std::string& machine_id) REQUIRES(mu_);
+  void EndRequest(JobRecord& job) REQUIRES(mu_);
+  void Dequeue(JobRecord& job) REQUIRES(mu_);
   // When the fallback from the job's current machine id is due: wait_request_s
   // after its request started, or after the last time the instance quota held
   // its group (then it was not requesting; requested_at moves there).
-  double RequestDeadline(JobRecord& job);
-  int ActiveJobs(const std::string& user) const;
-  int ActiveInstances(const std::string& user) const;
-  const Quota& QuotaFor(const std::string& user) const;
-  std::string WaitingPlace(const JobRecord& job) const;
-  void ScheduleWaitCheck(JobRecord& job, double at);
+  double RequestDeadline(JobRecord& job) REQUIRES(mu_);
+  int ActiveJobs(const std::string& user) const REQUIRES(mu_);
+  int ActiveInstances(const std::string& user) const REQUIRES(mu_);
+  const Quota& QuotaFor(const std::string& user) const REQUIRES(mu_);
+  std::string WaitingPlace(const JobRecord& job) const REQUIRES(mu_);
+  void ScheduleWaitCheck(JobRecord& job, double at) REQUIRES(mu_);
 
-  // --- pipelining (pipeline.cc); all REQUIRE mu_ held ---
+  // --- pipelining (pipeline.cc); all REQUIRES(mu_) ---
   // Makes `job` (queued, missed by the pass) the next job of a busy instance
   // that fits it; false when none does.
-  bool TryPipeline(JobRecord& job);
+  bool TryPipeline(JobRecord& job) REQUIRES(mu_);
   // Gives the user's instances with a free next slot the first queued jobs
   // that a pass missed (called when an instance's next job started).
-  void PipelineNow(const std::string& user);
-  bool FitsForPipeline(const JobRecord& job, const InstanceRecord& inst) const;
+  void PipelineNow(const std::string& user) REQUIRES(mu_);
+  bool FitsForPipeline(const JobRecord& job, const InstanceRecord& inst) const REQUIRES(mu_);
   // The job that ran on `inst` ended: its next job becomes its job (running
   // when its assignment was delivered: the agent started it at once).
   // False when the instance has no next job.
-  bool PromoteNext(InstanceRecord& inst);
+  bool PromoteNext(InstanceRecord& inst) REQUIRES(mu_);
   // Makes `job` the next job of `inst` (TryPipeline found it fits).
-  void PipelineOnto(JobRecord& job, InstanceRecord& inst);
+  void PipelineOnto(JobRecord& job, InstanceRecord& inst) REQUIRES(mu_);
   // Takes `job`, the next job of an instance, back to the front of the queue
   // (not started: its assignment was never delivered or the agent handed it
   // back); the attempt is not counted as a restart, and it is not pipelined
   // again.
-  void ReturnUnstarted(JobRecord& job, const std::string& why);
+  void ReturnUnstarted(JobRecord& job, const std::string& why) REQUIRES(mu_);
   // The job that ran on `inst` is over: the next job runs (true), or the
   // instance cools or ends (ReleaseInstance; `inst` may dangle then).
-  bool JobLeftInstance(InstanceRecord& inst, double cool_down_s);
+  bool JobLeftInstance(InstanceRecord& inst, double cool_down_s) REQUIRES(mu_);
   // Forgets `instance_id`'s next job (it ended or left); returns its id or "".
-  std::string DropNext(const std::string& instance_id);
+  std::string DropNext(const std::string& instance_id) REQUIRES(mu_);
   // A pipelined job's message to its agent (a cancel, a revoke, its
   // assignment), once each; nullopt when none is due.
-  std::optional<Json> NextWorkFor(InstanceRecord& inst);
+  std::optional<Json> NextWorkFor(InstanceRecord& inst) REQUIRES(mu_);
   // The assignment the agent gets for `job`'s current attempt.
-  Json AssignmentJson(const JobRecord& job) const;
+  Json AssignmentJson(const JobRecord& job) const REQUIRES(mu_);
   // The job's side of an assignment to `inst` (state starting, a new attempt).
-  void StartAttempt(JobRecord& job, const InstanceRecord& inst);
+  void StartAttempt(JobRecord& job, const InstanceRecord& inst) REQUIRES(mu_);
   // Next jobs that waited kPipelineWaitS: a revoke for delivered ones (the
   // agent hands them back if it has not started them), undelivered ones
   // back to the queue at once.
-  void RevokeLongWaits();
+  void RevokeLongWaits() REQUIRES(mu_);
   // The instance's next job, or nullptr.
-  JobRecord* NextJobOf(const std::string& instance_id);
+  JobRecord* NextJobOf(const std::string& instance_id) REQUIRES(mu_);
   // Rebuilds next_of_ from the recovered jobs (Recover).
-  void RecoverNextJobs();
+  void RecoverNextJobs() REQUIRES(mu_);
 
-  // --- lifecycle (lifecycle.cc); all REQUIRE mu_ held ---
+  // --- lifecycle (lifecycle.cc); all REQUIRES(mu_) ---
   void FinishJob(JobRecord& job, const std::string& state, std::optional<int64_t> exit_code,
-                 const std::string& message);
-  void RequeueOrFail(JobRecord& job, const std::string& what_happened);
-  void ReleaseInstance(InstanceRecord& inst, double cool_down_s);
-  void TerminateInstance(InstanceRecord& inst, const std::string& why);
-  void MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted);
-  void MonitorInstances();
-  void OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id);
-  void CloseInterval(InstanceRecord& inst);
-  MarketPrices PricesOf(const InstanceRecord& inst) const;
-  double CurrentPricePerHour(const InstanceRecord& inst) const;
-  std::optional<Json> NewestCheckpoint(const std::string& job_id);
-  Json CheckpointSiblings(const std::string& job_id, const Json& newest);
+                 const std::string& message) REQUIRES(mu_);
+  void RequeueOrFail(JobRecord& job, const std::string& what_happened) REQUIRES(mu_);
+  void ReleaseInstance(InstanceRecord& inst, double cool_down_s) REQUIRES(mu_);
+  void TerminateInstance(InstanceRecord& inst, const std::string& why) REQUIRES(mu_);
+  void MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted) REQUIRES(mu_);
+  void MonitorInstances() REQUIRES(mu_);
+  void OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id) REQUIRES(mu_);
+  void CloseInterval(InstanceRecord& inst) REQUIRES(mu_);
+  MarketPrices PricesOf(const InstanceRecord& inst) const REQUIRES(mu_);
+  double CurrentPricePerHour(const InstanceRecord& inst) const REQUIRES(mu_);
+  std::optional<Json> NewestCheckpoint(const std::string& job_id) REQUIRES(mu_);
+  Json CheckpointSiblings(const std::string& job_id, const Json& newest) REQUIRES(mu_);
 
   // --- helpers ---
   // Counts one call `call` of `p` and its outcome `s` (GET /metrics); returns s.
@@ -325,7 +326,7 @@ class Controller {
   StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
                                              int64_t attempt, int64_t first,
                                              const std::vector<AgentRecord>& records,
-                                             bool* changed_memory);
+                                             bool* changed_memory) REQUIRES(mu_);
   // A change made in memory was not stored (`s` says why): see
   // ControllerOptions::on_store_diverged.
   void StoreDiverged(const Status& s, const char* where);
@@ -333,29 +334,29 @@ class Controller {
   // PermissionDenied unless job.user holds every chunk of `chunks` (an
   // agent's upload makes a chunk its instance's user's: routes_blobs.cc).
   Status CheckArtifactChunks(const JobRecord& job, const std::vector<std::string>& chunks);
-  void SaveInstance(InstanceRecord& inst, const std::string& state);
+  void SaveInstance(InstanceRecord& inst, const std::string& state) REQUIRES(mu_);
   // A copy of agent_launch_ with a new bootstrap credential for `inst`
   // (its hash kept in inst->bootstrap_hash).
   AgentLaunchInfo LaunchInfoFor(InstanceRecord* inst) const;
   // Keeps credentials_ in step with `inst`: its hashes, user and the chunks
   // of the job attempt it runs (call after any change of job or state).
-  void SyncCredentials(const InstanceRecord& inst);
+  void SyncCredentials(const InstanceRecord& inst) REQUIRES(mu_);
   // Keeps free_ in step with `inst` (call after any change of state/job).
-  void IndexInstance(const InstanceRecord& inst);
-  void AddInstance(const InstanceRecord& inst);     // into instances_ + indexes
+  void IndexInstance(const InstanceRecord& inst) REQUIRES(mu_);
+  void AddInstance(const InstanceRecord& inst) REQUIRES(mu_);     // into instances_ + indexes
   // By value: callers pass the id inside the record this erases.
-  void EraseInstance(std::string id);               // out of instances_ + indexes
+  void EraseInstance(std::string id) REQUIRES(mu_);               // out of instances_ + indexes
   // Adjusts active_jobs_of_ for a job moving from `old_state` to its state.
-  void CountJob(const JobRecord& job, const std::string& old_state);
+  void CountJob(const JobRecord& job, const std::string& old_state) REQUIRES(mu_);
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
   // InvalidArgument unless every key of spec's "settings" is accepted by the
   // provider of every machine type listed (spec["machines"], non-empty).
   Status CheckSettings(const Json& spec);
-  std::optional<Json> WorkFor(const std::string& instance_id);
-  void TouchHeartbeat(const std::string& instance_id);
-  double SilentSeconds(const std::string& instance_id);
+  std::optional<Json> WorkFor(const std::string& instance_id) REQUIRES(mu_);
+  void TouchHeartbeat(const std::string& instance_id) REQUIRES(mu_);
+  double SilentSeconds(const std::string& instance_id) REQUIRES(mu_);
 
   Store* const store_;
   BlobStore* const blobs_;
@@ -373,41 +374,41 @@ class Controller {
                                        std::less<std::pair<double, std::string>>, __gnu_pbds::rb_tree_tag,
                                        __gnu_pbds::tree_order_statistics_node_update>;
 
-  std::mutex mu_;
-  std::map<std::string, JobRecord> jobs_;            // non-terminal jobs, GUARDED_BY(mu_)
-  JobQueue queue_;                                   // requesting jobs, GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, JobRecord> jobs_ GUARDED_BY(mu_);  // non-terminal jobs
+  JobQueue queue_ GUARDED_BY(mu_);  // requesting jobs
   // (deadline, job) of every started request (see RequestDeadline).
-  std::set<std::pair<double, std::string>> request_deadlines_;  // GUARDED_BY(mu_)
-  std::map<std::string, InstanceRecord> instances_;  // non-terminal, GUARDED_BY(mu_)
-  std::map<std::string, double> heartbeats_;  // clock_->Monotonic() of the last; GUARDED_BY(mu_)
+  std::set<std::pair<double, std::string>> request_deadlines_ GUARDED_BY(mu_);
+  std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);  // non-terminal
+  std::map<std::string, double> heartbeats_ GUARDED_BY(mu_);  // clock_->Monotonic() of the last
   // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
-  std::map<std::string, int> active_jobs_of_;       // user -> requesting/starting/running jobs
-  std::map<std::string, int> instances_of_;         // user -> live instances
+  std::map<std::string, int> active_jobs_of_ GUARDED_BY(mu_);       // user -> requesting/starting/running jobs
+  std::map<std::string, int> instances_of_ GUARDED_BY(mu_);         // user -> live instances
   // (user, machine type, settings the instance was launched with: "" or JSON)
   using FreeKey = std::tuple<std::string, std::string, std::string>;
-  std::map<FreeKey, std::set<std::pair<double, std::string>>> free_;  // idle/cooling, no job
-  std::map<std::string, std::pair<FreeKey, double>> free_entry_;      // instance -> its free_ entry
+  std::map<FreeKey, std::set<std::pair<double, std::string>>> free_ GUARDED_BY(mu_);  // idle/cooling, no job
+  std::map<std::string, std::pair<FreeKey, double>> free_entry_ GUARDED_BY(mu_);      // instance -> its free_ entry
   // Waiting jobs: per user in line order (for "3rd in line"), and by the
   // time each looks again.
-  std::map<std::string, WaitingLine> waiting_of_;
-  std::set<std::pair<double, std::string>> wait_checks_;  // (next_check, job)
-  std::chrono::steady_clock::time_point last_monitor_;
-  std::set<std::string> noted_;        // "job|note" said once, GUARDED_BY(mu_)
-  std::set<std::string> cancel_sent_;  // jobs whose cancel reached the agent, GUARDED_BY(mu_)
+  std::map<std::string, WaitingLine> waiting_of_ GUARDED_BY(mu_);
+  std::set<std::pair<double, std::string>> wait_checks_ GUARDED_BY(mu_);  // (next_check, job)
+  std::chrono::steady_clock::time_point last_monitor_ GUARDED_BY(mu_);
+  std::set<std::string> noted_ GUARDED_BY(mu_);  // "job|note" said once
+  std::set<std::string> cancel_sent_ GUARDED_BY(mu_);  // jobs whose cancel reached the agent
   // Pipelining: instance -> the job queued behind its current one, and the
   // instances whose agent polls with pipeline=1 (forgotten with the instance;
   // after a server restart known again from the agent's next poll).
-  std::map<std::string, std::string> next_of_;     // GUARDED_BY(mu_)
-  std::set<std::string> pipelining_;               // GUARDED_BY(mu_)
-  std::set<std::string> delivered_;                // next jobs whose assignment went out, GUARDED_BY(mu_)
-  std::map<std::string, bool> revoke_;             // next jobs to ask back -> asked, GUARDED_BY(mu_)
+  std::map<std::string, std::string> next_of_ GUARDED_BY(mu_);
+  std::set<std::string> pipelining_ GUARDED_BY(mu_);
+  std::set<std::string> delivered_ GUARDED_BY(mu_);  // next jobs whose assignment went out
+  std::map<std::string, bool> revoke_ GUARDED_BY(mu_);  // next jobs to ask back -> asked
   // Group keys that the last PlaceQueuedJobs could place nowhere: only
   // their jobs may be pipelined outside a pass (PipelineNow).
-  std::set<std::string> last_missed_;              // GUARDED_BY(mu_)
-  std::set<std::string> pass_missed_;              // the same, being gathered, GUARDED_BY(mu_)
-  PassStats stats_;                    // GUARDED_BY(mu_)
-  std::mutex calls_mu_;                // provider calls come from any thread
-  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_;  // GUARDED_BY(calls_mu_)
+  std::set<std::string> last_missed_ GUARDED_BY(mu_);
+  std::set<std::string> pass_missed_ GUARDED_BY(mu_);  // the same, being gathered
+  PassStats stats_ GUARDED_BY(mu_);
+  Mutex calls_mu_;                // provider calls come from any thread
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_ GUARDED_BY(calls_mu_);
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

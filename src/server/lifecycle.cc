@@ -178,11 +178,11 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
 }
 
 Status Controller::AgentPreempted(const std::string& instance_id, const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = instances_.find(instance_id);
   if (it == instances_.end())
     return NotFound("no live instance '" + instance_id + "' (ended or lost already)");
-  Batched([&] {
+  Batched([&]() REQUIRES(mu_) {
     Provider* p = ProviderFor(it->second.machine_type);
     if (p) LogError(p->Terminate(it->second), "terminate preempted instance");
     MarkLost(it->second, reason, /*preempted=*/true);
@@ -220,7 +220,7 @@ void Controller::MonitorInstances() {
 
 StatusOr<std::vector<std::string>> Controller::EndIdleInstances(const std::string& user,
                                                                 const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::string> ended;
   std::vector<std::string> candidates;
   for (const auto& [iid, inst] : instances_)
@@ -304,7 +304,7 @@ void Controller::CloseInterval(InstanceRecord& inst) {
 
 StatusOr<Json> Controller::CostFor(const std::string& user) {
   YARD_ASSIGN_OR_RETURN(std::vector<LedgerEntry> closed, store_->LedgerFor(user));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Json entries = Json::array();
   std::map<std::string, double> by_job, by_instance, by_kind;
   double total = 0;

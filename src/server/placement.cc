@@ -226,7 +226,7 @@ void Controller::Pass() {
   }
   // Group commit: every write of the placement (jobs, events, instances,
   // ledger) goes into one transaction.
-  Batched([&] {
+  Batched([&]() REQUIRES(mu_) {
     for (const auto& [name, p] : providers_)
       for (const LaunchOutcome& o : p->TakeLaunchOutcomes()) ApplyLaunchOutcome(o);
     if (!wait_checks_.empty() && wait_checks_.begin()->first <= now) CheckWaitingJobs();
