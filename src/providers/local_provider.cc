@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "common/files.h"
+#include "common/frames.h"
 
 namespace yard {
 
@@ -107,17 +109,82 @@ Status LocalProvider::Terminate(const InstanceRecord& inst) {
   std::string dir = inst.info.value("dir", "");
   // Its disk is freed once the agent (which ends its job first) is gone.
   std::function<void()> clear;
-  if (!dir.empty()) clear = [dir] { ClearInstanceFolder(dir); };
+  // And the spools other ended instances kept: records their server lacked
+  // then may be ones it holds, or will never take, now (a requeued job moved on).
+  std::vector<std::string> ended = delivered_ ? EndedFolders() : std::vector<std::string>{};
+  if (!dir.empty()) {
+    clear = [dir, ended, delivered = delivered_] {
+      ClearInstanceFolder(dir, delivered);
+      for (const std::string& d : ended) ClearDeliveredSpool(d + "/spool", delivered);
+    };
+  }
   if (pid > 0) spawner_->Stop(pid, inst.id, /*hard=*/false, std::move(clear));
   else if (clear) clear();
   return Status::Ok();
 }
 
-void ClearInstanceFolder(const std::string& dir) {
+std::optional<SpoolFileInfo> ReadSpoolFileInfo(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  SpoolFileInfo info;
+  FrameReader reader;
+  std::string block(1 << 20, '\0');
+  bool header = false;
+  while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
+    reader.Feed(std::string_view(block.data(), static_cast<size_t>(in.gcount())));
+    while (std::optional<Frame> f = reader.Next()) {
+      if (header) {
+        ++info.records;
+        continue;
+      }
+      Json j = Json::parse(f->payload, nullptr, /*allow_exceptions=*/false);
+      if (f->tag != frame_tag::kJson || !j.is_object() || j.value("yard_spool", 0) != 2 ||
+          !j["job"].is_string() || !j["attempt"].is_number_integer())
+        return std::nullopt;
+      info.job = j["job"];
+      info.attempt = j["attempt"];
+      header = true;
+    }
+    if (reader.corrupt()) break;  // what follows was never a record (a torn end)
+  }
+  if (!header) return std::nullopt;
+  return info;
+}
+
+std::vector<std::string> LocalProvider::EndedFolders() {
+  std::vector<std::string> out;
+  MutexLock lock(mu_);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(state_dir_, ec)) {
+    std::string id = entry.path().filename().string();
+    if (!held_.count(id) && std::filesystem::is_directory(entry.path() / "spool", ec))
+      out.push_back(entry.path().string());
+  }
+  return out;
+}
+
+void ClearDeliveredSpool(const std::string& spool, const SpoolDelivered& delivered) {
+  if (!delivered) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(spool, ec)) {
+    if (entry.path().extension() != ".spool") continue;
+    std::optional<SpoolFileInfo> info = ReadSpoolFileInfo(entry.path().string());
+    if (!info) continue;
+    int64_t held = delivered(info->job, info->attempt);
+    if (held >= 0 && info->records <= held) std::filesystem::remove(entry.path(), ec);
+  }
+  std::filesystem::remove(spool, ec);  // only when empty
+}
+
+void ClearInstanceFolder(const std::string& dir, const SpoolDelivered& delivered) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
-    if (name == "agent.log" || name == "spool") continue;
+    if (name == "agent.log") continue;
+    if (name == "spool") {
+      ClearDeliveredSpool(entry.path().string(), delivered);
+      continue;
+    }
     std::filesystem::remove_all(entry.path(), ec);
   }
 }

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/files.h"
+#include "common/frames.h"
 #include "common/temp_dir_testing.h"
 
 namespace yard {
@@ -121,6 +123,102 @@ TEST(LocalProviderTest, TheFolderIsEmptiedOnlyOnceTheAgentIsGoneKeepingItsLogAnd
   EXPECT_FALSE(fs::exists(dir + "/chunks"));
   EXPECT_TRUE(fs::exists(dir + "/agent.log"));
   EXPECT_TRUE(fs::exists(dir + "/spool"));
+}
+
+class ClearInstanceFolderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("yard-clear-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "spool");
+    fs::create_directories(dir_ / "jobs" / "job-a-1" / "work");
+    std::ofstream(dir_ / "agent.log") << "registered\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A spool file as the agent writes it (agent/event_spool.h): a header,
+  // then `records` records, the first `big` bytes of output.
+  fs::path Spool(const std::string& job, int attempt, int records, size_t big = 10) {
+    std::string bytes;
+    AppendFrame(frame_tag::kJson,
+                Json{{"yard_spool", 2}, {"job", job}, {"attempt", attempt}}.dump(), &bytes);
+    for (int i = 0; i < records; ++i)
+      AppendFrame(frame_tag::kOutput, std::string(i == 0 ? big : 10, 'x'), &bytes);
+    fs::path p = dir_ / "spool" / (job + "-" + std::to_string(attempt) + ".spool");
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ClearInstanceFolderTest, RemovesTheSpoolFilesTheServerHoldsWholeAndKeepsTheRest) {
+  fs::path delivered = Spool("job-a", 1, 3, 8 << 20);  // a big output, all acknowledged
+  fs::path earlier = Spool("job-b", 1, 5);             // an attempt the server moved past
+  fs::path unacked = Spool("job-c", 2, 4);             // one record the server lacks
+  fs::path unknown = Spool("job-d", 1, 1);
+  std::ofstream(dir_ / "spool" / "other.spool") << "not a spool";
+  ClearInstanceFolder(dir_.string(), [](const std::string& job, int64_t attempt) -> int64_t {
+    if (job == "job-a") return 3;
+    if (job == "job-b") return std::numeric_limits<int64_t>::max();
+    if (job == "job-c" && attempt == 2) return 3;
+    return -1;
+  });
+  EXPECT_FALSE(fs::exists(delivered));
+  EXPECT_FALSE(fs::exists(earlier));
+  EXPECT_TRUE(fs::exists(unacked)) << "a record the server lacks keeps its file";
+  EXPECT_TRUE(fs::exists(unknown));
+  EXPECT_TRUE(fs::exists(dir_ / "spool" / "other.spool"));
+  EXPECT_TRUE(fs::exists(dir_ / "agent.log"));
+  EXPECT_FALSE(fs::exists(dir_ / "jobs"));
+}
+
+TEST_F(ClearInstanceFolderTest, AnEmptiedSpoolFolderGoesAndWithoutAnAnswerTheSpoolStays) {
+  fs::path p = Spool("job-a", 1, 2);
+  ClearInstanceFolder(dir_.string());  // nobody to ask: kept
+  EXPECT_TRUE(fs::exists(p));
+  ClearInstanceFolder(dir_.string(), [](const std::string&, int64_t) -> int64_t { return 2; });
+  EXPECT_FALSE(fs::exists(dir_ / "spool"));
+  EXPECT_TRUE(fs::exists(dir_ / "agent.log"));
+}
+
+// The provider asks the server (SetSpoolDelivered) once the agent is gone.
+TEST(LocalProviderTest, AnEndedInstancesDeliveredSpoolGoesOnceItsAgentIsGone) {
+  TempDir home;
+  RecordingSpawner spawner;
+  LocalProvider local(home.path() + "/instances", 2, 0, &spawner);
+  local.SetSpoolDelivered([](const std::string& job, int64_t) -> int64_t { return job == "job-a" ? 1 : 0; });
+  InstanceRecord a;
+  a.id = "i-a";
+  ASSERT_TRUE(local.Launch(Type(1, 0), {}, &a).ok());
+  std::string dir = a.info.value("dir", "");
+  fs::create_directories(dir + "/spool");
+  std::string bytes;
+  AppendFrame(frame_tag::kJson, R"({"attempt":1,"job":"job-a","yard_spool":2})", &bytes);
+  AppendFrame(frame_tag::kOutput, std::string(1 << 20, 'x'), &bytes);
+  std::ofstream(dir + "/spool/job-a-1.spool", std::ios::binary) << bytes;
+  ASSERT_TRUE(local.Terminate(a).ok());
+  EXPECT_TRUE(fs::exists(dir + "/spool/job-a-1.spool")) << "kept while the agent may still run";
+  spawner.pending_gone();
+  EXPECT_FALSE(fs::exists(dir + "/spool"));
+}
+
+TEST(SpoolFileInfoTest, CountsTheRecordsAfterTheHeaderAndStopsAtATornEnd) {
+  fs::path p = fs::temp_directory_path() / ("yard-spool-info-" + std::to_string(::getpid()));
+  std::string bytes;
+  AppendFrame(frame_tag::kJson, R"({"attempt":3,"job":"job-x","yard_spool":2})", &bytes);
+  AppendFrame(frame_tag::kJson, R"({"kind":"metric"})", &bytes);
+  AppendFrame(frame_tag::kOutput, "line\n", &bytes);
+  std::ofstream(p, std::ios::binary) << bytes << "o\x03";  // a torn last frame
+  std::optional<SpoolFileInfo> info = ReadSpoolFileInfo(p.string());
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->job, "job-x");
+  EXPECT_EQ(info->attempt, 3);
+  EXPECT_EQ(info->records, 2);
+  std::ofstream(p, std::ios::binary) << "{\"yard_spool\":1}\n";  // version 1: not read here
+  EXPECT_FALSE(ReadSpoolFileInfo(p.string()).has_value());
+  fs::remove(p);
 }
 
 }  // namespace

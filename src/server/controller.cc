@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 #include "common/manifest.h"
 #include "server/job_events.h"
@@ -35,6 +36,13 @@ int Controller::AvailableNow(const MachineType& type) {
 }
 
 // ---------------------------------------------------------------- recovery
+
+int64_t Controller::DeliveredRecords(const std::string& job_id, int64_t attempt) {
+  StatusOr<JobRecord> job = store_->GetJob(job_id);
+  if (!job.ok() || attempt > job->attempt) return -1;
+  if (attempt < job->attempt) return std::numeric_limits<int64_t>::max();
+  return job->run_acked;
+}
 
 Status Controller::Recover() {
   MutexLock lock(mu_);

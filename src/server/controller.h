@@ -121,6 +121,12 @@ class Controller {
              const Clock* clock, ControllerOptions options);
   ~Controller();
 
+  // How many records of attempt `attempt` of `job_id` the server holds, or
+  // will never take again (an earlier attempt's are acknowledged and
+  // dropped on arrival): a spool with no more is delivered
+  // (ClearInstanceFolder). -1 for an unknown job. Reads the store only.
+  int64_t DeliveredRecords(const std::string& job_id, int64_t attempt);
+
   // Loads non-terminal jobs and instances from the store; adopts live
   // instances (they get a fresh heartbeat grace) and marks gone ones lost.
   Status Recover();

@@ -10,9 +10,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "common/files.h"
+#include "providers/local_provider.h"
 #include "server/blob_collector.h"
 #include "server/provider_set.h"
 #include "server/http_server.h"
@@ -93,12 +96,20 @@ StatusOr<ControllerOptions> ControllerOptionsFrom(const ServerOptions& o) {
   return c;
 }
 
+// Whether the controller may still be asked (by threads that outlive a
+// call, such as an ended local instance's clean-up).
+struct ControllerOpen {
+  std::mutex mu;
+  bool open = true;  // GUARDED_BY(mu)
+};
+
 struct ServerParts {
   std::unique_ptr<Store> store;
   std::unique_ptr<BlobStore> blobs;
   ProviderSet providers;
   std::unique_ptr<Controller> controller;
   std::string user_token;
+  std::shared_ptr<ControllerOpen> controller_open = std::make_shared<ControllerOpen>();
 };
 
 StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_file) {
@@ -123,6 +134,14 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
                            "' is not in the catalog (" + p.providers.catalog.NamesForHelp() + ")");
   p.controller = std::make_unique<Controller>(p.store.get(), p.blobs.get(), p.providers.catalog,
                                               p.providers.Pointers(), launch, &clock, copts);
+  // An ended local instance keeps only the spool files the server lacks.
+  if (auto* local = dynamic_cast<LocalProvider*>(p.providers.owned["local"].get())) {
+    Controller* c = p.controller.get();
+    local->SetSpoolDelivered([c, open = p.controller_open](const std::string& job, int64_t attempt) {
+      std::lock_guard<std::mutex> lock(open->mu);
+      return open->open ? c->DeliveredRecords(job, attempt) : int64_t{-1};
+    });
+  }
   YARD_RETURN_IF_ERROR(p.controller->Recover());
   return p;
 }
@@ -187,6 +206,10 @@ int RunServer(const ServerOptions& o) {
   api.Serve();
   collector.reset();
   parts->controller->Stop();
+  {
+    std::lock_guard<std::mutex> lock(parts->controller_open->mu);
+    parts->controller_open->open = false;
+  }
   stopper.detach();
   return 0;
 }

@@ -103,6 +103,7 @@ class Figures:
     server_down_s: float = 0.0
     max_restart_s: float = 0.0
     billed_s: float = 0.0
+    spools_left: int = 0  # spool files of killed agents, with records the server lacks
     seconds: float = 0.0
     problems: list = field(default_factory=list)
 
@@ -182,6 +183,7 @@ class Agents:
     def __init__(self, home):
         self.home = home
         self.restarted = []  # Popen of agents the soak started
+        self.killed = set()  # instance ids whose agent the soak killed
 
     def running(self):
         return [p for p in processes_matching(f"--dir {self.home}/instances/") if self._is_agent(p)]
@@ -204,6 +206,7 @@ class Agents:
             return False  # it ended by itself meanwhile
         wait_for(lambda: not pid_alive(pid), timeout=30, what=f"agent {pid} to die")
         workdir = Path(argv[argv.index("--dir") + 1])
+        self.killed.add(argv[argv.index("--instance") + 1])
         with open(workdir / "agent.log", "ab") as out:
             out.write(b"----- soak: SIGKILLed this agent and started it again\n")
             out.flush()
@@ -353,6 +356,7 @@ class Soak:
             self.check_checkpoint(job_id, tag)
         self.check_ledger()
         self.check_agents_gone()
+        self.check_instance_folders()
 
     def check_events(self, job_id, job):
         """The output of the job's events, in order; checks the numbering."""
@@ -457,6 +461,25 @@ class Soak:
         except AssertionError as e:
             self.problem(f"{e}: {self.agents.running()}")
 
+    def check_instance_folders(self):
+        """An instance that ended keeps agent.log only: its spool (whose
+        records the server holds) goes too. Only an agent the soak killed may
+        leave spool files, with records the server never got."""
+        def leftovers():
+            return sorted(str(p.relative_to(self.home)) for p in self.home.glob("instances/*/*")
+                          if p.name != "agent.log" and p.parent.name not in self.agents.killed)
+        try:  # the folders are emptied once each agent is gone
+            wait_for(lambda: not leftovers(), timeout=60, interval=0.5,
+                     what="ended instances' folders to hold agent.log only")
+        except AssertionError:
+            self.problem(f"ended instances keep {leftovers()[:10]}")
+        # A killed agent's spool goes too once the server has moved past its
+        # attempt (swept as later instances end, the last ones at `yard down`).
+        spools = sorted(str(p.relative_to(self.home)) for p in self.home.glob("instances/*/spool/*.spool"))
+        self.figures.spools_left = len(spools)
+        if spools:
+            self.problem(f"spool files left after every job ended: {spools[:10]}")
+
     def stop_everything(self):
         self.server.stop()
         for pid in processes_matching(str(self.home)):
@@ -472,7 +495,8 @@ def report(size, figures):
             f"{f.server_kills} server kills (down {f.server_down_s:.0f} s in all, slowest restart "
             f"{f.max_restart_s:.1f} s), {f.agent_kills} agent kills and restarts; {f.attempts} "
             f"attempts, {f.lines_checked} lines checked ({f.lines_replayed} printed again after a "
-            f"resume), {f.billed_s:.0f} instance-seconds billed; {len(f.problems)} problems; "
+            f"resume), {f.billed_s:.0f} instance-seconds billed; {f.spools_left} spool files "
+            f"left by killed agents; {len(f.problems)} problems; "
             f"{f.seconds:.0f} s")
 
 
