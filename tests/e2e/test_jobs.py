@@ -55,7 +55,8 @@ def test_fetch_downloads_outputs(yard, project, tmp_path):
 
 def test_ended_local_instance_frees_its_disk_and_keeps_its_log(yard, project, tmp_path):
     # A cooling instance that runs job after job keeps no copy of earlier
-    # jobs; an ended one keeps only agent.log and its (empty) spool.
+    # jobs; an ended one keeps only agent.log (its spool, every record of
+    # which the server holds, goes too).
     (project / "job.sh").write_text('head -c 3000000 /dev/urandom > "$YARD_CHECKPOINT_DIR/c.bin"\n')
     first = yard.run("submit", "job.sh", "--cool-down", "30", cwd=project).stdout.strip()
     instance = yard.wait_state(first, "succeeded")["instance"]
@@ -63,8 +64,8 @@ def test_ended_local_instance_frees_its_disk_and_keeps_its_log(yard, project, tm
     assert (inst_dir / "jobs" / f"{first}-1" / "checkpoints" / "c.bin").exists()
     second = yard.run("submit", "job.sh", "--cool-down", "0", cwd=project).stdout.strip()
     assert yard.wait_state(second, "succeeded")["instance"] == instance  # reused while cooling
-    wait_for(lambda: sorted(p.name for p in inst_dir.iterdir()) == ["agent.log", "spool"],
-             timeout=30, what=f"{inst_dir} to hold only agent.log and spool/")
+    wait_for(lambda: sorted(p.name for p in inst_dir.iterdir()) == ["agent.log"],
+             timeout=30, what=f"{inst_dir} to hold only agent.log")
     # Nothing the jobs wrote was lost with the folder.
     for job_id in (first, second):
         yard.run("fetch", job_id, "--to", tmp_path / job_id)
