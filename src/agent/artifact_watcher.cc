@@ -84,6 +84,7 @@ ArtifactWatcher::~ArtifactWatcher() {
 void ArtifactWatcher::Start(std::chrono::milliseconds interval) {
   interval_ = interval;
   OpenInotify();
+  async_ = true;
   thread_ = std::thread([this, interval] {
     if (inotify_fd_ < 0) {
       while (!stop_.WaitFor(interval)) Scan(/*final=*/false);
@@ -108,6 +109,76 @@ void ArtifactWatcher::Stop() {
     (void)!::write(wake_fd_, &one, sizeof one);
   }
   if (thread_.joinable()) thread_.join();
+  WaitForSyncs();
+}
+
+void ArtifactWatcher::WaitForSyncs() {
+  std::vector<std::thread> workers;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    sync_cv_.wait(lock, [&] { return sync_queue_.empty() && syncs_busy_ == 0; });
+    syncs_stop_ = true;
+    sync_cv_.notify_all();
+    workers.swap(sync_workers_);
+  }
+  for (std::thread& t : workers) t.join();
+}
+
+void ArtifactWatcher::StartSync(const Dir& dir, const std::string& rel, FileState* state) {
+  if (!async_ || syncs_stop_) return Sync(dir, rel, state, /*final=*/false);
+  state->syncing = true;
+  sync_queue_.push_back({&dir, rel});
+  if (syncs_idle_ == 0 && sync_workers_.size() < static_cast<size_t>(kParallelSyncs))
+    sync_workers_.emplace_back([this] { SyncWorker(); });
+  sync_cv_.notify_one();
+}
+
+void ArtifactWatcher::SyncWorker() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    ++syncs_idle_;
+    sync_cv_.wait(lock, [&] { return syncs_stop_ || !sync_queue_.empty(); });
+    --syncs_idle_;
+    if (sync_queue_.empty()) return;
+    SyncJob job = std::move(sync_queue_.front());
+    sync_queue_.pop_front();
+    ++syncs_busy_;
+    lock.unlock();
+    RunSyncJob(job);
+    lock.lock();
+    --syncs_busy_;
+    sync_cv_.notify_all();
+  }
+}
+
+// Syncs a copy of the file's state without the lock (the upload takes
+// long), then writes the outcome back. Nothing else writes the state of a
+// file while it is `syncing`.
+void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
+  std::string key = job.dir->name + "/" + job.rel;
+  FileState copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    copy = files_[key];
+  }
+  Sync(*job.dir, job.rel, &copy, /*final=*/false);
+  std::lock_guard<std::mutex> lock(mu_);
+  FileState& state = files_[key];
+  state.seen = copy.seen;
+  state.synced = copy.synced;
+  state.failed = copy.failed;
+  state.syncing = false;
+  if (!state.again) return;
+  state.again = false;
+  auto info = StatRegularFile(job.dir->folder + "/" + job.rel);
+  if (!info || state.synced == info->first || state.failed == info->first) return;
+  state.seen = info->first;
+  StartSync(*job.dir, job.rel, &state);
+}
+
+void ArtifactWatcher::EmitRecord(Json record) {
+  std::lock_guard<std::mutex> lock(emit_mu_);
+  emit_(std::move(record));
 }
 
 // Without inotify (or an eventfd to wake from it) the watcher only scans.
@@ -175,14 +246,16 @@ void ArtifactWatcher::HandleEvent(int wd, uint32_t mask, const std::string& name
 // again (a log opened per line) is synced this way at most once per scan
 // interval; the scans take care of it in between.
 void ArtifactWatcher::SyncClosed(const Dir& dir, const std::string& rel) {
+  std::lock_guard<std::mutex> lock(mu_);
   FileState* state = &files_[dir.name + "/" + rel];
+  if (state->syncing) return (void)(state->again = true);
   auto info = StatRegularFile(dir.folder + "/" + rel);
   if (!info || state->synced == info->first || state->failed == info->first) return;
   auto now = std::chrono::steady_clock::now();
   if (now - state->closed_sync < interval_) return;
   state->closed_sync = now;
   state->seen = info->first;
-  Sync(dir, rel, state, /*final=*/false);
+  StartSync(dir, rel, state);
 }
 
 void ArtifactWatcher::MarkSynced(const std::string& dir_name, const std::string& rel) {
@@ -226,12 +299,14 @@ void ArtifactWatcher::ScanDir(const Dir& dir, bool final, std::map<std::string, 
   // Vanished files keep their state: should one come back unchanged, it
   // needs no second sync.
   ForEachFile(dir, [&](const std::string& rel) {
+    std::lock_guard<std::mutex> lock(mu_);
     Consider(dir, rel, &(*files)[dir.name + "/" + rel], final);
   });
 }
 
 void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState* state,
                                bool final) {
+  if (state->syncing) return;  // a worker has it; it looks again when done
   auto info = StatRegularFile(dir.folder + "/" + rel);
   if (!info) return;
   const FileStamp& now = info->first;
@@ -248,7 +323,8 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
     return;
   }
   if (!final && (!stable || state->failed == now)) return;
-  Sync(dir, rel, state, final);
+  if (final) return Sync(dir, rel, state, final);
+  StartSync(dir, rel, state);
 }
 
 void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state, bool final) {
@@ -263,7 +339,7 @@ void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* st
     if (after->first != before) continue;  // written meanwhile: not this version
     entry->path = rel;
     entry->mode = after->second;
-    emit_({{"kind", "artifact"}, {"dir", dir.name}, {"entry", FileEntryToJson(*entry)}});
+    EmitRecord({{"kind", "artifact"}, {"dir", dir.name}, {"entry", FileEntryToJson(*entry)}});
     state->synced = before;
     return;
   }
@@ -276,7 +352,7 @@ void ArtifactWatcher::SyncFailed(const Dir& dir, const std::string& rel, FileSta
   state->failed = state->seen;
   std::string what = "could not sync " + dir.name + "/" + rel + ": " + why.message();
   AgentLog(what);
-  if (final) emit_({{"kind", "output"}, {"data", "yard: " + what + "\n"}});
+  if (final) EmitRecord({{"kind", "output"}, {"data", "yard: " + what + "\n"}});
 }
 
 }  // namespace yard

@@ -12,12 +12,22 @@
 // upload, emits {"kind":"artifact","dir":D,"entry":<file entry>} with the
 // path relative to D's folder; otherwise it is tried again later.
 // Symlinks and paths that are not safe relative paths are skipped.
+//
+// While the Start() thread runs, syncs go to up to kParallelSyncs workers,
+// so checkpoints written one after another upload at once instead of in
+// turn (each upload reads, hashes and sends with workers of its own): the
+// thread goes on noticing files while earlier ones upload. A file is synced
+// by one worker at a time; a file closed again during its sync is synced
+// again right after. Stop() waits for the syncs in flight.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -46,9 +56,11 @@ struct FileStamp {
 class ArtifactWatcher {
  public:
   // Uploads a file's chunks and returns its entry (path and mode are set by
-  // the watcher). See ChunkUploader::Upload (client/transfer.h).
+  // the watcher). See ChunkUploader::Upload (client/transfer.h). Called
+  // from several threads at once (for different files).
   using Upload = std::function<StatusOr<FileEntry>(const std::string& path)>;
-  // Receives each record (artifact, or an output line about a failed sync).
+  // Receives each record (artifact, or an output line about a failed sync);
+  // called from several threads, never at once.
   using Emit = std::function<void(Json record)>;
   struct Dir {
     std::string name;    // "checkpoints", "logs", "outputs", "work"
@@ -60,13 +72,16 @@ class ArtifactWatcher {
     uint64_t max_file_bytes = 0;
   };
 
+  static constexpr int kParallelSyncs = 2;
+
   ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit);
   ~ArtifactWatcher();  // Stop()s
 
   // Scans every `interval` on a thread of its own until Stop(), syncing
   // files inotify reports finished in between. Once only.
   void Start(std::chrono::milliseconds interval);
-  // Ends the scanning thread (after the scan in progress).
+  // Ends the scanning thread (after the scan in progress) and waits for the
+  // syncs it started.
   void Stop();
 
   // One scan (see above). With `final` (the job has ended) every file
@@ -89,12 +104,25 @@ class ArtifactWatcher {
     std::optional<FileStamp> synced;  // at the last sync
     std::optional<FileStamp> failed;  // at the last failed sync
     std::chrono::steady_clock::time_point closed_sync;  // the last sync inotify started
+    bool syncing = false;  // a sync worker has it
+    bool again = false;    // closed again while syncing: sync once more after
+  };
+  struct SyncJob {
+    const Dir* dir;
+    std::string rel;
   };
   void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
   // Calls `fn(rel)` for each regular file under `dir` at a safe relative path.
   void ForEachFile(const Dir& dir, const std::function<void(const std::string& rel)>& fn) const;
   void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final);
   void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  // Syncs now, or hands the sync to a worker while the Start() thread runs.
+  // REQUIRES: mu_ held when workers may run (async_).
+  void StartSync(const Dir& dir, const std::string& rel, FileState* state);
+  void SyncWorker();
+  void RunSyncJob(const SyncJob& job);
+  void WaitForSyncs();
+  void EmitRecord(Json record);
   void SyncFailed(const Dir& dir, const std::string& rel, FileState* state, const Status& why,
                   bool final);
   // inotify (watcher thread only).
@@ -107,7 +135,18 @@ class ArtifactWatcher {
   std::vector<Dir> dirs_;
   Upload upload_;
   Emit emit_;
+  std::mutex emit_mu_;  // emit_ is called by one thread at a time
+  // Guards files_ and the sync queue while workers may run; a FileState
+  // being synced by a worker is written back only by that worker.
+  std::mutex mu_;
+  std::condition_variable sync_cv_;
   std::map<std::string, FileState> files_;  // by "<dir name>/<relative path>"
+  bool async_ = false;                      // Start() ran: syncs go to workers
+  std::deque<SyncJob> sync_queue_;          // GUARDED_BY(mu_)
+  int syncs_busy_ = 0;                      // GUARDED_BY(mu_): jobs taken, not done
+  int syncs_idle_ = 0;                      // GUARDED_BY(mu_)
+  bool syncs_stop_ = false;                 // GUARDED_BY(mu_)
+  std::vector<std::thread> sync_workers_;
   StopSignal stop_;
   std::thread thread_;
   std::chrono::milliseconds interval_{200};

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 
@@ -239,6 +241,107 @@ TEST_F(ArtifactWatcherTest, AClosedFileIsSyncedWithoutWaitingForScans) {
   w.Stop();
   ASSERT_EQ(records_.size(), 1u);
   EXPECT_EQ(records_[0]["entry"]["path"], "epoch1/model.pt");
+}
+
+}  // namespace
+}  // namespace yard
+
+namespace yard {
+namespace {
+
+// An upload fake for the tests with the watcher's own thread: it records
+// (under a lock) what started, and holds an upload of `hold` until released.
+class HeldUploads {
+ public:
+  ArtifactWatcher::Upload Upload() {
+    return [this](const std::string& path) -> StatusOr<FileEntry> {
+      std::unique_lock<std::mutex> lock(mu_);
+      std::string name = fs::path(path).filename().string();
+      started_.push_back(name);
+      cv_.notify_all();
+      if (name == hold_) cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
+      FileEntry e;
+      e.size = fs::file_size(path);
+      e.chunks.push_back({std::string(64, 'a'), e.size});
+      return e;
+    };
+  }
+  ArtifactWatcher::Emit Emit() {
+    return [this](Json r) {
+      std::lock_guard<std::mutex> lock(mu_);
+      records_.push_back(std::move(r));
+      cv_.notify_all();
+    };
+  }
+  void Hold(const std::string& name) { hold_ = name; }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  // Wait (generously) until `name`'s upload started `n` times / `n`
+  // records came; false on timeout.
+  bool WaitForStarts(const std::string& name, int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] {
+      return std::count(started_.begin(), started_.end(), name) >= n;
+    });
+  }
+  bool WaitForRecords(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return records_.size() >= n; });
+  }
+  std::vector<Json> Records() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return records_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string hold_;
+  bool released_ = false;
+  std::vector<std::string> started_;
+  std::vector<Json> records_;
+};
+
+// Checkpoints written one after another upload at once: the second is
+// synced and reported while the first's upload is still running.
+TEST_F(ArtifactWatcherTest, CheckpointsWrittenOneAfterAnotherUploadAtOnce) {
+  HeldUploads uploads;
+  uploads.Hold("first.pt");
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  w.Start(std::chrono::minutes(10));  // inotify alone: no scan comes
+  Write("checkpoints/first.pt", "one");
+  ASSERT_TRUE(uploads.WaitForStarts("first.pt", 1));
+  Write("checkpoints/second.pt", "two");
+  ASSERT_TRUE(uploads.WaitForRecords(1));
+  std::vector<Json> records = uploads.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["entry"]["path"], "second.pt");
+  uploads.Release();
+  w.Stop();  // waits for the first's sync
+  records = uploads.Records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1]["entry"]["path"], "first.pt");
+}
+
+// A file written again while its sync runs is synced again right after,
+// and only its last version is reported.
+TEST_F(ArtifactWatcherTest, AFileClosedAgainDuringItsSyncIsSyncedAgain) {
+  HeldUploads uploads;
+  uploads.Hold("model.pt");
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  w.Start(std::chrono::minutes(10));
+  Write("checkpoints/model.pt", "v1");
+  ASSERT_TRUE(uploads.WaitForStarts("model.pt", 1));
+  Write("checkpoints/model.pt", "version 2");
+  uploads.Release();
+  ASSERT_TRUE(uploads.WaitForStarts("model.pt", 2));
+  w.Stop();
+  std::vector<Json> records = uploads.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["entry"]["size"], 9);
 }
 
 }  // namespace

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -57,11 +60,38 @@ class BlobConnection {
     return Check(r, "PUT /v1/blobs/" + hash);
   }
 
-  StatusOr<std::string> Get(const std::string& hash) {
+  // Fetches chunk `c` and checks it in the same pass: each piece is hashed
+  // as it arrives (still in cache) while it is copied into a buffer of the
+  // chunk's size, so the check costs no second walk over memory and the
+  // buffer never grows. Internal if the bytes are not the chunk's.
+  StatusOr<std::string> GetVerified(const ChunkRef& c) {
     YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
-    auto r = cli->Get("/v1/blobs/" + hash, Headers());
-    YARD_RETURN_IF_ERROR(Check(r, "GET /v1/blobs/" + hash));
-    return std::move(r->body);
+    std::string bytes(c.size, '\0'), error_body;
+    uint64_t got = 0;
+    bool overflow = false;
+    int status = 0;
+    Sha256 hash;
+    auto r = cli->Get(
+        "/v1/blobs/" + c.hash, Headers(),
+        [&](const httplib::Response& res) { status = res.status; return true; },
+        [&](const char* data, size_t n) {
+          if (status != 200) return error_body.append(data, std::min<size_t>(n, 4096)), true;
+          if (n > c.size - got) return overflow = true, false;  // more than the chunk holds
+          std::memcpy(bytes.data() + got, data, n);
+          hash.Update(data, n);
+          got += n;
+          return true;
+        });
+    if (!overflow) {
+      if (!r) return Check(r, "GET /v1/blobs/" + c.hash);
+      if (status != 200) return StatusFromHttp(status, error_body);
+    }
+    if (overflow || got != c.size || hash.FinishHex() != c.hash) {
+      if (overflow) cli_.reset();  // the rest of the body is still on the connection
+      return Internal("chunk " + c.hash + " arrived damaged (its content does not match its " +
+                      "hash or size): try again");
+    }
+    return bytes;
   }
 
  private:
@@ -371,11 +401,9 @@ class EntryFetch {
       StatusOr<std::string> local = ReadRange(old_fd, dest_, it->second.first, it->second.second);
       if (local.ok() && Sha256Hex(*local) == c.hash) return local;
     }
-    YARD_ASSIGN_OR_RETURN(std::string bytes, conn.Get(c.hash));
-    if (bytes.size() != c.size || Sha256Hex(bytes) != c.hash) {
-      return Internal("chunk " + c.hash + " of " + entry_.path +
-                      " arrived damaged (its content does not match its hash): try again");
-    }
+    StatusOr<std::string> fetched = conn.GetVerified(c);
+    if (!fetched.ok()) return fetched.status().WithContext(entry_.path);
+    std::string bytes = std::move(*fetched);
     chunks_fetched_++;
     bytes_fetched_ += bytes.size();
     return bytes;
@@ -483,10 +511,9 @@ Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std
 
 ArtifactMirror::ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs,
                                ProgressFactory progress)
-    : client_(client),
-      dirs_(std::move(dirs)),
-      progress_(std::move(progress)),
-      worker_([this] { Run(); }) {}
+    : client_(client), dirs_(std::move(dirs)), progress_(std::move(progress)) {
+  for (int i = 0; i < kMirrorWorkers; ++i) workers_.emplace_back([this] { Run(); });
+}
 
 ArtifactMirror::~ArtifactMirror() {
   {
@@ -494,7 +521,7 @@ ArtifactMirror::~ArtifactMirror() {
     stop_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  for (std::thread& t : workers_) t.join();
 }
 
 void ArtifactMirror::Add(const Json& event) {
@@ -516,42 +543,51 @@ void ArtifactMirror::Add(const Json& event) {
 
 Status ArtifactMirror::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  cv_.wait(lock, [&] { return queue_.empty() && writing_.empty(); });
   return first_error_;
 }
 
+// A worker takes the oldest queued file no other worker is writing (a
+// newer version of a file being written waits for that write to end).
 void ArtifactMirror::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;
-    Queued q = std::move(queue_.front());
-    queue_.pop_front();
-    busy_ = true;
+    auto next = queue_.end();
+    cv_.wait(lock, [&] {
+      next = std::find_if(queue_.begin(), queue_.end(),
+                          [&](const Queued& q) { return !writing_.count(q.key()); });
+      return (stop_ && queue_.empty()) || next != queue_.end();
+    });
+    if (next == queue_.end()) return;
+    Queued q = std::move(*next);
+    queue_.erase(next);
+    std::string key = q.key();
+    writing_.insert(key);
+    auto prev = written_.find(key);
+    std::optional<FileEntry> previous;
+    if (prev != written_.end()) previous = prev->second;
+    bool show_progress = progress_ && !progress_shown_;
+    progress_shown_ = progress_shown_ || show_progress;
     lock.unlock();
-    Status s = Write(q.dir_name, q.root, q.entry);
+    Status s = Write(q, previous ? &*previous : nullptr, show_progress);
     lock.lock();
-    if (!s.ok() && first_error_.ok()) first_error_ = s.WithContext("mirroring " + q.root + "/" + q.entry.path);
-    busy_ = false;
+    if (show_progress) progress_shown_ = false;
+    if (s.ok()) written_[key] = q.entry;
+    if (!s.ok() && first_error_.ok()) first_error_ = s.WithContext("mirroring " + key);
+    writing_.erase(key);
     cv_.notify_all();
   }
 }
 
-Status ArtifactMirror::Write(const std::string& dir_name, const std::string& root,
-                             const FileEntry& entry) {
-  std::string key = root + "/" + entry.path;
-  auto prev = written_.find(key);
+Status ArtifactMirror::Write(const Queued& q, const FileEntry* previous, bool show_progress) {
   std::unique_ptr<ProgressReporter> progress;
-  if (progress_) progress = progress_(dir_name + "/" + entry.path);
+  if (show_progress) progress = progress_(q.dir_name + "/" + q.entry.path);
   DownloadOptions options;
   options.progress = progress.get();
-  Status s = DownloadEntry(client_, entry, root, prev == written_.end() ? nullptr : &prev->second,
-                           nullptr, options);
+  Status s = DownloadEntry(client_, q.entry, q.root, previous, nullptr, options);
   if (progress) progress->Finish();
-  if (!s.ok()) return s;
-  written_[key] = entry;
-  files_written_++;
-  return Status::Ok();
+  if (s.ok()) files_written_++;
+  return s;
 }
 
 }  // namespace yard

@@ -24,8 +24,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "client/http_client.h"
 #include "client/progress.h"
@@ -108,16 +110,22 @@ Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std
                      const DownloadOptions& options = {});
 
 // Mirrors artifact events into local folders in the background, so output
-// keeps flowing while a large checkpoint downloads. Only the newest version
-// of a path is written when several are queued.
+// keeps flowing while a large checkpoint downloads. Several files are
+// written at once (kMirrorWorkers, each fetching its chunks in parallel):
+// checkpoints written one after another overlap on their way down. One
+// path is written by one worker at a time, and only the newest version of
+// a path is written when several are queued.
 class ArtifactMirror {
  public:
   // Makes the reporter for one file's download (label: "<dir>/<path>").
   using ProgressFactory = std::function<std::unique_ptr<ProgressReporter>(const std::string& label)>;
+  static constexpr int kMirrorWorkers = 3;
 
   // `dirs` maps an artifact dir ("checkpoints", "logs", "outputs") to a
   // local folder; artifacts of unmapped dirs are skipped. `progress` may be
-  // empty (no progress shown).
+  // empty (no progress shown); it is called on the workers, and only while
+  // no other file shows progress (one line on a terminal, not several
+  // redrawn over each other).
   ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs,
                  ProgressFactory progress = nullptr);
   ~ArtifactMirror();
@@ -129,25 +137,27 @@ class ArtifactMirror {
   uint64_t files_written() const { return files_written_; }
 
  private:
+  struct Queued {
+    std::string dir_name, root;
+    FileEntry entry;
+    std::string key() const { return root + "/" + entry.path; }
+  };
   void Run();
-  Status Write(const std::string& dir_name, const std::string& root, const FileEntry& entry);
+  Status Write(const Queued& q, const FileEntry* previous, bool show_progress);
 
   const HttpClient& client_;
   const std::map<std::string, std::string> dirs_;
   const ProgressFactory progress_;
   std::mutex mu_;
   std::condition_variable cv_;
-  struct Queued {
-    std::string dir_name, root;
-    FileEntry entry;
-  };
   std::deque<Queued> queue_;                  // GUARDED_BY(mu_)
-  std::map<std::string, FileEntry> written_;  // local path -> entry, worker only
+  std::set<std::string> writing_;             // GUARDED_BY(mu_): keys a worker writes now
+  std::map<std::string, FileEntry> written_;  // GUARDED_BY(mu_): local path -> entry
   Status first_error_;                        // GUARDED_BY(mu_)
-  bool busy_ = false;                         // GUARDED_BY(mu_)
   bool stop_ = false;                         // GUARDED_BY(mu_)
+  bool progress_shown_ = false;               // GUARDED_BY(mu_): a worker shows progress
   std::atomic<uint64_t> files_written_{0};
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace yard

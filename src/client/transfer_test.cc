@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <stdlib.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +49,7 @@ class FakeBlobServer {
       res.set_content("{}", "application/json");
     });
     svr_.Get(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      if (on_get) on_get(req.matches[1]);
       std::lock_guard<std::mutex> lock(mu);
       ++gets;
       auto it = blobs.find(req.matches[1]);
@@ -73,6 +75,8 @@ class FakeBlobServer {
   std::mutex mu;
   std::map<std::string, std::string> blobs;  // GUARDED_BY(mu), and the counters
   int puts = 0, gets = 0, missing_calls = 0;
+  // Called (without `mu`) as each GET arrives; set before any request.
+  std::function<void(const std::string& hash)> on_get;
 
  private:
   httplib::Server svr_;
@@ -342,6 +346,87 @@ TEST_F(TransferTest, MirrorWritesTheNewestVersionAndShowsProgress) {
   EXPECT_EQ(Slurp(dest + "/model.pt"), content);
   EXPECT_EQ(mirror.files_written(), 1u);
   EXPECT_EQ(labels, std::vector<std::string>{"checkpoints/model.pt"});
+}
+
+// The server sends more bytes than the chunk has: refused as damaged, not
+// written past the chunk.
+TEST_F(TransferTest, AChunkLongerThanItsSizeIsDamaged) {
+  std::string content = RandomBytes(300 * 1024, 13);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  e->path = "model.pt";
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs[e->chunks[0].hash] += "x";
+  }
+  std::string dest = dir_.path() + "/mirror";
+  Status s = DownloadEntry(http_, *e, dest, nullptr, nullptr);
+  EXPECT_NE(s.message().find("damaged"), std::string::npos) << s.message();
+  EXPECT_FALSE(std::filesystem::exists(dest + "/model.pt"));
+}
+
+// The previous local version was damaged on disk: its chunks are checked
+// before they are reused, and the damaged one is fetched instead.
+TEST_F(TransferTest, ADamagedLocalCopyIsNotReused) {
+  std::string content = RandomBytes(2 << 20, 14);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> v1 = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(v1.ok());
+  v1->path = "model.pt";
+  std::string dest = dir_.path() + "/mirror";
+  ASSERT_TRUE(DownloadEntry(http_, *v1, dest, nullptr, nullptr).ok());
+  {
+    std::fstream f(dest + "/model.pt", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put(static_cast<char>(content[10] ^ 1));  // inside the first chunk
+  }
+  content.replace(1 << 20, 10, "0123456789");
+  StatusOr<FileEntry> v2 = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(v2.ok());
+  v2->path = v1->path;
+  TransferStats again;
+  ASSERT_TRUE(DownloadEntry(http_, *v2, dest, &*v1, &again).ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  EXPECT_GE(again.chunks_sent, 2u);  // the changed chunk and the damaged one
+  EXPECT_LE(again.chunks_sent, 3u);
+}
+
+// Several checkpoints in flight: the mirror writes them at once (a chunk of
+// the first is held until one of the second has been asked for; a mirror
+// writing one file at a time would never ask), and each arrives whole.
+TEST_F(TransferTest, MirrorWritesSeveralFilesAtOnceAndEachArrivesWhole) {
+  ChunkUploader uploader(&http_, options_);
+  std::vector<std::string> contents;
+  std::vector<FileEntry> entries;
+  for (int i = 0; i < 3; ++i) {
+    contents.push_back(RandomBytes((1 << 20) + i * 4099, 20 + i));
+    StatusOr<FileEntry> e = uploader.Upload(WriteFile(contents.back(), "src" + std::to_string(i)));
+    ASSERT_TRUE(e.ok());
+    e->path = "epoch" + std::to_string(i) + ".pt";
+    entries.push_back(*e);
+  }
+  std::set<std::string> first, second;
+  for (const ChunkRef& c : entries[0].chunks) first.insert(c.hash);
+  for (const ChunkRef& c : entries[1].chunks) second.insert(c.hash);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool second_asked = false, first_waited_in_vain = false;
+  server_.on_get = [&](const std::string& hash) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (second.count(hash)) second_asked = true, cv.notify_all();
+    if (first.count(hash) && !cv.wait_for(lock, std::chrono::seconds(30), [&] { return second_asked; }))
+      first_waited_in_vain = true;
+  };
+  std::string dest = dir_.path() + "/ckpt";
+  {
+    ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+    for (const FileEntry& e : entries) mirror.Add({{"dir", "checkpoints"}, {"entry", FileEntryToJson(e)}});
+    ASSERT_TRUE(mirror.Drain().ok());
+    EXPECT_EQ(mirror.files_written(), 3u);
+  }
+  EXPECT_FALSE(first_waited_in_vain);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Slurp(dest + "/" + entries[i].path), contents[i]) << i;
 }
 
 }  // namespace

@@ -211,7 +211,8 @@ void HttpApi::Handle(const Route& route, const std::string& key, const httplib::
   Status s = route.handler(call);
   if (!s.ok()) ReplyError(res, s);
   if (s.code() == Code::kTooManyRequests) res.set_header("Retry-After", "1");
-  metrics_->CountRequest(key, res.status, req.body.size(), res.body.size());
+  metrics_->CountRequest(key, res.status, req.body.size(),
+                         res.content_provider_ ? res.content_length_ : res.body.size());
   std::string type = res.get_header_value("Content-Type");
   if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType)) {
     // An event stream: counted open until httplib releases it.

@@ -5,6 +5,9 @@
 // is answered "missing" as its instance's user would be.
 #include <httplib.h>
 
+#include <algorithm>
+#include <memory>
+
 #include "common/hashing.h"
 #include "server/http_server.h"
 #include "server/request_json.h"
@@ -61,7 +64,15 @@ Status Get(ApiContext& ctx, Call& call) {
     if (!mine) return NotFound("no chunk " + hash);
   }
   YARD_ASSIGN_OR_RETURN(std::string bytes, ctx.blobs->Get(hash));
-  call.res.set_content(std::move(bytes), "application/octet-stream");
+  // Sent from the buffer it was read into: httplib's set_content would copy
+  // the chunk once more. Not checked against its hash here: every reader
+  // checks each chunk as it arrives (client/transfer.h, agent/chunk_cache.h).
+  auto body = std::make_shared<std::string>(std::move(bytes));
+  call.res.set_content_provider(
+      body->size(), "application/octet-stream",
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        return sink.write(body->data() + offset, std::min(length, body->size() - offset));
+      });
   return Status::Ok();
 }
 
