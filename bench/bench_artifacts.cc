@@ -8,8 +8,15 @@
 // hashes the whole copy once more (not timed) to confirm it equals the
 // job's file.
 //
-// Usage: bench_artifacts [MiB]   (default 256; rates in MB = 10^6 bytes/s)
+// Then pipelining: the job writes N checkpoints of MiB/N each, one right
+// after the other (`cp` of random files made beforehand); MB/s from the first being complete to the last
+// mirrored, against `cp` of the N files in turn. Uploads, the server's
+// stores and the mirror's fetches of different files overlap.
+//
+// Usage: bench_artifacts [MiB] [N]   (default 256 and 4; rates in MB = 10^6 bytes/s)
 #include <sys/stat.h>
+
+#include <map>
 
 #include "bench_common.h"
 #include "common/hashing.h"
@@ -56,6 +63,78 @@ void ParseJobLines(const std::string& data, Timeline* tl) {
     else if (line.rfind("path ", 0) == 0) tl->job_path = line.substr(5);
     else if (line.size() > 64 && line[64] == ' ') tl->job_hash = line.substr(0, 64);
   }
+}
+
+// The pipelined run: N files of `each` bytes, written one after the other.
+struct Series {
+  double first_written = 0, last_written = 0;  // the job's clock, as printed
+  double mirrored = 0;                          // the last file mirrored (our clock)
+  int verified = 0;                             // mirrored files equal to the job's
+  std::vector<std::string> job_paths;
+};
+
+// The sources are made first, outside the watched folder (random, so no
+// chunk is shared), then copied into place one right after the other.
+std::vector<std::string> SeriesCommand(uint64_t each, int n) {
+  std::string script = "d=\"$YARD_CHECKPOINT_DIR\"; s=$(mktemp -d); ";
+  for (int i = 0; i < n; ++i)
+    script += "head -c " + std::to_string(each) + " /dev/urandom > \"$s/" + std::to_string(i) + "\"; ";
+  for (int i = 0; i < n; ++i)
+    script += "cp \"$s/" + std::to_string(i) + "\" \"$d/series-" + std::to_string(i) +
+              ".bin\"; echo \"written $(date +%s.%N)\"; ";
+  script += "rm -rf \"$s\"; sha256sum \"$d\"/series-*.bin; echo \"path $d\"; exec sleep 300";
+  return {"sh", "-c", script};
+}
+
+Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, int n,
+                    const std::string& dest) {
+  Series sr;
+  const HttpClient& client = home.client();
+  std::map<std::string, std::string> job_hash;  // file name -> sha256
+  std::string job_dir;
+  int events = 0;
+  {
+    ArtifactMirror mirror(client, {{"checkpoints", dest}});
+    std::string id = SubmitJob(client, bundle, SeriesCommand(each, n), 600, "bench artifacts series");
+    Must(FollowEvents(client, id, FollowOptions{}, [&](const Json& ev) {
+           std::string kind = ev.value("kind", "");
+           if (kind == "state" && IsFinalState(ev.value("state", "")))
+             Die("artifact series job ended early: " + ev.dump());
+           if (kind == "output") {
+             std::string data = ev["data"];
+             size_t start = 0;
+             for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
+               std::string line = data.substr(start, nl - start);
+               if (line.rfind("written ", 0) == 0) {
+                 double t = std::atof(line.c_str() + 8);
+                 if (sr.first_written == 0) sr.first_written = t;
+                 sr.last_written = t;
+               } else if (line.rfind("path ", 0) == 0) {
+                 job_dir = line.substr(5);
+               } else if (line.size() > 66 && line[64] == ' ') {
+                 job_hash[std::filesystem::path(line.substr(66)).filename().string()] = line.substr(0, 64);
+               }
+             }
+           }
+           if (kind == "artifact" && ev["entry"].value("path", "").rfind("series-", 0) == 0 &&
+               events < n) {
+             mirror.Add(ev);
+             if (++events == n) {
+               Must(mirror.Drain(), "mirroring the series");
+               sr.mirrored = WallNow();
+             }
+           }
+           return sr.mirrored == 0 || job_dir.empty() || static_cast<int>(job_hash.size()) < n;
+         }),
+         "following " + id);
+    Must(client.Post("/v1/jobs/" + id + "/cancel", Json::object()).status(), "cancel");
+    FollowToEnd(client, id);
+  }
+  for (const auto& [name, hash] : job_hash) {
+    sr.job_paths.push_back(job_dir + "/" + name);
+    if (Sha256OfFile(dest + "/" + name) == hash) sr.verified++;
+  }
+  return sr;
 }
 
 Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t bytes,
@@ -115,6 +194,7 @@ BlobTimes UploadedBlobs(const std::string& blob_dir, double since) {
 
 int Main(int argc, char** argv) {
   double mib = argc > 1 ? std::atof(argv[1]) : 256;
+  int series_n = argc > 2 ? std::max(1, std::atoi(argv[2])) : 4;
   uint64_t bytes = static_cast<uint64_t>(mib * 1024 * 1024);
   double mb = bytes / 1e6;
   std::printf("== artifacts: a job writes a %.0f MiB checkpoint; ArtifactMirror copies it here\n",
@@ -163,6 +243,33 @@ int Main(int argc, char** argv) {
   std::printf("  from job start (running) to verified: %.3f s (%.0f MB/s)\n",
               tl.mirrored - tl.running, mb / (tl.mirrored - tl.running));
   double rate = mb / from_written;
+
+  // Pipelining: N checkpoints one after the other.
+  uint64_t each = bytes / static_cast<uint64_t>(series_n);
+  CpuSample scpu0 = SampleCpu(home);
+  double st0 = MonoNow();
+  Series sr = MirrorSeries(home, bundle, each, series_n, home.path() + "/mirror-series");
+  CpuSample scpu = SampleCpu(home) - scpu0;
+  double series_run_s = MonoNow() - st0;
+  double series_cp_s = 0;
+  for (const std::string& from : sr.job_paths) {
+    std::string to = home.path() + "/cp-series.bin";
+    series_cp_s += CopySeconds(from, to);
+    ::unlink(to.c_str());
+  }
+  double series_mb = each * series_n / 1e6;
+  double series_s = sr.mirrored - sr.first_written;
+  std::printf("  pipelined: %d checkpoints of %.0f MiB written one after another (%.3f s from the "
+              "first complete to the last)\n", series_n, each / 1048576.0,
+              sr.last_written - sr.first_written);
+  std::printf("    first complete -> last mirrored, verified: %.3f s (%.0f MB/s); %d of %d equal to "
+              "the job's\n", series_s, series_mb / series_s, sr.verified, series_n);
+  std::printf("    cp of the %d files in turn: %.3f s (%.0f MB/s)\n", series_n, series_cp_s,
+              series_mb / series_cp_s);
+  std::printf("    %s (whole run, %.1f s)\n", DescribeCpu(scpu, series_run_s).c_str(), series_run_s);
+  std::printf("RESULT artifacts pipelined: %.0f MB/s (%d checkpoints, first complete -> last "
+              "verified) vs cp %.0f MB/s: ratio %.3f\n", series_mb / series_s, series_n,
+              series_mb / series_cp_s, series_s > 0 ? series_cp_s / series_s : 0.0);
   std::printf("RESULT artifacts: %.0f MB/s (file complete -> copy verified) vs cp %.0f MB/s: "
               "ratio %.3f; mirror alone %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
               rate, cp_rate, rate / cp_rate, mb / mirror_alone, mb / mirror_alone / cp_rate,
