@@ -126,6 +126,7 @@ struct Agent::Impl {
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
   std::unique_ptr<WarmPool> warm;  // warm runners for Keras fit jobs
+  std::unique_ptr<SandboxTemplates> sandbox_templates;  // null: a bwrap per confined job
   std::unique_ptr<PreemptionState> preemption;  // null: not watching
   std::unique_ptr<PreemptionWatcher> preemption_watcher;
   std::thread preemption_reporter;
@@ -160,6 +161,11 @@ Status Agent::Impl::Open() {
   // credential, should it still be there).
   inherited_env = EnvMapFrom(EnvironmentWithoutSecrets());
   warm = std::make_unique<WarmPool>(config.work_dir + "/warm");
+  // YARD_SANDBOX_TEMPLATES=0: a bwrap per job, as before templates (for
+  // comparisons; bench/README.md).
+  const char* templates = std::getenv("YARD_SANDBOX_TEMPLATES");
+  if (config.sandbox && !config.yard_binary.empty() && !(templates && std::string(templates) == "0"))
+    sandbox_templates = std::make_unique<SandboxTemplates>(config.yard_binary);
   if (config.preemption.enabled) preemption = std::make_unique<PreemptionState>();
   return Status::Ok();
 }
@@ -364,6 +370,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.agent_stop = &stop;
   context.inherited_env = inherited_env;
   context.warm = warm.get();
+  context.sandbox_templates = sandbox_templates.get();
   context.preemption = preemption.get();
   context.on_done = [this] {
     std::lock_guard<std::mutex> lock(jobs_mu);

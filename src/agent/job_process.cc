@@ -46,7 +46,7 @@ std::string BaseName(const std::string& path) {
 // The shim's argv up to its options: `yard-shim` itself, the `yard-shim`
 // beside the given `yard` when there is one (a libc-only executable that
 // starts in a fraction of the time), else `yard shim`.
-std::vector<std::string> ShimPrefix(const std::string& executable) {
+std::vector<std::string> ShimPrefix(const std::string& executable) {  // ShimCommand
   if (BaseName(executable) == kShimName) return {executable};
   size_t slash = executable.rfind('/');
   if (slash != std::string::npos) {
@@ -56,13 +56,19 @@ std::vector<std::string> ShimPrefix(const std::string& executable) {
   return {executable, "shim"};
 }
 
+// The descriptor number the shim finds a sandbox's mount namespace on.
+constexpr int kSandboxNsFd = 3;
+
 std::vector<std::string> ShimArgv(const JobSpawnOptions& options) {
   long long grace = std::max<long long>(0, options.kill_grace.count());
   std::vector<std::string> shim = ShimPrefix(options.shim_executable);
   std::vector<std::string> args = shim;
   args.insert(args.end(), {"--grace-ms", std::to_string(grace), "--parent-pid",
                            std::to_string(getpid())});
-  if (!options.sandbox.empty()) {
+  if (options.sandbox_ns_fd >= 0) {
+    args.insert(args.end(), {"--enter-sandbox", std::to_string(kSandboxNsFd)});
+    for (const std::string& dir : options.sandbox_fresh) args.insert(args.end(), {"--fresh", dir});
+  } else if (!options.sandbox.empty()) {
     // shim --sandboxed -- bwrap ... -- shim --exec -- COMMAND
     args.push_back("--sandboxed");
     args.push_back("--");
@@ -81,15 +87,17 @@ std::vector<std::string> EnvStrings(const std::map<std::string, std::string>& en
   return out;
 }
 
-// The shim with the job's output on `out_fd` (stdout and stderr) and its
-// input on `in_fd` (or /dev/null).
+// The shim with the job's output on `out_fd` (stdout and stderr), its
+// input on `in_fd` (or /dev/null) and a sandbox's mount namespace on
+// kSandboxNsFd when `ns_fd` >= 0.
 int SpawnShim(std::vector<std::string> args, std::vector<std::string> env, const std::string& cwd,
-              int out_fd, int in_fd, pid_t* pid) {
+              int out_fd, int in_fd, int ns_fd, pid_t* pid) {
   ChildSpec child;
   child.argv = std::move(args);
   child.search_path = false;
   child.env = std::move(env);
   child.fds = {{out_fd, STDOUT_FILENO}, {out_fd, STDERR_FILENO}, {in_fd, STDIN_FILENO}};
+  if (ns_fd >= 0) child.fds.push_back({ns_fd, kSandboxNsFd});
   child.cwd = cwd;
   return SpawnChild(child, pid);
 }
@@ -112,6 +120,10 @@ std::optional<ExitInfo> WaitShim(pid_t pid, int flags) {
 
 }  // namespace
 
+std::vector<std::string> ShimCommand(const std::string& shim_executable) {
+  return ShimPrefix(shim_executable);
+}
+
 std::string ExitInfo::Describe() const {
   if (signal == 0) return "exit code " + std::to_string(exit_code);
   const char* name = sigdescr_np(signal);  // thread-safe, unlike strsignal
@@ -127,7 +139,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobSpawnOptions& o
   std::vector<std::string> argv = ShimArgv(options);
   std::string shim = argv[0];
   int rc = SpawnShim(std::move(argv), EnvStrings(options.env), options.cwd, fds[1],
-                     options.stdin_fd, &pid);
+                     options.stdin_fd, options.sandbox_ns_fd, &pid);
   close(fds[1]);
   if (rc != 0) {
     close(fds[0]);
@@ -137,7 +149,7 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobSpawnOptions& o
   }
   std::unique_ptr<JobProcess> job(new JobProcess());
   job->shim_pid_ = pid;
-  job->sandboxed_ = !options.sandbox.empty();
+  job->sandbox_levels_ = options.sandbox_ns_fd >= 0 ? 1 : options.sandbox.empty() ? 0 : 2;
   job->output_fd_ = fds[0];
   return job;
 }
@@ -187,11 +199,12 @@ void JobProcess::Terminate() {
 Status JobProcess::Signal(int sig) {
   if (TryWait()) return NotFound("the job has ended");
   std::vector<ProcEntry> procs = DescendantEntries(shim_pid_);
-  // Confined, the command (and what is re-parented to it) sits two levels
-  // further down, below bwrap and bwrap's init in the job's PID namespace,
-  // which pass no signal on; its session is its own (--new-session).
+  // Confined, the command (and what is re-parented to it) sits further
+  // down, below bwrap and bwrap's init in the job's PID namespace (or the
+  // init of an entered sandbox), which pass no signal on; its session is
+  // its own (--new-session).
   std::set<pid_t> parents = {shim_pid_};
-  for (int level = 0; sandboxed_ && level < 2; ++level) {
+  for (int level = 0; level < sandbox_levels_; ++level) {
     std::set<pid_t> next;
     for (const ProcEntry& p : procs)
       if (parents.count(p.ppid)) next.insert(p.pid);

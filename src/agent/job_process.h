@@ -49,7 +49,18 @@ struct JobSpawnOptions {
   // Non-empty: the command runs confined, under this prefix (SandboxPrefix,
   // sandbox.h), started by the shim in --sandboxed mode.
   std::vector<std::string> sandbox;
+  // >= 0: the command runs confined by entering a prepared sandbox
+  // (sandbox_template.h) instead of a bwrap of its own: a copy of this
+  // mount namespace (the descriptor is dup'ed for the shim; the caller keeps
+  // its own), with these tmpfs mount points made anew. Takes precedence
+  // over `sandbox`, which a caller may keep set (warm runners match on it).
+  int sandbox_ns_fd = -1;
+  std::vector<std::string> sandbox_fresh;
 };
+
+// The shim's argv up to its options for a given `shim_executable` (see
+// JobSpawnOptions): {yard-shim} or {yard, "shim"}.
+std::vector<std::string> ShimCommand(const std::string& shim_executable);
 
 // File name of the shim executable, installed beside `yard`.
 inline constexpr const char* kShimName = "yard-shim";
@@ -104,7 +115,9 @@ class JobProcess {
  private:
   JobProcess() = default;
   pid_t shim_pid_ = -1;
-  bool sandboxed_ = false;  // started with JobSpawnOptions::sandbox
+  // Processes between the shim and the command: bwrap and its init (2), or
+  // the init of an entered sandbox (1).
+  int sandbox_levels_ = 0;
   int output_fd_ = -1;
   std::optional<ExitInfo> exit_;
 };

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "agent/sandbox.h"
+#include "agent/sandbox_template.h"
 #include "common/wait_testing.h"
 
 namespace yard {
@@ -404,16 +405,25 @@ TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
 
 
 // ---- confined jobs (sandbox.h): the same guarantees through bwrap ----
+// Each test runs twice: with a bwrap per job, and entering a sandbox
+// template made once per test (sandbox_template.h; needs root).
 
-class SandboxedJobTest : public JobProcessTest {
+class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInterface<bool> {
  protected:
+  void SetUp() override {
+    JobProcessTest::SetUp();
+    if (GetParam() && geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
+  }
+
   // The test's folder is the job's; `secret/` beside it must stay unseen.
+  // $HOME is a private tmpfs.
   JobSpawnOptions Confined(const std::string& script) {
     JobSpawnOptions options = Shell(script);
     fs::create_directories(dir_ / "job");
     fs::create_directories(dir_ / "secret");
     std::ofstream(dir_ / "secret" / "token") << "yit_hidden\n";
     options.cwd = (dir_ / "job").string();
+    options.env["HOME"] = (dir_ / "home").string();
     SandboxSpec spec;
     spec.writable = options.cwd;
     spec.readable = {fs::path(YARD_BINARY).parent_path().string()};
@@ -421,8 +431,20 @@ class SandboxedJobTest : public JobProcessTest {
     StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options.env);
     EXPECT_TRUE(prefix.ok()) << prefix.status().ToString();
     if (prefix.ok()) options.sandbox = *prefix;
+    if (!GetParam() || !prefix.ok()) return options;
+    if (!template_) {
+      StatusOr<std::unique_ptr<SandboxTemplate>> made = SandboxTemplate::Make(*prefix, YARD_BINARY);
+      EXPECT_TRUE(made.ok()) << made.status().ToString();
+      if (made.ok()) template_ = std::move(made).value();
+    }
+    if (template_) {
+      options.sandbox_ns_fd = template_->mount_ns_fd();
+      options.sandbox_fresh = template_->fresh();
+    }
     return options;
   }
+
+  std::unique_ptr<SandboxTemplate> template_;  // the parameter's: one per test
 
   // Host pids of the job's processes whose command line is `cmdline`,
   // once there are `n`.
@@ -443,7 +465,7 @@ class SandboxedJobTest : public JobProcessTest {
   }
 };
 
-TEST_F(SandboxedJobTest, ExitCodesSignalsAndExecFailuresReadAsUnconfined) {
+TEST_P(SandboxedJobTest, ExitCodesSignalsAndExecFailuresReadAsUnconfined) {
   auto job = Start(Confined("echo in; exit 3"));
   ASSERT_TRUE(job);
   Result r = RunToEnd(*job);
@@ -462,7 +484,7 @@ TEST_F(SandboxedJobTest, ExitCodesSignalsAndExecFailuresReadAsUnconfined) {
   EXPECT_EQ(r.output, "yard: cannot run 'no-such-command-for-yard': No such file or directory\n");
 }
 
-TEST_F(SandboxedJobTest, TheJobSeesItsFolderButNotTheHiddenOneNorOtherProcesses) {
+TEST_P(SandboxedJobTest, TheJobSeesItsFolderButNotTheHiddenOneNorOtherProcesses) {
   auto job = Start(Confined("echo out > here.txt; cat ../secret/token " + (dir_ / "secret/token").string() +
                             " 2>/dev/null || echo unreadable; echo procs $(ls /proc | grep -c '^[0-9]')"));
   ASSERT_TRUE(job);
@@ -478,7 +500,7 @@ TEST_F(SandboxedJobTest, TheJobSeesItsFolderButNotTheHiddenOneNorOtherProcesses)
   EXPECT_TRUE(std::getline(written, line) && line == "out");
 }
 
-TEST_F(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStatus) {
+TEST_P(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStatus) {
   JobSpawnOptions options = Confined(std::string(kEscapee) +
                                      "sh -c 'exec sleep 1000' & trap 'echo term; exit 7' TERM; "
                                      "echo ready; while :; do sleep 0.05; done");
@@ -498,7 +520,7 @@ TEST_F(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStat
   for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
 }
 
-TEST_F(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
+TEST_P(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
   JobSpawnOptions options = Confined("sh -c \"trap '' TERM; exec sleep 1000\" & "
                                      "sh -c 'echo started; exec sleep 1000' & sleep 0.3; exit 4");
   options.kill_grace = 300ms;
@@ -511,7 +533,7 @@ TEST_F(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
   for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
 }
 
-TEST_F(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
+TEST_P(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
   // The spot interruption notice's SIGUSR1: bwrap passes none on.
   auto job = Start(Confined("trap 'echo usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"));
   ASSERT_TRUE(job);
@@ -524,6 +546,57 @@ TEST_F(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
   EXPECT_EQ(r.exit.exit_code, 0);
   EXPECT_EQ(r.exit.signal, 0);
 }
+
+TEST_P(SandboxedJobTest, AJobHasNoCapabilityEvenAsRoot) {
+  auto job = Start(Confined("grep -E '^Cap(Eff|Prm|Bnd)|^NoNewPrivs' /proc/self/status; "
+                            "mkdir -p m; mount -t tmpfs none m 2>/dev/null && echo mounted || echo refused"));
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  // (bwrap leaves the bounding set; no_new_privs keeps exec from using it.)
+  EXPECT_NE(r.output.find("CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("NoNewPrivs:\t1\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("refused\n"), std::string::npos) << r.output;
+}
+
+TEST_P(SandboxedJobTest, NothingAJobLeavesOutsideItsFolderReachesTheNextJob) {
+  // What an earlier job of the same sandbox wrote to /tmp, /var/tmp, $HOME,
+  // /dev/shm or the hidden folder's cover is gone for the next; its folder
+  // stays (the instance's folders are shared by design).
+  const std::string places = "/tmp /var/tmp \"$HOME\" /dev/shm " + (dir_ / "secret").string();
+  auto job = Start(Confined("for d in " + places + "; do echo left > \"$d/left\" || echo \"unwritable $d\"; done; "
+                            "echo kept > kept; echo root 2>/dev/null > /left; echo done"));
+  ASSERT_TRUE(job);
+  Result first = RunToEnd(*job);
+  EXPECT_EQ(first.output, "done\n");
+  job = Start(Confined("for d in " + places + " /; do ls -A \"$d\" | grep -x left; done; cat kept; "
+                       "ls -A /tmp | wc -l"));
+  ASSERT_TRUE(job);
+  Result second = RunToEnd(*job);
+  // /tmp holds only the way to the job's folder (dir_ is below /tmp).
+  EXPECT_EQ(second.output, "kept\n" + std::string(dir_.string().rfind("/tmp/", 0) == 0 ? "1\n" : "0\n"))
+      << second.output;
+}
+
+TEST_P(SandboxedJobTest, JobsOfOneTemplateRunSideBySideApart) {
+  // Two at once: each its own /tmp and its own processes only.
+  auto a = Start(Confined("echo a > /tmp/mine; echo ready; while [ ! -e go ]; do sleep 0.02; done; "
+                          "cat /tmp/mine; ls /proc | grep -c '^[0-9]'"));
+  ASSERT_TRUE(a);
+  std::string out;
+  ASSERT_TRUE(ReadUntil(*a, &out, "ready\n"));
+  auto b = Start(Confined("cat /tmp/mine 2>/dev/null || echo none; echo b > /tmp/mine; touch go"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(RunToEnd(*b).output, "none\n");
+  Result r = RunToEnd(*a);
+  EXPECT_EQ((out + r.output).substr(0, 8), "ready\na\n") << out + r.output;
+  EXPECT_LE(std::atoi((out + r.output).substr(8).c_str()), 5) << out + r.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(PerJobAndTemplate, SandboxedJobTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("EnteredTemplate") : std::string("BwrapPerJob");
+                         });
 
 }  // namespace
 }  // namespace yard

@@ -166,7 +166,7 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
   return Status::Ok();
 }
 
-Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) const {
+Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   // A container is confined by podman already (only the job's folder is
   // mounted); a multi-node job is a Slurm one, never local.
   if (!ctx_.config->sandbox || UsesContainer(a_, paths.work) || a_.nodes > 1) return Status::Ok();
@@ -187,7 +187,20 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) const
   StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options->env);
   if (!prefix.ok()) return prefix.status();
   options->sandbox = std::move(*prefix);
+  UseSandboxTemplate(options);
   return Status::Ok();
+}
+
+void JobRunner::UseSandboxTemplate(JobSpawnOptions* options) {
+  if (!ctx_.sandbox_templates || !SandboxTemplate::Usable(options->sandbox)) return;
+  StatusOr<std::shared_ptr<const SandboxTemplate>> made = ctx_.sandbox_templates->Get(options->sandbox);
+  if (!made.ok()) {
+    AgentLog("job " + a_.job + ": runs in a bwrap of its own: " + made.status().ToString());
+    return;
+  }
+  sandbox_template_ = *made;
+  options->sandbox_ns_fd = sandbox_template_->mount_ns_fd();
+  options->sandbox_fresh = sandbox_template_->fresh();
 }
 
 StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& paths,

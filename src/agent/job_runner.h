@@ -23,6 +23,7 @@
 #include "agent/job_process.h"
 #include "agent/job_setup.h"
 #include "agent/metrics_tail.h"
+#include "agent/sandbox_template.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
 #include "common/command_runner.h"
@@ -48,6 +49,9 @@ struct JobContext {
   // writes no exit record: the agent reports the instance preempted and the
   // server requeues the job.
   PreemptionState* preemption = nullptr;
+  // Confined jobs enter a sandbox built once (sandbox_template.h) when
+  // they can; null: each gets its own bwrap.
+  SandboxTemplates* sandbox_templates = nullptr;
   // Runs the tools a job needs (pip, podman, scontrol); null: real
   // processes. Tests pass a fake.
   CommandRunner* commands = nullptr;
@@ -90,7 +94,11 @@ class JobRunner {
                       std::string* container_id_file);
   // Confines the job when the agent is told to (sandbox.h); the error is
   // the message to fail the job with.
-  Status Confine(const JobPaths& paths, JobSpawnOptions* options) const;
+  Status Confine(const JobPaths& paths, JobSpawnOptions* options);
+  // With ctx_.sandbox_templates: the prepared sandbox `options` (already
+  // confined) can enter instead of a bwrap of its own; none (the job gets
+  // its bwrap) when it cannot be had, which the agent log says.
+  void UseSandboxTemplate(JobSpawnOptions* options);
   // Starts the command: across nodes, in a warm runner that fits, or as a
   // new process. On failure sets `failure_exit_code` (1: could not prepare,
   // 127: could not run) and returns the message to fail with.
@@ -144,6 +152,8 @@ class JobRunner {
   std::atomic<bool> spool_error_logged_{false};
   std::unique_ptr<class RankLabeler> labeler_;  // multi-node jobs only
   std::mutex metrics_mu_;
+  // Held while the job runs: its descriptor is the job's sandbox.
+  std::shared_ptr<const SandboxTemplate> sandbox_template_;
   std::unique_ptr<MetricsTail> metrics_;  // GUARDED_BY(metrics_mu_); set before the watcher starts
   // Preemption, touched by the job's thread only.
   std::string notice_path_;

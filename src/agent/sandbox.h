@@ -8,7 +8,8 @@
 //   yard-shim --sandboxed ... -- bwrap ARGS -- yard-shim --exec -- COMMAND...
 //
 // In mount, PID, IPC and UTS namespaces of its own, in a session of its own,
-// the job sees:
+// without any capability (also when the agent runs as root) and with
+// no_new_privs, the job sees:
 //   - the system read-only: /usr (and /bin, /lib... as they are: links into
 //     /usr or folders), /etc minus the host's secrets (shadow files, ssh host
 //     keys, the munge key), /opt, /sys;
@@ -32,6 +33,10 @@
 // process inside by its host pid and ends them (SIGTERM, then SIGKILL after
 // the grace); it only leaves bwrap's own two processes to exit by themselves
 // when the job's command does (see shim.h, --sandboxed).
+//
+// When the agent runs as root, jobs enter a sandbox built once from the
+// same prefix instead of a bwrap each (sandbox_template.h): the same view,
+// made for a fraction of the cost.
 #pragma once
 
 #include <string>

@@ -2,7 +2,12 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -18,6 +23,7 @@
 #include <vector>
 
 #include "shim/proc_tree.h"
+#include "shim/sandbox_entry.h"
 
 namespace yard {
 namespace {
@@ -37,6 +43,7 @@ struct ShimArgs {
   milliseconds grace{5000};
   pid_t parent_pid = 0;
   bool sandboxed = false;
+  SandboxEntry entry;       // entry.mount_ns_fd >= 0: --enter-sandbox
   std::vector<char*> argv;  // null-terminated
 };
 
@@ -46,6 +53,13 @@ bool ParseShimArgs(int argc, char** argv, ShimArgs* out) {
     if (std::strcmp(argv[i], "--sandboxed") == 0) {
       out->sandboxed = true;
       --i;  // a flag without a value
+    } else if (std::strcmp(argv[i], "--enter-sandbox") == 0) {
+      std::optional<long long> fd = ParseCount(argv[i + 1]);
+      if (!fd || *fd > 1 << 20) return false;
+      out->entry.mount_ns_fd = static_cast<int>(*fd);
+    } else if (std::strcmp(argv[i], "--fresh") == 0) {
+      if (argv[i + 1][0] != '/') return false;
+      out->entry.fresh.push_back(argv[i + 1]);
     } else if (std::strcmp(argv[i], "--grace-ms") == 0) {
       std::optional<long long> ms = ParseCount(argv[i + 1]);
       if (!ms) return false;
@@ -142,13 +156,36 @@ int ExitLikeCommand(std::optional<int> status) {
   return 128 + sig;  // the signal does not terminate by default
 }
 
+// --enter-sandbox FD: FD must be a mount namespace other than the shim's
+// own (anything else would run the job unconfined), kept from the job
+// (close-on-exec). Then the job's init gets a PID namespace of its own.
+bool PrepareSandboxEntry(const SandboxEntry& entry) {
+  int fd = entry.mount_ns_fd;
+  struct stat given, own;
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNS ||
+      fstat(fd, &given) != 0 || stat("/proc/self/ns/mnt", &own) != 0 ||
+      (given.st_dev == own.st_dev && given.st_ino == own.st_ino)) {
+    std::fprintf(stderr, "yard shim: --enter-sandbox %d is not a sandbox's mount namespace\n", fd);
+    return false;
+  }
+  if (unshare(CLONE_NEWPID) != 0) {
+    std::perror("yard shim: a PID namespace for the job (needs CAP_SYS_ADMIN)");
+    return false;
+  }
+  return true;
+}
+
 class Shim {
  public:
-  Shim(int sigfd, milliseconds grace, bool sandboxed)
-      : sigfd_(sigfd), grace_(grace), sandboxed_(sandboxed) {}
+  Shim(int sigfd, milliseconds grace, bool sandboxed, const SandboxEntry* entry)
+      : sigfd_(sigfd), grace_(grace), sandboxed_(sandboxed), entry_(entry) {}
 
   bool Launch(char** argv, const sigset_t& mask) {
     command_ = fork();
+    if (command_ == 0 && entry_) {
+      setpgid(0, 0);
+      RunInSandbox(*entry_, argv, mask);
+    }
     if (command_ == 0) ExecCommand(argv, mask);
     // Also set here, so the group exists before we might signal it.
     if (command_ > 0) setpgid(command_, command_);
@@ -212,6 +249,7 @@ class Shim {
   int sigfd_;
   milliseconds grace_;
   bool sandboxed_;
+  const SandboxEntry* entry_;  // null: no --enter-sandbox
   pid_t command_ = -1;
   std::optional<int> status_;  // wait status of the command
 };
@@ -225,12 +263,30 @@ int RunShim(int argc, char** argv) {
     std::fprintf(stderr, "yard: cannot run '%s': %s\n", argv[3], std::strerror(errno));
     return 127;
   }
+  // The holder of a sandbox template (agent/sandbox_template.h): says it is
+  // in, then stays until its stdin closes.
+  if (argc == 2 && std::strcmp(argv[1], "--hold") == 0) {
+    if (write(STDOUT_FILENO, "ready\n", 6) != 6) return kShimFailure;
+    char c;
+    for (;;) {
+      ssize_t n = read(STDIN_FILENO, &c, 1);
+      if (n == 0 || (n < 0 && errno != EINTR)) return 0;
+    }
+  }
   ShimArgs args;
   if (!ParseShimArgs(argc, argv, &args)) {
     std::fprintf(stderr,
-                 "usage: yard-shim (or yard shim) [--grace-ms N] [--parent-pid P] [--sandboxed] -- COMMAND [ARG...]\n"
-                 "       yard-shim --exec -- COMMAND [ARG...]\n");
+                 "usage: yard-shim (or yard shim) [--grace-ms N] [--parent-pid P] [--sandboxed]\n"
+                 "                 [--enter-sandbox FD [--fresh DIR]...] -- COMMAND [ARG...]\n"
+                 "       yard-shim --exec -- COMMAND [ARG...]\n"
+                 "       yard-shim --hold\n");
     return 2;
+  }
+  const SandboxEntry* entry = nullptr;
+  if (args.entry.mount_ns_fd >= 0) {
+    if (!PrepareSandboxEntry(args.entry)) return kShimFailure;
+    entry = &args.entry;
+    args.sandboxed = true;  // the job's init sits between: as with bwrap
   }
   signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would auto-reap the command
   sigset_t old_mask;
@@ -243,7 +299,7 @@ int RunShim(int argc, char** argv) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   // The agent may have died before the death signal was armed.
   if (args.parent_pid > 0 && getppid() != args.parent_pid) return 128 + SIGTERM;
-  Shim shim(sigfd, args.grace, args.sandboxed);
+  Shim shim(sigfd, args.grace, args.sandboxed, entry);
   if (!shim.Launch(args.argv.data(), old_mask)) {
     std::perror("yard shim: fork");
     return kShimFailure;

@@ -15,6 +15,11 @@ namespace yard {
 // command's own processes get theirs directly; SIGKILL still reaches all),
 // and its exit code 128 + N reads as death by signal N. `yard-shim --exec
 // -- ARGV` only execs ARGV, failing as below (127); the sandbox runs it.
+// With --enter-sandbox FD [--fresh DIR]..., FD is a prepared sandbox's
+// mount namespace (agent/sandbox_template.h): the command runs under an
+// init of its own in a copy of it (shim/sandbox_entry.h), treated as
+// --sandboxed. `yard-shim --hold` says "ready" and stays until its stdin
+// closes: the template's holder.
 // ARGV[0] is looked up on the
 // PATH of the shim's own environment, i.e. the job's. Returns the process
 // exit code: the command's exit code; 127 if it could not be exec'd; 2 for

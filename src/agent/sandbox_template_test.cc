@@ -1,0 +1,62 @@
+#include "agent/sandbox_template.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "agent/sandbox.h"
+
+namespace yard {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(SandboxTemplateTest, EveryTmpfsAndDevShmIsMadeAnewPerJob) {
+  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--ro-bind", "/usr", "/usr", "--dev", "/dev",
+                                     "--tmpfs", "/tmp", "--tmpfs", "/home/u", "--bind", "/w", "/w", "--"};
+  EXPECT_EQ(SandboxTemplate::FreshMounts(prefix),
+            (std::vector<std::string>{"/dev/shm", "/tmp", "/home/u"}));
+}
+
+TEST(SandboxTemplateTest, APrefixThatMakesFoldersGetsABwrapPerJob) {
+  // A fresh tmpfs would lose the folders --dir made in the template.
+  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--tmpfs", "/tmp", "--dir", "/tmp/a", "--"};
+  EXPECT_FALSE(SandboxTemplate::Usable(prefix));
+  prefix.erase(prefix.begin() + 3, prefix.begin() + 5);
+  EXPECT_EQ(SandboxTemplate::Usable(prefix), geteuid() == 0);
+}
+
+TEST(SandboxTemplateTest, OneTemplatePerPrefixKeptUntilAnotherIsAskedFor) {
+  if (geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
+  fs::path dir = fs::temp_directory_path() / ("sandbox_template_test." + std::to_string(getpid()));
+  fs::create_directories(dir / "a");
+  fs::create_directories(dir / "b");
+  auto prefix = [&](const char* name) {
+    SandboxSpec spec;
+    spec.writable = (dir / name).string();
+    spec.readable = {fs::path(YARD_BINARY).parent_path().string()};
+    StatusOr<std::vector<std::string>> p = SandboxPrefix(spec, {{"PATH", "/usr/bin:/bin"}});
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? *p : std::vector<std::string>{};
+  };
+  SandboxTemplates templates(YARD_BINARY);
+  auto a1 = templates.Get(prefix("a"));
+  ASSERT_TRUE(a1.ok()) << a1.status().ToString();
+  auto a2 = templates.Get(prefix("a"));
+  ASSERT_TRUE(a2.ok());
+  EXPECT_EQ(a1->get(), a2->get());
+  // The descriptor is a mount namespace, not the agent's own.
+  struct stat own, given;
+  ASSERT_EQ(stat("/proc/self/ns/mnt", &own), 0);
+  ASSERT_EQ(fstat((*a1)->mount_ns_fd(), &given), 0);
+  EXPECT_NE(own.st_ino, given.st_ino);
+  auto b = templates.Get(prefix("b"));
+  ASSERT_TRUE(b.ok());
+  EXPECT_NE(b->get(), a1->get());
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace yard
