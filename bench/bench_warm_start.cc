@@ -4,6 +4,8 @@
 // a pipe. Target: within 20 ms of posix_spawn.
 //
 // Usage: bench_warm_start [runs]   (default 30)
+#include <sys/resource.h>
+
 #include "bench_common.h"
 
 namespace yard::bench {
@@ -69,6 +71,13 @@ void PrintRow(const char* name, const std::vector<double>& s) {
   std::printf("  %-34s median %8.2f ms   p90 %8.2f ms\n", name, Median(s) * 1e3, P90(s) * 1e3);
 }
 
+// CPU seconds of this process's reaped children.
+double ChildrenCpuSeconds() {
+  rusage r;
+  getrusage(RUSAGE_CHILDREN, &r);
+  return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) * 1e-6;
+}
+
 int Main(int argc, char** argv) {
   int runs = argc > 1 ? std::atoi(argv[1]) : 30;
   std::printf("== warm start: POST /v1/jobs -> first output line at a follower (%d runs)\n", runs);
@@ -81,11 +90,14 @@ int Main(int argc, char** argv) {
 
   for (int i = 0; i < 3; ++i) (void)SpawnToFirstLine();
   std::vector<double> spawn;
+  double spawn_cpu0 = ChildrenCpuSeconds();
   for (int i = 0; i < runs; ++i) spawn.push_back(SpawnToFirstLine());
+  double spawn_cpu = (ChildrenCpuSeconds() - spawn_cpu0) / runs;
 
   (void)OneJob(home.client(), bundle);  // one more warm-up (connections, caches)
   std::vector<double> total, post, to_queued, dispatch, agent, deliver;
   int reused = 0;
+  CpuSample cpu0 = SampleCpu(home);
   for (int i = 0; i < runs; ++i) {
     Run r = OneJob(home.client(), bundle);
     total.push_back(r.total);
@@ -96,8 +108,13 @@ int Main(int argc, char** argv) {
     deliver.push_back(r.deliver);
     reused += r.how.find("cooling") != std::string::npos;
   }
+  CpuSample cpu = SampleCpu(home) - cpu0;
   std::printf("  jobs that took the cooling instance: %d of %d; slowest run %.2f ms\n", reused,
               runs, *std::max_element(total.begin(), total.end()) * 1e3);
+  std::printf("  CPU per job: server %.2f ms, agent with shim and job %.2f ms, this client %.2f ms; "
+              "posix_spawn of `echo hi` (ref) %.2f ms\n",
+              cpu.server / runs * 1e3, cpu.agents / runs * 1e3, cpu.bench / runs * 1e3,
+              spawn_cpu * 1e3);
   PrintRow("posix_spawn -> first line (ref)", spawn);
   PrintRow("yard job -> first line", total);
   std::printf("  where the job's time goes (medians of each phase):\n");

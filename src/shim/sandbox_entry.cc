@@ -74,11 +74,12 @@ std::vector<std::string> MountPoints() {
   return points;
 }
 
-// The mounts strictly below `dir` that no other mount below `dir` contains.
-std::vector<std::string> TopSubmounts(const std::string& dir) {
+// The mount points of `points` strictly below `dir` that no other one below
+// `dir` contains.
+std::vector<std::string> TopSubmounts(const std::vector<std::string>& points, const std::string& dir) {
   std::vector<std::string> below;
-  for (std::string& p : MountPoints())
-    if (StrictlyUnder(p, dir)) below.push_back(std::move(p));
+  for (const std::string& p : points)
+    if (StrictlyUnder(p, dir)) below.push_back(p);
   std::sort(below.begin(), below.end());
   below.erase(std::unique(below.begin(), below.end()), below.end());
   std::vector<std::string> top;
@@ -118,8 +119,9 @@ void RemountReadOnly(const std::string& path) {
 // A new empty tmpfs on `dir` (as bwrap's --tmpfs: mode 0755, nosuid,
 // nodev), with the mounts that were below it (binds of the job's folders,
 // covers of hidden ones) carried over, each with what is mounted below it.
-void FreshTmpfs(const std::string& dir) {
-  std::vector<std::string> below = TopSubmounts(dir);
+// `points`: the mount points; this leaves them where they were.
+void FreshTmpfs(const std::vector<std::string>& points, const std::string& dir) {
+  std::vector<std::string> below = TopSubmounts(points, dir);
   std::vector<int> trees;
   for (const std::string& p : below) {
     int fd = open_tree(AT_FDCWD, p.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
@@ -188,13 +190,15 @@ void RunInSandbox(const SandboxEntry& entry, char** argv, const sigset_t& mask) 
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0) Fail("unsharing namespaces", "");
   // Nothing mounted here may reach the template or another job.
   if (mount(nullptr, "/", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) Fail("making / a slave", "");
-  FreshProc();
+  FreshProc();  // first: the template's /proc is the holder's, whose processes are gone
+  // Read once (the kernel's formatting of it is most of this setup's CPU):
+  // making a folder fresh mounts at the same points again.
+  std::vector<std::string> points = MountPoints();
   std::vector<std::string> fresh = entry.fresh;
   // A folder before what lies below it ($HOME below /tmp is made after /tmp).
   std::sort(fresh.begin(), fresh.end(),
             [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
-  for (const std::string& dir : fresh) FreshTmpfs(dir);
-  std::vector<std::string> points = MountPoints();
+  for (const std::string& dir : fresh) FreshTmpfs(points, dir);
   for (const char* shared : {"/", "/dev"})
     if (std::find(points.begin(), points.end(), shared) != points.end()) RemountReadOnly(shared);
   if (chdir(cwd) != 0) Fail("entering", cwd);
