@@ -118,18 +118,14 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   }
   if (!run) return 2;
-  // Commands check what they read, but a server's answer of an unexpected
-  // shape (another version, a proxy's page) must not abort with a core dump.
+  // Commands check what they read (client/reply.h), but nothing they meet
+  // must abort with a core dump: this catch covers the CLI's commands and the
+  // main threads of `yard server` and `yard agent`.
   try {
     return run();
   } catch (const std::exception& e) {
-    std::string command = app.get_subcommands().empty() ? "" : " " + app.get_subcommands()[0]->get_name();
-    std::fprintf(stderr,
-                 "yard%s: stopped on an unexpected answer or state (%s). Jobs already submitted "
-                 "are not affected (`yard jobs` lists them); check that --server/$YARD_SERVER is a "
-                 "Trainyard server of this version, and report it if it is\n",
-                 command.c_str(), e.what());
-    return 70;  // EX_SOFTWARE
+    return StoppedUnexpectedly(app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name(),
+                               e.what());
   }
 }
 

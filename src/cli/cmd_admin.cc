@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "cli/commands.h"
 #include "client/connection.h"
+#include "client/reply.h"
 #include "common/files.h"
 #include "common/process.h"
 #include "cli/job_view.h"
@@ -25,6 +26,39 @@ namespace yard::cli {
 int Fail(const std::string& message) {
   std::fprintf(stderr, "yard: %s\n", message.c_str());
   return 1;
+}
+
+namespace {
+
+// What to do after `command` stopped on something it did not expect.
+std::string AdviceAfterUnexpected(const std::string& command) {
+  if (command == "agent")
+    return "The server counts this instance lost once its heartbeats stop and runs its job again; check that "
+           "this agent and the server are of the same Trainyard version, and report it if they are";
+  if (command == "server")
+    return "Start it again (`yard server`): jobs and instances are kept in its store; report it, with the "
+           "server's log";
+  return "Jobs already submitted are not affected (`yard jobs` lists them); check that --server/$YARD_SERVER "
+         "is a Trainyard server of this version, and report it if it is";
+}
+
+}  // namespace
+
+int StoppedUnexpectedly(const std::string& command, const std::string& what) {
+  std::string who = command.empty() ? "yard" : "yard " + command;
+  std::fprintf(stderr, "%s: stopped on an unexpected answer or state (%s). %s\n", who.c_str(), what.c_str(),
+               AdviceAfterUnexpected(command).c_str());
+  return kExitUnexpected;
+}
+
+int ExitFor(const std::string& command, const Status& s) {
+  if (s.ok()) return 0;
+  if (s.code() != Code::kInternal) return Fail(s.message());
+  // The message says what was wrong (a reply's names the route and the
+  // field, and says to check the server's version).
+  std::fprintf(stderr, "yard %s: stopped on an unexpected answer or state: %s. Jobs already submitted are not "
+               "affected (`yard jobs` lists them)\n", command.c_str(), s.message().c_str());
+  return kExitUnexpected;
 }
 
 std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
@@ -98,7 +132,9 @@ UrlResolver ResolverFor(const std::string& url, const std::string& url_file) {
   return [url_file]() -> StatusOr<std::string> {
     YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(url_file));
     Json j = Json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.contains("url")) return Unavailable(url_file + " is not readable yet");
+    // Called on the agent's threads: a file of another shape must not throw.
+    if (!j.is_object() || !j.contains("url") || !j["url"].is_string())
+      return Unavailable(url_file + " is not readable yet");
     return j["url"].get<std::string>();
   };
 }
@@ -216,9 +252,10 @@ int CreateRemote(const TokenFlags& f, const std::string& scope, const GlobalFlag
   if (!client) return 1;
   Json body = {{"scope", scope}};
   if (!f.expires.empty()) body["expires"] = f.expires;
-  StatusOr<Json> made = client->Post("/v1/tokens", body);
-  if (!made.ok()) return Fail(made.status().message());
-  std::cout << made->value("token", "") << "\n";
+  StatusOr<Reply> made = PostReply(*client, "/v1/tokens", body);
+  StatusOr<std::string> token = made.ok() ? made->Get<std::string>("token") : made.status();
+  if (!token.ok()) return ExitFor("token", token.status());
+  std::cout << *token << "\n";
   return 0;
 }
 
@@ -238,14 +275,29 @@ int CreateTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
 
 std::string TimeCell(const Json& t) { return t.is_number() ? FormatTime(t.get<double>()) : "-"; }
 
+// The fields of a token (TokenJson) that `yard token` reads have their
+// types: strings, and times as numbers or null.
+Status CheckTokenFields(const Reply& t) {
+  for (const char* key : {"id", "user", "scope", "state"}) YARD_RETURN_IF_ERROR(t.GetOr<std::string>(key, "").status());
+  for (const char* key : {"created_at", "expires_at", "last_used"})
+    YARD_RETURN_IF_ERROR(t.GetOr<double>(key, 0).status());
+  return Status::Ok();
+}
+
 // Tokens as TokenJson renders them: from the home's store, or the caller's
 // own from the server.
 StatusOr<Json> ListedTokens(const TokenFlags& f, const GlobalFlags& global) {
   if (ServerIsSet(global)) {
     StatusOr<std::unique_ptr<HttpClient>> client = Connect(global.Connection());
     if (!client.ok()) return client.status();
-    YARD_ASSIGN_OR_RETURN(Json got, (*client)->Get("/v1/tokens"));
-    return got.value("tokens", Json::array());
+    YARD_ASSIGN_OR_RETURN(Reply got, GetReply(**client, "/v1/tokens"));
+    YARD_ASSIGN_OR_RETURN(std::vector<Reply> tokens, got.Array("tokens"));
+    Json out = Json::array();
+    for (const Reply& t : tokens) {
+      YARD_RETURN_IF_ERROR(CheckTokenFields(t));
+      out.push_back(t.json());
+    }
+    return out;
   }
   YARD_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenHomeStore(global));
   YARD_ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, store->ListTokens(f.user));
@@ -256,7 +308,7 @@ StatusOr<Json> ListedTokens(const TokenFlags& f, const GlobalFlags& global) {
 
 int ListTokensCommand(const TokenFlags& f, const GlobalFlags& global) {
   StatusOr<Json> tokens = ListedTokens(f, global);
-  if (!tokens.ok()) return Fail(tokens.status().message());
+  if (!tokens.ok()) return ExitFor("token", tokens.status());
   if (f.json) {
     std::cout << tokens->dump(2) << "\n";
     return 0;
@@ -276,7 +328,10 @@ StatusOr<Json> Revoke(const std::string& id, const GlobalFlags& global) {
   if (ServerIsSet(global)) {
     StatusOr<std::unique_ptr<HttpClient>> client = Connect(global.Connection());
     if (!client.ok()) return client.status();
-    return (*client)->Post("/v1/tokens/" + id + "/revoke", Json::object());
+    YARD_ASSIGN_OR_RETURN(Reply revoked, PostReply(**client, "/v1/tokens/" + id + "/revoke", Json::object()));
+    YARD_RETURN_IF_ERROR(revoked.AsObject().status());
+    YARD_RETURN_IF_ERROR(CheckTokenFields(revoked));
+    return revoked.json();
   }
   YARD_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenHomeStore(global));
   YARD_ASSIGN_OR_RETURN(TokenRecord t, store->RevokeToken(id, "", RealClock().Now()));
@@ -287,7 +342,7 @@ int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
   // A leaked token may be given whole: it is named by the id of its hash.
   std::string id = f.id.rfind("yut_", 0) == 0 ? TokenIdOfHash(Sha256Hex(f.id)) : f.id;
   StatusOr<Json> t = Revoke(id, global);
-  if (!t.ok()) return Fail(t.status().message());
+  if (!t.ok()) return ExitFor("token", t.status());
   std::cout << "revoked token " << t->value("id", id) << " of " << t->value("user", "?") << " (scope "
             << t->value("scope", "?") << "): refused from its next call on, open event streams end within "
             << "seconds\n";

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "cli/commands.h"
+#include "client/reply.h"
 #include "common/process.h"
 
 namespace yard::cli {
@@ -31,9 +32,13 @@ Runner SetupDashboard(CLI::App* sub, GlobalFlags* global) {
     if (!client) return 1;
     StatusOr<std::string> base = client->BaseUrl();
     if (!base.ok()) return Fail(base.status().message());
-    StatusOr<Json> link = client->Post("/v1/dashboard/login-links", Json::object());
+    StatusOr<Reply> link = PostReply(*client, "/v1/dashboard/login-links", Json::object());
     if (!link.ok()) return Fail(link.status().message() + " (does the server predate the dashboard?)");
-    std::string url = *base + (*link)["path"].get<std::string>();
+    StatusOr<std::string> path = link->Get<std::string>("path");
+    StatusOr<int> seconds = link->Get<int>("expires_in_s");
+    if (!path.ok()) return ExitFor("dashboard", path.status());
+    if (!seconds.ok()) return ExitFor("dashboard", seconds.status());
+    std::string url = *base + *path;
     std::string browser = *print_only ? "" : BrowserCommand();
     std::printf("dashboard: %s/\n", base->c_str());
     if (!browser.empty()) {
@@ -44,9 +49,8 @@ Runner SetupDashboard(CLI::App* sub, GlobalFlags* global) {
       }
       std::fprintf(stderr, "yard: could not start %s: %s\n", browser.c_str(), pid.status().message().c_str());
     }
-    int seconds = (*link)["expires_in_s"].get<int>();
     std::printf("sign in with this link within %d s (it works once; run `yard dashboard` for another):\n%s\n",
-                seconds, url.c_str());
+                *seconds, url.c_str());
     return 0;
   };
 }

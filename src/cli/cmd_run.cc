@@ -24,6 +24,7 @@
 #include "cli/sweep_spec.h"
 #include "cli/sweep_view.h"
 #include "client/follow.h"
+#include "client/reply.h"
 #include "client/transfer.h"
 
 namespace yard::cli {
@@ -198,9 +199,13 @@ StatusOr<Json> SettingsFor(const RunFlags& f) {
 // is uploaded.
 Status CheckMachineTypes(const HttpClient& client, const std::vector<std::string>& machines) {
   if (machines.empty()) return Status::Ok();
-  YARD_ASSIGN_OR_RETURN(Json reply, client.Get("/v1/machines"));
+  YARD_ASSIGN_OR_RETURN(Reply reply, GetReply(client, "/v1/machines"));
+  YARD_ASSIGN_OR_RETURN(std::vector<Reply> types, reply.Array("types"));
   std::vector<std::string> names;
-  for (const auto& t : reply["types"]) names.push_back(t.value("name", ""));
+  for (const Reply& t : types) {
+    YARD_ASSIGN_OR_RETURN(std::string name, t.Get<std::string>("name"));
+    names.push_back(std::move(name));
+  }
   for (const auto& m : machines) {
     std::string type = m.substr(0, m.find(':'));
     if (std::find(names.begin(), names.end(), type) == names.end())
@@ -210,8 +215,14 @@ Status CheckMachineTypes(const HttpClient& client, const std::vector<std::string
   return Status::Ok();
 }
 
+// A job as POST /v1/jobs answered it.
+struct CreatedJob {
+  std::string id;
+  Json json;  // the answer's "job"
+};
+
 // Packs and uploads the current folder, then creates the job.
-StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
+StatusOr<CreatedJob> CreateJob(const HttpClient& client, const RunFlags& f) {
   YARD_ASSIGN_OR_RETURN(Json command, CommandFor(f));
   YARD_ASSIGN_OR_RETURN(Json env, EnvFor(f));
   YARD_ASSIGN_OR_RETURN(Json settings, SettingsFor(f));
@@ -241,8 +252,10 @@ StatusOr<Json> CreateJob(const HttpClient& client, const RunFlags& f) {
   if (f.nodes > 1) spec["nodes"] = f.nodes;
   if (!f.image.empty()) spec["image"] = f.image;
   if (!settings.empty()) spec["settings"] = settings;
-  YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", spec));
-  return reply["job"];
+  YARD_ASSIGN_OR_RETURN(Reply reply, PostReply(client, "/v1/jobs", spec));
+  YARD_ASSIGN_OR_RETURN(Reply job, reply.Field("job"));
+  YARD_ASSIGN_OR_RETURN(std::string id, job.Get<std::string>("id"));
+  return CreatedJob{std::move(id), job.json()};
 }
 
 // What the user chose after a Ctrl-C (or that the job ended first).
@@ -391,15 +404,18 @@ StatusOr<std::vector<RunFlags>> ExpandSweeps(const RunFlags& f) {
   return out;
 }
 
+// The command MakeRunner runs.
+const char* CommandName(bool wait) { return wait ? "fit" : "submit"; }
+
 int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
   StatusOr<std::vector<RunFlags>> combos = ExpandSweeps(f);
   if (!combos.ok()) return Fail(combos.status().message());
   std::vector<std::pair<std::string, std::string>> jobs;  // id, description
   for (const auto& combo : *combos) {
-    StatusOr<Json> job = CreateJob(client, combo);
-    if (!job.ok()) return Fail(job.status().message());
-    jobs.emplace_back((*job)["id"], combo.description);
-    std::cout << (*job)["id"].get<std::string>() << "  " << combo.description << "\n";
+    StatusOr<CreatedJob> job = CreateJob(client, combo);
+    if (!job.ok()) return ExitFor(CommandName(wait), job.status());
+    jobs.emplace_back(job->id, combo.description);
+    std::cout << job->id << "  " << combo.description << "\n";
   }
   std::cout.flush();
   std::map<std::string, std::string> dirs = {
@@ -407,6 +423,7 @@ int RunSweep(const HttpClient& client, const RunFlags& f, bool wait) {
   return wait ? FollowSweep(client, jobs, dirs) : 0;
 }
 
+// Runs `yard fit` (wait) or `yard submit`.
 Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
   return [f, global, wait] {
     if (Status st = ApplyYardYaml(f.get()); !st.ok()) return Fail(st.message());
@@ -417,16 +434,16 @@ Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
     if (!client) return 1;
     if (f->machines.empty() && isatty(STDIN_FILENO) && isatty(STDERR_FILENO)) {
       StatusOr<std::vector<std::string>> picked = PickMachines(*client);
-      if (!picked.ok()) return Fail(picked.status().message());
+      if (!picked.ok()) return ExitFor(CommandName(wait), picked.status());
       f->machines = *picked;
     }
-    if (Status st = CheckMachineTypes(*client, f->machines); !st.ok()) return Fail(st.message());
+    if (Status st = CheckMachineTypes(*client, f->machines); !st.ok()) return ExitFor(CommandName(wait), st);
     if (!f->sweeps.empty()) return RunSweep(*client, *f, wait);
-    StatusOr<Json> job = CreateJob(*client, *f);
-    if (!job.ok()) return Fail(job.status().message());
-    std::string id = (*job)["id"];
+    StatusOr<CreatedJob> job = CreateJob(*client, *f);
+    if (!job.ok()) return ExitFor(CommandName(wait), job.status());
+    const std::string& id = job->id;
     if (!wait) {
-      if (f->json) std::cout << job->dump(2) << "\n";
+      if (f->json) std::cout << job->json.dump(2) << "\n";
       else std::cout << id << "\n";
       return 0;
     }

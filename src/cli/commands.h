@@ -1,6 +1,7 @@
 // Subcommands of `yard`. Each Setup* declares its flags on a CLI11
 // subcommand and returns the function that runs it (returning the exit
-// code). Exit codes: 0 ok, 1 failure, 2 usage; `fit` returns the job's.
+// code). Exit codes: 0 ok, 1 failure, 2 usage, 70 (kExitUnexpected) an
+// answer or state the command did not expect; `fit` returns the job's.
 #pragma once
 
 #include <functional>
@@ -50,6 +51,17 @@ StatusOr<std::string> ResolveJob(const HttpClient& client, const std::string& gi
 
 // Prints "yard: <message>" to stderr and returns 1.
 int Fail(const std::string& message);
+// The exit code of a command stopped by what it did not expect (EX_SOFTWARE):
+// an answer of another shape (client/reply.h), a server's internal error,
+// an exception nobody caught.
+constexpr int kExitUnexpected = 70;
+// Prints that `command` stopped on `what`, which it did not expect, and
+// what to do (per role: CLI, server, agent); returns kExitUnexpected.
+int StoppedUnexpectedly(const std::string& command, const std::string& what);
+// The exit code of a command's outcome: 0 for OK; for kInternal (an answer
+// of an unexpected shape, a server's internal error) StoppedUnexpectedly's
+// line and kExitUnexpected; else Fail(message), 1.
+int ExitFor(const std::string& command, const Status& s);
 // Connects or prints why not; nullptr on failure.
 std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global);
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "cli/notebook_runner_source.h"  // generated from notebook_runner.py by CMake
+#include "client/reply.h"
 #include "common/chunker.h"
 #include "common/hashing.h"
 
@@ -34,11 +35,14 @@ Status AddNotebookRunner(const HttpClient& client, Manifest* bundle) {
   }));
   Json hashes = Json::array();
   for (const auto& c : entry.chunks) hashes.push_back(c.hash);
-  YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/blobs/missing", {{"hashes", hashes}}));
-  for (const auto& missing : reply.value("missing", Json::array()))
+  YARD_ASSIGN_OR_RETURN(Reply reply, PostReply(client, "/v1/blobs/missing", {{"hashes", hashes}}));
+  YARD_ASSIGN_OR_RETURN(std::vector<Reply> missing, reply.Array("missing"));
+  for (const Reply& m : missing) {
+    YARD_ASSIGN_OR_RETURN(std::string hash, m.As<std::string>());
     for (size_t i = 0; i < entry.chunks.size(); ++i)
-      if (entry.chunks[i].hash == missing)
-        YARD_RETURN_IF_ERROR(client.PutBytes("/v1/blobs/" + entry.chunks[i].hash, chunks[i]).status());
+      if (entry.chunks[i].hash == hash)
+        YARD_RETURN_IF_ERROR(client.PutBytes("/v1/blobs/" + hash, chunks[i]).status());
+  }
   auto& files = bundle->files;
   files.erase(std::remove_if(files.begin(), files.end(),
                              [](const FileEntry& f) { return f.path == kNotebookRunnerPath; }),

@@ -18,7 +18,7 @@ namespace yard {
 StatusOr<std::string> ReadServerUrl(const std::string& home) {
   YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(home + "/server.json"));
   Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.contains("url"))
+  if (!j.is_object() || !j.contains("url") || !j["url"].is_string())
     return Unavailable(home + "/server.json is damaged: remove it and retry");
   return j["url"].get<std::string>();
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "client/reply.h"
 #include "common/frames.h"
 
 namespace yard {
@@ -49,6 +50,25 @@ class EventDecoder {
   FrameReader frames_;
 };
 
+// The fields of an event that its readers take with Json::value() (the
+// CLI's views, the SDKs' progress, the artifact mirror) have their types
+// when present (docs/api.md, "Events"), so that value() cannot throw.
+Status CheckEventFields(const Json& event, const std::string& route) {
+  Reply r(event, route);
+  for (const char* key : {"seq", "attempt", "exit_code"}) YARD_RETURN_IF_ERROR(r.GetOr<int64_t>(key, 0).status());
+  for (const char* key : {"kind", "state", "message", "data", "instance", "dir"})
+    YARD_RETURN_IF_ERROR(r.GetOr<std::string>(key, "").status());
+  for (const char* key : {"values", "entry"}) {
+    if (!r.Has(key) || r.json()[key].is_null()) continue;
+    YARD_ASSIGN_OR_RETURN(Reply object, r.Field(key));
+    YARD_RETURN_IF_ERROR(object.AsObject().status());
+  }
+  if (!r.Has("entry") || r.json()["entry"].is_null()) return Status::Ok();
+  Reply entry = *r.Field("entry");
+  YARD_RETURN_IF_ERROR(entry.GetOr<std::string>("path", "").status());
+  return entry.GetOr<int64_t>("size", 0).status();
+}
+
 }  // namespace
 
 Status FollowEvents(const HttpClient& client, const std::string& job_id, const FollowOptions& opts,
@@ -60,7 +80,10 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
     bool consumer_stopped = false;
     std::string path = "/v1/jobs/" + job_id + "/events?after=" + std::to_string(cursor) +
                        (opts.follow ? "" : "&follow=0");
+    Status bad_event;
     EventDecoder decoder([&](const Json& j) {
+      bad_event = CheckEventFields(j, "GET " + path);
+      if (!bad_event.ok()) return false;
       int64_t seq = j.value("seq", int64_t{0});
       if (seq <= cursor) return true;  // already delivered before a reconnect
       cursor = seq;
@@ -79,6 +102,7 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
                                     corrupt = !consumer_stopped;
                                     return false;
                                   });
+    if (!bad_event.ok()) return bad_event;  // a server of another version: no retry helps
     if (consumer_stopped) return Status::Ok();
     if (corrupt) s = Internal("the event stream of job " + job_id + " is corrupt; reconnecting");
     // A stream that ends cleanly before the final state was cut short
