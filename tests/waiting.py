@@ -1,5 +1,8 @@
-"""Helpers shared by the test suites (tests/e2e, tests/python): waiting for a
-condition instead of sleeping, and finding processes by command line."""
+"""Helpers shared by the test suites (tests/e2e, tests/python, tests/soak):
+waiting for a condition instead of sleeping, and finding and killing
+processes by command line."""
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -41,3 +44,13 @@ def pid_alive(pid):
         return _state(Path(f"/proc/{pid}")) != "Z"
     except OSError:
         return False
+
+
+def kill_matching(text):
+    """SIGKILLs every process whose command line contains `text`: a test's own
+    home or folder, never a broad name (others' processes run here too)."""
+    for pid in processes_matching(text):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

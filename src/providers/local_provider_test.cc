@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 
 #include "common/files.h"
 #include "common/frames.h"
@@ -61,10 +62,31 @@ std::string ArgAfter(const std::vector<std::string>& args, const std::string& fl
   return it == args.end() || it + 1 == args.end() ? "" : *(it + 1);
 }
 
-TEST(LocalProviderTest, EachInstanceGetsItsOwnCoresAndDevicesUntilItEnds) {
+// A LocalProvider under a fresh home whose agents a RecordingSpawner starts.
+class LocalProviderTest : public ::testing::Test {
+ protected:
+  // The provider, with `cores` cores and `gpus` devices.
+  LocalProvider& Make(int cores, int gpus) {
+    local_ = std::make_unique<LocalProvider>(home.path() + "/instances", cores, gpus, &spawner);
+    return *local_;
+  }
+  // Launches instance "i-a" of one core (Make(2, 0) first).
+  InstanceRecord LaunchOne() {
+    InstanceRecord a;
+    a.id = "i-a";
+    EXPECT_TRUE(local_->Launch(Type(1, 0), {}, &a).ok());
+    return a;
+  }
+
   TempDir home;
   RecordingSpawner spawner;
-  LocalProvider local(home.path() + "/instances", /*cores=*/4, /*gpus=*/2, &spawner);
+
+ private:
+  std::unique_ptr<LocalProvider> local_;
+};
+
+TEST_F(LocalProviderTest, EachInstanceGetsItsOwnCoresAndDevicesUntilItEnds) {
+  LocalProvider& local = Make(/*cores=*/4, /*gpus=*/2);
   InstanceRecord a, b, c;
   a.id = "i-a";
   b.id = "i-b";
@@ -90,24 +112,17 @@ TEST(LocalProviderTest, EachInstanceGetsItsOwnCoresAndDevicesUntilItEnds) {
   EXPECT_EQ(spawner.started[2].env, std::vector<std::string>{"CUDA_VISIBLE_DEVICES=0"});
 }
 
-TEST(LocalProviderTest, AHostWithoutGpusSetsNoDevices) {
-  TempDir home;
-  RecordingSpawner spawner;
-  LocalProvider local(home.path() + "/instances", 2, 0, &spawner);
-  InstanceRecord a;
-  a.id = "i-a";
-  ASSERT_TRUE(local.Launch(Type(1, 0), {}, &a).ok());
+TEST_F(LocalProviderTest, AHostWithoutGpusSetsNoDevices) {
+  LocalProvider& local = Make(2, 0);
+  InstanceRecord a = LaunchOne();
+  ASSERT_EQ(spawner.started.size(), 1u);
   EXPECT_TRUE(spawner.started[0].env.empty());
   EXPECT_EQ(local.Launch(Type(1, 1), {}, &a).code(), Code::kResourceExhausted);
 }
 
-TEST(LocalProviderTest, TheFolderIsEmptiedOnlyOnceTheAgentIsGoneKeepingItsLogAndSpool) {
-  TempDir home;
-  RecordingSpawner spawner;
-  LocalProvider local(home.path() + "/instances", 2, 0, &spawner);
-  InstanceRecord a;
-  a.id = "i-a";
-  ASSERT_TRUE(local.Launch(Type(1, 0), {}, &a).ok());
+TEST_F(LocalProviderTest, TheFolderIsEmptiedOnlyOnceTheAgentIsGoneKeepingItsLogAndSpool) {
+  LocalProvider& local = Make(2, 0);
+  InstanceRecord a = LaunchOne();
   std::string dir = a.info.value("dir", "");
   ASSERT_EQ(dir, home.path() + "/instances/i-a");
   for (const char* sub : {"jobs", "spool", "chunks"}) fs::create_directories(dir + "/" + sub);
@@ -128,14 +143,10 @@ TEST(LocalProviderTest, TheFolderIsEmptiedOnlyOnceTheAgentIsGoneKeepingItsLogAnd
 class ClearInstanceFolderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("yard-clear-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
     fs::create_directories(dir_ / "spool");
     fs::create_directories(dir_ / "jobs" / "job-a-1" / "work");
     std::ofstream(dir_ / "agent.log") << "registered\n";
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // A spool file as the agent writes it (agent/event_spool.h): a header,
   // then `records` records, the first `big` bytes of output.
@@ -150,7 +161,8 @@ class ClearInstanceFolderTest : public ::testing::Test {
     return p;
   }
 
-  fs::path dir_;
+  TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(ClearInstanceFolderTest, RemovesTheSpoolFilesTheServerHoldsWholeAndKeepsTheRest) {
@@ -184,14 +196,10 @@ TEST_F(ClearInstanceFolderTest, AnEmptiedSpoolFolderGoesAndWithoutAnAnswerTheSpo
 }
 
 // The provider asks the server (SetSpoolDelivered) once the agent is gone.
-TEST(LocalProviderTest, AnEndedInstancesDeliveredSpoolGoesOnceItsAgentIsGone) {
-  TempDir home;
-  RecordingSpawner spawner;
-  LocalProvider local(home.path() + "/instances", 2, 0, &spawner);
+TEST_F(LocalProviderTest, AnEndedInstancesDeliveredSpoolGoesOnceItsAgentIsGone) {
+  LocalProvider& local = Make(2, 0);
   local.SetSpoolDelivered([](const std::string& job, int64_t) -> int64_t { return job == "job-a" ? 1 : 0; });
-  InstanceRecord a;
-  a.id = "i-a";
-  ASSERT_TRUE(local.Launch(Type(1, 0), {}, &a).ok());
+  InstanceRecord a = LaunchOne();
   std::string dir = a.info.value("dir", "");
   fs::create_directories(dir + "/spool");
   std::string bytes;

@@ -10,13 +10,12 @@ reads (DescribeInstances, DescribeInstanceAttribute userData).
 """
 import base64
 import os
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from waiting import processes_matching
+from waiting import kill_matching
 
 
 class InstanceBooter:
@@ -116,11 +115,7 @@ class InstanceBooter:
 
     def _kill(self, ec2_id):
         self.ended.add(ec2_id)
-        for pid in processes_matching(str(self.booted[ec2_id])):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_matching(str(self.booted[ec2_id]))
 
     def log(self, ec2_id, name="bootstrap.log"):
         """The instance's bootstrap.log (or agent.log), for failure messages."""

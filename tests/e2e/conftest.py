@@ -3,7 +3,6 @@ own embedded server and local agents) and a project folder, and everything
 it started is stopped afterwards."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from waiting import pid_alive, processes_matching, wait_for  # noqa: E402,F401
+from waiting import kill_matching, pid_alive, processes_matching, wait_for  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[2]
 YARD = Path(os.environ.get("YARD_BIN", REPO / "build" / "yard"))
@@ -67,11 +66,7 @@ class Yard:
                         timeout=timeout, interval=0.1, what=f"{job_id} to reach {states}")
 
     def stop_everything(self):
-        for pid in processes_matching(str(self.home)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_matching(str(self.home))
 
 
 @pytest.fixture

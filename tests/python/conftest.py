@@ -4,7 +4,6 @@ binary from YARD_BIN (default: build/yard, else build-py/yard), and the
 digits data set split once."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from waiting import pid_alive, processes_matching, wait_for  # noqa: E402,F401
+from waiting import kill_matching, pid_alive, processes_matching, wait_for  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -82,11 +81,7 @@ class Home:
         return json.loads(self.client().get("/v1/jobs"))["jobs"]
 
     def stop_everything(self):
-        for pid in processes_matching(str(self.path)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_matching(str(self.path))
 
 
 def use_home(tmp_path_factory, name, catalog=None):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from waiting import pid_alive, processes_matching, wait_for  # noqa: E402
+from waiting import kill_matching, pid_alive, processes_matching, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 YARD = Path(os.environ.get("YARD_BIN", REPO / "build" / "yard"))
@@ -482,11 +482,7 @@ class Soak:
 
     def stop_everything(self):
         self.server.stop()
-        for pid in processes_matching(str(self.home)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_matching(str(self.home))
 
 
 def report(size, figures):
