@@ -23,6 +23,7 @@ APT_PACKAGES=(
   podman runc catatonit mmdebstrap
   chromium  # the dashboard's browser tests (Playwright drives it; tests/e2e/test_dashboard.py)
   clang-14 libclang-rt-14-dev  # fuzz targets and sanitizer tests (fuzz/, scripts/fuzz.sh): libFuzzer, ASan, UBSan
+  clang-format-14  # scripts/check_format.sh: the formatting .clang-format describes
 )
 
 # Package lists older than this are refreshed before installing (seconds).
