@@ -65,7 +65,8 @@ std::optional<std::pair<FileStamp, uint32_t>> StatRegularFile(const std::string&
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   FileStamp stamp{static_cast<uint64_t>(st.st_size),
-                  st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+                  st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                  static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
   return std::make_pair(stamp, static_cast<uint32_t>(st.st_mode & 0777));
 }
 
@@ -174,6 +175,28 @@ void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
   if (!info || state.synced == info->first || state.failed == info->first) return;
   state.seen = info->first;
   StartSync(*job.dir, job.rel, &state);
+}
+
+// The entry read from an inode while it had `stamp` describes it for as
+// long as it keeps that stamp, under any name: Sync checks the stamp again
+// after, as it does after an upload of its own.
+StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const FileStamp& stamp) {
+  std::unique_lock<std::mutex> lock(uploads_mu_);
+  uploads_cv_.wait(lock, [&] { return !uploading_.count(stamp); });
+  if (auto done = uploaded_.find(stamp); done != uploaded_.end()) return done->second;
+  uploading_.insert(stamp);
+  lock.unlock();
+  StatusOr<FileEntry> entry = upload_(path);
+  lock.lock();
+  uploading_.erase(stamp);
+  uploads_cv_.notify_all();
+  if (!entry.ok()) return entry;
+  if (uploaded_.emplace(stamp, *entry).second) uploaded_order_.push_back(stamp);
+  if (uploaded_order_.size() > kRememberedUploads) {
+    uploaded_.erase(uploaded_order_.front());
+    uploaded_order_.pop_front();
+  }
+  return entry;
 }
 
 void ArtifactWatcher::EmitRecord(Json record) {
@@ -331,7 +354,7 @@ void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* st
   std::string path = dir.folder + "/" + rel;
   for (int tries = 0; tries < (final ? kFinalTries : 1); ++tries) {
     FileStamp before = *state->seen;
-    StatusOr<FileEntry> entry = upload_(path);
+    StatusOr<FileEntry> entry = UploadOnce(path, before);
     if (!entry.ok()) return SyncFailed(dir, rel, state, entry.status(), final);
     auto after = StatRegularFile(path);
     if (!after) return;  // deleted meanwhile

@@ -19,6 +19,12 @@
 // thread goes on noticing files while earlier ones upload. A file is synced
 // by one worker at a time; a file closed again during its sync is synced
 // again right after. Stop() waits for the syncs in flight.
+//
+// A file written under a temporary name and renamed into place is read and
+// hashed once: the upload of the temporary file (started when it was
+// closed) is remembered by its stamp, inode included, and the renamed file
+// with that stamp reuses its entry (waiting for it if it is still running)
+// instead of reading the file again.
 #pragma once
 
 #include <chrono>
@@ -29,6 +35,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -46,11 +53,13 @@ namespace yard {
 // grace period, ≈ 15 ms) where the caller must not wait.
 void CloseInBackground(int fd);
 
-// What tells one version of a file from the next.
+// What tells one version of a file from the next. A rename keeps all four:
+// a file renamed into place is the version that was written.
 struct FileStamp {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
-  bool operator==(const FileStamp&) const = default;
+  uint64_t device = 0, inode = 0;
+  auto operator<=>(const FileStamp&) const = default;
 };
 
 class ArtifactWatcher {
@@ -120,6 +129,9 @@ class ArtifactWatcher {
   // REQUIRES: mu_ held when workers may run (async_).
   void StartSync(const Dir& dir, const std::string& rel, FileState* state);
   void SyncWorker();
+  // upload_(path) for the file version `stamp`, or the entry of an upload
+  // of that version already made (see above).
+  StatusOr<FileEntry> UploadOnce(const std::string& path, const FileStamp& stamp);
   void RunSyncJob(const SyncJob& job);
   void WaitForSyncs();
   void EmitRecord(Json record);
@@ -147,6 +159,14 @@ class ArtifactWatcher {
   int syncs_idle_ = 0;                      // GUARDED_BY(mu_)
   bool syncs_stop_ = false;                 // GUARDED_BY(mu_)
   std::vector<std::thread> sync_workers_;
+  // Uploads by file version, for UploadOnce: running ones, and the last
+  // kRememberedUploads done (oldest first in uploaded_order_).
+  static constexpr size_t kRememberedUploads = 32;
+  std::mutex uploads_mu_;
+  std::condition_variable uploads_cv_;
+  std::set<FileStamp> uploading_;              // GUARDED_BY(uploads_mu_)
+  std::map<FileStamp, FileEntry> uploaded_;    // GUARDED_BY(uploads_mu_)
+  std::deque<FileStamp> uploaded_order_;       // GUARDED_BY(uploads_mu_)
   StopSignal stop_;
   std::thread thread_;
   std::chrono::milliseconds interval_{200};

@@ -259,9 +259,9 @@ class HeldUploads {
       std::string name = fs::path(path).filename().string();
       started_.push_back(name);
       cv_.notify_all();
-      if (name == hold_) cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
       FileEntry e;
-      e.size = fs::file_size(path);
+      e.size = fs::file_size(path);  // read before the hold, as the real upload opens it first
+      if (name == hold_) cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
       e.chunks.push_back({std::string(64, 'a'), e.size});
       return e;
     };
@@ -295,6 +295,10 @@ class HeldUploads {
     std::lock_guard<std::mutex> lock(mu_);
     return records_;
   }
+  int Starts(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(std::count(started_.begin(), started_.end(), name));
+  }
 
  private:
   std::mutex mu_;
@@ -326,22 +330,61 @@ TEST_F(ArtifactWatcherTest, CheckpointsWrittenOneAfterAnotherUploadAtOnce) {
   EXPECT_EQ(records[1]["entry"]["path"], "first.pt");
 }
 
-// A file written again while its sync runs is synced again right after,
+// A file written again while its sync runs is synced again (right after,
+// when the watcher saw the second close during the sync; else by the scans),
 // and only its last version is reported.
-TEST_F(ArtifactWatcherTest, AFileClosedAgainDuringItsSyncIsSyncedAgain) {
+TEST_F(ArtifactWatcherTest, AFileWrittenAgainDuringItsSyncIsReportedInItsLastVersion) {
   HeldUploads uploads;
   uploads.Hold("model.pt");
   ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
-  w.Start(std::chrono::minutes(10));
+  w.Start(std::chrono::milliseconds(20));
   Write("checkpoints/model.pt", "v1");
   ASSERT_TRUE(uploads.WaitForStarts("model.pt", 1));
   Write("checkpoints/model.pt", "version 2");
   uploads.Release();
-  ASSERT_TRUE(uploads.WaitForStarts("model.pt", 2));
+  ASSERT_TRUE(uploads.WaitForRecords(1));
   w.Stop();
   std::vector<Json> records = uploads.Records();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0]["entry"]["size"], 9);
+  EXPECT_EQ(uploads.Starts("model.pt"), 2);
+}
+
+// A checkpoint written under a temporary name and renamed into place while
+// the temporary file's upload (started when it was closed) still runs: the
+// renamed file waits for that upload and reuses its entry, so the file is
+// read and hashed once; only the renamed file is reported.
+TEST_F(ArtifactWatcherTest, AFileRenamedIntoPlaceIsNotReadAgain) {
+  HeldUploads uploads;
+  uploads.Hold("model.pt.tmp");
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  w.Start(std::chrono::minutes(10));
+  Write("checkpoints/model.pt.tmp", "weights of epoch 3");
+  ASSERT_TRUE(uploads.WaitForStarts("model.pt.tmp", 1));
+  fs::rename(dir_.path() + "/checkpoints/model.pt.tmp", dir_.path() + "/checkpoints/model.pt");
+  uploads.Release();
+  ASSERT_TRUE(uploads.WaitForRecords(1));
+  w.Stop();
+  std::vector<Json> records = uploads.Records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["entry"]["path"], "model.pt");
+  EXPECT_EQ(records[0]["entry"]["size"], 18);
+  EXPECT_EQ(uploads.Starts("model.pt"), 0);
+  EXPECT_EQ(uploads.Starts("model.pt.tmp"), 1);
+}
+
+// A file rewritten in place (a new version, same inode) is uploaded again.
+TEST_F(ArtifactWatcherTest, ARewrittenFileIsUploadedAgain) {
+  HeldUploads uploads;
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  w.Start(std::chrono::milliseconds(20));  // a second close within this is left to the scans
+  Write("checkpoints/model.pt", "v1");
+  ASSERT_TRUE(uploads.WaitForRecords(1));
+  Write("checkpoints/model.pt", "v2, longer");
+  ASSERT_TRUE(uploads.WaitForRecords(2));
+  w.Stop();
+  EXPECT_EQ(uploads.Starts("model.pt"), 2);
+  EXPECT_EQ(uploads.Records()[1]["entry"]["size"], 10);
 }
 
 }  // namespace
