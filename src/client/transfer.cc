@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -401,12 +403,24 @@ class EntryFetch {
       StatusOr<std::string> local = ReadRange(old_fd, dest_, it->second.first, it->second.second);
       if (local.ok() && Sha256Hex(*local) == c.hash) return local;
     }
-    StatusOr<std::string> fetched = conn.GetVerified(c);
+    StatusOr<std::string> fetched = GetPatiently(conn, c);
     if (!fetched.ok()) return fetched.status().WithContext(entry_.path);
     std::string bytes = std::move(*fetched);
     chunks_fetched_++;
     bytes_fetched_ += bytes.size();
     return bytes;
+  }
+
+  // The server answers 429 past a user's calls in flight (64 by default):
+  // several mirrors at once (a sweep) can get there. Such a chunk is asked
+  // for again after a pause, for a minute at most, as the answer says to.
+  static StatusOr<std::string> GetPatiently(BlobConnection& conn, const ChunkRef& c) {
+    for (int attempt = 1;; ++attempt) {
+      StatusOr<std::string> fetched = conn.GetVerified(c);
+      if (fetched.ok() || fetched.status().code() != Code::kTooManyRequests || attempt >= 60)
+        return fetched;
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 50 * attempt)));
+    }
   }
 
   const HttpClient& http_;

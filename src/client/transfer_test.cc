@@ -52,6 +52,12 @@ class FakeBlobServer {
       if (on_get) on_get(req.matches[1]);
       std::lock_guard<std::mutex> lock(mu);
       ++gets;
+      if (refuse_gets > 0) {
+        --refuse_gets;
+        res.status = 429;
+        return res.set_content(R"({"error":{"code":"too_many_requests","message":"calls in flight"}})",
+                               "application/json");
+      }
       auto it = blobs.find(req.matches[1]);
       if (it == blobs.end()) {
         res.status = 404;
@@ -75,6 +81,7 @@ class FakeBlobServer {
   std::mutex mu;
   std::map<std::string, std::string> blobs;  // GUARDED_BY(mu), and the counters
   int puts = 0, gets = 0, missing_calls = 0;
+  int refuse_gets = 0;  // the next this many GETs are answered 429
   // Called (without `mu`) as each GET arrives; set before any request.
   std::function<void(const std::string& hash)> on_get;
 
@@ -427,6 +434,26 @@ TEST_F(TransferTest, MirrorWritesSeveralFilesAtOnceAndEachArrivesWhole) {
   }
   EXPECT_FALSE(first_waited_in_vain);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Slurp(dest + "/" + entries[i].path), contents[i]) << i;
+}
+
+// Past the user's calls in flight the server answers 429: the chunk is
+// asked for again, and the copy still arrives whole.
+TEST_F(TransferTest, ADownloadToldTooManyRequestsAsksAgain) {
+  std::string content = RandomBytes(600 * 1024, 15);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  e->path = "model.pt";
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.refuse_gets = 3;
+  }
+  std::string dest = dir_.path() + "/mirror";
+  Status s = DownloadEntry(http_, *e, dest, nullptr, nullptr);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  std::lock_guard<std::mutex> lock(server_.mu);
+  EXPECT_EQ(server_.refuse_gets, 0);
 }
 
 }  // namespace
