@@ -74,8 +74,29 @@ std::vector<std::string> SandboxTemplate::FreshMounts(const std::vector<std::str
   return fresh;
 }
 
+std::vector<SandboxTemplate::Source> SandboxTemplate::Sources(const std::vector<std::string>& prefix) {
+  std::vector<Source> sources;
+  for (size_t i = 0; i + 2 < prefix.size(); ++i) {
+    if (prefix[i] != "--ro-bind" && prefix[i] != "--bind" && prefix[i] != "--dev-bind") continue;
+    struct stat st;
+    if (stat(prefix[i + 1].c_str(), &st) == 0) sources.push_back({prefix[i + 1], st.st_dev, st.st_ino});
+    i += 2;
+  }
+  return sources;
+}
+
+bool SandboxTemplate::Stale() const {
+  for (const Source& s : sources_) {
+    struct stat st;
+    if (stat(s.path.c_str(), &st) != 0 || st.st_dev != s.dev || st.st_ino != s.ino) return true;
+  }
+  return false;
+}
+
 StatusOr<std::unique_ptr<SandboxTemplate>> SandboxTemplate::Make(
     const std::vector<std::string>& prefix, const std::string& shim_executable) {
+  // Before bwrap binds them: a folder replaced meanwhile reads as stale.
+  std::vector<Source> sources = Sources(prefix);
   int in[2];
   if (pipe2(in, O_CLOEXEC) != 0) return ErrnoStatus("creating the sandbox template's pipe");
   JobSpawnOptions holder;
@@ -98,13 +119,13 @@ StatusOr<std::unique_ptr<SandboxTemplate>> SandboxTemplate::Make(
   if (ready.ok()) (*process)->Wait();
   process->reset();
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<SandboxTemplate>(new SandboxTemplate(*fd, FreshMounts(prefix)));
+  return std::unique_ptr<SandboxTemplate>(new SandboxTemplate(*fd, FreshMounts(prefix), std::move(sources)));
 }
 
 StatusOr<std::shared_ptr<const SandboxTemplate>> SandboxTemplates::Get(
     const std::vector<std::string>& prefix) {
   MutexLock lock(mu_);
-  if (current_ && key_ == prefix) return current_;
+  if (current_ && key_ == prefix && !current_->Stale()) return current_;
   current_.reset();
   key_.clear();
   auto start = std::chrono::steady_clock::now();

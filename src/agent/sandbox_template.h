@@ -23,6 +23,8 @@
 // lose), each job gets its own bwrap as before.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +48,10 @@ class SandboxTemplate {
   int mount_ns_fd() const { return ns_fd_; }
   const std::vector<std::string>& fresh() const { return fresh_; }
 
+  // Whether a folder or file the template binds is no longer the one it
+  // bound (another inode, or gone).
+  bool Stale() const;
+
   // Whether jobs of this prefix can enter a template here (see above).
   static bool Usable(const std::vector<std::string>& prefix);
   // The mount points a job gets anew: every --tmpfs of `prefix`, and
@@ -53,13 +59,24 @@ class SandboxTemplate {
   static std::vector<std::string> FreshMounts(const std::vector<std::string>& prefix);
 
  private:
-  SandboxTemplate(int ns_fd, std::vector<std::string> fresh) : ns_fd_(ns_fd), fresh_(std::move(fresh)) {}
+  struct Source {
+    std::string path;
+    dev_t dev;
+    ino_t ino;
+  };
+  SandboxTemplate(int ns_fd, std::vector<std::string> fresh, std::vector<Source> sources)
+      : ns_fd_(ns_fd), fresh_(std::move(fresh)), sources_(std::move(sources)) {}
+  // What the prefix binds, as it was when the template was made.
+  static std::vector<Source> Sources(const std::vector<std::string>& prefix);
   int ns_fd_;
   std::vector<std::string> fresh_;
+  std::vector<Source> sources_;
 };
 
 // The agent's templates: the one of the last prefix asked for (an
-// instance's jobs nearly always share one). Thread-safe.
+// instance's jobs nearly always share one), made again when a folder it
+// binds was replaced since (a venv made anew: the template would still show
+// the old, deleted one). Thread-safe.
 class SandboxTemplates {
  public:
   explicit SandboxTemplates(std::string shim_executable) : shim_(std::move(shim_executable)) {}

@@ -58,5 +58,31 @@ TEST(SandboxTemplateTest, OneTemplatePerPrefixKeptUntilAnotherIsAskedFor) {
   fs::remove_all(dir);
 }
 
+TEST(SandboxTemplateTest, AFolderMadeAnewSinceGetsANewTemplate) {
+  // A venv made again while the instance lives: the template's bind would
+  // still show the old, deleted folder.
+  if (geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
+  fs::path dir = fs::temp_directory_path() / ("sandbox_template_test2." + std::to_string(getpid()));
+  fs::create_directories(dir / "jobs");
+  fs::create_directories(dir / "venv");
+  SandboxSpec spec;
+  spec.writable = (dir / "jobs").string();
+  spec.readable = {fs::path(YARD_BINARY).parent_path().string(), (dir / "venv").string()};
+  StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, {{"PATH", "/usr/bin:/bin"}});
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  SandboxTemplates templates(YARD_BINARY);
+  auto first = templates.Get(*prefix);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_FALSE((*first)->Stale());
+  fs::remove_all(dir / "venv");
+  fs::create_directories(dir / "venv");
+  EXPECT_TRUE((*first)->Stale());
+  auto second = templates.Get(*prefix);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_NE(first->get(), second->get());
+  EXPECT_FALSE((*second)->Stale());
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace yard
