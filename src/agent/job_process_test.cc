@@ -1,5 +1,6 @@
 #include "agent/job_process.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -591,6 +592,28 @@ TEST_P(SandboxedJobTest, JobsOfOneTemplateRunSideBySideApart) {
   Result r = RunToEnd(*a);
   EXPECT_EQ((out + r.output).substr(0, 8), "ready\na\n") << out + r.output;
   EXPECT_LE(std::atoi((out + r.output).substr(8).c_str()), 5) << out + r.output;
+}
+
+TEST_F(JobProcessTest, TheShimRefusesToEnterAnythingButAnotherMountNamespace) {
+  // The agent's own mount namespace (or any other descriptor) would run the
+  // job unconfined: the shim must not start the command at all.
+  int own = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  int file = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(own, 0);
+  ASSERT_GE(file, 0);
+  for (int fd : {own, file}) {
+    JobSpawnOptions options = Shell("touch ran");
+    options.sandbox_ns_fd = fd;
+    options.sandbox_fresh = {"/tmp"};
+    auto job = Start(options);
+    ASSERT_TRUE(job);
+    Result r = RunToEnd(*job);
+    EXPECT_EQ(r.exit.exit_code, 125) << r.output;
+    EXPECT_NE(r.output.find("is not a sandbox's mount namespace"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(dir_ / "ran"));
+  }
+  close(own);
+  close(file);
 }
 
 INSTANTIATE_TEST_SUITE_P(PerJobAndTemplate, SandboxedJobTest, ::testing::Bool(),
