@@ -538,7 +538,8 @@ TEST_F(ControllerTest, ABatchTheStoreCannotHoldStopsTheControllerAndStoresNothin
   EXPECT_TRUE(diverged.empty());
 
   ASSERT_TRUE(store_->SetMaxPagesForTesting(1).ok());  // the disk is full
-  Json big = {{"kind", "output"}, {"data", std::string(2 << 20, 'x')}};
+  // (Output bytes go to the job's output log, not SQLite: a big metric fills it.)
+  Json big = {{"kind", "metric"}, {"values", {{"x", std::string(2 << 20, 'x')}}}};
   Json exit = {{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}};
   StatusOr<int64_t> acked = controller_->AcceptAgentRecords(inst, job, 1, 1, {out, big, exit});
   EXPECT_EQ(acked.status().code(), Code::kResourceExhausted) << acked.status().ToString();

@@ -70,6 +70,12 @@ ALTER TABLE tokens ADD COLUMN last_used REAL NOT NULL DEFAULT 0;
 ALTER TABLE tokens ADD COLUMN revoked_at REAL NOT NULL DEFAULT 0;
 UPDATE tokens SET scope = 'metrics' WHERE kind = 'metrics';
 )sql",
+    // 5 -> 6: output bytes in the job's output log (store/output_log.h),
+    // named by offset and length, instead of in `data`.
+    R"sql(
+ALTER TABLE events ADD COLUMN out_off INTEGER;
+ALTER TABLE events ADD COLUMN out_len INTEGER;
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -143,7 +149,9 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   // queued the jobs and events pages no longer fit in 2 MiB, and every
   // transition re-read them from the OS (bench_scheduler, bench/README.md).
   YARD_RETURN_IF_ERROR(db->Exec("PRAGMA cache_size=-65536;"));
-  std::unique_ptr<Store> store(new Store(std::move(db)));
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::unique_ptr<Store> store(new Store(std::move(db), dir + "/output"));
   YARD_RETURN_IF_ERROR(store->Migrate());
   return store;
 }
@@ -420,6 +428,19 @@ StatusOr<std::vector<EventRecord>> Store::AppendEvents(const std::string& job_id
                                 now, job_update);
 }
 
+StatusOr<uint64_t> Store::OutputEndLocked(const std::string& job_id) {
+  auto it = output_end_.find(job_id);
+  if (it != output_end_.end()) return it->second;
+  YARD_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+      "SELECT out_off + out_len FROM events WHERE job_id = ? AND out_len IS NOT NULL "
+      "ORDER BY seq DESC LIMIT 1"));
+  q.Bind(1, job_id);
+  YARD_ASSIGN_OR_RETURN(bool row, q.Step());
+  uint64_t end = row ? static_cast<uint64_t>(q.Int(0)) : 0;
+  output_end_[job_id] = end;
+  return end;
+}
+
 StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::string& job_id,
                                                                  std::vector<NewEvent> events,
                                                                  double now,
@@ -433,14 +454,30 @@ StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::stri
     YARD_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) return NotFound("no job '" + job_id + "'");
     int64_t seq = q.Int(0);
+    // The batch's output bytes go to the job's log in one write, before the
+    // rows that name them; the end moves on even if this transaction rolls
+    // back (a gap in the file is harmless, an overwrite of stored bytes not).
+    std::vector<std::string_view> pieces;
+    for (const NewEvent& e : events)
+      if (e.output) pieces.push_back(*e.output);
+    uint64_t at = 0;
+    if (!pieces.empty()) {
+      YARD_ASSIGN_OR_RETURN(at, OutputEndLocked(job_id));
+      YARD_RETURN_IF_ERROR(output_log_.Write(job_id, at, pieces));
+      for (std::string_view p : pieces) output_end_[job_id] += p.size();
+    }
     YARD_ASSIGN_OR_RETURN(auto ins, db_->Prepare(
-        "INSERT INTO events(job_id, seq, time, kind, body, data) VALUES(?,?,?,?,?,?)"));
+        "INSERT INTO events(job_id, seq, time, kind, body, out_off, out_len) "
+        "VALUES(?,?,?,?,?,?,?)"));
     for (NewEvent& e : events) {
       EventRecord r{++seq, now, e.body.value("kind", "unknown"), std::move(e.body)};
       r.body["seq"] = r.seq;
       r.body["time"] = r.time;
       ins.Bind(1, job_id).Bind(2, r.seq).Bind(3, r.time).Bind(4, r.kind).Bind(5, Dump(r.body));
-      if (e.output) ins.BindBlob(6, *e.output);
+      if (e.output) {
+        ins.Bind(6, static_cast<int64_t>(at)).Bind(7, static_cast<int64_t>(e.output->size()));
+        at += e.output->size();
+      }
       YARD_RETURN_IF_ERROR(ins.Run());
       ins.Reset();
       stored.push_back(std::move(r));
@@ -454,19 +491,43 @@ StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::stri
   return stored;
 }
 
+// An output event's bytes: in `data` (schema 3 to 5) or in the job's output
+// log (`out_off`, `out_len` at columns `col` and `col + 1`; schema 6). A log
+// that ends early (a power cut) yields what is there, said on stderr.
+std::optional<std::string> Store::OutputBytesLocked(const sql::Stmt& st, int data_col, int off_col,
+                                                    const std::string& job_id,
+                                                    std::optional<OutputLog::Reader>* reader) {
+  if (!st.IsNull(data_col)) return st.Bytes(data_col);
+  if (st.IsNull(off_col + 1)) return std::nullopt;
+  std::string out;
+  if (!*reader) {
+    StatusOr<OutputLog::Reader> r = output_log_.Open(job_id);
+    if (!r.ok()) {
+      std::fprintf(stderr, "yard server: %s\n", r.status().ToString().c_str());
+      return out;
+    }
+    reader->emplace(std::move(*r));
+  }
+  Status s = (*reader)->Read(static_cast<uint64_t>(st.Int(off_col)),
+                             static_cast<size_t>(st.Int(off_col + 1)), &out);
+  if (!s.ok()) std::fprintf(stderr, "yard server: %s\n", s.ToString().c_str());
+  return out;
+}
+
 StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, int64_t after,
                                                      int limit) {
   Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, time, kind, body, data FROM events WHERE job_id = ? AND seq > ? "
-      "ORDER BY seq LIMIT ?"));
+      "SELECT seq, time, kind, body, data, out_off, out_len FROM events WHERE job_id = ? AND "
+      "seq > ? ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<EventRecord> out;
+  std::optional<OutputLog::Reader> reader;
   for (;;) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     EventRecord e{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))};
-    if (!st.IsNull(4)) e.body["data"] = st.Bytes(4);
+    if (auto bytes = OutputBytesLocked(st, 4, 5, job_id, &reader)) e.body["data"] = std::move(*bytes);
     out.push_back(std::move(e));
   }
   return out;
@@ -476,15 +537,16 @@ StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_i
                                                         int limit, size_t max_bytes) {
   Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, body, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"));
+      "SELECT seq, body, data, out_off, out_len FROM events WHERE job_id = ? AND seq > ? "
+      "ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<StoredEvent> out;
+  std::optional<OutputLog::Reader> reader;
   size_t bytes = 0;
   while (bytes < max_bytes) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    StoredEvent e{st.Int(0), st.Text(1), std::nullopt};
-    if (!st.IsNull(2)) e.output = st.Bytes(2);
+    StoredEvent e{st.Int(0), st.Text(1), OutputBytesLocked(st, 2, 3, job_id, &reader)};
     bytes += e.json.size() + (e.output ? e.output->size() : 0);
     out.push_back(std::move(e));
   }

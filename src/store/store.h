@@ -11,13 +11,16 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/status.h"
 #include "common/thread_annotations.h"
+#include "store/output_log.h"
 #include "store/records.h"
 #include "store/sqlite.h"
 
@@ -25,7 +28,8 @@ namespace yard {
 
 class Store {
  public:
-  // Opens (creating if needed) and migrates the database at `path`.
+  // Opens (creating if needed) and migrates the database at `path`; output
+  // bytes live beside it, in `output/` (store/output_log.h).
   // FailedPrecondition if the file was written by a newer Trainyard.
   static StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
 
@@ -81,7 +85,7 @@ class Store {
                                                   std::vector<Json> events, double now,
                                                   const JobRecord* job_update);
   // The same; output events may carry their bytes apart (NewEvent::output),
-  // stored exactly as given.
+  // stored exactly as given, in the job's output log (one write per call).
   StatusOr<std::vector<EventRecord>> AppendEventsWithOutput(const std::string& job_id,
                                                             std::vector<NewEvent> events,
                                                             double now,
@@ -170,8 +174,16 @@ class Store {
     bool joined_;
   };
 
-  explicit Store(std::unique_ptr<sql::Db> db) : db_(std::move(db)) {}
+  Store(std::unique_ptr<sql::Db> db, std::string output_dir)
+      : db_(std::move(db)), output_log_(std::move(output_dir)) {}
   Status Migrate();
+  // Where the job's next output bytes go in its log: past its last stored
+  // output event's (read once, then kept).
+  StatusOr<uint64_t> OutputEndLocked(const std::string& job_id) REQUIRES(mu_);
+  std::optional<std::string> OutputBytesLocked(const sql::Stmt& st, int data_col, int off_col,
+                                               const std::string& job_id,
+                                               std::optional<OutputLog::Reader>* reader)
+      REQUIRES(mu_);
   Status TransactionLocked(const std::function<Status()>& fn) REQUIRES(mu_);
   Status UpdateJobLocked(const JobRecord& job) REQUIRES(mu_);
   Status RunCached(const char* sql) REQUIRES(mu_);  // a statement without rows, cached
@@ -181,6 +193,9 @@ class Store {
   // held; read without it, only to compare with the reader's own id.
   std::atomic<std::thread::id> transaction_thread_{};
   std::unique_ptr<sql::Db> db_ PT_GUARDED_BY(mu_);
+  const OutputLog output_log_;  // written and read with mu_ held
+  // Per job: where its log's next bytes go (OutputEndLocked).
+  std::unordered_map<std::string, uint64_t> output_end_ GUARDED_BY(mu_);
 };
 
 // The public id of a token: the first 12 hex digits of its hash.

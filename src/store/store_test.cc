@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <stdexcept>
 
@@ -95,6 +96,78 @@ TEST_F(StoreTest, OutputBytesAreStoredExactlyApartFromTheJson) {
   EXPECT_EQ(store_->ReadEvents(job.id, 0, 10)->at(0).body["data"].get<std::string>(), bytes);
 }
 
+std::string ReadWhole(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Output bytes are written to the job's output log (one write per append),
+// not into SQLite, and read back from there.
+TEST_F(StoreTest, OutputBytesGoToTheJobsLogNotTheDatabase) {
+  JobRecord job = NewJob("job-1");
+  for (const char* piece : {"one\n", "two\n"}) {
+    std::vector<NewEvent> events;
+    events.emplace_back(Json{{"kind", "output"}}, piece);
+    events.emplace_back(Json{{"kind", "metric"}, {"values", {{"loss", 1}}}});
+    ASSERT_TRUE(store_->AppendEventsWithOutput(job.id, std::move(events), 1.0, nullptr).ok());
+  }
+  EXPECT_EQ(ReadWhole(dir_ / "output" / "job-1.out"), "one\ntwo\n");
+  StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open((dir_ / "state.db").string());
+  ASSERT_TRUE(db.ok());
+  StatusOr<sql::Stmt> blobs = (*db)->Prepare("SELECT COUNT(*) FROM events WHERE data IS NOT NULL");
+  ASSERT_TRUE(blobs.ok() && blobs->Step().value());
+  EXPECT_EQ(blobs->Int(0), 0);
+  StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText(job.id, 0, 10);
+  ASSERT_TRUE(text.ok());
+  ASSERT_EQ(text->size(), 4u);
+  EXPECT_EQ((*text)[2].output, std::optional<std::string>("two\n"));
+  EXPECT_FALSE((*text)[3].output) << "a metric after output has no bytes";
+}
+
+// Bytes written to the log whose rows were never committed (a transaction
+// rolled back, or a server killed between the write and the commit) are
+// never read, and the next output overwrites them: what is read is exactly
+// what was stored, across a restart too.
+TEST_F(StoreTest, OutputOfAnUncommittedAppendIsNeverRead) {
+  JobRecord job = NewJob("job-1");
+  auto append = [&](const std::string& bytes) {
+    std::vector<NewEvent> events;
+    events.emplace_back(Json{{"kind", "output"}}, bytes);
+    return store_->AppendEventsWithOutput(job.id, std::move(events), 1.0, nullptr).status();
+  };
+  ASSERT_TRUE(append("kept 1\n").ok());
+  Status rolled_back = store_->Transaction([&] {
+    EXPECT_TRUE(append("ROLLED BACK\n").ok());
+    return Internal("give up");
+  });
+  ASSERT_FALSE(rolled_back.ok());
+  ASSERT_TRUE(append("kept 2\n").ok());
+  // A killed server: bytes past the last commit, then a restart.
+  store_.reset();
+  { std::ofstream(dir_ / "output" / "job-1.out", std::ios::app) << "TORN GARBAGE WRITTEN BEFORE A KILL"; }
+  store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
+  ASSERT_TRUE(append("kept 3\n").ok());
+  std::string all;
+  for (const StoredEvent& e : store_->ReadEventText(job.id, 0, 10).value()) all += e.output.value();
+  EXPECT_EQ(all, "kept 1\nkept 2\nkept 3\n");
+}
+
+// A log cut short (a power cut after the rows were committed) yields the
+// bytes that are there instead of failing every read of the stream.
+TEST_F(StoreTest, AnOutputLogCutShortYieldsWhatIsThere) {
+  JobRecord job = NewJob("job-1");
+  std::vector<NewEvent> events;
+  events.emplace_back(Json{{"kind", "output"}}, "0123456789");
+  events.emplace_back(Json{{"kind", "output"}}, "abcdef");
+  ASSERT_TRUE(store_->AppendEventsWithOutput(job.id, std::move(events), 1.0, nullptr).ok());
+  fs::resize_file(dir_ / "output" / "job-1.out", 12);
+  StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText(job.id, 0, 10);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  ASSERT_EQ(text->size(), 2u);
+  EXPECT_EQ((*text)[0].output, std::optional<std::string>("0123456789"));
+  EXPECT_EQ((*text)[1].output, std::optional<std::string>("ab"));
+}
+
 // A reader of a fast stream holds a bounded amount: ReadEventText stops
 // once `max_bytes` are read (but always returns one event).
 TEST_F(StoreTest, ReadEventTextStopsAtItsByteBound) {
@@ -176,8 +249,8 @@ TEST_F(StoreTest, AWriteThatFailsInsideATransactionRollsBackAllOfIt) {
   Status s = store_->Transaction([&]() -> Status {
     job.message = "made in the same transaction";
     EXPECT_TRUE(store_->UpdateJob(job).ok());
-    std::string bytes(4 << 20, 'x');
-    NewEvent big(Json{{"kind", "output"}}, bytes);
+    // (Output bytes go to the job's log, not SQLite: a big JSON event fills it.)
+    NewEvent big(Json{{"kind", "metric"}, {"values", {{"x", std::string(4 << 20, 'x')}}}});
     logged_only = store_->AppendEventsWithOutput(job.id, {big}, 1.0, &job).status();
     return Status::Ok();  // the failure above is only logged
   });
@@ -226,10 +299,40 @@ TEST_F(StoreTest, OtherThreadsWaitForATransactionAndNeverJoinIt) {
   EXPECT_TRUE(other.get());
 }
 
-// Dropping what 4 -> 5 adds turns today's file into one of version 4.
-const std::string kVersion5Columns =
+// Dropping what 5 -> 6 adds turns today's file into one of version 5.
+const std::string kVersion6Columns =
+    "ALTER TABLE events DROP COLUMN out_off; ALTER TABLE events DROP COLUMN out_len; ";
+// Dropping what 4 -> 5 (and 5 -> 6) adds turns today's file into one of version 4.
+const std::string kVersion5Columns = kVersion6Columns +
     "ALTER TABLE tokens DROP COLUMN scope; ALTER TABLE tokens DROP COLUMN expires_at; "
     "ALTER TABLE tokens DROP COLUMN last_used; ALTER TABLE tokens DROP COLUMN revoked_at; ";
+
+// Output stored by a version-5 server (bytes in events.data) still reads
+// after the migration, beside output stored since in the job's log.
+TEST_F(StoreTest, AVersion5FilesOutputReadsBesideNewOutput) {
+  NewJob("job-1");
+  store_.reset();
+  std::string path = (dir_ / "state.db").string();
+  {
+    StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec(kVersion6Columns +
+                            "INSERT INTO events(job_id, seq, time, kind, body, data) VALUES("
+                            "'job-1', 1, 1.0, 'output', '{\"kind\":\"output\",\"seq\":1,\"time\":1.0}', "
+                            "X'6f6c640a'); UPDATE jobs SET last_seq = 1; PRAGMA user_version = 5;").ok());
+  }
+  StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  store_ = std::move(store).value();
+  std::vector<NewEvent> events;
+  events.emplace_back(Json{{"kind", "output"}}, "new\n");
+  ASSERT_TRUE(store_->AppendEventsWithOutput("job-1", std::move(events), 2.0, nullptr).ok());
+  StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText("job-1", 0, 10);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  ASSERT_EQ(text->size(), 2u);
+  EXPECT_EQ((*text)[0].output, std::optional<std::string>("old\n"));
+  EXPECT_EQ((*text)[1].output, std::optional<std::string>("new\n"));
+}
 
 TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens) {
   // A version-3 file: today's minus what 3 -> 4 adds, with an instance and

@@ -1,0 +1,96 @@
+#include "store/output_log.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace yard {
+
+namespace {
+
+// Job ids are the server's own ("job-3f9a…"); anything else is made safe
+// as a file name rather than trusted.
+std::string FileNameOf(const std::string& job_id) {
+  std::string out;
+  for (char c : job_id) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_');
+  return out + ".out";
+}
+
+// pwritev of all of `iov` at `offset`, however the kernel splits it.
+Status PwriteAll(int fd, std::vector<iovec> iov, uint64_t offset, const std::string& path) {
+  std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
+  size_t at = 0;
+  while (at < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
+    ssize_t n = ::pwritev(fd, &iov[at], count, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("writing output log " + path);
+    offset += static_cast<uint64_t>(n);
+    for (size_t left = static_cast<size_t>(n); left > 0;) {
+      size_t take = std::min(left, iov[at].iov_len);
+      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+      iov[at].iov_len -= take;
+      left -= take;
+      if (iov[at].iov_len == 0) ++at;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string OutputLog::PathFor(const std::string& job_id) const {
+  return dir_ + "/" + FileNameOf(job_id);
+}
+
+Status OutputLog::Write(const std::string& job_id, uint64_t offset,
+                        const std::vector<std::string_view>& pieces) const {
+  std::string path = PathFor(job_id);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ENOENT && ::mkdir(dir_.c_str(), 0700) == 0)
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("opening output log " + path);
+  std::vector<iovec> iov;
+  iov.reserve(pieces.size());
+  for (std::string_view p : pieces) iov.push_back({const_cast<char*>(p.data()), p.size()});
+  Status s = PwriteAll(fd, std::move(iov), offset, path);
+  ::close(fd);
+  return s;
+}
+
+StatusOr<OutputLog::Reader> OutputLog::Open(const std::string& job_id) const {
+  Reader r;
+  r.path_ = PathFor(job_id);
+  r.fd_ = ::open(r.path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (r.fd_ < 0 && errno == ENOENT) return NotFound("no output log " + r.path_);
+  if (r.fd_ < 0) return ErrnoStatus("opening output log " + r.path_);
+  return r;
+}
+
+OutputLog::Reader::~Reader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status OutputLog::Reader::Read(uint64_t offset, size_t size, std::string* out) const {
+  out->resize(size);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd_, out->data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading output log " + path_);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  if (done == size) return Status::Ok();
+  out->resize(done);
+  return Internal("output log " + path_ + " ends before the bytes its events name (offset " +
+                  std::to_string(offset) + ", " + std::to_string(size) +
+                  " bytes): lost in a power cut after they were stored?");
+}
+
+}  // namespace yard
