@@ -90,7 +90,15 @@ StatusOr<HttpReply> AgentHttp::Post(const std::string& path, const Json& body, i
 StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::string& text,
                                         int read_timeout_s, const char* content_type) {
   return Exchange("POST " + path, read_timeout_s, [&](httplib::Client& cli) {
-    return cli.Post(path, {{"Authorization", "Bearer " + token_}}, text, content_type);
+    httplib::Headers headers = {{"Authorization", "Bearer " + token_}};
+    if (text.empty()) return cli.Post(path, headers, text, content_type);
+    // Written to the socket from `text` itself: httplib's string overload
+    // copies the body first (4 MiB per event batch).
+    return cli.Post(path, headers, text.size(),
+                    [&text](size_t offset, size_t length, httplib::DataSink& sink) {
+                      return sink.write(text.data() + offset, length);
+                    },
+                    content_type);
   });
 }
 

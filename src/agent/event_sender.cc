@@ -41,9 +41,10 @@ void EventSender::Stop() {
 }
 
 void EventSender::SendOnce(std::chrono::milliseconds wait) {
-  std::optional<SpoolBatch> b = spool_->WaitBatch(kMaxBatchBytes, wait);
+  std::optional<SpoolBatch> b = spool_->WaitBatch(kMaxBatchBytes, wait, &spare_);
   if (!b) return;
   Handle(*b, http_->PostText(path_, b->RequestBody(), kReadTimeoutS, b->ContentType()));
+  spare_ = std::move(b->body);  // the next batch is read into the same memory
 }
 
 void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) {

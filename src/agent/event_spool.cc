@@ -1,7 +1,9 @@
 #include "agent/event_spool.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,21 +39,37 @@ struct EventSpool::Stream {
 
 namespace {
 
-Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+// writev of all of `iov`, however the kernel splits it.
+Status WritevAll(int fd, std::vector<iovec> iov) {
+  size_t at = 0;
+  while (at < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
+    ssize_t n = ::writev(fd, &iov[at], count);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("writing the event spool");
-    data.remove_prefix(static_cast<size_t>(n));
+    for (size_t left = static_cast<size_t>(n); left > 0 || (at < iov.size() && iov[at].iov_len == 0);) {
+      size_t take = std::min(left, iov[at].iov_len);
+      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+      iov[at].iov_len -= take;
+      left -= take;
+      if (iov[at].iov_len == 0) ++at;
+    }
   }
   return Status::Ok();
 }
 
-Status PreadAll(int fd, uint64_t offset, size_t size, std::string* out) {
-  out->resize(size);
+Status WriteAll(int fd, std::string_view data) {
+  return WritevAll(fd, {{const_cast<char*>(data.data()), data.size()}});
+}
+
+// Reads `size` bytes at `offset` onto the end of `*out`.
+Status PreadAppend(int fd, uint64_t offset, size_t size, std::string* out) {
+  size_t base = out->size();
+  out->resize(base + size);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd, out->data() + done, size - done, static_cast<off_t>(offset + done));
+    ssize_t n = ::pread(fd, out->data() + base + done, size - done,
+                        static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("reading the event spool");
     if (n == 0) return Internal("event spool shorter than its index");
@@ -116,19 +134,6 @@ std::string DumpLine(const Json& j) {
 }
 
 }  // namespace
-
-std::string SpoolBatch::RequestBody() const {
-  Json head = {{"job", job}, {"attempt", attempt}, {"first", first}};
-  std::string text = head.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (framed) {
-    std::string body;
-    body.reserve(kFrameHeaderBytes + text.size() + records.size());
-    AppendFrame(frame_tag::kJson, text, &body);
-    return body.append(records);
-  }
-  text.pop_back();  // the closing '}'
-  return text + ",\"records\":[" + records + "]}";
-}
 
 const char* SpoolBatch::ContentType() const {
   return framed ? kFramesContentType : "application/json";
@@ -267,35 +272,52 @@ StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int6
 
 StatusOr<int64_t> EventSpool::Append(const std::string& job, int64_t attempt, const Json& record) {
   std::string text = record.dump(-1, ' ', false, Json::error_handler_t::replace);
-  return AppendRecord(job, attempt, frame_tag::kJson, text, IsExitRecord(record));
+  return AppendRecords(job, attempt, frame_tag::kJson, {text}, IsExitRecord(record));
 }
 
 StatusOr<int64_t> EventSpool::AppendOutput(const std::string& job, int64_t attempt,
                                            std::string_view data) {
-  return AppendRecord(job, attempt, frame_tag::kOutput, data, /*exit=*/false);
+  return AppendRecords(job, attempt, frame_tag::kOutput, {data}, /*exit=*/false);
 }
 
-StatusOr<int64_t> EventSpool::AppendRecord(const std::string& job, int64_t attempt, char tag,
-                                           std::string_view payload, bool exit) {
+StatusOr<int64_t> EventSpool::AppendOutputs(const std::string& job, int64_t attempt,
+                                            const std::vector<std::string_view>& pieces) {
+  return AppendRecords(job, attempt, frame_tag::kOutput, pieces, /*exit=*/false);
+}
+
+StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t attempt, char tag,
+                                            const std::vector<std::string_view>& payloads,
+                                            bool exit) {
   std::lock_guard<std::mutex> lock(mu_);
   YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
   if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
-  std::string bytes;
-  if (s->framed) {
-    bytes.reserve(kFrameHeaderBytes + payload.size());
-    AppendFrame(tag, payload, &bytes);
-  } else {  // a version-1 leftover: JSON lines
-    bytes = tag == frame_tag::kOutput
-                ? DumpLine({{"kind", "output"}, {"data", std::string(payload)}})
-                : std::string(payload) + "\n";
+  // One write for all: frame headers and payloads side by side (the bytes
+  // are not copied), or JSON lines for a version-1 leftover.
+  std::vector<std::string> heads(payloads.size());
+  std::vector<iovec> iov;
+  iov.reserve(2 * payloads.size());
+  std::vector<uint64_t> sizes;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    if (s->framed) {
+      AppendFrameHeader(tag, payloads[i].size(), &heads[i]);
+      iov.push_back({heads[i].data(), heads[i].size()});
+      iov.push_back({const_cast<char*>(payloads[i].data()), payloads[i].size()});
+      sizes.push_back(heads[i].size() + payloads[i].size());
+    } else {
+      heads[i] = tag == frame_tag::kOutput
+                     ? DumpLine({{"kind", "output"}, {"data", std::string(payloads[i])}})
+                     : std::string(payloads[i]) + "\n";
+      iov.push_back({heads[i].data(), heads[i].size()});
+      sizes.push_back(heads[i].size());
+    }
   }
-  Status st = WriteAll(s->fd, bytes);
+  Status st = WritevAll(s->fd, std::move(iov));
   if (!st.ok()) {
     // Keep the file a whole number of records.
     if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");
     return st;
   }
-  s->ends.push_back(s->ends.back() + bytes.size());
+  for (uint64_t n : sizes) s->ends.push_back(s->ends.back() + n);
   if (exit) s->exit_seq = s->last();
   s->abandoned = false;
   cv_.notify_all();
@@ -326,7 +348,8 @@ void EventSpool::Abandon(const std::string& job, int64_t attempt) {
   RemoveIfDone(s);
 }
 
-std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_point* wake_at) {
+std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_point* wake_at,
+                                                std::string* spare) {
   Clock::time_point now = Clock::now();
   for (const auto& s : streams_) {
     if (!s->pending()) continue;
@@ -334,20 +357,40 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
       *wake_at = std::min(*wake_at, s->not_before);
       continue;
     }
-    SpoolBatch b{s->job, s->attempt, s->acked + 1, 1, {}, s->framed};
+    SpoolBatch b;
+    b.job = s->job;
+    b.attempt = s->attempt;
+    b.first = s->acked + 1;
+    b.count = 1;
+    b.framed = s->framed;
+    if (spare) b.body = std::move(*spare);
+    b.body.clear();
     uint64_t begin = s->ends[s->acked];
     while (b.first + b.count <= s->last() && s->ends[b.first + b.count] - begin <= max_bytes) {
       ++b.count;
     }
-    Status st = PreadAll(s->fd, begin, s->ends[b.first + b.count - 1] - begin, &b.records);
+    Json head = {{"job", b.job}, {"attempt", b.attempt}, {"first", b.first}};
+    std::string text = head.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (b.framed) {
+      AppendFrame(frame_tag::kJson, text, &b.body);
+    } else {
+      text.pop_back();  // the closing '}'
+      b.body = text + ",\"records\":[";
+    }
+    b.records_at = b.body.size();
+    Status st = PreadAppend(s->fd, begin, s->ends[b.first + b.count - 1] - begin, &b.body);
     if (!st.ok()) {
       AgentLog(st.ToString());
       s->not_before = now + std::chrono::seconds(1);
       continue;
     }
-    if (!s->framed) {
-      b.records.pop_back();  // the last '\n'
-      std::replace(b.records.begin(), b.records.end(), '\n', ',');
+    if (!b.framed) {
+      b.body.pop_back();  // the last '\n'
+      std::replace(b.body.begin() + static_cast<ptrdiff_t>(b.records_at), b.body.end(), '\n', ',');
+      b.records_size = b.body.size() - b.records_at;
+      b.body += "]}";
+    } else {
+      b.records_size = b.body.size() - b.records_at;
     }
     return b;
   }
@@ -355,7 +398,8 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
 }
 
 std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
-                                                std::chrono::milliseconds timeout) {
+                                                std::chrono::milliseconds timeout,
+                                                std::string* spare) {
   std::unique_lock<std::mutex> lock(mu_);
   Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
@@ -364,7 +408,7 @@ std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
       return std::nullopt;
     }
     Clock::time_point wake_at = deadline;
-    if (auto b = TakeBatch(max_bytes, &wake_at)) return b;
+    if (auto b = TakeBatch(max_bytes, &wake_at, spare)) return b;
     if (Clock::now() >= deadline) return std::nullopt;
     cv_.wait_until(lock, wake_at);
   }

@@ -40,13 +40,17 @@ struct SpoolBatch {
   int64_t attempt = 0;
   int64_t first = 0;  // sequence number of the first record
   int64_t count = 0;
-  // The records: frames (framed) or JSON text, comma-separated (from a
-  // version-1 file).
-  std::string records;
   bool framed = true;
-  // The body of POST /v1/agents/{id}/events for this batch, and its
-  // Content-Type.
-  std::string RequestBody() const;
+  // The body of POST /v1/agents/{id}/events for this batch: a head frame
+  // then the records as read from the spool (framed), or JSON with the
+  // records' text (from a version-1 file). Built in place: the records are
+  // read into it, not copied.
+  std::string body;
+  size_t records_at = 0, records_size = 0;
+  // The records: frames, or JSON texts separated by commas (version 1).
+  std::string_view records() const { return std::string_view(body).substr(records_at, records_size); }
+  const std::string& RequestBody() const { return body; }
+  // The body's Content-Type.
   const char* ContentType() const;
 };
 
@@ -66,6 +70,10 @@ class EventSpool {
   StatusOr<int64_t> Append(const std::string& job, int64_t attempt, const Json& record);
   // Appends an output record of these bytes, exactly (no encoding).
   StatusOr<int64_t> AppendOutput(const std::string& job, int64_t attempt, std::string_view data);
+  // Appends one output record per piece with a single write; returns the
+  // last one's sequence number (or the attempt's last if `pieces` is empty).
+  StatusOr<int64_t> AppendOutputs(const std::string& job, int64_t attempt,
+                                  const std::vector<std::string_view>& pieces);
 
   // Bytes of the attempt's records not yet acknowledged (0 if none).
   uint64_t UnackedBytes(const std::string& job, int64_t attempt) const;
@@ -80,7 +88,10 @@ class EventSpool {
   // Waits up to `timeout` for records to send: those after the acknowledged
   // ones of the oldest stream that has any and is not deferred, at most
   // `max_bytes` of them but at least one. nullopt on timeout or Wake().
-  std::optional<SpoolBatch> WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout);
+  // With `spare`, the batch's body is built in *spare's buffer (taken;
+  // give the body back through it next time to reuse the memory).
+  std::optional<SpoolBatch> WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout,
+                                      std::string* spare = nullptr);
   // The server holds records 1..acked of the attempt (it may go down too:
   // the next batch then starts again at acked + 1).
   void Ack(const std::string& job, int64_t attempt, int64_t acked);
@@ -105,11 +116,12 @@ class EventSpool {
 
   Status LoadAll();
   Status Load(const std::string& path);
-  StatusOr<int64_t> AppendRecord(const std::string& job, int64_t attempt, char tag,
-                                 std::string_view payload, bool exit);
+  StatusOr<int64_t> AppendRecords(const std::string& job, int64_t attempt, char tag,
+                                  const std::vector<std::string_view>& payloads, bool exit);
   StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt);  // REQUIRES: mu_ held
   Stream* Find(const std::string& job, int64_t attempt) const;           // REQUIRES: mu_ held
-  std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at);
+  std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at,
+                                      std::string* spare);
   void RemoveIfDone(Stream* s);  // REQUIRES: mu_ held
   void Remove(Stream* s);        // REQUIRES: mu_ held
 

@@ -28,9 +28,9 @@ std::unique_ptr<EventSpool> OpenSpool(const std::string& dir) {
 
 // The records of a batch as JSON (output bytes as "data").
 Json Records(const SpoolBatch& b) {
-  if (!b.framed) return Json::parse("[" + b.records + "]");
+  if (!b.framed) return Json::parse("[" + std::string(b.records()) + "]");
   Json out = Json::array();
-  std::string_view rest = b.records;
+  std::string_view rest = b.records();
   bool corrupt = false;
   while (std::optional<Frame> f = NextFrame(&rest, &corrupt)) {
     out.push_back(f->tag == frame_tag::kOutput
@@ -113,6 +113,48 @@ TEST(EventSpoolTest, OutputBytesAreKeptExactly) {
   spool.reset();
   spool = OpenSpool(dir.path());
   EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms))[0]["data"].get<std::string>(), bytes);
+}
+
+// The pump writes all the pieces of one read with a single write: each is
+// its own record, numbered in order, on disk as after single appends.
+TEST(EventSpoolTest, AppendOutputsNumbersEachPieceAndSurvivesAReload) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_EQ(*spool->AppendOutput("j", 1, "zero\n"), 1);
+  EXPECT_EQ(*spool->AppendOutputs("j", 1, {"one\n", std::string_view("tw\0o\n", 5), "three"}), 4);
+  EXPECT_EQ(*spool->AppendOutputs("j", 1, {}), 4) << "nothing appended: the last number";
+  EXPECT_EQ(spool->Unacked(), 4);
+  Json want = Json::array({Output("zero\n"), Output("one\n"), Output(std::string("tw\0o\n", 5)),
+                           Output("three")});
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms)), want);
+  spool.reset();
+  spool = OpenSpool(dir.path());
+  EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms)), want);
+}
+
+// The sender hands each batch's memory back for the next: a smaller batch
+// built in a bigger one's buffer holds only its own records.
+TEST(EventSpoolTest, ABatchBuiltInAReusedBufferHoldsOnlyItsRecords) {
+  TempDir dir;
+  auto spool = OpenSpool(dir.path());
+  ASSERT_TRUE(spool->AppendOutput("j", 1, std::string(5000, 'a')).ok());
+  ASSERT_TRUE(spool->AppendOutput("j", 1, "b").ok());
+  std::string spare;
+  auto first = spool->WaitBatch(5003, 0ms, &spare);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->count, 1);
+  spool->Ack("j", 1, 1);
+  spare = std::move(first->body);
+  const char* memory = spare.data();
+  auto second = spool->WaitBatch(5003, 0ms, &spare);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->body.data(), memory) << "built in the buffer it was given";
+  EXPECT_EQ(second->first, 2);
+  EXPECT_EQ(Records(*second), Json::array({Output("b")}));
+  std::string_view rest = second->RequestBody();
+  bool corrupt = false;
+  EXPECT_EQ(Json::parse(NextFrame(&rest, &corrupt)->payload)["first"], 2);
+  EXPECT_EQ(rest, second->records());
 }
 
 TEST(EventSpoolTest, Version1LeftoverIsSentAsJson) {

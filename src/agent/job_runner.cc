@@ -292,12 +292,12 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
     std::string data;
     open = process->ReadAvailable(&data);
     if (labeler_) data = labeler_->Add(data, !open);
-    for (std::string& piece : splitter.Add(data, !open)) EmitOutput(piece);
+    EmitOutputs(splitter.Split(data, !open));
     EmitMetrics(/*final=*/false);
     if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();
     if (exit && std::chrono::steady_clock::now() - exit_seen > kDrainAfterExit) break;
   }
-  for (std::string& piece : splitter.Add("", true)) EmitOutput(piece);
+  EmitOutputs(splitter.Split("", true));
   EmitMetrics(/*final=*/true);
   return exit ? *exit : process->Wait();
 }
@@ -355,6 +355,11 @@ void JobRunner::Emit(const Json& record) {
 
 void JobRunner::EmitOutput(std::string_view data) {
   AppendWaitingForRoom([&] { return ctx_.spool->AppendOutput(a_.job, a_.attempt, data); });
+}
+
+void JobRunner::EmitOutputs(const std::vector<std::string_view>& pieces) {
+  if (pieces.empty()) return;
+  AppendWaitingForRoom([&] { return ctx_.spool->AppendOutputs(a_.job, a_.attempt, pieces); });
 }
 
 void JobRunner::AppendWaitingForRoom(const std::function<StatusOr<int64_t>()>& append) {

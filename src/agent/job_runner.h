@@ -127,6 +127,8 @@ class JobRunner {
   void Emit(const Json& record);
   // Spools an output record of exactly these bytes.
   void EmitOutput(std::string_view data);
+  // One record per piece, written to the spool at once.
+  void EmitOutputs(const std::vector<std::string_view>& pieces);
   // Calls `append` until the spool takes the record: a full disk is waited
   // out (a second at a time; the job waits on its output pipe meanwhile),
   // so nothing the job produced is lost to it. Other errors, or the agent

@@ -36,20 +36,29 @@ size_t IncompleteUtf8Tail(std::string_view s) {
   return 0;
 }
 
-std::vector<std::string> OutputSplitter::Add(std::string_view data, bool eof) {
-  std::string buf = std::move(carry_);
-  buf.append(data);
-  carry_.clear();
-  size_t ready = eof ? buf.size() : buf.size() - IncompleteUtf8Tail(buf);
-  std::vector<std::string> pieces;
-  std::string_view rest(buf.data(), ready);
+std::vector<std::string_view> OutputSplitter::Split(std::string_view data, bool eof) {
+  std::string_view all = data;
+  if (!carry_.empty()) {
+    joined_ = std::move(carry_);
+    joined_.append(data);
+    all = joined_;
+  }
+  size_t ready = eof ? all.size() : all.size() - IncompleteUtf8Tail(all);
+  std::vector<std::string_view> pieces;
+  std::string_view rest = all.substr(0, ready);
   while (!rest.empty()) {
     size_t n = CutAtCharacter(rest, kMaxPiece);
-    pieces.emplace_back(rest.substr(0, n));
+    pieces.push_back(rest.substr(0, n));
     rest.remove_prefix(n);
   }
-  carry_ = buf.substr(ready);
+  carry_.assign(all.substr(ready));  // at most 3 bytes
   return pieces;
+}
+
+std::vector<std::string> OutputSplitter::Add(std::string_view data, bool eof) {
+  std::vector<std::string> out;
+  for (std::string_view p : Split(data, eof)) out.emplace_back(p);
+  return out;
 }
 
 }  // namespace yard

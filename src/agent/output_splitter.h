@@ -19,9 +19,13 @@ class OutputSplitter {
   // Takes the next bytes of output; returns the pieces ready to send. With
   // `eof`, returns everything, incomplete characters included.
   std::vector<std::string> Add(std::string_view data, bool eof);
+  // The same pieces without copies: views into `data` or into the
+  // splitter, valid while `data` is and until the next call.
+  std::vector<std::string_view> Split(std::string_view data, bool eof);
 
  private:
   std::string carry_;
+  std::string joined_;  // carry_ + data, when a character was split
 };
 
 // Length of the trailing bytes of `s` that start a UTF-8 character but do

@@ -50,6 +50,27 @@ TEST(OutputSplitterTest, EofFlushesEverything) {
   EXPECT_EQ(Join(s.Add("", true)), "\xE2\x82");
 }
 
+// The pump's path: pieces are views, into the caller's bytes when no
+// character was split across reads (nothing copied), into the splitter's
+// own buffer when one was.
+TEST(OutputSplitterTest, SplitReturnsViewsOfTheSameBytes) {
+  OutputSplitter s;
+  std::string data = "plain \xe2\x82";  // ends inside a character
+  std::vector<std::string_view> pieces = s.Split(data, false);
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0], "plain ");
+  EXPECT_EQ(pieces[0].data(), data.data()) << "a view into the caller's bytes";
+  std::string more = "\xac end";
+  pieces = s.Split(more, false);
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0], "\xe2\x82\xac end");
+  std::string big(2 * OutputSplitter::kMaxPiece + 5, 'x');
+  pieces = s.Split(big, true);
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[2].size(), 5u);
+  EXPECT_EQ(pieces[1].data(), big.data() + OutputSplitter::kMaxPiece);
+}
+
 TEST(OutputSplitterTest, IncompleteTail) {
   EXPECT_EQ(IncompleteUtf8Tail("abc"), 0u);
   EXPECT_EQ(IncompleteUtf8Tail("a\xC3"), 1u);
