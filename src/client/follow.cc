@@ -36,11 +36,19 @@ class EventDecoder {
         return Deliver(Json::parse(ev.data, nullptr, false));
       });
     }
+    needs_end_ = content_type == kFramesToCloseContentType;
     frames_.Feed(bytes);
-    while (std::optional<Frame> f = frames_.Next())
+    while (std::optional<Frame> f = frames_.Next()) {
+      if (f->tag == frame_tag::kEnd) ended_ = true;
       if (!Deliver(EventOfFrame(*f))) return false;
+    }
     return !frames_.corrupt();
   }
+
+  // Whether the stream so far ended cleanly as far as its format can tell:
+  // a stream delimited by its connection must have sent its 'e' frame (a
+  // server killed mid-stream also closes the connection).
+  bool EndedCleanly() const { return !needs_end_ || ended_; }
 
  private:
   bool Deliver(const Json& j) { return j.is_discarded() || !j.is_object() || on_event_(j); }
@@ -48,6 +56,7 @@ class EventDecoder {
   std::function<bool(const Json&)> on_event_;
   SseParser sse_;
   FrameReader frames_;
+  bool needs_end_ = false, ended_ = false;
 };
 
 // The fields of an event that its readers take with Json::value() (the
@@ -78,7 +87,8 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
   bool saw_final = false;
   for (;;) {
     bool consumer_stopped = false;
-    std::string path = "/v1/jobs/" + job_id + "/events?after=" + std::to_string(cursor) +
+    // end=e: the framed stream without chunked encoding (docs/api.md).
+    std::string path = "/v1/jobs/" + job_id + "/events?end=e&after=" + std::to_string(cursor) +
                        (opts.follow ? "" : "&follow=0");
     Status bad_event;
     EventDecoder decoder([&](const Json& j) {
@@ -105,6 +115,8 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
     if (!bad_event.ok()) return bad_event;  // a server of another version: no retry helps
     if (consumer_stopped) return Status::Ok();
     if (corrupt) s = Internal("the event stream of job " + job_id + " is corrupt; reconnecting");
+    if (s.ok() && !decoder.EndedCleanly())
+      s = Unavailable("the event stream of job " + job_id + " was cut short; reconnecting");
     // A stream that ends cleanly before the final state was cut short
     // (e.g. the server died mid-response): go on from the cursor.
     if (s.ok() && (saw_final || !opts.follow)) return Status::Ok();

@@ -5,7 +5,8 @@
 //
 // The tags in use: 'j' a JSON object as text; 'o' output bytes exactly as
 // the job wrote them (what the payload holds around them depends on the
-// stream: see the users of these functions); 'k' keep-alive, empty.
+// stream: see the users of these functions); 'k' keep-alive, empty; 'e'
+// the clean end of an event stream delimited by its connection, empty.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +20,14 @@ namespace frame_tag {
 inline constexpr char kJson = 'j';
 inline constexpr char kOutput = 'o';
 inline constexpr char kKeepAlive = 'k';
+inline constexpr char kEnd = 'e';
 }  // namespace frame_tag
 
 // Content-Type of a framed body or stream.
 inline constexpr const char* kFramesContentType = "application/x-yard-frames";
+// Content-Type of a framed event stream that ends with its connection and
+// whose clean end is an 'e' frame (GET /v1/jobs/{id}/events?end=e).
+inline constexpr const char* kFramesToCloseContentType = "application/x-yard-frames; end=e";
 
 // Bytes a frame adds to its payload.
 inline constexpr size_t kFrameHeaderBytes = 5;

@@ -214,7 +214,8 @@ void HttpApi::Handle(const Route& route, const std::string& key, const httplib::
   metrics_->CountRequest(key, res.status, req.body.size(),
                          res.content_provider_ ? res.content_length_ : res.body.size());
   std::string type = res.get_header_value("Content-Type");
-  if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType)) {
+  if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType ||
+                                type == kFramesToCloseContentType)) {
     // An event stream: counted open until httplib releases it.
     ServerMetrics* m = metrics_.get();
     m->StreamOpened();

@@ -86,10 +86,28 @@ void AppendRawFrame(const StoredEvent& e, std::string* out) {
 struct StreamFormat {
   void (*append)(const StoredEvent&, std::string*);
   std::string keep_alive;
+  std::string end;  // written at a clean end ("": nothing)
 };
 
-const StreamFormat kSse{AppendSseFrame, ": keep-alive\n\n"};
-const StreamFormat kFrames{AppendRawFrame, std::string(1, frame_tag::kKeepAlive) + std::string(4, '\0')};
+std::string EmptyFrame(char tag) {
+  std::string f;
+  AppendFrame(tag, "", &f);
+  return f;
+}
+
+const StreamFormat kSse{AppendSseFrame, ": keep-alive\n\n", ""};
+const StreamFormat kFrames{AppendRawFrame, EmptyFrame(frame_tag::kKeepAlive), ""};
+// The framed stream delimited by the connection's end (?end=e): the last
+// frame of a clean end is 'e', so that a cut is never taken for the end.
+const StreamFormat kFramesToClose{AppendRawFrame, EmptyFrame(frame_tag::kKeepAlive),
+                                  EmptyFrame(frame_tag::kEnd)};
+
+// Ends the stream cleanly: the format's end mark, then done.
+bool EndStream(const StreamFormat& format, httplib::DataSink& sink) {
+  if (!format.end.empty() && !sink.write(format.end.data(), format.end.size())) return false;
+  sink.done();
+  return true;
+}
 
 // Whether the caller's token still holds, looked at most once a second:
 // a revoked or expired token ends its open streams within about a second.
@@ -133,19 +151,19 @@ bool StreamEvents(ApiContext& ctx, const TokenInfo& who, const std::string& job_
   const std::string key = "job:" + job_id;
   TokenWatch watch(ctx, who);
   int64_t cursor = after;
+  std::string frames;
   for (;;) {
     if (!watch.Holds()) {
       if (&format == &kSse) {
         std::string note = ": the token of this stream was revoked or has expired\n\n";
         sink.write(note.data(), note.size());
       }
-      sink.done();
-      return true;
+      return EndStream(format, sink);
     }
     uint64_t seen = ctx.controller->notifier().Version(key);
     StatusOr<std::vector<StoredEvent>> batch = ctx.store->ReadEventText(job_id, cursor, 2000);
     if (!batch.ok()) return false;
-    std::string frames;
+    frames.clear();  // its memory is kept from one read to the next
     for (const auto& e : *batch) {
       format.append(e, &frames);
       cursor = e.seq;
@@ -158,10 +176,8 @@ bool StreamEvents(ApiContext& ctx, const TokenInfo& who, const std::string& job_
     if (!batch->empty()) continue;
     StatusOr<JobRecord> job = ctx.controller->GetJobFor(who.user, job_id);
     if (!job.ok()) return false;
-    if (!follow || (job_state::IsTerminal(job->state) && cursor >= job->last_seq)) {
-      sink.done();
-      return true;
-    }
+    if (!follow || (job_state::IsTerminal(job->state) && cursor >= job->last_seq))
+      return EndStream(format, sink);
     if (WaitForNews(ctx, key, seen, watch) == seen) {
       if (!sink.write(format.keep_alive.data(), format.keep_alive.size())) return false;
     }
@@ -193,12 +209,21 @@ Status Events(ApiContext& ctx, Call& call) {
   }
   call.res.set_header("Cache-Control", "no-cache");
   bool framed = call.req.get_header_value("Accept") == kFramesContentType;
-  const StreamFormat* format = framed ? &kFrames : &kSse;
-  call.res.set_chunked_content_provider(
-      framed ? kFramesContentType : "text/event-stream",
-      [&ctx, who, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
-        return StreamEvents(ctx, who, id, after, follow, *format, sink);
-      });
+  // ?end=e from a client that closes the connection after the reply: the
+  // body goes out as it is, delimited by the connection's end (httplib's
+  // chunked writer copies every piece twice), its clean end marked by an
+  // 'e' frame. Others get the chunked stream as before.
+  bool to_close = framed && call.Query("end") == "e" &&
+                  call.req.get_header_value("Connection") == "close";
+  const StreamFormat* format = !framed ? &kSse : to_close ? &kFramesToClose : &kFrames;
+  auto provider = [&ctx, who, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
+    return StreamEvents(ctx, who, id, after, follow, *format, sink);
+  };
+  if (to_close)
+    call.res.set_content_provider(kFramesToCloseContentType, provider);
+  else
+    call.res.set_chunked_content_provider(framed ? kFramesContentType : "text/event-stream",
+                                          provider);
   return Status::Ok();
 }
 

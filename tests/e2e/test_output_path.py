@@ -113,6 +113,28 @@ def test_output_keeps_its_exact_bytes(yard, project):
     assert text == ODD_BYTES.decode("utf-8", errors="replace")
 
 
+def test_connection_delimited_stream_ends_with_its_end_frame(yard, project):
+    """?end=e with Connection: close (what the CLI and SDKs ask for): the
+    framed stream is not chunked, carries the exact bytes and ends with an
+    empty 'e' frame, so that a cut connection is never taken for the end."""
+    (project / "odd.bin").write_bytes(ODD_BYTES)
+    job_id = submit(yard, project, "cat odd.bin\n")
+    yard.wait_state(job_id, "succeeded")
+    url = urlparse(yard.server_info()["url"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    conn.request("GET", f"/v1/jobs/{job_id}/events?after=0&follow=0&end=e", headers={
+        "Authorization": f"Bearer {yard.token()}", "Accept": "application/x-yard-frames",
+        "Connection": "close"})
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Type") == "application/x-yard-frames; end=e"
+    assert resp.getheader("Transfer-Encoding") is None
+    frames = list(read_frames(resp))
+    assert frames[-1] == (b"e", b"")
+    out = b"".join(p.split(b"\n", 1)[1] for tag, p in frames if tag == b"o")
+    assert out == ODD_BYTES
+    assert [t for t, _ in frames].count(b"e") == 1
+
+
 def test_stalled_follower_loses_nothing_and_server_memory_stays_bounded(yard, project):
     total = 300 * 1000 * 1000
     line = "".join(chr(ord("a") + i % 26) for i in range(99))
