@@ -24,6 +24,7 @@ build/).
 import argparse
 import contextlib
 import io
+import json
 import os
 import shutil
 import statistics
@@ -36,10 +37,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "bench"))
-from bench_online_fit import events_of, phases, stop_home  # noqa: E402
+from bench_online_fit import events_of, phases, processes_matching, stop_home  # noqa: E402
 
 FEATURES = 1024
 COPIES_NEEDED = 5
+FIT_KWARGS = {"loss": "cross_entropy", "optimizer": "sgd", "learning_rate": 0.1, "metrics": ["accuracy"]}
 
 
 def sized_gib(requested, where):
@@ -79,6 +81,58 @@ def cp_seconds(x, scratch):
     return statistics.median(times)
 
 
+def cpu_seconds(pids):
+    """utime + stime of `pids`, their reaped children included (a job's
+    shim and trainer are children of its agent)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15]) / tick
+    return total
+
+
+def cpu_sample(home):
+    """{"server+agents": s, "client": s}: the processes of this YARD_HOME and this one."""
+    me = os.times()
+    return {"server+agents": cpu_seconds(processes_matching(str(home))),
+            "client": me.user + me.system}
+
+
+def training_alone(x, y, scratch, yard):
+    """Seconds of yard-train alone on the same .npy files, one epoch, as the
+    job runs it (reading the arrays included): "the training itself"."""
+    import numpy as np
+    import torch
+    torch.manual_seed(0)
+    folder = scratch / "train-alone"
+    folder.mkdir()
+    try:
+        torch.jit.script(torch.nn.Linear(FEATURES, 2)).save(str(folder / "model.pt"))
+        np.save(folder / "x.npy", x)
+        np.save(folder / "y.npy", y)
+        env = dict(os.environ)
+        for name in ("YARD_CHECKPOINT_DIR", "YARD_LOG_DIR", "YARD_OUTPUT_DIR"):
+            (folder / name).mkdir()
+            env[name] = str(folder / name)
+        env["YARD_METRICS"] = str(folder / "metrics.jsonl")
+        cmd = [str(yard.parent / "yard-train"), "--model", "model.pt", "--train-x", "x.npy",
+               "--train-y", "y.npy", "--epochs", "1", "--batch-size", "4096", "--seed", "0",
+               "--fit-kwargs", json.dumps(FIT_KWARGS)]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+        took = time.perf_counter() - t0
+        if r.returncode != 0:
+            print(f"  training alone failed ({r.returncode}): {r.stderr[-500:]}", flush=True)
+            return None
+        return took
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def one_call(x, y, label):
     import torch
     from trainyard import online_fit
@@ -90,8 +144,7 @@ def one_call(x, y, label):
     with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
         job_id, trained, history = online_fit(
             model, x, y, machine_ids=["local"], batch_size=4096, epochs=1, cool_down_period_s=120,
-            fit_kwargs={"loss": "cross_entropy", "optimizer": "sgd", "learning_rate": 0.1,
-                        "metrics": ["accuracy"]})
+            fit_kwargs=dict(FIT_KWARGS))
     wall = time.perf_counter() - t0
     returned = time.time()
     text = out.getvalue()
@@ -129,15 +182,32 @@ def main():
         nbytes = x.nbytes + y.nbytes
         cp = cp_seconds(x, root)
         print(f"  {'cp of the .npy':<28} {cp:7.2f} s  ({x.nbytes / cp / 1e6:.0f} MB/s)", flush=True)
+        train = training_alone(x, y, root, yard)
+        if train is not None:
+            print(f"  {'yard-train alone':<28} {train:7.2f} s  (reading the .npy files and one epoch)",
+                  flush=True)
+        load = os.getloadavg()[0]
+        cpu0 = cpu_sample(home)
         first, _ = one_call(x, y, "online_fit, first")
+        cpu1 = cpu_sample(home)
         second, sent = one_call(x, y, "online_fit, same arrays")
+        cpu2 = cpu_sample(home)
+        gb = nbytes / 1e9
+        for name, a, b in (("first", cpu0, cpu1), ("second", cpu1, cpu2)):
+            print(f"    CPU per GB, {name} call: server, agents and jobs "
+                  f"{(b['server+agents'] - a['server+agents']) / gb:.2f} s, client "
+                  f"{(b['client'] - a['client']) / gb:.2f} s", flush=True)
     finally:
         stop_home(home, yard)
         if not os.environ.get("YARD_BENCH_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
+    goal = 3 * cp + (train or 0)
+    verdict = "" if train is None else ("MEETS" if first <= goal else "MISSES")
     print(f"RESULT big_array: {nbytes / 2**30:.2f} GiB of arrays trained through online_fit: first call "
-          f"{first:.1f} s ({nbytes / first / 1e6:.0f} MB/s of arrays end to end; cp {x.nbytes / cp / 1e6:.0f} "
-          f"MB/s), same arrays again {second:.1f} s; second transfer: {sent}", flush=True)
+          f"{first:.1f} s ({nbytes / first / 1e6:.0f} MB/s of arrays end to end; cp {cp:.2f} s, "
+          f"{x.nbytes / cp / 1e6:.0f} MB/s; yard-train alone {train if train is not None else float('nan'):.1f} s; "
+          f"goal <= 3 x cp + training = {goal:.1f} s), same arrays again {second:.1f} s; second transfer: "
+          f"{sent}; load {load:.1f} {verdict}", flush=True)
 
 
 if __name__ == "__main__":

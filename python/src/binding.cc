@@ -134,13 +134,14 @@ std::unique_ptr<yard::ProgressReporter> PyProgress(py::object write, const std::
 
 // -> (manifest json text, stats). `progress`: see PyProgress.
 py::tuple UploadDir(Client& c, const std::string& root, int parallel, py::object progress,
-                    const std::string& label, bool terminal, int columns) {
+                    const std::string& label, bool terminal, int columns, bool remember) {
   yard::TransferStats stats;
   std::unique_ptr<yard::ProgressReporter> reporter =
       PyProgress(std::move(progress), label, terminal, columns);
   yard::UploadOptions options;
   options.concurrency = parallel;
   options.progress = reporter.get();
+  if (remember) options.hash_cache_dir = yard::HashCache::DefaultDir();
   yard::StatusOr<yard::Manifest> m = [&] {
     py::gil_scoped_release nogil;
     auto r = yard::UploadDirectory(c.http(), root, &stats, options);
@@ -314,9 +315,11 @@ class YardError(Exception):
       .def("base_url", [](Client& c) { return Check(c.http().BaseUrl()); })
       .def("upload_directory", &UploadDir, py::arg("root"), py::arg("parallel") = 4,
            py::arg("progress") = py::none(), py::arg("label") = "", py::arg("terminal") = false,
-           py::arg("columns") = 80,
+           py::arg("columns") = 80, py::arg("remember") = false,
            "-> (manifest JSON text, stats); progress(text) receives a progress bar (terminal) "
-           "or plain lines for uploads longer than a moment")
+           "or plain lines for uploads longer than a moment; remember=True keeps the chunks of "
+           "large files by their identity (the user's cache folder), so an unchanged file is "
+           "not read again next time (not for throw-away folders)")
       .def("upload_manifest_chunks", &UploadChunks, py::arg("manifest"), py::arg("root"),
            py::arg("parallel") = 4)
       .def("download_entry", &DownloadEntryPy, py::arg("entry"), py::arg("dest_root"))

@@ -153,6 +153,10 @@ Status Agent::Impl::Open() {
   YARD_ASSIGN_OR_RETURN(spool, EventSpool::Open(config.work_dir + "/spool"));
   YARD_ASSIGN_OR_RETURN(BlobStore store, BlobStore::Open(config.work_dir + "/chunks"));
   cache = std::make_unique<ChunkCache>(std::move(store), &blobs, &stop);
+  if (!config.server_blobs.empty()) {
+    YARD_ASSIGN_OR_RETURN(BlobStore server_store, BlobStore::Open(config.server_blobs));
+    cache->UseServerStore(std::move(server_store));
+  }
   UploadOptions upload;
   upload.retry = [this](const std::function<Status()>& call) { return RetryUnavailable(stop, call); };
   uploader = std::make_unique<ChunkUploader>(&blobs, std::move(upload));

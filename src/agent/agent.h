@@ -51,6 +51,10 @@ struct AgentConfig {
   // visible to a job; the agent's own folder never is either.
   bool sandbox = false;
   std::vector<std::string> sandbox_hidden;
+  // The server's blob store when this agent runs on the server's machine
+  // (local and sim instances): bundle chunks there are copied into job
+  // folders instead of fetched (chunk_cache.h). "" elsewhere.
+  std::string server_blobs;
   std::chrono::milliseconds artifact_scan_interval{200};
   std::chrono::milliseconds kill_grace{5000};
   PreemptionOptions preemption;  // off unless enabled

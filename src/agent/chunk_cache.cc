@@ -30,6 +30,7 @@ StatusOr<std::string> ChunkCache::Fetch(const std::string& hash) const {
 
 Status ChunkCache::Prefetch(const std::vector<std::string>& hashes, int concurrency) const {
   std::vector<std::string> missing = store_.Missing(hashes);
+  if (server_store_) missing = server_store_->Missing(missing);  // copied from there instead
   std::atomic<size_t> next{0};
   std::mutex mu;
   Status first_error;
@@ -53,6 +54,14 @@ Status ChunkCache::Prefetch(const std::vector<std::string>& hashes, int concurre
 
 ChunkSource ChunkCache::AsSource() const {
   return [this](const std::string& hash) { return Get(hash); };
+}
+
+ChunkFileSource ChunkCache::AsFiles() const {
+  return [this](const std::string& hash) -> std::string {
+    if (!IsSha256Hex(hash)) return "";
+    if (server_store_ && server_store_->Has(hash)) return server_store_->PathOf(hash);
+    return store_.Has(hash) ? store_.PathOf(hash) : "";
+  };
 }
 
 }  // namespace yard

@@ -124,7 +124,7 @@ StatusOr<std::string> PrepareJobFolder(const Assignment& a, const JobPaths& path
                                        const ChunkCache& cache) {
   YARD_RETURN_IF_ERROR(paths.Create());
   YARD_RETURN_IF_ERROR(cache.Prefetch(a.bundle.ChunkHashes(), kFetchConcurrency));
-  Status st = Materialize(a.bundle, paths.work, cache.AsSource());
+  Status st = Materialize(a.bundle, paths.work, cache.AsSource(), cache.AsFiles());
   if (!st.ok()) return st.WithContext("unpacking the bundle");
   if (!a.resume_from) return std::string();
   Manifest checkpoint;
@@ -133,7 +133,7 @@ StatusOr<std::string> PrepareJobFolder(const Assignment& a, const JobPaths& path
   std::sort(checkpoint.files.begin(), checkpoint.files.end(),
             [](const FileEntry& x, const FileEntry& y) { return x.path < y.path; });
   YARD_RETURN_IF_ERROR(cache.Prefetch(checkpoint.ChunkHashes(), kFetchConcurrency));
-  st = Materialize(checkpoint, paths.checkpoints, cache.AsSource());
+  st = Materialize(checkpoint, paths.checkpoints, cache.AsSource(), cache.AsFiles());
   if (!st.ok()) return st.WithContext("fetching the checkpoint to resume from");
   return paths.checkpoints + "/" + a.resume_from->path;
 }

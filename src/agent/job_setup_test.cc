@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "agent/agent_testing.h"
+#include "common/blob_store.h"
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -63,6 +67,38 @@ TEST(JobPathsTest, AbsoluteAndSafe) {
   EXPECT_EQ(p.root.find("/../"), std::string::npos);
   EXPECT_NE(p.root.find("/jobs/_.._evil-3"), std::string::npos) << p.root;
   EXPECT_EQ(p.metrics, p.root + "/metrics.jsonl");
+}
+
+// On the server's machine a bundle's chunks come from the server's blob
+// store: nothing is fetched (the client here points at no server at all)
+// and nothing enters the agent's own cache.
+TEST(PrepareJobFolderTest, ChunksInTheServersStoreAreCopiedNotFetched) {
+  test_support::TempDir dir;
+  StatusOr<BlobStore> server = BlobStore::Open(dir.path() + "/home/blobs");
+  StatusOr<BlobStore> own = BlobStore::Open(dir.path() + "/agent/chunks");
+  ASSERT_TRUE(server.ok() && own.ok());
+  std::string a = std::string(300000, 'a'), b = "bee";
+  for (const std::string* bytes : {&a, &b}) ASSERT_TRUE(server->Put(Sha256Hex(*bytes), *bytes).ok());
+  Assignment job;
+  job.job = "j";
+  job.attempt = 1;
+  FileEntry e;
+  e.path = "data/x.npy";
+  e.mode = 0644;
+  e.size = a.size() + b.size();
+  e.chunks = {{Sha256Hex(a), a.size()}, {Sha256Hex(b), b.size()}};
+  job.bundle.files.push_back(e);
+  HttpClient nowhere("http://127.0.0.1:1", "token");
+  StopSignal stop;
+  stop.Notify();  // a fetch would give up at once instead of retrying
+  ChunkCache cache(*own, &nowhere, &stop);
+  cache.UseServerStore(*server);
+  JobPaths paths = JobPaths::For(dir.path() + "/agent", "j", 1);
+  StatusOr<std::string> resume = PrepareJobFolder(job, paths, cache);
+  ASSERT_TRUE(resume.ok()) << resume.status().ToString();
+  std::ifstream in(paths.work + "/data/x.npy", std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), a + b);
+  EXPECT_TRUE(own->Missing({Sha256Hex(a), Sha256Hex(b)}).size() == 2) << "nothing was cached";
 }
 
 TEST(JobEnvironmentTest, LaterSourcesWin) {

@@ -160,6 +160,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     std::string instance, dir, server_file, cpus;
     bool sandbox = false;
     std::vector<std::string> sandbox_hide;
+    std::string server_blobs;
   };
   auto f = std::make_shared<Flags>();
   sub->add_option("--instance", f->instance, "instance id given by the provider")->required();
@@ -168,6 +169,8 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--cpus", f->cpus, "pin to these cores (comma list)");
   sub->add_flag("--sandbox", f->sandbox, "confine jobs with bubblewrap (local instances)");
   sub->add_option("--sandbox-hide", f->sandbox_hide, "a folder jobs never see (repeatable)");
+  sub->add_option("--server-blobs", f->server_blobs,
+                  "the server's blob store, when on this machine: bundle chunks are copied from it");
   return [f, global] {
     // The bootstrap leaves our environment (and /proc/PID/environ) at once:
     // nothing we start inherits it, nothing on the machine reads it from us.
@@ -194,6 +197,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     config.preemption = *preemption;
     config.sandbox = f->sandbox;
     config.sandbox_hidden = f->sandbox_hide;
+    config.server_blobs = f->server_blobs;
     Agent agent(std::move(config));
     StopOnSignal(&agent);
     s = agent.Run();

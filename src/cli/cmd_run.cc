@@ -233,6 +233,7 @@ StatusOr<CreatedJob> CreateJob(const HttpClient& client, const RunFlags& f) {
       StderrProgress("yard: sending " + std::filesystem::current_path().filename().string());
   UploadOptions upload;
   upload.progress = progress.get();
+  upload.hash_cache_dir = HashCache::DefaultDir();  // the project folder: large data files stay
   StatusOr<Manifest> uploaded = UploadDirectory(client, ".", &stats, upload);
   progress->Finish();
   YARD_ASSIGN_OR_RETURN(Manifest bundle, std::move(uploaded));

@@ -16,6 +16,7 @@
 
 #include "common/bundle.h"
 #include "common/files.h"
+#include "common/hash_cache.h"
 #include "common/hashing.h"
 
 namespace yard {
@@ -55,9 +56,14 @@ class BlobConnection {
     return missing;
   }
 
+  // The body goes from `bytes` to the socket: a content provider, because
+  // httplib copies a body given as a pointer into its request first.
   Status Put(const std::string& hash, std::string_view bytes) {
     YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
-    auto r = cli->Put("/v1/blobs/" + hash, Headers(), bytes.data(), bytes.size(),
+    auto provide = [bytes](size_t offset, size_t length, httplib::DataSink& sink) {
+      return sink.write(bytes.data() + offset, std::min(length, bytes.size() - offset));
+    };
+    auto r = cli->Put("/v1/blobs/" + hash, Headers(), bytes.size(), provide,
                       "application/octet-stream");
     return Check(r, "PUT /v1/blobs/" + hash);
   }
@@ -166,10 +172,23 @@ class UploadSession {
       AddDone(bytes.size());  // a repeat within this upload: sent once
       return Status::Ok();
     }
-    group_.hashes.push_back(ref.hash);
-    group_.bytes.emplace_back(bytes);
+    group_.items.push_back({ref, std::string(bytes), nullptr, 0});
     group_.size += bytes.size();
     return group_.size >= o_.group_bytes ? Enqueue() : FirstError();
+  }
+
+  // As Offer, for a chunk not read: `ref.size` bytes at `offset` of the file
+  // at `path`, read only if the server lacks it. Such chunks are asked
+  // about up to kMaxAsk at a time: an unchanged file costs one question.
+  Status OfferKnown(const ChunkRef& ref, const std::string& path, uint64_t offset) {
+    if (!seen_.insert(ref.hash).second) {
+      AddDone(ref.size);
+      return Status::Ok();
+    }
+    if (group_.paths.empty() || *group_.paths.back() != path)
+      group_.paths.push_back(std::make_shared<const std::string>(path));
+    group_.items.push_back({ref, std::string(), group_.paths.back(), offset});
+    return group_.items.size() >= kMaxAsk ? Enqueue() : FirstError();
   }
 
   // Sends what is left, waits for the workers; the first failure, if any.
@@ -187,14 +206,23 @@ class UploadSession {
   }
 
  private:
+  // Hashes per POST /v1/blobs/missing at most (~70 bytes of JSON each).
+  static constexpr size_t kMaxAsk = 8192;
+
+  struct Item {
+    ChunkRef ref;
+    std::string bytes;                        // held, or
+    std::shared_ptr<const std::string> path;  // where to read it if missing
+    uint64_t offset = 0;
+  };
   struct Group {
-    std::vector<std::string> hashes;
-    std::vector<std::string> bytes;
-    size_t size = 0;
+    std::vector<Item> items;
+    std::vector<std::shared_ptr<const std::string>> paths;
+    size_t size = 0;  // bytes held
   };
 
   Status Enqueue() {
-    if (group_.hashes.empty()) return FirstError();
+    if (group_.items.empty()) return FirstError();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return !error_.ok() || queue_.size() < Concurrency(); });
     if (!error_.ok()) return error_;
@@ -224,22 +252,35 @@ class UploadSession {
     }
   }
 
-  Status Send(BlobConnection& conn, const Group& g) {
+  Status Send(BlobConnection& conn, Group& g) {
+    std::vector<std::string> hashes;
+    for (const Item& item : g.items) hashes.push_back(item.ref.hash);
     std::unordered_set<std::string> missing;
     YARD_RETURN_IF_ERROR(Call(o_.retry, [&]() -> Status {
-      YARD_ASSIGN_OR_RETURN(missing, conn.Missing(g.hashes));
+      YARD_ASSIGN_OR_RETURN(missing, conn.Missing(hashes));
       return Status::Ok();
     }));
-    for (size_t i = 0; i < g.hashes.size(); ++i) {
-      if (missing.count(g.hashes[i])) {
-        Status s = Call(o_.retry, [&] { return conn.Put(g.hashes[i], g.bytes[i]); });
-        if (!s.ok()) return s.WithContext("uploading chunk " + g.hashes[i]);
+    for (Item& item : g.items) {
+      if (missing.count(item.ref.hash)) {
+        if (item.path) YARD_RETURN_IF_ERROR(ReadKnown(item));
+        Status s = Call(o_.retry, [&] { return conn.Put(item.ref.hash, item.bytes); });
+        if (!s.ok() && item.path && s.code() == Code::kInvalidArgument)
+          s = s.WithContext(*item.path + " changed since its chunks were remembered: upload again");
+        if (!s.ok()) return s.WithContext("uploading chunk " + item.ref.hash);
         std::lock_guard<std::mutex> lock(mu_);
         chunks_sent_++;
-        bytes_sent_ += g.bytes[i].size();
+        bytes_sent_ += item.ref.size;
       }
-      AddDone(g.bytes[i].size());
+      AddDone(item.ref.size);
     }
+    return Status::Ok();
+  }
+
+  // A known chunk the server lacks, read from its file.
+  static Status ReadKnown(Item& item) {
+    ScopedFd fd(::open(item.path->c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return ErrnoStatus("cannot open " + *item.path);
+    YARD_ASSIGN_OR_RETURN(item.bytes, ReadRange(fd.get(), *item.path, item.offset, item.ref.size));
     return Status::Ok();
   }
 
@@ -455,6 +496,13 @@ StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& 
   UploadSession session(client, options, options.progress ? EstimateFolderBytes(root) : 0);
   PackOptions pack;
   pack.chunker = options.chunker;
+  HashCache cache(options.hash_cache_dir, options.chunker);
+  if (!options.hash_cache_dir.empty()) {
+    pack.hash_cache = &cache;
+    pack.known = [&](const ChunkRef& ref, const std::string& path, uint64_t offset) {
+      return session.OfferKnown(ref, path, offset);
+    };
+  }
   StatusOr<Manifest> m = PackDirectory(
       root, pack, [&](const ChunkRef& ref, std::string_view bytes) { return session.Offer(ref, bytes); });
   Status finished = session.Finish(stats);

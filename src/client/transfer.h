@@ -5,7 +5,9 @@
 // Uploads cut chunks (common/chunker) while reading each file once; in
 // groups of a few MiB a worker asks POST /v1/blobs/missing which the server
 // lacks (for this user) and PUTs those, so asking, sending and cutting
-// overlap. Chunks the server has already are not sent: a second upload of
+// overlap. A large file whose chunks are remembered unchanged (hash cache)
+// is not read: its chunks are asked about thousands at a time and read
+// only if missing. Chunks the server has already are not sent: a second upload of
 // the same data sends nothing, and an interrupted one resumes where it
 // stopped. Each worker has its own connection (see kKeepAlive in
 // transfer.cc for why it is not yet kept between requests). Memory stays
@@ -32,6 +34,7 @@
 #include "client/http_client.h"
 #include "client/progress.h"
 #include "common/chunker.h"
+#include "common/hash_cache.h"
 #include "common/manifest.h"
 #include "common/status.h"
 
@@ -57,6 +60,11 @@ struct UploadOptions {
   // Told bytes handled (sent, or found present) of the total; not finished
   // by the upload: its owner calls Finish(). May be null.
   ProgressReporter* progress = nullptr;
+  // UploadDirectory: where the chunks of large files are remembered by the
+  // files' identity (common/hash_cache.h), so that an unchanged file is
+  // neither read nor hashed again; "" remembers nothing. The CLI and the
+  // SDKs pass HashCache::DefaultDir().
+  std::string hash_cache_dir;
 };
 
 // Uploads single files (the agent's artifacts). Thread-safe: each Upload

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <condition_variable>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "common/hashing.h"
 #include "common/temp_dir_testing.h"
@@ -44,6 +46,12 @@ class FakeBlobServer {
     });
     svr_.Put(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu);
+      if (Sha256Hex(req.body) != req.matches[1].str()) {  // as the real server
+        res.status = 400;
+        return res.set_content(
+            R"({"error":{"code":"invalid_argument","message":"blob content does not match its name"}})",
+            "application/json");
+      }
       ++puts;
       blobs[req.matches[1]] = req.body;
       res.set_content("{}", "application/json");
@@ -263,6 +271,120 @@ TEST_F(TransferTest, DirectoryUploadHonoursIgnoreFilesAndDedups) {
   ASSERT_TRUE(UploadDirectory(http_, root, &second, options_).ok());
   EXPECT_EQ(second.chunks_sent, 0u);
   EXPECT_EQ(second.chunks_total, first.chunks_total);
+}
+
+// ---- The hash cache: an unchanged large file is not read again -------------
+
+class HashCacheUploadTest : public TransferTest {
+ protected:
+  HashCacheUploadTest() { options_.hash_cache_dir = dir_.path() + "/hash-cache"; }
+
+  // A project folder with one file of `size` bytes that the cache will
+  // remember: its change time is kSettled in the past before it is read.
+  std::string SettledProject(size_t size, unsigned seed) {
+    std::string path = WriteFile(RandomBytes(size, seed), "project/big.bin");
+    WaitSettled(path);
+    return dir_.path() + "/project";
+  }
+
+  static void WaitSettled(const std::string& path) {
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    auto changed = std::chrono::system_clock::time_point(
+        std::chrono::seconds(st.st_ctim.tv_sec) + std::chrono::nanoseconds(st.st_ctim.tv_nsec));
+    while (std::chrono::system_clock::now() < changed + 2 * HashCache::kSettled)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  int MissingCalls() {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    return server_.missing_calls;
+  }
+
+  // Makes the cache entry of `path` name `st` as the file's identity, as a
+  // filesystem would whose times did not show a change.
+  void ForgeIdentity(const std::string& path, const struct stat& st) {
+    for (const auto& e : std::filesystem::directory_iterator(options_.hash_cache_dir)) {
+      Json j = Json::parse(Slurp(e.path()));
+      if (j["path"] != std::filesystem::absolute(path).lexically_normal().string()) continue;
+      j["identity"]["mtime_ns"] = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+      j["identity"]["ctime_ns"] = int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec;
+      j["identity"]["ino"] = static_cast<uint64_t>(st.st_ino);
+      std::ofstream(e.path(), std::ios::trunc) << j.dump();
+      return;
+    }
+    FAIL() << "no cache entry for " << path;
+  }
+};
+
+TEST_F(HashCacheUploadTest, UnchangedFileIsNotReadAndAskedAboutInOneRequest) {
+  std::string root = SettledProject(HashCache::kMinFileBytes + (1 << 20), 11);
+  std::string path = root + "/big.bin";
+  StatusOr<Manifest> first = UploadDirectory(http_, root, nullptr, options_);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_GT(first->files[0].chunks.size(), 40u);  // ~80 chunks of ~64 KiB
+  // Other bytes of the same size, with the old identity restored in the
+  // cache: only a packer that does not read the file still names the old
+  // chunks.
+  struct stat st;
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      << RandomBytes(HashCache::kMinFileBytes + (1 << 20), 12);
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  ForgeIdentity(path, st);
+  int asked = MissingCalls(), puts = Puts();
+  TransferStats stats;
+  StatusOr<Manifest> second = UploadDirectory(http_, root, &stats, options_);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->files[0].chunks, first->files[0].chunks);
+  EXPECT_EQ(MissingCalls() - asked, 1);  // every chunk in one question
+  EXPECT_EQ(Puts(), puts);
+  EXPECT_EQ(stats.chunks_sent, 0u);
+  EXPECT_EQ(stats.chunks_total, first->files[0].chunks.size());
+}
+
+TEST_F(HashCacheUploadTest, ChangedFileIsReadAgainEvenAtTheSameSize) {
+  std::string root = SettledProject(HashCache::kMinFileBytes, 13);
+  std::string path = root + "/big.bin";
+  StatusOr<Manifest> first = UploadDirectory(http_, root, nullptr, options_);
+  ASSERT_TRUE(first.ok());
+  std::string other = RandomBytes(HashCache::kMinFileBytes, 14);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << other;
+  StatusOr<Manifest> second = UploadDirectory(http_, root, nullptr, options_);
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(second->files[0].chunks, first->files[0].chunks);
+  EXPECT_EQ(Rebuild(second->files[0]), other);
+}
+
+TEST_F(HashCacheUploadTest, RememberedChunksTheServerLacksAreReadByOffsetAndChecked) {
+  std::string root = SettledProject(HashCache::kMinFileBytes, 15);
+  std::string path = root + "/big.bin";
+  StatusOr<Manifest> first = UploadDirectory(http_, root, nullptr, options_);
+  ASSERT_TRUE(first.ok());
+  std::string content = Slurp(path);
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs.clear();  // collected since
+  }
+  TransferStats stats;
+  StatusOr<Manifest> second = UploadDirectory(http_, root, &stats, options_);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(stats.chunks_sent, first->files[0].chunks.size());
+  EXPECT_EQ(Rebuild(second->files[0]), content);
+  // Changed behind a forged identity: the bytes read do not match the
+  // remembered hash; the server refuses them and the error says what to do.
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      << RandomBytes(HashCache::kMinFileBytes, 16);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  ForgeIdentity(path, st);
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs.clear();
+  }
+  StatusOr<Manifest> third = UploadDirectory(http_, root, nullptr, options_);
+  ASSERT_FALSE(third.ok());
+  EXPECT_NE(third.status().message().find("changed since its chunks were remembered"),
+            std::string::npos) << third.status().ToString();
 }
 
 TEST_F(TransferTest, ManifestChunksAreReadBackByOffset) {

@@ -49,8 +49,10 @@ std::string TempName(const std::string& dir, const std::string& hash) {
          std::to_string(counter.fetch_add(1));
 }
 
+// Read-only from the start (the writer keeps its descriptor): a blob never
+// changes once named, and nothing should open one for writing by mistake.
 Status WriteNew(const std::string& path, std::string_view bytes) {
-  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
   if (fd.get() < 0) return ErrnoStatus("creating " + path);
   YARD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes, path));
   if (fd.Close() != 0) return ErrnoStatus("closing " + path);

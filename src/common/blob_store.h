@@ -4,6 +4,10 @@
 // file and are renamed into place, so a reader never sees a partial blob and
 // a process crash leaves no corrupt one. Blobs are not fsynced: after a power
 // loss one may be truncated, which the next Put of it repairs (see Put).
+// Blob files are read-only (0444) and replaced, never written in place.
+// They are never hard-linked into a job's folder (common/bundle.h,
+// Materialize: a job on a local instance runs as the store's owner and
+// could make a link writable again); reflinks and copies are.
 // Thread-safe: concurrent Puts of the same hash are harmless.
 //
 // Collection (server/blob_collector.h): a blob's file time is when it was

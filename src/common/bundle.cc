@@ -2,17 +2,22 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <unordered_set>
 
+#include "common/file_copy.h"
 #include "common/files.h"
 #include "common/hashing.h"
 
@@ -283,13 +288,31 @@ class Packer {
     FileEntry e;
     e.path = rel;
     e.mode = st.st_mode & 0777;
-    YARD_RETURN_IF_ERROR(ChunkFile(Full(rel), options_.chunker,
-                                   [&](const ChunkRef& ref, std::string_view bytes) {
-                                     e.chunks.push_back(ref);
-                                     e.size += ref.size;
-                                     return sink_(ref, bytes);
-                                   }));
+    const HashCache* cache = options_.known ? options_.hash_cache : nullptr;
+    std::optional<std::vector<ChunkRef>> known;
+    if (cache) known = cache->Lookup(Full(rel), st);
+    if (known) {
+      YARD_RETURN_IF_ERROR(AddKnown(Full(rel), *known, &e));
+    } else {
+      auto read_start = std::chrono::system_clock::now();
+      YARD_RETURN_IF_ERROR(ChunkFile(Full(rel), options_.chunker,
+                                     [&](const ChunkRef& ref, std::string_view bytes) {
+                                       e.chunks.push_back(ref);
+                                       e.size += ref.size;
+                                       return sink_(ref, bytes);
+                                     }));
+      if (cache) cache->Remember(Full(rel), st, read_start, e.chunks);
+    }
     manifest_.files.push_back(std::move(e));
+    return Status::Ok();
+  }
+
+  Status AddKnown(const std::string& full, const std::vector<ChunkRef>& chunks, FileEntry* e) {
+    for (const ChunkRef& ref : chunks) {
+      YARD_RETURN_IF_ERROR(options_.known(ref, full, e->size));
+      e->chunks.push_back(ref);
+      e->size += ref.size;
+    }
     return Status::Ok();
   }
 
@@ -338,24 +361,96 @@ StatusOr<std::string> FetchVerified(const ChunkSource& source, const ChunkRef& c
   return bytes;
 }
 
-Status WriteAll(int fd, std::string_view data) {
+Status WriteAt(int fd, std::string_view data, uint64_t off) {
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("write");
     data.remove_prefix(static_cast<size_t>(n));
+    off += static_cast<uint64_t>(n);
   }
   return Status::Ok();
 }
 
-Status WriteContent(int dir, const std::string& tmp, const FileEntry& e,
-                    const ChunkSource& source) {
-  int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+// A chunk of `e` and where it starts in the file.
+struct Placed {
+  const ChunkRef* chunk;
+  uint64_t offset;
+};
+
+// Copies the chunk from the local file `path` into `fd` at `off`; false when
+// that file is not the chunk's size (then it is fetched instead).
+StatusOr<bool> CopyLocal(const std::string& path, const ChunkRef& c, int fd, uint64_t off) {
+  ScopedFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (src.get() < 0 || ::fstat(src.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != c.size)
+    return false;
+  YARD_RETURN_IF_ERROR(CopyRange(src.get(), 0, fd, off, c.size, path).status());
+  return true;
+}
+
+// Hashes the chunks `copied` where they landed in `fd` (mapped, so nothing
+// is copied again), on two threads when there is much to hash; returns
+// those that do not match.
+StatusOr<std::vector<Placed>> Mismatched(int fd, uint64_t size, const std::vector<Placed>& copied) {
+  if (copied.empty()) return std::vector<Placed>();
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return ErrnoStatus("mapping a written file to check it");
+  const char* bytes = static_cast<const char*>(map);
+  std::vector<char> bad(copied.size(), 0);
+  auto check = [&](size_t first, size_t step) {
+    for (size_t i = first; i < copied.size(); i += step) {
+      const Placed& p = copied[i];
+      bad[i] = Sha256Hex({bytes + p.offset, p.chunk->size}) != p.chunk->hash;
+    }
+  };
+  constexpr uint64_t kParallelBytes = 64 << 20;
+  if (size >= kParallelBytes && std::thread::hardware_concurrency() > 1) {
+    std::thread other(check, 1, 2);
+    check(0, 2);
+    other.join();
+  } else {
+    check(0, 1);
+  }
+  ::munmap(map, size);
+  std::vector<Placed> out;
+  for (size_t i = 0; i < copied.size(); ++i)
+    if (bad[i]) out.push_back(copied[i]);
+  return out;
+}
+
+Status WriteContent(int dir, const std::string& tmp, const FileEntry& e, const ChunkSource& source,
+                    const ChunkFileSource& local) {
+  int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
   ScopedFd fd(::openat(dir, tmp.c_str(), flags, 0600));
   if (fd.get() < 0) return ErrnoStatus("creating a temporary file");
+  std::vector<Placed> copied;
+  uint64_t off = 0;
   for (const ChunkRef& c : e.chunks) {
-    YARD_ASSIGN_OR_RETURN(std::string bytes, FetchVerified(source, c));
-    YARD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes));
+    std::string path = local ? local(c.hash) : std::string();
+    bool done = false;
+    if (!path.empty()) {
+      YARD_ASSIGN_OR_RETURN(done, CopyLocal(path, c, fd.get(), off));
+    }
+    if (done) {
+      copied.push_back({&c, off});
+    } else {
+      YARD_ASSIGN_OR_RETURN(std::string bytes, FetchVerified(source, c));
+      YARD_RETURN_IF_ERROR(WriteAt(fd.get(), bytes, off));
+    }
+    off += c.size;
+  }
+  // A damaged local file is detected here, before the entry gets its name,
+  // and its chunk fetched from the source instead.
+  YARD_ASSIGN_OR_RETURN(std::vector<Placed> damaged, Mismatched(fd.get(), off, copied));
+  for (const Placed& p : damaged) {
+    StatusOr<std::string> bytes = FetchVerified(source, *p.chunk);
+    if (!bytes.ok())
+      return Status(bytes.status().code(), "chunk " + p.chunk->hash + " on this machine (" +
+                                               local(p.chunk->hash) + ") is damaged: its content "
+                                               "does not match its hash, and fetching it again "
+                                               "failed: " + bytes.status().message());
+    YARD_RETURN_IF_ERROR(WriteAt(fd.get(), *bytes, p.offset));
   }
   if (::fchmod(fd.get(), e.mode) != 0) return ErrnoStatus("chmod");
   if (fd.Close() != 0) return ErrnoStatus("close");
@@ -368,10 +463,12 @@ Status MakeLink(int dir, const std::string& tmp, const FileEntry& e) {
 }
 
 // Creates the entry under a temporary name, then renames it into place.
-Status PlaceEntry(int root, const FileEntry& e, const ChunkSource& source) {
+Status PlaceEntry(int root, const FileEntry& e, const ChunkSource& source,
+                  const ChunkFileSource& local) {
   YARD_ASSIGN_OR_RETURN(ScopedFd dir, OpenParent(root, e.path));
   std::string tmp = TempName();
-  Status s = e.is_link() ? MakeLink(dir.get(), tmp, e) : WriteContent(dir.get(), tmp, e, source);
+  Status s = e.is_link() ? MakeLink(dir.get(), tmp, e)
+                         : WriteContent(dir.get(), tmp, e, source, local);
   std::string name(BaseName(e.path));
   if (s.ok() && ::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
     s = ErrnoStatus("rename");
@@ -387,7 +484,8 @@ StatusOr<Manifest> PackDirectory(const std::string& root, const PackOptions& opt
   return Packer(root, options, sink).Run();
 }
 
-Status Materialize(const Manifest& m, const std::string& dest, const ChunkSource& source) {
+Status Materialize(const Manifest& m, const std::string& dest, const ChunkSource& source,
+                   const ChunkFileSource& local) {
   YARD_RETURN_IF_ERROR(ValidateManifest(m));
   std::error_code ec;
   std::filesystem::create_directories(dest, ec);
@@ -397,7 +495,7 @@ Status Materialize(const Manifest& m, const std::string& dest, const ChunkSource
   // Files before links, so that no file is ever written through a new link.
   for (bool links : {false, true}) {
     for (const FileEntry& e : m.files) {
-      if (e.is_link() == links) YARD_RETURN_IF_ERROR(PlaceEntry(root.get(), e, source));
+      if (e.is_link() == links) YARD_RETURN_IF_ERROR(PlaceEntry(root.get(), e, source, local));
     }
   }
   return Status::Ok();

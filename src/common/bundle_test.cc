@@ -372,5 +372,115 @@ TEST_F(BundleTest, MaterializeChecksChunkHashes) {
   EXPECT_TRUE(fs::is_empty(dest));
 }
 
+// ---- Chunks already on this machine: copied from their files ---------------
+
+class LocalChunksTest : public BundleTest {
+ protected:
+  // A 3 MiB file (~200 chunks) packed into the store; its manifest.
+  Manifest PackBig() {
+    content_ = RandomBytes(3 << 20, 42);
+    Write(src_ / "data" / "x.npy", content_);
+    StatusOr<Manifest> m = Pack();
+    EXPECT_TRUE(m.ok());
+    return *m;
+  }
+
+  // The store's files as the local source; counts what the byte source gave.
+  Status UnpackLocal(const Manifest& m, const fs::path& dest) {
+    return Materialize(
+        m, dest,
+        [this](const std::string& h) {
+          ++fetched_;
+          return store_->Get(h);
+        },
+        [this](const std::string& h) { return store_->Has(h) ? store_->PathOf(h) : ""; });
+  }
+
+  std::string content_;
+  int fetched_ = 0;
+};
+
+TEST_F(LocalChunksTest, CopiesFromTheStoreWithoutFetchingAndNeverAliasesIt) {
+  Manifest m = PackBig();
+  ASSERT_GT(m.files[0].chunks.size(), 50u);
+  fs::path dest = tmp_ / "job";
+  ASSERT_TRUE(UnpackLocal(m, dest).ok());
+  EXPECT_EQ(fetched_, 0);
+  EXPECT_EQ(ReadAll(dest / "data" / "x.npy"), content_);
+  // The job's file is its own: not a link to a blob, and writing to it
+  // leaves the store as it was.
+  const ChunkRef& first = m.files[0].chunks[0];
+  struct stat job, blob;
+  ASSERT_EQ(::stat((dest / "data" / "x.npy").c_str(), &job), 0);
+  ASSERT_EQ(::stat(store_->PathOf(first.hash).c_str(), &blob), 0);
+  EXPECT_NE(job.st_ino, blob.st_ino);
+  EXPECT_EQ(job.st_nlink, 1u);
+  EXPECT_EQ(blob.st_mode & 0777, 0444u) << "blobs are read-only";
+  std::fstream(dest / "data" / "x.npy", std::ios::in | std::ios::out | std::ios::binary)
+      .write("overwritten", 11);
+  EXPECT_EQ(Sha256Hex(ReadAll(store_->PathOf(first.hash))), first.hash);
+}
+
+// A single-chunk file is a whole blob: cloned where the filesystem can,
+// copied where it cannot (ext4, tmpfs: the test's own folder, likely).
+TEST_F(LocalChunksTest, AWholeBlobIsClonedOrCopiedNeverLinked) {
+  Write(src_ / "small.bin", "one chunk only");
+  StatusOr<Manifest> m = Pack();
+  ASSERT_TRUE(m.ok());
+  fs::path dest = tmp_ / "job";
+  ASSERT_TRUE(UnpackLocal(*m, dest).ok());
+  EXPECT_EQ(fetched_, 0);
+  EXPECT_EQ(ReadAll(dest / "small.bin"), "one chunk only");
+  EXPECT_EQ(fs::hard_link_count(dest / "small.bin"), 1u);
+  EXPECT_EQ(fs::hard_link_count(store_->PathOf(m->files[0].chunks[0].hash)), 1u);
+}
+
+TEST_F(LocalChunksTest, ADamagedChunkOnDiskIsDetectedBeforeUseAndFetchedAgain) {
+  Manifest m = PackBig();
+  const ChunkRef& victim = m.files[0].chunks[7];
+  std::string good = ReadAll(store_->PathOf(victim.hash));
+  std::string bad = good;
+  bad[bad.size() / 2] ^= 0x01;  // one bit: same size, other content
+  ::chmod(store_->PathOf(victim.hash).c_str(), 0644);
+  Write(store_->PathOf(victim.hash), bad, 0444);
+  // A source that still has the good bytes (the server, for an agent's cache).
+  std::map<std::string, std::string> elsewhere = {{victim.hash, good}};
+  fs::path dest = tmp_ / "job";
+  Status s = Materialize(
+      m, dest,
+      [&](const std::string& h) -> StatusOr<std::string> {
+        ++fetched_;
+        return elsewhere.at(h);
+      },
+      [this](const std::string& h) { return store_->PathOf(h); });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(fetched_, 1);
+  EXPECT_EQ(ReadAll(dest / "data" / "x.npy"), content_);
+
+  // Nowhere good (the server's own store is the damaged one): the job's
+  // file never appears, and the error names the chunk and its file.
+  fs::path dest2 = tmp_ / "job2";
+  s = UnpackLocal(m, dest2);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(victim.hash), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("damaged"), std::string::npos) << s.message();
+  EXPECT_TRUE(fs::is_empty(dest2 / "data"));  // no file, no temporary left behind
+}
+
+TEST_F(LocalChunksTest, AChunkFileOfTheWrongSizeIsFetchedInstead) {
+  Manifest m = PackBig();
+  const ChunkRef& victim = m.files[0].chunks[3];
+  std::string good = ReadAll(store_->PathOf(victim.hash));
+  fs::path truncated = tmp_ / "truncated";
+  Write(truncated, good.substr(0, good.size() / 2));
+  fs::path dest = tmp_ / "job";
+  Status s = Materialize(
+      m, dest, [&](const std::string& h) { ++fetched_; return store_->Get(h); },
+      [&](const std::string& h) { return h == victim.hash ? truncated.string() : store_->PathOf(h); });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(fetched_, 1);
+  EXPECT_EQ(ReadAll(dest / "data" / "x.npy"), content_);
+}
+
 }  // namespace
 }  // namespace yard

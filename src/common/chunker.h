@@ -24,6 +24,7 @@ struct ChunkerParams {
 struct ChunkRef {
   std::string hash;  // hex sha256 of the chunk's bytes
   uint64_t size = 0;
+  bool operator==(const ChunkRef&) const = default;
 };
 
 // Returns the length of the first chunk of `data` (<= data.size()).

@@ -16,7 +16,8 @@ namespace yard {
 std::vector<std::string> LocalSandboxArgs(const std::string& state_dir) {
   std::filesystem::path dir = std::filesystem::absolute(state_dir).lexically_normal();
   if (dir.filename().empty()) dir = dir.parent_path();  // a trailing slash
-  return {"--sandbox", "--sandbox-hide", dir.parent_path().string()};
+  std::string home = dir.parent_path().string();
+  return {"--sandbox", "--sandbox-hide", home, "--server-blobs", home + "/blobs"};
 }
 
 namespace {

@@ -13,9 +13,11 @@
 
 namespace yard {
 
-// `yard agent` flags that confine the jobs of an agent on this host
-// (agent/sandbox.h), for an instance folder under `state_dir`, which is
-// $YARD_HOME/instances: the whole of YARD_HOME stays hidden from jobs.
+// `yard agent` flags for an agent on the server's host, for an instance
+// folder under `state_dir`, which is $YARD_HOME/instances: its jobs are
+// confined (agent/sandbox.h; the whole of YARD_HOME stays hidden from
+// them), and it copies bundle chunks from the server's blob store,
+// $YARD_HOME/blobs, instead of fetching them (agent/chunk_cache.h).
 std::vector<std::string> LocalSandboxArgs(const std::string& state_dir);
 
 class AgentSpawner {

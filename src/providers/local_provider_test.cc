@@ -103,6 +103,9 @@ TEST_F(LocalProviderTest, EachInstanceGetsItsOwnCoresAndDevicesUntilItEnds) {
   EXPECT_EQ(spawner.started[1].env, std::vector<std::string>{"CUDA_VISIBLE_DEVICES=1"});
   // Jobs are confined: the whole of the server's home is hidden from them.
   EXPECT_EQ(fs::path(ArgAfter(spawner.started[0].args, "--sandbox-hide")), fs::path(home.path()).lexically_normal());
+  // Bundle chunks are copied from the server's blob store, not fetched.
+  EXPECT_EQ(fs::path(ArgAfter(spawner.started[0].args, "--server-blobs")),
+            fs::path(home.path()).lexically_normal() / "blobs");
   EXPECT_TRUE(local.IsAlive(a));
 
   ASSERT_TRUE(local.Terminate(a).ok());

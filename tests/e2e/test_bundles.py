@@ -1,6 +1,8 @@
 """Bundles: unchanged chunks never travel twice; ignore files are honoured."""
+import hashlib
 import os
 import re
+import stat
 
 
 def chunk_counts(stderr):
@@ -61,3 +63,23 @@ def test_no_progress_when_asked(yard, project):
     err = yard.run("submit", "job.sh", cwd=project, env=env).stderr
     assert "yard: sending project " not in err, err
     assert "chunks were new" in err
+
+
+def test_a_job_writing_its_bundle_files_leaves_the_servers_blobs_intact(yard, project):
+    """A local instance copies its bundle from the server's blob store
+    (reflink or copy, never a hard link): a job that overwrites its copy
+    changes nothing the next job gets, and blobs are read-only files."""
+    data = os.urandom(6 * 1024 * 1024)
+    (project / "data.bin").write_bytes(data)
+    (project / "job.sh").write_text(
+        "chmod u+w data.bin && printf XXXXXXXX | dd of=data.bin conv=notrunc status=none && sha256sum data.bin\n")
+    first = yard.run("fit", "job.sh", cwd=project).stdout
+    assert hashlib.sha256(b"XXXXXXXX" + data[8:]).hexdigest() in first, first
+    (project / "job.sh").write_text("sha256sum data.bin\n")
+    second = yard.run("fit", "job.sh", cwd=project).stdout
+    assert hashlib.sha256(data).hexdigest() in second, second
+    blobs = [p for p in (yard.home / "blobs").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert blobs and all(stat.S_IMODE(p.stat().st_mode) == 0o444 for p in blobs)
+    # Copied straight from there: nothing was fetched into an instance's chunk cache.
+    cached = [p for p in (yard.home / "instances").glob("*/chunks/*/*") if p.is_file()]
+    assert cached == [], cached
