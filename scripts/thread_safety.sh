@@ -5,7 +5,7 @@
 # if there is any. The annotations are in src/common/thread_annotations.h.
 #
 #   bash scripts/thread_safety.sh                  # the folders checked in CI
-#   bash scripts/thread_safety.sh src/agent        # others
+#   bash scripts/thread_safety.sh src/sdk          # others
 #
 # Needs clang++-14 (scripts/setup.sh installs it) and a configured build/.
 set -euo pipefail
@@ -14,7 +14,7 @@ REPO_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 cd "$REPO_ROOT"
 
 # Folders whose code is annotated and clean. Add one once it is.
-CHECKED=(src/common src/store src/server src/providers)
+CHECKED=(src/common src/store src/server src/providers src/agent src/client src/aws)
 
 CLANG="${CLANG:-clang++-14}"
 DB="${BUILD_DIR:-build}/compile_commands.json"

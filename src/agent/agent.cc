@@ -21,6 +21,7 @@
 #include "common/files.h"
 #include "common/hashing.h"
 #include "common/process.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -104,8 +105,8 @@ struct Agent::Impl {
   void StarterLoop();
   std::unique_ptr<JobRunner> MakeRunner(Queued q);
   // Ends queued assignments of `job_id` (of `attempt`; -1: any) without
-  // running them: spools `exit` for each. Returns how many. REQUIRES jobs_mu.
-  int EndQueued(const std::string& job_id, int64_t attempt, const Json& exit);
+  // running them: spools `exit` for each. Returns how many.
+  int EndQueued(const std::string& job_id, int64_t attempt, const Json& exit) REQUIRES(jobs_mu);
   void Shutdown();
   // With preemption watching on: the watcher, and a thread that waits for an
   // interruption notice, then for the job to end and every record to be
@@ -138,11 +139,11 @@ struct Agent::Impl {
   std::set<std::pair<std::string, int64_t>> seen;  // attempts started or queued
   // The job and the assignments waiting for it to end: the Run thread adds,
   // cancels and revokes, the starter thread starts them.
-  std::mutex jobs_mu;
+  Mutex jobs_mu;
   std::condition_variable jobs_cv;
-  std::unique_ptr<JobRunner> job;  // GUARDED_BY(jobs_mu); may be done already
-  std::deque<Queued> queued;       // GUARDED_BY(jobs_mu)
-  bool starter_stop = false;       // GUARDED_BY(jobs_mu)
+  std::unique_ptr<JobRunner> job GUARDED_BY(jobs_mu);  // may be done already
+  std::deque<Queued> queued GUARDED_BY(jobs_mu);
+  bool starter_stop GUARDED_BY(jobs_mu) = false;
   std::thread starter;
 };
 
@@ -275,19 +276,19 @@ void Agent::Impl::OnAssign(const Json& j) {
   }
   // The same attempt again (a server that restarted, a retried reply).
   if (!seen.insert({a.job, a.attempt}).second) return;
-  std::lock_guard<std::mutex> lock(jobs_mu);
+  MutexLock lock(jobs_mu);
   queued.push_back(std::move(q));
   jobs_cv.notify_all();
 }
 
 void Agent::Impl::OnCancel(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(jobs_mu);
+  MutexLock lock(jobs_mu);
   if (job && job->job() == job_id && !job->Done()) job->Cancel("cancelled");
   EndQueued(job_id, -1, UnstartedExit("cancelled before it started", true, false));
 }
 
 void Agent::Impl::OnRevoke(const std::string& job_id, int64_t attempt) {
-  std::lock_guard<std::mutex> lock(jobs_mu);
+  MutexLock lock(jobs_mu);
   if (EndQueued(job_id, attempt, UnstartedExit("handed back unstarted: the server places it again",
                                                false, true)) == 0)
     AgentLog("job " + job_id + " was asked back but has started here: it runs on");
@@ -313,7 +314,7 @@ void Agent::Impl::OnTerminate() {
   if (warm) warm->Stop();  // the instance ends: no runner for a next job
   std::unique_ptr<JobRunner> running;
   {
-    std::lock_guard<std::mutex> lock(jobs_mu);
+    MutexLock lock(jobs_mu);
     running = std::move(job);
     while (!queued.empty())
       EndQueued(queued.front().assignment.job, queued.front().assignment.attempt,
@@ -335,7 +336,7 @@ void Agent::Impl::StartStarter() {
 
 void Agent::Impl::StopStarter() {
   {
-    std::lock_guard<std::mutex> lock(jobs_mu);
+    MutexLock lock(jobs_mu);
     starter_stop = true;
   }
   jobs_cv.notify_all();
@@ -343,16 +344,18 @@ void Agent::Impl::StopStarter() {
 }
 
 void Agent::Impl::StarterLoop() {
-  std::unique_lock<std::mutex> lock(jobs_mu);
+  MutexLock lock(jobs_mu);
   for (;;) {
-    jobs_cv.wait(lock, [this] { return starter_stop || (!queued.empty() && (!job || job->Done())); });
+    jobs_cv.wait(lock.unique(), [this]() REQUIRES(jobs_mu) {
+      return starter_stop || (!queued.empty() && (!job || job->Done()));
+    });
     if (starter_stop) return;
     std::unique_ptr<JobRunner> ended = std::move(job);
     Queued next = std::move(queued.front());
     queued.pop_front();
     job = MakeRunner(std::move(next));
     JobRunner* fresh = job.get();
-    lock.unlock();
+    lock.Unlock();
     ended.reset();  // joins: its thread may be waiting for jobs_mu in on_done
     fresh->Start();
     // Earlier attempts whose records are all delivered leave no copy behind.
@@ -361,7 +364,7 @@ void Agent::Impl::StarterLoop() {
     RemoveDeliveredJobFolders(
         config.work_dir + "/jobs", fresh->job() + "-" + std::to_string(fresh->attempt()),
         [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -377,7 +380,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.sandbox_templates = sandbox_templates.get();
   context.preemption = preemption.get();
   context.on_done = [this] {
-    std::lock_guard<std::mutex> lock(jobs_mu);
+    MutexLock lock(jobs_mu);
     jobs_cv.notify_all();
   };
   return std::make_unique<JobRunner>(std::move(context), std::move(q.assignment),
@@ -445,7 +448,7 @@ void Agent::Impl::Shutdown() {
   StopStarter();
   std::unique_ptr<JobRunner> running;
   {
-    std::lock_guard<std::mutex> lock(jobs_mu);
+    MutexLock lock(jobs_mu);
     running = std::move(job);
   }
   running.reset();  // joins, outside jobs_mu (its on_done takes it)

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agent/agent_log.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -33,7 +34,7 @@ class BackgroundCloser {
     return *closer;
   }
   void Close(int fd) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     fds_.push_back(fd);
     cv_.notify_one();
   }
@@ -41,19 +42,19 @@ class BackgroundCloser {
  private:
   BackgroundCloser() { std::thread([this] { Run(); }).detach(); }
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [this] { return !fds_.empty(); });
+      cv_.wait(lock.unique(), [this]() REQUIRES(mu_) { return !fds_.empty(); });
       int fd = fds_.front();
       fds_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       ::close(fd);
-      lock.lock();
+      lock.Lock();
     }
   }
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<int> fds_;
+  std::deque<int> fds_ GUARDED_BY(mu_);
 };
 }  // namespace
 
@@ -116,8 +117,8 @@ void ArtifactWatcher::Stop() {
 void ArtifactWatcher::WaitForSyncs() {
   std::vector<std::thread> workers;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    sync_cv_.wait(lock, [&] { return sync_queue_.empty() && syncs_busy_ == 0; });
+    MutexLock lock(mu_);
+    sync_cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return sync_queue_.empty() && syncs_busy_ == 0; });
     syncs_stop_ = true;
     sync_cv_.notify_all();
     workers.swap(sync_workers_);
@@ -135,18 +136,18 @@ void ArtifactWatcher::StartSync(const Dir& dir, const std::string& rel, FileStat
 }
 
 void ArtifactWatcher::SyncWorker() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     ++syncs_idle_;
-    sync_cv_.wait(lock, [&] { return syncs_stop_ || !sync_queue_.empty(); });
+    sync_cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return syncs_stop_ || !sync_queue_.empty(); });
     --syncs_idle_;
     if (sync_queue_.empty()) return;
     SyncJob job = std::move(sync_queue_.front());
     sync_queue_.pop_front();
     ++syncs_busy_;
-    lock.unlock();
+    lock.Unlock();
     RunSyncJob(job);
-    lock.lock();
+    lock.Lock();
     --syncs_busy_;
     sync_cv_.notify_all();
   }
@@ -159,11 +160,11 @@ void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
   std::string key = job.dir->name + "/" + job.rel;
   FileState copy;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     copy = files_[key];
   }
   Sync(*job.dir, job.rel, &copy, /*final=*/false);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   FileState& state = files_[key];
   state.seen = copy.seen;
   state.synced = copy.synced;
@@ -181,13 +182,13 @@ void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
 // long as it keeps that stamp, under any name: Sync checks the stamp again
 // after, as it does after an upload of its own.
 StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const FileStamp& stamp) {
-  std::unique_lock<std::mutex> lock(uploads_mu_);
-  uploads_cv_.wait(lock, [&] { return !uploading_.count(stamp); });
+  MutexLock lock(uploads_mu_);
+  uploads_cv_.wait(lock.unique(), [&]() REQUIRES(uploads_mu_) { return !uploading_.count(stamp); });
   if (auto done = uploaded_.find(stamp); done != uploaded_.end()) return done->second;
   uploading_.insert(stamp);
-  lock.unlock();
+  lock.Unlock();
   StatusOr<FileEntry> entry = upload_(path);
-  lock.lock();
+  lock.Lock();
   uploading_.erase(stamp);
   uploads_cv_.notify_all();
   if (!entry.ok()) return entry;
@@ -200,7 +201,7 @@ StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const F
 }
 
 void ArtifactWatcher::EmitRecord(Json record) {
-  std::lock_guard<std::mutex> lock(emit_mu_);
+  MutexLock lock(emit_mu_);
   emit_(std::move(record));
 }
 
@@ -269,7 +270,7 @@ void ArtifactWatcher::HandleEvent(int wd, uint32_t mask, const std::string& name
 // again (a log opened per line) is synced this way at most once per scan
 // interval; the scans take care of it in between.
 void ArtifactWatcher::SyncClosed(const Dir& dir, const std::string& rel) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   FileState* state = &files_[dir.name + "/" + rel];
   if (state->syncing) return (void)(state->again = true);
   auto info = StatRegularFile(dir.folder + "/" + rel);
@@ -282,6 +283,7 @@ void ArtifactWatcher::SyncClosed(const Dir& dir, const std::string& rel) {
 }
 
 void ArtifactWatcher::MarkSynced(const std::string& dir_name, const std::string& rel) {
+  MutexLock lock(mu_);  // no worker runs yet (see the header): taken for the analysis
   for (const Dir& d : dirs_) {
     if (d.name != dir_name) continue;
     auto info = StatRegularFile(d.folder + "/" + rel);
@@ -322,7 +324,7 @@ void ArtifactWatcher::ScanDir(const Dir& dir, bool final, std::map<std::string, 
   // Vanished files keep their state: should one come back unchanged, it
   // needs no second sync.
   ForEachFile(dir, [&](const std::string& rel) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Consider(dir, rel, &(*files)[dir.name + "/" + rel], final);
   });
 }

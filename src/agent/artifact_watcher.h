@@ -45,6 +45,7 @@
 #include "client/http_client.h"
 #include "common/manifest.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -123,11 +124,10 @@ class ArtifactWatcher {
   void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
   // Calls `fn(rel)` for each regular file under `dir` at a safe relative path.
   void ForEachFile(const Dir& dir, const std::function<void(const std::string& rel)>& fn) const;
-  void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final) REQUIRES(mu_);
   void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
   // Syncs now, or hands the sync to a worker while the Start() thread runs.
-  // REQUIRES: mu_ held when workers may run (async_).
-  void StartSync(const Dir& dir, const std::string& rel, FileState* state);
+  void StartSync(const Dir& dir, const std::string& rel, FileState* state) REQUIRES(mu_);
   void SyncWorker();
   // upload_(path) for the file version `stamp`, or the entry of an upload
   // of that version already made (see above).
@@ -147,26 +147,26 @@ class ArtifactWatcher {
   std::vector<Dir> dirs_;
   Upload upload_;
   Emit emit_;
-  std::mutex emit_mu_;  // emit_ is called by one thread at a time
+  Mutex emit_mu_;  // emit_ is called by one thread at a time
   // Guards files_ and the sync queue while workers may run; a FileState
   // being synced by a worker is written back only by that worker.
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable sync_cv_;
-  std::map<std::string, FileState> files_;  // by "<dir name>/<relative path>"
+  std::map<std::string, FileState> files_ GUARDED_BY(mu_);  // by "<dir name>/<relative path>"
   bool async_ = false;                      // Start() ran: syncs go to workers
-  std::deque<SyncJob> sync_queue_;          // GUARDED_BY(mu_)
-  int syncs_busy_ = 0;                      // GUARDED_BY(mu_): jobs taken, not done
-  int syncs_idle_ = 0;                      // GUARDED_BY(mu_)
-  bool syncs_stop_ = false;                 // GUARDED_BY(mu_)
+  std::deque<SyncJob> sync_queue_ GUARDED_BY(mu_);
+  int syncs_busy_ GUARDED_BY(mu_) = 0;  // jobs taken, not done
+  int syncs_idle_ GUARDED_BY(mu_) = 0;
+  bool syncs_stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> sync_workers_;
   // Uploads by file version, for UploadOnce: running ones, and the last
   // kRememberedUploads done (oldest first in uploaded_order_).
   static constexpr size_t kRememberedUploads = 32;
-  std::mutex uploads_mu_;
+  Mutex uploads_mu_;
   std::condition_variable uploads_cv_;
-  std::set<FileStamp> uploading_;              // GUARDED_BY(uploads_mu_)
-  std::map<FileStamp, FileEntry> uploaded_;    // GUARDED_BY(uploads_mu_)
-  std::deque<FileStamp> uploaded_order_;       // GUARDED_BY(uploads_mu_)
+  std::set<FileStamp> uploading_ GUARDED_BY(uploads_mu_);
+  std::map<FileStamp, FileEntry> uploaded_ GUARDED_BY(uploads_mu_);
+  std::deque<FileStamp> uploaded_order_ GUARDED_BY(uploads_mu_);
   StopSignal stop_;
   std::thread thread_;
   std::chrono::milliseconds interval_{200};

@@ -159,6 +159,7 @@ StatusOr<std::unique_ptr<EventSpool>> EventSpool::Open(const std::string& dir) {
   fs::create_directories(dir, ec);
   if (ec) return Internal("creating spool folder " + dir + ": " + ec.message());
   std::unique_ptr<EventSpool> spool(new EventSpool(dir));
+  MutexLock lock(spool->mu_);  // no other thread has it yet: taken for the analysis
   YARD_RETURN_IF_ERROR(spool->LoadAll());
   return spool;
 }
@@ -288,7 +289,7 @@ StatusOr<int64_t> EventSpool::AppendOutputs(const std::string& job, int64_t atte
 StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t attempt, char tag,
                                             const std::vector<std::string_view>& payloads,
                                             bool exit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
   if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
   // One write for all: frame headers and payloads side by side (the bytes
@@ -325,7 +326,7 @@ StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t atte
 }
 
 uint64_t EventSpool::UnackedBytes(const std::string& job, int64_t attempt) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stream* s = Find(job, attempt);
   return s == nullptr ? 0 : s->ends.back() - s->ends[s->acked];
 }
@@ -333,15 +334,15 @@ uint64_t EventSpool::UnackedBytes(const std::string& job, int64_t attempt) const
 bool EventSpool::WaitUnackedBytesAtMost(const std::string& job, int64_t attempt,
                                         uint64_t max_bytes,
                                         std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] {
+  MutexLock lock(mu_);
+  return cv_.wait_for(lock.unique(), timeout, [&]() REQUIRES(mu_) {
     Stream* s = Find(job, attempt);
     return s == nullptr || s->ends.back() - s->ends[s->acked] <= max_bytes;
   });
 }
 
 void EventSpool::Abandon(const std::string& job, int64_t attempt) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stream* s = Find(job, attempt);
   if (s == nullptr) return;
   s->abandoned = true;
@@ -400,7 +401,7 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
 std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
                                                 std::chrono::milliseconds timeout,
                                                 std::string* spare) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
     if (wake_) {
@@ -410,12 +411,12 @@ std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
     Clock::time_point wake_at = deadline;
     if (auto b = TakeBatch(max_bytes, &wake_at, spare)) return b;
     if (Clock::now() >= deadline) return std::nullopt;
-    cv_.wait_until(lock, wake_at);
+    cv_.wait_until(lock.unique(), wake_at);
   }
 }
 
 void EventSpool::Ack(const std::string& job, int64_t attempt, int64_t acked) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stream* s = Find(job, attempt);
   if (s == nullptr) return;
   s->acked = std::clamp<int64_t>(acked, 0, s->last());
@@ -425,18 +426,18 @@ void EventSpool::Ack(const std::string& job, int64_t attempt, int64_t acked) {
 }
 
 void EventSpool::Defer(const std::string& job, int64_t attempt, std::chrono::milliseconds delay) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Stream* s = Find(job, attempt)) s->not_before = Clock::now() + delay;
 }
 
 void EventSpool::Drop(const std::string& job, int64_t attempt) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Stream* s = Find(job, attempt)) Remove(s);
   cv_.notify_all();
 }
 
 void EventSpool::Wake() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   wake_ = true;
   cv_.notify_all();
 }
@@ -454,15 +455,15 @@ void EventSpool::Remove(Stream* s) {
 }
 
 int64_t EventSpool::Unacked() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   int64_t n = 0;
   for (const auto& s : streams_) n += s->last() - s->acked;
   return n;
 }
 
 bool EventSpool::WaitAllAcked(std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] {
+  MutexLock lock(mu_);
+  return cv_.wait_for(lock.unique(), timeout, [this]() REQUIRES(mu_) {
     for (const auto& s : streams_)
       if (s->pending()) return false;
     return true;

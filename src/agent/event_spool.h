@@ -31,6 +31,7 @@
 
 #include "client/http_client.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -114,23 +115,23 @@ class EventSpool {
   using Clock = std::chrono::steady_clock;
   explicit EventSpool(std::string dir);
 
-  Status LoadAll();
-  Status Load(const std::string& path);
+  Status LoadAll() REQUIRES(mu_);
+  Status Load(const std::string& path) REQUIRES(mu_);
   StatusOr<int64_t> AppendRecords(const std::string& job, int64_t attempt, char tag,
                                   const std::vector<std::string_view>& payloads, bool exit);
-  StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt);  // REQUIRES: mu_ held
-  Stream* Find(const std::string& job, int64_t attempt) const;           // REQUIRES: mu_ held
+  StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt) REQUIRES(mu_);
+  Stream* Find(const std::string& job, int64_t attempt) const REQUIRES(mu_);
   std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at,
-                                      std::string* spare);
-  void RemoveIfDone(Stream* s);  // REQUIRES: mu_ held
-  void Remove(Stream* s);        // REQUIRES: mu_ held
+                                      std::string* spare) REQUIRES(mu_);
+  void RemoveIfDone(Stream* s) REQUIRES(mu_);
+  void Remove(Stream* s) REQUIRES(mu_);
 
   const std::string dir_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   mutable std::condition_variable cv_;
-  std::vector<std::unique_ptr<Stream>> streams_;        // GUARDED_BY(mu_), oldest first
-  std::set<std::pair<std::string, int64_t>> finished_;  // GUARDED_BY(mu_)
-  bool wake_ = false;                                   // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Stream>> streams_ GUARDED_BY(mu_);  // oldest first
+  std::set<std::pair<std::string, int64_t>> finished_ GUARDED_BY(mu_);
+  bool wake_ GUARDED_BY(mu_) = false;
 };
 
 // A job id or name made safe as a file name (no '/', no leading '.').

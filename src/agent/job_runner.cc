@@ -70,14 +70,14 @@ void JobRunner::Join() {
 }
 
 void JobRunner::Cancel(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (cancelled_) return;
   cancel_reason_ = reason;
   cancelled_ = true;
 }
 
 std::string JobRunner::cancel_reason() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return cancel_reason_;
 }
 
@@ -119,7 +119,10 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   int start_failure_code = 0;
   StatusOr<std::unique_ptr<JobProcess>> process = StartProcess(paths, &options, &start_failure_code);
   if (!process.ok()) return FailEarly(start_failure_code, process.status().message());
-  metrics_ = std::make_unique<MetricsTail>(paths.metrics);
+  {
+    MutexLock lock(metrics_mu_);  // before the watcher's thread reads it: for the analysis
+    metrics_ = std::make_unique<MetricsTail>(paths.metrics);
+  }
   std::unique_ptr<ArtifactWatcher> watcher = MakeWatcher(paths);
   watcher->Start(ctx_.config->artifact_scan_interval);
   ExitInfo info = Pump(process->get());
@@ -263,7 +266,7 @@ std::unique_ptr<ArtifactWatcher> JobRunner::MakeWorkWatcher(const JobPaths& path
 }
 
 void JobRunner::EmitMetrics(bool final) {
-  std::lock_guard<std::mutex> lock(metrics_mu_);
+  MutexLock lock(metrics_mu_);
   for (const Json& record : metrics_->Poll(final)) Emit(record);
 }
 

@@ -28,6 +28,7 @@
 #include "agent/warm_runner.h"
 #include "common/command_runner.h"
 #include "client/transfer.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -148,15 +149,15 @@ class JobRunner {
   Assignment a_;
   Status parse_status_;
   std::atomic<bool> cancelled_{false};
-  mutable std::mutex mu_;
-  std::string cancel_reason_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::string cancel_reason_ GUARDED_BY(mu_);
   std::atomic<bool> done_{false};
   std::atomic<bool> spool_error_logged_{false};
   std::unique_ptr<class RankLabeler> labeler_;  // multi-node jobs only
-  std::mutex metrics_mu_;
+  Mutex metrics_mu_;
   // Held while the job runs: its descriptor is the job's sandbox.
   std::shared_ptr<const SandboxTemplate> sandbox_template_;
-  std::unique_ptr<MetricsTail> metrics_;  // GUARDED_BY(metrics_mu_); set before the watcher starts
+  std::unique_ptr<MetricsTail> metrics_ GUARDED_BY(metrics_mu_);  // set before the watcher starts
   // Preemption, touched by the job's thread only.
   std::string notice_path_;
   bool told_of_notice_ = false;

@@ -200,7 +200,7 @@ StatusOr<PreemptionOptions> PreemptionOptionsFromEnv(
 
 bool PreemptionState::SetInterruption(PreemptionNotice n) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (interruption_) return false;
     interruption_ = std::move(n);
   }
@@ -209,12 +209,12 @@ bool PreemptionState::SetInterruption(PreemptionNotice n) {
 }
 
 std::optional<PreemptionNotice> PreemptionState::interruption() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return interruption_;
 }
 
 bool PreemptionState::AddRebalance(PreemptionNotice n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& r : rebalances_)
     if (r.time == n.time) return false;
   rebalances_.push_back(std::move(n));
@@ -222,18 +222,18 @@ bool PreemptionState::AddRebalance(PreemptionNotice n) {
 }
 
 std::vector<PreemptionNotice> PreemptionState::rebalances() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return rebalances_;
 }
 
 void PreemptionState::AttemptBegan() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++attempts_;
 }
 
 void PreemptionState::AttemptEnded() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     --attempts_;
   }
   cv_.notify_all();
@@ -242,17 +242,17 @@ void PreemptionState::AttemptEnded() {
 std::optional<PreemptionNotice> PreemptionState::WaitInterruption(
     const StopSignal& stop, std::chrono::milliseconds timeout) const {
   auto end = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!interruption_ && !stop.stopped() && std::chrono::steady_clock::now() < end)
-    cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(kWaitTick, end - std::chrono::steady_clock::now()));
+    cv_.wait_for(lock.unique(), std::min<std::chrono::steady_clock::duration>(kWaitTick, end - std::chrono::steady_clock::now()));
   return interruption_;
 }
 
 bool PreemptionState::WaitNoAttempt(const StopSignal& stop,
                                     std::chrono::steady_clock::time_point deadline) const {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (attempts_ > 0 && !stop.stopped() && std::chrono::steady_clock::now() < deadline)
-    cv_.wait_for(lock, kWaitTick);
+    cv_.wait_for(lock.unique(), kWaitTick);
   return attempts_ <= 0;
 }
 

@@ -41,6 +41,7 @@
 
 #include "agent/stop_signal.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -119,11 +120,11 @@ class PreemptionState {
   bool WaitNoAttempt(const StopSignal& stop, std::chrono::steady_clock::time_point deadline) const;
 
  private:
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   mutable std::condition_variable cv_;
-  std::optional<PreemptionNotice> interruption_;  // GUARDED_BY(mu_)
-  std::vector<PreemptionNotice> rebalances_;      // GUARDED_BY(mu_)
-  int attempts_ = 0;                              // GUARDED_BY(mu_)
+  std::optional<PreemptionNotice> interruption_ GUARDED_BY(mu_);
+  std::vector<PreemptionNotice> rebalances_ GUARDED_BY(mu_);
+  int attempts_ GUARDED_BY(mu_) = 0;
 };
 
 // Polls a MetadataSource into a PreemptionState on a thread of its own.

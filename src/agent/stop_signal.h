@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "common/thread_annotations.h"
+
 namespace yard {
 
 // Thread-safe. Once notified it stays notified.
@@ -16,9 +18,9 @@ class StopSignal {
   bool WaitFor(std::chrono::milliseconds d) const;
 
  private:
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   mutable std::condition_variable cv_;
-  bool stopped_ = false;  // GUARDED_BY(mu_)
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace yard

@@ -249,7 +249,7 @@ void WarmPool::Prewarm(const JobSpawnOptions& options) {
   spec.runner_dir = dir_ + "/runner-" + spec.runner_hash.substr(0, 16);
   Status cached = CacheRunner(options.cwd, spec.runner_dir);
   if (!cached.ok()) return AgentLog("no warm runner: " + cached.ToString());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return;
   pending_ = std::move(spec);
   cv_.notify_all();
@@ -258,12 +258,12 @@ void WarmPool::Prewarm(const JobSpawnOptions& options) {
 std::unique_ptr<JobProcess> WarmPool::Take(const JobSpawnOptions& options, std::string* note) {
   std::unique_ptr<WarmRunner> warm;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // Another kind of job leaves the warm runner for the next fit job.
     if (!IsRunnerCommand(options.argv)) return nullptr;
     // A job right behind the last one waits for the spawn (milliseconds):
     // a runner half-way through its import still saves the rest.
-    cv_.wait_for(lock, kSpawnWait, [this] { return !pending_ && !starting_; });
+    cv_.wait_for(lock.unique(), kSpawnWait, [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
     if (!warm_) return nullptr;
     warm = std::move(warm_);
   }
@@ -287,7 +287,7 @@ std::unique_ptr<JobProcess> WarmPool::Take(const JobSpawnOptions& options, std::
 void WarmPool::Stop() {
   std::unique_ptr<WarmRunner> warm;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     pending_.reset();
     warm = std::move(warm_);
@@ -296,12 +296,12 @@ void WarmPool::Stop() {
 }
 
 bool WarmPool::WaitIdle(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout, [this] { return !pending_ && !starting_; });
+  MutexLock lock(mu_);
+  return cv_.wait_for(lock.unique(), timeout, [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
 }
 
 pid_t WarmPool::warm_pid() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return warm_ ? warm_->pid() : -1;
 }
 
@@ -312,32 +312,32 @@ void WarmPool::Loop() {
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     if (entry.path().filename().string().rfind("ready-", 0) == 0) fs::remove(entry.path(), ec);
   }
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     if (pending_) {
-      StartPending(&lock);
+      StartPending();
       continue;
     }
-    cv_.wait_for(lock, kIdlePoll);
-    PollIdle(&lock);
+    cv_.wait_for(lock.unique(), kIdlePoll);
+    PollIdle();
   }
 }
 
 // Replaces the warm runner with one for the pending spec. Spawning happens
 // on this thread (see the class comment); a runner being ended is waited
 // for outside the lock.
-void WarmPool::StartPending(std::unique_lock<std::mutex>* lock) {
+void WarmPool::StartPending() {
   WarmSpec spec = std::move(*pending_);
   pending_.reset();
   starting_ = true;
   std::unique_ptr<WarmRunner> old = std::move(warm_);
   std::string ready = dir_ + "/ready-" + std::to_string(getpid()) + "-" +
                       std::to_string(++started_count_) + ".json";
-  lock->unlock();
+  mu_.unlock();
   old.reset();
   StatusOr<std::unique_ptr<WarmRunner>> runner = WarmRunner::Start(spec, ready);
   if (!runner.ok()) AgentLog("could not start a warm runner: " + runner.status().ToString());
-  lock->lock();
+  mu_.lock();
   starting_ = false;
   cv_.notify_all();
   if (!runner.ok()) return;
@@ -346,22 +346,22 @@ void WarmPool::StartPending(std::unique_lock<std::mutex>* lock) {
     return;
   }
   // Stop() came while we spawned: the runner ends at once, outside the lock.
-  lock->unlock();
+  mu_.unlock();
   runner->reset();
-  lock->lock();
+  mu_.lock();
 }
 
 // A warm runner that died while idle (no TensorFlow, a broken runner) is
 // dropped with its output in the agent log; the next fit job starts cold
 // and the one after it tries again.
-void WarmPool::PollIdle(std::unique_lock<std::mutex>* lock) {
+void WarmPool::PollIdle() {
   if (!warm_ || warm_->Poll()) return;
   std::unique_ptr<WarmRunner> dead = std::move(warm_);
-  lock->unlock();
+  mu_.unlock();
   AgentLog("the warm runner ended while idle (" + dead->ExitDescription() + ")" +
            (dead->idle_output().empty() ? "" : ": " + dead->idle_output()));
   dead.reset();
-  lock->lock();
+  mu_.lock();
 }
 
 }  // namespace yard

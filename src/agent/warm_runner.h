@@ -51,6 +51,7 @@
 
 #include "agent/job_process.h"
 #include "agent/job_setup.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -155,17 +156,19 @@ class WarmPool {
 
  private:
   void Loop();
-  void StartPending(std::unique_lock<std::mutex>* lock);
-  void PollIdle(std::unique_lock<std::mutex>* lock);
+  // Both release mu_ while they wait for a process, and take it again
+  // before they return.
+  void StartPending() REQUIRES(mu_);
+  void PollIdle() REQUIRES(mu_);
 
   const std::string dir_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                   // GUARDED_BY(mu_)
-  std::optional<WarmSpec> pending_;         // GUARDED_BY(mu_): to start
-  bool starting_ = false;                   // GUARDED_BY(mu_)
-  std::unique_ptr<WarmRunner> warm_;        // GUARDED_BY(mu_)
-  int started_count_ = 0;                   // GUARDED_BY(mu_)
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::optional<WarmSpec> pending_ GUARDED_BY(mu_);  // to start
+  bool starting_ GUARDED_BY(mu_) = false;
+  std::unique_ptr<WarmRunner> warm_ GUARDED_BY(mu_);
+  int started_count_ GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "aws/imds.h"
+#include "common/thread_annotations.h"
 
 extern char** environ;
 
@@ -196,7 +197,7 @@ class ChainProvider : public CredentialsProvider {
       looked.push_back("instance role (skipped: AWS_EC2_METADATA_DISABLED=true)");
       return NoCredentials(looked);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     double now = clock_->Now();
     if (cached_ && (cached_->expires_at == 0 || now < cached_->expires_at - kRefreshBeforeSeconds)) {
       return *cached_;
@@ -247,8 +248,8 @@ class ChainProvider : public CredentialsProvider {
   RealClock real_clock_;
   const Clock* clock_;
   ImdsClient imds_;
-  std::mutex mu_;
-  std::optional<Credentials> cached_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::optional<Credentials> cached_ GUARDED_BY(mu_);
 };
 
 }  // namespace

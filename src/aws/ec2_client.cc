@@ -135,7 +135,7 @@ Ec2Client::Ec2Client(Ec2ClientOptions options, std::shared_ptr<CredentialsProvid
 
 double Ec2Client::Backoff(int retry) {
   double cap = std::min(options_.max_backoff_s, options_.base_backoff_s * std::pow(2.0, retry));
-  std::lock_guard<std::mutex> lock(rng_mu_);
+  MutexLock lock(rng_mu_);
   return std::uniform_real_distribution<double>(0, cap)(rng_);
 }
 
@@ -262,7 +262,7 @@ QueryParams Ec2Client::RunInstancesParams(const RunInstanceRequest& r, const std
 StatusOr<Ec2Instance> Ec2Client::RunInstance(const RunInstanceRequest& request, Ec2Error* error) {
   std::string token = request.client_token;
   if (token.empty()) {
-    std::lock_guard<std::mutex> lock(rng_mu_);
+    MutexLock lock(rng_mu_);
     token = RandomToken(rng_);
   }
   YARD_ASSIGN_OR_RETURN(std::string body, Call("RunInstances", RunInstancesParams(request, token), error));

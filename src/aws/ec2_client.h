@@ -29,6 +29,7 @@
 #include "aws/credentials.h"
 #include "aws/ec2.h"
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 
 namespace yard::aws {
 
@@ -96,8 +97,8 @@ class Ec2Client : public Ec2Api {
   std::function<void(double)> sleep_;
   RealClock real_clock_;
   const Clock* clock_;
-  std::mutex rng_mu_;
-  std::mt19937_64 rng_;  // GUARDED_BY(rng_mu_)
+  Mutex rng_mu_;
+  std::mt19937_64 rng_ GUARDED_BY(rng_mu_);
 };
 
 }  // namespace yard::aws

@@ -48,7 +48,7 @@ ImdsClient::ImdsClient(std::string endpoint, double timeout_s)
       timeout_s_(timeout_s) {}
 
 StatusOr<std::string> ImdsClient::Token(bool force_new) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!force_new && !token_.empty() && SteadyNow() < token_expires_ - kRenewBeforeSeconds) {
     return token_;
   }

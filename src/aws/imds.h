@@ -11,6 +11,7 @@
 
 #include "aws/credentials.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard::aws {
 
@@ -37,9 +38,9 @@ class ImdsClient {
 
   std::string endpoint_;
   double timeout_s_;
-  std::mutex mu_;
-  std::string token_;          // GUARDED_BY(mu_)
-  double token_expires_ = 0;   // GUARDED_BY(mu_); steady-clock seconds
+  Mutex mu_;
+  std::string token_ GUARDED_BY(mu_);
+  double token_expires_ GUARDED_BY(mu_) = 0;  // steady-clock seconds
 };
 
 }  // namespace yard::aws

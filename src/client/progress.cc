@@ -10,6 +10,8 @@
 #include <mutex>
 #include <vector>
 
+#include "common/thread_annotations.h"
+
 namespace yard {
 namespace {
 
@@ -24,7 +26,7 @@ class Reporter : public ProgressReporter {
   explicit Reporter(ProgressOptions o) : o_(std::move(o)), start_(o_.clock->Now()) {}
 
   void Update(uint64_t done, uint64_t total) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (finished_) return;
     done_ = std::max(done_, done);  // workers' reports may cross
     total_ = total;
@@ -38,7 +40,7 @@ class Reporter : public ProgressReporter {
   }
 
   void Finish() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (finished_) return;
     finished_ = true;
     if (!shown_) return;
@@ -53,14 +55,14 @@ class Reporter : public ProgressReporter {
   }
 
  private:
-  double Rate(double now) const {
+  double Rate(double now) const REQUIRES(mu_) {
     double elapsed = now - start_;
     return elapsed > 0 ? static_cast<double>(done_) / elapsed : 0;
   }
 
   // The line is padded over what the previous one drew, so no escape codes
   // are needed to clear it.
-  void Redraw(double now) {
+  void Redraw(double now) REQUIRES(mu_) {
     int cols = o_.columns ? o_.columns() : 80;
     size_t width = cols > 1 ? static_cast<size_t>(cols - 1) : 79;  // the last column wraps on some terminals
     std::string line = FormatProgressLine(o_.label, done_, total_, Rate(now), width);
@@ -72,29 +74,30 @@ class Reporter : public ProgressReporter {
     last_shown_ = now;
   }
 
-  bool PlainLineDue(double now) const {
+  bool PlainLineDue(double now) const REQUIRES(mu_) {
     if (!shown_ || now - last_shown_ >= o_.plain_every_s) return true;
     return total_ > 0 && Fraction() >= last_fraction_ + o_.plain_every_fraction;
   }
 
-  void PrintPlain(double now) {
+  void PrintPlain(double now) REQUIRES(mu_) {
     o_.write(FormatProgressLine(o_.label, done_, total_, Rate(now), 0) + "\n");
     shown_ = true;
     last_shown_ = now;
     last_fraction_ = Fraction();
   }
 
-  double Fraction() const { return total_ ? static_cast<double>(done_) / total_ : 0; }
+  double Fraction() const REQUIRES(mu_) { return total_ ? static_cast<double>(done_) / total_ : 0; }
 
   const ProgressOptions o_;
   const double start_;
-  std::mutex mu_;
-  uint64_t done_ = 0, total_ = 0;  // GUARDED_BY(mu_), and so is everything below
-  bool shown_ = false;
-  bool finished_ = false;
-  double last_shown_ = 0;
-  double last_fraction_ = 0;
-  size_t drawn_ = 0;  // visible length of the line drawn in place
+  Mutex mu_;
+  uint64_t done_ GUARDED_BY(mu_) = 0;
+  uint64_t total_ GUARDED_BY(mu_) = 0;
+  bool shown_ GUARDED_BY(mu_) = false;
+  bool finished_ GUARDED_BY(mu_) = false;
+  double last_shown_ GUARDED_BY(mu_) = 0;
+  double last_fraction_ GUARDED_BY(mu_) = 0;
+  size_t drawn_ GUARDED_BY(mu_) = 0;  // visible length of the line drawn in place
 };
 
 class SilentProgress : public ProgressReporter {

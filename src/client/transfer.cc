@@ -197,7 +197,7 @@ class UploadSession {
     Status closed = Close();
     if (s.ok()) s = closed;
     if (stats) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stats->chunks_total += seen_.size();
       stats->chunks_sent += chunks_sent_;
       stats->bytes_sent += bytes_sent_;
@@ -223,8 +223,8 @@ class UploadSession {
 
   Status Enqueue() {
     if (group_.items.empty()) return FirstError();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !error_.ok() || queue_.size() < Concurrency(); });
+    MutexLock lock(mu_);
+    cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return !error_.ok() || queue_.size() < Concurrency(); });
     if (!error_.ok()) return error_;
     queue_.push_back(std::move(group_));
     group_ = Group();
@@ -238,9 +238,9 @@ class UploadSession {
     for (;;) {
       Group g;
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         ++idle_;
-        cv_.wait(lock, [&] { return closed_ || !queue_.empty() || !error_.ok(); });
+        cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return closed_ || !queue_.empty() || !error_.ok(); });
         --idle_;
         if (!error_.ok() || queue_.empty()) return;
         g = std::move(queue_.front());
@@ -267,7 +267,7 @@ class UploadSession {
         if (!s.ok() && item.path && s.code() == Code::kInvalidArgument)
           s = s.WithContext(*item.path + " changed since its chunks were remembered: upload again");
         if (!s.ok()) return s.WithContext("uploading chunk " + item.ref.hash);
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         chunks_sent_++;
         bytes_sent_ += item.ref.size;
       }
@@ -290,19 +290,19 @@ class UploadSession {
   }
 
   void Fail(const Status& s) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (error_.ok()) error_ = s;
     cv_.notify_all();
   }
 
   Status FirstError() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return error_;
   }
 
   Status Close() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       closed_ = true;
       cv_.notify_all();
     }
@@ -319,14 +319,14 @@ class UploadSession {
   std::unordered_set<std::string> seen_;  // producer only
   Group group_;                           // producer only: being filled
   std::atomic<uint64_t> done_{0};
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Group> queue_;   // GUARDED_BY(mu_)
-  size_t idle_ = 0;           // GUARDED_BY(mu_): workers waiting for a group
-  bool closed_ = false;       // GUARDED_BY(mu_)
-  Status error_;              // GUARDED_BY(mu_): the first failure
-  uint64_t chunks_sent_ = 0;  // GUARDED_BY(mu_)
-  uint64_t bytes_sent_ = 0;   // GUARDED_BY(mu_)
+  std::deque<Group> queue_ GUARDED_BY(mu_);
+  size_t idle_ GUARDED_BY(mu_) = 0;  // workers waiting for a group
+  bool closed_ GUARDED_BY(mu_) = false;
+  Status error_ GUARDED_BY(mu_);  // the first failure
+  uint64_t chunks_sent_ GUARDED_BY(mu_) = 0;
+  uint64_t bytes_sent_ GUARDED_BY(mu_) = 0;
   std::vector<std::thread> workers_;
 };
 
@@ -372,14 +372,14 @@ uint64_t FileSize(const std::string& path) {
 Status ParallelFor(const HttpClient& http, size_t n, int parallel,
                    const std::function<Status(BlobConnection&, size_t)>& work) {
   std::atomic<size_t> next{0};
-  std::mutex mu;
+  Mutex mu;
   Status first;
   auto run = [&] {
     BlobConnection conn(http);
     for (size_t i; (i = next++) < n;) {
       Status s = work(conn, i);
       if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
+        MutexLock lock(mu);
         if (first.ok()) first = s;
         next = n;
       }
@@ -579,7 +579,7 @@ ArtifactMirror::ArtifactMirror(const HttpClient& client, std::map<std::string, s
 
 ArtifactMirror::~ArtifactMirror() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -591,7 +591,7 @@ void ArtifactMirror::Add(const Json& event) {
   auto dir = dirs_.find(dir_name);
   if (dir == dirs_.end() || dir->second.empty()) return;
   StatusOr<FileEntry> entry = FileEntryFromJson(event.value("entry", Json()));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!entry.ok()) {
     if (first_error_.ok()) first_error_ = entry.status();
     return;
@@ -604,20 +604,20 @@ void ArtifactMirror::Add(const Json& event) {
 }
 
 Status ArtifactMirror::Drain() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && writing_.empty(); });
+  MutexLock lock(mu_);
+  cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return queue_.empty() && writing_.empty(); });
   return first_error_;
 }
 
 // A worker takes the oldest queued file no other worker is writing (a
 // newer version of a file being written waits for that write to end).
 void ArtifactMirror::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     auto next = queue_.end();
-    cv_.wait(lock, [&] {
+    cv_.wait(lock.unique(), [&]() REQUIRES(mu_) {
       next = std::find_if(queue_.begin(), queue_.end(),
-                          [&](const Queued& q) { return !writing_.count(q.key()); });
+                          [&](const Queued& q) REQUIRES(mu_) { return !writing_.count(q.key()); });
       return (stop_ && queue_.empty()) || next != queue_.end();
     });
     if (next == queue_.end()) return;
@@ -630,9 +630,9 @@ void ArtifactMirror::Run() {
     if (prev != written_.end()) previous = prev->second;
     bool show_progress = progress_ && !progress_shown_;
     progress_shown_ = progress_shown_ || show_progress;
-    lock.unlock();
+    lock.Unlock();
     Status s = Write(q, previous ? &*previous : nullptr, show_progress);
-    lock.lock();
+    lock.Lock();
     if (show_progress) progress_shown_ = false;
     if (s.ok()) written_[key] = q.entry;
     if (!s.ok() && first_error_.ok()) first_error_ = s.WithContext("mirroring " + key);

@@ -37,6 +37,7 @@
 #include "common/hash_cache.h"
 #include "common/manifest.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -156,14 +157,14 @@ class ArtifactMirror {
   const HttpClient& client_;
   const std::map<std::string, std::string> dirs_;
   const ProgressFactory progress_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Queued> queue_;                  // GUARDED_BY(mu_)
-  std::set<std::string> writing_;             // GUARDED_BY(mu_): keys a worker writes now
-  std::map<std::string, FileEntry> written_;  // GUARDED_BY(mu_): local path -> entry
-  Status first_error_;                        // GUARDED_BY(mu_)
-  bool stop_ = false;                         // GUARDED_BY(mu_)
-  bool progress_shown_ = false;               // GUARDED_BY(mu_): a worker shows progress
+  std::deque<Queued> queue_ GUARDED_BY(mu_);
+  std::set<std::string> writing_ GUARDED_BY(mu_);  // keys a worker writes now
+  std::map<std::string, FileEntry> written_ GUARDED_BY(mu_);  // local path -> entry
+  Status first_error_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool progress_shown_ GUARDED_BY(mu_) = false;  // a worker shows progress
   std::atomic<uint64_t> files_written_{0};
   std::vector<std::thread> workers_;
 };
