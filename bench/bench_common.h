@@ -290,7 +290,7 @@ class BenchHome {
     Must(SpawnDetached(argv, CurrentEnvironment(), home_ + "/server.log"), "starting the server");
     for (int i = 0; i < 1000; ++i) {
       StatusOr<std::string> url = ReadServerUrl(home_);
-      if (url.ok() && ServerHealthy(*url)) return;
+      if (url.ok() && ServerHealthy(*url, ReadServerTrust(home_))) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     Die("the server did not start; see " + home_ + "/server.log");

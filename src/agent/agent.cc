@@ -77,11 +77,13 @@ StatusOr<std::string> LoadOrCreateCredential(const std::string& work_dir) {
 struct Agent::Impl {
   explicit Impl(AgentConfig c)
       : config(std::move(c)),
-        api(RetryingResolver(config.server), config.token),
+        api(RetryingResolver(config.server), config.token, config.tls),
         bootstrap_api(std::make_unique<AgentHttp>(RetryingResolver(config.server),
-                                                  config.bootstrap_token)),
+                                                  config.bootstrap_token, config.tls)),
         blobs(RetryingResolver(config.server), config.token),
-        agent_path("/v1/agents/" + config.instance_id) {}
+        agent_path("/v1/agents/" + config.instance_id) {
+    blobs.set_tls_trust(config.tls);
+  }
 
   Status Open();
   Status Register();

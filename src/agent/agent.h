@@ -35,6 +35,7 @@ namespace yard {
 
 struct AgentConfig {
   UrlResolver server;         // re-asked on every reconnect
+  TlsTrust tls;               // how an https:// server is trusted (client/tls_trust.h)
   std::string token;          // this instance's credential (LoadOrCreateCredential)
   // The instance's single-use bootstrap credential, presented with `token`
   // at register (which binds `token` to the instance); "" when `token` is

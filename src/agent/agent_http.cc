@@ -18,8 +18,8 @@ namespace {
 constexpr size_t kMaxIdle = 4;
 }  // namespace
 
-AgentHttp::AgentHttp(UrlResolver resolver, std::string token)
-    : resolver_(std::move(resolver)), token_(std::move(token)) {}
+AgentHttp::AgentHttp(UrlResolver resolver, std::string token, TlsTrust trust)
+    : resolver_(std::move(resolver)), token_(std::move(token)), trust_(std::move(trust)) {}
 
 AgentHttp::~AgentHttp() = default;
 
@@ -34,8 +34,8 @@ std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
       return cli;
     }
   }
-  auto cli = std::make_unique<httplib::Client>(url);
-  if (!cli->is_valid()) return nullptr;
+  std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust_);
+  if (!cli) return nullptr;
   cli->set_connection_timeout(5, 0);
   cli->set_write_timeout(60, 0);
   cli->set_keep_alive(true);
@@ -71,7 +71,14 @@ StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeou
     in_flight_.erase(cli.get());
   }
   if (cancelled_) return Cancelled(what + ": agent stopping");
-  if (!r) return Unavailable(what + ": " + httplib::to_string(r.error()));
+  if (!r) {
+    // A certificate we do not trust (or plain HTTP to a TLS port) is no
+    // passing trouble: FailedPrecondition, saying why, so the agent stops
+    // and logs it instead of retrying in silence.
+    std::string tls = ExplainTlsFailure(*cli, url, trust_, static_cast<int>(r.error()));
+    if (!tls.empty()) return FailedPrecondition(what + ": " + tls);
+    return Unavailable(what + ": " + httplib::to_string(r.error()));
+  }
   HttpReply reply{r->status, std::move(r->body)};
   Return(std::move(cli));  // only after a whole exchange: the connection is in a known state
   return reply;

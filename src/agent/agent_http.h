@@ -38,12 +38,13 @@ struct HttpReply {
 // Thread-safe.
 class AgentHttp {
  public:
-  AgentHttp(UrlResolver resolver, std::string token);
+  AgentHttp(UrlResolver resolver, std::string token, TlsTrust trust = {});
   ~AgentHttp();
 
   // Sends one request on an idle kept-alive connection to the current URL,
   // or a new one. Transport failures (refused,
-  // reset, timed out) are Unavailable; after CancelAll(), Cancelled. Any
+  // reset, timed out) are Unavailable; a server certificate not trusted
+  // (client/tls_trust.h) FailedPrecondition; after CancelAll(), Cancelled. Any
   // HTTP status is a successful exchange: see HttpReply::ToStatus().
   StatusOr<HttpReply> Get(const std::string& path, int read_timeout_s);
   StatusOr<HttpReply> Post(const std::string& path, const Json& body, int read_timeout_s);
@@ -70,6 +71,7 @@ class AgentHttp {
 
   UrlResolver resolver_;
   std::string token_;
+  TlsTrust trust_;
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::set<httplib::Client*> in_flight_;  // GUARDED_BY(mu_)

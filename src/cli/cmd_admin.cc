@@ -17,6 +17,7 @@
 #include "cli/job_view.h"
 #include "common/clock.h"
 #include "common/hashing.h"
+#include "common/tls.h"
 #include "server/server.h"
 #include "server/token_auth.h"
 #include "store/store.h"
@@ -74,6 +75,18 @@ std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
   return std::move(c).value();
 }
 
+namespace {
+// docs/operations.md, "A shared server with TLS".
+void AddTlsOptions(CLI::App* sub, ServerOptions* o) {
+  sub->add_option("--tls", o->tls_mode, "'self-signed': serve HTTPS with a certificate made once under "
+                                         "$YARD_HOME/tls (its fingerprint is printed for clients to pin)");
+  sub->add_option("--tls-cert", o->tls_cert, "serve HTTPS with this certificate (PEM, chain allowed)");
+  sub->add_option("--tls-key", o->tls_key, "the private key of --tls-cert (PEM, unencrypted)");
+  sub->add_flag("--insecure-http", o->insecure_http,
+                "allow plain HTTP on a --host beyond loopback (tokens and data in clear)");
+}
+}  // namespace
+
 Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   auto o = std::make_shared<ServerOptions>();
   sub->add_option("--host", o->host, "address to listen on")->capture_default_str();
@@ -105,6 +118,7 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--blob-grace-hours", o->blob_grace_hours,
                   "remove chunks that no job names and nobody used for this long (0: never)")
       ->capture_default_str();
+  AddTlsOptions(sub, o.get());
   return [o, global] {
     o->home = global->home.empty() ? DefaultYardHome() : global->home;
     return RunServer(*o);
@@ -137,6 +151,16 @@ UrlResolver ResolverFor(const std::string& url, const std::string& url_file) {
       return Unavailable(url_file + " is not readable yet");
     return j["url"].get<std::string>();
   };
+}
+
+// How the agent trusts an https:// server: by the fingerprint its launch
+// gave it (YARD_SERVER_FINGERPRINT), else by the system's CAs.
+StatusOr<TlsTrust> AgentTlsTrust() {
+  std::string given = EnvOr("YARD_SERVER_FINGERPRINT", "");
+  if (given.empty()) return TlsTrust{};
+  StatusOr<std::string> fp = NormalizeFingerprint(given);
+  if (!fp.ok()) return InvalidArgument("YARD_SERVER_FINGERPRINT: " + fp.status().message());
+  return TlsTrust{*fp, "YARD_SERVER_FINGERPRINT, given at the agent's launch"};
 }
 
 // Stops `agent` on SIGTERM/SIGINT.
@@ -185,6 +209,9 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     if (!s.ok()) return Fail(s.message());
     AgentConfig config;
     config.server = ResolverFor(global->server, f->server_file);
+    StatusOr<TlsTrust> trust = AgentTlsTrust();
+    if (!trust.ok()) return Fail("agent " + f->instance + ": " + trust.status().message());
+    config.tls = *trust;
     config.token = *credential;
     config.bootstrap_token = bootstrap;
     config.instance_id = f->instance;

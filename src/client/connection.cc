@@ -23,11 +23,20 @@ StatusOr<std::string> ReadServerUrl(const std::string& home) {
   return j["url"].get<std::string>();
 }
 
-bool ServerHealthy(const std::string& url) {
-  httplib::Client cli(url);
-  cli.set_connection_timeout(1, 0);
-  cli.set_read_timeout(2, 0);
-  auto r = cli.Get("/v1/health");
+TlsTrust ReadServerTrust(const std::string& home) {
+  StatusOr<std::string> text = ReadFile(home + "/server.json");
+  if (!text.ok()) return {};
+  Json j = Json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("fingerprint") || !j["fingerprint"].is_string()) return {};
+  return {j["fingerprint"].get<std::string>(), home + "/server.json"};
+}
+
+bool ServerHealthy(const std::string& url, const TlsTrust& trust) {
+  std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust);
+  if (!cli) return false;
+  cli->set_connection_timeout(1, 0);
+  cli->set_read_timeout(2, 0);
+  auto r = cli->Get("/v1/health");
   return r && r->status == 200;
 }
 
@@ -35,7 +44,7 @@ namespace {
 
 StatusOr<std::string> HealthyUrl(const std::string& home) {
   StatusOr<std::string> url = ReadServerUrl(home);
-  if (url.ok() && ServerHealthy(*url)) return url;
+  if (url.ok() && ServerHealthy(*url, ReadServerTrust(home))) return url;
   return Unavailable("no embedded server answers on " + home);
 }
 
@@ -115,7 +124,11 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
     if (token.empty())
       return Unauthenticated("a server is set (" + server + ") but no token: set YARD_TOKEN "
                              "(create one on the server with `yard token create USER`)");
-    return std::make_unique<HttpClient>(server, token);
+    YARD_ASSIGN_OR_RETURN(TlsTrust trust, TrustFor(server));
+    YARD_ASSIGN_OR_RETURN(trust, TrustOnFirstUse(server, trust));
+    auto client = std::make_unique<HttpClient>(server, token);
+    client->set_tls_trust(std::move(trust));
+    return client;
   }
   std::string home = o.home.empty() ? DefaultYardHome() : o.home;
   YARD_RETURN_IF_ERROR(EnsureEmbeddedServer(home, o.yard_binary).status());
@@ -127,6 +140,7 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
   // every connection.
   UrlResolver resolve = [home]() { return ReadServerUrl(home); };
   auto client = std::make_unique<HttpClient>(resolve, token);
+  client->set_tls_trust(ReadServerTrust(home));
   if (o.restart_embedded) {
     std::string binary = o.yard_binary;
     client->set_reviver([home, binary]() { return ReviveEmbeddedServer(home, binary); });

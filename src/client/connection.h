@@ -44,8 +44,11 @@ Status ReviveEmbeddedServer(const std::string& home, const std::string& yard_bin
 
 // Reads home/server.json's URL (no health check).
 StatusOr<std::string> ReadServerUrl(const std::string& home);
+// The trust for the server of `home`: the fingerprint it wrote in
+// server.json when it speaks TLS (a file of our own, so no question asked).
+TlsTrust ReadServerTrust(const std::string& home);
 
 // True if GET url/v1/health answers.
-bool ServerHealthy(const std::string& url);
+bool ServerHealthy(const std::string& url, const TlsTrust& trust = {});
 
 }  // namespace yard

@@ -11,9 +11,9 @@ namespace {
 // Idle connections a client keeps (more are closed when returned).
 constexpr size_t kMaxIdle = 8;
 
-std::unique_ptr<httplib::Client> NewConnection(const std::string& url) {
-  auto cli = std::make_unique<httplib::Client>(url);
-  if (!cli->is_valid()) return nullptr;
+std::unique_ptr<httplib::Client> NewConnection(const std::string& url, const TlsTrust& trust) {
+  std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust);
+  if (!cli) return nullptr;
   cli->set_connection_timeout(5, 0);
   cli->set_write_timeout(60, 0);
   cli->set_keep_alive(true);
@@ -29,7 +29,7 @@ std::unique_ptr<httplib::Client> NewConnection(const std::string& url) {
 // gives it back once its exchange is complete.
 class ConnectionPool {
  public:
-  std::unique_ptr<httplib::Client> Take(const std::string& url) {
+  std::unique_ptr<httplib::Client> Take(const std::string& url, const TlsTrust& trust) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (url_ != url) idle_.clear();  // the server moved
@@ -40,7 +40,7 @@ class ConnectionPool {
         return cli;
       }
     }
-    return NewConnection(url);
+    return NewConnection(url, trust);
   }
 
   void Give(std::unique_ptr<httplib::Client> cli, const std::string& url) {
@@ -67,6 +67,8 @@ class Borrowed {
     if (keep_ && cli_) pool_->Give(std::move(cli_), url_);
   }
   httplib::Client* operator->() { return cli_.get(); }
+  const httplib::Client& client() const { return *cli_; }
+  const std::string& url() const { return url_; }
   // Use after a complete exchange: the connection may serve the next call.
   void Keep(const httplib::Result& r) { keep_ = static_cast<bool>(r); }
 
@@ -77,9 +79,10 @@ class Borrowed {
   bool keep_ = false;
 };
 
-StatusOr<Borrowed> Connect(const UrlResolver& resolve, ConnectionPool* pool, int read_timeout_s) {
+StatusOr<Borrowed> Connect(const UrlResolver& resolve, ConnectionPool* pool, const TlsTrust& trust,
+                           int read_timeout_s) {
   YARD_ASSIGN_OR_RETURN(std::string url, resolve());
-  std::unique_ptr<httplib::Client> cli = pool->Take(url);
+  std::unique_ptr<httplib::Client> cli = pool->Take(url, trust);
   if (!cli) return InvalidArgument("bad server URL '" + url + "'");
   cli->set_read_timeout(read_timeout_s, 0);
   return Borrowed(pool, url, std::move(cli));
@@ -91,13 +94,24 @@ httplib::Headers AuthHeaders(const std::string& token) {
   return h;
 }
 
-Status TransportError(const httplib::Result& r, const std::string& what) {
+// A failed exchange on `cli` with `url`. TLS trouble is no reason to retry:
+// FailedPrecondition, with what to do; anything else is Unavailable.
+Status TransportError(const httplib::Result& r, const std::string& what, const httplib::Client& cli,
+                      const std::string& url, const TlsTrust& trust) {
+  std::string tls = ExplainTlsFailure(cli, url, trust, static_cast<int>(r.error()));
+  if (!tls.empty()) return FailedPrecondition(what + ": " + tls);
   return Unavailable(what + ": " + httplib::to_string(r.error()) +
                      " (is the server running? check `yard server` or YARD_SERVER)");
 }
 
-StatusOr<Json> ParseReply(const httplib::Result& r, const std::string& what) {
-  if (!r) return TransportError(r, what);
+Status TransportError(const httplib::Result& r, const std::string& what, const Borrowed& cli,
+                      const TlsTrust& trust) {
+  return TransportError(r, what, cli.client(), cli.url(), trust);
+}
+
+StatusOr<Json> ParseReply(const httplib::Result& r, const std::string& what, const Borrowed& cli,
+                          const TlsTrust& trust) {
+  if (!r) return TransportError(r, what, cli, trust);
   Status st = StatusFromHttp(r->status, r->body);
   if (!st.ok()) return st;
   if (r->body.empty()) return Json::object();
@@ -123,10 +137,10 @@ StatusOr<Json> HttpClient::Get(const std::string& path) const {
 }
 
 StatusOr<Json> HttpClient::GetOnce(const std::string& path) const {
-  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), trust_, read_timeout_s_));
   httplib::Result r = cli->Get(path, AuthHeaders(token_));
   cli.Keep(r);
-  return ParseReply(r, "GET " + path);
+  return ParseReply(r, "GET " + path, cli, trust_);
 }
 
 bool HttpClient::RevivedAfter(const Status& failure) const {
@@ -136,19 +150,19 @@ bool HttpClient::RevivedAfter(const Status& failure) const {
 }
 
 StatusOr<Json> HttpClient::Post(const std::string& path, const Json& body) const {
-  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), trust_, read_timeout_s_));
   std::string text = body.dump(-1, ' ', false, Json::error_handler_t::replace);
   httplib::Result r = cli->Post(path, AuthHeaders(token_), text, "application/json");
   cli.Keep(r);
-  return ParseReply(r, "POST " + path);
+  return ParseReply(r, "POST " + path, cli, trust_);
 }
 
 StatusOr<Json> HttpClient::PutBytes(const std::string& path, std::string_view bytes) const {
-  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), trust_, read_timeout_s_));
   httplib::Result r = cli->Put(path, AuthHeaders(token_), bytes.data(), bytes.size(),
                                "application/octet-stream");
   cli.Keep(r);
-  return ParseReply(r, "PUT " + path);
+  return ParseReply(r, "PUT " + path, cli, trust_);
 }
 
 StatusOr<std::string> HttpClient::GetBytes(const std::string& path) const {
@@ -158,10 +172,10 @@ StatusOr<std::string> HttpClient::GetBytes(const std::string& path) const {
 }
 
 StatusOr<std::string> HttpClient::GetBytesOnce(const std::string& path) const {
-  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), read_timeout_s_));
+  YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), trust_, read_timeout_s_));
   auto r = cli->Get(path, AuthHeaders(token_));
   cli.Keep(r);
-  if (!r) return TransportError(r, "GET " + path);
+  if (!r) return TransportError(r, "GET " + path, cli, trust_);
   YARD_RETURN_IF_ERROR(StatusFromHttp(r->status, r->body));
   return std::move(r->body);
 }
@@ -203,13 +217,13 @@ void SseParser::HandleField(std::string_view line) {
 
 namespace {
 
-Status StreamGet(const UrlResolver& resolver, const std::string& token, int read_timeout_s,
+Status StreamGet(const UrlResolver& resolver, const std::string& token, const TlsTrust& trust, int read_timeout_s,
                  const std::string& path, httplib::Headers headers,
                  const std::function<bool(const std::string&, std::string_view)>& on_bytes) {
   // A stream holds its connection for long and may be cut off mid-reply:
   // it gets one of its own, never a pooled one.
   YARD_ASSIGN_OR_RETURN(std::string url, resolver());
-  std::unique_ptr<httplib::Client> cli = NewConnection(url);
+  std::unique_ptr<httplib::Client> cli = NewConnection(url, trust);
   if (!cli) return InvalidArgument("bad server URL '" + url + "'");
   cli->set_read_timeout(read_timeout_s, 0);
   cli->set_keep_alive(false);
@@ -231,7 +245,7 @@ Status StreamGet(const UrlResolver& resolver, const std::string& token, int read
       });
   if (stopped) return Status::Ok();
   if (status >= 300) return StatusFromHttp(status, error_body);
-  if (!r) return TransportError(r, "stream " + path);
+  if (!r) return TransportError(r, "stream " + path, *cli, url, trust);
   return Status::Ok();
 }
 
@@ -242,7 +256,7 @@ Status HttpClient::Stream(const std::string& path, const std::string& last_event
   httplib::Headers headers = {{"Accept", "text/event-stream"}};
   if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);
   SseParser parser;
-  return StreamGet(resolver_, token_, read_timeout_s_, path, headers,
+  return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, headers,
                    [&](const std::string&, std::string_view bytes) {
                      return parser.Feed(bytes, on_event);
                    });
@@ -252,7 +266,7 @@ Status HttpClient::StreamBytes(
     const std::string& path, const std::string& accept,
     const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
     const {
-  return StreamGet(resolver_, token_, read_timeout_s_, path, {{"Accept", accept}}, on_bytes);
+  return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, {{"Accept", accept}}, on_bytes);
 }
 
 Status StatusFromHttp(int http_status, const std::string& body) {

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/tls_trust.h"
 #include "common/status.h"
 
 namespace yard {
@@ -61,6 +62,11 @@ class HttpClient {
       const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
       const;
 
+  // How an https:// server's certificate is checked (tls_trust.h); set
+  // before the first call.
+  void set_tls_trust(TlsTrust trust) { trust_ = std::move(trust); }
+  const TlsTrust& tls_trust() const { return trust_; }
+
   // Seconds for reads (long polls pass their own wait + margin).
   void set_read_timeout_s(int s) { read_timeout_s_ = s; }
   const std::string& token() const { return token_; }
@@ -82,6 +88,7 @@ class HttpClient {
   UrlResolver resolver_;
   std::function<Status()> reviver_;
   std::string token_;
+  TlsTrust trust_;
   int read_timeout_s_ = 120;
   std::shared_ptr<ConnectionPool> pool_;  // idle kept-alive connections
 };

@@ -106,8 +106,9 @@ class BlobConnection {
   StatusOr<httplib::Client*> Open() {
     if (cli_) return cli_.get();
     YARD_ASSIGN_OR_RETURN(std::string url, http_.BaseUrl());
-    auto cli = std::make_unique<httplib::Client>(url);
-    if (!cli->is_valid()) return InvalidArgument("bad server URL '" + url + "'");
+    std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, http_.tls_trust());
+    if (!cli) return InvalidArgument("bad server URL '" + url + "'");
+    url_ = url;
     cli->set_connection_timeout(5, 0);
     cli->set_read_timeout(120, 0);
     cli->set_write_timeout(60, 0);
@@ -125,7 +126,9 @@ class BlobConnection {
 
   Status Check(const httplib::Result& r, const std::string& what) {
     if (!r) {
+      std::string tls = ExplainTlsFailure(*cli_, url_, http_.tls_trust(), static_cast<int>(r.error()));
       cli_.reset();
+      if (!tls.empty()) return FailedPrecondition(what + ": " + tls);
       return Unavailable(what + ": " + httplib::to_string(r.error()) +
                          " (is the server running? check `yard server` or YARD_SERVER)");
     }
@@ -134,6 +137,7 @@ class BlobConnection {
 
   const HttpClient& http_;
   std::unique_ptr<httplib::Client> cli_;
+  std::string url_;  // cli_'s
 };
 
 Status Call(const CallRetry& retry, const std::function<Status()>& call) {

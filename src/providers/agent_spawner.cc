@@ -32,6 +32,7 @@ std::vector<std::string> AgentEnvironment(const AgentLaunchInfo& agent,
   for (const std::string& e : EnvironmentWithoutSecrets())
     if (!replaced.count(EnvName(e))) env.push_back(e);
   env.push_back("YARD_AGENT_TOKEN=" + agent.agent_token);  // this instance's bootstrap
+  SetAgentTlsEnvironment(agent, &env);
   env.insert(env.end(), extra_env.begin(), extra_env.end());
   return env;
 }

@@ -158,14 +158,45 @@ std::string DirectUserData(const DirectBootstrap& b) {
          "export YARD_AGENT_TOKEN=" + ShellQuote(b.agent_token) + "\n"
          "YARD_SHA256=" + ShellQuote(b.yard_sha256) + "\n"
          "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n" + AgentExports(b.spot) +
+         (b.server_fingerprint.empty() ? ""
+                                       : "# the server's TLS certificate, pinned by the download and the agent\n"
+                                         "export YARD_SERVER_FINGERPRINT=" + ShellQuote(b.server_fingerprint) + "\n") +
          R"BASH(DIR="${TRAINYARD_DIR:-/var/lib/trainyard}"
 WORK="$DIR/instances/$INSTANCE"
 mkdir -p "$DIR/bin" "$WORK" || exit 1
 exec >>"$WORK/bootstrap.log" 2>&1
 log() { echo "trainyard bootstrap: $(date -u +%H:%M:%S) $*"; }
 
+download_pinned() {  # download_pinned URL DEST: HTTPS, the certificate checked by its fingerprint
+  python3 - "$1" "$2" <<'PY'
+import hashlib, http.client, os, shutil, ssl, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # the fingerprint below is the check
+c = http.client.HTTPSConnection(u.hostname, u.port or 443, context=ctx, timeout=60)
+c.connect()
+got = hashlib.sha256(c.sock.getpeercert(True)).hexdigest().upper()
+want = os.environ["YARD_SERVER_FINGERPRINT"].replace(":", "").upper()
+if got != want:
+    sys.exit("the server's certificate has fingerprint %s, not the pinned %s: refused" % (got, want))
+c.request("GET", u.path, headers={"Authorization": "Bearer " + os.environ["YARD_AGENT_TOKEN"]})
+r = c.getresponse()
+if r.status != 200:
+    sys.exit("HTTP %d" % r.status)
+with open(sys.argv[2], "wb") as f:
+    shutil.copyfileobj(r, f, 1 << 20)
+PY
+}
+
 download() {  # download NAME DEST
   local url="$SERVER/v1/agent/binaries/$1"
+  if [ -n "${YARD_SERVER_FINGERPRINT:-}" ]; then
+    # curl cannot pin a certificate's fingerprint; python3 can.
+    if command -v python3 >/dev/null 2>&1; then download_pinned "$url" "$2"; return; fi
+    log "the server speaks TLS with a pinned certificate: python3 is needed to check it"
+    exit 1
+  fi
   if command -v curl >/dev/null 2>&1; then
     curl -fsS --connect-timeout 10 -H "Authorization: Bearer $YARD_AGENT_TOKEN" -o "$2" "$url"
   elif command -v python3 >/dev/null 2>&1; then
@@ -311,6 +342,7 @@ Status AwsProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
     e.spot = spot;
     e.launching = true;
     e.agent_token = agent.agent_token;
+    e.server_fingerprint = agent.server_fingerprint;
     if (spot && type.spot_price <= 0) spot_types_.insert(spec.instance_type);
   }
   std::string id = inst->id;
@@ -348,7 +380,8 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
       Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
       return;
     }
-    req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot});
+    req.user_data = DirectUserData(
+        {url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot, agent.server_fingerprint});
   }
   aws::Ec2Error err;
   StatusOr<aws::Ec2Instance> got = ec2_->RunInstance(req, &err);
@@ -564,8 +597,11 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
     o.info = {{"ec2_instance_id", ec2.instance_id}, {"availability_zone", e.zone},
               {"private_ip", ec2.private_ip}, {"public_ip", ec2.public_ip}};
     outcomes_.push_back(std::move(o));
-    if (tunnels_)
-      tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false, Ec2AgentEnvironment(e.spot));
+    if (tunnels_) {
+      std::vector<std::string> env = Ec2AgentEnvironment(e.spot);
+      if (!e.server_fingerprint.empty()) env.push_back("YARD_SERVER_FINGERPRINT=" + e.server_fingerprint);
+      tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false, env);
+    }
   } else if (!e.granted && Ended(ec2.state)) {
     Refuse(id, why + " before it ran", false);
     entries_.erase(it);

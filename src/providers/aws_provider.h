@@ -106,6 +106,9 @@ struct DirectBootstrap {
   std::string yard_sha256;
   std::string shim_sha256;  // "" = no yard-shim (the agent falls back to `yard shim`)
   bool spot = false;        // Ec2AgentEnvironment(spot) is exported for the agent
+  // The server's TLS fingerprint (AgentLaunchInfo::server_fingerprint): the
+  // agent's download checks it, and the agent gets it.
+  std::string server_fingerprint;
 };
 std::string DirectUserData(const DirectBootstrap& b);
 
@@ -167,6 +170,7 @@ class AwsProvider : public Provider {
     bool adopted = false;      // from the store after a restart, not yet seen
     int missing = 0;           // polls in a row that did not list it
     std::string agent_token;   // connect "tunnel": the agent's, for its start over SSH
+    std::string server_fingerprint;  // and the server's TLS fingerprint for it
   };
 
   void Post(std::function<void()> task);

@@ -24,7 +24,7 @@ class AwsProviderTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(WriteFileAtomic(dir_.path() + "/yard", "the yard binary", 0755).ok());
     ASSERT_TRUE(WriteFileAtomic(dir_.path() + "/yard-shim", "the shim", 0755).ok());
-    agent_ = {"http://127.0.0.1:8080", "", "agent-secret", dir_.path() + "/yard"};
+    agent_ = {"http://127.0.0.1:8080", "", "agent-secret", dir_.path() + "/yard", ""};
     Json settings = {{"region", "us-east-1"}, {"connect", "direct"}};
     settings_ = std::move(AwsSettings::FromJson(settings, dir_.path())).value();
     ec2_ = std::make_shared<FakeEc2>();

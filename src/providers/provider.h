@@ -32,7 +32,27 @@ struct AgentLaunchInfo {
   // it later: by then it is spent. Never put it in a job's environment.
   std::string agent_token;
   std::string yard_binary;      // path of the `yard` executable to run
+  // The SHA-256 fingerprint of the server's TLS certificate ("" for plain
+  // HTTP): hand it to the agent beside its token, as
+  // YARD_SERVER_FINGERPRINT, so that it trusts the server by it
+  // (client/tls_trust.h). Public: it may go anywhere the URL goes.
+  std::string server_fingerprint;
 };
+
+// The agent's environment entries for `agent`'s TLS trust:
+// {"YARD_SERVER_FINGERPRINT=..."}, or none for a plain-HTTP server.
+inline std::vector<std::string> AgentTlsEnvironment(const AgentLaunchInfo& agent) {
+  if (agent.server_fingerprint.empty()) return {};
+  return {"YARD_SERVER_FINGERPRINT=" + agent.server_fingerprint};
+}
+
+// Sets AgentTlsEnvironment(agent) in `env` (a copy of the server's
+// environment), dropping any YARD_SERVER_FINGERPRINT it had: the agent
+// trusts this server's certificate, never one its operator pinned elsewhere.
+inline void SetAgentTlsEnvironment(const AgentLaunchInfo& agent, std::vector<std::string>* env) {
+  std::erase_if(*env, [](const std::string& e) { return e.rfind("YARD_SERVER_FINGERPRINT=", 0) == 0; });
+  for (std::string& e : AgentTlsEnvironment(agent)) env->push_back(std::move(e));
+}
 
 // An instance the provider took away (a spot interruption, a failed node).
 struct Interruption {

@@ -190,6 +190,7 @@ StatusOr<std::string> SlurmProvider::Submit(const SlurmRequest& req, const Agent
     spec.argv.insert(spec.argv.end(), list.begin(), list.end());
   spec.argv.push_back(dir + "/slurm-agent.sh");
   spec.env = {"YARD_AGENT_TOKEN=" + agent.agent_token};
+  for (const std::string& e : AgentTlsEnvironment(agent)) spec.env.push_back(e);
   spec.timeout = kToolTimeout;
   YARD_ASSIGN_OR_RETURN(CommandResult r, runner_->Run(spec));
   if (!r.ok()) return Unavailable("sbatch refused it: " + r.Reason());

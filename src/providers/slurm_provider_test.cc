@@ -68,7 +68,7 @@ class SlurmProviderTest : public ::testing::Test {
 
   fs::path dir_;
   SlurmSettings settings_;
-  AgentLaunchInfo agent_{"http://10.0.0.1:8080", "", "secret-token", "/opt/yard/yard"};
+  AgentLaunchInfo agent_{"http://10.0.0.1:8080", "", "secret-token", "/opt/yard/yard", ""};
   MachineType type_ = Type("slurm-1", 1);
   std::mutex mu_;
   CommandResult squeue_ = Result(0, "");
@@ -99,6 +99,18 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
   EXPECT_EQ(script.find("secret-token"), std::string::npos);
   EXPECT_EQ(inst.info["slurm_job_id"], "42");
   EXPECT_EQ(inst.info["nodes"], 2);
+}
+
+TEST_F(SlurmProviderTest, TheServersTlsFingerprintGoesBesideTheToken) {
+  agent_.server_url = "https://10.0.0.1:8080";
+  agent_.server_fingerprint = std::string(95, 'A');
+  Make();
+  LaunchOne(Type("cpu", 1));
+  auto calls = runner_->CallsOf("sbatch");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].env, (std::vector<std::string>{"YARD_AGENT_TOKEN=secret-token",
+                                                    "YARD_SERVER_FINGERPRINT=" + agent_.server_fingerprint}));
+  EXPECT_NE(ReadFile(calls[0].argv.back())->find("--server 'https://10.0.0.1:8080'"), std::string::npos);
 }
 
 TEST_F(SlurmProviderTest, JobSettingsBecomeTheSbatchFlagsOverTheTypesOptions) {

@@ -171,7 +171,8 @@ Status SshProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   StatusOr<std::string> url = ServerUrl(agent, *host);
   Status s = url.status();
   if (s.ok()) s = remote_.Install(*host);
-  StatusOr<RemoteAgent> started = s.ok() ? remote_.StartAgent(*host, *url, agent.agent_token, inst->id)
+  StatusOr<RemoteAgent> started = s.ok() ? remote_.StartAgent(*host, *url, agent.agent_token, inst->id,
+                                                                     AgentTlsEnvironment(agent))
                                          : StatusOr<RemoteAgent>(s);
   if (!started.ok()) {
     Release(inst->id);

@@ -87,7 +87,7 @@ class SshProviderTest : public ::testing::Test {
   std::string binary_;
   SshSettings settings_;
   std::map<std::string, std::vector<SshHost>> hosts_;
-  AgentLaunchInfo agent_{"http://10.0.0.1:8080", "", "secret-token", "/unused"};
+  AgentLaunchInfo agent_{"http://10.0.0.1:8080", "", "secret-token", "/unused", ""};
   MachineType type_ = [] {
     MachineType t;
     t.name = "ssh-a";

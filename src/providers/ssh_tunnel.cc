@@ -151,15 +151,17 @@ Status SshTunnel::WaitForSsh() {
   }
 }
 
+StatusOr<std::string> SshTunnel::ServerUrl() const {
+  if (!spec_.server_url.empty()) return spec_.server_url;
+  YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(spec_.server_url_file));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.contains("url") || !j["url"].is_string())
+    return Unavailable(spec_.server_url_file + " does not say the server's URL yet");
+  return j["url"].get<std::string>();
+}
+
 StatusOr<std::pair<std::string, int>> SshTunnel::ServerAddress() const {
-  std::string url = spec_.server_url;
-  if (url.empty()) {
-    YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(spec_.server_url_file));
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.contains("url") || !j["url"].is_string())
-      return Unavailable(spec_.server_url_file + " does not say the server's URL yet");
-    url = j["url"];
-  }
+  YARD_ASSIGN_OR_RETURN(std::string url, ServerUrl());
   size_t start = url.find("://");
   start = start == std::string::npos ? 0 : start + 3;
   size_t colon = url.find(':', start);
@@ -212,8 +214,11 @@ void SshTunnel::OnUp() {
   Note("the tunnel is up: 127.0.0.1:" + std::to_string(spec_.remote_port) + " on " + spec_.host.Name() +
        " reaches the server");
   if (!start_agent) return;
+  // The forward carries the server's own protocol: TLS end to end when it speaks it.
+  StatusOr<std::string> server = ServerUrl();
+  std::string scheme = server.ok() && server->rfind("https://", 0) == 0 ? "https" : "http";
   StatusOr<RemoteAgent> agent = remote_->StartAgent(
-      spec_.host, "http://127.0.0.1:" + std::to_string(spec_.remote_port), spec_.agent_token,
+      spec_.host, scheme + "://127.0.0.1:" + std::to_string(spec_.remote_port), spec_.agent_token,
       spec_.instance_id, spec_.agent_env);
   if (!agent.ok()) return Fail(agent.status());
   MutexLock lock(mu_);

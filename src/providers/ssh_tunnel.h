@@ -109,6 +109,8 @@ class SshTunnel {
   // Runs one tunnel to its end; starts the agent once it is first up.
   void RunOnce();
   StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int* out_fd, int* in_fd);
+  // The server's URL, from server_url or server_url_file.
+  StatusOr<std::string> ServerUrl() const;
   // The server's host and port, from server_url or server_url_file.
   StatusOr<std::pair<std::string, int>> ServerAddress() const;
   void OnUp();

@@ -114,6 +114,32 @@ std::string Quoted(const std::string& text) {
   return q.substr(1, q.size() - 2);
 }
 
+TEST_F(SshTunnelTest, ATlsServerIsDialedOverHttpsThroughTheTunnel) {
+  std::string binary = (dir_ / "yard").string();
+  ASSERT_TRUE(WriteFileAtomic(binary, "a yard build", 0755).ok());
+  SshSettings settings;
+  settings.yard_binary = binary;
+  SshRemote remote(settings, &runner_);
+  runner_.SetAnswer([](const CommandSpec& c) -> StatusOr<CommandResult> {
+    if (c.argv.back().find("agent --server") != std::string::npos)
+      return Result(0, "4242 /root/.cache/trainyard/instances/inst-1\n");
+    return Result(0, "");
+  });
+  spec_.server_url = "https://127.0.0.1:8750";
+  spec_.start_agent = true;
+  spec_.agent_token = "tok";
+  spec_.agent_env = {"YARD_SERVER_FINGERPRINT=AB:CD"};
+  SshTunnel t(&remote, spec_);
+  t.Start();
+  ASSERT_TRUE(WaitUntil([&] { return t.State().agent_started; })) << t.State().failure;
+  t.Stop();
+  std::string start;
+  for (const CommandSpec& c : runner_.calls())
+    if (c.argv.back().find("agent --server") != std::string::npos) start = c.argv.back();
+  EXPECT_NE(start.find(Quoted("agent --server 'https://127.0.0.1:47100'")), std::string::npos) << start;
+  EXPECT_NE(start.find(Quoted("export YARD_SERVER_FINGERPRINT='AB:CD'\n")), std::string::npos) << start;
+}
+
 TEST_F(SshTunnelTest, TheAgentItStartsGetsTheEnvironmentItWasGiven) {
   // The AWS provider's spot instances: YARD_PREEMPTION_WATCH=imds.
   std::string binary = (dir_ / "yard").string();

@@ -162,7 +162,7 @@ StatusOr<std::unique_ptr<yard::HttpClient>> ConnectTo(const Connection& c) {
     // Connect would start *this* program as the server: refuse unless one runs.
     std::string home = o.home.empty() ? yard::DefaultYardHome() : o.home;
     StatusOr<std::string> url = yard::ReadServerUrl(home);
-    if (!url.ok() || !yard::ServerHealthy(*url))
+    if (!url.ok() || !yard::ServerHealthy(*url, yard::ReadServerTrust(home)))
       return yard::FailedPrecondition(
           "no Trainyard server runs on " + home +
           " and the `yard` binary to start one was not found: "

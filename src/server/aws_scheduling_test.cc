@@ -41,7 +41,7 @@ class AwsSchedulingTest : public ::testing::Test {
     controller_ = std::make_unique<Controller>(
         store_.get(), blobs_.get(), std::move(Catalog::FromJson(catalog)).value(),
         std::map<std::string, Provider*>{{"aws", aws_.get()}},
-        AgentLaunchInfo{"http://127.0.0.1:9", "", "agent-token", dir_.path() + "/yard"}, &clock_, opts);
+        AgentLaunchInfo{"http://127.0.0.1:9", "", "agent-token", dir_.path() + "/yard", ""}, &clock_, opts);
     ASSERT_TRUE(controller_->Recover().ok());
   }
 

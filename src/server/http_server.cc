@@ -48,9 +48,14 @@ constexpr int kStreamsPerUser = 256;
 // a client that stalls mid-request (or never finishes one) gives its thread
 // back this soon. Nothing we send pauses that long mid-request.
 constexpr time_t kReadTimeoutS = 10;
+
+std::unique_ptr<httplib::Server> NewServer(const TlsFiles* tls) {
+  if (!tls) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(tls->cert.c_str(), tls->key.c_str());
+}
 }  // namespace
 
-HttpApi::HttpApi(ApiContext ctx)
+HttpApi::HttpApi(ApiContext ctx, const TlsFiles* tls)
     : dashboard_auth_(std::make_unique<DashboardAuth>(&real_clock_)),
       metrics_(std::make_unique<ServerMetrics>()),
       tokens_(std::make_unique<TokenAuth>(ctx.store, &real_clock_)),
@@ -59,7 +64,7 @@ HttpApi::HttpApi(ApiContext ctx)
                  "let some finish first (a script that calls in parallel should use fewer "
                  "connections), then try again"),
       ctx_(ctx),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(NewServer(tls)) {
   ctx_.dashboard_auth = dashboard_auth_.get();
   ctx_.tokens = tokens_.get();
   ctx_.metrics = metrics_.get();
@@ -239,6 +244,9 @@ void HttpApi::Install(const Route& route) {
 }
 
 StatusOr<int> HttpApi::Bind(const std::string& host, int port) {
+  if (!server_->is_valid())
+    return InvalidArgument("cannot load the TLS certificate and key: each must be a PEM file, the key "
+                           "unencrypted and matching the certificate");
   if (port == 0) {
     int bound = server_->bind_to_any_port(host);
     if (bound <= 0) return Unavailable("cannot listen on " + host);

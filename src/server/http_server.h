@@ -16,6 +16,7 @@
 #include "common/blob_store.h"
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/tls.h"
 #include "server/controller.h"
 #include "server/stream_limits.h"
 #include "store/store.h"
@@ -106,7 +107,9 @@ std::vector<Route> AllRoutes(ApiContext& ctx);
 
 class HttpApi {
  public:
-  explicit HttpApi(ApiContext ctx);
+  // With `tls`, serves HTTPS with that certificate (Bind says if it cannot
+  // be loaded); else plain HTTP.
+  explicit HttpApi(ApiContext ctx, const TlsFiles* tls = nullptr);
   ~HttpApi();
 
   // Binds host:port (port 0 = any free one). Returns the bound port.

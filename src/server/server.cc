@@ -12,9 +12,11 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/files.h"
+#include "common/tls.h"
 #include "providers/local_provider.h"
 #include "server/blob_collector.h"
 #include "server/provider_set.h"
@@ -112,7 +114,8 @@ struct ServerParts {
   std::shared_ptr<ControllerOpen> controller_open = std::make_shared<ControllerOpen>();
 };
 
-StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_file) {
+StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_file,
+                               const std::string& fingerprint) {
   ServerParts p;
   YARD_ASSIGN_OR_RETURN(p.store, Store::Open(o.home + "/state.db"));
   YARD_ASSIGN_OR_RETURN(BlobStore blobs, BlobStore::Open(o.home + "/blobs"));
@@ -127,7 +130,7 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   if (catalog_file.empty() && ::access((o.home + "/catalog.json").c_str(), R_OK) == 0)
     catalog_file = o.home + "/catalog.json";
   YARD_ASSIGN_OR_RETURN(p.providers, BuildProviders(catalog_file, o.home, &clock));
-  AgentLaunchInfo launch{"", url_file, "", SelfExecutable()};  // token: per launch
+  AgentLaunchInfo launch{"", url_file, "", SelfExecutable(), fingerprint};  // token: per launch
   YARD_ASSIGN_OR_RETURN(ControllerOptions copts, ControllerOptionsFrom(o));
   if (!p.providers.catalog.Find(copts.default_machine))
     return InvalidArgument("the default machine type '" + copts.default_machine +
@@ -144,6 +147,36 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   }
   YARD_RETURN_IF_ERROR(p.controller->Recover());
   return p;
+}
+
+// The server's TLS files (none: plain HTTP), or why it must not start:
+// plain HTTP beyond loopback puts every token and byte on the network in clear.
+StatusOr<std::optional<TlsFiles>> ServerTls(const ServerOptions& o) {
+  bool files = !o.tls_cert.empty() || !o.tls_key.empty();
+  if (!o.tls_mode.empty() && o.tls_mode != "self-signed")
+    return InvalidArgument("--tls takes 'self-signed' (a certificate of your own: --tls-cert FILE --tls-key FILE)");
+  if (!o.tls_mode.empty() && files) return InvalidArgument("give --tls self-signed or --tls-cert/--tls-key, not both");
+  if (files && (o.tls_cert.empty() || o.tls_key.empty()))
+    return InvalidArgument("--tls-cert and --tls-key go together (the certificate and its private key, PEM)");
+  if (files) return std::optional<TlsFiles>(TlsFiles{o.tls_cert, o.tls_key});
+  if (!o.tls_mode.empty()) {
+    YARD_ASSIGN_OR_RETURN(TlsFiles made, EnsureSelfSignedCertificate(o.home + "/tls", {o.host, "localhost", "127.0.0.1"}));
+    return std::optional<TlsFiles>(made);
+  }
+  if (!IsLoopbackHost(o.host) && !o.insecure_http)
+    return FailedPrecondition("--host " + o.host + " listens beyond this machine, where plain HTTP would carry "
+                              "every token and all data in clear: add --tls self-signed (or --tls-cert FILE "
+                              "--tls-key FILE), or --insecure-http on a network you trust");
+  return std::optional<TlsFiles>();
+}
+
+// The fingerprint clients pin ("" without TLS).
+StatusOr<std::string> ServerFingerprint(const std::optional<TlsFiles>& tls) {
+  if (!tls) return std::string();
+  YARD_ASSIGN_OR_RETURN(std::string pem, ReadFile(tls->cert));
+  StatusOr<std::string> fp = PemFingerprint(pem);
+  if (!fp.ok()) return InvalidArgument(tls->cert + ": " + fp.status().message());
+  return fp;
 }
 
 }  // namespace
@@ -168,15 +201,21 @@ int RunServer(const ServerOptions& o) {
     std::fprintf(stderr, "yard server: %s\n", s.message().c_str());
     return 1;
   }
+  StatusOr<std::optional<TlsFiles>> tls = ServerTls(o);
+  StatusOr<std::string> fingerprint = tls.ok() ? ServerFingerprint(*tls) : StatusOr<std::string>(tls.status());
+  if (!fingerprint.ok()) {
+    std::fprintf(stderr, "yard server: %s\n", fingerprint.status().message().c_str());
+    return 1;
+  }
   std::string url_file = o.home + "/server.json";
-  StatusOr<ServerParts> parts = Assemble(o, url_file);
+  StatusOr<ServerParts> parts = Assemble(o, url_file, *fingerprint);
   if (!parts.ok()) {
     std::fprintf(stderr, "yard server: %s\n", parts.status().ToString().c_str());
     return 1;
   }
   ApiContext context{parts->store.get(), parts->blobs.get(), parts->controller.get()};
   context.requests_in_flight_per_user = o.max_requests_in_flight;
-  HttpApi api(context);
+  HttpApi api(context, *tls ? &**tls : nullptr);
   int want = o.port ? o.port : PreviousPort(o.home);
   StatusOr<int> port = api.Bind(o.host, want);
   if (!port.ok() && !o.port) port = api.Bind(o.host, 0);
@@ -184,8 +223,9 @@ int RunServer(const ServerOptions& o) {
     std::fprintf(stderr, "yard server: %s\n", port.status().message().c_str());
     return 1;
   }
-  std::string url = "http://" + o.host + ":" + std::to_string(*port);
+  std::string url = (*tls ? "https://" : "http://") + o.host + ":" + std::to_string(*port);
   Json info = {{"url", url}, {"pid", getpid()}};
+  if (!fingerprint->empty()) info["fingerprint"] = *fingerprint;
   if (std::string build = SelfBuildId(); !build.empty()) info["build"] = build;  // see connection.h
   s = WriteFileAtomic(url_file, info.dump() + "\n");
   if (!s.ok()) {
@@ -203,6 +243,10 @@ int RunServer(const ServerOptions& o) {
     collector->Start();
   }
   std::fprintf(stderr, "yard server: listening on %s (home %s)\n", url.c_str(), o.home.c_str());
+  if (!fingerprint->empty())
+    std::fprintf(stderr, "yard server: TLS certificate SHA-256 fingerprint %s\n"
+                 "yard server: clients pin it: export YARD_SERVER_FINGERPRINT=%s\n",
+                 fingerprint->c_str(), fingerprint->c_str());
   api.Serve();
   collector.reset();
   parts->controller->Stop();

@@ -2,8 +2,8 @@
 //
 // State lives under `home` ($YARD_HOME): state.db (the store), blobs/,
 // instances/ (local agents), token (the local user's token, 0600),
-// server.json ({"url", "pid"}: where clients and local
-// agents find the server). A lock on home/server.lock makes sure one server
+// server.json ({"url", "pid", "fingerprint" with TLS}: where clients and
+// local agents find the server), tls/ (the self-signed certificate). A lock on home/server.lock makes sure one server
 // runs per home.
 #pragma once
 
@@ -32,6 +32,11 @@ struct ServerOptions {
   // Chunks nothing names, untouched this long, are removed (blob_collector.h);
   // <= 0: never.
   double blob_grace_hours = 24;
+  // TLS: a certificate and key of the operator's (PEM), or tls_mode
+  // "self-signed": one made on first start under home/tls and reused. A
+  // server with neither listens beyond loopback only with insecure_http.
+  std::string tls_cert, tls_key, tls_mode;
+  bool insecure_http = false;
 };
 
 // Serves until SIGTERM/SIGINT. Returns the process exit code.

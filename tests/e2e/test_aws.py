@@ -5,6 +5,7 @@ answers moto never gives (tests/aws_harness.py), and instances "booted" by
 running their user-data (aws_instances.py). Every claim about instances is
 checked with EC2's own view: DescribeInstances through boto3, straight to
 moto."""
+import base64
 import json
 import os
 import re
@@ -456,3 +457,22 @@ def test_instance_ec2_ends_is_preempted_and_the_job_resumes_on_a_new_one(aws, mo
         wait_for(lambda: all(i["State"]["Name"] == "terminated" for i in ours(moto, aws)), timeout=20,
                  what="the second instance to end with its job")
         assert len(ours(moto, aws)) == 2
+
+
+def test_direct_mode_over_tls_pins_the_servers_certificate(aws, moto, yard, project, tmp_path):
+    """The user-data exports the server's fingerprint; the bootstrap's
+    download (python3) and the agent both pin it, over https."""
+    aws.stop()
+    aws.start("--tls", "self-signed")
+    info = yard.server_info()
+    assert info["url"].startswith("https://")
+    (project / "train.py").write_text(JOB)
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env) as booter:
+        proc = yard.run("fit", "train.py", "--machines", "g4dn.xlarge", cwd=project, timeout=180)
+        assert proc.stdout == "line 0\nline 1\nline 2\ndone\n", proc.stdout + proc.stderr + str(booter.errors)
+        (inst,) = ours(moto, aws)
+        user_data = moto.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")
+        text = base64.b64decode(user_data["UserData"]["Value"]).decode()
+        assert f"export YARD_SERVER_FINGERPRINT='{info['fingerprint']}'" in text
+        assert f"SERVER='{info['url']}'" in text
+        assert "starting the agent" in booter.log(inst["InstanceId"])

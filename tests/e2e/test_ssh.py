@@ -27,8 +27,10 @@ def hosts(tmp_path_factory):
 
 @pytest.fixture
 def hyard(yard, hosts):
-    """A yard whose server listens on the hosts' network, with types ssh-a
-    (host 0) and ssh-b (host 1)."""
+    """A yard whose server listens on the hosts' network over TLS (beyond
+    loopback it must), with types ssh-a (host 0) and ssh-b (host 1): the
+    agents on the hosts pin its certificate by the fingerprint their start
+    script exports."""
     yard.home.mkdir(parents=True, exist_ok=True)
     settings = {"user": "root", "key": str(hosts.key), "known_hosts": str(hosts.known_hosts),
                 "remote_dir": str(hosts.remote_dir), "connect_timeout_s": 3}
@@ -37,11 +39,11 @@ def hyard(yard, hosts):
     (yard.home / "catalog.json").write_text(json.dumps(
         {"version": 1, "types": types, "providers": {"ssh": settings}}))
     with open(yard.home.parent / "server.log", "w") as log:
-        server = subprocess.Popen([str(YARD), "server", "--host", hosts.gateway], env=yard.env,
+        server = subprocess.Popen([str(YARD), "server", "--host", hosts.gateway, "--tls", "self-signed"], env=yard.env,
                                   stdout=log, stderr=log)
     try:
         wait_for(lambda: (yard.home / "server.json").exists() and
-                 yard.server_info()["url"].startswith(f"http://{hosts.gateway}:"),
+                 yard.server_info()["url"].startswith(f"https://{hosts.gateway}:"),
                  timeout=20, what="the server to listen on the hosts' network")
         yield yard
     finally:
