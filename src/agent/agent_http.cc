@@ -16,6 +16,8 @@ namespace {
 // Idle connections kept: one per agent thread that calls (work poll,
 // heartbeat, event sender) and a spare.
 constexpr size_t kMaxIdle = 4;
+// How long an idle connection is reused (KeepIdleFor, client/tls_trust.h).
+constexpr auto kMaxIdleAge = std::chrono::milliseconds(1500);
 }  // namespace
 
 AgentHttp::AgentHttp(UrlResolver resolver, std::string token, TlsTrust trust)
@@ -28,10 +30,10 @@ std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
     std::lock_guard<std::mutex> lock(mu_);
     if (idle_url_ != url) idle_.clear();  // the server moved: old connections are useless
     idle_url_ = url;
-    if (!idle_.empty()) {
-      std::unique_ptr<httplib::Client> cli = std::move(idle_.back());
+    while (!idle_.empty()) {
+      IdleConnection idle = std::move(idle_.back());
       idle_.pop_back();
-      return cli;
+      if (KeepIdleFor(idle.since, kMaxIdleAge)) return std::move(idle.cli);
     }
   }
   std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust_);
@@ -50,7 +52,7 @@ std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
 
 void AgentHttp::Return(std::unique_ptr<httplib::Client> cli) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!cancelled_ && idle_.size() < kMaxIdle) idle_.push_back(std::move(cli));
+  if (!cancelled_ && idle_.size() < kMaxIdle) idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
 }
 
 template <typename Send>

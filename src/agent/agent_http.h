@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -76,7 +77,11 @@ class AgentHttp {
   std::mutex mu_;
   std::set<httplib::Client*> in_flight_;  // GUARDED_BY(mu_)
   std::string idle_url_;                  // GUARDED_BY(mu_): the URL of idle_
-  std::vector<std::unique_ptr<httplib::Client>> idle_;  // GUARDED_BY(mu_)
+  struct IdleConnection {
+    std::unique_ptr<httplib::Client> cli;
+    std::chrono::steady_clock::time_point since;  // returned then
+  };
+  std::vector<IdleConnection> idle_;  // GUARDED_BY(mu_)
 };
 
 // Wraps `resolver` so that its failures read as Unavailable: not knowing

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <mutex>
 #include <vector>
 
@@ -10,6 +11,8 @@ namespace {
 
 // Idle connections a client keeps (more are closed when returned).
 constexpr size_t kMaxIdle = 8;
+// How long an idle connection is reused (KeepIdleFor).
+constexpr auto kMaxIdleAge = std::chrono::milliseconds(1500);
 
 std::unique_ptr<httplib::Client> NewConnection(const std::string& url, const TlsTrust& trust) {
   std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust);
@@ -34,10 +37,10 @@ class ConnectionPool {
       std::lock_guard<std::mutex> lock(mu_);
       if (url_ != url) idle_.clear();  // the server moved
       url_ = url;
-      if (!idle_.empty()) {
-        std::unique_ptr<httplib::Client> cli = std::move(idle_.back());
+      while (!idle_.empty()) {
+        Idle idle = std::move(idle_.back());
         idle_.pop_back();
-        return cli;
+        if (KeepIdleFor(idle.since, kMaxIdleAge)) return std::move(idle.cli);
       }
     }
     return NewConnection(url, trust);
@@ -45,13 +48,17 @@ class ConnectionPool {
 
   void Give(std::unique_ptr<httplib::Client> cli, const std::string& url) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (url == url_ && idle_.size() < kMaxIdle) idle_.push_back(std::move(cli));
+    if (url == url_ && idle_.size() < kMaxIdle) idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
   }
 
  private:
   std::mutex mu_;
   std::string url_;                                     // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<httplib::Client>> idle_;  // GUARDED_BY(mu_)
+  struct Idle {
+    std::unique_ptr<httplib::Client> cli;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<Idle> idle_;  // GUARDED_BY(mu_); the most recently returned last
 };
 
 namespace {

@@ -126,6 +126,10 @@ std::string PresentedFingerprint(const httplib::Client& cli) {
   return v->presented;
 }
 
+bool KeepIdleFor(std::chrono::steady_clock::time_point since, std::chrono::milliseconds max_age) {
+  return std::chrono::steady_clock::now() - since < max_age;
+}
+
 bool SpeaksTls(const std::string& url) {
   std::unique_ptr<httplib::Client> cli = NewClient(AsHttps(url), "", true);
   if (!cli) return false;

@@ -7,6 +7,7 @@
 // CAs and name the host, as for any https site.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,13 @@ std::string PresentedFingerprint(const httplib::Client& cli);
 // that does not match, or plain HTTP sent to a server that speaks TLS
 // (probed). "" when TLS is not the cause.
 std::string ExplainTlsFailure(const httplib::Client& cli, const std::string& url, const TlsTrust& trust, int error);
+
+// True if a connection idle since `since` may still be reused: the server
+// closes one idle for 2 s, and a TLS connection it closed looks alive to
+// cpp-httplib (its close_notify is data waiting to be read), so the next
+// request on it would fail in the write. Pools drop connections older than
+// `max_age` (under 2 s) instead.
+bool KeepIdleFor(std::chrono::steady_clock::time_point since, std::chrono::milliseconds max_age);
 
 // True if url's host:port completes a TLS handshake (any certificate).
 bool SpeaksTls(const std::string& url);

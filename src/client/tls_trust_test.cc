@@ -26,6 +26,7 @@ class TlsServer {
     server_->Get("/v1/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"ok\": true}", "application/json");
     });
+    server_->set_keep_alive_timeout(1);  // closes an idle connection with a close_notify
     port_ = server_->bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_->listen_after_bind(); });
     while (!server_->is_running()) std::this_thread::yield();
@@ -57,6 +58,19 @@ TEST(TlsTrustTest, PinnedFingerprintIsAccepted) {
   StatusOr<Json> r = client.Get("/v1/health");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ((*r)["ok"], true);
+}
+
+TEST(TlsTrustTest, AConnectionTheServerClosedWhileIdleIsNotReused) {
+  test_support::TempDir dir;
+  TlsServer server(dir);
+  HttpClient client(server.url(), "t");
+  client.set_tls_trust({server.fingerprint(), "test"});
+  ASSERT_TRUE(client.Get("/v1/health").ok());
+  // Past the server's keep-alive (1 s here): it has closed the pooled
+  // connection, which cpp-httplib would still take for alive.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  StatusOr<Json> r = client.Get("/v1/health");
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
 }
 
 TEST(TlsTrustTest, WrongFingerprintIsRefusedNamingBoth) {

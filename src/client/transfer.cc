@@ -104,6 +104,8 @@ class BlobConnection {
 
  private:
   StatusOr<httplib::Client*> Open() {
+    // One left idle past the server's keep-alive is not reused (KeepIdleFor).
+    if (cli_ && !KeepIdleFor(last_used_, std::chrono::milliseconds(1500))) cli_.reset();
     if (cli_) return cli_.get();
     YARD_ASSIGN_OR_RETURN(std::string url, http_.BaseUrl());
     std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, http_.tls_trust());
@@ -125,6 +127,7 @@ class BlobConnection {
   }
 
   Status Check(const httplib::Result& r, const std::string& what) {
+    last_used_ = std::chrono::steady_clock::now();
     if (!r) {
       std::string tls = ExplainTlsFailure(*cli_, url_, http_.tls_trust(), static_cast<int>(r.error()));
       cli_.reset();
@@ -138,6 +141,7 @@ class BlobConnection {
   const HttpClient& http_;
   std::unique_ptr<httplib::Client> cli_;
   std::string url_;  // cli_'s
+  std::chrono::steady_clock::time_point last_used_;  // cli_'s last exchange ended
 };
 
 Status Call(const CallRetry& retry, const std::function<Status()>& call) {
