@@ -7,7 +7,7 @@
 # Usage: bench/run.sh [--all]    (from anywhere)
 #   --all   also run the other benchmarks of bench/ (e.g. bench_scheduler,
 #           issue 3; bench_upload and bench_online_fit.py, issue 4, the
-#           latter with .venv's python),
+#           latter with .venv's python; bench_tls, issue 15: TLS beside plain HTTP),
 #           which can take minutes more on a busy 2-core machine
 # Environment:
 #   BUILD_DIR         build folder (default: <repo>/build-bench)
@@ -34,6 +34,7 @@ declare -A bench_args=(
   [bench_upload]="1024"
   [bench_online_fit]="--runs 3 --epochs 10"
   [bench_spot]="--runs 3"
+  [bench_tls]="20 300"
 )
 benches=(bench_warm_start bench_throughput bench_output bench_artifacts)
 if [ "$all" = 1 ]; then
