@@ -7,11 +7,11 @@
 
 #include <cstdio>
 #include <iostream>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "common/files.h"
+#include "common/thread_annotations.h"
 #include "common/tls.h"
 
 namespace yard {
@@ -24,8 +24,8 @@ using Json = nlohmann::json;
 struct Verifier {
   std::string pin;          // "" = the system's CAs
   bool accept_any = false;  // a probe: any certificate will do
-  std::mutex mu;
-  std::string presented;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::string presented GUARDED_BY(mu);
 };
 
 void FreeVerifier(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<Verifier*>(ptr); }
@@ -43,7 +43,7 @@ int VerifyServer(X509_STORE_CTX* store, void* arg) {
   X509* leaf = X509_STORE_CTX_get0_cert(store);
   std::string fingerprint = leaf ? CertificateFingerprint(leaf) : "";
   {
-    std::lock_guard<std::mutex> lock(v->mu);
+    MutexLock lock(v->mu);
     v->presented = fingerprint;
   }
   if (v->accept_any) return 1;
@@ -122,7 +122,7 @@ std::unique_ptr<httplib::Client> NewHttplibClient(const std::string& url, const 
 std::string PresentedFingerprint(const httplib::Client& cli) {
   Verifier* v = VerifierOf(cli);
   if (!v) return "";
-  std::lock_guard<std::mutex> lock(v->mu);
+  MutexLock lock(v->mu);
   return v->presented;
 }
 
