@@ -1,5 +1,6 @@
 #include "client/reply.h"
 
+#include <cmath>
 #include <limits>
 
 namespace yard {
@@ -64,6 +65,14 @@ StatusOr<int64_t> Reply::As<int64_t>() const {
     if (json_->is_number_unsigned() && json_->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})
       return Mismatch("a whole number in range");
     return json_->get<int64_t>();
+  }
+  // JSON has one number type: 60.0 is as whole as 60 (a server computing a
+  // duration in double writes the former).
+  if (json_->is_number_float()) {
+    double d = json_->get<double>();
+    if (!std::isfinite(d) || d != std::trunc(d)) return Mismatch("a whole number");
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) return Mismatch("a whole number in range");
+    return static_cast<int64_t>(d);
   }
   return Mismatch("a whole number");
 }

@@ -75,6 +75,18 @@ TEST(ReplyTest, NumbersMustFitTheTypeAskedFor) {
             std::string::npos);
 }
 
+TEST(ReplyTest, AWholeNumberWrittenWithAFractionIsStillWhole) {
+  Reply r(Json::parse(R"({"expires_in_s": 60.0, "half": 2.5, "huge": 1e300})"),
+          "POST /v1/dashboard/login-links");
+  StatusOr<int> seconds = r.Get<int>("expires_in_s");
+  ASSERT_TRUE(seconds.ok()) << seconds.status().ToString();
+  EXPECT_EQ(*seconds, 60);
+  EXPECT_FALSE(r.Get<int>("half").ok());
+  StatusOr<int64_t> huge = r.Get<int64_t>("huge");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("in range"), std::string::npos) << huge.status().ToString();
+}
+
 TEST(ReplyTest, GetOrFallsBackOnAbsentOrNullOnly) {
   Reply j = (*Reply(kAnswer, "GET /v1/jobs").Array("jobs"))[0];
   EXPECT_EQ(*j.GetOr<std::string>("note", "-"), "-");     // null

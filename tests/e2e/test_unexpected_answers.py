@@ -67,7 +67,7 @@ def test_an_answer_of_the_wrong_shape_is_a_clear_error_not_an_abort(odd_server, 
     (["cost"], "cost", "GET /v1/cost: the answer has no entries[0].instance"),
     (["cancel", "job-1"], "cancel", "POST /v1/jobs/job-1/cancel: job.state is the number 5, not a string"),
     (["down", "--all"], "down", "POST /v1/instances/down: ended[0] is the number 5, not a string"),
-    (["logs", "job-1"], "logs", "GET /v1/jobs/job-1/events?after=0&follow=0: seq is a string, not a whole number"),
+    (["logs", "job-1"], "logs", "GET /v1/jobs/job-1/events?end=e&after=0&follow=0: seq is a string, not a whole number"),
 ])
 def test_the_error_names_the_route_and_the_field(odd_server, tmp_path, command, name, detail):
     env = dict(os.environ, YARD_SERVER=odd_server, YARD_TOKEN="yut_x", YARD_HOME=str(tmp_path))
