@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "agent/agent_log.h"
+#include "common/files.h"
 #include "common/frames.h"
 
 namespace yard {
@@ -39,27 +40,9 @@ struct EventSpool::Stream {
 
 namespace {
 
-// writev of all of `iov`, however the kernel splits it.
-Status WritevAll(int fd, std::vector<iovec> iov) {
-  size_t at = 0;
-  while (at < iov.size()) {
-    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
-    ssize_t n = ::writev(fd, &iov[at], count);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("writing the event spool");
-    for (size_t left = static_cast<size_t>(n); left > 0 || (at < iov.size() && iov[at].iov_len == 0);) {
-      size_t take = std::min(left, iov[at].iov_len);
-      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
-      iov[at].iov_len -= take;
-      left -= take;
-      if (iov[at].iov_len == 0) ++at;
-    }
-  }
-  return Status::Ok();
-}
-
 Status WriteAll(int fd, std::string_view data) {
-  return WritevAll(fd, {{const_cast<char*>(data.data()), data.size()}});
+  return WriteVectorAll(fd, {{const_cast<char*>(data.data()), data.size()}}, std::nullopt,
+                        "writing the event spool");
 }
 
 // Reads `size` bytes at `offset` onto the end of `*out`.
@@ -312,7 +295,7 @@ StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t atte
       sizes.push_back(heads[i].size());
     }
   }
-  Status st = WritevAll(s->fd, std::move(iov));
+  Status st = WriteVectorAll(s->fd, std::move(iov), std::nullopt, "writing the event spool");
   if (!st.ok()) {
     // Keep the file a whole number of records.
     if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");

@@ -5,8 +5,12 @@
 #include <link.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +56,28 @@ Status MakeDirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return Internal("cannot create folder " + path + ": " + ec.message());
+  return Status::Ok();
+}
+
+Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
+                      const std::string& what) {
+  std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
+  size_t at = 0;
+  while (at < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
+    ssize_t n = offset ? ::pwritev(fd, &iov[at], count, static_cast<off_t>(*offset))
+                       : ::writev(fd, &iov[at], count);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(what);
+    if (offset) *offset += static_cast<uint64_t>(n);
+    for (size_t left = static_cast<size_t>(n); left > 0;) {
+      size_t take = std::min(left, iov[at].iov_len);
+      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
+      iov[at].iov_len -= take;
+      left -= take;
+      if (iov[at].iov_len == 0) ++at;
+    }
+  }
   return Status::Ok();
 }
 

@@ -1,11 +1,14 @@
 // Small file helpers used across roles.
 #pragma once
 
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -37,6 +40,11 @@ StatusOr<std::string> ReadFile(const std::string& path);
 Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);
 // mkdir -p.
 Status MakeDirs(const std::string& path);
+// Writes all of `iov` with writev, or with pwritev at `offset` when one is
+// given, however the kernel splits it (short writes, EINTR, IOV_MAX). Empty
+// pieces are skipped. An error names `what` (e.g. "writing the event spool").
+Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
+                      const std::string& what);
 // Value of an environment variable, or `fallback` when unset or empty.
 std::string EnvOr(const char* name, const std::string& fallback);
 // Absolute path of the running executable (/proc/self/exe).

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/files.h"
+
 namespace yard {
 
 namespace {
@@ -19,27 +21,6 @@ std::string FileNameOf(const std::string& job_id) {
   std::string out;
   for (char c : job_id) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_');
   return out + ".out";
-}
-
-// pwritev of all of `iov` at `offset`, however the kernel splits it.
-Status PwriteAll(int fd, std::vector<iovec> iov, uint64_t offset, const std::string& path) {
-  std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
-  size_t at = 0;
-  while (at < iov.size()) {
-    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
-    ssize_t n = ::pwritev(fd, &iov[at], count, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("writing output log " + path);
-    offset += static_cast<uint64_t>(n);
-    for (size_t left = static_cast<size_t>(n); left > 0;) {
-      size_t take = std::min(left, iov[at].iov_len);
-      iov[at].iov_base = static_cast<char*>(iov[at].iov_base) + take;
-      iov[at].iov_len -= take;
-      left -= take;
-      if (iov[at].iov_len == 0) ++at;
-    }
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -58,7 +39,7 @@ Status OutputLog::Write(const std::string& job_id, uint64_t offset,
   std::vector<iovec> iov;
   iov.reserve(pieces.size());
   for (std::string_view p : pieces) iov.push_back({const_cast<char*>(p.data()), p.size()});
-  Status s = PwriteAll(fd, std::move(iov), offset, path);
+  Status s = WriteVectorAll(fd, std::move(iov), offset, "writing output log " + path);
   ::close(fd);
   return s;
 }
