@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -127,9 +128,9 @@ void ArtifactWatcher::WaitForSyncs() {
 }
 
 void ArtifactWatcher::StartSync(const Dir& dir, const std::string& rel, FileState* state) {
-  if (!async_ || syncs_stop_) return Sync(dir, rel, state, /*final=*/false);
+  if (!async_ || syncs_stop_) return SyncNow(dir, rel, state, /*final=*/false);
   state->syncing = true;
-  sync_queue_.push_back({&dir, rel});
+  sync_queue_.push_back({&dir, rel, next_turn_++});
   if (syncs_idle_ == 0 && sync_workers_.size() < static_cast<size_t>(kParallelSyncs))
     sync_workers_.emplace_back([this] { SyncWorker(); });
   sync_cv_.notify_one();
@@ -163,7 +164,7 @@ void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
     MutexLock lock(mu_);
     copy = files_[key];
   }
-  Sync(*job.dir, job.rel, &copy, /*final=*/false);
+  EmitInTurn(job.turn, Sync(*job.dir, job.rel, &copy, /*final=*/false));
   MutexLock lock(mu_);
   FileState& state = files_[key];
   state.seen = copy.seen;
@@ -203,6 +204,16 @@ StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const F
 void ArtifactWatcher::EmitRecord(Json record) {
   MutexLock lock(emit_mu_);
   emit_(std::move(record));
+}
+
+// Turns are taken from the queue in order, so the job whose turn it is has
+// a worker (or is the caller) and never waits for a later one: no cycle.
+void ArtifactWatcher::EmitInTurn(uint64_t turn, std::optional<Json> record) {
+  MutexLock lock(emit_mu_);
+  emit_cv_.wait(lock.unique(), [&]() REQUIRES(emit_mu_) { return emit_turn_ == turn; });
+  if (record) emit_(std::move(*record));
+  ++emit_turn_;
+  emit_cv_.notify_all();
 }
 
 // Without inotify (or an eventfd to wake from it) the watcher only scans.
@@ -297,7 +308,27 @@ void ArtifactWatcher::MarkAllSynced() {
 }
 
 void ArtifactWatcher::Scan(bool final) {
-  for (const Dir& d : dirs_) ScanDir(d, final, &files_);
+  // Oldest first, so that records come in the order the files were written
+  // (see the header). Vanished files keep their state: should one come back
+  // unchanged, it needs no second sync.
+  struct Found {
+    const Dir* dir;
+    std::string rel;
+    int64_t mtime_ns;
+  };
+  std::vector<Found> found;
+  for (const Dir& d : dirs_) {
+    ForEachFile(d, [&](const std::string& rel) {
+      auto info = StatRegularFile(d.folder + "/" + rel);
+      if (info) found.push_back({&d, rel, info->first.mtime_ns});
+    });
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const Found& a, const Found& b) { return a.mtime_ns < b.mtime_ns; });
+  for (const Found& f : found) {
+    MutexLock lock(mu_);
+    Consider(*f.dir, f.rel, &files_[f.dir->name + "/" + f.rel], final);
+  }
 }
 
 void ArtifactWatcher::ForEachFile(const Dir& dir,
@@ -320,15 +351,6 @@ void ArtifactWatcher::ForEachFile(const Dir& dir,
   }
 }
 
-void ArtifactWatcher::ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* files) {
-  // Vanished files keep their state: should one come back unchanged, it
-  // needs no second sync.
-  ForEachFile(dir, [&](const std::string& rel) {
-    MutexLock lock(mu_);
-    Consider(dir, rel, &(*files)[dir.name + "/" + rel], final);
-  });
-}
-
 void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState* state,
                                bool final) {
   if (state->syncing) return;  // a worker has it; it looks again when done
@@ -348,27 +370,35 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
     return;
   }
   if (!final && (!stable || state->failed == now)) return;
-  if (final) return Sync(dir, rel, state, final);
+  if (final) return SyncNow(dir, rel, state, final);
   StartSync(dir, rel, state);
 }
 
-void ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state, bool final) {
+void ArtifactWatcher::SyncNow(const Dir& dir, const std::string& rel, FileState* state, bool final) {
+  if (std::optional<Json> record = Sync(dir, rel, state, final)) EmitRecord(std::move(*record));
+}
+
+std::optional<Json> ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state,
+                                          bool final) {
   std::string path = dir.folder + "/" + rel;
   for (int tries = 0; tries < (final ? kFinalTries : 1); ++tries) {
     FileStamp before = *state->seen;
     StatusOr<FileEntry> entry = UploadOnce(path, before);
-    if (!entry.ok()) return SyncFailed(dir, rel, state, entry.status(), final);
+    if (!entry.ok()) {
+      SyncFailed(dir, rel, state, entry.status(), final);
+      return std::nullopt;
+    }
     auto after = StatRegularFile(path);
-    if (!after) return;  // deleted meanwhile
+    if (!after) return std::nullopt;  // deleted meanwhile
     state->seen = after->first;
     if (after->first != before) continue;  // written meanwhile: not this version
     entry->path = rel;
     entry->mode = after->second;
-    EmitRecord({{"kind", "artifact"}, {"dir", dir.name}, {"entry", FileEntryToJson(*entry)}});
     state->synced = before;
-    return;
+    return Json{{"kind", "artifact"}, {"dir", dir.name}, {"entry", FileEntryToJson(*entry)}};
   }
   if (final) SyncFailed(dir, rel, state, Unavailable("it kept changing while being read"), true);
+  return std::nullopt;
 }
 
 void ArtifactWatcher::SyncFailed(const Dir& dir, const std::string& rel, FileState* state,

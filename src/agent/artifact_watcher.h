@@ -20,6 +20,13 @@
 // by one worker at a time; a file closed again during its sync is synced
 // again right after. Stop() waits for the syncs in flight.
 //
+// Records come in the order the files were finished, whatever order their
+// uploads end in: a sync's record waits for the records of the syncs
+// started before it, and a scan considers files oldest (mtime) first. The
+// server resumes a preempted job from the checkpoint reported last, so that
+// must be the one written last (a small step checkpoint must not be
+// overtaken by the bigger end-of-epoch one written just before it).
+//
 // A file written under a temporary name and renamed into place is read and
 // hashed once: the upload of the temporary file (started when it was
 // closed) is remembered by its stamp, inode included, and the renamed file
@@ -120,12 +127,16 @@ class ArtifactWatcher {
   struct SyncJob {
     const Dir* dir;
     std::string rel;
+    uint64_t turn;  // its place in the order of records (see above)
   };
-  void ScanDir(const Dir& dir, bool final, std::map<std::string, FileState>* next);
   // Calls `fn(rel)` for each regular file under `dir` at a safe relative path.
   void ForEachFile(const Dir& dir, const std::function<void(const std::string& rel)>& fn) const;
   void Consider(const Dir& dir, const std::string& rel, FileState* state, bool final) REQUIRES(mu_);
-  void Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  // Uploads the file; returns its artifact record, or nothing (failed,
+  // changed meanwhile, gone).
+  std::optional<Json> Sync(const Dir& dir, const std::string& rel, FileState* state, bool final);
+  // Sync, then the record out at once (no worker runs: see StartSync).
+  void SyncNow(const Dir& dir, const std::string& rel, FileState* state, bool final);
   // Syncs now, or hands the sync to a worker while the Start() thread runs.
   void StartSync(const Dir& dir, const std::string& rel, FileState* state) REQUIRES(mu_);
   void SyncWorker();
@@ -135,6 +146,9 @@ class ArtifactWatcher {
   void RunSyncJob(const SyncJob& job);
   void WaitForSyncs();
   void EmitRecord(Json record);
+  // Waits until every sync job before `turn` has ended, emits `record` (if
+  // any) and lets the next one's record out.
+  void EmitInTurn(uint64_t turn, std::optional<Json> record);
   void SyncFailed(const Dir& dir, const std::string& rel, FileState* state, const Status& why,
                   bool final);
   // inotify (watcher thread only).
@@ -148,6 +162,8 @@ class ArtifactWatcher {
   Upload upload_;
   Emit emit_;
   Mutex emit_mu_;  // emit_ is called by one thread at a time
+  std::condition_variable emit_cv_;
+  uint64_t emit_turn_ GUARDED_BY(emit_mu_) = 0;  // the sync job whose record is next
   // Guards files_ and the sync queue while workers may run; a FileState
   // being synced by a worker is written back only by that worker.
   Mutex mu_;
@@ -157,6 +173,7 @@ class ArtifactWatcher {
   std::deque<SyncJob> sync_queue_ GUARDED_BY(mu_);
   int syncs_busy_ GUARDED_BY(mu_) = 0;  // jobs taken, not done
   int syncs_idle_ GUARDED_BY(mu_) = 0;
+  uint64_t next_turn_ GUARDED_BY(mu_) = 0;  // given to the next sync job queued
   bool syncs_stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> sync_workers_;
   // Uploads by file version, for UploadOnce: running ones, and the last
