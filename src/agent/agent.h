@@ -48,10 +48,14 @@ struct AgentConfig {
   std::map<std::string, std::string> job_env;
   Json resources = Json::object();  // reported at registration
   // Confine jobs (sandbox.h): set for local instances, which share the
-  // machine with the server. `sandbox_hidden` (e.g. YARD_HOME) is never
+  // machine with the server, and on SSH hosts that can (`yard agent
+  // --sandbox-if-possible`). `sandbox_hidden` (e.g. YARD_HOME) is never
   // visible to a job; the agent's own folder never is either.
   bool sandbox = false;
   std::vector<std::string> sandbox_hidden;
+  // Why jobs run unconfined though confinement was asked for where
+  // possible (CheckSandboxWorks); each job is told so. "" otherwise.
+  std::string unconfined_reason;
   // The server's blob store when this agent runs on the server's machine
   // (local and sim instances): bundle chunks there are copied into job
   // folders instead of fetched (chunk_cache.h). "" elsewhere.

@@ -159,6 +159,24 @@ TEST_F(AgentTest, OutputArrivesCompleteInOrderWithGaplessSequence) {
   EXPECT_EQ(next - 1, static_cast<int64_t>(records.size()));
 }
 
+// An agent asked to confine jobs where it can, on a host that cannot, runs
+// them unconfined and tells each job so (the SSH host's user reads it in
+// the job's log); a host that can confines them and says nothing.
+TEST_F(AgentTest, AJobThatRunsUnconfinedIsToldWhy) {
+  AgentConfig config = Config();
+  config.unconfined_reason = "bubblewrap is not installed";
+  StartAgent(std::move(config));
+  Assign("job-open", "echo ran");
+  EXPECT_EQ(WaitExit("job-open")["exit_code"], 0);
+  bool told = false;
+  for (const Json& r : state_->Records("job-open"))
+    told |= r["kind"] == "decision" &&
+            r["message"].get<std::string>().find("the job runs unconfined: it can read what the "
+                                                 "agent's user can read on this host (bubblewrap "
+                                                 "is not installed)") != std::string::npos;
+  EXPECT_TRUE(told) << state_->Output("job-open");
+}
+
 TEST_F(AgentTest, ALineReachesTheServerWithoutWaitingForMore) {
   StartAgent();
   Assign("job-fast", std::string("echo ready; ") + kWaitForGo + "echo now; sleep 30");

@@ -172,6 +172,10 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
 Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   // A container is confined by podman already (only the job's folder is
   // mounted); a multi-node job is a Slurm one, never local.
+  if (!ctx_.config->sandbox && !ctx_.config->unconfined_reason.empty()) {
+    Emit(DecisionRecord("the job runs unconfined: it can read what the agent's user can read on "
+                        "this host (" + ctx_.config->unconfined_reason + ")"));
+  }
   if (!ctx_.config->sandbox || UsesContainer(a_, paths.work) || a_.nodes > 1) return Status::Ok();
   std::string agent_dir = std::filesystem::absolute(ctx_.config->work_dir).lexically_normal().string();
   SandboxSpec spec;

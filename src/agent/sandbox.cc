@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/command_runner.h"
+
 namespace yard {
 
 namespace fs = std::filesystem;
@@ -161,8 +163,8 @@ std::vector<std::string> PythonFolders(const std::string& path_var) {
 StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const EnvMap& env) {
   std::string bwrap = FindBwrap();
   if (bwrap.empty())
-    return FailedPrecondition("jobs on local instances run confined by bubblewrap, which is not "
-                              "installed: apt-get install bubblewrap (scripts/setup.sh does)");
+    return FailedPrecondition("jobs run confined by bubblewrap, which is not installed on this "
+                              "machine: apt-get install bubblewrap (scripts/setup.sh does)");
   // No capability inside, even when the agent runs as root (bwrap keeps
   // root's otherwise: a job could mount over its covers and see what they hide).
   std::vector<std::string> argv = {bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -219,6 +221,23 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
   std::string writable = Normal(spec.writable);
   Add(&argv, {"--bind", writable, writable, "--"});
   return argv;
+}
+
+Status CheckSandboxWorks(const std::string& writable) {
+  SandboxSpec spec;
+  spec.writable = writable;
+  YARD_ASSIGN_OR_RETURN(std::vector<std::string> argv, SandboxPrefix(spec, EnvMap{}));
+  argv.push_back("true");
+  CommandSpec check;
+  check.argv = std::move(argv);
+  check.timeout = std::chrono::seconds(20);
+  StatusOr<CommandResult> ran = ProcessCommandRunner().Run(check);
+  if (!ran.ok()) return FailedPrecondition("bubblewrap could not be run: " + ran.status().message());
+  if (!ran->ok())
+    return FailedPrecondition("bubblewrap cannot make a sandbox on this machine (" + ran->Reason() +
+                              "); it needs unprivileged user namespaces "
+                              "(sysctl kernel.unprivileged_userns_clone=1) or to run as root");
+  return Status::Ok();
 }
 
 }  // namespace yard

@@ -76,4 +76,11 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
 // installation named by pyvenv.cfg's `home`.
 std::vector<std::string> PythonFolders(const std::string& path_var);
 
+// Whether this machine can confine jobs: runs `true` in a sandbox whose
+// writable folder is `writable` (an existing folder). FailedPrecondition
+// saying why not (bwrap missing, user namespaces refused) and what to do.
+// For agents on hosts Trainyard does not set up (SSH): they confine jobs
+// when they can, and say so when they cannot.
+Status CheckSandboxWorks(const std::string& writable);
+
 }  // namespace yard

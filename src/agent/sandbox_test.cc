@@ -131,5 +131,24 @@ TEST(SandboxTest, APathEntryWithDotDotIsWalkableInsideTheSandbox) {
   EXPECT_EQ(IndexOf(*argv, {"--ro-bind", steps, steps}), std::string::npos) << "made empty, not shown";
 }
 
+// bubblewrap is installed here (scripts/setup.sh), and the tests run as
+// root: a sandbox can be made.
+TEST(SandboxTest, CheckSandboxWorksWhereBubblewrapCanConfine) {
+  TempDir t;
+  EXPECT_TRUE(CheckSandboxWorks(t.path()).ok()) << CheckSandboxWorks(t.path()).message();
+}
+
+// A sandbox bubblewrap cannot make (here: its writable folder is missing)
+// is refused with bubblewrap's own reason and what the host needs.
+TEST(SandboxTest, CheckSandboxWorksSaysWhyItCannot) {
+  TempDir t;
+  Status s = CheckSandboxWorks(t.path() + "/missing");
+  ASSERT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("bubblewrap cannot make a sandbox on this machine"), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("user namespaces"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace yard

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/sandbox.h"
 #include "cli/commands.h"
 #include "client/connection.h"
 #include "client/reply.h"
@@ -177,12 +178,25 @@ void StopOnSignal(Agent* agent) {
   }).detach();
 }
 
+// Confines jobs when this machine can; else each job is told why not.
+void DecideConfinement(const std::string& dir, AgentConfig* config) {
+  std::string jobs = dir + "/jobs";
+  Status made = MakeDirs(jobs);
+  Status works = made.ok() ? CheckSandboxWorks(jobs) : made;
+  config->sandbox = works.ok();
+  if (!works.ok()) {
+    config->unconfined_reason = works.message();
+    std::fprintf(stderr, "yard agent: jobs run unconfined: %s\n", works.message().c_str());
+  }
+}
+
 }  // namespace
 
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   struct Flags {
     std::string instance, dir, server_file, cpus;
     bool sandbox = false;
+    bool sandbox_if_possible = false;
     std::vector<std::string> sandbox_hide;
     std::string server_blobs;
   };
@@ -192,6 +206,8 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--server-file", f->server_file, "read the server URL from this JSON file");
   sub->add_option("--cpus", f->cpus, "pin to these cores (comma list)");
   sub->add_flag("--sandbox", f->sandbox, "confine jobs with bubblewrap (local instances)");
+  sub->add_flag("--sandbox-if-possible", f->sandbox_if_possible,
+                "confine jobs when this machine can (SSH hosts); say why not when it cannot");
   sub->add_option("--sandbox-hide", f->sandbox_hide, "a folder jobs never see (repeatable)");
   sub->add_option("--server-blobs", f->server_blobs,
                   "the server's blob store, when on this machine: bundle chunks are copied from it");
@@ -223,6 +239,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     if (!preemption.ok()) return Fail("agent " + f->instance + ": " + preemption.status().message());
     config.preemption = *preemption;
     config.sandbox = f->sandbox;
+    if (!f->sandbox && f->sandbox_if_possible) DecideConfinement(f->dir, &config);
     config.sandbox_hidden = f->sandbox_hide;
     config.server_blobs = f->server_blobs;
     Agent agent(std::move(config));

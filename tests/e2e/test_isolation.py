@@ -292,8 +292,11 @@ def test_cancel_ends_a_confined_jobs_whole_tree(yard, project):
                for p in pids)
 
 
-# ---- SSH and Slurm: no sandbox there, so the job reads its own agent's
-# credential; the server still refuses it for anything but that job. ----
+# ---- SSH and Slurm. An SSH host that can (bubblewrap, as here) confines
+# jobs like a local instance: the job cannot read its agent's credential nor
+# see the host's other instances. Slurm jobs run unconfined: the job reads
+# its own agent's credential, and the server still refuses it for anything
+# but that job. ----
 
 PROBE = r'''
 import json, os, ssl, urllib.request, urllib.error
@@ -304,7 +307,13 @@ bad = sorted(k for k, v in os.environ.items()
              if "TOKEN" in k or v.startswith(("yab_", "yit_", "yut_")))
 print("env secrets:", ",".join(bad) or "none", flush=True)
 agent_dir = os.path.abspath("../../..")  # work/ is in <agent folder>/jobs/<job>-<attempt>/
-cred = open(agent_dir + "/credential").read().strip()
+try:
+    cred = open(agent_dir + "/credential").read().strip()
+    print("credential: read", flush=True)
+except OSError:
+    cred = "none"
+    print("credential: unreadable", flush=True)
+print("instances seen:", ",".join(sorted(os.listdir(os.path.dirname(agent_dir)))), flush=True)
 own, alice_inst, alice_job = os.path.basename(agent_dir), os.environ["T_INST"], os.environ["T_JOB"]
 for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
     body = {"job": alice_job, "attempt": 1, "first": 2,
@@ -320,7 +329,7 @@ for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
 '''
 
 
-def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine):
+def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined):
     users = Users(yard)
     a_proj, b_proj = tmp_path / "alice", tmp_path / "bob"
     a_proj.mkdir()
@@ -334,23 +343,30 @@ def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine):
     (b_proj / "probe.sh").write_text("python3 probe.py\n")
     bob = users.run("bob", "submit", "probe.sh", "-m", bob_machine, "--env", f"T_INST={job['instance']}",
                     "--env", f"T_JOB={alice}", "--env", f"T_SERVER={users.url}", cwd=b_proj).stdout.strip()
-    users.wait_state("bob", bob, "succeeded", timeout=120)
+    bob_job = users.wait_state("bob", bob, "succeeded", timeout=120)
     out = users.logs("bob", bob)
     assert "env secrets: none\n" in out, out
-    assert "records for alice via her instance 403\n" in out, out
-    assert "records for alice via mine 403\n" in out, out
+    if confined:
+        assert "credential: unreadable\n" in out, out
+        assert f"instances seen: {bob_job['instance']}\n" in out, out
+        refused = "401"  # no credential to show
+    else:
+        assert "credential: read\n" in out, out
+        refused = "403"  # its own instance's credential, good for its own job only
+    assert f"records for alice via her instance {refused}\n" in out, out
+    assert f"records for alice via mine {refused}\n" in out, out
     return users, alice
 
 
-def test_ssh_jobs_hold_no_secret_and_cannot_post_for_another_instance(hyard, hosts, tmp_path):
-    users, alice = cross_instance_probe(hyard, tmp_path, "ssh-a", "ssh-b")
+def test_ssh_jobs_run_confined_and_cannot_post_for_another_instance(hyard, hosts, tmp_path):
+    users, alice = cross_instance_probe(hyard, tmp_path, "ssh-a", "ssh-b", confined=True)
     users.run("alice", "cancel", alice)
     users.wait_state("alice", alice, "cancelled")
     assert "INJECTED" not in users.logs("alice", alice)
 
 
 def test_slurm_jobs_hold_no_secret_and_cannot_post_for_another_instance(syard, cluster, tmp_path):
-    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1")
+    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1", confined=False)
     users.run("alice", "cancel", alice)
     users.wait_state("alice", alice, "cancelled")
     assert "INJECTED" not in users.logs("alice", alice)
