@@ -53,6 +53,7 @@ struct AgentConfig {
   // visible to a job; the agent's own folder never is either.
   bool sandbox = false;
   std::vector<std::string> sandbox_hidden;
+  bool sandbox_show_host = false;  // SandboxSpec::show_host (SSH hosts: their data)
   // Why jobs run unconfined though confinement was asked for where
   // possible (CheckSandboxWorks); each job is told so. "" otherwise.
   std::string unconfined_reason;

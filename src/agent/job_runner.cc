@@ -189,6 +189,7 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   spec.also_writable = {agent_dir + "/warm"};
   if (Status made = MakeDirs(agent_dir + "/warm"); !made.ok()) return made;
   spec.hidden = ctx_.config->sandbox_hidden;
+  spec.show_host = ctx_.config->sandbox_show_host;
   spec.hidden.push_back(agent_dir);
   if (!options->argv.empty()) spec.program = options->argv[0];
   StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options->env);

@@ -87,10 +87,15 @@ void Add(std::vector<std::string>* argv, std::initializer_list<std::string> args
   argv->insert(argv->end(), args);
 }
 
-// The system, read-only, and the rest of the sandbox's own root.
-void AddSystem(std::vector<std::string>* argv) {
+// The system (or the whole host: show_host), read-only, and the rest of the
+// sandbox's own root.
+void AddSystem(std::vector<std::string>* argv, bool show_host) {
   std::error_code ec;
+  // /run holds the host's sockets (a container engine's among them), which
+  // a read-only mount does not keep a job from connecting to.
+  if (show_host) Add(argv, {"--ro-bind", "/", "/", "--tmpfs", "/run"});
   for (const char* p : kSystemPaths) {
+    if (show_host) break;
     fs::file_status st = fs::symlink_status(p, ec);
     if (ec || !fs::exists(st)) continue;
     if (fs::is_symlink(st)) Add(argv, {"--symlink", fs::read_symlink(p, ec).string(), p});
@@ -169,7 +174,7 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
   // root's otherwise: a job could mount over its covers and see what they hide).
   std::vector<std::string> argv = {bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                    "--new-session", "--cap-drop", "ALL"};
-  AddSystem(&argv);
+  AddSystem(&argv, spec.show_host);
   auto home = env.find("HOME");
   if (home != env.end() && !home->second.empty() && Normal(home->second) != "/" &&
       !InSystem(Normal(home->second)))

@@ -54,6 +54,10 @@ struct SandboxSpec {
   std::vector<std::string> also_writable;
   std::vector<std::string> readable;  // absolute; visible read-only when they exist
   std::vector<std::string> hidden;    // absolute; never visible (spec.readable may lie below)
+  // The host's whole file system read-only instead of the system folders
+  // alone (hosts whose data jobs read: an SSH host's /data), minus /run
+  // (its sockets) and what is hidden or private as above.
+  bool show_host = false;
   // The command's argv[0]: when absolute (the SDK runs its own
   // sys.executable), the Python installation it belongs to is readable too.
   std::string program;

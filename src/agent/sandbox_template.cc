@@ -61,8 +61,10 @@ StatusOr<int> OpenHolderMountNs(pid_t root) {
 SandboxTemplate::~SandboxTemplate() { ::close(ns_fd_); }
 
 bool SandboxTemplate::Usable(const std::vector<std::string>& prefix) {
+  const std::vector<std::string> whole_root = {"--ro-bind", "/", "/"};
   return geteuid() == 0 && !prefix.empty() &&
-         std::find(prefix.begin(), prefix.end(), "--dir") == prefix.end();
+         std::find(prefix.begin(), prefix.end(), "--dir") == prefix.end() &&
+         std::search(prefix.begin(), prefix.end(), whole_root.begin(), whole_root.end()) == prefix.end();
 }
 
 std::vector<std::string> SandboxTemplate::FreshMounts(const std::vector<std::string>& prefix) {

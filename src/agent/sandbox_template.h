@@ -18,9 +18,11 @@
 // folders and the warm runners' folder are shared, as they are with bwrap.
 //
 // Used when the agent runs as root (joining and copying a mount namespace
-// needs CAP_SYS_ADMIN); otherwise, and for a prefix that makes folders
+// needs CAP_SYS_ADMIN); otherwise, for a prefix that makes folders
 // (`--dir`, the ".." steps of a search path, which a fresh tmpfs would
-// lose), each job gets its own bwrap as before.
+// lose), and for the host view (SandboxSpec::show_host: the host's mounts
+// below a tmpfs cover, /run/netns for one, cannot be carried over a fresh
+// one), each job gets its own bwrap as before.
 #pragma once
 
 #include <sys/types.h>

@@ -1,11 +1,13 @@
 #include "agent/sandbox.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 
+#include "common/command_runner.h"
 #include "common/temp_dir_testing.h"
 
 namespace yard {
@@ -129,6 +131,37 @@ TEST(SandboxTest, APathEntryWithDotDotIsWalkableInsideTheSandbox) {
   EXPECT_NE(IndexOf(*argv, {"--dir", steps}), std::string::npos)
       << "the folders before '..' exist inside, or python3 is another one further down PATH";
   EXPECT_EQ(IndexOf(*argv, {"--ro-bind", steps, steps}), std::string::npos) << "made empty, not shown";
+}
+
+// The host view (SSH hosts): the host's own files read-only, so that a job
+// reads the data kept there, but never a hidden folder (the agent's), the
+// host's sockets under /run, nor a way to write outside its folder.
+TEST(SandboxTest, TheHostViewShowsTheHostsDataButNotHiddenFoldersNorRun) {
+  // Outside /tmp, which is private in any sandbox.
+  fs::path cwd = fs::current_path();
+  fs::path base = (cwd.string().rfind("/tmp/", 0) == 0 ? fs::path("/srv") : cwd) /
+                  ("sandbox-host-view-" + std::to_string(::getpid()));
+  std::error_code ec;
+  if (!fs::create_directories(base / "agent/jobs", ec) || ec) GTEST_SKIP() << "cannot write " << base;
+  fs::create_directories(base / "data");
+  std::ofstream(base / "data/x.txt") << "dataset";
+  std::ofstream(base / "agent/credential") << "secret";
+  SandboxSpec spec;
+  spec.writable = (base / "agent/jobs").string();
+  spec.hidden = {(base / "agent").string()};
+  spec.show_host = true;
+  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, {{"PATH", "/usr/bin:/bin"}});
+  ASSERT_TRUE(argv.ok()) << argv.status().ToString();
+  CommandSpec run;
+  run.argv = *argv;
+  run.argv.insert(run.argv.end(),
+                  {"sh", "-c", "cat " + (base / "data/x.txt").string() + "; echo; ls -A " +
+                                   (base / "agent").string() + "; ls -A /run | wc -l; touch " +
+                                   (base / "data/y").string() + " 2>/dev/null || echo read-only"});
+  StatusOr<CommandResult> ran = ProcessCommandRunner().Run(run);
+  fs::remove_all(base);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->out, "dataset\njobs\n0\nread-only\n") << ran->err;
 }
 
 // bubblewrap is installed here (scripts/setup.sh), and the tests run as

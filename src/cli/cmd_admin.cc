@@ -197,6 +197,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     std::string instance, dir, server_file, cpus;
     bool sandbox = false;
     bool sandbox_if_possible = false;
+    bool sandbox_show_host = false;
     std::vector<std::string> sandbox_hide;
     std::string server_blobs;
   };
@@ -209,6 +210,8 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   sub->add_flag("--sandbox-if-possible", f->sandbox_if_possible,
                 "confine jobs when this machine can (SSH hosts); say why not when it cannot");
   sub->add_option("--sandbox-hide", f->sandbox_hide, "a folder jobs never see (repeatable)");
+  sub->add_flag("--sandbox-show-host", f->sandbox_show_host,
+                "confined jobs see the host's files read-only (its data), not the system alone");
   sub->add_option("--server-blobs", f->server_blobs,
                   "the server's blob store, when on this machine: bundle chunks are copied from it");
   return [f, global] {
@@ -241,6 +244,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     config.sandbox = f->sandbox;
     if (!f->sandbox && f->sandbox_if_possible) DecideConfinement(f->dir, &config);
     config.sandbox_hidden = f->sandbox_hide;
+    config.sandbox_show_host = f->sandbox_show_host;
     config.server_blobs = f->server_blobs;
     Agent agent(std::move(config));
     StopOnSignal(&agent);

@@ -134,7 +134,7 @@ StatusOr<RemoteAgent> SshRemote::StartAgent(const SshHost& host, const std::stri
       "export YARD_AGENT_TOKEN\n"
       "cd \"$I\" || exit 1\n"
       "setsid \"$D/bin/yard\" agent --server " + ShellQuote(url) + " --instance " + ShellQuote(id) +
-      " --dir \"$I\" --sandbox-if-possible --sandbox-hide \"$D/instances\""
+      " --dir \"$I\" --sandbox-if-possible --sandbox-show-host --sandbox-hide \"$D/instances\""
       " </dev/null >>\"$I/agent.log\" 2>&1 &\n"
       "echo \"$! $I\"\n";
   YARD_ASSIGN_OR_RETURN(CommandResult r, Run(host, script, token + "\n"));

@@ -7,8 +7,10 @@ reads its bundle and writes its checkpoints."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -293,10 +295,10 @@ def test_cancel_ends_a_confined_jobs_whole_tree(yard, project):
 
 
 # ---- SSH and Slurm. An SSH host that can (bubblewrap, as here) confines
-# jobs like a local instance: the job cannot read its agent's credential nor
-# see the host's other instances. Slurm jobs run unconfined: the job reads
-# its own agent's credential, and the server still refuses it for anything
-# but that job. ----
+# jobs: the job cannot read its agent's credential nor see the host's other
+# instances, and still reads the host's own data. Slurm jobs run unconfined
+# (they use the cluster's shared storage): the job reads its own agent's
+# credential, and the server still refuses it for anything but that job. ----
 
 PROBE = r'''
 import json, os, ssl, urllib.request, urllib.error
@@ -314,6 +316,7 @@ except OSError:
     cred = "none"
     print("credential: unreadable", flush=True)
 print("instances seen:", ",".join(sorted(os.listdir(os.path.dirname(agent_dir)))), flush=True)
+print("host data:", open(os.environ["T_DATA"]).read(), flush=True)
 own, alice_inst, alice_job = os.path.basename(agent_dir), os.environ["T_INST"], os.environ["T_JOB"]
 for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
     body = {"job": alice_job, "attempt": 1, "first": 2,
@@ -329,7 +332,19 @@ for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
 '''
 
 
-def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined):
+@pytest.fixture
+def host_data():
+    """A file of the host's own data, outside /tmp (private in a sandbox)."""
+    folder = tempfile.mkdtemp(prefix="yard-host-data-", dir="/srv")
+    path = os.path.join(folder, "x.txt")
+    with open(path, "w") as f:
+        f.write("dataset")
+    os.chmod(folder, 0o755)
+    yield path
+    shutil.rmtree(folder)
+
+
+def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined, data):
     users = Users(yard)
     a_proj, b_proj = tmp_path / "alice", tmp_path / "bob"
     a_proj.mkdir()
@@ -342,10 +357,12 @@ def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined):
     (b_proj / "probe.py").write_text(PROBE)
     (b_proj / "probe.sh").write_text("python3 probe.py\n")
     bob = users.run("bob", "submit", "probe.sh", "-m", bob_machine, "--env", f"T_INST={job['instance']}",
-                    "--env", f"T_JOB={alice}", "--env", f"T_SERVER={users.url}", cwd=b_proj).stdout.strip()
+                    "--env", f"T_JOB={alice}", "--env", f"T_SERVER={users.url}", "--env", f"T_DATA={data}",
+                    cwd=b_proj).stdout.strip()
     bob_job = users.wait_state("bob", bob, "succeeded", timeout=120)
     out = users.logs("bob", bob)
     assert "env secrets: none\n" in out, out
+    assert "host data: dataset\n" in out, out
     if confined:
         assert "credential: unreadable\n" in out, out
         assert f"instances seen: {bob_job['instance']}\n" in out, out
@@ -358,15 +375,16 @@ def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined):
     return users, alice
 
 
-def test_ssh_jobs_run_confined_and_cannot_post_for_another_instance(hyard, hosts, tmp_path):
-    users, alice = cross_instance_probe(hyard, tmp_path, "ssh-a", "ssh-b", confined=True)
+def test_ssh_jobs_run_confined_read_the_hosts_data_and_cannot_post_for_another_instance(
+        hyard, hosts, tmp_path, host_data):
+    users, alice = cross_instance_probe(hyard, tmp_path, "ssh-a", "ssh-b", confined=True, data=host_data)
     users.run("alice", "cancel", alice)
     users.wait_state("alice", alice, "cancelled")
     assert "INJECTED" not in users.logs("alice", alice)
 
 
-def test_slurm_jobs_hold_no_secret_and_cannot_post_for_another_instance(syard, cluster, tmp_path):
-    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1", confined=False)
+def test_slurm_jobs_hold_no_secret_and_cannot_post_for_another_instance(syard, cluster, tmp_path, host_data):
+    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1", confined=False, data=host_data)
     users.run("alice", "cancel", alice)
     users.wait_state("alice", alice, "cancelled")
     assert "INJECTED" not in users.logs("alice", alice)
