@@ -79,8 +79,11 @@ Status ParseAssignment(const Json& j, Assignment* out) {
     out->image = j["image"];
   }
   if (j.contains("nodes")) {
-    if (!j["nodes"].is_number_integer() || j["nodes"].get<int64_t>() < 1)
-      return InvalidArgument("assignment: \"nodes\" is not an integer >= 1");
+    // The server's bound (JobSpecLimits::kMaxNodes), so that the int below cannot truncate.
+    constexpr int64_t kMaxNodes = 10000;
+    if (!j["nodes"].is_number_integer() || j["nodes"].get<int64_t>() < 1 ||
+        j["nodes"].get<int64_t>() > kMaxNodes)
+      return InvalidArgument("assignment: \"nodes\" is not an integer from 1 to 10000");
     out->nodes = j["nodes"].get<int>();
   }
   return ParseResume(j.value("resume_from", Json()), &out->resume_from, &out->resume_siblings);

@@ -7,6 +7,7 @@
 
 #include "common/manifest.h"
 #include "server/job_events.h"
+#include "server/job_spec.h"
 
 namespace yard {
 Controller::Controller(Store* store, BlobStore* blobs, Catalog catalog,
@@ -154,93 +155,14 @@ double Controller::SilentSeconds(const std::string& instance_id) {
 
 // ---------------------------------------------------------------- user side
 
-namespace {
-// A name as a message can show it: NUL written as \0.
-std::string EscapeForMessage(const std::string& s) {
-  std::string out;
-  for (char c : s) out += c == '\0' ? std::string("\\0") : std::string(1, c);
-  return out;
-}
-}  // namespace
-
 StatusOr<Json> Controller::ValidateSpec(const std::string& user, const Json& spec) {
-  Json out = spec;
-  if (!spec.contains("command") || !spec["command"].is_array() || spec["command"].empty())
-    return InvalidArgument("'command' must be a non-empty list of strings");
-  for (const auto& a : spec["command"])
-    if (!a.is_string()) return InvalidArgument("'command' must be a non-empty list of strings");
-  // What exec would refuse on the instance, refused before anything is paid for.
-  if (spec["command"][0].get<std::string>().empty())
-    return InvalidArgument("'command' starts with an empty program name: give the program to run first");
-  for (const auto& a : spec["command"])
-    if (a.get<std::string>().find('\0') != std::string::npos)
-      return InvalidArgument("'command' holds a NUL character, which no program can be given");
-  if (!spec.contains("bundle")) return InvalidArgument("missing field 'bundle' (the job's files)");
-  YARD_ASSIGN_OR_RETURN(Manifest bundle, Manifest::FromJson(spec["bundle"]));
-  YARD_RETURN_IF_ERROR(ValidateManifest(bundle).WithContext("bundle"));
-  std::vector<std::string> hashes = bundle.ChunkHashes();
-  YARD_ASSIGN_OR_RETURN(auto owned, store_->OwnedBlobs(user, hashes));
-  if (owned.size() != hashes.size())
-    return FailedPrecondition(std::to_string(hashes.size() - owned.size()) +
+  YARD_ASSIGN_OR_RETURN(ValidJobSpec valid, ValidateJobSpec(spec, catalog_));
+  YARD_ASSIGN_OR_RETURN(auto owned, store_->OwnedBlobs(user, valid.bundle_chunks));
+  if (owned.size() != valid.bundle_chunks.size())
+    return FailedPrecondition(std::to_string(valid.bundle_chunks.size() - owned.size()) +
                               " chunks of the bundle were not uploaded: upload them with "
                               "PUT /v1/blobs/{sha256} first");
-  Json machines = spec.value("machines", Json::array());
-  if (!machines.is_array()) return InvalidArgument("'machines' must be a list of machine ids");
-  for (const auto& m : machines) {
-    if (!m.is_string()) return InvalidArgument("'machines' must be a list of machine ids");
-    YARD_ASSIGN_OR_RETURN(MachineRequest req, ParseMachineRequest(m.get<std::string>()));
-    if (!catalog_.Find(req.type))
-      return InvalidArgument("unknown machine type '" + req.type + "' (known: " +
-                             catalog_.NamesForHelp() + "; see `yard machines`)");
-  }
-  out["machines"] = machines;
-  if (spec.contains("env")) {
-    if (!spec["env"].is_object()) return InvalidArgument("'env' must be an object of strings");
-    for (const auto& [k, v] : spec["env"].items()) {
-      if (k.empty()) return InvalidArgument("env has an empty name: each variable needs a name (NAME=VALUE)");
-      if (k.find('=') != std::string::npos || k.find('\0') != std::string::npos)
-        return InvalidArgument("env name '" + EscapeForMessage(k) +
-                               "' holds '=' or NUL, which a variable's name cannot (NAME=VALUE)");
-      if (!v.is_string()) return InvalidArgument("env '" + k + "' must be a string");
-      if (v.get<std::string>().find('\0') != std::string::npos)
-        return InvalidArgument("env '" + k + "' holds a NUL character, which a variable's value cannot");
-    }
-  }
-  if (spec.contains("description") && !spec["description"].is_string())
-    return InvalidArgument("'description' must be a string");
-  if (spec.contains("image") && (!spec["image"].is_string() || spec["image"].get<std::string>().empty()))
-    return InvalidArgument("'image' must be a non-empty image name (e.g. default-cpu; see docs/workflow.md)");
-  for (const char* key : {"cool_down_s", "wait_request_s", "wait_new_job_s",
-                          "wait_new_job_interval_s", "max_restarts"}) {
-    if (spec.contains(key) && !spec[key].is_number())
-      return InvalidArgument(std::string("'") + key + "' must be a number");
-  }
-  if (spec.value("cool_down_s", 0.0) < 0) return InvalidArgument("'cool_down_s' must be >= 0");
-  if (spec.value("wait_request_s", 30.0) < 0) return InvalidArgument("'wait_request_s' must be >= 0");
-  if (spec.value("wait_new_job_interval_s", 10.0) <= 0)
-    return InvalidArgument("'wait_new_job_interval_s' must be > 0");
-  if (spec.value("max_restarts", 0) < 0) return InvalidArgument("'max_restarts' must be >= 0");
-  if (spec.contains("settings")) {
-    if (!spec["settings"].is_object())
-      return InvalidArgument("'settings' must be an object of strings (KEY: VALUE)");
-    for (const auto& [k, v] : spec["settings"].items())
-      if (!v.is_string()) return InvalidArgument("setting '" + k + "' must be a string");
-    if (spec["settings"].empty()) out.erase("settings");  // the same job as none
-  }
-  if (spec.contains("nodes")) {
-    if (!spec["nodes"].is_number_integer() || spec["nodes"].get<int64_t>() < 1)
-      return InvalidArgument("'nodes' must be an integer >= 1");
-    int nodes = spec["nodes"].get<int>();
-    for (const auto& m : machines) {  // a type offers options.nodes nodes (Slurm), else 1
-      const MachineType* t = catalog_.Find(ParseMachineRequest(m.get<std::string>())->type);
-      int has = t->options.is_object() ? t->options.value("nodes", 1) : 1;
-      if (has < nodes)
-        return InvalidArgument("machine type '" + t->name + "' has " + std::to_string(has) +
-                               " node(s); a job on " + std::to_string(nodes) +
-                               " nodes needs types with at least as many (see `yard machines`)");
-    }
-  }
-  return out;
+  return std::move(valid.spec);
 }
 
 Status Controller::CheckSettings(const Json& spec) {

@@ -356,6 +356,8 @@ class Controller {
   void CountJob(const JobRecord& job, const std::string& old_state) REQUIRES(mu_);
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
+  // ValidateJobSpec (server/job_spec.h), then FailedPrecondition unless
+  // `user` uploaded every chunk of the bundle. The spec as stored.
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
   // InvalidArgument unless every key of spec's "settings" is accepted by the
   // provider of every machine type listed (spec["machines"], non-empty).

@@ -5,6 +5,7 @@
 
 #include "common/frames.h"
 #include "server/http_server.h"
+#include "server/job_spec.h"
 #include "server/request_json.h"
 #include "server/token_auth.h"
 
@@ -16,10 +17,7 @@ constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
 constexpr size_t kFlushBytes = 1 << 20;
 
 Status Submit(ApiContext& ctx, Call& call) {
-  YARD_ASSIGN_OR_RETURN(Json spec, ParseStrictObject(call.Body(),
-      {"command", "bundle", "machines", "description", "cool_down_s", "env", "wait_request_s",
-       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts", "nodes", "image",
-       "settings"}));
+  YARD_ASSIGN_OR_RETURN(Json spec, ParseJobSpec(call.Body()));
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->SubmitJob(call.who.user, spec));
   call.ReplyJson({{"job", job.ToApiJson()}}, 201);
   return Status::Ok();

@@ -27,6 +27,12 @@ def job_count(url, token):
     ({"command": ["true"], "env": {"A=B": "x"}}, "'A=B' holds '=' or NUL"),
     ({"command": ["true"], "env": {"A\u0000B": "x"}}, "holds '=' or NUL"),
     ({"command": ["true"], "env": {"A": "x\u0000y"}}, "env 'A' holds a NUL"),
+    # Numbers the server converts to integers or formats: once undefined
+    # behaviour (1e300 as an int) or truncated (2^32 + 1 nodes read as 1).
+    ({"command": ["true"], "max_restarts": 1e300}, "'max_restarts' must be a whole number from 0 to 1000"),
+    ({"command": ["true"], "max_restarts": 2.5}, "'max_restarts' must be a whole number from 0 to 1000"),
+    ({"command": ["true"], "nodes": 4294967297}, "'nodes' must be a whole number from 1 to 10000"),
+    ({"command": ["true"], "wait_request_s": 1e300}, "'wait_request_s' must be a number of seconds from 0 to 1000000000"),
 ])
 def test_a_job_the_instance_could_not_start_is_refused_at_submit(api, spec, says):
     url, token, _ = api
