@@ -40,9 +40,10 @@ struct EventSpool::Stream {
 
 namespace {
 
-Status WriteAll(int fd, std::string_view data) {
+// `dir` is the spool's folder, named when its disk is full.
+Status WriteAll(int fd, std::string_view data, const std::string& dir) {
   return WriteVectorAll(fd, {{const_cast<char*>(data.data()), data.size()}}, std::nullopt,
-                        "writing the event spool");
+                        "writing the event spool", dir);
 }
 
 // Reads `size` bytes at `offset` onto the end of `*out`.
@@ -238,13 +239,13 @@ StatusOr<EventSpool::Stream*> EventSpool::StreamFor(const std::string& job, int6
   s->attempt = attempt;
   s->path = PathFor(job, attempt);
   s->fd = ::open(s->path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (s->fd < 0) return ErrnoStatus("creating " + s->path);
+  if (s->fd < 0) return ErrnoStatus("creating " + s->path, dir_);
   std::string header;
   AppendFrame(frame_tag::kJson,
               Json{{"yard_spool", 2}, {"job", job}, {"attempt", attempt}}.dump(
                   -1, ' ', false, Json::error_handler_t::replace),
               &header);
-  Status st = WriteAll(s->fd, header);
+  Status st = WriteAll(s->fd, header, dir_);
   if (!st.ok()) {
     ::close(s->fd);
     return st;
@@ -295,7 +296,7 @@ StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t atte
       sizes.push_back(heads[i].size());
     }
   }
-  Status st = WriteVectorAll(s->fd, std::move(iov), std::nullopt, "writing the event spool");
+  Status st = WriteVectorAll(s->fd, std::move(iov), std::nullopt, "writing the event spool", dir_);
   if (!st.ok()) {
     // Keep the file a whole number of records.
     if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");

@@ -374,7 +374,7 @@ void JobRunner::AppendWaitingForRoom(const std::function<StatusOr<int64_t>()>& a
   bool said = false;
   for (;;) {
     StatusOr<int64_t> seq = append();
-    if (seq.ok() || seq.status().code() != Code::kResourceExhausted) return LogSpoolError(seq);
+    if (seq.ok() || seq.status().code() != Code::kInsufficientStorage) return LogSpoolError(seq);
     if (!said) {
       AgentLog("job " + a_.job + ": " + seq.status().message() +
                "; waiting for room to keep its records (the job waits too)");

@@ -16,6 +16,7 @@ bool IsTransient(const Status& s) {
     case Code::kInternal:
     case Code::kDeadlineExceeded:
     case Code::kResourceExhausted:
+    case Code::kInsufficientStorage:  // the server's disk: room may return
       return true;
     default:
       return false;

@@ -276,18 +276,30 @@ Status HttpClient::StreamBytes(
   return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, {{"Accept", accept}}, on_bytes);
 }
 
+namespace {
+
+// The server's message as a client shows it: a full disk is said to be the
+// server's, since the folder it names is on the server's machine.
+Status FromServer(Code code, const std::string& message) {
+  if (code != Code::kInsufficientStorage) return Status(code, message);
+  return Status(code, "the server's disk is full (HTTP 507): " + message);
+}
+
+}  // namespace
+
 Status StatusFromHttp(int http_status, const std::string& body) {
   if (http_status >= 200 && http_status < 300) return Status::Ok();
   Json j = Json::parse(body, nullptr, false);
   if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_object()) {
     const Json& e = j["error"];
-    return Status(CodeFromName(e.value("code", "internal")), e.value("message", "unknown error"));
+    return FromServer(CodeFromName(e.value("code", "internal")), e.value("message", "unknown error"));
   }
   Code code = http_status == 401 ? Code::kUnauthenticated
               : http_status == 404 ? Code::kNotFound
+              : http_status == 507 ? Code::kInsufficientStorage
               : http_status >= 500 ? Code::kUnavailable
                                    : Code::kInvalidArgument;
-  return Status(code, "HTTP " + std::to_string(http_status) + ": " + body.substr(0, 200));
+  return FromServer(code, "HTTP " + std::to_string(http_status) + ": " + body.substr(0, 200));
 }
 
 }  // namespace yard

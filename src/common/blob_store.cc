@@ -15,11 +15,12 @@
 namespace yard {
 namespace {
 
-Status WriteAll(int fd, std::string_view data, const std::string& path) {
+// `root` is the store's folder, named when its disk is full.
+Status WriteAll(int fd, std::string_view data, const std::string& path, const std::string& root) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("writing " + path);
+    if (n < 0) return ErrnoStatus("writing " + path, root);
     data.remove_prefix(static_cast<size_t>(n));
   }
   return Status::Ok();
@@ -51,11 +52,11 @@ std::string TempName(const std::string& dir, const std::string& hash) {
 
 // Read-only from the start (the writer keeps its descriptor): a blob never
 // changes once named, and nothing should open one for writing by mistake.
-Status WriteNew(const std::string& path, std::string_view bytes) {
+Status WriteNew(const std::string& path, std::string_view bytes, const std::string& root) {
   ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
-  if (fd.get() < 0) return ErrnoStatus("creating " + path);
-  YARD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes, path));
-  if (fd.Close() != 0) return ErrnoStatus("closing " + path);
+  if (fd.get() < 0) return ErrnoStatus("creating " + path, root);
+  YARD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes, path, root));
+  if (fd.Close() != 0) return ErrnoStatus("closing " + path, root);
   return Status::Ok();
 }
 
@@ -106,12 +107,12 @@ Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
     }
   }
   std::string dir = root_ + "/" + hash.substr(0, 2);
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("creating " + dir);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("creating " + dir, root_);
   std::string tmp = TempName(dir, hash);
-  Status s = WriteNew(tmp, bytes);
+  Status s = WriteNew(tmp, bytes, root_);
   if (s.ok()) {
     std::lock_guard<std::mutex> lock(*mu_);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus("renaming to " + path);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus("renaming to " + path, root_);
   }
   if (!s.ok()) ::unlink(tmp.c_str());
   return s;

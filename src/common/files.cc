@@ -60,7 +60,7 @@ Status MakeDirs(const std::string& path) {
 }
 
 Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
-                      const std::string& what) {
+                      const std::string& what, const std::string& folder) {
   std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
   size_t at = 0;
   while (at < iov.size()) {
@@ -68,7 +68,7 @@ Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> of
     ssize_t n = offset ? ::pwritev(fd, &iov[at], count, static_cast<off_t>(*offset))
                        : ::writev(fd, &iov[at], count);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(what);
+    if (n < 0) return ErrnoStatus(what, folder);
     if (offset) *offset += static_cast<uint64_t>(n);
     for (size_t left = static_cast<size_t>(n); left > 0;) {
       size_t take = std::min(left, iov[at].iov_len);

@@ -42,9 +42,10 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, int mode 
 Status MakeDirs(const std::string& path);
 // Writes all of `iov` with writev, or with pwritev at `offset` when one is
 // given, however the kernel splits it (short writes, EINTR, IOV_MAX). Empty
-// pieces are skipped. An error names `what` (e.g. "writing the event spool").
+// pieces are skipped. An error names `what` (e.g. "writing the event spool");
+// a full disk names `folder` too when given (see ErrnoStatus).
 Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
-                      const std::string& what);
+                      const std::string& what, const std::string& folder = "");
 // Value of an environment variable, or `fallback` when unset or empty.
 std::string EnvOr(const char* name, const std::string& fallback);
 // Absolute path of the running executable (/proc/self/exe).

@@ -24,6 +24,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kDeadlineExceeded, "deadline_exceeded", 504},
     {Code::kCancelled, "cancelled", 499},
     {Code::kInternal, "internal", 500},
+    {Code::kInsufficientStorage, "insufficient_storage", 507},
 };
 }  // namespace
 
@@ -52,17 +53,24 @@ Status Status::WithContext(const std::string& context) const {
   return Status(code_, context + ": " + message_);
 }
 
-Status ErrnoStatus(const std::string& what) {
+Status ErrnoStatus(const std::string& what, const std::string& folder) {
   int err = errno;
   Code code = Code::kInternal;
   if (err == ENOENT) code = Code::kNotFound;
   if (err == EACCES || err == EPERM) code = Code::kPermissionDenied;
   if (err == EEXIST) code = Code::kAlreadyExists;
   if (err == ENOSPC || err == EDQUOT) {
-    return Status(Code::kResourceExhausted,
-                  what + ": " + std::strerror(err) + " (free space on that disk, then try again)");
+    std::string why = what + ": " + std::strerror(err);
+    if (!folder.empty()) return DiskFull(why, folder);
+    return Status(Code::kInsufficientStorage, why + " (free space on that disk, then try again)");
   }
   return Status(code, what + ": " + std::strerror(err));
+}
+
+Status DiskFull(const std::string& what, const std::string& folder) {
+  return Status(Code::kInsufficientStorage,
+                what + ": the disk holding " + folder + " is full. Free space there (`df -h " + folder +
+                    "` shows it), then try again");
 }
 
 }  // namespace yard

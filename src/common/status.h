@@ -26,12 +26,15 @@ enum class Code {
   kNotFound,           // HTTP 404
   kAlreadyExists,      // HTTP 409
   kFailedPrecondition, // wrong state for the request (HTTP 409)
-  kResourceExhausted,  // size limits, quotas (HTTP 413)
+  kResourceExhausted,  // size limits, quotas, no capacity (HTTP 413); never a full disk
   kTooManyRequests,    // a per-user limit of things open at once (HTTP 429)
   kUnavailable,        // transient: peer down, retry later (HTTP 503)
   kDeadlineExceeded,   // a wait ran out
   kCancelled,
   kInternal,           // a bug or an unexpected system failure (HTTP 500)
+  // A disk is full (HTTP 507 from the server: its disk, not the request,
+  // is the problem; the same call succeeds once space is freed there).
+  kInsufficientStorage,
 };
 
 // Stable lower-case name of a code, used on the wire ("invalid_argument").
@@ -74,8 +77,13 @@ inline Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::
 inline Status DeadlineExceeded(std::string m) { return {Code::kDeadlineExceeded, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
 
-// Status from errno of a failed system call: "what: strerror(errno)".
-Status ErrnoStatus(const std::string& what);
+// Status from errno of a failed system call: "what: strerror(errno)". A full
+// disk (ENOSPC, EDQUOT) is kInsufficientStorage with what to do: free space
+// on the disk holding `folder` (named when given, with `df -h` to see it).
+Status ErrnoStatus(const std::string& what, const std::string& folder = "");
+// kInsufficientStorage: `what` failed because the disk holding `folder` is
+// full; the message names the folder and says to free space there.
+Status DiskFull(const std::string& what, const std::string& folder);
 
 // Holds either a value or a non-OK Status.
 template <typename T>

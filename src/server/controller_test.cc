@@ -542,7 +542,7 @@ TEST_F(ControllerTest, ABatchTheStoreCannotHoldStopsTheControllerAndStoresNothin
   Json big = {{"kind", "metric"}, {"values", {{"x", std::string(2 << 20, 'x')}}}};
   Json exit = {{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}};
   StatusOr<int64_t> acked = controller_->AcceptAgentRecords(inst, job, 1, 1, {out, big, exit});
-  EXPECT_EQ(acked.status().code(), Code::kResourceExhausted) << acked.status().ToString();
+  EXPECT_EQ(acked.status().code(), Code::kInsufficientStorage) << acked.status().ToString();
   ASSERT_EQ(diverged.size(), 1u);
   EXPECT_NE(diverged[0].find("full"), std::string::npos) << diverged[0];
   // Nothing of the batch is stored: a restarted server takes the resend whole.

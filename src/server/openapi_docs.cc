@@ -25,7 +25,7 @@ constexpr const char* kComponents = R"json({
         "code": {"type": "string", "enum": ["invalid_argument", "unauthenticated", "permission_denied",
                  "not_found", "already_exists", "failed_precondition", "resource_exhausted",
                  "too_many_requests", "unavailable", "deadline_exceeded", "cancelled", "internal",
-                 "unknown"]},
+                 "insufficient_storage", "unknown"]},
         "message": {"type": "string"}}},
       "acked": {"type": "integer", "description": "agent event upload: the highest record stored"}}},
     "Token": {"type": "object",

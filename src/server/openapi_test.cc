@@ -61,7 +61,7 @@ TEST(OpenApiTest, RecordFramesAreDescribedBesideJsonAndSse) {
 
 TEST(OpenApiTest, TheErrorSchemaNamesEveryCodeTheServerSends) {
   Json codes = OpenApiComponents()["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
-  for (int c = static_cast<int>(Code::kInvalidArgument); c <= static_cast<int>(Code::kInternal); ++c) {
+  for (int c = static_cast<int>(Code::kInvalidArgument); c <= static_cast<int>(Code::kInsufficientStorage); ++c) {  // the last
     std::string name = CodeName(static_cast<Code>(c));
     EXPECT_NE(std::find(codes.begin(), codes.end(), name), codes.end()) << name << " is not in the Error schema";
   }

@@ -35,11 +35,11 @@ Status OutputLog::Write(const std::string& job_id, uint64_t offset,
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0 && errno == ENOENT && ::mkdir(dir_.c_str(), 0700) == 0)
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("opening output log " + path);
+  if (fd < 0) return ErrnoStatus("opening output log " + path, dir_);
   std::vector<iovec> iov;
   iov.reserve(pieces.size());
   for (std::string_view p : pieces) iov.push_back({const_cast<char*>(p.data()), p.size()});
-  Status s = WriteVectorAll(fd, std::move(iov), offset, "writing output log " + path);
+  Status s = WriteVectorAll(fd, std::move(iov), offset, "writing output log " + path, dir_);
   ::close(fd);
   return s;
 }

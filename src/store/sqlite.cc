@@ -16,10 +16,10 @@ Status SqliteError(sqlite3* db, const std::string& what) {
     // Which disk and what to do, not only SQLite's "database or disk is full".
     const char* file = sqlite3_db_filename(db, "main");
     std::string where = file && *file ? std::filesystem::path(file).parent_path().string() : "the store's folder";
-    return Status(Code::kResourceExhausted,
+    return Status(Code::kInsufficientStorage,
                   what + ": " + sqlite3_errmsg(db) + ": the disk holding " + where +
                       " is full; this change was not stored (nothing stored before is lost). "
-                      "Free space there (df -h " + where + "); the server serves again once there is room");
+                      "Free space there (`df -h " + where + "` shows it); the server serves again once there is room");
   }
   return Status(c, what + ": " + sqlite3_errmsg(db));
 }

@@ -254,8 +254,8 @@ TEST_F(StoreTest, AWriteThatFailsInsideATransactionRollsBackAllOfIt) {
     logged_only = store_->AppendEventsWithOutput(job.id, {big}, 1.0, &job).status();
     return Status::Ok();  // the failure above is only logged
   });
-  EXPECT_EQ(logged_only.code(), Code::kResourceExhausted) << logged_only.ToString();
-  EXPECT_EQ(s.code(), Code::kResourceExhausted) << s.ToString();
+  EXPECT_EQ(logged_only.code(), Code::kInsufficientStorage) << logged_only.ToString();
+  EXPECT_EQ(s.code(), Code::kInsufficientStorage) << s.ToString();
   EXPECT_EQ(store_->GetJob("job-1")->message, "") << "nothing of the transaction is stored";
   EXPECT_TRUE(store_->ReadEvents("job-1", 0, 10)->empty());
   // Room again: the next transaction is a transaction of its own and commits.
@@ -498,7 +498,9 @@ TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom
     // SQLite's own way of running out of room: the same SQLITE_FULL as a full disk.
     ASSERT_TRUE((*db)->Exec("PRAGMA max_page_count = 8;").ok());
     Status full = (*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));");
-    EXPECT_EQ(full.code(), Code::kResourceExhausted) << full.ToString();
+    EXPECT_EQ(full.code(), Code::kInsufficientStorage) << full.ToString();
+    EXPECT_EQ(HttpStatusFor(full.code()), 507) << "the server's disk, not the 413 of a request too large";
+    EXPECT_EQ(std::string(CodeName(full.code())), "insufficient_storage");
     EXPECT_NE(full.message().find("the disk holding " + dir.string() + " is full"), std::string::npos)
         << full.message();
     EXPECT_NE(full.message().find("Free space there"), std::string::npos) << full.message();

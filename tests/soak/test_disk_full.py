@@ -1,10 +1,14 @@
 """YARD_HOME on a small tmpfs that fills up while a job runs (issue 15): the
 errors say what is full, the store stays whole, and once space returns the
 server serves again and the job's output is complete."""
+import hashlib
+import json
 import os
 import sqlite3
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,22 @@ def fill(path):
     return path.stat().st_size
 
 
+def put_new_chunk(url, token):
+    """PUTs a chunk the server has not seen; its HTTP status and error (None
+    and why when no server answers)."""
+    data = os.urandom(1 << 20)
+    req = urllib.request.Request(f"{url}/v1/blobs/{hashlib.sha256(data).hexdigest()}", data=data,
+                                 method="PUT", headers={"Authorization": f"Bearer {token}",
+                                                        "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, {}
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())["error"]
+    except urllib.error.URLError as e:  # no server listening
+        return None, str(e)
+
+
 def keep_logs(home, dest):
     """The server's and agents' logs, kept off the tmpfs for a failed test."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -63,12 +83,12 @@ def test_disk_full_during_a_run(small_disk, tmp_path):
                  what="the job to run")
         filler = small_disk / "filler"
         log(f"filled the disk with {fill(filler) >> 20} MiB")
+        time.sleep(3)
+        url, token = soak.server.info()["url"], (soak.home / "token").read_text().strip()
         # While full: a submit fails saying what is full. As a shared
         # server's client (YARD_SERVER): a `yard` that found no server would
         # start an embedded one beside the soak's.
-        time.sleep(3)
-        env = dict(soak.env, YARD_SERVER=soak.server.info()["url"],
-                   YARD_TOKEN=(soak.home / "token").read_text().strip())
+        env = dict(soak.env, YARD_SERVER=url, YARD_TOKEN=token)
         proc = subprocess.run([str(soak.yard_path), "submit", "job.py", "-m", "local-1cpu"],
                               cwd=soak.project, env=env, capture_output=True, text=True, timeout=120)
         log(f"submit while full: exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
@@ -86,7 +106,8 @@ def test_disk_full_during_a_run(small_disk, tmp_path):
             assert exited == 75, server_log[-2000:]
             assert "is full" in server_log and "not stored; stopping" in server_log, server_log[-2000:]
         if "is the server running" not in proc.stderr:  # it answered: with the reason
-            assert "is full" in proc.stderr, proc.stderr
+            assert "the server's disk is full (HTTP 507): " in proc.stderr, proc.stderr
+            assert f"the disk holding {soak.home}" in proc.stderr and "Free space there" in proc.stderr, proc.stderr
         # Space returns: the job ends and everything it printed is stored.
         filler.unlink()
         if soak.server.proc.poll() is not None:
@@ -111,6 +132,26 @@ def test_disk_full_during_a_run(small_disk, tmp_path):
         soak.wait_all_ended()
         soak.check(only=set(soak.jobs) - before)
         assert not soak.figures.problems, soak.figures.problems
+        # Full again, now with nothing running (so the server stays up): an
+        # upload is a 507 (the server's disk; 413 is for a request too
+        # large) naming the folder that is full and what to do, and a
+        # submit prints it as the server's.
+        log(f"filled the disk again with {fill(filler) >> 20} MiB")
+        url = soak.server.info()["url"]
+        status, err = put_new_chunk(url, token)
+        log(f"upload while full: {status}: {err}")
+        blobs = soak.home / "blobs"
+        assert status == 507 and err["code"] == "insufficient_storage", (status, err)
+        assert f"the disk holding {blobs} is full. Free space there (`df -h {blobs}`" in err["message"], err
+        (soak.project / "fresh.py").write_bytes(os.urandom(1 << 20).hex().encode())  # a new chunk
+        proc = subprocess.run([str(soak.yard_path), "submit", "fresh.py", "-m", "local-1cpu"],
+                              cwd=soak.project, env=dict(env, YARD_SERVER=url), capture_output=True,
+                              text=True, timeout=120)
+        log(f"submit while full again: exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
+        assert proc.returncode != 0
+        assert proc.stderr.startswith("yard: ") and "the server's disk is full (HTTP 507): " in proc.stderr, proc.stderr
+        assert f"the disk holding {blobs} is full" in proc.stderr, proc.stderr
+        filler.unlink()
     finally:
         soak.agents.stop()
         soak.stop_everything()
