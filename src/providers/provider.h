@@ -128,12 +128,12 @@ class Provider {
   // for a while (the AWS tunnel mode's reverse tunnel being made again)
   // counts less. Called with the controller's lock held. Default: silent_s.
   virtual double CountedSilence(const InstanceRecord& inst, double silent_s) { return silent_s; }
-  // What the provider already knows of a requested instance that its
-  // LaunchOutcome has not reported yet (a cloud's instance id, its zone and
-  // addresses), merged into the instance's info when its agent dials in
-  // first: the record must name the cloud's machine before the server can
-  // be restarted. Called with the controller's lock held: answer from
-  // memory. Default: nothing.
+  // What the provider already knows of an instance that its LaunchOutcome
+  // (if any) has not reported yet (a cloud's instance id, its zone and
+  // addresses; the pid of a simulated machine's agent), merged into the
+  // instance's info when its agent registers: the record must name what
+  // Adopt needs before the server can be restarted. Called with the
+  // controller's lock held: answer from memory. Default: nothing.
   virtual nlohmann::json KnownInfo(const InstanceRecord& inst) { return nlohmann::json::object(); }
 };
 

@@ -113,6 +113,13 @@ bool SimProvider::IsAlive(const InstanceRecord& inst) {
   return it->second.handle == 0 || (it->second.handle > 0 && spawner_->Alive(it->second.handle, inst.id));
 }
 
+Json SimProvider::KnownInfo(const InstanceRecord& inst) {
+  MutexLock lock(mu_);
+  auto it = instances_.find(inst.id);
+  if (it == instances_.end() || it->second.handle <= 0) return Json::object();
+  return {{"pid", it->second.handle}};
+}
+
 bool SimProvider::Adopt(const InstanceRecord& inst) {
   int pid = inst.info.value("pid", 0);
   if (pid <= 0 || !spawner_->Alive(pid, inst.id)) return false;

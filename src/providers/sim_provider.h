@@ -32,7 +32,13 @@ class SimProvider : public Provider {
                 InstanceRecord* inst) override;
   Status Terminate(const InstanceRecord& inst) override;
   bool IsAlive(const InstanceRecord& inst) override;
+  // Adopts an instance whose agent still runs, found by the pid KnownInfo
+  // gave when it registered. One whose agent had not started (its
+  // provisioning delay not over) cannot be: its bootstrap credential was
+  // never stored, so the server marks it lost and requeues its job.
   bool Adopt(const InstanceRecord& inst) override;
+  // {"pid": P} once the instance's agent runs: stored when it registers.
+  nlohmann::json KnownInfo(const InstanceRecord& inst) override;
   void Tick(double now) override;
   std::vector<Interruption> TakeInterruptions() override;
 

@@ -336,19 +336,29 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
   InstanceRecord& inst = it->second;
   TouchHeartbeat(instance_id);
-  if (inst.state != instance_state::kProvisioning && inst.state != instance_state::kRequested) return inst;
+  ++registrations_[instance_id];  // polls begun before this are an earlier agent's
+  if (inst.state != instance_state::kProvisioning && inst.state != instance_state::kRequested) {
+    Provider* p = ProviderFor(inst.machine_type);
+    if (p && !p->IsAlive(inst)) {  // a local agent is the server's child: a new one is not it
+      Batched([&]() REQUIRES(mu_) { MarkLost(inst, "its agent process is gone", false); });
+      return NotFound("unknown or ended instance '" + instance_id + "': this agent should exit");
+    }
+    Batched([&]() REQUIRES(mu_) { TakeBackFromRestartedAgent(inst); });
+    return inst;
+  }
   Batched([&]() REQUIRES(mu_) {
     auto job = jobs_.find(inst.job_id);
+    // What the provider knows of the machine (a cloud's instance id, the pid
+    // of a simulated machine's agent) is stored with this registration, so
+    // that a server restarted from here on can adopt the instance.
+    if (Provider* p = ProviderFor(inst.machine_type)) {
+      Json known = p->KnownInfo(inst);  // named: items() of a temporary would dangle
+      for (const auto& [k, v] : known.items()) inst.info[k] = v;
+    }
     // A cloud instance whose agent dials in before the provider's poll has
     // seen it running (a fast boot) runs: it is granted now, or it would
     // stay "provisioning" with its agent already waiting for work.
-    if (inst.state == instance_state::kRequested && job != jobs_.end()) {
-      if (Provider* p = ProviderFor(inst.machine_type)) {
-        Json known = p->KnownInfo(inst);  // named: items() of a temporary would dangle
-        for (const auto& [k, v] : known.items()) inst.info[k] = v;
-      }
-      GrantRequested(job->second, inst);
-    }
+    if (inst.state == instance_state::kRequested && job != jobs_.end()) GrantRequested(job->second, inst);
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
       SaveInstance(inst, instance_state::kIdle);
       Assign(job->second, inst, "started on new instance " + inst.id);
@@ -360,6 +370,21 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     }
   });
   return inst;
+}
+
+void Controller::TakeBackFromRestartedAgent(InstanceRecord& inst) {
+  std::string what = "the agent of instance " + inst.id +
+                     " started again on its machine (what it ran ended with the agent before it)";
+  if (JobRecord* next = NextJobOf(inst.id); next && delivered_.count(next->id))
+    ReturnUnstarted(*next, what + ": the job queued there is placed again");
+  auto job = jobs_.find(inst.job_id);
+  if (job == jobs_.end() || job->second.state != job_state::kRunning) return;  // not handed out yet
+  // Free before the requeue: a job that may not restart again ends without
+  // ending the instance, which stays for its user's next job as a new one would.
+  inst.job_id.clear();
+  inst.cool_until = clock_->Now() + options_.idle_grace_s;
+  SaveInstance(inst, instance_state::kIdle);
+  RequeueOrFail(job->second, what);
 }
 
 Status Controller::Heartbeat(const std::string& instance_id) {
@@ -403,10 +428,19 @@ StatusOr<Json> Controller::PollWork(const std::string& instance_id, double wait_
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
   std::string key = kInstanceKey + instance_id;
+  uint64_t registration = 0;
+  {
+    MutexLock lock(mu_);
+    registration = registrations_[instance_id];
+  }
   for (;;) {
     uint64_t seen = notifier_.Version(key);
     {
       MutexLock lock(mu_);
+      // The instance's agent registered again since this poll began: the
+      // poll is the earlier agent's, gone (its socket too), and work
+      // handed to it would be lost. It takes nothing; the new agent polls.
+      if (registrations_[instance_id] != registration) return Json::object();
       TouchHeartbeat(instance_id);
       if (pipeline && instances_.count(instance_id) && pipelining_.insert(instance_id).second)
         notifier_.Notify("scheduler");  // queued jobs may go behind its job now

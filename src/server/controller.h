@@ -356,6 +356,14 @@ class Controller {
   void CountJob(const JobRecord& job, const std::string& old_state) REQUIRES(mu_);
   void LogError(const Status& s, const char* where);
   Provider* ProviderFor(const std::string& machine_type);
+  // A register for an instance past provisioning comes from an agent started
+  // again on the same machine: the job processes of the agent before it
+  // ended with it (yard-shim follows its agent). A job handed to that agent
+  // (running, or queued behind and delivered) is requeued as a lost
+  // instance's would be (max_restarts, resuming from its newest checkpoint);
+  // the instance, alive, becomes idle and can take it again. A job assigned
+  // but not yet delivered stays: this agent's next poll gets it.
+  void TakeBackFromRestartedAgent(InstanceRecord& inst) REQUIRES(mu_);
   // ValidateJobSpec (server/job_spec.h), then FailedPrecondition unless
   // `user` uploaded every chunk of the bundle. The spec as stored.
   StatusOr<Json> ValidateSpec(const std::string& user, const Json& spec);
@@ -407,6 +415,9 @@ class Controller {
   // instances whose agent polls with pipeline=1 (forgotten with the instance;
   // after a server restart known again from the agent's next poll).
   std::map<std::string, std::string> next_of_ GUARDED_BY(mu_);
+  // Registers of each instance's agents, counted: a work poll begun before
+  // the latest one is an earlier agent's (PollWork, RegisterAgent).
+  std::map<std::string, uint64_t> registrations_ GUARDED_BY(mu_);
   std::set<std::string> pipelining_ GUARDED_BY(mu_);
   std::set<std::string> delivered_ GUARDED_BY(mu_);  // next jobs whose assignment went out
   std::map<std::string, bool> revoke_ GUARDED_BY(mu_);  // next jobs to ask back -> asked

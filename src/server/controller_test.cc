@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <filesystem>
 #include <set>
 
@@ -583,6 +585,91 @@ TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
   EXPECT_EQ(markers, 1) << text;
   EXPECT_EQ(text.find("dropped"), std::string::npos) << text;
   EXPECT_TRUE(decision) << "records other than output still arrive";
+}
+
+// An agent killed and started again on its machine (same instance, same
+// credential) registers once more. Its job's processes ended with the agent
+// before it (yard-shim follows its agent), so the job is requeued and runs
+// again on the same instance as its next attempt. Before, the register was
+// answered as if nothing had happened and the job stayed running for ever.
+TEST_F(ControllerTest, AnAgentStartedAgainOnItsMachineGetsItsJobBackAsTheNextAttempt) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  Json work = controller_->PollWork(inst, 0).value();
+  ASSERT_TRUE(work.contains("assign")) << work.dump();
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", "output"}, {"data", "one\n"}}}).ok());
+  // The killed agent's long poll is still open on the server: it must not
+  // take the job's next attempt (its socket is gone with it).
+  std::thread stale([&] { EXPECT_EQ(controller_->PollWork(inst, 30).value(), Json::object()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the poll waits in PollWork
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());  // the agent, started again
+  EXPECT_EQ(Job(job).state, job_state::kRequesting);
+  Settle();
+  stale.join();
+  EXPECT_EQ(Job(job).instance_id, inst) << "the same live instance takes it again";
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy);
+  EXPECT_EQ(spawner_.started.size(), 1u) << "no new instance";
+  RunJob(job, {{{"kind", "output"}, {"data", "two\n"}}});
+  EXPECT_EQ(last_assign_["attempt"], 2);
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+  EXPECT_TRUE(HasDecision(job, "the agent of instance " + inst + " started again on its machine"));
+  std::string out;
+  for (const auto& e : Events(job))
+    if (e["kind"] == "output") out += e["data"].get<std::string>();
+  EXPECT_EQ(out.find("one\n----- yard: the agent of instance " + inst + " started again"), 0u) << out;
+  EXPECT_NE(out.find("two\n"), std::string::npos) << out;
+}
+
+// A register repeated before the job was handed to the agent (the answer to
+// the first one was lost) leaves the assignment alone; with no restarts left
+// a job taken back fails, and the instance stays for its user.
+TEST_F(ControllerTest, ARegisterRepeatedBeforeTheJobWasHandedOutChangesNothing) {
+  Build(5, 5);
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  Settle();
+  std::string inst = Job(job).instance_id;
+  ASSERT_EQ(Job(job).state, job_state::kStarting);
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());
+  EXPECT_EQ(Job(job).state, job_state::kStarting);
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());  // now a restart
+  JobRecord j = Job(job);
+  EXPECT_EQ(j.state, job_state::kFailed);
+  EXPECT_NE(j.message.find("started again on its machine"), std::string::npos) << j.message;
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kIdle) << "alive and registered: kept";
+}
+
+// A restarted server adopts the simulated instances whose agents still run:
+// the agent's pid is stored when it registers (SimProvider::KnownInfo) and
+// the new server's sim finds the agent by it. Before, no pid was stored:
+// every sim instance was lost on a restart, its job requeued, and its agent
+// left running. An instance whose agent died meanwhile is lost, billed to then.
+TEST_F(ControllerTest, ARestartedServerAdoptsTheSimInstancesWhoseAgentsStillRun) {
+  Build(2, 0);
+  std::string kept = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  std::string gone = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  Settle();
+  std::string inst = Job(kept).instance_id, dead = Job(gone).instance_id;
+  ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
+  ASSERT_TRUE(controller_->PollWork(dead, 0).value().contains("assign"));
+  int pid = store_->GetInstance(inst)->info.value("pid", 0);
+  EXPECT_GT(pid, 0) << "stored when its agent registered";
+  controller_.reset();
+  std::unique_ptr<SimProvider> old_sim = std::move(sim_);  // its agents live on
+  spawner_.stopped.insert(store_->GetInstance(dead)->info.value("pid", 0));  // this one died
+  clock_.Advance(60);
+  Build(2, 0);  // the same store: a restarted server
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy);
+  EXPECT_EQ(Job(kept).state, job_state::kRunning);
+  EXPECT_FALSE(spawner_.stopped.count(pid)) << "its agent goes on";
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, kept, 1, 1, {{{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  EXPECT_EQ(Job(kept).state, job_state::kSucceeded);
+  InstanceRecord lost = store_->GetInstance(dead).value();
+  EXPECT_EQ(lost.state, instance_state::kLost);
+  EXPECT_NE(lost.info.value("lost_because", "").find("gone when the server restarted"), std::string::npos);
+  EXPECT_EQ(Job(gone).state, job_state::kRequesting) << "requeued";
 }
 
 TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) {
@@ -1211,10 +1298,7 @@ TEST_F(PipelineTest, AQueuedJobSurvivesAServerRestart) {
   ASSERT_EQ(Poll()["assign"]["job"], second);
   controller_.reset();
   std::unique_ptr<SimProvider> old_sim = std::move(sim_);  // its agents live on
-  InstanceRecord adoptable = store_->GetInstance(inst_).value();
-  adoptable.info["pid"] = 1;  // what the new sim adopts by (the fake spawner's handle)
-  ASSERT_TRUE(store_->UpsertInstance(adoptable).ok());
-  Build(1, 0);  // the same store: a restarted server
+  Build(1, 0);  // the same store: a restarted server, adopting by the stored pid
   ASSERT_EQ(store_->GetInstance(inst_)->state, instance_state::kBusy);
   ASSERT_TRUE(Exit(first_).ok());
   EXPECT_EQ(Job(second).state, job_state::kStarting) << "its delivery was not stored: sent again";

@@ -1,10 +1,12 @@
 """Scheduling through the CLI on the simulated cloud: fallback shown live,
 preemption and resume with real agents, cooling, cost, sweeps."""
 import json
+import os
 import re
+import signal
 import urllib.request
 
-from conftest import wait_for
+from conftest import pid_alive, processes_matching, wait_for
 
 
 def write_catalog(yard, types, scenario):
@@ -128,3 +130,36 @@ def test_jobs_queued_behind_a_running_one_cancel_and_hand_back(yard, project):
     out = yard.run("logs", handed_back).stdout
     assert out.count("quick ran") == 1
     assert queued_on in yard.run("logs", handed_back, "--events").stderr
+
+
+def test_a_restarted_server_adopts_the_sim_instance_whose_agent_runs(yard, project):
+    """A server killed while a job runs on the simulated cloud, then started
+    again, adopts the instance (its agent still runs the job): the job goes
+    on there as the same attempt, nothing is lost or requeued, and no agent
+    is left over. Before, the sim never stored the agent's pid: the
+    restarted server marked the instance lost and requeued the job."""
+    write_catalog(yard, [sim_type("steady")], {"steady": {}})
+    (project / "job.sh").write_text("echo before\nwhile [ ! -e gate ]; do sleep 0.05; done\necho after\n")
+    job_id = yard.run("submit", "job.sh", "--machines", "steady", cwd=project).stdout.strip()
+    yard.wait_state(job_id, "running", timeout=60)
+    inst = yard.job(job_id)["instance"]
+    wait_for(lambda: "before" in yard.run("logs", job_id).stdout, timeout=30, what="the job's first line")
+    agents = processes_matching(f"--instance {inst}")
+    assert len(agents) == 1, agents
+
+    server_pid = yard.server_info()["pid"]
+    os.kill(server_pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(server_pid), what="the server to die")
+    yard.run("jobs")  # any command brings the embedded server back
+    assert yard.server_info()["pid"] != server_pid
+    assert yard.job(job_id)["state"] == "running"
+    gate = wait_for(lambda: next(iter((yard.home / "instances" / inst / "jobs").glob(f"{job_id}-*/work")), None),
+                    timeout=30, what=f"the working folder of {job_id}")
+    (gate / "gate").touch()
+    job = yard.wait_state(job_id, {"succeeded", "failed"}, timeout=60)
+    assert job["state"] == "succeeded" and job["instance"] == inst, job
+    assert yard.run("logs", job_id).stdout == "before\nafter\n"
+    events = yard.run("logs", job_id, "--events").stderr
+    assert "lost" not in events and "requeued" not in events, events
+    wait_for(lambda: not processes_matching(f"--instance {inst}"), timeout=30,
+             what="the instance's agent to end with it (no cool-down)")
