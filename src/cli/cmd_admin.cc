@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "client/reply.h"
 #include "common/files.h"
 #include "common/process.h"
+#include "providers/local_provider.h"
 #include "cli/job_view.h"
 #include "common/clock.h"
 #include "common/hashing.h"
@@ -190,6 +192,20 @@ void DecideConfinement(const std::string& dir, AgentConfig* config) {
   }
 }
 
+// One JSON line per spool file of an instance folder `dir`, for the server
+// to tell which it holds (SshProvider): {"file", "job", "attempt", "records"}.
+int PrintSpoolReport(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir + "/spool", ec)) {
+    std::optional<SpoolFileInfo> info = ReadSpoolFileInfo(entry.path().string());
+    if (!info) continue;
+    Json line = {{"file", entry.path().filename().string()}, {"job", info->job},
+                 {"attempt", info->attempt}, {"records", info->records}};
+    std::printf("%s\n", line.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
@@ -198,6 +214,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     bool sandbox = false;
     bool sandbox_if_possible = false;
     bool sandbox_show_host = false;
+    bool spool_report = false;
     std::vector<std::string> sandbox_hide;
     std::string server_blobs;
   };
@@ -214,7 +231,11 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
                 "confined jobs see the host's files read-only (its data), not the system alone");
   sub->add_option("--server-blobs", f->server_blobs,
                   "the server's blob store, when on this machine: bundle chunks are copied from it");
+  sub->add_flag("--spool-report", f->spool_report,
+                "print what --dir's spool holds (a JSON line per file) and exit; the ssh provider's "
+                "clean-up of an ended instance");
   return [f, global] {
+    if (f->spool_report) return PrintSpoolReport(f->dir);
     // The bootstrap leaves our environment (and /proc/PID/environ) at once:
     // nothing we start inherits it, nothing on the machine reads it from us.
     std::string bootstrap = TakeSecretEnv("YARD_AGENT_TOKEN");

@@ -22,10 +22,6 @@
 
 namespace yard {
 
-// How many records of attempt `attempt` of job `job` the server holds or
-// will never take again; -1 when it cannot tell (the spool is then kept).
-using SpoolDelivered = std::function<int64_t(const std::string& job, int64_t attempt)>;
-
 class LocalProvider : public Provider {
  public:
   // `state_dir`: where instance folders and logs go. `cores`/`gpus`: what

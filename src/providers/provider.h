@@ -6,6 +6,7 @@
 // follow the same interface.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -74,6 +75,12 @@ struct LaunchOutcome {
   std::string message;                         // the cloud's own words
   nlohmann::json info = nlohmann::json::object();  // merged into the instance's info
 };
+
+// How many records of attempt `attempt` of job `job` the server holds or
+// will never take again; -1 when it cannot tell (the spool is then kept).
+// What the local and ssh providers ask before removing an ended instance's
+// spool files.
+using SpoolDelivered = std::function<int64_t(const std::string& job, int64_t attempt)>;
 
 class Provider {
  public:

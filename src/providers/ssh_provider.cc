@@ -270,10 +270,33 @@ Status SshProvider::Terminate(const InstanceRecord& inst) {
   }
   Release(inst.id);
   if (!a || a->pid.empty()) return Status::Ok();
-  Post([this, host = a->host, script = SshRemote::TerminateScript(inst.id, a->pid, a->dir)] {
-    (void)remote_.Run(host, script);
-  });
+  Post([this, host = a->host, id = inst.id, pid = a->pid, dir = a->dir] { EndOnHost(host, id, pid, dir); });
   return Status::Ok();
+}
+
+void SshProvider::EndOnHost(const SshHost& host, const std::string& instance_id, const std::string& pid,
+                            const std::string& dir) {
+  StatusOr<CommandResult> ended = remote_.Run(host, SshRemote::TerminateScript(instance_id, pid, dir));
+  if (!ended.ok() || !delivered_) return;
+  std::vector<std::string> done = DeliveredSpoolFiles(ended->out, delivered_);
+  if (!done.empty() || ended->out.empty()) (void)remote_.Run(host, SshRemote::RemoveSpoolFilesScript(dir, done));
+}
+
+std::vector<std::string> DeliveredSpoolFiles(const std::string& report, const SpoolDelivered& delivered) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < report.size()) {
+    size_t end = report.find('\n', start);
+    if (end == std::string::npos) end = report.size();
+    Json j = Json::parse(report.substr(start, end - start), nullptr, /*allow_exceptions=*/false);
+    start = end + 1;
+    if (!j.is_object() || !j["file"].is_string() || !j["job"].is_string() ||
+        !j["attempt"].is_number_integer() || !j["records"].is_number_integer())
+      continue;  // not a report line (a shell's noise): nothing is removed for it
+    int64_t held = delivered(j["job"].get<std::string>(), j["attempt"].get<int64_t>());
+    if (held >= 0 && j["records"].get<int64_t>() <= held) out.push_back(j["file"].get<std::string>());
+  }
+  return out;
 }
 
 bool SshProvider::IsAlive(const InstanceRecord& inst) {

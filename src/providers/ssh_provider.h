@@ -76,6 +76,10 @@ class SshProvider : public Provider {
 
   // Waits until the worker has nothing queued (tests).
   void Drain();
+  // What the server holds of each attempt: an ended instance's spool files
+  // whose every record it holds are removed from the host. Without it they
+  // stay. Set once, before the first Terminate.
+  void SetSpoolDelivered(SpoolDelivered delivered) { delivered_ = std::move(delivered); }
 
  private:
   struct Agent {
@@ -92,6 +96,10 @@ class SshProvider : public Provider {
   // One look at a starting agent; true when there is nothing more to watch.
   bool Confirm(const std::string& instance_id);
   void Post(std::function<void()> task);
+  // Runs the terminate script on the worker, then removes the spool files
+  // it reported whose records the server holds.
+  void EndOnHost(const SshHost& host, const std::string& instance_id, const std::string& pid,
+                 const std::string& dir);
   void WorkerMain();
 
   const SshSettings settings_;
@@ -107,6 +115,11 @@ class SshProvider : public Provider {
   bool busy_ GUARDED_BY(mu_) = false;  // a task runs
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread worker_;
+  SpoolDelivered delivered_;
 };
+
+// The files of a `yard agent --spool-report` (one JSON object a line) whose
+// every record `delivered` says the server holds.
+std::vector<std::string> DeliveredSpoolFiles(const std::string& report, const SpoolDelivered& delivered);
 
 }  // namespace yard

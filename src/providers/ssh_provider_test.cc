@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "common/files.h"
@@ -197,6 +198,52 @@ TEST_F(SshProviderTest, TerminateSignalsOnlyOurAgentOffTheCallersThread) {
     if (StepOf(c) == Step::kKill) kills.push_back(c);
   ASSERT_EQ(kills.size(), 1u);
   EXPECT_NE(ScriptOf(kills[0]).find("grep -q 'inst-1' /proc/4242/cmdline"), std::string::npos);
+}
+
+// An ended instance's spool files whose records the server holds are removed
+// from the host, as the local provider does (since 45c71bf); one with a
+// record the server lacks stays. Before, spool/ stayed whatever it held.
+TEST_F(SshProviderTest, TerminateRemovesTheSpoolFilesTheServerHolds) {
+  std::string report =
+      R"({"file": "job-a-1.spool", "job": "job-a", "attempt": 1, "records": 7})" "\n"
+      R"({"file": "job-b-2.spool", "job": "job-b", "attempt": 2, "records": 9})" "\n"
+      R"({"file": "job-c-1.spool", "job": "job-c", "attempt": 1, "records": 3})" "\n"
+      "noise from a login shell\n";
+  FakeCommandRunner::Answer host = Host("none", "registered\n");
+  Make([host, report](const CommandSpec& s) -> StatusOr<CommandResult> {
+    if (StepOf(s) == Step::kKill) return Result(0, report);
+    return host(s);
+  });
+  provider_->SetSpoolDelivered([](const std::string& job, int64_t attempt) -> int64_t {
+    if (job == "job-a") return 7;          // all of it
+    if (job == "job-b") return 8;          // one record short: kept
+    return attempt == 1 ? std::numeric_limits<int64_t>::max() : -1;  // job-c: moved past it
+  });
+  InstanceRecord inst;
+  ASSERT_TRUE(Launch(&inst).ok());
+  ASSERT_TRUE(provider_->Terminate(inst).ok());
+  provider_->Drain();
+  std::vector<std::string> after;  // the scripts after the kill
+  bool killed = false;
+  for (const auto& c : runner_->calls()) {
+    if (killed) after.push_back(ScriptOf(c));
+    killed |= StepOf(c) == Step::kKill;
+  }
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0], "cd '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null || exit 0\n"
+                      "rm -f -- 'job-a-1.spool'\nrm -f -- 'job-c-1.spool'\n"
+                      "cd / && rmdir '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null; true");
+}
+
+TEST(SshRemoteTest, TheTerminateScriptAsksTheHostsOwnYardForTheSpoolReport) {
+  std::string script = SshRemote::TerminateScript("inst-1", "4242", "/r/instances/inst-1");
+  EXPECT_NE(script.find("'/r/bin/yard' agent --instance 'inst-1' --dir '/r/instances/inst-1' --spool-report"),
+            std::string::npos) << script;
+  EXPECT_EQ(SshRemote::RemoteYardOf("/r/instances/inst-1/"), "/r/bin/yard");
+  EXPECT_EQ(SshRemote::RemoveSpoolFilesScript("/r/instances/i", {"../x", "a/b", "ok.spool"}),
+            "cd '/r/instances/i/spool' 2>/dev/null || exit 0\nrm -f -- 'ok.spool'\n"
+            "cd / && rmdir '/r/instances/i/spool' 2>/dev/null; true")
+      << "only plain names in spool/";
 }
 
 TEST(SshHostsTest, HostsComeFromTypeOptionsWithDefaultsFromTheSettings) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include "common/files.h"
 #include "common/hashing.h"
@@ -151,7 +152,9 @@ std::string SshRemote::TerminateScript(const std::string& instance_id, const std
   // id). SIGTERM lets it end its job; SIGKILL after 10 s. Once it is gone,
   // its folder is emptied but for agent.log and spool/ (what an agent that
   // died could not send): job folders, chunk cache and environments served
-  // only this instance. Only a folder under instances/ is touched.
+  // only this instance. Only a folder under instances/ is touched. Then
+  // the host's own `yard` reports what spool/ holds (SpoolReportLine), so
+  // that the server can remove what it has (RemoveSpoolFilesScript).
   std::string p = "/proc/" + pid;
   std::string script =
       "if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then\n"
@@ -166,9 +169,28 @@ std::string SshRemote::TerminateScript(const std::string& instance_id, const std
               "/cmdline 2>/dev/null; then\n"
               "  find " + d + " -mindepth 1 -maxdepth 1 ! -name agent.log ! -name spool "
               "-exec rm -rf {} +\n"
+              "  if [ -d " + d + "/spool ]; then " + ShellQuote(RemoteYardOf(dir)) +
+              " agent --instance " + ShellQuote(instance_id) + " --dir " + d +
+              " --spool-report || true; fi\n"
               "fi\n";
   }
   return script + "true";
+}
+
+std::string SshRemote::RemoteYardOf(const std::string& instance_dir) {
+  std::filesystem::path d = std::filesystem::path(instance_dir).lexically_normal();
+  if (d.filename().empty()) d = d.parent_path();  // a trailing slash
+  return (d.parent_path().parent_path() / "bin" / "yard").string();
+}
+
+std::string SshRemote::RemoveSpoolFilesScript(const std::string& dir, const std::vector<std::string>& files) {
+  std::string spool = ShellQuote(dir + "/spool");
+  std::string script = "cd " + spool + " 2>/dev/null || exit 0\n";
+  // Names as the report gave them: plain file names, never a path.
+  for (const std::string& f : files)
+    if (!f.empty() && f.find('/') == std::string::npos && f != "." && f != "..")
+      script += "rm -f -- " + ShellQuote(f) + "\n";
+  return script + "cd / && rmdir " + spool + " 2>/dev/null; true";
 }
 
 }  // namespace yard

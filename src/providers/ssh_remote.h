@@ -76,9 +76,16 @@ class SshRemote {
                                    const std::string& token, const std::string& id,
                                    const std::vector<std::string>& env = {}) const;
   // The script that ends instance `instance_id`'s agent (pid, checked to be
-  // ours) and frees its folder `dir` but for agent.log and spool/.
+  // ours) and frees its folder `dir` but for agent.log and spool/. Its
+  // stdout: one JSON line per spool file left (`yard agent --spool-report`:
+  // {"file", "job", "attempt", "records"}).
   static std::string TerminateScript(const std::string& instance_id, const std::string& pid,
                                      const std::string& dir);
+  // The script that removes `files` (names in dir/spool) and spool/ itself
+  // once that leaves it empty.
+  static std::string RemoveSpoolFilesScript(const std::string& dir, const std::vector<std::string>& files);
+  // <remote_dir>/bin/yard for an instance folder <remote_dir>/instances/<id>.
+  static std::string RemoteYardOf(const std::string& instance_dir);
   // A script prelude setting $D to remote_dir as an absolute path.
   std::string DirPrelude() const;
   const SshSettings& settings() const { return settings_; }

@@ -18,6 +18,7 @@
 #include "common/files.h"
 #include "common/tls.h"
 #include "providers/local_provider.h"
+#include "providers/ssh_provider.h"
 #include "server/blob_collector.h"
 #include "server/provider_set.h"
 #include "server/http_server.h"
@@ -137,14 +138,16 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
                            "' is not in the catalog (" + p.providers.catalog.NamesForHelp() + ")");
   p.controller = std::make_unique<Controller>(p.store.get(), p.blobs.get(), p.providers.catalog,
                                               p.providers.Pointers(), launch, &clock, copts);
-  // An ended local instance keeps only the spool files the server lacks.
-  if (auto* local = dynamic_cast<LocalProvider*>(p.providers.owned["local"].get())) {
-    Controller* c = p.controller.get();
-    local->SetSpoolDelivered([c, open = p.controller_open](const std::string& job, int64_t attempt) {
-      std::lock_guard<std::mutex> lock(open->mu);
-      return open->open ? c->DeliveredRecords(job, attempt) : int64_t{-1};
-    });
-  }
+  // An ended local or ssh instance keeps only the spool files the server lacks.
+  Controller* c = p.controller.get();
+  SpoolDelivered delivered = [c, open = p.controller_open](const std::string& job, int64_t attempt) {
+    std::lock_guard<std::mutex> lock(open->mu);
+    return open->open ? c->DeliveredRecords(job, attempt) : int64_t{-1};
+  };
+  if (auto* local = dynamic_cast<LocalProvider*>(p.providers.owned["local"].get()))
+    local->SetSpoolDelivered(delivered);
+  if (auto it = p.providers.owned.find("ssh"); it != p.providers.owned.end())  // not [ ]: no null entry
+    if (auto* ssh = dynamic_cast<SshProvider*>(it->second.get())) ssh->SetSpoolDelivered(delivered);
   YARD_RETURN_IF_ERROR(p.controller->Recover());
   return p;
 }

@@ -7,6 +7,11 @@ which `remote_dir` is a fresh tmpfs: the host sees an empty install folder
 whatever this machine holds there, so a copy of the `yard` binary to the
 host really happens. Traffic goes only to the addresses made here.
 
+The login user's home is a fresh empty tmpfs on each host too, as on a new
+machine: a login there runs none of this machine's rc files (root's
+.bashrc, which bash reads for every command sshd runs; a stale pyenv lock
+it touched once hung every SSH test) and sees nothing of its home.
+
     hosts = SshHosts(Path("/tmp/x"), count=2).start()
     hosts.address(0), hosts.key, hosts.known_hosts, hosts.remote_dir
     hosts.listing(1, path)   # `ls -A path` as host 1 sees it
@@ -15,6 +20,7 @@ host really happens. Traffic goes only to the addresses made here.
 """
 import ipaddress
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -77,6 +83,7 @@ class SshHosts:
         self.key = self.root / "id_ed25519"
         self.known_hosts = self.root / "known_hosts"
         self.remote_dir = self.root / "remote"  # empty here; a tmpfs on each host
+        self.home = Path(pwd.getpwuid(os.geteuid()).pw_dir)  # the login's; an empty tmpfs on each host
 
     def address(self, i):
         return str(self.net.network_address + 2 + i)
@@ -87,6 +94,9 @@ class SshHosts:
         return str(self.net.network_address + 1)
 
     def start(self):
+        if self.home in self.root.resolve().parents:
+            raise RuntimeError(f"the hosts' folder {self.root} is under {self.home}, which each host "
+                               "replaces with an empty home: give pytest a --basetemp outside it")
         self.root.mkdir(parents=True, exist_ok=True)
         self.remote_dir.mkdir(exist_ok=True)
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
@@ -132,6 +142,7 @@ AuthorizedKeysFile {self.root}/authorized_keys
 PermitRootLogin prohibit-password
 """)
         script = (f"mount -t tmpfs -o size=1g,mode=755 yard-remote {self.remote_dir} && "
+                  f"mount -t tmpfs -o size=64m,mode=700 yard-home {self.home} && "
                   f"exec /usr/sbin/sshd -D -e -f {conf}")
         with open(self.root / f"sshd_h{i}.log", "w") as log:
             self.sshd[i] = subprocess.Popen(
@@ -150,6 +161,12 @@ PermitRootLogin prohibit-password
                 return True
         except OSError:
             return False
+
+    def login(self, i, command):
+        """Runs `command` on host i through ssh as the test user; its stdout."""
+        return sh("ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                  f"{pwd.getpwuid(os.geteuid()).pw_name}@{self.address(i)}", command)
 
     def listing(self, i, path):
         """`ls -A path` as host i sees it (its own mounts)."""

@@ -4,6 +4,7 @@ provider really copies `yard` there; a host whose sshd is stopped is a
 failed attempt with its reason, and the job falls back to the next type."""
 import hashlib
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -52,6 +53,14 @@ def hyard(yard, hosts):
         server.wait(10)
 
 
+def test_a_login_on_a_host_runs_none_of_this_machines_rc_files(hosts):
+    # Root's .bashrc here ran for every command sshd ran on a host (bash
+    # reads it then), and a stale pyenv lock it touched hung every SSH test.
+    # The hosts' login home is their own, empty, as on a new machine.
+    out = hosts.login(0, 'echo "home=$HOME"; stat -f -c "fs=%T" "$HOME"; ls -A "$HOME"; echo end')
+    assert out.splitlines() == [f"home={hosts.home}", "fs=tmpfs", "end"], out
+
+
 def test_job_runs_on_a_host_after_yard_is_copied_there(hyard, hosts, project):
     assert hosts.listing(1, hosts.remote_dir) == []
     (project / "job.sh").write_text(JOB)
@@ -79,11 +88,36 @@ def test_an_ended_instance_frees_the_hosts_disk(hyard, hosts, project):
     before = set(hosts.listing(1, hosts.remote_dir) and hosts.listing(1, instances))
     assert hyard.run("fit", "job.sh", "--machines", "ssh-b", cwd=project).stdout == f"on {hosts.address(1)}\n"
     # The job ran with no cool-down: its instance ends, and on the host only
-    # agent.log and spool/ stay of it (bundle copy, chunk cache, job folder go).
+    # agent.log stays of it (bundle copy, chunk cache, job folder, and the
+    # spool whose records the server holds go).
     ids = set(hosts.listing(1, instances)) - before
     assert len(ids) == 1, ids
-    wait_for(lambda: all(hosts.listing(1, instances / i) == ["agent.log", "spool"] for i in ids),
+    wait_for(lambda: all(hosts.listing(1, instances / i) == ["agent.log"] for i in ids),
              timeout=30, what="the ended instance's folder on the host to be emptied")
+
+
+def test_a_killed_agents_delivered_spool_is_removed_from_the_host(hyard, hosts, project):
+    # An agent SIGKILLed mid-job leaves its spool file (its job never sent an
+    # exit record). Once the server has every record of it, or has moved past
+    # that attempt (the job was requeued), the file goes with the instance, as
+    # on local instances. Before, it stayed on the host (one was 1.5 GB).
+    (project / "job.sh").write_text("echo before\nwhile [ ! -e gate ]; do sleep 0.05; done\n")
+    job_id = hyard.run("submit", "job.sh", "--machines", "ssh-b", "--max-restarts", "1",
+                       cwd=project).stdout.strip()
+    hyard.wait_state(job_id, "running", timeout=60)
+    inst = hyard.job(job_id)["instance"]
+    wait_for(lambda: "before" in hyard.run("logs", job_id).stdout, timeout=30, what="the job's first line")
+    spool = hosts.remote_dir / "instances" / inst / "spool"
+    assert hosts.listing(1, spool), "the running job's spool file"
+    pid = hosts.login(1, f"pgrep -f 'instanc[e] {inst}'").split()
+    assert len(pid) == 1, pid
+    hosts.login(1, f"kill -KILL {pid[0]}")
+    wait_for(lambda: f"instance {inst} was lost" in hyard.run("logs", job_id, "--events").stderr,
+             timeout=60, what="the server to find the agent gone (heartbeat timeout)")
+    hyard.run("cancel", job_id)  # its next attempt is not needed
+    hyard.wait_state(job_id, "cancelled", timeout=60)
+    wait_for(lambda: hosts.listing(1, hosts.remote_dir / "instances" / inst) == ["agent.log"],
+             timeout=60, what="the lost instance's folder on the host to hold agent.log only")
 
 
 def test_unreachable_host_is_a_failed_attempt_and_the_job_falls_back(hyard, hosts, project):
@@ -97,3 +131,43 @@ def test_unreachable_host_is_a_failed_attempt_and_the_job_falls_back(hyard, host
     job_id = hyard.json("jobs")[0]["id"]
     assert hyard.job(job_id)["machine_type"] == "ssh-b"
     assert reason in hyard.run("logs", job_id, "--events").stderr
+
+
+def test_an_agent_started_again_in_place_gets_its_job_back(hyard, hosts, project):
+    # The agent on a host is killed and started again with the same command
+    # line (same instance and folder, so the same credential file) and the
+    # same environment (the server's pinned TLS fingerprint) but for the
+    # bootstrap, which the agent scrubbed from it (single-use: a restart
+    # presents the credential file), as a supervisor there would. It
+    # registers again; its job, whose processes ended with the agent before
+    # it, is requeued and runs again on the same instance as its next attempt. Before, the register was answered as if
+    # nothing had happened and the job stayed "running" for ever.
+    (project / "job.sh").write_text(
+        'echo start\nwhile [ ! -e gate ]; do sleep 0.05; done\necho done\n')
+    job_id = hyard.run("submit", "job.sh", "--machines", "ssh-b", "--max-restarts", "1",
+                       cwd=project).stdout.strip()
+    hyard.wait_state(job_id, "running", timeout=60)
+    inst = hyard.job(job_id)["instance"]
+    wait_for(lambda: "start" in hyard.run("logs", job_id).stdout, timeout=30, what="the job's first line")
+    pid = hosts.login(1, f"pgrep -f 'instanc[e] {inst}'").split()
+    assert len(pid) == 1, pid
+    argv = hosts.login(1, f"tr '\\0' '\\n' < /proc/{pid[0]}/cmdline").splitlines()
+    folder = argv[argv.index("--dir") + 1]
+    environ = [e for e in hosts.login(1, f"tr '\\0' '\\n' < /proc/{pid[0]}/environ").splitlines()
+               if not e.startswith("YARD_AGENT_TOKEN=")]
+    assert any(e.startswith("YARD_SERVER_FINGERPRINT=") for e in environ), environ
+    hosts.login(1, f"kill -KILL {pid[0]}")
+    command = " ".join(shlex.quote(a) for a in ["env", "-i", *environ, *argv])
+    hosts.login(1, f"cd {folder}; setsid {command} >> agent.log 2>&1 < /dev/null &")
+    wait_for(lambda: f"the agent of instance {inst} started again" in hyard.run("logs", job_id, "--events").stderr,
+             timeout=30, what="the restarted agent to register and its job to be requeued")
+    gate = hosts.remote_dir / "instances" / inst / "jobs"
+    wait_for(lambda: any(n.startswith(f"{job_id}-") and n != f"{job_id}-1" for n in hosts.listing(1, gate)),
+             timeout=60, what="the job's next attempt to start on the same instance")
+    attempt = next(n for n in hosts.listing(1, gate) if n.startswith(f"{job_id}-") and n != f"{job_id}-1")
+    hosts.login(1, f"touch {gate / attempt / 'work' / 'gate'}")
+    job = hyard.wait_state(job_id, {"succeeded", "failed"}, timeout=60)
+    assert job["state"] == "succeeded" and job["instance"] == inst, job
+    out = hyard.run("logs", job_id).stdout
+    assert out.startswith("start\n----- yard: the agent of instance ") and out.endswith("start\ndone\n"), out
+    assert out.count("start\n") == 2 and out.count("done\n") == 1, out
