@@ -44,6 +44,20 @@ class HeldCapacitySim : public SimProvider {
   bool CapacityComesBack(const MachineType&) const override { return true; }
 };
 
+// A sim cloud that asks, at each launch, whether the HTTP layer would already
+// know the agent's bootstrap: an agent a fast login away (SSH) can dial in
+// before Launch returns.
+class BootstrapCheckingSim : public SimProvider {
+ public:
+  using SimProvider::SimProvider;
+  Status Launch(const MachineType& type, const AgentLaunchInfo& agent, InstanceRecord* inst) override {
+    if (credentials) known_at_launch.push_back(credentials->Identify(agent.agent_token).has_value());
+    return SimProvider::Launch(type, agent, inst);
+  }
+  const AgentCredentials* credentials = nullptr;
+  std::vector<bool> known_at_launch;
+};
+
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,7 +80,9 @@ class ControllerTest : public ::testing::Test {
                      {"types", {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
                                 {"B", {{"capacity", {{0, cap_b}}}}}}}};
     SimScenario parsed = std::move(SimScenario::FromJson(scenario)).value();
-    if (capacity_comes_back_)
+    if (check_bootstrap_)
+      sim_ = std::make_unique<BootstrapCheckingSim>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
+    else if (capacity_comes_back_)
       sim_ = std::make_unique<HeldCapacitySim>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
     else
       sim_ = std::make_unique<SimProvider>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
@@ -152,6 +168,7 @@ class ControllerTest : public ::testing::Test {
   std::set<std::string> registered_;
   Json last_assign_;
   bool capacity_comes_back_ = false;  // Build makes a HeldCapacitySim
+  bool check_bootstrap_ = false;      // Build makes a BootstrapCheckingSim
 };
 
 TEST_F(ControllerTest, FallsBackToTheNextTypeAfterExactlyWaitRequest) {
@@ -215,6 +232,18 @@ TEST_F(ControllerTest, AllTypesEmptyFailsListingEveryAttempt) {
   EXPECT_NE(j.message.find("A: no capacity granted within 10 s"), std::string::npos) << j.message;
   EXPECT_NE(j.message.find("B: no capacity granted within 10 s"), std::string::npos) << j.message;
   EXPECT_EQ(sim_->launches(), 0);
+}
+
+TEST_F(ControllerTest, AnAgentsBootstrapIsKnownBeforeItsLaunchStarts) {
+  check_bootstrap_ = true;
+  Build(5, 5);
+  auto* sim = static_cast<BootstrapCheckingSim*>(sim_.get());
+  sim->credentials = &controller_->credentials();
+  Submit("ann", {"A"});
+  controller_->RunPass();
+  ASSERT_EQ(sim->known_at_launch.size(), 1u);
+  EXPECT_TRUE(sim->known_at_launch[0])
+      << "an agent dialling in during Launch would be told its credential is unknown and exit";
 }
 
 TEST_F(ControllerTest, CoolingInstanceIsReusedBySameUserOnly) {

@@ -460,8 +460,14 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       inst.created_at = inst.state_since = now;
       inst.info["market"] = req.market.empty() ? type->default_market : req.market;
       if (!SettingsOf(job).empty()) inst.info["settings"] = SettingsOf(job);  // for reuse
-      Status s = Counted(provider, "launch", provider->Launch(*type, LaunchInfoFor(&inst), &inst));
+      AgentLaunchInfo launch = LaunchInfoFor(&inst);
+      // The bootstrap opens registration before the agent can dial in: an
+      // agent a fast login away (SSH) must not find its credential unknown
+      // while this launch is still being recorded.
+      credentials_.Put(inst, "");
+      Status s = Counted(provider, "launch", provider->Launch(*type, launch, &inst));
       if (!s.ok()) {
+        credentials_.Remove(inst.id);
         if (s.code() == Code::kResourceExhausted) {  // raced: try next pass
           missed.insert(queue_.GroupOf(job.id));
           return false;
