@@ -9,9 +9,9 @@
 // job's file.
 //
 // Then pipelining: the job writes N checkpoints of MiB/N each, one right
-// after the other (`cp` of random files made beforehand); MB/s from the first being complete to the last
-// mirrored, against `cp` of the N files in turn. Uploads, the server's
-// stores and the mirror's fetches of different files overlap.
+// after the other (`cp` of random files made beforehand); MB/s from the first being complete to the
+// last mirrored, against `cp` of the N files in turn. Uploads, the server's stores and the mirror's
+// fetches of different files overlap.
 //
 // Usage: bench_artifacts [MiB] [N]   (default 256 and 4; rates in MB = 10^6 bytes/s)
 #include <sys/stat.h>
@@ -45,8 +45,8 @@ std::string Sha256OfFile(const std::string& path) {
 
 // Times (our wall clock or the server's event times, same host).
 struct Timeline {
-  double running = 0;   // "running" event stored
-  double written = 0;   // the job's file complete (printed by the job)
+  double running = 0;                      // "running" event stored
+  double written = 0;                      // the job's file complete (printed by the job)
   double event_stored = 0, event_got = 0;  // artifact event: stored, in our hands
   double mirrored = 0;  // local copy in place, every chunk checked (the end of the timing)
   double verified = 0;  // local copy hashed again as a whole (the benchmark's own check)
@@ -59,17 +59,20 @@ void ParseJobLines(const std::string& data, Timeline* tl) {
   size_t start = 0;
   for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
     std::string line = data.substr(start, nl - start);
-    if (line.rfind("written ", 0) == 0) tl->written = std::atof(line.c_str() + 8);
-    else if (line.rfind("path ", 0) == 0) tl->job_path = line.substr(5);
-    else if (line.size() > 64 && line[64] == ' ') tl->job_hash = line.substr(0, 64);
+    if (line.rfind("written ", 0) == 0)
+      tl->written = std::atof(line.c_str() + 8);
+    else if (line.rfind("path ", 0) == 0)
+      tl->job_path = line.substr(5);
+    else if (line.size() > 64 && line[64] == ' ')
+      tl->job_hash = line.substr(0, 64);
   }
 }
 
 // The pipelined run: N files of `each` bytes, written one after the other.
 struct Series {
   double first_written = 0, last_written = 0;  // the job's clock, as printed
-  double mirrored = 0;                          // the last file mirrored (our clock)
-  int verified = 0;                             // mirrored files equal to the job's
+  double mirrored = 0;                         // the last file mirrored (our clock)
+  int verified = 0;                            // mirrored files equal to the job's
   std::vector<std::string> job_paths;
 };
 
@@ -78,7 +81,8 @@ struct Series {
 std::vector<std::string> SeriesCommand(uint64_t each, int n) {
   std::string script = "d=\"$YARD_CHECKPOINT_DIR\"; s=$(mktemp -d); ";
   for (int i = 0; i < n; ++i)
-    script += "head -c " + std::to_string(each) + " /dev/urandom > \"$s/" + std::to_string(i) + "\"; ";
+    script +=
+        "head -c " + std::to_string(each) + " /dev/urandom > \"$s/" + std::to_string(i) + "\"; ";
   for (int i = 0; i < n; ++i)
     script += "cp \"$s/" + std::to_string(i) + "\" \"$d/series-" + std::to_string(i) +
               ".bin\"; echo \"written $(date +%s.%N)\"; ";
@@ -95,37 +99,42 @@ Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, in
   int events = 0;
   {
     ArtifactMirror mirror(client, {{"checkpoints", dest}});
-    std::string id = SubmitJob(client, bundle, SeriesCommand(each, n), 600, "bench artifacts series");
-    Must(FollowEvents(client, id, FollowOptions{}, [&](const Json& ev) {
-           std::string kind = ev.value("kind", "");
-           if (kind == "state" && IsFinalState(ev.value("state", "")))
-             Die("artifact series job ended early: " + ev.dump());
-           if (kind == "output") {
-             std::string data = ev["data"];
-             size_t start = 0;
-             for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
-               std::string line = data.substr(start, nl - start);
-               if (line.rfind("written ", 0) == 0) {
-                 double t = std::atof(line.c_str() + 8);
-                 if (sr.first_written == 0) sr.first_written = t;
-                 sr.last_written = t;
-               } else if (line.rfind("path ", 0) == 0) {
-                 job_dir = line.substr(5);
-               } else if (line.size() > 66 && line[64] == ' ') {
-                 job_hash[std::filesystem::path(line.substr(66)).filename().string()] = line.substr(0, 64);
-               }
-             }
-           }
-           if (kind == "artifact" && ev["entry"].value("path", "").rfind("series-", 0) == 0 &&
-               events < n) {
-             mirror.Add(ev);
-             if (++events == n) {
-               Must(mirror.Drain(), "mirroring the series");
-               sr.mirrored = WallNow();
-             }
-           }
-           return sr.mirrored == 0 || job_dir.empty() || static_cast<int>(job_hash.size()) < n;
-         }),
+    std::string id =
+        SubmitJob(client, bundle, SeriesCommand(each, n), 600, "bench artifacts series");
+    Must(FollowEvents(client, id, FollowOptions{},
+                      [&](const Json& ev) {
+                        std::string kind = ev.value("kind", "");
+                        if (kind == "state" && IsFinalState(ev.value("state", "")))
+                          Die("artifact series job ended early: " + ev.dump());
+                        if (kind == "output") {
+                          std::string data = ev["data"];
+                          size_t start = 0;
+                          for (size_t nl; (nl = data.find('\n', start)) != std::string::npos;
+                               start = nl + 1) {
+                            std::string line = data.substr(start, nl - start);
+                            if (line.rfind("written ", 0) == 0) {
+                              double t = std::atof(line.c_str() + 8);
+                              if (sr.first_written == 0) sr.first_written = t;
+                              sr.last_written = t;
+                            } else if (line.rfind("path ", 0) == 0) {
+                              job_dir = line.substr(5);
+                            } else if (line.size() > 66 && line[64] == ' ') {
+                              job_hash[std::filesystem::path(line.substr(66)).filename().string()] =
+                                  line.substr(0, 64);
+                            }
+                          }
+                        }
+                        if (kind == "artifact" &&
+                            ev["entry"].value("path", "").rfind("series-", 0) == 0 && events < n) {
+                          mirror.Add(ev);
+                          if (++events == n) {
+                            Must(mirror.Drain(), "mirroring the series");
+                            sr.mirrored = WallNow();
+                          }
+                        }
+                        return sr.mirrored == 0 || job_dir.empty() ||
+                               static_cast<int>(job_hash.size()) < n;
+                      }),
          "following " + id);
     Must(client.Post("/v1/jobs/" + id + "/cancel", Json::object()).status(), "cancel");
     FollowToEnd(client, id);
@@ -143,25 +152,28 @@ Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t by
   const HttpClient& client = home.client();
   ArtifactMirror mirror(client, {{"checkpoints", dest}});
   std::string id = SubmitJob(client, bundle, Command(bytes), 600, "bench artifacts");
-  Must(FollowEvents(client, id, FollowOptions{}, [&](const Json& ev) {
-         std::string kind = ev.value("kind", "");
-         if (kind == "state" && ev.value("state", "") == "running") tl.running = ev["time"];
-         if (kind == "state" && IsFinalState(ev.value("state", "")))
-           Die("artifact job ended early: " + ev.dump());
-         if (kind == "output") ParseJobLines(ev["data"], &tl);
-         if (kind == "artifact" && ev["entry"].value("size", uint64_t{0}) == bytes &&
-             tl.verified == 0) {
-           tl.event_got = WallNow();
-           tl.event_stored = ev["time"];
-           mirror.Add(ev);
-           Must(mirror.Drain(), "mirroring");
-           tl.mirrored = WallNow();
-           tl.local_hash = Sha256OfFile(dest + "/ckpt.bin");  // not the mirror's: a cross-check
-           tl.verified = WallNow();
-         }
-         // Done once the copy is verified and the job told us its hash.
-         return tl.verified == 0 || tl.job_hash.empty() || tl.job_path.empty();
-       }),
+  Must(FollowEvents(client, id, FollowOptions{},
+                    [&](const Json& ev) {
+                      std::string kind = ev.value("kind", "");
+                      if (kind == "state" && ev.value("state", "") == "running")
+                        tl.running = ev["time"];
+                      if (kind == "state" && IsFinalState(ev.value("state", "")))
+                        Die("artifact job ended early: " + ev.dump());
+                      if (kind == "output") ParseJobLines(ev["data"], &tl);
+                      if (kind == "artifact" && ev["entry"].value("size", uint64_t{0}) == bytes &&
+                          tl.verified == 0) {
+                        tl.event_got = WallNow();
+                        tl.event_stored = ev["time"];
+                        mirror.Add(ev);
+                        Must(mirror.Drain(), "mirroring");
+                        tl.mirrored = WallNow();
+                        tl.local_hash =
+                            Sha256OfFile(dest + "/ckpt.bin");  // not the mirror's: a cross-check
+                        tl.verified = WallNow();
+                      }
+                      // Done once the copy is verified and the job told us its hash.
+                      return tl.verified == 0 || tl.job_hash.empty() || tl.job_path.empty();
+                    }),
        "following " + id);
   Must(client.Post("/v1/jobs/" + id + "/cancel", Json::object()).status(), "cancel");
   FollowToEnd(client, id);
@@ -229,14 +241,20 @@ int Main(int argc, char** argv) {
   std::printf("  timeline (s after the file was complete):\n");
   std::printf("    job running -> file complete     %7.3f s (head -c from /dev/urandom)\n",
               tl.written - tl.running);
-  std::printf("    first chunk stored on the server %7.3f s (agent notices the file: inotify "
-              "IN_CLOSE_WRITE)\n", blobs.first - tl.written);
-  std::printf("    last of %d chunks stored          %7.3f s (agent chunks, hashes, uploads: "
-              "%.0f MB/s)\n", blobs.count, blobs.last - tl.written, mb / (blobs.last - blobs.first));
+  std::printf(
+      "    first chunk stored on the server %7.3f s (agent notices the file: inotify "
+      "IN_CLOSE_WRITE)\n",
+      blobs.first - tl.written);
+  std::printf(
+      "    last of %d chunks stored          %7.3f s (agent chunks, hashes, uploads: "
+      "%.0f MB/s)\n",
+      blobs.count, blobs.last - tl.written, mb / (blobs.last - blobs.first));
   std::printf("    artifact event stored            %7.3f s\n", tl.event_stored - tl.written);
   std::printf("    artifact event at the follower   %7.3f s\n", tl.event_got - tl.written);
-  std::printf("    local copy in place, verified    %7.3f s (mirror alone: %.3f s, %.0f MB/s; every "
-              "chunk checked on arrival)\n", from_written, mirror_alone, mb / mirror_alone);
+  std::printf(
+      "    local copy in place, verified    %7.3f s (mirror alone: %.3f s, %.0f MB/s; every "
+      "chunk checked on arrival)\n",
+      from_written, mirror_alone, mb / mirror_alone);
   std::printf("    (whole copy hashed again by the benchmark, not timed: %.3f s)\n",
               tl.verified - tl.mirrored);
   std::printf("  %s (whole run, %.1f s)\n", DescribeCpu(cpu, run_s).c_str(), run_s);
@@ -259,21 +277,28 @@ int Main(int argc, char** argv) {
   }
   double series_mb = each * series_n / 1e6;
   double series_s = sr.mirrored - sr.first_written;
-  std::printf("  pipelined: %d checkpoints of %.0f MiB written one after another (%.3f s from the "
-              "first complete to the last)\n", series_n, each / 1048576.0,
-              sr.last_written - sr.first_written);
-  std::printf("    first complete -> last mirrored, verified: %.3f s (%.0f MB/s); %d of %d equal to "
-              "the job's\n", series_s, series_mb / series_s, sr.verified, series_n);
+  std::printf(
+      "  pipelined: %d checkpoints of %.0f MiB written one after another (%.3f s from the "
+      "first complete to the last)\n",
+      series_n, each / 1048576.0, sr.last_written - sr.first_written);
+  std::printf(
+      "    first complete -> last mirrored, verified: %.3f s (%.0f MB/s); %d of %d equal to "
+      "the job's\n",
+      series_s, series_mb / series_s, sr.verified, series_n);
   std::printf("    cp of the %d files in turn: %.3f s (%.0f MB/s)\n", series_n, series_cp_s,
               series_mb / series_cp_s);
-  std::printf("    %s (whole run, %.1f s)\n", DescribeCpu(scpu, series_run_s).c_str(), series_run_s);
-  std::printf("RESULT artifacts pipelined: %.0f MB/s (%d checkpoints, first complete -> last "
-              "verified) vs cp %.0f MB/s: ratio %.3f\n", series_mb / series_s, series_n,
-              series_mb / series_cp_s, series_s > 0 ? series_cp_s / series_s : 0.0);
-  std::printf("RESULT artifacts: %.0f MB/s (file complete -> copy verified) vs cp %.0f MB/s: "
-              "ratio %.3f; mirror alone %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
-              rate, cp_rate, rate / cp_rate, mb / mirror_alone, mb / mirror_alone / cp_rate,
-              Verdict(same && rate / cp_rate >= 0.5));
+  std::printf("    %s (whole run, %.1f s)\n", DescribeCpu(scpu, series_run_s).c_str(),
+              series_run_s);
+  std::printf(
+      "RESULT artifacts pipelined: %.0f MB/s (%d checkpoints, first complete -> last "
+      "verified) vs cp %.0f MB/s: ratio %.3f\n",
+      series_mb / series_s, series_n, series_mb / series_cp_s,
+      series_s > 0 ? series_cp_s / series_s : 0.0);
+  std::printf(
+      "RESULT artifacts: %.0f MB/s (file complete -> copy verified) vs cp %.0f MB/s: "
+      "ratio %.3f; mirror alone %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
+      rate, cp_rate, rate / cp_rate, mb / mirror_alone, mb / mirror_alone / cp_rate,
+      Verdict(same && rate / cp_rate >= 0.5));
   return 0;
 }
 

@@ -47,8 +47,7 @@ inline double MonoNow() {
 // Seconds since the epoch: comparable with the server's event "time" fields
 // (same host, same clock).
 inline double WallNow() {
-  return std::chrono::duration<double>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Kills the servers of every live BenchHome (defined below).
@@ -117,7 +116,8 @@ inline PipedChild SpawnPiped(const std::vector<std::string>& argv) {
 
 inline int WaitChild(pid_t pid) {
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   return status;
 }
 
@@ -139,9 +139,12 @@ inline uint64_t RunDrained(const std::vector<std::string>& argv) {
   uint64_t total = 0;
   for (;;) {
     ssize_t n = read(c.out_fd, buf.data(), buf.size());
-    if (n > 0) total += static_cast<uint64_t>(n);
-    else if (n < 0 && errno == EINTR) continue;
-    else break;
+    if (n > 0)
+      total += static_cast<uint64_t>(n);
+    else if (n < 0 && errno == EINTR)
+      continue;
+    else
+      break;
   }
   close(c.out_fd);
   WaitChild(c.pid);
@@ -246,7 +249,8 @@ class BenchHome {
 
   // Kills the server and everything else of the home, then removes it.
   void KillAll() {
-    if (pid_t server = ServerPid(); server > 0 && CmdlineOf(server).find(home_) != std::string::npos)
+    if (pid_t server = ServerPid();
+        server > 0 && CmdlineOf(server).find(home_) != std::string::npos)
       kill(server, SIGTERM);
     for (pid_t p : ProcessesOf(home_)) kill(p, SIGTERM);
     for (int i = 0; i < 40 && !ProcessesOf(home_).empty(); ++i)
@@ -396,9 +400,9 @@ inline Json UploadTinyBundle(const BenchHome& home) {
 inline std::string SubmitJob(const HttpClient& client, const Json& bundle,
                              const std::vector<std::string>& command, double cool_down_s,
                              const std::string& description = "bench") {
-  Json spec = {{"command", command}, {"bundle", bundle}, {"machines", {"local-1cpu"}},
-               {"description", description}, {"cool_down_s", cool_down_s},
-               {"env", Json::object()}};
+  Json spec = {{"command", command},         {"bundle", bundle},
+               {"machines", {"local-1cpu"}}, {"description", description},
+               {"cool_down_s", cool_down_s}, {"env", Json::object()}};
   Json reply = Must(client.Post("/v1/jobs", spec), "POST /v1/jobs");
   return reply["job"]["id"].get<std::string>();
 }
@@ -409,12 +413,13 @@ inline std::string FollowToEnd(const HttpClient& client, const std::string& id,
                                const std::function<void(const Json&)>& on_event = nullptr) {
   std::string final_state;
   FollowOptions opts;
-  Must(FollowEvents(client, id, opts, [&](const Json& ev) {
-         if (on_event) on_event(ev);
-         if (ev.value("kind", "") == "state" && IsFinalState(ev.value("state", "")))
-           final_state = ev.value("state", "");
-         return true;
-       }),
+  Must(FollowEvents(client, id, opts,
+                    [&](const Json& ev) {
+                      if (on_event) on_event(ev);
+                      if (ev.value("kind", "") == "state" && IsFinalState(ev.value("state", "")))
+                        final_state = ev.value("state", "");
+                      return true;
+                    }),
        "following " + id);
   return final_state;
 }

@@ -18,11 +18,11 @@ std::vector<std::string> Command(uint64_t bytes) {
 struct Streamed {
   uint64_t bytes = 0;
   uint64_t events = 0;
-  double total = 0;          // POST sent -> final state at the follower
-  double streaming = 0;      // first output -> last output at the follower
-  double running_t = 0;      // server time of "running"
-  double first_stored = 0;   // server time of the first output event
-  double last_stored = 0;    // server time of the last output event
+  double total = 0;                    // POST sent -> final state at the follower
+  double streaming = 0;                // first output -> last output at the follower
+  double running_t = 0;                // server time of "running"
+  double first_stored = 0;             // server time of the first output event
+  double last_stored = 0;              // server time of the last output event
   double first_got = 0, last_got = 0;  // our wall times
 };
 
@@ -35,7 +35,10 @@ Streamed FollowOutput(const HttpClient& client, const Json& bundle, uint64_t byt
     if (kind == "state" && ev.value("state", "") == "running") s.running_t = ev["time"];
     if (kind != "output") return;
     double now = WallNow();
-    if (s.events++ == 0) { s.first_got = now; s.first_stored = ev["time"]; }
+    if (s.events++ == 0) {
+      s.first_got = now;
+      s.first_stored = ev["time"];
+    }
     s.last_got = now;
     s.last_stored = ev["time"];
     s.bytes += ev["data"].get_ref<const std::string&>().size();
@@ -108,12 +111,14 @@ int Main(int argc, char** argv) {
   std::printf("    last stored -> last at follower  %8.3f s\n", s.last_got - s.last_stored);
   std::printf("    first -> last at follower        %8.3f s (%.1f MB/s)\n", s.streaming,
               s.bytes / s.streaming / 1e6);
-  std::printf("  line latency at 100 lines/s (%zu lines): median %.1f ms, p99 %.1f ms "
-              "(target: p99 <= 20 ms)\n",
-              ages.size(), Median(ages) * 1e3, Quantile(ages, 0.99) * 1e3);
-  std::printf("RESULT output: %.1f MB/s vs plain pipe %.1f MB/s: ratio %.3f "
-              "(target: >= 0.5) %s\n",
-              rate, pipe_rate, rate / pipe_rate, Verdict(rate / pipe_rate >= 0.5));
+  std::printf(
+      "  line latency at 100 lines/s (%zu lines): median %.1f ms, p99 %.1f ms "
+      "(target: p99 <= 20 ms)\n",
+      ages.size(), Median(ages) * 1e3, Quantile(ages, 0.99) * 1e3);
+  std::printf(
+      "RESULT output: %.1f MB/s vs plain pipe %.1f MB/s: ratio %.3f "
+      "(target: >= 0.5) %s\n",
+      rate, pipe_rate, rate / pipe_rate, Verdict(rate / pipe_rate >= 0.5));
   return 0;
 }
 

@@ -61,14 +61,15 @@ class NoProcessSpawner : public AgentSpawner {
 
 struct Result {
   int queued;
-  int pass_placements;      // placed by the timed pass
-  double decision_us;       // its time per placement
-  double decision_cpu_us;   // its CPU time (user + system) per placement: steadier on a busy machine
-  uint64_t pass_visits;     // queued jobs it looked at
-  double jobs_per_s;        // end to end
-  double e2e_decision_us;   // end to end: scheduler time (passes, reuse at a job's end) per placement
-  double poll_us_per_job;   // agent side: taking the work (PollWork)
-  double exit_us_per_job;   // agent side: the exit record, the job's end, the next reuse
+  int pass_placements;     // placed by the timed pass
+  double decision_us;      // its time per placement
+  double decision_cpu_us;  // its CPU time (user + system) per placement: steadier on a busy machine
+  uint64_t pass_visits;    // queued jobs it looked at
+  double jobs_per_s;       // end to end
+  double
+      e2e_decision_us;  // end to end: scheduler time (passes, reuse at a job's end) per placement
+  double poll_us_per_job;  // agent side: taking the work (PollWork)
+  double exit_us_per_job;  // agent side: the exit record, the job's end, the next reuse
   double seconds;
 };
 
@@ -97,7 +98,8 @@ double CommitReferenceUs(int commits) {
     (void)st.Bind(1, body).Run();
     (void)db->Exec("COMMIT");
   }
-  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+  double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
   db.reset();
   fs::remove_all(dir);
   return us / commits;
@@ -121,7 +123,8 @@ class FakeAgents {
       }
       if (at_hand_.empty()) {
         for (size_t i = 0; i < agents_.size(); ++i)
-          if (ctl_->notifier().Version("inst:" + agents_[i].first) != agents_[i].second) at_hand_.push_back(i);
+          if (ctl_->notifier().Version("inst:" + agents_[i].first) != agents_[i].second)
+            at_hand_.push_back(i);
         if (at_hand_.empty()) std::this_thread::yield();
         continue;
       }
@@ -166,7 +169,8 @@ Result RunOnce(int queued, int instances) {
   RealClock clock;
   NoProcessSpawner spawner;
   Json scenario = {{"version", 1}, {"types", {{"node", {{"capacity", {{0, instances}}}}}}}};
-  SimProvider sim(std::move(SimScenario::FromJson(scenario)).value(), dir / "inst", &clock, &spawner);
+  SimProvider sim(std::move(SimScenario::FromJson(scenario)).value(), dir / "inst", &clock,
+                  &spawner);
   Json catalog = {{"version", 1}, {"types", {{{"name", "node"}, {"provider", "sim"}}}}};
   ControllerOptions opts;
   opts.default_machine = "node";
@@ -179,8 +183,11 @@ Result RunOnce(int queued, int instances) {
   (void)store->AddBlobOwners("bench", {h});
   Manifest m;
   m.files.push_back(FileEntry{"job.sh", 0644, data.size(), {{h, data.size()}}, ""});
-  Json spec = {{"command", {"true"}}, {"bundle", m.ToJson()}, {"machines", {"node"}},
-               {"cool_down_s", 3600}, {"wait_request_s", 1e9}};  // queued, never falling back
+  Json spec = {{"command", {"true"}},
+               {"bundle", m.ToJson()},
+               {"machines", {"node"}},
+               {"cool_down_s", 3600},
+               {"wait_request_s", 1e9}};  // queued, never falling back
   FakeAgents agents(&ctl, &spawner);
 
   // 1. One pass over Q queued jobs, `instances` of capacity and no instance
@@ -191,7 +198,8 @@ Result RunOnce(int queued, int instances) {
   ctl.RunPass();
   double pass_cpu_s = ThreadCpuSeconds() - cpu0;
   Controller::PassStats after = ctl.pass_stats();
-  int placed = static_cast<int>(after.placements + after.grants - before.placements - before.grants);
+  int placed =
+      static_cast<int>(after.placements + after.grants - before.placements - before.grants);
   double pass_s = after.pass_seconds - before.pass_seconds;
 
   // 2. End to end: the agents register and run the Q jobs.
@@ -204,9 +212,16 @@ Result RunOnce(int queued, int instances) {
   double e2e_us = (end.pass_seconds - after.pass_seconds) * 1e6 /
                   std::max<uint64_t>(1, end.placements - after.placements);
   fs::remove_all(dir);
-  return {queued, placed, placed ? pass_s * 1e6 / placed : 0, placed ? pass_cpu_s * 1e6 / placed : 0,
+  return {queued,
+          placed,
+          placed ? pass_s * 1e6 / placed : 0,
+          placed ? pass_cpu_s * 1e6 / placed : 0,
           after.visits - before.visits,
-          queued / seconds, e2e_us, agents.poll_s * 1e6 / queued, agents.exit_s * 1e6 / queued, seconds};
+          queued / seconds,
+          e2e_us,
+          agents.poll_s * 1e6 / queued,
+          agents.exit_s * 1e6 / queued,
+          seconds};
 }
 
 }  // namespace
@@ -217,19 +232,24 @@ int main(int argc, char** argv) {
   std::vector<int> depths = {1000, 10000, 100000};
   if (argc > 1 && std::string(argv[1]) == "--quick") depths = {1000, 10000};
   double commit_us = yard::CommitReferenceUs(2000);
-  std::printf("scheduler: capacity for %d instances, zero provisioning delay, in-process fake agents\n", instances);
-  std::printf("reference: one SQLite commit of one row on the same disk: %.1f us (%.0f commits/s)\n",
-              commit_us, 1e6 / commit_us);
-  std::printf("%8s | %s | %s\n", "queued",
-              "one pass: placed, us/decision (CPU us), decisions/s, jobs looked at",
-              "end to end: jobs/s, scheduler us/placement, agent-side us/job (take, exit), seconds");
+  std::printf(
+      "scheduler: capacity for %d instances, zero provisioning delay, in-process fake agents\n",
+      instances);
+  std::printf(
+      "reference: one SQLite commit of one row on the same disk: %.1f us (%.0f commits/s)\n",
+      commit_us, 1e6 / commit_us);
+  std::printf(
+      "%8s | %s | %s\n", "queued",
+      "one pass: placed, us/decision (CPU us), decisions/s, jobs looked at",
+      "end to end: jobs/s, scheduler us/placement, agent-side us/job (take, exit), seconds");
   std::vector<yard::Result> results;
   for (int q : depths) {
     yard::Result r = yard::RunOnce(q, instances);
     results.push_back(r);
     std::printf("%8d | %5d %7.1f us (%5.1f) %7.0f/s %6llu | %6.0f/s %7.1f us %7.1f %7.1f %7.2f s\n",
-                r.queued, r.pass_placements, r.decision_us, r.decision_cpu_us, 1e6 / r.decision_us, static_cast<unsigned long long>(r.pass_visits), r.jobs_per_s,
-                r.e2e_decision_us, r.poll_us_per_job, r.exit_us_per_job, r.seconds);
+                r.queued, r.pass_placements, r.decision_us, r.decision_cpu_us, 1e6 / r.decision_us,
+                static_cast<unsigned long long>(r.pass_visits), r.jobs_per_s, r.e2e_decision_us,
+                r.poll_us_per_job, r.exit_us_per_job, r.seconds);
     std::fflush(stdout);
   }
   const yard::Result& first = results.front();
@@ -240,12 +260,13 @@ int main(int argc, char** argv) {
   // a walk over the queue would grow as Q).
   double q_ratio = static_cast<double>(last.queued) / first.queued;
   bool meets = 1e6 / last.decision_us >= 5000 && growth <= std::sqrt(q_ratio);
-  std::printf("RESULT scheduler: %.0f decisions/s at %d queued (%.0f at %d; CPU per decision x%.2f "
-              "for x%.0f queued), "
-              "%.1f commits' time per decision; end to end %.0f jobs/s (vs slurm's documented 500: "
-              "%.1fx); target >= 5000 decisions/s, sub-linear in Q: %s\n",
-              1e6 / last.decision_us, last.queued, 1e6 / first.decision_us, first.queued, growth,
-              q_ratio, last.decision_us / commit_us, last.jobs_per_s, last.jobs_per_s / 500.0,
-              meets ? "MEETS" : "MISSES");
+  std::printf(
+      "RESULT scheduler: %.0f decisions/s at %d queued (%.0f at %d; CPU per decision x%.2f "
+      "for x%.0f queued), "
+      "%.1f commits' time per decision; end to end %.0f jobs/s (vs slurm's documented 500: "
+      "%.1fx); target >= 5000 decisions/s, sub-linear in Q: %s\n",
+      1e6 / last.decision_us, last.queued, 1e6 / first.decision_us, first.queued, growth, q_ratio,
+      last.decision_us / commit_us, last.jobs_per_s, last.jobs_per_s / 500.0,
+      meets ? "MEETS" : "MISSES");
   return 0;
 }

@@ -100,9 +100,12 @@ void PrintPhases(const HttpClient& client, const std::vector<std::string>& ids) 
   auto row = [](const char* name, const std::vector<double>& v, const char* what) {
     double mean = 0;
     int slow = 0;
-    for (double x : v) { mean += x / v.size(); slow += x > 0.5; }
-    std::printf("    %-24s median %8.2f ms  mean %8.2f ms  p90 %8.2f ms  >0.5 s: %d  (%s)\n",
-                name, Median(v) * 1e3, mean * 1e3, P90(v) * 1e3, slow, what);
+    for (double x : v) {
+      mean += x / v.size();
+      slow += x > 0.5;
+    }
+    std::printf("    %-24s median %8.2f ms  mean %8.2f ms  p90 %8.2f ms  >0.5 s: %d  (%s)\n", name,
+                Median(v) * 1e3, mean * 1e3, P90(v) * 1e3, slow, what);
   };
   std::printf("  phases of %zu sampled jobs (server event times):\n", waited.size());
   row("submitted -> starting", waited, "queue wait for a free instance");
@@ -147,22 +150,25 @@ int Main(int argc, char** argv) {
   // when it sits beside yard) and its fallback, the whole yard binary.
   SpawnCost plain = MeasureSpawn({"true"}, 200);
   SpawnCost shim = MeasureSpawn({YARD_BINARY, "shim", "--grace-ms", "5000", "--", "true"}, 200);
-  std::string small_shim = std::string(YARD_BINARY).substr(0, std::string(YARD_BINARY).rfind('/') + 1) +
-                           "yard-shim";
-  std::printf("  posix_spawn+wait of `true`: %.0f/s, %.2f ms CPU each; of `yard shim -- true`: "
-              "%.0f/s, %.2f ms CPU each\n",
-              plain.per_s, plain.cpu_ms, shim.per_s, shim.cpu_ms);
+  std::string small_shim =
+      std::string(YARD_BINARY).substr(0, std::string(YARD_BINARY).rfind('/') + 1) + "yard-shim";
+  std::printf(
+      "  posix_spawn+wait of `true`: %.0f/s, %.2f ms CPU each; of `yard shim -- true`: "
+      "%.0f/s, %.2f ms CPU each\n",
+      plain.per_s, plain.cpu_ms, shim.per_s, shim.cpu_ms);
   if (access(small_shim.c_str(), X_OK) == 0) {
     SpawnCost small = MeasureSpawn({small_shim, "--grace-ms", "5000", "--", "true"}, 200);
-    std::printf("  posix_spawn+wait of `yard-shim -- true` (what the agent runs): %.0f/s, %.2f ms "
-                "CPU each\n",
-                small.per_s, small.cpu_ms);
+    std::printf(
+        "  posix_spawn+wait of `yard-shim -- true` (what the agent runs): %.0f/s, %.2f ms "
+        "CPU each\n",
+        small.per_s, small.cpu_ms);
   }
   // The per-user quota (5 active jobs by default) would make most jobs wait
   // wait_new_job_interval_s between looks: lift it, this measures dispatch.
   std::vector<std::string> flags;
   if (ServerHasFlag("--max-active-jobs")) flags = {"--max-active-jobs", std::to_string(n + 10)};
-  std::printf("  server flags: %s\n", flags.empty() ? "(none)" : (flags[0] + " " + flags[1]).c_str());
+  std::printf("  server flags: %s\n",
+              flags.empty() ? "(none)" : (flags[0] + " " + flags[1]).c_str());
   BenchHome home(flags);
   Json bundle = UploadTinyBundle(home);
   std::set<std::string> instances = WarmTwoInstances(home, bundle);
@@ -186,25 +192,27 @@ int Main(int argc, char** argv) {
   double rate = n / elapsed;
   std::printf("  submitted %d jobs in %.2f s (%.0f submissions/s); %d succeeded\n", n, submit_s,
               n / submit_s, succeeded);
-  for (const auto& [inst, count] : per_instance) std::printf("    %s ran %d\n", inst.c_str(), count);
+  for (const auto& [inst, count] : per_instance)
+    std::printf("    %s ran %d\n", inst.c_str(), count);
   std::printf("  all final %.2f s after the first POST (%.2f s as seen by polling)\n", elapsed,
               seen_s);
-  std::printf("  CPU per job: server %.2f ms, agents with shims and jobs %.2f ms, this "
-              "client %.2f ms; %.2f of %u cores busy on average\n",
-              (cpu1.server - cpu0.server) / n * 1e3, (cpu1.agents - cpu0.agents) / n * 1e3,
-              (cpu1.bench - cpu0.bench) / n * 1e3,
-              (cpu1.server - cpu0.server + cpu1.agents - cpu0.agents + cpu1.bench - cpu0.bench) /
-                  seen_s,
-              std::thread::hardware_concurrency());
+  std::printf(
+      "  CPU per job: server %.2f ms, agents with shims and jobs %.2f ms, this "
+      "client %.2f ms; %.2f of %u cores busy on average\n",
+      (cpu1.server - cpu0.server) / n * 1e3, (cpu1.agents - cpu0.agents) / n * 1e3,
+      (cpu1.bench - cpu0.bench) / n * 1e3,
+      (cpu1.server - cpu0.server + cpu1.agents - cpu0.agents + cpu1.bench - cpu0.bench) / seen_s,
+      std::thread::hardware_concurrency());
   CpuSample used = cpu1 - cpu0;
   double cpu_per_job = (used.server + used.agents + used.bench) / n;
   unsigned cores = std::thread::hardware_concurrency();
   std::printf("  CPU budget for 500 jobs/s on %u cores: %.2f ms per job; spent: %.2f ms\n", cores,
               cores / 500.0 * 1e3, cpu_per_job * 1e3);
   PrintPhases(home.client(), ids);
-  std::printf("RESULT throughput: %.1f jobs/s vs sequential posix_spawn+wait %.0f/s: ratio %.4f "
-              "(target: >= 500 jobs/s) %s\n",
-              rate, spawn_rate, rate / spawn_rate, Verdict(rate >= 500));
+  std::printf(
+      "RESULT throughput: %.1f jobs/s vs sequential posix_spawn+wait %.0f/s: ratio %.4f "
+      "(target: >= 500 jobs/s) %s\n",
+      rate, spawn_rate, rate / spawn_rate, Verdict(rate >= 500));
   return 0;
 }
 

@@ -48,7 +48,8 @@ double HealthRate(const BenchHome& home, int n, bool fresh) {
 // POST /v1/jobs -> the job's first output event in our hands, seconds.
 double WarmStart(const Side& s) {
   double t0 = MonoNow(), first = 0;
-  std::string id = SubmitJob(s.home->client(), s.bundle, {"echo", "hi"}, 600, "bench tls warm start");
+  std::string id =
+      SubmitJob(s.home->client(), s.bundle, {"echo", "hi"}, 600, "bench tls warm start");
   FollowToEnd(s.home->client(), id, [&](const Json& ev) {
     if (ev.value("kind", "") == "output" && first == 0) first = MonoNow() - t0;
   });
@@ -65,7 +66,8 @@ double Throughput(const Side& s, int n) {
   for (int t = 0; t < 8; ++t)
     workers.emplace_back([&] {
       while (next++ < n) {
-        std::string id = SubmitJob(s.home->client(), s.bundle, {"true"}, 600, "bench tls throughput");
+        std::string id =
+            SubmitJob(s.home->client(), s.bundle, {"true"}, 600, "bench tls throughput");
         std::lock_guard<std::mutex> lock(mu);
         ids.push_back(id);
       }
@@ -74,9 +76,11 @@ double Throughput(const Side& s, int n) {
   // Polled as bench_throughput does: one GET for all, not a stream per job.
   std::set<std::string> want(ids.begin(), ids.end());
   for (;;) {
-    Json list = Must(s.home->client().Get("/v1/jobs?limit=" + std::to_string(n + 100)), "GET /v1/jobs");
+    Json list =
+        Must(s.home->client().Get("/v1/jobs?limit=" + std::to_string(n + 100)), "GET /v1/jobs");
     size_t final_jobs = 0;
-    for (const Json& j : list["jobs"]) final_jobs += want.count(j["id"]) && IsFinalState(j.value("state", ""));
+    for (const Json& j : list["jobs"])
+      final_jobs += want.count(j["id"]) && IsFinalState(j.value("state", ""));
     if (final_jobs == want.size()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -85,24 +89,29 @@ double Throughput(const Side& s, int n) {
 
 void WarmTwoInstances(const Side& s) {
   std::vector<std::string> ids;
-  for (int i = 0; i < 2; ++i) ids.push_back(SubmitJob(s.home->client(), s.bundle, {"sleep", "1"}, 600, "warm-up"));
+  for (int i = 0; i < 2; ++i)
+    ids.push_back(SubmitJob(s.home->client(), s.bundle, {"sleep", "1"}, 600, "warm-up"));
   for (const std::string& id : ids)
-    if (FollowToEnd(s.home->client(), id) != "succeeded") Die(std::string(s.name) + ": warm-up job failed");
+    if (FollowToEnd(s.home->client(), id) != "succeeded")
+      Die(std::string(s.name) + ": warm-up job failed");
 }
 
 int Main(int argc, char** argv) {
   int runs = argc > 1 ? std::atoi(argv[1]) : 20;
   int jobs = argc > 2 ? std::atoi(argv[2]) : 300;
-  std::printf("== tls: plain HTTP and TLS (self-signed, pinned) servers side by side; %d warm starts, "
-              "%d-job throughput each\n", runs, jobs);
+  std::printf(
+      "== tls: plain HTTP and TLS (self-signed, pinned) servers side by side; %d warm starts, "
+      "%d-job throughput each\n",
+      runs, jobs);
   PrintMachine();
   std::vector<std::string> flags = {"--max-active-jobs", std::to_string(jobs + 10)};
   BenchHome plain_home(flags);
   std::vector<std::string> tls_flags = flags;
   tls_flags.insert(tls_flags.end(), {"--tls", "self-signed"});
   BenchHome tls_home(tls_flags);
-  std::printf("  plain: %s\n  tls:   %s (fingerprint %s)\n", ReadServerUrl(plain_home.path())->c_str(),
-              ReadServerUrl(tls_home.path())->c_str(), ReadServerTrust(tls_home.path()).fingerprint.c_str());
+  std::printf("  plain: %s\n  tls:   %s (fingerprint %s)\n",
+              ReadServerUrl(plain_home.path())->c_str(), ReadServerUrl(tls_home.path())->c_str(),
+              ReadServerTrust(tls_home.path()).fingerprint.c_str());
   Side sides[2] = {{"plain", &plain_home, UploadTinyBundle(plain_home)},
                    {"tls", &tls_home, UploadTinyBundle(tls_home)}};
   for (Side& s : sides) WarmTwoInstances(s);
@@ -122,16 +131,22 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < 2; ++i) rate[i] = Throughput(sides[i], jobs);
 
   for (int i = 0; i < 2; ++i)
-    std::printf("  %-5s GET /v1/health kept-alive %7.0f/s, new connection each %6.0f/s; warm start median "
-                "%6.2f ms p90 %6.2f ms; throughput %6.1f jobs/s\n",
-                sides[i].name, kept[i], fresh[i], Median(warm[i]) * 1e3, P90(warm[i]) * 1e3, rate[i]);
+    std::printf(
+        "  %-5s GET /v1/health kept-alive %7.0f/s, new connection each %6.0f/s; warm start median "
+        "%6.2f ms p90 %6.2f ms; throughput %6.1f jobs/s\n",
+        sides[i].name, kept[i], fresh[i], Median(warm[i]) * 1e3, P90(warm[i]) * 1e3, rate[i]);
   double handshake_ms = (1 / fresh[1] - 1 / fresh[0]) * 1e3;
-  std::printf("  a new TLS connection costs %.2f ms more than a plain one (handshake, both ends)\n", handshake_ms);
+  std::printf("  a new TLS connection costs %.2f ms more than a plain one (handshake, both ends)\n",
+              handshake_ms);
   double warm_ratio = Median(warm[1]) / Median(warm[0]), tput_ratio = rate[1] / rate[0];
-  std::printf("RESULT tls_warm_start: median %.2f ms with TLS vs %.2f ms plain: ratio %.3f (target: <= 1.10) %s\n",
-              Median(warm[1]) * 1e3, Median(warm[0]) * 1e3, warm_ratio, Verdict(warm_ratio <= 1.10));
-  std::printf("RESULT tls_throughput: %.1f jobs/s with TLS vs %.1f plain: ratio %.3f (target: >= 0.90) %s\n",
-              rate[1], rate[0], tput_ratio, Verdict(tput_ratio >= 0.90));
+  std::printf(
+      "RESULT tls_warm_start: median %.2f ms with TLS vs %.2f ms plain: ratio %.3f (target: <= "
+      "1.10) %s\n",
+      Median(warm[1]) * 1e3, Median(warm[0]) * 1e3, warm_ratio, Verdict(warm_ratio <= 1.10));
+  std::printf(
+      "RESULT tls_throughput: %.1f jobs/s with TLS vs %.1f plain: ratio %.3f (target: >= 0.90) "
+      "%s\n",
+      rate[1], rate[0], tput_ratio, Verdict(tput_ratio >= 0.90));
   std::printf("RESULT tls_api_calls: kept-alive %.3f of plain, new connection each %.3f of plain\n",
               kept[1] / kept[0], fresh[1] / fresh[0]);
   return 0;

@@ -31,23 +31,23 @@ uint64_t FitToDisk(uint64_t bytes, const std::string& dir) {
   if (bytes * kSpaceFactor <= free_bytes) return bytes;
   uint64_t fit = static_cast<uint64_t>(free_bytes / kSpaceFactor) & ~uint64_t{(1 << 20) - 1};
   if (fit < (64u << 20)) {
-    Die("only " + std::to_string(free_bytes >> 20) + " MiB free under " + dir +
-        ": need about " + std::to_string(static_cast<uint64_t>(64 * kSpaceFactor)) +
+    Die("only " + std::to_string(free_bytes >> 20) + " MiB free under " + dir + ": need about " +
+        std::to_string(static_cast<uint64_t>(64 * kSpaceFactor)) +
         " MiB even for a 64 MiB run; free some space or point TMPDIR elsewhere");
   }
-  std::printf("  NOTE: %llu MiB free under %s is short of %.1f x %llu MiB: running with %llu MiB "
-              "instead\n",
-              static_cast<unsigned long long>(free_bytes >> 20), dir.c_str(), kSpaceFactor,
-              static_cast<unsigned long long>(bytes >> 20),
-              static_cast<unsigned long long>(fit >> 20));
+  std::printf(
+      "  NOTE: %llu MiB free under %s is short of %.1f x %llu MiB: running with %llu MiB "
+      "instead\n",
+      static_cast<unsigned long long>(free_bytes >> 20), dir.c_str(), kSpaceFactor,
+      static_cast<unsigned long long>(bytes >> 20), static_cast<unsigned long long>(fit >> 20));
   return fit;
 }
 
 // A version 1.0 .npy of `count` random float32 in [0, 1), written in 4 MiB
 // blocks (xorshift: random enough that no two chunks are alike).
 void WriteNpy(const std::string& path, uint64_t count) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       std::to_string(count) + ",), }";
+  std::string header =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(count) + ",), }";
   size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
@@ -67,7 +67,8 @@ void WriteNpy(const std::string& path, uint64_t count) {
       x ^= x << 13, x ^= x >> 7, x ^= x << 17;
       block[i] = static_cast<float>(x >> 40) / static_cast<float>(1 << 24);
     }
-    if (std::fwrite(block.data(), sizeof(float), n, f) != n) Die("writing " + path + " (disk full?)");
+    if (std::fwrite(block.data(), sizeof(float), n, f) != n)
+      Die("writing " + path + " (disk full?)");
     done += n;
   }
   if (std::fclose(f) != 0) Die("writing " + path + " (disk full?)");
@@ -109,8 +110,10 @@ Upload UploadOnce(const BenchHome& home, const std::string& dir) {
 
 int Main(int argc, char** argv) {
   double mib = argc > 1 ? std::atof(argv[1]) : 1024;
-  std::printf("== upload: a %.0f MiB .npy of random float32 through UploadDirectory (the SDK's "
-              "path) to a local server\n", mib);
+  std::printf(
+      "== upload: a %.0f MiB .npy of random float32 through UploadDirectory (the SDK's "
+      "path) to a local server\n",
+      mib);
   PrintMachine();
   BenchHome home;
   uint64_t bytes = FitToDisk(static_cast<uint64_t>(mib * 1024 * 1024), home.path());
@@ -145,7 +148,8 @@ int Main(int argc, char** argv) {
   std::printf("  cp of the file (median of 3): %.3f s (%.0f MB/s)\n", cp_s, cp_rate);
   std::printf("  first upload:  %.3f s (%.0f MB/s), %llu of %llu chunks sent (%.0f MB)\n",
               first.seconds, first_rate, static_cast<unsigned long long>(first.stats.chunks_sent),
-              static_cast<unsigned long long>(first.stats.chunks_total), first.stats.bytes_sent / 1e6);
+              static_cast<unsigned long long>(first.stats.chunks_total),
+              first.stats.bytes_sent / 1e6);
   std::printf("    %s; %s\n", DescribeCpu(cpu1 - cpu0, first.seconds).c_str(),
               CpuPerGb(cpu1 - cpu0, mb / 1e3).c_str());
   std::printf("  second upload: %.3f s (%.0f MB/s; %.3f of cp's time), %llu of %llu chunks sent\n",
@@ -155,12 +159,13 @@ int Main(int argc, char** argv) {
   std::printf("    %s\n", DescribeCpu(cpu2 - cpu1, second.seconds).c_str());
   bool nothing_resent = second.stats.chunks_sent == 0;
   bool meets = nothing_resent && first_rate / cp_rate >= 0.5 && second.seconds / cp_s <= 0.2;
-  std::printf("RESULT upload: %.0f MB/s (%.0f MiB .npy, first upload) vs cp %.0f MB/s: ratio %.3f "
-              "(goal >= 0.5); second upload %.3f s = %.3f of cp's time (goal <= 0.2), %llu chunks "
-              "sent (should be 0); load %.1f %s\n",
-              first_rate, static_cast<double>(bytes) / (1 << 20), cp_rate, first_rate / cp_rate,
-              second.seconds, second.seconds / cp_s,
-              static_cast<unsigned long long>(second.stats.chunks_sent), load, Verdict(meets));
+  std::printf(
+      "RESULT upload: %.0f MB/s (%.0f MiB .npy, first upload) vs cp %.0f MB/s: ratio %.3f "
+      "(goal >= 0.5); second upload %.3f s = %.3f of cp's time (goal <= 0.2), %llu chunks "
+      "sent (should be 0); load %.1f %s\n",
+      first_rate, static_cast<double>(bytes) / (1 << 20), cp_rate, first_rate / cp_rate,
+      second.seconds, second.seconds / cp_s,
+      static_cast<unsigned long long>(second.stats.chunks_sent), load, Verdict(meets));
   return 0;
 }
 

@@ -85,8 +85,8 @@ int Main(int argc, char** argv) {
   BenchHome home;
   Json bundle = UploadTinyBundle(home);
   Json first = RunJobToEnd(home.client(), bundle, kCommand, 600);  // provisions, then cools
-  std::printf("  warm-up job %s ran on %s; it now cools for 600 s\n",
-              first.value("id", "").c_str(), first.value("instance", "").c_str());
+  std::printf("  warm-up job %s ran on %s; it now cools for 600 s\n", first.value("id", "").c_str(),
+              first.value("instance", "").c_str());
 
   for (int i = 0; i < 3; ++i) (void)SpawnToFirstLine();
   std::vector<double> spawn;
@@ -111,10 +111,10 @@ int Main(int argc, char** argv) {
   CpuSample cpu = SampleCpu(home) - cpu0;
   std::printf("  jobs that took the cooling instance: %d of %d; slowest run %.2f ms\n", reused,
               runs, *std::max_element(total.begin(), total.end()) * 1e3);
-  std::printf("  CPU per job: server %.2f ms, agent with shim and job %.2f ms, this client %.2f ms; "
-              "posix_spawn of `echo hi` (ref) %.2f ms\n",
-              cpu.server / runs * 1e3, cpu.agents / runs * 1e3, cpu.bench / runs * 1e3,
-              spawn_cpu * 1e3);
+  std::printf(
+      "  CPU per job: server %.2f ms, agent with shim and job %.2f ms, this client %.2f ms; "
+      "posix_spawn of `echo hi` (ref) %.2f ms\n",
+      cpu.server / runs * 1e3, cpu.agents / runs * 1e3, cpu.bench / runs * 1e3, spawn_cpu * 1e3);
   PrintRow("posix_spawn -> first line (ref)", spawn);
   PrintRow("yard job -> first line", total);
   std::printf("  where the job's time goes (medians of each phase):\n");
@@ -125,10 +125,11 @@ int Main(int argc, char** argv) {
   PrintRow("  output stored -> follower", deliver);
   double diff_med = (Median(total) - Median(spawn)) * 1e3;
   double diff_p90 = (P90(total) - P90(spawn)) * 1e3;
-  std::printf("RESULT warm_start: median %.2f ms vs posix_spawn %.2f ms: +%.2f ms, ratio %.1fx; "
-              "p90 %.2f ms vs %.2f ms: +%.2f ms (target: median within 20 ms) %s\n",
-              Median(total) * 1e3, Median(spawn) * 1e3, diff_med, Median(total) / Median(spawn),
-              P90(total) * 1e3, P90(spawn) * 1e3, diff_p90, Verdict(diff_med <= 20));
+  std::printf(
+      "RESULT warm_start: median %.2f ms vs posix_spawn %.2f ms: +%.2f ms, ratio %.1fx; "
+      "p90 %.2f ms vs %.2f ms: +%.2f ms (target: median within 20 ms) %s\n",
+      Median(total) * 1e3, Median(spawn) * 1e3, diff_med, Median(total) / Median(spawn),
+      P90(total) * 1e3, P90(spawn) * 1e3, diff_p90, Verdict(diff_med <= 20));
   std::printf("RESULT warm_start_p90: +%.2f ms over posix_spawn (target: within 20 ms) %s\n",
               diff_p90, Verdict(diff_p90 <= 20));
   return 0;

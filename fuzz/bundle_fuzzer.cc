@@ -41,7 +41,8 @@ void CheckContained(const fs::path& scratch, const fs::path& dest) {
   for (auto it = fs::recursive_directory_iterator(scratch, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     fs::path p = it->path();
-    if (p != dest && !Inside(p, dest)) fuzz::Fail("Materialize wrote outside its folder: " + p.string());
+    if (p != dest && !Inside(p, dest))
+      fuzz::Fail("Materialize wrote outside its folder: " + p.string());
     if (p == dest) continue;
     fs::path real = fs::weakly_canonical(p, ec);
     if (!ec && real != fs::canonical(dest) && !Inside(real, fs::canonical(dest)))

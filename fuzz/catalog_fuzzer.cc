@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)t.WithSettings(nlohmann::json{{"zone", "b"}});
   }
   StatusOr<Catalog> again = Catalog::FromJson(c->ToJson());
-  if (!again.ok()) fuzz::Fail("ToJson of a catalog FromJson accepted is refused: " + again.status().message());
+  if (!again.ok())
+    fuzz::Fail("ToJson of a catalog FromJson accepted is refused: " + again.status().message());
   if (again->ToJson() != c->ToJson()) fuzz::Fail("catalog changed on a ToJson/FromJson round trip");
   return 0;
 }

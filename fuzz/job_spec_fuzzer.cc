@@ -17,7 +17,8 @@ const Catalog& TestCatalog() {
     Catalog c = Catalog::BuiltinLocal(2, 0);
     c.Merge(Catalog::FromJson(nlohmann::json::parse(R"({"version": 1, "types": [
         {"name": "p2.xlarge", "provider": "sim", "cpus": 4, "default_market": "spot"},
-        {"name": "slurm-2node", "provider": "slurm", "cpus": 2, "options": {"nodes": 2}}]})")).value());
+        {"name": "slurm-2node", "provider": "slurm", "cpus": 2, "options": {"nodes": 2}}]})"))
+                .value());
     return c;
   }();
   return catalog;
@@ -27,8 +28,10 @@ const Catalog& TestCatalog() {
 void ReadAsTheControllerDoes(const nlohmann::json& spec) {
   int max_restarts = spec.value("max_restarts", 3);
   int nodes = spec.value("nodes", 1);
-  if (max_restarts < 0 || nodes < 1) fuzz::Fail("an accepted spec has max_restarts < 0 or nodes < 1");
-  for (const char* key : {"cool_down_s", "wait_request_s", "wait_new_job_s", "wait_new_job_interval_s"})
+  if (max_restarts < 0 || nodes < 1)
+    fuzz::Fail("an accepted spec has max_restarts < 0 or nodes < 1");
+  for (const char* key :
+       {"cool_down_s", "wait_request_s", "wait_new_job_s", "wait_new_job_interval_s"})
     (void)FormatSeconds(spec.value(key, 0.0));
 }
 
@@ -41,7 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!valid.ok()) return 0;
   ReadAsTheControllerDoes(valid->spec);
   StatusOr<ValidJobSpec> again = ValidateJobSpec(valid->spec, TestCatalog());
-  if (!again.ok()) fuzz::Fail("an accepted spec is refused when checked again: " + again.status().message());
+  if (!again.ok())
+    fuzz::Fail("an accepted spec is refused when checked again: " + again.status().message());
   if (again->spec != valid->spec || again->bundle_chunks != valid->bundle_chunks)
     fuzz::Fail("an accepted spec changed when checked again");
   return 0;

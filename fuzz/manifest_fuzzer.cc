@@ -16,7 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)m->TotalBytes();
   (void)m->ChunkHashes();
   StatusOr<Manifest> again = Manifest::FromJson(m->ToJson());
-  if (!again.ok()) fuzz::Fail("ToJson of a manifest FromJson accepted is refused: " + again.status().message());
-  if (again->ToJson() != m->ToJson()) fuzz::Fail("manifest changed on a ToJson/FromJson round trip");
+  if (!again.ok())
+    fuzz::Fail("ToJson of a manifest FromJson accepted is refused: " + again.status().message());
+  if (again->ToJson() != m->ToJson())
+    fuzz::Fail("manifest changed on a ToJson/FromJson round trip");
   return 0;
 }

@@ -7,10 +7,10 @@
 using namespace yard;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  StatusOr<Json> body = ParseStrictObject(
-      std::string(fuzz::AsView(data, size)),
-      {"command", "bundle", "machines", "description", "cool_down_s", "env", "wait_request_s",
-       "max_restarts", "nodes", "image", "settings"});
+  StatusOr<Json> body =
+      ParseStrictObject(std::string(fuzz::AsView(data, size)),
+                        {"command", "bundle", "machines", "description", "cool_down_s", "env",
+                         "wait_request_s", "max_restarts", "nodes", "image", "settings"});
   if (!body.ok()) return 0;
   for (const char* field : {"command", "machines", "description", "cool_down_s", "env", "image",
                             "max_restarts", "nodes"}) {

@@ -128,9 +128,9 @@ struct Agent::Impl {
   std::unique_ptr<EventSender> sender;
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
-  std::unique_ptr<WarmPool> warm;  // warm runners for Keras fit jobs
+  std::unique_ptr<WarmPool> warm;                       // warm runners for Keras fit jobs
   std::unique_ptr<SandboxTemplates> sandbox_templates;  // null: a bwrap per confined job
-  std::unique_ptr<PreemptionState> preemption;  // null: not watching
+  std::unique_ptr<PreemptionState> preemption;          // null: not watching
   std::unique_ptr<PreemptionWatcher> preemption_watcher;
   std::thread preemption_reporter;
   EnvMap inherited_env;
@@ -161,7 +161,9 @@ Status Agent::Impl::Open() {
     cache->UseServerStore(std::move(server_store));
   }
   UploadOptions upload;
-  upload.retry = [this](const std::function<Status()>& call) { return RetryUnavailable(stop, call); };
+  upload.retry = [this](const std::function<Status()>& call) {
+    return RetryUnavailable(stop, call);
+  };
   uploader = std::make_unique<ChunkUploader>(&blobs, std::move(upload));
   sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
   // Jobs get the agent's environment minus its secrets (and the bootstrap
@@ -171,7 +173,8 @@ Status Agent::Impl::Open() {
   // YARD_SANDBOX_TEMPLATES=0: a bwrap per job, as before templates (for
   // comparisons; bench/README.md).
   const char* templates = std::getenv("YARD_SANDBOX_TEMPLATES");
-  if (config.sandbox && !config.yard_binary.empty() && !(templates && std::string(templates) == "0"))
+  if (config.sandbox && !config.yard_binary.empty() &&
+      !(templates && std::string(templates) == "0"))
     sandbox_templates = std::make_unique<SandboxTemplates>(config.yard_binary);
   if (config.preemption.enabled) preemption = std::make_unique<PreemptionState>();
   return Status::Ok();
@@ -291,8 +294,9 @@ void Agent::Impl::OnCancel(const std::string& job_id) {
 
 void Agent::Impl::OnRevoke(const std::string& job_id, int64_t attempt) {
   MutexLock lock(jobs_mu);
-  if (EndQueued(job_id, attempt, UnstartedExit("handed back unstarted: the server places it again",
-                                               false, true)) == 0)
+  if (EndQueued(job_id, attempt,
+                UnstartedExit("handed back unstarted: the server places it again", false, true)) ==
+      0)
     AgentLog("job " + job_id + " was asked back but has started here: it runs on");
 }
 
@@ -395,9 +399,10 @@ void Agent::Impl::StartPreemptionWatch() {
   preemption_watcher = std::make_unique<PreemptionWatcher>(std::move(source), preemption.get(),
                                                            o.poll_interval, AgentLog);
   preemption_watcher->Start();
-  AgentLog("watching " + (o.imds_endpoint.empty() ? std::string("the instance metadata service")
-                                                  : o.imds_endpoint) +
-           " for spot interruptions every " + std::to_string(o.poll_interval.count()) + " ms");
+  AgentLog(
+      "watching " +
+      (o.imds_endpoint.empty() ? std::string("the instance metadata service") : o.imds_endpoint) +
+      " for spot interruptions every " + std::to_string(o.poll_interval.count()) + " ms");
   preemption_reporter = std::thread([this] { ReportPreemption(); });
 }
 
@@ -413,14 +418,17 @@ void Agent::Impl::ReportPreemption() {
   preemption->WaitNoAttempt(stop, std::chrono::steady_clock::time_point::max());
   while (!stop.stopped() && !spool->WaitAllAcked(std::chrono::milliseconds(100))) {
   }
-  double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  double wall =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   double left = std::max(notice->at > 0 ? notice->at - wall : 120.0, 0.0) + 60;
-  Status st = PostPreempted(*notice, std::chrono::steady_clock::now() +
-                                         std::chrono::milliseconds(static_cast<int64_t>(left * 1000)));
+  Status st =
+      PostPreempted(*notice, std::chrono::steady_clock::now() +
+                                 std::chrono::milliseconds(static_cast<int64_t>(left * 1000)));
   if (st.ok()) {
     AgentLog("reported the instance preempted; stopping");
   } else if (st.code() == Code::kCancelled) {
-    AgentLog("stopped while reporting the instance preempted (the server ends preempted instances)");
+    AgentLog(
+        "stopped while reporting the instance preempted (the server ends preempted instances)");
   } else {
     AgentLog("could not report the instance preempted (" + st.ToString() +
              "); stopping: the server notices when the heartbeats stop");
@@ -454,7 +462,7 @@ void Agent::Impl::Shutdown() {
     running = std::move(job);
   }
   running.reset();  // joins, outside jobs_mu (its on_done takes it)
-  warm.reset();  // after the job: it may run in a process the pool spawned
+  warm.reset();     // after the job: it may run in a process the pool spawned
   if (heartbeat.joinable()) heartbeat.join();
   if (sender) sender->Stop();
 }

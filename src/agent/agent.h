@@ -34,16 +34,16 @@
 namespace yard {
 
 struct AgentConfig {
-  UrlResolver server;         // re-asked on every reconnect
-  TlsTrust tls;               // how an https:// server is trusted (client/tls_trust.h)
-  std::string token;          // this instance's credential (LoadOrCreateCredential)
+  UrlResolver server;  // re-asked on every reconnect
+  TlsTrust tls;        // how an https:// server is trusted (client/tls_trust.h)
+  std::string token;   // this instance's credential (LoadOrCreateCredential)
   // The instance's single-use bootstrap credential, presented with `token`
   // at register (which binds `token` to the instance); "" when `token` is
   // bound already. See server/agent_credentials.h.
   std::string bootstrap_token;
-  std::string instance_id;    // given by the provider that started us
-  std::string work_dir;       // owned by this agent: jobs/, chunks/, spool/
-  std::string yard_binary;    // path of `yard`, used as the job shim
+  std::string instance_id;  // given by the provider that started us
+  std::string work_dir;     // owned by this agent: jobs/, chunks/, spool/
+  std::string yard_binary;  // path of `yard`, used as the job shim
   // Added to every job's environment (e.g. CUDA_VISIBLE_DEVICES).
   std::map<std::string, std::string> job_env;
   Json resources = Json::object();  // reported at registration

@@ -52,7 +52,8 @@ std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
 
 void AgentHttp::Return(std::unique_ptr<httplib::Client> cli) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!cancelled_ && idle_.size() < kMaxIdle) idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
+  if (!cancelled_ && idle_.size() < kMaxIdle)
+    idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
 }
 
 template <typename Send>
@@ -103,11 +104,12 @@ StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::stri
     if (text.empty()) return cli.Post(path, headers, text, content_type);
     // Written to the socket from `text` itself: httplib's string overload
     // copies the body first (4 MiB per event batch).
-    return cli.Post(path, headers, text.size(),
-                    [&text](size_t offset, size_t length, httplib::DataSink& sink) {
-                      return sink.write(text.data() + offset, length);
-                    },
-                    content_type);
+    return cli.Post(
+        path, headers, text.size(),
+        [&text](size_t offset, size_t length, httplib::DataSink& sink) {
+          return sink.write(text.data() + offset, length);
+        },
+        content_type);
   });
 }
 

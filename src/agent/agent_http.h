@@ -51,8 +51,7 @@ class AgentHttp {
   StatusOr<HttpReply> Post(const std::string& path, const Json& body, int read_timeout_s);
   // POST of a body that is ready to send (e.g. spooled records), of
   // `content_type`.
-  StatusOr<HttpReply> PostText(const std::string& path, const std::string& text,
-                               int read_timeout_s,
+  StatusOr<HttpReply> PostText(const std::string& path, const std::string& text, int read_timeout_s,
                                const char* content_type = "application/json");
 
   // Sends, then turns the reply into its JSON body or its error Status.

@@ -4,9 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <ctime>
 #include <sstream>
 
 #include "agent/agent_testing.h"
@@ -170,10 +170,10 @@ TEST_F(AgentTest, AJobThatRunsUnconfinedIsToldWhy) {
   EXPECT_EQ(WaitExit("job-open")["exit_code"], 0);
   bool told = false;
   for (const Json& r : state_->Records("job-open"))
-    told |= r["kind"] == "decision" &&
-            r["message"].get<std::string>().find("the job runs unconfined: it can read what the "
-                                                 "agent's user can read on this host (bubblewrap "
-                                                 "is not installed)") != std::string::npos;
+    told |= r["kind"] == "decision" && r["message"].get<std::string>().find(
+                                           "the job runs unconfined: it can read what the "
+                                           "agent's user can read on this host (bubblewrap "
+                                           "is not installed)") != std::string::npos;
   EXPECT_TRUE(told) << state_->Output("job-open");
 }
 
@@ -307,7 +307,10 @@ TEST_F(AgentTest, AQueuedAssignmentStartsTheMomentTheJobEndsWithoutAnotherPoll) 
     std::lock_guard<std::mutex> lock(state_->mu);
     return state_->work.empty() && state_->polls >= 3;
   }));
-  int polls = [&] { std::lock_guard<std::mutex> lock(state_->mu); return state_->polls; }();
+  int polls = [&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->polls;
+  }();
   EXPECT_TRUE(state_->Exit("job-b").is_null()) << "job-b waits for job-a";
   Go("job-a");
   EXPECT_EQ(WaitExit("job-a")["exit_code"], 0);
@@ -658,7 +661,8 @@ TEST_F(PreemptionTest, NoticeReachesTheJobWhichCheckpointsThenTheInstanceIsRepor
   EXPECT_EQ(Preempted()["action"], "terminate");
   std::vector<std::string> decisions = Decisions("job-spot");
   ASSERT_EQ(decisions.size(), 2u);
-  EXPECT_EQ(decisions[0].rfind("spot interruption notice: EC2 will terminate this instance at ", 0), 0u);
+  EXPECT_EQ(decisions[0].rfind("spot interruption notice: EC2 will terminate this instance at ", 0),
+            0u);
   EXPECT_NE(decisions[0].find("told the job (SIGUSR1, $YARD_PREEMPTION_NOTICE)"), std::string::npos)
       << decisions[0];
   EXPECT_NE(decisions[1].find("exit code 75"), std::string::npos) << decisions[1];
@@ -684,9 +688,12 @@ TEST_F(PreemptionTest, RebalanceRecommendationIsShownAndTheJobGoesOn) {
   StartAgent(WatchingConfig());
   Assign("job-reb", std::string("echo started; ") + kWaitForGo + "echo finished");
   ASSERT_TRUE(WaitFor([&] { return OutputHas("job-reb", "started\n"); }));
-  imds_->Set("meta-data/events/recommendations/rebalance", R"({"noticeTime": "2026-12-06T03:03:00Z"})");
+  imds_->Set("meta-data/events/recommendations/rebalance",
+             R"({"noticeTime": "2026-12-06T03:03:00Z"})");
   ASSERT_TRUE(WaitFor([&] { return !Decisions("job-reb").empty(); }));
-  EXPECT_EQ(Decisions("job-reb")[0].rfind("rebalance recommendation from EC2 (at 2026-12-06T03:03:00Z)", 0), 0u);
+  EXPECT_EQ(Decisions("job-reb")[0].rfind(
+                "rebalance recommendation from EC2 (at 2026-12-06T03:03:00Z)", 0),
+            0u);
   Go("job-reb");
   EXPECT_EQ(WaitExit("job-reb")["exit_code"], 0);
   EXPECT_TRUE(OutputHas("job-reb", "finished\n"));

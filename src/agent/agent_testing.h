@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/frames.h"
 #include "client/http_client.h"
+#include "common/frames.h"
 #include "common/hashing.h"
 #include "common/status.h"
 #include "common/temp_dir_testing.h"
@@ -34,8 +34,8 @@ namespace yard::agent_testing {
 using namespace std::chrono_literals;
 
 // Polls `condition` every 5 ms until it holds or `timeout` passes.
-using test_support::WaitFor;
 using test_support::TempDir;
+using test_support::WaitFor;
 
 // What one POST /events request looked like.
 struct EventsCall {

@@ -41,7 +41,9 @@ class BackgroundCloser {
   }
 
  private:
-  BackgroundCloser() { std::thread([this] { Run(); }).detach(); }
+  BackgroundCloser() {
+    std::thread([this] { Run(); }).detach();
+  }
   void Run() {
     MutexLock lock(mu_);
     for (;;) {
@@ -119,7 +121,8 @@ void ArtifactWatcher::WaitForSyncs() {
   std::vector<std::thread> workers;
   {
     MutexLock lock(mu_);
-    sync_cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return sync_queue_.empty() && syncs_busy_ == 0; });
+    sync_cv_.wait(lock.unique(),
+                  [&]() REQUIRES(mu_) { return sync_queue_.empty() && syncs_busy_ == 0; });
     syncs_stop_ = true;
     sync_cv_.notify_all();
     workers.swap(sync_workers_);
@@ -140,7 +143,8 @@ void ArtifactWatcher::SyncWorker() {
   MutexLock lock(mu_);
   for (;;) {
     ++syncs_idle_;
-    sync_cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return syncs_stop_ || !sync_queue_.empty(); });
+    sync_cv_.wait(lock.unique(),
+                  [&]() REQUIRES(mu_) { return syncs_stop_ || !sync_queue_.empty(); });
     --syncs_idle_;
     if (sync_queue_.empty()) return;
     SyncJob job = std::move(sync_queue_.front());
@@ -237,7 +241,8 @@ void ArtifactWatcher::Watch(size_t dir_index, const std::string& rel_folder) {
   if (wd < 0) return;  // gone, or out of watches: scans still find its files
   watches_[wd] = {dir_index, rel_folder};
   std::error_code ec;
-  for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (fs::directory_iterator it(folder, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     std::error_code type_ec;
     if (it->symlink_status(type_ec).type() != fs::file_type::directory) continue;
     std::string name = it->path().filename().string();
@@ -362,11 +367,13 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
   if (state->synced == now) return;
   if (dir.max_file_bytes && now.size > dir.max_file_bytes) {
     if (final && state->failed != now)
-      SyncFailed(dir, rel, state,
-                 ResourceExhausted("it has " + std::to_string(now.size >> 20) + " MiB, over the " +
-                                   std::to_string(dir.max_file_bytes >> 20) + " MiB a file of this "
-                                   "folder may have; write it under $YARD_OUTPUT_DIR to have it synced"),
-                 true);
+      SyncFailed(
+          dir, rel, state,
+          ResourceExhausted("it has " + std::to_string(now.size >> 20) + " MiB, over the " +
+                            std::to_string(dir.max_file_bytes >> 20) +
+                            " MiB a file of this "
+                            "folder may have; write it under $YARD_OUTPUT_DIR to have it synced"),
+          true);
     return;
   }
   if (!final && (!stable || state->failed == now)) return;
@@ -374,7 +381,8 @@ void ArtifactWatcher::Consider(const Dir& dir, const std::string& rel, FileState
   StartSync(dir, rel, state);
 }
 
-void ArtifactWatcher::SyncNow(const Dir& dir, const std::string& rel, FileState* state, bool final) {
+void ArtifactWatcher::SyncNow(const Dir& dir, const std::string& rel, FileState* state,
+                              bool final) {
   if (std::optional<Json> record = Sync(dir, rel, state, final)) EmitRecord(std::move(*record));
 }
 

@@ -117,12 +117,12 @@ class ArtifactWatcher {
 
  private:
   struct FileState {
-    std::optional<FileStamp> seen;    // at the previous scan
-    std::optional<FileStamp> synced;  // at the last sync
-    std::optional<FileStamp> failed;  // at the last failed sync
+    std::optional<FileStamp> seen;                      // at the previous scan
+    std::optional<FileStamp> synced;                    // at the last sync
+    std::optional<FileStamp> failed;                    // at the last failed sync
     std::chrono::steady_clock::time_point closed_sync;  // the last sync inotify started
-    bool syncing = false;  // a sync worker has it
-    bool again = false;    // closed again while syncing: sync once more after
+    bool syncing = false;                               // a sync worker has it
+    bool again = false;  // closed again while syncing: sync once more after
   };
   struct SyncJob {
     const Dir* dir;
@@ -169,7 +169,7 @@ class ArtifactWatcher {
   Mutex mu_;
   std::condition_variable sync_cv_;
   std::map<std::string, FileState> files_ GUARDED_BY(mu_);  // by "<dir name>/<relative path>"
-  bool async_ = false;                      // Start() ran: syncs go to workers
+  bool async_ = false;                                      // Start() ran: syncs go to workers
   std::deque<SyncJob> sync_queue_ GUARDED_BY(mu_);
   int syncs_busy_ GUARDED_BY(mu_) = 0;  // jobs taken, not done
   int syncs_idle_ GUARDED_BY(mu_) = 0;
@@ -189,7 +189,8 @@ class ArtifactWatcher {
   std::chrono::milliseconds interval_{200};
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // an eventfd: Stop() wakes the thread out of poll()
-  std::map<int, std::pair<size_t, std::string>> watches_;  // wd -> (dir index, folder relative to it)
+  std::map<int, std::pair<size_t, std::string>>
+      watches_;  // wd -> (dir index, folder relative to it)
 };
 
 // lstat of a regular file: its stamp and permission bits; nullopt for

@@ -2,15 +2,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "agent/agent_testing.h"
 
@@ -81,14 +81,16 @@ TEST_F(ArtifactWatcherTest, AnEndedWatchersInotifyInstanceIsClosedInTheBackgroun
     w.Start(std::chrono::milliseconds(20));
     EXPECT_EQ(InotifyDescriptors(), before + 1);
   }  // its close waits for the kernel: not here, but it does happen
-  EXPECT_TRUE(agent_testing::WaitFor([&] { return InotifyDescriptors() == before; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return InotifyDescriptors() == before; },
+                                     std::chrono::seconds(10)));
 }
 
 TEST(CloseInBackgroundTest, ClosesTheDescriptorSoon) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   CloseInBackground(fds[0]);
-  EXPECT_TRUE(agent_testing::WaitFor([&] { return ::fcntl(fds[0], F_GETFD) == -1; }, std::chrono::seconds(10)));
+  EXPECT_TRUE(agent_testing::WaitFor([&] { return ::fcntl(fds[0], F_GETFD) == -1; },
+                                     std::chrono::seconds(10)));
   ::close(fds[1]);
   CloseInBackground(-1);  // nothing to close: ignored
 }
@@ -191,14 +193,15 @@ TEST_F(ArtifactWatcherTest, MarkSyncedSkipsAFileTheAgentWrote) {
 TEST_F(ArtifactWatcherTest, WorkFolderSyncsWhatTheJobWroteOrChangedOnly) {
   Write("work/train.py", "print()");
   Write("work/data/x.csv", "1,2");
-  ArtifactWatcher w({{"work", dir_.path() + "/work", {"__pycache__"}, 10}},
-                    [this](const std::string& path) -> StatusOr<FileEntry> {
-                      uploads_.push_back(path);
-                      FileEntry e;
-                      e.size = fs::file_size(path);
-                      return e;
-                    },
-                    [this](Json r) { records_.push_back(std::move(r)); });
+  ArtifactWatcher w(
+      {{"work", dir_.path() + "/work", {"__pycache__"}, 10}},
+      [this](const std::string& path) -> StatusOr<FileEntry> {
+        uploads_.push_back(path);
+        FileEntry e;
+        e.size = fs::file_size(path);
+        return e;
+      },
+      [this](Json r) { records_.push_back(std::move(r)); });
   w.MarkAllSynced();
   Write("work/model.keras", "weights");
   Write("work/data/x.csv", "1,2,3");
@@ -289,15 +292,13 @@ class HeldUploads {
   // records came; false on timeout.
   bool WaitForStarts(const std::string& name, int n) {
     std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] {
-      return std::count(started_.begin(), started_.end(), name) >= n;
-    });
+    return cv_.wait_for(lock, std::chrono::seconds(30),
+                        [&] { return std::count(started_.begin(), started_.end(), name) >= n; });
   }
   bool WaitForFinish(const std::string& name) {
     std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] {
-      return std::count(finished_.begin(), finished_.end(), name) >= 1;
-    });
+    return cv_.wait_for(lock, std::chrono::seconds(30),
+                        [&] { return std::count(finished_.begin(), finished_.end(), name) >= 1; });
   }
   bool WaitForRecords(size_t n) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -329,7 +330,8 @@ class HeldUploads {
 TEST_F(ArtifactWatcherTest, CheckpointsWrittenOneAfterAnotherUploadAtOnceAndAreReportedInOrder) {
   HeldUploads uploads;
   uploads.Hold("first.pt");
-  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(),
+                    uploads.Emit());
   w.Start(std::chrono::minutes(10));  // inotify alone: no scan comes
   Write("checkpoints/first.pt", "one");
   ASSERT_TRUE(uploads.WaitForStarts("first.pt", 1));
@@ -367,7 +369,8 @@ TEST_F(ArtifactWatcherTest, AScanReportsFilesInTheOrderTheyWereWritten) {
 TEST_F(ArtifactWatcherTest, AFileWrittenAgainDuringItsSyncIsReportedInItsLastVersion) {
   HeldUploads uploads;
   uploads.Hold("model.pt");
-  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(),
+                    uploads.Emit());
   w.Start(std::chrono::milliseconds(20));
   Write("checkpoints/model.pt", "v1");
   ASSERT_TRUE(uploads.WaitForStarts("model.pt", 1));
@@ -388,7 +391,8 @@ TEST_F(ArtifactWatcherTest, AFileWrittenAgainDuringItsSyncIsReportedInItsLastVer
 TEST_F(ArtifactWatcherTest, AFileRenamedIntoPlaceIsNotReadAgain) {
   HeldUploads uploads;
   uploads.Hold("model.pt.tmp");
-  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(),
+                    uploads.Emit());
   w.Start(std::chrono::minutes(10));
   Write("checkpoints/model.pt.tmp", "weights of epoch 3");
   ASSERT_TRUE(uploads.WaitForStarts("model.pt.tmp", 1));
@@ -407,7 +411,8 @@ TEST_F(ArtifactWatcherTest, AFileRenamedIntoPlaceIsNotReadAgain) {
 // A file rewritten in place (a new version, same inode) is uploaded again.
 TEST_F(ArtifactWatcherTest, ARewrittenFileIsUploadedAgain) {
   HeldUploads uploads;
-  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(), uploads.Emit());
+  ArtifactWatcher w({{"checkpoints", dir_.path() + "/checkpoints"}}, uploads.Upload(),
+                    uploads.Emit());
   w.Start(std::chrono::milliseconds(20));  // a second close within this is left to the scans
   Write("checkpoints/model.pt", "v1");
   ASSERT_TRUE(uploads.WaitForRecords(1));

@@ -49,8 +49,8 @@ StatusOr<CommandResult> Podman(CommandRunner* podman, std::vector<std::string> a
   spec.on_line = on_line;
   StatusOr<CommandResult> r = podman->Run(spec);
   if (!r.ok() && r.status().code() == Code::kNotFound)
-    return FailedPrecondition("podman is not installed on this instance (" +
-                              r.status().message() + "): install it or run without an image");
+    return FailedPrecondition("podman is not installed on this instance (" + r.status().message() +
+                              "): install it or run without an image");
   return r;
 }
 
@@ -83,14 +83,15 @@ StatusOr<EnsuredImage> EnsureNamedImage(CommandRunner* podman, const std::string
   out.image = ResolveImageName(name);
   YARD_ASSIGN_OR_RETURN(bool exists, ImageExists(podman, out.image));
   if (exists) return out;
-  YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman, {"pull", out.image}, kBuildTimeout,
-                                                Relay(progress, "pull")));
+  YARD_ASSIGN_OR_RETURN(
+      CommandResult r, Podman(podman, {"pull", out.image}, kBuildTimeout, Relay(progress, "pull")));
   if (!r.ok()) {
-    std::string hint = name == "default-cpu"
-                           ? " (build it on the instance with scripts/base_image.sh)"
-                           : "";
-    return FailedPrecondition("image " + out.image + " is not on this instance and could not be "
-                              "pulled" + hint + ":\n" + Told(r, progress));
+    std::string hint =
+        name == "default-cpu" ? " (build it on the instance with scripts/base_image.sh)" : "";
+    return FailedPrecondition("image " + out.image +
+                              " is not on this instance and could not be "
+                              "pulled" +
+                              hint + ":\n" + Told(r, progress));
   }
   out.built = true;
   return out;
@@ -124,8 +125,9 @@ StatusOr<EnsuredImage> BuildDockerfile(CommandRunner* podman, const std::string&
   if (exists) return out;
   // --network=host, as for the job: RUN steps reach the package indexes the
   // instance reaches, a mirror on its loopback included.
-  YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman, {"build", "--layers", "--network=host", "-t", out.image, "-f",
-                                                         dockerfile, job_work},
+  YARD_ASSIGN_OR_RETURN(CommandResult r, Podman(podman,
+                                                {"build", "--layers", "--network=host", "-t",
+                                                 out.image, "-f", dockerfile, job_work},
                                                 kBuildTimeout, Relay(progress, "build")));
   if (!r.ok())
     return FailedPrecondition("podman build of the job's Dockerfile failed (exit code " +
@@ -278,8 +280,9 @@ std::string ImageKey(const std::string& dockerfile, const Manifest& context,
   h.Update(dockerfile);
   for (const FileEntry& f : UsedContext(context, DockerfileSources(dockerfile)).files) {
     std::ostringstream line;
-    line << "\n" << f.path.size() << ":" << f.path << " " << std::oct << f.mode << std::dec << " "
-         << f.size << " " << f.link_target.size() << ":" << f.link_target;
+    line << "\n"
+         << f.path.size() << ":" << f.path << " " << std::oct << f.mode << std::dec << " " << f.size
+         << " " << f.link_target.size() << ":" << f.link_target;
     for (const ChunkRef& c : f.chunks) line << " " << c.hash;
     h.Update(line.str());
   }
@@ -312,8 +315,14 @@ std::vector<std::string> ContainerArgv(const ContainerSpec& spec) {
   // --pull=never: EnsureImage made sure the image is here.
   // --log-driver=none: the output reaches the agent through podman's
   // stdout; a log file in podman's storage would only grow.
-  std::vector<std::string> argv = {"podman", "run", "--rm", "--init", "--sig-proxy=false",
-                                   "--network=host", "--pull=never", "--log-driver=none"};
+  std::vector<std::string> argv = {"podman",
+                                   "run",
+                                   "--rm",
+                                   "--init",
+                                   "--sig-proxy=false",
+                                   "--network=host",
+                                   "--pull=never",
+                                   "--log-driver=none"};
   if (!spec.cidfile.empty()) argv.push_back("--cidfile=" + spec.cidfile);
   for (const auto& u : spec.ulimits)
     argv.push_back("--ulimit=" + u.name + "=" + RlimitValue(u.soft) + ":" + RlimitValue(u.hard));
@@ -391,8 +400,9 @@ StatusOr<std::string> SetUpContainer(CommandRunner* podman, const std::string& a
                                      const EnvMap& job_env, JobSpawnOptions* options,
                                      const std::function<void(const std::string&)>& say) {
   if (a.nodes > 1)
-    return FailedPrecondition("container images are not supported for multi-node jobs yet: "
-                              "run without --image and without a Dockerfile");
+    return FailedPrecondition(
+        "container images are not supported for multi-node jobs yet: "
+        "run without --image and without a Dockerfile");
   say(a.image.empty() ? "image from Dockerfile: preparing" : "image " + a.image + ": preparing");
   std::string lock_dir = fs::absolute(fs::path(agent_work_dir) / "images").string();
   StatusOr<EnsuredImage> image = EnsureImage(podman, a.image, paths.work, a.bundle, lock_dir, say);

@@ -41,7 +41,8 @@ namespace yard {
 // What scripts/base_image.sh imports, and `yard init`'s default FROM.
 inline constexpr const char* kBaseCpuImage = "localhost/trainyard/base-cpu:latest";
 // What `yard init --image default-gpu` starts FROM (needs a registry).
-inline constexpr const char* kBaseGpuImage = "docker.io/nvidia/cuda:12.2.2-cudnn8-runtime-ubuntu22.04";
+inline constexpr const char* kBaseGpuImage =
+    "docker.io/nvidia/cuda:12.2.2-cudnn8-runtime-ubuntu22.04";
 // Repository of the images built from job Dockerfiles.
 inline constexpr const char* kJobImageRepo = "localhost/trainyard-job";
 
@@ -93,8 +94,7 @@ struct EnsuredImage {
 // 6000 bytes, or with `progress` (which has shown it all) its last line.
 StatusOr<EnsuredImage> EnsureImage(CommandRunner* podman, const std::string& image_name,
                                    const std::string& job_work, const Manifest& context,
-                                   const std::string& lock_dir,
-                                   const LineSink& progress = nullptr);
+                                   const std::string& lock_dir, const LineSink& progress = nullptr);
 
 struct ContainerSpec {
   std::string image;
@@ -105,7 +105,7 @@ struct ContainerSpec {
   std::vector<std::string> devices;   // --device PATH
   std::string cidfile;                // --cidfile: where podman writes the container id
   struct Ulimit {
-    std::string name;  // "nofile", "nproc"
+    std::string name;           // "nofile", "nproc"
     rlim_t soft = 0, hard = 0;  // RLIM_INFINITY: -1 for podman
   };
   std::vector<Ulimit> ulimits;

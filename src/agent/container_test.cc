@@ -59,27 +59,28 @@ TEST(ImageKey, ChangesWhenTheBaseImageWasRebuilt) {
 }
 
 TEST(DockerfileBases, ImagesNotStages) {
-  EXPECT_EQ(DockerfileBases("FROM --platform=linux/amd64 localhost/trainyard/base-cpu AS build\n"
-                            "RUN make\n"
-                            "from scratch\n"
-                            "FROM build\n"
-                            "FROM docker.io/library/python:3.11\n"),
-            (std::vector<std::string>{"localhost/trainyard/base-cpu",
-                                      "docker.io/library/python:3.11"}));
+  EXPECT_EQ(
+      DockerfileBases("FROM --platform=linux/amd64 localhost/trainyard/base-cpu AS build\n"
+                      "RUN make\n"
+                      "from scratch\n"
+                      "FROM build\n"
+                      "FROM docker.io/library/python:3.11\n"),
+      (std::vector<std::string>{"localhost/trainyard/base-cpu", "docker.io/library/python:3.11"}));
 }
 
 TEST(ImageKey, FilesTheDockerfileDoesNotCopyDoNotMatter) {
   // A new checkpoint mirrored into the folder, an edited script: same image.
-  const std::string dockerfile = "FROM x\nCOPY requirements.txt /job/\nRUN pip install -r /job/requirements.txt\n";
+  const std::string dockerfile =
+      "FROM x\nCOPY requirements.txt /job/\nRUN pip install -r /job/requirements.txt\n";
   Manifest base = Context(std::string(64, 'b'));
   base.files.push_back({"requirements.txt", 0644, 3, {{std::string(64, 'd'), 3}}, ""});
   std::string key = ImageKey(dockerfile, base);
   Manifest edited = base;
-  edited.files[1].chunks[0].hash = std::string(64, 'e');            // train.py
+  edited.files[1].chunks[0].hash = std::string(64, 'e');  // train.py
   edited.files.push_back({"ckpt/epoch-1.pt", 0644, 0, {}, ""});
   EXPECT_EQ(key, ImageKey(dockerfile, edited));
   Manifest pinned = base;
-  pinned.files[2].chunks[0].hash = std::string(64, 'f');            // requirements.txt
+  pinned.files[2].chunks[0].hash = std::string(64, 'f');  // requirements.txt
   EXPECT_NE(key, ImageKey(dockerfile, pinned));
 }
 
@@ -94,8 +95,8 @@ TEST(DockerfileSources, CopyAndAddSourcesButNotStagesOrUrls) {
       "ADD src/*.py \\\n"
       "    /job/src/\n"
       "RUN cp a b\n";
-  EXPECT_EQ(DockerfileSources(d), (std::vector<std::string>{"requirements.txt", "setup.cfg",
-                                                            "my dir/", "src/*.py"}));
+  EXPECT_EQ(DockerfileSources(d),
+            (std::vector<std::string>{"requirements.txt", "setup.cfg", "my dir/", "src/*.py"}));
 }
 
 TEST(UsedContext, PathsFoldersGlobsAndAll) {
@@ -110,8 +111,7 @@ TEST(UsedContext, PathsFoldersGlobsAndAll) {
   EXPECT_EQ(paths(UsedContext(m, {"./a.txt", "data/"})),
             (std::vector<std::string>{"a.txt", "data/x.csv", "data/y/z.csv"}));
   EXPECT_EQ(paths(UsedContext(m, {"src/*.py"})), (std::vector<std::string>{"src/m.py"}));
-  EXPECT_EQ(paths(UsedContext(m, {"s*"})),
-            (std::vector<std::string>{"src/m.py", "src/sub/n.py"}));
+  EXPECT_EQ(paths(UsedContext(m, {"s*"})), (std::vector<std::string>{"src/m.py", "src/sub/n.py"}));
   EXPECT_EQ(UsedContext(m, {"."}).files.size(), m.files.size());
   EXPECT_EQ(UsedContext(m, {"$APP/"}).files.size(), m.files.size());  // not followed: all
   EXPECT_TRUE(UsedContext(m, {}).files.empty());
@@ -190,9 +190,9 @@ TEST(OwnUlimits, AreThisProcesssLimits) {
 
 // ------------------------------------------------------------ GPUs
 
-const std::vector<std::string> kHost = {"/dev/nvidia-modeset", "/dev/nvidia-uvm",
-                                        "/dev/nvidia-uvm-tools", "/dev/nvidia0", "/dev/nvidia1",
-                                        "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl"};
+const std::vector<std::string> kHost = {
+    "/dev/nvidia-modeset", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia0",
+    "/dev/nvidia1",        "/dev/nvidia2",    "/dev/nvidia3",          "/dev/nvidiactl"};
 
 TEST(GpuDevices, VisibleIndicesAndTheControlNodes) {
   StatusOr<std::vector<std::string>> d = GpuDevices(std::string("2, 0"), kHost);
@@ -213,9 +213,9 @@ TEST(GpuDevices, UnsetMeansEveryGpuOfTheHost) {
 
 TEST(GpuDevices, NoneWithoutGpusOrWhenHidden) {
   EXPECT_TRUE(GpuDevices(std::nullopt, {})->empty());
-  EXPECT_TRUE(GpuDevices(std::string(""), kHost)->empty());     // an instance given no GPU
+  EXPECT_TRUE(GpuDevices(std::string(""), kHost)->empty());  // an instance given no GPU
   EXPECT_TRUE(GpuDevices(std::string("-1"), kHost)->empty());
-  EXPECT_TRUE(GpuDevices(std::string("7"), kHost)->empty());    // not on this host
+  EXPECT_TRUE(GpuDevices(std::string("7"), kHost)->empty());  // not on this host
   EXPECT_TRUE(GpuDevices(std::string("0"), {"/dev/nvidiactl"})->empty());
 }
 
@@ -254,8 +254,9 @@ TEST(EnsureImage, BuildsOnceWhenMissing) {
   EXPECT_EQ(first->image, tag);
   std::vector<CommandSpec> builds = podman.CallsOf("podman");
   ASSERT_EQ(builds.size(), 3u);  // inspect the base, image exists, build
-  EXPECT_EQ(builds[2].argv, (std::vector<std::string>{"podman", "build", "--layers", "--network=host", "-t", tag,
-                                                      "-f", f.work + "/Dockerfile", f.work}));
+  EXPECT_EQ(builds[2].argv,
+            (std::vector<std::string>{"podman", "build", "--layers", "--network=host", "-t", tag,
+                                      "-f", f.work + "/Dockerfile", f.work}));
   StatusOr<EnsuredImage> second = EnsureImage(&podman, "", f.work, ctx, f.dir.path() + "/locks");
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second->built);
@@ -269,8 +270,8 @@ TEST(EnsureImage, FailedBuildCarriesPodmansOutput) {
     return Result(1, "STEP 2/2: RUN false\n",
                   "Error: building at STEP \"RUN false\": exit status 1\n");
   });
-  StatusOr<EnsuredImage> r = EnsureImage(&podman, "", f.work, Context(std::string(64, 'b')),
-                                         f.dir.path() + "/locks");
+  StatusOr<EnsuredImage> r =
+      EnsureImage(&podman, "", f.work, Context(std::string(64, 'b')), f.dir.path() + "/locks");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("podman build"), std::string::npos);
   EXPECT_NE(r.status().message().find("STEP 2/2: RUN false"), std::string::npos);
@@ -282,8 +283,9 @@ TEST(EnsureImage, FailedBuildCarriesPodmansOutput) {
 // then names podman's last line instead of repeating all it printed.
 TEST(EnsureImage, BuildLinesAreRelayedAsTheyCome) {
   Folder f("FROM localhost/trainyard/base-cpu\nRUN pip install x\n");
-  std::string printed = "STEP 1/2: FROM localhost/trainyard/base-cpu\nSTEP 2/2: RUN pip install x\n"
-                        "\nCollecting x\n";
+  std::string printed =
+      "STEP 1/2: FROM localhost/trainyard/base-cpu\nSTEP 2/2: RUN pip install x\n"
+      "\nCollecting x\n";
   int exit_code = 0;
   FakeCommandRunner podman([&](const CommandSpec& c) -> StatusOr<CommandResult> {
     if (c.argv[1] == "image") return Result(1, "");
@@ -291,7 +293,8 @@ TEST(EnsureImage, BuildLinesAreRelayedAsTheyCome) {
       std::istringstream in(printed);
       for (std::string line; std::getline(in, line);) c.on_line(line);
     }
-    return Result(exit_code, printed, exit_code ? "Error: building at STEP 2/2: exit status 1\n" : "");
+    return Result(exit_code, printed,
+                  exit_code ? "Error: building at STEP 2/2: exit status 1\n" : "");
   });
   std::vector<std::string> seen;
   auto progress = [&](const std::string& line) { seen.push_back(line); };
@@ -303,10 +306,13 @@ TEST(EnsureImage, BuildLinesAreRelayedAsTheyCome) {
                                             "build: Collecting x"}));
   exit_code = 1;
   Folder g("FROM localhost/trainyard/base-cpu\nRUN pip install y\n");
-  r = EnsureImage(&podman, "", g.work, Context(std::string(64, 'c')), g.dir.path() + "/locks", progress);
+  r = EnsureImage(&podman, "", g.work, Context(std::string(64, 'c')), g.dir.path() + "/locks",
+                  progress);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("Error: building at STEP 2/2: exit status 1 (podman's output is above)"),
-            std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find(
+                "Error: building at STEP 2/2: exit status 1 (podman's output is above)"),
+            std::string::npos)
+      << r.status().message();
   EXPECT_EQ(r.status().message().find("Collecting x"), std::string::npos);
 }
 
@@ -314,7 +320,8 @@ TEST(EnsureImage, NamedImagePulledOnlyWhenMissing) {
   TempDir dir;
   int pulls = 0;
   FakeCommandRunner podman([&](const CommandSpec& c) -> StatusOr<CommandResult> {
-    if (c.argv[1] == "image") return Result(c.argv[3] == "localhost/trainyard/base-cpu:latest" ? 0 : 1, "");
+    if (c.argv[1] == "image")
+      return Result(c.argv[3] == "localhost/trainyard/base-cpu:latest" ? 0 : 1, "");
     ++pulls;
     return Result(125, "", "Error: initializing source docker://nope: no route to host\n");
   });
@@ -357,7 +364,7 @@ TEST(SetUpContainer, TurnsTheCommandIntoPodmanRunWithTheJobsVariables) {
   // The instance's GPU slice (here: none) holds inside too, and no device is passed.
   EXPECT_TRUE(Has(options.argv, "--env=CUDA_VISIBLE_DEVICES"));
   for (const auto& arg : options.argv) EXPECT_NE(arg.rfind("--device", 0), 0u) << arg;
-  EXPECT_EQ(options.env["TOKEN"], "s3cret");        // podman reads it from here
+  EXPECT_EQ(options.env["TOKEN"], "s3cret");  // podman reads it from here
   EXPECT_TRUE(Has(options.argv, "--volume=" + paths.root + ":" + paths.root));
 }
 

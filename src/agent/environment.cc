@@ -89,13 +89,15 @@ std::string CondaVersionToPip(std::string rest, std::string* build) {
   }
   std::string out;  // `>=1.2,<2`, `==1.2*`: pip's own operators
   std::stringstream parts(rest);
-  for (std::string part; std::getline(parts, part, ',');) out += (out.empty() ? "" : ",") + StarToPip(part);
+  for (std::string part; std::getline(parts, part, ',');)
+    out += (out.empty() ? "" : ",") + StarToPip(part);
   return out;
 }
 
 bool ValidPipVersionSpec(const std::string& v) {
   return std::all_of(v.begin(), v.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view(".*+!,<>=~_-").find(c) != std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view(".*+!,<>=~_-").find(c) != std::string_view::npos;
   });
 }
 
@@ -125,8 +127,8 @@ std::string CondaSpecToPip(const std::string& spec, std::string* note) {
     *note = "conda match syntax pip has no equivalent for";
     return "";
   }
-  size_t name_end = s.find_first_not_of(
-      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+  size_t name_end =
+      s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
   std::string name = s.substr(0, name_end);
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
@@ -134,8 +136,14 @@ std::string CondaSpecToPip(const std::string& spec, std::string* note) {
     *note = name.rfind("__", 0) == 0 ? "a conda virtual package" : "not a package name";
     return "";
   }
-  if (lower == "python") { *note = "the job runs on the instance's python3"; return ""; }
-  if (lower == "pip") { *note = "the venv brings its own pip"; return ""; }
+  if (lower == "python") {
+    *note = "the job runs on the instance's python3";
+    return "";
+  }
+  if (lower == "pip") {
+    *note = "the venv brings its own pip";
+    return "";
+  }
   std::string rest = name_end == std::string::npos ? "" : Trim(s.substr(name_end));
   if (rest.empty()) return name;
   std::string build;
@@ -157,7 +165,8 @@ StatusOr<CondaRequirements> ParseEnvironmentYml(const std::string& text) {
   }
   CondaRequirements out;
   if (root.IsNull()) return out;
-  if (!root.IsMap()) return InvalidArgument("the top level must be a mapping (name, channels, dependencies)");
+  if (!root.IsMap())
+    return InvalidArgument("the top level must be a mapping (name, channels, dependencies)");
   YAML::Node deps = root["dependencies"];
   if (!deps || deps.IsNull()) return out;
   if (!deps.IsSequence())
@@ -168,8 +177,10 @@ StatusOr<CondaRequirements> ParseEnvironmentYml(const std::string& text) {
       std::string entry = item.as<std::string>(), note;
       std::string line = CondaSpecToPip(entry, &note);
       if (!line.empty()) out.conda.push_back(line);
-      if (line.empty()) out.notes.push_back("skipped " + entry + " (" + note + ")");
-      else if (!note.empty()) out.notes.push_back(entry + " installed as " + line + " (" + note + ")");
+      if (line.empty())
+        out.notes.push_back("skipped " + entry + " (" + note + ")");
+      else if (!note.empty())
+        out.notes.push_back(entry + " installed as " + line + " (" + note + ")");
     } else if (item.IsMap() && item["pip"]) {
       YAML::Node pip = item["pip"];
       if (!pip.IsSequence())
@@ -237,10 +248,11 @@ std::vector<std::string> Unservable(CommandRunner& runner, const fs::path& venv,
   std::error_code ec;
   fs::path probe = venv / ".yard-probe";
   for (const auto& line : optional) {
-    StatusOr<CommandResult> r = runner.Run(InDir(
-        job_work, {(venv / "bin" / "python").string(), "-m", "pip", "download", "--no-deps",
-                   "--disable-pip-version-check", "-q", "-d", probe.string(), line},
-        env, std::chrono::minutes(10)));
+    StatusOr<CommandResult> r =
+        runner.Run(InDir(job_work,
+                         {(venv / "bin" / "python").string(), "-m", "pip", "download", "--no-deps",
+                          "--disable-pip-version-check", "-q", "-d", probe.string(), line},
+                         env, std::chrono::minutes(10)));
     if (r.ok() && !r->ok()) out.push_back(line + ": pip cannot serve it (" + r->Reason() + ")");
   }
   fs::remove_all(probe, ec);
@@ -280,7 +292,8 @@ std::string Without(const std::string& requirements, const std::vector<std::stri
 
 // Creates `venv` and installs `m` into it; on failure removes it again.
 Status BuildVenv(CommandRunner& runner, const fs::path& venv, const EnvironmentManifest& m,
-                 const std::string& job_work, const EnvMap& env, std::vector<std::string>* skipped) {
+                 const std::string& job_work, const EnvMap& env,
+                 std::vector<std::string>* skipped) {
   std::error_code ec;
   fs::remove_all(venv, ec);  // a build that died half-way
   YARD_ASSIGN_OR_RETURN(
@@ -301,7 +314,8 @@ Status BuildVenv(CommandRunner& runner, const fs::path& venv, const EnvironmentM
   if (!installed.ok() || !installed->ok()) {
     fs::remove_all(venv, ec);
     if (!installed.ok()) return installed.status();
-    std::string what = m.source == "requirements.txt" ? "-r requirements.txt" : "(from " + m.source + ")";
+    std::string what =
+        m.source == "requirements.txt" ? "-r requirements.txt" : "(from " + m.source + ")";
     return FailedPrecondition("pip install " + what + " failed:\n" +
                               Tail(installed->out + installed->err, 4000));
   }
@@ -343,8 +357,7 @@ StatusOr<PreparedEnvironment> PrepareEnvironment(CommandRunner* runner,
     YARD_RETURN_IF_ERROR(BuildVenv(*runner, venv, manifest, job_work, env, &result.skipped));
     std::ofstream((venv / ".yard-ready").string()) << key << "\n";
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 
@@ -363,7 +376,8 @@ Status SetUpJobEnvironment(CommandRunner* runner, const std::string& agent_work_
   if (manifest.source.empty()) return Status::Ok();
   for (const auto& note : manifest.notes) say(note);
   if (manifest.requirements.empty()) {
-    say("environment from " + manifest.source + ": nothing for pip to install; using python3 as is");
+    say("environment from " + manifest.source +
+        ": nothing for pip to install; using python3 as is");
     return Status::Ok();
   }
   say("environment from " + manifest.source + ": preparing");

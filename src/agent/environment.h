@@ -37,9 +37,9 @@ std::string CondaSpecToPip(const std::string& spec, std::string* note);
 
 // What an environment.yml asks pip for.
 struct CondaRequirements {
-  std::vector<std::string> pip;      // the `pip:` list, verbatim
-  std::vector<std::string> conda;    // converted conda entries (pip may not serve them)
-  std::vector<std::string> notes;    // "skipped ENTRY (why)", "ENTRY installed as LINE (why)"
+  std::vector<std::string> pip;    // the `pip:` list, verbatim
+  std::vector<std::string> conda;  // converted conda entries (pip may not serve them)
+  std::vector<std::string> notes;  // "skipped ENTRY (why)", "ENTRY installed as LINE (why)"
 };
 // Parses environment.yml text. InvalidArgument with yaml-cpp's own message
 // (line and column) for bad YAML, or naming the key of the wrong shape.

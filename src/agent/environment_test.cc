@@ -66,8 +66,8 @@ TEST(CondaSpecToPip, DropsBuildStringsSayingSo) {
 }
 
 TEST(CondaSpecToPip, SkipsWhatPipCannotInstallWithAReason) {
-  for (const char* spec : {"python=3.11", "pip", "Python", "__glibc>=2.17", "numpy[version='>=1.2']",
-                           "numpy 1.2|1.3"}) {
+  for (const char* spec : {"python=3.11", "pip", "Python", "__glibc>=2.17",
+                           "numpy[version='>=1.2']", "numpy 1.2|1.3"}) {
     std::string note;
     EXPECT_EQ(CondaSpecToPip(spec, &note), "") << spec;
     EXPECT_FALSE(note.empty()) << spec;
@@ -84,7 +84,8 @@ TEST(ParseEnvironmentYml, SplitsCondaAndPipEntries) {
       "  - pip:\n    - tinypkg==1.0\n    - --extra-index-url http://127.0.0.1:1/\n");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->conda, std::vector<std::string>({"numpy==1.24.*"}));
-  EXPECT_EQ(r->pip, std::vector<std::string>({"tinypkg==1.0", "--extra-index-url http://127.0.0.1:1/"}));
+  EXPECT_EQ(r->pip,
+            std::vector<std::string>({"tinypkg==1.0", "--extra-index-url http://127.0.0.1:1/"}));
   ASSERT_EQ(r->notes.size(), 2u);
   EXPECT_EQ(r->notes[0].rfind("skipped python=3.11 (", 0), 0u) << r->notes[0];
   EXPECT_EQ(r->notes[1].rfind("skipped pip (", 0), 0u) << r->notes[1];
@@ -125,7 +126,8 @@ TEST_F(ManifestTest, NoManifestMeansNoEnvironment) {
 }
 
 TEST_F(ManifestTest, EnvironmentYmlResolvesToPipLinesThatKeyTheCache) {
-  Write("environment.yml", "dependencies:\n  - python=3.11\n  - numpy=1.24\n  - pip:\n    - tinypkg\n");
+  Write("environment.yml",
+        "dependencies:\n  - python=3.11\n  - numpy=1.24\n  - pip:\n    - tinypkg\n");
   StatusOr<EnvironmentManifest> m = ReadEnvironmentManifest(dir_.string());
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m->source, "environment.yml");
@@ -207,12 +209,15 @@ class FakePython {
       return Result(0, "");
     }
     bool ok = pip_ok(a.back());
-    return Result(ok ? 0 : 1, "", ok ? "" : "ERROR: No matching distribution found for " + a.back());
+    return Result(ok ? 0 : 1, "",
+                  ok ? "" : "ERROR: No matching distribution found for " + a.back());
   }
   FakeCommandRunner runner_;
 };
 
-bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 TEST_F(ManifestTest, AVenvIsBuiltOnceWithPipAndThenReused) {
   Write("requirements.txt", "tinypkg==1.0\n");
@@ -245,19 +250,23 @@ TEST_F(ManifestTest, AFailedPipInstallSaysPipsErrorAndCachesNothing) {
   python.pip_ok = [](const std::string&) { return false; };
   EnvMap env;
   std::string agent = (dir_ / "agent").string();
-  Status s = SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {});
+  Status s =
+      SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {});
   ASSERT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_TRUE(Contains(s.message(), "pip install -r requirements.txt failed")) << s.message();
   EXPECT_TRUE(Contains(s.message(), "No matching distribution")) << s.message();
   EXPECT_FALSE(env.count("VIRTUAL_ENV"));
   // Nothing half-built is kept: the next try builds again.
   python.pip_ok = [](const std::string&) { return true; };
-  ASSERT_TRUE(SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {}).ok());
+  ASSERT_TRUE(
+      SetUpJobEnvironment(python.runner(), agent, dir_.string(), &env, [](const std::string&) {
+      }).ok());
   EXPECT_TRUE(Contains(python.Calls().back(), "pip install"));
 }
 
 TEST_F(ManifestTest, CondaEntriesPipCannotServeAreSkippedAndSaid) {
-  Write("environment.yml", "dependencies:\n  - numpy=1.24\n  - condaonly=2\n  - pip:\n    - tinypkg\n");
+  Write("environment.yml",
+        "dependencies:\n  - numpy=1.24\n  - condaonly=2\n  - pip:\n    - tinypkg\n");
   FakePython python;
   // The first install (with condaonly) fails; pip cannot download condaonly.
   python.pip_ok = [&python](const std::string& what) {

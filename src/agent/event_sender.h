@@ -36,7 +36,7 @@ class EventSender {
   AgentHttp* http_;
   std::string path_;
   StopSignal stop_;
-  Backoff backoff_;  // only touched by the sender thread
+  Backoff backoff_;    // only touched by the sender thread
   std::string spare_;  // the last batch's buffer, reused (sender thread only)
   std::thread thread_;
 };

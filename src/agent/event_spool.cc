@@ -52,8 +52,8 @@ Status PreadAppend(int fd, uint64_t offset, size_t size, std::string* out) {
   out->resize(base + size);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd, out->data() + base + done, size - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd, out->data() + base + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("reading the event spool");
     if (n == 0) return Internal("event spool shorter than its index");
@@ -315,8 +315,7 @@ uint64_t EventSpool::UnackedBytes(const std::string& job, int64_t attempt) const
   return s == nullptr ? 0 : s->ends.back() - s->ends[s->acked];
 }
 
-bool EventSpool::WaitUnackedBytesAtMost(const std::string& job, int64_t attempt,
-                                        uint64_t max_bytes,
+bool EventSpool::WaitUnackedBytesAtMost(const std::string& job, int64_t attempt, uint64_t max_bytes,
                                         std::chrono::milliseconds timeout) const {
   MutexLock lock(mu_);
   return cv_.wait_for(lock.unique(), timeout, [&]() REQUIRES(mu_) {
@@ -382,8 +381,7 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
   return std::nullopt;
 }
 
-std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
-                                                std::chrono::milliseconds timeout,
+std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout,
                                                 std::string* spare) {
   MutexLock lock(mu_);
   Clock::time_point deadline = Clock::now() + timeout;

@@ -49,7 +49,9 @@ struct SpoolBatch {
   std::string body;
   size_t records_at = 0, records_size = 0;
   // The records: frames, or JSON texts separated by commas (version 1).
-  std::string_view records() const { return std::string_view(body).substr(records_at, records_size); }
+  std::string_view records() const {
+    return std::string_view(body).substr(records_at, records_size);
+  }
   const std::string& RequestBody() const { return body; }
   // The body's Content-Type.
   const char* ContentType() const;

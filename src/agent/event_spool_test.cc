@@ -124,8 +124,8 @@ TEST(EventSpoolTest, AppendOutputsNumbersEachPieceAndSurvivesAReload) {
   EXPECT_EQ(*spool->AppendOutputs("j", 1, {"one\n", std::string_view("tw\0o\n", 5), "three"}), 4);
   EXPECT_EQ(*spool->AppendOutputs("j", 1, {}), 4) << "nothing appended: the last number";
   EXPECT_EQ(spool->Unacked(), 4);
-  Json want = Json::array({Output("zero\n"), Output("one\n"), Output(std::string("tw\0o\n", 5)),
-                           Output("three")});
+  Json want = Json::array(
+      {Output("zero\n"), Output("one\n"), Output(std::string("tw\0o\n", 5)), Output("three")});
   EXPECT_EQ(Records(*spool->WaitBatch(1 << 20, 0ms)), want);
   spool.reset();
   spool = OpenSpool(dir.path());
@@ -160,9 +160,12 @@ TEST(EventSpoolTest, ABatchBuiltInAReusedBufferHoldsOnlyItsRecords) {
 TEST(EventSpoolTest, Version1LeftoverIsSentAsJson) {
   TempDir dir;
   std::ofstream(dir.path() + "/old-2.jsonl")
-      << R"({"attempt":2,"job":"old","yard_spool":1})" "\n"
-      << R"({"kind":"output","data":"a\n"})" "\n"
-      << R"({"kind":"exit","exit_code":0,"message":"","cancelled":false})" "\n";
+      << R"({"attempt":2,"job":"old","yard_spool":1})"
+         "\n"
+      << R"({"kind":"output","data":"a\n"})"
+         "\n"
+      << R"({"kind":"exit","exit_code":0,"message":"","cancelled":false})"
+         "\n";
   auto spool = OpenSpool(dir.path());
   auto b = spool->WaitBatch(1 << 20, 0ms);
   ASSERT_TRUE(b);
@@ -184,10 +187,15 @@ TEST(EventSpoolTest, Version1LeftoverIsSentAsJson) {
 TEST(EventSpoolTest, ALineWithANulEndsAVersion1Leftover) {
   TempDir dir;
   std::ofstream(dir.path() + "/old-2.jsonl", std::ios::binary)
-      << R"({"attempt":2,"job":"old","yard_spool":1})" "\n"
-      << R"({"kind":"output","data":"a\n"})" "\n"
-      << std::string(R"({"kind":"output","data":"b\n"})" "\0\0}\n", 34)
-      << R"({"kind":"output","data":"c\n"})" "\n";
+      << R"({"attempt":2,"job":"old","yard_spool":1})"
+         "\n"
+      << R"({"kind":"output","data":"a\n"})"
+         "\n"
+      << std::string(R"({"kind":"output","data":"b\n"})"
+                     "\0\0}\n",
+                     34)
+      << R"({"kind":"output","data":"c\n"})"
+         "\n";
   auto spool = OpenSpool(dir.path());
   auto b = spool->WaitBatch(1 << 20, 0ms);
   ASSERT_TRUE(b);

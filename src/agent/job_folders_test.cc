@@ -28,9 +28,10 @@ class JobFoldersTest : public ::testing::Test {
   }
   void Spooled(const std::string& name) { std::ofstream(spool_ + "/" + name + ".jsonl") << "{}\n"; }
   int Remove(const std::string& keep) {
-    return RemoveDeliveredJobFolders(jobs_, keep, [this](const std::string& job, long long attempt) {
-      return spool_ + "/" + job + "-" + std::to_string(attempt) + ".jsonl";
-    });
+    return RemoveDeliveredJobFolders(
+        jobs_, keep, [this](const std::string& job, long long attempt) {
+          return spool_ + "/" + job + "-" + std::to_string(attempt) + ".jsonl";
+        });
   }
   std::set<std::string> Left() {
     std::set<std::string> out;

@@ -6,11 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "common/process.h"
 #include "shim/proc_tree.h"
@@ -28,7 +28,8 @@ ExitInfo FromWaitStatus(int status) {
 // ---- the agent side ---------------------------------------------------------
 
 Status Validate(const JobSpawnOptions& options) {
-  if (options.argv.empty() || options.argv[0].empty()) return InvalidArgument("job command is empty");
+  if (options.argv.empty() || options.argv[0].empty())
+    return InvalidArgument("job command is empty");
   if (options.shim_executable.empty()) return InvalidArgument("no shim executable given");
   for (const auto& [name, value] : options.env) {
     if (name.empty() || name.find('=') != std::string::npos) {
@@ -63,8 +64,8 @@ std::vector<std::string> ShimArgv(const JobSpawnOptions& options) {
   long long grace = std::max<long long>(0, options.kill_grace.count());
   std::vector<std::string> shim = ShimPrefix(options.shim_executable);
   std::vector<std::string> args = shim;
-  args.insert(args.end(), {"--grace-ms", std::to_string(grace), "--parent-pid",
-                           std::to_string(getpid())});
+  args.insert(args.end(),
+              {"--grace-ms", std::to_string(grace), "--parent-pid", std::to_string(getpid())});
   if (options.sandbox_ns_fd >= 0) {
     args.insert(args.end(), {"--enter-sandbox", std::to_string(kSandboxNsFd)});
     for (const std::string& dir : options.sandbox_fresh) args.insert(args.end(), {"--fresh", dir});
@@ -127,7 +128,8 @@ std::vector<std::string> ShimCommand(const std::string& shim_executable) {
 std::string ExitInfo::Describe() const {
   if (signal == 0) return "exit code " + std::to_string(exit_code);
   const char* name = sigdescr_np(signal);  // thread-safe, unlike strsignal
-  return "killed by signal " + std::to_string(signal) + " (" + (name ? name : "unknown signal") + ")";
+  return "killed by signal " + std::to_string(signal) + " (" + (name ? name : "unknown signal") +
+         ")";
 }
 
 StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobSpawnOptions& options) {

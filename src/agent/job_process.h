@@ -36,9 +36,9 @@
 namespace yard {
 
 struct JobSpawnOptions {
-  std::vector<std::string> argv;              // argv[0] looked up on PATH
-  std::map<std::string, std::string> env;     // the complete environment
-  std::string cwd;                            // empty: the agent's own
+  std::vector<std::string> argv;               // argv[0] looked up on PATH
+  std::map<std::string, std::string> env;      // the complete environment
+  std::string cwd;                             // empty: the agent's own
   std::chrono::milliseconds kill_grace{5000};  // SIGTERM -> SIGKILL
   // Path of `yard` (its sibling `yard-shim` is used when present, else
   // `yard shim`) or of `yard-shim` itself.
@@ -67,8 +67,8 @@ inline constexpr const char* kShimName = "yard-shim";
 
 // How a job's command ended.
 struct ExitInfo {
-  int exit_code = 0;    // exit status, or 128 + signal when killed
-  int signal = 0;       // non-zero if the command died from a signal
+  int exit_code = 0;             // exit status, or 128 + signal when killed
+  int signal = 0;                // non-zero if the command died from a signal
   std::string Describe() const;  // "exit code 3", "killed by signal 9 (Killed)"
 };
 

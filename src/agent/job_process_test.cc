@@ -250,8 +250,8 @@ TEST_F(JobProcessTest, ListDescendantsPutsChildrenFirst) {
 }
 
 TEST_F(JobProcessTest, TerminateEndsTheWholeTree) {
-  JobSpawnOptions options = Shell(std::string(kEscapee) +
-                                  "sh -c 'echo $$ > child.pid; exec sleep 1000' & wait");
+  JobSpawnOptions options =
+      Shell(std::string(kEscapee) + "sh -c 'echo $$ > child.pid; exec sleep 1000' & wait");
   options.kill_grace = 10s;
   auto job = Start(options);
   ASSERT_TRUE(job);
@@ -272,7 +272,8 @@ TEST_F(JobProcessTest, TerminateEndsTheWholeTree) {
 }
 
 TEST_F(JobProcessTest, CancelledCommandReportsItsOwnStatus) {
-  auto job = Start(Shell("trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"));
+  auto job =
+      Start(Shell("trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"));
   ASSERT_TRUE(job);
   std::string out;
   ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
@@ -284,8 +285,8 @@ TEST_F(JobProcessTest, CancelledCommandReportsItsOwnStatus) {
 }
 
 TEST_F(JobProcessTest, LeftoversAreEndedWhenTheCommandExits) {
-  auto job = Start(Shell(std::string(kEscapee) +
-                         "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4"));
+  auto job = Start(
+      Shell(std::string(kEscapee) + "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4"));
   ASSERT_TRUE(job);
   Result r = RunToEnd(*job);
   EXPECT_EQ(r.exit.exit_code, 4);
@@ -384,8 +385,8 @@ TEST_F(JobProcessTest, TheSmallShimBesideYardRunsTheJob) {
 // through `yard shim`, which keeps every guarantee of the small shim.
 TEST_F(JobProcessTest, WithoutTheSmallShimYardShimEndsTheTree) {
   fs::create_symlink(YARD_BINARY, dir_ / "yard");
-  JobSpawnOptions options = Shell(std::string(kEscapee) +
-                                  "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4");
+  JobSpawnOptions options =
+      Shell(std::string(kEscapee) + "while [ ! -s escaped.pid ]; do sleep 0.01; done; exit 4");
   options.shim_executable = (dir_ / "yard").string();
   auto job = Start(options);
   ASSERT_TRUE(job);
@@ -404,7 +405,6 @@ TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
   ASSERT_TRUE(job);
   EXPECT_EQ(RunToEnd(*job).exit.exit_code, 5);
 }
-
 
 // ---- confined jobs (sandbox.h): the same guarantees through bwrap ----
 // Each test runs twice: with a bwrap per job, and entering a sandbox
@@ -487,8 +487,9 @@ TEST_P(SandboxedJobTest, ExitCodesSignalsAndExecFailuresReadAsUnconfined) {
 }
 
 TEST_P(SandboxedJobTest, TheJobSeesItsFolderButNotTheHiddenOneNorOtherProcesses) {
-  auto job = Start(Confined("echo out > here.txt; cat ../secret/token " + (dir_ / "secret/token").string() +
-                            " 2>/dev/null || echo unreadable; echo procs $(ls /proc | grep -c '^[0-9]')"));
+  auto job = Start(
+      Confined("echo out > here.txt; cat ../secret/token " + (dir_ / "secret/token").string() +
+               " 2>/dev/null || echo unreadable; echo procs $(ls /proc | grep -c '^[0-9]')"));
   ASSERT_TRUE(job);
   Result r = RunToEnd(*job);
   EXPECT_EQ(r.output.rfind("unreadable\nprocs ", 0), 0u) << r.output;
@@ -523,8 +524,9 @@ TEST_P(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStat
 }
 
 TEST_P(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
-  JobSpawnOptions options = Confined("sh -c \"trap '' TERM; exec sleep 1000\" & "
-                                     "sh -c 'echo started; exec sleep 1000' & sleep 0.3; exit 4");
+  JobSpawnOptions options = Confined(
+      "sh -c \"trap '' TERM; exec sleep 1000\" & "
+      "sh -c 'echo started; exec sleep 1000' & sleep 0.3; exit 4");
   options.kill_grace = 300ms;
   auto job = Start(options);
   ASSERT_TRUE(job);
@@ -537,7 +539,8 @@ TEST_P(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
 
 TEST_P(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
   // The spot interruption notice's SIGUSR1: bwrap passes none on.
-  auto job = Start(Confined("trap 'echo usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"));
+  auto job =
+      Start(Confined("trap 'echo usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"));
   ASSERT_TRUE(job);
   std::string out;
   ASSERT_TRUE(ReadUntil(*job, &out, "ready\n"));
@@ -550,12 +553,14 @@ TEST_P(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {
 }
 
 TEST_P(SandboxedJobTest, AJobHasNoCapabilityEvenAsRoot) {
-  auto job = Start(Confined("grep -E '^Cap(Eff|Prm|Bnd)|^NoNewPrivs' /proc/self/status; "
-                            "mkdir -p m; mount -t tmpfs none m 2>/dev/null && echo mounted || echo refused"));
+  auto job = Start(
+      Confined("grep -E '^Cap(Eff|Prm|Bnd)|^NoNewPrivs' /proc/self/status; "
+               "mkdir -p m; mount -t tmpfs none m 2>/dev/null && echo mounted || echo refused"));
   ASSERT_TRUE(job);
   Result r = RunToEnd(*job);
   // (bwrap leaves the bounding set; no_new_privs keeps exec from using it.)
-  EXPECT_NE(r.output.find("CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"), std::string::npos)
+  EXPECT_NE(r.output.find("CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"),
+            std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("NoNewPrivs:\t1\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("refused\n"), std::string::npos) << r.output;
@@ -566,12 +571,14 @@ TEST_P(SandboxedJobTest, NothingAJobLeavesOutsideItsFolderReachesTheNextJob) {
   // /dev/shm or the hidden folder's cover is gone for the next; its folder
   // stays (the instance's folders are shared by design).
   const std::string places = "/tmp /var/tmp \"$HOME\" /dev/shm " + (dir_ / "secret").string();
-  auto job = Start(Confined("for d in " + places + "; do echo left > \"$d/left\" || echo \"unwritable $d\"; done; "
+  auto job = Start(Confined("for d in " + places +
+                            "; do echo left > \"$d/left\" || echo \"unwritable $d\"; done; "
                             "echo kept > kept; echo root 2>/dev/null > /left; echo done"));
   ASSERT_TRUE(job);
   Result first = RunToEnd(*job);
   EXPECT_EQ(first.output, "done\n");
-  job = Start(Confined("for d in " + places + " /; do ls -A \"$d\" | grep -x left; done; cat kept; "
+  job = Start(Confined("for d in " + places +
+                       " /; do ls -A \"$d\" | grep -x left; done; cat kept; "
                        "ls -A /tmp"));
   ASSERT_TRUE(job);
   Result second = RunToEnd(*job);
@@ -589,8 +596,9 @@ TEST_P(SandboxedJobTest, NothingAJobLeavesOutsideItsFolderReachesTheNextJob) {
 
 TEST_P(SandboxedJobTest, JobsOfOneTemplateRunSideBySideApart) {
   // Two at once: each its own /tmp and its own processes only.
-  auto a = Start(Confined("echo a > /tmp/mine; echo ready; while [ ! -e go ]; do sleep 0.02; done; "
-                          "cat /tmp/mine; ls /proc | grep -c '^[0-9]'"));
+  auto a =
+      Start(Confined("echo a > /tmp/mine; echo ready; while [ ! -e go ]; do sleep 0.02; done; "
+                     "cat /tmp/mine; ls /proc | grep -c '^[0-9]'"));
   ASSERT_TRUE(a);
   std::string out;
   ASSERT_TRUE(ReadUntil(*a, &out, "ready\n"));
@@ -626,7 +634,8 @@ TEST_F(JobProcessTest, TheShimRefusesToEnterAnythingButAnotherMountNamespace) {
 
 INSTANTIATE_TEST_SUITE_P(PerJobAndTemplate, SandboxedJobTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("EnteredTemplate") : std::string("BwrapPerJob");
+                           return info.param ? std::string("EnteredTemplate")
+                                             : std::string("BwrapPerJob");
                          });
 
 }  // namespace

@@ -110,14 +110,16 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   // A build runs to its end; a cancel that came meanwhile starts nothing.
   if (cancelled()) return Finish(1, cancel_reason() + " before it started", true);
   if (Preempted()) return EndPreempted("before it started");
-  if (Status confined = Confine(paths, &options); !confined.ok()) return FailEarly(1, confined.message());
+  if (Status confined = Confine(paths, &options); !confined.ok())
+    return FailEarly(1, confined.message());
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
   // The working folder as the job finds it: what it then writes is offered back.
   std::unique_ptr<ArtifactWatcher> work_files = MakeWorkWatcher(paths);
   int start_failure_code = 0;
-  StatusOr<std::unique_ptr<JobProcess>> process = StartProcess(paths, &options, &start_failure_code);
+  StatusOr<std::unique_ptr<JobProcess>> process =
+      StartProcess(paths, &options, &start_failure_code);
   if (!process.ok()) return FailEarly(start_failure_code, process.status().message());
   {
     MutexLock lock(metrics_mu_);  // before the watcher's thread reads it: for the analysis
@@ -160,12 +162,14 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
   // then the instance's own Python. Either is its own step with its time.
   auto say = [this](const std::string& line) { EmitOutput("yard: " + line + "\n"); };
   if (!UsesContainer(a_, paths.work)) {
-    Status environment = SetUpJobEnvironment(commands, ctx_.config->work_dir, paths.work, &options->env, say);
-    return environment.ok() ? environment : FailedPrecondition("environment: " + environment.message());
+    Status environment =
+        SetUpJobEnvironment(commands, ctx_.config->work_dir, paths.work, &options->env, say);
+    return environment.ok() ? environment
+                            : FailedPrecondition("environment: " + environment.message());
   }
   EnvMap inside = JobEnvironment({}, ctx_.config->job_env, a_, paths, resume_path);
-  YARD_ASSIGN_OR_RETURN(*container_id_file,
-                        SetUpContainer(commands, ctx_.config->work_dir, a_, paths, inside, options, say));
+  YARD_ASSIGN_OR_RETURN(*container_id_file, SetUpContainer(commands, ctx_.config->work_dir, a_,
+                                                           paths, inside, options, say));
   return Status::Ok();
 }
 
@@ -173,11 +177,14 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   // A container is confined by podman already (only the job's folder is
   // mounted); a multi-node job is a Slurm one, never local.
   if (!ctx_.config->sandbox && !ctx_.config->unconfined_reason.empty()) {
-    Emit(DecisionRecord("the job runs unconfined: it can read what the agent's user can read on "
-                        "this host (" + ctx_.config->unconfined_reason + ")"));
+    Emit(
+        DecisionRecord("the job runs unconfined: it can read what the agent's user can read on "
+                       "this host (" +
+                       ctx_.config->unconfined_reason + ")"));
   }
   if (!ctx_.config->sandbox || UsesContainer(a_, paths.work) || a_.nodes > 1) return Status::Ok();
-  std::string agent_dir = std::filesystem::absolute(ctx_.config->work_dir).lexically_normal().string();
+  std::string agent_dir =
+      std::filesystem::absolute(ctx_.config->work_dir).lexically_normal().string();
   SandboxSpec spec;
   // All of the instance's job folders: its jobs are its one user's, and a
   // warm runner started after one job serves the next (warm_runner.h).
@@ -201,7 +208,8 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
 
 void JobRunner::UseSandboxTemplate(JobSpawnOptions* options) {
   if (!ctx_.sandbox_templates || !SandboxTemplate::Usable(options->sandbox)) return;
-  StatusOr<std::shared_ptr<const SandboxTemplate>> made = ctx_.sandbox_templates->Get(options->sandbox);
+  StatusOr<std::shared_ptr<const SandboxTemplate>> made =
+      ctx_.sandbox_templates->Get(options->sandbox);
   if (!made.ok()) {
     AgentLog("job " + a_.job + ": runs in a bwrap of its own: " + made.status().ToString());
     return;
@@ -212,14 +220,14 @@ void JobRunner::UseSandboxTemplate(JobSpawnOptions* options) {
 }
 
 StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& paths,
-                                                             JobSpawnOptions* options,
-                                                             int* failure_exit_code) {
+                                                              JobSpawnOptions* options,
+                                                              int* failure_exit_code) {
   if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
     StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options->env, paths, Commands());
     if (!multi.ok()) {
       *failure_exit_code = 1;
-      return multi.status().WithContext("could not start the job on " +
-                                        std::to_string(a_.nodes) + " nodes");
+      return multi.status().WithContext("could not start the job on " + std::to_string(a_.nodes) +
+                                        " nodes");
     }
     options->argv = std::move(multi->argv);
     options->env = std::move(multi->env);
@@ -288,9 +296,9 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
     if (ctx_.preemption) WatchPreemption(process, &terminated);
     // A job being ended is drained whatever the server holds: the agent
     // may be stopping with the server away.
-    if (!terminated && !ctx_.spool->WaitUnackedBytesAtMost(
-                           a_.job, a_.attempt, kMaxUnackedBytes,
-                           std::chrono::milliseconds(kPumpPollMs))) {
+    if (!terminated &&
+        !ctx_.spool->WaitUnackedBytesAtMost(a_.job, a_.attempt, kMaxUnackedBytes,
+                                            std::chrono::milliseconds(kPumpPollMs))) {
       exit_seen = std::chrono::steady_clock::now();  // the drain waits for us
       if (!exit) exit = process->TryWait();
       continue;
@@ -333,7 +341,8 @@ void JobRunner::WatchPreemption(JobProcess* process, bool* terminated) {
 void JobRunner::TellJobOfNotice(JobProcess* process, const PreemptionNotice& notice) {
   told_of_notice_ = true;
   const PreemptionOptions& o = ctx_.config->preemption;
-  double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   double left = notice.at > 0 ? notice.at - now : kDefaultNoticeS;
   double give = std::max(0.0, left - std::chrono::duration<double>(o.margin).count());
   preempt_deadline_ = std::chrono::steady_clock::now() +

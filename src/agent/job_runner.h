@@ -26,8 +26,8 @@
 #include "agent/sandbox_template.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
-#include "common/command_runner.h"
 #include "client/transfer.h"
+#include "common/command_runner.h"
 #include "common/thread_annotations.h"
 
 namespace yard {

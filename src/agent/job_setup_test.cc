@@ -78,7 +78,8 @@ TEST(PrepareJobFolderTest, ChunksInTheServersStoreAreCopiedNotFetched) {
   StatusOr<BlobStore> own = BlobStore::Open(dir.path() + "/agent/chunks");
   ASSERT_TRUE(server.ok() && own.ok());
   std::string a = std::string(300000, 'a'), b = "bee";
-  for (const std::string* bytes : {&a, &b}) ASSERT_TRUE(server->Put(Sha256Hex(*bytes), *bytes).ok());
+  for (const std::string* bytes : {&a, &b})
+    ASSERT_TRUE(server->Put(Sha256Hex(*bytes), *bytes).ok());
   Assignment job;
   job.job = "j";
   job.attempt = 1;

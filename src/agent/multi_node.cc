@@ -12,7 +12,8 @@ namespace yard {
 namespace {
 
 // Run by `sh -c` on every node, with the job's command as "$@".
-constexpr const char* kRankWrapper = R"sh(export RANK="$SLURM_PROCID" NODE_RANK="$SLURM_NODEID" LOCAL_RANK="$SLURM_LOCALID"
+constexpr const char* kRankWrapper =
+    R"sh(export RANK="$SLURM_PROCID" NODE_RANK="$SLURM_NODEID" LOCAL_RANK="$SLURM_LOCALID"
 export TF_CONFIG="{\"cluster\": {\"worker\": $YARD_TF_WORKERS}, \"task\": {\"type\": \"worker\", \"index\": $RANK}}"
 if [ "$RANK" != 0 ]; then
   d="$YARD_RANKS_DIR/$RANK"
@@ -96,14 +97,18 @@ StatusOr<std::vector<std::string>> AllocationNodes(const Assignment& a, const En
   int have = std::atoi(EnvValue(env, "SLURM_JOB_NUM_NODES").c_str());
   std::string want = std::to_string(a.nodes);
   if (nodelist.empty())
-    return FailedPrecondition("a job on " + want + " nodes needs a Slurm allocation of as many "
-                              "nodes (a machine type of provider slurm with options.nodes >= " + want + ")");
+    return FailedPrecondition("a job on " + want +
+                              " nodes needs a Slurm allocation of as many "
+                              "nodes (a machine type of provider slurm with options.nodes >= " +
+                              want + ")");
   if (have < a.nodes)
-    return FailedPrecondition("a job on " + want + " nodes got an allocation of " + std::to_string(have));
+    return FailedPrecondition("a job on " + want + " nodes got an allocation of " +
+                              std::to_string(have));
   YARD_ASSIGN_OR_RETURN(std::string out, Scontrol(runner, env, {"show", "hostnames", nodelist}));
   std::vector<std::string> names = Lines(out);
   if (static_cast<int>(names.size()) < a.nodes)
-    return Internal("scontrol show hostnames " + nodelist + " listed " + std::to_string(names.size()) + " nodes");
+    return Internal("scontrol show hostnames " + nodelist + " listed " +
+                    std::to_string(names.size()) + " nodes");
   names.resize(static_cast<size_t>(a.nodes));
   return names;
 }
@@ -125,10 +130,12 @@ StatusOr<MultiNodeLaunch> PrepareMultiNode(const Assignment& a, const EnvMap& en
   launch.env["YARD_RANKS_DIR"] = paths.root + "/ranks";
   std::string workers;
   for (int i = 0; i < a.nodes; ++i)
-    workers += std::string(i ? ", " : "") + "\"" + addrs[i] + ":" + std::to_string(ports[i + 1]) + "\"";
+    workers +=
+        std::string(i ? ", " : "") + "\"" + addrs[i] + ":" + std::to_string(ports[i + 1]) + "\"";
   launch.env["YARD_TF_WORKERS"] = "[" + workers + "]";
-  launch.argv = {"srun", "--nodes=" + n, "--ntasks=" + n, "--ntasks-per-node=1", "--label",
-                 "--kill-on-bad-exit=1", "--export=ALL", "sh", "-c", kRankWrapper, "yard-rank"};
+  launch.argv = {"srun",    "--nodes=" + n,         "--ntasks=" + n, "--ntasks-per-node=1",
+                 "--label", "--kill-on-bad-exit=1", "--export=ALL",  "sh",
+                 "-c",      kRankWrapper,           "yard-rank"};
   launch.argv.insert(launch.argv.end(), a.command.begin(), a.command.end());
   return launch;
 }

@@ -47,7 +47,7 @@ class RankLabeler {
   std::string Add(const std::string& data, bool last);
 
  private:
-  std::string held_;          // the start of a line whose label is not complete yet
+  std::string held_;  // the start of a line whose label is not complete yet
   bool at_line_start_ = true;
 };
 

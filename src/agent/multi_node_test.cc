@@ -13,8 +13,9 @@ TEST(RankLabelerTest, RelabelsSrunLabelsAcrossChunks) {
   out += l.Add(": wor", false);
   out += l.Add("ld\n 12: x\nsrun: error: n2: task 1: Exited\n", false);
   out += l.Add("3: partial", true);
-  EXPECT_EQ(out, "[rank 0] hello\n[rank 1] world\n[rank 12] x\nsrun: error: n2: task 1: Exited\n"
-                 "[rank 3] partial");
+  EXPECT_EQ(out,
+            "[rank 0] hello\n[rank 1] world\n[rank 12] x\nsrun: error: n2: task 1: Exited\n"
+            "[rank 3] partial");
 }
 
 TEST(RankLabelerTest, LeavesUnlabelledLinesAndFlushesAHeldStartAtTheEnd) {
@@ -29,8 +30,9 @@ class MultiNodeTest : public ::testing::Test {
  protected:
   FakeCommandRunner runner_{[](const CommandSpec& s) -> StatusOr<CommandResult> {
     if (s.argv[1] == "show" && s.argv[2] == "hostnames") return Result(0, "n3\nn4\nn5\n");
-    return Result(0, "NodeName=n4 Arch=x86_64 NodeAddr=10.1.0.4 NodeHostName=n4\n"
-                     "NodeName=n3 Arch=x86_64 NodeAddr=10.1.0.3 NodeHostName=n3\n");
+    return Result(0,
+                  "NodeName=n4 Arch=x86_64 NodeAddr=10.1.0.4 NodeHostName=n4\n"
+                  "NodeName=n3 Arch=x86_64 NodeAddr=10.1.0.3 NodeHostName=n3\n");
   }};
   Assignment a_ = [] {
     Assignment a;
@@ -67,7 +69,8 @@ TEST_F(MultiNodeTest, RefusesOutsideAnAllocationBigEnough) {
   StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, {}, paths_, &runner_);
   EXPECT_EQ(m.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(m.status().message().find("options.nodes >= 2"), std::string::npos);
-  m = PrepareMultiNode(a_, {{"SLURM_JOB_NODELIST", "n1"}, {"SLURM_JOB_NUM_NODES", "1"}}, paths_, &runner_);
+  m = PrepareMultiNode(a_, {{"SLURM_JOB_NODELIST", "n1"}, {"SLURM_JOB_NUM_NODES", "1"}}, paths_,
+                       &runner_);
   EXPECT_EQ(m.status().code(), Code::kFailedPrecondition);
 }
 

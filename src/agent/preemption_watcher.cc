@@ -244,7 +244,8 @@ std::optional<PreemptionNotice> PreemptionState::WaitInterruption(
   auto end = std::chrono::steady_clock::now() + timeout;
   MutexLock lock(mu_);
   while (!interruption_ && !stop.stopped() && std::chrono::steady_clock::now() < end)
-    cv_.wait_for(lock.unique(), std::min<std::chrono::steady_clock::duration>(kWaitTick, end - std::chrono::steady_clock::now()));
+    cv_.wait_for(lock.unique(), std::min<std::chrono::steady_clock::duration>(
+                                    kWaitTick, end - std::chrono::steady_clock::now()));
   return interruption_;
 }
 
@@ -258,8 +259,8 @@ bool PreemptionState::WaitNoAttempt(const StopSignal& stop,
 
 // ---------------------------------------------------------------- watcher
 
-PreemptionWatcher::PreemptionWatcher(std::unique_ptr<MetadataSource> source,
-                                     PreemptionState* state, std::chrono::milliseconds interval,
+PreemptionWatcher::PreemptionWatcher(std::unique_ptr<MetadataSource> source, PreemptionState* state,
+                                     std::chrono::milliseconds interval,
                                      std::function<void(const std::string&)> log)
     : source_(std::move(source)), state_(state), interval_(interval), log_(std::move(log)) {}
 

@@ -85,12 +85,12 @@ TEST(PreemptionOptionsTest, OffUnlessAskedAndBadValuesNamed) {
   EXPECT_EQ(o.margin, 3000ms);
   env.erase("YARD_PREEMPTION_SIGNAL");
   EXPECT_EQ(PreemptionOptionsFromEnv(get)->signal, SIGUSR1);
-  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"YARD_PREEMPTION_WATCH", "yes"},
-           {"YARD_PREEMPTION_POLL_S", "0"},
-           {"YARD_PREEMPTION_POLL_S", "2s"},
-           {"YARD_PREEMPTION_SIGNAL", "KILL"},
-           {"YARD_PREEMPTION_SIGNAL", "USR3"}}) {
+  for (auto [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"YARD_PREEMPTION_WATCH", "yes"},
+                                                        {"YARD_PREEMPTION_POLL_S", "0"},
+                                                        {"YARD_PREEMPTION_POLL_S", "2s"},
+                                                        {"YARD_PREEMPTION_SIGNAL", "KILL"},
+                                                        {"YARD_PREEMPTION_SIGNAL", "USR3"}}) {
     auto saved = env;
     env[key] = value;
     StatusOr<PreemptionOptions> bad = PreemptionOptionsFromEnv(get);
@@ -105,8 +105,8 @@ class WatcherTest : public testing::Test {
   WatcherTest() {
     auto fake = std::make_unique<FakeMetadata>();
     md_ = fake.get();
-    watcher_ = std::make_unique<PreemptionWatcher>(std::move(fake), &state_, 10ms,
-                                                   [this](const std::string& l) { log_.push_back(l); });
+    watcher_ = std::make_unique<PreemptionWatcher>(
+        std::move(fake), &state_, 10ms, [this](const std::string& l) { log_.push_back(l); });
   }
   FakeMetadata* md_;
   PreemptionState state_;

@@ -18,11 +18,11 @@ namespace {
 
 // Shown read-only as they are: a link (Debian's merged /usr: /bin -> usr/bin)
 // stays a link, a folder is bound.
-constexpr const char* kSystemPaths[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-                                        "/libx32", "/etc", "/opt", "/sys"};
+constexpr const char* kSystemPaths[] = {"/usr",   "/bin",    "/sbin", "/lib", "/lib32",
+                                        "/lib64", "/libx32", "/etc",  "/opt", "/sys"};
 // The host's secrets below /etc, replaced by an empty file or folder.
-constexpr const char* kEtcSecrets[] = {"/etc/shadow", "/etc/shadow-", "/etc/gshadow",
-                                       "/etc/gshadow-", "/etc/ssh", "/etc/munge"};
+constexpr const char* kEtcSecrets[] = {"/etc/shadow",   "/etc/shadow-", "/etc/gshadow",
+                                       "/etc/gshadow-", "/etc/ssh",     "/etc/munge"};
 
 bool IsUnder(const std::string& path, const std::string& dir) {
   if (dir == "/") return true;
@@ -98,12 +98,16 @@ void AddSystem(std::vector<std::string>* argv, bool show_host) {
     if (show_host) break;
     fs::file_status st = fs::symlink_status(p, ec);
     if (ec || !fs::exists(st)) continue;
-    if (fs::is_symlink(st)) Add(argv, {"--symlink", fs::read_symlink(p, ec).string(), p});
-    else Add(argv, {"--ro-bind", p, p});
+    if (fs::is_symlink(st))
+      Add(argv, {"--symlink", fs::read_symlink(p, ec).string(), p});
+    else
+      Add(argv, {"--ro-bind", p, p});
   }
   for (const char* secret : kEtcSecrets) {
-    if (fs::is_directory(secret, ec)) Add(argv, {"--tmpfs", secret});
-    else if (fs::exists(secret, ec)) Add(argv, {"--ro-bind", "/dev/null", secret});
+    if (fs::is_directory(secret, ec))
+      Add(argv, {"--tmpfs", secret});
+    else if (fs::exists(secret, ec))
+      Add(argv, {"--ro-bind", "/dev/null", secret});
   }
   Add(argv, {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"});
   glob_t g{};
@@ -130,7 +134,8 @@ void AddDotDotSteps(std::vector<std::string>* argv, const std::string& search,
     bool shown = std::find(readable.begin(), readable.end(), target) != readable.end();
     bool exists_inside = InSystem(Normal(steps)) || below_hidden(Normal(steps));
     for (const std::string& r : readable) exists_inside |= IsUnder(steps, r);
-    if (!shown || exists_inside || std::find(made.begin(), made.end(), steps) != made.end()) continue;
+    if (!shown || exists_inside || std::find(made.begin(), made.end(), steps) != made.end())
+      continue;
     made.push_back(steps);
     Add(argv, {"--dir", steps});
   }
@@ -142,7 +147,8 @@ std::vector<std::string> PythonFolders(const std::string& path_var) {
   std::vector<std::string> out;
   auto add = [&out](const std::string& dir) {
     std::error_code ec;
-    if (dir.empty() || dir == "/" || InSystem(dir) || InSystem(Normal(dir)) || !fs::is_directory(dir, ec))
+    if (dir.empty() || dir == "/" || InSystem(dir) || InSystem(Normal(dir)) ||
+        !fs::is_directory(dir, ec))
       return;
     for (const auto& o : out)
       if (o == dir) return;
@@ -168,12 +174,14 @@ std::vector<std::string> PythonFolders(const std::string& path_var) {
 StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const EnvMap& env) {
   std::string bwrap = FindBwrap();
   if (bwrap.empty())
-    return FailedPrecondition("jobs run confined by bubblewrap, which is not installed on this "
-                              "machine: apt-get install bubblewrap (scripts/setup.sh does)");
+    return FailedPrecondition(
+        "jobs run confined by bubblewrap, which is not installed on this "
+        "machine: apt-get install bubblewrap (scripts/setup.sh does)");
   // No capability inside, even when the agent runs as root (bwrap keeps
   // root's otherwise: a job could mount over its covers and see what they hide).
-  std::vector<std::string> argv = {bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                                   "--new-session", "--cap-drop", "ALL"};
+  std::vector<std::string> argv = {
+      bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session", "--cap-drop",
+      "ALL"};
   AddSystem(&argv, spec.show_host);
   auto home = env.find("HOME");
   if (home != env.end() && !home->second.empty() && Normal(home->second) != "/" &&
@@ -237,7 +245,8 @@ Status CheckSandboxWorks(const std::string& writable) {
   check.argv = std::move(argv);
   check.timeout = std::chrono::seconds(20);
   StatusOr<CommandResult> ran = ProcessCommandRunner().Run(check);
-  if (!ran.ok()) return FailedPrecondition("bubblewrap could not be run: " + ran.status().message());
+  if (!ran.ok())
+    return FailedPrecondition("bubblewrap could not be run: " + ran.status().message());
   if (!ran->ok())
     return FailedPrecondition("bubblewrap cannot make a sandbox on this machine (" + ran->Reason() +
                               "); it needs unprivileged user namespaces "

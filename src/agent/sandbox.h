@@ -18,8 +18,8 @@
 //     /dev/nvidia* nodes when there are any;
 //   - an empty private /tmp, /var/tmp and $HOME (tmpfs);
 //   - read-only: `readable` (the folder of `yard`, where yard-train and the
-//     shim sit; the agent's Python environments) and the folders on its PATH and PYTHONPATH and the Python installations
-//     they and its program lead to (PythonFolders);
+//     shim sit; the agent's Python environments) and the folders on its PATH and PYTHONPATH and the
+//     Python installations they and its program lead to (PythonFolders);
 //   - read-write: `writable` (the instance's job folders; all of the
 //     instance's jobs are its one user's) and `also_writable` (the warm
 //     runners' folder: their cached code and ready files);
@@ -48,7 +48,7 @@
 namespace yard {
 
 struct SandboxSpec {
-  std::string writable;               // absolute; visible read-write
+  std::string writable;  // absolute; visible read-write
   // More read-write folders, absolute, when they exist (the warm runners'
   // folder: a runner writes its ready file there).
   std::vector<std::string> also_writable;

@@ -43,7 +43,8 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 // whose namespace is not ours: the holder's (bwrap's init shares it).
 StatusOr<int> OpenHolderMountNs(pid_t root) {
   struct stat own;
-  if (stat("/proc/self/ns/mnt", &own) != 0) return ErrnoStatus("reading the agent's mount namespace");
+  if (stat("/proc/self/ns/mnt", &own) != 0)
+    return ErrnoStatus("reading the agent's mount namespace");
   std::vector<ProcEntry> tree = DescendantEntries(root);  // breadth first
   for (auto it = tree.rbegin(); it != tree.rend(); ++it) {
     std::string path = "/proc/" + std::to_string(it->pid) + "/ns/mnt";
@@ -64,7 +65,8 @@ bool SandboxTemplate::Usable(const std::vector<std::string>& prefix) {
   const std::vector<std::string> whole_root = {"--ro-bind", "/", "/"};
   return geteuid() == 0 && !prefix.empty() &&
          std::find(prefix.begin(), prefix.end(), "--dir") == prefix.end() &&
-         std::search(prefix.begin(), prefix.end(), whole_root.begin(), whole_root.end()) == prefix.end();
+         std::search(prefix.begin(), prefix.end(), whole_root.begin(), whole_root.end()) ==
+             prefix.end();
 }
 
 std::vector<std::string> SandboxTemplate::FreshMounts(const std::vector<std::string>& prefix) {
@@ -76,12 +78,14 @@ std::vector<std::string> SandboxTemplate::FreshMounts(const std::vector<std::str
   return fresh;
 }
 
-std::vector<SandboxTemplate::Source> SandboxTemplate::Sources(const std::vector<std::string>& prefix) {
+std::vector<SandboxTemplate::Source> SandboxTemplate::Sources(
+    const std::vector<std::string>& prefix) {
   std::vector<Source> sources;
   for (size_t i = 0; i + 2 < prefix.size(); ++i) {
     if (prefix[i] != "--ro-bind" && prefix[i] != "--bind" && prefix[i] != "--dev-bind") continue;
     struct stat st;
-    if (stat(prefix[i + 1].c_str(), &st) == 0) sources.push_back({prefix[i + 1], st.st_dev, st.st_ino});
+    if (stat(prefix[i + 1].c_str(), &st) == 0)
+      sources.push_back({prefix[i + 1], st.st_dev, st.st_ino});
     i += 2;
   }
   return sources;
@@ -121,7 +125,8 @@ StatusOr<std::unique_ptr<SandboxTemplate>> SandboxTemplate::Make(
   if (ready.ok()) (*process)->Wait();
   process->reset();
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<SandboxTemplate>(new SandboxTemplate(*fd, FreshMounts(prefix), std::move(sources)));
+  return std::unique_ptr<SandboxTemplate>(
+      new SandboxTemplate(*fd, FreshMounts(prefix), std::move(sources)));
 }
 
 StatusOr<std::shared_ptr<const SandboxTemplate>> SandboxTemplates::Get(
@@ -131,10 +136,13 @@ StatusOr<std::shared_ptr<const SandboxTemplate>> SandboxTemplates::Get(
   current_.reset();
   key_.clear();
   auto start = std::chrono::steady_clock::now();
-  YARD_ASSIGN_OR_RETURN(std::unique_ptr<SandboxTemplate> made, SandboxTemplate::Make(prefix, shim_));
+  YARD_ASSIGN_OR_RETURN(std::unique_ptr<SandboxTemplate> made,
+                        SandboxTemplate::Make(prefix, shim_));
   AgentLog("made the sandbox that confined jobs enter (" +
            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now() - start).count()) + " ms)");
+                              std::chrono::steady_clock::now() - start)
+                              .count()) +
+           " ms)");
   current_ = std::move(made);
   key_ = prefix;
   return current_;

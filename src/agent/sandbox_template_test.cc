@@ -14,8 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(SandboxTemplateTest, EveryTmpfsAndDevShmIsMadeAnewPerJob) {
-  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--ro-bind", "/usr", "/usr", "--dev", "/dev",
-                                     "--tmpfs", "/tmp", "--tmpfs", "/home/u", "--bind", "/w", "/w", "--"};
+  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--ro-bind", "/usr", "/usr",    "--dev",
+                                     "/dev",           "--tmpfs",   "/tmp", "--tmpfs", "/home/u",
+                                     "--bind",         "/w",        "/w",   "--"};
   EXPECT_EQ(SandboxTemplate::FreshMounts(prefix),
             (std::vector<std::string>{"/dev/shm", "/tmp", "/home/u"}));
 }
@@ -31,7 +32,8 @@ TEST(SandboxTemplateTest, APrefixThatMakesFoldersGetsABwrapPerJob) {
 TEST(SandboxTemplateTest, TheHostViewGetsABwrapPerJob) {
   // The host's mounts below the /run cover (/run/netns) cannot be carried
   // over a fresh tmpfs: entering such a template failed.
-  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--ro-bind", "/", "/", "--tmpfs", "/run", "--"};
+  std::vector<std::string> prefix = {"/usr/bin/bwrap", "--ro-bind", "/", "/",
+                                     "--tmpfs",        "/run",      "--"};
   EXPECT_FALSE(SandboxTemplate::Usable(prefix));
   prefix.erase(prefix.begin() + 1, prefix.begin() + 4);
   EXPECT_EQ(SandboxTemplate::Usable(prefix), geteuid() == 0);

@@ -53,7 +53,8 @@ TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
   spec.also_writable = {(base / "home/instances/inst-1/warm").string()};
   spec.readable = {(base / "tools").string(), (base / "home/instances/inst-1/envs").string()};
   spec.hidden = {(base / "home").string()};
-  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
+  StatusOr<std::vector<std::string>> argv =
+      SandboxPrefix(spec, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
   ASSERT_TRUE(argv.ok()) << argv.status().ToString();
   const std::vector<std::string>& a = *argv;
   EXPECT_EQ(a.back(), "--");
@@ -105,7 +106,8 @@ TEST(SandboxTest, TheProgramsVenvIsShownWhereItIsNamedAndNothingDerivedPiercesAH
   const std::vector<std::string>& a = *argv;
   std::string real = (base / "real/venv").string(), named = (base / "tree/venv").string();
   EXPECT_NE(IndexOf(a, {"--ro-bind", real, real}), std::string::npos);
-  EXPECT_NE(IndexOf(a, {"--ro-bind", real, named}), std::string::npos) << "where the job looks for it";
+  EXPECT_NE(IndexOf(a, {"--ro-bind", real, named}), std::string::npos)
+      << "where the job looks for it";
   std::string lib = (base / "lib/python").string();
   EXPECT_NE(IndexOf(a, {"--ro-bind", lib, lib}), std::string::npos) << "PYTHONPATH";
   std::string hidden_bin = (base / "home/bin").string();
@@ -126,11 +128,13 @@ TEST(SandboxTest, APathEntryWithDotDotIsWalkableInsideTheSandbox) {
   EnvMap env = {{"PATH", (base / "repo/examples/digits/../../.venv/bin").string() + ":/usr/bin"}};
   StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, env);
   ASSERT_TRUE(argv.ok()) << argv.status().ToString();
-  std::string venv = (base / "repo/.venv").string(), steps = (base / "repo/examples/digits").string();
+  std::string venv = (base / "repo/.venv").string(),
+              steps = (base / "repo/examples/digits").string();
   EXPECT_NE(IndexOf(*argv, {"--ro-bind", venv, venv}), std::string::npos);
   EXPECT_NE(IndexOf(*argv, {"--dir", steps}), std::string::npos)
       << "the folders before '..' exist inside, or python3 is another one further down PATH";
-  EXPECT_EQ(IndexOf(*argv, {"--ro-bind", steps, steps}), std::string::npos) << "made empty, not shown";
+  EXPECT_EQ(IndexOf(*argv, {"--ro-bind", steps, steps}), std::string::npos)
+      << "made empty, not shown";
 }
 
 // The host view (SSH hosts): the host's own files read-only, so that a job
@@ -142,7 +146,8 @@ TEST(SandboxTest, TheHostViewShowsTheHostsDataButNotHiddenFoldersNorRun) {
   fs::path base = (cwd.string().rfind("/tmp/", 0) == 0 ? fs::path("/srv") : cwd) /
                   ("sandbox-host-view-" + std::to_string(::getpid()));
   std::error_code ec;
-  if (!fs::create_directories(base / "agent/jobs", ec) || ec) GTEST_SKIP() << "cannot write " << base;
+  if (!fs::create_directories(base / "agent/jobs", ec) || ec)
+    GTEST_SKIP() << "cannot write " << base;
   fs::create_directories(base / "data");
   std::ofstream(base / "data/x.txt") << "dataset";
   std::ofstream(base / "agent/credential") << "secret";
@@ -155,9 +160,10 @@ TEST(SandboxTest, TheHostViewShowsTheHostsDataButNotHiddenFoldersNorRun) {
   CommandSpec run;
   run.argv = *argv;
   run.argv.insert(run.argv.end(),
-                  {"sh", "-c", "cat " + (base / "data/x.txt").string() + "; echo; ls -A " +
-                                   (base / "agent").string() + "; ls -A /run | wc -l; touch " +
-                                   (base / "data/y").string() + " 2>/dev/null || echo read-only"});
+                  {"sh", "-c",
+                   "cat " + (base / "data/x.txt").string() + "; echo; ls -A " +
+                       (base / "agent").string() + "; ls -A /run | wc -l; touch " +
+                       (base / "data/y").string() + " 2>/dev/null || echo read-only"});
   StatusOr<CommandResult> ran = ProcessCommandRunner().Run(run);
   fs::remove_all(base);
   ASSERT_TRUE(ran.ok()) << ran.status().ToString();

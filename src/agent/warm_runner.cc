@@ -19,10 +19,16 @@ namespace yard {
 
 namespace fs = std::filesystem;
 
-const char* const kLateBoundEnv[] = {
-    "YARD_JOB_ID",    "YARD_CHECKPOINT_DIR",     "YARD_LOG_DIR",           "YARD_OUTPUT_DIR",
-    "YARD_METRICS",   "YARD_RESUME_FROM",        "TRAINYARD_EPOCH_DELAY_S", "TRAINYARD_LOGICAL_CPUS",
-    "YARD_PREEMPTION_NOTICE", nullptr};
+const char* const kLateBoundEnv[] = {"YARD_JOB_ID",
+                                     "YARD_CHECKPOINT_DIR",
+                                     "YARD_LOG_DIR",
+                                     "YARD_OUTPUT_DIR",
+                                     "YARD_METRICS",
+                                     "YARD_RESUME_FROM",
+                                     "TRAINYARD_EPOCH_DELAY_S",
+                                     "TRAINYARD_LOGICAL_CPUS",
+                                     "YARD_PREEMPTION_NOTICE",
+                                     nullptr};
 
 namespace {
 
@@ -263,7 +269,8 @@ std::unique_ptr<JobProcess> WarmPool::Take(const JobSpawnOptions& options, std::
     if (!IsRunnerCommand(options.argv)) return nullptr;
     // A job right behind the last one waits for the spawn (milliseconds):
     // a runner half-way through its import still saves the rest.
-    cv_.wait_for(lock.unique(), kSpawnWait, [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
+    cv_.wait_for(lock.unique(), kSpawnWait,
+                 [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
     if (!warm_) return nullptr;
     warm = std::move(warm_);
   }
@@ -276,8 +283,9 @@ std::unique_ptr<JobProcess> WarmPool::Take(const JobSpawnOptions& options, std::
   std::string description = warm->Describe();
   StatusOr<std::unique_ptr<JobProcess>> process = warm->Hand(options);
   if (!process.ok()) {
-    *note = "yard: cold start: the warm runner could not take the job: " +
-            process.status().message() + "\n";
+    *note =
+        "yard: cold start: the warm runner could not take the job: " + process.status().message() +
+        "\n";
     return nullptr;
   }
   *note = "yard: warm runner (" + description + ")\n";
@@ -297,7 +305,8 @@ void WarmPool::Stop() {
 
 bool WarmPool::WaitIdle(std::chrono::milliseconds timeout) {
   MutexLock lock(mu_);
-  return cv_.wait_for(lock.unique(), timeout, [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
+  return cv_.wait_for(lock.unique(), timeout,
+                      [this]() REQUIRES(mu_) { return !pending_ && !starting_; });
 }
 
 pid_t WarmPool::warm_pid() {

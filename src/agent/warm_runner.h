@@ -36,8 +36,8 @@
 // cancel (SIGTERM to the shim, which ends the tree), exit code and folders
 // as a cold job. Each warm runner serves one job; the next is started when
 // that job ends. Jobs of other kinds (scripts, yard-train, notebooks,
-// containers) neither use nor end a waiting warm runner. The pool ends its warm runner when the agent
-// stops (the shim's parent-death signal covers an agent that dies).
+// containers) neither use nor end a waiting warm runner. The pool ends its warm runner when the
+// agent stops (the shim's parent-death signal covers an agent that dies).
 #pragma once
 
 #include <chrono>
@@ -64,11 +64,11 @@ extern const char* const kLateBoundEnv[];
 // what the import depends on.
 struct WarmSpec {
   std::string python = "python3";  // argv[0] of the job
-  EnvMap env;                   // without kLateBoundEnv
-  std::string runner_hash;      // sha256 hex of trainyard/runner.py
-  std::string runner_dir;       // folder holding trainyard/ (the cached copy)
+  EnvMap env;                      // without kLateBoundEnv
+  std::string runner_hash;         // sha256 hex of trainyard/runner.py
+  std::string runner_dir;          // folder holding trainyard/ (the cached copy)
   std::chrono::milliseconds kill_grace{5000};
-  std::string shim_executable;  // the `yard` binary
+  std::string shim_executable;       // the `yard` binary
   std::vector<std::string> sandbox;  // the jobs' sandbox (JobSpawnOptions::sandbox)
 };
 

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <ctime>
-#include <iomanip>
 #include <fstream>
+#include <iomanip>
 #include <mutex>
 #include <sstream>
 
@@ -70,8 +70,8 @@ double ParseIso8601(const std::string& s) {
 
 struct ProfileLookup {
   std::optional<Credentials> credentials;
-  Status error;       // a configured but broken profile
-  std::string looked; // for the final message
+  Status error;        // a configured but broken profile
+  std::string looked;  // for the final message
 };
 
 std::string HomePath(const Environment& env, const std::string& var, const std::string& rel) {
@@ -113,13 +113,15 @@ ProfileLookup LookUpProfile(const Environment& env) {
   ProfileLookup out;
   auto cred = ReadIni(cred_path);
   auto config = ReadIni(config_path);
-  out.looked = "profile \"" + profile + "\" in " + cred_path +
-               (cred ? (cred->count(profile) ? " (no keys)" : " (no such section)") : " (no such file)") +
-               " and in " + config_path + " as [" + config_section + "]" +
-               (config ? (config->count(config_section) ? " (no keys)" : " (no such section)")
-                       : " (no such file)");
+  out.looked =
+      "profile \"" + profile + "\" in " + cred_path +
+      (cred ? (cred->count(profile) ? " (no keys)" : " (no such section)") : " (no such file)") +
+      " and in " + config_path + " as [" + config_section + "]" +
+      (config ? (config->count(config_section) ? " (no keys)" : " (no such section)")
+              : " (no such file)");
   std::string source = "profile " + profile;
-  for (const auto& [ini, section] : {std::pair{&cred, profile}, std::pair{&config, config_section}}) {
+  for (const auto& [ini, section] :
+       {std::pair{&cred, profile}, std::pair{&config, config_section}}) {
     if (!*ini || !(*ini)->count(section)) continue;
     const IniSection& s = (*ini)->at(section);
     if (auto c = KeysIn(s, source)) {
@@ -136,8 +138,8 @@ ProfileLookup LookUpProfile(const Environment& env) {
     }
   }
   if (named) {
-    out.error = Unauthenticated("AWS_PROFILE is \"" + profile + "\" but no credentials for it: " +
-                                out.looked);
+    out.error = Unauthenticated("AWS_PROFILE is \"" + profile +
+                                "\" but no credentials for it: " + out.looked);
   }
   return out;
 }
@@ -154,7 +156,9 @@ class StaticProvider : public CredentialsProvider {
 class ChainProvider : public CredentialsProvider {
  public:
   ChainProvider(Environment env, const Clock* clock)
-      : env_(std::move(env)), clock_(clock ? clock : &real_clock_), imds_(ImdsEndpoint(env_), kImdsTimeoutSeconds) {}
+      : env_(std::move(env)),
+        clock_(clock ? clock : &real_clock_),
+        imds_(ImdsEndpoint(env_), kImdsTimeoutSeconds) {}
 
   StatusOr<Credentials> Get() override {
     std::vector<std::string> looked;
@@ -179,9 +183,10 @@ class ChainProvider : public CredentialsProvider {
       return std::optional<Credentials>();
     }
     if (id.empty() || secret.empty()) {
-      return Unauthenticated(std::string(id.empty() ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID") +
-                             " is set but " + (id.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
-                             " is not: set both (and AWS_SESSION_TOKEN for temporary keys)");
+      return Unauthenticated(
+          std::string(id.empty() ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID") + " is set but " +
+          (id.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
+          " is not: set both (and AWS_SESSION_TOKEN for temporary keys)");
     }
     Credentials c;
     c.access_key_id = id;
@@ -199,7 +204,8 @@ class ChainProvider : public CredentialsProvider {
     }
     MutexLock lock(mu_);
     double now = clock_->Now();
-    if (cached_ && (cached_->expires_at == 0 || now < cached_->expires_at - kRefreshBeforeSeconds)) {
+    if (cached_ &&
+        (cached_->expires_at == 0 || now < cached_->expires_at - kRefreshBeforeSeconds)) {
       return *cached_;
     }
     auto fresh = FetchRole();
@@ -217,9 +223,11 @@ class ChainProvider : public CredentialsProvider {
     YARD_ASSIGN_OR_RETURN(std::string roles, imds_.Get("meta-data/iam/security-credentials/"));
     std::string role = Trim(roles.substr(0, roles.find('\n')));
     if (role.empty()) return NotFound("the instance has no IAM role");
-    YARD_ASSIGN_OR_RETURN(std::string body, imds_.Get("meta-data/iam/security-credentials/" + role));
+    YARD_ASSIGN_OR_RETURN(std::string body,
+                          imds_.Get("meta-data/iam/security-credentials/" + role));
     nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object()) return Internal("role " + role + ": the metadata service's answer is not JSON");
+    if (!j.is_object())
+      return Internal("role " + role + ": the metadata service's answer is not JSON");
     if (j.value("Code", "") != "Success") {
       return Unavailable("role " + role + ": the metadata service says " + j.value("Code", "?") +
                          ": " + j.value("Message", ""));
@@ -231,7 +239,8 @@ class ChainProvider : public CredentialsProvider {
     c.expires_at = ParseIso8601(j.value("Expiration", ""));
     c.source = "instance role " + role;
     if (c.access_key_id.empty() || c.secret_access_key.empty()) {
-      return Internal("role " + role + ": the metadata service's answer lacks AccessKeyId/SecretAccessKey");
+      return Internal("role " + role +
+                      ": the metadata service's answer lacks AccessKeyId/SecretAccessKey");
     }
     return c;
   }
@@ -239,8 +248,9 @@ class ChainProvider : public CredentialsProvider {
   static Status NoCredentials(const std::vector<std::string>& looked) {
     std::string text = "no AWS credentials found; looked at: ";
     for (size_t i = 0; i < looked.size(); ++i) text += (i ? "; " : "") + looked[i];
-    text += ". Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile "
-            "in ~/.aws/credentials, or run on EC2 with an instance role";
+    text +=
+        ". Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile "
+        "in ~/.aws/credentials, or run on EC2 with an instance role";
     return Unauthenticated(text);
   }
 
@@ -274,7 +284,8 @@ std::unique_ptr<CredentialsProvider> StaticCredentialsProvider(Credentials crede
 
 std::string Ec2Endpoint(const std::string& region, const std::string& configured,
                         const Environment& env) {
-  for (const std::string& v : {configured, Get(env, "AWS_ENDPOINT_URL_EC2"), Get(env, "AWS_ENDPOINT_URL")}) {
+  for (const std::string& v :
+       {configured, Get(env, "AWS_ENDPOINT_URL_EC2"), Get(env, "AWS_ENDPOINT_URL")}) {
     if (!v.empty()) return v;
   }
   if (region.rfind("cn-", 0) == 0) return "https://ec2." + region + ".amazonaws.com.cn";

@@ -18,9 +18,7 @@ namespace {
 
 using test_support::TempDir;
 
-void Write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void Write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 std::string Iso8601(double t) {
   std::time_t secs = static_cast<std::time_t>(t);
@@ -65,7 +63,8 @@ TEST(Credentials, DefaultProfileFromHomeAndNamedProfilesFromBothFiles) {
   std::filesystem::create_directories(dir.path() + "/.aws");
   Write(dir.path() + "/.aws/credentials",
         "# comment\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s-default\n"
-        "\n[work]\naws_access_key_id=AKIDWORK\naws_secret_access_key=s-work\naws_session_token=t-work\n");
+        "\n[work]\naws_access_key_id=AKIDWORK\naws_secret_access_key=s-work\naws_session_token=t-"
+        "work\n");
   Write(dir.path() + "/.aws/config",
         "[default]\nregion = us-east-1\n[profile cfg]\naws_access_key_id = AKIDCFG\n"
         "aws_secret_access_key = s-cfg\ns3 =\n  max_concurrent_requests = 20\n");
@@ -93,10 +92,12 @@ TEST(Credentials, FileLocationsFromTheEnvironmentAndRotatedKeys) {
   Environment env = Empty(dir);
   env["AWS_SHARED_CREDENTIALS_FILE"] = dir.path() + "/creds";
   env["AWS_CONFIG_FILE"] = dir.path() + "/conf";
-  Write(dir.path() + "/creds", "[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n");
+  Write(dir.path() + "/creds",
+        "[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n");
   auto chain = DefaultCredentialsChain(env);
   EXPECT_EQ(chain->Get()->access_key_id, "AKID1");
-  Write(dir.path() + "/creds", "[default]\naws_access_key_id = AKID2\naws_secret_access_key = s2\n");
+  Write(dir.path() + "/creds",
+        "[default]\naws_access_key_id = AKID2\naws_secret_access_key = s2\n");
   EXPECT_EQ(chain->Get()->access_key_id, "AKID2");  // files are read again
 }
 
@@ -111,7 +112,9 @@ TEST(Credentials, NamedProfileThatNoFileHasFailsNamingTheFiles) {
   const std::string& m = c.status().message();
   EXPECT_NE(m.find("AWS_PROFILE is \"ghost\""), std::string::npos) << m;
   EXPECT_NE(m.find(dir.path() + "/creds (no such section)"), std::string::npos) << m;
-  EXPECT_NE(m.find(dir.path() + "/.aws/config as [profile ghost] (no such file)"), std::string::npos) << m;
+  EXPECT_NE(m.find(dir.path() + "/.aws/config as [profile ghost] (no such file)"),
+            std::string::npos)
+      << m;
 }
 
 TEST(Credentials, RoleAssumingProfileIsRefusedClearly) {
@@ -119,7 +122,8 @@ TEST(Credentials, RoleAssumingProfileIsRefusedClearly) {
   Environment env = Empty(dir);
   env["AWS_PROFILE"] = "admin";
   env["AWS_CONFIG_FILE"] = dir.path() + "/conf";
-  Write(dir.path() + "/conf", "[profile admin]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n");
+  Write(dir.path() + "/conf",
+        "[profile admin]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n");
   auto c = DefaultCredentialsChain(env)->Get();
   EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
   EXPECT_NE(c.status().message().find("uses role_arn"), std::string::npos) << c.status().message();
@@ -131,30 +135,45 @@ TEST(Credentials, NothingAnywhereNamesEveryPlace) {
   auto c = DefaultCredentialsChain(env)->Get();
   EXPECT_EQ(c.status().code(), Code::kUnauthenticated);
   const std::string& m = c.status().message();
-  EXPECT_NE(m.find("environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set)"), std::string::npos) << m;
-  EXPECT_NE(m.find("profile \"default\" in " + dir.path() + "/.aws/credentials (no such file)"), std::string::npos) << m;
-  EXPECT_NE(m.find("instance role (skipped: AWS_EC2_METADATA_DISABLED=true)"), std::string::npos) << m;
+  EXPECT_NE(m.find("environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("profile \"default\" in " + dir.path() + "/.aws/credentials (no such file)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("instance role (skipped: AWS_EC2_METADATA_DISABLED=true)"), std::string::npos)
+      << m;
 
   env.erase("AWS_EC2_METADATA_DISABLED");
   env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:1";
   auto c2 = DefaultCredentialsChain(env)->Get();
   EXPECT_EQ(c2.status().code(), Code::kUnauthenticated);
-  EXPECT_NE(c2.status().message().find("instance role through IMDSv2 at http://127.0.0.1:1"), std::string::npos)
+  EXPECT_NE(c2.status().message().find("instance role through IMDSv2 at http://127.0.0.1:1"),
+            std::string::npos)
       << c2.status().message();
 }
 
 TEST(Credentials, InstanceRoleFromTheMetadataMock) {
-  if (std::string r = test_support::AwsHarness::SkipReason({"metadata-mock"}); !r.empty()) GTEST_SKIP() << r;
+  if (std::string r = test_support::AwsHarness::SkipReason({"metadata-mock"}); !r.empty())
+    GTEST_SKIP() << r;
   double expires = std::time(nullptr) + 3600.0;
-  nlohmann::json config = {{"metadata", {{"values", {{"iam-security-credentials", {
-      {"Code", "Success"}, {"Type", "AWS-HMAC"}, {"AccessKeyId", "ASIAMOCK"},
-      {"SecretAccessKey", "mock-secret"}, {"Token", "mock-token"},
-      {"LastUpdated", Iso8601(std::time(nullptr))}, {"Expiration", Iso8601(expires)}}}}}}}};
-  auto mock = test_support::AwsHarness::Start({"metadata-mock", "--imdsv2-only", "--config-json", config.dump()});
+  nlohmann::json config = {{"metadata",
+                            {{"values",
+                              {{"iam-security-credentials",
+                                {{"Code", "Success"},
+                                 {"Type", "AWS-HMAC"},
+                                 {"AccessKeyId", "ASIAMOCK"},
+                                 {"SecretAccessKey", "mock-secret"},
+                                 {"Token", "mock-token"},
+                                 {"LastUpdated", Iso8601(std::time(nullptr))},
+                                 {"Expiration", Iso8601(expires)}}}}}}}};
+  auto mock = test_support::AwsHarness::Start(
+      {"metadata-mock", "--imdsv2-only", "--config-json", config.dump()});
   ASSERT_TRUE(mock);
   TempDir dir;
   FakeClock clock(std::time(nullptr));
-  Environment env{{"HOME", dir.path()}, {"AWS_EC2_METADATA_SERVICE_ENDPOINT", mock->info()["imds"]}};
+  Environment env{{"HOME", dir.path()},
+                  {"AWS_EC2_METADATA_SERVICE_ENDPOINT", mock->info()["imds"]}};
   auto chain = DefaultCredentialsChain(env, &clock);
   auto c = chain->Get();
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -177,7 +196,8 @@ TEST(Credentials, RoleCredentialsRefreshFiveMinutesBeforeExpiry) {
   FakeClock clock(1'700'000'000);
   fake.SetExpiration(Iso8601(1'700'000'000 + 3600));
   TempDir dir;
-  auto chain = DefaultCredentialsChain({{"HOME", dir.path()}, {"AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.url()}}, &clock);
+  auto chain = DefaultCredentialsChain(
+      {{"HOME", dir.path()}, {"AWS_EC2_METADATA_SERVICE_ENDPOINT", fake.url()}}, &clock);
   EXPECT_EQ(chain->Get()->access_key_id, "ASIA1");
   clock.Advance(3600 - 301);
   EXPECT_EQ(chain->Get()->access_key_id, "ASIA1");  // cached
@@ -194,7 +214,8 @@ TEST(Credentials, StaticProvider) {
 }
 
 TEST(Ec2Endpoint, ConfiguredThenEnvironmentThenAws) {
-  Environment env{{"AWS_ENDPOINT_URL", "http://generic"}, {"AWS_ENDPOINT_URL_EC2", "http://ec2-specific"}};
+  Environment env{{"AWS_ENDPOINT_URL", "http://generic"},
+                  {"AWS_ENDPOINT_URL_EC2", "http://ec2-specific"}};
   EXPECT_EQ(Ec2Endpoint("eu-west-1", "http://configured", env), "http://configured");
   EXPECT_EQ(Ec2Endpoint("eu-west-1", "", env), "http://ec2-specific");
   env.erase("AWS_ENDPOINT_URL_EC2");

@@ -40,9 +40,9 @@ enum class Ec2ErrorKind {
 
 struct Ec2Error {
   Ec2ErrorKind kind = Ec2ErrorKind::kNone;
-  int http_status = 0;     // EC2's HTTP status; 0 when EC2 did not answer
-  std::string code;        // EC2's code, e.g. "InsufficientInstanceCapacity"
-  std::string message;     // EC2's message
+  int http_status = 0;  // EC2's HTTP status; 0 when EC2 did not answer
+  std::string code;     // EC2's code, e.g. "InsufficientInstanceCapacity"
+  std::string message;  // EC2's message
   std::string request_id;
   // For kAuth errors about permissions (UnauthorizedOperation,
   // AccessDenied): the IAM action that was refused, as EC2 names it in the
@@ -66,40 +66,40 @@ struct Tag {
 
 // RunInstances with MinCount = MaxCount = 1.
 struct RunInstanceRequest {
-  std::string image_id;        // AMI
-  std::string instance_type;   // "p2.xlarge"
-  bool spot = false;           // InstanceMarketOptions: spot, one-time,
-                               // InstanceInterruptionBehavior terminate
-  std::string subnet_id;       // optional
+  std::string image_id;                         // AMI
+  std::string instance_type;                    // "p2.xlarge"
+  bool spot = false;                            // InstanceMarketOptions: spot, one-time,
+                                                // InstanceInterruptionBehavior terminate
+  std::string subnet_id;                        // optional
   std::vector<std::string> security_group_ids;  // optional
-  std::string key_name;        // optional
-  std::string iam_instance_profile;  // optional: a name or an ARN
-  int root_volume_gb = 0;      // 0: the AMI's default
+  std::string key_name;                         // optional
+  std::string iam_instance_profile;             // optional: a name or an ARN
+  int root_volume_gb = 0;                       // 0: the AMI's default
   // The AMI's root device (DescribeImages' RootDeviceName): the
   // BlockDeviceMapping that resizes the root. A name that is not the
   // image's root adds a second volume and leaves the root as it was.
   std::string root_device_name = "/dev/sda1";
-  std::string user_data;       // plain text; the client base64-encodes it
-  std::vector<Tag> tags;       // TagSpecifications for instance and volume
-  std::string client_token;    // idempotency token (our instance id)
+  std::string user_data;     // plain text; the client base64-encodes it
+  std::vector<Tag> tags;     // TagSpecifications for instance and volume
+  std::string client_token;  // idempotency token (our instance id)
 };
 
 struct Ec2Instance {
-  std::string instance_id;     // "i-0123..."
-  std::string state;           // pending|running|shutting-down|terminated|stopping|stopped
+  std::string instance_id;  // "i-0123..."
+  std::string state;        // pending|running|shutting-down|terminated|stopping|stopped
   std::string instance_type;
-  std::string lifecycle;       // "spot" or "" (on-demand)
+  std::string lifecycle;  // "spot" or "" (on-demand)
   std::string availability_zone;
   std::string private_ip;
   std::string public_ip;
-  std::string state_reason;    // StateReason code, e.g. "Server.SpotInstanceTermination"
-  double launch_time = 0;      // Unix seconds
+  std::string state_reason;  // StateReason code, e.g. "Server.SpotInstanceTermination"
+  double launch_time = 0;    // Unix seconds
   std::map<std::string, std::string> tags;
 };
 
 // One image as DescribeImages lists it.
 struct Ec2Image {
-  std::string image_id;          // "ami-0123..."
+  std::string image_id;  // "ami-0123..."
   std::string name;
   std::string state;             // available|pending|failed|deregistered|...
   std::string root_device_name;  // "/dev/sda1" (Ubuntu), "/dev/xvda" (Amazon Linux, Debian)
@@ -110,7 +110,7 @@ struct SpotPrice {
   std::string instance_type;
   std::string availability_zone;
   double price_per_hour = 0;
-  double timestamp = 0;        // Unix seconds
+  double timestamp = 0;  // Unix seconds
 };
 
 class Ec2Api {

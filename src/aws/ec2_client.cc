@@ -24,8 +24,9 @@ constexpr char kCaBundle[] = "/etc/ssl/certs/ca-certificates.crt";
 
 std::string Base64(const std::string& s) {
   std::string out(4 * ((s.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
+  int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   out.resize(n);
   return out;
 }
@@ -38,8 +39,9 @@ std::string Base64(const std::string& s) {
 std::string FormEncodeValue(const std::string& s) {
   std::string out;
   size_t start = 0;
-  for (size_t space = s.find(' '); ; space = s.find(' ', start)) {
-    out += UriEncode(s.substr(start, space == std::string::npos ? std::string::npos : space - start));
+  for (size_t space = s.find(' ');; space = s.find(' ', start)) {
+    out +=
+        UriEncode(s.substr(start, space == std::string::npos ? std::string::npos : space - start));
     if (space == std::string::npos) break;
     out += '+';
     start = space + 1;
@@ -112,8 +114,8 @@ StatusOr<pugi::xml_node> Root(pugi::xml_document& doc, const std::string& body,
 }
 
 bool IsThrottling(const std::string& code) {
-  return code == "RequestLimitExceeded" || code == "Throttling" ||
-         code == "ThrottlingException" || code == "RequestThrottled";
+  return code == "RequestLimitExceeded" || code == "Throttling" || code == "ThrottlingException" ||
+         code == "RequestThrottled";
 }
 
 std::string RandomToken(std::mt19937_64& rng) {
@@ -128,8 +130,9 @@ Ec2Client::Ec2Client(Ec2ClientOptions options, std::shared_ptr<CredentialsProvid
                      std::function<void(double)> sleep, const Clock* clock)
     : options_(std::move(options)),
       credentials_(std::move(credentials)),
-      sleep_(sleep ? std::move(sleep)
-                   : [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }),
+      sleep_(sleep
+                 ? std::move(sleep)
+                 : [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }),
       clock_(clock ? clock : &real_clock_),
       rng_(std::random_device{}()) {}
 
@@ -140,7 +143,9 @@ double Ec2Client::Backoff(int retry) {
 }
 
 Ec2Client::Answer Ec2Client::Send(const std::string& body, const Credentials& credentials) {
-  HttpRequestToSign req{"POST", "/", "",
+  HttpRequestToSign req{"POST",
+                        "/",
+                        "",
                         {{"Host", HostOf(options_.endpoint)},
                          {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}},
                         body};
@@ -186,7 +191,8 @@ StatusOr<std::string> Ec2Client::Call(const std::string& action, const QueryPara
     if (a.status >= 200 && a.status < 300) return a.body;
     if (a.status == 0) {
       last = Ec2Error{Ec2ErrorKind::kTransient, 0, "", a.transport_error, "", ""};
-      failure = "EC2 " + action + ": no answer from " + options_.endpoint + ": " + a.transport_error;
+      failure =
+          "EC2 " + action + ": no answer from " + options_.endpoint + ": " + a.transport_error;
       if (!a.untrusted) continue;
       failure = "EC2 " + action + ": the TLS certificate of " + options_.endpoint +
                 " is not trusted (" + a.transport_error + "; CA bundle " +
@@ -197,7 +203,11 @@ StatusOr<std::string> Ec2Client::Call(const std::string& action, const QueryPara
     auto parsed = ParseEc2Error(a.body, a.status, action);
     if (!parsed) {
       last = Ec2Error{a.status >= 500 ? Ec2ErrorKind::kTransient : Ec2ErrorKind::kBadRequest,
-                      a.status, "", a.body.substr(0, 300), "", ""};
+                      a.status,
+                      "",
+                      a.body.substr(0, 300),
+                      "",
+                      ""};
       failure = "EC2 " + action + ": HTTP " + std::to_string(a.status) + " from " +
                 options_.endpoint + ": " + a.body.substr(0, 300);
       if (a.status < 500) break;
@@ -205,13 +215,15 @@ StatusOr<std::string> Ec2Client::Call(const std::string& action, const QueryPara
     }
     last = *parsed;
     failure.clear();
-    if (!(last.kind == Ec2ErrorKind::kTransient || IsThrottling(WithoutEc2Prefix(last.code)))) break;
+    if (!(last.kind == Ec2ErrorKind::kTransient || IsThrottling(WithoutEc2Prefix(last.code))))
+      break;
   }
   if (error) *error = last;
-  Status s = failure.empty() ? Ec2ErrorStatus(last, action)
-                             : Status(last.kind == Ec2ErrorKind::kTransient ? Code::kUnavailable
-                                                                            : Code::kInvalidArgument,
-                                      failure);
+  Status s = failure.empty()
+                 ? Ec2ErrorStatus(last, action)
+                 : Status(last.kind == Ec2ErrorKind::kTransient ? Code::kUnavailable
+                                                                : Code::kInvalidArgument,
+                          failure);
   bool retried = last.kind == Ec2ErrorKind::kTransient || IsThrottling(WithoutEc2Prefix(last.code));
   if (retried && options_.max_attempts > 1) {
     s = Status(s.code(), s.message() + " (gave up after " + std::to_string(options_.max_attempts) +
@@ -222,12 +234,13 @@ StatusOr<std::string> Ec2Client::Call(const std::string& action, const QueryPara
 
 QueryParams Ec2Client::RunInstancesParams(const RunInstanceRequest& r, const std::string& token) {
   QueryParams p{{"ImageId", r.image_id}, {"InstanceType", r.instance_type},
-                {"MinCount", "1"}, {"MaxCount", "1"}, {"ClientToken", token},
-                {"InstanceInitiatedShutdownBehavior", "terminate"}};
+                {"MinCount", "1"},       {"MaxCount", "1"},
+                {"ClientToken", token},  {"InstanceInitiatedShutdownBehavior", "terminate"}};
   if (r.spot) {
-    p.insert(p.end(), {{"InstanceMarketOptions.MarketType", "spot"},
-                       {"InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time"},
-                       {"InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate"}});
+    p.insert(p.end(),
+             {{"InstanceMarketOptions.MarketType", "spot"},
+              {"InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time"},
+              {"InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate"}});
   }
   if (!r.subnet_id.empty()) p.emplace_back("SubnetId", r.subnet_id);
   for (size_t i = 0; i < r.security_group_ids.size(); ++i) {
@@ -236,7 +249,8 @@ QueryParams Ec2Client::RunInstancesParams(const RunInstanceRequest& r, const std
   if (!r.key_name.empty()) p.emplace_back("KeyName", r.key_name);
   if (!r.iam_instance_profile.empty()) {
     bool arn = r.iam_instance_profile.rfind("arn:", 0) == 0;
-    p.emplace_back(arn ? "IamInstanceProfile.Arn" : "IamInstanceProfile.Name", r.iam_instance_profile);
+    p.emplace_back(arn ? "IamInstanceProfile.Arn" : "IamInstanceProfile.Name",
+                   r.iam_instance_profile);
   }
   if (r.root_volume_gb > 0) {
     p.insert(p.end(), {{"BlockDeviceMapping.1.DeviceName", r.root_device_name},
@@ -265,11 +279,13 @@ StatusOr<Ec2Instance> Ec2Client::RunInstance(const RunInstanceRequest& request, 
     MutexLock lock(rng_mu_);
     token = RandomToken(rng_);
   }
-  YARD_ASSIGN_OR_RETURN(std::string body, Call("RunInstances", RunInstancesParams(request, token), error));
+  YARD_ASSIGN_OR_RETURN(std::string body,
+                        Call("RunInstances", RunInstancesParams(request, token), error));
   pugi::xml_document doc;
   YARD_ASSIGN_OR_RETURN(pugi::xml_node root, Root(doc, body, "RunInstances"));
   pugi::xml_node item = xml::Child(xml::Child(root, "instancesSet"), "item");
-  if (!item) return Internal("EC2 RunInstances: the answer has no instance: " + body.substr(0, 300));
+  if (!item)
+    return Internal("EC2 RunInstances: the answer has no instance: " + body.substr(0, 300));
   return ParseInstance(item);
 }
 
@@ -277,7 +293,8 @@ StatusOr<std::vector<Ec2Instance>> Ec2Client::DescribeInstances(
     const std::vector<std::string>& ids, const std::map<std::string, std::string>& filters,
     Ec2Error* error) {
   QueryParams base;
-  for (size_t i = 0; i < ids.size(); ++i) base.emplace_back("InstanceId." + std::to_string(i + 1), ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    base.emplace_back("InstanceId." + std::to_string(i + 1), ids[i]);
   int n = 1;
   for (const auto& [name, value] : filters) {
     std::string prefix = "Filter." + std::to_string(n++);
@@ -309,7 +326,8 @@ StatusOr<std::vector<Ec2Instance>> Ec2Client::DescribeInstances(
 Status Ec2Client::TerminateInstances(const std::vector<std::string>& ids, Ec2Error* error) {
   if (ids.empty()) return Status::Ok();
   QueryParams params;
-  for (size_t i = 0; i < ids.size(); ++i) params.emplace_back("InstanceId." + std::to_string(i + 1), ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    params.emplace_back("InstanceId." + std::to_string(i + 1), ids[i]);
   Ec2Error e;
   auto r = Call("TerminateInstances", params, &e);
   if (r.ok()) return Status::Ok();
@@ -345,7 +363,8 @@ StatusOr<std::vector<Ec2Image>> Ec2Client::ParseDescribeImages(const std::string
 StatusOr<std::vector<Ec2Image>> Ec2Client::DescribeImages(const std::vector<std::string>& ids,
                                                           Ec2Error* error) {
   QueryParams params;
-  for (size_t i = 0; i < ids.size(); ++i) params.emplace_back("ImageId." + std::to_string(i + 1), ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    params.emplace_back("ImageId." + std::to_string(i + 1), ids[i]);
   YARD_ASSIGN_OR_RETURN(std::string body, Call("DescribeImages", params, error));
   return ParseDescribeImages(body);
 }
@@ -353,7 +372,8 @@ StatusOr<std::vector<Ec2Image>> Ec2Client::DescribeImages(const std::vector<std:
 StatusOr<std::vector<SpotPrice>> Ec2Client::DescribeSpotPriceHistory(const std::string& type,
                                                                      Ec2Error* error) {
   // With StartTime = now EC2 answers the price in effect now, per zone.
-  QueryParams base{{"InstanceType.1", type}, {"ProductDescription.1", "Linux/UNIX"},
+  QueryParams base{{"InstanceType.1", type},
+                   {"ProductDescription.1", "Linux/UNIX"},
                    {"StartTime", IsoTime(clock_->Now())}};
   std::map<std::string, SpotPrice> newest;  // by zone
   std::string next;

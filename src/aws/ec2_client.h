@@ -34,9 +34,9 @@
 namespace yard::aws {
 
 struct Ec2ClientOptions {
-  std::string region;         // required: "us-east-1"
-  std::string endpoint;       // "https://ec2.us-east-1.amazonaws.com" (see Ec2Endpoint)
-  int max_attempts = 5;       // per call, including the first
+  std::string region;    // required: "us-east-1"
+  std::string endpoint;  // "https://ec2.us-east-1.amazonaws.com" (see Ec2Endpoint)
+  int max_attempts = 5;  // per call, including the first
   double base_backoff_s = 0.5;
   double max_backoff_s = 20;
   double connect_timeout_s = 10;
@@ -83,10 +83,10 @@ class Ec2Client : public Ec2Api {
 
  private:
   struct Answer {
-    int status = 0;           // 0: no answer
+    int status = 0;  // 0: no answer
     std::string body;
     std::string transport_error;
-    bool untrusted = false;   // the TLS certificate was refused: no retry
+    bool untrusted = false;  // the TLS certificate was refused: no retry
   };
   Answer Send(const std::string& body, const Credentials& credentials);
   double Backoff(int retry);

@@ -18,8 +18,8 @@
 namespace yard::aws {
 namespace {
 
-using test_support::AwsHarness;
 using nlohmann::json;
+using test_support::AwsHarness;
 
 Credentials Keys(const std::string& id, const std::string& secret) {
   Credentials c;
@@ -55,7 +55,7 @@ class Ec2ClientTest : public ::testing::Test {
 
   static json Proxy(const std::string& method, const std::string& path, const std::string& body) {
     httplib::Client c(Info()["proxy"].get<std::string>());
-    auto r = method == "GET" ? c.Get(path.c_str())
+    auto r = method == "GET"    ? c.Get(path.c_str())
              : method == "POST" ? c.Post(path.c_str(), body, "application/json")
                                 : c.Delete(path.c_str());
     EXPECT_TRUE(r && r->status == 200) << method << " " << path;
@@ -69,7 +69,8 @@ class Ec2ClientTest : public ::testing::Test {
   // boto3, straight to moto: an observer that does not share our code.
   static json Boto(const std::string& method, const json& kwargs, const std::string& decode = "") {
     CommandSpec spec;
-    spec.argv = {AwsHarness::Python(), AwsHarness::Script(), "boto", Info()["moto"], "ec2", method, kwargs.dump()};
+    spec.argv = {AwsHarness::Python(), AwsHarness::Script(), "boto", Info()["moto"], "ec2", method,
+                 kwargs.dump()};
     if (!decode.empty()) spec.argv.insert(spec.argv.end(), {"--decode-base64", decode});
     spec.timeout = std::chrono::milliseconds(60000);
     auto r = ProcessCommandRunner().Run(spec);
@@ -117,8 +118,9 @@ TEST_F(Ec2ClientTest, SpotLaunchWithTagsUserDataAndLoopbackAddress) {
   for (const auto& t : seen["Tags"]) tags[t["Key"].get<std::string>()] = t["Value"];
   EXPECT_EQ(tags["trainyard:server"], "spot-test");
   EXPECT_EQ(tags["Name"], "trainyard spot-test");
-  json attr = Boto("describe_instance_attribute",
-                   {{"InstanceId", inst->instance_id}, {"Attribute", "userData"}}, "UserData.Value");
+  json attr =
+      Boto("describe_instance_attribute",
+           {{"InstanceId", inst->instance_id}, {"Attribute", "userData"}}, "UserData.Value");
   EXPECT_EQ(attr["decoded"], r.user_data);
 }
 
@@ -208,7 +210,8 @@ TEST_F(Ec2ClientTest, DescribeImagesGivesTheRootDeviceAndRunInstanceResizesIt) {
   EXPECT_EQ(seen["RootDeviceName"], "/dev/xvda");
   ASSERT_EQ(seen["BlockDeviceMappings"].size(), 1u) << seen["BlockDeviceMappings"].dump();
   EXPECT_EQ(seen["BlockDeviceMappings"][0]["DeviceName"], "/dev/xvda");
-  json volumes = Boto("describe_volumes", {{"VolumeIds", {seen["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]}}});
+  json volumes = Boto("describe_volumes",
+                      {{"VolumeIds", {seen["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]}}});
   EXPECT_EQ(volumes["Volumes"][0]["Size"], 50);
 }
 
@@ -219,7 +222,8 @@ TEST_F(Ec2ClientTest, DescribeImagesOfAMissingOrMalformedAmiIsABadRequest) {
   EXPECT_EQ(missing.status().code(), Code::kInvalidArgument) << missing.status().ToString();
   EXPECT_EQ(e.kind, Ec2ErrorKind::kBadRequest);
   EXPECT_EQ(e.code, "InvalidAMIID.NotFound");
-  EXPECT_NE(missing.status().message().find("EC2 DescribeImages: InvalidAMIID.NotFound"), std::string::npos)
+  EXPECT_NE(missing.status().message().find("EC2 DescribeImages: InvalidAMIID.NotFound"),
+            std::string::npos)
       << missing.status().message();
   Ec2Error m;
   auto malformed = client->DescribeImages({"not-an-ami"}, &m);
@@ -229,7 +233,9 @@ TEST_F(Ec2ClientTest, DescribeImagesOfAMissingOrMalformedAmiIsABadRequest) {
 }
 
 TEST_F(Ec2ClientTest, DescribeImagesRefusedNamesTheIamAction) {
-  Fail({{"action", "DescribeImages"}, {"code", "UnauthorizedOperation"}, {"status", 403},
+  Fail({{"action", "DescribeImages"},
+        {"code", "UnauthorizedOperation"},
+        {"status", 403},
         {"message", "You are not authorized to perform this operation."}});
   Ec2Error e;
   auto r = Client()->DescribeImages({Image()}, &e);
@@ -288,13 +294,17 @@ TEST_F(Ec2ClientTest, SpotPriceNewestPerZone) {
   for (const auto& p : *prices) {
     EXPECT_EQ(p.instance_type, "g4dn.xlarge");
     EXPECT_GT(p.price_per_hour, 0);
-    EXPECT_TRUE(zones.insert(p.availability_zone).second) << "two prices for " << p.availability_zone;
+    EXPECT_TRUE(zones.insert(p.availability_zone).second)
+        << "two prices for " << p.availability_zone;
   }
 }
 
 TEST_F(Ec2ClientTest, CapacityErrorIsNotRetriedAndKeepsEc2sWords) {
-  Fail({{"action", "RunInstances"}, {"instance_type", "p2.xlarge"}, {"code", "InsufficientInstanceCapacity"},
-        {"status", 500}, {"message", "We currently do not have sufficient p2.xlarge capacity."}});
+  Fail({{"action", "RunInstances"},
+        {"instance_type", "p2.xlarge"},
+        {"code", "InsufficientInstanceCapacity"},
+        {"status", 500},
+        {"message", "We currently do not have sufficient p2.xlarge capacity."}});
   auto client = Client();
   int before = Seen("RunInstances");
   Ec2Error e;
@@ -305,8 +315,10 @@ TEST_F(Ec2ClientTest, CapacityErrorIsNotRetriedAndKeepsEc2sWords) {
   EXPECT_EQ(e.http_status, 500);
   EXPECT_FALSE(e.request_id.empty());
   EXPECT_NE(r.status().message().find("InsufficientInstanceCapacity: We currently do not have "
-                                      "sufficient p2.xlarge capacity. (request id " + e.request_id + ")"),
-            std::string::npos) << r.status().message();
+                                      "sufficient p2.xlarge capacity. (request id " +
+                                      e.request_id + ")"),
+            std::string::npos)
+      << r.status().message();
   EXPECT_EQ(Seen("RunInstances") - before, 1);
   EXPECT_TRUE(sleeps_.empty());
   // Another type is not affected.
@@ -314,20 +326,28 @@ TEST_F(Ec2ClientTest, CapacityErrorIsNotRetriedAndKeepsEc2sWords) {
 }
 
 TEST_F(Ec2ClientTest, UnauthorizedWithoutNamedActionNamesTheCallsAction) {
-  Fail({{"action", "TerminateInstances"}, {"code", "UnauthorizedOperation"}, {"status", 403},
-        {"message", "You are not authorized to perform this operation. Encoded authorization failure message: abc"}});
+  Fail({{"action", "TerminateInstances"},
+        {"code", "UnauthorizedOperation"},
+        {"status", 403},
+        {"message",
+         "You are not authorized to perform this operation. Encoded authorization failure message: "
+         "abc"}});
   Ec2Error e;
   Status s = Client()->TerminateInstances({"i-0123456789abcdef0"}, &e);
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_EQ(e.kind, Ec2ErrorKind::kAuth);
   EXPECT_EQ(e.missing_action, "ec2:TerminateInstances");
   EXPECT_NE(s.message().find("Encoded authorization failure message: abc"), std::string::npos);
-  EXPECT_NE(s.message().find("ec2:TerminateInstances (EC2 did not name it"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("ec2:TerminateInstances (EC2 did not name it"), std::string::npos)
+      << s.message();
   EXPECT_EQ(Seen("TerminateInstances"), 1);
 }
 
 TEST_F(Ec2ClientTest, ThrottlingIsRetriedWithBackoffThenSucceeds) {
-  Fail({{"action", "DescribeInstances"}, {"code", "RequestLimitExceeded"}, {"status", 503}, {"times", 2}});
+  Fail({{"action", "DescribeInstances"},
+        {"code", "RequestLimitExceeded"},
+        {"status", 503},
+        {"times", 2}});
   int before = Seen("DescribeInstances");
   auto r = Client()->DescribeInstances({}, {{"tag:trainyard:server", "nobody"}});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -339,7 +359,9 @@ TEST_F(Ec2ClientTest, ThrottlingIsRetriedWithBackoffThenSucceeds) {
 }
 
 TEST_F(Ec2ClientTest, RequestLimitAfterRetriesIsCapacity) {
-  Fail({{"action", "RunInstances"}, {"code", "RequestLimitExceeded"}, {"status", 503},
+  Fail({{"action", "RunInstances"},
+        {"code", "RequestLimitExceeded"},
+        {"status", 503},
         {"message", "Request limit exceeded."}});
   Ec2ClientOptions o;
   o.max_attempts = 4;
@@ -350,15 +372,20 @@ TEST_F(Ec2ClientTest, RequestLimitAfterRetriesIsCapacity) {
   auto r = Client(o)->RunInstance(Request("t3.micro", false, "throttle-test"), &e);
   EXPECT_EQ(e.kind, Ec2ErrorKind::kCapacity);
   EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
-  EXPECT_NE(r.status().message().find("RequestLimitExceeded: Request limit exceeded."), std::string::npos);
-  EXPECT_NE(r.status().message().find("gave up after 4 attempts"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("RequestLimitExceeded: Request limit exceeded."),
+            std::string::npos);
+  EXPECT_NE(r.status().message().find("gave up after 4 attempts"), std::string::npos)
+      << r.status().message();
   EXPECT_EQ(Seen("RunInstances") - before, 4);
   ASSERT_EQ(sleeps_.size(), 3u);
   EXPECT_LE(sleeps_[2], 3.0);  // capped
 }
 
 TEST_F(Ec2ClientTest, ServerErrorsAreRetried) {
-  Fail({{"action", "DescribeSpotPriceHistory"}, {"code", "InternalError"}, {"status", 500}, {"times", 1}});
+  Fail({{"action", "DescribeSpotPriceHistory"},
+        {"code", "InternalError"},
+        {"status", 500},
+        {"times", 1}});
   auto r = Client()->DescribeSpotPriceHistory("g4dn.xlarge");
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(sleeps_.size(), 1u);
@@ -366,16 +393,21 @@ TEST_F(Ec2ClientTest, ServerErrorsAreRetried) {
 
 TEST_F(Ec2ClientTest, BadAmiIsABadRequest) {
   // moto launches any AMI id, so EC2's answer to a bad one is injected.
-  Fail({{"action", "RunInstances"}, {"instance_type", "m5.large"}, {"code", "InvalidAMIID.NotFound"},
-        {"status", 400}, {"message", "The image id '[ami-00000000deadbeef0]' does not exist"}});
+  Fail({{"action", "RunInstances"},
+        {"instance_type", "m5.large"},
+        {"code", "InvalidAMIID.NotFound"},
+        {"status", 400},
+        {"message", "The image id '[ami-00000000deadbeef0]' does not exist"}});
   RunInstanceRequest r = Request("m5.large", false, "bad-ami");
   r.image_id = "ami-00000000deadbeef0";
   Ec2Error e;
   auto inst = Client()->RunInstance(r, &e);
   EXPECT_EQ(e.kind, Ec2ErrorKind::kBadRequest) << inst.status().ToString();
   EXPECT_EQ(inst.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(inst.status().message().find("InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist"),
-            std::string::npos) << inst.status().message();
+  EXPECT_NE(inst.status().message().find(
+                "InvalidAMIID.NotFound: The image id '[ami-00000000deadbeef0]' does not exist"),
+            std::string::npos)
+      << inst.status().message();
   EXPECT_TRUE(sleeps_.empty());
 }
 
@@ -420,7 +452,8 @@ TEST(Ec2ClientAuth, UnknownKeyAndMissingPermission) {
   auto run = limited->RunInstance(req, &denied);
   EXPECT_EQ(denied.kind, Ec2ErrorKind::kAuth);
   EXPECT_EQ(denied.missing_action, "ec2:RunInstances");
-  EXPECT_NE(run.status().message().find("lack the IAM permission ec2:RunInstances"), std::string::npos)
+  EXPECT_NE(run.status().message().find("lack the IAM permission ec2:RunInstances"),
+            std::string::npos)
       << run.status().message();
 
   // Signed bodies with spaces and reserved characters pass moto's check,
@@ -433,7 +466,8 @@ TEST(Ec2ClientAuth, UnknownKeyAndMissingPermission) {
   auto launched = client(Keys(admin[0], admin[1]))->RunInstance(req);
   ASSERT_TRUE(launched.ok()) << launched.status().ToString();
   EXPECT_EQ(launched->tags.at("Name"), "trainyard inst x+y~z/w=v:u");
-  auto found = client(Keys(admin[0], admin[1]))->DescribeInstances({}, {{"tag:trainyard:server", "s 1"}});
+  auto found =
+      client(Keys(admin[0], admin[1]))->DescribeInstances({}, {{"tag:trainyard:server", "s 1"}});
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_EQ(found->size(), 1u);
 }

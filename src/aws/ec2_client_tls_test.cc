@@ -34,9 +34,10 @@ class TlsServer {
   explicit TlsServer(const test_support::TempDir& dir)
       : cert_(dir.path() + "/cert.pem"), key_(dir.path() + "/key.pem") {
     CommandSpec spec;
-    spec.argv = {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_,
-                 "-out", cert_, "-days", "1", "-subj", "/CN=127.0.0.1",
-                 "-addext", "subjectAltName=IP:127.0.0.1"};
+    spec.argv = {"openssl",  "req",           "-x509",   "-newkey",
+                 "rsa:2048", "-nodes",        "-keyout", key_,
+                 "-out",     cert_,           "-days",   "1",
+                 "-subj",    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"};
     auto r = ProcessCommandRunner().Run(spec);
     EXPECT_TRUE(r.ok() && r->ok()) << (r.ok() ? r->err : r.status().ToString());
     server_ = std::make_unique<httplib::SSLServer>(cert_.c_str(), key_.c_str());
@@ -80,7 +81,8 @@ TEST(Ec2ClientTls, TrustedCertificateWorksAndNewestPriceWins) {
   test_support::TempDir dir;
   TlsServer server(dir);
   std::vector<double> sleeps;
-  auto prices = ClientOf(server.url(), server.cert(), &sleeps)->DescribeSpotPriceHistory("p2.xlarge");
+  auto prices =
+      ClientOf(server.url(), server.cert(), &sleeps)->DescribeSpotPriceHistory("p2.xlarge");
   ASSERT_TRUE(prices.ok()) << prices.status().ToString();
   ASSERT_EQ(prices->size(), 1u);
   EXPECT_EQ((*prices)[0].availability_zone, "us-east-1a");
@@ -96,7 +98,8 @@ TEST(Ec2ClientTls, UntrustedCertificateIsRefusedAtOnce) {
   auto r = ClientOf(server.url(), "", &sleeps)->DescribeSpotPriceHistory("p2.xlarge", &e);
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
   EXPECT_NE(r.status().message().find("TLS certificate of " + server.url() + " is not trusted"),
-            std::string::npos) << r.status().message();
+            std::string::npos)
+      << r.status().message();
   EXPECT_TRUE(sleeps.empty());
   EXPECT_TRUE(server.last_authorization_.empty());  // nothing was sent
 }

@@ -10,33 +10,57 @@
 namespace yard::aws {
 namespace {
 
-constexpr std::array kCapacityCodes = {
-    "InsufficientInstanceCapacity", "InstanceLimitExceeded", "SpotMaxPriceTooLow",
-    "MaxSpotInstanceCountExceeded", "Unsupported", "InsufficientFreeAddressesInSubnet",
-    "InsufficientHostCapacity", "InsufficientCapacity", "VcpuLimitExceeded",
-    "RequestLimitExceeded", "Throttling", "ThrottlingException"};
-constexpr std::array kAuthCodes = {
-    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "OptInRequired", "ExpiredToken", "RequestExpired", "AccessDenied", "AccessDeniedException",
-    "UnrecognizedClientException", "MissingAuthenticationToken", "IncompleteSignature",
-    "InvalidAccessKeyId", "Blocked", "PendingVerification"};
+constexpr std::array kCapacityCodes = {"InsufficientInstanceCapacity",
+                                       "InstanceLimitExceeded",
+                                       "SpotMaxPriceTooLow",
+                                       "MaxSpotInstanceCountExceeded",
+                                       "Unsupported",
+                                       "InsufficientFreeAddressesInSubnet",
+                                       "InsufficientHostCapacity",
+                                       "InsufficientCapacity",
+                                       "VcpuLimitExceeded",
+                                       "RequestLimitExceeded",
+                                       "Throttling",
+                                       "ThrottlingException"};
+constexpr std::array kAuthCodes = {"AuthFailure",
+                                   "UnauthorizedOperation",
+                                   "InvalidClientTokenId",
+                                   "SignatureDoesNotMatch",
+                                   "OptInRequired",
+                                   "ExpiredToken",
+                                   "RequestExpired",
+                                   "AccessDenied",
+                                   "AccessDeniedException",
+                                   "UnrecognizedClientException",
+                                   "MissingAuthenticationToken",
+                                   "IncompleteSignature",
+                                   "InvalidAccessKeyId",
+                                   "Blocked",
+                                   "PendingVerification"};
 constexpr std::array kTransientCodes = {"InternalError", "InternalFailure", "ServiceUnavailable",
-                                        "Unavailable", "ServerInternal", "RequestTimeout"};
+                                        "Unavailable",   "ServerInternal",  "RequestTimeout"};
 
 template <size_t N>
 bool In(const std::array<const char*, N>& codes, const std::string& code) {
-  for (const char* c : codes) if (code == c) return true;
+  for (const char* c : codes)
+    if (code == c) return true;
   return false;
 }
 
 Code StatusCodeFor(Ec2ErrorKind kind) {
   switch (kind) {
-    case Ec2ErrorKind::kCapacity: return Code::kResourceExhausted;
-    case Ec2ErrorKind::kAuth: return Code::kPermissionDenied;
-    case Ec2ErrorKind::kBadRequest: return Code::kInvalidArgument;
-    case Ec2ErrorKind::kNotFound: return Code::kNotFound;
-    case Ec2ErrorKind::kTransient: return Code::kUnavailable;
-    case Ec2ErrorKind::kNone: break;
+    case Ec2ErrorKind::kCapacity:
+      return Code::kResourceExhausted;
+    case Ec2ErrorKind::kAuth:
+      return Code::kPermissionDenied;
+    case Ec2ErrorKind::kBadRequest:
+      return Code::kInvalidArgument;
+    case Ec2ErrorKind::kNotFound:
+      return Code::kNotFound;
+    case Ec2ErrorKind::kTransient:
+      return Code::kUnavailable;
+    case Ec2ErrorKind::kNone:
+      break;
   }
   return Code::kInternal;
 }
@@ -69,18 +93,25 @@ Ec2ErrorKind ClassifyEc2Error(const std::string& raw_code, int http_status) {
 
 const char* Ec2ErrorKindName(Ec2ErrorKind kind) {
   switch (kind) {
-    case Ec2ErrorKind::kCapacity: return "capacity";
-    case Ec2ErrorKind::kAuth: return "auth";
-    case Ec2ErrorKind::kBadRequest: return "bad_request";
-    case Ec2ErrorKind::kNotFound: return "not_found";
-    case Ec2ErrorKind::kTransient: return "transient";
-    case Ec2ErrorKind::kNone: break;
+    case Ec2ErrorKind::kCapacity:
+      return "capacity";
+    case Ec2ErrorKind::kAuth:
+      return "auth";
+    case Ec2ErrorKind::kBadRequest:
+      return "bad_request";
+    case Ec2ErrorKind::kNotFound:
+      return "not_found";
+    case Ec2ErrorKind::kTransient:
+      return "transient";
+    case Ec2ErrorKind::kNone:
+      break;
   }
   return "none";
 }
 
 std::string ActionNamedIn(const std::string& message) {
-  static const std::regex kPattern(R"(not authorized to perform:?\s+([A-Za-z0-9-]+:[A-Za-z0-9*]+))");
+  static const std::regex kPattern(
+      R"(not authorized to perform:?\s+([A-Za-z0-9-]+:[A-Za-z0-9*]+))");
   std::smatch m;
   return std::regex_search(message, m, kPattern) ? m[1].str() : "";
 }

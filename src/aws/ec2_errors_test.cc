@@ -32,7 +32,8 @@ TEST(ParseEc2Error, Ec2DocumentShape) {
   auto e = ParseEc2Error(R"(<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>InsufficientInstanceCapacity</Code>
 <Message>We currently do not have sufficient p2.xlarge capacity.</Message></Error></Errors>
-<RequestID>ea966190-f9aa-478e-9ede-example</RequestID></Response>)", 500, "RunInstances");
+<RequestID>ea966190-f9aa-478e-9ede-example</RequestID></Response>)",
+                         500, "RunInstances");
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->code, "InsufficientInstanceCapacity");
   EXPECT_EQ(e->message, "We currently do not have sufficient p2.xlarge capacity.");
@@ -42,9 +43,10 @@ TEST(ParseEc2Error, Ec2DocumentShape) {
   EXPECT_EQ(e->missing_action, "");
   Status s = Ec2ErrorStatus(*e, "RunInstances");
   EXPECT_EQ(s.code(), Code::kResourceExhausted);
-  EXPECT_EQ(s.message(), "EC2 RunInstances: InsufficientInstanceCapacity: We currently do not "
-                         "have sufficient p2.xlarge capacity. (request id "
-                         "ea966190-f9aa-478e-9ede-example)");
+  EXPECT_EQ(s.message(),
+            "EC2 RunInstances: InsufficientInstanceCapacity: We currently do not "
+            "have sufficient p2.xlarge capacity. (request id "
+            "ea966190-f9aa-478e-9ede-example)");
 }
 
 TEST(ParseEc2Error, QueryErrorResponseShapeWithNamespace) {

@@ -38,11 +38,12 @@ class FakeImds {
         res.set_content("test-role\n", "text/plain");
       } else if (path == "meta-data/iam/security-credentials/test-role") {
         ++credential_fetches_;
-        res.set_content(R"({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA)" +
-                            std::to_string(credential_fetches_) +
-                            R"(", "SecretAccessKey": "secret", "Token": "session", "Expiration": ")" +
-                            expiration_ + "\"}",
-                        "application/json");
+        res.set_content(
+            R"({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA)" +
+                std::to_string(credential_fetches_) +
+                R"(", "SecretAccessKey": "secret", "Token": "session", "Expiration": ")" +
+                expiration_ + "\"}",
+            "application/json");
       } else if (path == "meta-data/instance-id") {
         res.set_content("i-fake", "text/plain");
       } else {

@@ -74,9 +74,10 @@ class AwsHarness {
     namespace fs = std::filesystem;
     const char* env = getenv("EC2_METADATA_MOCK");
     const char* home = getenv("HOME");
-    for (std::string p : {std::string(env ? env : ""), std::string("/usr/local/bin/ec2-metadata-mock"),
-                          std::string(YARD_SOURCE_DIR) + "/build/tools/ec2-metadata-mock",
-                          std::string(home ? home : "") + "/go/bin/ec2-metadata-mock"}) {
+    for (std::string p :
+         {std::string(env ? env : ""), std::string("/usr/local/bin/ec2-metadata-mock"),
+          std::string(YARD_SOURCE_DIR) + "/build/tools/ec2-metadata-mock",
+          std::string(home ? home : "") + "/go/bin/ec2-metadata-mock"}) {
       if (!p.empty() && access(p.c_str(), X_OK) == 0) return true;
     }
     return false;
@@ -109,7 +110,8 @@ class AwsHarness {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     while (line.find('\n') == std::string::npos) {
       int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      deadline - std::chrono::steady_clock::now()).count());
+                                      deadline - std::chrono::steady_clock::now())
+                                      .count());
       pollfd p{stdout_fd_, POLLIN, 0};
       if (left <= 0 || poll(&p, 1, left) <= 0) break;
       char buf[4096];

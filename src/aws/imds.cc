@@ -53,12 +53,13 @@ StatusOr<std::string> ImdsClient::Token(bool force_new) {
     return token_;
   }
   auto client = MakeClient(endpoint_, timeout_s_);
-  httplib::Headers headers{{"X-aws-ec2-metadata-token-ttl-seconds", std::to_string(kTokenTtlSeconds)}};
+  httplib::Headers headers{
+      {"X-aws-ec2-metadata-token-ttl-seconds", std::to_string(kTokenTtlSeconds)}};
   auto res = client->Put("/latest/api/token", headers, "", "text/plain");
   if (!res) return Unreachable(endpoint_, "is not reachable: " + httplib::to_string(res.error()));
   if (res->status != 200 || res->body.empty()) {
-    return Unreachable(endpoint_, "refused an IMDSv2 session token (HTTP " +
-                                      std::to_string(res->status) + ")");
+    return Unreachable(
+        endpoint_, "refused an IMDSv2 session token (HTTP " + std::to_string(res->status) + ")");
   }
   token_ = res->body;
   token_expires_ = SteadyNow() + kTokenTtlSeconds;
@@ -69,7 +70,8 @@ StatusOr<std::string> ImdsClient::Get(const std::string& path) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     YARD_ASSIGN_OR_RETURN(std::string token, Token(/*force_new=*/attempt > 0));
     auto client = MakeClient(endpoint_, timeout_s_);
-    auto res = client->Get("/latest/" + path, httplib::Headers{{"X-aws-ec2-metadata-token", token}});
+    auto res =
+        client->Get("/latest/" + path, httplib::Headers{{"X-aws-ec2-metadata-token", token}});
     if (!res) return Unreachable(endpoint_, "is not reachable: " + httplib::to_string(res.error()));
     if (res->status == 200) return res->body;
     if (res->status == 404) return NotFound("instance metadata " + path + ": not found");

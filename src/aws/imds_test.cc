@@ -21,9 +21,8 @@ std::unique_ptr<AwsHarness> StartMock(std::vector<std::string> args) {
   return AwsHarness::Start(args);
 }
 
-#define SKIP_WITHOUT_MOCK()                                                     \
-  if (std::string r = AwsHarness::SkipReason({"metadata-mock"}); !r.empty()) \
-  GTEST_SKIP() << r
+#define SKIP_WITHOUT_MOCK() \
+  if (std::string r = AwsHarness::SkipReason({"metadata-mock"}); !r.empty()) GTEST_SKIP() << r
 
 TEST(Imds, ReadsMetadataThroughImdsv2OnlyMock) {
   SKIP_WITHOUT_MOCK();

@@ -53,7 +53,8 @@ std::string NormalizedPath(const std::string& path) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string seg = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string seg =
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (seg == "..") {
       if (!parts.empty()) parts.pop_back();
     } else if (!seg.empty() && seg != ".") {
@@ -74,7 +75,8 @@ std::string CanonicalQuery(const std::string& query) {
   size_t start = 0;
   while (start < query.size()) {
     size_t amp = query.find('&', start);
-    std::string item = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    std::string item =
+        query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     if (!item.empty()) {
       size_t eq = item.find('=');
       std::string key = eq == std::string::npos ? item : item.substr(0, eq);
@@ -127,7 +129,8 @@ std::string UriEncode(const std::string& s, bool keep_slash) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += static_cast<char>(c);
     } else {
       out += '%';

@@ -44,7 +44,8 @@ std::string CanonicalRequest(const HttpRequestToSign& request);
 std::string SignedHeaders(const HttpRequestToSign& request);
 std::string StringToSign(const std::string& amz_date, const SigningScope& scope,
                          const std::string& canonical_request);
-// The derived key HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request"), raw bytes.
+// The derived key HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request"), raw
+// bytes.
 std::string SigningKey(const std::string& secret, const std::string& date,
                        const SigningScope& scope);
 // Hex HMAC-SHA256 of the string to sign under the signing key.

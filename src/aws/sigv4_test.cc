@@ -51,7 +51,8 @@ HttpRequestToSign ParseReq(const std::string& text) {
 }
 
 nlohmann::json Suite() {
-  std::ifstream in(std::string(YARD_SOURCE_DIR) + "/src/aws/testdata/sigv4/aws_sig_v4_test_suite.json");
+  std::ifstream in(std::string(YARD_SOURCE_DIR) +
+                   "/src/aws/testdata/sigv4/aws_sig_v4_test_suite.json");
   return nlohmann::json::parse(in);
 }
 
@@ -76,14 +77,16 @@ TEST(SigV4, SignRequestAddsDateTokenAndAuthorization) {
   // request that has only its Host, with a session token in the credentials.
   nlohmann::json suite = Suite();
   nlohmann::json sts_case;
-  for (const auto& t : suite["tests"]) if (t["name"] == "post-sts-header-before") sts_case = t;
+  for (const auto& t : suite["tests"])
+    if (t["name"] == "post-sts-header-before") sts_case = t;
   HttpRequestToSign expected = ParseReq(sts_case["req"]);
   std::string token = expected.headers.back().second;
   Credentials creds = Creds(suite["access_key_id"], suite["secret_access_key"], token);
   HttpRequestToSign req{"POST", "/", "", {{"Host", "example.amazonaws.com"}}, ""};
   SignRequest(req, creds, {"us-east-1", "service"}, kSuiteTime);
   ASSERT_EQ(req.headers.size(), 4u);
-  EXPECT_EQ(req.headers[1], (std::pair<std::string, std::string>{"X-Amz-Date", "20150830T123600Z"}));
+  EXPECT_EQ(req.headers[1],
+            (std::pair<std::string, std::string>{"X-Amz-Date", "20150830T123600Z"}));
   EXPECT_EQ(req.headers[2], (std::pair<std::string, std::string>{"X-Amz-Security-Token", token}));
   EXPECT_EQ(req.headers[3].first, "Authorization");
   EXPECT_EQ(req.headers[3].second, sts_case["authz"].get<std::string>());
@@ -99,7 +102,9 @@ TEST(SigV4, ContentSha256HeaderIsSignedWhenAsked) {
 }
 
 TEST(SigV4, DocumentedIamListUsersExample) {
-  HttpRequestToSign req{"GET", "/", "Action=ListUsers&Version=2010-05-08",
+  HttpRequestToSign req{"GET",
+                        "/",
+                        "Action=ListUsers&Version=2010-05-08",
                         {{"Host", "iam.amazonaws.com"},
                          {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
                          {"X-Amz-Date", "20150830T123600Z"}},
@@ -124,19 +129,29 @@ TEST(SigV4, DocumentedIamListUsersExample) {
 TEST(SigV4, SameAuthorizationAsBotocore) {
   std::string python = std::string(YARD_SOURCE_DIR) + "/.venv/bin/python";
   if (access(python.c_str(), X_OK) != 0) GTEST_SKIP() << "no .venv: run scripts/setup.sh";
-  std::string body = "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=tag%3Atrainyard%3Aserver"
-                     "&Filter.1.Value.1=a%20b%2Bc";
+  std::string body =
+      "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=tag%3Atrainyard%3Aserver"
+      "&Filter.1.Value.1=a%20b%2Bc";
   for (std::string token : {"", "session/token+=="}) {
-    HttpRequestToSign req{"POST", "/", "",
+    HttpRequestToSign req{"POST",
+                          "/",
+                          "",
                           {{"Host", "ec2.eu-west-1.amazonaws.com"},
                            {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}},
                           body};
     Credentials creds = Creds("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token);
     SignRequest(req, creds, {"eu-west-1", "ec2"}, kSuiteTime);
     CommandSpec spec;
-    spec.argv = {python, std::string(YARD_SOURCE_DIR) + "/src/aws/testdata/sigv4/botocore_sign.py",
-                 "https://ec2.eu-west-1.amazonaws.com/", "eu-west-1", "ec2", "20150830T123600Z",
-                 creds.access_key_id, creds.secret_access_key, token, body};
+    spec.argv = {python,
+                 std::string(YARD_SOURCE_DIR) + "/src/aws/testdata/sigv4/botocore_sign.py",
+                 "https://ec2.eu-west-1.amazonaws.com/",
+                 "eu-west-1",
+                 "ec2",
+                 "20150830T123600Z",
+                 creds.access_key_id,
+                 creds.secret_access_key,
+                 token,
+                 body};
     auto r = ProcessCommandRunner().Run(spec);
     ASSERT_TRUE(r.ok() && r->ok()) << (r.ok() ? r->err : r.status().ToString());
     EXPECT_EQ(req.headers.back().second + "\n", r->out) << "token: " << token;

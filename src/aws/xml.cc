@@ -36,7 +36,8 @@ pugi::xml_node Path(pugi::xml_node node, const std::string& path) {
   size_t start = 0;
   while (node && start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    std::string part =
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     node = Child(node, part.c_str());
     if (slash == std::string::npos) break;
     start = slash + 1;

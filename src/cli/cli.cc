@@ -26,23 +26,29 @@ struct CommandRow {
 const std::vector<CommandRow>& Commands() {
   static const std::vector<CommandRow> kRows = {
       {"init", "write editable job assets (yard.yaml, run.sh, Dockerfile) for a script", SetupInit},
-      {"copy", "start the next experiment: copy job assets (and named files) to another folder", SetupCopy},
+      {"copy", "start the next experiment: copy job assets (and named files) to another folder",
+       SetupCopy},
       {"fit", "run a training script remotely; show its output live; mirror its outputs", SetupFit},
       {"submit", "like fit, but return at once with the job id", SetupSubmit},
       {"jobs", "list your jobs", SetupJobs},
       {"status", "show one job", SetupStatus},
       {"logs", "print a job's output (from the start; -f to follow)", SetupLogs},
-      {"fetch", "download a job's checkpoints, logs and outputs (--all: and the files it wrote "
-                "in its working folder)", SetupFetch},
+      {"fetch",
+       "download a job's checkpoints, logs and outputs (--all: and the files it wrote "
+       "in its working folder)",
+       SetupFetch},
       {"cancel", "cancel a job (ends everything it started)", SetupCancel},
-      {"machines", "list machine types and your instances (state, age, idle, price)", SetupMachines},
+      {"machines", "list machine types and your instances (state, age, idle, price)",
+       SetupMachines},
       {"down", "end cooling instances now", SetupDown},
       {"cost", "what you spent, per job and instance, running and cooling", SetupCost},
-      {"dashboard", "open the server's web page (jobs, curves, logs, machines, cost), signed in", SetupDashboard},
+      {"dashboard", "open the server's web page (jobs, curves, logs, machines, cost), signed in",
+       SetupDashboard},
       {"server", "run the controller in the foreground", SetupServer},
       {"agent", "run an agent (started by providers on each instance)", SetupAgent},
       {"token", "manage API tokens on this server's home", SetupToken},
-      {"replay", "run a recorded fit job (record=True archive) again; compare its final metrics", SetupReplay},
+      {"replay", "run a recorded fit job (record=True archive) again; compare its final metrics",
+       SetupReplay},
   };
   return kRows;
 }
@@ -51,7 +57,10 @@ const std::vector<CommandRow>& Commands() {
 std::string CommandWord(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--server" || a == "--home") { ++i; continue; }
+    if (a == "--server" || a == "--home") {
+      ++i;
+      continue;
+    }
     if (a.rfind("-", 0) == 0) continue;
     return a;
   }
@@ -64,7 +73,8 @@ int CheckCommand(int argc, char** argv) {
   std::vector<std::string> names;
   for (const auto& row : Commands()) names.push_back(row.name);
   if (word.empty() || std::find(names.begin(), names.end(), word) != names.end()) return 0;
-  std::fprintf(stderr, "yard: unknown command '%s'%s\n(commands: %s; `yard --help` says what each does)\n",
+  std::fprintf(stderr,
+               "yard: unknown command '%s'%s\n(commands: %s; `yard --help` says what each does)\n",
                word.c_str(), DidYouMean(word, names).c_str(), JoinNames(names).c_str());
   return 2;
 }
@@ -78,7 +88,8 @@ std::string UnknownFlagMessage(CLI::App& app) {
       for (const auto& s : o->get_snames()) flags.push_back("-" + s);
     }
     std::vector<std::string> extras = sub->remaining();
-    for (const std::string& e : app.remaining()) extras.push_back(e);  // fallthrough leaves them here
+    for (const std::string& e : app.remaining())
+      extras.push_back(e);  // fallthrough leaves them here
     for (const std::string& extra : extras) {
       if (extra.rfind("-", 0) != 0) continue;
       std::string name = extra.substr(0, extra.find('='));
@@ -99,7 +110,8 @@ int Main(int argc, char** argv) {
   app.fallthrough();  // global flags may follow the subcommand
   GlobalFlags global;
   app.add_option("--server", global.server, "server URL (default: $YARD_SERVER, else embedded)");
-  app.add_option("--home", global.home, "state folder of the embedded server (default: $YARD_HOME)");
+  app.add_option("--home", global.home,
+                 "state folder of the embedded server (default: $YARD_HOME)");
   std::function<int()> run;
   for (const auto& row : Commands()) {
     CLI::App* sub = app.add_subcommand(row.name, row.help);
@@ -124,8 +136,8 @@ int Main(int argc, char** argv) {
   try {
     return run();
   } catch (const std::exception& e) {
-    return StoppedUnexpectedly(app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name(),
-                               e.what());
+    return StoppedUnexpectedly(
+        app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name(), e.what());
   }
 }
 

@@ -12,15 +12,15 @@
 #include "agent/agent.h"
 #include "agent/sandbox.h"
 #include "cli/commands.h"
+#include "cli/job_view.h"
 #include "client/connection.h"
 #include "client/reply.h"
-#include "common/files.h"
-#include "common/process.h"
-#include "providers/local_provider.h"
-#include "cli/job_view.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/hashing.h"
+#include "common/process.h"
 #include "common/tls.h"
+#include "providers/local_provider.h"
 #include "server/server.h"
 #include "server/token_auth.h"
 #include "store/store.h"
@@ -37,12 +37,15 @@ namespace {
 // What to do after `command` stopped on something it did not expect.
 std::string AdviceAfterUnexpected(const std::string& command) {
   if (command == "agent")
-    return "The server counts this instance lost once its heartbeats stop and runs its job again; check that "
+    return "The server counts this instance lost once its heartbeats stop and runs its job again; "
+           "check that "
            "this agent and the server are of the same Trainyard version, and report it if they are";
   if (command == "server")
-    return "Start it again (`yard server`): jobs and instances are kept in its store; report it, with the "
+    return "Start it again (`yard server`): jobs and instances are kept in its store; report it, "
+           "with the "
            "server's log";
-  return "Jobs already submitted are not affected (`yard jobs` lists them); check that --server/$YARD_SERVER "
+  return "Jobs already submitted are not affected (`yard jobs` lists them); check that "
+         "--server/$YARD_SERVER "
          "is a Trainyard server of this version, and report it if it is";
 }
 
@@ -50,8 +53,8 @@ std::string AdviceAfterUnexpected(const std::string& command) {
 
 int StoppedUnexpectedly(const std::string& command, const std::string& what) {
   std::string who = command.empty() ? "yard" : "yard " + command;
-  std::fprintf(stderr, "%s: stopped on an unexpected answer or state (%s). %s\n", who.c_str(), what.c_str(),
-               AdviceAfterUnexpected(command).c_str());
+  std::fprintf(stderr, "%s: stopped on an unexpected answer or state (%s). %s\n", who.c_str(),
+               what.c_str(), AdviceAfterUnexpected(command).c_str());
   return kExitUnexpected;
 }
 
@@ -60,8 +63,11 @@ int ExitFor(const std::string& command, const Status& s) {
   if (s.code() != Code::kInternal) return Fail(s.message());
   // The message says what was wrong (a reply's names the route and the
   // field, and says to check the server's version).
-  std::fprintf(stderr, "yard %s: stopped on an unexpected answer or state: %s. Jobs already submitted are not "
-               "affected (`yard jobs` lists them)\n", command.c_str(), s.message().c_str());
+  std::fprintf(
+      stderr,
+      "yard %s: stopped on an unexpected answer or state: %s. Jobs already submitted are not "
+      "affected (`yard jobs` lists them)\n",
+      command.c_str(), s.message().c_str());
   return kExitUnexpected;
 }
 
@@ -72,7 +78,8 @@ std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
     return nullptr;
   }
   if (global.server.empty() && EnvOr("YARD_SERVER", "").empty()) {
-    std::string note = EmbeddedServerOfAnotherBuild(global.home.empty() ? DefaultYardHome() : global.home);
+    std::string note =
+        EmbeddedServerOfAnotherBuild(global.home.empty() ? DefaultYardHome() : global.home);
     if (!note.empty()) std::fprintf(stderr, "yard: warning: %s\n", note.c_str());
   }
   return std::move(c).value();
@@ -81,9 +88,11 @@ std::unique_ptr<HttpClient> ConnectOrReport(const GlobalFlags& global) {
 namespace {
 // docs/operations.md, "A shared server with TLS".
 void AddTlsOptions(CLI::App* sub, ServerOptions* o) {
-  sub->add_option("--tls", o->tls_mode, "'self-signed': serve HTTPS with a certificate made once under "
-                                         "$YARD_HOME/tls (its fingerprint is printed for clients to pin)");
-  sub->add_option("--tls-cert", o->tls_cert, "serve HTTPS with this certificate (PEM, chain allowed)");
+  sub->add_option("--tls", o->tls_mode,
+                  "'self-signed': serve HTTPS with a certificate made once under "
+                  "$YARD_HOME/tls (its fingerprint is printed for clients to pin)");
+  sub->add_option("--tls-cert", o->tls_cert,
+                  "serve HTTPS with this certificate (PEM, chain allowed)");
   sub->add_option("--tls-key", o->tls_key, "the private key of --tls-cert (PEM, unencrypted)");
   sub->add_flag("--insecure-http", o->insecure_http,
                 "allow plain HTTP on a --host beyond loopback (tokens and data in clear)");
@@ -97,20 +106,25 @@ Runner SetupServer(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--default-machine", o->default_machine, "machine type for jobs that name none")
       ->capture_default_str();
   sub->add_option("--heartbeat-timeout", o->heartbeat_timeout_s,
-                  "seconds without a heartbeat before an instance is lost")->capture_default_str();
+                  "seconds without a heartbeat before an instance is lost")
+      ->capture_default_str();
   sub->add_option("--provisioning-timeout", o->provisioning_timeout_s,
                   "seconds a granted instance may take to register before it is ended")
       ->capture_default_str();
-  sub->add_option("--catalog", o->catalog_file, "machine catalog file (default: $YARD_HOME/catalog.json)");
+  sub->add_option("--catalog", o->catalog_file,
+                  "machine catalog file (default: $YARD_HOME/catalog.json)");
   sub->add_option("--max-active-jobs", o->max_active_jobs, "per-user limit of active jobs")
       ->capture_default_str();
   sub->add_option("--max-active-instances", o->max_active_instances,
-                  "per-user limit of instances (cooling ones included)")->capture_default_str();
+                  "per-user limit of instances (cooling ones included)")
+      ->capture_default_str();
   sub->add_option("--quota", o->user_quotas, "per-user override USER=JOBS,INSTANCES (repeatable)");
   sub->add_option("--max-requests-in-flight", o->max_requests_in_flight,
                   "per-user limit of API calls being handled at once (past it: 429)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  sub->add_option("--baseline", o->baseline_s, "seconds a cooling spot instance stays at spot price")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--baseline", o->baseline_s,
+                  "seconds a cooling spot instance stays at spot price")
       ->capture_default_str();
   sub->add_option("--unit-percentage", o->unit_percentage,
                   "then its price rises by this fraction of (on-demand - spot) per minute")
@@ -199,8 +213,10 @@ int PrintSpoolReport(const std::string& dir) {
   for (const auto& entry : std::filesystem::directory_iterator(dir + "/spool", ec)) {
     std::optional<SpoolFileInfo> info = ReadSpoolFileInfo(entry.path().string());
     if (!info) continue;
-    Json line = {{"file", entry.path().filename().string()}, {"job", info->job},
-                 {"attempt", info->attempt}, {"records", info->records}};
+    Json line = {{"file", entry.path().filename().string()},
+                 {"job", info->job},
+                 {"attempt", info->attempt},
+                 {"records", info->records}};
     std::printf("%s\n", line.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
   }
   return 0;
@@ -229,20 +245,24 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("--sandbox-hide", f->sandbox_hide, "a folder jobs never see (repeatable)");
   sub->add_flag("--sandbox-show-host", f->sandbox_show_host,
                 "confined jobs see the host's files read-only (its data), not the system alone");
-  sub->add_option("--server-blobs", f->server_blobs,
-                  "the server's blob store, when on this machine: bundle chunks are copied from it");
-  sub->add_flag("--spool-report", f->spool_report,
-                "print what --dir's spool holds (a JSON line per file) and exit; the ssh provider's "
-                "clean-up of an ended instance");
+  sub->add_option(
+      "--server-blobs", f->server_blobs,
+      "the server's blob store, when on this machine: bundle chunks are copied from it");
+  sub->add_flag(
+      "--spool-report", f->spool_report,
+      "print what --dir's spool holds (a JSON line per file) and exit; the ssh provider's "
+      "clean-up of an ended instance");
   return [f, global] {
     if (f->spool_report) return PrintSpoolReport(f->dir);
     // The bootstrap leaves our environment (and /proc/PID/environ) at once:
     // nothing we start inherits it, nothing on the machine reads it from us.
     std::string bootstrap = TakeSecretEnv("YARD_AGENT_TOKEN");
     if (bootstrap.empty() && ::access((f->dir + "/credential").c_str(), R_OK) != 0)
-      return Fail("YARD_AGENT_TOKEN is not set: an agent needs its instance's bootstrap credential");
+      return Fail(
+          "YARD_AGENT_TOKEN is not set: an agent needs its instance's bootstrap credential");
     StatusOr<std::string> credential = LoadOrCreateCredential(f->dir);
-    if (!credential.ok()) return Fail("agent " + f->instance + ": " + credential.status().message());
+    if (!credential.ok())
+      return Fail("agent " + f->instance + ": " + credential.status().message());
     if (global->server.empty() && f->server_file.empty())
       return Fail("give --server URL or --server-file FILE");
     Status s = PinToCpus(f->cpus);
@@ -260,7 +280,8 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     config.resources = {{"cpus", f->cpus}};
     StatusOr<PreemptionOptions> preemption =
         PreemptionOptionsFromEnv([](const std::string& name) { return EnvOr(name.c_str(), ""); });
-    if (!preemption.ok()) return Fail("agent " + f->instance + ": " + preemption.status().message());
+    if (!preemption.ok())
+      return Fail("agent " + f->instance + ": " + preemption.status().message());
     config.preemption = *preemption;
     config.sandbox = f->sandbox;
     if (!f->sandbox && f->sandbox_if_possible) DecideConfinement(f->dir, &config);
@@ -305,22 +326,29 @@ bool ServerIsSet(const GlobalFlags& global) {
 // The scope --scope/--kind ask for, or why not.
 StatusOr<std::string> WantedScope(const TokenFlags& f) {
   if (f.kind == "agent")
-    return InvalidArgument("--kind agent is gone: each instance gets its own agent credential at launch "
-                           "(docs/api.md, \"Agent credentials\")");
+    return InvalidArgument(
+        "--kind agent is gone: each instance gets its own agent credential at launch "
+        "(docs/api.md, \"Agent credentials\")");
   if (!f.kind.empty() && f.kind != "user" && f.kind != "metrics")
-    return InvalidArgument("--kind must be 'user' or 'metrics' (or use --scope read|submit|admin|metrics)");
+    return InvalidArgument(
+        "--kind must be 'user' or 'metrics' (or use --scope read|submit|admin|metrics)");
   std::string scope = f.kind == "metrics" ? kScopeMetrics : f.scope;
   if (!IsScope(scope))
-    return InvalidArgument("--scope must be read (watch jobs, dashboards), submit (read + submit and cancel), "
-                           "admin (submit + manage tokens) or metrics (GET /metrics only); got '" + scope + "'");
-  if (!f.expires.empty()) YARD_RETURN_IF_ERROR(ParseTokenLifetime(f.expires).status().WithContext("--expires"));
+    return InvalidArgument(
+        "--scope must be read (watch jobs, dashboards), submit (read + submit and cancel), "
+        "admin (submit + manage tokens) or metrics (GET /metrics only); got '" +
+        scope + "'");
+  if (!f.expires.empty())
+    YARD_RETURN_IF_ERROR(ParseTokenLifetime(f.expires).status().WithContext("--expires"));
   return scope;
 }
 
 int CreateRemote(const TokenFlags& f, const std::string& scope, const GlobalFlags& global) {
   if (!f.user.empty())
-    return Fail("with a server set, `yard token create` makes a token for yourself: drop '" + f.user +
-                "' (tokens of other users are made on the server's home: yard --home DIR token create USER)");
+    return Fail("with a server set, `yard token create` makes a token for yourself: drop '" +
+                f.user +
+                "' (tokens of other users are made on the server's home: yard --home DIR token "
+                "create USER)");
   std::unique_ptr<HttpClient> client = ConnectOrReport(global);
   if (!client) return 1;
   Json body = {{"scope", scope}};
@@ -351,7 +379,8 @@ std::string TimeCell(const Json& t) { return t.is_number() ? FormatTime(t.get<do
 // The fields of a token (TokenJson) that `yard token` reads have their
 // types: strings, and times as numbers or null.
 Status CheckTokenFields(const Reply& t) {
-  for (const char* key : {"id", "user", "scope", "state"}) YARD_RETURN_IF_ERROR(t.GetOr<std::string>(key, "").status());
+  for (const char* key : {"id", "user", "scope", "state"})
+    YARD_RETURN_IF_ERROR(t.GetOr<std::string>(key, "").status());
   for (const char* key : {"created_at", "expires_at", "last_used"})
     YARD_RETURN_IF_ERROR(t.GetOr<double>(key, 0).status());
   return Status::Ok();
@@ -389,8 +418,9 @@ int ListTokensCommand(const TokenFlags& f, const GlobalFlags& global) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "USER", "SCOPE", "STATE", "CREATED", "EXPIRES", "LAST USED"}};
   for (const auto& t : *tokens)
-    rows.push_back({t.value("id", ""), t.value("user", ""), t.value("scope", ""), t.value("state", ""),
-                    TimeCell(t.value("created_at", Json())), TimeCell(t.value("expires_at", Json())),
+    rows.push_back({t.value("id", ""), t.value("user", ""), t.value("scope", ""),
+                    t.value("state", ""), TimeCell(t.value("created_at", Json())),
+                    TimeCell(t.value("expires_at", Json())),
                     TimeCell(t.value("last_used", Json()))});
   PrintTable(rows);
   return 0;
@@ -401,7 +431,8 @@ StatusOr<Json> Revoke(const std::string& id, const GlobalFlags& global) {
   if (ServerIsSet(global)) {
     StatusOr<std::unique_ptr<HttpClient>> client = Connect(global.Connection());
     if (!client.ok()) return client.status();
-    YARD_ASSIGN_OR_RETURN(Reply revoked, PostReply(**client, "/v1/tokens/" + id + "/revoke", Json::object()));
+    YARD_ASSIGN_OR_RETURN(Reply revoked,
+                          PostReply(**client, "/v1/tokens/" + id + "/revoke", Json::object()));
     YARD_RETURN_IF_ERROR(revoked.AsObject().status());
     YARD_RETURN_IF_ERROR(CheckTokenFields(revoked));
     return revoked.json();
@@ -416,8 +447,9 @@ int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
   std::string id = f.id.rfind("yut_", 0) == 0 ? TokenIdOfHash(Sha256Hex(f.id)) : f.id;
   StatusOr<Json> t = Revoke(id, global);
   if (!t.ok()) return ExitFor("token", t.status());
-  std::cout << "revoked token " << t->value("id", id) << " of " << t->value("user", "?") << " (scope "
-            << t->value("scope", "?") << "): refused from its next call on, open event streams end within "
+  std::cout << "revoked token " << t->value("id", id) << " of " << t->value("user", "?")
+            << " (scope " << t->value("scope", "?")
+            << "): refused from its next call on, open event streams end within "
             << "seconds\n";
   return 0;
 }
@@ -426,21 +458,28 @@ int RevokeTokenCommand(const TokenFlags& f, const GlobalFlags& global) {
 
 Runner SetupToken(CLI::App* sub, GlobalFlags* global) {
   auto f = std::make_shared<TokenFlags>();
-  CLI::App* create = sub->add_subcommand("create", "create a token for USER and print it (with a server "
-                                                   "set: one for yourself, through the API)");
+  CLI::App* create = sub->add_subcommand("create",
+                                         "create a token for USER and print it (with a server "
+                                         "set: one for yourself, through the API)");
   create->add_option("user", f->user, "user name");
-  create->add_option("--scope", f->scope, "read (watch jobs, dashboards), submit (read + submit, cancel, "
-                                          "upload), admin (submit + own tokens) or metrics (GET /metrics only)")
+  create
+      ->add_option("--scope", f->scope,
+                   "read (watch jobs, dashboards), submit (read + submit, cancel, "
+                   "upload), admin (submit + own tokens) or metrics (GET /metrics only)")
       ->capture_default_str();
   create->add_option("--expires", f->expires, "lifetime: 30d, 12h or 45m (default: never expires)");
-  create->add_option("--kind", f->kind, "user or metrics (same as --scope metrics); agents get "
-                                        "per-instance credentials at launch");
-  CLI::App* list = sub->add_subcommand("list", "list tokens: ids, scopes, expiry, last use, never the tokens "
-                                               "(with a server set: your own)");
+  create->add_option("--kind", f->kind,
+                     "user or metrics (same as --scope metrics); agents get "
+                     "per-instance credentials at launch");
+  CLI::App* list =
+      sub->add_subcommand("list",
+                          "list tokens: ids, scopes, expiry, last use, never the tokens "
+                          "(with a server set: your own)");
   list->add_option("user", f->user, "only this user's tokens");
   list->add_flag("--json", f->json, "print JSON");
-  CLI::App* revoke = sub->add_subcommand("revoke", "revoke a token by its id (from `yard token list`) "
-                                                   "or the token itself");
+  CLI::App* revoke = sub->add_subcommand("revoke",
+                                         "revoke a token by its id (from `yard token list`) "
+                                         "or the token itself");
   revoke->add_option("id", f->id, "token id or token")->required();
   sub->require_subcommand(1);
   return [f, global, create, list] {

@@ -30,7 +30,8 @@ int RunCopy(const CopyFlags& f) {
     if (!fs::exists(fs::path(f.src) / p)) return Fail(a + " is not in " + f.src);
     names.push_back(p.lexically_normal().string());
   }
-  if (names.empty()) return Fail("nothing to copy: " + f.src + " has no job assets (run `yard init` there)");
+  if (names.empty())
+    return Fail("nothing to copy: " + f.src + " has no job assets (run `yard init` there)");
   std::string existing;
   for (const auto& n : names)
     if (fs::exists(fs::path(f.dest) / n)) existing += (existing.empty() ? "" : ", ") + n;

@@ -33,7 +33,8 @@ Runner SetupDashboard(CLI::App* sub, GlobalFlags* global) {
     StatusOr<std::string> base = client->BaseUrl();
     if (!base.ok()) return Fail(base.status().message());
     StatusOr<Reply> link = PostReply(*client, "/v1/dashboard/login-links", Json::object());
-    if (!link.ok()) return Fail(link.status().message() + " (does the server predate the dashboard?)");
+    if (!link.ok())
+      return Fail(link.status().message() + " (does the server predate the dashboard?)");
     StatusOr<std::string> path = link->Get<std::string>("path");
     StatusOr<int> seconds = link->Get<int>("expires_in_s");
     if (!path.ok()) return ExitFor("dashboard", path.status());
@@ -47,10 +48,13 @@ Runner SetupDashboard(CLI::App* sub, GlobalFlags* global) {
         std::printf("opened in your browser (%s), signed in\n", browser.c_str());
         return 0;
       }
-      std::fprintf(stderr, "yard: could not start %s: %s\n", browser.c_str(), pid.status().message().c_str());
+      std::fprintf(stderr, "yard: could not start %s: %s\n", browser.c_str(),
+                   pid.status().message().c_str());
     }
-    std::printf("sign in with this link within %d s (it works once; run `yard dashboard` for another):\n%s\n",
-                *seconds, url.c_str());
+    std::printf(
+        "sign in with this link within %d s (it works once; run `yard dashboard` for "
+        "another):\n%s\n",
+        *seconds, url.c_str());
     return 0;
   };
 }

@@ -29,7 +29,8 @@ int RunInit(const InitFlags& f) {
   std::string ext = fs::path(f.script).extension().string();
   if (ext != ".py" && ext != ".sh" && ext != ".ipynb")
     return Fail("init wants a .py, .sh or .ipynb script, got '" + f.script + "'");
-  if (!fs::exists(f.script)) return Fail(f.script + " does not exist in " + fs::current_path().string());
+  if (!fs::exists(f.script))
+    return Fail(f.script + " does not exist in " + fs::current_path().string());
   fs::path rel = fs::relative(fs::absolute(f.script), fs::current_path());
   if (rel.empty() || *rel.begin() == "..")
     return Fail(f.script + " is outside the current folder: cd to the project folder first");
@@ -85,13 +86,15 @@ Runner SetupInit(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("args", f->args, "arguments for the script (after --)");
   // One value per occurrence, so that `--set A=1 -- --lr 1` keeps its `--`.
   sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
-      ->delimiter(',')->allow_extra_args(false);
+      ->delimiter(',')
+      ->allow_extra_args(false);
   sub->add_option("--set", f->sets, "KEY=VALUE provider setting (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("--image", f->image, "default-cpu, default-gpu or a base image name")
       ->capture_default_str();
   sub->add_option("--cool-down", f->cool_down_s, "seconds to keep the instance warm after");
-  sub->add_option("--ckpt-dir", f->ckpt_dir, "where fit mirrors checkpoints")->capture_default_str();
+  sub->add_option("--ckpt-dir", f->ckpt_dir, "where fit mirrors checkpoints")
+      ->capture_default_str();
   sub->add_option("--log-dir", f->log_dir, "where fit mirrors logs")->capture_default_str();
   sub->add_option("--out-dir", f->out_dir, "where fit mirrors outputs")->capture_default_str();
   sub->add_flag("--force", f->force, "overwrite existing assets");

@@ -47,14 +47,15 @@ std::string Cell(const Reply& r, const char* key) {
 }
 
 const std::vector<std::string>& JobStates() {
-  static const std::vector<std::string> kStates = {"waiting", "requesting", "starting", "running",
-                                                   "succeeded", "failed", "cancelled"};
+  static const std::vector<std::string> kStates = {"waiting",   "requesting", "starting", "running",
+                                                   "succeeded", "failed",     "cancelled"};
   return kStates;
 }
 
 Status CheckState(const std::string& state) {
   const auto& states = JobStates();
-  if (state.empty() || std::find(states.begin(), states.end(), state) != states.end()) return Status::Ok();
+  if (state.empty() || std::find(states.begin(), states.end(), state) != states.end())
+    return Status::Ok();
   return InvalidArgument("--state " + state + " is not a job state" + DidYouMean(state, states) +
                          " (states: " + JoinNames(states) + ")");
 }
@@ -82,7 +83,8 @@ StatusOr<std::string> ResolveJob(const HttpClient& client, const std::string& gi
   }
   if (matches.size() == 1) return matches[0];
   if (matches.empty())
-    return NotFound("no job " + given + " of yours (`yard jobs` lists them; a unique start of an id "
+    return NotFound("no job " + given +
+                    " of yours (`yard jobs` lists them; a unique start of an id "
                     "or '-' for the newest will do)");
   if (matches.size() > 5) matches.resize(5);
   return InvalidArgument("'" + given + "' starts several job ids (" + JoinNames(matches) +
@@ -96,7 +98,8 @@ StatusOr<std::vector<std::string>> JobRow(const Reply& j) {
   YARD_ASSIGN_OR_RETURN(std::string id, j.Get<std::string>("id"));
   YARD_ASSIGN_OR_RETURN(std::string state, j.Get<std::string>("state"));
   YARD_ASSIGN_OR_RETURN(double created, j.Get<double>("created_at"));
-  return std::vector<std::string>{id, state, Cell(j, "machine_type"), FormatTime(created), Cell(j, "description")};
+  return std::vector<std::string>{id, state, Cell(j, "machine_type"), FormatTime(created),
+                                  Cell(j, "description")};
 }
 
 // The rows of `yard status`.
@@ -107,18 +110,27 @@ StatusOr<std::vector<std::vector<std::string>>> StatusRows(const Reply& j) {
   YARD_ASSIGN_OR_RETURN(Reply machines, j.Field("machines"));
   YARD_ASSIGN_OR_RETURN(double created, j.Get<double>("created_at"));
   YARD_ASSIGN_OR_RETURN(double updated, j.Get<double>("updated_at"));
-  return std::vector<std::vector<std::string>>{
-      {"job", id}, {"state", state}, {"description", Cell(j, "description")},
-      {"command", command.json().dump()}, {"machines", machines.json().dump()},
-      {"instance", Cell(j, "instance")}, {"machine type", Cell(j, "machine_type")},
-      {"created", FormatTime(created)}, {"updated", FormatTime(updated)},
-      {"exit code", Cell(j, "exit_code")}, {"message", Cell(j, "message")}};
+  return std::vector<std::vector<std::string>>{{"job", id},
+                                               {"state", state},
+                                               {"description", Cell(j, "description")},
+                                               {"command", command.json().dump()},
+                                               {"machines", machines.json().dump()},
+                                               {"instance", Cell(j, "instance")},
+                                               {"machine type", Cell(j, "machine_type")},
+                                               {"created", FormatTime(created)},
+                                               {"updated", FormatTime(updated)},
+                                               {"exit code", Cell(j, "exit_code")},
+                                               {"message", Cell(j, "message")}};
 }
 
 }  // namespace
 
 Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string state, search; int limit = 50; bool json = false; };
+  struct Flags {
+    std::string state, search;
+    int limit = 50;
+    bool json = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_option("--state", f->state, "only jobs in this state");
   sub->add_option("--search,-s", f->search, "only jobs whose description contains this");
@@ -131,9 +143,13 @@ Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
     if (!f->search.empty()) q += "&q=" + f->search;
     YARD_ASSIGN_OR_RETURN(Reply reply, GetReply(c, q));
     YARD_ASSIGN_OR_RETURN(Reply jobs, reply.Field("jobs"));
-    if (f->json) { std::cout << jobs.json().dump(2) << "\n"; return Status::Ok(); }
+    if (f->json) {
+      std::cout << jobs.json().dump(2) << "\n";
+      return Status::Ok();
+    }
     YARD_ASSIGN_OR_RETURN(std::vector<Reply> listed, jobs.Elements());
-    std::vector<std::vector<std::string>> rows = {{"JOB", "STATE", "MACHINE", "CREATED", "DESCRIPTION"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"JOB", "STATE", "MACHINE", "CREATED", "DESCRIPTION"}};
     for (const Reply& j : listed) {
       YARD_ASSIGN_OR_RETURN(std::vector<std::string> row, JobRow(j));
       rows.push_back(std::move(row));
@@ -144,7 +160,10 @@ Runner SetupJobs(CLI::App* sub, GlobalFlags* global) {
 }
 
 Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string job; bool json = false; };
+  struct Flags {
+    std::string job;
+    bool json = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_flag("--json", f->json, "print JSON");
@@ -152,7 +171,10 @@ Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
     YARD_ASSIGN_OR_RETURN(f->job, ResolveJob(c, f->job));
     YARD_ASSIGN_OR_RETURN(Reply reply, GetReply(c, "/v1/jobs/" + f->job));
     YARD_ASSIGN_OR_RETURN(Reply j, reply.Field("job"));
-    if (f->json) { std::cout << j.json().dump(2) << "\n"; return Status::Ok(); }
+    if (f->json) {
+      std::cout << j.json().dump(2) << "\n";
+      return Status::Ok();
+    }
     YARD_ASSIGN_OR_RETURN(auto rows, StatusRows(j));
     PrintTable(rows);
     return Status::Ok();
@@ -160,7 +182,11 @@ Runner SetupStatus(CLI::App* sub, GlobalFlags* global) {
 }
 
 Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string job; bool follow = false; bool all = false; };
+  struct Flags {
+    std::string job;
+    bool follow = false;
+    bool all = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_flag("--follow,-f", f->follow, "keep printing until the job ends");
@@ -170,7 +196,10 @@ Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
     LiveJobView view(f->job);
     FollowOptions opts;
     opts.follow = f->follow;
-    opts.on_disconnect = [&view](const Status& s) { view.Disconnected(s); return true; };
+    opts.on_disconnect = [&view](const Status& s) {
+      view.Disconnected(s);
+      return true;
+    };
     return FollowEvents(c, f->job, opts, [&](const Json& ev) {
       if (f->all || ev.value("kind", "") == "output") view.Show(ev);
       return true;
@@ -179,7 +208,10 @@ Runner SetupLogs(CLI::App* sub, GlobalFlags* global) {
 }
 
 Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string job, to; bool all = false; };
+  struct Flags {
+    std::string job, to;
+    bool all = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_option("job", f->job, kJobHelp)->required();
   sub->add_option("--to", f->to, "folder to write into (default: ./<job id>)");
@@ -191,7 +223,7 @@ Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
     YARD_ASSIGN_OR_RETURN(Reply reply, GetReply(c, "/v1/jobs/" + f->job + "/artifacts"));
     YARD_ASSIGN_OR_RETURN(std::vector<Reply> artifacts, reply.Array("artifacts"));
     std::vector<std::pair<std::string, FileEntry>> entries;  // (dir, entry)
-    std::map<std::string, uint64_t> left_out;  // the working folder's, without --all
+    std::map<std::string, uint64_t> left_out;                // the working folder's, without --all
     DownloadOptions options;
     for (const Reply& a : artifacts) {
       YARD_ASSIGN_OR_RETURN(Reply entry, a.Field("entry"));
@@ -216,8 +248,8 @@ Runner SetupFetch(CLI::App* sub, GlobalFlags* global) {
     }
     progress->Finish();
     std::fprintf(stderr, "yard: fetched %llu files (%s) into %s\n",
-                 static_cast<unsigned long long>(stats.files), HumanBytes(stats.bytes_total).c_str(),
-                 to.c_str());
+                 static_cast<unsigned long long>(stats.files),
+                 HumanBytes(stats.bytes_total).c_str(), to.c_str());
     if (!left_out.empty()) {
       std::string offer = WorkFilesOffer(f->job, left_out);
       std::fwrite(offer.data(), 1, offer.size(), stderr);
@@ -231,7 +263,8 @@ Runner SetupCancel(CLI::App* sub, GlobalFlags* global) {
   sub->add_option("job", *job, kJobHelp)->required();
   return WithClient(sub, global, [job](HttpClient& c) -> Status {
     YARD_ASSIGN_OR_RETURN(*job, ResolveJob(c, *job));
-    YARD_ASSIGN_OR_RETURN(Reply reply, PostReply(c, "/v1/jobs/" + *job + "/cancel", Json::object()));
+    YARD_ASSIGN_OR_RETURN(Reply reply,
+                          PostReply(c, "/v1/jobs/" + *job + "/cancel", Json::object()));
     YARD_ASSIGN_OR_RETURN(Reply j, reply.Field("job"));
     YARD_ASSIGN_OR_RETURN(std::string state, j.Get<std::string>("state"));
     std::fprintf(stderr, "yard: %s is %s%s\n", job->c_str(), state.c_str(),
@@ -256,7 +289,8 @@ StatusOr<Json> Catalog(const Reply& reply) {
 
 StatusOr<std::vector<std::vector<std::string>>> TypeRows(const Reply& reply) {
   YARD_ASSIGN_OR_RETURN(std::vector<Reply> listed, reply.Array("types"));
-  std::vector<std::vector<std::string>> rows = {{"TYPE", "PROVIDER", "CPUS", "GPUS", "SPOT $/H", "ON-DEMAND $/H", "AVAILABLE"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"TYPE", "PROVIDER", "CPUS", "GPUS", "SPOT $/H", "ON-DEMAND $/H", "AVAILABLE"}};
   for (const Reply& t : listed) {
     YARD_ASSIGN_OR_RETURN(std::string name, t.Get<std::string>("name"));
     YARD_ASSIGN_OR_RETURN(std::string provider, t.Get<std::string>("provider"));
@@ -275,8 +309,9 @@ StatusOr<std::vector<std::string>> InstanceRow(const Reply& i, bool slurm, bool 
   YARD_ASSIGN_OR_RETURN(double price_per_hour, i.GetOr<double>("price_per_hour", 0.0));
   char price[32];
   std::snprintf(price, sizeof(price), "%.4f", price_per_hour);
-  std::vector<std::string> row = {id, type, Cell(i, "market"), state, FormatDuration(age),
-                                  FormatDuration(idle), price, Cell(i, "job")};
+  std::vector<std::string> row = {
+      id,    type,          Cell(i, "market"), state, FormatDuration(age), FormatDuration(idle),
+      price, Cell(i, "job")};
   if (slurm) row.push_back(Cell(i, "slurm_job_id"));
   if (ec2) row.push_back(Cell(i, "ec2_instance_id"));
   return row;
@@ -284,7 +319,8 @@ StatusOr<std::vector<std::string>> InstanceRow(const Reply& i, bool slurm, bool 
 
 StatusOr<std::vector<std::vector<std::string>>> InstanceRows(const Reply& reply) {
   YARD_ASSIGN_OR_RETURN(std::vector<Reply> listed, reply.Array("instances"));
-  std::vector<std::vector<std::string>> rows = {{"INSTANCE", "TYPE", "MARKET", "STATE", "AGE", "IDLE", "$/H NOW", "JOB"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"INSTANCE", "TYPE", "MARKET", "STATE", "AGE", "IDLE", "$/H NOW", "JOB"}};
   bool slurm = false;  // a SLURM JOB column when any instance is an allocation
   bool ec2 = false;    // an EC2 ID column when any is an EC2 instance
   for (const Reply& i : listed) {
@@ -303,25 +339,33 @@ StatusOr<std::vector<std::vector<std::string>>> InstanceRows(const Reply& reply)
 }  // namespace
 
 Runner SetupMachines(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { bool json = false, catalog = false, all = false; };
+  struct Flags {
+    bool json = false, catalog = false, all = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_flag("--json", f->json, "print JSON");
   sub->add_flag("--catalog", f->catalog, "print the machine catalog (JSON)");
   sub->add_flag("--all", f->all, "include ended instances");
   return WithClient(sub, global, [f](HttpClient& c) -> Status {
-    YARD_ASSIGN_OR_RETURN(Reply reply, GetReply(c, std::string("/v1/machines") + (f->all ? "?all=1" : "")));
+    YARD_ASSIGN_OR_RETURN(Reply reply,
+                          GetReply(c, std::string("/v1/machines") + (f->all ? "?all=1" : "")));
     if (f->catalog) {
       YARD_ASSIGN_OR_RETURN(Json catalog, Catalog(reply));
       std::cout << catalog.dump(2) << "\n";
       return Status::Ok();
     }
-    if (f->json) { std::cout << reply.json().dump(2) << "\n"; return Status::Ok(); }
+    if (f->json) {
+      std::cout << reply.json().dump(2) << "\n";
+      return Status::Ok();
+    }
     YARD_ASSIGN_OR_RETURN(auto types, TypeRows(reply));
     YARD_ASSIGN_OR_RETURN(auto instances, InstanceRows(reply));
     PrintTable(types);
     std::printf("\n");
-    if (instances.size() == 1) std::printf("no instances\n");
-    else PrintTable(instances);
+    if (instances.size() == 1)
+      std::printf("no instances\n");
+    else
+      PrintTable(instances);
     return Status::Ok();
   });
 }
@@ -331,14 +375,18 @@ Runner SetupMachines(CLI::App* sub, GlobalFlags* global) {
 namespace yard::cli {
 
 Runner SetupDown(CLI::App* sub, GlobalFlags* global) {
-  struct Flags { std::string instance; bool all = false; };
+  struct Flags {
+    std::string instance;
+    bool all = false;
+  };
   auto f = std::make_shared<Flags>();
   sub->add_option("instance", f->instance, "the cooling instance to end");
   sub->add_flag("--all", f->all, "end all your idle and cooling instances");
   return WithClient(sub, global, [f](HttpClient& c) -> Status {
     if (f->instance.empty() == !f->all)
       return InvalidArgument("name one INSTANCE or give --all (see `yard machines`)");
-    YARD_ASSIGN_OR_RETURN(Reply reply, PostReply(c, "/v1/instances/down", {{"instance", f->instance}}));
+    YARD_ASSIGN_OR_RETURN(Reply reply,
+                          PostReply(c, "/v1/instances/down", {{"instance", f->instance}}));
     YARD_ASSIGN_OR_RETURN(std::vector<Reply> ended, reply.Array("ended"));
     for (const Reply& id : ended) {
       YARD_ASSIGN_OR_RETURN(std::string name, id.As<std::string>());
@@ -366,8 +414,10 @@ StatusOr<std::vector<std::string>> CostRow(const Reply& e) {
   YARD_ASSIGN_OR_RETURN(double start, e.Get<double>("start"));
   YARD_ASSIGN_OR_RETURN(double seconds, e.Get<double>("seconds"));
   YARD_ASSIGN_OR_RETURN(double cost, e.Get<double>("cost"));
-  return std::vector<std::string>{instance, job.empty() ? "-" : job, kind + (open ? " (now)" : ""), market,
-                                  FormatTime(start), std::to_string(static_cast<long>(seconds)), Money(cost)};
+  return std::vector<std::string>{
+      instance,   job.empty() ? "-" : job, kind + (open ? " (now)" : ""),
+      market,     FormatTime(start),       std::to_string(static_cast<long>(seconds)),
+      Money(cost)};
 }
 
 // Rows of (name, money) for the members of the object `key` ("by_job").
@@ -385,7 +435,8 @@ StatusOr<std::vector<std::vector<std::string>>> MoneyRows(const Reply& cost, con
 // The tables of `yard cost`: intervals, per job, per day, per kind, total.
 Status PrintCost(const Reply& cost) {
   YARD_ASSIGN_OR_RETURN(std::vector<Reply> entries, cost.Array("entries"));
-  std::vector<std::vector<std::string>> rows = {{"INSTANCE", "JOB", "KIND", "MARKET", "FROM", "SECONDS", "COST"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"INSTANCE", "JOB", "KIND", "MARKET", "FROM", "SECONDS", "COST"}};
   for (const Reply& e : entries) {
     YARD_ASSIGN_OR_RETURN(std::vector<std::string> row, CostRow(e));
     rows.push_back(std::move(row));
@@ -416,7 +467,10 @@ Runner SetupCost(CLI::App* sub, GlobalFlags* global) {
   sub->add_flag("--json", *json, "print JSON");
   return WithClient(sub, global, [json](HttpClient& c) -> Status {
     YARD_ASSIGN_OR_RETURN(Reply cost, GetReply(c, "/v1/cost"));
-    if (*json) { std::cout << cost.json().dump(2) << "\n"; return Status::Ok(); }
+    if (*json) {
+      std::cout << cost.json().dump(2) << "\n";
+      return Status::Ok();
+    }
     return PrintCost(cost);
   });
 }

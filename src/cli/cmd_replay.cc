@@ -26,9 +26,7 @@ struct ReplayFlags {
 
 // The interpreter of a Keras runner command: $TRAINYARD_PYTHON, else
 // $YARD_PYTHON, else python3 on the instance's PATH.
-std::string RunnerPython() {
-  return EnvOr("TRAINYARD_PYTHON", EnvOr("YARD_PYTHON", "python3"));
-}
+std::string RunnerPython() { return EnvOr("TRAINYARD_PYTHON", EnvOr("YARD_PYTHON", "python3")); }
 
 std::string Number(const Json& v) {
   if (!v.is_number()) return "-";
@@ -52,7 +50,8 @@ void PrintTable(const Json& r) {
 
 int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
   // The archive first: a bad one starts no server.
-  StatusOr<trainyard::internal::LoadedRecord> loaded = trainyard::internal::LoadRecordArchive(f.archive);
+  StatusOr<trainyard::internal::LoadedRecord> loaded =
+      trainyard::internal::LoadRecordArchive(f.archive);
   if (!loaded.ok()) {
     std::fprintf(stderr, "yard replay: %s\n", loaded.status().message().c_str());
     return 2;
@@ -66,25 +65,32 @@ int RunReplay(const ReplayFlags& f, const GlobalFlags& global) {
   bool json = f.json;
   // With --json stdout holds the comparison only: the job's lines go to stderr.
   o.on_progress = [json](const trainyard::Progress& p) {
-    if (json) std::fprintf(stderr, "%s\n", p.text.c_str());
-    else trainyard::PrintProgress(p);
+    if (json)
+      std::fprintf(stderr, "%s\n", p.text.c_str());
+    else
+      trainyard::PrintProgress(p);
   };
   StatusOr<Json> r = trainyard::internal::Replay(*client, *loaded, o);
   if (!r.ok()) {
     std::fprintf(stderr, "yard replay: %s\n", r.status().message().c_str());
     return 2;
   }
-  if (json) std::printf("%s\n", r->dump(2).c_str());
-  else PrintTable(*r);
+  if (json)
+    std::printf("%s\n", r->dump(2).c_str());
+  else
+    PrintTable(*r);
   return (*r)["same"].get<bool>() ? 0 : 1;
 }
 }  // namespace
 
 Runner SetupReplay(CLI::App* sub, GlobalFlags* global) {
   auto f = std::make_shared<ReplayFlags>();
-  sub->add_option("archive", f->archive, "record archive (trainyard-record-<job>.tar.gz)")->required();
-  sub->add_option("--machines,-m", f->machines, "machine ids, comma-separated (default: the server's default)");
-  sub->add_option("--tolerance", f->tolerance, "relative tolerance for final metrics")->capture_default_str();
+  sub->add_option("archive", f->archive, "record archive (trainyard-record-<job>.tar.gz)")
+      ->required();
+  sub->add_option("--machines,-m", f->machines,
+                  "machine ids, comma-separated (default: the server's default)");
+  sub->add_option("--tolerance", f->tolerance, "relative tolerance for final metrics")
+      ->capture_default_str();
   sub->add_flag("--json", f->json, "print the comparison as JSON");
   return [f, global] { return RunReplay(*f, *global); };
 }

@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -47,7 +47,7 @@ struct RunFlags {
   std::vector<std::string> sweeps;
   std::string ckpt_dir, log_dir, out_dir;
   bool json = false;
-  bool run_sh = false;  // yard.yaml's script: run it through yard init's run.sh
+  bool run_sh = false;            // yard.yaml's script: run it through yard init's run.sh
   const CLI::App* sub = nullptr;  // which flags were given (yard.yaml fills the rest)
 };
 
@@ -59,7 +59,8 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
   // Repeatable options take one value per occurrence: CLI11's default for a
   // vector lets one occurrence take several and swallow a following `--`.
   sub->add_option("--machines,-m", f->machines, "machine ids in order of preference")
-      ->delimiter(',')->allow_extra_args(false);
+      ->delimiter(',')
+      ->allow_extra_args(false);
   sub->add_option("--description,-d", f->description, "text stored with the job, searchable");
   sub->add_option("--cool-down", f->cool_down_s, "keep the instance warm this many seconds after");
   sub->add_option("--wait-request", f->wait_request_s,
@@ -69,7 +70,8 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
                   "over your job quota: give up after this many seconds (<= 0: wait forever)")
       ->capture_default_str();
   sub->add_option("--wait-new-job-interval", f->wait_new_job_interval_s,
-                  "over your job quota: look again this often (seconds)")->capture_default_str();
+                  "over your job quota: look again this often (seconds)")
+      ->capture_default_str();
   sub->add_option("--max-restarts", f->max_restarts,
                   "requeue after a lost or preempted instance at most this many times")
       ->capture_default_str();
@@ -87,7 +89,8 @@ void DeclareRunFlags(CLI::App* sub, RunFlags* f, bool with_mirror) {
                   "name); without it a Dockerfile in the folder is built and used");
   sub->add_option("--nodes", f->nodes,
                   "run the script once on each of this many nodes (Slurm types; sets RANK, "
-                  "WORLD_SIZE, MASTER_ADDR...)")->capture_default_str();
+                  "WORLD_SIZE, MASTER_ADDR...)")
+      ->capture_default_str();
   if (with_mirror) {
     sub->add_option("--ckpt-dir", f->ckpt_dir, "mirror $YARD_CHECKPOINT_DIR into this folder");
     sub->add_option("--log-dir", f->log_dir, "mirror $YARD_LOG_DIR (TensorBoard) into this folder");
@@ -146,7 +149,8 @@ StatusOr<Json> CommandFor(const RunFlags& f) {
       return NotFound(f.script + " does not exist in " + fs::current_path().string());
     fs::path rel = fs::relative(fs::absolute(f.script), fs::current_path());
     if (rel.empty() || *rel.begin() == "..")
-      return InvalidArgument(f.script + " is outside the current folder, which is what gets "
+      return InvalidArgument(f.script +
+                             " is outside the current folder, which is what gets "
                              "sent: cd to the project folder first");
     if (ext == ".ipynb") YARD_RETURN_IF_ERROR(ValidateNotebookFile(f.script));
     if (f.run_sh) {  // the entry point yard init wrote, maybe edited since
@@ -172,7 +176,8 @@ StatusOr<Json> EnvFor(const RunFlags& f) {
   Json env = Json::object();
   for (const auto& kv : f.env) {
     size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) return InvalidArgument("--env wants KEY=VALUE, got '" + kv + "'");
+    if (eq == std::string::npos || eq == 0)
+      return InvalidArgument("--env wants KEY=VALUE, got '" + kv + "'");
     env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   // TensorFlow's C++ start-up lines stay quiet unless the user asks (with
@@ -245,9 +250,14 @@ StatusOr<CreatedJob> CreateJob(const HttpClient& client, const RunFlags& f) {
                static_cast<unsigned long long>(stats.chunks_sent),
                static_cast<unsigned long long>(stats.chunks_total),
                HumanBytes(stats.bytes_sent).c_str());
-  Json spec = {{"command", command}, {"bundle", bundle.ToJson()}, {"machines", f.machines},
-               {"description", f.description}, {"cool_down_s", f.cool_down_s}, {"env", env},
-               {"wait_request_s", f.wait_request_s}, {"wait_new_job_s", f.wait_new_job_s},
+  Json spec = {{"command", command},
+               {"bundle", bundle.ToJson()},
+               {"machines", f.machines},
+               {"description", f.description},
+               {"cool_down_s", f.cool_down_s},
+               {"env", env},
+               {"wait_request_s", f.wait_request_s},
+               {"wait_new_job_s", f.wait_new_job_s},
                {"wait_new_job_interval_s", f.wait_new_job_interval_s},
                {"max_restarts", f.max_restarts}};
   if (f.nodes > 1) spec["nodes"] = f.nodes;
@@ -278,7 +288,10 @@ InterruptChoice ReadChoice(FollowState& st) {
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(st.mu);
-      if (st.presses > 0) { st.presses = 0; return InterruptChoice::kCancel; }
+      if (st.presses > 0) {
+        st.presses = 0;
+        return InterruptChoice::kCancel;
+      }
       if (st.follow_done) return InterruptChoice::kEnded;
     }
     pollfd p{STDIN_FILENO, POLLIN, 0};
@@ -286,18 +299,28 @@ InterruptChoice ReadChoice(FollowState& st) {
     char key = 0;
     if (::read(STDIN_FILENO, &key, 1) != 1) return InterruptChoice::kDetach;  // end of input
     switch (key) {
-      case 'c': case 'C': return InterruptChoice::kCancel;
-      case 'd': case 'D': case '\n': case '\r': return InterruptChoice::kDetach;
-      case 'w': case 'W': return InterruptChoice::kWatch;
-      default: break;
+      case 'c':
+      case 'C':
+        return InterruptChoice::kCancel;
+      case 'd':
+      case 'D':
+      case '\n':
+      case '\r':
+        return InterruptChoice::kDetach;
+      case 'w':
+      case 'W':
+        return InterruptChoice::kWatch;
+      default:
+        break;
     }
   }
 }
 
 InterruptChoice AskDetachOrCancel(FollowState& st) {
   if (!isatty(STDIN_FILENO)) return InterruptChoice::kDetach;
-  std::fprintf(stderr, "\nyard: interrupted. [d]etach (the job goes on), [c]ancel the job, "
-                       "or [w]atch on? [d/c/w] ");
+  std::fprintf(stderr,
+               "\nyard: interrupted. [d]etach (the job goes on), [c]ancel the job, "
+               "or [w]atch on? [d/c/w] ");
   termios old;
   bool keys = ::tcgetattr(STDIN_FILENO, &old) == 0;
   if (keys) {  // one key, no echo; Ctrl-C still signals
@@ -324,13 +347,17 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
 
   std::map<std::string, std::string> dirs = {
       {"checkpoints", f.ckpt_dir}, {"logs", f.log_dir}, {"outputs", f.out_dir}};
-  auto mirror = std::make_shared<ArtifactMirror>(
-      client, dirs, [](const std::string& label) { return StderrProgress("yard: mirroring " + label); });
+  auto mirror = std::make_shared<ArtifactMirror>(client, dirs, [](const std::string& label) {
+    return StderrProgress("yard: mirroring " + label);
+  });
   auto view = std::make_shared<LiveJobView>(job_id);
   auto st = std::make_shared<FollowState>();
   std::thread follower([&client, job_id, mirror, view, st] {
     FollowOptions opts;
-    opts.on_disconnect = [view](const Status& s) { view->Disconnected(s); return true; };
+    opts.on_disconnect = [view](const Status& s) {
+      view->Disconnected(s);
+      return true;
+    };
     Status s = FollowEvents(client, job_id, opts, [&](const Json& ev) {
       if (ev.value("kind", "") == "artifact") mirror->Add(ev);
       view->Show(ev);
@@ -363,12 +390,14 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
     InterruptChoice choice = AskDetachOrCancel(*st);
     if (choice == InterruptChoice::kCancel) {
       StatusOr<Json> r = client.Post("/v1/jobs/" + job_id + "/cancel", Json::object());
-      std::fprintf(stderr, "yard: %s\n", r.ok() ? ("cancelling " + job_id).c_str()
-                                                : r.status().message().c_str());
+      std::fprintf(stderr, "yard: %s\n",
+                   r.ok() ? ("cancelling " + job_id).c_str() : r.status().message().c_str());
       cancelled = r.ok();
     } else if (choice == InterruptChoice::kDetach) {
-      std::fprintf(stderr, "yard: detached; the job goes on. Re-attach with `yard logs %s -f`; "
-                           "outputs: `yard fetch %s`\n", job_id.c_str(), job_id.c_str());
+      std::fprintf(stderr,
+                   "yard: detached; the job goes on. Re-attach with `yard logs %s -f`; "
+                   "outputs: `yard fetch %s`\n",
+                   job_id.c_str(), job_id.c_str());
       std::fflush(stdout);
       _exit(0);  // the follower thread is blocked in a read; do not wait for it
     }
@@ -438,14 +467,17 @@ Runner MakeRunner(std::shared_ptr<RunFlags> f, GlobalFlags* global, bool wait) {
       if (!picked.ok()) return ExitFor(CommandName(wait), picked.status());
       f->machines = *picked;
     }
-    if (Status st = CheckMachineTypes(*client, f->machines); !st.ok()) return ExitFor(CommandName(wait), st);
+    if (Status st = CheckMachineTypes(*client, f->machines); !st.ok())
+      return ExitFor(CommandName(wait), st);
     if (!f->sweeps.empty()) return RunSweep(*client, *f, wait);
     StatusOr<CreatedJob> job = CreateJob(*client, *f);
     if (!job.ok()) return ExitFor(CommandName(wait), job.status());
     const std::string& id = job->id;
     if (!wait) {
-      if (f->json) std::cout << job->json.dump(2) << "\n";
-      else std::cout << id << "\n";
+      if (f->json)
+        std::cout << job->json.dump(2) << "\n";
+      else
+        std::cout << id << "\n";
       return 0;
     }
     std::fprintf(stderr, "yard: job %s submitted\n", id.c_str());

@@ -40,9 +40,9 @@ Runner SetupCost(CLI::App* sub, GlobalFlags* global);
 Runner SetupServer(CLI::App* sub, GlobalFlags* global);
 Runner SetupAgent(CLI::App* sub, GlobalFlags* global);
 Runner SetupToken(CLI::App* sub, GlobalFlags* global);
-Runner SetupReplay(CLI::App* sub, GlobalFlags* global);  // cmd_replay.cc
-Runner SetupInit(CLI::App* sub, GlobalFlags* global);    // cmd_init.cc
-Runner SetupCopy(CLI::App* sub, GlobalFlags* global);    // cmd_copy.cc
+Runner SetupReplay(CLI::App* sub, GlobalFlags* global);     // cmd_replay.cc
+Runner SetupInit(CLI::App* sub, GlobalFlags* global);       // cmd_init.cc
+Runner SetupCopy(CLI::App* sub, GlobalFlags* global);       // cmd_copy.cc
 Runner SetupDashboard(CLI::App* sub, GlobalFlags* global);  // cmd_dashboard.cc
 
 // The id of the job `given` names: an id, a unique start of one (with or

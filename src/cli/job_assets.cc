@@ -5,8 +5,8 @@
 #include <regex>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/notebook.h"
 #include "common/command_runner.h"
@@ -34,13 +34,14 @@ StatusOr<std::vector<std::string>> StringList(const YAML::Node& n, const std::st
   return out;
 }
 
-StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& n, const std::string& key) {
+StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& n,
+                                                       const std::string& key) {
   std::map<std::string, std::string> out;
   if (!n || n.IsNull()) return out;
   if (!n.IsMap()) return InvalidArgument(key + " is not a mapping");
   for (const auto& kv : n) {
-    if (!kv.second.IsScalar()) return InvalidArgument(key + "." + kv.first.as<std::string>() +
-                                                      " is not a plain value");
+    if (!kv.second.IsScalar())
+      return InvalidArgument(key + "." + kv.first.as<std::string>() + " is not a plain value");
     out[kv.first.as<std::string>()] = kv.second.as<std::string>();
   }
   return out;
@@ -52,8 +53,8 @@ StatusOr<YardConfig> Parse(const YAML::Node& root) {
   YardConfig c;
   if (!root || root.IsNull()) return c;
   if (!root.IsMap()) return InvalidArgument("the top level is not a mapping");
-  static const std::vector<std::string> kKeys = {"script", "args", "machines", "cool_down",
-                                                 "image", "ckpt_dir", "log_dir", "out_dir",
+  static const std::vector<std::string> kKeys = {"script",   "args",     "machines", "cool_down",
+                                                 "image",    "ckpt_dir", "log_dir",  "out_dir",
                                                  "settings", "env"};
   for (const auto& kv : root) {
     std::string k = kv.first.as<std::string>();
@@ -152,7 +153,8 @@ std::string NotebookCode(const std::string& text) {
   std::string code;
   if (!nb.is_object() || !nb.contains("cells") || !nb["cells"].is_array()) return code;
   for (const auto& cell : nb["cells"]) {
-    if (!cell.is_object() || cell.value("cell_type", "") != "code" || !cell.contains("source")) continue;
+    if (!cell.is_object() || cell.value("cell_type", "") != "code" || !cell.contains("source"))
+      continue;
     const auto& src = cell["source"];
     if (src.is_string()) code += src.get<std::string>() + "\n";
     if (src.is_array())
@@ -173,8 +175,10 @@ ScriptNeeds NeedsOf(const std::string& script_name, const std::string& text) {
   for (std::string line; std::getline(lines, line);) {
     std::smatch m;
     if (!std::regex_search(line, m, kImport)) continue;
-    if (m[1] == "tensorflow" || m[1] == "keras") needs.tensorflow = true;
-    else needs.torch = true;
+    if (m[1] == "tensorflow" || m[1] == "keras")
+      needs.tensorflow = true;
+    else
+      needs.torch = true;
   }
   return needs;
 }
@@ -195,8 +199,10 @@ void AddNeeds(std::ostringstream& d, const std::string& image, const ScriptNeeds
     pip.push_back(debian ? "tensorflow-cpu==2.15.1" : "tensorflow==2.15.1");
   }
   if (needs.notebook) {
-    if (debian) apt.insert(apt.end(), {"python3-nbclient", "python3-nbformat", "python3-ipykernel"});
-    else pip.insert(pip.end(), {"nbclient==0.7.2", "nbformat==5.5.0", "ipykernel==6.17.0"});
+    if (debian)
+      apt.insert(apt.end(), {"python3-nbclient", "python3-nbformat", "python3-ipykernel"});
+    else
+      pip.insert(pip.end(), {"nbclient==0.7.2", "nbformat==5.5.0", "ipykernel==6.17.0"});
   }
   if (!apt.empty()) {
     d << "# What the script imports" << (needs.notebook ? ", and Jupyter to run the notebook" : "")
@@ -205,7 +211,8 @@ void AddNeeds(std::ostringstream& d, const std::string& image, const ScriptNeeds
     d << " && rm -rf /var/lib/apt/lists/*\n";
   }
   if (!pip.empty()) {
-    d << "# Pinned to what this base image runs (Python 3.11)\nRUN python3 -m pip install --no-cache-dir";
+    d << "# Pinned to what this base image runs (Python 3.11)\nRUN python3 -m pip install "
+         "--no-cache-dir";
     for (const auto& p : pip) d << " " << p;
     d << "\n";
   }
@@ -249,9 +256,12 @@ std::string RunShFor(const YardConfig& c) {
   std::string ext = fs::path(c.script).extension().string();
   s << "# yard fit passes yard.yaml's args (or those after --) as \"$@\".\n";
   s << "exec ";
-  if (ext == ".py") s << "python3 ";
-  else if (ext == ".sh") s << "bash ";
-  else if (ext == ".ipynb") s << "python3 " << kNotebookRunnerPath << " ";  // shipped in the bundle
+  if (ext == ".py")
+    s << "python3 ";
+  else if (ext == ".sh")
+    s << "bash ";
+  else if (ext == ".ipynb")
+    s << "python3 " << kNotebookRunnerPath << " ";  // shipped in the bundle
   s << ShellQuote(c.script);
   s << " \"$@\"\n";
   return s.str();
@@ -259,8 +269,8 @@ std::string RunShFor(const YardConfig& c) {
 
 const std::vector<std::string>& AssetNames() {
   static const std::vector<std::string> kNames = {
-      "yard.yaml", "run.sh", "Dockerfile", "requirements.txt", "environment.yml",
-      "environment.yaml", ".yardignore"};
+      "yard.yaml",       "run.sh",           "Dockerfile", "requirements.txt",
+      "environment.yml", "environment.yaml", ".yardignore"};
   return kNames;
 }
 

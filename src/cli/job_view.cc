@@ -13,7 +13,10 @@ std::string HumanBytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
   int u = 0;
-  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
   char buf[32];
   std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
   return buf;
@@ -32,9 +35,12 @@ std::string FormatTime(double epoch_s) {
 std::string FormatDuration(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
   char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof(buf), "%lds", s);
-  else if (s < 3600) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  if (s < 60)
+    std::snprintf(buf, sizeof(buf), "%lds", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
   return buf;
 }
 
@@ -112,7 +118,8 @@ void LiveJobView::Show(const Json& ev) {
   } else if (kind == "decision") {
     std::fprintf(stderr, "yard: %s\n", ev.value("message", "").c_str());
   } else if (kind == "metric" && show_metrics_) {
-    std::fprintf(stderr, "yard: metric %s\n", MetricLine(ev.value("values", Json::object())).c_str());
+    std::fprintf(stderr, "yard: metric %s\n",
+                 MetricLine(ev.value("values", Json::object())).c_str());
   } else if (kind == "state") {
     std::string state = ev.value("state", "");
     std::string msg = ev.value("message", "");
@@ -131,7 +138,8 @@ void LiveJobView::OfferWorkFiles() const {
   std::fwrite(offer.data(), 1, offer.size(), stderr);
 }
 
-std::string WorkFilesOffer(const std::string& job_id, const std::map<std::string, uint64_t>& files) {
+std::string WorkFilesOffer(const std::string& job_id,
+                           const std::map<std::string, uint64_t>& files) {
   constexpr size_t kListed = 10;
   if (files.empty()) return "";
   size_t width = 0;

@@ -50,7 +50,7 @@ class LiveJobView {
 
   std::string job_id_;
   bool show_metrics_;
-  bool shared_stream_;       // stdout and stderr are one file or terminal
+  bool shared_stream_;        // stdout and stderr are one file or terminal
   bool output_open_ = false;  // the job's last output lacked its newline
   bool finished_ = false;
   bool disconnected_ = false;

@@ -28,11 +28,12 @@ Status AddNotebookRunner(const HttpClient& client, Manifest* bundle) {
   entry.mode = 0644;
   entry.size = source.size();
   std::vector<std::string> chunks;
-  YARD_RETURN_IF_ERROR(ChunkBuffer(source, ChunkerParams{}, [&](const ChunkRef& ref, std::string_view bytes) {
-    entry.chunks.push_back(ref);
-    chunks.emplace_back(bytes);
-    return Status::Ok();
-  }));
+  YARD_RETURN_IF_ERROR(
+      ChunkBuffer(source, ChunkerParams{}, [&](const ChunkRef& ref, std::string_view bytes) {
+        entry.chunks.push_back(ref);
+        chunks.emplace_back(bytes);
+        return Status::Ok();
+      }));
   Json hashes = Json::array();
   for (const auto& c : entry.chunks) hashes.push_back(c.hash);
   YARD_ASSIGN_OR_RETURN(Reply reply, PostReply(client, "/v1/blobs/missing", {{"hashes", hashes}}));
@@ -47,8 +48,9 @@ Status AddNotebookRunner(const HttpClient& client, Manifest* bundle) {
   files.erase(std::remove_if(files.begin(), files.end(),
                              [](const FileEntry& f) { return f.path == kNotebookRunnerPath; }),
               files.end());
-  auto at = std::lower_bound(files.begin(), files.end(), entry,
-                             [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  auto at =
+      std::lower_bound(files.begin(), files.end(), entry,
+                       [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
   files.insert(at, entry);
   return Status::Ok();
 }

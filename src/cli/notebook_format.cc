@@ -35,14 +35,16 @@ Status ValidateNotebook(const std::string& name, std::string_view text) {
     return InvalidArgument(name + " is not valid JSON, so not a notebook Jupyter can open (" +
                            e.what() + "): save it again from Jupyter");
   }
-  if (!nb.is_object()) return InvalidArgument(name + " is JSON but not a notebook (no object at the top)");
+  if (!nb.is_object())
+    return InvalidArgument(name + " is JSON but not a notebook (no object at the top)");
   if (!nb.contains("nbformat") || !nb["nbformat"].is_number_integer())
     return InvalidArgument(name + " has no nbformat version: not a Jupyter notebook");
   int version = nb["nbformat"].get<int>();
   if (version != 4)
     return InvalidArgument(name + " is nbformat " + std::to_string(version) +
                            "; yard runs nbformat 4: convert it with `jupyter nbconvert --to "
-                           "notebook " + name + "` or save it from a current Jupyter");
+                           "notebook " +
+                           name + "` or save it from a current Jupyter");
   return CheckCells(name, nb);
 }
 

@@ -26,7 +26,8 @@ const std::regex& LightningPair() {
 
 nlohmann::json Pairs(const std::string& s, const std::regex& pair) {
   nlohmann::json out = nlohmann::json::object();
-  for (auto it = std::sregex_iterator(s.begin(), s.end(), pair); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), pair); it != std::sregex_iterator();
+       ++it) {
     std::string key = (*it)[1];
     if (key == "v_num" || key == "ETA") continue;
     out[key] = std::stod((*it)[2]);

@@ -8,7 +8,8 @@ namespace {
 bool IsOptionName(const std::string& name) {
   if (name.empty() || name[0] == '-') return false;
   for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+      return false;
   return true;
 }
 
@@ -25,7 +26,8 @@ StatusOr<SweepAxis> ParseSweep(const std::string& flag) {
   size_t start = 0;
   for (int n = 1;; ++n) {
     size_t comma = list.find(',', start);
-    std::string value = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string value =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (value.empty())
       return InvalidArgument("--sweep '" + flag + "': value " + std::to_string(n) + " of '" +
                              axis.name + "' is empty" + usage);
@@ -47,7 +49,8 @@ StatusOr<std::vector<SweepAxis>> ParseSweeps(const std::vector<std::string>& fla
   for (const std::string& flag : flags) {
     YARD_ASSIGN_OR_RETURN(SweepAxis axis, ParseSweep(flag));
     if (!names.insert(axis.name).second)
-      return InvalidArgument("--sweep '" + axis.name + "' is given twice: put all its values in one flag (--sweep " +
+      return InvalidArgument("--sweep '" + axis.name +
+                             "' is given twice: put all its values in one flag (--sweep " +
                              axis.name + "=V1,V2,...)");
     axes.push_back(std::move(axis));
   }

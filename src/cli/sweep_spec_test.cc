@@ -23,14 +23,16 @@ TEST(SweepSpecTest, EachFlagIsANameAndItsValuesInOrder) {
 
 TEST(SweepSpecTest, EmptyValuesAreRefusedNotDropped) {
   // `lr=,,` used to expand to no job at all, silently.
-  EXPECT_NE(Refusal({"lr=,,"}).find("value 1 of 'lr' is empty"), std::string::npos) << Refusal({"lr=,,"});
+  EXPECT_NE(Refusal({"lr=,,"}).find("value 1 of 'lr' is empty"), std::string::npos)
+      << Refusal({"lr=,,"});
   EXPECT_NE(Refusal({"lr=1,,2"}).find("value 2 of 'lr' is empty"), std::string::npos);
   EXPECT_NE(Refusal({"lr=1,"}).find("value 2 of 'lr' is empty"), std::string::npos);
   EXPECT_NE(Refusal({"lr="}).find("value 1 of 'lr' is empty"), std::string::npos);
 }
 
 TEST(SweepSpecTest, ANameOrAValueGivenTwiceIsRefused) {
-  EXPECT_NE(Refusal({"lr=1", "lr=2"}).find("'lr' is given twice"), std::string::npos) << Refusal({"lr=1", "lr=2"});
+  EXPECT_NE(Refusal({"lr=1", "lr=2"}).find("'lr' is given twice"), std::string::npos)
+      << Refusal({"lr=1", "lr=2"});
   EXPECT_NE(Refusal({"lr=1,1"}).find("'1' is given twice"), std::string::npos);
 }
 

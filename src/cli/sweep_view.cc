@@ -17,8 +17,8 @@ namespace {
 
 struct Row {
   std::string id, description, state = "requesting", metrics;
-  bool metric_events = false;  // the job writes $YARD_METRICS: those win
-  OutputMetrics printed;       // else what Keras / Lightning print
+  bool metric_events = false;                  // the job writes $YARD_METRICS: those win
+  OutputMetrics printed;                       // else what Keras / Lightning print
   std::map<std::string, uint64_t> work_files;  // written in its working folder: path -> size
 };
 
@@ -26,8 +26,10 @@ std::string MetricsText(const Json& values) {
   std::string out;
   for (const auto& [k, v] : values.items()) {
     char buf[64];
-    if (v.is_number_float()) std::snprintf(buf, sizeof(buf), "%s=%.4g", k.c_str(), v.get<double>());
-    else std::snprintf(buf, sizeof(buf), "%s=%s", k.c_str(), v.dump().c_str());
+    if (v.is_number_float())
+      std::snprintf(buf, sizeof(buf), "%s=%.4g", k.c_str(), v.get<double>());
+    else
+      std::snprintf(buf, sizeof(buf), "%s=%s", k.c_str(), v.dump().c_str());
     out += (out.empty() ? "" : " ") + std::string(buf);
   }
   return out;
@@ -35,13 +37,17 @@ std::string MetricsText(const Json& values) {
 
 class SweepTable {
  public:
-  explicit SweepTable(std::vector<Row> rows) : rows_(std::move(rows)), tty_(isatty(STDOUT_FILENO)) {}
+  explicit SweepTable(std::vector<Row> rows)
+      : rows_(std::move(rows)), tty_(isatty(STDOUT_FILENO)) {}
 
   void Update(size_t i, const Json& ev) {
     std::lock_guard<std::mutex> lock(mu_);
     std::string kind = ev.value("kind", "");
     bool changed = false;
-    if (kind == "state") { rows_[i].state = ev.value("state", ""); changed = true; }
+    if (kind == "state") {
+      rows_[i].state = ev.value("state", "");
+      changed = true;
+    }
     if (kind == "artifact" && ev.value("dir", "") == "work") {
       const Json& entry = ev.value("entry", Json::object());
       rows_[i].work_files[entry.value("path", "")] = entry.value("size", uint64_t{0});
@@ -64,14 +70,16 @@ class SweepTable {
       if (r.work_files.empty()) continue;
       uint64_t bytes = 0;
       for (const auto& [path, size] : r.work_files) bytes += size;
-      std::fprintf(stderr, "yard: %s wrote %zu %s (%s) in its working folder: `yard fetch %s --all`\n",
+      std::fprintf(stderr,
+                   "yard: %s wrote %zu %s (%s) in its working folder: `yard fetch %s --all`\n",
                    r.id.c_str(), r.work_files.size(), r.work_files.size() == 1 ? "file" : "files",
                    HumanBytes(bytes).c_str(), r.id.c_str());
     }
   }
 
   bool AllSucceeded() const {
-    for (const auto& r : rows_) if (r.state != "succeeded") return false;
+    for (const auto& r : rows_)
+      if (r.state != "succeeded") return false;
     return true;
   }
 
@@ -79,9 +87,11 @@ class SweepTable {
   void Draw() {  // REQUIRES: mu_ held
     if (tty_ && drawn_) std::printf("\x1b[%zuA", rows_.size() + 1);
     std::vector<std::vector<std::string>> t = {{"JOB", "STATE", "SWEEP", "LATEST METRICS"}};
-    for (const auto& r : rows_) t.push_back({r.id, r.state, r.description, r.metrics.empty() ? "-" : r.metrics});
+    for (const auto& r : rows_)
+      t.push_back({r.id, r.state, r.description, r.metrics.empty() ? "-" : r.metrics});
     if (tty_) {
-      for (auto& row : t) for (auto& c : row) c += "\x1b[K";
+      for (auto& row : t)
+        for (auto& c : row) c += "\x1b[K";
     } else {
       std::printf("\n");
     }
@@ -100,8 +110,11 @@ class SweepTable {
 // -> "lr=0.1_bs=32"), else its id.
 std::string SubFolder(const std::string& id, const std::string& description) {
   std::string out;
-  for (char c : description) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '=' ||
-                                     c == '-' || c == ',') ? c : '_';
+  for (char c : description)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '=' || c == '-' ||
+            c == ',')
+               ? c
+               : '_';
   return out.empty() || out == "." || out == ".." ? id : out;
 }
 
@@ -133,7 +146,8 @@ int FollowSweep(const HttpClient& client,
         return true;
       });
       if (Status s = mirror.Drain(); !s.ok())
-        std::fprintf(stderr, "yard: mirroring %s: %s\n", jobs[i].first.c_str(), s.message().c_str());
+        std::fprintf(stderr, "yard: mirroring %s: %s\n", jobs[i].first.c_str(),
+                     s.message().c_str());
     });
   for (auto& t : followers) t.join();
   table.OfferWorkFiles();

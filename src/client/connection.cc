@@ -83,7 +83,8 @@ StatusOr<std::string> StartServer(const std::string& home, const std::string& ya
 
 }  // namespace
 
-StatusOr<std::string> EnsureEmbeddedServer(const std::string& home, const std::string& yard_binary) {
+StatusOr<std::string> EnsureEmbeddedServer(const std::string& home,
+                                           const std::string& yard_binary) {
   if (auto url = HealthyUrl(home); url.ok()) return url;
   YARD_RETURN_IF_ERROR(MakeDirs(home));
   FileLock lock(home + "/start.lock");
@@ -111,9 +112,14 @@ std::string EmbeddedServerOfAnotherBuild(const std::string& home, std::string ou
   if (!j.is_object() || !j.contains("build") || !j["build"].is_string()) return "";
   if (ours.empty()) ours = SelfBuildId();
   if (ours.empty() || j["build"].get<std::string>() == ours) return "";
-  std::string pid = j.contains("pid") && j["pid"].is_number_integer() ? std::to_string(j["pid"].get<int64_t>()) : "?";
-  return "the embedded server (pid " + pid + ", " + home + ") runs another build of yard than this one "
-         "and keeps serving its code until it stops: stop it with `kill " + pid + "` (jobs, agents and "
+  std::string pid = j.contains("pid") && j["pid"].is_number_integer()
+                        ? std::to_string(j["pid"].get<int64_t>())
+                        : "?";
+  return "the embedded server (pid " + pid + ", " + home +
+         ") runs another build of yard than this one "
+         "and keeps serving its code until it stops: stop it with `kill " +
+         pid +
+         "` (jobs, agents and "
          "followers go on; the next command starts this build's server)";
 }
 
@@ -122,7 +128,8 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
   std::string token = o.token.empty() ? EnvOr("YARD_TOKEN", "") : o.token;
   if (!server.empty()) {
     if (token.empty())
-      return Unauthenticated("a server is set (" + server + ") but no token: set YARD_TOKEN "
+      return Unauthenticated("a server is set (" + server +
+                             ") but no token: set YARD_TOKEN "
                              "(create one on the server with `yard token create USER`)");
     YARD_ASSIGN_OR_RETURN(TlsTrust trust, TrustFor(server));
     YARD_ASSIGN_OR_RETURN(trust, TrustOnFirstUse(server, trust));

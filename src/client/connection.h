@@ -12,9 +12,9 @@
 namespace yard {
 
 struct ConnectionOptions {
-  std::string server;  // explicit URL; "" = YARD_SERVER, else embedded
-  std::string token;   // "" = YARD_TOKEN, else the embedded home's token
-  std::string home;    // "" = DefaultYardHome()
+  std::string server;       // explicit URL; "" = YARD_SERVER, else embedded
+  std::string token;        // "" = YARD_TOKEN, else the embedded home's token
+  std::string home;         // "" = DefaultYardHome()
   std::string yard_binary;  // to start the embedded server; "" = this executable
   // Followers start the embedded server again when they find it gone (see
   // ReviveEmbeddedServer). Off only where `yard_binary` cannot be known.

@@ -32,9 +32,8 @@ class EventDecoder {
 
   bool Feed(const std::string& content_type, std::string_view bytes) {
     if (content_type.rfind(kFramesContentType, 0) != 0) {
-      return sse_.Feed(bytes, [&](const SseEvent& ev) {
-        return Deliver(Json::parse(ev.data, nullptr, false));
-      });
+      return sse_.Feed(
+          bytes, [&](const SseEvent& ev) { return Deliver(Json::parse(ev.data, nullptr, false)); });
     }
     needs_end_ = content_type == kFramesToCloseContentType;
     frames_.Feed(bytes);
@@ -64,7 +63,8 @@ class EventDecoder {
 // when present (docs/api.md, "Events"), so that value() cannot throw.
 Status CheckEventFields(const Json& event, const std::string& route) {
   Reply r(event, route);
-  for (const char* key : {"seq", "attempt", "exit_code"}) YARD_RETURN_IF_ERROR(r.GetOr<int64_t>(key, 0).status());
+  for (const char* key : {"seq", "attempt", "exit_code"})
+    YARD_RETURN_IF_ERROR(r.GetOr<int64_t>(key, 0).status());
   for (const char* key : {"kind", "state", "message", "data", "instance", "dir"})
     YARD_RETURN_IF_ERROR(r.GetOr<std::string>(key, "").status());
   for (const char* key : {"values", "entry"}) {
@@ -102,7 +102,10 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
         saw_final = st == "succeeded" || st == "failed" || st == "cancelled";
       }
       backoff = std::chrono::milliseconds(50);
-      if (!on_event(j)) { consumer_stopped = true; return false; }
+      if (!on_event(j)) {
+        consumer_stopped = true;
+        return false;
+      }
       return true;
     });
     bool corrupt = false;

@@ -24,9 +24,8 @@ class FakeEventServer {
       std::string body = Frames(after);
       {
         std::lock_guard<std::mutex> lock(mu);
-        requests.push_back(req.path + "?after=" + req.get_param_value("after") +
-                           "&end=" + req.get_param_value("end") + " " +
-                           req.get_header_value("Connection"));
+        requests.push_back(req.path + "?after=" + req.get_param_value("after") + "&end=" +
+                           req.get_param_value("end") + " " + req.get_header_value("Connection"));
       }
       auto provider = [body](size_t, httplib::DataSink& sink) {
         sink.write(body.data(), body.size());

@@ -48,12 +48,13 @@ class ConnectionPool {
 
   void Give(std::unique_ptr<httplib::Client> cli, const std::string& url) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (url == url_ && idle_.size() < kMaxIdle) idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
+    if (url == url_ && idle_.size() < kMaxIdle)
+      idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
   }
 
  private:
   std::mutex mu_;
-  std::string url_;                                     // GUARDED_BY(mu_)
+  std::string url_;  // GUARDED_BY(mu_)
   struct Idle {
     std::unique_ptr<httplib::Client> cli;
     std::chrono::steady_clock::time_point since;
@@ -166,8 +167,8 @@ StatusOr<Json> HttpClient::Post(const std::string& path, const Json& body) const
 
 StatusOr<Json> HttpClient::PutBytes(const std::string& path, std::string_view bytes) const {
   YARD_ASSIGN_OR_RETURN(Borrowed cli, Connect(resolver_, pool_.get(), trust_, read_timeout_s_));
-  httplib::Result r = cli->Put(path, AuthHeaders(token_), bytes.data(), bytes.size(),
-                               "application/octet-stream");
+  httplib::Result r =
+      cli->Put(path, AuthHeaders(token_), bytes.data(), bytes.size(), "application/octet-stream");
   cli.Keep(r);
   return ParseReply(r, "PUT " + path, cli, trust_);
 }
@@ -197,7 +198,10 @@ bool SseParser::Feed(std::string_view bytes, const std::function<bool(const SseE
     start = nl + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) {
-      if (has_data_ && !emit(current_)) { buf_.erase(0, start); return false; }
+      if (has_data_ && !emit(current_)) {
+        buf_.erase(0, start);
+        return false;
+      }
       current_ = SseEvent{};
       has_data_ = false;
       continue;
@@ -224,8 +228,8 @@ void SseParser::HandleField(std::string_view line) {
 
 namespace {
 
-Status StreamGet(const UrlResolver& resolver, const std::string& token, const TlsTrust& trust, int read_timeout_s,
-                 const std::string& path, httplib::Headers headers,
+Status StreamGet(const UrlResolver& resolver, const std::string& token, const TlsTrust& trust,
+                 int read_timeout_s, const std::string& path, httplib::Headers headers,
                  const std::function<bool(const std::string&, std::string_view)>& on_bytes) {
   // A stream holds its connection for long and may be cut off mid-reply:
   // it gets one of its own, never a pooled one.
@@ -246,8 +250,14 @@ Status StreamGet(const UrlResolver& resolver, const std::string& token, const Tl
         return true;
       },
       [&](const char* data, size_t len) {
-        if (status >= 300) { error_body.append(data, len); return true; }
-        if (!on_bytes(content_type, std::string_view(data, len))) { stopped = true; return false; }
+        if (status >= 300) {
+          error_body.append(data, len);
+          return true;
+        }
+        if (!on_bytes(content_type, std::string_view(data, len))) {
+          stopped = true;
+          return false;
+        }
         return true;
       });
   if (stopped) return Status::Ok();
@@ -263,17 +273,16 @@ Status HttpClient::Stream(const std::string& path, const std::string& last_event
   httplib::Headers headers = {{"Accept", "text/event-stream"}};
   if (!last_event_id.empty()) headers.emplace("Last-Event-ID", last_event_id);
   SseParser parser;
-  return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, headers,
-                   [&](const std::string&, std::string_view bytes) {
-                     return parser.Feed(bytes, on_event);
-                   });
+  return StreamGet(
+      resolver_, token_, trust_, read_timeout_s_, path, headers,
+      [&](const std::string&, std::string_view bytes) { return parser.Feed(bytes, on_event); });
 }
 
-Status HttpClient::StreamBytes(
-    const std::string& path, const std::string& accept,
-    const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
-    const {
-  return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, {{"Accept", accept}}, on_bytes);
+Status HttpClient::StreamBytes(const std::string& path, const std::string& accept,
+                               const std::function<bool(const std::string& content_type,
+                                                        std::string_view bytes)>& on_bytes) const {
+  return StreamGet(resolver_, token_, trust_, read_timeout_s_, path, {{"Accept", accept}},
+                   on_bytes);
 }
 
 namespace {
@@ -292,9 +301,10 @@ Status StatusFromHttp(int http_status, const std::string& body) {
   Json j = Json::parse(body, nullptr, false);
   if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_object()) {
     const Json& e = j["error"];
-    return FromServer(CodeFromName(e.value("code", "internal")), e.value("message", "unknown error"));
+    return FromServer(CodeFromName(e.value("code", "internal")),
+                      e.value("message", "unknown error"));
   }
-  Code code = http_status == 401 ? Code::kUnauthenticated
+  Code code = http_status == 401   ? Code::kUnauthenticated
               : http_status == 404 ? Code::kNotFound
               : http_status == 507 ? Code::kInsufficientStorage
               : http_status >= 500 ? Code::kUnavailable

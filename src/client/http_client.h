@@ -57,10 +57,9 @@ class HttpClient {
   // Opens `path` asking for `accept` and hands the reply's body to
   // `on_bytes` piece by piece as it arrives, with the reply's Content-Type;
   // ends as Stream does (return false from `on_bytes` to stop: OK).
-  Status StreamBytes(
-      const std::string& path, const std::string& accept,
-      const std::function<bool(const std::string& content_type, std::string_view bytes)>& on_bytes)
-      const;
+  Status StreamBytes(const std::string& path, const std::string& accept,
+                     const std::function<bool(const std::string& content_type,
+                                              std::string_view bytes)>& on_bytes) const;
 
   // How an https:// server's certificate is checked (tls_trust.h); set
   // before the first call.

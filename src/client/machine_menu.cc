@@ -43,7 +43,8 @@ std::string MachinePrompt(const Json& types) {
   return "Numbers or names, comma-separated [" + std::to_string(DefaultMachine(types) + 1) + "]: ";
 }
 
-StatusOr<std::vector<std::string>> ParseMachineChoice(const Json& types, const std::string& answer) {
+StatusOr<std::vector<std::string>> ParseMachineChoice(const Json& types,
+                                                      const std::string& answer) {
   std::vector<std::string> out;
   std::stringstream ss(answer);
   for (std::string item; std::getline(ss, item, ',');) {

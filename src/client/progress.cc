@@ -64,7 +64,8 @@ class Reporter : public ProgressReporter {
   // are needed to clear it.
   void Redraw(double now) REQUIRES(mu_) {
     int cols = o_.columns ? o_.columns() : 80;
-    size_t width = cols > 1 ? static_cast<size_t>(cols - 1) : 79;  // the last column wraps on some terminals
+    size_t width =
+        cols > 1 ? static_cast<size_t>(cols - 1) : 79;  // the last column wraps on some terminals
     std::string line = FormatProgressLine(o_.label, done_, total_, Rate(now), width);
     size_t shown = line.size();
     if (drawn_ > line.size()) line.append(std::min(drawn_, width) - line.size(), ' ');

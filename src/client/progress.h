@@ -29,15 +29,15 @@ class ProgressReporter {
 };
 
 struct ProgressOptions {
-  std::string label;                           // "uploading my-project", "fetching j-12"
-  const Clock* clock = nullptr;                // REQUIRED; must outlive the reporter
+  std::string label;                            // "uploading my-project", "fetching j-12"
+  const Clock* clock = nullptr;                 // REQUIRED; must outlive the reporter
   std::function<void(std::string_view)> write;  // receives the text, newlines and '\r' included
-  bool terminal = false;                       // one line redrawn in place, else plain lines
-  std::function<int()> columns;                // the terminal's width (terminal only)
-  double show_after_s = 0.5;                   // nothing before: short transfers stay quiet
-  double redraw_every_s = 0.1;                 // terminal: at most ~10 redraws a second
-  double plain_every_s = 5;                    // plain: a line at least this often...
-  double plain_every_fraction = 0.1;           // ...and each time this much more is done
+  bool terminal = false;                        // one line redrawn in place, else plain lines
+  std::function<int()> columns;                 // the terminal's width (terminal only)
+  double show_after_s = 0.5;                    // nothing before: short transfers stay quiet
+  double redraw_every_s = 0.1;                  // terminal: at most ~10 redraws a second
+  double plain_every_s = 5;                     // plain: a line at least this often...
+  double plain_every_fraction = 0.1;            // ...and each time this much more is done
 };
 
 std::unique_ptr<ProgressReporter> MakeProgress(ProgressOptions options);

@@ -18,7 +18,10 @@ struct Harness {
     o.clock = &clock;
     o.terminal = terminal;
     o.columns = [columns] { return columns; };
-    o.write = [this](std::string_view s) { out += s; ++writes; };
+    o.write = [this](std::string_view s) {
+      out += s;
+      ++writes;
+    };
     reporter = MakeProgress(std::move(o));
   }
   // Lines written so far (a plain renderer's output split at '\n').

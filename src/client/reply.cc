@@ -9,15 +9,22 @@ namespace {
 // What a JSON value is, in an error's words.
 std::string Describe(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::array: return "a list";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::boolean: return "true or false";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "a list";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::boolean:
+      return "true or false";
     case Json::value_t::number_float:
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "the number " + j.dump();
-    default: return "not a JSON value";
+    case Json::value_t::number_unsigned:
+      return "the number " + j.dump();
+    default:
+      return "not a JSON value";
   }
 }
 
@@ -28,8 +35,9 @@ Reply::Reply(Json answer, std::string route)
       json_(&answer_->json) {}
 
 Status UnexpectedReply(const std::string& route, const std::string& what) {
-  return Status(Code::kInternal,
-                route + ": " + what + " (is --server/$YARD_SERVER a Trainyard server of this version?)");
+  return Status(
+      Code::kInternal,
+      route + ": " + what + " (is --server/$YARD_SERVER a Trainyard server of this version?)");
 }
 
 Status Reply::Mismatch(const char* expected) const {
@@ -62,7 +70,8 @@ StatusOr<double> Reply::As<double>() const {
 template <>
 StatusOr<int64_t> Reply::As<int64_t>() const {
   if (json_->is_number_integer()) {
-    if (json_->is_number_unsigned() && json_->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})
+    if (json_->is_number_unsigned() &&
+        json_->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})
       return Mismatch("a whole number in range");
     return json_->get<int64_t>();
   }
@@ -71,7 +80,8 @@ StatusOr<int64_t> Reply::As<int64_t>() const {
   if (json_->is_number_float()) {
     double d = json_->get<double>();
     if (!std::isfinite(d) || d != std::trunc(d)) return Mismatch("a whole number");
-    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) return Mismatch("a whole number in range");
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0)
+      return Mismatch("a whole number in range");
     return static_cast<int64_t>(d);
   }
   return Mismatch("a whole number");

@@ -6,7 +6,8 @@
 //
 //   YARD_ASSIGN_OR_RETURN(Reply r, GetReply(client, "/v1/jobs"));
 //   YARD_ASSIGN_OR_RETURN(std::vector<Reply> jobs, r.Array("jobs"));
-//   for (const Reply& j : jobs) { YARD_ASSIGN_OR_RETURN(std::string id, j.Get<std::string>("id")); }
+//   for (const Reply& j : jobs) { YARD_ASSIGN_OR_RETURN(std::string id, j.Get<std::string>("id"));
+//   }
 //
 // A Reply and the Replies taken from it share the answer: any of them may
 // outlive the others. Not thread-safe to build; const use is.

@@ -84,13 +84,14 @@ TEST(ReplyTest, AWholeNumberWrittenWithAFractionIsStillWhole) {
   EXPECT_FALSE(r.Get<int>("half").ok());
   StatusOr<int64_t> huge = r.Get<int64_t>("huge");
   ASSERT_FALSE(huge.ok());
-  EXPECT_NE(huge.status().message().find("in range"), std::string::npos) << huge.status().ToString();
+  EXPECT_NE(huge.status().message().find("in range"), std::string::npos)
+      << huge.status().ToString();
 }
 
 TEST(ReplyTest, GetOrFallsBackOnAbsentOrNullOnly) {
   Reply j = (*Reply(kAnswer, "GET /v1/jobs").Array("jobs"))[0];
-  EXPECT_EQ(*j.GetOr<std::string>("note", "-"), "-");     // null
-  EXPECT_EQ(*j.GetOr<std::string>("absent", "-"), "-");   // absent
+  EXPECT_EQ(*j.GetOr<std::string>("note", "-"), "-");    // null
+  EXPECT_EQ(*j.GetOr<std::string>("absent", "-"), "-");  // absent
   EXPECT_EQ(*j.GetOr<std::string>("id", "-"), "job-1");
   EXPECT_FALSE(j.GetOr<std::string>("exit_code", "-").ok());  // present, of another type
 }

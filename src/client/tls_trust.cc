@@ -28,7 +28,9 @@ struct Verifier {
   std::string presented GUARDED_BY(mu);
 };
 
-void FreeVerifier(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<Verifier*>(ptr); }
+void FreeVerifier(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<Verifier*>(ptr);
+}
 
 int VerifierSlot() {
   static const int slot = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, FreeVerifier);
@@ -61,7 +63,8 @@ Verifier* VerifierOf(const httplib::Client& cli) {
   return ctx ? static_cast<Verifier*>(SSL_CTX_get_ex_data(ctx, VerifierSlot())) : nullptr;
 }
 
-std::unique_ptr<httplib::Client> NewClient(const std::string& url, const std::string& pin, bool accept_any) {
+std::unique_ptr<httplib::Client> NewClient(const std::string& url, const std::string& pin,
+                                           bool accept_any) {
   auto cli = std::make_unique<httplib::Client>(url);
   if (!cli->is_valid()) return nullptr;
   SSL_CTX* ctx = cli->ssl_context();
@@ -98,7 +101,8 @@ StatusOr<Json> ReadKnownServers() {
   if (!text.ok()) return Json{{"version", 1}, {"servers", Json::object()}};
   Json j = Json::parse(*text, nullptr, false);
   if (!j.is_object() || !j.contains("servers") || !j["servers"].is_object())
-    return FailedPrecondition(KnownServersPath() + " is damaged: fix or remove it (it only remembers fingerprints "
+    return FailedPrecondition(KnownServersPath() +
+                              " is damaged: fix or remove it (it only remembers fingerprints "
                               "you accepted; you will be asked again)");
   return j;
 }
@@ -106,10 +110,14 @@ StatusOr<Json> ReadKnownServers() {
 bool Interactive() { return ::isatty(0) && ::isatty(2); }
 
 std::string UntrustedMessage(const std::string& url, const std::string& presented) {
-  return "the server at " + url + " presents a certificate that this machine's CAs do not vouch for "
-         "(a self-signed one, as `yard server --tls self-signed` makes); its SHA-256 fingerprint is " +
-         presented + ". Check that this is the fingerprint the server printed when it started (also "
-         "\"fingerprint\" in server.json under its YARD_HOME), then pin it: export YARD_SERVER_FINGERPRINT=" +
+  return "the server at " + url +
+         " presents a certificate that this machine's CAs do not vouch for "
+         "(a self-signed one, as `yard server --tls self-signed` makes); its SHA-256 fingerprint "
+         "is " +
+         presented +
+         ". Check that this is the fingerprint the server printed when it started (also "
+         "\"fingerprint\" in server.json under its YARD_HOME), then pin it: export "
+         "YARD_SERVER_FINGERPRINT=" +
          presented + " (or run a yard command on a terminal to be asked once)";
 }
 
@@ -139,21 +147,25 @@ bool SpeaksTls(const std::string& url) {
   return !PresentedFingerprint(*cli).empty();
 }
 
-std::string ExplainTlsFailure(const httplib::Client& cli, const std::string& url, const TlsTrust& trust, int error) {
+std::string ExplainTlsFailure(const httplib::Client& cli, const std::string& url,
+                              const TlsTrust& trust, int error) {
   auto e = static_cast<httplib::Error>(error);
   std::string presented = PresentedFingerprint(cli);
   if (e == httplib::Error::SSLServerVerification) {
     if (cli.get_openssl_verify_result() == X509_V_OK)
-      return "the server at " + url + " has a certificate from a trusted CA, but for another host name: "
-             "use the name it was issued for in the URL, or pin its fingerprint " + presented +
-             " with YARD_SERVER_FINGERPRINT";
+      return "the server at " + url +
+             " has a certificate from a trusted CA, but for another host name: "
+             "use the name it was issued for in the URL, or pin its fingerprint " +
+             presented + " with YARD_SERVER_FINGERPRINT";
     if (!presented.empty()) return UntrustedMessage(url, presented);
   }
   if (e == httplib::Error::SSLConnection && !trust.fingerprint.empty() && !presented.empty() &&
       presented != trust.fingerprint)
-    return "the server at " + url + " presents a certificate with SHA-256 fingerprint " + presented +
-           ", not the pinned " + trust.fingerprint + " (from " + trust.source + "): refused. If its "
-           "certificate was replaced on purpose, get the new fingerprint from its operator and update " +
+    return "the server at " + url + " presents a certificate with SHA-256 fingerprint " +
+           presented + ", not the pinned " + trust.fingerprint + " (from " + trust.source +
+           "): refused. If its "
+           "certificate was replaced on purpose, get the new fingerprint from its operator and "
+           "update " +
            trust.source + "; otherwise someone may be intercepting the connection";
   bool plain = url.rfind("http://", 0) == 0;
   if (plain && e != httplib::Error::Connection && e != httplib::Error::Canceled && SpeaksTls(url))
@@ -207,18 +219,20 @@ StatusOr<TlsTrust> TrustOnFirstUse(const std::string& url, const TlsTrust& trust
   if (r || r.error() != httplib::Error::SSLServerVerification || presented.empty() ||
       cli->get_openssl_verify_result() == X509_V_OK)
     return trust;
-  std::fprintf(stderr,
-               "The server at %s presents a certificate that this machine's CAs do not vouch for.\n"
-               "Its SHA-256 fingerprint is:\n  %s\n"
-               "Compare it with the fingerprint `yard server` printed when it started (ask its operator).\n"
-               "Trust it and remember it for this server in %s? [y/N] ",
-               url.c_str(), presented.c_str(), KnownServersPath().c_str());
+  std::fprintf(
+      stderr,
+      "The server at %s presents a certificate that this machine's CAs do not vouch for.\n"
+      "Its SHA-256 fingerprint is:\n  %s\n"
+      "Compare it with the fingerprint `yard server` printed when it started (ask its operator).\n"
+      "Trust it and remember it for this server in %s? [y/N] ",
+      url.c_str(), presented.c_str(), KnownServersPath().c_str());
   std::string answer;
   std::getline(std::cin, answer);
   if (answer != "y" && answer != "Y" && answer != "yes")
     return PermissionDenied("not trusted: " + UntrustedMessage(url, presented));
   YARD_RETURN_IF_ERROR(RememberFingerprint(url, presented));
-  std::fprintf(stderr, "yard: remembered; a different certificate on this server will be refused\n");
+  std::fprintf(stderr,
+               "yard: remembered; a different certificate on this server will be refused\n");
   return TlsTrust{presented, KnownServersPath()};
 }
 

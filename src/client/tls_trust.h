@@ -37,7 +37,8 @@ std::string PresentedFingerprint(const httplib::Client& cli);
 // certificate not trusted (saying its fingerprint and how to pin it), a pin
 // that does not match, or plain HTTP sent to a server that speaks TLS
 // (probed). "" when TLS is not the cause.
-std::string ExplainTlsFailure(const httplib::Client& cli, const std::string& url, const TlsTrust& trust, int error);
+std::string ExplainTlsFailure(const httplib::Client& cli, const std::string& url,
+                              const TlsTrust& trust, int error);
 
 // True if a connection idle since `since` may still be reused: the server
 // closes one idle for 2 s, and a TLS connection it closed looks alive to

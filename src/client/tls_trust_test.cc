@@ -48,7 +48,8 @@ class TlsServer {
 };
 
 constexpr char kOther[] =
-    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:"
+    "89";
 
 TEST(TlsTrustTest, PinnedFingerprintIsAccepted) {
   test_support::TempDir dir;
@@ -93,7 +94,8 @@ TEST(TlsTrustTest, UnpinnedSelfSignedIsRefusedSayingHowToPin) {
   StatusOr<Json> r = client.Get("/v1/health");
   ASSERT_EQ(r.status().code(), Code::kFailedPrecondition) << r.status().ToString();
   const std::string& m = r.status().message();
-  EXPECT_NE(m.find("export YARD_SERVER_FINGERPRINT=" + server.fingerprint()), std::string::npos) << m;
+  EXPECT_NE(m.find("export YARD_SERVER_FINGERPRINT=" + server.fingerprint()), std::string::npos)
+      << m;
   EXPECT_NE(m.find("CAs do not vouch"), std::string::npos) << m;
 }
 
@@ -114,7 +116,8 @@ TEST(TlsTrustTest, PlainHttpToATlsPortSaysUseHttps) {
   StatusOr<Json> r = client.Get("/v1/health");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("speaks TLS"), std::string::npos) << r.status().message();
-  EXPECT_NE(r.status().message().find("use " + server.url()), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("use " + server.url()), std::string::npos)
+      << r.status().message();
 }
 
 TEST(TlsTrustTest, PlainHttpServerDownIsNoTlsMatter) {

@@ -63,8 +63,8 @@ class BlobConnection {
     auto provide = [bytes](size_t offset, size_t length, httplib::DataSink& sink) {
       return sink.write(bytes.data() + offset, std::min(length, bytes.size() - offset));
     };
-    auto r = cli->Put("/v1/blobs/" + hash, Headers(), bytes.size(), provide,
-                      "application/octet-stream");
+    auto r =
+        cli->Put("/v1/blobs/" + hash, Headers(), bytes.size(), provide, "application/octet-stream");
     return Check(r, "PUT /v1/blobs/" + hash);
   }
 
@@ -81,7 +81,10 @@ class BlobConnection {
     Sha256 hash;
     auto r = cli->Get(
         "/v1/blobs/" + c.hash, Headers(),
-        [&](const httplib::Response& res) { status = res.status; return true; },
+        [&](const httplib::Response& res) {
+          status = res.status;
+          return true;
+        },
         [&](const char* data, size_t n) {
           if (status != 200) return error_body.append(data, std::min<size_t>(n, 4096)), true;
           if (n > c.size - got) return overflow = true, false;  // more than the chunk holds
@@ -129,7 +132,8 @@ class BlobConnection {
   Status Check(const httplib::Result& r, const std::string& what) {
     last_used_ = std::chrono::steady_clock::now();
     if (!r) {
-      std::string tls = ExplainTlsFailure(*cli_, url_, http_.tls_trust(), static_cast<int>(r.error()));
+      std::string tls =
+          ExplainTlsFailure(*cli_, url_, http_.tls_trust(), static_cast<int>(r.error()));
       cli_.reset();
       if (!tls.empty()) return FailedPrecondition(what + ": " + tls);
       return Unavailable(what + ": " + httplib::to_string(r.error()) +
@@ -140,7 +144,7 @@ class BlobConnection {
 
   const HttpClient& http_;
   std::unique_ptr<httplib::Client> cli_;
-  std::string url_;  // cli_'s
+  std::string url_;                                  // cli_'s
   std::chrono::steady_clock::time_point last_used_;  // cli_'s last exchange ended
 };
 
@@ -232,7 +236,8 @@ class UploadSession {
   Status Enqueue() {
     if (group_.items.empty()) return FirstError();
     MutexLock lock(mu_);
-    cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return !error_.ok() || queue_.size() < Concurrency(); });
+    cv_.wait(lock.unique(),
+             [&]() REQUIRES(mu_) { return !error_.ok() || queue_.size() < Concurrency(); });
     if (!error_.ok()) return error_;
     queue_.push_back(std::move(group_));
     group_ = Group();
@@ -248,7 +253,8 @@ class UploadSession {
       {
         MutexLock lock(mu_);
         ++idle_;
-        cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return closed_ || !queue_.empty() || !error_.ok(); });
+        cv_.wait(lock.unique(),
+                 [&]() REQUIRES(mu_) { return closed_ || !queue_.empty() || !error_.ok(); });
         --idle_;
         if (!error_.ok() || queue_.empty()) return;
         g = std::move(queue_.front());
@@ -419,25 +425,32 @@ class EntryFetch {
       : http_(http), entry_(entry), dest_(dest), o_(o) {
     if (!previous) return;
     uint64_t off = 0;
-    for (const auto& c : previous->chunks) { old_.try_emplace(c.hash, off, c.size); off += c.size; }
+    for (const auto& c : previous->chunks) {
+      old_.try_emplace(c.hash, off, c.size);
+      off += c.size;
+    }
   }
 
   Status Run(int fd, const std::string& tmp) {
     std::vector<uint64_t> offsets;
     uint64_t off = 0;
-    for (const ChunkRef& c : entry_.chunks) { offsets.push_back(off); off += c.size; }
+    for (const ChunkRef& c : entry_.chunks) {
+      offsets.push_back(off);
+      off += c.size;
+    }
     ScopedFd old(old_.empty() ? -1 : ::open(dest_.c_str(), O_RDONLY | O_CLOEXEC));
-    return ParallelFor(http_, entry_.chunks.size(), o_.parallel, [&](BlobConnection& conn, size_t i) {
-      const ChunkRef& c = entry_.chunks[i];
-      YARD_ASSIGN_OR_RETURN(std::string bytes, Fetch(conn, old.get(), c));
-      YARD_RETURN_IF_ERROR(WriteAt(fd, tmp, bytes, offsets[i]));
-      uint64_t done = done_ += bytes.size();
-      if (o_.progress) {
-        o_.progress->Update(o_.progress_offset + done,
-                            o_.progress_total ? o_.progress_total : entry_.size);
-      }
-      return Status::Ok();
-    });
+    return ParallelFor(http_, entry_.chunks.size(), o_.parallel,
+                       [&](BlobConnection& conn, size_t i) {
+                         const ChunkRef& c = entry_.chunks[i];
+                         YARD_ASSIGN_OR_RETURN(std::string bytes, Fetch(conn, old.get(), c));
+                         YARD_RETURN_IF_ERROR(WriteAt(fd, tmp, bytes, offsets[i]));
+                         uint64_t done = done_ += bytes.size();
+                         if (o_.progress) {
+                           o_.progress->Update(o_.progress_offset + done,
+                                               o_.progress_total ? o_.progress_total : entry_.size);
+                         }
+                         return Status::Ok();
+                       });
   }
 
   uint64_t chunks_fetched() const { return chunks_fetched_; }
@@ -495,7 +508,10 @@ StatusOr<FileEntry> ChunkUploader::Upload(const std::string& path, TransferStats
   });
   Status finished = session.Finish(stats);
   YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
-  if (stats) { stats->files++; stats->bytes_total += entry.size; }
+  if (stats) {
+    stats->files++;
+    stats->bytes_total += entry.size;
+  }
   return entry;
 }
 
@@ -512,11 +528,15 @@ StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& 
     };
   }
   StatusOr<Manifest> m = PackDirectory(
-      root, pack, [&](const ChunkRef& ref, std::string_view bytes) { return session.Offer(ref, bytes); });
+      root, pack,
+      [&](const ChunkRef& ref, std::string_view bytes) { return session.Offer(ref, bytes); });
   Status finished = session.Finish(stats);
   if (!m.ok()) return m.status();
   YARD_RETURN_IF_ERROR(finished);
-  if (stats) { stats->files += m->files.size(); stats->bytes_total += m->TotalBytes(); }
+  if (stats) {
+    stats->files += m->files.size();
+    stats->bytes_total += m->TotalBytes();
+  }
   return m;
 }
 
@@ -535,11 +555,15 @@ Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const s
     if (f.is_link() || f.chunks.empty()) continue;
     std::string path = root + "/" + f.path;
     ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) { s = ErrnoStatus("cannot open " + path); break; }
+    if (fd.get() < 0) {
+      s = ErrnoStatus("cannot open " + path);
+      break;
+    }
     uint64_t off = 0;
     for (const ChunkRef& c : f.chunks) {
       StatusOr<std::string> bytes = ReadRange(fd.get(), path, off, c.size);
-      if (bytes.ok() && Sha256Hex(*bytes) != c.hash) bytes = Internal(path + " changed while being sent: retry");
+      if (bytes.ok() && Sha256Hex(*bytes) != c.hash)
+        bytes = Internal(path + " changed while being sent: retry");
       s = bytes.ok() ? session.Offer(c, *bytes) : bytes.status();
       if (!s.ok()) break;
       off += c.size;
@@ -548,13 +572,18 @@ Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const s
   }
   Status finished = session.Finish(stats);
   YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
-  if (stats) { stats->files += m.files.size(); stats->bytes_total += m.TotalBytes(); }
+  if (stats) {
+    stats->files += m.files.size();
+    stats->bytes_total += m.TotalBytes();
+  }
   return Status::Ok();
 }
 
 Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std::string& dest_root,
-                     const FileEntry* previous, TransferStats* stats, const DownloadOptions& options) {
-  if (!IsSafeRelativePath(entry.path)) return InvalidArgument("unsafe artifact path '" + entry.path + "'");
+                     const FileEntry* previous, TransferStats* stats,
+                     const DownloadOptions& options) {
+  if (!IsSafeRelativePath(entry.path))
+    return InvalidArgument("unsafe artifact path '" + entry.path + "'");
   std::string dest = dest_root + "/" + entry.path;
   YARD_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(dest).parent_path().string()));
   if (entry.is_link()) return Status::Ok();  // links are not mirrored: their targets are
@@ -567,7 +596,8 @@ Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std
     s = fetch.Run(fd.get(), tmp);
     ::fchmod(fd.get(), entry.mode & 0777);
   }
-  if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) s = ErrnoStatus("cannot rename to " + dest);
+  if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0)
+    s = ErrnoStatus("cannot rename to " + dest);
   if (!s.ok()) ::unlink(tmp.c_str());
   if (s.ok() && stats) {
     stats->files++;
@@ -606,7 +636,10 @@ void ArtifactMirror::Add(const Json& event) {
   }
   // A newer version replaces a queued older one of the same path.
   for (auto& q : queue_)
-    if (q.root == dir->second && q.entry.path == entry->path) { q.entry = *entry; return; }
+    if (q.root == dir->second && q.entry.path == entry->path) {
+      q.entry = *entry;
+      return;
+    }
   queue_.push_back({dir_name, dir->second, *entry});
   cv_.notify_all();
 }

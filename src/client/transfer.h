@@ -127,7 +127,8 @@ Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std
 class ArtifactMirror {
  public:
   // Makes the reporter for one file's download (label: "<dir>/<path>").
-  using ProgressFactory = std::function<std::unique_ptr<ProgressReporter>(const std::string& label)>;
+  using ProgressFactory =
+      std::function<std::unique_ptr<ProgressReporter>(const std::string& label)>;
   static constexpr int kMirrorWorkers = 3;
 
   // `dirs` maps an artifact dir ("checkpoints", "logs", "outputs") to a
@@ -160,7 +161,7 @@ class ArtifactMirror {
   Mutex mu_;
   std::condition_variable cv_;
   std::deque<Queued> queue_ GUARDED_BY(mu_);
-  std::set<std::string> writing_ GUARDED_BY(mu_);  // keys a worker writes now
+  std::set<std::string> writing_ GUARDED_BY(mu_);             // keys a worker writes now
   std::map<std::string, FileEntry> written_ GUARDED_BY(mu_);  // local path -> entry
   Status first_error_ GUARDED_BY(mu_);
   bool stop_ GUARDED_BY(mu_) = false;

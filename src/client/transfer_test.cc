@@ -44,7 +44,8 @@ class FakeBlobServer {
         if (!blobs.count(h.get<std::string>())) missing.push_back(h);
       res.set_content(Json{{"missing", missing}}.dump(), "application/json");
     });
-    svr_.Put(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    svr_.Put(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req,
+                                                httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu);
       if (Sha256Hex(req.body) != req.matches[1].str()) {  // as the real server
         res.status = 400;
@@ -56,24 +57,26 @@ class FakeBlobServer {
       blobs[req.matches[1]] = req.body;
       res.set_content("{}", "application/json");
     });
-    svr_.Get(R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
-      if (on_get) on_get(req.matches[1]);
-      std::lock_guard<std::mutex> lock(mu);
-      ++gets;
-      if (refuse_gets > 0) {
-        --refuse_gets;
-        res.status = 429;
-        return res.set_content(R"({"error":{"code":"too_many_requests","message":"calls in flight"}})",
-                               "application/json");
-      }
-      auto it = blobs.find(req.matches[1]);
-      if (it == blobs.end()) {
-        res.status = 404;
-        return res.set_content(R"({"error":{"code":"not_found","message":"no such chunk"}})",
-                               "application/json");
-      }
-      res.set_content(it->second, "application/octet-stream");
-    });
+    svr_.Get(
+        R"(/v1/blobs/([0-9a-f]+))", [this](const httplib::Request& req, httplib::Response& res) {
+          if (on_get) on_get(req.matches[1]);
+          std::lock_guard<std::mutex> lock(mu);
+          ++gets;
+          if (refuse_gets > 0) {
+            --refuse_gets;
+            res.status = 429;
+            return res.set_content(
+                R"({"error":{"code":"too_many_requests","message":"calls in flight"}})",
+                "application/json");
+          }
+          auto it = blobs.find(req.matches[1]);
+          if (it == blobs.end()) {
+            res.status = 404;
+            return res.set_content(R"({"error":{"code":"not_found","message":"no such chunk"}})",
+                                   "application/json");
+          }
+          res.set_content(it->second, "application/octet-stream");
+        });
     port_ = svr_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
     // stop() before the accept loop runs would leave it running for good.
@@ -384,7 +387,8 @@ TEST_F(HashCacheUploadTest, RememberedChunksTheServerLacksAreReadByOffsetAndChec
   StatusOr<Manifest> third = UploadDirectory(http_, root, nullptr, options_);
   ASSERT_FALSE(third.ok());
   EXPECT_NE(third.status().message().find("changed since its chunks were remembered"),
-            std::string::npos) << third.status().ToString();
+            std::string::npos)
+      << third.status().ToString();
 }
 
 TEST_F(TransferTest, ManifestChunksAreReadBackByOffset) {
@@ -544,13 +548,15 @@ TEST_F(TransferTest, MirrorWritesSeveralFilesAtOnceAndEachArrivesWhole) {
   server_.on_get = [&](const std::string& hash) {
     std::unique_lock<std::mutex> lock(mu);
     if (second.count(hash)) second_asked = true, cv.notify_all();
-    if (first.count(hash) && !cv.wait_for(lock, std::chrono::seconds(30), [&] { return second_asked; }))
+    if (first.count(hash) &&
+        !cv.wait_for(lock, std::chrono::seconds(30), [&] { return second_asked; }))
       first_waited_in_vain = true;
   };
   std::string dest = dir_.path() + "/ckpt";
   {
     ArtifactMirror mirror(http_, {{"checkpoints", dest}});
-    for (const FileEntry& e : entries) mirror.Add({{"dir", "checkpoints"}, {"entry", FileEntryToJson(e)}});
+    for (const FileEntry& e : entries)
+      mirror.Add({{"dir", "checkpoints"}, {"entry", FileEntryToJson(e)}});
     ASSERT_TRUE(mirror.Drain().ok());
     EXPECT_EQ(mirror.files_written(), 3u);
   }

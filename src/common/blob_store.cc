@@ -107,7 +107,8 @@ Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
     }
   }
   std::string dir = root_ + "/" + hash.substr(0, 2);
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("creating " + dir, root_);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return ErrnoStatus("creating " + dir, root_);
   std::string tmp = TempName(dir, hash);
   Status s = WriteNew(tmp, bytes, root_);
   if (s.ok()) {

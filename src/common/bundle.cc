@@ -79,8 +79,8 @@ class Glob {
       if (c == '*') {
         size_t end = p_.find_first_not_of('*', pi);
         if (end == std::string_view::npos) end = p_.size();
-        bool component = end - pi == 2 && (pi == 0 || p_[pi - 1] == '/') &&
-                         (end == p_.size() || p_[end] == '/');
+        bool component =
+            end - pi == 2 && (pi == 0 || p_[pi - 1] == '/') && (end == p_.size() || p_[end] == '/');
         return component ? DoubleStar(end, ti) : Star(end, ti);
       }
       if (ti == t_.size()) return false;
@@ -295,12 +295,12 @@ class Packer {
       YARD_RETURN_IF_ERROR(AddKnown(Full(rel), *known, &e));
     } else {
       auto read_start = std::chrono::system_clock::now();
-      YARD_RETURN_IF_ERROR(ChunkFile(Full(rel), options_.chunker,
-                                     [&](const ChunkRef& ref, std::string_view bytes) {
-                                       e.chunks.push_back(ref);
-                                       e.size += ref.size;
-                                       return sink_(ref, bytes);
-                                     }));
+      YARD_RETURN_IF_ERROR(
+          ChunkFile(Full(rel), options_.chunker, [&](const ChunkRef& ref, std::string_view bytes) {
+            e.chunks.push_back(ref);
+            e.size += ref.size;
+            return sink_(ref, bytes);
+          }));
       if (cache) cache->Remember(Full(rel), st, read_start, e.chunks);
     }
     manifest_.files.push_back(std::move(e));
@@ -447,9 +447,11 @@ Status WriteContent(int dir, const std::string& tmp, const FileEntry& e, const C
     StatusOr<std::string> bytes = FetchVerified(source, *p.chunk);
     if (!bytes.ok())
       return Status(bytes.status().code(), "chunk " + p.chunk->hash + " on this machine (" +
-                                               local(p.chunk->hash) + ") is damaged: its content "
+                                               local(p.chunk->hash) +
+                                               ") is damaged: its content "
                                                "does not match its hash, and fetching it again "
-                                               "failed: " + bytes.status().message());
+                                               "failed: " +
+                                               bytes.status().message());
     YARD_RETURN_IF_ERROR(WriteAt(fd.get(), *bytes, p.offset));
   }
   if (::fchmod(fd.get(), e.mode) != 0) return ErrnoStatus("chmod");
@@ -467,8 +469,8 @@ Status PlaceEntry(int root, const FileEntry& e, const ChunkSource& source,
                   const ChunkFileSource& local) {
   YARD_ASSIGN_OR_RETURN(ScopedFd dir, OpenParent(root, e.path));
   std::string tmp = TempName();
-  Status s = e.is_link() ? MakeLink(dir.get(), tmp, e)
-                         : WriteContent(dir.get(), tmp, e, source, local);
+  Status s =
+      e.is_link() ? MakeLink(dir.get(), tmp, e) : WriteContent(dir.get(), tmp, e, source, local);
   std::string name(BaseName(e.path));
   if (s.ok() && ::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
     s = ErrnoStatus("rename");

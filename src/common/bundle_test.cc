@@ -237,10 +237,10 @@ TEST_F(BundleTest, PacksSortedHonouringIgnoreFiles) {
 
   StatusOr<Manifest> m = Pack();
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_EQ(Paths(*m), (std::vector<std::string>{".gitignore", "a.txt", "a/inner.txt", "keep.log",
-                                                  "link", "run.sh", "sub/.yardignore", "sub/build",
-                                                  "sub/data.bin", "sub/deep/scratch.tmp",
-                                                  "sublink"}));
+  EXPECT_EQ(Paths(*m),
+            (std::vector<std::string>{".gitignore", "a.txt", "a/inner.txt", "keep.log", "link",
+                                      "run.sh", "sub/.yardignore", "sub/build", "sub/data.bin",
+                                      "sub/deep/scratch.tmp", "sublink"}));
   std::map<std::string, FileEntry> by_path;
   for (const auto& e : m->files) by_path[e.path] = e;
   EXPECT_EQ(by_path["run.sh"].mode, 0755u);
@@ -475,8 +475,14 @@ TEST_F(LocalChunksTest, AChunkFileOfTheWrongSizeIsFetchedInstead) {
   Write(truncated, good.substr(0, good.size() / 2));
   fs::path dest = tmp_ / "job";
   Status s = Materialize(
-      m, dest, [&](const std::string& h) { ++fetched_; return store_->Get(h); },
-      [&](const std::string& h) { return h == victim.hash ? truncated.string() : store_->PathOf(h); });
+      m, dest,
+      [&](const std::string& h) {
+        ++fetched_;
+        return store_->Get(h);
+      },
+      [&](const std::string& h) {
+        return h == victim.hash ? truncated.string() : store_->PathOf(h);
+      });
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(fetched_, 1);
   EXPECT_EQ(ReadAll(dest / "data" / "x.npy"), content_);

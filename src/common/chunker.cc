@@ -41,7 +41,10 @@ constexpr size_t kMinReadBuffer = 8 << 20;
 
 int Log2(size_t v) {
   int bits = 0;
-  while (v > 1) { v >>= 1; ++bits; }
+  while (v > 1) {
+    v >>= 1;
+    ++bits;
+  }
   return bits;
 }
 

@@ -186,7 +186,10 @@ TEST(ChunkerTest, ChunkFileEmptyAndMissing) {
   std::string path = TempPath("empty");
   std::ofstream(path, std::ios::binary).close();
   int calls = 0;
-  auto count = [&](const ChunkRef&, std::string_view) { ++calls; return Status::Ok(); };
+  auto count = [&](const ChunkRef&, std::string_view) {
+    ++calls;
+    return Status::Ok();
+  };
   EXPECT_TRUE(ChunkFile(path, {}, count).ok());
   EXPECT_EQ(calls, 0);
   std::remove(path.c_str());
@@ -210,7 +213,10 @@ TEST(ChunkerTest, ThroughputLog) {
     while (!rest.empty()) rest.remove_prefix(NextChunkBoundary(rest, {}, true));
     return Status::Ok();
   });
-  double hash_only = rate([&] { Sha256Hex(data); return Status::Ok(); });
+  double hash_only = rate([&] {
+    Sha256Hex(data);
+    return Status::Ok();
+  });
   double buffer = rate([&] { return ChunkBuffer(data, {}, noop); });
   double file = rate([&] { return ChunkFile(path, {}, noop); });
   std::printf("[ info ] MB/s: boundaries %.0f, sha256 %.0f, ChunkBuffer %.0f, ChunkFile %.0f\n",

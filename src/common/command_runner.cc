@@ -28,8 +28,10 @@ std::string CommandResult::Reason() const {
 std::string ShellQuote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -98,10 +100,13 @@ bool Pump(Pipes& p, const CommandSpec& spec, std::chrono::steady_clock::time_poi
   const std::string& input = spec.input;
   size_t passed[2] = {0, 0};  // of r->out and r->err, handed to spec.on_line
   size_t written = 0;
-  if (input.empty()) Pipes::Close(p.in[1]);
-  else ::fcntl(p.in[1], F_SETFL, O_NONBLOCK);
+  if (input.empty())
+    Pipes::Close(p.in[1]);
+  else
+    ::fcntl(p.in[1], F_SETFL, O_NONBLOCK);
   while (p.out[0] >= 0 || p.err[0] >= 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     struct pollfd fds[3] = {{p.out[0], POLLIN, 0}, {p.err[0], POLLIN, 0}, {p.in[1], POLLOUT, 0}};
     ::poll(fds, 3, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
@@ -117,8 +122,10 @@ bool Pump(Pipes& p, const CommandSpec& spec, std::chrono::steady_clock::time_poi
       char buf[8192];
       ssize_t n = ::read(fd, buf, sizeof(buf));
       std::string& text = i == 0 ? r->out : r->err;
-      if (n > 0) text.append(buf, static_cast<size_t>(n));
-      else if (n == 0 || errno != EINTR) Pipes::Close(fd);
+      if (n > 0)
+        text.append(buf, static_cast<size_t>(n));
+      else if (n == 0 || errno != EINTR)
+        Pipes::Close(fd);
       PassLines(text, &passed[i], fd < 0, spec.on_line);
     }
   }
@@ -137,7 +144,8 @@ class SigpipeBlocked {
   }
   ~SigpipeBlocked() {
     struct timespec zero = {0, 0};
-    while (sigtimedwait(&set_, nullptr, &zero) > 0) {}
+    while (sigtimedwait(&set_, nullptr, &zero) > 0) {
+    }
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
 
@@ -163,7 +171,8 @@ StatusOr<CommandResult> ProcessCommandRunner::Run(const CommandSpec& spec) {
   }
   if (!finished) ::kill(pid, SIGKILL);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (!finished)
     return DeadlineExceeded(spec.argv[0] + " did not finish within " +
                             std::to_string(spec.timeout.count() / 1000) + " s");

@@ -80,9 +80,12 @@ StatusOr<CopyWay> CopyRange(int src, uint64_t src_off, int dst, uint64_t dst_off
 
 const char* CopyWayName(CopyWay way) {
   switch (way) {
-    case CopyWay::kClone: return "clone";
-    case CopyWay::kKernel: return "kernel copy";
-    case CopyWay::kReadWrite: return "read and write";
+    case CopyWay::kClone:
+      return "clone";
+    case CopyWay::kKernel:
+      return "kernel copy";
+    case CopyWay::kReadWrite:
+      return "read and write";
   }
   return "?";
 }

@@ -101,7 +101,8 @@ TEST_F(CopyRangeTest, ASourceThatEndsEarlyIsAnError) {
   for (CopyWays ways : {CopyWays{}, CopyWays{false, false}}) {
     StatusOr<CopyWay> way = CopyRange(src.get(), data_.size() - 10, dst.get(), 0, 100, "src", ways);
     ASSERT_FALSE(way.ok());
-    EXPECT_NE(way.status().message().find("ended before"), std::string::npos) << way.status().ToString();
+    EXPECT_NE(way.status().message().find("ended before"), std::string::npos)
+        << way.status().ToString();
   }
 }
 

@@ -141,7 +141,9 @@ std::string BuildIdOf(const std::string& path) {
   std::string head = ReadAt(f, 0, sizeof(ElfW(Ehdr)));
   if (head.size() != sizeof(ElfW(Ehdr)) || head.compare(0, SELFMAG, ELFMAG) != 0) return "";
   const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(head.data());
-  if (eh->e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32) || eh->e_phentsize != sizeof(ElfW(Phdr))) return "";
+  if (eh->e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+      eh->e_phentsize != sizeof(ElfW(Phdr)))
+    return "";
   std::string phdrs = ReadAt(f, eh->e_phoff, size_t{eh->e_phnum} * sizeof(ElfW(Phdr)));
   for (size_t i = 0; i * sizeof(ElfW(Phdr)) < phdrs.size(); ++i) {
     const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(phdrs.data()) + i;

@@ -3,11 +3,9 @@
 namespace yard {
 
 void AppendFrameHeader(char tag, size_t size, std::string* out) {
-  char h[kFrameHeaderBytes] = {tag,
-                               static_cast<char>(size & 0xff),
-                               static_cast<char>((size >> 8) & 0xff),
-                               static_cast<char>((size >> 16) & 0xff),
-                               static_cast<char>((size >> 24) & 0xff)};
+  char h[kFrameHeaderBytes] = {
+      tag, static_cast<char>(size & 0xff), static_cast<char>((size >> 8) & 0xff),
+      static_cast<char>((size >> 16) & 0xff), static_cast<char>((size >> 24) & 0xff)};
   out->append(h, sizeof h);
 }
 

@@ -18,8 +18,10 @@ int64_t Nanos(const struct timespec& t) { return int64_t{t.tv_sec} * 1'000'000'0
 
 // What must not have changed for the remembered chunks to still be the file's.
 Json Identity(const struct stat& st) {
-  return {{"dev", static_cast<uint64_t>(st.st_dev)}, {"ino", static_cast<uint64_t>(st.st_ino)},
-          {"size", static_cast<uint64_t>(st.st_size)}, {"mtime_ns", Nanos(st.st_mtim)},
+  return {{"dev", static_cast<uint64_t>(st.st_dev)},
+          {"ino", static_cast<uint64_t>(st.st_ino)},
+          {"size", static_cast<uint64_t>(st.st_size)},
+          {"mtime_ns", Nanos(st.st_mtim)},
           {"ctime_ns", Nanos(st.st_ctim)}};
 }
 
@@ -30,8 +32,8 @@ std::string Absolute(const std::string& path) {
 }
 
 bool SettledBefore(const struct stat& st, SystemClock::time_point read_start) {
-  int64_t start = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      read_start.time_since_epoch()).count();
+  int64_t start =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(read_start.time_since_epoch()).count();
   int64_t limit = start - std::chrono::nanoseconds(HashCache::kSettled).count();
   return Nanos(st.st_mtim) < limit && Nanos(st.st_ctim) < limit;
 }
@@ -81,7 +83,8 @@ void HashCache::Remember(const std::string& path, const struct stat& before,
     return;
   Json list = Json::array();
   for (const ChunkRef& c : chunks) list.push_back({c.hash, c.size});
-  Json entry = {{"v", 1}, {"path", Absolute(path)}, {"identity", Identity(after)}, {"chunks", list}};
+  Json entry = {
+      {"v", 1}, {"path", Absolute(path)}, {"identity", Identity(after)}, {"chunks", list}};
   if (!MakeDirs(dir_).ok()) return;
   (void)WriteFileAtomic(EntryPath(path), entry.dump(), 0600);
 }

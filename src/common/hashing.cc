@@ -93,7 +93,10 @@ std::string RandomHex(size_t bytes) {
     std::abort();  // no randomness: a token would be guessable
   static const char* kHex = "0123456789abcdef";
   std::string out;
-  for (unsigned char c : raw) { out.push_back(kHex[c >> 4]); out.push_back(kHex[c & 15]); }
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
   return out;
 }
 

@@ -144,8 +144,11 @@ bool IsValidUtf8(std::string_view s) {
   static constexpr uint32_t kMinCodePoint[] = {0, 0, 0x80, 0x800, 0x10000};
   for (size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                : (c & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xe0) == 0xc0 ? 2
+                 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4
+                                      : 0;
     if (len == 0 || i + len > s.size()) return false;
     uint32_t cp = len == 1 ? c : c & (0x7f >> len);
     for (size_t k = 1; k < len; ++k) {
@@ -219,16 +222,16 @@ Status CheckChunks(const FileEntry& e) {
     }
   }
   if (sum != e.size) {
-    return EntryError(e.path, "size " + std::to_string(e.size) + " != sum of chunk sizes " +
-                                  std::to_string(sum));
+    return EntryError(
+        e.path, "size " + std::to_string(e.size) + " != sum of chunk sizes " + std::to_string(sum));
   }
   return Status::Ok();
 }
 
 Status CheckEntry(const FileEntry& e, const ManifestLimits& limits) {
   if (e.path.size() > limits.max_path_length) {
-    return EntryError(e.path.substr(0, 64) + "...", "path longer than " +
-                                                        std::to_string(limits.max_path_length));
+    return EntryError(e.path.substr(0, 64) + "...",
+                      "path longer than " + std::to_string(limits.max_path_length));
   }
   if (const char* problem = PathProblem(e.path)) return EntryError(e.path, problem);
   if (!IsValidUtf8(e.path)) return EntryError(e.path, "path is not valid UTF-8");

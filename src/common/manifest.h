@@ -15,11 +15,11 @@
 namespace yard {
 
 struct FileEntry {
-  std::string path;  // relative, '/'-separated, no '.', '..' or empty parts
+  std::string path;      // relative, '/'-separated, no '.', '..' or empty parts
   uint32_t mode = 0644;  // permission bits only
   uint64_t size = 0;
   std::vector<ChunkRef> chunks;  // concatenated in order they are the file
-  std::string link_target;  // non-empty: this entry is a symlink, chunks empty
+  std::string link_target;       // non-empty: this entry is a symlink, chunks empty
   bool is_link() const { return !link_target.empty(); }
 };
 

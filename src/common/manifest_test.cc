@@ -53,7 +53,8 @@ void ExpectInvalid(std::vector<FileEntry> files, const std::string& needle) {
 TEST(ManifestTest, JsonFormIsTheDocumentedOne) {
   json expected = json::parse(R"({"version": 1, "files": [
       {"path": "a/b.txt", "mode": 420, "size": 25,
-       "chunks": [[")" + kHashA + R"(", 10], [")" + kHashB + R"(", 5], [")" + kHashA + R"(", 10]]},
+       "chunks": [[")" + kHashA +
+                              R"(", 10], [")" + kHashB + R"(", 5], [")" + kHashA + R"(", 10]]},
       {"path": "empty", "mode": 493, "size": 0, "chunks": []},
       {"path": "l", "mode": 511, "size": 0, "link": "a/b.txt"}]})");
   EXPECT_EQ(Sample().ToJson(), expected);
@@ -135,8 +136,8 @@ TEST(ManifestTest, SafeRelativePaths) {
   for (const char* ok : {"a", "a/b.txt", ".hidden", "a/..b", "a/b..", "...", "sp ace/x"}) {
     EXPECT_TRUE(IsSafeRelativePath(ok)) << ok;
   }
-  for (const char* bad : {"", "/etc/x", "../x", "a/../x", "a/..", "./a", "a/./b", "a//b", "a/",
-                          "a\\b", ".", ".."}) {
+  for (const char* bad :
+       {"", "/etc/x", "../x", "a/../x", "a/..", "./a", "a/./b", "a//b", "a/", "a\\b", ".", ".."}) {
     EXPECT_FALSE(IsSafeRelativePath(bad)) << bad;
   }
   EXPECT_FALSE(IsSafeRelativePath(std::string("a\0b", 3)));
@@ -188,8 +189,9 @@ TEST(ManifestTest, RejectsPathsThroughLinks) {
 
 TEST(ManifestTest, AcceptsLinksInside) {
   Manifest m;
-  m.files = {File("d/e/f", {}), Link("d/e/up", "../.."), Link("d/sib", "e/f"), Link("dot", "."),
-             Link("dangling", "nowhere/x"), Link("via", "d/sib/../e"), Link("d/e/self", "./f")};
+  m.files = {File("d/e/f", {}),      Link("d/e/up", "../.."),       Link("d/sib", "e/f"),
+             Link("dot", "."),       Link("dangling", "nowhere/x"), Link("via", "d/sib/../e"),
+             Link("d/e/self", "./f")};
   Status s = ValidateManifest(m);
   EXPECT_TRUE(s.ok()) << s.ToString();
 }

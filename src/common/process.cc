@@ -84,9 +84,12 @@ bool IsSecretEnvName(const std::string& key_value) {
   // AWS_* is secret unless it is one of these settings (an address, a
   // region, a CA file): an agent needs the metadata address to watch for
   // spot notices.
-  static const std::set<std::string> kAwsSettings = {
-      "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
-      "AWS_EC2_METADATA_DISABLED", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE"};
+  static const std::set<std::string> kAwsSettings = {"AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                                     "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+                                                     "AWS_EC2_METADATA_DISABLED",
+                                                     "AWS_REGION",
+                                                     "AWS_DEFAULT_REGION",
+                                                     "AWS_CA_BUNDLE"};
   if (name.rfind("AWS_", 0) == 0) return !kAwsSettings.count(name);
   if (name.size() >= 4 && name.compare(name.size() - 4, 4, "_KEY") == 0) return true;
   for (const char* word : {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"})
@@ -154,14 +157,19 @@ StatusOr<int> SpawnDetached(const std::vector<std::string>& argv,
   // grandchild's /proc cmdline is still ours and ProcessAlive(pid, marker)
   // would call a starting process dead (the lost-at-provisioning race).
   int pid_pipe[2], exec_pipe[2];
-  if (::pipe2(pid_pipe, O_CLOEXEC) != 0) { ::close(log_fd); ::close(null_fd); return ErrnoStatus("pipe"); }
+  if (::pipe2(pid_pipe, O_CLOEXEC) != 0) {
+    ::close(log_fd);
+    ::close(null_fd);
+    return ErrnoStatus("pipe");
+  }
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
     for (int fd : {log_fd, null_fd, pid_pipe[0], pid_pipe[1]}) ::close(fd);
     return ErrnoStatus("pipe");
   }
   pid_t child = ::fork();
   if (child < 0) {
-    for (int fd : {log_fd, null_fd, pid_pipe[0], pid_pipe[1], exec_pipe[0], exec_pipe[1]}) ::close(fd);
+    for (int fd : {log_fd, null_fd, pid_pipe[0], pid_pipe[1], exec_pipe[0], exec_pipe[1]})
+      ::close(fd);
     return ErrnoStatus("fork");
   }
   if (child == 0) {

@@ -28,7 +28,7 @@ struct ChildSpec {
   // (from, to) pairs, dup2'd in the child in this order; a `from` of -1
   // opens /dev/null (read-only) as `to`.
   std::vector<std::pair<int, int>> fds;
-  std::string cwd;              // "" keeps this process's
+  std::string cwd;               // "" keeps this process's
   bool close_other_fds = false;  // close every descriptor from 3 up in the child
   bool new_process_group = false;
 };

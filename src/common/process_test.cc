@@ -27,9 +27,11 @@ TEST(SpawnDetachedTest, ProcessIsAliveWithItsMarkerAsSoonAsItsPidIsReturned) {
   for (int i = 0; i < 50; ++i) {
     std::string marker = "spawn-marker-" + std::to_string(i);
     // sh -c's next argument is its $0: the marker is in its command line.
-    StatusOr<int> pid = SpawnDetached({"/bin/sh", "-c", "sleep 30", marker}, {}, dir.path() + "/log");
+    StatusOr<int> pid =
+        SpawnDetached({"/bin/sh", "-c", "sleep 30", marker}, {}, dir.path() + "/log");
     ASSERT_TRUE(pid.ok()) << pid.status().ToString();
-    EXPECT_TRUE(ProcessAlive(*pid, marker)) << "spawn " << i << " looked dead right after it started";
+    EXPECT_TRUE(ProcessAlive(*pid, marker))
+        << "spawn " << i << " looked dead right after it started";
     ::kill(*pid, SIGKILL);
   }
 }
@@ -38,8 +40,10 @@ TEST(SpawnDetachedTest, AMissingProgramIsAnErrorNamingIt) {
   TempDir dir;
   StatusOr<int> pid = SpawnDetached({"/nonexistent/agent", "x"}, {}, dir.path() + "/log");
   ASSERT_FALSE(pid.ok());
-  EXPECT_NE(pid.status().message().find("/nonexistent/agent"), std::string::npos) << pid.status().ToString();
-  EXPECT_NE(pid.status().message().find("No such file"), std::string::npos) << pid.status().ToString();
+  EXPECT_NE(pid.status().message().find("/nonexistent/agent"), std::string::npos)
+      << pid.status().ToString();
+  EXPECT_NE(pid.status().message().find("No such file"), std::string::npos)
+      << pid.status().ToString();
 }
 
 // Runs `spec` with its stdout on a pipe; returns what it printed.
@@ -53,7 +57,8 @@ std::string OutputOf(ChildSpec spec, int* exit_code) {
   EXPECT_EQ(rc, 0) << std::strerror(rc);
   std::string text;
   char buf[4096];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;) text.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;)
+    text.append(buf, static_cast<size_t>(n));
   ::close(out[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -83,8 +88,9 @@ TEST(SpawnChildTest, ResetsIgnoredSignalsAndCanStartANewProcessGroupWithoutOurDe
   ::sigaction(SIGTERM, &ignore, &old);
   int leaked = ::open("/dev/null", O_RDONLY);
   ChildSpec spec;
-  spec.argv = {"sh", "-c", "test -e /proc/self/fd/" + std::to_string(leaked) +
-                               " && echo open; ps -o pgid= -p $$ | tr -d ' '; kill -TERM $$; echo alive"};
+  spec.argv = {"sh", "-c",
+               "test -e /proc/self/fd/" + std::to_string(leaked) +
+                   " && echo open; ps -o pgid= -p $$ | tr -d ' '; kill -TERM $$; echo alive"};
   spec.close_other_fds = true;
   spec.new_process_group = true;
   int code = -1;
@@ -107,12 +113,14 @@ TEST(SpawnChildTest, AMissingProgramIsItsErrno) {
 }
 
 TEST(SecretEnvTest, TokensKeysAndCloudCredentialsAreSecretSettingsAreNot) {
-  for (const char* secret : {"YARD_TOKEN=x", "YARD_AGENT_TOKEN", "AWS_SECRET_ACCESS_KEY=k", "AWS_ACCESS_KEY_ID",
-                             "AWS_SESSION_TOKEN", "aws_profile", "GITHUB_TOKEN", "DB_PASSWORD", "MY_SECRET",
-                             "OPENAI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"})
+  for (const char* secret :
+       {"YARD_TOKEN=x", "YARD_AGENT_TOKEN", "AWS_SECRET_ACCESS_KEY=k", "AWS_ACCESS_KEY_ID",
+        "AWS_SESSION_TOKEN", "aws_profile", "GITHUB_TOKEN", "DB_PASSWORD", "MY_SECRET",
+        "OPENAI_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"})
     EXPECT_TRUE(IsSecretEnvName(secret)) << secret;
-  for (const char* setting : {"PATH=/usr/bin", "HOME", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9",
-                              "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "KEYBOARD", "CUDA_VISIBLE_DEVICES"})
+  for (const char* setting :
+       {"PATH=/usr/bin", "HOME", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9",
+        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "KEYBOARD", "CUDA_VISIBLE_DEVICES"})
     EXPECT_FALSE(IsSecretEnvName(setting)) << setting;
 }
 

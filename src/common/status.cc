@@ -29,17 +29,20 @@ constexpr CodeInfo kCodes[] = {
 }  // namespace
 
 const char* CodeName(Code code) {
-  for (const auto& c : kCodes) if (c.code == code) return c.name;
+  for (const auto& c : kCodes)
+    if (c.code == code) return c.name;
   return "internal";
 }
 
 Code CodeFromName(const std::string& name) {
-  for (const auto& c : kCodes) if (name == c.name) return c.code;
+  for (const auto& c : kCodes)
+    if (name == c.name) return c.code;
   return Code::kInternal;
 }
 
 int HttpStatusFor(Code code) {
-  for (const auto& c : kCodes) if (c.code == code) return c.http;
+  for (const auto& c : kCodes)
+    if (c.code == code) return c.http;
   return 500;
 }
 
@@ -68,9 +71,9 @@ Status ErrnoStatus(const std::string& what, const std::string& folder) {
 }
 
 Status DiskFull(const std::string& what, const std::string& folder) {
-  return Status(Code::kInsufficientStorage,
-                what + ": the disk holding " + folder + " is full. Free space there (`df -h " + folder +
-                    "` shows it), then try again");
+  return Status(Code::kInsufficientStorage, what + ": the disk holding " + folder +
+                                                " is full. Free space there (`df -h " + folder +
+                                                "` shows it), then try again");
 }
 
 }  // namespace yard

@@ -20,18 +20,18 @@ namespace yard {
 
 enum class Code {
   kOk = 0,
-  kInvalidArgument,    // bad input from a user or peer (HTTP 400)
-  kUnauthenticated,    // no or unknown token (HTTP 401)
-  kPermissionDenied,   // token valid, resource not theirs (HTTP 403/404)
-  kNotFound,           // HTTP 404
-  kAlreadyExists,      // HTTP 409
-  kFailedPrecondition, // wrong state for the request (HTTP 409)
-  kResourceExhausted,  // size limits, quotas, no capacity (HTTP 413); never a full disk
-  kTooManyRequests,    // a per-user limit of things open at once (HTTP 429)
-  kUnavailable,        // transient: peer down, retry later (HTTP 503)
-  kDeadlineExceeded,   // a wait ran out
+  kInvalidArgument,     // bad input from a user or peer (HTTP 400)
+  kUnauthenticated,     // no or unknown token (HTTP 401)
+  kPermissionDenied,    // token valid, resource not theirs (HTTP 403/404)
+  kNotFound,            // HTTP 404
+  kAlreadyExists,       // HTTP 409
+  kFailedPrecondition,  // wrong state for the request (HTTP 409)
+  kResourceExhausted,   // size limits, quotas, no capacity (HTTP 413); never a full disk
+  kTooManyRequests,     // a per-user limit of things open at once (HTTP 429)
+  kUnavailable,         // transient: peer down, retry later (HTTP 503)
+  kDeadlineExceeded,    // a wait ran out
   kCancelled,
-  kInternal,           // a bug or an unexpected system failure (HTTP 500)
+  kInternal,  // a bug or an unexpected system failure (HTTP 500)
   // A disk is full (HTTP 507 from the server: its disk, not the request,
   // is the problem; the same call succeeds once space is freed there).
   kInsufficientStorage,
@@ -69,7 +69,9 @@ inline Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, s
 inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
 inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, std::move(m)}; }
 inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
+inline Status FailedPrecondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
@@ -90,7 +92,7 @@ template <typename T>
 class [[nodiscard]] StatusOr {
  public:
   StatusOr(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
-    if (status_.ok()) std::abort();  // An OK status must carry a value.
+    if (status_.ok()) std::abort();                       // An OK status must carry a value.
   }
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
 
@@ -98,10 +100,19 @@ class [[nodiscard]] StatusOr {
   const Status& status() const { return status_; }
 
   // REQUIRES: ok().
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
+  T& value() & {
+    assert(ok());
+    return *value_;
+  }
+  const T& value() const& {
+    assert(ok());
+    return *value_;
+  }
   // By value, so `for (auto& x : F().value())` does not dangle.
-  T value() && { assert(ok()); return std::move(*value_); }
+  T value() && {
+    assert(ok());
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
@@ -117,10 +128,10 @@ class [[nodiscard]] StatusOr {
 #define YARD_CONCAT_INNER(a, b) a##b
 #define YARD_CONCAT(a, b) YARD_CONCAT_INNER(a, b)
 
-#define YARD_RETURN_IF_ERROR(expr)          \
-  do {                                      \
-    ::yard::Status _yard_st = (expr);       \
-    if (!_yard_st.ok()) return _yard_st;    \
+#define YARD_RETURN_IF_ERROR(expr)       \
+  do {                                   \
+    ::yard::Status _yard_st = (expr);    \
+    if (!_yard_st.ok()) return _yard_st; \
   } while (0)
 
 #define YARD_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

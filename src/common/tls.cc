@@ -70,13 +70,17 @@ Status FillCertificate(X509* cert, EVP_PKEY* key, const std::vector<std::string>
       !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert)))
     return Internal("cannot make a certificate serial number");
   X509_set_version(cert, 2);  // v3, for subjectAltName
-  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);  // a client clock a little behind still accepts it
+  X509_gmtime_adj(X509_getm_notBefore(cert),
+                  -3600);  // a client clock a little behind still accepts it
   X509_gmtime_adj(X509_getm_notAfter(cert), kTenYearsS);
   X509_set_pubkey(cert, key);
-  std::string cn = names.empty() || names[0].empty() || names[0] == "0.0.0.0" ? "localhost" : names[0];
+  std::string cn =
+      names.empty() || names[0].empty() || names[0] == "0.0.0.0" ? "localhost" : names[0];
   X509_NAME* subject = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Trainyard"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("Trainyard"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert, subject);
   YARD_RETURN_IF_ERROR(AddExtension(cert, NID_subject_alt_name, SubjectAltNames(names)));
   YARD_RETURN_IF_ERROR(AddExtension(cert, NID_basic_constraints, "critical,CA:FALSE"));
@@ -104,13 +108,15 @@ std::string CertificateFingerprint(X509* cert) {
 StatusOr<std::string> PemFingerprint(std::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   X509Ptr cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!cert) return InvalidArgument("not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')");
+  if (!cert)
+    return InvalidArgument("not a PEM certificate (expected '-----BEGIN CERTIFICATE-----')");
   return CertificateFingerprint(cert.get());
 }
 
 StatusOr<std::string> NormalizeFingerprint(std::string_view text) {
   std::string lower;
-  for (char c : text) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : text)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   for (std::string_view prefix : {"sha256 fingerprint=", "sha256:", "sha256//", "sha-256:"}) {
     if (lower.rfind(prefix, 0) == 0) {
       lower.erase(0, prefix.size());
@@ -120,14 +126,19 @@ StatusOr<std::string> NormalizeFingerprint(std::string_view text) {
   std::string hex;
   for (char c : lower) {
     if (c == ':' || c == ' ') continue;
-    if (!std::isxdigit(static_cast<unsigned char>(c))) { hex.clear(); break; }
+    if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      hex.clear();
+      break;
+    }
     hex.push_back(c);
   }
   if (hex.size() != 64)
-    return InvalidArgument("'" + std::string(text) + "' is not a SHA-256 certificate fingerprint: expected 64 hex "
+    return InvalidArgument("'" + std::string(text) +
+                           "' is not a SHA-256 certificate fingerprint: expected 64 hex "
                            "digits, as `yard server` prints it (AB:12:...:EF)");
   unsigned char bytes[32];
-  for (int i = 0; i < 32; ++i) bytes[i] = static_cast<unsigned char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  for (int i = 0; i < 32; ++i)
+    bytes[i] = static_cast<unsigned char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
   return HexPairs(bytes, 32);
 }
 
@@ -138,17 +149,21 @@ Status WriteSelfSignedCertificate(const TlsFiles& files, const std::vector<std::
   if (!cert) return Internal("cannot allocate a certificate");
   YARD_RETURN_IF_ERROR(FillCertificate(cert.get(), key.get(), names));
   YARD_ASSIGN_OR_RETURN(std::string key_pem, Pem([&](BIO* b) {
-                          return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+                          return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0,
+                                                          nullptr, nullptr);
                         }));
-  YARD_ASSIGN_OR_RETURN(std::string cert_pem, Pem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); }));
+  YARD_ASSIGN_OR_RETURN(std::string cert_pem,
+                        Pem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); }));
   // The key first: a certificate file without its key would be reused as is.
   YARD_RETURN_IF_ERROR(WriteFileAtomic(files.key, key_pem, 0600));
   return WriteFileAtomic(files.cert, cert_pem, 0644);
 }
 
-StatusOr<TlsFiles> EnsureSelfSignedCertificate(const std::string& dir, const std::vector<std::string>& names) {
+StatusOr<TlsFiles> EnsureSelfSignedCertificate(const std::string& dir,
+                                               const std::vector<std::string>& names) {
   TlsFiles files{dir + "/cert.pem", dir + "/key.pem"};
-  if (::access(files.cert.c_str(), R_OK) == 0 && ::access(files.key.c_str(), R_OK) == 0) return files;
+  if (::access(files.cert.c_str(), R_OK) == 0 && ::access(files.key.c_str(), R_OK) == 0)
+    return files;
   YARD_RETURN_IF_ERROR(MakeDirs(dir));
   YARD_RETURN_IF_ERROR(WriteSelfSignedCertificate(files, names));
   return files;

@@ -44,7 +44,8 @@ Status WriteSelfSignedCertificate(const TlsFiles& files, const std::vector<std::
 // The self-signed certificate kept in `dir` (cert.pem, key.pem): made on
 // first call, then reused as is, so that its fingerprint, which clients
 // pinned, survives restarts.
-StatusOr<TlsFiles> EnsureSelfSignedCertificate(const std::string& dir, const std::vector<std::string>& names);
+StatusOr<TlsFiles> EnsureSelfSignedCertificate(const std::string& dir,
+                                               const std::vector<std::string>& names);
 
 // True for addresses only this machine can reach: 127.0.0.0/8, ::1,
 // "localhost". Anything else (0.0.0.0, ::, a LAN address, a name) is not.

@@ -47,7 +47,8 @@ TEST(TlsTest, CertificateNamesTheHostsGiven) {
   ASSERT_TRUE(r.ok() && r->ok());
   EXPECT_NE(r->out.find("IP Address:10.0.0.5"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("DNS:yard.example"), std::string::npos) << r->out;
-  EXPECT_EQ(r->out.find("0.0.0.0"), std::string::npos) << "a wildcard address names no host: " << r->out;
+  EXPECT_EQ(r->out.find("0.0.0.0"), std::string::npos)
+      << "a wildcard address names no host: " << r->out;
 }
 
 TEST(TlsTest, SelfSignedCertificateIsMadeOnceAndReused) {
@@ -62,7 +63,8 @@ TEST(TlsTest, SelfSignedCertificateIsMadeOnceAndReused) {
 
 TEST(TlsTest, TwoCertificatesHaveDifferentFingerprints) {
   test_support::TempDir dir;
-  TlsFiles a{dir.path() + "/a.pem", dir.path() + "/ak.pem"}, b{dir.path() + "/b.pem", dir.path() + "/bk.pem"};
+  TlsFiles a{dir.path() + "/a.pem", dir.path() + "/ak.pem"},
+      b{dir.path() + "/b.pem", dir.path() + "/bk.pem"};
   ASSERT_TRUE(WriteSelfSignedCertificate(a, {"localhost"}).ok());
   ASSERT_TRUE(WriteSelfSignedCertificate(b, {"localhost"}).ok());
   EXPECT_NE(*PemFingerprint(*ReadFile(a.cert)), *PemFingerprint(*ReadFile(b.cert)));
@@ -76,11 +78,13 @@ TEST(TlsTest, PemFingerprintRefusesWhatIsNotACertificate) {
 
 TEST(TlsTest, NormalizeFingerprintAcceptsTheUsualSpellings) {
   const std::string canonical =
-      "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+      "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:"
+      "67:89";
   std::string bare = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
-  for (const std::string& in : {canonical, bare, "sha256:" + bare, "SHA256 Fingerprint=" + canonical,
-                                "sha256//" + bare, std::string("ab cd ef 01 23 45 67 89 ab cd ef 01 23 45 67 89 "
-                                                               "ab cd ef 01 23 45 67 89 ab cd ef 01 23 45 67 89")}) {
+  for (const std::string& in :
+       {canonical, bare, "sha256:" + bare, "SHA256 Fingerprint=" + canonical, "sha256//" + bare,
+        std::string("ab cd ef 01 23 45 67 89 ab cd ef 01 23 45 67 89 "
+                    "ab cd ef 01 23 45 67 89 ab cd ef 01 23 45 67 89")}) {
     StatusOr<std::string> fp = NormalizeFingerprint(in);
     ASSERT_TRUE(fp.ok()) << in << ": " << fp.status().ToString();
     EXPECT_EQ(*fp, canonical) << in;
@@ -88,16 +92,20 @@ TEST(TlsTest, NormalizeFingerprintAcceptsTheUsualSpellings) {
 }
 
 TEST(TlsTest, NormalizeFingerprintRefusesOtherShapes) {
-  for (const char* bad : {"", "AB:CD", "zz" "cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+  for (const char* bad : {"", "AB:CD",
+                          "zz"
+                          "cdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
                           "abcdef0123456789abcdef0123456789abcdef0123456789abcdef012345678900"}) {
     StatusOr<std::string> fp = NormalizeFingerprint(bad);
     EXPECT_EQ(fp.status().code(), Code::kInvalidArgument) << bad;
-    EXPECT_NE(fp.status().message().find("64 hex digits"), std::string::npos) << fp.status().message();
+    EXPECT_NE(fp.status().message().find("64 hex digits"), std::string::npos)
+        << fp.status().message();
   }
 }
 
 TEST(TlsTest, LoopbackHosts) {
-  for (const char* h : {"127.0.0.1", "127.1.2.3", "localhost", "::1"}) EXPECT_TRUE(IsLoopbackHost(h)) << h;
+  for (const char* h : {"127.0.0.1", "127.1.2.3", "localhost", "::1"})
+    EXPECT_TRUE(IsLoopbackHost(h)) << h;
   for (const char* h : {"0.0.0.0", "::", "10.0.0.1", "192.168.1.2", "yard.example", ""})
     EXPECT_FALSE(IsLoopbackHost(h)) << h;
 }

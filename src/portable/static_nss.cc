@@ -16,7 +16,8 @@ namespace {
 
 const bool kNssConfigured = [] {
   for (const char* db : {"hosts", "networks"}) __nss_configure_lookup(db, "files dns");
-  for (const char* db : {"passwd", "group", "shadow", "services", "protocols"}) __nss_configure_lookup(db, "files");
+  for (const char* db : {"passwd", "group", "shadow", "services", "protocols"})
+    __nss_configure_lookup(db, "files");
   return true;
 }();
 

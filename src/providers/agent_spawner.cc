@@ -22,7 +22,9 @@ std::vector<std::string> LocalSandboxArgs(const std::string& state_dir) {
 
 namespace {
 
-std::string EnvName(const std::string& key_value) { return key_value.substr(0, key_value.find('=')); }
+std::string EnvName(const std::string& key_value) {
+  return key_value.substr(0, key_value.find('='));
+}
 
 std::vector<std::string> AgentEnvironment(const AgentLaunchInfo& agent,
                                           const std::vector<std::string>& extra_env) {
@@ -54,14 +56,18 @@ StatusOr<int> ProcessAgentSpawner::Start(const AgentLaunchInfo& agent, const std
                                          const std::vector<std::string>& extra_env) {
   YARD_RETURN_IF_ERROR(MakeDirs(dir));
   std::vector<std::string> argv = {agent.yard_binary, "agent", "--instance", id, "--dir", dir};
-  if (!agent.server_url_file.empty()) argv.insert(argv.end(), {"--server-file", agent.server_url_file});
-  else argv.insert(argv.end(), {"--server", agent.server_url});
+  if (!agent.server_url_file.empty())
+    argv.insert(argv.end(), {"--server-file", agent.server_url_file});
+  else
+    argv.insert(argv.end(), {"--server", agent.server_url});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   std::vector<std::string> env = AgentEnvironment(agent, extra_env);
   return SpawnDetached(argv, env, dir + "/agent.log");
 }
 
-bool ProcessAgentSpawner::Alive(int handle, const std::string& id) { return ProcessAlive(handle, id); }
+bool ProcessAgentSpawner::Alive(int handle, const std::string& id) {
+  return ProcessAlive(handle, id);
+}
 
 void ProcessAgentSpawner::Stop(int handle, const std::string& id, bool hard,
                                std::function<void()> once_gone) {

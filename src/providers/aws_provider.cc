@@ -61,10 +61,10 @@ StatusOr<std::string> EnsureServerId(const std::string& home) {
 // parameters (the commercial regions with GPU instances).
 const std::set<std::string>& KnownRegions() {
   static const std::set<std::string> kRegions = {
-      "us-east-1",      "us-east-2",      "us-west-1",      "us-west-2",    "ca-central-1",
-      "eu-west-1",      "eu-west-2",      "eu-west-3",      "eu-central-1", "eu-north-1",
+      "us-east-1",      "us-east-2",      "us-west-1",      "us-west-2",      "ca-central-1",
+      "eu-west-1",      "eu-west-2",      "eu-west-3",      "eu-central-1",   "eu-north-1",
       "eu-south-1",     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
-      "ap-southeast-2", "ap-south-1",     "sa-east-1",      "me-south-1",   "af-south-1"};
+      "ap-southeast-2", "ap-south-1",     "sa-east-1",      "me-south-1",     "af-south-1"};
   return kRegions;
 }
 
@@ -149,18 +149,31 @@ std::string AgentExports(bool spot) {
 
 std::string DirectUserData(const DirectBootstrap& b) {
   return "#!/bin/bash\n"
-         "# Trainyard instance " + b.instance_id + " (aws provider, connect \"direct\"): downloads\n"
+         "# Trainyard instance " +
+         b.instance_id +
+         " (aws provider, connect \"direct\"): downloads\n"
          "# the agent from the server, checks its SHA-256 and starts it. Needs bash and\n"
          "# curl or python3.\n"
          "set -u\n"
-         "SERVER=" + ShellQuote(b.server_url) + "\n"
-         "INSTANCE=" + ShellQuote(b.instance_id) + "\n"
-         "export YARD_AGENT_TOKEN=" + ShellQuote(b.agent_token) + "\n"
-         "YARD_SHA256=" + ShellQuote(b.yard_sha256) + "\n"
-         "SHIM_SHA256=" + ShellQuote(b.shim_sha256) + "\n" + AgentExports(b.spot) +
-         (b.server_fingerprint.empty() ? ""
-                                       : "# the server's TLS certificate, pinned by the download and the agent\n"
-                                         "export YARD_SERVER_FINGERPRINT=" + ShellQuote(b.server_fingerprint) + "\n") +
+         "SERVER=" +
+         ShellQuote(b.server_url) +
+         "\n"
+         "INSTANCE=" +
+         ShellQuote(b.instance_id) +
+         "\n"
+         "export YARD_AGENT_TOKEN=" +
+         ShellQuote(b.agent_token) +
+         "\n"
+         "YARD_SHA256=" +
+         ShellQuote(b.yard_sha256) +
+         "\n"
+         "SHIM_SHA256=" +
+         ShellQuote(b.shim_sha256) + "\n" + AgentExports(b.spot) +
+         (b.server_fingerprint.empty()
+              ? ""
+              : "# the server's TLS certificate, pinned by the download and the agent\n"
+                "export YARD_SERVER_FINGERPRINT=" +
+                    ShellQuote(b.server_fingerprint) + "\n") +
          R"BASH(DIR="${TRAINYARD_DIR:-/var/lib/trainyard}"
 WORK="$DIR/instances/$INSTANCE"
 mkdir -p "$DIR/bin" "$WORK" || exit 1
@@ -267,9 +280,11 @@ StatusOr<AgentBinaryHashes> HashAgentBinaries(const std::string& yard_binary) {
 AwsProvider::AwsProvider(AwsSettings settings, std::shared_ptr<aws::Ec2Api> ec2, bool start_worker,
                          std::unique_ptr<InstanceTunnels> tunnels)
     : settings_(std::move(settings)), ec2_(std::move(ec2)) {
-  if (settings_.connect == "tunnel" && tunnels) tunnels_ = std::move(tunnels);
+  if (settings_.connect == "tunnel" && tunnels)
+    tunnels_ = std::move(tunnels);
   else if (settings_.connect == "tunnel")
-    tunnels_ = std::make_unique<AwsTunnels>(settings_.tunnel, settings_.server_url, settings_.home + "/server.json",
+    tunnels_ = std::make_unique<AwsTunnels>(settings_.tunnel, settings_.server_url,
+                                            settings_.home + "/server.json",
                                             settings_.home + "/instances");
   if (start_worker) worker_ = std::thread([this] { WorkerMain(); });
 }
@@ -298,8 +313,10 @@ StatusOr<std::string> AwsProvider::ServerUrl(const AgentLaunchInfo& agent) const
     Json j = Json::parse(text, nullptr, false);
     if (!j.is_discarded() && j.contains("url") && j["url"].is_string()) url = j["url"];
   }
-  if (url.empty()) return Unavailable("the server's URL is not known yet: set providers.aws.server_url");
-  if (!tunnels_ && IsLoopbackUrl(url) && !settings_.endpoint_url.empty() && !IsLoopbackUrl(settings_.endpoint_url))
+  if (url.empty())
+    return Unavailable("the server's URL is not known yet: set providers.aws.server_url");
+  if (!tunnels_ && IsLoopbackUrl(url) && !settings_.endpoint_url.empty() &&
+      !IsLoopbackUrl(settings_.endpoint_url))
     return InvalidArgument("agents on EC2 cannot dial " + url +
                            " (a loopback address): set providers.aws.server_url to an address "
                            "the instances reach, or use connect \"tunnel\"");
@@ -380,8 +397,8 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
       Refuse(id, "cannot read the agent binary to offer it: " + hashes.status().message(), true);
       return;
     }
-    req.user_data = DirectUserData(
-        {url, agent.agent_token, id, hashes->yard, hashes->shim, req.spot, agent.server_fingerprint});
+    req.user_data = DirectUserData({url, agent.agent_token, id, hashes->yard, hashes->shim,
+                                    req.spot, agent.server_fingerprint});
   }
   aws::Ec2Error err;
   StatusOr<aws::Ec2Instance> got = ec2_->RunInstance(req, &err);
@@ -391,7 +408,8 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
     auto it = entries_.find(id);
     if (!got.ok()) {
       bool fatal = err.kind == Ec2ErrorKind::kAuth || err.kind == Ec2ErrorKind::kBadRequest;
-      if (it != entries_.end() && !it->second.ending) Refuse(id, RunError(got.status(), err), fatal);
+      if (it != entries_.end() && !it->second.ending)
+        Refuse(id, RunError(got.status(), err), fatal);
       entries_.erase(id);
       return;
     }
@@ -404,7 +422,8 @@ void AwsProvider::RunInstance(const std::string& id, const std::string& type_nam
       e.zone = got->availability_zone;
       e.private_ip = got->private_ip;
       e.public_ip = got->public_ip;
-      if (e.ending) to_terminate.push_back(e.ec2_id);
+      if (e.ending)
+        to_terminate.push_back(e.ec2_id);
       else {
         std::set<std::string> seen;
         Observe(*got, &seen, &to_terminate);  // "running" at once is a grant
@@ -422,16 +441,18 @@ StatusOr<std::string> AwsProvider::RootDevice(const std::string& type_name, cons
     if (it != root_devices_.end()) return it->second;
   }
   std::string where = "type '" + type_name + "': options.root_volume_gb: ";
-  std::string change = "set options.ami of type '" + type_name + "' to an AMI id of " + settings_.region;
+  std::string change =
+      "set options.ami of type '" + type_name + "' to an AMI id of " + settings_.region;
   *fatal = true;
   if (ami.rfind("resolve:ssm:", 0) == 0) {
     // EC2 resolves the parameter only at launch: DescribeImages cannot be
     // asked. The documented defaults are Ubuntu images.
     if (ami == DefaultAmi(settings_.region, true) || ami == DefaultAmi(settings_.region, false))
       return std::string("/dev/sda1");
-    return InvalidArgument(where + "the root device of image " + ami +
-                           " cannot be known before launch (EC2 resolves SSM parameters only then): " +
-                           change + " (the one the parameter names)");
+    return InvalidArgument(
+        where + "the root device of image " + ami +
+        " cannot be known before launch (EC2 resolves SSM parameters only then): " + change +
+        " (the one the parameter names)");
   }
   aws::Ec2Error err;
   StatusOr<std::vector<aws::Ec2Image>> images = ec2_->DescribeImages({ami}, &err);
@@ -506,8 +527,8 @@ bool AwsProvider::Adopt(const InstanceRecord& inst) {
   e.adopted = true;
   if (e.spot) spot_types_.insert(e.instance_type);
   if (tunnels_ && e.granted)  // its agent runs: only the tunnel is made again
-    tunnels_->Open(inst.id, inst.info.value("private_ip", ""), inst.info.value("public_ip", ""), "", true,
-                   Ec2AgentEnvironment(e.spot));
+    tunnels_->Open(inst.id, inst.info.value("private_ip", ""), inst.info.value("public_ip", ""), "",
+                   true, Ec2AgentEnvironment(e.spot));
   return true;
 }
 
@@ -555,7 +576,8 @@ std::optional<double> AwsProvider::SpotPricePerHour(const InstanceRecord& inst) 
   auto it = spot_prices_.find({type, inst.info.value("availability_zone", "")});
   if (it != spot_prices_.end()) return it->second;
   std::optional<double> lowest;  // zone not known yet: the type's lowest
-  for (auto p = spot_prices_.lower_bound({type, ""}); p != spot_prices_.end() && p->first.first == type; ++p)
+  for (auto p = spot_prices_.lower_bound({type, ""});
+       p != spot_prices_.end() && p->first.first == type; ++p)
     if (!lowest || p->second < *lowest) lowest = p->second;
   return lowest;
 }
@@ -569,11 +591,12 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
   auto it = entries_.find(id);
   if (it == entries_.end()) {
     if (Ended(ec2.state)) return;  // ours once, ended
-    std::fprintf(stderr,
-                 "yard server: aws: terminating EC2 instance %s (trainyard:instance %s, %s): tagged "
-                 "with this server's id %s but not one of its instances\n",
-                 ec2.instance_id.c_str(), id.empty() ? "-" : id.c_str(), ec2.state.c_str(),
-                 settings_.server_id.c_str());
+    std::fprintf(
+        stderr,
+        "yard server: aws: terminating EC2 instance %s (trainyard:instance %s, %s): tagged "
+        "with this server's id %s but not one of its instances\n",
+        ec2.instance_id.c_str(), id.empty() ? "-" : id.c_str(), ec2.state.c_str(),
+        settings_.server_id.c_str());
     to_terminate->push_back(ec2.instance_id);
     return;
   }
@@ -588,18 +611,23 @@ void AwsProvider::Observe(const aws::Ec2Instance& ec2, std::set<std::string>* se
   std::string why = "EC2 instance " + ec2.instance_id + " is " + ec2.state +
                     (ec2.state_reason.empty() ? "" : " (" + ec2.state_reason + ")");
   if (e.ending) {
-    if (Ended(ec2.state) && ec2.state != "stopping" && ec2.state != "stopped") entries_.erase(it);
-    else to_terminate->push_back(ec2.instance_id);
+    if (Ended(ec2.state) && ec2.state != "stopping" && ec2.state != "stopped")
+      entries_.erase(it);
+    else
+      to_terminate->push_back(ec2.instance_id);
   } else if (!e.granted && ec2.state == "running") {
     e.granted = true;
     LaunchOutcome o;
     o.instance_id = id;
-    o.info = {{"ec2_instance_id", ec2.instance_id}, {"availability_zone", e.zone},
-              {"private_ip", ec2.private_ip}, {"public_ip", ec2.public_ip}};
+    o.info = {{"ec2_instance_id", ec2.instance_id},
+              {"availability_zone", e.zone},
+              {"private_ip", ec2.private_ip},
+              {"public_ip", ec2.public_ip}};
     outcomes_.push_back(std::move(o));
     if (tunnels_) {
       std::vector<std::string> env = Ec2AgentEnvironment(e.spot);
-      if (!e.server_fingerprint.empty()) env.push_back("YARD_SERVER_FINGERPRINT=" + e.server_fingerprint);
+      if (!e.server_fingerprint.empty())
+        env.push_back("YARD_SERVER_FINGERPRINT=" + e.server_fingerprint);
       tunnels_->Open(id, ec2.private_ip, ec2.public_ip, e.agent_token, false, env);
     }
   } else if (!e.granted && Ended(ec2.state)) {
@@ -625,9 +653,14 @@ void AwsProvider::Unseen(const std::set<std::string>& seen) {
       gone = true;
       why = "EC2 no longer lists instance " + e.ec2_id;
     }
-    if (!gone) { ++it; continue; }
-    if (e.granted || e.adopted) interrupted_.push_back({id, why});
-    else Refuse(id, why, false);
+    if (!gone) {
+      ++it;
+      continue;
+    }
+    if (e.granted || e.adopted)
+      interrupted_.push_back({id, why});
+    else
+      Refuse(id, why, false);
     it = entries_.erase(it);
   }
 }
@@ -676,8 +709,8 @@ void AwsProvider::RefreshSpotPrices() {
     StatusOr<std::vector<aws::SpotPrice>> prices = ec2_->DescribeSpotPriceHistory(type, &err);
     MutexLock lock(mu_);
     if (!prices.ok()) {
-      std::fprintf(stderr, "yard server: aws: DescribeSpotPriceHistory %s failed: %s\n", type.c_str(),
-                   prices.status().message().c_str());
+      std::fprintf(stderr, "yard server: aws: DescribeSpotPriceHistory %s failed: %s\n",
+                   type.c_str(), prices.status().message().c_str());
       spot_asked_.erase(type);  // again at the next poll
       continue;
     }
@@ -717,8 +750,10 @@ void AwsProvider::WorkerMain() {
       next_poll = std::chrono::steady_clock::now() + interval;
       continue;
     }
-    if (watching_) wake_.wait_until(lock.unique(), next_poll);
-    else wake_.wait(lock.unique());
+    if (watching_)
+      wake_.wait_until(lock.unique(), next_poll);
+    else
+      wake_.wait(lock.unique());
   }
 }
 

@@ -58,9 +58,9 @@ struct AwsSettings {
   std::string server_url;    // what agents dial; "" = the server's own URL
   double poll_interval_s = 3;
   double spot_price_refresh_s = 3600;
-  std::string server_id;     // the trainyard:server tag (home/server_id)
-  TunnelSettings tunnel;     // connect "tunnel": how to reach instances over SSH
-  std::string home;          // the server's state folder (server.json, instances/)
+  std::string server_id;  // the trainyard:server tag (home/server_id)
+  TunnelSettings tunnel;  // connect "tunnel": how to reach instances over SSH
+  std::string home;       // the server's state folder (server.json, instances/)
 
   // `home`: the server's state folder, where server_id is made once.
   static StatusOr<AwsSettings> FromJson(const nlohmann::json& j, const std::string& home);
@@ -158,18 +158,18 @@ class AwsProvider : public Provider {
 
  private:
   struct Entry {
-    std::string ec2_id;        // "" until RunInstances answers (or the poll finds it)
+    std::string ec2_id;  // "" until RunInstances answers (or the poll finds it)
     std::string instance_type;
     std::string zone;
-    std::string private_ip;    // as RunInstances or the last listing said
+    std::string private_ip;  // as RunInstances or the last listing said
     std::string public_ip;
     bool spot = false;
-    bool launching = false;    // RunInstances not answered yet
-    bool granted = false;      // reported running (or adopted past "requested")
-    bool ending = false;       // Terminate was called
-    bool adopted = false;      // from the store after a restart, not yet seen
-    int missing = 0;           // polls in a row that did not list it
-    std::string agent_token;   // connect "tunnel": the agent's, for its start over SSH
+    bool launching = false;          // RunInstances not answered yet
+    bool granted = false;            // reported running (or adopted past "requested")
+    bool ending = false;             // Terminate was called
+    bool adopted = false;            // from the store after a restart, not yet seen
+    int missing = 0;                 // polls in a row that did not list it
+    std::string agent_token;         // connect "tunnel": the agent's, for its start over SSH
     std::string server_fingerprint;  // and the server's TLS fingerprint for it
   };
 
@@ -180,7 +180,8 @@ class AwsProvider : public Provider {
   // AMI), for options.root_volume_gb of type `type_name`. On failure
   // `*fatal` says whether the job must fail (a missing AMI, a refused
   // permission) rather than try the next type.
-  StatusOr<std::string> RootDevice(const std::string& type_name, const std::string& ami, bool* fatal);
+  StatusOr<std::string> RootDevice(const std::string& type_name, const std::string& ami,
+                                   bool* fatal);
   void TerminateNow(const std::vector<std::string>& ec2_ids);
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent) const;
   StatusOr<AgentBinaryHashes> Hashes(const std::string& yard_binary);

@@ -65,9 +65,11 @@ TEST_F(AwsProviderTest, SettingsNeedARegionRefuseUnknownKeysAndKeepOneServerId) 
   StatusOr<AwsSettings> none = AwsSettings::FromJson(Json::object(), dir_.path());
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("\"region\" is required"), std::string::npos);
-  StatusOr<AwsSettings> typo = AwsSettings::FromJson({{"region", "us-east-1"}, {"regoin", "x"}}, dir_.path());
+  StatusOr<AwsSettings> typo =
+      AwsSettings::FromJson({{"region", "us-east-1"}, {"regoin", "x"}}, dir_.path());
   ASSERT_FALSE(typo.ok());
-  EXPECT_NE(typo.status().message().find("unknown key \"regoin\""), std::string::npos) << typo.status().message();
+  EXPECT_NE(typo.status().message().find("unknown key \"regoin\""), std::string::npos)
+      << typo.status().message();
   StatusOr<AwsSettings> again = AwsSettings::FromJson({{"region", "us-east-1"}}, dir_.path());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->server_id, settings_.server_id) << "the id is made once per home";
@@ -79,21 +81,28 @@ TEST_F(AwsProviderTest, TypeOptionsDefaultAndUnknownOnesAreRefusedByName) {
   AwsLaunchSpec gpu = AwsLaunchSpec::ForType(Type("g4dn.xlarge", 1), "us-east-1").value();
   EXPECT_EQ(gpu.instance_type, "g4dn.xlarge");
   EXPECT_NE(gpu.ami.find("deeplearning"), std::string::npos) << gpu.ami;
-  AwsLaunchSpec cpu = AwsLaunchSpec::ForType(Type("cpu-box", 0, {{"instance_type", "c5.large"}}), "eu-west-1").value();
+  AwsLaunchSpec cpu =
+      AwsLaunchSpec::ForType(Type("cpu-box", 0, {{"instance_type", "c5.large"}}), "eu-west-1")
+          .value();
   EXPECT_EQ(cpu.instance_type, "c5.large");
   EXPECT_NE(cpu.ami.find("ubuntu"), std::string::npos) << cpu.ami;
-  StatusOr<AwsLaunchSpec> typo = AwsLaunchSpec::ForType(Type("p2.xlarge", 1, {{"amii", "ami-1"}}), "us-east-1");
+  StatusOr<AwsLaunchSpec> typo =
+      AwsLaunchSpec::ForType(Type("p2.xlarge", 1, {{"amii", "ami-1"}}), "us-east-1");
   ASSERT_FALSE(typo.ok());
-  EXPECT_NE(typo.status().message().find("unknown key \"amii\""), std::string::npos) << typo.status().message();
+  EXPECT_NE(typo.status().message().find("unknown key \"amii\""), std::string::npos)
+      << typo.status().message();
   StatusOr<AwsLaunchSpec> far = AwsLaunchSpec::ForType(Type("p2.xlarge"), "xx-nowhere-1");
   ASSERT_FALSE(far.ok());
   EXPECT_NE(far.status().message().find("set options.ami"), std::string::npos);
 }
 
 TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
-  MachineType type = Type("p2.xlarge", 1, {{"ami", "ami-123"}, {"subnet_id", "subnet-1"},
-                                           {"security_group_ids", {"sg-1", "sg-2"}},
-                                           {"root_volume_gb", 100}, {"key_name", "me"}});
+  MachineType type = Type("p2.xlarge", 1,
+                          {{"ami", "ami-123"},
+                           {"subnet_id", "subnet-1"},
+                           {"security_group_ids", {"sg-1", "sg-2"}},
+                           {"root_volume_gb", 100},
+                           {"key_name", "me"}});
   ec2_->AddImage("ami-123", "/dev/sda1");
   Launch("inst-1", type, "spot");
   Launch("inst-2", type, "on-demand");
@@ -116,11 +125,15 @@ TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
   EXPECT_NE(tags["Name"].find("inst-1"), std::string::npos);
   EXPECT_EQ(r.user_data.rfind("#!/bin/bash\n", 0), 0u);
   EXPECT_NE(r.user_data.find("SERVER=" + ShellQuote("http://127.0.0.1:8080")), std::string::npos);
-  EXPECT_NE(r.user_data.find("YARD_SHA256=" + ShellQuote(Sha256Hex("the yard binary"))), std::string::npos);
-  EXPECT_NE(r.user_data.find("SHIM_SHA256=" + ShellQuote(Sha256Hex("the shim"))), std::string::npos);
-  EXPECT_NE(r.user_data.find("agent --server \"$SERVER\" --instance \"$INSTANCE\""), std::string::npos);
+  EXPECT_NE(r.user_data.find("YARD_SHA256=" + ShellQuote(Sha256Hex("the yard binary"))),
+            std::string::npos);
+  EXPECT_NE(r.user_data.find("SHIM_SHA256=" + ShellQuote(Sha256Hex("the shim"))),
+            std::string::npos);
+  EXPECT_NE(r.user_data.find("agent --server \"$SERVER\" --instance \"$INSTANCE\""),
+            std::string::npos);
   EXPECT_NE(r.user_data.find("export YARD_PREEMPTION_WATCH='imds'"), std::string::npos) << "spot";
-  EXPECT_EQ(ec2_->runs[1].user_data.find("YARD_PREEMPTION_WATCH"), std::string::npos) << "on-demand";
+  EXPECT_EQ(ec2_->runs[1].user_data.find("YARD_PREEMPTION_WATCH"), std::string::npos)
+      << "on-demand";
 }
 
 TEST_F(AwsProviderTest, RootVolumeResizesTheDeviceTheImageBootsFrom) {
@@ -130,7 +143,8 @@ TEST_F(AwsProviderTest, RootVolumeResizesTheDeviceTheImageBootsFrom) {
   ec2_->AddImage("ami-ubuntu", "/dev/sda1");
   Launch("inst-1", Type("big-al", 0, {{"ami", "ami-al2023"}, {"root_volume_gb", 200}}), "spot");
   Launch("inst-2", Type("big-ubuntu", 0, {{"ami", "ami-ubuntu"}, {"root_volume_gb", 200}}), "spot");
-  Launch("inst-3", Type("big-al-2", 0, {{"ami", "ami-al2023"}, {"root_volume_gb", 300}}), "on-demand");
+  Launch("inst-3", Type("big-al-2", 0, {{"ami", "ami-al2023"}, {"root_volume_gb", 300}}),
+         "on-demand");
   Launch("inst-4", Type("small", 0, {{"ami", "ami-unknown"}}), "spot");
   ASSERT_EQ(ec2_->runs.size(), 4u);
   EXPECT_EQ(ec2_->runs[0].root_device_name, "/dev/xvda");
@@ -139,7 +153,8 @@ TEST_F(AwsProviderTest, RootVolumeResizesTheDeviceTheImageBootsFrom) {
   EXPECT_EQ(ec2_->runs[2].root_device_name, "/dev/xvda");
   EXPECT_EQ(ec2_->runs[3].root_volume_gb, 0);
   // Asked once per AMI (cached); not at all without root_volume_gb.
-  EXPECT_EQ(ec2_->image_calls, (std::vector<std::vector<std::string>>{{"ami-al2023"}, {"ami-ubuntu"}}));
+  EXPECT_EQ(ec2_->image_calls,
+            (std::vector<std::vector<std::string>>{{"ami-al2023"}, {"ami-ubuntu"}}));
   EXPECT_TRUE(provider_->TakeLaunchOutcomes().empty());
 }
 
@@ -156,9 +171,11 @@ TEST_F(AwsProviderTest, RootVolumeOfAMissingAmiFailsTheJobNamingAmiRegionAndOpti
   }
   EXPECT_NE(out[0].message.find("AMI ami-nope"), std::string::npos) << out[0].message;
   EXPECT_NE(out[0].message.find("InvalidAMIID.NotFound"), std::string::npos) << out[0].message;
-  EXPECT_NE(out[0].message.find("set options.ami of type 'big'"), std::string::npos) << out[0].message;
+  EXPECT_NE(out[0].message.find("set options.ami of type 'big'"), std::string::npos)
+      << out[0].message;
   EXPECT_NE(out[1].message.find("AMI ami-gone"), std::string::npos) << out[1].message;
-  EXPECT_NE(out[1].message.find("set options.ami of type 'big2'"), std::string::npos) << out[1].message;
+  EXPECT_NE(out[1].message.find("set options.ami of type 'big2'"), std::string::npos)
+      << out[1].message;
   // A failure is not cached: the next launch asks again.
   ec2_->AddImage("ami-nope", "/dev/xvda");
   Launch("inst-3", Type("big", 0, {{"ami", "ami-nope"}, {"root_volume_gb", 200}}), "spot");
@@ -167,8 +184,9 @@ TEST_F(AwsProviderTest, RootVolumeOfAMissingAmiFailsTheJobNamingAmiRegionAndOpti
 }
 
 TEST_F(AwsProviderTest, RootVolumeWithoutDescribeImagesPermissionIsFatalAndNamesIt) {
-  ec2_->images_fault = FakeEc2::Fault{aws::Ec2ErrorKind::kAuth, "UnauthorizedOperation",
-                                      "You are not authorized to perform this operation.", "ec2:DescribeImages"};
+  ec2_->images_fault =
+      FakeEc2::Fault{aws::Ec2ErrorKind::kAuth, "UnauthorizedOperation",
+                     "You are not authorized to perform this operation.", "ec2:DescribeImages"};
   Launch("inst-1", Type("big", 0, {{"ami", "ami-1"}, {"root_volume_gb", 200}}), "spot");
   EXPECT_TRUE(ec2_->runs.empty());
   std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
@@ -176,7 +194,8 @@ TEST_F(AwsProviderTest, RootVolumeWithoutDescribeImagesPermissionIsFatalAndNames
   EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kFatal);
   EXPECT_NE(out[0].message.find("lacks ec2:DescribeImages"), std::string::npos) << out[0].message;
   // A transient failure is not the job's fault: the attempt is refused.
-  ec2_->images_fault = FakeEc2::Fault{aws::Ec2ErrorKind::kTransient, "InternalError", "try again", ""};
+  ec2_->images_fault =
+      FakeEc2::Fault{aws::Ec2ErrorKind::kTransient, "InternalError", "try again", ""};
   Launch("inst-2", Type("big", 0, {{"ami", "ami-1"}, {"root_volume_gb", 200}}), "spot");
   out = provider_->TakeLaunchOutcomes();
   ASSERT_EQ(out.size(), 1u);
@@ -184,17 +203,20 @@ TEST_F(AwsProviderTest, RootVolumeWithoutDescribeImagesPermissionIsFatalAndNames
 }
 
 TEST_F(AwsProviderTest, RootVolumeOfTheDefaultSsmImagesIsSda1AndOtherSsmImagesAreRefused) {
-  Launch("inst-1", Type("g4dn.xlarge", 1, {{"root_volume_gb", 200}}), "spot");  // the DLAMI (Ubuntu)
+  Launch("inst-1", Type("g4dn.xlarge", 1, {{"root_volume_gb", 200}}),
+         "spot");  // the DLAMI (Ubuntu)
   ASSERT_EQ(ec2_->runs.size(), 1u);
   EXPECT_EQ(ec2_->runs[0].root_device_name, "/dev/sda1");
   EXPECT_TRUE(ec2_->image_calls.empty()) << "EC2 cannot describe an SSM parameter";
-  std::string al = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+  std::string al =
+      "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
   Launch("inst-2", Type("al", 0, {{"ami", al}, {"root_volume_gb", 200}}), "spot");
   EXPECT_EQ(ec2_->runs.size(), 1u);
   std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kFatal);
-  EXPECT_NE(out[0].message.find("set options.ami of type 'al' to an AMI id of us-east-1"), std::string::npos)
+  EXPECT_NE(out[0].message.find("set options.ami of type 'al' to an AMI id of us-east-1"),
+            std::string::npos)
       << out[0].message;
 }
 
@@ -209,7 +231,8 @@ class FakeTunnels : public InstanceTunnels {
   };
   explicit FakeTunnels(std::vector<Opened>* opened) : opened_(opened) {}
   void Open(const std::string& id, const std::string& private_ip, const std::string&,
-            const std::string& token, bool agent_runs, const std::vector<std::string>& env) override {
+            const std::string& token, bool agent_runs,
+            const std::vector<std::string>& env) override {
     opened_->push_back({id, private_ip, token, agent_runs, env});
   }
   void Close(const std::string&) override {}
@@ -265,14 +288,17 @@ TEST_F(AwsProviderTest, CapacityAnswerRefusesTheAttemptWithEc2sCode) {
   std::vector<LaunchOutcome> out = provider_->TakeLaunchOutcomes();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].kind, LaunchOutcome::Kind::kRefused);
-  EXPECT_NE(out[0].message.find("InsufficientInstanceCapacity: We currently do not have sufficient capacity"),
-            std::string::npos) << out[0].message;
+  EXPECT_NE(out[0].message.find(
+                "InsufficientInstanceCapacity: We currently do not have sufficient capacity"),
+            std::string::npos)
+      << out[0].message;
   EXPECT_TRUE(ec2_->Live().empty());
 }
 
 TEST_F(AwsProviderTest, MissingPermissionIsFatalAndNamesTheAction) {
   ec2_->run_faults["p2.xlarge"] = {aws::Ec2ErrorKind::kAuth, "UnauthorizedOperation",
-                                   "You are not authorized to perform this operation.", "ec2:RunInstances"};
+                                   "You are not authorized to perform this operation.",
+                                   "ec2:RunInstances"};
   ec2_->run_faults["g4dn.xlarge"] = {aws::Ec2ErrorKind::kBadRequest, "InvalidAMIID.NotFound",
                                      "The image id '[ami-nope]' does not exist", ""};
   Launch("inst-1", Type("p2.xlarge"), "spot");
@@ -311,7 +337,8 @@ TEST_F(AwsProviderTest, TerminateBeforeRunInstancesIsSentSendsNothing) {
 
 TEST_F(AwsProviderTest, TerminateEndsThePendingInstanceAndRetriesAFailedCall) {
   InstanceRecord inst = Launch("inst-1", Type("p2.xlarge"), "spot");
-  ec2_->terminate_fault = FakeEc2::Fault{aws::Ec2ErrorKind::kTransient, "InternalError", "try again", ""};
+  ec2_->terminate_fault =
+      FakeEc2::Fault{aws::Ec2ErrorKind::kTransient, "InternalError", "try again", ""};
   ASSERT_TRUE(provider_->Terminate(inst).ok());
   provider_->RunTasks();
   EXPECT_EQ(ec2_->Live().size(), 1u) << "the call failed";
@@ -332,13 +359,17 @@ TEST_F(AwsProviderTest, SpotReclaimOfAGrantedInstanceIsAnInterruption) {
   std::vector<Interruption> out = provider_->TakeInterruptions();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].instance_id, "inst-1");
-  EXPECT_NE(out[0].reason.find("Server.SpotInstanceTermination"), std::string::npos) << out[0].reason;
+  EXPECT_NE(out[0].reason.find("Server.SpotInstanceTermination"), std::string::npos)
+      << out[0].reason;
 }
 
 TEST_F(AwsProviderTest, AfterARestartKnownInstancesAreAdoptedAndUnknownOnesEnded) {
-  ec2_->Plant("i-known", {{"trainyard:server", settings_.server_id}, {"trainyard:instance", "inst-k"}});
-  ec2_->Plant("i-unknown", {{"trainyard:server", settings_.server_id}, {"trainyard:instance", "inst-u"}});
-  ec2_->Plant("i-other", {{"trainyard:server", "another-server"}, {"trainyard:instance", "inst-o"}});
+  ec2_->Plant("i-known",
+              {{"trainyard:server", settings_.server_id}, {"trainyard:instance", "inst-k"}});
+  ec2_->Plant("i-unknown",
+              {{"trainyard:server", settings_.server_id}, {"trainyard:instance", "inst-u"}});
+  ec2_->Plant("i-other",
+              {{"trainyard:server", "another-server"}, {"trainyard:instance", "inst-o"}});
   AwsProvider restarted(settings_, ec2_, /*start_worker=*/false);
   InstanceRecord known;
   known.id = "inst-k";

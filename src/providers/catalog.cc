@@ -8,9 +8,15 @@ namespace yard {
 using Json = nlohmann::json;
 
 Json MachineType::ToJson() const {
-  return {{"name", name}, {"provider", provider}, {"cpus", cpus}, {"memory_gb", memory_gb},
-          {"gpus", gpus}, {"gpu_model", gpu_model}, {"spot_price", spot_price},
-          {"on_demand_price", on_demand_price}, {"default_market", default_market},
+  return {{"name", name},
+          {"provider", provider},
+          {"cpus", cpus},
+          {"memory_gb", memory_gb},
+          {"gpus", gpus},
+          {"gpu_model", gpu_model},
+          {"spot_price", spot_price},
+          {"on_demand_price", on_demand_price},
+          {"default_market", default_market},
           {"options", options}};
 }
 
@@ -26,8 +32,8 @@ Catalog Catalog::BuiltinLocal(int cores, int gpus) {
   MachineType whole{"local", "local", cores, 0, gpus, gpus ? "local GPU" : "", 0, 0, "on-demand"};
   c.types_.push_back(whole);
   for (int n = 1; n < cores; n *= 2) {
-    MachineType slice{"local-" + std::to_string(n) + "cpu", "local", n, 0, 0, "", 0, 0,
-                      "on-demand"};
+    MachineType slice{
+        "local-" + std::to_string(n) + "cpu", "local", n, 0, 0, "", 0, 0, "on-demand"};
     c.types_.push_back(slice);
   }
   return c;
@@ -75,7 +81,9 @@ StatusOr<Catalog> Catalog::FromJson(const Json& j) {
   try {
     for (const Json& t : j["types"]) {
       StatusOr<MachineType> m = TypeFromJson(t);
-      if (!m.ok()) return InvalidArgument("catalog: type " + t.value("name", Json()).dump() + ": " + m.status().message());
+      if (!m.ok())
+        return InvalidArgument("catalog: type " + t.value("name", Json()).dump() + ": " +
+                               m.status().message());
       c.types_.push_back(std::move(*m));
     }
   } catch (const Json::exception& e) {
@@ -86,14 +94,18 @@ StatusOr<Catalog> Catalog::FromJson(const Json& j) {
 
 void Catalog::Merge(const Catalog& other) {
   for (const auto& t : other.types_) {
-    auto it = std::find_if(types_.begin(), types_.end(), [&](const MachineType& m) { return m.name == t.name; });
-    if (it != types_.end()) *it = t;
-    else types_.push_back(t);
+    auto it = std::find_if(types_.begin(), types_.end(),
+                           [&](const MachineType& m) { return m.name == t.name; });
+    if (it != types_.end())
+      *it = t;
+    else
+      types_.push_back(t);
   }
 }
 
 const MachineType* Catalog::Find(const std::string& name) const {
-  for (const auto& t : types_) if (t.name == name) return &t;
+  for (const auto& t : types_)
+    if (t.name == name) return &t;
   return nullptr;
 }
 
@@ -116,7 +128,8 @@ StatusOr<MachineRequest> ParseMachineRequest(const std::string& id) {
   if (colon != std::string::npos) r.market = id.substr(colon + 1);
   if (r.type.empty()) return InvalidArgument("empty machine id in '" + id + "'");
   if (!r.market.empty() && r.market != "spot" && r.market != "on-demand")
-    return InvalidArgument("machine id '" + id + "': the market after ':' must be 'spot' or 'on-demand'");
+    return InvalidArgument("machine id '" + id +
+                           "': the market after ':' must be 'spot' or 'on-demand'");
   return r;
 }
 

@@ -13,15 +13,15 @@
 namespace yard {
 
 struct MachineType {
-  std::string name;        // "local", "p2.xlarge"
-  std::string provider;    // "local", "sim", "ssh", "slurm"
+  std::string name;      // "local", "p2.xlarge"
+  std::string provider;  // "local", "sim", "ssh", "slurm"
   int cpus = 1;
   double memory_gb = 0;
   int gpus = 0;
   std::string gpu_model;
-  double spot_price = 0;        // per hour
-  double on_demand_price = 0;   // per hour
-  std::string default_market = "on-demand";  // or "spot"
+  double spot_price = 0;                              // per hour
+  double on_demand_price = 0;                         // per hour
+  std::string default_market = "on-demand";           // or "spot"
   nlohmann::json options = nlohmann::json::object();  // provider-specific (partition, hosts...)
 
   nlohmann::json ToJson() const;

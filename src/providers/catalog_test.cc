@@ -42,11 +42,14 @@ TEST(CatalogTest, AVersionThatIsNotANumberIsRefusedNotACrash) {
 }
 
 TEST(CatalogTest, CountsMustBeWholeNumbersAnIntHolds) {
-  std::string m = CatalogError(R"({"version": 1, "types": [{"name": "t", "provider": "sim", "cpus": 1e300}]})");
+  std::string m =
+      CatalogError(R"({"version": 1, "types": [{"name": "t", "provider": "sim", "cpus": 1e300}]})");
   EXPECT_NE(m.find("catalog: type \"t\": 'cpus' must be a whole number"), std::string::npos) << m;
-  m = CatalogError(R"({"version": 1, "types": [{"name": "t", "provider": "sim", "gpus": 4294967296}]})");
+  m = CatalogError(
+      R"({"version": 1, "types": [{"name": "t", "provider": "sim", "gpus": 4294967296}]})");
   EXPECT_NE(m.find("'gpus' must be a whole number"), std::string::npos) << m;
-  m = CatalogError(R"({"version": 1, "types": [{"name": "t", "provider": "sim", "default_market": "x"}]})");
+  m = CatalogError(
+      R"({"version": 1, "types": [{"name": "t", "provider": "sim", "default_market": "x"}]})");
   EXPECT_NE(m.find("default_market must be spot or on-demand"), std::string::npos) << m;
 }
 
@@ -69,14 +72,16 @@ TEST(SimScenarioTest, AVersionThatIsNotANumberIsRefusedNotACrash) {
 
 TEST(SimScenarioTest, ACapacityCountMustBeAWholeNumberAnIntHolds) {
   for (const char* count : {"1e300", "-1", "2.5", "4294967296", "\"2\""}) {
-    std::string text = std::string(R"({"version": 1, "types": {"t": {"capacity": [[0, )") + count + "]]}}}";
+    std::string text =
+        std::string(R"({"version": 1, "types": {"t": {"capacity": [[0, )") + count + "]]}}}";
     std::string m = ScenarioError(text.c_str());
     EXPECT_NE(m.find("sim scenario: type 't': a capacity step's count must be a whole number >= 0"),
               std::string::npos)
         << count << ": " << m;
   }
-  EXPECT_NE(ScenarioError(R"({"version": 1, "types": {"t": {"capacity": 5}}})").find("sim scenario: "),
-            std::string::npos);
+  EXPECT_NE(
+      ScenarioError(R"({"version": 1, "types": {"t": {"capacity": 5}}})").find("sim scenario: "),
+      std::string::npos);
 }
 
 }  // namespace

@@ -22,7 +22,8 @@ class FakeEc2 : public aws::Ec2Api {
   struct Fault {
     aws::Ec2ErrorKind kind = aws::Ec2ErrorKind::kCapacity;
     std::string code = "InsufficientInstanceCapacity";
-    std::string message = "We currently do not have sufficient capacity in the Availability Zone you requested.";
+    std::string message =
+        "We currently do not have sufficient capacity in the Availability Zone you requested.";
     std::string missing_action;
   };
 
@@ -89,10 +90,12 @@ class FakeEc2 : public aws::Ec2Api {
     std::vector<aws::Ec2Image> out;
     for (const auto& id : ids) {
       auto it = images.find(id);
-      if (it != images.end()) out.push_back(it->second);
+      if (it != images.end())
+        out.push_back(it->second);
       else if (!unlisted_images.count(id))
         return Fail({aws::Ec2ErrorKind::kBadRequest, "InvalidAMIID.NotFound",
-                     "The image id '[" + id + "]' does not exist", ""}, error, "DescribeImages");
+                     "The image id '[" + id + "]' does not exist", ""},
+                    error, "DescribeImages");
     }
     return out;
   }
@@ -116,7 +119,8 @@ class FakeEc2 : public aws::Ec2Api {
   }
 
   // What EC2 does on its own (an instance leaves pending, a spot reclaim).
-  void SetState(const std::string& ec2_id, const std::string& state, const std::string& reason = "") {
+  void SetState(const std::string& ec2_id, const std::string& state,
+                const std::string& reason = "") {
     std::lock_guard<std::mutex> lock(mu_);
     instances[ec2_id].state = state;
     instances[ec2_id].state_reason = reason;
@@ -149,8 +153,8 @@ class FakeEc2 : public aws::Ec2Api {
   // Public for tests to read and set (under their own single thread).
   std::map<std::string, Fault> run_faults;  // by instance type
   std::optional<Fault> describe_fault, terminate_fault, images_fault;
-  std::map<std::string, aws::Ec2Image> images;     // by AMI id
-  std::set<std::string> unlisted_images;           // answered with an empty list
+  std::map<std::string, aws::Ec2Image> images;  // by AMI id
+  std::set<std::string> unlisted_images;        // answered with an empty list
   std::vector<std::vector<std::string>> image_calls;
   bool start_running = false;
   std::string zone = "us-east-1b";

@@ -26,7 +26,8 @@ int DetectGpus() {
   if (!p) return 0;
   int count = 0;
   char line[512];
-  while (fgets(line, sizeof(line), p)) if (std::strncmp(line, "GPU ", 4) == 0) ++count;
+  while (fgets(line, sizeof(line), p))
+    if (std::strncmp(line, "GPU ", 4) == 0) ++count;
   pclose(p);
   return count;
 }
@@ -118,8 +119,10 @@ Status LocalProvider::Terminate(const InstanceRecord& inst) {
       for (const std::string& d : ended) ClearDeliveredSpool(d + "/spool", delivered);
     };
   }
-  if (pid > 0) spawner_->Stop(pid, inst.id, /*hard=*/false, std::move(clear));
-  else if (clear) clear();
+  if (pid > 0)
+    spawner_->Stop(pid, inst.id, /*hard=*/false, std::move(clear));
+  else if (clear)
+    clear();
   return Status::Ok();
 }
 

@@ -102,14 +102,16 @@ TEST_F(LocalProviderTest, EachInstanceGetsItsOwnCoresAndDevicesUntilItEnds) {
   EXPECT_EQ(spawner.started[0].env, std::vector<std::string>{"CUDA_VISIBLE_DEVICES=0"});
   EXPECT_EQ(spawner.started[1].env, std::vector<std::string>{"CUDA_VISIBLE_DEVICES=1"});
   // Jobs are confined: the whole of the server's home is hidden from them.
-  EXPECT_EQ(fs::path(ArgAfter(spawner.started[0].args, "--sandbox-hide")), fs::path(home.path()).lexically_normal());
+  EXPECT_EQ(fs::path(ArgAfter(spawner.started[0].args, "--sandbox-hide")),
+            fs::path(home.path()).lexically_normal());
   // Bundle chunks are copied from the server's blob store, not fetched.
   EXPECT_EQ(fs::path(ArgAfter(spawner.started[0].args, "--server-blobs")),
             fs::path(home.path()).lexically_normal() / "blobs");
   EXPECT_TRUE(local.IsAlive(a));
 
   ASSERT_TRUE(local.Terminate(a).ok());
-  EXPECT_EQ(local.Available(Type(2, 1)), 1) << "the ended instance's cores and device are free again";
+  EXPECT_EQ(local.Available(Type(2, 1)), 1)
+      << "the ended instance's cores and device are free again";
   ASSERT_TRUE(local.Launch(Type(2, 1), {}, &c).ok());
   EXPECT_EQ(ArgAfter(spawner.started[2].args, "--cpus"), "0,1");
   EXPECT_EQ(spawner.started[2].env, std::vector<std::string>{"CUDA_VISIBLE_DEVICES=0"});
@@ -201,7 +203,8 @@ TEST_F(ClearInstanceFolderTest, AnEmptiedSpoolFolderGoesAndWithoutAnAnswerTheSpo
 // The provider asks the server (SetSpoolDelivered) once the agent is gone.
 TEST_F(LocalProviderTest, AnEndedInstancesDeliveredSpoolGoesOnceItsAgentIsGone) {
   LocalProvider& local = Make(2, 0);
-  local.SetSpoolDelivered([](const std::string& job, int64_t) -> int64_t { return job == "job-a" ? 1 : 0; });
+  local.SetSpoolDelivered(
+      [](const std::string& job, int64_t) -> int64_t { return job == "job-a" ? 1 : 0; });
   InstanceRecord a = LaunchOne();
   std::string dir = a.info.value("dir", "");
   fs::create_directories(dir + "/spool");

@@ -32,7 +32,7 @@ struct AgentLaunchInfo {
   // stdin, sbatch environment, cloud user-data). Any process there may read
   // it later: by then it is spent. Never put it in a job's environment.
   std::string agent_token;
-  std::string yard_binary;      // path of the `yard` executable to run
+  std::string yard_binary;  // path of the `yard` executable to run
   // The SHA-256 fingerprint of the server's TLS certificate ("" for plain
   // HTTP): hand it to the agent beside its token, as
   // YARD_SERVER_FINGERPRINT, so that it trusts the server by it
@@ -51,7 +51,8 @@ inline std::vector<std::string> AgentTlsEnvironment(const AgentLaunchInfo& agent
 // environment), dropping any YARD_SERVER_FINGERPRINT it had: the agent
 // trusts this server's certificate, never one its operator pinned elsewhere.
 inline void SetAgentTlsEnvironment(const AgentLaunchInfo& agent, std::vector<std::string>* env) {
-  std::erase_if(*env, [](const std::string& e) { return e.rfind("YARD_SERVER_FINGERPRINT=", 0) == 0; });
+  std::erase_if(*env,
+                [](const std::string& e) { return e.rfind("YARD_SERVER_FINGERPRINT=", 0) == 0; });
   for (std::string& e : AgentTlsEnvironment(agent)) env->push_back(std::move(e));
 }
 
@@ -72,7 +73,7 @@ struct LaunchOutcome {
   };
   std::string instance_id;
   Kind kind = Kind::kGranted;
-  std::string message;                         // the cloud's own words
+  std::string message;                             // the cloud's own words
   nlohmann::json info = nlohmann::json::object();  // merged into the instance's info
 };
 
@@ -128,7 +129,9 @@ class Provider {
   // The spot price per hour the provider knows for `inst` (a cloud's
   // current price in its zone), used when the catalog gives none. Called
   // with the controller's lock held: answer from memory. Default: none.
-  virtual std::optional<double> SpotPricePerHour(const InstanceRecord& inst) { return std::nullopt; }
+  virtual std::optional<double> SpotPricePerHour(const InstanceRecord& inst) {
+    return std::nullopt;
+  }
   // The heartbeat silence the controller counts against `inst` (lost past
   // heartbeat_timeout_s), `silent_s` being the time since its agent's last
   // heartbeat: a provider that knows the agent's way to the server is down

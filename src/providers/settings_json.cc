@@ -21,14 +21,20 @@ const Json* SettingsReader::Get(const std::string& key) {
 std::string SettingsReader::String(const std::string& key, const std::string& fallback) {
   const Json* v = Get(key);
   if (!v) return fallback;
-  if (!v->is_string()) { Fail("\"" + key + "\" must be a string"); return fallback; }
+  if (!v->is_string()) {
+    Fail("\"" + key + "\" must be a string");
+    return fallback;
+  }
   return v->get<std::string>();
 }
 
 double SettingsReader::Number(const std::string& key, double fallback) {
   const Json* v = Get(key);
   if (!v) return fallback;
-  if (!v->is_number()) { Fail("\"" + key + "\" must be a number"); return fallback; }
+  if (!v->is_number()) {
+    Fail("\"" + key + "\" must be a number");
+    return fallback;
+  }
   return v->get<double>();
 }
 
@@ -38,7 +44,10 @@ std::vector<std::string> SettingsReader::Strings(const std::string& key) {
   if (!v) return out;
   bool ok = v->is_array();
   for (size_t i = 0; ok && i < v->size(); ++i) ok = (*v)[i].is_string();
-  if (!ok) { Fail("\"" + key + "\" must be a list of strings"); return out; }
+  if (!ok) {
+    Fail("\"" + key + "\" must be a list of strings");
+    return out;
+  }
   return v->get<std::vector<std::string>>();
 }
 

@@ -8,8 +8,11 @@ using Json = nlohmann::json;
 
 SimProvider::SimProvider(SimScenario scenario, std::string state_dir, const Clock* clock,
                          AgentSpawner* spawner)
-    : scenario_(std::move(scenario)), state_dir_(std::move(state_dir)), clock_(clock),
-      spawner_(spawner), t0_(clock->Now()) {}
+    : scenario_(std::move(scenario)),
+      state_dir_(std::move(state_dir)),
+      clock_(clock),
+      spawner_(spawner),
+      t0_(clock->Now()) {}
 
 std::set<std::string> SimProvider::JobSettingKeys(const MachineType& type) const {
   auto it = scenario_.types.find(type.name);
@@ -59,7 +62,9 @@ void SimProvider::Tick(double now) {
     if (s.handle || s.ready_at > t) continue;
     StatusOr<int> h = spawner_->Start(s.agent, id, s.dir, LocalSandboxArgs(state_dir_), {});
     s.handle = h.ok() ? *h : -1;
-    if (!h.ok()) interrupted_.push_back({id, "the simulated cloud could not start it: " + h.status().message()});
+    if (!h.ok())
+      interrupted_.push_back(
+          {id, "the simulated cloud could not start it: " + h.status().message()});
   }
   for (const auto& [type, ts] : scenario_.types) {
     size_t& next = next_interruption_[type];
@@ -67,7 +72,8 @@ void SimProvider::Tick(double now) {
       // The oldest started spot instance of the type is taken.
       for (auto& [id, s] : instances_)
         if (s.type == type && s.spot && s.handle > 0) {
-          InterruptLocked(id, "spot interruption (scenario time " + std::to_string(static_cast<int>(ts.interruptions[next])) + " s)");
+          InterruptLocked(id, "spot interruption (scenario time " +
+                                  std::to_string(static_cast<int>(ts.interruptions[next])) + " s)");
           break;
         }
       ++next;
@@ -86,7 +92,8 @@ void SimProvider::InterruptLocked(std::string id, const std::string& reason) {
 
 Status SimProvider::InterruptNow(const std::string& instance_id, const std::string& reason) {
   MutexLock lock(mu_);
-  if (!instances_.count(instance_id)) return NotFound("no simulated instance '" + instance_id + "'");
+  if (!instances_.count(instance_id))
+    return NotFound("no simulated instance '" + instance_id + "'");
   InterruptLocked(instance_id, reason);
   return Status::Ok();
 }
@@ -110,7 +117,8 @@ bool SimProvider::IsAlive(const InstanceRecord& inst) {
   MutexLock lock(mu_);
   auto it = instances_.find(inst.id);
   if (it == instances_.end()) return false;
-  return it->second.handle == 0 || (it->second.handle > 0 && spawner_->Alive(it->second.handle, inst.id));
+  return it->second.handle == 0 ||
+         (it->second.handle > 0 && spawner_->Alive(it->second.handle, inst.id));
 }
 
 Json SimProvider::KnownInfo(const InstanceRecord& inst) {

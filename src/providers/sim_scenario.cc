@@ -24,7 +24,8 @@ StatusOr<SimTypeScenario> TypeScenarioFromJson(const Json& t) {
   for (const auto& step : t.value("capacity", Json::array({Json::array({0, 1000})}))) {
     const Json& n = step.at(1);
     if (!n.is_number_integer() || n < 0 || n > std::numeric_limits<int>::max())
-      return InvalidArgument("a capacity step's count must be a whole number >= 0, not " + n.dump());
+      return InvalidArgument("a capacity step's count must be a whole number >= 0, not " +
+                             n.dump());
     ts.capacity.emplace_back(step.at(0).get<double>(), n.get<int>());
   }
   std::sort(ts.capacity.begin(), ts.capacity.end());
@@ -46,7 +47,8 @@ StatusOr<SimScenario> SimScenario::FromJson(const Json& j) {
   try {
     for (const auto& [name, t] : j["types"].items()) {
       StatusOr<SimTypeScenario> ts = TypeScenarioFromJson(t);
-      if (!ts.ok()) return InvalidArgument("sim scenario: type '" + name + "': " + ts.status().message());
+      if (!ts.ok())
+        return InvalidArgument("sim scenario: type '" + name + "': " + ts.status().message());
       s.types[name] = std::move(*ts);
     }
   } catch (const Json::exception& e) {

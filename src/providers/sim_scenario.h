@@ -26,8 +26,8 @@ namespace yard {
 struct SimTypeScenario {
   std::vector<std::pair<double, int>> capacity;  // sorted by time
   double provisioning_delay_s = 0;
-  std::vector<double> interruptions;             // sorted scenario times
-  std::set<std::string> settings;                // per-job keys (JobSettingKeys)
+  std::vector<double> interruptions;  // sorted scenario times
+  std::set<std::string> settings;     // per-job keys (JobSettingKeys)
   int CapacityAt(double t) const;
 };
 

@@ -103,9 +103,10 @@ StatusOr<SlurmRequest> SlurmRequest::ForType(const MachineType& type) {
   q.partition = r.String("partition", "");
   q.nodes = static_cast<int>(r.Number("nodes", 1));
   q.cpus = static_cast<int>(r.Number("cpus", type.cpus));
-  q.mem = r.String("mem", type.memory_gb > 0
-                              ? std::to_string(static_cast<int64_t>(std::ceil(type.memory_gb * 1024))) + "M"
-                              : "");
+  q.mem = r.String(
+      "mem", type.memory_gb > 0
+                 ? std::to_string(static_cast<int64_t>(std::ceil(type.memory_gb * 1024))) + "M"
+                 : "");
   q.gres = r.String("gres", type.gpus > 0 ? "gpu:" + std::to_string(type.gpus) : "");
   q.time = r.String("time", "");
   q.qos = r.String("qos", "");
@@ -175,17 +176,21 @@ std::string SlurmProvider::BatchScript(const AgentLaunchInfo& agent, const std::
                                        const std::string& id, const std::string& dir) const {
   std::string yard = settings_.yard_binary.empty() ? agent.yard_binary : settings_.yard_binary;
   return "#!/bin/sh\n"
-         "# Trainyard instance " + id + ", written by the slurm provider. The agent's\n"
+         "# Trainyard instance " +
+         id +
+         ", written by the slurm provider. The agent's\n"
          "# token comes in the environment (YARD_AGENT_TOKEN), never in this file.\n"
-         "exec " + ShellQuote(yard) + " agent --server " + ShellQuote(url) + " --instance " +
-         ShellQuote(id) + " --dir " + ShellQuote(dir) + "\n";
+         "exec " +
+         ShellQuote(yard) + " agent --server " + ShellQuote(url) + " --instance " + ShellQuote(id) +
+         " --dir " + ShellQuote(dir) + "\n";
 }
 
 StatusOr<std::string> SlurmProvider::Submit(const SlurmRequest& req, const AgentLaunchInfo& agent,
                                             const std::string& id, const std::string& dir) {
   CommandSpec spec;
-  spec.argv = {Tool("sbatch"), "--parsable", "--job-name=yard-" + id, "--output=" + dir + "/agent.log",
-               "--no-requeue", "--export=ALL"};
+  spec.argv = {Tool("sbatch"),          "--parsable",
+               "--job-name=yard-" + id, "--output=" + dir + "/agent.log",
+               "--no-requeue",          "--export=ALL"};
   for (const auto& list : {req.SbatchArgs(), settings_.sbatch_args})
     spec.argv.insert(spec.argv.end(), list.begin(), list.end());
   spec.argv.push_back(dir + "/slurm-agent.sh");
@@ -228,9 +233,12 @@ Status SlurmProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
   YARD_ASSIGN_OR_RETURN(std::string url, ServerUrl(agent));
   std::string dir = settings_.work_dir + "/" + inst->id;
   YARD_RETURN_IF_ERROR(MakeDirs(dir));
-  YARD_RETURN_IF_ERROR(WriteFileAtomic(dir + "/slurm-agent.sh", BatchScript(agent, url, inst->id, dir), 0755));
+  YARD_RETURN_IF_ERROR(
+      WriteFileAtomic(dir + "/slurm-agent.sh", BatchScript(agent, url, inst->id, dir), 0755));
   YARD_ASSIGN_OR_RETURN(std::string slurm_id, Submit(req, agent, inst->id, dir));
-  inst->info.update({{"slurm_job_id", slurm_id}, {"dir", dir}, {"partition", req.partition},
+  inst->info.update({{"slurm_job_id", slurm_id},
+                     {"dir", dir},
+                     {"partition", req.partition},
                      {"nodes", req.nodes}});
   MutexLock lock(mu_);
   Job& job = jobs_[slurm_id];
@@ -323,8 +331,12 @@ void SlurmProvider::PollJobs() {
       if (job.ended_because.empty()) ids.push_back(id);
   }
   if (ids.empty()) return;
-  StatusOr<CommandResult> r = runner_->Run(
-      {{Tool("squeue"), "-h", "-t", "all", "-j", Join(ids, ","), "-o", "%i|%T|%N|%r"}, {}, "", kToolTimeout, {}});
+  StatusOr<CommandResult> r =
+      runner_->Run({{Tool("squeue"), "-h", "-t", "all", "-j", Join(ids, ","), "-o", "%i|%T|%N|%r"},
+                    {},
+                    "",
+                    kToolTimeout,
+                    {}});
   // squeue fails outright when it knows none of the ids; any other failure
   // (slurmctld unreachable) says nothing about our jobs: wait for the next round.
   if (!r.ok() || (!r->ok() && r->err.find("Invalid job id") == std::string::npos)) return;
@@ -334,8 +346,10 @@ void SlurmProvider::PollJobs() {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || !it->second.ended_because.empty()) continue;
     auto row = rows.find(id);
-    if (row == rows.end()) Update(id, it->second, "", "", "");
-    else Update(id, it->second, row->second[0], row->second[1], row->second[2]);
+    if (row == rows.end())
+      Update(id, it->second, "", "", "");
+    else
+      Update(id, it->second, row->second[0], row->second[1], row->second[2]);
   }
 }
 
@@ -356,9 +370,11 @@ void SlurmProvider::Update(const std::string& slurm_id, Job& job, const std::str
     if (job.started) {
       End(slurm_id, job, where + " went back to PENDING" + why + ": Slurm requeued it", true);
     } else if (waited > std::chrono::duration<double>(settings_.pending_timeout_s)) {
-      End(slurm_id, job, where + " was still pending after " +
-                             std::to_string(static_cast<int>(settings_.pending_timeout_s)) + " s" + why +
-                             ": withdrawn", true);
+      End(slurm_id, job,
+          where + " was still pending after " +
+              std::to_string(static_cast<int>(settings_.pending_timeout_s)) + " s" + why +
+              ": withdrawn",
+          true);
     }
   } else {
     bool lingers = IsRequeued(state) || state == "SUSPENDED" || state == "STOPPED";
@@ -366,7 +382,8 @@ void SlurmProvider::Update(const std::string& slurm_id, Job& job, const std::str
   }
 }
 
-void SlurmProvider::End(const std::string& slurm_id, Job& job, const std::string& why, bool cancel) {
+void SlurmProvider::End(const std::string& slurm_id, Job& job, const std::string& why,
+                        bool cancel) {
   job.ended_because = why;
   interrupted_.push_back({job.instance_id, why});
   if (cancel) to_cancel_.insert(slurm_id);

@@ -64,12 +64,12 @@ struct SlurmSettings {
 struct SlurmRequest {
   std::string partition;  // "" = the cluster's default
   int nodes = 1;
-  int cpus = 1;           // per node
-  std::string mem;        // per node, Slurm syntax ("4G"); "" = Slurm's default
-  std::string gres;       // "gpu:2"
-  std::string time;       // time limit, Slurm syntax ("1:00:00")
-  std::string qos;        // "" = the association's default
-  std::string account;    // "" = the user's default
+  int cpus = 1;         // per node
+  std::string mem;      // per node, Slurm syntax ("4G"); "" = Slurm's default
+  std::string gres;     // "gpu:2"
+  std::string time;     // time limit, Slurm syntax ("1:00:00")
+  std::string qos;      // "" = the association's default
+  std::string account;  // "" = the user's default
   std::vector<std::string> extra;
 
   static StatusOr<SlurmRequest> ForType(const MachineType& type);
@@ -105,7 +105,7 @@ class SlurmProvider : public Provider {
     std::string nodes;                // node list, once running
     bool started = false;             // seen RUNNING at least once
     std::chrono::steady_clock::time_point submitted;
-    std::string ended_because;        // non-empty: reported (or to be)
+    std::string ended_because;  // non-empty: reported (or to be)
   };
   struct Node {
     std::string name, partition, state;
@@ -135,10 +135,10 @@ class SlurmProvider : public Provider {
   const std::unique_ptr<CommandRunner> runner_;
   Mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, Job> jobs_ GUARDED_BY(mu_);  // by Slurm job id
+  std::map<std::string, Job> jobs_ GUARDED_BY(mu_);                 // by Slurm job id
   std::map<std::string, std::string> by_instance_ GUARDED_BY(mu_);  // instance -> Slurm id
-  std::vector<Node> nodes_ GUARDED_BY(mu_);  // last sinfo
-  std::set<std::string> to_cancel_ GUARDED_BY(mu_);  // scancel due or failed: retry
+  std::vector<Node> nodes_ GUARDED_BY(mu_);                         // last sinfo
+  std::set<std::string> to_cancel_ GUARDED_BY(mu_);                 // scancel due or failed: retry
   std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread poller_;

@@ -8,15 +8,16 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "common/files.h"
 #include "common/fake_command_runner.h"
+#include "common/files.h"
 
 namespace yard {
 namespace {
 
 namespace fs = std::filesystem;
 
-MachineType Type(const std::string& name, int cpus, nlohmann::json options = nlohmann::json::object()) {
+MachineType Type(const std::string& name, int cpus,
+                 nlohmann::json options = nlohmann::json::object()) {
   MachineType t;
   t.name = name;
   t.provider = "slurm";
@@ -32,8 +33,9 @@ bool Has(const std::vector<std::string>& argv, const std::string& arg) {
 class SlurmProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("yard-slurm-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("yard-slurm-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     settings_.work_dir = dir_.string();
     settings_.pending_timeout_s = 100;
@@ -51,9 +53,11 @@ class SlurmProviderTest : public ::testing::Test {
     return Result(127, "", "unexpected " + tool);
   }
   void Make() {
-    auto runner = std::make_unique<FakeCommandRunner>([this](const CommandSpec& s) { return Answer(s); });
+    auto runner =
+        std::make_unique<FakeCommandRunner>([this](const CommandSpec& s) { return Answer(s); });
     runner_ = runner.get();
-    provider_ = std::make_unique<SlurmProvider>(settings_, std::move(runner), /*start_poller=*/false);
+    provider_ =
+        std::make_unique<SlurmProvider>(settings_, std::move(runner), /*start_poller=*/false);
   }
   void Squeue(const std::string& rows) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -87,15 +91,17 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
   auto calls = runner_->CallsOf("sbatch");
   ASSERT_EQ(calls.size(), 1u);
   const auto& argv = calls[0].argv;
-  for (const char* want : {"--partition=gpu", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=4",
-                           "--mem=16384M", "--gres=gpu:2", "--time=1:00:00", "--no-requeue",
-                           "--job-name=yard-inst-1", "--parsable"})
+  for (const char* want :
+       {"--partition=gpu", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=4", "--mem=16384M",
+        "--gres=gpu:2", "--time=1:00:00", "--no-requeue", "--job-name=yard-inst-1", "--parsable"})
     EXPECT_TRUE(Has(argv, want)) << want;
   for (const auto& a : argv) EXPECT_EQ(a.find("secret-token"), std::string::npos) << a;
   EXPECT_EQ(calls[0].env, std::vector<std::string>{"YARD_AGENT_TOKEN=secret-token"});
   std::string script = *ReadFile(argv.back());
-  EXPECT_NE(script.find("exec '/opt/yard/yard' agent --server 'http://10.0.0.1:8080' --instance 'inst-1'"),
-            std::string::npos) << script;
+  EXPECT_NE(script.find(
+                "exec '/opt/yard/yard' agent --server 'http://10.0.0.1:8080' --instance 'inst-1'"),
+            std::string::npos)
+      << script;
   EXPECT_EQ(script.find("secret-token"), std::string::npos);
   EXPECT_EQ(inst.info["slurm_job_id"], "42");
   EXPECT_EQ(inst.info["nodes"], 2);
@@ -108,9 +114,11 @@ TEST_F(SlurmProviderTest, TheServersTlsFingerprintGoesBesideTheToken) {
   LaunchOne(Type("cpu", 1));
   auto calls = runner_->CallsOf("sbatch");
   ASSERT_EQ(calls.size(), 1u);
-  EXPECT_EQ(calls[0].env, (std::vector<std::string>{"YARD_AGENT_TOKEN=secret-token",
-                                                    "YARD_SERVER_FINGERPRINT=" + agent_.server_fingerprint}));
-  EXPECT_NE(ReadFile(calls[0].argv.back())->find("--server 'https://10.0.0.1:8080'"), std::string::npos);
+  EXPECT_EQ(calls[0].env,
+            (std::vector<std::string>{"YARD_AGENT_TOKEN=secret-token",
+                                      "YARD_SERVER_FINGERPRINT=" + agent_.server_fingerprint}));
+  EXPECT_NE(ReadFile(calls[0].argv.back())->find("--server 'https://10.0.0.1:8080'"),
+            std::string::npos);
 }
 
 TEST_F(SlurmProviderTest, JobSettingsBecomeTheSbatchFlagsOverTheTypesOptions) {
@@ -125,7 +133,8 @@ TEST_F(SlurmProviderTest, JobSettingsBecomeTheSbatchFlagsOverTheTypesOptions) {
   auto calls = runner_->CallsOf("sbatch");
   ASSERT_EQ(calls.size(), 1u);
   const auto& argv = calls[0].argv;
-  for (const char* want : {"--partition=gpu", "--time=0:30:00", "--qos=low", "--mem=1G", "--cpus-per-task=2"})
+  for (const char* want :
+       {"--partition=gpu", "--time=0:30:00", "--qos=low", "--mem=1G", "--cpus-per-task=2"})
     EXPECT_TRUE(Has(argv, want)) << want;
   EXPECT_FALSE(Has(argv, "--partition=debug")) << "the setting replaces the catalog's partition";
   EXPECT_FALSE(Has(argv, "--time=4:00:00"));
@@ -136,19 +145,22 @@ TEST_F(SlurmProviderTest, PartitionSettingIsWhereCapacityIsCounted) {
   provider_->PollOnce();
   MachineType type = Type("cpu", 2);  // the default partition (debug): n1 has 2 idle, n2 1
   EXPECT_EQ(provider_->Available(type), 1);
-  EXPECT_EQ(provider_->Available(type.WithSettings({{"partition", "gpu"}})), 4) << "n3: 8 idle CPUs";
+  EXPECT_EQ(provider_->Available(type.WithSettings({{"partition", "gpu"}})), 4)
+      << "n3: 8 idle CPUs";
 }
 
 TEST_F(SlurmProviderTest, SbatchRefusalIsAFailedAttemptWithSlurmsReason) {
   Make();
   runner_->SetAnswer([](const CommandSpec&) {
-    return StatusOr<CommandResult>(Result(1, "", "sbatch: error: invalid partition specified: nope\n"));
+    return StatusOr<CommandResult>(
+        Result(1, "", "sbatch: error: invalid partition specified: nope\n"));
   });
   InstanceRecord inst;
   inst.id = "inst-1";
   Status s = provider_->Launch(type_, agent_, &inst);
   EXPECT_NE(s.code(), Code::kResourceExhausted);
-  EXPECT_NE(s.message().find("invalid partition specified: nope"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("invalid partition specified: nope"), std::string::npos)
+      << s.message();
   EXPECT_FALSE(provider_->IsAlive(inst));
 }
 
@@ -177,7 +189,8 @@ TEST_F(SlurmProviderTest, NodeFailureIsReportedOnceWithSlurmsStateAndReason) {
   auto taken = provider_->TakeInterruptions();
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].instance_id, "inst-1");
-  EXPECT_EQ(taken[0].reason, "Slurm job 42 on n1 NODE_FAIL (NodeDown): a node of the allocation failed");
+  EXPECT_EQ(taken[0].reason,
+            "Slurm job 42 on n1 NODE_FAIL (NodeDown): a node of the allocation failed");
   EXPECT_FALSE(provider_->IsAlive(inst));
   provider_->PollOnce();
   EXPECT_TRUE(provider_->TakeInterruptions().empty());
@@ -204,7 +217,8 @@ TEST_F(SlurmProviderTest, RequeuedOrTooLongPendingJobsAreReportedAndCancelled) {
   provider_->PollOnce();
   taken = provider_->TakeInterruptions();
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_NE(taken[0].reason.find("still pending after 0 s (Resources): withdrawn"), std::string::npos)
+  EXPECT_NE(taken[0].reason.find("still pending after 0 s (Resources): withdrawn"),
+            std::string::npos)
       << taken[0].reason;
   EXPECT_EQ(runner_->CallsOf("scancel").size(), 1u);
 }
@@ -221,7 +235,7 @@ TEST_F(SlurmProviderTest, TerminateScancelsAndRetriesUntilSlurmHasIt) {
   provider_->PollOnce();
   provider_->PollOnce();
   EXPECT_EQ(runner_->CallsOf("scancel").size(), 3u);  // done: not asked again
-  EXPECT_TRUE(runner_->CallsOf("squeue").empty());     // a terminated job is not watched
+  EXPECT_TRUE(runner_->CallsOf("squeue").empty());    // a terminated job is not watched
 }
 
 TEST_F(SlurmProviderTest, AnAdoptedJobThatIsGoneIsReported) {
@@ -231,12 +245,14 @@ TEST_F(SlurmProviderTest, AnAdoptedJobThatIsGoneIsReported) {
   inst.info = {{"slurm_job_id", "7"}};
   EXPECT_TRUE(provider_->Adopt(inst));
   runner_->SetAnswer([](const CommandSpec& s) {
-    return StatusOr<CommandResult>(s.argv[0] == "squeue" ? Result(0, "7|TIMEOUT|n2|TimeLimit\n") : Result(0, ""));
+    return StatusOr<CommandResult>(s.argv[0] == "squeue" ? Result(0, "7|TIMEOUT|n2|TimeLimit\n")
+                                                         : Result(0, ""));
   });
   provider_->PollOnce();
   auto taken = provider_->TakeInterruptions();
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].reason, "Slurm job 7 on n2 TIMEOUT (TimeLimit): the allocation reached its time limit");
+  EXPECT_EQ(taken[0].reason,
+            "Slurm job 7 on n2 TIMEOUT (TimeLimit): the allocation reached its time limit");
 }
 
 TEST(SlurmSettingsTest, TyposAreErrorsThatNameTheKey) {

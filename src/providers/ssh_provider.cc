@@ -24,7 +24,8 @@ bool IsLoopback(const std::string& host) {
 std::string UrlHost(const std::string& url) {
   size_t start = url.find("://");
   start = start == std::string::npos ? 0 : start + 3;
-  if (start < url.size() && url[start] == '[') return url.substr(start, url.find(']', start) + 1 - start);
+  if (start < url.size() && url[start] == '[')
+    return url.substr(start, url.find(']', start) + 1 - start);
   return url.substr(start, url.find_first_of(":/", start) - start);
 }
 
@@ -70,7 +71,8 @@ StatusOr<SshSettings> SshSettings::FromJson(const Json& j, const std::string& ho
   s.server_url = r.String("server_url", "");
   s.yard_binary = r.String("yard_binary", "");
   YARD_RETURN_IF_ERROR(r.Finish());
-  if (s.connect_timeout_s <= 0) return InvalidArgument("providers.ssh.connect_timeout_s must be > 0");
+  if (s.connect_timeout_s <= 0)
+    return InvalidArgument("providers.ssh.connect_timeout_s must be > 0");
   if (s.remote_dir.empty()) return InvalidArgument("providers.ssh.remote_dir must not be empty");
   return s;
 }
@@ -87,7 +89,8 @@ StatusOr<std::map<std::string, std::vector<SshHost>>> SshHostsByType(const Catal
     if (!hosts.is_array() || hosts.empty())
       return InvalidArgument(where + ": \"hosts\" must be a non-empty list of hosts");
     for (size_t i = 0; i < hosts.size(); ++i) {
-      YARD_ASSIGN_OR_RETURN(SshHost h, ParseHost(hosts[i], settings, where + ": hosts[" + std::to_string(i) + "]"));
+      YARD_ASSIGN_OR_RETURN(
+          SshHost h, ParseHost(hosts[i], settings, where + ": hosts[" + std::to_string(i) + "]"));
       out[t.name].push_back(h);
     }
   }
@@ -112,7 +115,8 @@ SshProvider::~SshProvider() {
   worker_.join();
 }
 
-StatusOr<std::string> SshProvider::ServerUrl(const AgentLaunchInfo& agent, const SshHost& host) const {
+StatusOr<std::string> SshProvider::ServerUrl(const AgentLaunchInfo& agent,
+                                             const SshHost& host) const {
   std::string url = settings_.server_url.empty() ? agent.server_url : settings_.server_url;
   if (url.empty()) {
     YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(agent.server_url_file));
@@ -130,7 +134,8 @@ StatusOr<std::string> SshProvider::ServerUrl(const AgentLaunchInfo& agent, const
 
 // ------------------------------------------------------------ launching
 
-std::optional<SshHost> SshProvider::Reserve(const std::string& type, const std::string& instance_id) {
+std::optional<SshHost> SshProvider::Reserve(const std::string& type,
+                                            const std::string& instance_id) {
   auto it = hosts_.find(type);
   if (it == hosts_.end()) return std::nullopt;
   MutexLock lock(mu_);
@@ -171,14 +176,16 @@ Status SshProvider::Launch(const MachineType& type, const AgentLaunchInfo& agent
   StatusOr<std::string> url = ServerUrl(agent, *host);
   Status s = url.status();
   if (s.ok()) s = remote_.Install(*host);
-  StatusOr<RemoteAgent> started = s.ok() ? remote_.StartAgent(*host, *url, agent.agent_token, inst->id,
-                                                                     AgentTlsEnvironment(agent))
+  StatusOr<RemoteAgent> started = s.ok() ? remote_.StartAgent(*host, *url, agent.agent_token,
+                                                              inst->id, AgentTlsEnvironment(agent))
                                          : StatusOr<RemoteAgent>(s);
   if (!started.ok()) {
     Release(inst->id);
     return started.status();
   }
-  inst->info.update({{"host", host->Name()}, {"address", host->address}, {"pid", started->pid},
+  inst->info.update({{"host", host->Name()},
+                     {"address", host->address},
+                     {"pid", started->pid},
                      {"dir", started->dir}});
   MutexLock lock(mu_);
   Agent& a = agents_[inst->id];
@@ -204,10 +211,14 @@ bool SshProvider::Confirm(const std::string& instance_id) {
     a = it->second;
   }
   std::string log = ShellQuote(a.dir + "/agent.log");
-  StatusOr<CommandResult> r = remote_.Run(a.host,
-      "if grep -q '" + std::string(kRegisteredLine) + "' " + log + " 2>/dev/null; then echo registered; "
-      "elif kill -0 " + a.pid + " 2>/dev/null; then echo starting; "
-      "else echo exited; tail -n 5 " + log + " 2>/dev/null; fi");
+  StatusOr<CommandResult> r =
+      remote_.Run(a.host, "if grep -q '" + std::string(kRegisteredLine) + "' " + log +
+                              " 2>/dev/null; then echo registered; "
+                              "elif kill -0 " +
+                              a.pid +
+                              " 2>/dev/null; then echo starting; "
+                              "else echo exited; tail -n 5 " +
+                              log + " 2>/dev/null; fi");
   if (!r.ok()) return false;  // look again
   std::string verdict = FirstWord(r->out);
   MutexLock lock(mu_);
@@ -218,7 +229,8 @@ bool SshProvider::Confirm(const std::string& instance_id) {
   std::string tail = r->out.substr(r->out.find('\n') + 1);
   while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
   it->second.confirmed = true;
-  interrupted_.push_back({instance_id, "the agent on " + a.host.Name() + " exited before it registered" +
+  interrupted_.push_back({instance_id, "the agent on " + a.host.Name() +
+                                           " exited before it registered" +
                                            (tail.empty() ? "" : ": " + tail)});
   return true;
 }
@@ -232,7 +244,8 @@ void SshProvider::Post(std::function<void()> task) {
 void SshProvider::WorkerMain() {
   MutexLock lock(mu_);
   for (;;) {
-    wake_.wait_for(lock.unique(), kWatchEvery, [this]() REQUIRES(mu_) { return stop_ || !tasks_.empty(); });
+    wake_.wait_for(lock.unique(), kWatchEvery,
+                   [this]() REQUIRES(mu_) { return stop_ || !tasks_.empty(); });
     if (!tasks_.empty()) {
       std::function<void()> task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -270,19 +283,24 @@ Status SshProvider::Terminate(const InstanceRecord& inst) {
   }
   Release(inst.id);
   if (!a || a->pid.empty()) return Status::Ok();
-  Post([this, host = a->host, id = inst.id, pid = a->pid, dir = a->dir] { EndOnHost(host, id, pid, dir); });
+  Post([this, host = a->host, id = inst.id, pid = a->pid, dir = a->dir] {
+    EndOnHost(host, id, pid, dir);
+  });
   return Status::Ok();
 }
 
-void SshProvider::EndOnHost(const SshHost& host, const std::string& instance_id, const std::string& pid,
-                            const std::string& dir) {
-  StatusOr<CommandResult> ended = remote_.Run(host, SshRemote::TerminateScript(instance_id, pid, dir));
+void SshProvider::EndOnHost(const SshHost& host, const std::string& instance_id,
+                            const std::string& pid, const std::string& dir) {
+  StatusOr<CommandResult> ended =
+      remote_.Run(host, SshRemote::TerminateScript(instance_id, pid, dir));
   if (!ended.ok() || !delivered_) return;
   std::vector<std::string> done = DeliveredSpoolFiles(ended->out, delivered_);
-  if (!done.empty() || ended->out.empty()) (void)remote_.Run(host, SshRemote::RemoveSpoolFilesScript(dir, done));
+  if (!done.empty() || ended->out.empty())
+    (void)remote_.Run(host, SshRemote::RemoveSpoolFilesScript(dir, done));
 }
 
-std::vector<std::string> DeliveredSpoolFiles(const std::string& report, const SpoolDelivered& delivered) {
+std::vector<std::string> DeliveredSpoolFiles(const std::string& report,
+                                             const SpoolDelivered& delivered) {
   std::vector<std::string> out;
   size_t start = 0;
   while (start < report.size()) {
@@ -294,7 +312,8 @@ std::vector<std::string> DeliveredSpoolFiles(const std::string& report, const Sp
         !j["attempt"].is_number_integer() || !j["records"].is_number_integer())
       continue;  // not a report line (a shell's noise): nothing is removed for it
     int64_t held = delivered(j["job"].get<std::string>(), j["attempt"].get<int64_t>());
-    if (held >= 0 && j["records"].get<int64_t>() <= held) out.push_back(j["file"].get<std::string>());
+    if (held >= 0 && j["records"].get<int64_t>() <= held)
+      out.push_back(j["file"].get<std::string>());
   }
   return out;
 }

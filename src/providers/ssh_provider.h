@@ -108,7 +108,7 @@ class SshProvider : public Provider {
   SshRemote remote_;  // over runner_
   Mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, int> used_ GUARDED_BY(mu_);  // host name -> agents
+  std::map<std::string, int> used_ GUARDED_BY(mu_);      // host name -> agents
   std::map<std::string, Agent> agents_ GUARDED_BY(mu_);  // by instance id
   std::vector<Interruption> interrupted_ GUARDED_BY(mu_);
   std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
@@ -120,6 +120,7 @@ class SshProvider : public Provider {
 
 // The files of a `yard agent --spool-report` (one JSON object a line) whose
 // every record `delivered` says the server holds.
-std::vector<std::string> DeliveredSpoolFiles(const std::string& report, const SpoolDelivered& delivered);
+std::vector<std::string> DeliveredSpoolFiles(const std::string& report,
+                                             const SpoolDelivered& delivered);
 
 }  // namespace yard

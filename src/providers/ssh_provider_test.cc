@@ -10,9 +10,9 @@
 #include <limits>
 #include <thread>
 
+#include "common/fake_command_runner.h"
 #include "common/files.h"
 #include "common/hashing.h"
-#include "common/fake_command_runner.h"
 
 namespace yard {
 namespace {
@@ -50,8 +50,9 @@ Step StepOf(const CommandSpec& s) {
 class SshProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("yard-ssh-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("yard-ssh-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     binary_ = "pretend this is yard";
     ASSERT_TRUE(WriteFileAtomic((dir_ / "yard").string(), binary_, 0755).ok());
@@ -72,10 +73,14 @@ class SshProviderTest : public ::testing::Test {
   FakeCommandRunner::Answer Host(std::string remote_hash, std::string confirm = "starting\n") {
     return [remote_hash, confirm](const CommandSpec& s) -> StatusOr<CommandResult> {
       switch (StepOf(s)) {
-        case Step::kProbe: return Result(0, remote_hash + "  /root/.cache/trainyard/bin/yard\n");
-        case Step::kStart: return Result(0, "4242 /root/.cache/trainyard/instances/inst-1\n");
-        case Step::kConfirm: return Result(0, confirm);
-        default: return Result(0, "");
+        case Step::kProbe:
+          return Result(0, remote_hash + "  /root/.cache/trainyard/bin/yard\n");
+        case Step::kStart:
+          return Result(0, "4242 /root/.cache/trainyard/instances/inst-1\n");
+        case Step::kConfirm:
+          return Result(0, confirm);
+        default:
+          return Result(0, "");
       }
     };
   }
@@ -116,7 +121,8 @@ TEST_F(SshProviderTest, CopiesAnotherBuildAndStartsTheAgentWithItsTokenOnStdin) 
   const auto& argv = calls[2].argv;
   for (const char* want : {"BatchMode=yes", "-i", "/k", "-l", "root", "10.0.0.2"})
     EXPECT_NE(std::find(argv.begin(), argv.end(), want), argv.end()) << want;
-  EXPECT_NE(ScriptOf(calls[2]).find("--server 'http://10.0.0.1:8080' --instance 'inst-1'"), std::string::npos);
+  EXPECT_NE(ScriptOf(calls[2]).find("--server 'http://10.0.0.1:8080' --instance 'inst-1'"),
+            std::string::npos);
   EXPECT_EQ(inst.info["pid"], "4242");
   EXPECT_EQ(inst.info["host"], "root@10.0.0.2:22");
   EXPECT_EQ(provider_->Available(type_), 0);  // one slot, taken
@@ -156,7 +162,9 @@ TEST_F(SshProviderTest, AnUnreachableHostIsAFailedAttemptThatFreesIt) {
   InstanceRecord inst;
   Status s = Launch(&inst);
   EXPECT_NE(s.code(), Code::kResourceExhausted);  // the controller falls back at once
-  EXPECT_EQ(s.message(), "cannot reach root@10.0.0.2:22: ssh: connect to host 10.0.0.2 port 22: Connection refused");
+  EXPECT_EQ(
+      s.message(),
+      "cannot reach root@10.0.0.2:22: ssh: connect to host 10.0.0.2 port 22: Connection refused");
   EXPECT_EQ(provider_->Available(type_), 1);
   EXPECT_FALSE(provider_->IsAlive(inst));
 }
@@ -181,8 +189,9 @@ TEST_F(SshProviderTest, AnAgentThatDiesBeforeRegisteringIsReportedWithItsLog) {
     taken = provider_->TakeInterruptions();
   }
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_EQ(taken[0].reason, "the agent on root@10.0.0.2:22 exited before it registered: "
-                             "yard: agent inst-1: registering: unauthenticated: bad token");
+  EXPECT_EQ(taken[0].reason,
+            "the agent on root@10.0.0.2:22 exited before it registered: "
+            "yard: agent inst-1: registering: unauthenticated: bad token");
   EXPECT_EQ(provider_->Available(type_), 1);
 }
 
@@ -204,19 +213,21 @@ TEST_F(SshProviderTest, TerminateSignalsOnlyOurAgentOffTheCallersThread) {
 // from the host, as the local provider does (since 45c71bf); one with a
 // record the server lacks stays. Before, spool/ stayed whatever it held.
 TEST_F(SshProviderTest, TerminateRemovesTheSpoolFilesTheServerHolds) {
-  std::string report =
-      R"({"file": "job-a-1.spool", "job": "job-a", "attempt": 1, "records": 7})" "\n"
-      R"({"file": "job-b-2.spool", "job": "job-b", "attempt": 2, "records": 9})" "\n"
-      R"({"file": "job-c-1.spool", "job": "job-c", "attempt": 1, "records": 3})" "\n"
-      "noise from a login shell\n";
+  std::string report = R"({"file": "job-a-1.spool", "job": "job-a", "attempt": 1, "records": 7})"
+                       "\n"
+                       R"({"file": "job-b-2.spool", "job": "job-b", "attempt": 2, "records": 9})"
+                       "\n"
+                       R"({"file": "job-c-1.spool", "job": "job-c", "attempt": 1, "records": 3})"
+                       "\n"
+                       "noise from a login shell\n";
   FakeCommandRunner::Answer host = Host("none", "registered\n");
   Make([host, report](const CommandSpec& s) -> StatusOr<CommandResult> {
     if (StepOf(s) == Step::kKill) return Result(0, report);
     return host(s);
   });
   provider_->SetSpoolDelivered([](const std::string& job, int64_t attempt) -> int64_t {
-    if (job == "job-a") return 7;          // all of it
-    if (job == "job-b") return 8;          // one record short: kept
+    if (job == "job-a") return 7;                                    // all of it
+    if (job == "job-b") return 8;                                    // one record short: kept
     return attempt == 1 ? std::numeric_limits<int64_t>::max() : -1;  // job-c: moved past it
   });
   InstanceRecord inst;
@@ -230,15 +241,19 @@ TEST_F(SshProviderTest, TerminateRemovesTheSpoolFilesTheServerHolds) {
     killed |= StepOf(c) == Step::kKill;
   }
   ASSERT_EQ(after.size(), 1u);
-  EXPECT_EQ(after[0], "cd '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null || exit 0\n"
-                      "rm -f -- 'job-a-1.spool'\nrm -f -- 'job-c-1.spool'\n"
-                      "cd / && rmdir '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null; true");
+  EXPECT_EQ(after[0],
+            "cd '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null || exit 0\n"
+            "rm -f -- 'job-a-1.spool'\nrm -f -- 'job-c-1.spool'\n"
+            "cd / && rmdir '/root/.cache/trainyard/instances/inst-1/spool' 2>/dev/null; true");
 }
 
 TEST(SshRemoteTest, TheTerminateScriptAsksTheHostsOwnYardForTheSpoolReport) {
   std::string script = SshRemote::TerminateScript("inst-1", "4242", "/r/instances/inst-1");
-  EXPECT_NE(script.find("'/r/bin/yard' agent --instance 'inst-1' --dir '/r/instances/inst-1' --spool-report"),
-            std::string::npos) << script;
+  EXPECT_NE(
+      script.find(
+          "'/r/bin/yard' agent --instance 'inst-1' --dir '/r/instances/inst-1' --spool-report"),
+      std::string::npos)
+      << script;
   EXPECT_EQ(SshRemote::RemoteYardOf("/r/instances/inst-1/"), "/r/bin/yard");
   EXPECT_EQ(SshRemote::RemoveSpoolFilesScript("/r/instances/i", {"../x", "a/b", "ok.spool"}),
             "cd '/r/instances/i/spool' 2>/dev/null || exit 0\nrm -f -- 'ok.spool'\n"

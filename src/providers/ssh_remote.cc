@@ -25,15 +25,24 @@ SshRemote::SshRemote(SshSettings settings, CommandRunner* runner)
     : settings_(std::move(settings)), runner_(runner) {}
 
 std::string SshRemote::DirPrelude() const {
-  return "D=" + ShellQuote(settings_.remote_dir) + "; case \"$D\" in /*) ;; *) D=\"$HOME/$D\" ;; esac\n";
+  return "D=" + ShellQuote(settings_.remote_dir) +
+         "; case \"$D\" in /*) ;; *) D=\"$HOME/$D\" ;; esac\n";
 }
 
-std::vector<std::string> SshRemote::Argv(const SshHost& host, const std::vector<std::string>& options) const {
-  std::vector<std::string> argv = {
-      "ssh", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-      "-o", "ConnectTimeout=" + std::to_string(static_cast<int>(std::max(1.0, settings_.connect_timeout_s))),
-      "-o", "StrictHostKeyChecking=" + settings_.strict_host_key_checking,
-      "-p", std::to_string(host.port)};
+std::vector<std::string> SshRemote::Argv(const SshHost& host,
+                                         const std::vector<std::string>& options) const {
+  std::vector<std::string> argv = {"ssh",
+                                   "-o",
+                                   "BatchMode=yes",
+                                   "-o",
+                                   "LogLevel=ERROR",
+                                   "-o",
+                                   "ConnectTimeout=" + std::to_string(static_cast<int>(std::max(
+                                                           1.0, settings_.connect_timeout_s))),
+                                   "-o",
+                                   "StrictHostKeyChecking=" + settings_.strict_host_key_checking,
+                                   "-p",
+                                   std::to_string(host.port)};
   if (!settings_.known_hosts.empty())
     argv.insert(argv.end(), {"-o", "UserKnownHostsFile=" + settings_.known_hosts});
   if (!host.key.empty()) argv.insert(argv.end(), {"-i", host.key, "-o", "IdentitiesOnly=yes"});
@@ -95,11 +104,18 @@ Status SshRemote::InstallFile(const SshHost& host, const std::string& local,
   if (FirstWord(probe.out) == want) return Status::Ok();
   YARD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(local));
   std::string copy = prelude +
-      "mkdir -p \"$D/bin\" || exit 1\n"
-      "T=\"$D/bin/." + name + ".$$\"\n"
-      "cat > \"$T\" && [ \"$(sha256sum < \"$T\" | cut -d' ' -f1)\" = " + want + " ] && chmod 755 \"$T\" && "
-      "mv -f \"$T\" " + remote + " && exit 0\n"
-      "rm -f \"$T\"; echo \"the copy of " + name + " did not arrive intact\" >&2; exit 1\n";
+                     "mkdir -p \"$D/bin\" || exit 1\n"
+                     "T=\"$D/bin/." +
+                     name +
+                     ".$$\"\n"
+                     "cat > \"$T\" && [ \"$(sha256sum < \"$T\" | cut -d' ' -f1)\" = " +
+                     want +
+                     " ] && chmod 755 \"$T\" && "
+                     "mv -f \"$T\" " +
+                     remote +
+                     " && exit 0\n"
+                     "rm -f \"$T\"; echo \"the copy of " +
+                     name + " did not arrive intact\" >&2; exit 1\n";
   YARD_ASSIGN_OR_RETURN(CommandResult r, Run(host, copy, bytes));
   if (!r.ok()) return Unavailable("copying " + name + " to " + host.Name() + ": " + r.Reason());
   return Status::Ok();
@@ -113,9 +129,11 @@ StatusOr<std::string> ExportLines(const std::vector<std::string>& env) {
   for (const std::string& e : env) {
     size_t eq = e.find('=');
     std::string name = e.substr(0, eq);
-    bool ok = eq != std::string::npos && !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
-              name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
-                  std::string::npos;
+    bool ok =
+        eq != std::string::npos && !name.empty() &&
+        !std::isdigit(static_cast<unsigned char>(name[0])) &&
+        name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+            std::string::npos;
     if (!ok) return InvalidArgument("not an environment variable for the agent: '" + e + "'");
     out += "export " + name + "=" + ShellQuote(e.substr(eq + 1)) + "\n";
   }
@@ -128,13 +146,15 @@ StatusOr<RemoteAgent> SshRemote::StartAgent(const SshHost& host, const std::stri
                                             const std::string& token, const std::string& id,
                                             const std::vector<std::string>& env) const {
   YARD_ASSIGN_OR_RETURN(std::string exports, ExportLines(env));
-  std::string script = DirPrelude() + exports +
-      "I=\"$D/instances/\"" + ShellQuote(id) + "\n"
+  std::string script =
+      DirPrelude() + exports + "I=\"$D/instances/\"" + ShellQuote(id) +
+      "\n"
       "mkdir -p \"$I\" || exit 1\n"
       "IFS= read -r YARD_AGENT_TOKEN || exit 1\n"
       "export YARD_AGENT_TOKEN\n"
       "cd \"$I\" || exit 1\n"
-      "setsid \"$D/bin/yard\" agent --server " + ShellQuote(url) + " --instance " + ShellQuote(id) +
+      "setsid \"$D/bin/yard\" agent --server " +
+      ShellQuote(url) + " --instance " + ShellQuote(id) +
       " --dir \"$I\" --sandbox-if-possible --sandbox-show-host --sandbox-hide \"$D/instances\""
       " </dev/null >>\"$I/agent.log\" 2>&1 &\n"
       "echo \"$! $I\"\n";
@@ -156,21 +176,30 @@ std::string SshRemote::TerminateScript(const std::string& instance_id, const std
   // the host's own `yard` reports what spool/ holds (SpoolReportLine), so
   // that the server can remove what it has (RemoveSpoolFilesScript).
   std::string p = "/proc/" + pid;
-  std::string script =
-      "if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then\n"
-      "  kill -TERM " + pid + "\n"
-      "  i=0; while [ -d " + p + " ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
-      "  if grep -q " + ShellQuote(instance_id) + " " + p + "/cmdline 2>/dev/null; then kill -KILL " +
-      pid + "; sleep 0.2; fi\n"
-      "fi\n";
+  std::string script = "if grep -q " + ShellQuote(instance_id) + " " + p +
+                       "/cmdline 2>/dev/null; then\n"
+                       "  kill -TERM " +
+                       pid +
+                       "\n"
+                       "  i=0; while [ -d " +
+                       p +
+                       " ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
+                       "  if grep -q " +
+                       ShellQuote(instance_id) + " " + p +
+                       "/cmdline 2>/dev/null; then kill -KILL " + pid +
+                       "; sleep 0.2; fi\n"
+                       "fi\n";
   if (dir.find("/instances/") != std::string::npos) {
     std::string d = ShellQuote(dir);
     script += "if [ -d " + d + " ] && ! grep -q " + ShellQuote(instance_id) + " " + p +
               "/cmdline 2>/dev/null; then\n"
-              "  find " + d + " -mindepth 1 -maxdepth 1 ! -name agent.log ! -name spool "
+              "  find " +
+              d +
+              " -mindepth 1 -maxdepth 1 ! -name agent.log ! -name spool "
               "-exec rm -rf {} +\n"
-              "  if [ -d " + d + "/spool ]; then " + ShellQuote(RemoteYardOf(dir)) +
-              " agent --instance " + ShellQuote(instance_id) + " --dir " + d +
+              "  if [ -d " +
+              d + "/spool ]; then " + ShellQuote(RemoteYardOf(dir)) + " agent --instance " +
+              ShellQuote(instance_id) + " --dir " + d +
               " --spool-report || true; fi\n"
               "fi\n";
   }
@@ -183,7 +212,8 @@ std::string SshRemote::RemoteYardOf(const std::string& instance_dir) {
   return (d.parent_path().parent_path() / "bin" / "yard").string();
 }
 
-std::string SshRemote::RemoveSpoolFilesScript(const std::string& dir, const std::vector<std::string>& files) {
+std::string SshRemote::RemoveSpoolFilesScript(const std::string& dir,
+                                              const std::vector<std::string>& files) {
   std::string spool = ShellQuote(dir + "/spool");
   std::string script = "cd " + spool + " 2>/dev/null || exit 0\n";
   // Names as the report gave them: plain file names, never a path.

@@ -22,15 +22,15 @@ namespace yard {
 // providers.ssh in the catalog file (docs/providers.md). user, key, port
 // and known_hosts are defaults for hosts that do not say.
 struct SshSettings {
-  std::string user;         // "" = ssh's default (the server's user)
-  std::string key;          // identity file; "" = ssh's defaults
+  std::string user;  // "" = ssh's default (the server's user)
+  std::string key;   // identity file; "" = ssh's defaults
   int port = 22;
   std::string known_hosts;  // "" = ssh's default file
   std::string strict_host_key_checking = "accept-new";
   double connect_timeout_s = 5;
   std::string remote_dir = ".cache/trainyard";  // relative: to the remote home
-  std::string server_url;   // what agents dial; "" = the server's own URL
-  std::string yard_binary;  // the local binary to copy; "" = PortableYard()
+  std::string server_url;                       // what agents dial; "" = the server's own URL
+  std::string yard_binary;                      // the local binary to copy; "" = PortableYard()
 
   static StatusOr<SshSettings> FromJson(const nlohmann::json& j, const std::string& home);
 };
@@ -57,7 +57,8 @@ class SshRemote {
 
   // ssh's argv for `host` without the destination: batch mode, timeouts,
   // host key checking, port, key, user, then `options` (-o/-R ...).
-  std::vector<std::string> Argv(const SshHost& host, const std::vector<std::string>& options = {}) const;
+  std::vector<std::string> Argv(const SshHost& host,
+                                const std::vector<std::string>& options = {}) const;
   // Runs `script` under sh on `host` with `input` on its stdin. A script
   // that ran and failed is a result; Unavailable when ssh itself failed
   // (exit 255: unreachable, refused, authentication), with ssh's words.
@@ -83,7 +84,8 @@ class SshRemote {
                                      const std::string& dir);
   // The script that removes `files` (names in dir/spool) and spool/ itself
   // once that leaves it empty.
-  static std::string RemoveSpoolFilesScript(const std::string& dir, const std::vector<std::string>& files);
+  static std::string RemoveSpoolFilesScript(const std::string& dir,
+                                            const std::vector<std::string>& files);
   // <remote_dir>/bin/yard for an instance folder <remote_dir>/instances/<id>.
   static std::string RemoteYardOf(const std::string& instance_dir);
   // A script prelude setting $D to remote_dir as an absolute path.

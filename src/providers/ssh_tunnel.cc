@@ -25,7 +25,8 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstDelay{500};
 constexpr milliseconds kMaxDelay{30000};
-constexpr auto kStableAfter = std::chrono::seconds(30);  // up this long: the next delay is the first
+constexpr auto kStableAfter =
+    std::chrono::seconds(30);  // up this long: the next delay is the first
 constexpr const char* kUpLine = "yard-tunnel-up";
 
 double SecondsSince(Clock::time_point t) {
@@ -34,7 +35,8 @@ double SecondsSince(Clock::time_point t) {
 
 }  // namespace
 
-SshTunnel::SshTunnel(SshRemote* remote, TunnelSpec spec) : remote_(remote), spec_(std::move(spec)) {}
+SshTunnel::SshTunnel(SshRemote* remote, TunnelSpec spec)
+    : remote_(remote), spec_(std::move(spec)) {}
 
 SshTunnel::~SshTunnel() { Stop(); }
 
@@ -81,13 +83,14 @@ pid_t SshTunnel::TunnelPid() const {
 
 // ------------------------------------------------------------ scripts
 
-std::vector<std::string> SshTunnel::TunnelArgv(const std::string& server_host, int server_port) const {
+std::vector<std::string> SshTunnel::TunnelArgv(const std::string& server_host,
+                                               int server_port) const {
   std::string forward = "127.0.0.1:" + std::to_string(spec_.remote_port) + ":" + server_host + ":" +
                         std::to_string(server_port);
   std::vector<std::string> argv = remote_->Argv(
-      spec_.host, {"-T", "-o", "ExitOnForwardFailure=yes",
-                   "-o", "ServerAliveInterval=" + std::to_string(spec_.alive_interval_s),
-                   "-o", "ServerAliveCountMax=" + std::to_string(spec_.alive_count_max), "-R", forward});
+      spec_.host, {"-T", "-o", "ExitOnForwardFailure=yes", "-o",
+                   "ServerAliveInterval=" + std::to_string(spec_.alive_interval_s), "-o",
+                   "ServerAliveCountMax=" + std::to_string(spec_.alive_count_max), "-R", forward});
   argv.insert(argv.end(), {spec_.host.address, "sh -c " + ShellQuote(SessionScript())});
   if (!spec_.ssh_program.empty()) argv[0] = spec_.ssh_program;
   return argv;
@@ -98,22 +101,25 @@ std::string SshTunnel::SessionScript() const {
   // the parent chain) goes to tunnel.pid: ClearScript ends that session if
   // it outlives its client. `cat` keeps the session open until the
   // connection ends (its stdin is ssh's, which we hold open).
-  return remote_->DirPrelude() +
-         "I=\"$D/instances/\"" + ShellQuote(spec_.instance_id) + "\n"
+  return remote_->DirPrelude() + "I=\"$D/instances/\"" + ShellQuote(spec_.instance_id) +
+         "\n"
          "mkdir -p \"$I\" || exit 1\n"
          "p=$$\n"
          "while [ \"$p\" -gt 1 ] && [ \"$(cat /proc/$p/comm 2>/dev/null)\" != sshd ]; do\n"
          "  set -- $(cat /proc/$p/stat 2>/dev/null) 0 0 0 1; p=$4\n"
          "done\n"
          "echo \"$p\" > \"$I/tunnel.pid\"\n"
-         "echo " + std::string(kUpLine) + "\n"
+         "echo " +
+         std::string(kUpLine) +
+         "\n"
          "exec cat > /dev/null\n";
 }
 
 std::string SshTunnel::ClearScript() const {
-  return remote_->DirPrelude() +
-         "F=\"$D/instances/\"" + ShellQuote(spec_.instance_id) + "/tunnel.pid\n"
-         "P=$(cat \"$F\" 2>/dev/null) && [ \"$(cat /proc/$P/comm 2>/dev/null)\" = sshd ] && kill \"$P\"\n"
+  return remote_->DirPrelude() + "F=\"$D/instances/\"" + ShellQuote(spec_.instance_id) +
+         "/tunnel.pid\n"
+         "P=$(cat \"$F\" 2>/dev/null) && [ \"$(cat /proc/$P/comm 2>/dev/null)\" = sshd ] && kill "
+         "\"$P\"\n"
          "rm -f \"$F\"; true\n";
 }
 
@@ -139,7 +145,8 @@ void SshTunnel::Main() {
 }
 
 Status SshTunnel::WaitForSsh() {
-  Clock::time_point deadline = Clock::now() + milliseconds(static_cast<int64_t>(spec_.ready_timeout_s * 1000));
+  Clock::time_point deadline =
+      Clock::now() + milliseconds(static_cast<int64_t>(spec_.ready_timeout_s * 1000));
   for (;;) {
     StatusOr<CommandResult> r = remote_->Run(spec_.host, "true");
     if (r.ok() && r->ok()) return Status::Ok();
@@ -166,7 +173,8 @@ StatusOr<std::pair<std::string, int>> SshTunnel::ServerAddress() const {
   start = start == std::string::npos ? 0 : start + 3;
   size_t colon = url.find(':', start);
   size_t end = url.find('/', start);
-  if (colon == std::string::npos || colon > end) return InvalidArgument("no port in the server URL " + url);
+  if (colon == std::string::npos || colon > end)
+    return InvalidArgument("no port in the server URL " + url);
   int port = std::atoi(url.c_str() + colon + 1);
   if (port <= 0 || port > 65535) return InvalidArgument("no port in the server URL " + url);
   return std::make_pair(url.substr(start, colon - start), port);
@@ -200,8 +208,10 @@ void SshTunnel::RunOnce() {
   int status = 0;
   ::waitpid(*pid, &status, 0);
   ::close(in);
-  Note("ssh exited (" + std::string(WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                        : "code " + std::to_string(WEXITSTATUS(status))) + ")");
+  Note("ssh exited (" +
+       std::string(WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                       : "code " + std::to_string(WEXITSTATUS(status))) +
+       ")");
 }
 
 void SshTunnel::OnUp() {
@@ -211,15 +221,15 @@ void SshTunnel::OnUp() {
     up_since_ = Clock::now();
     start_agent = !agent_started_;
   }
-  Note("the tunnel is up: 127.0.0.1:" + std::to_string(spec_.remote_port) + " on " + spec_.host.Name() +
-       " reaches the server");
+  Note("the tunnel is up: 127.0.0.1:" + std::to_string(spec_.remote_port) + " on " +
+       spec_.host.Name() + " reaches the server");
   if (!start_agent) return;
   // The forward carries the server's own protocol: TLS end to end when it speaks it.
   StatusOr<std::string> server = ServerUrl();
   std::string scheme = server.ok() && server->rfind("https://", 0) == 0 ? "https" : "http";
-  StatusOr<RemoteAgent> agent = remote_->StartAgent(
-      spec_.host, scheme + "://127.0.0.1:" + std::to_string(spec_.remote_port), spec_.agent_token,
-      spec_.instance_id, spec_.agent_env);
+  StatusOr<RemoteAgent> agent =
+      remote_->StartAgent(spec_.host, scheme + "://127.0.0.1:" + std::to_string(spec_.remote_port),
+                          spec_.agent_token, spec_.instance_id, spec_.agent_env);
   if (!agent.ok()) return Fail(agent.status());
   MutexLock lock(mu_);
   agent_started_ = true;
@@ -310,13 +320,15 @@ StatusOr<TunnelSettings> TunnelSettings::FromJson(const nlohmann::json& j) {
   s.remote_dir = r.String("remote_dir", s.remote_dir);
   YARD_RETURN_IF_ERROR(r.Finish());
   if (s.address != "public" && s.address != "private")
-    return InvalidArgument("providers.aws.tunnel.address must be \"public\" or \"private\", not \"" +
-                           s.address + "\"");
+    return InvalidArgument(
+        "providers.aws.tunnel.address must be \"public\" or \"private\", not \"" + s.address +
+        "\"");
   if (s.port <= 0 || s.port > 65535 || s.remote_port <= 0 || s.remote_port > 65535)
     return InvalidArgument("providers.aws.tunnel: port and remote_port must be in 1..65535");
   if (s.connect_timeout_s <= 0 || s.ready_timeout_s <= 0 || s.remote_dir.empty())
-    return InvalidArgument("providers.aws.tunnel: connect_timeout_s and ready_timeout_s must be > 0, "
-                           "remote_dir not empty");
+    return InvalidArgument(
+        "providers.aws.tunnel: connect_timeout_s and ready_timeout_s must be > 0, "
+        "remote_dir not empty");
   return s;
 }
 
@@ -356,8 +368,8 @@ AwsTunnels::~AwsTunnels() {
   for (std::thread& t : closers) t.join();
 }
 
-void AwsTunnels::Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
-                      const std::string& token, bool agent_runs,
+void AwsTunnels::Open(const std::string& id, const std::string& private_ip,
+                      const std::string& public_ip, const std::string& token, bool agent_runs,
                       const std::vector<std::string>& agent_env) {
   TunnelSpec spec;
   spec.host.address = settings_.address == "public" && !public_ip.empty() ? public_ip : private_ip;
@@ -372,7 +384,8 @@ void AwsTunnels::Open(const std::string& id, const std::string& private_ip, cons
   spec.ready_timeout_s = settings_.ready_timeout_s;
   spec.start_agent = !agent_runs;
   spec.agent_env = agent_env;
-  if (!log_dir_.empty() && MakeDirs(log_dir_ + "/" + id).ok()) spec.log_path = log_dir_ + "/" + id + "/tunnel.log";
+  if (!log_dir_.empty() && MakeDirs(log_dir_ + "/" + id).ok())
+    spec.log_path = log_dir_ + "/" + id + "/tunnel.log";
   auto tunnel = std::make_unique<SshTunnel>(&remote_, spec);
   tunnel->Start();
   std::unique_ptr<SshTunnel> old;
@@ -408,11 +421,11 @@ std::vector<Interruption> AwsTunnels::TakeFailures() {
   std::vector<Interruption> out;
   MutexLock lock(mu_);
   for (auto it = tunnels_.begin(); it != tunnels_.end();) {
-      std::string why = it->second->State().failure;
-      if (why.empty()) {
-        ++it;
-        continue;
-      }
+    std::string why = it->second->State().failure;
+    if (why.empty()) {
+      ++it;
+      continue;
+    }
     out.push_back({it->first, "the SSH tunnel to " + hosts_[it->first] + " gave up: " + why});
     Retire(std::move(it->second));
     hosts_.erase(it->first);

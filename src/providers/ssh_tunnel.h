@@ -58,14 +58,14 @@ struct TunnelSpec {
   // at each start of the tunnel.
   std::string server_url;
   std::string server_url_file;
-  int remote_port = 0;           // the agent dials 127.0.0.1:remote_port on the host
-  std::string log_path;          // ssh's stderr and the tunnel's own notes (appended)
-  double ready_timeout_s = 600;  // how long Start waits for the host's sshd
-  int alive_interval_s = 5;      // ServerAliveInterval
-  int alive_count_max = 3;       // ServerAliveCountMax
-  bool start_agent = true;       // false: the agent runs already (an adopted instance)
+  int remote_port = 0;                 // the agent dials 127.0.0.1:remote_port on the host
+  std::string log_path;                // ssh's stderr and the tunnel's own notes (appended)
+  double ready_timeout_s = 600;        // how long Start waits for the host's sshd
+  int alive_interval_s = 5;            // ServerAliveInterval
+  int alive_count_max = 3;             // ServerAliveCountMax
+  bool start_agent = true;             // false: the agent runs already (an adopted instance)
   std::vector<std::string> agent_env;  // "NAME=value" exported for the agent it starts
-  std::string ssh_program;       // "" = ssh from PATH (tests put a fake here)
+  std::string ssh_program;             // "" = ssh from PATH (tests put a fake here)
 };
 
 // How the tunnel is, at one moment.
@@ -144,7 +144,7 @@ struct TunnelSettings {
   std::string known_hosts;         // "" = ssh's default file
   std::string strict_host_key_checking = "accept-new";
   double connect_timeout_s = 10;
-  double ready_timeout_s = 600;    // how long a booting instance's sshd may take
+  double ready_timeout_s = 600;  // how long a booting instance's sshd may take
   std::string remote_dir = ".cache/trainyard";
 
   // `j`: the "tunnel" object (null: all defaults).
@@ -159,8 +159,8 @@ class InstanceTunnels {
   // Opens instance `id`'s tunnel to one of its EC2 addresses and, unless
   // `agent_runs` (an adopted instance), installs and starts its agent with
   // `token` and `agent_env` ("NAME=value") in its environment.
-  virtual void Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
-                    const std::string& token, bool agent_runs,
+  virtual void Open(const std::string& id, const std::string& private_ip,
+                    const std::string& public_ip, const std::string& token, bool agent_runs,
                     const std::vector<std::string>& agent_env) = 0;
   virtual void Close(const std::string& id) = 0;  // stops it; never waits
   // SshTunnel::CountedSilence of instance `id`'s tunnel (`silent_s` when none).
@@ -180,7 +180,8 @@ class AwsTunnels : public InstanceTunnels {
 
   // The address is picked from both by settings.address.
   void Open(const std::string& id, const std::string& private_ip, const std::string& public_ip,
-            const std::string& token, bool agent_runs, const std::vector<std::string>& agent_env) override;
+            const std::string& token, bool agent_runs,
+            const std::vector<std::string>& agent_env) override;
   void Close(const std::string& id) override;  // on a thread of its own
   double CountedSilence(const std::string& id, double silent_s) const override;
   std::vector<Interruption> TakeFailures() override;
@@ -193,7 +194,7 @@ class AwsTunnels : public InstanceTunnels {
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<SshTunnel>> tunnels_ GUARDED_BY(mu_);
   std::map<std::string, std::string> hosts_ GUARDED_BY(mu_);  // id -> host name
-  std::vector<std::thread> closers_ GUARDED_BY(mu_);  // stopping tunnels
+  std::vector<std::thread> closers_ GUARDED_BY(mu_);          // stopping tunnels
 
   void Retire(std::unique_ptr<SshTunnel> t) REQUIRES(mu_);
 };

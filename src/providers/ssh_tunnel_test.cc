@@ -30,12 +30,15 @@ bool WaitUntil(const std::function<bool()>& cond) {
 class SshTunnelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("yard-tunnel-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("yard-tunnel-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     // Like the real session: says it is up, then holds until stdin ends.
     fake_ssh_ = (dir_ / "ssh").string();
-    ASSERT_TRUE(WriteFileAtomic(fake_ssh_, "#!/bin/sh\necho yard-tunnel-up\nexec cat > /dev/null\n", 0755).ok());
+    ASSERT_TRUE(
+        WriteFileAtomic(fake_ssh_, "#!/bin/sh\necho yard-tunnel-up\nexec cat > /dev/null\n", 0755)
+            .ok());
     spec_.host = SshHost{"10.1.2.3", 2222, "ubuntu", "/k.pem", 1};
     spec_.instance_id = "inst-1";
     spec_.server_url = "http://127.0.0.1:8750";
@@ -49,7 +52,8 @@ class SshTunnelTest : public ::testing::Test {
   fs::path dir_;
   std::string fake_ssh_;
   TunnelSpec spec_;
-  FakeCommandRunner runner_{[](const CommandSpec&) -> StatusOr<CommandResult> { return Result(0, ""); }};
+  FakeCommandRunner runner_{
+      [](const CommandSpec&) -> StatusOr<CommandResult> { return Result(0, ""); }};
   SshRemote remote_{SshSettings{}, &runner_};
 };
 
@@ -57,7 +61,9 @@ TEST_F(SshTunnelTest, ArgvForwardsTheRemotePortToTheServerWithKeepalives) {
   spec_.ssh_program = "";
   SshTunnel t(&remote_, spec_);
   std::vector<std::string> argv = t.TunnelArgv("127.0.0.1", 8750);
-  auto has = [&](const std::string& a) { return std::find(argv.begin(), argv.end(), a) != argv.end(); };
+  auto has = [&](const std::string& a) {
+    return std::find(argv.begin(), argv.end(), a) != argv.end();
+  };
   EXPECT_EQ(argv[0], "ssh");
   EXPECT_TRUE(has("ExitOnForwardFailure=yes"));
   EXPECT_TRUE(has("ServerAliveInterval=5"));
@@ -86,7 +92,8 @@ TEST_F(SshTunnelTest, AKilledTunnelIsStartedAgainAndStopEndsIt) {
   EXPECT_NE(second, first);
   // Each start first ends a lingering earlier session on the host.
   int clears = 0;
-  for (const CommandSpec& c : runner_.calls()) clears += c.argv.back().find("tunnel.pid") != std::string::npos;
+  for (const CommandSpec& c : runner_.calls())
+    clears += c.argv.back().find("tunnel.pid") != std::string::npos;
   EXPECT_EQ(clears, 2);
   t.Stop();
   EXPECT_FALSE(t.State().up);
@@ -136,8 +143,10 @@ TEST_F(SshTunnelTest, ATlsServerIsDialedOverHttpsThroughTheTunnel) {
   std::string start;
   for (const CommandSpec& c : runner_.calls())
     if (c.argv.back().find("agent --server") != std::string::npos) start = c.argv.back();
-  EXPECT_NE(start.find(Quoted("agent --server 'https://127.0.0.1:47100'")), std::string::npos) << start;
-  EXPECT_NE(start.find(Quoted("export YARD_SERVER_FINGERPRINT='AB:CD'\n")), std::string::npos) << start;
+  EXPECT_NE(start.find(Quoted("agent --server 'https://127.0.0.1:47100'")), std::string::npos)
+      << start;
+  EXPECT_NE(start.find(Quoted("export YARD_SERVER_FINGERPRINT='AB:CD'\n")), std::string::npos)
+      << start;
 }
 
 TEST_F(SshTunnelTest, TheAgentItStartsGetsTheEnvironmentItWasGiven) {
@@ -166,11 +175,13 @@ TEST_F(SshTunnelTest, TheAgentItStartsGetsTheEnvironmentItWasGiven) {
   size_t watch = start.find(Quoted("export YARD_PREEMPTION_WATCH='imds'\n"));
   EXPECT_NE(watch, std::string::npos) << start;
   EXPECT_LT(watch, start.find("agent --server")) << start;
-  EXPECT_NE(start.find(Quoted("export ODD=" + ShellQuote("it's") + "\n")), std::string::npos) << start;
+  EXPECT_NE(start.find(Quoted("export ODD=" + ShellQuote("it's") + "\n")), std::string::npos)
+      << start;
 }
 
 TEST(SshRemoteTest, StartAgentRefusesAnEnvironmentNameTheShellWouldNotTake) {
-  FakeCommandRunner runner([](const CommandSpec&) -> StatusOr<CommandResult> { return Result(0, "1 /d\n"); });
+  FakeCommandRunner runner(
+      [](const CommandSpec&) -> StatusOr<CommandResult> { return Result(0, "1 /d\n"); });
   SshRemote remote(SshSettings{}, &runner);
   SshHost host{"10.1.2.3", 22, "ubuntu", "", 1};
   for (const char* bad : {"NOEQUALS", "=x", "1X=y", "A B=c", "A;rm -rf /=x"}) {

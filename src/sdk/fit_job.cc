@@ -174,7 +174,7 @@ StatusOr<std::unique_ptr<yard::HttpClient>> ConnectTo(const Connection& c) {
 }  // namespace
 
 StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std::string& top,
-                                TransferReport* report) {
+                                      TransferReport* report) {
   yard::TransferStats data_stats, rest_stats;
   YARD_ASSIGN_OR_RETURN(yard::Manifest data,
                         yard::UploadDirectory(client, JoinPath(top, "data"), &data_stats));
@@ -280,7 +280,7 @@ std::string SubmittedLine(const JobInput& in, const std::string& job_id) {
 std::string Record(const Submitted& job, const Json& final_job, const JobInput& in,
                    ProgressTracker* tracker) {
   RecordInput r{job.job_id, job.spec,          job.manifest, job.bundle_dir->path(),
-                final_job,  tracker->events(), in.packages, nlohmann::json()};
+                final_job,  tracker->events(), in.packages,  nlohmann::json()};
   StatusOr<std::string> path = WriteRecordArchive(std::move(r));
   if (!path.ok()) {
     tracker->Info("could not write the record archive of " + job.job_id + ": " +
@@ -319,7 +319,8 @@ StatusOr<Submitted> Submit(const JobInput& in) {
   YARD_RETURN_IF_ERROR(WriteBundle(in, top->path()));
   Submitted out;
   YARD_ASSIGN_OR_RETURN(out.client, ConnectTo(in.connection));
-  YARD_ASSIGN_OR_RETURN(yard::Manifest bundle, UploadBundle(*out.client, top->path(), &out.transfer));
+  YARD_ASSIGN_OR_RETURN(yard::Manifest bundle,
+                        UploadBundle(*out.client, top->path(), &out.transfer));
   Tell(in, "", UploadLine(out.transfer));
   Json spec = JobSpec(in, bundle);
   YARD_ASSIGN_OR_RETURN(Json reply, out.client->Post("/v1/jobs", spec));

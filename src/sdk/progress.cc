@@ -92,7 +92,8 @@ const Json* EpochValues(const Json& ev) {
 std::pair<History, std::vector<int64_t>> HistoryWithEpochs(const std::vector<Json>& events) {
   std::map<int64_t, std::map<std::string, double>> per_epoch;
   for (const Json& ev : events)
-    if (const Json* v = EpochValues(ev)) per_epoch[(*v)["epoch"].get<int64_t>()] = NumericValues(*v);
+    if (const Json* v = EpochValues(ev))
+      per_epoch[(*v)["epoch"].get<int64_t>()] = NumericValues(*v);
   std::pair<History, std::vector<int64_t>> out;
   History& history = out.first;
   for (const auto& [epoch, values] : per_epoch)

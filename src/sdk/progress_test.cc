@@ -52,8 +52,10 @@ TEST(HistoryFromEventsTest, SharedCasesWithThePythonSdk) {
       const std::vector<double>& got = history[key];
       ASSERT_EQ(got.size(), want.size()) << key;
       for (size_t i = 0; i < got.size(); ++i) {
-        if (want[i].is_null()) EXPECT_TRUE(std::isnan(got[i])) << key << "[" << i << "]";
-        else EXPECT_EQ(got[i], want[i].get<double>()) << key << "[" << i << "]";
+        if (want[i].is_null())
+          EXPECT_TRUE(std::isnan(got[i])) << key << "[" << i << "]";
+        else
+          EXPECT_EQ(got[i], want[i].get<double>()) << key << "[" << i << "]";
       }
     }
   }

@@ -49,15 +49,16 @@ Json RecordJson(const RecordInput& in) {
   Json decisions = Json::array();
   for (const Json& ev : in.events)
     if (ev.value("kind", "") == "decision") decisions.push_back(ev.value("message", ""));
-  return {{"format", "trainyard-record"},
-          {"version", 1},
-          {"job_id", in.job_id},
-          {"created_at", UnixSeconds()},
-          {"spec", in.spec},
-          {"job", in.job},
-          {"environment", in.environment.is_null() ? RecordEnvironment(in.packages) : in.environment},
-          {"decisions", decisions},
-          {"final_metrics", FinalMetrics(in.events)}};
+  return {
+      {"format", "trainyard-record"},
+      {"version", 1},
+      {"job_id", in.job_id},
+      {"created_at", UnixSeconds()},
+      {"spec", in.spec},
+      {"job", in.job},
+      {"environment", in.environment.is_null() ? RecordEnvironment(in.packages) : in.environment},
+      {"decisions", decisions},
+      {"final_metrics", FinalMetrics(in.events)}};
 }
 
 // A rename, or a copy and a removal where the two are on different file
@@ -85,7 +86,8 @@ yard::Status Stage(RecordInput& in, const std::string& stage) {
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/events.jsonl", lines));
   YARD_RETURN_IF_ERROR(yard::WriteFileAtomic(stage + "/bundle/manifest.json", in.manifest.dump()));
   for (const char* part : {"main", "data"})
-    YARD_RETURN_IF_ERROR(MoveTree(fs::path(in.bundle_top) / part, fs::path(stage) / "bundle" / part));
+    YARD_RETURN_IF_ERROR(
+        MoveTree(fs::path(in.bundle_top) / part, fs::path(stage) / "bundle" / part));
   return yard::Status::Ok();
 }
 
@@ -111,7 +113,8 @@ Json FinalMetrics(const std::vector<Json>& events) {
   Json last = Json::object();
   for (const Json& ev : events) {
     const Json* v = EpochValues(ev);
-    if (v && (last.empty() || (*v)["epoch"].get<double>() >= last["epoch"].get<double>())) last = *v;
+    if (v && (last.empty() || (*v)["epoch"].get<double>() >= last["epoch"].get<double>()))
+      last = *v;
   }
   for (const char* k : {"seconds", "samples_per_s", "epochs"}) last.erase(k);
   return last;

@@ -49,7 +49,8 @@ yard::Status CheckFormat(const std::string& archive, const Json& rec) {
   if (!rec.is_object() || rec.value("format", "") != "trainyard-record")
     return yard::InvalidArgument(archive + " is not a trainyard record archive");
   if (rec.value("version", Json()) != Json(1))
-    return yard::InvalidArgument(archive + ": record version " + rec.value("version", Json()).dump() +
+    return yard::InvalidArgument(archive + ": record version " +
+                                 rec.value("version", Json()).dump() +
                                  " is not supported (this yard reads version 1)");
   return yard::Status::Ok();
 }
@@ -65,8 +66,8 @@ Json ReplaySpec(const Json& rec, const yard::Manifest& bundle, const ReplayOptio
     command[0] = o.python;
   spec["command"] = command;
   std::string description = spec.value("description", "");
-  spec["description"] = "replay of " + rec.value("job_id", "") +
-                        (description.empty() ? "" : ": " + description);
+  spec["description"] =
+      "replay of " + rec.value("job_id", "") + (description.empty() ? "" : ": " + description);
   return spec;
 }
 
@@ -85,16 +86,18 @@ Json DiffOf(const Json& a, const Json& b) {
 
 yard::StatusOr<LoadedRecord> LoadRecordArchive(const std::string& archive) {
   if (!fs::is_regular_file(archive))
-    return yard::InvalidArgument(archive + " is not a file: give the path of a record archive "
-                                           "(trainyard-record-<job>.tar.gz)");
+    return yard::InvalidArgument(archive +
+                                 " is not a file: give the path of a record archive "
+                                 "(trainyard-record-<job>.tar.gz)");
   YARD_RETURN_IF_ERROR(CheckEntries(archive));
   LoadedRecord out;
   YARD_ASSIGN_OR_RETURN(out.dir, TempDir::Make("trainyard-replay-"));
   YARD_RETURN_IF_ERROR(Tar({"tar", "-xzf", archive, "-C", out.dir->path()}).status());
   yard::StatusOr<std::string> text = yard::ReadFile(out.dir->path() + "/record.json");
   if (!text.ok())
-    return yard::InvalidArgument(archive + " is not a trainyard record archive: it has no "
-                                           "record.json (record=True writes trainyard-record-<job>.tar.gz)");
+    return yard::InvalidArgument(archive +
+                                 " is not a trainyard record archive: it has no "
+                                 "record.json (record=True writes trainyard-record-<job>.tar.gz)");
   out.record = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
   YARD_RETURN_IF_ERROR(CheckFormat(archive, out.record));
   return out;
@@ -111,7 +114,10 @@ Json CompareMetrics(const Json& recorded, const Json& replayed, double tolerance
     Json diff = DiffOf(a, b);
     bool ok = diff.is_number() &&
               std::abs(diff.get<double>()) <= tolerance * std::max(1.0, std::abs(a.get<double>()));
-    rows.push_back({{"metric", k}, {"recorded", a}, {"replayed", b}, {"diff", diff},
+    rows.push_back({{"metric", k},
+                    {"recorded", a},
+                    {"replayed", b},
+                    {"diff", diff},
                     {"within_tolerance", ok}});
   }
   return rows;
@@ -137,8 +143,12 @@ yard::StatusOr<Json> Replay(const yard::HttpClient& client, const LoadedRecord& 
   bool same = state == "succeeded" && !rows.empty() &&
               std::all_of(rows.begin(), rows.end(),
                           [](const Json& r) { return r["within_tolerance"].get<bool>(); });
-  return Json{{"recorded_job", rec.value("job_id", "")}, {"job", job_id}, {"state", state},
-              {"tolerance", o.tolerance}, {"metrics", rows}, {"same", same}};
+  return Json{{"recorded_job", rec.value("job_id", "")},
+              {"job", job_id},
+              {"state", state},
+              {"tolerance", o.tolerance},
+              {"metrics", rows},
+              {"same", same}};
 }
 
 }  // namespace trainyard::internal

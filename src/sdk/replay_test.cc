@@ -42,15 +42,17 @@ class LoadRecordArchiveTest : public ::testing::Test {
 
 TEST_F(LoadRecordArchiveTest, ReadsARecordAndRefusesOtherArchives) {
   ASSERT_TRUE(yard::MakeDirs(Path("src/bundle")).ok());
-  ASSERT_TRUE(yard::WriteFileAtomic(Path("src/record.json"),
-                                    R"({"format": "trainyard-record", "version": 1, "job_id": "j-7"})")
-                  .ok());
+  ASSERT_TRUE(
+      yard::WriteFileAtomic(Path("src/record.json"),
+                            R"({"format": "trainyard-record", "version": 1, "job_id": "j-7"})")
+          .ok());
   yard::StatusOr<LoadedRecord> ok = LoadRecordArchive(Pack("good"));
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_EQ(ok->record["job_id"], "j-7");
 
   ASSERT_TRUE(yard::WriteFileAtomic(Path("src/record.json"),
-                                    R"({"format": "trainyard-record", "version": 2})").ok());
+                                    R"({"format": "trainyard-record", "version": 2})")
+                  .ok());
   yard::StatusOr<LoadedRecord> later = LoadRecordArchive(Pack("v2"));
   ASSERT_FALSE(later.ok());
   EXPECT_NE(later.status().message().find("record version 2 is not supported"), std::string::npos);

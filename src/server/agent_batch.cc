@@ -13,8 +13,10 @@ namespace {
 Status DecodeFramedRecords(std::string_view body, AgentBatch* b) {
   bool corrupt = false;
   std::optional<Frame> head = NextFrame(&body, &corrupt);
-  if (!head || head->tag != frame_tag::kJson) return InvalidArgument("framed batch without its head");
-  YARD_ASSIGN_OR_RETURN(b->head, ParseStrictObject(std::string(head->payload), {"job", "attempt", "first"}));
+  if (!head || head->tag != frame_tag::kJson)
+    return InvalidArgument("framed batch without its head");
+  YARD_ASSIGN_OR_RETURN(b->head,
+                        ParseStrictObject(std::string(head->payload), {"job", "attempt", "first"}));
   while (std::optional<Frame> f = NextFrame(&body, &corrupt)) {
     if (f->tag == frame_tag::kOutput) {
       b->records.push_back({Json(), f->payload});
@@ -36,15 +38,16 @@ StatusOr<int64_t> GetSequenceNumber(const Json& head, const char* field, int64_t
                                     int64_t min) {
   constexpr double kMax = 9007199254740992.0;  // 2^53: every integer below is a double
   YARD_ASSIGN_OR_RETURN(double v, GetNumber(head, field, static_cast<double>(fallback)));
-  if (!(v >= static_cast<double>(min) && v <= kMax) || v != static_cast<double>(static_cast<int64_t>(v)))
+  if (!(v >= static_cast<double>(min) && v <= kMax) ||
+      v != static_cast<double>(static_cast<int64_t>(v)))
     return InvalidArgument(std::string("field '") + field + "' must be a whole number from " +
                            std::to_string(min) + " to 2^53");
   return static_cast<int64_t>(v);
 }
 
 Status DecodeJsonRecords(std::string_view body, AgentBatch* b) {
-  YARD_ASSIGN_OR_RETURN(b->head,
-                        ParseStrictObject(std::string(body), {"job", "attempt", "first", "records"}));
+  YARD_ASSIGN_OR_RETURN(
+      b->head, ParseStrictObject(std::string(body), {"job", "attempt", "first", "records"}));
   static const Json kNone = Json::array();
   auto it = b->head.find("records");  // a reference: the records point into it
   YARD_ASSIGN_OR_RETURN(b->records, AgentRecordsFromJson(it != b->head.end() ? *it : kNone));
@@ -87,7 +90,8 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
     return InvalidArgument("each record needs a string 'kind'");
   std::string kind = r["kind"];
   if (kind == "output") {
-    if (!r.contains("data") || !r["data"].is_string()) return InvalidArgument("output record needs 'data'");
+    if (!r.contains("data") || !r["data"].is_string())
+      return InvalidArgument("output record needs 'data'");
     return Json{{"kind", "output"}, {"data", r["data"]}};
   }
   if (kind == "decision") {  // e.g. the agent's word on a spot interruption notice
@@ -108,7 +112,9 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
     Manifest m;
     m.files.push_back(e);
     YARD_RETURN_IF_ERROR(ValidateManifest(m).WithContext("artifact"));
-    return Json{{"kind", "artifact"}, {"dir", dir}, {"entry", FileEntryToJson(e)},
+    return Json{{"kind", "artifact"},
+                {"dir", dir},
+                {"entry", FileEntryToJson(e)},
                 {"instance", instance_id}};
   }
   return InvalidArgument("unknown record kind '" + kind + "'");

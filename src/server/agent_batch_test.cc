@@ -7,7 +7,8 @@
 namespace yard {
 namespace {
 
-std::string Framed(const std::string& head, const std::vector<std::pair<char, std::string>>& records) {
+std::string Framed(const std::string& head,
+                   const std::vector<std::pair<char, std::string>>& records) {
   std::string body;
   AppendFrame(frame_tag::kJson, head, &body);
   for (const auto& [tag, payload] : records) AppendFrame(tag, payload, &body);
@@ -15,8 +16,9 @@ std::string Framed(const std::string& head, const std::vector<std::pair<char, st
 }
 
 TEST(AgentBatchTest, DecodesTheFramedForm) {
-  std::string body = Framed(R"({"job": "j1", "attempt": 2, "first": 5})",
-                            {{'o', "bytes \xff as sent\n"}, {'j', R"({"kind": "exit", "exit_code": 0})"}});
+  std::string body =
+      Framed(R"({"job": "j1", "attempt": 2, "first": 5})",
+             {{'o', "bytes \xff as sent\n"}, {'j', R"({"kind": "exit", "exit_code": 0})"}});
   StatusOr<AgentBatch> b = DecodeAgentBatch(body, /*framed=*/true);
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_EQ(b->job, "j1");
@@ -63,7 +65,8 @@ TEST(AgentBatchTest, AttemptAndFirstMustBeWholeNumbersInRange) {
     StatusOr<AgentBatch> b = DecodeAgentBatch(Framed(head, {}), /*framed=*/true);
     ASSERT_FALSE(b.ok()) << head;
     EXPECT_EQ(b.status().code(), Code::kInvalidArgument);
-    EXPECT_NE(b.status().message().find("must be a whole number"), std::string::npos) << b.status().message();
+    EXPECT_NE(b.status().message().find("must be a whole number"), std::string::npos)
+        << b.status().message();
   }
 }
 
@@ -89,7 +92,8 @@ TEST(AgentBatchTest, RecordToEventChecksEachKind) {
   EXPECT_FALSE(RecordToEvent(Json{{"kind", "metric"}, {"values", 1}}, "i").ok());
   EXPECT_FALSE(RecordToEvent(Json::array(), "i").ok());
   StatusOr<Json> bad = RecordToEvent(
-      Json{{"kind", "artifact"}, {"dir", "checkpoints"},
+      Json{{"kind", "artifact"},
+           {"dir", "checkpoints"},
            {"entry", {{"path", "../x"}, {"mode", 420}, {"size", 0}, {"chunks", Json::array()}}}},
       "i");
   ASSERT_FALSE(bad.ok());

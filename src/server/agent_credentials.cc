@@ -10,7 +10,8 @@ constexpr size_t kSecretBytes = 24;  // 48 hex characters
 
 bool HasShape(const std::string& token, const char* prefix) {
   std::string p = prefix;
-  if (token.size() != p.size() + 2 * kSecretBytes || token.compare(0, p.size(), p) != 0) return false;
+  if (token.size() != p.size() + 2 * kSecretBytes || token.compare(0, p.size(), p) != 0)
+    return false;
   for (size_t i = p.size(); i < token.size(); ++i) {
     char c = token[i];
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -69,7 +70,8 @@ std::optional<TokenInfo> AgentCredentials::Identify(const std::string& token) co
   const auto& index = bootstrap ? bootstraps_ : credentials_;
   auto it = index.find(hash);
   if (it == index.end()) return std::nullopt;
-  return TokenInfo{by_instance_.at(it->second).user, bootstrap ? "bootstrap" : "agent", it->second, "", ""};
+  return TokenInfo{by_instance_.at(it->second).user, bootstrap ? "bootstrap" : "agent", it->second,
+                   "", ""};
 }
 
 void AgentCredentials::SetJobChunks(const std::string& instance_id, const std::string& job_key,

@@ -5,8 +5,8 @@
 namespace yard {
 namespace {
 
-InstanceRecord Instance(const std::string& id, const std::string& user, const std::string& bootstrap,
-                        const std::string& credential) {
+InstanceRecord Instance(const std::string& id, const std::string& user,
+                        const std::string& bootstrap, const std::string& credential) {
   InstanceRecord inst;
   inst.id = id;
   inst.user = user;
@@ -64,8 +64,8 @@ TEST(AgentCredentialsTest, JobChunksAreTheBundleAndTheCheckpointToResumeFrom) {
   Json file = {{"path", "x"}, {"chunks", Json::array({Json::array({a, 1}), Json::array({b, 1})})}};
   job.spec["bundle"] = {{"version", 1}, {"files", Json::array({file})}};
   job.spec["other"] = {{"chunks", chunk(d)}};  // not a field the server checked
-  job.sched.resume_from = Json{{"entry", {{"path", "e.pt"}, {"chunks", chunk(c)}}},
-                              {"siblings", Json::array()}};
+  job.sched.resume_from =
+      Json{{"entry", {{"path", "e.pt"}, {"chunks", chunk(c)}}}, {"siblings", Json::array()}};
   EXPECT_EQ(JobChunks(job), (AgentCredentials::ChunkSet{a, b, c}));
 }
 

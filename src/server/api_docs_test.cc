@@ -64,7 +64,8 @@ std::vector<std::string> DocPaths(const std::string& pattern) {
 }
 
 // The routes of `routes` that `doc` does not document, as "METHOD /path".
-std::vector<std::string> UndocumentedRoutes(const std::vector<Route>& routes, const std::string& doc) {
+std::vector<std::string> UndocumentedRoutes(const std::vector<Route>& routes,
+                                            const std::string& doc) {
   std::set<std::string> documented = DocumentedRoutes(doc);
   std::vector<std::string> missing;
   for (const auto& route : routes)
@@ -94,9 +95,10 @@ TEST(ApiDocsTest, EveryRouteIsInApiMd) {
   std::vector<Route> routes = ServedRoutes();
   ASSERT_GT(routes.size(), 10u);
   for (const auto& missing : UndocumentedRoutes(routes, doc))
-    ADD_FAILURE() << missing << " is served but not in docs/api.md: document it there as `" << missing
-                  << "` (a pattern's capture group as {name})";
-  EXPECT_TRUE(DocumentedRoutes(doc).count("GET /v1/health")) << "the health route is not in docs/api.md";
+    ADD_FAILURE() << missing << " is served but not in docs/api.md: document it there as `"
+                  << missing << "` (a pattern's capture group as {name})";
+  EXPECT_TRUE(DocumentedRoutes(doc).count("GET /v1/health"))
+      << "the health route is not in docs/api.md";
 }
 
 TEST(ApiDocsTest, AnUndocumentedRouteIsReported) {
@@ -107,7 +109,8 @@ TEST(ApiDocsTest, AnUndocumentedRouteIsReported) {
             (std::vector<std::string>{"POST /v1/jobs/{}/undocumented"}));
   // Removing the documentation of a served route is caught too.
   std::string without = std::regex_replace(doc, std::regex("`GET /v1/cost`"), "GET /v1/cost");
-  EXPECT_EQ(UndocumentedRoutes(ServedRoutes(), without), (std::vector<std::string>{"GET /v1/cost"}));
+  EXPECT_EQ(UndocumentedRoutes(ServedRoutes(), without),
+            (std::vector<std::string>{"GET /v1/cost"}));
 }
 
 TEST(ApiDocsTest, PatternsBecomeDocPaths) {

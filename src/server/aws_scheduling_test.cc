@@ -28,20 +28,32 @@ class AwsSchedulingTest : public ::testing::Test {
   void Build(ControllerOptions opts = {}) {
     ASSERT_TRUE(WriteFileAtomic(dir_.path() + "/yard", "yard", 0755).ok());
     store_ = std::move(Store::Open(dir_.path() + "/state.db")).value();
-    blobs_ = std::make_unique<BlobStore>(std::move(BlobStore::Open(dir_.path() + "/blobs")).value());
+    blobs_ =
+        std::make_unique<BlobStore>(std::move(BlobStore::Open(dir_.path() + "/blobs")).value());
     settings_ = std::move(AwsSettings::FromJson({{"region", "us-east-1"}, {"connect", "direct"}},
-                                                dir_.path())).value();
+                                                dir_.path()))
+                    .value();
     NewProvider();
-    Json catalog = {{"version", 1}, {"types", {
-        {{"name", "A"}, {"provider", "aws"}, {"gpus", 1}, {"on_demand_price", 0.9},
-         {"default_market", "spot"}, {"options", {{"instance_type", "p2.xlarge"}, {"ami", "ami-1"}}}},
-        {{"name", "B"}, {"provider", "aws"}, {"gpus", 1}, {"on_demand_price", 1.2}, {"spot_price", 0.4},
-         {"options", {{"instance_type", "g4dn.4xlarge"}, {"ami", "ami-1"}}}}}}};
+    Json catalog = {{"version", 1},
+                    {"types",
+                     {{{"name", "A"},
+                       {"provider", "aws"},
+                       {"gpus", 1},
+                       {"on_demand_price", 0.9},
+                       {"default_market", "spot"},
+                       {"options", {{"instance_type", "p2.xlarge"}, {"ami", "ami-1"}}}},
+                      {{"name", "B"},
+                       {"provider", "aws"},
+                       {"gpus", 1},
+                       {"on_demand_price", 1.2},
+                       {"spot_price", 0.4},
+                       {"options", {{"instance_type", "g4dn.4xlarge"}, {"ami", "ami-1"}}}}}}};
     opts.default_machine = "A";
     controller_ = std::make_unique<Controller>(
         store_.get(), blobs_.get(), std::move(Catalog::FromJson(catalog)).value(),
         std::map<std::string, Provider*>{{"aws", aws_.get()}},
-        AgentLaunchInfo{"http://127.0.0.1:9", "", "agent-token", dir_.path() + "/yard", ""}, &clock_, opts);
+        AgentLaunchInfo{"http://127.0.0.1:9", "", "agent-token", dir_.path() + "/yard", ""},
+        &clock_, opts);
     ASSERT_TRUE(controller_->Recover().ok());
   }
 
@@ -56,7 +68,8 @@ class AwsSchedulingTest : public ::testing::Test {
     EXPECT_TRUE(store_->AddBlobOwners("ann", {h}).ok());
     Manifest m;
     m.files.push_back(FileEntry{"train.py", 0644, data.size(), {{h, data.size()}}, ""});
-    Json spec = {{"command", {"python3", "train.py"}}, {"bundle", m.ToJson()}, {"machines", machines}};
+    Json spec = {
+        {"command", {"python3", "train.py"}}, {"bundle", m.ToJson()}, {"machines", machines}};
     if (extra.is_object()) spec.update(extra);
     StatusOr<JobRecord> job = controller_->SubmitJob("ann", spec);
     EXPECT_TRUE(job.ok()) << job.status().ToString();
@@ -104,8 +117,10 @@ TEST_F(AwsSchedulingTest, CapacityAnswerFailsTheAttemptAtOnceAndTheNextTypeRuns)
   EXPECT_EQ(j.machine_type, "B");
   EXPECT_EQ(Inst(j.instance_id).state, instance_state::kProvisioning);
   std::string events = Events(job);
-  EXPECT_NE(events.find("gave up on A: EC2 RunInstances: InsufficientInstanceCapacity: We currently"),
-            std::string::npos) << events;
+  EXPECT_NE(
+      events.find("gave up on A: EC2 RunInstances: InsufficientInstanceCapacity: We currently"),
+      std::string::npos)
+      << events;
   EXPECT_NE(events.find("granted: new B instance"), std::string::npos) << events;
   ASSERT_EQ(ec2_->Live().size(), 1u);
   EXPECT_EQ(ec2_->Live()[0].instance_type, "g4dn.4xlarge");
@@ -151,7 +166,8 @@ TEST_F(AwsSchedulingTest, InstanceStillPendingAtWaitRequestIsEndedAndTheNextType
   clock_.Advance(0.1);
   Step();
   EXPECT_EQ(Inst(first).state, instance_state::kTerminated);
-  EXPECT_NE(Events(job).find("gave up on A: not running within 30 s"), std::string::npos) << Events(job);
+  EXPECT_NE(Events(job).find("gave up on A: not running within 30 s"), std::string::npos)
+      << Events(job);
   ASSERT_EQ(ec2_->runs.size(), 2u);
   EXPECT_EQ(ec2_->runs[1].instance_type, "g4dn.4xlarge");
   std::vector<aws::Ec2Instance> live = ec2_->Live();
@@ -169,12 +185,14 @@ TEST_F(AwsSchedulingTest, InstanceStillPendingAtWaitRequestIsEndedAndTheNextType
 TEST_F(AwsSchedulingTest, MissingPermissionFailsTheJobAtOnceWithoutFallback) {
   Build();
   ec2_->run_faults["p2.xlarge"] = {aws::Ec2ErrorKind::kAuth, "UnauthorizedOperation",
-                                   "You are not authorized to perform this operation.", "ec2:RunInstances"};
+                                   "You are not authorized to perform this operation.",
+                                   "ec2:RunInstances"};
   std::string job = Submit({"A", "B"});
   Step();
   JobRecord j = Job(job);
   EXPECT_EQ(j.state, job_state::kFailed);
-  EXPECT_NE(j.message.find("UnauthorizedOperation: You are not authorized"), std::string::npos) << j.message;
+  EXPECT_NE(j.message.find("UnauthorizedOperation: You are not authorized"), std::string::npos)
+      << j.message;
   EXPECT_NE(j.message.find("ec2:RunInstances"), std::string::npos) << j.message;
   EXPECT_EQ(ec2_->runs.size(), 1u) << "B was never asked for";
   EXPECT_TRUE(ec2_->Live().empty());
@@ -236,7 +254,8 @@ TEST_F(AwsSchedulingTest, JobEndWithoutCoolDownEndsTheEc2InstanceAndBillsEc2sSpo
   EXPECT_EQ(Inst(inst).state, instance_state::kTerminated);
   EXPECT_TRUE(ec2_->Live().empty());
   Json cost = controller_->CostFor("ann").value();
-  EXPECT_NEAR(cost["total"].get<double>(), 0.27, 1e-9) << "one hour at EC2's spot price in us-east-1b";
+  EXPECT_NEAR(cost["total"].get<double>(), 0.27, 1e-9)
+      << "one hour at EC2's spot price in us-east-1b";
 }
 
 TEST_F(AwsSchedulingTest, RestartKeepsTheRequestAndItsClock) {

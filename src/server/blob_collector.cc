@@ -58,7 +58,8 @@ void BlobCollector::Start() {
       lock.unlock();
       StatusOr<BlobCollection> c = CollectBlobs(store_, blobs_, grace_);
       if (!c.ok()) {
-        std::fprintf(stderr, "yard server: collecting unused chunks: %s\n", c.status().ToString().c_str());
+        std::fprintf(stderr, "yard server: collecting unused chunks: %s\n",
+                     c.status().ToString().c_str());
       } else if (c->removed > 0) {
         std::fprintf(stderr, "yard server: unused chunks: %s\n", c->ToString().c_str());
       }

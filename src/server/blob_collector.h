@@ -37,9 +37,9 @@ struct BlobCollection {
 };
 
 // One collection. `now` is the file clock's now (a parameter for tests).
-StatusOr<BlobCollection> CollectBlobs(Store* store, BlobStore* blobs, std::chrono::seconds grace,
-                                      std::filesystem::file_time_type now =
-                                          std::filesystem::file_time_type::clock::now());
+StatusOr<BlobCollection> CollectBlobs(
+    Store* store, BlobStore* blobs, std::chrono::seconds grace,
+    std::filesystem::file_time_type now = std::filesystem::file_time_type::clock::now());
 
 // Collects every `interval` on a thread of its own, logging what it freed.
 class BlobCollector {

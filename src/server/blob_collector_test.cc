@@ -16,12 +16,14 @@ using namespace std::chrono_literals;
 class BlobCollectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("yard-gc-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("yard-gc-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
-    blobs_ = std::make_unique<BlobStore>(std::move(BlobStore::Open((dir_ / "blobs").string())).value());
+    blobs_ =
+        std::make_unique<BlobStore>(std::move(BlobStore::Open((dir_ / "blobs").string())).value());
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -54,9 +56,15 @@ TEST_F(BlobCollectorTest, RemovesOnlyOldChunksThatNothingNames) {
   job.spec = {{"bundle", {{"files", {{{"path", "train.py"}, {"chunks", {{bundle, 23}}}}}}}}};
   job.sched.resume_from = Json{{"entry", {{"chunks", {{resume, 40}}}}}};
   ASSERT_TRUE(store_->InsertJob(job).ok());
-  ASSERT_TRUE(store_->UpsertArtifact("job-1", "checkpoints", {{"path", "c"}, {"chunks", {{artifact, 34}}}}, 7).ok());
-  ASSERT_TRUE(store_->AppendEvents("job-1", {Json{{"kind", "artifact"}, {"entry", {{"chunks", {{older, 50}}}}}}},
-                                   1.0, nullptr).ok());
+  ASSERT_TRUE(
+      store_
+          ->UpsertArtifact("job-1", "checkpoints", {{"path", "c"}, {"chunks", {{artifact, 34}}}}, 7)
+          .ok());
+  ASSERT_TRUE(store_
+                  ->AppendEvents(
+                      "job-1", {Json{{"kind", "artifact"}, {"entry", {{"chunks", {{older, 50}}}}}}},
+                      1.0, nullptr)
+                  .ok());
   // A half-written upload of a server that died, and one being written now.
   fs::path dead = fs::path(blobs_->root()) / "ab" / ".tmp-abababababababab-1-0";
   fs::path live = fs::path(blobs_->root()) / "ab" / ".tmp-abababababababab-2-0";
@@ -70,7 +78,8 @@ TEST_F(BlobCollectorTest, RemovesOnlyOldChunksThatNothingNames) {
   EXPECT_EQ(c->referenced, 4) << c->ToString();
   EXPECT_FALSE(blobs_->Has(orphan));
   EXPECT_FALSE(fs::exists(dead));
-  for (const std::string& kept : {fresh, bundle, resume, artifact, older}) EXPECT_TRUE(blobs_->Has(kept)) << kept;
+  for (const std::string& kept : {fresh, bundle, resume, artifact, older})
+    EXPECT_TRUE(blobs_->Has(kept)) << kept;
   EXPECT_TRUE(fs::exists(live));
   EXPECT_FALSE(store_->UserOwnsBlob("ann", orphan).value()) << "its owners are forgotten with it";
   EXPECT_TRUE(store_->UserOwnsBlob("ann", fresh).value());

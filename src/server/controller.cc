@@ -13,8 +13,13 @@ namespace yard {
 Controller::Controller(Store* store, BlobStore* blobs, Catalog catalog,
                        std::map<std::string, Provider*> providers, AgentLaunchInfo agent_launch,
                        const Clock* clock, ControllerOptions options)
-    : store_(store), blobs_(blobs), catalog_(std::move(catalog)), providers_(std::move(providers)),
-      agent_launch_(std::move(agent_launch)), clock_(clock), options_(std::move(options)) {}
+    : store_(store),
+      blobs_(blobs),
+      catalog_(std::move(catalog)),
+      providers_(std::move(providers)),
+      agent_launch_(std::move(agent_launch)),
+      clock_(clock),
+      options_(std::move(options)) {}
 
 Controller::~Controller() { Stop(); }
 
@@ -47,8 +52,9 @@ int64_t Controller::DeliveredRecords(const std::string& job_id, int64_t attempt)
 
 Status Controller::Recover() {
   MutexLock lock(mu_);
-  YARD_ASSIGN_OR_RETURN(auto jobs, store_->JobsInStates({job_state::kWaiting,
-      job_state::kRequesting, job_state::kStarting, job_state::kRunning}));
+  YARD_ASSIGN_OR_RETURN(auto jobs,
+                        store_->JobsInStates({job_state::kWaiting, job_state::kRequesting,
+                                              job_state::kStarting, job_state::kRunning}));
   for (auto& j : jobs) {
     CountJob(j, job_state::kWaiting);
     JobRecord& job = jobs_[j.id] = std::move(j);
@@ -80,7 +86,8 @@ Status Controller::Recover() {
 void Controller::RecoverNextJobs() {
   for (auto& [id, job] : jobs_) {
     auto inst = instances_.find(job.instance_id);
-    if (job.state != job_state::kStarting || inst == instances_.end() || inst->second.job_id == id) continue;
+    if (job.state != job_state::kStarting || inst == instances_.end() || inst->second.job_id == id)
+      continue;
     if (!job.sched.pipelined_at) continue;
     next_of_[inst->first] = id;
     SyncCredentials(inst->second);
@@ -121,7 +128,8 @@ Controller::PassStats Controller::pass_stats() {
   return s;
 }
 
-std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> Controller::ProviderCalls() {
+std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>>
+Controller::ProviderCalls() {
   MutexLock lock(calls_mu_);
   return calls_;
 }
@@ -178,8 +186,8 @@ Status Controller::CheckSettings(const Json& spec) {
       if (allowed.count(key)) continue;
       std::string names;
       for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
-      return InvalidArgument("setting '" + key + "' is not accepted by machine type '" + type->name +
-                             "' (provider " + type->provider + "): " +
+      return InvalidArgument("setting '" + key + "' is not accepted by machine type '" +
+                             type->name + "' (provider " + type->provider + "): " +
                              (names.empty() ? "it accepts no settings" : "it accepts " + names) +
                              "; see docs/providers.md");
     }
@@ -233,8 +241,10 @@ StatusOr<JobRecord> Controller::SubmitJob(const std::string& user, const Json& s
     // With nothing queued ahead, dispatch inline: a warm instance starts the
     // job now. Otherwise the scheduler keeps the queue's order.
     placed = queue_.size() == 1;
-    if (placed) PlaceQueuedJobs();
-    else notifier_.Notify("scheduler");
+    if (placed)
+      PlaceQueuedJobs();
+    else
+      notifier_.Notify("scheduler");
     return Status::Ok();
   });
   // A placement changes instances too: more than this job can forget.
@@ -256,7 +266,8 @@ StatusOr<JobRecord> Controller::GetJobFor(const std::string& user, const std::st
     MutexLock lock(mu_);
     auto it = jobs_.find(id);
     if (it != jobs_.end()) {
-      if (it->second.user != user) return NotFound("no job '" + id + "': list yours with `yard jobs`");
+      if (it->second.user != user)
+        return NotFound("no job '" + id + "': list yours with `yard jobs`");
       return it->second;
     }
   }
@@ -310,9 +321,11 @@ StatusOr<Json> Controller::ListInstancesFor(const std::string& user, bool includ
 
 // ---------------------------------------------------------------- agent side
 
-Status Controller::BindAgentCredential(const std::string& instance_id, const std::string& credential) {
+Status Controller::BindAgentCredential(const std::string& instance_id,
+                                       const std::string& credential) {
   if (!AgentCredentials::IsCredential(credential))
-    return InvalidArgument("'credential' must be \"yit_\" and 48 lower-case hex digits, made by the agent");
+    return InvalidArgument(
+        "'credential' must be \"yit_\" and 48 lower-case hex digits, made by the agent");
   MutexLock lock(mu_);
   auto it = instances_.find(instance_id);
   if (it == instances_.end())
@@ -321,9 +334,10 @@ Status Controller::BindAgentCredential(const std::string& instance_id, const std
   std::string hash = AgentCredentials::Hash(credential);
   if (inst.credential_hash == hash) return Status::Ok();  // a retried register
   if (!inst.credential_hash.empty())
-    return Unauthenticated("the bootstrap credential of instance " + instance_id +
-                           " was exchanged already, by an agent with another credential: it is "
-                           "single-use (an agent that lost its credential file needs a new instance)");
+    return Unauthenticated(
+        "the bootstrap credential of instance " + instance_id +
+        " was exchanged already, by an agent with another credential: it is "
+        "single-use (an agent that lost its credential file needs a new instance)");
   inst.credential_hash = hash;
   SaveInstance(inst, inst.state);
   return Status::Ok();
@@ -358,7 +372,8 @@ StatusOr<InstanceRecord> Controller::RegisterAgent(const std::string& instance_i
     // A cloud instance whose agent dials in before the provider's poll has
     // seen it running (a fast boot) runs: it is granted now, or it would
     // stay "provisioning" with its agent already waiting for work.
-    if (inst.state == instance_state::kRequested && job != jobs_.end()) GrantRequested(job->second, inst);
+    if (inst.state == instance_state::kRequested && job != jobs_.end())
+      GrantRequested(job->second, inst);
     if (job != jobs_.end() && job->second.state == job_state::kRequesting) {
       SaveInstance(inst, instance_state::kIdle);
       Assign(job->second, inst, "started on new instance " + inst.id);
@@ -416,10 +431,14 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
 }
 
 Json Controller::AssignmentJson(const JobRecord& job) const {
-  Json assign = {{"job", job.id}, {"attempt", job.attempt}, {"command", job.spec["command"]},
-                 {"bundle", job.spec["bundle"]}, {"env", job.spec.value("env", Json::object())}};
+  Json assign = {{"job", job.id},
+                 {"attempt", job.attempt},
+                 {"command", job.spec["command"]},
+                 {"bundle", job.spec["bundle"]},
+                 {"env", job.spec.value("env", Json::object())}};
   if (job.spec.value("nodes", 1) > 1) assign["nodes"] = job.spec["nodes"];
-  if (job.spec.contains("image")) assign["image"] = job.spec["image"];  // the agent runs it in a container
+  if (job.spec.contains("image"))
+    assign["image"] = job.spec["image"];  // the agent runs it in a container
   if (job.sched.resume_from) assign["resume_from"] = *job.sched.resume_from;
   return assign;
 }
@@ -538,24 +557,29 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   // them out of a stream that has moved on.
   if (attempt != job.attempt) return last;
   if (first > job.run_acked + 1)
-    return Status(Code::kFailedPrecondition, "gap: expected record " + std::to_string(job.run_acked + 1));
+    return Status(Code::kFailedPrecondition,
+                  "gap: expected record " + std::to_string(job.run_acked + 1));
   std::vector<NewEvent> events;
   std::optional<Json> exit_record;
   std::vector<std::string> owned;
   int64_t stored_to = job.run_acked;
-  OutputCap cap{job.sched.output_bytes, options_.max_output_bytes_per_job,
-                job.sched.output_capped};
+  OutputCap cap{job.sched.output_bytes, options_.max_output_bytes_per_job, job.sched.output_capped};
   for (int64_t seq = first; seq <= last; ++seq) {
     if (seq <= job.run_acked) continue;  // a resend: already stored
     const AgentRecord& ar = records[static_cast<size_t>(seq - first)];
     stored_to = seq;
     if (ar.output) {
-      if (cap.Admit(ar.output->size())) events.emplace_back(Json{{"kind", "output"}}, *ar.output);
-      else if (cap.JustReached()) events.emplace_back(OutputMarker(cap.Marker()));
+      if (cap.Admit(ar.output->size()))
+        events.emplace_back(Json{{"kind", "output"}}, *ar.output);
+      else if (cap.JustReached())
+        events.emplace_back(OutputMarker(cap.Marker()));
       continue;
     }
     const Json& r = ar.json;
-    if (RecordKind(r) == "exit") { exit_record = r; break; }
+    if (RecordKind(r) == "exit") {
+      exit_record = r;
+      break;
+    }
     YARD_ASSIGN_OR_RETURN(Json ev, RecordToEvent(r, instance_id));
     if (ev["kind"] == "artifact")
       for (const auto& c : ev["entry"].value("chunks", Json::array())) owned.push_back(c[0]);
@@ -576,8 +600,8 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
   // this same transaction.
   bool finishing_only = events.empty() && exit_record && it != jobs_.end();
   if (!finishing_only) {
-    YARD_ASSIGN_OR_RETURN(stored, store_->AppendEventsWithOutput(job_id, std::move(events),
-                                                                 clock_->Now(), live));
+    YARD_ASSIGN_OR_RETURN(
+        stored, store_->AppendEventsWithOutput(job_id, std::move(events), clock_->Now(), live));
     live->last_seq = stored.empty() ? live->last_seq : stored.back().seq;
   }
   for (const auto& e : stored)
@@ -595,8 +619,9 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
                                       " after waiting behind another job there: placed again");
       return job.run_acked;
     }
-    std::string state = cancelled ? job_state::kCancelled
-                        : code == 0 ? job_state::kSucceeded : job_state::kFailed;
+    std::string state = cancelled   ? job_state::kCancelled
+                        : code == 0 ? job_state::kSucceeded
+                                    : job_state::kFailed;
     FinishJob(it->second, state, code, x.value("message", ""));  // and reuses its instance
   }
   return job.run_acked;
@@ -618,13 +643,15 @@ bool Controller::ExitIsStale(JobRecord& job, const std::string& instance_id) {
   return true;
 }
 
-Status Controller::CheckArtifactChunks(const JobRecord& job, const std::vector<std::string>& chunks) {
+Status Controller::CheckArtifactChunks(const JobRecord& job,
+                                       const std::vector<std::string>& chunks) {
   YARD_ASSIGN_OR_RETURN(std::vector<std::string> held, store_->OwnedBlobs(job.user, chunks));
   std::set<std::string> mine(held.begin(), held.end());
   for (const std::string& h : chunks)
     if (!mine.count(h))
-      return PermissionDenied("an artifact of job " + job.id + " names chunk " + h +
-                              ", which its instance did not upload: upload a chunk before naming it");
+      return PermissionDenied(
+          "an artifact of job " + job.id + " names chunk " + h +
+          ", which its instance did not upload: upload a chunk before naming it");
   return Status::Ok();
 }
 
@@ -658,7 +685,8 @@ void Controller::StoreDiverged(const Status& s, const char* where) {
   // Nothing more is stored from this memory. The calls in flight answer
   // with the reason (a submit says the disk is full), then the process
   // ends as after a crash: nothing half-done is written on the way out.
-  store_->Poison(Status(s.code(), s.message() + " (the server is restarting to recover from its store)"));
+  store_->Poison(
+      Status(s.code(), s.message() + " (the server is restarting to recover from its store)"));
   std::thread([] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     std::fflush(stderr);
@@ -690,7 +718,8 @@ void Controller::SyncCredentials(const InstanceRecord& inst) {
   // A job queued behind it (pipelining): its agent starts it the moment the
   // current one ends, before the server has heard, so its chunks open too.
   auto nt = next_of_.find(inst.id);
-  const JobRecord* next = nt == next_of_.end() || !jobs_.count(nt->second) ? nullptr : &jobs_.at(nt->second);
+  const JobRecord* next =
+      nt == next_of_.end() || !jobs_.count(nt->second) ? nullptr : &jobs_.at(nt->second);
   if (next) key += "+" + next->id + "#" + std::to_string(next->attempt);
   credentials_.Put(inst, key);
   if (key.empty() || credentials_.JobKey(inst.id) == key) return;

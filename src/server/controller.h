@@ -84,9 +84,9 @@ struct Quota {
 };
 
 struct ControllerOptions {
-  double heartbeat_timeout_s = 10.0;   // silent longer: the instance is lost
+  double heartbeat_timeout_s = 10.0;  // silent longer: the instance is lost
   double provisioning_timeout_s = 300.0;
-  double idle_grace_s = 2.0;           // a fresh instance with no job waits this long
+  double idle_grace_s = 2.0;  // a fresh instance with no job waits this long
   std::string default_machine = "local";
   Quota quota;                               // the default per user
   std::map<std::string, Quota> user_quotas;  // overrides
@@ -146,7 +146,8 @@ class Controller {
   StatusOr<Json> ListInstancesFor(const std::string& user, bool include_ended);
   // Ends the user's idle/cooling instance `id` ("" = all of them). Returns
   // the ids ended.
-  StatusOr<std::vector<std::string>> EndIdleInstances(const std::string& user, const std::string& id);
+  StatusOr<std::vector<std::string>> EndIdleInstances(const std::string& user,
+                                                      const std::string& id);
   // The user's costs: ledger entries plus open intervals priced up to now.
   StatusOr<Json> CostFor(const std::string& user);
   const Catalog& catalog() const { return catalog_; }
@@ -200,9 +201,9 @@ class Controller {
     uint64_t grants = 0;          // new instances granted for a job (assigned when it registers)
     uint64_t visits = 0;          // queued jobs a pass tried to place (group heads, due deadlines)
     uint64_t waiting_checks = 0;  // waiting jobs a pass looked at (their check was due)
-    double pass_seconds = 0;  // wall time spent placing: passes, and ReuseNow at a job's end
-    uint64_t queued = 0;      // requesting jobs in the queue now (parked ones included)
-    uint64_t waiting = 0;     // jobs waiting for their user's quota now
+    double pass_seconds = 0;      // wall time spent placing: passes, and ReuseNow at a job's end
+    uint64_t queued = 0;          // requesting jobs in the queue now (parked ones included)
+    uint64_t waiting = 0;         // jobs waiting for their user's quota now
   };
   PassStats pass_stats();
   // Calls into providers so far: (provider, call) -> (calls, errors).
@@ -235,8 +236,10 @@ class Controller {
   // True (and the job keeps its place, its fallback clock stopped) when the
   // job asks for its last machine id and that capacity is held by instances
   // that will end (Provider::CapacityComesBack).
-  bool WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type, bool last) REQUIRES(mu_);
-  void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason) REQUIRES(mu_);
+  bool WaitForHeldCapacity(JobRecord& job, Provider& provider, const MachineType& type, bool last)
+      REQUIRES(mu_);
+  void FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason)
+      REQUIRES(mu_);
   // Requested instances (Provider::GrantsLater): the provider's answer, the
   // grant itself, and the withdrawal when the job's wait_request_s ran out
   // first (true when one was withdrawn; the job then moved on).
@@ -310,7 +313,8 @@ class Controller {
   void TerminateInstance(InstanceRecord& inst, const std::string& why) REQUIRES(mu_);
   void MarkLost(InstanceRecord& inst, const std::string& reason, bool preempted) REQUIRES(mu_);
   void MonitorInstances() REQUIRES(mu_);
-  void OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id) REQUIRES(mu_);
+  void OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id)
+      REQUIRES(mu_);
   void CloseInterval(InstanceRecord& inst) REQUIRES(mu_);
   MarketPrices PricesOf(const InstanceRecord& inst) const REQUIRES(mu_);
   double CurrentPricePerHour(const InstanceRecord& inst) const REQUIRES(mu_);
@@ -329,9 +333,9 @@ class Controller {
   bool ExitIsStale(JobRecord& job, const std::string& instance_id);
   // Sets *changed_memory once it changes the controller's memory (after
   // every check that can refuse the batch).
-  StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id, const std::string& job_id,
-                                             int64_t attempt, int64_t first,
-                                             const std::vector<AgentRecord>& records,
+  StatusOr<int64_t> AcceptAgentRecordsLocked(const std::string& instance_id,
+                                             const std::string& job_id, int64_t attempt,
+                                             int64_t first, const std::vector<AgentRecord>& records,
                                              bool* changed_memory) REQUIRES(mu_);
   // A change made in memory was not stored (`s` says why): see
   // ControllerOptions::on_store_diverged.
@@ -349,9 +353,9 @@ class Controller {
   void SyncCredentials(const InstanceRecord& inst) REQUIRES(mu_);
   // Keeps free_ in step with `inst` (call after any change of state/job).
   void IndexInstance(const InstanceRecord& inst) REQUIRES(mu_);
-  void AddInstance(const InstanceRecord& inst) REQUIRES(mu_);     // into instances_ + indexes
+  void AddInstance(const InstanceRecord& inst) REQUIRES(mu_);  // into instances_ + indexes
   // By value: callers pass the id inside the record this erases.
-  void EraseInstance(std::string id) REQUIRES(mu_);               // out of instances_ + indexes
+  void EraseInstance(std::string id) REQUIRES(mu_);  // out of instances_ + indexes
   // Adjusts active_jobs_of_ for a job moving from `old_state` to its state.
   void CountJob(const JobRecord& job, const std::string& old_state) REQUIRES(mu_);
   void LogError(const Status& s, const char* where);
@@ -386,30 +390,34 @@ class Controller {
 
   // (created_at, job) in line order; order_of_key gives a job's place in
   // O(log n) (libstdc++'s policy tree: a std::set cannot count what is before).
-  using WaitingLine = __gnu_pbds::tree<std::pair<double, std::string>, __gnu_pbds::null_type,
-                                       std::less<std::pair<double, std::string>>, __gnu_pbds::rb_tree_tag,
-                                       __gnu_pbds::tree_order_statistics_node_update>;
+  using WaitingLine =
+      __gnu_pbds::tree<std::pair<double, std::string>, __gnu_pbds::null_type,
+                       std::less<std::pair<double, std::string>>, __gnu_pbds::rb_tree_tag,
+                       __gnu_pbds::tree_order_statistics_node_update>;
 
   Mutex mu_;
   std::map<std::string, JobRecord> jobs_ GUARDED_BY(mu_);  // non-terminal jobs
-  JobQueue queue_ GUARDED_BY(mu_);  // requesting jobs
+  JobQueue queue_ GUARDED_BY(mu_);                         // requesting jobs
   // (deadline, job) of every started request (see RequestDeadline).
   std::set<std::pair<double, std::string>> request_deadlines_ GUARDED_BY(mu_);
   std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);  // non-terminal
   std::map<std::string, double> heartbeats_ GUARDED_BY(mu_);  // clock_->Monotonic() of the last
   // Indexes over jobs_ and instances_ (kept by SaveInstance, CountJob):
-  std::map<std::string, int> active_jobs_of_ GUARDED_BY(mu_);       // user -> requesting/starting/running jobs
-  std::map<std::string, int> instances_of_ GUARDED_BY(mu_);         // user -> live instances
+  std::map<std::string, int> active_jobs_of_
+      GUARDED_BY(mu_);  // user -> requesting/starting/running jobs
+  std::map<std::string, int> instances_of_ GUARDED_BY(mu_);  // user -> live instances
   // (user, machine type, settings the instance was launched with: "" or JSON)
   using FreeKey = std::tuple<std::string, std::string, std::string>;
-  std::map<FreeKey, std::set<std::pair<double, std::string>>> free_ GUARDED_BY(mu_);  // idle/cooling, no job
-  std::map<std::string, std::pair<FreeKey, double>> free_entry_ GUARDED_BY(mu_);      // instance -> its free_ entry
+  std::map<FreeKey, std::set<std::pair<double, std::string>>> free_
+      GUARDED_BY(mu_);  // idle/cooling, no job
+  std::map<std::string, std::pair<FreeKey, double>> free_entry_
+      GUARDED_BY(mu_);  // instance -> its free_ entry
   // Waiting jobs: per user in line order (for "3rd in line"), and by the
   // time each looks again.
   std::map<std::string, WaitingLine> waiting_of_ GUARDED_BY(mu_);
   std::set<std::pair<double, std::string>> wait_checks_ GUARDED_BY(mu_);  // (next_check, job)
   std::chrono::steady_clock::time_point last_monitor_ GUARDED_BY(mu_);
-  std::set<std::string> noted_ GUARDED_BY(mu_);  // "job|note" said once
+  std::set<std::string> noted_ GUARDED_BY(mu_);        // "job|note" said once
   std::set<std::string> cancel_sent_ GUARDED_BY(mu_);  // jobs whose cancel reached the agent
   // Pipelining: instance -> the job queued behind its current one, and the
   // instances whose agent polls with pipeline=1 (forgotten with the instance;
@@ -419,15 +427,16 @@ class Controller {
   // the latest one is an earlier agent's (PollWork, RegisterAgent).
   std::map<std::string, uint64_t> registrations_ GUARDED_BY(mu_);
   std::set<std::string> pipelining_ GUARDED_BY(mu_);
-  std::set<std::string> delivered_ GUARDED_BY(mu_);  // next jobs whose assignment went out
+  std::set<std::string> delivered_ GUARDED_BY(mu_);     // next jobs whose assignment went out
   std::map<std::string, bool> revoke_ GUARDED_BY(mu_);  // next jobs to ask back -> asked
   // Group keys that the last PlaceQueuedJobs could place nowhere: only
   // their jobs may be pipelined outside a pass (PipelineNow).
   std::set<std::string> last_missed_ GUARDED_BY(mu_);
   std::set<std::string> pass_missed_ GUARDED_BY(mu_);  // the same, being gathered
   PassStats stats_ GUARDED_BY(mu_);
-  Mutex calls_mu_;                // provider calls come from any thread
-  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_ GUARDED_BY(calls_mu_);
+  Mutex calls_mu_;  // provider calls come from any thread
+  std::map<std::pair<std::string, std::string>, std::pair<uint64_t, uint64_t>> calls_
+      GUARDED_BY(calls_mu_);
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

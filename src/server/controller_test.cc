@@ -50,8 +50,10 @@ class HeldCapacitySim : public SimProvider {
 class BootstrapCheckingSim : public SimProvider {
  public:
   using SimProvider::SimProvider;
-  Status Launch(const MachineType& type, const AgentLaunchInfo& agent, InstanceRecord* inst) override {
-    if (credentials) known_at_launch.push_back(credentials->Identify(agent.agent_token).has_value());
+  Status Launch(const MachineType& type, const AgentLaunchInfo& agent,
+                InstanceRecord* inst) override {
+    if (credentials)
+      known_at_launch.push_back(credentials->Identify(agent.agent_token).has_value());
     return SimProvider::Launch(type, agent, inst);
   }
   const AgentCredentials* credentials = nullptr;
@@ -61,8 +63,9 @@ class BootstrapCheckingSim : public SimProvider {
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("yard-ctl-" + std::to_string(::getpid()) + "-" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("yard-ctl-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = std::move(Store::Open(dir_ / "state.db")).value();
@@ -77,19 +80,26 @@ class ControllerTest : public ::testing::Test {
   // catalog options are {zone: a, disk: ssd}; jobs may set its zone.
   void Build(int cap_a, int cap_b, ControllerOptions opts = {}) {
     Json scenario = {{"version", 1},
-                     {"types", {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
-                                {"B", {{"capacity", {{0, cap_b}}}}}}}};
+                     {"types",
+                      {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
+                       {"B", {{"capacity", {{0, cap_b}}}}}}}};
     SimScenario parsed = std::move(SimScenario::FromJson(scenario)).value();
     if (check_bootstrap_)
-      sim_ = std::make_unique<BootstrapCheckingSim>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
+      sim_ = std::make_unique<BootstrapCheckingSim>(std::move(parsed), dir_ / "instances", &clock_,
+                                                    &spawner_);
     else if (capacity_comes_back_)
-      sim_ = std::make_unique<HeldCapacitySim>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
+      sim_ = std::make_unique<HeldCapacitySim>(std::move(parsed), dir_ / "instances", &clock_,
+                                               &spawner_);
     else
-      sim_ = std::make_unique<SimProvider>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
+      sim_ =
+          std::make_unique<SimProvider>(std::move(parsed), dir_ / "instances", &clock_, &spawner_);
     Json catalog = {{"version", 1}, {"types", Json::array()}};
     for (const char* name : {"A", "B"})
-      catalog["types"].push_back({{"name", name}, {"provider", "sim"}, {"cpus", 4},
-                                  {"spot_price", kSpot}, {"on_demand_price", kOnDemand},
+      catalog["types"].push_back({{"name", name},
+                                  {"provider", "sim"},
+                                  {"cpus", 4},
+                                  {"spot_price", kSpot},
+                                  {"on_demand_price", kOnDemand},
                                   {"default_market", "spot"}});
     catalog["types"][0]["options"] = {{"zone", "a"}, {"disk", "ssd"}};
     opts.default_machine = "A";
@@ -109,7 +119,8 @@ class ControllerTest : public ::testing::Test {
   }
 
   std::string Submit(const std::string& user, std::vector<std::string> machines, Json extra = {}) {
-    Json spec = {{"command", {"python3", "train.py"}}, {"bundle", Bundle(user)}, {"machines", machines}};
+    Json spec = {
+        {"command", {"python3", "train.py"}}, {"bundle", Bundle(user)}, {"machines", machines}};
     if (extra.is_object()) spec.update(extra);
     StatusOr<JobRecord> job = controller_->SubmitJob(user, spec);
     EXPECT_TRUE(job.ok()) << job.status().ToString();
@@ -143,7 +154,8 @@ class ControllerTest : public ::testing::Test {
     ASSERT_TRUE(work.contains("assign")) << work.dump();
     last_assign_ = work["assign"];
     records.push_back({{"kind", "exit"}, {"exit_code", exit_code}, {"message", "done"}});
-    ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job_id, work["assign"]["attempt"], 1, records).ok());
+    ASSERT_TRUE(
+        controller_->AcceptAgentRecords(inst, job_id, work["assign"]["attempt"], 1, records).ok());
   }
 
   std::vector<Json> Events(const std::string& job_id) {
@@ -226,7 +238,10 @@ TEST_F(ControllerTest, HeldCapacityOfAnEarlierTypeStillFallsBack) {
 TEST_F(ControllerTest, AllTypesEmptyFailsListingEveryAttempt) {
   Build(0, 0);
   std::string job = Submit("ann", {"A", "B:on-demand"}, {{"wait_request_s", 10}});
-  for (int i = 0; i < 3; ++i) { controller_->RunPass(); clock_.Advance(10); }
+  for (int i = 0; i < 3; ++i) {
+    controller_->RunPass();
+    clock_.Advance(10);
+  }
   JobRecord j = Job(job);
   EXPECT_EQ(j.state, job_state::kFailed);
   EXPECT_NE(j.message.find("A: no capacity granted within 10 s"), std::string::npos) << j.message;
@@ -291,7 +306,8 @@ TEST_F(ControllerTest, CoolingInstanceIsReusedOnlyByJobsWithTheSameSettings) {
   RunJob(first, {});
   ASSERT_EQ(store_->GetInstance(b_inst)->state, instance_state::kCooling);
 
-  std::string other_zone = Submit("ann", {"A"}, {{"cool_down_s", 600}, {"settings", {{"zone", "c"}}}});
+  std::string other_zone =
+      Submit("ann", {"A"}, {{"cool_down_s", 600}, {"settings", {{"zone", "c"}}}});
   Settle();
   EXPECT_NE(Job(other_zone).instance_id, b_inst) << "launched with other settings";
   std::string none = Submit("ann", {"A"}, {{"cool_down_s", 600}});
@@ -315,17 +331,23 @@ TEST_F(ControllerTest, CoolingInstanceIsReusedOnlyByJobsWithTheSameSettings) {
 TEST_F(ControllerTest, UnknownSettingIsRefusedBeforeAnyLaunch) {
   Build(5, 5);
   auto submit = [&](std::vector<std::string> machines, Json settings) {
-    Json spec = {{"command", {"python3", "train.py"}}, {"bundle", Bundle("ann")},
-                 {"machines", machines}, {"settings", settings}};
+    Json spec = {{"command", {"python3", "train.py"}},
+                 {"bundle", Bundle("ann")},
+                 {"machines", machines},
+                 {"settings", settings}};
     return controller_->SubmitJob("ann", spec).status();
   };
   Status s = submit({"A", "B"}, {{"zone", "b"}});
   EXPECT_EQ(s.code(), Code::kInvalidArgument);
   EXPECT_NE(s.message().find("setting 'zone' is not accepted by machine type 'B' (provider sim): "
-                             "it accepts no settings"), std::string::npos) << s.message();
+                             "it accepts no settings"),
+            std::string::npos)
+      << s.message();
   s = submit({}, {{"region", "eu"}});  // the default type, A
   EXPECT_NE(s.message().find("setting 'region' is not accepted by machine type 'A' (provider sim): "
-                             "it accepts zone"), std::string::npos) << s.message();
+                             "it accepts zone"),
+            std::string::npos)
+      << s.message();
   s = submit({"A"}, {{"zone", 3}});
   EXPECT_NE(s.message().find("setting 'zone' must be a string"), std::string::npos) << s.message();
   controller_->RunPass();
@@ -358,7 +380,8 @@ TEST_F(ControllerTest, InstanceEndsWhenCoolingExpires) {
   EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kTerminated);
   EXPECT_EQ(spawner_.stopped.size(), 1u) << "the provider was told to end it";
   // The finished job and the ended instance leave no notifier entry behind.
-  EXPECT_EQ(controller_->notifier().Version("job:" + job), controller_->notifier().Version("job:none"));
+  EXPECT_EQ(controller_->notifier().Version("job:" + job),
+            controller_->notifier().Version("job:none"));
   // (It read 1 while EraseInstance forgot the instance's key through a
   // reference into the map entry it had just erased.)
   EXPECT_EQ(controller_->notifier().KeysHeld(), 0u) << "neither the job's key nor the instance's";
@@ -381,7 +404,9 @@ TEST_F(ControllerTest, LedgerChargesSpotThenRisesToOnDemandWhileCooling) {
   clock_.Advance(3600);  // one hour running at spot
   RunJob(job, {});
   auto cooling = [&] { return controller_->CostFor("ann")->at("by_kind").value("cooling", 0.0); };
-  auto price = [&] { return controller_->ListInstancesFor("ann", false)->at(0)["price_per_hour"].get<double>(); };
+  auto price = [&] {
+    return controller_->ListInstancesFor("ann", false)->at(0)["price_per_hour"].get<double>();
+  };
   EXPECT_NEAR(controller_->CostFor("ann")->at("by_kind")["running"].get<double>(), kSpot, 1e-9);
   clock_.Advance(600);
   EXPECT_NEAR(cooling(), kSpot * 600 / 3600, 1e-9);
@@ -403,7 +428,8 @@ TEST_F(ControllerTest, LedgerChargesSpotThenRisesToOnDemandWhileCooling) {
 TEST_F(ControllerTest, SixthJobWaitsAndStartsWhenOneFinishes) {
   Build(10, 10);
   std::vector<std::string> jobs;
-  for (int i = 0; i < 6; ++i) jobs.push_back(Submit("ann", {"A"}, {{"wait_new_job_interval_s", 10}}));
+  for (int i = 0; i < 6; ++i)
+    jobs.push_back(Submit("ann", {"A"}, {{"wait_new_job_interval_s", 10}}));
   Settle();
   EXPECT_EQ(Job(jobs[5]).state, job_state::kWaiting);
   EXPECT_NE(Job(jobs[5]).message.find("1st in line"), std::string::npos) << Job(jobs[5]).message;
@@ -435,8 +461,12 @@ TEST_F(ControllerTest, WaitingJobsStartInTheOrderTheyCameWhateverTheirIntervals)
 TEST_F(ControllerTest, WaitingJobGivesUpAfterWaitNewJob) {
   Build(10, 10);
   for (int i = 0; i < 5; ++i) Submit("ann", {"A"});
-  std::string late = Submit("ann", {"A"}, {{"wait_new_job_s", 30}, {"wait_new_job_interval_s", 10}});
-  for (int i = 0; i < 3; ++i) { clock_.Advance(10); controller_->RunPass(); }
+  std::string late =
+      Submit("ann", {"A"}, {{"wait_new_job_s", 30}, {"wait_new_job_interval_s", 10}});
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(10);
+    controller_->RunPass();
+  }
   JobRecord j = Job(late);
   EXPECT_EQ(j.state, job_state::kFailed);
   EXPECT_NE(j.message.find("gave up after waiting 30 s"), std::string::npos) << j.message;
@@ -476,11 +506,15 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   std::string h = Sha256Hex(ckpt);
   ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
   ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
-  Json entry = FileEntryToJson(FileEntry{"epoch-2.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
-  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
-      {{"kind", "output"}, {"data", "epoch 1\n"}},
-      {{"kind", "output"}, {"data", "epoch 2\n"}},
-      {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}}).ok());
+  Json entry =
+      FileEntryToJson(FileEntry{"epoch-2.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
+  ASSERT_TRUE(
+      controller_
+          ->AcceptAgentRecords(first, job, 1, 1,
+                               {{{"kind", "output"}, {"data", "epoch 1\n"}},
+                                {{"kind", "output"}, {"data", "epoch 2\n"}},
+                                {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}})
+          .ok());
   ASSERT_TRUE(sim_->InterruptNow(first, "spot interruption").ok());
   Settle();
   JobRecord j = Job(job);
@@ -488,12 +522,17 @@ TEST_F(ControllerTest, PreemptedJobResumesFromNewestCheckpointWithEveryLineOnce)
   EXPECT_NE(j.instance_id, first);
   EXPECT_EQ(sim_->launches(), 2);
   // A late, resent batch of the first run changes nothing.
-  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "epoch 1\n"}}}).ok());
+  ASSERT_TRUE(
+      controller_
+          ->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "epoch 1\n"}}})
+          .ok());
   RunJob(job, {{{"kind", "output"}, {"data", "epoch 3\n"}}});
   EXPECT_EQ(last_assign_["resume_from"]["entry"]["path"], "epoch-2.ckpt");
   std::string out;
-  for (const auto& e : Events(job)) if (e["kind"] == "output") out += e["data"].get<std::string>();
-  EXPECT_EQ(out.find("epoch 1\nepoch 2\n----- yard: instance " + first + " was preempted"), 0u) << out;
+  for (const auto& e : Events(job))
+    if (e["kind"] == "output") out += e["data"].get<std::string>();
+  EXPECT_EQ(out.find("epoch 1\nepoch 2\n----- yard: instance " + first + " was preempted"), 0u)
+      << out;
   EXPECT_EQ(out.substr(out.size() - 8), "epoch 3\n");
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
@@ -507,12 +546,15 @@ TEST_F(ControllerTest, ARecordWhoseKindIsNotAStringIsRefusedAndTheJobGoesOn) {
   Settle();
   std::string inst = Job(job).instance_id;
   ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
-  StatusOr<int64_t> bad = controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", {{"x", 1}}}}});
+  StatusOr<int64_t> bad =
+      controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", {{"x", 1}}}}});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), Code::kInvalidArgument) << bad.status().ToString();
-  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {
-      {{"kind", "output"}, {"data", "fine\n"}},
-      {{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  ASSERT_TRUE(controller_
+                  ->AcceptAgentRecords(inst, job, 1, 1,
+                                       {{{"kind", "output"}, {"data", "fine\n"}},
+                                        {{"kind", "exit"}, {"exit_code", 0}}})
+                  .ok());
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
 
@@ -522,16 +564,23 @@ TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
   Settle();
   std::string first = Job(job).instance_id;
   ASSERT_TRUE(controller_->PollWork(first, 0).value().contains("assign"));
-  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "step 1\n"}}}).ok());
+  ASSERT_TRUE(
+      controller_
+          ->AcceptAgentRecords(first, job, 1, 1, {{{"kind", "output"}, {"data", "step 1\n"}}})
+          .ok());
   ASSERT_TRUE(controller_->AgentPreempted(first, "spot interruption notice").ok());
   ASSERT_EQ(Job(job).state, job_state::kRequesting);
   ASSERT_EQ(Job(job).attempt, 1) << "the attempt counts up at the next assignment";
   // The machine goes away: its agent's last records, the job killed by
   // SIGTERM among them, arrive under the same attempt.
-  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 2, {
-      {{"kind", "output"}, {"data", "step 2\n"}},
-      {{"kind", "exit"}, {"exit_code", 143}, {"message", "killed by signal 15 (Terminated)"},
-       {"cancelled", true}}}).ok());
+  ASSERT_TRUE(controller_
+                  ->AcceptAgentRecords(first, job, 1, 2,
+                                       {{{"kind", "output"}, {"data", "step 2\n"}},
+                                        {{"kind", "exit"},
+                                         {"exit_code", 143},
+                                         {"message", "killed by signal 15 (Terminated)"},
+                                         {"cancelled", true}}})
+                  .ok());
   EXPECT_EQ(Job(job).state, job_state::kRequesting) << "the next instance decides how the job ends";
   Settle();
   EXPECT_EQ(Job(job).state, job_state::kStarting);
@@ -543,8 +592,10 @@ TEST_F(ControllerTest, ExitFromAnInstanceTheRequeuedJobLeftDoesNotEndTheJob) {
     if (e["kind"] == "decision") decisions += e.value("message", "") + "\n";
   }
   EXPECT_NE(out.find("step 2\n"), std::string::npos) << "the late output is kept: " << out;
-  EXPECT_NE(decisions.find("instance " + first + " reported the earlier run ended after the job was requeued"),
-            std::string::npos) << decisions;
+  EXPECT_NE(decisions.find("instance " + first +
+                           " reported the earlier run ended after the job was requeued"),
+            std::string::npos)
+      << decisions;
 }
 
 // The disk fills as an agent delivers a job's last output and exit: the
@@ -593,14 +644,20 @@ TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
   std::string inst = Job(job).instance_id;
   ASSERT_TRUE(controller_->PollWork(inst, 0).value().contains("assign"));
   auto out = [](const std::string& s) { return Json{{"kind", "output"}, {"data", s}}; };
-  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {out("12345678\n"), out("abcdefgh\n"),
-                                                                  out("dropped1\n")}).ok());
+  ASSERT_TRUE(controller_
+                  ->AcceptAgentRecords(inst, job, 1, 1,
+                                       {out("12345678\n"), out("abcdefgh\n"), out("dropped1\n")})
+                  .ok());
   // The count is stored with the job (a restarted server goes on from it).
   EXPECT_TRUE(Job(job).sched.output_capped);
   EXPECT_EQ(Job(job).sched.output_bytes, 18);
-  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 4, {
-      out("dropped2\n"), {{"kind", "decision"}, {"message", "still delivered"}},
-      {{"kind", "exit"}, {"exit_code", 0}, {"message", "exited with code 0"}}}).ok());
+  ASSERT_TRUE(controller_
+                  ->AcceptAgentRecords(
+                      inst, job, 1, 4,
+                      {out("dropped2\n"),
+                       {{"kind", "decision"}, {"message", "still delivered"}},
+                       {{"kind", "exit"}, {"exit_code", 0}, {"message", "exited with code 0"}}})
+                  .ok());
   EXPECT_EQ(Job(job).state, job_state::kSucceeded) << Json(Events(job)).dump();
   std::string text;
   int markers = 0;
@@ -609,8 +666,12 @@ TEST_F(ControllerTest, OutputPastTheJobsCapIsDroppedAfterOneMarker) {
     if (e["kind"] == "output") text += e["data"].get<std::string>();
     decision |= e["kind"] == "decision" && e["message"] == "still delivered";
   }
-  for (size_t at = 0; (at = text.find("output passed the server's cap", at)) != std::string::npos; ++at) ++markers;
-  EXPECT_EQ(text.find("12345678\nabcdefgh\n----- yard: this job's output passed the server's cap"), 0u) << text;
+  for (size_t at = 0; (at = text.find("output passed the server's cap", at)) != std::string::npos;
+       ++at)
+    ++markers;
+  EXPECT_EQ(text.find("12345678\nabcdefgh\n----- yard: this job's output passed the server's cap"),
+            0u)
+      << text;
   EXPECT_EQ(markers, 1) << text;
   EXPECT_EQ(text.find("dropped"), std::string::npos) << text;
   EXPECT_TRUE(decision) << "records other than output still arrive";
@@ -628,12 +689,14 @@ TEST_F(ControllerTest, AnAgentStartedAgainOnItsMachineGetsItsJobBackAsTheNextAtt
   std::string inst = Job(job).instance_id;
   Json work = controller_->PollWork(inst, 0).value();
   ASSERT_TRUE(work.contains("assign")) << work.dump();
-  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", "output"}, {"data", "one\n"}}}).ok());
+  ASSERT_TRUE(
+      controller_->AcceptAgentRecords(inst, job, 1, 1, {{{"kind", "output"}, {"data", "one\n"}}})
+          .ok());
   // The killed agent's long poll is still open on the server: it must not
   // take the job's next attempt (its socket is gone with it).
   std::thread stale([&] { EXPECT_EQ(controller_->PollWork(inst, 30).value(), Json::object()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the poll waits in PollWork
-  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());  // the agent, started again
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());           // the agent, started again
   EXPECT_EQ(Job(job).state, job_state::kRequesting);
   Settle();
   stale.join();
@@ -647,7 +710,8 @@ TEST_F(ControllerTest, AnAgentStartedAgainOnItsMachineGetsItsJobBackAsTheNextAtt
   std::string out;
   for (const auto& e : Events(job))
     if (e["kind"] == "output") out += e["data"].get<std::string>();
-  EXPECT_EQ(out.find("one\n----- yard: the agent of instance " + inst + " started again"), 0u) << out;
+  EXPECT_EQ(out.find("one\n----- yard: the agent of instance " + inst + " started again"), 0u)
+      << out;
   EXPECT_NE(out.find("two\n"), std::string::npos) << out;
 }
 
@@ -667,7 +731,8 @@ TEST_F(ControllerTest, ARegisterRepeatedBeforeTheJobWasHandedOutChangesNothing) 
   JobRecord j = Job(job);
   EXPECT_EQ(j.state, job_state::kFailed);
   EXPECT_NE(j.message.find("started again on its machine"), std::string::npos) << j.message;
-  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kIdle) << "alive and registered: kept";
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kIdle)
+      << "alive and registered: kept";
 }
 
 // A restarted server adopts the simulated instances whose agents still run:
@@ -686,18 +751,21 @@ TEST_F(ControllerTest, ARestartedServerAdoptsTheSimInstancesWhoseAgentsStillRun)
   int pid = store_->GetInstance(inst)->info.value("pid", 0);
   EXPECT_GT(pid, 0) << "stored when its agent registered";
   controller_.reset();
-  std::unique_ptr<SimProvider> old_sim = std::move(sim_);  // its agents live on
+  std::unique_ptr<SimProvider> old_sim = std::move(sim_);                    // its agents live on
   spawner_.stopped.insert(store_->GetInstance(dead)->info.value("pid", 0));  // this one died
   clock_.Advance(60);
   Build(2, 0);  // the same store: a restarted server
   EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy);
   EXPECT_EQ(Job(kept).state, job_state::kRunning);
   EXPECT_FALSE(spawner_.stopped.count(pid)) << "its agent goes on";
-  ASSERT_TRUE(controller_->AcceptAgentRecords(inst, kept, 1, 1, {{{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  ASSERT_TRUE(
+      controller_->AcceptAgentRecords(inst, kept, 1, 1, {{{"kind", "exit"}, {"exit_code", 0}}})
+          .ok());
   EXPECT_EQ(Job(kept).state, job_state::kSucceeded);
   InstanceRecord lost = store_->GetInstance(dead).value();
   EXPECT_EQ(lost.state, instance_state::kLost);
-  EXPECT_NE(lost.info.value("lost_because", "").find("gone when the server restarted"), std::string::npos);
+  EXPECT_NE(lost.info.value("lost_because", "").find("gone when the server restarted"),
+            std::string::npos);
   EXPECT_EQ(Job(gone).state, job_state::kRequesting) << "requeued";
 }
 
@@ -711,13 +779,20 @@ TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) 
   std::string h = Sha256Hex(ckpt);
   ASSERT_TRUE(blobs_->Put(h, ckpt).ok());
   ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
-  Json entry = FileEntryToJson(FileEntry{"epoch-001-step-7.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
-  ASSERT_TRUE(controller_->AcceptAgentRecords(first, job, 1, 1, {
-      {{"kind", "output"}, {"data", "step 7\n"}},
-      {{"kind", "decision"}, {"message", "spot interruption notice: told the job"}},
-      {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}}).ok());
-  EXPECT_EQ(controller_->AcceptAgentRecords(first, job, 1, 4, {{{"kind", "decision"}}}).status().code(),
-            Code::kInvalidArgument) << "a decision needs its message";
+  Json entry = FileEntryToJson(
+      FileEntry{"epoch-001-step-7.ckpt", 0644, ckpt.size(), {{h, ckpt.size()}}, ""});
+  ASSERT_TRUE(
+      controller_
+          ->AcceptAgentRecords(
+              first, job, 1, 1,
+              {{{"kind", "output"}, {"data", "step 7\n"}},
+               {{"kind", "decision"}, {"message", "spot interruption notice: told the job"}},
+               {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", entry}}})
+          .ok());
+  EXPECT_EQ(
+      controller_->AcceptAgentRecords(first, job, 1, 4, {{{"kind", "decision"}}}).status().code(),
+      Code::kInvalidArgument)
+      << "a decision needs its message";
   // Heartbeats are still fresh: without the report nothing would happen yet.
   ASSERT_TRUE(controller_->AgentPreempted(first, "spot interruption notice").ok());
   EXPECT_EQ(store_->GetInstance(first)->state, instance_state::kLost);
@@ -731,12 +806,14 @@ TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) 
   bool decision = false;
   for (const auto& e : Events(job)) {
     if (e["kind"] == "output") out += e["data"].get<std::string>();
-    decision |= e["kind"] == "decision" && e["message"] == "spot interruption notice: told the job" &&
-                e["instance"] == first;
+    decision |= e["kind"] == "decision" &&
+                e["message"] == "spot interruption notice: told the job" && e["instance"] == first;
   }
   EXPECT_TRUE(decision) << "the agent's decision record is in the job's events";
-  EXPECT_EQ(out.find("step 7\n----- yard: instance " + first + " was preempted (spot interruption notice)"),
-            0u) << out;
+  EXPECT_EQ(out.find("step 7\n----- yard: instance " + first +
+                     " was preempted (spot interruption notice)"),
+            0u)
+      << out;
   EXPECT_EQ(Job(job).state, job_state::kSucceeded);
 }
 
@@ -744,10 +821,12 @@ TEST_F(ControllerTest, ScenarioInterruptionsTakeSpotInstances) {
   Json scenario = {{"version", 1}, {"types", {{"A", {{"interruptions", {100}}}}}}};
   sim_ = std::make_unique<SimProvider>(std::move(SimScenario::FromJson(scenario)).value(),
                                        dir_ / "instances", &clock_, &spawner_);
-  Json catalog = {{"version", 1}, {"types", {{{"name", "A"}, {"provider", "sim"}, {"default_market", "spot"}}}}};
+  Json catalog = {{"version", 1},
+                  {"types", {{{"name", "A"}, {"provider", "sim"}, {"default_market", "spot"}}}}};
   controller_ = std::make_unique<Controller>(store_.get(), blobs_.get(),
-      std::move(Catalog::FromJson(catalog)).value(), std::map<std::string, Provider*>{{"sim", sim_.get()}},
-      AgentLaunchInfo{}, &clock_, ControllerOptions{});
+                                             std::move(Catalog::FromJson(catalog)).value(),
+                                             std::map<std::string, Provider*>{{"sim", sim_.get()}},
+                                             AgentLaunchInfo{}, &clock_, ControllerOptions{});
   std::string job = Submit("ann", {"A"}, {{"max_restarts", 0}});
   Settle();
   clock_.Advance(100);
@@ -762,7 +841,8 @@ TEST_F(ControllerTest, ScenarioInterruptionsTakeSpotInstances) {
 // Submits `n` jobs of `user` for `machines` with one shared bundle (fast:
 // the helper Submit uploads a bundle per job).
 std::vector<std::string> SubmitMany(Controller* c, Json bundle, const std::string& user, int n,
-                                    std::vector<std::string> machines, Json extra = Json::object()) {
+                                    std::vector<std::string> machines,
+                                    Json extra = Json::object()) {
   Json spec = {{"command", {"true"}}, {"bundle", bundle}, {"machines", machines}};
   spec.update(extra);
   std::vector<std::string> ids;
@@ -805,8 +885,9 @@ TEST_F(ControllerTest, CancelledQueuedJobLeavesItsGroupAndTheNextTakesItsPlace) 
                                        dir_ / "instances", &clock_, &spawner_);
   Json catalog = {{"version", 1}, {"types", {{{"name", "A"}, {"provider", "sim"}}}}};
   controller_ = std::make_unique<Controller>(store_.get(), blobs_.get(),
-      std::move(Catalog::FromJson(catalog)).value(), std::map<std::string, Provider*>{{"sim", sim_.get()}},
-      AgentLaunchInfo{}, &clock_, ControllerOptions{});
+                                             std::move(Catalog::FromJson(catalog)).value(),
+                                             std::map<std::string, Provider*>{{"sim", sim_.get()}},
+                                             AgentLaunchInfo{}, &clock_, ControllerOptions{});
   std::vector<std::string> jobs;
   for (int i = 0; i < 3; ++i) jobs.push_back(Submit("ann", {"A"}, {{"wait_request_s", 1000}}));
   controller_->RunPass();
@@ -871,7 +952,10 @@ TEST_F(ControllerTest, FallbackClockStandsStillWhileTheInstanceQuotaHoldsTheJob)
   std::string busy = Submit("ann", {"B"});
   Settle();
   std::string held = Submit("ann", {"A", "B"}, {{"wait_request_s", 30}});
-  for (int i = 0; i < 6; ++i) { clock_.Advance(10); controller_->RunPass(); }  // t = 60
+  for (int i = 0; i < 6; ++i) {
+    clock_.Advance(10);
+    controller_->RunPass();
+  }  // t = 60
   EXPECT_TRUE(HasDecision(held, "instances (the limit)"));
   EXPECT_FALSE(HasDecision(held, "gave up on A")) << "held by the quota, not refused by the cloud";
   RunJob(busy, {});  // no cool-down: its instance ends, room for one
@@ -895,7 +979,7 @@ TEST_F(ControllerTest, LostReservedInstanceSendsItsJobBackToItsPlace) {
   ASSERT_FALSE(inst.empty()) << "granted, provisioning";
   ASSERT_TRUE(sim_->InterruptNow(inst, "capacity reclaimed").ok());
   registered_.insert(inst);  // its agent never registers
-  controller_->RunPass();  // notices the loss; A's capacity is back
+  controller_->RunPass();    // notices the loss; A's capacity is back
   Settle();
   EXPECT_EQ(Job(first).state, job_state::kStarting);
   EXPECT_EQ(Job(second).state, job_state::kRequesting);
@@ -915,7 +999,8 @@ TEST_F(ControllerTest, WaitingJobsAreLookedAtOnlyWhenTheirCheckIsDue) {
                                  {{"wait_new_job_interval_s", 10}})[0]);
     clock_.Advance(0.02);
   }
-  EXPECT_NE(Job(waiting[399]).message.find("400th in line"), std::string::npos) << Job(waiting[399]).message;
+  EXPECT_NE(Job(waiting[399]).message.find("400th in line"), std::string::npos)
+      << Job(waiting[399]).message;
   RunJob(running, {});  // a slot is free; the next due check takes it
   Controller::PassStats before = controller_->pass_stats();
   controller_->RunPass();
@@ -926,7 +1011,6 @@ TEST_F(ControllerTest, WaitingJobsAreLookedAtOnlyWhenTheirCheckIsDue) {
   EXPECT_EQ(Job(waiting[0]).state, job_state::kStarting);
   EXPECT_EQ(Job(waiting[1]).state, job_state::kWaiting);
 }
-
 
 // ---- liveness on the controller's monotonic clock (server/lifecycle.cc)
 
@@ -944,7 +1028,8 @@ TEST_F(ControllerTest, AnInstanceSilentPastTheHeartbeatTimeoutIsLostAndItsJobReq
   ASSERT_TRUE(controller_->Heartbeat(inst).ok());
   clock_.AdvanceMonotonic(9.5);  // 19 s since it was assigned, 9.5 s since its last heartbeat
   controller_->RunPass();
-  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy) << "a heartbeat starts the count again";
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kBusy)
+      << "a heartbeat starts the count again";
   clock_.AdvanceMonotonic(1.0);
   controller_->RunPass();
   EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kLost);
@@ -952,8 +1037,9 @@ TEST_F(ControllerTest, AnInstanceSilentPastTheHeartbeatTimeoutIsLostAndItsJobReq
   EXPECT_EQ(j.state, job_state::kRequesting);
   bool said = false;
   for (const auto& e : Events(job))
-    said |= e.value("message", "").find("instance " + inst + " was lost (no heartbeat for 10.5 s)") !=
-            std::string::npos;
+    said |=
+        e.value("message", "").find("instance " + inst + " was lost (no heartbeat for 10.5 s)") !=
+        std::string::npos;
   EXPECT_TRUE(said) << Json(Events(job)).dump();
 }
 
@@ -983,7 +1069,8 @@ TEST_F(ControllerTest, AGrantedInstanceWhoseAgentNeverRegistersIsEndedAtTheProvi
   ASSERT_EQ(spawner_.started.size(), 1u);
   clock_.AdvanceMonotonic(299);
   controller_->RunPass();
-  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning) << "not before the timeout";
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning)
+      << "not before the timeout";
   clock_.AdvanceMonotonic(2);
   controller_->RunPass();
   EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kLost);
@@ -1072,9 +1159,12 @@ TEST_F(ControllerTest, ResumingJobMayReadItsCheckpoint) {
   std::string h = Sha256Hex(data);
   ASSERT_TRUE(blobs_->Put(h, data).ok());
   ASSERT_TRUE(store_->AddBlobOwners("ann", {h}).ok());  // as the agent's PUT does
-  Json artifact = {{"kind", "artifact"}, {"dir", "checkpoints"},
-                   {"entry", FileEntryToJson(FileEntry{"e1.pt", 0644, data.size(), {{h, data.size()}}, ""})}};
-  StatusOr<int64_t> acked = controller_->AcceptAgentRecords(first, job, 1, 1, Json::array({artifact}));
+  Json artifact = {
+      {"kind", "artifact"},
+      {"dir", "checkpoints"},
+      {"entry", FileEntryToJson(FileEntry{"e1.pt", 0644, data.size(), {{h, data.size()}}, ""})}};
+  StatusOr<int64_t> acked =
+      controller_->AcceptAgentRecords(first, job, 1, 1, Json::array({artifact}));
   ASSERT_TRUE(acked.ok()) << acked.status().ToString();
   ASSERT_TRUE(sim_->InterruptNow(first, "reclaimed").ok());
   controller_->RunPass();
@@ -1092,14 +1182,19 @@ TEST_F(ControllerTest, RecordsAreAcceptedOnlyFromTheInstanceTheJobRunsOn) {
   Settle();
   std::string ann_inst = Job(ann).instance_id, bob_inst = Job(bob).instance_id;
   ASSERT_TRUE(controller_->PollWork(ann_inst, 0).value().contains("assign"));
-  ASSERT_TRUE(controller_->AcceptAgentRecords(ann_inst, ann, 1, 1,
-                                              {{{"kind", "output"}, {"data", "real\n"}}}).ok());
+  ASSERT_TRUE(
+      controller_
+          ->AcceptAgentRecords(ann_inst, ann, 1, 1, {{{"kind", "output"}, {"data", "real\n"}}})
+          .ok());
   StatusOr<int64_t> injected = controller_->AcceptAgentRecords(
       bob_inst, ann, 1, 2, {{{"kind", "output"}, {"data", "INJECTED\n"}}});
   EXPECT_EQ(injected.status().code(), Code::kPermissionDenied) << injected.status().ToString();
   // Her own agent's next records and exit are not mistaken for resends.
-  ASSERT_TRUE(controller_->AcceptAgentRecords(ann_inst, ann, 1, 2,
-      {{{"kind", "output"}, {"data", "more\n"}}, {{"kind", "exit"}, {"exit_code", 0}}}).ok());
+  ASSERT_TRUE(controller_
+                  ->AcceptAgentRecords(ann_inst, ann, 1, 2,
+                                       {{{"kind", "output"}, {"data", "more\n"}},
+                                        {{"kind", "exit"}, {"exit_code", 0}}})
+                  .ok());
   EXPECT_EQ(Job(ann).state, job_state::kSucceeded);
   std::string output;
   for (const Json& e : Events(ann))
@@ -1116,9 +1211,12 @@ TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
   std::string bob_inst = Job(bob).instance_id;
   ASSERT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
   // Bob's agent (or a job holding its credential) names ann's chunk.
-  Json claim = {{"kind", "artifact"}, {"dir", "outputs"},
-                {"entry", FileEntryToJson(FileEntry{"stolen.txt", 0644, 13, {{ann_chunk, 13}}, ""})}};
-  StatusOr<int64_t> acked = controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({claim}));
+  Json claim = {
+      {"kind", "artifact"},
+      {"dir", "outputs"},
+      {"entry", FileEntryToJson(FileEntry{"stolen.txt", 0644, 13, {{ann_chunk, 13}}, ""})}};
+  StatusOr<int64_t> acked =
+      controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({claim}));
   EXPECT_EQ(acked.status().code(), Code::kPermissionDenied) << acked.status().ToString();
   EXPECT_FALSE(store_->UserOwnsBlob("bob", ann_chunk).value()) << "bob gained nothing";
   // Once bob's agent uploaded those bytes itself (it holds them), it may.
@@ -1150,7 +1248,8 @@ class PipelineTest : public ControllerTest {
   Status Exit(const std::string& job, Json extra = {}) {
     Json exit = {{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}};
     if (extra.is_object()) exit.update(extra);
-    return controller_->AcceptAgentRecords(inst_, job, Job(job).attempt, 1, Json::array({exit})).status();
+    return controller_->AcceptAgentRecords(inst_, job, Job(job).attempt, 1, Json::array({exit}))
+        .status();
   }
   std::string first_, inst_;
 };
@@ -1224,7 +1323,10 @@ TEST_F(PipelineTest, PipelinedAssignmentsWithACancelInBetween) {
   ASSERT_EQ(Poll()["assign"]["job"], third);
   ASSERT_TRUE(controller_->CancelJob("ann", third).ok());
   EXPECT_EQ(Poll()["cancel"], third);
-  ASSERT_TRUE(Exit(third, {{"exit_code", 1}, {"cancelled", true}, {"message", "cancelled before it started"}}).ok());
+  ASSERT_TRUE(
+      Exit(third,
+           {{"exit_code", 1}, {"cancelled", true}, {"message", "cancelled before it started"}})
+          .ok());
   EXPECT_EQ(Job(third).state, job_state::kCancelled);
   EXPECT_EQ(Job(first_).state, job_state::kRunning) << "the running job goes on";
   // A job queued now takes the freed slot; the first's end starts it.

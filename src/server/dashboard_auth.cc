@@ -61,7 +61,8 @@ StatusOr<TokenInfo> DashboardAuth::SessionUser(const std::string& session) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sessions_.find(session);
   if (it == sessions_.end() || it->second.expires <= clock_->Now())
-    return Unauthenticated("not signed in (or the session expired): run `yard dashboard` or sign in with a token");
+    return Unauthenticated(
+        "not signed in (or the session expired): run `yard dashboard` or sign in with a token");
   return it->second.who;
 }
 
@@ -85,7 +86,8 @@ std::string CookieValue(const std::string& header, const std::string& name) {
 }
 
 std::string SessionCookie(const std::string& session) {
-  std::string c = std::string(kSessionCookie) + "=" + session + "; Path=/; HttpOnly; SameSite=Strict";
+  std::string c =
+      std::string(kSessionCookie) + "=" + session + "; Path=/; HttpOnly; SameSite=Strict";
   if (session.empty()) c += "; Max-Age=0";
   return c;
 }

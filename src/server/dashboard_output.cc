@@ -4,8 +4,8 @@
 
 namespace yard {
 
-StatusOr<std::shared_ptr<OutputCache::Entry>> OutputCache::Fresh(const std::string& job_id,
-                                                                  std::unique_lock<std::mutex>* lock) {
+StatusOr<std::shared_ptr<OutputCache::Entry>> OutputCache::Fresh(
+    const std::string& job_id, std::unique_lock<std::mutex>* lock) {
   std::shared_ptr<Entry> e;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -66,7 +66,8 @@ StatusOr<OutputLines> OutputCache::Lines(const std::string& job_id, int64_t from
   int64_t end = std::min(n, out.from + std::max<int64_t>(0, count));
   for (int64_t i = out.from; i < end; ++i) {
     uint64_t a = e->line_starts[i];
-    uint64_t b = i + 1 < static_cast<int64_t>(e->line_starts.size()) ? e->line_starts[i + 1] - 1 : e->text.size();
+    uint64_t b = i + 1 < static_cast<int64_t>(e->line_starts.size()) ? e->line_starts[i + 1] - 1
+                                                                     : e->text.size();
     out.lines.emplace_back(e->text, a, b - a);
   }
   return out;
@@ -86,7 +87,8 @@ StatusOr<OutputMatches> OutputCache::Search(const std::string& job_id, const std
   if (text.empty()) return out;
   const auto& starts = e->line_starts;
   size_t line = 0;
-  for (size_t pos = e->text.find(text); pos != std::string::npos; pos = e->text.find(text, pos + 1)) {
+  for (size_t pos = e->text.find(text); pos != std::string::npos;
+       pos = e->text.find(text, pos + 1)) {
     // The line holding pos: the last start <= pos (starts are sorted).
     line = std::upper_bound(starts.begin() + line, starts.end(), pos) - starts.begin() - 1;
     if (!out.lines.empty() && out.lines.back() == static_cast<int64_t>(line)) continue;

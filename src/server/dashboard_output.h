@@ -28,7 +28,7 @@ struct OutputLines {
   int64_t total = 0;  // lines so far (a last line without its newline counts)
   int64_t from = 0;   // index of lines[0]
   std::vector<std::string> lines;
-  int64_t seq = 0;    // the last event read: follow the stream after it
+  int64_t seq = 0;       // the last event read: follow the stream after it
   bool partial = false;  // the last line has no newline yet
 };
 
@@ -55,10 +55,10 @@ class OutputCache {
   struct Entry {
     std::string job_id;
     std::mutex mu;
-    std::string text;                   // GUARDED_BY(mu)
+    std::string text;                      // GUARDED_BY(mu)
     std::vector<uint64_t> line_starts{0};  // GUARDED_BY(mu): offsets in text
-    Json timeline = Json::array();      // GUARDED_BY(mu)
-    int64_t seq = 0;                    // GUARDED_BY(mu)
+    Json timeline = Json::array();         // GUARDED_BY(mu)
+    int64_t seq = 0;                       // GUARDED_BY(mu)
   };
   // The job's entry, read up to the events stored now.
   StatusOr<std::shared_ptr<Entry>> Fresh(const std::string& job_id,

@@ -81,8 +81,8 @@ TEST_F(OutputCacheTest, RawOutputRecordsKeepTheirBytesAndMixWithInlineOnes) {
   Append({{{"kind", "metric"}, {"values", {{"epoch", 1}, {"loss", 0.5}}}}, Out("inline\n")});
   AppendRaw({"", "tail \xff"});  // an empty record adds nothing
   OutputLines all = *cache.Lines("job-1", 0, 10);
-  EXPECT_EQ(all.lines,
-            (std::vector<std::string>{"caf\xe9 1", std::string("half\0way\r", 9), "inline", "tail \xff"}));
+  EXPECT_EQ(all.lines, (std::vector<std::string>{"caf\xe9 1", std::string("half\0way\r", 9),
+                                                 "inline", "tail \xff"}));
   EXPECT_EQ(all.total, 4);
   EXPECT_TRUE(all.partial);
   EXPECT_EQ(all.seq, 6);
@@ -93,7 +93,8 @@ TEST_F(OutputCacheTest, RawOutputRecordsKeepTheirBytesAndMixWithInlineOnes) {
   EXPECT_EQ(timeline[0]["kind"], "metric");
   EXPECT_EQ(seq, 6);
   EXPECT_EQ(cache.Search("job-1", "\xe9", 10)->lines, (std::vector<int64_t>{0}));
-  EXPECT_EQ(cache.Search("job-1", "lf", 10)->lines, (std::vector<int64_t>{1}));  // "half" spans two records
+  EXPECT_EQ(cache.Search("job-1", "lf", 10)->lines,
+            (std::vector<int64_t>{1}));  // "half" spans two records
   // Read on from where the last call stopped: the partial line goes on.
   AppendRaw({" end\n"});
   EXPECT_EQ(cache.Lines("job-1", -1, 1)->lines, (std::vector<std::string>{"tail \xff end"}));

@@ -34,8 +34,8 @@ void ReplyError(httplib::Response& res, const Status& status) {
 
 std::vector<Route> AllRoutes(ApiContext& ctx) {
   std::vector<Route> all;
-  for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes, MetaRoutes,
-                       DashboardRoutes, TokenRoutes})
+  for (auto* table : {JobRoutes, BlobRoutes, AgentRoutes, MachineRoutes, AgentBinaryRoutes,
+                      MetaRoutes, DashboardRoutes, TokenRoutes})
     for (auto& r : table(ctx)) all.push_back(std::move(r));
   return all;
 }
@@ -96,8 +96,14 @@ HttpApi::HttpApi(ApiContext ctx, const TlsFiles* tls)
   server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
                                     std::exception_ptr ep) {
     std::string what = "unknown exception";
-    try { std::rethrow_exception(ep); } catch (const std::exception& e) { what = e.what(); } catch (...) {}
-    std::fprintf(stderr, "yard server: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(), what.c_str());
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    std::fprintf(stderr, "yard server: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(),
+                 what.c_str());
     ReplyError(res, Internal("the server failed on this request (" + what + "); see server.log"));
   });
   auto not_found = [](const httplib::Request& req, httplib::Response& res) {
@@ -112,10 +118,12 @@ HttpApi::HttpApi(ApiContext ctx, const TlsFiles* tls)
     if (status == 413)
       ReplyError(res, ResourceExhausted("the request body is too large (64 MiB at most)"));
     else if (status >= 400 && status < 500)
-      ReplyError(res, InvalidArgument("the request could not be read (HTTP " + std::to_string(status) +
-                                      "): a POST or PUT needs a Content-Length and a body, even {}"));
+      ReplyError(res,
+                 InvalidArgument("the request could not be read (HTTP " + std::to_string(status) +
+                                 "): a POST or PUT needs a Content-Length and a body, even {}"));
     else
-      ReplyError(res, Internal("the server could not answer (HTTP " + std::to_string(status) + "); see server.log"));
+      ReplyError(res, Internal("the server could not answer (HTTP " + std::to_string(status) +
+                               "); see server.log"));
     res.status = status;
   });
 }
@@ -124,11 +132,19 @@ HttpApi::~HttpApi() { Stop(); }
 
 std::string NeededScope(Access access, const std::string& method) {
   switch (access) {
-    case Access::kPublic: case Access::kAgent: case Access::kAgentOrBootstrap: return "";
-    case Access::kMetrics: return kScopeMetrics;
-    case Access::kUserAdmin: return kScopeAdmin;
-    case Access::kUserRead: return kScopeRead;
-    case Access::kUser: case Access::kUserOrAgent: return method == "GET" ? kScopeRead : kScopeSubmit;
+    case Access::kPublic:
+    case Access::kAgent:
+    case Access::kAgentOrBootstrap:
+      return "";
+    case Access::kMetrics:
+      return kScopeMetrics;
+    case Access::kUserAdmin:
+      return kScopeAdmin;
+    case Access::kUserRead:
+      return kScopeRead;
+    case Access::kUser:
+    case Access::kUserOrAgent:
+      return method == "GET" ? kScopeRead : kScopeSubmit;
   }
   return kScopeAdmin;
 }
@@ -138,16 +154,19 @@ namespace {
 // Whether `who` (a user, scraper or agent) may call a route of `access`.
 Status Admit(const TokenInfo& who, Access access, const std::string& method) {
   if (who.kind == "agent" || who.kind == "bootstrap") {
-    bool ok = (access == Access::kAgent && who.kind == "agent") || access == Access::kAgentOrBootstrap ||
+    bool ok = (access == Access::kAgent && who.kind == "agent") ||
+              access == Access::kAgentOrBootstrap ||
               (access == Access::kUserOrAgent && who.kind == "agent");
     if (ok) return Status::Ok();
     if (who.kind == "bootstrap")
-      return PermissionDenied("a bootstrap credential only registers its agent (POST /v1/agents/register); "
-                              "use the instance credential registered with it");
+      return PermissionDenied(
+          "a bootstrap credential only registers its agent (POST /v1/agents/register); "
+          "use the instance credential registered with it");
     return PermissionDenied("this route is not open to agent credentials");
   }
   std::string need = NeededScope(access, method);
-  if (need.empty()) return PermissionDenied("this route is open to agents only, not to user tokens");
+  if (need.empty())
+    return PermissionDenied("this route is open to agents only, not to user tokens");
   if (!ScopeAllows(who.scope, need)) return ScopeTooSmall(who.scope, need);
   return Status::Ok();
 }
@@ -165,7 +184,8 @@ StatusOr<TokenInfo> HttpApi::Authenticate(const httplib::Request& req, Access ac
     // The dashboard page. SameSite=Strict keeps other sites' requests
     // cookieless; a custom header on writes makes sure of it.
     if (req.method != "GET" && req.get_header_value("X-Yard-Dashboard") != "1")
-      return PermissionDenied("a page session may change things only with the header X-Yard-Dashboard: 1");
+      return PermissionDenied(
+          "a page session may change things only with the header X-Yard-Dashboard: 1");
     YARD_ASSIGN_OR_RETURN(who, SessionCaller(session));
   } else {
     if (auth.compare(0, prefix.size(), prefix) != 0)
@@ -191,25 +211,29 @@ StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token, const std::s
   if (AgentCredentials::IsBootstrap(token) || AgentCredentials::IsCredential(token)) {
     std::optional<TokenInfo> agent = ctx_.controller->credentials().Identify(token);
     if (!agent)
-      return Unauthenticated("unknown agent credential (its instance ended?): this agent should exit");
+      return Unauthenticated(
+          "unknown agent credential (its instance ended?): this agent should exit");
     return *agent;
   }
   return tokens_->Identify(token, address);
 }
 
 void HttpApi::Handle(const Route& route, const std::string& key, const httplib::Request& req,
-                    httplib::Response& res) {
+                     httplib::Response& res) {
   StatusOr<TokenInfo> who = Authenticate(req, route.access);
   StreamLimits::Lease in_flight;
   bool agent = who.ok() && (who->kind == "agent" || who->kind == "bootstrap");
   if (who.ok() && !who->user.empty() && !agent) {
     StatusOr<StreamLimits::Lease> lease = in_flight_.Open(who->user);
-    if (lease.ok()) in_flight = *lease;
-    else who = lease.status();
+    if (lease.ok())
+      in_flight = *lease;
+    else
+      who = lease.status();
   }
   if (!who.ok()) {
     if (who.status().code() == Code::kTooManyRequests)
-      res.set_header("Retry-After", std::to_string(std::max(1, tokens_->RetryAfter(req.remote_addr))));
+      res.set_header("Retry-After",
+                     std::to_string(std::max(1, tokens_->RetryAfter(req.remote_addr))));
     return ReplyError(res, who.status());
   }
   Call call{req, res, *who};
@@ -245,8 +269,9 @@ void HttpApi::Install(const Route& route) {
 
 StatusOr<int> HttpApi::Bind(const std::string& host, int port) {
   if (!server_->is_valid())
-    return InvalidArgument("cannot load the TLS certificate and key: each must be a PEM file, the key "
-                           "unencrypted and matching the certificate");
+    return InvalidArgument(
+        "cannot load the TLS certificate and key: each must be a PEM file, the key "
+        "unencrypted and matching the certificate");
   if (port == 0) {
     int bound = server_->bind_to_any_port(host);
     if (bound <= 0) return Unavailable("cannot listen on " + host);

@@ -40,7 +40,14 @@ using Json = nlohmann::json;
 // kMetrics: GET /metrics, open to tokens of scope "metrics" only (the
 // figures span all users; docs/operations.md).
 enum class Access {
-  kPublic, kUser, kUserRead, kUserAdmin, kAgent, kAgentOrBootstrap, kUserOrAgent, kMetrics
+  kPublic,
+  kUser,
+  kUserRead,
+  kUserAdmin,
+  kAgent,
+  kAgentOrBootstrap,
+  kUserOrAgent,
+  kMetrics
 };
 
 // The token scope a user route needs ("" for agent-only and public routes).
@@ -80,7 +87,7 @@ struct ApiContext {
   ServerMetrics* metrics = nullptr;         // counters behind GET /metrics
   TokenAuth* tokens = nullptr;              // user tokens: lookup, scopes, revocation
   int requests_in_flight_per_user = kDefaultRequestsInFlightPerUser;  // set by the creator
-  const Json* openapi = nullptr;            // GET /v1/openapi.json
+  const Json* openapi = nullptr;                                      // GET /v1/openapi.json
 };
 
 using Handler = std::function<Status(Call&)>;
@@ -98,9 +105,10 @@ std::vector<Route> BlobRoutes(ApiContext& ctx);
 std::vector<Route> AgentRoutes(ApiContext& ctx);
 std::vector<Route> MachineRoutes(ApiContext& ctx);
 std::vector<Route> AgentBinaryRoutes(ApiContext& ctx);
-std::vector<Route> MetaRoutes(ApiContext& ctx);       // routes_meta.cc: health, openapi, /metrics
-std::vector<Route> DashboardRoutes(ApiContext& ctx);  // routes_dashboard.cc: sign-in, output lines, the page
-std::vector<Route> TokenRoutes(ApiContext& ctx);      // routes_tokens.cc: the caller's own tokens
+std::vector<Route> MetaRoutes(ApiContext& ctx);  // routes_meta.cc: health, openapi, /metrics
+std::vector<Route> DashboardRoutes(
+    ApiContext& ctx);  // routes_dashboard.cc: sign-in, output lines, the page
+std::vector<Route> TokenRoutes(ApiContext& ctx);  // routes_tokens.cc: the caller's own tokens
 // Every table above, in install order: what the server serves and what
 // docs/api.md must document (api_docs_test.cc).
 std::vector<Route> AllRoutes(ApiContext& ctx);

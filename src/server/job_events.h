@@ -28,7 +28,8 @@ inline nlohmann::json OutputMarker(const std::string& text) {
 
 inline std::string FormatSeconds(double s) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%g s", static_cast<double>(static_cast<long long>(s * 10 + 0.5)) / 10);
+  std::snprintf(buf, sizeof(buf), "%g s",
+                static_cast<double>(static_cast<long long>(s * 10 + 0.5)) / 10);
   return buf;
 }
 

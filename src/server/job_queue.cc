@@ -69,7 +69,10 @@ void JobQueue::Join(const std::string& job, Entry& e, const std::string& key) {
   if (key.empty()) return;
   Group& g = groups_[key];
   if (!g.jobs.empty()) {
-    if (g.jobs.begin()->first < e.order) { g.jobs.insert({e.order, job}); return; }
+    if (g.jobs.begin()->first < e.order) {
+      g.jobs.insert({e.order, job});
+      return;
+    }
     group_order_.erase({g.jobs.begin()->first, key});
   }
   g.jobs.insert({e.order, job});

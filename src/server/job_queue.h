@@ -52,7 +52,7 @@ class JobQueue {
   // The place of group `key`'s first job; nullopt when the group is empty.
   std::optional<Order> HeadOrder(const std::string& key) const;
   const GroupOrder& groups() const { return group_order_; }
-  size_t size() const { return entries_.size(); }           // parked included
+  size_t size() const { return entries_.size(); }  // parked included
   size_t group_count() const { return groups_.size(); }
 
   // The last time the group found its user at the instance quota (its

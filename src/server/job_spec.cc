@@ -35,7 +35,8 @@ Status CheckCommand(const Json& spec) {
     if (!a.is_string()) return InvalidArgument("'command' must be a non-empty list of strings");
   // What exec would refuse on the instance, refused before anything is paid for.
   if (spec["command"][0].get<std::string>().empty())
-    return InvalidArgument("'command' starts with an empty program name: give the program to run first");
+    return InvalidArgument(
+        "'command' starts with an empty program name: give the program to run first");
   for (const auto& a : spec["command"])
     if (a.get<std::string>().find('\0') != std::string::npos)
       return InvalidArgument("'command' holds a NUL character, which no program can be given");
@@ -56,8 +57,8 @@ StatusOr<Json> CheckMachines(const Json& spec, const Catalog& catalog) {
     if (!m.is_string()) return InvalidArgument("'machines' must be a list of machine ids");
     YARD_ASSIGN_OR_RETURN(MachineRequest req, ParseMachineRequest(m.get<std::string>()));
     if (!catalog.Find(req.type))
-      return InvalidArgument("unknown machine type '" + req.type + "' (known: " +
-                             catalog.NamesForHelp() + "; see `yard machines`)");
+      return InvalidArgument("unknown machine type '" + req.type +
+                             "' (known: " + catalog.NamesForHelp() + "; see `yard machines`)");
   }
   return machines;
 }
@@ -66,13 +67,15 @@ Status CheckEnv(const Json& spec) {
   if (!spec.contains("env")) return Status::Ok();
   if (!spec["env"].is_object()) return InvalidArgument("'env' must be an object of strings");
   for (const auto& [k, v] : spec["env"].items()) {
-    if (k.empty()) return InvalidArgument("env has an empty name: each variable needs a name (NAME=VALUE)");
+    if (k.empty())
+      return InvalidArgument("env has an empty name: each variable needs a name (NAME=VALUE)");
     if (k.find('=') != std::string::npos || k.find('\0') != std::string::npos)
       return InvalidArgument("env name '" + EscapeForMessage(k) +
                              "' holds '=' or NUL, which a variable's name cannot (NAME=VALUE)");
     if (!v.is_string()) return InvalidArgument("env '" + k + "' must be a string");
     if (v.get<std::string>().find('\0') != std::string::npos)
-      return InvalidArgument("env '" + k + "' holds a NUL character, which a variable's value cannot");
+      return InvalidArgument("env '" + k +
+                             "' holds a NUL character, which a variable's value cannot");
   }
   return Status::Ok();
 }
@@ -80,8 +83,10 @@ Status CheckEnv(const Json& spec) {
 Status CheckStrings(const Json& spec) {
   if (spec.contains("description") && !spec["description"].is_string())
     return InvalidArgument("'description' must be a string");
-  if (spec.contains("image") && (!spec["image"].is_string() || spec["image"].get<std::string>().empty()))
-    return InvalidArgument("'image' must be a non-empty image name (e.g. default-cpu; see docs/workflow.md)");
+  if (spec.contains("image") &&
+      (!spec["image"].is_string() || spec["image"].get<std::string>().empty()))
+    return InvalidArgument(
+        "'image' must be a non-empty image name (e.g. default-cpu; see docs/workflow.md)");
   if (spec.contains("settings")) {
     if (!spec["settings"].is_object())
       return InvalidArgument("'settings' must be an object of strings (KEY: VALUE)");
@@ -101,15 +106,17 @@ Status CheckSeconds(const Json& spec, const char* key, double lo, bool above_lo,
             (above_lo ? v.get<double>() > lo : v.get<double>() >= lo);
   if (ok) return Status::Ok();
   return InvalidArgument(std::string("'") + key + "' must be a number of seconds " +
-                         (above_lo ? "above " : "from ") + Plain(lo) + (above_lo ? " up to " : " to ") +
-                         Plain(hi) + meaning + " (got " + Shown(v) + ")");
+                         (above_lo ? "above " : "from ") + Plain(lo) +
+                         (above_lo ? " up to " : " to ") + Plain(hi) + meaning + " (got " +
+                         Shown(v) + ")");
 }
 
 Status CheckDurations(const Json& spec) {
   double max = JobSpecLimits::kMaxSeconds;
   YARD_RETURN_IF_ERROR(CheckSeconds(spec, "cool_down_s", 0, false));
   YARD_RETURN_IF_ERROR(CheckSeconds(spec, "wait_request_s", 0, false));
-  YARD_RETURN_IF_ERROR(CheckSeconds(spec, "wait_new_job_s", -max, false, "; 0 or less waits indefinitely"));
+  YARD_RETURN_IF_ERROR(
+      CheckSeconds(spec, "wait_new_job_s", -max, false, "; 0 or less waits indefinitely"));
   return CheckSeconds(spec, "wait_new_job_interval_s", 0, true);
 }
 
@@ -125,7 +132,8 @@ StatusOr<int64_t> WholeNumber(const Json& spec, const char* key, int64_t lo, int
   if (d >= static_cast<double>(lo) && d <= static_cast<double>(hi) && d == std::floor(d))
     return static_cast<int64_t>(d);
   return InvalidArgument(std::string("'") + key + "' must be a whole number from " +
-                         std::to_string(lo) + " to " + std::to_string(hi) + " (got " + Shown(v) + ")");
+                         std::to_string(lo) + " to " + std::to_string(hi) + " (got " + Shown(v) +
+                         ")");
 }
 
 Status CheckNodes(int64_t nodes, const Json& machines, const Catalog& catalog) {
@@ -143,10 +151,10 @@ Status CheckNodes(int64_t nodes, const Json& machines, const Catalog& catalog) {
 }  // namespace
 
 StatusOr<Json> ParseJobSpec(const std::string& body) {
-  return ParseStrictObject(body, {"command", "bundle", "machines", "description", "cool_down_s",
-                                  "env", "wait_request_s", "wait_new_job_s",
-                                  "wait_new_job_interval_s", "max_restarts", "nodes", "image",
-                                  "settings"});
+  return ParseStrictObject(
+      body,
+      {"command", "bundle", "machines", "description", "cool_down_s", "env", "wait_request_s",
+       "wait_new_job_s", "wait_new_job_interval_s", "max_restarts", "nodes", "image", "settings"});
 }
 
 int64_t NodesOf(const MachineType& type) {

@@ -16,14 +16,16 @@ using Json = nlohmann::json;
 Catalog TestCatalog() {
   return Catalog::FromJson(Json::parse(R"({"version": 1, "types": [
       {"name": "small", "provider": "local", "cpus": 1},
-      {"name": "pair", "provider": "slurm", "cpus": 2, "options": {"nodes": 2}}]})")).value();
+      {"name": "pair", "provider": "slurm", "cpus": 2, "options": {"nodes": 2}}]})"))
+      .value();
 }
 
 Json Spec(Json extra = Json::object()) {
   std::string data = "print('hi')\n";
   Manifest m;
   m.files.push_back(FileEntry{"train.py", 0644, data.size(), {{Sha256Hex(data), data.size()}}, ""});
-  Json spec = {{"command", {"python3", "train.py"}}, {"bundle", m.ToJson()}, {"machines", {"small"}}};
+  Json spec = {
+      {"command", {"python3", "train.py"}}, {"bundle", m.ToJson()}, {"machines", {"small"}}};
   spec.update(extra);
   return spec;
 }
@@ -47,14 +49,16 @@ TEST(JobSpecTest, MaxRestartsOutOfRangeOrNotWholeIsRefusedNamingTheRange) {
   for (Json bad : {Json(1e300), Json(-1e300), Json(-1), Json(1001), Json(2.5), Json("3"),
                    Json(18446744073709551615ULL), Json(nullptr)}) {
     std::string msg = Refusal(Spec({{"max_restarts", bad}}));
-    EXPECT_NE(msg.find("'max_restarts' must be a whole number from 0 to 1000 (got "), std::string::npos)
+    EXPECT_NE(msg.find("'max_restarts' must be a whole number from 0 to 1000 (got "),
+              std::string::npos)
         << bad.dump() << ": " << msg;
   }
   EXPECT_NE(Refusal(Spec({{"max_restarts", 1e300}})).find("(got 1e+300)"), std::string::npos);
 }
 
 TEST(JobSpecTest, MaxRestartsInRangeIsStoredAsAnInteger) {
-  for (const auto& [given, stored] : std::vector<std::pair<Json, int64_t>>{{0, 0}, {1000, 1000}, {3.0, 3}}) {
+  for (const auto& [given, stored] :
+       std::vector<std::pair<Json, int64_t>>{{0, 0}, {1000, 1000}, {3.0, 3}}) {
     StatusOr<ValidJobSpec> v = ValidateJobSpec(Spec({{"max_restarts", given}}), TestCatalog());
     ASSERT_TRUE(v.ok()) << given.dump() << ": " << v.status().ToString();
     EXPECT_TRUE(v->spec["max_restarts"].is_number_integer()) << given.dump();
@@ -75,7 +79,8 @@ TEST(JobSpecTest, NodesBeyondAnIntAreRefusedNotTruncated) {
 }
 
 TEST(JobSpecTest, NodesAreCheckedAgainstEveryListedType) {
-  StatusOr<ValidJobSpec> v = ValidateJobSpec(Spec({{"nodes", 2.0}, {"machines", {"pair"}}}), TestCatalog());
+  StatusOr<ValidJobSpec> v =
+      ValidateJobSpec(Spec({{"nodes", 2.0}, {"machines", {"pair"}}}), TestCatalog());
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_TRUE(v->spec["nodes"].is_number_integer()) << "the agent reads an integer";
   EXPECT_EQ(v->spec["nodes"].get<int64_t>(), 2);
@@ -93,25 +98,34 @@ TEST(JobSpecTest, DurationsOutOfRangeAreRefusedNamingTheRange) {
     const char* says;
   };
   for (const Case& c : std::vector<Case>{
-           {"wait_request_s", 1e300, "'wait_request_s' must be a number of seconds from 0 to 1000000000 (got 1e+300)"},
+           {"wait_request_s", 1e300,
+            "'wait_request_s' must be a number of seconds from 0 to 1000000000 (got 1e+300)"},
            {"wait_request_s", -1, "'wait_request_s' must be a number of seconds from 0"},
            {"cool_down_s", -0.5, "'cool_down_s' must be a number of seconds from 0 to 1000000000"},
            {"cool_down_s", "10", "'cool_down_s' must be a number of seconds"},
-           {"wait_new_job_s", -1e300, "from -1000000000 to 1000000000; 0 or less waits indefinitely"},
-           {"wait_new_job_interval_s", 0, "'wait_new_job_interval_s' must be a number of seconds above 0"},
+           {"wait_new_job_s", -1e300,
+            "from -1000000000 to 1000000000; 0 or less waits indefinitely"},
+           {"wait_new_job_interval_s", 0,
+            "'wait_new_job_interval_s' must be a number of seconds above 0"},
        }) {
     std::string msg = Refusal(Spec({{c.key, c.value}}));
     EXPECT_NE(msg.find(c.says), std::string::npos) << c.key << "=" << c.value.dump() << ": " << msg;
   }
-  EXPECT_EQ(Refusal(Spec({{"wait_new_job_s", -1}, {"cool_down_s", 1e9}, {"wait_request_s", 0},
-                          {"wait_new_job_interval_s", 0.1}})), "");
+  EXPECT_EQ(Refusal(Spec({{"wait_new_job_s", -1},
+                          {"cool_down_s", 1e9},
+                          {"wait_request_s", 0},
+                          {"wait_new_job_interval_s", 0.1}})),
+            "");
 }
 
 TEST(JobSpecTest, ShapesAreRefusedWithTheFieldNamed) {
   EXPECT_NE(Refusal(Json::array()).find("must be a JSON object"), std::string::npos);
-  EXPECT_NE(Refusal(Spec({{"command", Json::array()}})).find("'command' must be"), std::string::npos);
-  EXPECT_NE(Refusal(Spec({{"machines", {"nope"}}})).find("unknown machine type 'nope'"), std::string::npos);
-  EXPECT_NE(Refusal(Spec({{"env", {{"A", 1}}}})).find("env 'A' must be a string"), std::string::npos);
+  EXPECT_NE(Refusal(Spec({{"command", Json::array()}})).find("'command' must be"),
+            std::string::npos);
+  EXPECT_NE(Refusal(Spec({{"machines", {"nope"}}})).find("unknown machine type 'nope'"),
+            std::string::npos);
+  EXPECT_NE(Refusal(Spec({{"env", {{"A", 1}}}})).find("env 'A' must be a string"),
+            std::string::npos);
   EXPECT_NE(Refusal(Spec({{"image", ""}})).find("'image' must be a non-empty"), std::string::npos);
   Json no_bundle = Spec();
   no_bundle.erase("bundle");

@@ -58,7 +58,10 @@ std::optional<Json> Controller::NewestCheckpoint(const std::string& job_id) {
   for (const auto& a : *artifacts) {
     if (a.value("dir", "") != "checkpoints") continue;
     int64_t seq = a.value("seq", int64_t{0});
-    if (seq > newest_seq) { newest_seq = seq; newest = a; }
+    if (seq > newest_seq) {
+      newest_seq = seq;
+      newest = a;
+    }
   }
   return newest;
 }
@@ -68,7 +71,9 @@ std::optional<Json> Controller::NewestCheckpoint(const std::string& job_id) {
 Json Controller::CheckpointSiblings(const std::string& job_id, const Json& newest) {
   auto stem = [](const std::string& path) {
     size_t slash = path.rfind('/'), dot = path.rfind('.');
-    return (dot == std::string::npos || (slash != std::string::npos && dot < slash)) ? path : path.substr(0, dot);
+    return (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+               ? path
+               : path.substr(0, dot);
   };
   std::string want = stem(newest.value("path", ""));
   Json out = Json::array();
@@ -76,7 +81,8 @@ Json Controller::CheckpointSiblings(const std::string& job_id, const Json& newes
   if (!artifacts.ok()) return out;
   for (const auto& a : *artifacts) {
     std::string path = a["entry"].value("path", "");
-    if (a.value("dir", "") == "checkpoints" && path != newest.value("path", "") && stem(path) == want)
+    if (a.value("dir", "") == "checkpoints" && path != newest.value("path", "") &&
+        stem(path) == want)
       out.push_back(a["entry"]);
   }
   return out;
@@ -88,8 +94,9 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
   if (job.cancel_requested || restarts >= max_restarts) {
     FinishJob(job, job.cancel_requested ? job_state::kCancelled : job_state::kFailed, std::nullopt,
               what_happened + ". The job did not finish" +
-                  (job.cancel_requested ? "" : " (restarted " + std::to_string(restarts) +
-                                                   " times, the limit; raise it with --max-restarts)") +
+                  (job.cancel_requested ? ""
+                                        : " (restarted " + std::to_string(restarts) +
+                                              " times, the limit; raise it with --max-restarts)") +
                   "; its output and artifacts so far are kept (`yard logs " + job.id +
                   "`, `yard fetch " + job.id + "`)");
     return;
@@ -100,7 +107,8 @@ void Controller::RequeueOrFail(JobRecord& job, const std::string& what_happened)
   job.sched.attempts.clear();
   std::string resume = "from the start (no checkpoint yet)";
   if (std::optional<Json> ckpt = NewestCheckpoint(job.id)) {
-    job.sched.resume_from = Json{{"dir", "checkpoints"}, {"entry", (*ckpt)["entry"]},
+    job.sched.resume_from = Json{{"dir", "checkpoints"},
+                                 {"entry", (*ckpt)["entry"]},
                                  {"siblings", CheckpointSiblings(job.id, (*ckpt)["entry"])}};
     resume = "from checkpoints/" + (*ckpt)["entry"].value("path", "");
   }
@@ -155,13 +163,15 @@ void Controller::MarkLost(InstanceRecord& inst, const std::string& reason, bool 
   std::string job_id = inst.job_id;
   std::string next_id = DropNext(id);  // queued there, perhaps not started: requeued too
   Provider* p = ProviderFor(inst.machine_type);
-  if (p && !preempted) LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate lost instance");
+  if (p && !preempted)
+    LogError(Counted(p, "terminate", p->Terminate(inst)), "terminate lost instance");
   CloseInterval(inst);
   inst.info["lost_because"] = reason;
   SaveInstance(inst, instance_state::kLost);
   EraseInstance(id);  // `inst` dangles from here on
   notifier_.Notify(kInstanceKey + id);
-  std::string what = "instance " + id + (preempted ? " was preempted (" : " was lost (") + reason + ")";
+  std::string what =
+      "instance " + id + (preempted ? " was preempted (" : " was lost (") + reason + ")";
   if (auto next = jobs_.find(next_id); next != jobs_.end())
     RequeueOrFail(next->second, what + " with this job queued behind its job " + job_id);
   auto it = jobs_.find(job_id);
@@ -207,13 +217,15 @@ void Controller::MonitorInstances() {
       // Its job's wait_request_s decides (WithdrawRequestedInstance).
     } else if (inst.state == instance_state::kProvisioning) {
       if (silent > options_.provisioning_timeout_s)
-        MarkLost(inst, "it did not register within " + FormatSeconds(options_.provisioning_timeout_s), false);
+        MarkLost(inst,
+                 "it did not register within " + FormatSeconds(options_.provisioning_timeout_s),
+                 false);
     } else if ((p ? p->CountedSilence(inst, silent) : silent) > options_.heartbeat_timeout_s) {
       MarkLost(inst, "no heartbeat for " + FormatSeconds(silent), false);
     } else if ((inst.state == instance_state::kCooling || inst.state == instance_state::kIdle) &&
                inst.job_id.empty() && now >= inst.cool_until) {
-      TerminateInstance(inst, inst.state == instance_state::kCooling ? "its cool-down ended"
-                                                                      : "it stayed idle");
+      TerminateInstance(
+          inst, inst.state == instance_state::kCooling ? "its cool-down ended" : "it stayed idle");
     }
   }
 }
@@ -231,7 +243,9 @@ StatusOr<std::vector<std::string>> Controller::EndIdleInstances(const std::strin
     InstanceRecord& inst = instances_[iid];
     bool idle = inst.state == instance_state::kCooling || inst.state == instance_state::kIdle;
     if (!idle || !inst.job_id.empty()) {
-      if (!id.empty()) return FailedPrecondition(iid + " is " + inst.state + ", not cooling: cancel its job instead");
+      if (!id.empty())
+        return FailedPrecondition(iid + " is " + inst.state +
+                                  ", not cooling: cancel its job instead");
       continue;
     }
     TerminateInstance(inst, "ended by its user (yard down)");
@@ -245,7 +259,10 @@ StatusOr<std::vector<std::string>> Controller::EndIdleInstances(const std::strin
 MarketPrices Controller::PricesOf(const InstanceRecord& inst) const {
   const MachineType* t = catalog_.Find(inst.machine_type);
   MarketPrices p;
-  if (t) { p.spot = t->spot_price; p.on_demand = t->on_demand_price; }
+  if (t) {
+    p.spot = t->spot_price;
+    p.on_demand = t->on_demand_price;
+  }
   p.is_spot = inst.info.value("market", "") == "spot";
   if (p.is_spot && p.spot == 0) {  // the catalog gives none: the provider's (a cloud's price)
     auto it = t ? providers_.find(t->provider) : providers_.end();
@@ -261,7 +278,8 @@ double Controller::CurrentPricePerHour(const InstanceRecord& inst) const {
   return CoolingPricePerHour(PricesOf(inst), t, options_.pricing);
 }
 
-void Controller::OpenInterval(InstanceRecord& inst, const std::string& kind, const std::string& job_id) {
+void Controller::OpenInterval(InstanceRecord& inst, const std::string& kind,
+                              const std::string& job_id) {
   inst.info["interval_kind"] = kind;
   inst.info["interval_start"] = clock_->Now();
   inst.info["interval_job"] = job_id;
@@ -286,17 +304,25 @@ LedgerEntry IntervalEntry(const InstanceRecord& inst, double now, const MarketPr
 }
 
 Json EntryJson(const LedgerEntry& e, bool open) {
-  return {{"instance", e.instance_id}, {"job", e.job_id}, {"kind", e.kind},
-          {"machine_type", e.machine_type}, {"market", e.market}, {"start", e.start},
-          {"end", e.end}, {"seconds", e.end - e.start}, {"cost", e.cost}, {"open", open}};
+  return {{"instance", e.instance_id},
+          {"job", e.job_id},
+          {"kind", e.kind},
+          {"machine_type", e.machine_type},
+          {"market", e.market},
+          {"start", e.start},
+          {"end", e.end},
+          {"seconds", e.end - e.start},
+          {"cost", e.cost},
+          {"open", open}};
 }
 
 }  // namespace
 
 void Controller::CloseInterval(InstanceRecord& inst) {
   if (!inst.info.contains("interval_kind")) return;
-  LogError(store_->AddLedgerEntry(IntervalEntry(inst, clock_->Now(), PricesOf(inst), options_.pricing)),
-           "ledger");
+  LogError(
+      store_->AddLedgerEntry(IntervalEntry(inst, clock_->Now(), PricesOf(inst), options_.pricing)),
+      "ledger");
   inst.info.erase("interval_kind");
   inst.info.erase("interval_start");
   inst.info.erase("interval_job");
@@ -320,8 +346,9 @@ StatusOr<Json> Controller::CostFor(const std::string& user) {
   for (const auto& [id, inst] : instances_)
     if (inst.user == user && inst.info.contains("interval_kind"))
       add(IntervalEntry(inst, now, PricesOf(inst), options_.pricing), true);
-  return Json{{"user", user}, {"entries", entries}, {"by_job", by_job}, {"by_instance", by_instance},
-              {"by_kind", by_kind}, {"total", total}, {"as_of", now}};
+  return Json{
+      {"user", user},       {"entries", entries}, {"by_job", by_job}, {"by_instance", by_instance},
+      {"by_kind", by_kind}, {"total", total},     {"as_of", now}};
 }
 
 }  // namespace yard

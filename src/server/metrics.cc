@@ -39,7 +39,9 @@ void Sample(std::string* out, const char* name, const std::string& labels, doubl
   out->append(" ").append(Number(v)).append("\n");
 }
 
-std::string Label(const char* k, const std::string& v) { return std::string(k) + "=\"" + Escape(v) + "\""; }
+std::string Label(const char* k, const std::string& v) {
+  return std::string(k) + "=\"" + Escape(v) + "\"";
+}
 
 bool Starts(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -57,13 +59,15 @@ void ServerMetrics::CountRequest(const std::string& route, int status, size_t by
 std::string ServerMetrics::Render(const MetricsSnapshot& s) {
   std::string o;
   Family(&o, "yard_jobs", "gauge", "Jobs by state (all users).");
-  for (const char* st : {"waiting", "requesting", "starting", "running", "succeeded", "failed", "cancelled"}) {
+  for (const char* st :
+       {"waiting", "requesting", "starting", "running", "succeeded", "failed", "cancelled"}) {
     auto it = s.jobs_by_state.find(st);
     Sample(&o, "yard_jobs", Label("state", st), it == s.jobs_by_state.end() ? 0 : it->second);
   }
   Family(&o, "yard_instances", "gauge", "Live instances by state and provider.");
   for (const auto& [key, n] : s.instances)
-    Sample(&o, "yard_instances", Label("state", key.first) + "," + Label("provider", key.second), n);
+    Sample(&o, "yard_instances", Label("state", key.first) + "," + Label("provider", key.second),
+           n);
   Family(&o, "yard_queue_length", "gauge", "Requesting jobs not yet on an instance.");
   Sample(&o, "yard_queue_length", "", s.queued);
   Family(&o, "yard_waiting_jobs", "gauge", "Jobs waiting for their user's quota.");
@@ -74,14 +78,17 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) {
   Sample(&o, "yard_scheduler_pass_seconds_total", "", s.pass_seconds);
   Family(&o, "yard_events_stored", "gauge", "Job events held in the store.");
   Sample(&o, "yard_events_stored", "", s.events_stored);
-  Family(&o, "yard_event_streams_open", "gauge", "Event streams (SSE) being served now; each holds a worker thread.");
+  Family(&o, "yard_event_streams_open", "gauge",
+         "Event streams (SSE) being served now; each holds a worker thread.");
   Sample(&o, "yard_event_streams_open", "", open_streams_.load());
   Family(&o, "yard_provider_calls_total", "counter", "Calls into providers by provider and call.");
   for (const auto& [key, v] : s.provider_calls)
-    Sample(&o, "yard_provider_calls_total", Label("provider", key.first) + "," + Label("call", key.second), v.first);
+    Sample(&o, "yard_provider_calls_total",
+           Label("provider", key.first) + "," + Label("call", key.second), v.first);
   Family(&o, "yard_provider_errors_total", "counter", "Provider calls that failed.");
   for (const auto& [key, v] : s.provider_calls)
-    Sample(&o, "yard_provider_errors_total", Label("provider", key.first) + "," + Label("call", key.second), v.second);
+    Sample(&o, "yard_provider_errors_total",
+           Label("provider", key.first) + "," + Label("call", key.second), v.second);
   std::lock_guard<std::mutex> lock(mu_);
   Family(&o, "yard_blob_bytes_received_total", "counter", "Chunk bytes uploaded (PUT /v1/blobs).");
   Sample(&o, "yard_blob_bytes_received_total", "", blob_bytes_in_);
@@ -90,7 +97,8 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) {
   Family(&o, "yard_http_requests_total", "counter", "Requests answered, by route and status.");
   for (const auto& [key, n] : requests_)
     Sample(&o, "yard_http_requests_total",
-           Label("route", std::get<0>(key)) + "," + Label("code", std::to_string(std::get<1>(key))), n);
+           Label("route", std::get<0>(key)) + "," + Label("code", std::to_string(std::get<1>(key))),
+           n);
   return o;
 }
 

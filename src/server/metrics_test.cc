@@ -22,8 +22,8 @@ TEST(MetricsTest, RendersEveryFamilyWithLabels) {
                            "yard_events_stored 42\n", "yard_event_streams_open 1\n",
                            "yard_provider_calls_total{provider=\"sim\",call=\"launch\"} 3\n",
                            "yard_provider_errors_total{provider=\"sim\",call=\"launch\"} 1\n",
-                           "yard_blob_bytes_received_total 1000\n", "yard_blob_bytes_sent_total 500\n",
-                           "# TYPE yard_queue_length gauge\n"})
+                           "yard_blob_bytes_received_total 1000\n",
+                           "yard_blob_bytes_sent_total 500\n", "# TYPE yard_queue_length gauge\n"})
     EXPECT_NE(text.find(line), std::string::npos) << "missing " << line << " in\n" << text;
 }
 

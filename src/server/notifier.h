@@ -46,8 +46,8 @@ class Notifier {
   Slot& SlotFor(const std::string& key);  // REQUIRES: mu_ held
 
   std::mutex mu_;
-  uint64_t last_version_ = 0;                                        // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;     // GUARDED_BY(mu_)
+  uint64_t last_version_ = 0;                                     // GUARDED_BY(mu_)
+  std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace yard

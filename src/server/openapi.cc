@@ -21,10 +21,13 @@ Json ParseSchema(const char* text, const std::string& where) {
 
 Json Security(Access access) {
   switch (access) {
-    case Access::kPublic: return Json::array();
+    case Access::kPublic:
+      return Json::array();
     case Access::kAgent:
-    case Access::kAgentOrBootstrap: return Json::array({{{"bearer", Json::array()}}});
-    default: return Json::array({{{"bearer", Json::array()}}, {{"session", Json::array()}}});
+    case Access::kAgentOrBootstrap:
+      return Json::array({{{"bearer", Json::array()}}});
+    default:
+      return Json::array({{{"bearer", Json::array()}}, {{"session", Json::array()}}});
   }
 }
 
@@ -32,7 +35,9 @@ Json Parameters(const RouteDoc& doc, const std::vector<std::string>& captures,
                 const std::string& where) {
   Json params = Json::array();
   for (size_t i = 0; i < captures.size(); ++i)
-    params.push_back({{"name", doc.params[i]}, {"in", "path"}, {"required", true},
+    params.push_back({{"name", doc.params[i]},
+                      {"in", "path"},
+                      {"required", true},
                       {"schema", {{"type", "string"}, {"pattern", "^(?:" + captures[i] + ")$"}}}});
   if (*doc.query) {
     for (Json q : ParseSchema(doc.query, where)) {
@@ -47,7 +52,8 @@ Json Parameters(const RouteDoc& doc, const std::vector<std::string>& captures,
 Json Content(const char* kind, const std::string& where) {
   std::string k = kind;
   if (k == "binary")
-    return {{"application/octet-stream", {{"schema", {{"type", "string"}, {"contentMediaType", "application/octet-stream"}}}}}};
+    return {{"application/octet-stream",
+             {{"schema", {{"type", "string"}, {"contentMediaType", "application/octet-stream"}}}}}};
   if (k == "sse") return {{"text/event-stream", {{"schema", {{"type", "string"}}}}}};
   if (k == "text") return {{"text/plain", {{"schema", {{"type", "string"}}}}}};
   return {{"application/json", {{"schema", ParseSchema(kind, where)}}}};
@@ -57,7 +63,8 @@ Json Operation(const Route& route, const RouteDoc& doc, const std::vector<std::s
   std::string where = std::string(doc.method) + " " + doc.pattern;
   Json op = {{"summary", doc.summary}, {"security", Security(route.access)}};
   // The token scope the route needs (server/token_auth.h).
-  if (std::string scope = NeededScope(route.access, doc.method); !scope.empty()) op["x-yard-scope"] = scope;
+  if (std::string scope = NeededScope(route.access, doc.method); !scope.empty())
+    op["x-yard-scope"] = scope;
   std::string id;
   for (char c : std::string(doc.method) + doc.pattern)
     id += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -68,17 +75,23 @@ Json Operation(const Route& route, const RouteDoc& doc, const std::vector<std::s
   Json response = Content(doc.response, where);
   Json& framed = std::string(doc.method) == "GET" ? response : request;
   if (doc.frames && framed.is_object())
-    framed[kFramesContentType] = {{"schema", {{"type", "string"}, {"contentMediaType", kFramesContentType},
-                                              {"description", "record frames (docs/formats.md)"}}}};
+    framed[kFramesContentType] = {{"schema",
+                                   {{"type", "string"},
+                                    {"contentMediaType", kFramesContentType},
+                                    {"description", "record frames (docs/formats.md)"}}}};
   if (!request.is_null()) op["requestBody"] = {{"required", true}, {"content", request}};
   op["responses"] = {
       {std::to_string(doc.ok_status), {{"description", "success"}, {"content", response}}},
-      {"default", {{"description", "an error: what went wrong and what to do"},
-                   {"content", {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}};
+      {"default",
+       {{"description", "an error: what went wrong and what to do"},
+        {"content",
+         {{"application/json", {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}}}};
   return op;
 }
 
-std::string Key(const std::string& method, const std::string& pattern) { return method + " " + pattern; }
+std::string Key(const std::string& method, const std::string& pattern) {
+  return method + " " + pattern;
+}
 
 }  // namespace
 
@@ -99,7 +112,8 @@ StatusOr<std::string> OpenApiPath(const std::string& pattern, const std::vector<
     path += "{" + std::string(names[n++]) + "}";
     i = close;
   }
-  if (n != names.size()) return InvalidArgument("the doc of " + pattern + " names more captures than it has");
+  if (n != names.size())
+    return InvalidArgument("the doc of " + pattern + " names more captures than it has");
   return path;
 }
 
@@ -113,7 +127,8 @@ StatusOr<Json> BuildOpenApi(const std::vector<Route>& routes, const std::vector<
     if (r.pattern.rfind("/v1/", 0) != 0) continue;
     auto it = by_key.find(Key(r.method, r.pattern));
     if (it == by_key.end()) {
-      problems.push_back("route " + Key(r.method, r.pattern) + " has no RouteDoc (src/server/openapi_docs.cc)");
+      problems.push_back("route " + Key(r.method, r.pattern) +
+                         " has no RouteDoc (src/server/openapi_docs.cc)");
       continue;
     }
     used.insert(it->first);
@@ -135,8 +150,10 @@ StatusOr<Json> BuildOpenApi(const std::vector<Route>& routes, const std::vector<
     return InvalidArgument(all);
   }
   return Json{{"openapi", "3.1.0"},
-              {"info", {{"title", "Trainyard API"}, {"version", "1"},
-                        {"description", "The controller's HTTP API; docs/api.md tells the story."}}},
+              {"info",
+               {{"title", "Trainyard API"},
+                {"version", "1"},
+                {"description", "The controller's HTTP API; docs/api.md tells the story."}}},
               {"paths", paths},
               {"components", OpenApiComponents()}};
 }

@@ -20,14 +20,14 @@ struct Route;
 // The words and schemas of one route. Schemas are JSON text (JSON Schema
 // 2020-12 as OpenAPI 3.1 takes it; "$ref": "#/components/schemas/NAME").
 struct RouteDoc {
-  const char* method;     // as in the Route
-  std::string pattern;    // exactly the Route's pattern
-  const char* summary;    // one line
+  const char* method;               // as in the Route
+  std::string pattern;              // exactly the Route's pattern
+  const char* summary;              // one line
   std::vector<const char*> params;  // names of the pattern's captures, in order
-  const char* query;      // JSON array of {"name", "schema", "description"}, or ""
-  const char* request;    // body schema, "" (no body) or "binary"
-  int ok_status;          // the success status
-  const char* response;   // success body schema, "binary", "sse" or "text"
+  const char* query;                // JSON array of {"name", "schema", "description"}, or ""
+  const char* request;              // body schema, "" (no body) or "binary"
+  int ok_status;                    // the success status
+  const char* response;             // success body schema, "binary", "sse" or "text"
   // The body may also travel as record frames (application/x-yard-frames,
   // formats.md): the request's of a POST, the response's of a GET.
   bool frames = false;

@@ -53,17 +53,22 @@ TEST(OpenApiTest, RecordFramesAreDescribedBesideJsonAndSse) {
   const Json& events = doc["paths"]["/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"];
   EXPECT_TRUE(events.contains("text/event-stream"));
   EXPECT_TRUE(events.contains("application/x-yard-frames"));
-  const Json& batch = doc["paths"]["/v1/agents/{instance}/events"]["post"]["requestBody"]["content"];
+  const Json& batch =
+      doc["paths"]["/v1/agents/{instance}/events"]["post"]["requestBody"]["content"];
   EXPECT_TRUE(batch.contains("application/json"));
   EXPECT_TRUE(batch.contains("application/x-yard-frames"));
-  EXPECT_FALSE(doc["paths"]["/v1/jobs"]["get"]["responses"]["200"]["content"].contains("application/x-yard-frames"));
+  EXPECT_FALSE(doc["paths"]["/v1/jobs"]["get"]["responses"]["200"]["content"].contains(
+      "application/x-yard-frames"));
 }
 
 TEST(OpenApiTest, TheErrorSchemaNamesEveryCodeTheServerSends) {
-  Json codes = OpenApiComponents()["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
-  for (int c = static_cast<int>(Code::kInvalidArgument); c <= static_cast<int>(Code::kInsufficientStorage); ++c) {  // the last
+  Json codes =
+      OpenApiComponents()["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
+  for (int c = static_cast<int>(Code::kInvalidArgument);
+       c <= static_cast<int>(Code::kInsufficientStorage); ++c) {  // the last
     std::string name = CodeName(static_cast<Code>(c));
-    EXPECT_NE(std::find(codes.begin(), codes.end(), name), codes.end()) << name << " is not in the Error schema";
+    EXPECT_NE(std::find(codes.begin(), codes.end(), name), codes.end())
+        << name << " is not in the Error schema";
   }
 }
 

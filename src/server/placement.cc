@@ -52,7 +52,10 @@ std::string RequestName(const MachineRequest& req) {
 
 std::string Ordinal(int n) {
   const char* suffix = (n % 100 >= 11 && n % 100 <= 13) ? "th"
-                       : n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+                       : n % 10 == 1                    ? "st"
+                       : n % 10 == 2                    ? "nd"
+                       : n % 10 == 3                    ? "rd"
+                                                        : "th";
   return std::to_string(n) + suffix;
 }
 
@@ -107,7 +110,8 @@ void Controller::IndexInstance(const InstanceRecord& inst) {
   bool free = (inst.state == instance_state::kIdle || inst.state == instance_state::kCooling) &&
               inst.job_id.empty() && instances_.count(inst.id);
   if (!free) return;
-  FreeKey key{inst.user, inst.machine_type, SettingsKey(inst.info.value("settings", Json::object()))};
+  FreeKey key{inst.user, inst.machine_type,
+              SettingsKey(inst.info.value("settings", Json::object()))};
   free_[key].insert({inst.state_since, inst.id});
   free_entry_[inst.id] = {key, inst.state_since};
 }
@@ -136,20 +140,23 @@ void Controller::EraseInstance(std::string id) {
 // Place among the user's waiting jobs, older first.
 std::string Controller::WaitingPlace(const JobRecord& job) const {
   auto line = waiting_of_.find(job.user);
-  size_t before = line == waiting_of_.end() ? 0 : line->second.order_of_key({job.created_at, job.id});
+  size_t before =
+      line == waiting_of_.end() ? 0 : line->second.order_of_key({job.created_at, job.id});
   return Ordinal(static_cast<int>(before) + 1) + " in line";
 }
 
 // ---------------------------------------------------------------- the queue
 
 void Controller::Enqueue(JobRecord& job, bool front) {
-  if (front) queue_.PushFront(job.id, "");
-  else queue_.PushBack(job.id, "");
+  if (front)
+    queue_.PushFront(job.id, "");
+  else
+    queue_.PushBack(job.id, "");
   if (job.instance_id.empty()) {
     EnterGroup(job);
   } else if (job.sched.requested_at) {  // recovered with a requested instance
-    request_deadlines_.insert({*job.sched.requested_at +
-                                   SpecNumber(job, "wait_request_s", 30), job.id});
+    request_deadlines_.insert(
+        {*job.sched.requested_at + SpecNumber(job, "wait_request_s", 30), job.id});
   }
 }
 
@@ -157,8 +164,8 @@ void Controller::EnterGroup(JobRecord& job) {
   if (!queue_.Contains(job.id)) queue_.PushBack(job.id, "");
   queue_.SetGroup(job.id, PlacementKey(job));
   if (job.sched.requested_at) {  // recovered: its clock runs on
-    request_deadlines_.insert({*job.sched.requested_at +
-                                   SpecNumber(job, "wait_request_s", 30), job.id});
+    request_deadlines_.insert(
+        {*job.sched.requested_at + SpecNumber(job, "wait_request_s", 30), job.id});
     return;
   }
   // The request starts now even if the pass never gets to this job while
@@ -178,8 +185,8 @@ void Controller::StartRequest(JobRecord& job, const std::string& machine_id) {
 
 void Controller::EndRequest(JobRecord& job) {
   if (!job.sched.requested_at) return;
-  request_deadlines_.erase({*job.sched.requested_at +
-                                SpecNumber(job, "wait_request_s", 30), job.id});
+  request_deadlines_.erase(
+      {*job.sched.requested_at + SpecNumber(job, "wait_request_s", 30), job.id});
   job.sched.requested_at.reset();
 }
 
@@ -234,7 +241,8 @@ void Controller::Pass() {
     PlaceQueuedJobs();
   });
   stats_.passes++;
-  stats_.pass_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stats_.pass_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
 void Controller::CheckWaitingJobs() {
@@ -256,7 +264,8 @@ void Controller::CheckWaitingJobs() {
       ScheduleWaitCheck(job, now + SpecNumber(job, "wait_new_job_interval_s", 10));
     } else if (give_up > 0 && now - since >= give_up) {
       FinishJob(job, job_state::kFailed, std::nullopt,
-                "gave up after waiting " + FormatSeconds(now - since) + " for a job slot (at most " +
+                "gave up after waiting " + FormatSeconds(now - since) +
+                    " for a job slot (at most " +
                     std::to_string(QuotaFor(job.user).max_active_jobs) +
                     " active jobs per user): wait longer with --wait-new-job, or cancel a job");
     } else {
@@ -285,7 +294,7 @@ void Controller::UnwaitJob(JobRecord& job, double now) {
   job.message.clear();
   job.updated_at = now;
   LogError(AppendJobEvents(job, {StateEvent(job.state, "a job slot is free after waiting " +
-                                                          FormatSeconds(now - since))}),
+                                                           FormatSeconds(now - since))}),
            "unwait");
   Enqueue(job, /*front=*/false);
 }
@@ -302,7 +311,10 @@ void Controller::PlaceQueuedJobs() {
     if (missed.count(key)) continue;
     std::optional<JobQueue::Order> now_first = queue_.HeadOrder(key);
     if (!now_first) continue;
-    if (*now_first != order) { ready.insert({*now_first, key}); continue; }
+    if (*now_first != order) {
+      ready.insert({*now_first, key});
+      continue;
+    }
     if (!PlaceJob(jobs_.at(*queue_.Head(key)), missed)) continue;
     if (std::optional<JobQueue::Order> next = queue_.HeadOrder(key); next && !missed.count(key))
       ready.insert({*next, key});
@@ -328,7 +340,8 @@ void Controller::ReuseNow(const std::string& user) {
     if (!TryReuseInstance(jobs_.at(*queue_.Head(key)))) continue;
     if (std::optional<JobQueue::Order> next = queue_.HeadOrder(key)) ready.insert({*next, key});
   }
-  stats_.pass_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stats_.pass_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
 bool Controller::HasFreeInstance(const std::string& user) const {
@@ -341,7 +354,8 @@ bool Controller::HasFreeInstance(const std::string& user) const {
 void Controller::PlaceDueRequests(Missed& missed) {
   double now = clock_->Now();
   std::vector<std::string> due;
-  for (auto it = request_deadlines_.begin(); it != request_deadlines_.end() && it->first <= now; ++it)
+  for (auto it = request_deadlines_.begin(); it != request_deadlines_.end() && it->first <= now;
+       ++it)
     due.push_back(it->second);
   for (const auto& id : due) {
     auto it = jobs_.find(id);
@@ -350,7 +364,7 @@ void Controller::PlaceDueRequests(Missed& missed) {
       continue;
     }
     if (it == jobs_.end() || queue_.GroupOf(id).empty()) continue;  // placed by an earlier one
-    if (now < RequestDeadline(it->second)) continue;  // held by the quota: due later
+    if (now < RequestDeadline(it->second)) continue;                // held by the quota: due later
     PlaceJob(it->second, missed);
   }
 }
@@ -403,29 +417,32 @@ bool Controller::MakeRoomForInstance(JobRecord& job) {
   std::string settings = SettingsKey(SettingsOf(job));
   for (const MachineRequest& r : RequestsOf(job)) usable.insert({job.user, r.type, settings});
   InstanceRecord* oldest = nullptr;
-  for (auto it = free_.lower_bound({job.user, "", ""}); it != free_.end() && std::get<0>(it->first) == job.user;
-       ++it) {
+  for (auto it = free_.lower_bound({job.user, "", ""});
+       it != free_.end() && std::get<0>(it->first) == job.user; ++it) {
     if (usable.count(it->first)) continue;
     for (const auto& [since, id] : it->second) {
       InstanceRecord& inst = instances_.at(id);
-      if (inst.state == instance_state::kCooling && (!oldest || since < oldest->state_since)) oldest = &inst;
+      if (inst.state == instance_state::kCooling && (!oldest || since < oldest->state_since))
+        oldest = &inst;
     }
   }
   if (oldest) {
     std::string ended = oldest->id;
     TerminateInstance(*oldest, "ended to make room for " + job.id + " (instance quota)");
-    LogError(AppendJobEvents(job, {DecisionEvent("ended cooling instance " + ended +
-                                                 " to make room (at most " +
-                                                 std::to_string(quota.max_active_instances) +
-                                                 " instances per user)")}), "evict");
+    LogError(AppendJobEvents(
+                 job, {DecisionEvent("ended cooling instance " + ended + " to make room (at most " +
+                                     std::to_string(quota.max_active_instances) +
+                                     " instances per user)")}),
+             "evict");
     return true;
   }
   // The fallback clock stands still meanwhile (the caller notes when).
   if (noted_.insert(job.id + "|instance-quota").second)
-    LogError(AppendJobEvents(job, {DecisionEvent("waiting: you have " +
-                                                 std::to_string(quota.max_active_instances) +
-                                                 " instances (the limit); it starts when one ends")}),
-             "quota");
+    LogError(
+        AppendJobEvents(
+            job, {DecisionEvent("waiting: you have " + std::to_string(quota.max_active_instances) +
+                                " instances (the limit); it starts when one ends")}),
+        "quota");
   return false;
 }
 
@@ -444,9 +461,11 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
     const MachineRequest& req = reqs[i];
     const MachineType* listed = catalog_.Find(req.type);
     Provider* provider = listed ? ProviderFor(listed->name) : nullptr;
-    if (!provider) { FailAttempt(job, req.type, "no provider serves it"); continue; }
-    if (!job.sched.requested_at && !job.sched.held_capacity)
-      StartRequest(job, RequestName(req));
+    if (!provider) {
+      FailAttempt(job, req.type, "no provider serves it");
+      continue;
+    }
+    if (!job.sched.requested_at && !job.sched.held_capacity) StartRequest(job, RequestName(req));
     const MachineType launched = listed->WithSettings(SettingsOf(job));
     const MachineType* type = &launched;
     CountCall(provider, "available", true);
@@ -485,9 +504,10 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
         // (WithdrawRequestedInstance).
         SaveInstance(instances_[inst.id], instance_state::kRequested);
         queue_.Park(job.id);
-        LogError(AppendJobEvents(job, {DecisionEvent("requested: new " + type->name + " instance " +
-                                                     inst.id + " (" + inst.info["market"].get<std::string>() +
-                                                     ") from " + type->provider + ", waiting for it to run")}),
+        LogError(AppendJobEvents(
+                     job, {DecisionEvent("requested: new " + type->name + " instance " + inst.id +
+                                         " (" + inst.info["market"].get<std::string>() + ") from " +
+                                         type->provider + ", waiting for it to run")}),
                  "request");
         return true;
       }
@@ -500,9 +520,11 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       job.sched.held_capacity.reset();
       queue_.Park(job.id);
       stats_.grants++;
-      LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + type->name + " instance " +
-                                                   inst.id + " (" + inst.info["market"].get<std::string>() +
-                                                   "), provisioning")}), "grant");
+      LogError(
+          AppendJobEvents(
+              job, {DecisionEvent("granted: new " + type->name + " instance " + inst.id + " (" +
+                                  inst.info["market"].get<std::string>() + "), provisioning")}),
+          "grant");
       return true;
     }
     if (WaitForHeldCapacity(job, *provider, *type, i + 1 == reqs.size()) ||
@@ -510,7 +532,9 @@ bool Controller::RequestNewInstance(JobRecord& job, Missed& missed) {
       missed.insert(queue_.GroupOf(job.id));
       return false;
     }
-    FailAttempt(job, req.type, "no capacity granted within " + FormatSeconds(SpecNumber(job, "wait_request_s", 30)));
+    FailAttempt(
+        job, req.type,
+        "no capacity granted within " + FormatSeconds(SpecNumber(job, "wait_request_s", 30)));
   }
 }
 
@@ -542,8 +566,9 @@ void Controller::ApplyLaunchOutcome(const LaunchOutcome& o) {
   job.instance_id.clear();
   if (o.kind == LaunchOutcome::Kind::kFatal) {
     FinishJob(job, job_state::kFailed, std::nullopt,
-              "cannot launch " + machine + ": " + o.message + " (no other machine type is tried: "
-              "this is not a capacity problem)");
+              "cannot launch " + machine + ": " + o.message +
+                  " (no other machine type is tried: "
+                  "this is not a capacity problem)");
     return;
   }
   FailAttempt(job, machine, o.message.empty() ? "refused" : o.message);
@@ -557,9 +582,10 @@ void Controller::GrantRequested(JobRecord& job, InstanceRecord& inst) {
   EndRequest(job);
   job.updated_at = clock_->Now();
   stats_.grants++;
-  LogError(AppendJobEvents(job, {DecisionEvent("granted: new " + inst.machine_type + " instance " +
-                                               inst.id + " (" + inst.info.value("market", "") +
-                                               "), provisioning")}), "grant");
+  LogError(AppendJobEvents(
+               job, {DecisionEvent("granted: new " + inst.machine_type + " instance " + inst.id +
+                                   " (" + inst.info.value("market", "") + "), provisioning")}),
+           "grant");
 }
 
 bool Controller::WithdrawRequestedInstance(JobRecord& job) {
@@ -570,7 +596,8 @@ bool Controller::WithdrawRequestedInstance(JobRecord& job) {
   std::string waited = FormatSeconds(SpecNumber(job, "wait_request_s", 30));
   TerminateInstance(it->second, "not running within " + waited + " (withdrawn)");
   job.instance_id.clear();
-  FailAttempt(job, machine, "not running within " + waited + " (still pending: withdrawn and ended)");
+  FailAttempt(job, machine,
+              "not running within " + waited + " (still pending: withdrawn and ended)");
   return true;
 }
 
@@ -588,12 +615,14 @@ bool Controller::WaitForHeldCapacity(JobRecord& job, Provider& provider, const M
 }
 
 // The job moves on to its next machine id (a new group).
-void Controller::FailAttempt(JobRecord& job, const std::string& machine, const std::string& reason) {
+void Controller::FailAttempt(JobRecord& job, const std::string& machine,
+                             const std::string& reason) {
   job.sched.attempts.push_back({machine, reason});
   EndRequest(job);
   job.sched.machine += 1;
   if (queue_.Contains(job.id)) queue_.SetGroup(job.id, PlacementKey(job));
-  LogError(AppendJobEvents(job, {DecisionEvent("gave up on " + machine + ": " + reason)}), "fallback");
+  LogError(AppendJobEvents(job, {DecisionEvent("gave up on " + machine + ": " + reason)}),
+           "fallback");
 }
 
 void Controller::StartAttempt(JobRecord& job, const InstanceRecord& inst) {
@@ -688,7 +717,7 @@ void Controller::PipelineOnto(JobRecord& job, InstanceRecord& inst) {
 void Controller::PipelineNow(const std::string& user) {
   if (pipelining_.empty()) return;
   std::string prefix = user + '\n';  // see PlacementKey
-  std::vector<std::string> keys;  // in queue order; pipelining changes the queue
+  std::vector<std::string> keys;     // in queue order; pipelining changes the queue
   for (const auto& [order, key] : queue_.groups())
     if (key.compare(0, prefix.size(), prefix) == 0 && last_missed_.count(key)) keys.push_back(key);
   for (const std::string& key : keys) {
@@ -716,7 +745,8 @@ bool Controller::PromoteNext(InstanceRecord& inst) {
   if (!delivered) return true;
   next->state = job_state::kRunning;
   next->updated_at = clock_->Now();
-  Json st = StateEvent(next->state, "running on " + inst.id + " (queued there, it started as the job before it ended)");
+  Json st = StateEvent(next->state, "running on " + inst.id +
+                                        " (queued there, it started as the job before it ended)");
   st["instance"] = inst.id;
   LogError(AppendJobEvents(*next, {st}), "promote");
   return true;
@@ -733,7 +763,8 @@ bool Controller::JobLeftInstance(InstanceRecord& inst, double cool_down_s) {
 
 void Controller::ReturnUnstarted(JobRecord& job, const std::string& why) {
   std::string inst_id = job.instance_id;
-  if (auto it = next_of_.find(inst_id); it != next_of_.end() && it->second == job.id) DropNext(inst_id);
+  if (auto it = next_of_.find(inst_id); it != next_of_.end() && it->second == job.id)
+    DropNext(inst_id);
   revoke_.erase(job.id);
   job.state = job_state::kRequesting;
   job.instance_id.clear();
@@ -760,7 +791,8 @@ void Controller::RevokeLongWaits() {
   std::vector<std::string> undelivered;
   for (const auto& [inst_id, job_id] : next_of_) {
     JobRecord& job = jobs_.at(job_id);
-    if (now - job.sched.pipelined_at.value_or(now) < kPipelineWaitS || revoke_.count(job_id)) continue;
+    if (now - job.sched.pipelined_at.value_or(now) < kPipelineWaitS || revoke_.count(job_id))
+      continue;
     if (!delivered_.count(job_id)) {
       undelivered.push_back(job_id);
       continue;

@@ -13,8 +13,8 @@
 namespace yard {
 
 struct PricingSettings {
-  double baseline_s = 600;         // BASELINE: 10 minutes
-  double unit_percentage = 0.01;   // UNIT_PERCENTAGE: 1 % per minute
+  double baseline_s = 600;        // BASELINE: 10 minutes
+  double unit_percentage = 0.01;  // UNIT_PERCENTAGE: 1 % per minute
 };
 
 struct MarketPrices {

@@ -34,7 +34,8 @@ StatusOr<std::unique_ptr<Provider>> MakeSim(const Json& settings, const std::str
     YARD_ASSIGN_OR_RETURN(scenario, ReadJsonFile(settings["scenario_file"], "sim scenario"));
   }
   YARD_ASSIGN_OR_RETURN(SimScenario s, SimScenario::FromJson(scenario));
-  return std::unique_ptr<Provider>(new SimProvider(std::move(s), home + "/instances", clock, spawner));
+  return std::unique_ptr<Provider>(
+      new SimProvider(std::move(s), home + "/instances", clock, spawner));
 }
 
 StatusOr<std::unique_ptr<Provider>> MakeSlurm(const Json& settings, const std::string& home,
@@ -81,7 +82,8 @@ StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std:
   int cores = DetectHostCores(), gpus = DetectGpus();
   set.catalog = Catalog::BuiltinLocal(cores, gpus);
   set.spawner = std::make_unique<ProcessAgentSpawner>();
-  set.owned["local"] = std::make_unique<LocalProvider>(home + "/instances", cores, gpus, set.spawner.get());
+  set.owned["local"] =
+      std::make_unique<LocalProvider>(home + "/instances", cores, gpus, set.spawner.get());
   if (catalog_file.empty()) return set;
   YARD_ASSIGN_OR_RETURN(Json j, ReadJsonFile(catalog_file, "catalog"));
   StatusOr<Catalog> file_catalog = Catalog::FromJson(j);

@@ -23,7 +23,6 @@ StatusOr<Json> ParseStrictObject(const std::string& body,
 StatusOr<std::string> GetString(const Json& obj, const char* field, bool required,
                                 const std::string& fallback = "");
 StatusOr<double> GetNumber(const Json& obj, const char* field, double fallback);
-StatusOr<std::vector<std::string>> GetStringList(const Json& obj, const char* field,
-                                                 bool required);
+StatusOr<std::vector<std::string>> GetStringList(const Json& obj, const char* field, bool required);
 
 }  // namespace yard

@@ -1,6 +1,7 @@
 // /v1/agent/binaries/{yard,yard-shim}: the exact executables this server
-// puts on other machines (the static yard-portable built beside it), for agents that install themselves (the AWS provider's "direct"
-// user-data downloads them and checks their SHA-256). Agent tokens only.
+// puts on other machines (the static yard-portable built beside it), for agents that install
+// themselves (the AWS provider's "direct" user-data downloads them and checks their SHA-256). Agent
+// tokens only.
 #include <fcntl.h>
 #include <httplib.h>
 #include <sys/stat.h>
@@ -27,13 +28,13 @@ Status Download(Call& call) {
   struct stat st;
   if (fd->get() < 0 || ::fstat(fd->get(), &st) != 0)
     return NotFound("this server has no " + call.Param(1) + " binary beside it (" + path + ")");
-  call.res.set_content_provider(
-      static_cast<size_t>(st.st_size), "application/octet-stream",
-      [fd](size_t offset, size_t length, httplib::DataSink& sink) {
-        char buf[1 << 16];
-        ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof(buf)), static_cast<off_t>(offset));
-        return n > 0 && sink.write(buf, static_cast<size_t>(n));
-      });
+  call.res.set_content_provider(static_cast<size_t>(st.st_size), "application/octet-stream",
+                                [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+                                  char buf[1 << 16];
+                                  ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof(buf)),
+                                                      static_cast<off_t>(offset));
+                                  return n > 0 && sink.write(buf, static_cast<size_t>(n));
+                                });
   return Status::Ok();
 }
 

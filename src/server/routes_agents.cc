@@ -16,13 +16,13 @@ constexpr const char* kAgentPath = R"(/v1/agents/([A-Za-z0-9_-]+))";
 // PermissionDenied unless the caller's credential is that of `instance`.
 Status CheckInstance(const Call& call, const std::string& instance) {
   if (call.who.instance == instance) return Status::Ok();
-  return PermissionDenied("this agent credential is instance " + call.who.instance +
-                          "'s, not " + instance + "'s");
+  return PermissionDenied("this agent credential is instance " + call.who.instance + "'s, not " +
+                          instance + "'s");
 }
 
 Status Register(ApiContext& ctx, Call& call) {
-  YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(),
-                                                     {"instance", "resources", "credential"}));
+  YARD_ASSIGN_OR_RETURN(Json body,
+                        ParseStrictObject(call.Body(), {"instance", "resources", "credential"}));
   YARD_ASSIGN_OR_RETURN(std::string id, GetString(body, "instance", true));
   YARD_RETURN_IF_ERROR(CheckInstance(call, id));
   if (call.who.kind == "bootstrap") {
@@ -56,8 +56,8 @@ Status Events(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(AgentBatch batch,
                         DecodeAgentBatch(call.Body(), call.req.get_header_value("Content-Type") ==
                                                           kFramesContentType));
-  StatusOr<int64_t> acked = ctx.controller->AcceptAgentBatch(call.Param(1), batch.job, batch.attempt,
-                                                             batch.first, batch.records);
+  StatusOr<int64_t> acked = ctx.controller->AcceptAgentBatch(
+      call.Param(1), batch.job, batch.attempt, batch.first, batch.records);
   if (!acked.ok() && acked.status().code() == Code::kFailedPrecondition) {
     // A gap: tell the agent where to resume from.
     StatusOr<JobRecord> j = ctx.store->GetJob(batch.job);
@@ -78,8 +78,9 @@ Status Preempted(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(Json body, ParseStrictObject(call.Body(), {"action", "time"}));
   YARD_ASSIGN_OR_RETURN(std::string action, GetString(body, "action", false));
   YARD_ASSIGN_OR_RETURN(std::string time, GetString(body, "time", false));
-  std::string reason = "spot interruption notice: EC2 will " + (action.empty() ? "terminate" : action) +
-                       " it" + (time.empty() ? "" : " at " + time);
+  std::string reason = "spot interruption notice: EC2 will " +
+                       (action.empty() ? "terminate" : action) + " it" +
+                       (time.empty() ? "" : " at " + time);
   YARD_RETURN_IF_ERROR(ctx.controller->AgentPreempted(call.Param(1), reason));
   call.ReplyJson({{"ok", true}});
   return Status::Ok();

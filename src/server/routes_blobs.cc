@@ -34,7 +34,8 @@ Status Missing(ApiContext& ctx, Call& call) {
     if (absent.count(h) || !mine.count(h)) missing.push_back(h);
     // The caller names what it holds next (a submit, an artifact): fresh,
     // it is safe from the collector until then (blob_collector.h).
-    else ctx.blobs->Touch(h);
+    else
+      ctx.blobs->Touch(h);
   }
   call.ReplyJson({{"missing", missing}});
   return Status::Ok();
@@ -58,7 +59,8 @@ Status Get(ApiContext& ctx, Call& call) {
   if (call.is_agent()) {
     // Not confirmed to exist either: the same answer as for a chunk that is not there.
     if (!ctx.controller->credentials().MayRead(call.who.instance, hash))
-      return NotFound("no chunk " + hash + " in the job instance " + call.who.instance + " runs now");
+      return NotFound("no chunk " + hash + " in the job instance " + call.who.instance +
+                      " runs now");
   } else {
     YARD_ASSIGN_OR_RETURN(bool mine, ctx.store->UserOwnsBlob(call.who.user, hash));
     if (!mine) return NotFound("no chunk " + hash);
@@ -68,11 +70,11 @@ Status Get(ApiContext& ctx, Call& call) {
   // the chunk once more. Not checked against its hash here: every reader
   // checks each chunk as it arrives (client/transfer.h, agent/chunk_cache.h).
   auto body = std::make_shared<std::string>(std::move(bytes));
-  call.res.set_content_provider(
-      body->size(), "application/octet-stream",
-      [body](size_t offset, size_t length, httplib::DataSink& sink) {
-        return sink.write(body->data() + offset, std::min(length, body->size() - offset));
-      });
+  call.res.set_content_provider(body->size(), "application/octet-stream",
+                                [body](size_t offset, size_t length, httplib::DataSink& sink) {
+                                  return sink.write(body->data() + offset,
+                                                    std::min(length, body->size() - offset));
+                                });
   return Status::Ok();
 }
 

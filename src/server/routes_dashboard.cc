@@ -10,12 +10,12 @@
 #include <string_view>
 
 #include "common/manifest.h"
+#include "server/dashboard_assets.h"  // generated: kWebAssets
 #include "server/dashboard_auth.h"
 #include "server/dashboard_output.h"
 #include "server/http_server.h"
-#include "server/token_auth.h"
 #include "server/request_json.h"
-#include "server/dashboard_assets.h"  // generated: kWebAssets
+#include "server/token_auth.h"
 
 namespace yard {
 namespace {
@@ -42,7 +42,8 @@ StatusOr<Json> LatestMetrics(Dash& d, const JobRecord& job) {
   if (d.latest.size() > 100000) d.latest.clear();  // a bound; refilled as lists are read
   Dash::Latest& l = d.latest[job.id];
   if (l.scanned < job.last_seq) {
-    YARD_ASSIGN_OR_RETURN(StoredEvent m, d.ctx.store->LatestEventOfKind(job.id, "metric", l.scanned));
+    YARD_ASSIGN_OR_RETURN(StoredEvent m,
+                          d.ctx.store->LatestEventOfKind(job.id, "metric", l.scanned));
     Json metric = m.seq ? Json::parse(m.json, nullptr, false) : Json();
     if (metric.is_object()) l.values = metric.value("values", Json());
     l.scanned = std::max(job.last_seq, m.seq);
@@ -55,14 +56,15 @@ StatusOr<Json> LatestMetrics(Dash& d, const JobRecord& job) {
 // through a provider goes out as it is.
 void ReplyUncompressed(Call& call, std::string body, const char* type) {
   auto text = std::make_shared<std::string>(std::move(body));
-  call.res.set_content_provider(text->size(), type,
-      [text](size_t offset, size_t length, httplib::DataSink& sink) {
+  call.res.set_content_provider(
+      text->size(), type, [text](size_t offset, size_t length, httplib::DataSink& sink) {
         return sink.write(text->data() + offset, std::min(length, text->size() - offset));
       });
 }
 
 void ReplyJsonUncompressed(Call& call, const Json& j) {
-  ReplyUncompressed(call, j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+  ReplyUncompressed(call, j.dump(-1, ' ', false, Json::error_handler_t::replace),
+                    "application/json");
 }
 
 void SetSession(Call& call, const std::string& session, const std::string& user) {
@@ -74,7 +76,8 @@ void SetSession(Call& call, const std::string& session, const std::string& user)
 Status LoginLink(Dash& d, Call& call) {
   YARD_RETURN_IF_ERROR(ParseStrictObject(call.Body().empty() ? "{}" : call.Body(), {}).status());
   std::string code = d.ctx.dashboard_auth->CreateLoginCode(call.who);
-  call.ReplyJson({{"code", code}, {"path", "/login#code=" + code}, {"expires_in_s", kLoginCodeSeconds}});
+  call.ReplyJson(
+      {{"code", code}, {"path", "/login#code=" + code}, {"expires_in_s", kLoginCodeSeconds}});
   return Status::Ok();
 }
 
@@ -89,12 +92,14 @@ Status OpenSession(Dash& d, Call& call) {
     SetSession(call, session, who.user);
     return Status::Ok();
   }
-  if (token.empty()) return InvalidArgument("give \"code\" (from `yard dashboard`) or \"token\" (a user token)");
+  if (token.empty())
+    return InvalidArgument("give \"code\" (from `yard dashboard`) or \"token\" (a user token)");
   StatusOr<TokenInfo> who = d.ctx.tokens->Identify(token, call.req.remote_addr);
   if (!who.ok() && who.status().code() != Code::kUnauthenticated) return who.status();
   if (!who.ok()) return Unauthenticated("cannot sign in: " + who.status().message());
   if (who->kind != "user")
-    return Unauthenticated("this is not a user token: make one with `yard token create USER` on the server");
+    return Unauthenticated(
+        "this is not a user token: make one with `yard token create USER` on the server");
   SetSession(call, d.ctx.dashboard_auth->OpenSession(*who), who->user);
   return Status::Ok();
 }
@@ -115,8 +120,8 @@ Status Me(Dash& d, Call& call) {
 // The caller's jobs with their newest metric values and their cost so far.
 Status Jobs(Dash& d, Call& call) {
   int limit = std::clamp(std::atoi(call.Query("limit", "200").c_str()), 1, 10000);
-  YARD_ASSIGN_OR_RETURN(auto jobs, d.ctx.store->ListJobs(call.who.user, call.Query("state"),
-                                                         call.Query("q"), limit));
+  YARD_ASSIGN_OR_RETURN(
+      auto jobs, d.ctx.store->ListJobs(call.who.user, call.Query("state"), call.Query("q"), limit));
   YARD_ASSIGN_OR_RETURN(Json cost, d.ctx.controller->CostFor(call.who.user));
   Json out = Json::array();
   for (const auto& j : jobs) {
@@ -137,9 +142,13 @@ Status Lines(Dash& d, Call& call) {
     return Status::Ok();
   }
   int64_t from = std::atoll(call.Query("from", "-1000").c_str());
-  int64_t count = std::clamp<int64_t>(std::atoll(call.Query("count", "1000").c_str()), 0, kMaxLinesPerCall);
+  int64_t count =
+      std::clamp<int64_t>(std::atoll(call.Query("count", "1000").c_str()), 0, kMaxLinesPerCall);
   YARD_ASSIGN_OR_RETURN(OutputLines l, d.output.Lines(job.id, from, count));
-  ReplyJsonUncompressed(call, {{"total", l.total}, {"from", l.from}, {"lines", l.lines}, {"seq", l.seq},
+  ReplyJsonUncompressed(call, {{"total", l.total},
+                               {"from", l.from},
+                               {"lines", l.lines},
+                               {"seq", l.seq},
                                {"partial", l.partial}});
   return Status::Ok();
 }
@@ -165,7 +174,8 @@ Status ArtifactFile(Dash& d, Call& call) {
   std::string dir = call.Query("dir"), path = call.Query("path");
   YARD_ASSIGN_OR_RETURN(Json list, d.ctx.store->ListArtifacts(job.id));
   for (const auto& a : list) {
-    if (a.value("dir", "") != dir || !a.contains("entry") || a["entry"].value("path", "") != path) continue;
+    if (a.value("dir", "") != dir || !a.contains("entry") || a["entry"].value("path", "") != path)
+      continue;
     YARD_ASSIGN_OR_RETURN(FileEntry entry, FileEntryFromJson(a["entry"]));
     std::string name = path.substr(path.rfind('/') + 1);
     call.res.set_header("Content-Disposition", "attachment; filename=\"" + name + "\"");
@@ -173,18 +183,21 @@ Status ArtifactFile(Dash& d, Call& call) {
     auto chunks = std::make_shared<std::vector<ChunkRef>>(entry.chunks);
     auto next = std::make_shared<size_t>(0);
     call.res.set_content_provider(entry.size, "application/octet-stream",
-        [blobs, chunks, next](size_t, size_t, httplib::DataSink& sink) {
-          if (*next >= chunks->size()) return false;
-          StatusOr<std::string> bytes = blobs->Get((*chunks)[(*next)++].hash);
-          return bytes.ok() && sink.write(bytes->data(), bytes->size());
-        });
+                                  [blobs, chunks, next](size_t, size_t, httplib::DataSink& sink) {
+                                    if (*next >= chunks->size()) return false;
+                                    StatusOr<std::string> bytes =
+                                        blobs->Get((*chunks)[(*next)++].hash);
+                                    return bytes.ok() && sink.write(bytes->data(), bytes->size());
+                                  });
     return Status::Ok();
   }
   return NotFound("job " + job.id + " has no artifact '" + path + "' in '" + dir + "'");
 }
 
 const char* ContentType(std::string_view name) {
-  auto ends = [&](std::string_view s) { return name.size() >= s.size() && name.substr(name.size() - s.size()) == s; };
+  auto ends = [&](std::string_view s) {
+    return name.size() >= s.size() && name.substr(name.size() - s.size()) == s;
+  };
   if (ends(".js")) return "text/javascript; charset=utf-8";
   if (ends(".css")) return "text/css; charset=utf-8";
   if (ends(".svg")) return "image/svg+xml";
@@ -196,9 +209,10 @@ void ServeAsset(Call& call, std::string_view name, int status) {
   for (const auto& a : kWebAssets) {
     if (name != a.name) continue;
     call.res.status = status;
-    call.res.set_header("Content-Security-Policy",
-                        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                        "frame-ancestors 'none'");
+    call.res.set_header(
+        "Content-Security-Policy",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'");
     call.res.set_header("Referrer-Policy", "no-referrer");
     call.res.set_header("X-Content-Type-Options", "nosniff");
     call.res.set_header("Cache-Control", "no-cache");
@@ -231,9 +245,7 @@ Status Asset(Dash& d, Call& call) {
 
 std::vector<Route> DashboardRoutes(ApiContext& ctx) {
   auto d = std::make_shared<Dash>(ctx);
-  auto bind = [d](Status (*fn)(Dash&, Call&)) {
-    return [d, fn](Call& c) { return fn(*d, c); };
-  };
+  auto bind = [d](Status (*fn)(Dash&, Call&)) { return [d, fn](Call& c) { return fn(*d, c); }; };
   std::string job = kJobPath;
   return {
       {"POST", "/v1/dashboard/login-links", Access::kUserRead, bind(LoginLink)},

@@ -25,8 +25,8 @@ Status Submit(ApiContext& ctx, Call& call) {
 
 Status List(ApiContext& ctx, Call& call) {
   int limit = std::clamp(std::atoi(call.Query("limit", "100").c_str()), 1, 10000);
-  YARD_ASSIGN_OR_RETURN(auto jobs, ctx.store->ListJobs(call.who.user, call.Query("state"),
-                                                       call.Query("q"), limit));
+  YARD_ASSIGN_OR_RETURN(
+      auto jobs, ctx.store->ListJobs(call.who.user, call.Query("state"), call.Query("q"), limit));
   Json out = Json::array();
   for (const auto& j : jobs) out.push_back(j.ToApiJson());
   call.ReplyJson({{"jobs", out}});
@@ -143,9 +143,8 @@ uint64_t WaitForNews(ApiContext& ctx, const std::string& key, uint64_t seen, Tok
 // memory: a follower slower than the job makes the write wait, not the
 // server buffer. Ends (cleanly, so that a follower calls again and hears
 // why) once the caller's token is revoked or expires.
-bool StreamEvents(ApiContext& ctx, const TokenInfo& who, const std::string& job_id,
-                  int64_t after, bool follow, const StreamFormat& format,
-                  httplib::DataSink& sink) {
+bool StreamEvents(ApiContext& ctx, const TokenInfo& who, const std::string& job_id, int64_t after,
+                  bool follow, const StreamFormat& format, httplib::DataSink& sink) {
   const std::string key = "job:" + job_id;
   TokenWatch watch(ctx, who);
   int64_t cursor = after;
@@ -188,7 +187,8 @@ StatusOr<int64_t> EventCursor(const std::string& where, const std::string& text)
   int64_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < 0)
-    return InvalidArgument(where + " must be the sequence number of an event (digits, >= 0), got '" +
+    return InvalidArgument(where +
+                           " must be the sequence number of an event (digits, >= 0), got '" +
                            text.substr(0, 40) + "'");
   return n;
 }
@@ -196,8 +196,9 @@ StatusOr<int64_t> EventCursor(const std::string& where, const std::string& text)
 Status Events(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
   std::string last_id = call.req.get_header_value("Last-Event-ID");
-  YARD_ASSIGN_OR_RETURN(int64_t after, last_id.empty() ? EventCursor("?after", call.Query("after", "0"))
-                                                       : EventCursor("Last-Event-ID", last_id));
+  YARD_ASSIGN_OR_RETURN(int64_t after, last_id.empty()
+                                           ? EventCursor("?after", call.Query("after", "0"))
+                                           : EventCursor("Last-Event-ID", last_id));
   bool follow = call.Query("follow", "1") != "0";
   TokenInfo who = call.who;
   std::string id = job.id;
@@ -211,8 +212,8 @@ Status Events(ApiContext& ctx, Call& call) {
   // body goes out as it is, delimited by the connection's end (httplib's
   // chunked writer copies every piece twice), its clean end marked by an
   // 'e' frame. Others get the chunked stream as before.
-  bool to_close = framed && call.Query("end") == "e" &&
-                  call.req.get_header_value("Connection") == "close";
+  bool to_close =
+      framed && call.Query("end") == "e" && call.req.get_header_value("Connection") == "close";
   const StreamFormat* format = !framed ? &kSse : to_close ? &kFramesToClose : &kFrames;
   auto provider = [&ctx, who, id, after, follow, format, lease](size_t, httplib::DataSink& sink) {
     return StreamEvents(ctx, who, id, after, follow, *format, sink);

@@ -46,7 +46,8 @@ Status SimInterrupt(ApiContext& ctx, Call& call) {
   bool owned = false;
   for (const auto& i : mine) owned |= i.value("id", "") == call.Param(1);
   if (!owned) return NotFound("no live instance '" + call.Param(1) + "' of yours");
-  YARD_RETURN_IF_ERROR(sim->InterruptNow(call.Param(1), "spot interruption (simulated on request)"));
+  YARD_RETURN_IF_ERROR(
+      sim->InterruptNow(call.Param(1), "spot interruption (simulated on request)"));
   ctx.controller->notifier().Notify("scheduler");
   call.ReplyJson({{"interrupted", call.Param(1)}});
   return Status::Ok();

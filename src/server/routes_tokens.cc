@@ -28,14 +28,16 @@ Status Create(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(std::string scope, GetString(body, "scope", true));
   YARD_ASSIGN_OR_RETURN(std::string expires, GetString(body, "expires", false));
   if (scope != kScopeRead && scope != kScopeSubmit && scope != kScopeAdmin)
-    return InvalidArgument("\"scope\" must be read, submit or admin (metrics tokens are made by the "
-                           "server's operator: `yard token create NAME --scope metrics`)");
+    return InvalidArgument(
+        "\"scope\" must be read, submit or admin (metrics tokens are made by the "
+        "server's operator: `yard token create NAME --scope metrics`)");
   double expires_at = 0;
   if (!expires.empty()) {
     YARD_ASSIGN_OR_RETURN(double lifetime, ParseTokenLifetime(expires));
     expires_at = Now() + lifetime;
   }
-  YARD_ASSIGN_OR_RETURN(std::string token, ctx.store->CreateToken(call.who.user, scope, expires_at));
+  YARD_ASSIGN_OR_RETURN(std::string token,
+                        ctx.store->CreateToken(call.who.user, scope, expires_at));
   YARD_ASSIGN_OR_RETURN(TokenRecord t, ctx.store->FindToken(token));
   Json j = TokenJson(t, Now());
   j["token"] = token;

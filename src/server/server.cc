@@ -20,8 +20,8 @@
 #include "providers/local_provider.h"
 #include "providers/ssh_provider.h"
 #include "server/blob_collector.h"
-#include "server/provider_set.h"
 #include "server/http_server.h"
+#include "server/provider_set.h"
 #include "server/token_auth.h"
 
 namespace yard {
@@ -50,8 +50,8 @@ Status LockHome(const std::string& home) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("cannot open " + path);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
-    return FailedPrecondition("another yard server already runs on " + home +
-                              " (see " + home + "/server.json); stop it or use another YARD_HOME");
+    return FailedPrecondition("another yard server already runs on " + home + " (see " + home +
+                              "/server.json); stop it or use another YARD_HOME");
   return Status::Ok();  // fd stays open on purpose: the lock lives as long as we do
 }
 
@@ -140,13 +140,15 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
                                               p.providers.Pointers(), launch, &clock, copts);
   // An ended local or ssh instance keeps only the spool files the server lacks.
   Controller* c = p.controller.get();
-  SpoolDelivered delivered = [c, open = p.controller_open](const std::string& job, int64_t attempt) {
+  SpoolDelivered delivered = [c, open = p.controller_open](const std::string& job,
+                                                           int64_t attempt) {
     std::lock_guard<std::mutex> lock(open->mu);
     return open->open ? c->DeliveredRecords(job, attempt) : int64_t{-1};
   };
   if (auto* local = dynamic_cast<LocalProvider*>(p.providers.owned["local"].get()))
     local->SetSpoolDelivered(delivered);
-  if (auto it = p.providers.owned.find("ssh"); it != p.providers.owned.end())  // not [ ]: no null entry
+  if (auto it = p.providers.owned.find("ssh");
+      it != p.providers.owned.end())  // not [ ]: no null entry
     if (auto* ssh = dynamic_cast<SshProvider*>(it->second.get())) ssh->SetSpoolDelivered(delivered);
   YARD_RETURN_IF_ERROR(p.controller->Recover());
   return p;
@@ -157,19 +159,25 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
 StatusOr<std::optional<TlsFiles>> ServerTls(const ServerOptions& o) {
   bool files = !o.tls_cert.empty() || !o.tls_key.empty();
   if (!o.tls_mode.empty() && o.tls_mode != "self-signed")
-    return InvalidArgument("--tls takes 'self-signed' (a certificate of your own: --tls-cert FILE --tls-key FILE)");
-  if (!o.tls_mode.empty() && files) return InvalidArgument("give --tls self-signed or --tls-cert/--tls-key, not both");
+    return InvalidArgument(
+        "--tls takes 'self-signed' (a certificate of your own: --tls-cert FILE --tls-key FILE)");
+  if (!o.tls_mode.empty() && files)
+    return InvalidArgument("give --tls self-signed or --tls-cert/--tls-key, not both");
   if (files && (o.tls_cert.empty() || o.tls_key.empty()))
-    return InvalidArgument("--tls-cert and --tls-key go together (the certificate and its private key, PEM)");
+    return InvalidArgument(
+        "--tls-cert and --tls-key go together (the certificate and its private key, PEM)");
   if (files) return std::optional<TlsFiles>(TlsFiles{o.tls_cert, o.tls_key});
   if (!o.tls_mode.empty()) {
-    YARD_ASSIGN_OR_RETURN(TlsFiles made, EnsureSelfSignedCertificate(o.home + "/tls", {o.host, "localhost", "127.0.0.1"}));
+    YARD_ASSIGN_OR_RETURN(TlsFiles made, EnsureSelfSignedCertificate(
+                                             o.home + "/tls", {o.host, "localhost", "127.0.0.1"}));
     return std::optional<TlsFiles>(made);
   }
   if (!IsLoopbackHost(o.host) && !o.insecure_http)
-    return FailedPrecondition("--host " + o.host + " listens beyond this machine, where plain HTTP would carry "
-                              "every token and all data in clear: add --tls self-signed (or --tls-cert FILE "
-                              "--tls-key FILE), or --insecure-http on a network you trust");
+    return FailedPrecondition(
+        "--host " + o.host +
+        " listens beyond this machine, where plain HTTP would carry "
+        "every token and all data in clear: add --tls self-signed (or --tls-cert FILE "
+        "--tls-key FILE), or --insecure-http on a network you trust");
   return std::optional<TlsFiles>();
 }
 
@@ -192,7 +200,8 @@ void RaiseOpenFileLimit() {
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
   lim.rlim_cur = lim.rlim_max;
   if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
-    std::fprintf(stderr, "yard server: could not raise the open-file limit: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "yard server: could not raise the open-file limit: %s\n",
+                 std::strerror(errno));
 }
 }  // namespace
 
@@ -205,7 +214,8 @@ int RunServer(const ServerOptions& o) {
     return 1;
   }
   StatusOr<std::optional<TlsFiles>> tls = ServerTls(o);
-  StatusOr<std::string> fingerprint = tls.ok() ? ServerFingerprint(*tls) : StatusOr<std::string>(tls.status());
+  StatusOr<std::string> fingerprint =
+      tls.ok() ? ServerFingerprint(*tls) : StatusOr<std::string>(tls.status());
   if (!fingerprint.ok()) {
     std::fprintf(stderr, "yard server: %s\n", fingerprint.status().message().c_str());
     return 1;
@@ -242,12 +252,14 @@ int RunServer(const ServerOptions& o) {
     auto grace = std::chrono::seconds(static_cast<int64_t>(o.blob_grace_hours * 3600));
     // Often enough that nothing lingers much past its grace.
     auto every = std::clamp(grace / 4, std::chrono::seconds(1), std::chrono::seconds(3600));
-    collector = std::make_unique<BlobCollector>(parts->store.get(), parts->blobs.get(), grace, every);
+    collector =
+        std::make_unique<BlobCollector>(parts->store.get(), parts->blobs.get(), grace, every);
     collector->Start();
   }
   std::fprintf(stderr, "yard server: listening on %s (home %s)\n", url.c_str(), o.home.c_str());
   if (!fingerprint->empty())
-    std::fprintf(stderr, "yard server: TLS certificate SHA-256 fingerprint %s\n"
+    std::fprintf(stderr,
+                 "yard server: TLS certificate SHA-256 fingerprint %s\n"
                  "yard server: clients pin it: export YARD_SERVER_FINGERPRINT=%s\n",
                  fingerprint->c_str(), fingerprint->c_str());
   api.Serve();

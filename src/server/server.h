@@ -3,8 +3,8 @@
 // State lives under `home` ($YARD_HOME): state.db (the store), blobs/,
 // instances/ (local agents), token (the local user's token, 0600),
 // server.json ({"url", "pid", "fingerprint" with TLS}: where clients and
-// local agents find the server), tls/ (the self-signed certificate). A lock on home/server.lock makes sure one server
-// runs per home.
+// local agents find the server), tls/ (the self-signed certificate). A lock on home/server.lock
+// makes sure one server runs per home.
 #pragma once
 
 #include <string>
@@ -24,7 +24,7 @@ struct ServerOptions {
   std::string catalog_file;  // "" = home/catalog.json if present
   int max_active_jobs = 5;
   int max_active_instances = 5;
-  int max_requests_in_flight = 64;  // per user; event streams apart (docs/api.md, "Tokens")
+  int max_requests_in_flight = 64;       // per user; event streams apart (docs/api.md, "Tokens")
   std::vector<std::string> user_quotas;  // "USER=JOBS,INSTANCES"
   double baseline_s = 600;
   double unit_percentage = 0.01;

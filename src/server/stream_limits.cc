@@ -7,9 +7,9 @@ StatusOr<StreamLimits::Lease> StreamLimits::Open(const std::string& user) {
     MutexLock lock(mu_);
     int& n = open_[user];
     if (n >= per_user_)
-      return Status(Code::kTooManyRequests,
-                    "you have " + std::to_string(n) + " " + what_ + ", the limit per user (" +
-                        std::to_string(per_user_) + "): " + advice_);
+      return Status(Code::kTooManyRequests, "you have " + std::to_string(n) + " " + what_ +
+                                                ", the limit per user (" +
+                                                std::to_string(per_user_) + "): " + advice_);
     ++n;
   }
   return Lease(nullptr, [this, user](void*) { Close(user); });

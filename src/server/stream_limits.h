@@ -20,8 +20,9 @@ class StreamLimits {
   // `what` names the things counted in the 429 ("event streams open"),
   // `advice` says what to do about it.
   explicit StreamLimits(int per_user, std::string what = "event streams open",
-                        std::string advice = "close some (each `yard logs -f`, `yard fit` or dashboard "
-                                             "tab holds one) and try again")
+                        std::string advice =
+                            "close some (each `yard logs -f`, `yard fit` or dashboard "
+                            "tab holds one) and try again")
       : per_user_(per_user), what_(std::move(what)), advice_(std::move(advice)) {}
 
   // A lease while the stream is open: held by the stream's callback, it is

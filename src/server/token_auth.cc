@@ -42,20 +42,26 @@ bool ScopeAllows(const std::string& have, const std::string& need) {
 
 Status ScopeTooSmall(const std::string& have, const std::string& need) {
   if (have == kScopeMetrics)
-    return PermissionDenied("a metrics token reads GET /metrics only: this route needs a user token "
-                            "of scope '" + need + "'");
+    return PermissionDenied(
+        "a metrics token reads GET /metrics only: this route needs a user token "
+        "of scope '" +
+        need + "'");
   if (need == kScopeMetrics)
-    return PermissionDenied("GET /metrics needs a token of scope 'metrics' "
-                            "(`yard token create NAME --scope metrics` on the server's home)");
-  return PermissionDenied("this route needs a token of scope '" + need + "' or more; this token's scope is '" +
-                          have + "' (read < submit < admin): use another token, or ask for one with "
-                          "`yard token create USER --scope " + need + "`");
+    return PermissionDenied(
+        "GET /metrics needs a token of scope 'metrics' "
+        "(`yard token create NAME --scope metrics` on the server's home)");
+  return PermissionDenied("this route needs a token of scope '" + need +
+                          "' or more; this token's scope is '" + have +
+                          "' (read < submit < admin): use another token, or ask for one with "
+                          "`yard token create USER --scope " +
+                          need + "`");
 }
 
 StatusOr<double> ParseTokenLifetime(const std::string& text) {
   auto bad = [&] {
-    return InvalidArgument("a token's lifetime is a whole number and a unit, like 30d, 12h or 45m; got '" +
-                           text + "'");
+    return InvalidArgument(
+        "a token's lifetime is a whole number and a unit, like 30d, 12h or 45m; got '" + text +
+        "'");
   };
   if (text.size() < 2) return bad();
   long n = 0;
@@ -63,20 +69,24 @@ StatusOr<double> ParseTokenLifetime(const std::string& text) {
   auto [end, ec] = std::from_chars(text.data(), unit, n);
   if (ec != std::errc() || end != unit || n <= 0 || n > 100L * 365 * 24 * 60) return bad();
   switch (*unit) {
-    case 'd': return n * 86400.0;
-    case 'h': return n * 3600.0;
-    case 'm': return n * 60.0;
-    default: return bad();
+    case 'd':
+      return n * 86400.0;
+    case 'h':
+      return n * 3600.0;
+    case 'm':
+      return n * 60.0;
+    default:
+      return bad();
   }
 }
 
 Status CheckTokenRecord(const TokenRecord& t, double now) {
   if (t.revoked_at > 0)
-    return Unauthenticated("this token (id " + t.id + ") was revoked at " + UtcTime(t.revoked_at) + ": " +
-                           kNewTokenAdvice);
+    return Unauthenticated("this token (id " + t.id + ") was revoked at " + UtcTime(t.revoked_at) +
+                           ": " + kNewTokenAdvice);
   if (t.expires_at > 0 && now >= t.expires_at)
-    return Unauthenticated("this token (id " + t.id + ") expired at " + UtcTime(t.expires_at) + ": " +
-                           kNewTokenAdvice);
+    return Unauthenticated("this token (id " + t.id + ") expired at " + UtcTime(t.expires_at) +
+                           ": " + kNewTokenAdvice);
   return Status::Ok();
 }
 
@@ -88,9 +98,14 @@ std::string TokenState(const TokenRecord& t, double now) {
 
 nlohmann::json TokenJson(const TokenRecord& t, double now) {
   auto when = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
-  return {{"id", t.id}, {"user", t.user}, {"scope", t.scope}, {"state", TokenState(t, now)},
-          {"created_at", t.created_at}, {"expires_at", when(t.expires_at)},
-          {"last_used", when(t.last_used)}, {"revoked_at", when(t.revoked_at)}};
+  return {{"id", t.id},
+          {"user", t.user},
+          {"scope", t.scope},
+          {"state", TokenState(t, now)},
+          {"created_at", t.created_at},
+          {"expires_at", when(t.expires_at)},
+          {"last_used", when(t.last_used)},
+          {"revoked_at", when(t.revoked_at)}};
 }
 
 bool HashesEqual(const std::string& a, const std::string& b) {
@@ -137,16 +152,18 @@ StatusOr<TokenRecord> TokenAuth::Find(const std::string& hash) {
   // time so that no byte-by-byte comparison of secrets stands anywhere.
   if (!HashesEqual(t->hash, hash)) return Unauthenticated("unknown token");
   if (t->kind != "user" && t->kind != "metrics")  // a shared agent token of an earlier version
-    return Unauthenticated("shared agent tokens are no longer accepted: each instance gets its own "
-                           "credential at launch (docs/api.md, \"Agent credentials\")");
+    return Unauthenticated(
+        "shared agent tokens are no longer accepted: each instance gets its own "
+        "credential at launch (docs/api.md, \"Agent credentials\")");
   return t;
 }
 
 StatusOr<TokenInfo> TokenAuth::Identify(const std::string& plaintext, const std::string& address) {
   if (int wait = limiter_.RetryAfter(address); wait > 0)
-    return Status(Code::kTooManyRequests, "too many unknown tokens from " + address + " (more than " +
-                             std::to_string(kBadTokensPerMinute) + " a minute): try again in " +
-                             std::to_string(wait) + " s with a valid token");
+    return Status(Code::kTooManyRequests, "too many unknown tokens from " + address +
+                                              " (more than " + std::to_string(kBadTokensPerMinute) +
+                                              " a minute): try again in " + std::to_string(wait) +
+                                              " s with a valid token");
   std::string hash = Sha256Hex(plaintext);
   StatusOr<TokenRecord> t = Find(hash);
   if (!t.ok()) {

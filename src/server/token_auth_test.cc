@@ -35,7 +35,8 @@ TEST(ScopeTest, TooSmallIsA403NamingTheScopeNeeded) {
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_NE(s.message().find("scope 'submit'"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("'read'"), std::string::npos) << s.message();
-  EXPECT_NE(ScopeTooSmall("metrics", "read").message().find("GET /metrics only"), std::string::npos);
+  EXPECT_NE(ScopeTooSmall("metrics", "read").message().find("GET /metrics only"),
+            std::string::npos);
 }
 
 TEST(TokenLifetimeTest, DaysHoursMinutes) {
@@ -44,7 +45,8 @@ TEST(TokenLifetimeTest, DaysHoursMinutes) {
   EXPECT_EQ(*ParseTokenLifetime("45m"), 45 * 60.0);
   for (const char* bad : {"", "d", "30", "30s", "-1d", "0d", "1.5h", "h1", "30dd", "99999999999d"})
     EXPECT_EQ(ParseTokenLifetime(bad).status().code(), Code::kInvalidArgument) << bad;
-  EXPECT_NE(ParseTokenLifetime("30s").status().message().find("30d, 12h or 45m"), std::string::npos);
+  EXPECT_NE(ParseTokenLifetime("30s").status().message().find("30d, 12h or 45m"),
+            std::string::npos);
 }
 
 TEST(HashesEqualTest, ComparesWholeHashesOnly) {
@@ -127,12 +129,14 @@ TEST_F(TokenAuthTest, ARevokedTokenIsRefusedAtOnceAndItsStreamsToo) {
   EXPECT_NE(s.message().find("was revoked"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("yard token create"), std::string::npos) << s.message();
   EXPECT_EQ(auth_->StillValid(who).code(), Code::kUnauthenticated) << "an open stream checks again";
-  EXPECT_EQ(auth_->RetryAfter("a"), 0) << "a revoked token is no guess: not counted against the address";
+  EXPECT_EQ(auth_->RetryAfter("a"), 0)
+      << "a revoked token is no guess: not counted against the address";
 }
 
 TEST_F(TokenAuthTest, RevokeIsLimitedToTheUserWhenOneIsGiven) {
   std::string token = Create("read");
-  EXPECT_EQ(store_->RevokeToken(Record(token).id, "bob", clock_.Now()).status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->RevokeToken(Record(token).id, "bob", clock_.Now()).status().code(),
+            Code::kNotFound);
   EXPECT_TRUE(auth_->Identify(token, "a").ok());
   EXPECT_TRUE(store_->RevokeToken(Record(token).id, "ann", clock_.Now()).ok());
   EXPECT_EQ(store_->RevokeToken("000000000000", "", clock_.Now()).status().code(), Code::kNotFound);

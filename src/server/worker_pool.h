@@ -27,8 +27,8 @@
 namespace yard {
 
 struct WorkerPoolOptions {
-  size_t min_threads = 8;      // kept even when idle
-  size_t max_threads = 4096;   // beyond: tasks wait for a free thread
+  size_t min_threads = 8;     // kept even when idle
+  size_t max_threads = 4096;  // beyond: tasks wait for a free thread
   std::chrono::milliseconds idle_exit{30000};
 };
 

@@ -20,7 +20,10 @@ TEST(WorkerPoolTest, ATaskRunsAtOnceWhileEveryOtherThreadIsHeld) {
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> holding{0};
   for (int i = 0; i < 200; ++i)  // 200 open streams, each holding its thread
-    pool.enqueue([&holding, released] { ++holding; released.wait(); });
+    pool.enqueue([&holding, released] {
+      ++holding;
+      released.wait();
+    });
   ASSERT_TRUE(WaitFor([&] { return holding == 200; })) << holding;
   std::promise<void> ran;
   pool.enqueue([&ran] { ran.set_value(); });
@@ -31,7 +34,11 @@ TEST(WorkerPoolTest, ATaskRunsAtOnceWhileEveryOtherThreadIsHeld) {
 TEST(WorkerPoolTest, BeyondMaxThreadsTasksWaitTheirTurnAndAllRun) {
   WorkerPool pool({1, 4, 30s});
   std::atomic<int> ran{0};
-  for (int i = 0; i < 50; ++i) pool.enqueue([&ran] { std::this_thread::sleep_for(1ms); ++ran; });
+  for (int i = 0; i < 50; ++i)
+    pool.enqueue([&ran] {
+      std::this_thread::sleep_for(1ms);
+      ++ran;
+    });
   ASSERT_TRUE(WaitFor([&] { return ran == 50; }));
   EXPECT_LE(pool.threads(), 4u);
 }
@@ -41,7 +48,11 @@ TEST(WorkerPoolTest, IdleThreadsGoAwayDownToTheMinimum) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<int> holding{0};
-  for (int i = 0; i < 20; ++i) pool.enqueue([&holding, released] { ++holding; released.wait(); });
+  for (int i = 0; i < 20; ++i)
+    pool.enqueue([&holding, released] {
+      ++holding;
+      released.wait();
+    });
   ASSERT_TRUE(WaitFor([&] { return holding == 20; }));
   EXPECT_GE(pool.threads(), 20u);
   release.set_value();
@@ -52,7 +63,11 @@ TEST(WorkerPoolTest, ShutdownRunsWhatWasQueuedThenJoins) {
   std::atomic<int> ran{0};
   {
     WorkerPool pool({1, 1, 30s});
-    for (int i = 0; i < 10; ++i) pool.enqueue([&ran] { std::this_thread::sleep_for(1ms); ++ran; });
+    for (int i = 0; i < 10; ++i)
+      pool.enqueue([&ran] {
+        std::this_thread::sleep_for(1ms);
+        ++ran;
+      });
     pool.shutdown();
     EXPECT_EQ(ran, 10);
     pool.enqueue([&ran] { ++ran; });  // after shutdown: dropped, as httplib stops accepting first

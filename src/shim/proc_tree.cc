@@ -23,7 +23,7 @@ std::optional<ProcEntry> ReadProcStat(pid_t pid) {
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;  // it exited while we walked
-  char buf[512];  // the name is at most 16 bytes: the fields we need fit
+  char buf[512];                    // the name is at most 16 bytes: the fields we need fit
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
   if (n <= 0) return std::nullopt;

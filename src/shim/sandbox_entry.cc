@@ -76,7 +76,8 @@ std::vector<std::string> MountPoints() {
 
 // The mount points of `points` strictly below `dir` that no other one below
 // `dir` contains.
-std::vector<std::string> TopSubmounts(const std::vector<std::string>& points, const std::string& dir) {
+std::vector<std::string> TopSubmounts(const std::vector<std::string>& points,
+                                      const std::string& dir) {
   std::vector<std::string> below;
   for (const std::string& p : points)
     if (StrictlyUnder(p, dir)) below.push_back(p);
@@ -84,14 +85,16 @@ std::vector<std::string> TopSubmounts(const std::vector<std::string>& points, co
   below.erase(std::unique(below.begin(), below.end()), below.end());
   std::vector<std::string> top;
   for (const std::string& p : below)
-    if (std::none_of(top.begin(), top.end(), [&](const std::string& t) { return StrictlyUnder(p, t); }))
+    if (std::none_of(top.begin(), top.end(),
+                     [&](const std::string& t) { return StrictlyUnder(p, t); }))
       top.push_back(p);
   return top;
 }
 
 // mkdir -p (0755); the path's last part is a file when `file`.
 void MakePath(const std::string& path, bool file) {
-  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1))
     if (mkdir(path.substr(0, slash).c_str(), 0755) != 0 && errno != EEXIST) Fail("making", path);
   if (file) {
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -156,7 +159,8 @@ void FreshProc() {
 // emptied, then the rest; no_new_privs, so setuid programs gain nothing.
 void DropCapabilities() {
   for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; ++cap)
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) Fail("dropping a capability", std::to_string(cap));
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+      Fail("dropping a capability", std::to_string(cap));
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
     Fail("clearing the ambient capabilities", "");
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -171,8 +175,7 @@ void DropCapabilities() {
   for (;;) {
     int status;
     pid_t pid = waitpid(-1, &status, 0);
-    if (pid == command)
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    if (pid == command) _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     if (pid < 0 && errno != EINTR) Fail("waiting for the command", "");
   }
 }

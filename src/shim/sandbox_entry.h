@@ -26,8 +26,8 @@
 namespace yard {
 
 struct SandboxEntry {
-  int mount_ns_fd = -1;             // the template's mount namespace
-  std::vector<std::string> fresh;   // tmpfs mount points made anew per job
+  int mount_ns_fd = -1;            // the template's mount namespace
+  std::vector<std::string> fresh;  // tmpfs mount points made anew per job
 };
 
 // Runs in the job's init (pid 1 of its new PID namespace), never returns:

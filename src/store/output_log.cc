@@ -19,7 +19,8 @@ namespace {
 // as a file name rather than trusted.
 std::string FileNameOf(const std::string& job_id) {
   std::string out;
-  for (char c : job_id) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_');
+  for (char c : job_id)
+    out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_');
   return out + ".out";
 }
 

@@ -7,12 +7,8 @@
 namespace yard {
 
 namespace job_state {
-bool IsTerminal(const std::string& s) {
-  return s == kSucceeded || s == kFailed || s == kCancelled;
-}
-bool IsActive(const std::string& s) {
-  return s == kRequesting || s == kStarting || s == kRunning;
-}
+bool IsTerminal(const std::string& s) { return s == kSucceeded || s == kFailed || s == kCancelled; }
+bool IsActive(const std::string& s) { return s == kRequesting || s == kStarting || s == kRunning; }
 }  // namespace job_state
 
 namespace instance_state {
@@ -21,10 +17,11 @@ bool IsTerminal(const std::string& s) { return s == kTerminated || s == kLost; }
 
 namespace {
 
-constexpr const char* kScheduleKeys[] = {
-    "machine",       "attempts",       "requested_at", "held_capacity",          "waiting_since",
-    "next_check",    "run_instance",   "restarts",     "resume_from",            "no_pipeline",
-    "pipelined_at",  "pipelined_requested_at",         "output_bytes",           "output_capped"};
+constexpr const char* kScheduleKeys[] = {"machine",       "attempts",      "requested_at",
+                                         "held_capacity", "waiting_since", "next_check",
+                                         "run_instance",  "restarts",      "resume_from",
+                                         "no_pipeline",   "pipelined_at",  "pipelined_requested_at",
+                                         "output_bytes",  "output_capped"};
 
 template <typename T>
 std::optional<T> Read(const Json& j, const char* key) {
@@ -94,7 +91,8 @@ JobSchedule JobSchedule::FromJson(const Json& j) {
   s.output_bytes = Read<int64_t>(j, "output_bytes").value_or(0);
   s.output_capped = Read<bool>(j, "output_capped").value_or(false);
   for (const auto& [key, value] : j.items())
-    if (std::find(std::begin(kScheduleKeys), std::end(kScheduleKeys), key) == std::end(kScheduleKeys))
+    if (std::find(std::begin(kScheduleKeys), std::end(kScheduleKeys), key) ==
+        std::end(kScheduleKeys))
       s.unknown[key] = value;
   return s;
 }

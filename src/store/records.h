@@ -51,20 +51,20 @@ struct FallbackAttempt {
 // jobs.sched column; an unset optional is an absent key, and keys this
 // version does not know are kept as they were (`unknown`).
 struct JobSchedule {
-  size_t machine = 0;                         // index of the machine id being tried
-  std::vector<FallbackAttempt> attempts;      // machine ids given up on, in order
-  std::optional<double> requested_at;         // when the current request started
-  std::optional<std::string> held_capacity;   // type whose capacity the job waits for
-  std::optional<double> waiting_since;        // entered "waiting" (over the quota)
-  double next_check = 0;                      // a waiting job's next look at its quota
-  std::string run_instance;                   // whose records the current attempt's are
-  int64_t restarts = 0;                       // requeues after preemption or loss
-  std::optional<Json> resume_from;            // checkpoint a requeued job resumes from
-  bool no_pipeline = false;                   // once revoked, never queued behind a job again
-  std::optional<double> pipelined_at;         // queued behind a running job at
+  size_t machine = 0;                            // index of the machine id being tried
+  std::vector<FallbackAttempt> attempts;         // machine ids given up on, in order
+  std::optional<double> requested_at;            // when the current request started
+  std::optional<std::string> held_capacity;      // type whose capacity the job waits for
+  std::optional<double> waiting_since;           // entered "waiting" (over the quota)
+  double next_check = 0;                         // a waiting job's next look at its quota
+  std::string run_instance;                      // whose records the current attempt's are
+  int64_t restarts = 0;                          // requeues after preemption or loss
+  std::optional<Json> resume_from;               // checkpoint a requeued job resumes from
+  bool no_pipeline = false;                      // once revoked, never queued behind a job again
+  std::optional<double> pipelined_at;            // queued behind a running job at
   std::optional<double> pipelined_requested_at;  // requested_at before it was queued
-  int64_t output_bytes = 0;                   // output stored (for the per-job cap)
-  bool output_capped = false;                 // the cap's marker was written
+  int64_t output_bytes = 0;                      // output stored (for the per-job cap)
+  bool output_capped = false;                    // the cap's marker was written
   Json unknown = Json::object();
 
   Json ToJson() const;
@@ -85,9 +85,9 @@ struct JobRecord {
   double updated_at = 0;
   std::optional<int64_t> exit_code;
   std::string message;
-  int64_t last_seq = 0;     // highest event seq stored
-  int64_t attempt = 0;      // current run attempt (1 once first assigned)
-  int64_t run_acked = 0;    // highest agent record seq stored for `attempt`
+  int64_t last_seq = 0;   // highest event seq stored
+  int64_t attempt = 0;    // current run attempt (1 once first assigned)
+  int64_t run_acked = 0;  // highest agent record seq stored for `attempt`
   bool cancel_requested = false;
   JobSchedule sched;
 
@@ -156,7 +156,7 @@ struct LedgerEntry {
 
 // Who is calling: a user, or the agent of one instance.
 struct TokenInfo {
-  std::string user;      // the user; for agents, their instance's user ("" before its first job)
+  std::string user;  // the user; for agents, their instance's user ("" before its first job)
   // "user", "metrics" (reads GET /metrics only), "agent" (an instance
   // credential) or "bootstrap"
   std::string kind;

@@ -15,19 +15,27 @@ Status SqliteError(sqlite3* db, const std::string& what) {
   if (code == SQLITE_FULL) {
     // Which disk and what to do, not only SQLite's "database or disk is full".
     const char* file = sqlite3_db_filename(db, "main");
-    std::string where = file && *file ? std::filesystem::path(file).parent_path().string() : "the store's folder";
+    std::string where =
+        file && *file ? std::filesystem::path(file).parent_path().string() : "the store's folder";
     return Status(Code::kInsufficientStorage,
                   what + ": " + sqlite3_errmsg(db) + ": the disk holding " + where +
                       " is full; this change was not stored (nothing stored before is lost). "
-                      "Free space there (`df -h " + where + "` shows it); the server serves again once there is room");
+                      "Free space there (`df -h " +
+                      where + "` shows it); the server serves again once there is room");
   }
   return Status(c, what + ": " + sqlite3_errmsg(db));
 }
 
 bool IsWriteFailure(int code) {
   switch (code & 0xff) {  // the primary code of an extended one
-    case SQLITE_FULL: case SQLITE_IOERR: case SQLITE_CORRUPT: case SQLITE_NOTADB:
-    case SQLITE_READONLY: case SQLITE_CANTOPEN: case SQLITE_NOMEM: case SQLITE_PROTOCOL:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
       return true;
     default:
       return false;
@@ -49,9 +57,18 @@ Stmt& Stmt::Bind(int i, std::string_view v) {
   sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
-Stmt& Stmt::Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
-Stmt& Stmt::Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); return *this; }
-Stmt& Stmt::BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
+Stmt& Stmt::Bind(int i, int64_t v) {
+  sqlite3_bind_int64(stmt_, i, v);
+  return *this;
+}
+Stmt& Stmt::Bind(int i, double v) {
+  sqlite3_bind_double(stmt_, i, v);
+  return *this;
+}
+Stmt& Stmt::BindNull(int i) {
+  sqlite3_bind_null(stmt_, i);
+  return *this;
+}
 Stmt& Stmt::BindBlob(int i, std::string_view v) {
   sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
   return *this;
@@ -87,9 +104,9 @@ std::string Stmt::Bytes(int col) const {
 
 StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   std::unique_ptr<Db> db(new Db(raw));
   if (rc != SQLITE_OK) return SqliteError(raw, "opening database " + path);
   sqlite3_busy_timeout(raw, 5000);
@@ -109,11 +126,13 @@ StatusOr<Stmt> Db::Prepare(std::string_view sql) {
     return Stmt(db_, it->second.stmt, &it->second.in_use, &write_failures_);
   }
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+      SQLITE_OK)
     return SqliteError(db_, "preparing '" + std::string(sql.substr(0, 60)) + "'");
   // The cached one is busy, or the text is one of too many (made up at run
   // time, not one of the store's few).
-  if (it != cache_.end() || cache_.size() >= kMaxCached) return Stmt(db_, stmt, nullptr, &write_failures_);
+  if (it != cache_.end() || cache_.size() >= kMaxCached)
+    return Stmt(db_, stmt, nullptr, &write_failures_);
   Cached& slot = cache_[std::string(sql)];
   slot = {stmt, true};
   return Stmt(db_, stmt, &slot.in_use, &write_failures_);

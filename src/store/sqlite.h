@@ -32,8 +32,7 @@ class Stmt {
   // database could not be written.
   Stmt(sqlite3* db, sqlite3_stmt* stmt, bool* in_use = nullptr, WriteFailures* failures = nullptr)
       : db_(db), stmt_(stmt), in_use_(in_use), failures_(failures) {}
-  Stmt(Stmt&& o) noexcept
-      : db_(o.db_), stmt_(o.stmt_), in_use_(o.in_use_), failures_(o.failures_) {
+  Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_), in_use_(o.in_use_), failures_(o.failures_) {
     o.stmt_ = nullptr;
   }
   Stmt(const Stmt&) = delete;
@@ -52,7 +51,10 @@ class Stmt {
   StatusOr<bool> Step();
   // Steps to completion (for statements without rows).
   Status Run();
-  void Reset() { sqlite3_reset(stmt_); sqlite3_clear_bindings(stmt_); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
 
   std::string Text(int col) const;
   // The column's bytes, BLOB or text, exactly as stored.

@@ -181,7 +181,8 @@ Status Store::Migrate() {
 // Conditional locking is beyond the analysis: the attributes in store.h
 // state the contract (mu_ is held by this thread for the Lock's scope).
 Store::Lock::Lock(Store& store) NO_THREAD_SAFETY_ANALYSIS
-    : store_(store), joined_(store.transaction_thread_.load() == std::this_thread::get_id()) {
+    : store_(store),
+      joined_(store.transaction_thread_.load() == std::this_thread::get_id()) {
   if (!joined_) store_.mu_.lock();
 }
 
@@ -243,14 +244,16 @@ Status Store::RunCached(const char* sql) {
 StatusOr<std::string> Store::CreateToken(const std::string& user, const std::string& scope,
                                          double expires_at) {
   if (scope != "read" && scope != "submit" && scope != "admin" && scope != "metrics")
-    return InvalidArgument("unknown token scope '" + scope + "': read, submit, admin or metrics (each "
-                           "instance gets its own agent credential at launch: docs/api.md, \"Agent credentials\")");
+    return InvalidArgument(
+        "unknown token scope '" + scope +
+        "': read, submit, admin or metrics (each "
+        "instance gets its own agent credential at launch: docs/api.md, \"Agent credentials\")");
   if (user.empty()) return InvalidArgument("a token needs a user name");
   Lock lock(*this);
   std::string token = "yut_" + RandomHex(24);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO tokens(hash, user, kind, scope, expires_at, created_at) "
-      "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st, db_->Prepare("INSERT INTO tokens(hash, user, kind, scope, expires_at, created_at) "
+                            "VALUES(?, ?, ?, ?, ?, strftime('%s','now'))"));
   st.Bind(1, Sha256Hex(token)).Bind(2, user).Bind(3, scope == "metrics" ? "metrics" : "user");
   YARD_RETURN_IF_ERROR(st.Bind(4, scope).Bind(5, expires_at).Run());
   return token;
@@ -283,7 +286,9 @@ StatusOr<TokenRecord> Store::FindTokenByHash(const std::string& hash) {
                                               " FROM tokens WHERE hash = ?"));
   st.Bind(1, hash);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Unauthenticated("unknown token: ask the server's operator for one (`yard token create USER`)");
+  if (!row)
+    return Unauthenticated(
+        "unknown token: ask the server's operator for one (`yard token create USER`)");
   return ReadToken(st);
 }
 
@@ -293,9 +298,11 @@ StatusOr<TokenRecord> Store::FindToken(const std::string& plaintext) {
 
 StatusOr<std::vector<TokenRecord>> Store::ListTokens(const std::string& user) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
-      " FROM tokens WHERE (? = '' OR user = ?) AND kind IN ('user', 'metrics') "
-      "ORDER BY user, created_at, hash"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(std::string("SELECT ") + kTokenColumns +
+                   " FROM tokens WHERE (? = '' OR user = ?) AND kind IN ('user', 'metrics') "
+                   "ORDER BY user, created_at, hash"));
   st.Bind(1, user).Bind(2, user);
   std::vector<TokenRecord> out;
   for (;;) {
@@ -306,14 +313,16 @@ StatusOr<std::vector<TokenRecord>> Store::ListTokens(const std::string& user) {
   return out;
 }
 
-StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::string& user, double now) {
+StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::string& user,
+                                         double now) {
   Lock lock(*this);
   StatusOr<TokenRecord> found = NotFound("");
   YARD_RETURN_IF_ERROR(TransactionLocked([&]() -> Status {
     mu_.AssertHeld();  // run by TransactionLocked, on this thread
-    YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
-        " FROM tokens WHERE substr(hash, 1, 12) = ? AND (? = '' OR user = ?) "
-        "AND kind IN ('user', 'metrics')"));
+    YARD_ASSIGN_OR_RETURN(
+        auto st, db_->Prepare(std::string("SELECT ") + kTokenColumns +
+                              " FROM tokens WHERE substr(hash, 1, 12) = ? AND (? = '' OR user = ?) "
+                              "AND kind IN ('user', 'metrics')"));
     st.Bind(1, id).Bind(2, user).Bind(3, user);
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row)
@@ -331,27 +340,38 @@ StatusOr<TokenRecord> Store::RevokeToken(const std::string& id, const std::strin
 
 Status Store::RecordTokenUse(const std::string& hash, double when) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "UPDATE tokens SET last_used = max(last_used, ?) WHERE hash = ?"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st, db_->Prepare("UPDATE tokens SET last_used = max(last_used, ?) WHERE hash = ?"));
   return st.Bind(1, when).Bind(2, hash).Run();
 }
 
 Status Store::InsertJob(const JobRecord& j) {
   Lock lock(*this);
   YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT INTO jobs(") + kJobColumns +
-      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  st.Bind(1, j.id).Bind(2, j.user).Bind(3, j.state).Bind(4, Dump(j.spec)).Bind(5, j.description)
-      .Bind(6, j.instance_id).Bind(7, j.machine_type).Bind(8, j.created_at).Bind(9, j.updated_at)
-      .Bind(10, j.exit_code).Bind(11, j.message).Bind(12, j.last_seq).Bind(13, j.attempt)
-      .Bind(14, j.run_acked).Bind(15, static_cast<int64_t>(j.cancel_requested))
+                                              ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, j.id)
+      .Bind(2, j.user)
+      .Bind(3, j.state)
+      .Bind(4, Dump(j.spec))
+      .Bind(5, j.description)
+      .Bind(6, j.instance_id)
+      .Bind(7, j.machine_type)
+      .Bind(8, j.created_at)
+      .Bind(9, j.updated_at)
+      .Bind(10, j.exit_code)
+      .Bind(11, j.message)
+      .Bind(12, j.last_seq)
+      .Bind(13, j.attempt)
+      .Bind(14, j.run_acked)
+      .Bind(15, static_cast<int64_t>(j.cancel_requested))
       .Bind(16, Dump(j.sched.ToJson()));
   return st.Run();
 }
 
 StatusOr<JobRecord> Store::GetJob(const std::string& id) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
-                                              " FROM jobs WHERE id = ?"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st, db_->Prepare(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?"));
   st.Bind(1, id);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFound("no job '" + id + "': list yours with `yard jobs`");
@@ -361,10 +381,11 @@ StatusOr<JobRecord> Store::GetJob(const std::string& id) {
 StatusOr<std::vector<JobRecord>> Store::ListJobs(const std::string& user, const std::string& state,
                                                  const std::string& query, int limit) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
-      " FROM jobs WHERE user = ?1 AND (?2 = '' OR state = ?2) AND"
-      " (?3 = '' OR instr(lower(description), lower(?3)) > 0)"
-      " ORDER BY created_at DESC, id DESC LIMIT ?4"));
+  YARD_ASSIGN_OR_RETURN(auto st,
+                        db_->Prepare(std::string("SELECT ") + kJobColumns +
+                                     " FROM jobs WHERE user = ?1 AND (?2 = '' OR state = ?2) AND"
+                                     " (?3 = '' OR instr(lower(description), lower(?3)) > 0)"
+                                     " ORDER BY created_at DESC, id DESC LIMIT ?4"));
   st.Bind(1, user).Bind(2, state).Bind(3, query).Bind(4, static_cast<int64_t>(limit));
   std::vector<JobRecord> out;
   for (;;) {
@@ -380,7 +401,7 @@ StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::stri
   std::vector<JobRecord> out;
   for (const auto& state : states) {
     YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kJobColumns +
-        " FROM jobs WHERE state = ? ORDER BY created_at"));
+                                                " FROM jobs WHERE state = ? ORDER BY created_at"));
     st.Bind(1, state);
     for (;;) {
       YARD_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -393,8 +414,9 @@ StatusOr<std::vector<JobRecord>> Store::JobsInStates(const std::vector<std::stri
 
 StatusOr<std::vector<Store::JobStateCount>> Store::CountJobsByState() {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT state, count(*), coalesce(sum(last_seq), 0) FROM jobs GROUP BY state"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare("SELECT state, count(*), coalesce(sum(last_seq), 0) FROM jobs GROUP BY state"));
   std::vector<JobStateCount> out;
   for (;;) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -410,12 +432,22 @@ Status Store::UpdateJob(const JobRecord& j) {
 }
 
 Status Store::UpdateJobLocked(const JobRecord& j) {
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "UPDATE jobs SET state=?, instance_id=?, machine_type=?, updated_at=?, exit_code=?, "
-      "message=?, attempt=?, run_acked=?, cancel_requested=?, sched=? WHERE id=?"));
-  st.Bind(1, j.state).Bind(2, j.instance_id).Bind(3, j.machine_type).Bind(4, j.updated_at)
-      .Bind(5, j.exit_code).Bind(6, j.message).Bind(7, j.attempt).Bind(8, j.run_acked)
-      .Bind(9, static_cast<int64_t>(j.cancel_requested)).Bind(10, Dump(j.sched.ToJson())).Bind(11, j.id);
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(
+          "UPDATE jobs SET state=?, instance_id=?, machine_type=?, updated_at=?, exit_code=?, "
+          "message=?, attempt=?, run_acked=?, cancel_requested=?, sched=? WHERE id=?"));
+  st.Bind(1, j.state)
+      .Bind(2, j.instance_id)
+      .Bind(3, j.machine_type)
+      .Bind(4, j.updated_at)
+      .Bind(5, j.exit_code)
+      .Bind(6, j.message)
+      .Bind(7, j.attempt)
+      .Bind(8, j.run_acked)
+      .Bind(9, static_cast<int64_t>(j.cancel_requested))
+      .Bind(10, Dump(j.sched.ToJson()))
+      .Bind(11, j.id);
   return st.Run();
 }
 
@@ -431,9 +463,10 @@ StatusOr<std::vector<EventRecord>> Store::AppendEvents(const std::string& job_id
 StatusOr<uint64_t> Store::OutputEndLocked(const std::string& job_id) {
   auto it = output_end_.find(job_id);
   if (it != output_end_.end()) return it->second;
-  YARD_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-      "SELECT out_off + out_len FROM events WHERE job_id = ? AND out_len IS NOT NULL "
-      "ORDER BY seq DESC LIMIT 1"));
+  YARD_ASSIGN_OR_RETURN(
+      auto q,
+      db_->Prepare("SELECT out_off + out_len FROM events WHERE job_id = ? AND out_len IS NOT NULL "
+                   "ORDER BY seq DESC LIMIT 1"));
   q.Bind(1, job_id);
   YARD_ASSIGN_OR_RETURN(bool row, q.Step());
   uint64_t end = row ? static_cast<uint64_t>(q.Int(0)) : 0;
@@ -466,9 +499,10 @@ StatusOr<std::vector<EventRecord>> Store::AppendEventsWithOutput(const std::stri
       YARD_RETURN_IF_ERROR(output_log_.Write(job_id, at, pieces));
       for (std::string_view p : pieces) output_end_[job_id] += p.size();
     }
-    YARD_ASSIGN_OR_RETURN(auto ins, db_->Prepare(
-        "INSERT INTO events(job_id, seq, time, kind, body, out_off, out_len) "
-        "VALUES(?,?,?,?,?,?,?)"));
+    YARD_ASSIGN_OR_RETURN(
+        auto ins,
+        db_->Prepare("INSERT INTO events(job_id, seq, time, kind, body, out_off, out_len) "
+                     "VALUES(?,?,?,?,?,?,?)"));
     for (NewEvent& e : events) {
       EventRecord r{++seq, now, e.body.value("kind", "unknown"), std::move(e.body)};
       r.body["seq"] = r.seq;
@@ -517,9 +551,11 @@ std::optional<std::string> Store::OutputBytesLocked(const sql::Stmt& st, int dat
 StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, int64_t after,
                                                      int limit) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, time, kind, body, data, out_off, out_len FROM events WHERE job_id = ? AND "
-      "seq > ? ORDER BY seq LIMIT ?"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(
+          "SELECT seq, time, kind, body, data, out_off, out_len FROM events WHERE job_id = ? AND "
+          "seq > ? ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<EventRecord> out;
   std::optional<OutputLog::Reader> reader;
@@ -527,7 +563,8 @@ StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, 
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     EventRecord e{st.Int(0), st.Double(1), st.Text(2), ParseJsonColumn(st.Text(3))};
-    if (auto bytes = OutputBytesLocked(st, 4, 5, job_id, &reader)) e.body["data"] = std::move(*bytes);
+    if (auto bytes = OutputBytesLocked(st, 4, 5, job_id, &reader))
+      e.body["data"] = std::move(*bytes);
     out.push_back(std::move(e));
   }
   return out;
@@ -536,9 +573,11 @@ StatusOr<std::vector<EventRecord>> Store::ReadEvents(const std::string& job_id, 
 StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_id, int64_t after,
                                                         int limit, size_t max_bytes) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, body, data, out_off, out_len FROM events WHERE job_id = ? AND seq > ? "
-      "ORDER BY seq LIMIT ?"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(
+          "SELECT seq, body, data, out_off, out_len FROM events WHERE job_id = ? AND seq > ? "
+          "ORDER BY seq LIMIT ?"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
   std::vector<StoredEvent> out;
   std::optional<OutputLog::Reader> reader;
@@ -556,8 +595,8 @@ StatusOr<std::vector<StoredEvent>> Store::ReadEventText(const std::string& job_i
 StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const std::string& kind,
                                                int64_t after) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT seq, body FROM events WHERE job_id = ? AND seq > ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT seq, body FROM events WHERE job_id = ? AND "
+                                              "seq > ? AND kind = ? ORDER BY seq DESC LIMIT 1"));
   st.Bind(1, job_id).Bind(2, after).Bind(3, kind);
   YARD_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return StoredEvent{};
@@ -567,23 +606,31 @@ StatusOr<StoredEvent> Store::LatestEventOfKind(const std::string& job_id, const 
 Status Store::UpsertArtifact(const std::string& job_id, const std::string& dir, const Json& entry,
                              int64_t seq) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO artifacts(job_id, dir, path, entry, seq) VALUES(?,?,?,?,?) "
-      "ON CONFLICT(job_id, dir, path) DO UPDATE SET entry=excluded.entry, seq=excluded.seq"));
-  st.Bind(1, job_id).Bind(2, dir).Bind(3, entry.value("path", "")).Bind(4, Dump(entry)).Bind(5, seq);
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(
+          "INSERT INTO artifacts(job_id, dir, path, entry, seq) VALUES(?,?,?,?,?) "
+          "ON CONFLICT(job_id, dir, path) DO UPDATE SET entry=excluded.entry, seq=excluded.seq"));
+  st.Bind(1, job_id)
+      .Bind(2, dir)
+      .Bind(3, entry.value("path", ""))
+      .Bind(4, Dump(entry))
+      .Bind(5, seq);
   return st.Run();
 }
 
 StatusOr<Json> Store::ListArtifacts(const std::string& job_id) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT dir, entry, seq FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare("SELECT dir, entry, seq FROM artifacts WHERE job_id = ? ORDER BY dir, path"));
   st.Bind(1, job_id);
   Json out = Json::array();
   for (;;) {
     YARD_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back({{"dir", st.Text(0)}, {"entry", ParseJsonColumn(st.Text(1))}, {"seq", st.Int(2)}});
+    out.push_back(
+        {{"dir", st.Text(0)}, {"entry", ParseJsonColumn(st.Text(1))}, {"seq", st.Int(2)}});
   }
   return out;
 }
@@ -592,8 +639,8 @@ Status Store::AddBlobOwners(const std::string& user, const std::vector<std::stri
   Lock lock(*this);
   return TransactionLocked([&]() -> Status {
     mu_.AssertHeld();  // run by TransactionLocked, on this thread
-    YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "INSERT OR IGNORE INTO blob_owners(hash, user) VALUES(?, ?)"));
+    YARD_ASSIGN_OR_RETURN(
+        auto st, db_->Prepare("INSERT OR IGNORE INTO blob_owners(hash, user) VALUES(?, ?)"));
     for (const auto& h : hashes) {
       YARD_RETURN_IF_ERROR(st.Bind(1, h).Bind(2, user).Run());
       st.Reset();
@@ -608,7 +655,10 @@ namespace {
 void AddHashes(std::string_view text, std::unordered_set<std::string>* out) {
   auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
   for (size_t i = 0; i < text.size();) {
-    if (!hex(text[i])) { ++i; continue; }
+    if (!hex(text[i])) {
+      ++i;
+      continue;
+    }
     size_t j = i;
     while (j < text.size() && hex(text[j])) ++j;
     if (j - i == 64) out->emplace(text.substr(i, 64));
@@ -645,8 +695,9 @@ StatusOr<std::unordered_set<std::string>> Store::ReferencedHashes() {
 Status Store::RemoveBlobOwners(const std::vector<std::string>& hashes) {
   Lock lock(*this);
   // One pass over the table (it is keyed by user first).
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "DELETE FROM blob_owners WHERE hash IN (SELECT value FROM json_each(?))"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare("DELETE FROM blob_owners WHERE hash IN (SELECT value FROM json_each(?))"));
   return st.Bind(1, Json(hashes).dump()).Run();
 }
 
@@ -658,8 +709,8 @@ StatusOr<bool> Store::UserOwnsBlob(const std::string& user, const std::string& h
 StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
                                                      const std::vector<std::string>& hashes) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT 1 FROM blob_owners WHERE user = ? AND hash = ?"));
+  YARD_ASSIGN_OR_RETURN(auto st,
+                        db_->Prepare("SELECT 1 FROM blob_owners WHERE user = ? AND hash = ?"));
   std::vector<std::string> out;
   for (const auto& h : hashes) {
     st.Bind(1, user).Bind(2, h);
@@ -672,11 +723,21 @@ StatusOr<std::vector<std::string>> Store::OwnedBlobs(const std::string& user,
 
 Status Store::UpsertInstance(const InstanceRecord& r) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO instances(") +
-      kInstanceColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  st.Bind(1, r.id).Bind(2, r.machine_type).Bind(3, r.provider).Bind(4, r.state).Bind(5, r.user)
-      .Bind(6, r.job_id).Bind(7, r.created_at).Bind(8, r.state_since).Bind(9, r.last_heartbeat)
-      .Bind(10, r.cool_until).Bind(11, Dump(r.info)).Bind(12, r.bootstrap_hash)
+  YARD_ASSIGN_OR_RETURN(
+      auto st, db_->Prepare(std::string("INSERT OR REPLACE INTO instances(") + kInstanceColumns +
+                            ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, r.id)
+      .Bind(2, r.machine_type)
+      .Bind(3, r.provider)
+      .Bind(4, r.state)
+      .Bind(5, r.user)
+      .Bind(6, r.job_id)
+      .Bind(7, r.created_at)
+      .Bind(8, r.state_since)
+      .Bind(9, r.last_heartbeat)
+      .Bind(10, r.cool_until)
+      .Bind(11, Dump(r.info))
+      .Bind(12, r.bootstrap_hash)
       .Bind(13, r.credential_hash);
   return st.Run();
 }
@@ -693,8 +754,11 @@ StatusOr<InstanceRecord> Store::GetInstance(const std::string& id) {
 
 StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string("SELECT ") + kInstanceColumns +
-      " FROM instances WHERE ?1 OR state NOT IN ('terminated', 'lost') ORDER BY created_at"));
+  YARD_ASSIGN_OR_RETURN(
+      auto st,
+      db_->Prepare(
+          std::string("SELECT ") + kInstanceColumns +
+          " FROM instances WHERE ?1 OR state NOT IN ('terminated', 'lost') ORDER BY created_at"));
   st.Bind(1, static_cast<int64_t>(include_ended));
   std::vector<InstanceRecord> out;
   for (;;) {
@@ -707,19 +771,26 @@ StatusOr<std::vector<InstanceRecord>> Store::ListInstances(bool include_ended) {
 
 Status Store::AddLedgerEntry(const LedgerEntry& e) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO ledger(instance_id, user, job_id, kind, machine_type, market, start, end, cost) "
-      "VALUES(?,?,?,?,?,?,?,?,?)"));
-  st.Bind(1, e.instance_id).Bind(2, e.user).Bind(3, e.job_id).Bind(4, e.kind)
-      .Bind(5, e.machine_type).Bind(6, e.market).Bind(7, e.start).Bind(8, e.end).Bind(9, e.cost);
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("INSERT INTO ledger(instance_id, user, job_id, kind, "
+                                              "machine_type, market, start, end, cost) "
+                                              "VALUES(?,?,?,?,?,?,?,?,?)"));
+  st.Bind(1, e.instance_id)
+      .Bind(2, e.user)
+      .Bind(3, e.job_id)
+      .Bind(4, e.kind)
+      .Bind(5, e.machine_type)
+      .Bind(6, e.market)
+      .Bind(7, e.start)
+      .Bind(8, e.end)
+      .Bind(9, e.cost);
   return st.Run();
 }
 
 StatusOr<std::vector<LedgerEntry>> Store::LedgerFor(const std::string& user) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT instance_id, user, job_id, kind, machine_type, market, start, end, cost FROM ledger "
-      "WHERE ?1 = '' OR user = ?1 ORDER BY start, id"));
+  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT instance_id, user, job_id, kind, "
+                                              "machine_type, market, start, end, cost FROM ledger "
+                                              "WHERE ?1 = '' OR user = ?1 ORDER BY start, id"));
   st.Bind(1, user);
   std::vector<LedgerEntry> out;
   for (;;) {
@@ -741,9 +812,9 @@ StatusOr<std::string> Store::GetSetting(const std::string& key, const std::strin
 
 Status Store::SetSetting(const std::string& key, const std::string& value) {
   Lock lock(*this);
-  YARD_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO settings(key, value) VALUES(?, ?) "
-      "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  YARD_ASSIGN_OR_RETURN(auto st,
+                        db_->Prepare("INSERT INTO settings(key, value) VALUES(?, ?) "
+                                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
   return st.Bind(1, key).Bind(2, value).Run();
 }
 

@@ -62,7 +62,8 @@ TEST_F(StoreTest, EventsAreNumberedGaplesslyAcrossAppends) {
 TEST_F(StoreTest, EventTextIsTheWholeEventOnOneLine) {
   JobRecord job = NewJob("job-1");
   std::string tricky = "line 1\nline \"2\"\r\n\x01 \xc3\xa9t\xc3\xa9\n";
-  ASSERT_TRUE(store_->AppendEvents(job.id, {{{"kind", "output"}, {"data", tricky}}}, 2.5, nullptr).ok());
+  ASSERT_TRUE(
+      store_->AppendEvents(job.id, {{{"kind", "output"}, {"data", tricky}}}, 2.5, nullptr).ok());
   StatusOr<std::vector<StoredEvent>> text = store_->ReadEventText(job.id, 0, 10);
   ASSERT_TRUE(text.ok());
   ASSERT_EQ(text->size(), 1u);
@@ -144,7 +145,10 @@ TEST_F(StoreTest, OutputOfAnUncommittedAppendIsNeverRead) {
   ASSERT_TRUE(append("kept 2\n").ok());
   // A killed server: bytes past the last commit, then a restart.
   store_.reset();
-  { std::ofstream(dir_ / "output" / "job-1.out", std::ios::app) << "TORN GARBAGE WRITTEN BEFORE A KILL"; }
+  {
+    std::ofstream(dir_ / "output" / "job-1.out", std::ios::app)
+        << "TORN GARBAGE WRITTEN BEFORE A KILL";
+  }
   store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
   ASSERT_TRUE(append("kept 3\n").ok());
   std::string all;
@@ -224,10 +228,10 @@ TEST_F(StoreTest, AFailedTransactionRollsBackAndTheNextOneWorks) {
 TEST_F(StoreTest, ATransactionThatThrowsRollsBackAndTheNextOneCommits) {
   JobRecord job = NewJob("job-1");
   EXPECT_THROW((void)store_->Transaction([&]() -> Status {
-                 job.message = "not kept";
-                 YARD_RETURN_IF_ERROR(store_->UpdateJob(job));
-                 throw std::runtime_error("a bug in the caller");
-               }),
+    job.message = "not kept";
+    YARD_RETURN_IF_ERROR(store_->UpdateJob(job));
+    throw std::runtime_error("a bug in the caller");
+  }),
                std::runtime_error);
   EXPECT_EQ(store_->GetJob("job-1")->message, "");
   job.message = "kept";
@@ -303,7 +307,8 @@ TEST_F(StoreTest, OtherThreadsWaitForATransactionAndNeverJoinIt) {
 const std::string kVersion6Columns =
     "ALTER TABLE events DROP COLUMN out_off; ALTER TABLE events DROP COLUMN out_len; ";
 // Dropping what 4 -> 5 (and 5 -> 6) adds turns today's file into one of version 4.
-const std::string kVersion5Columns = kVersion6Columns +
+const std::string kVersion5Columns =
+    kVersion6Columns +
     "ALTER TABLE tokens DROP COLUMN scope; ALTER TABLE tokens DROP COLUMN expires_at; "
     "ALTER TABLE tokens DROP COLUMN last_used; ALTER TABLE tokens DROP COLUMN revoked_at; ";
 
@@ -316,10 +321,13 @@ TEST_F(StoreTest, AVersion5FilesOutputReadsBesideNewOutput) {
   {
     StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->Exec(kVersion6Columns +
-                            "INSERT INTO events(job_id, seq, time, kind, body, data) VALUES("
-                            "'job-1', 1, 1.0, 'output', '{\"kind\":\"output\",\"seq\":1,\"time\":1.0}', "
-                            "X'6f6c640a'); UPDATE jobs SET last_seq = 1; PRAGMA user_version = 5;").ok());
+    ASSERT_TRUE(
+        (*db)
+            ->Exec(kVersion6Columns +
+                   "INSERT INTO events(job_id, seq, time, kind, body, data) VALUES("
+                   "'job-1', 1, 1.0, 'output', '{\"kind\":\"output\",\"seq\":1,\"time\":1.0}', "
+                   "X'6f6c640a'); UPDATE jobs SET last_seq = 1; PRAGMA user_version = 5;")
+            .ok());
   }
   StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -349,10 +357,14 @@ TEST_F(StoreTest, AVersion3FileGetsCredentialColumnsAndLosesItsSharedAgentTokens
   {
     StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->Exec("ALTER TABLE instances DROP COLUMN bootstrap_hash; "
-                            "ALTER TABLE instances DROP COLUMN credential_hash; " + kVersion5Columns +
-                            "INSERT INTO tokens(hash, user, kind, created_at) VALUES('h', 'agents', 'agent', 0); "
-                            "PRAGMA user_version = 3;").ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("ALTER TABLE instances DROP COLUMN bootstrap_hash; "
+                           "ALTER TABLE instances DROP COLUMN credential_hash; " +
+                           kVersion5Columns +
+                           "INSERT INTO tokens(hash, user, kind, created_at) VALUES('h', 'agents', "
+                           "'agent', 0); "
+                           "PRAGMA user_version = 3;")
+                    .ok());
   }
   StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -382,11 +394,17 @@ TEST_F(StoreTest, AVersion4FilesTokensKeepFullScopeAndNeverExpire) {
   {
     StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open(path);
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->Exec(kVersion5Columns +
-                            "INSERT INTO tokens(hash, user, kind, created_at) "
-                            "VALUES('" + Sha256Hex("yut_old") + "', 'ann', 'user', 5), "
-                            "('" + Sha256Hex("yut_scraper") + "', 'prom', 'metrics', 6); "
-                            "PRAGMA user_version = 4;").ok());
+    ASSERT_TRUE((*db)
+                    ->Exec(kVersion5Columns +
+                           "INSERT INTO tokens(hash, user, kind, created_at) "
+                           "VALUES('" +
+                           Sha256Hex("yut_old") +
+                           "', 'ann', 'user', 5), "
+                           "('" +
+                           Sha256Hex("yut_scraper") +
+                           "', 'prom', 'metrics', 6); "
+                           "PRAGMA user_version = 4;")
+                    .ok());
   }
   StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -437,8 +455,11 @@ TEST(JobScheduleTest, UnsetIsAbsentAndUnknownOrMistypedKeysNeitherThrowNorVanish
   EXPECT_EQ(empty.ToJson(), (Json{{"machine", 0}}));
   // An older server's column, a newer server's key, and a value of the
   // wrong type (read as unset, where `.get<double>()` used to throw).
-  Json stored = {{"machine", 1}, {"requested_at", "soon"}, {"waiting_since", 4.0},
-                 {"attempts", {{{"machine", "a"}, {"reason", "r"}}}}, {"future_key", {1, 2}}};
+  Json stored = {{"machine", 1},
+                 {"requested_at", "soon"},
+                 {"waiting_since", 4.0},
+                 {"attempts", {{{"machine", "a"}, {"reason", "r"}}}},
+                 {"future_key", {1, 2}}};
   JobSchedule s = JobSchedule::FromJson(stored);
   EXPECT_EQ(s.machine, 1u);
   EXPECT_FALSE(s.requested_at.has_value());
@@ -499,13 +520,16 @@ TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom
     ASSERT_TRUE((*db)->Exec("PRAGMA max_page_count = 8;").ok());
     Status full = (*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));");
     EXPECT_EQ(full.code(), Code::kInsufficientStorage) << full.ToString();
-    EXPECT_EQ(HttpStatusFor(full.code()), 507) << "the server's disk, not the 413 of a request too large";
+    EXPECT_EQ(HttpStatusFor(full.code()), 507)
+        << "the server's disk, not the 413 of a request too large";
     EXPECT_EQ(std::string(CodeName(full.code())), "insufficient_storage");
-    EXPECT_NE(full.message().find("the disk holding " + dir.string() + " is full"), std::string::npos)
+    EXPECT_NE(full.message().find("the disk holding " + dir.string() + " is full"),
+              std::string::npos)
         << full.message();
     EXPECT_NE(full.message().find("Free space there"), std::string::npos) << full.message();
     ASSERT_TRUE((*db)->Exec("PRAGMA max_page_count = 1000000;").ok());
-    EXPECT_TRUE((*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));").ok()) << "room again: writes work";
+    EXPECT_TRUE((*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));").ok())
+        << "room again: writes work";
   }
   fs::remove_all(dir);
 }

@@ -21,13 +21,13 @@ struct TrainFlags {
   int threads = 0;  // 0: the cores this process may run on
   uint64_t seed = 0;
   std::string fit_kwargs = "{}";
-  std::string checkpoint_dir;  // "" : no checkpoints
-  std::string log_dir;         // "" : no TensorBoard events
-  std::string metrics;         // "" : no metrics file
-  std::string resume_from;     // "" : start from the model file
+  std::string checkpoint_dir;     // "" : no checkpoints
+  std::string log_dir;            // "" : no TensorBoard events
+  std::string metrics;            // "" : no metrics file
+  std::string resume_from;        // "" : start from the model file
   std::string preemption_notice;  // file whose appearance is a notice (as SIGUSR1 is)
-  std::string output;          // always set after parsing
-  bool help = false;           // --help: print Usage() and stop
+  std::string output;             // always set after parsing
+  bool help = false;              // --help: print Usage() and stop
 };
 
 // Returns the value of an environment variable, "" when unset.

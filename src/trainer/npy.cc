@@ -224,7 +224,9 @@ Status ReadExactly(int fd, uint64_t offset, char* out, size_t n) {
   while (n > 0) {
     ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return InvalidArgument(std::string("read failed: ") + (got < 0 ? std::strerror(errno) : "file shrank"));
+    if (got <= 0)
+      return InvalidArgument(std::string("read failed: ") +
+                             (got < 0 ? std::strerror(errno) : "file shrank"));
     out += got;
     offset += static_cast<uint64_t>(got);
     n -= static_cast<size_t>(got);
@@ -257,7 +259,8 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
   if (fd < 0) return InvalidArgument(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   NpyArray a;
-  Status s = ::fstat(fd, &st) == 0 ? Status::Ok() : InvalidArgument(std::string("stat: ") + std::strerror(errno));
+  Status s = ::fstat(fd, &st) == 0 ? Status::Ok()
+                                   : InvalidArgument(std::string("stat: ") + std::strerror(errno));
   uint64_t size = s.ok() ? static_cast<uint64_t>(st.st_size) : 0;
   std::string window(std::min<uint64_t>(size, kHeaderWindow), '\0');
   if (s.ok()) s = ReadExactly(fd, 0, window.data(), window.size());

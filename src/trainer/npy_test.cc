@@ -91,9 +91,10 @@ TEST(NpyTest, RefusesWhatTrainingCannotUse) {
 // * 4 = 2^67 -> 0 bytes, so a file with no data at all was taken for 2^62
 // rows. Also a dimension strtoll clamped to INT64_MAX.
 TEST(NpyTest, AShapeTooLargeForAnyFileIsRefused) {
-  for (const char* shape : {"(4611686018427387904, 4)", "(9223372036854775807, 2)",
-                            "(99999999999999999999999,)"}) {
-    std::string dict = std::string("{'descr': '<i8', 'fortran_order': False, 'shape': ") + shape + ", }";
+  for (const char* shape :
+       {"(4611686018427387904, 4)", "(9223372036854775807, 2)", "(99999999999999999999999,)"}) {
+    std::string dict =
+        std::string("{'descr': '<i8', 'fortran_order': False, 'shape': ") + shape + ", }";
     auto a = ParseNpy(WithHeader(dict, 0), "huge.npy");
     ASSERT_FALSE(a.ok()) << shape << " gave " << a->rows() << " rows";
     EXPECT_NE(a.status().message().find("too large for any file"), std::string::npos)

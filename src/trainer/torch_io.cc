@@ -60,7 +60,8 @@ Status ReadPartial(torch::serialize::InputArchive& archive, const std::string& s
         point->partial.rows = rows.toInt();
         point->partial.loss_sum = loss_sum.toDouble();
         sums = sums.contiguous();
-        point->partial.metric_sums.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+        point->partial.metric_sums.assign(sums.data_ptr<double>(),
+                                          sums.data_ptr<double>() + sums.numel());
       },
       Code::kInvalidArgument);
 }
@@ -270,9 +271,10 @@ Status SaveCheckpoint(const torch::jit::Module& module, const torch::optim::Opti
     archive.write("yard_partial_rows", c10::IValue(point.partial.rows));
     archive.write("yard_partial_loss_sum", c10::IValue(point.partial.loss_sum));
     std::vector<double> sums = point.partial.metric_sums;
-    archive.write("yard_partial_metric_sums",
-                  torch::from_blob(sums.data(), {static_cast<int64_t>(sums.size())}, at::kDouble).clone(),
-                  /*is_buffer=*/true);
+    archive.write(
+        "yard_partial_metric_sums",
+        torch::from_blob(sums.data(), {static_cast<int64_t>(sums.size())}, at::kDouble).clone(),
+        /*is_buffer=*/true);
     archive.save_to(state + ".tmp");
   }));
   YARD_RETURN_IF_ERROR(RenameInto(state + ".tmp", state));

@@ -97,9 +97,9 @@ struct Trainer::Impl {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<ReplicaSet> replicas;
   std::unique_ptr<Reporter> reporter;
-  TrainingPoint resumed;    // restored from --resume-from
+  TrainingPoint resumed;  // restored from --resume-from
   std::unique_ptr<NoticeWatch> notice;
-  int threads = 1;          // per replica
+  int threads = 1;  // per replica
   RealClock clock;
 
   Status Init();
@@ -232,14 +232,16 @@ Status Trainer::Impl::TrainEpoch(const TrainingPoint& from, EpochResult* r) {
 Status Trainer::Impl::StopForNotice(const TrainingPoint& at) {
   std::string path = CheckpointPath(flags.checkpoint_dir, at);
   if (at.step > 0)
-    YARD_RETURN_IF_ERROR(SaveCheckpoint(module, *optimizer, fit.optimizer, at, flags.checkpoint_dir));
+    YARD_RETURN_IF_ERROR(
+        SaveCheckpoint(module, *optimizer, fit.optimizer, at, flags.checkpoint_dir));
   int64_t steps = (train.rows + flags.batch_size - 1) / flags.batch_size;
-  reporter->Say(at.step > 0 ? "Spot interruption notice: saved " +
-                                  std::filesystem::path(path).filename().string() + " (epoch " +
-                                  std::to_string(at.epoch + 1) + ", step " + std::to_string(at.step) +
-                                  " of " + std::to_string(steps) + "); exiting for the requeue"
-                            : "Spot interruption notice: " + std::to_string(at.epoch) +
-                                  " epochs done and checkpointed; exiting for the requeue");
+  reporter->Say(at.step > 0
+                    ? "Spot interruption notice: saved " +
+                          std::filesystem::path(path).filename().string() + " (epoch " +
+                          std::to_string(at.epoch + 1) + ", step " + std::to_string(at.step) +
+                          " of " + std::to_string(steps) + "); exiting for the requeue"
+                    : "Spot interruption notice: " + std::to_string(at.epoch) +
+                          " epochs done and checkpointed; exiting for the requeue");
   return Cancelled("stopped for a spot interruption notice");
 }
 
@@ -287,7 +289,8 @@ Status Trainer::Impl::Run() {
     EpochResult r;
     r.epoch = epoch;
     r.epochs = flags.epochs;
-    YARD_RETURN_IF_ERROR(TrainEpoch(epoch == resumed.epoch + 1 ? resumed : EpochEnd(epoch - 1), &r));
+    YARD_RETURN_IF_ERROR(
+        TrainEpoch(epoch == resumed.epoch + 1 ? resumed : EpochEnd(epoch - 1), &r));
     if (has_val) {
       StepStats v;
       YARD_RETURN_IF_ERROR(TorchGuard("validating", [&] { v = Evaluate(val); }));
@@ -295,8 +298,8 @@ Status Trainer::Impl::Run() {
     }
     YARD_RETURN_IF_ERROR(reporter->Epoch(r));
     if (!flags.checkpoint_dir.empty()) {
-      YARD_RETURN_IF_ERROR(SaveCheckpoint(module, *optimizer, fit.optimizer, EpochEnd(epoch),
-                                          flags.checkpoint_dir));
+      YARD_RETURN_IF_ERROR(
+          SaveCheckpoint(module, *optimizer, fit.optimizer, EpochEnd(epoch), flags.checkpoint_dir));
     }
   }
   YARD_RETURN_IF_ERROR(SaveModule(module, flags.output));

@@ -252,15 +252,20 @@ TEST_F(YardTrainTest, MidEpochCheckpointOnANoticeResumesAtTheStep) {
   ASSERT_EQ(Train(common + " --epochs 1", env).code, 0);
   std::string notice = tmp_ + "/notice.json";
   std::ofstream(notice) << R"({"action": "terminate", "time": "2026-12-06T03:05:00Z"})";
-  Result cut = Train(common + " --epochs 3", env + " YARD_PREEMPTION_NOTICE=" + notice +
-                                                 " YARD_RESUME_FROM=" + tmp_ + "/ckpt/epoch-001.pt");
+  Result cut =
+      Train(common + " --epochs 3", env + " YARD_PREEMPTION_NOTICE=" + notice +
+                                        " YARD_RESUME_FROM=" + tmp_ + "/ckpt/epoch-001.pt");
   ASSERT_EQ(cut.code, 75) << cut.output;
-  EXPECT_NE(cut.output.find("Spot interruption notice: saved epoch-001-step-00001.pt (epoch 2, step 1 of 45)"),
-            std::string::npos) << cut.output;
-  EXPECT_EQ(cut.output.find("Epoch 2/3"), std::string::npos) << "the epoch did not end" << cut.output;
+  EXPECT_NE(cut.output.find(
+                "Spot interruption notice: saved epoch-001-step-00001.pt (epoch 2, step 1 of 45)"),
+            std::string::npos)
+      << cut.output;
+  EXPECT_EQ(cut.output.find("Epoch 2/3"), std::string::npos)
+      << "the epoch did not end" << cut.output;
   ASSERT_TRUE(fs::exists(tmp_ + "/ckpt/epoch-001-step-00001.state"));
   Result rest = Train(common + " --epochs 3", env + " YARD_PREEMPTION_NOTICE=" + tmp_ + "/absent" +
-                                                  " YARD_RESUME_FROM=" + tmp_ + "/ckpt/epoch-001-step-00001.pt");
+                                                  " YARD_RESUME_FROM=" + tmp_ +
+                                                  "/ckpt/epoch-001-step-00001.pt");
   ASSERT_EQ(rest.code, 0) << rest.output;
   EXPECT_NE(rest.output.find("Resuming epoch 2 at step 2"), std::string::npos) << rest.output;
 
