@@ -528,7 +528,9 @@ class StoreOnASmallDiskTest : public testing::Test {
     fs::create_directories(home_);
   }
   void TearDown() override {
-    if (mounted_) EXPECT_EQ(::umount(mnt_.c_str()), 0) << std::strerror(errno);
+    if (mounted_) {
+      EXPECT_EQ(::umount(mnt_.c_str()), 0) << std::strerror(errno);
+    }
     fs::remove_all(mnt_);
   }
   // Writes a filler file until the disk has no byte left.
