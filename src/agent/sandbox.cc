@@ -222,7 +222,20 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
         list.emplace_back(real, target);
     }
   }
-  for (const auto& [src, dst] : outside) Add(&argv, {"--ro-bind", src, dst});
+  // On the host's root (show_host) a folder is visible where it is, unless
+  // a private tmpfs covers it: bound again it would only fail when its path
+  // crosses an absolute link (bwrap makes the mount point in the new root,
+  // where the link's target does not resolve; a worktree's .venv link).
+  std::vector<std::string> covered = {"/tmp", "/var/tmp", "/run"};
+  if (home != env.end() && !home->second.empty()) covered.push_back(Normal(home->second));
+  auto visible_as_is = [&](const std::string& d) {
+    if (!spec.show_host) return false;
+    for (const std::string& c : covered)
+      if (IsUnder(d, c) || IsUnder(Normal(d), c)) return false;
+    return true;
+  };
+  for (const auto& [src, dst] : outside)
+    if (!visible_as_is(dst)) Add(&argv, {"--ro-bind", src, dst});
   for (const std::string& d : hidden)
     if (fs::is_directory(d, ec)) Add(&argv, {"--tmpfs", d});
   for (const auto& [src, dst] : inside) Add(&argv, {"--ro-bind", src, dst});

@@ -170,6 +170,44 @@ TEST(SandboxTest, TheHostViewShowsTheHostsDataButNotHiddenFoldersNorRun) {
   EXPECT_EQ(ran->out, "dataset\njobs\n0\nread-only\n") << ran->err;
 }
 
+// The host view runs what the job's PATH leads to where it is named: a
+// folder reached through an absolute link (a worktree's .venv) was bound
+// again there, and bwrap failed making its mount point through the link
+// ("Can't mkdir ...": the EC2 agent's jobs in the e2e test all failed so).
+// A folder under the job's private $HOME is still shown.
+TEST(SandboxTest, TheHostViewRunsProgramsOnAPathThroughALinkAndUnderHome) {
+  fs::path cwd = fs::current_path();
+  fs::path base = (cwd.string().rfind("/tmp/", 0) == 0 ? fs::path("/srv") : cwd) /
+                  ("sandbox-host-link-" + std::to_string(::getpid()));
+  std::error_code ec;
+  if (!fs::create_directories(base / "agent/jobs", ec) || ec)
+    GTEST_SKIP() << "cannot write " << base;
+  for (const char* dir : {"real/venv/bin", "home/tools/bin"}) fs::create_directories(base / dir);
+  std::ofstream(base / "real/venv/bin/linked-tool") << "#!/bin/sh\necho linked\n";
+  std::ofstream(base / "home/tools/bin/home-tool") << "#!/bin/sh\necho home\n";
+  for (const char* tool : {"real/venv/bin/linked-tool", "home/tools/bin/home-tool"})
+    fs::permissions(base / tool, fs::perms::owner_all | fs::perms::others_exec);
+  fs::create_directories(base / "tree");
+  fs::create_directory_symlink(base / "real/venv", base / "tree/venv");
+  SandboxSpec spec;
+  spec.writable = (base / "agent/jobs").string();
+  spec.hidden = {(base / "agent").string()};
+  spec.show_host = true;
+  EnvMap env = {{"PATH", (base / "tree/venv/bin").string() + ":" +
+                             (base / "home/tools/bin").string() + ":/usr/bin:/bin"},
+                {"HOME", (base / "home").string()}};
+  StatusOr<std::vector<std::string>> argv = SandboxPrefix(spec, env);
+  ASSERT_TRUE(argv.ok()) << argv.status().ToString();
+  CommandSpec run;
+  run.argv = *argv;
+  run.argv.insert(run.argv.end(),
+                  {"env", "PATH=" + env["PATH"], "sh", "-c", "linked-tool; home-tool"});
+  StatusOr<CommandResult> ran = ProcessCommandRunner().Run(run);
+  fs::remove_all(base);
+  ASSERT_TRUE(ran.ok()) << ran.status().ToString();
+  EXPECT_EQ(ran->out, "linked\nhome\n") << ran->err;
+}
+
 // bubblewrap is installed here (scripts/setup.sh), and the tests run as
 // root: a sandbox can be made.
 TEST(SandboxTest, CheckSandboxWorksWhereBubblewrapCanConfine) {

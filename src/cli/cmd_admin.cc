@@ -11,6 +11,7 @@
 
 #include "agent/agent.h"
 #include "agent/sandbox.h"
+#include "agent/server_pin.h"
 #include "cli/commands.h"
 #include "cli/job_view.h"
 #include "client/connection.h"
@@ -170,16 +171,6 @@ UrlResolver ResolverFor(const std::string& url, const std::string& url_file) {
   };
 }
 
-// How the agent trusts an https:// server: by the fingerprint its launch
-// gave it (YARD_SERVER_FINGERPRINT), else by the system's CAs.
-StatusOr<TlsTrust> AgentTlsTrust() {
-  std::string given = EnvOr("YARD_SERVER_FINGERPRINT", "");
-  if (given.empty()) return TlsTrust{};
-  StatusOr<std::string> fp = NormalizeFingerprint(given);
-  if (!fp.ok()) return InvalidArgument("YARD_SERVER_FINGERPRINT: " + fp.status().message());
-  return TlsTrust{*fp, "YARD_SERVER_FINGERPRINT, given at the agent's launch"};
-}
-
 // Stops `agent` on SIGTERM/SIGINT.
 void StopOnSignal(Agent* agent) {
   sigset_t set;
@@ -269,7 +260,9 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     if (!s.ok()) return Fail(s.message());
     AgentConfig config;
     config.server = ResolverFor(global->server, f->server_file);
-    StatusOr<TlsTrust> trust = AgentTlsTrust();
+    // By the fingerprint its launch gave it, else by the one it kept at an
+    // earlier start in this folder, else by the system's CAs.
+    StatusOr<TlsTrust> trust = AgentServerTrust(f->dir, EnvOr("YARD_SERVER_FINGERPRINT", ""));
     if (!trust.ok()) return Fail("agent " + f->instance + ": " + trust.status().message());
     config.tls = *trust;
     config.token = *credential;
@@ -291,7 +284,7 @@ Runner SetupAgent(CLI::App* sub, GlobalFlags* global) {
     Agent agent(std::move(config));
     StopOnSignal(&agent);
     s = agent.Run();
-    if (!s.ok()) return Fail("agent " + f->instance + ": " + s.message());
+    if (!s.ok()) return Fail("agent " + f->instance + ": " + WithKeptPinAdvice(s, *trust, f->dir));
     return 0;
   };
 }

@@ -8,6 +8,7 @@
 #include "common/command_runner.h"
 #include "common/files.h"
 #include "common/hashing.h"
+#include "providers/remote_agent.h"
 #include "providers/settings_json.h"
 #include "store/store.h"
 
@@ -258,7 +259,9 @@ if [ -n "$SHIM_SHA256" ]; then install_binary yard-shim "$SHIM_SHA256"; fi
 log "starting the agent"
 cd "$WORK" || exit 1
 setsid nohup "$DIR/bin/yard" agent --server "$SERVER" --instance "$INSTANCE" --dir "$WORK" \
-  >>"$WORK/agent.log" 2>&1 </dev/null &
+  )BASH" +
+         RemoteAgentConfinementFlags("\"$DIR/instances\"") +
+         R"BASH( >>"$WORK/agent.log" 2>&1 </dev/null &
 log "agent started (pid $!)"
 )BASH";
 }

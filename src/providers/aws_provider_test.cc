@@ -11,6 +11,7 @@
 #include "common/hashing.h"
 #include "common/temp_dir_testing.h"
 #include "providers/fake_ec2_testing.h"
+#include "providers/remote_agent.h"
 
 namespace yard {
 namespace {
@@ -134,6 +135,24 @@ TEST_F(AwsProviderTest, LaunchAsksForSpotWithTagsClientTokenAndTheBootstrap) {
   EXPECT_NE(r.user_data.find("export YARD_PREEMPTION_WATCH='imds'"), std::string::npos) << "spot";
   EXPECT_EQ(ec2_->runs[1].user_data.find("YARD_PREEMPTION_WATCH"), std::string::npos)
       << "on-demand";
+}
+
+// The direct mode's agent confines its jobs as an SSH host's does: when the
+// machine can, else each job is told why not; never showing them the
+// agents' folders (its credential, spool, bootstrap log). Before, it ran
+// every job unconfined, able to read the agent's credential.
+TEST(DirectUserDataTest, TheAgentConfinesJobsAndHidesTheAgentsFolders) {
+  std::string script =
+      DirectUserData({"https://10.0.0.1:8300", "yab_x", "inst-1", "a", "b", true, "AB:CD"});
+  EXPECT_NE(script.find("WORK=\"$DIR/instances/$INSTANCE\"\n"), std::string::npos) << script;
+  std::string agent = script.substr(script.find("\"$DIR/bin/yard\" agent "));
+  agent = agent.substr(0, agent.find(" &\n"));
+  EXPECT_NE(agent.find(" --sandbox-if-possible --sandbox-show-host --sandbox-hide "
+                       "\"$DIR/instances\" >>\"$WORK/agent.log\""),
+            std::string::npos)
+      << agent;
+  EXPECT_NE(agent.find(RemoteAgentConfinementFlags("\"$DIR/instances\"")), std::string::npos)
+      << "the same flags as an SSH host's agent";
 }
 
 TEST_F(AwsProviderTest, RootVolumeResizesTheDeviceTheImageBootsFrom) {

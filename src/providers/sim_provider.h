@@ -6,6 +6,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,6 +23,16 @@ namespace yard {
 
 class SimProvider : public Provider {
  public:
+  // In each instance's folder: what the simulated cloud keeps of its launch
+  // (as a cloud keeps an instance's user-data), so that a restarted server
+  // can still start or adopt an instance whose agent had not registered:
+  // {"agent": {server_url, server_url_file, agent_token, yard_binary,
+  // server_fingerprint}, "ready_at" (wall time the agent starts), "pid"
+  // (once started)}. 0600, beside the agent's own credential, hidden from
+  // jobs like the rest of YARD_HOME; its bootstrap is spent once the agent
+  // has registered.
+  static constexpr char kLaunchRecordFile[] = "sim-launch.json";
+
   SimProvider(SimScenario scenario, std::string state_dir, const Clock* clock,
               AgentSpawner* spawner);
 
@@ -32,10 +43,16 @@ class SimProvider : public Provider {
                 InstanceRecord* inst) override;
   Status Terminate(const InstanceRecord& inst) override;
   bool IsAlive(const InstanceRecord& inst) override;
-  // Adopts an instance whose agent still runs, found by the pid KnownInfo
-  // gave when it registered. One whose agent had not started (its
-  // provisioning delay not over) cannot be: its bootstrap credential was
-  // never stored, so the server marks it lost and requeues its job.
+  // Adopts an instance found in the store after a server restart:
+  //   - registered: by the pid KnownInfo gave then, if that agent still runs;
+  //   - not registered yet: by its launch record (kLaunchRecordFile in its
+  //     folder): an agent started already goes on if it still runs (it
+  //     registers with its bootstrap, whose hash the store kept); one not
+  //     started yet is started when its provisioning delay ends, as the
+  //     server before would have.
+  // False (the server marks it lost) when its agent is gone or its launch
+  // record is missing or unreadable. An adopted instance that never
+  // registers is reclaimed by the controller's provisioning timeout.
   bool Adopt(const InstanceRecord& inst) override;
   // {"pid": P} once the instance's agent runs: stored when it registers.
   nlohmann::json KnownInfo(const InstanceRecord& inst) override;
@@ -54,8 +71,9 @@ class SimProvider : public Provider {
   struct SimInstance {
     std::string type;
     bool spot = false;
-    double ready_at = 0;  // scenario clock time the agent starts
-    int handle = 0;       // 0 until the agent is started
+    double ready_at = 0;       // scenario clock time the agent starts
+    double ready_at_wall = 0;  // the same, as clock_->Now() time (kept across restarts)
+    int handle = 0;            // 0 until the agent is started
     AgentLaunchInfo agent;
     std::string dir;
     nlohmann::json options;  // the type's options as launched
@@ -63,6 +81,12 @@ class SimProvider : public Provider {
   double ScenarioTime() const { return clock_->Now() - t0_; }
   // By value: callers pass keys of the map entry this erases. REQUIRES: mu_
   void InterruptLocked(std::string id, const std::string& reason) REQUIRES(mu_);
+  // Writes s's launch record into its folder (logged, not fatal: the
+  // instance then cannot be adopted before it registers, as before).
+  void KeepLaunchRecord(const std::string& id, const SimInstance& s) REQUIRES(mu_);
+  // The instance an unregistered `inst` was, from its launch record;
+  // nullopt when it cannot be adopted (see Adopt).
+  std::optional<SimInstance> FromLaunchRecord(const InstanceRecord& inst);
 
   const SimScenario scenario_;
   const std::string state_dir_;

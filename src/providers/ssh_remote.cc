@@ -8,6 +8,7 @@
 
 #include "common/files.h"
 #include "common/hashing.h"
+#include "providers/remote_agent.h"
 
 namespace yard {
 
@@ -146,18 +147,17 @@ StatusOr<RemoteAgent> SshRemote::StartAgent(const SshHost& host, const std::stri
                                             const std::string& token, const std::string& id,
                                             const std::vector<std::string>& env) const {
   YARD_ASSIGN_OR_RETURN(std::string exports, ExportLines(env));
-  std::string script =
-      DirPrelude() + exports + "I=\"$D/instances/\"" + ShellQuote(id) +
-      "\n"
-      "mkdir -p \"$I\" || exit 1\n"
-      "IFS= read -r YARD_AGENT_TOKEN || exit 1\n"
-      "export YARD_AGENT_TOKEN\n"
-      "cd \"$I\" || exit 1\n"
-      "setsid \"$D/bin/yard\" agent --server " +
-      ShellQuote(url) + " --instance " + ShellQuote(id) +
-      " --dir \"$I\" --sandbox-if-possible --sandbox-show-host --sandbox-hide \"$D/instances\""
-      " </dev/null >>\"$I/agent.log\" 2>&1 &\n"
-      "echo \"$! $I\"\n";
+  std::string script = DirPrelude() + exports + "I=\"$D/instances/\"" + ShellQuote(id) +
+                       "\n"
+                       "mkdir -p \"$I\" || exit 1\n"
+                       "IFS= read -r YARD_AGENT_TOKEN || exit 1\n"
+                       "export YARD_AGENT_TOKEN\n"
+                       "cd \"$I\" || exit 1\n"
+                       "setsid \"$D/bin/yard\" agent --server " +
+                       ShellQuote(url) + " --instance " + ShellQuote(id) + " --dir \"$I\" " +
+                       RemoteAgentConfinementFlags("\"$D/instances\"") +
+                       " </dev/null >>\"$I/agent.log\" 2>&1 &\n"
+                       "echo \"$! $I\"\n";
   YARD_ASSIGN_OR_RETURN(CommandResult r, Run(host, script, token + "\n"));
   std::string pid = FirstWord(r.out);
   if (!r.ok() || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos)

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 
 #include <filesystem>
@@ -81,7 +82,10 @@ class ControllerTest : public ::testing::Test {
   void Build(int cap_a, int cap_b, ControllerOptions opts = {}) {
     Json scenario = {{"version", 1},
                      {"types",
-                      {{"A", {{"capacity", {{0, cap_a}}}, {"settings", {"zone"}}}},
+                      {{"A",
+                        {{"capacity", {{0, cap_a}}},
+                         {"settings", {"zone"}},
+                         {"provisioning_delay_s", provisioning_delay_a_}}},
                        {"B", {{"capacity", {{0, cap_b}}}}}}}};
     SimScenario parsed = std::move(SimScenario::FromJson(scenario)).value();
     if (check_bootstrap_)
@@ -181,6 +185,7 @@ class ControllerTest : public ::testing::Test {
   Json last_assign_;
   bool capacity_comes_back_ = false;  // Build makes a HeldCapacitySim
   bool check_bootstrap_ = false;      // Build makes a BootstrapCheckingSim
+  double provisioning_delay_a_ = 0;   // Build's type A: seconds before its agent starts
 };
 
 TEST_F(ControllerTest, FallsBackToTheNextTypeAfterExactlyWaitRequest) {
@@ -767,6 +772,109 @@ TEST_F(ControllerTest, ARestartedServerAdoptsTheSimInstancesWhoseAgentsStillRun)
   EXPECT_NE(lost.info.value("lost_because", "").find("gone when the server restarted"),
             std::string::npos);
   EXPECT_EQ(Job(gone).state, job_state::kRequesting) << "requeued";
+}
+
+// A restarted server adopts a sim instance whose agent had not registered:
+// its agent is started when its provisioning delay ends, with the bootstrap
+// the store knows, and takes the job. Before, it was lost (its bootstrap
+// never stored), its job requeued on a new instance and the first billed.
+TEST_F(ControllerTest, ARestartedServerAdoptsASimInstanceWhoseAgentHadNotStarted) {
+  provisioning_delay_a_ = 30;
+  Build(1, 0);
+  std::string job = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  controller_->RunPass();  // granted; its agent starts 30 s from now
+  std::string inst = Job(job).instance_id;
+  ASSERT_FALSE(inst.empty());
+  ASSERT_TRUE(spawner_.started.empty());
+  controller_.reset();  // the server dies
+  sim_.reset();
+  clock_.Advance(10);
+  Build(1, 0);  // the same store and instance folders: a restarted server
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning) << "adopted, not lost";
+  controller_->RunPass();
+  EXPECT_TRUE(spawner_.started.empty()) << "20 s of its provisioning delay are left";
+  clock_.Advance(20);
+  controller_->RunPass();
+  ASSERT_EQ(spawner_.started, std::vector<std::string>{inst});
+  EXPECT_EQ(sim_->launches(), 0) << "no second instance";
+  std::optional<TokenInfo> who = controller_->credentials().Identify(spawner_.bootstrap[inst]);
+  ASSERT_TRUE(who) << "its agent has the bootstrap the store knows";
+  EXPECT_EQ(who->kind, "bootstrap");
+  EXPECT_EQ(who->instance, inst);
+  RegisterStarted();
+  controller_->RunPass();
+  EXPECT_EQ(Job(job).instance_id, inst);
+  RunJob(job, {});
+  EXPECT_EQ(Job(job).state, job_state::kSucceeded);
+  EXPECT_EQ(Job(job).attempt, 1) << "never requeued";
+}
+
+// The same for an agent that had started but not registered: it goes on
+// (not started a second time) and registers with its bootstrap. One that
+// never registers is reclaimed at the provisioning timeout, not leaked.
+TEST_F(ControllerTest, ARestartedServerAdoptsARunningUnregisteredSimAgentAndReclaimsASilentOne) {
+  ControllerOptions opts;
+  opts.provisioning_timeout_s = 60;
+  Build(2, 0, opts);
+  std::string late = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  std::string silent = Submit("ann", {"A"}, {{"max_restarts", 0}});
+  controller_->RunPass();
+  controller_->RunPass();  // both agents start
+  ASSERT_EQ(spawner_.started.size(), 2u);
+  std::string inst = Job(late).instance_id, mute = Job(silent).instance_id;
+  EXPECT_FALSE(store_->GetInstance(inst)->info.contains("pid")) << "not registered yet";
+  controller_.reset();
+  sim_.reset();
+  Build(2, 0, opts);
+  EXPECT_EQ(store_->GetInstance(inst)->state, instance_state::kProvisioning) << "adopted";
+  EXPECT_EQ(store_->GetInstance(mute)->state, instance_state::kProvisioning) << "adopted";
+  controller_->RunPass();
+  EXPECT_EQ(spawner_.started.size(), 2u) << "their agents go on: none started again";
+  ASSERT_TRUE(controller_->RegisterAgent(inst).ok());
+  controller_->RunPass();
+  RunJob(late, {});
+  EXPECT_EQ(Job(late).state, job_state::kSucceeded);
+  EXPECT_GT(store_->GetInstance(inst)->info.value("pid", 0), 0) << "stored at its register";
+  // FakeSpawner's handles count its starts from 1.
+  int mute_agent =
+      static_cast<int>(std::find(spawner_.started.begin(), spawner_.started.end(), mute) -
+                       spawner_.started.begin() + 1);
+  EXPECT_FALSE(spawner_.stopped.count(mute_agent));
+  clock_.AdvanceMonotonic(61);
+  controller_->RunPass();
+  InstanceRecord reclaimed = store_->GetInstance(mute).value();
+  EXPECT_EQ(reclaimed.state, instance_state::kLost);
+  EXPECT_NE(reclaimed.info.value("lost_because", "").find("did not register within"),
+            std::string::npos)
+      << reclaimed.info.dump();
+  EXPECT_TRUE(spawner_.stopped.count(mute_agent)) << "its agent is ended";
+}
+
+// An unregistered instance whose agent died while no server ran, or whose
+// launch record is gone, cannot be adopted: lost, its job requeued.
+TEST_F(ControllerTest, AnUnregisteredSimInstanceWhoseAgentDiedOrWhoseRecordIsGoneIsLost) {
+  Build(2, 0);
+  std::string died = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  std::string unknown = Submit("ann", {"A"}, {{"max_restarts", 1}});
+  controller_->RunPass();
+  controller_->RunPass();
+  ASSERT_EQ(spawner_.started.size(), 2u);
+  std::string dead = Job(died).instance_id, bare = Job(unknown).instance_id;
+  controller_.reset();
+  sim_.reset();
+  spawner_.stopped.insert(1);  // the first agent started died
+  ASSERT_EQ(spawner_.started[0], dead);
+  std::filesystem::remove(dir_ / "instances" / bare / SimProvider::kLaunchRecordFile);
+  Build(2, 0);
+  for (const std::string& id : {dead, bare}) {
+    InstanceRecord lost = store_->GetInstance(id).value();
+    EXPECT_EQ(lost.state, instance_state::kLost) << id;
+    EXPECT_NE(lost.info.value("lost_because", "").find("gone when the server restarted"),
+              std::string::npos)
+        << lost.info.dump();
+  }
+  EXPECT_EQ(Job(died).state, job_state::kRequesting) << "requeued";
+  EXPECT_EQ(Job(unknown).state, job_state::kRequesting) << "requeued";
 }
 
 TEST_F(ControllerTest, AgentReportedPreemptionRequeuesAtOnceAndEndsTheInstance) {

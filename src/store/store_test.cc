@@ -1,8 +1,12 @@
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -506,6 +510,79 @@ TEST(SqlDbTest, AReturnedStatementStartsOverWithoutOldBindings) {
   StatusOr<sql::Stmt> again = (*db)->Prepare(kSelect);
   ASSERT_TRUE(again->Step().value());
   EXPECT_EQ(again->Int(0), 2);
+}
+
+// YARD_HOME on a small tmpfs of its own (as tests/soak/test_disk_full.py
+// makes one), for the store to run out of room; skipped where mounting is
+// not allowed (it needs root or CAP_SYS_ADMIN).
+class StoreOnASmallDiskTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "store_disk_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    mnt_ = pattern;
+    if (::mount("tmpfs", mnt_.c_str(), "tmpfs", 0, "size=4m") != 0)
+      GTEST_SKIP() << "cannot mount a tmpfs at " << mnt_ << ": " << std::strerror(errno);
+    mounted_ = true;
+    home_ = mnt_ / "home";
+    fs::create_directories(home_);
+  }
+  void TearDown() override {
+    if (mounted_) {
+      EXPECT_EQ(::umount(mnt_.c_str()), 0) << std::strerror(errno);
+    }
+    fs::remove_all(mnt_);
+  }
+  // Writes a filler file until the disk has no byte left.
+  void Fill() {
+    int fd = ::open((mnt_ / "filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    std::string block(4096, 'f');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    ::close(fd);
+  }
+  void Unfill() { fs::remove(mnt_ / "filler"); }
+
+  fs::path mnt_, home_;
+  bool mounted_ = false;
+};
+
+// The output a job sends while YARD_HOME's disk is full: its output log is
+// not written, and the error says which folder is full and what to do
+// (507 insufficient_storage); nothing of the batch is stored, and once
+// there is room the next batch is stored after the earlier ones.
+TEST_F(StoreOnASmallDiskTest, AFullDiskNamesTheOutputLogsFolder) {
+  std::unique_ptr<Store> store = Store::Open((home_ / "state.db").string()).value();
+  JobRecord job;
+  job.id = "job-1";
+  job.user = "ann";
+  job.state = job_state::kRunning;
+  ASSERT_TRUE(store->InsertJob(job).ok());
+  auto append = [&](const std::string& bytes) {
+    std::vector<NewEvent> events;
+    events.emplace_back(Json{{"kind", "output"}}, bytes);
+    return store->AppendEventsWithOutput(job.id, std::move(events), 1.0, nullptr).status();
+  };
+  ASSERT_TRUE(append("before\n").ok());
+  Fill();
+  Status full = append(std::string(64 << 10, 'x') + "\n");
+  std::string output = (home_ / "output").string();
+  EXPECT_EQ(full.code(), Code::kInsufficientStorage) << full.ToString();
+  EXPECT_EQ(HttpStatusFor(full.code()), 507);
+  EXPECT_NE(full.message().find("output log " + output + "/job-1.out"), std::string::npos)
+      << full.message();
+  EXPECT_NE(full.message().find("the disk holding " + output +
+                                " is full. Free space there (`df -h " + output + "`"),
+            std::string::npos)
+      << full.message();
+  Unfill();
+  ASSERT_TRUE(append("after\n").ok());
+  std::string text;
+  for (const EventRecord& e : store->ReadEvents(job.id, 0, 10).value())
+    text += e.body.value("data", "");
+  EXPECT_EQ(text, "before\nafter\n") << "nothing of the failed batch";
 }
 
 TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom) {

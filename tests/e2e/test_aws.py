@@ -476,3 +476,34 @@ def test_direct_mode_over_tls_pins_the_servers_certificate(aws, moto, yard, proj
         assert f"export YARD_SERVER_FINGERPRINT='{info['fingerprint']}'" in text
         assert f"SERVER='{info['url']}'" in text
         assert "starting the agent" in booter.log(inst["InstanceId"])
+        (work,) = booter.booted[inst["InstanceId"]].glob("instances/*")
+        assert (work / "server-fingerprint").read_text() == info["fingerprint"] + "\n", \
+            "kept for a restart in place without YARD_SERVER_FINGERPRINT"
+
+
+PROBE = ('import os\n'
+         'agent = os.path.abspath("../../..")  # work/ is in <agent folder>/jobs/<job>-<attempt>/\n'
+         'try:\n'
+         '    open(os.path.join(agent, "credential")).read()\n'
+         '    print("credential: read", flush=True)\n'
+         'except OSError:\n'
+         '    print("credential: unreadable", flush=True)\n'
+         'print("instances seen:", ",".join(sorted(os.listdir(os.path.dirname(agent)))), flush=True)\n')
+
+
+def test_direct_mode_jobs_run_confined_away_from_the_agents_folder(aws, moto, yard, project, tmp_path):
+    """The user-data's agent confines its jobs as an SSH host's does (this
+    machine can: bubblewrap): the job cannot read the agent's credential nor
+    see the other agents' folders. Before, it ran jobs unconfined."""
+    (project / "probe.py").write_text(PROBE)
+    with InstanceBooter.of_server(moto.ec2, tmp_path / "machines", aws.server_id, env=yard.env) as booter:
+        job = yard.run("submit", "probe.py", "--machines", "g4dn.xlarge", cwd=project).stdout.strip()
+        done = yard.wait_state(job, {"succeeded", "failed"}, timeout=120)
+        out = yard.run("logs", job).stdout
+        assert done["state"] == "succeeded", done["message"] + out + events(yard, job) + str(booter.errors)
+        (inst,) = ours(moto, aws)
+        (work,) = booter.booted[inst["InstanceId"]].glob("instances/*")
+        assert (work / "credential").read_text().startswith("yit_"), "the probe is not blind: it is there"
+        assert "credential: unreadable\n" in out, out
+        assert f"instances seen: {work.name}\n" in out, out
+        assert "runs unconfined" not in events(yard, job)

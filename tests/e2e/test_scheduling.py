@@ -163,3 +163,25 @@ def test_a_restarted_server_adopts_the_sim_instance_whose_agent_runs(yard, proje
     assert "lost" not in events and "requeued" not in events, events
     wait_for(lambda: not processes_matching(f"--instance {inst}"), timeout=30,
              what="the instance's agent to end with it (no cool-down)")
+
+
+def test_a_restarted_server_adopts_the_sim_instance_whose_agent_had_not_started(yard, project):
+    """A server killed during a sim instance's provisioning delay, before its
+    agent started, then started again: the instance is adopted, its agent
+    starts when the delay ends and runs the job as its first attempt. Before,
+    the instance was lost (billed) and the job requeued on a new one."""
+    write_catalog(yard, [sim_type("slow")], {"slow": {"provisioning_delay_s": 4}})
+    (project / "job.sh").write_text("echo ran\n")
+    job_id = yard.run("submit", "job.sh", "--machines", "slow", cwd=project).stdout.strip()
+    inst = wait_for(lambda: yard.job(job_id).get("instance"), timeout=30, what="an instance for the job")
+    assert not processes_matching(f"--instance {inst}"), "its agent starts after the delay"
+    server_pid = yard.server_info()["pid"]
+    os.kill(server_pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(server_pid), what="the server to die")
+    yard.run("jobs")  # any command brings the embedded server back
+    job = yard.wait_state(job_id, {"succeeded", "failed"}, timeout=60)
+    assert job["state"] == "succeeded" and job["instance"] == inst and job["attempt"] == 1, job
+    assert yard.run("logs", job_id).stdout == "ran\n"
+    events = yard.run("logs", job_id, "--events").stderr
+    assert "lost" not in events and "requeued" not in events, events
+    assert [i["id"] for i in yard.json("machines", "--all")["instances"]] == [inst], "no second instance"

@@ -136,12 +136,15 @@ def test_unreachable_host_is_a_failed_attempt_and_the_job_falls_back(hyard, host
 def test_an_agent_started_again_in_place_gets_its_job_back(hyard, hosts, project):
     # The agent on a host is killed and started again with the same command
     # line (same instance and folder, so the same credential file) and the
-    # same environment (the server's pinned TLS fingerprint) but for the
-    # bootstrap, which the agent scrubbed from it (single-use: a restart
-    # presents the credential file), as a supervisor there would. It
-    # registers again; its job, whose processes ended with the agent before
-    # it, is requeued and runs again on the same instance as its next attempt. Before, the register was answered as if
-    # nothing had happened and the job stayed "running" for ever.
+    # same environment but for the bootstrap, which the agent scrubbed from
+    # it (single-use: a restart presents the credential file), and the
+    # server's TLS fingerprint, which a supervisor there may not know: the
+    # agent kept it in its folder at its first start. It registers again
+    # over TLS; its job, whose processes ended with the agent before it, is
+    # requeued and runs again on the same instance as its next attempt.
+    # Before, the register was answered as if nothing had happened and the
+    # job stayed "running" for ever; and an agent started again without
+    # YARD_SERVER_FINGERPRINT refused the server's self-signed certificate.
     (project / "job.sh").write_text(
         'echo start\nwhile [ ! -e gate ]; do sleep 0.05; done\necho done\n')
     job_id = hyard.run("submit", "job.sh", "--machines", "ssh-b", "--max-restarts", "1",
@@ -153,9 +156,12 @@ def test_an_agent_started_again_in_place_gets_its_job_back(hyard, hosts, project
     assert len(pid) == 1, pid
     argv = hosts.login(1, f"tr '\\0' '\\n' < /proc/{pid[0]}/cmdline").splitlines()
     folder = argv[argv.index("--dir") + 1]
-    environ = [e for e in hosts.login(1, f"tr '\\0' '\\n' < /proc/{pid[0]}/environ").splitlines()
-               if not e.startswith("YARD_AGENT_TOKEN=")]
-    assert any(e.startswith("YARD_SERVER_FINGERPRINT=") for e in environ), environ
+    environ = hosts.login(1, f"tr '\\0' '\\n' < /proc/{pid[0]}/environ").splitlines()
+    fingerprint = hyard.server_info()["fingerprint"]
+    assert f"YARD_SERVER_FINGERPRINT={fingerprint}" in environ, environ
+    assert hosts.login(1, f"stat -c %a {folder}/server-fingerprint; cat {folder}/server-fingerprint") == \
+        f"600\n{fingerprint}\n", "the pin kept beside the credential"
+    environ = [e for e in environ if not e.startswith(("YARD_AGENT_TOKEN=", "YARD_SERVER_FINGERPRINT="))]
     hosts.login(1, f"kill -KILL {pid[0]}")
     command = " ".join(shlex.quote(a) for a in ["env", "-i", *environ, *argv])
     hosts.login(1, f"cd {folder}; setsid {command} >> agent.log 2>&1 < /dev/null &")
