@@ -52,12 +52,20 @@ bool EmptyFolder(const fs::path& dir, const std::set<std::string>& keep) {
   return true;
 }
 
-// `folder` emptied and renamed to the spare, as job_folders.h says; false
-// when it is not plain or a spare exists (the caller removes it then).
+// `folder` emptied and renamed to a free spare name, as job_folders.h
+// says; false when it is not plain or no name is free (the caller removes
+// it then).
 bool MakeSpare(const std::string& jobs_dir, const fs::path& folder) {
-  std::string spare = jobs_dir + "/" + kSpareJobFolder;
+  std::string spare;
   struct stat st;
-  if (::lstat(spare.c_str(), &st) == 0 || ::stat(jobs_dir.c_str(), &st) != 0) return false;
+  for (const char* name : kSpareJobFolders) {
+    std::string path = jobs_dir + "/" + name;
+    if (::lstat(path.c_str(), &st) != 0) {
+      spare = path;
+      break;
+    }
+  }
+  if (spare.empty() || ::stat(jobs_dir.c_str(), &st) != 0) return false;
   mode_t mode = st.st_mode & 07777;
   if (!PlainFolder(folder.string(), mode)) return false;
   std::set<std::string> keep;

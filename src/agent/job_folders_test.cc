@@ -79,28 +79,49 @@ bool EmptyFolderAt(const std::string& path) {
   return fs::is_directory(fs::symlink_status(path)) && fs::is_empty(path);
 }
 
-TEST_F(JobFoldersTest, ADeliveredFolderIsEmptiedIntoTheSpareThatTheNextAttemptTakes) {
+std::set<std::string> Names(const std::string& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+TEST_F(JobFoldersTest, DeliveredFoldersAreEmptiedIntoSparesThatTheNextAttemptsTake) {
   UsedFolder(dir_.path(), "job-aaa");
   UsedFolder(dir_.path(), "job-bbb");
-  EXPECT_EQ(Remove(""), 2);
-  // One became the spare, the other was removed: one spare is enough.
-  EXPECT_EQ(Left(), (std::set<std::string>{kSpareJobFolder}));
-  std::string spare = jobs_ + "/" + kSpareJobFolder;
-  std::set<std::string> inside;
-  for (const auto& e : fs::directory_iterator(spare)) inside.insert(e.path().filename().string());
-  EXPECT_EQ(inside, (std::set<std::string>{"work", "checkpoints", "logs", "outputs"}));
-  for (const std::string& sub : inside) EXPECT_TRUE(EmptyFolderAt(spare + "/" + sub)) << sub;
+  UsedFolder(dir_.path(), "job-ccc");
+  EXPECT_EQ(Remove(""), 3);
+  // Two became spares, the third was removed: two spares are enough.
+  std::set<std::string> spares(std::begin(kSpareJobFolders), std::end(kSpareJobFolders));
+  ASSERT_EQ(spares.size(), 2u);
+  EXPECT_EQ(Left(), spares);
+  for (const std::string& spare : spares) {
+    std::string path = jobs_ + "/" + spare;
+    EXPECT_EQ(Names(path), (std::set<std::string>{"work", "checkpoints", "logs", "outputs"}));
+    for (const std::string& sub : Names(path))
+      EXPECT_TRUE(EmptyFolderAt(path + "/" + sub)) << spare << "/" << sub;
+  }
 
-  JobPaths next = JobPaths::For(dir_.path(), "job-ccc", 1);
+  JobPaths next = JobPaths::For(dir_.path(), "job-ddd", 1);
   ASSERT_TRUE(next.Create().ok());
-  EXPECT_EQ(Left(), (std::set<std::string>{"job-ccc-1"})) << "the spare was taken";
+  EXPECT_EQ(Left().size(), 2u) << "a spare was taken";
+  EXPECT_TRUE(Left().count("job-ddd-1"));
   for (const std::string* d : {&next.work, &next.checkpoints, &next.logs, &next.outputs})
     EXPECT_TRUE(EmptyFolderAt(*d)) << *d;
   EXPECT_FALSE(fs::exists(next.metrics));
+  JobPaths second = JobPaths::For(dir_.path(), "job-eee", 1);
+  ASSERT_TRUE(second.Create().ok());
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-ddd-1", "job-eee-1"})) << "both spares taken";
   // Without a spare the folders are made.
-  JobPaths other = JobPaths::For(dir_.path(), "job-ddd", 1);
+  JobPaths other = JobPaths::For(dir_.path(), "job-fff", 1);
   ASSERT_TRUE(other.Create().ok());
   EXPECT_TRUE(EmptyFolderAt(other.outputs));
+  // A folder that is there already (a retried start) is kept as it is.
+  std::ofstream(other.work + "/note.txt") << "kept";
+  UsedFolder(dir_.path(), "job-ggg");
+  EXPECT_EQ(Remove("job-fff-1"), 3);  // ddd, eee (spares), ggg (removed)
+  ASSERT_TRUE(other.Create().ok());
+  EXPECT_TRUE(fs::exists(other.work + "/note.txt"));
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-fff-1", ".spare", ".spare.1"}));
 }
 
 TEST_F(JobFoldersTest, AFolderWithALinkForOneOfItsFoldersIsRemovedNotSpared) {

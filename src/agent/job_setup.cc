@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "agent/event_spool.h"
@@ -121,8 +122,12 @@ JobPaths JobPaths::For(const std::string& work_dir, const std::string& job, int6
 Status JobPaths::Create() const {
   // An earlier attempt's emptied folder (job_folders.h) taken whole; none,
   // or this folder is there already (a retried start): made as usual.
-  std::string spare = fs::path(root).parent_path().string() + "/" + kSpareJobFolder;
-  ::renameat2(AT_FDCWD, spare.c_str(), AT_FDCWD, root.c_str(), RENAME_NOREPLACE);
+  std::string jobs_dir = fs::path(root).parent_path().string();
+  for (const char* name : kSpareJobFolders) {
+    std::string spare = jobs_dir + "/" + name;
+    if (::renameat2(AT_FDCWD, spare.c_str(), AT_FDCWD, root.c_str(), RENAME_NOREPLACE) == 0) break;
+    if (errno != ENOENT) break;  // this folder exists already
+  }
   for (const std::string* dir : {&work, &checkpoints, &logs, &outputs}) {
     std::error_code ec;
     fs::create_directories(*dir, ec);
