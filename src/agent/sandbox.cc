@@ -311,6 +311,10 @@ std::vector<SandboxPrefixCache::Watched> SandboxPrefixCache::WatchList(
   for (std::string entry; std::getline(ss, entry, ':');) {
     if (entry.empty() || entry[0] != '/') continue;
     inputs.push_back(entry);
+    // The folders before a ".." (AddDotDotSteps: whether they exist inside).
+    for (size_t dots = entry.find("/../"); dots != std::string::npos;
+         dots = entry.find("/../", dots + 1))
+      inputs.push_back(entry.substr(0, dots));
     // What PythonFolders reads to tell a Python installation and its home.
     fs::path parent = fs::path(Literal(entry)).parent_path();
     out.push_back({parent.string(), true});
