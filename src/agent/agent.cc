@@ -128,9 +128,10 @@ struct Agent::Impl {
   std::unique_ptr<EventSender> sender;
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
-  std::unique_ptr<WarmPool> warm;                       // warm runners for Keras fit jobs
-  std::unique_ptr<SandboxTemplates> sandbox_templates;  // null: a bwrap per confined job
-  std::unique_ptr<PreemptionState> preemption;          // null: not watching
+  std::unique_ptr<WarmPool> warm;                        // warm runners for Keras fit jobs
+  std::unique_ptr<SandboxTemplates> sandbox_templates;   // null: a bwrap per confined job
+  std::unique_ptr<SandboxPrefixCache> sandbox_prefixes;  // null: computed per confined job
+  std::unique_ptr<PreemptionState> preemption;           // null: not watching
   std::unique_ptr<PreemptionWatcher> preemption_watcher;
   std::thread preemption_reporter;
   EnvMap inherited_env;
@@ -176,6 +177,11 @@ Status Agent::Impl::Open() {
   if (config.sandbox && !config.yard_binary.empty() &&
       !(templates && std::string(templates) == "0"))
     sandbox_templates = std::make_unique<SandboxTemplates>(config.yard_binary);
+  // YARD_SANDBOX_PREFIX_CACHE=0: every confined job computes its sandbox
+  // prefix anew, as before the cache (for comparisons; bench/README.md).
+  const char* prefixes = std::getenv("YARD_SANDBOX_PREFIX_CACHE");
+  if (config.sandbox && !(prefixes && std::string(prefixes) == "0"))
+    sandbox_prefixes = std::make_unique<SandboxPrefixCache>();
   if (config.preemption.enabled) preemption = std::make_unique<PreemptionState>();
   return Status::Ok();
 }
@@ -384,6 +390,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.inherited_env = inherited_env;
   context.warm = warm.get();
   context.sandbox_templates = sandbox_templates.get();
+  context.sandbox_prefixes = sandbox_prefixes.get();
   context.preemption = preemption.get();
   context.on_done = [this] {
     MutexLock lock(jobs_mu);

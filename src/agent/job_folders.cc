@@ -1,8 +1,14 @@
 #include "agent/job_folders.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <system_error>
+#include <vector>
 
 namespace yard {
 
@@ -22,6 +28,55 @@ bool ParseFolderName(const std::string& name, std::string* job, long long* attem
   return true;
 }
 
+const char* const kAttemptSubfolders[] = {"work", "checkpoints", "logs", "outputs"};
+
+bool PlainFolder(const std::string& path, mode_t mode) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == mode;
+}
+
+// Removes what is in `dir` (a real folder: nothing below it is followed),
+// keeping the names of `keep` (emptied, not removed).
+bool EmptyFolder(const fs::path& dir, const std::set<std::string>& keep) {
+  std::error_code ec;
+  std::vector<fs::path> children;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) children.push_back(e.path());
+  if (ec) return false;
+  for (const fs::path& child : children) {
+    if (keep.count(child.filename().string())) {
+      if (!EmptyFolder(child, {})) return false;
+    } else if (fs::remove_all(child, ec) == static_cast<std::uintmax_t>(-1) || ec) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// `folder` emptied and renamed to a free spare name, as job_folders.h
+// says; false when it is not plain or no name is free (the caller removes
+// it then).
+bool MakeSpare(const std::string& jobs_dir, const fs::path& folder) {
+  std::string spare;
+  struct stat st;
+  for (const char* name : kSpareJobFolders) {
+    std::string path = jobs_dir + "/" + name;
+    if (::lstat(path.c_str(), &st) != 0) {
+      spare = path;
+      break;
+    }
+  }
+  if (spare.empty() || ::stat(jobs_dir.c_str(), &st) != 0) return false;
+  mode_t mode = st.st_mode & 07777;
+  if (!PlainFolder(folder.string(), mode)) return false;
+  std::set<std::string> keep;
+  for (const char* sub : kAttemptSubfolders) {
+    if (!PlainFolder((folder / sub).string(), mode)) return false;
+    keep.insert(sub);
+  }
+  if (!EmptyFolder(folder, keep)) return false;
+  return ::renameat2(AT_FDCWD, folder.c_str(), AT_FDCWD, spare.c_str(), RENAME_NOREPLACE) == 0;
+}
+
 }  // namespace
 
 int RemoveDeliveredJobFolders(
@@ -35,6 +90,10 @@ int RemoveDeliveredJobFolders(
     long long attempt = 0;
     if (name == keep || !entry.is_directory(ec) || !ParseFolderName(name, &job, &attempt)) continue;
     if (fs::exists(spool_path(job, attempt), ec)) continue;  // records still to deliver
+    if (MakeSpare(jobs_dir, entry.path())) {
+      ++removed;
+      continue;
+    }
     if (fs::remove_all(entry.path(), ec) != static_cast<std::uintmax_t>(-1) && !ec) ++removed;
   }
   return removed;

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "agent/agent_testing.h"
+#include "agent/job_setup.h"
 
 namespace yard {
 namespace {
@@ -60,6 +61,88 @@ TEST_F(JobFoldersTest, FoldersThatAreNotAttemptsAreLeftAlone) {
   std::ofstream(jobs_ + "/job-y-1") << "a file, not a folder";
   EXPECT_EQ(Remove(""), 0);
   EXPECT_EQ(Left(), (std::set<std::string>{"notes", "job-x-", "job-x-0", "job-y-1"}));
+}
+
+// An attempt's folder as the agent makes it (JobPaths::Create), with what
+// a job leaves in it.
+JobPaths UsedFolder(const std::string& work_dir, const std::string& job) {
+  JobPaths p = JobPaths::For(work_dir, job, 1);
+  EXPECT_TRUE(p.Create().ok());
+  fs::create_directories(p.work + "/data/deep");
+  std::ofstream(p.work + "/data/deep/x.csv") << "1,2\n";
+  std::ofstream(p.checkpoints + "/epoch-001.pt") << "weights";
+  std::ofstream(p.metrics) << "{}\n";
+  return p;
+}
+
+bool EmptyFolderAt(const std::string& path) {
+  return fs::is_directory(fs::symlink_status(path)) && fs::is_empty(path);
+}
+
+std::set<std::string> Names(const std::string& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+TEST_F(JobFoldersTest, DeliveredFoldersAreEmptiedIntoSparesThatTheNextAttemptsTake) {
+  UsedFolder(dir_.path(), "job-aaa");
+  UsedFolder(dir_.path(), "job-bbb");
+  UsedFolder(dir_.path(), "job-ccc");
+  EXPECT_EQ(Remove(""), 3);
+  // Two became spares, the third was removed: two spares are enough.
+  std::set<std::string> spares(std::begin(kSpareJobFolders), std::end(kSpareJobFolders));
+  ASSERT_EQ(spares.size(), 2u);
+  EXPECT_EQ(Left(), spares);
+  for (const std::string& spare : spares) {
+    std::string path = jobs_ + "/" + spare;
+    EXPECT_EQ(Names(path), (std::set<std::string>{"work", "checkpoints", "logs", "outputs"}));
+    for (const std::string& sub : Names(path))
+      EXPECT_TRUE(EmptyFolderAt(path + "/" + sub)) << spare << "/" << sub;
+  }
+
+  JobPaths next = JobPaths::For(dir_.path(), "job-ddd", 1);
+  ASSERT_TRUE(next.Create().ok());
+  EXPECT_EQ(Left().size(), 2u) << "a spare was taken";
+  EXPECT_TRUE(Left().count("job-ddd-1"));
+  for (const std::string* d : {&next.work, &next.checkpoints, &next.logs, &next.outputs})
+    EXPECT_TRUE(EmptyFolderAt(*d)) << *d;
+  EXPECT_FALSE(fs::exists(next.metrics));
+  JobPaths second = JobPaths::For(dir_.path(), "job-eee", 1);
+  ASSERT_TRUE(second.Create().ok());
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-ddd-1", "job-eee-1"})) << "both spares taken";
+  // Without a spare the folders are made.
+  JobPaths other = JobPaths::For(dir_.path(), "job-fff", 1);
+  ASSERT_TRUE(other.Create().ok());
+  EXPECT_TRUE(EmptyFolderAt(other.outputs));
+  // A folder that is there already (a retried start) is kept as it is.
+  std::ofstream(other.work + "/note.txt") << "kept";
+  UsedFolder(dir_.path(), "job-ggg");
+  EXPECT_EQ(Remove("job-fff-1"), 3);  // ddd, eee (spares), ggg (removed)
+  ASSERT_TRUE(other.Create().ok());
+  EXPECT_TRUE(fs::exists(other.work + "/note.txt"));
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-fff-1", ".spare", ".spare.1"}));
+}
+
+TEST_F(JobFoldersTest, AFolderWithALinkForOneOfItsFoldersIsRemovedNotSpared) {
+  // A job replaced its outputs folder by a link out of its folder: what the
+  // link leads to stays untouched, and no later attempt gets the link.
+  std::string outside = dir_.path() + "/outside";
+  fs::create_directories(outside);
+  std::ofstream(outside + "/keep.txt") << "not the job's";
+  JobPaths p = UsedFolder(dir_.path(), "job-aaa");
+  fs::remove(p.outputs);
+  fs::create_directory_symlink(outside, p.outputs);
+  EXPECT_EQ(Remove(""), 1);
+  EXPECT_EQ(Left(), std::set<std::string>{});
+  EXPECT_TRUE(fs::exists(outside + "/keep.txt"));
+}
+
+TEST_F(JobFoldersTest, AFolderWhosePermissionsTheJobChangedIsRemovedNotSpared) {
+  JobPaths p = UsedFolder(dir_.path(), "job-aaa");
+  fs::permissions(p.work, fs::perms::owner_all);  // 0700: the next attempt would inherit it
+  EXPECT_EQ(Remove(""), 1);
+  EXPECT_EQ(Left(), std::set<std::string>{});
 }
 
 TEST_F(JobFoldersTest, AMissingJobsFolderIsNoError) {

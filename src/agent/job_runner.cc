@@ -199,7 +199,9 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   spec.show_host = ctx_.config->sandbox_show_host;
   spec.hidden.push_back(agent_dir);
   if (!options->argv.empty()) spec.program = options->argv[0];
-  StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options->env);
+  StatusOr<std::vector<std::string>> prefix = ctx_.sandbox_prefixes
+                                                  ? ctx_.sandbox_prefixes->Get(spec, options->env)
+                                                  : SandboxPrefix(spec, options->env);
   if (!prefix.ok()) return prefix.status();
   options->sandbox = std::move(*prefix);
   UseSandboxTemplate(options);

@@ -23,6 +23,7 @@
 #include "agent/job_process.h"
 #include "agent/job_setup.h"
 #include "agent/metrics_tail.h"
+#include "agent/sandbox.h"
 #include "agent/sandbox_template.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
@@ -53,6 +54,9 @@ struct JobContext {
   // Confined jobs enter a sandbox built once (sandbox_template.h) when
   // they can; null: each gets its own bwrap.
   SandboxTemplates* sandbox_templates = nullptr;
+  // Remembers confined jobs' sandbox prefixes (sandbox.h); null: each job
+  // computes its own.
+  SandboxPrefixCache* sandbox_prefixes = nullptr;
   // Runs the tools a job needs (pip, podman, scontrol); null: real
   // processes. Tests pass a fake.
   CommandRunner* commands = nullptr;

@@ -1,9 +1,14 @@
 #include "agent/job_setup.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "agent/event_spool.h"
+#include "agent/job_folders.h"
 #include "common/bundle.h"
 
 namespace yard {
@@ -115,6 +120,14 @@ JobPaths JobPaths::For(const std::string& work_dir, const std::string& job, int6
 }
 
 Status JobPaths::Create() const {
+  // An earlier attempt's emptied folder (job_folders.h) taken whole; none,
+  // or this folder is there already (a retried start): made as usual.
+  std::string jobs_dir = fs::path(root).parent_path().string();
+  for (const char* name : kSpareJobFolders) {
+    std::string spare = jobs_dir + "/" + name;
+    if (::renameat2(AT_FDCWD, spare.c_str(), AT_FDCWD, root.c_str(), RENAME_NOREPLACE) == 0) break;
+    if (errno != ENOENT) break;  // this folder exists already
+  }
   for (const std::string* dir : {&work, &checkpoints, &logs, &outputs}) {
     std::error_code ec;
     fs::create_directories(*dir, ec);

@@ -1,11 +1,14 @@
 #include "agent/sandbox.h"
 
 #include <glob.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/command_runner.h"
@@ -247,6 +250,163 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
   std::string writable = Normal(spec.writable);
   Add(&argv, {"--bind", writable, writable, "--"});
   return argv;
+}
+
+namespace {
+
+// A change this recent may share its timestamp with the look that missed
+// it (timestamps advance by the kernel's tick, not by the nanosecond).
+constexpr int64_t kRacyNs = 2'000'000'000;
+
+int64_t Ns(const struct timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
+
+int64_t WallNowNs() {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return Ns(t);
+}
+
+// `path` and each folder above it ("/a/b": "/a/b", "/a", "/").
+std::vector<std::string> SelfAndAncestors(const std::string& path) {
+  std::vector<std::string> out;
+  if (path.empty() || path[0] != '/') return out;
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  for (;;) {
+    out.push_back(p);
+    if (p == "/") return out;
+    size_t slash = p.rfind('/');
+    p = slash == 0 ? "/" : p.substr(0, slash);
+  }
+}
+
+}  // namespace
+
+bool SandboxPrefixCache::Seen::operator==(const Seen& o) const {
+  return exists == o.exists && dev == o.dev && ino == o.ino && mode == o.mode &&
+         mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
+}
+
+std::vector<std::string> SandboxPrefixCache::Key(const SandboxSpec& spec, const EnvMap& env) {
+  // Every list with its length, so that no two inputs read alike.
+  std::vector<std::string> key = {spec.writable, spec.show_host ? "host" : "system", spec.program};
+  for (const std::vector<std::string>* list : {&spec.also_writable, &spec.readable, &spec.hidden}) {
+    key.push_back(std::to_string(list->size()));
+    key.insert(key.end(), list->begin(), list->end());
+  }
+  for (const char* var : {"PATH", "PYTHONPATH", "HOME"}) {
+    auto it = env.find(var);
+    key.push_back(it == env.end() ? std::string("unset") : "=" + it->second);
+  }
+  return key;
+}
+
+std::vector<SandboxPrefixCache::Watched> SandboxPrefixCache::WatchList(
+    const SandboxSpec& spec, const EnvMap& env, const std::vector<std::string>& prefix) {
+  std::vector<std::string> inputs = {spec.writable};
+  for (const std::vector<std::string>* list : {&spec.also_writable, &spec.readable, &spec.hidden})
+    inputs.insert(inputs.end(), list->begin(), list->end());
+  for (const char* p : kSystemPaths) inputs.push_back(p);
+  for (const char* p : kEtcSecrets) inputs.push_back(p);
+  std::vector<Watched> out = {{"/dev", true}};  // the GPUs' nodes
+  std::string search;
+  if (!spec.program.empty() && spec.program[0] == '/') {
+    inputs.push_back(spec.program);
+    search = fs::path(Literal(spec.program)).parent_path().string();
+  }
+  auto home = env.find("HOME");
+  if (home != env.end()) inputs.push_back(home->second);
+  for (const char* var : {"PATH", "PYTHONPATH"}) {
+    auto it = env.find(var);
+    if (it != env.end()) search += ":" + it->second;
+  }
+  std::stringstream ss(search);
+  for (std::string entry; std::getline(ss, entry, ':');) {
+    if (entry.empty() || entry[0] != '/') continue;
+    inputs.push_back(entry);
+    // The folders before a ".." (AddDotDotSteps: whether they exist inside).
+    for (size_t dots = entry.find("/../"); dots != std::string::npos;
+         dots = entry.find("/../", dots + 1))
+      inputs.push_back(entry.substr(0, dots));
+    // What PythonFolders reads to tell a Python installation and its home.
+    fs::path parent = fs::path(Literal(entry)).parent_path();
+    out.push_back({parent.string(), true});
+    out.push_back({(parent / "lib").string(), true});
+    out.push_back({(parent / "pyvenv.cfg").string(), true});
+    inputs.push_back((parent / "versions").string());
+  }
+  for (const std::string& arg : prefix)
+    if (!arg.empty() && arg[0] == '/') inputs.push_back(arg);
+  std::set<std::string> paths;
+  for (const std::string& input : inputs) {
+    for (const std::string& form : {Literal(input), Normal(input)})
+      for (const std::string& p : SelfAndAncestors(form)) paths.insert(p);
+  }
+  for (const std::string& p : paths) out.push_back({p, false});
+  return out;
+}
+
+SandboxPrefixCache::Seen SandboxPrefixCache::Look(const Watched& w) {
+  Seen seen;
+  struct stat st;
+  if (::lstat(w.path.c_str(), &st) != 0) return seen;
+  seen.exists = true;
+  seen.dev = st.st_dev;
+  seen.ino = st.st_ino;
+  seen.mode = st.st_mode;
+  // A link can be made anew on a freed inode; its times tell it apart.
+  if (w.contents || S_ISLNK(st.st_mode)) {
+    seen.mtime_ns = Ns(st.st_mtim);
+    seen.ctime_ns = Ns(st.st_ctim);
+  }
+  return seen;
+}
+
+bool SandboxPrefixCache::StillSame(const Entry& e) {
+  for (const auto& [w, seen] : e.watched)
+    if (!(Look(w) == seen)) return false;
+  return true;
+}
+
+StatusOr<std::vector<std::string>> SandboxPrefixCache::Get(const SandboxSpec& spec,
+                                                           const EnvMap& env) {
+  std::vector<std::string> key = Key(spec, env);
+  {
+    MutexLock lock(mu_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->key != key) continue;
+      if (StillSame(*it)) return it->prefix;
+      entries_.erase(it);
+      break;
+    }
+  }
+  // Computed, looked at, computed again: a change between the two
+  // computations shows as two different prefixes (not remembered), a change
+  // after the look as a difference from it when the prefix is next wanted.
+  YARD_ASSIGN_OR_RETURN(std::vector<std::string> first, SandboxPrefix(spec, env));
+  Entry entry;
+  int64_t racy_after = WallNowNs() - kRacyNs;
+  bool racy = false;
+  for (const Watched& w : WatchList(spec, env, first)) {
+    Seen seen = Look(w);
+    // By mtime: a change of contents moves it (ctime also moves on a chmod).
+    racy |= seen.mtime_ns > racy_after;
+    entry.watched.emplace_back(w, seen);
+  }
+  YARD_ASSIGN_OR_RETURN(entry.prefix, SandboxPrefix(spec, env));
+  MutexLock lock(mu_);
+  computed_ += 1;
+  if (racy || entry.prefix != first) return entry.prefix;
+  entry.key = std::move(key);
+  constexpr size_t kMaxEntries = 8;
+  if (entries_.size() >= kMaxEntries) entries_.erase(entries_.begin());
+  entries_.push_back(entry);
+  return entry.prefix;
+}
+
+int SandboxPrefixCache::computed() const {
+  MutexLock lock(mu_);
+  return computed_;
 }
 
 Status CheckSandboxWorks(const std::string& writable) {

@@ -39,11 +39,15 @@
 // made for a fraction of the cost.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "agent/job_setup.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -79,6 +83,60 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
 // lib/python3*, or a pyenv root with versions/); and for a venv, the
 // installation named by pyvenv.cfg's `home`.
 std::vector<std::string> PythonFolders(const std::string& path_var);
+
+// SandboxPrefix's results, remembered per input (spec and the job's PATH,
+// PYTHONPATH and HOME) while the file system they came from is unchanged.
+//
+// Why: SandboxPrefix resolves every path it is given (weakly_canonical: a
+// stat and a readlink per component) and looks into each Python
+// installation on PATH; ≈ 0.5 ms of CPU per job, an eighth of the agent's
+// share of a no-op job (bench/README.md), for the same answer each time.
+//
+// When a remembered prefix is used: every path it was computed from and
+// every absolute path it names, with all their ancestors, are the same
+// files as then (lstat: device, inode, type; or still missing), and the
+// folders and files whose contents it read (a venv's pyvenv.cfg, lib/ and
+// the folder holding them, /dev for the GPUs) have the same mtime. A change
+// made in the same second as the look (a timestamp too coarse to tell
+// before from after) keeps the prefix from being remembered at all, as git
+// does with a racily clean index. So a folder that appears on PATH, a venv
+// made anew, a link pointed elsewhere: the next job gets a fresh prefix.
+// Thread-safe.
+class SandboxPrefixCache {
+ public:
+  StatusOr<std::vector<std::string>> Get(const SandboxSpec& spec, const EnvMap& env);
+  // How many times Get computed a prefix rather than reusing one (tests).
+  int computed() const;
+
+ private:
+  struct Watched {
+    std::string path;
+    bool contents = false;  // its mtime matters too (a folder listed, a file read)
+  };
+  struct Seen {
+    bool exists = false;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    mode_t mode = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    bool operator==(const Seen& o) const;
+  };
+  struct Entry {
+    std::vector<std::string> key;
+    std::vector<std::string> prefix;
+    std::vector<std::pair<Watched, Seen>> watched;
+  };
+  static std::vector<std::string> Key(const SandboxSpec& spec, const EnvMap& env);
+  static std::vector<Watched> WatchList(const SandboxSpec& spec, const EnvMap& env,
+                                        const std::vector<std::string>& prefix);
+  static Seen Look(const Watched& w);
+  static bool StillSame(const Entry& e);
+
+  mutable Mutex mu_;
+  std::vector<Entry> entries_ GUARDED_BY(mu_);  // newest last, a few at most
+  int computed_ GUARDED_BY(mu_) = 0;
+};
 
 // Whether this machine can confine jobs: runs `true` in a sandbox whose
 // writable folder is `writable` (an existing folder). FailedPrecondition

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -39,6 +40,68 @@ TEST(SandboxTest, PythonFoldersAreTheVenvAndThePythonItWasMadeFrom) {
   std::vector<std::string> got = PythonFolders(path);
   EXPECT_EQ(got, (std::vector<std::string>{(base / "venv/bin").string(), (base / "venv").string(),
                                            (base / "py").string(), (base / "home/bin").string()}));
+}
+
+// Every file and folder from `root` down as if last changed an hour ago:
+// older than the cache's "racily clean" window.
+void AgeTree(const fs::path& root) {
+  auto hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const auto& e : fs::recursive_directory_iterator(root)) fs::last_write_time(e, hour_ago);
+  fs::last_write_time(root, hour_ago);
+}
+
+TEST(SandboxTest, ARememberedPrefixIsReusedUntilAFolderItDependsOnChanges) {
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "jobs");
+  fs::create_directories(base / "venv/bin");
+  std::ofstream(base / "venv/pyvenv.cfg") << "home = /usr/bin\n";
+  SandboxSpec spec;
+  spec.writable = (base / "jobs").string();
+  EnvMap env = {{"PATH", (base / "venv/bin").string() + ":" + (base / "later/bin").string()},
+                {"HOME", (base / "home").string()}};
+  AgeTree(base);
+  SandboxPrefixCache cache;
+  StatusOr<std::vector<std::string>> first = cache.Get(spec, env);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, *SandboxPrefix(spec, env));
+  StatusOr<std::vector<std::string>> again = cache.Get(spec, env);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(cache.computed(), 1) << "nothing changed: the remembered prefix serves";
+  // Another environment is another prefix.
+  EnvMap other = env;
+  other["PATH"] = (base / "venv/bin").string();
+  EXPECT_EQ(*cache.Get(spec, other), *SandboxPrefix(spec, other));
+  EXPECT_EQ(cache.computed(), 2);
+
+  // A folder on PATH that did not exist appears: the next job sees it.
+  std::string later = (base / "later/bin").string();
+  EXPECT_EQ(IndexOf(*first, {"--ro-bind", later, later}), std::string::npos);
+  fs::create_directories(later);
+  StatusOr<std::vector<std::string>> after = cache.Get(spec, env);
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(IndexOf(*after, {"--ro-bind", later, later}), std::string::npos);
+  EXPECT_EQ(cache.computed(), 3);
+  // Changed within the racy window: not remembered, computed each time.
+  EXPECT_EQ(*cache.Get(spec, env), *after);
+  EXPECT_EQ(cache.computed(), 4);
+
+  // A venv's folder replaced by a link elsewhere (a venv made anew and
+  // swapped in): the prefix binds where the link leads now.
+  AgeTree(base);
+  EXPECT_EQ(*cache.Get(spec, env), *after);
+  int before_swap = cache.computed();
+  fs::create_directories(base / "venv2/bin");
+  fs::rename(base / "venv", base / "venv-old");
+  fs::create_directory_symlink(base / "venv2", base / "venv");
+  AgeTree(base);
+  StatusOr<std::vector<std::string>> swapped = cache.Get(spec, env);
+  ASSERT_TRUE(swapped.ok());
+  EXPECT_EQ(cache.computed(), before_swap + 1);
+  EXPECT_EQ(*swapped, *SandboxPrefix(spec, env));
+  std::string now_real = (base / "venv2/bin").string(), named = (base / "venv/bin").string();
+  EXPECT_NE(IndexOf(*swapped, {"--ro-bind", now_real, named}), std::string::npos);
 }
 
 TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
