@@ -94,7 +94,13 @@ std::vector<std::string> BlobStore::Missing(const std::vector<std::string>& hash
 // repairs on the next Put and every consumer's hash check catches.
 Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
   if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
-  if (Sha256Hex(bytes) != hash) {
+  return PutHashed(hash, bytes, Sha256Hex(bytes));
+}
+
+Status BlobStore::PutHashed(const std::string& hash, std::string_view bytes,
+                            const std::string& bytes_sha256) {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  if (bytes_sha256 != hash) {
     return InvalidArgument("blob content does not match its name " + hash);
   }
   std::string path = PathOf(hash);

@@ -38,6 +38,12 @@ class BlobStore {
   // Verifies sha256(bytes) == hash (InvalidArgument otherwise) and stores
   // it; a blob already there is touched instead.
   Status Put(const std::string& hash, std::string_view bytes);
+  // As Put, for bytes whose SHA-256 the caller has computed itself from
+  // the bytes as they arrived (`bytes_sha256`, hex), e.g. piece by piece
+  // while receiving them: stored only if it equals `hash`. Never a hash the
+  // sender claims.
+  Status PutHashed(const std::string& hash, std::string_view bytes,
+                   const std::string& bytes_sha256);
   // Sets the blob's file time to now (someone is about to name it); false
   // when it is not there.
   bool Touch(const std::string& hash);

@@ -80,6 +80,20 @@ TEST_F(BlobStoreTest, RejectsWrongHashAndBadNames) {
   EXPECT_EQ(TempFiles(), 0);
 }
 
+// PutHashed stores only when the hash the receiver computed from the bytes
+// equals the name: the server's streamed PUT relies on it (routes_blobs.cc).
+TEST_F(BlobStoreTest, PutHashedStoresOnlyWhatItsOwnHashNames) {
+  BlobStore store = OpenStore();
+  std::string name = Sha256Hex("data");
+  Status s = store.PutHashed(name, "data", Sha256Hex("other"));
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("does not match"), std::string::npos);
+  EXPECT_FALSE(store.Has(name));
+  ASSERT_TRUE(store.PutHashed(name, "data", Sha256Hex("data")).ok());
+  EXPECT_EQ(*store.Get(name), "data");
+  EXPECT_EQ(TempFiles(), 0);
+}
+
 TEST_F(BlobStoreTest, MissingKeepsInputOrder) {
   BlobStore store = OpenStore();
   std::vector<std::string> hashes;
