@@ -161,6 +161,18 @@ bool BlobStore::RemoveIfOlderThan(const std::string& name, std::filesystem::file
   return true;
 }
 
+StatusOr<ScopedFd> BlobStore::OpenToRead(const std::string& hash, uint64_t* size) const {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  std::string path = PathOf(hash);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) return NotFound("blob " + hash + " not found");
+  if (fd.get() < 0) return ErrnoStatus("opening " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path);
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
 StatusOr<std::string> BlobStore::Get(const std::string& hash) const {
   if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
   std::string path = PathOf(hash);

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/files.h"
 #include "common/status.h"
 
 namespace yard {
@@ -57,6 +58,9 @@ class BlobStore {
                          uint64_t* bytes);
   // Reads a blob. NotFound if absent.
   StatusOr<std::string> Get(const std::string& hash) const;
+  // Opens a blob to read it piece by piece (GET /v1/blobs sends it so,
+  // without reading it whole first); its size in *size. NotFound if absent.
+  StatusOr<ScopedFd> OpenToRead(const std::string& hash, uint64_t* size) const;
   // Path of a blob (whether or not it exists). REQUIRES: IsSha256Hex(hash).
   std::string PathOf(const std::string& hash) const;
   const std::string& root() const { return root_; }
