@@ -186,10 +186,18 @@ inline std::vector<pid_t> ProcessesOf(const std::string& home) {
   return out;
 }
 
+// The `yard` the benchmark runs: YARD_BENCH_YARD if set (e.g. a copy of an
+// earlier build, with its yard-shim beside it, to compare builds with the
+// same benchmark program), else this build's.
+inline const char* YardBinary() {
+  const char* env = std::getenv("YARD_BENCH_YARD");
+  return env && *env ? env : YARD_BINARY;
+}
+
 // True if `yard server --help` mentions `flag` (flags come and go as the
 // server grows; a benchmark uses one only where it exists).
 inline bool ServerHasFlag(const std::string& flag) {
-  PipedChild c = SpawnPiped({YARD_BINARY, "server", "--help"});
+  PipedChild c = SpawnPiped({YardBinary(), "server", "--help"});
   std::string text;
   char buf[4096];
   for (ssize_t n; (n = read(c.out_fd, buf, sizeof buf)) > 0;) text.append(buf, n);
@@ -212,7 +220,7 @@ struct HomeRegistry {
 };
 
 // A fresh YARD_HOME under $TMPDIR (or /tmp) with its embedded server started
-// from YARD_BINARY (through Connect, as the CLI does; with `server_flags`
+// from YardBinary() (through Connect, as the CLI does; with `server_flags`
 // the server is started first with them, then Connect finds it). The
 // destructor kills the server and every process of the home (SIGTERM, then
 // SIGKILL) and removes the folder unless YARD_BENCH_KEEP is set.
@@ -234,7 +242,7 @@ class BenchHome {
     if (!server_flags.empty()) StartServer(server_flags);
     ConnectionOptions o;
     o.home = home_;
-    o.yard_binary = YARD_BINARY;
+    o.yard_binary = YardBinary();
     client_ = Must(Connect(o), "starting the embedded server in " + home_);
   }
   ~BenchHome() {
@@ -289,7 +297,7 @@ class BenchHome {
   // Starts `yard server --home <home> <flags>` detached, as
   // EnsureEmbeddedServer would, and waits until it answers.
   void StartServer(const std::vector<std::string>& flags) {
-    std::vector<std::string> argv = {YARD_BINARY, "server", "--home", home_};
+    std::vector<std::string> argv = {YardBinary(), "server", "--home", home_};
     argv.insert(argv.end(), flags.begin(), flags.end());
     Must(SpawnDetached(argv, CurrentEnvironment(), home_ + "/server.log"), "starting the server");
     for (int i = 0; i < 1000; ++i) {

@@ -74,7 +74,8 @@ class BlobConnection {
   // buffer never grows. Internal if the bytes are not the chunk's.
   StatusOr<std::string> GetVerified(const ChunkRef& c) {
     YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
-    std::string bytes(c.size, '\0'), error_body;
+    std::string bytes, error_body;
+    bytes.reserve(c.size);  // filled as pieces arrive: not zero-filled first
     uint64_t got = 0;
     bool overflow = false;
     int status = 0;
@@ -88,7 +89,7 @@ class BlobConnection {
         [&](const char* data, size_t n) {
           if (status != 200) return error_body.append(data, std::min<size_t>(n, 4096)), true;
           if (n > c.size - got) return overflow = true, false;  // more than the chunk holds
-          std::memcpy(bytes.data() + got, data, n);
+          bytes.append(data, n);
           hash.Update(data, n);
           got += n;
           return true;

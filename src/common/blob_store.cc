@@ -94,7 +94,13 @@ std::vector<std::string> BlobStore::Missing(const std::vector<std::string>& hash
 // repairs on the next Put and every consumer's hash check catches.
 Status BlobStore::Put(const std::string& hash, std::string_view bytes) {
   if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
-  if (Sha256Hex(bytes) != hash) {
+  return PutHashed(hash, bytes, Sha256Hex(bytes));
+}
+
+Status BlobStore::PutHashed(const std::string& hash, std::string_view bytes,
+                            const std::string& bytes_sha256) {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  if (bytes_sha256 != hash) {
     return InvalidArgument("blob content does not match its name " + hash);
   }
   std::string path = PathOf(hash);
@@ -153,6 +159,18 @@ bool BlobStore::RemoveIfOlderThan(const std::string& name, std::filesystem::file
   if (ec || ::unlink(path.c_str()) != 0) return false;
   *bytes += size;
   return true;
+}
+
+StatusOr<ScopedFd> BlobStore::OpenToRead(const std::string& hash, uint64_t* size) const {
+  if (!IsSha256Hex(hash)) return InvalidArgument("blob name " + hash + " is not a sha256");
+  std::string path = PathOf(hash);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) return NotFound("blob " + hash + " not found");
+  if (fd.get() < 0) return ErrnoStatus("opening " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path);
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
 }
 
 StatusOr<std::string> BlobStore::Get(const std::string& hash) const {

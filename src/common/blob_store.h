@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/files.h"
 #include "common/status.h"
 
 namespace yard {
@@ -38,6 +39,12 @@ class BlobStore {
   // Verifies sha256(bytes) == hash (InvalidArgument otherwise) and stores
   // it; a blob already there is touched instead.
   Status Put(const std::string& hash, std::string_view bytes);
+  // As Put, for bytes whose SHA-256 the caller has computed itself from
+  // the bytes as they arrived (`bytes_sha256`, hex), e.g. piece by piece
+  // while receiving them: stored only if it equals `hash`. Never a hash the
+  // sender claims.
+  Status PutHashed(const std::string& hash, std::string_view bytes,
+                   const std::string& bytes_sha256);
   // Sets the blob's file time to now (someone is about to name it); false
   // when it is not there.
   bool Touch(const std::string& hash);
@@ -51,6 +58,9 @@ class BlobStore {
                          uint64_t* bytes);
   // Reads a blob. NotFound if absent.
   StatusOr<std::string> Get(const std::string& hash) const;
+  // Opens a blob to read it piece by piece (GET /v1/blobs sends it so,
+  // without reading it whole first); its size in *size. NotFound if absent.
+  StatusOr<ScopedFd> OpenToRead(const std::string& hash, uint64_t* size) const;
   // Path of a blob (whether or not it exists). REQUIRES: IsSha256Hex(hash).
   std::string PathOf(const std::string& hash) const;
   const std::string& root() const { return root_; }

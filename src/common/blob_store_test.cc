@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -78,6 +79,36 @@ TEST_F(BlobStoreTest, RejectsWrongHashAndBadNames) {
   EXPECT_EQ(store.Get("../x").status().code(), Code::kInvalidArgument);
   EXPECT_FALSE(store.Has("../x"));
   EXPECT_EQ(TempFiles(), 0);
+}
+
+// PutHashed stores only when the hash the receiver computed from the bytes
+// equals the name: the server's streamed PUT relies on it (routes_blobs.cc).
+TEST_F(BlobStoreTest, PutHashedStoresOnlyWhatItsOwnHashNames) {
+  BlobStore store = OpenStore();
+  std::string name = Sha256Hex("data");
+  Status s = store.PutHashed(name, "data", Sha256Hex("other"));
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("does not match"), std::string::npos);
+  EXPECT_FALSE(store.Has(name));
+  ASSERT_TRUE(store.PutHashed(name, "data", Sha256Hex("data")).ok());
+  EXPECT_EQ(*store.Get(name), "data");
+  EXPECT_EQ(TempFiles(), 0);
+}
+
+TEST_F(BlobStoreTest, OpenToReadGivesTheBlobAndItsSize) {
+  BlobStore store = OpenStore();
+  std::string data(300 << 10, 'x');
+  std::string name = Sha256Hex(data);
+  uint64_t size = 0;
+  EXPECT_EQ(store.OpenToRead(name, &size).status().code(), Code::kNotFound);
+  ASSERT_TRUE(store.Put(name, data).ok());
+  StatusOr<ScopedFd> fd = store.OpenToRead(name, &size);
+  ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+  EXPECT_EQ(size, data.size());
+  std::string back(data.size() + 1, '\0');
+  EXPECT_EQ(::pread(fd->get(), back.data(), back.size(), 0), static_cast<ssize_t>(data.size()));
+  EXPECT_EQ(back.substr(0, data.size()), data);
+  EXPECT_EQ(store.OpenToRead("../x", &size).status().code(), Code::kInvalidArgument);
 }
 
 TEST_F(BlobStoreTest, MissingKeepsInputOrder) {

@@ -21,6 +21,24 @@ std::string Call::Query(const std::string& name, const std::string& fallback) co
 
 const std::string& Call::Body() const { return req.body; }
 
+Status StreamedBody::Read(const std::function<void(const char* data, size_t size)>& piece) {
+  if (read_) return InvalidArgument("the request body was read already");
+  read_ = true;
+  bool whole = (*reader_)([&](const char* data, size_t size) {
+    bytes_ += size;
+    piece(data, size);
+    return true;
+  });
+  if (!whole)
+    return InvalidArgument(
+        "the request body could not be read whole (cut off, or over 64 MiB): send it again");
+  return Status::Ok();
+}
+
+void StreamedBody::Drain() {
+  if (!read_) (void)Read([](const char*, size_t) {});
+}
+
 void Call::ReplyJson(const Json& j, int status) {
   res.status = status;
   res.set_content(j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
@@ -219,7 +237,7 @@ StatusOr<TokenInfo> HttpApi::LookupBearer(const std::string& token, const std::s
 }
 
 void HttpApi::Handle(const Route& route, const std::string& key, const httplib::Request& req,
-                     httplib::Response& res) {
+                     httplib::Response& res, StreamedBody* body) {
   StatusOr<TokenInfo> who = Authenticate(req, route.access);
   StreamLimits::Lease in_flight;
   bool agent = who.ok() && (who->kind == "agent" || who->kind == "bootstrap");
@@ -236,11 +254,11 @@ void HttpApi::Handle(const Route& route, const std::string& key, const httplib::
                      std::to_string(std::max(1, tokens_->RetryAfter(req.remote_addr))));
     return ReplyError(res, who.status());
   }
-  Call call{req, res, *who};
+  Call call{req, res, *who, body};
   Status s = route.handler(call);
   if (!s.ok()) ReplyError(res, s);
   if (s.code() == Code::kTooManyRequests) res.set_header("Retry-After", "1");
-  metrics_->CountRequest(key, res.status, req.body.size(),
+  metrics_->CountRequest(key, res.status, body ? body->bytes() : req.body.size(),
                          res.content_provider_ ? res.content_length_ : res.body.size());
   std::string type = res.get_header_value("Content-Type");
   if (res.content_provider_ && (type == "text/event-stream" || type == kFramesContentType ||
@@ -262,6 +280,16 @@ void HttpApi::Install(const Route& route) {
     Handle(route, key, req, res);
   };
   std::string m = route.method;
+  if (m == "PUT" && route.body_streamed) {
+    server_->Put(
+        route.pattern, [this, route, key](const httplib::Request& req, httplib::Response& res,
+                                          const httplib::ContentReader& reader) {
+          StreamedBody body(&reader);
+          Handle(route, key, req, res, &body);
+          body.Drain();  // refused before reading (e.g. no token): the next request follows it
+        });
+    return;
+  }
   if (m == "GET") server_->Get(route.pattern, handler);
   if (m == "POST") server_->Post(route.pattern, handler);
   if (m == "PUT") server_->Put(route.pattern, handler);

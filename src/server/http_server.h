@@ -22,6 +22,7 @@
 #include "store/store.h"
 
 namespace httplib {
+class ContentReader;
 class Server;
 struct Request;
 struct Response;
@@ -53,11 +54,34 @@ enum class Access {
 // The token scope a user route needs ("" for agent-only and public routes).
 std::string NeededScope(Access access, const std::string& method);
 
+// The body of a call to a route with Route::body_streamed, read by the
+// handler piece by piece as it arrives (httplib does not gather it into
+// Request::body first). Whatever the handler leaves unread is read and
+// dropped after it returns, so the connection stays usable.
+class StreamedBody {
+ public:
+  explicit StreamedBody(const httplib::ContentReader* reader) : reader_(reader) {}
+  // Hands every piece to `piece`, in order; reads the body once only.
+  // InvalidArgument if it cannot be read whole (too large: over the
+  // server's 64 MiB; cut off; a second call).
+  Status Read(const std::function<void(const char* data, size_t size)>& piece);
+  // Reads and drops what was not read.
+  void Drain();
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  const httplib::ContentReader* reader_;
+  bool read_ = false;
+  uint64_t bytes_ = 0;
+};
+
 // One call being served.
 struct Call {
   const httplib::Request& req;
   httplib::Response& res;
   TokenInfo who;  // empty for public routes
+  // Set for a route with Route::body_streamed (Body() is then empty).
+  StreamedBody* streamed_body = nullptr;
 
   bool is_agent() const { return who.kind == "agent" || who.kind == "bootstrap"; }
   // The i-th regex capture of the route's pattern.
@@ -97,6 +121,10 @@ struct Route {
   std::string pattern;  // regex, e.g. R"(/v1/jobs/([^/]+))"
   Access access;
   Handler handler;
+  // PUT only: the handler reads the body itself, as it arrives, through
+  // Call::streamed_body (e.g. to hash it piece by piece while the pieces
+  // are in cache, into a buffer sized once from Content-Length).
+  bool body_streamed = false;
 };
 
 // Route tables of each resource (routes_*.cc).
@@ -137,7 +165,7 @@ class HttpApi {
   // Serves one call of `route`: authentication, the per-user limit of
   // requests in flight, the handler, metrics.
   void Handle(const Route& route, const std::string& key, const httplib::Request& req,
-              httplib::Response& res);
+              httplib::Response& res, StreamedBody* body = nullptr);
 
   RealClock real_clock_;
   std::unique_ptr<DashboardAuth> dashboard_auth_;

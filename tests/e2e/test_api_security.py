@@ -1,7 +1,9 @@
 """Bad input gets a clear 4xx JSON error and changes nothing; users see
 only what is theirs."""
 import hashlib
+import http.client
 import json
+import os
 import urllib.error
 import urllib.request
 
@@ -101,6 +103,35 @@ def test_blob_hash_is_verified(api):
     url, token, _ = api
     status, body = call(f"{url}/v1/blobs/{'a' * 64}", "PUT", token, raw=b"not matching")
     assert status == 400 and error_of(body)["code"] == "invalid_argument"
+
+
+def test_blob_puts_keep_their_connection_usable(api):
+    """PUT /v1/blobs streams its body into the handler (server/http_server.h,
+    StreamedBody): a body refused before it is read, or read and refused,
+    must still be consumed, or the next request on the kept-alive
+    connection would be read from its middle."""
+    url, token, _ = api
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    big = os.urandom(3 * 1024 * 1024 + 17)  # several reads of the server's buffer
+    good = hashlib.sha256(big).hexdigest()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def put(name, body, headers):
+        conn.request("PUT", f"/v1/blobs/{name}", body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+
+    status, body = put("b" * 64, big, auth)  # read, then refused: wrong content
+    assert status == 400 and "does not match" in error_of(body)["message"]
+    status, body = put(good, big, {})  # refused before it is read: no token
+    assert status == 401, body
+    status, body = put(good, big, auth)
+    assert status == 200, body
+    conn.request("GET", f"/v1/blobs/{good}", headers=auth)
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == big
+    conn.close()
 
 
 def test_other_users_see_nothing(api, yard):
