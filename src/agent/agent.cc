@@ -385,6 +385,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.warm = warm.get();
   context.sandbox_templates = sandbox_templates.get();
   context.preemption = preemption.get();
+  context.commands = config.commands;
   context.on_done = [this] {
     MutexLock lock(jobs_mu);
     jobs_cv.notify_all();
