@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and builds (scripts/setup.sh), runs the C++ tests (ctest), clang's
 # thread-safety analysis (scripts/thread_safety.sh, counted as one test), the
-# formatting check (scripts/check_format.sh, one test; in report mode until
-# the tree is reformatted), the
-# end-to-end tests (pytest tests/e2e), the crash soak at its CI size (pytest
-# tests/soak; SOAK_FULL=1 for the full size), the Python SDK tests (pytest
-# tests/python) and the sanitized unit tests and fuzz targets
+# formatting check (scripts/check_format.sh, one test: a file off the format
+# fails it), the end-to-end tests (pytest tests/e2e), the crash soak at its
+# CI size (pytest tests/soak; SOAK_FULL=1 for the full size), the Python SDK
+# tests (pytest tests/python) and the sanitized unit tests and fuzz targets
 # (scripts/fuzz.sh, fuzz/README.md), and ends with one line:
 #   N passed, N failed
 # summing both. Exits non-zero if anything failed or no test ran at all.

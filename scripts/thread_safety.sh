@@ -13,8 +13,12 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 cd "$REPO_ROOT"
 
-# Folders whose code is annotated and clean. Add one once it is.
-CHECKED=(src/common src/store src/server src/providers src/agent src/client src/aws)
+# Folders (or files) whose code is annotated and clean. Add one once it is.
+# src/trainer's others and the two SDK files that include libtorch are not
+# checked: clang-14 cannot parse Debian's libtorch headers.
+CHECKED=(src/common src/store src/server src/providers src/agent src/client src/aws src/cli src/sdk
+         src/shim src/trainer/worker_pool.cc python/src)
+SKIPPED=(src/sdk/online_fit.cc src/sdk/online_fit_test.cc)
 
 CLANG="${CLANG:-clang++-14}"
 DB="${BUILD_DIR:-build}/compile_commands.json"
@@ -24,14 +28,15 @@ command -v "$CLANG" >/dev/null || { echo "thread_safety.sh: $CLANG not found: ru
 
 # One line per file: the compile command turned into a clang syntax check
 # (GCC's output and warning flags dropped; only the analysis is asked for).
-commands="$(python3 - "$DB" "$REPO_ROOT" "$CLANG" "${CHECKED[@]}" <<'PY'
-import json, shlex, sys
+commands="$(SKIPPED="${SKIPPED[*]}" python3 - "$DB" "$REPO_ROOT" "$CLANG" "${CHECKED[@]}" <<'PY'
+import json, os, shlex, sys
 db, root, clang, dirs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 prefixes = [f"{root}/{d.rstrip('/')}" for d in dirs]
+skipped = {f"{root}/{f}" for f in os.environ.get("SKIPPED", "").split()}
 seen = set()
 for e in json.load(open(db)):
     f = e["file"]
-    if f in seen or not any(f == p or f.startswith(p + "/") for p in prefixes):
+    if f in seen or f in skipped or not any(f == p or f.startswith(p + "/") for p in prefixes):
         continue
     seen.add(f)
     args = shlex.split(e["command"])[1:]

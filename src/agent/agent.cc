@@ -392,6 +392,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.sandbox_templates = sandbox_templates.get();
   context.sandbox_prefixes = sandbox_prefixes.get();
   context.preemption = preemption.get();
+  context.commands = config.commands;
   context.on_done = [this] {
     MutexLock lock(jobs_mu);
     jobs_cv.notify_all();

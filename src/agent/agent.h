@@ -29,6 +29,7 @@
 
 #include "agent/preemption_watcher.h"
 #include "client/http_client.h"
+#include "common/command_runner.h"
 #include "common/status.h"
 
 namespace yard {
@@ -64,6 +65,10 @@ struct AgentConfig {
   std::chrono::milliseconds artifact_scan_interval{200};
   std::chrono::milliseconds kill_grace{5000};
   PreemptionOptions preemption;  // off unless enabled
+  // Runs the tools a job needs (pip, podman, scontrol) for every job
+  // (JobContext::commands); null: real processes. Tests pass a fake
+  // (common/fake_command_runner.h).
+  CommandRunner* commands = nullptr;
 };
 
 // The agent's own credential for the instance whose folder is `work_dir`:

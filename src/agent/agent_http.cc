@@ -16,32 +16,19 @@ namespace {
 // Idle connections kept: one per agent thread that calls (work poll,
 // heartbeat, event sender) and a spare.
 constexpr size_t kMaxIdle = 4;
-// How long an idle connection is reused (KeepIdleFor, client/tls_trust.h).
-constexpr auto kMaxIdleAge = std::chrono::milliseconds(1500);
 }  // namespace
 
 AgentHttp::AgentHttp(UrlResolver resolver, std::string token, TlsTrust trust)
-    : resolver_(std::move(resolver)), token_(std::move(token)), trust_(std::move(trust)) {}
+    : resolver_(std::move(resolver)),
+      token_(std::move(token)),
+      trust_(std::move(trust)),
+      pool_(kMaxIdle) {}
 
 AgentHttp::~AgentHttp() = default;
 
 std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (idle_url_ != url) idle_.clear();  // the server moved: old connections are useless
-    idle_url_ = url;
-    while (!idle_.empty()) {
-      IdleConnection idle = std::move(idle_.back());
-      idle_.pop_back();
-      if (KeepIdleFor(idle.since, kMaxIdleAge)) return std::move(idle.cli);
-    }
-  }
-  std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust_);
+  std::unique_ptr<httplib::Client> cli = pool_.Take(url, trust_);
   if (!cli) return nullptr;
-  cli->set_connection_timeout(5, 0);
-  cli->set_write_timeout(60, 0);
-  cli->set_keep_alive(true);
-  cli->set_tcp_nodelay(true);
   // Closes the window where CancelAll() runs after our check in Exchange
   // but before the socket exists, so stop() has nothing to shut down yet.
   cli->set_socket_options([this](socket_t sock) {
@@ -50,10 +37,8 @@ std::unique_ptr<httplib::Client> AgentHttp::Checkout(const std::string& url) {
   return cli;
 }
 
-void AgentHttp::Return(std::unique_ptr<httplib::Client> cli) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!cancelled_ && idle_.size() < kMaxIdle)
-    idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
+void AgentHttp::Return(std::unique_ptr<httplib::Client> cli, const std::string& url) {
+  if (!cancelled_) pool_.Give(std::move(cli), url);
 }
 
 template <typename Send>
@@ -64,13 +49,13 @@ StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeou
   if (!cli) return InvalidArgument("bad server URL '" + url + "'");
   cli->set_read_timeout(read_timeout_s, 0);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (cancelled_) return Cancelled(what + ": agent stopping");
     in_flight_.insert(cli.get());
   }
   httplib::Result r = send(*cli);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     in_flight_.erase(cli.get());
   }
   if (cancelled_) return Cancelled(what + ": agent stopping");
@@ -83,7 +68,7 @@ StatusOr<HttpReply> AgentHttp::Exchange(const std::string& what, int read_timeou
     return Unavailable(what + ": " + httplib::to_string(r.error()));
   }
   HttpReply reply{r->status, std::move(r->body)};
-  Return(std::move(cli));  // only after a whole exchange: the connection is in a known state
+  Return(std::move(cli), url);  // only after a whole exchange: the connection is in a known state
   return reply;
 }
 
@@ -139,9 +124,11 @@ UrlResolver RetryingResolver(UrlResolver resolver) {
 
 void AgentHttp::CancelAll() {
   cancelled_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (httplib::Client* cli : in_flight_) cli->stop();
-  idle_.clear();
+  {
+    MutexLock lock(mu_);
+    for (httplib::Client* cli : in_flight_) cli->stop();
+  }
+  pool_.Clear();
 }
 
 }  // namespace yard

@@ -3,23 +3,22 @@
 //   - CancelAll() cuts calls in flight (a work long poll holds a connection
 //     for up to 20 s; Stop() must not wait for it);
 //   - the reply body is kept on errors (a 409 from /events carries "acked");
-//   - TCP_NODELAY, so a small events batch is not held back by Nagle;
-//   - connections kept alive and reused (each thread of the agent calls one
-//     after another; a fresh connection per call cost the server an accept
-//     and a worker hand-off per job transition).
+//   - connections kept alive and reused, from the ConnectionPool HttpClient
+//     uses too (each thread of the agent calls one after another; a fresh
+//     connection per call cost the server an accept and a worker hand-off
+//     per job transition).
 // Blob routes go through HttpClient.
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
-#include <vector>
 
+#include "client/connection_pool.h"
 #include "client/http_client.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace httplib {
 class Client;
@@ -66,21 +65,17 @@ class AgentHttp {
   StatusOr<HttpReply> Exchange(const std::string& what, int read_timeout_s, Send&& send);
   // An idle connection to `url` or a new one (nullptr for a bad URL).
   std::unique_ptr<httplib::Client> Checkout(const std::string& url);
-  // Keeps `cli` for the next call, unless cancelled or the pool is full.
-  void Return(std::unique_ptr<httplib::Client> cli);
+  // Keeps `cli`, a connection to `url`, for the next call, unless cancelled
+  // or the pool is full.
+  void Return(std::unique_ptr<httplib::Client> cli, const std::string& url);
 
   UrlResolver resolver_;
   std::string token_;
   TlsTrust trust_;
   std::atomic<bool> cancelled_{false};
-  std::mutex mu_;
-  std::set<httplib::Client*> in_flight_;  // GUARDED_BY(mu_)
-  std::string idle_url_;                  // GUARDED_BY(mu_): the URL of idle_
-  struct IdleConnection {
-    std::unique_ptr<httplib::Client> cli;
-    std::chrono::steady_clock::time_point since;  // returned then
-  };
-  std::vector<IdleConnection> idle_;  // GUARDED_BY(mu_)
+  ConnectionPool pool_;  // idle kept-alive connections (client/connection_pool.h)
+  Mutex mu_;
+  std::set<httplib::Client*> in_flight_ GUARDED_BY(mu_);
 };
 
 // Wraps `resolver` so that its failures read as Unavailable: not knowing

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "agent/agent_testing.h"
 #include "agent/event_spool.h"
 #include "common/bundle.h"
+#include "common/fake_command_runner.h"
 #include "common/hashing.h"
 
 namespace yard {
@@ -475,6 +477,85 @@ TEST_F(AgentTest, AResumedJobFindsItsCheckpoint) {
   std::string dir = fs::canonical(JobDir("job-res")).string();
   EXPECT_EQ(state_->Output("job-res"), "saved-state\n" + dir + "/checkpoints/epoch3.ckpt\n");
   for (const Json& r : state_->Records("job-res")) EXPECT_NE(r["kind"], "artifact") << r;
+}
+
+// ---- the tools a job needs, through the injected CommandRunner
+
+// A fake python3 and pip (no real venv, nothing installed): `python3 -m venv
+// DIR` makes DIR; `pip install` succeeds when `pip_ok`, else fails as pip
+// does for a package that does not exist.
+FakeCommandRunner::Answer FakePython(bool pip_ok) {
+  return [pip_ok](const CommandSpec& c) -> StatusOr<CommandResult> {
+    const std::vector<std::string>& a = c.argv;
+    if (a[0] == "python3" && a.size() == 2) return Result(0, "Python 3.11.2\n");
+    if (std::find(a.begin(), a.end(), "venv") != a.end()) {
+      fs::create_directories(a.back());
+      return Result(0, "");
+    }
+    if (pip_ok) return Result(0, "Successfully installed tinypkg-1.0\n");
+    return Result(1, "", "ERROR: No matching distribution found for nosuchpkg==9\n");
+  };
+}
+
+// True if some call ran `python -m pip install`.
+bool RanPipInstall(FakeCommandRunner& tools) {
+  for (const CommandSpec& c : tools.calls())
+    for (size_t i = 0; i + 2 < c.argv.size(); ++i)
+      if (c.argv[i] == "-m" && c.argv[i + 1] == "pip" && c.argv[i + 2] == "install") return true;
+  return false;
+}
+
+TEST_F(AgentTest, AJobsRequirementsAreInstalledThroughTheAgentsRunnerBeforeItRuns) {
+  FakeCommandRunner tools(FakePython(/*pip_ok=*/true));
+  AgentConfig config = Config();
+  config.commands = &tools;
+  StartAgent(config);
+  Assign("job-pip", "echo \"venv=$VIRTUAL_ENV\"", Bundle({{"requirements.txt", "tinypkg==1.0\n"}}));
+  Json exit = WaitExit("job-pip");
+  EXPECT_EQ(exit["exit_code"], 0) << exit;
+  EXPECT_TRUE(RanPipInstall(tools));
+  EXPECT_TRUE(OutputHas("job-pip", "(built)")) << state_->Output("job-pip");
+  // The job ran in the venv the fake pip "built" under the agent's envs/.
+  EXPECT_TRUE(OutputHas("job-pip", "venv=")) << state_->Output("job-pip");
+  EXPECT_TRUE(OutputHas("job-pip", "/envs/")) << state_->Output("job-pip");
+}
+
+TEST_F(AgentTest, AFailedPipInstallFailsTheJobWithPipsErrorBeforeItRuns) {
+  FakeCommandRunner tools(FakePython(/*pip_ok=*/false));
+  AgentConfig config = Config();
+  config.commands = &tools;
+  StartAgent(config);
+  Assign("job-nopip", "echo the-command-ran", Bundle({{"requirements.txt", "nosuchpkg==9\n"}}));
+  Json exit = WaitExit("job-nopip");
+  EXPECT_EQ(exit["exit_code"], 1) << exit;
+  std::string message = exit.value("message", "");
+  EXPECT_NE(message.find("pip install -r requirements.txt failed"), std::string::npos) << exit;
+  EXPECT_NE(message.find("No matching distribution found for nosuchpkg==9"), std::string::npos)
+      << exit;
+  EXPECT_FALSE(OutputHas("job-nopip", "the-command-ran")) << state_->Output("job-nopip");
+}
+
+TEST_F(AgentTest, AnImageThatCannotBePulledFailsTheJobWithPodmansErrorBeforeItRuns) {
+  FakeCommandRunner podman([](const CommandSpec& c) -> StatusOr<CommandResult> {
+    if (c.argv.size() > 2 && c.argv[1] == "image" && c.argv[2] == "exists") return Result(1, "");
+    if (c.argv.size() > 1 && c.argv[1] == "pull")
+      return Result(125, "", "Error: initializing source docker://nope: no route to host\n");
+    ADD_FAILURE() << "unexpected podman call: " << c.argv[1];
+    return Result(125, "");
+  });
+  AgentConfig config = Config();
+  config.commands = &podman;
+  StartAgent(config);
+  Json a = Assignment("job-img", "echo the-command-ran");
+  a["image"] = "nope";
+  Assign(a);
+  Json exit = WaitExit("job-img");
+  EXPECT_EQ(exit["exit_code"], 1) << exit;
+  std::string message = exit.value("message", "");
+  EXPECT_NE(message.find("could not be pulled"), std::string::npos) << exit;
+  EXPECT_NE(message.find("no route to host"), std::string::npos) << exit;
+  EXPECT_FALSE(OutputHas("job-img", "the-command-ran")) << state_->Output("job-img");
+  ASSERT_EQ(podman.CallsOf("podman").size(), 2u) << "image exists, then pull";
 }
 
 TEST_F(AgentTest, ABundleThatCannotBeFetchedEndsWithAnExitRecord) {

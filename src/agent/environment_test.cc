@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/fake_command_runner.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -106,17 +107,11 @@ TEST(ParseEnvironmentYml, BadYamlOrShapeIsAnErrorWithTheLine) {
 
 class ManifestTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("yard-env-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name, std::ios::binary) << text;
   }
-  std::filesystem::path dir_;
+  test_support::TempDir tmp_;
+  std::filesystem::path dir_ = tmp_.path();
 };
 
 TEST_F(ManifestTest, NoManifestMeansNoEnvironment) {

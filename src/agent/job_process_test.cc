@@ -21,6 +21,7 @@
 
 #include "agent/sandbox.h"
 #include "agent/sandbox_template.h"
+#include "common/temp_dir_testing.h"
 #include "common/wait_testing.h"
 
 namespace yard {
@@ -91,17 +92,11 @@ bool ReadUntil(JobProcess& job, std::string* out, const std::string& needle) {
 
 class JobProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "job_process_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
   // A failing test must not leave its jobs' processes behind.
   void TearDown() override {
     for (pid_t pid : seen_pids_) {
       if (!Dead(pid)) kill(pid, SIGKILL);
     }
-    fs::remove_all(dir_);
   }
 
   JobSpawnOptions Shell(const std::string& script) {
@@ -137,7 +132,8 @@ class JobProcessTest : public ::testing::Test {
     return pid;
   }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::vector<pid_t> seen_pids_;
 };
 

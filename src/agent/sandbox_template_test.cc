@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "agent/sandbox.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -41,7 +42,8 @@ TEST(SandboxTemplateTest, TheHostViewGetsABwrapPerJob) {
 
 TEST(SandboxTemplateTest, OneTemplatePerPrefixKeptUntilAnotherIsAskedFor) {
   if (geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
-  fs::path dir = fs::temp_directory_path() / ("sandbox_template_test." + std::to_string(getpid()));
+  test_support::TempDir tmp;
+  fs::path dir = tmp.path();
   fs::create_directories(dir / "a");
   fs::create_directories(dir / "b");
   auto prefix = [&](const char* name) {
@@ -66,14 +68,14 @@ TEST(SandboxTemplateTest, OneTemplatePerPrefixKeptUntilAnotherIsAskedFor) {
   auto b = templates.Get(prefix("b"));
   ASSERT_TRUE(b.ok());
   EXPECT_NE(b->get(), a1->get());
-  fs::remove_all(dir);
 }
 
 TEST(SandboxTemplateTest, AFolderMadeAnewSinceGetsANewTemplate) {
   // A venv made again while the instance lives: the template's bind would
   // still show the old, deleted folder.
   if (geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
-  fs::path dir = fs::temp_directory_path() / ("sandbox_template_test2." + std::to_string(getpid()));
+  test_support::TempDir tmp;
+  fs::path dir = tmp.path();
   fs::create_directories(dir / "jobs");
   fs::create_directories(dir / "venv");
   SandboxSpec spec;
@@ -92,7 +94,6 @@ TEST(SandboxTemplateTest, AFolderMadeAnewSinceGetsANewTemplate) {
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_NE(first->get(), second->get());
   EXPECT_FALSE((*second)->Stale());
-  fs::remove_all(dir);
 }
 
 }  // namespace

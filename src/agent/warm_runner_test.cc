@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/process.h"
+#include "common/temp_dir_testing.h"
 #include "common/wait_testing.h"
 
 namespace yard {
@@ -84,17 +85,8 @@ Result RunToEnd(JobProcess& job) {
 
 class WarmRunnerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("warm-test-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    pool_ = std::make_unique<WarmPool>((root_ / "warm").string());
-  }
-  void TearDown() override {
-    pool_.reset();
-    fs::remove_all(root_);
-  }
+  void SetUp() override { pool_ = std::make_unique<WarmPool>((root_ / "warm").string()); }
+  void TearDown() override { pool_.reset(); }
 
   // A job folder holding the fake runner (`runner` as its text).
   JobSpawnOptions Job(const std::string& name, const std::string& runner = kFakeRunner) {
@@ -128,7 +120,8 @@ class WarmRunnerTest : public ::testing::Test {
     return pid;
   }
 
-  fs::path root_;
+  test_support::TempDir tmp_;
+  fs::path root_ = tmp_.path();
   std::unique_ptr<WarmPool> pool_;
 };
 

@@ -26,6 +26,7 @@
 #include "client/follow.h"
 #include "client/reply.h"
 #include "client/transfer.h"
+#include "common/thread_annotations.h"
 
 namespace yard::cli {
 namespace {
@@ -275,11 +276,11 @@ enum class InterruptChoice { kDetach, kCancel, kWatch, kEnded };
 // Shared by the follower, the thread counting Ctrl-C presses (which
 // outlives FollowUntilDone when it detaches) and the prompt.
 struct FollowState {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  bool follow_done = false;  // GUARDED_BY(mu)
-  int presses = 0;           // GUARDED_BY(mu)
-  Status follow_status;      // GUARDED_BY(mu)
+  bool follow_done GUARDED_BY(mu) = false;
+  int presses GUARDED_BY(mu) = 0;
+  Status follow_status GUARDED_BY(mu);
 };
 
 // One key from the terminal (no Enter): c or a second Ctrl-C cancels, d or
@@ -287,7 +288,7 @@ struct FollowState {
 InterruptChoice ReadChoice(FollowState& st) {
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(st.mu);
+      MutexLock lock(st.mu);
       if (st.presses > 0) {
         st.presses = 0;
         return InterruptChoice::kCancel;
@@ -364,7 +365,7 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
       return true;
     });
     Status m = mirror->Drain();
-    std::lock_guard<std::mutex> lock(st->mu);
+    MutexLock lock(st->mu);
     st->follow_status = s.ok() ? m : s;
     st->follow_done = true;
     st->cv.notify_all();
@@ -373,7 +374,7 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
-      std::lock_guard<std::mutex> lock(st->mu);
+      MutexLock lock(st->mu);
       st->presses++;
       st->cv.notify_all();
     }
@@ -381,8 +382,9 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
   bool cancelled = false;
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(st->mu);
-      st->cv.wait(lock, [&] { return st->follow_done || st->presses > 0; });
+      MutexLock lock(st->mu);
+      st->cv.wait(lock.unique(),
+                  [&]() REQUIRES(st->mu) { return st->follow_done || st->presses > 0; });
       if (st->follow_done) break;
       st->presses = 0;
     }
@@ -405,7 +407,7 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
   follower.join();
   Status follow_status;
   {
-    std::lock_guard<std::mutex> lock(st->mu);
+    MutexLock lock(st->mu);
     follow_status = st->follow_status;
   }
   if (!follow_status.ok()) return Fail(follow_status.message());

@@ -11,6 +11,7 @@
 #include "cli/output_metrics.h"
 #include "client/follow.h"
 #include "client/transfer.h"
+#include "common/thread_annotations.h"
 
 namespace yard::cli {
 namespace {
@@ -41,7 +42,7 @@ class SweepTable {
       : rows_(std::move(rows)), tty_(isatty(STDOUT_FILENO)) {}
 
   void Update(size_t i, const Json& ev) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::string kind = ev.value("kind", "");
     bool changed = false;
     if (kind == "state") {
@@ -66,6 +67,7 @@ class SweepTable {
 
   // One line per job that wrote files in its working folder.
   void OfferWorkFiles() const {
+    MutexLock lock(mu_);
     for (const auto& r : rows_) {
       if (r.work_files.empty()) continue;
       uint64_t bytes = 0;
@@ -78,13 +80,14 @@ class SweepTable {
   }
 
   bool AllSucceeded() const {
+    MutexLock lock(mu_);
     for (const auto& r : rows_)
       if (r.state != "succeeded") return false;
     return true;
   }
 
  private:
-  void Draw() {  // REQUIRES: mu_ held
+  void Draw() REQUIRES(mu_) {
     if (tty_ && drawn_) std::printf("\x1b[%zuA", rows_.size() + 1);
     std::vector<std::vector<std::string>> t = {{"JOB", "STATE", "SWEEP", "LATEST METRICS"}};
     for (const auto& r : rows_)
@@ -100,10 +103,10 @@ class SweepTable {
     drawn_ = true;
   }
 
-  std::mutex mu_;
-  std::vector<Row> rows_;
-  bool tty_;
-  bool drawn_ = false;
+  mutable Mutex mu_;  // the followers' threads update rows_
+  std::vector<Row> rows_ GUARDED_BY(mu_);
+  const bool tty_;
+  bool drawn_ GUARDED_BY(mu_) = false;
 };
 
 // A folder name for one job of the sweep: its description ("lr=0.1 bs=32"

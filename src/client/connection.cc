@@ -1,7 +1,6 @@
 #include "client/connection.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -51,11 +50,7 @@ StatusOr<std::string> HealthyUrl(const std::string& home) {
 // True if a server process holds home/server.lock (it does for its whole
 // life, even while too busy to answer; the kernel drops it when it dies).
 bool ServerProcessRuns(const std::string& home) {
-  int fd = ::open((home + "/server.lock").c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
-  ::close(fd);
-  return held;
+  return FileLock::HeldElsewhere(home + "/server.lock");
 }
 
 // Waits up to 20 s for the server to answer; stops early if `pid` (the one

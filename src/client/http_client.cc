@@ -3,66 +3,15 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <mutex>
 #include <vector>
+
+#include "client/connection_pool.h"
 
 namespace yard {
 namespace {
 
 // Idle connections a client keeps (more are closed when returned).
 constexpr size_t kMaxIdle = 8;
-// How long an idle connection is reused (KeepIdleFor).
-constexpr auto kMaxIdleAge = std::chrono::milliseconds(1500);
-
-std::unique_ptr<httplib::Client> NewConnection(const std::string& url, const TlsTrust& trust) {
-  std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, trust);
-  if (!cli) return nullptr;
-  cli->set_connection_timeout(5, 0);
-  cli->set_write_timeout(60, 0);
-  cli->set_keep_alive(true);
-  // Headers and body are two writes: without this, a kept-alive connection
-  // waits for the server's delayed ACK (40 ms) between them.
-  cli->set_tcp_nodelay(true);
-  return cli;
-}
-
-}  // namespace
-
-// Idle connections to one base URL; a call borrows one (or opens one) and
-// gives it back once its exchange is complete.
-class ConnectionPool {
- public:
-  std::unique_ptr<httplib::Client> Take(const std::string& url, const TlsTrust& trust) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (url_ != url) idle_.clear();  // the server moved
-      url_ = url;
-      while (!idle_.empty()) {
-        Idle idle = std::move(idle_.back());
-        idle_.pop_back();
-        if (KeepIdleFor(idle.since, kMaxIdleAge)) return std::move(idle.cli);
-      }
-    }
-    return NewConnection(url, trust);
-  }
-
-  void Give(std::unique_ptr<httplib::Client> cli, const std::string& url) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (url == url_ && idle_.size() < kMaxIdle)
-      idle_.push_back({std::move(cli), std::chrono::steady_clock::now()});
-  }
-
- private:
-  std::mutex mu_;
-  std::string url_;  // GUARDED_BY(mu_)
-  struct Idle {
-    std::unique_ptr<httplib::Client> cli;
-    std::chrono::steady_clock::time_point since;
-  };
-  std::vector<Idle> idle_;  // GUARDED_BY(mu_); the most recently returned last
-};
-
-namespace {
 
 // A connection borrowed from the pool for one call; it goes back only if
 // the call ended with a whole reply (Keep()), else it is closed.
@@ -133,7 +82,7 @@ StatusOr<Json> ParseReply(const httplib::Result& r, const std::string& what, con
 HttpClient::HttpClient(UrlResolver resolver, std::string token)
     : resolver_(std::move(resolver)),
       token_(std::move(token)),
-      pool_(std::make_shared<ConnectionPool>()) {}
+      pool_(std::make_shared<ConnectionPool>(kMaxIdle)) {}
 
 HttpClient::HttpClient(const std::string& base_url, std::string token)
     : HttpClient([base_url]() -> StatusOr<std::string> { return base_url; }, std::move(token)) {}
@@ -234,7 +183,7 @@ Status StreamGet(const UrlResolver& resolver, const std::string& token, const Tl
   // A stream holds its connection for long and may be cut off mid-reply:
   // it gets one of its own, never a pooled one.
   YARD_ASSIGN_OR_RETURN(std::string url, resolver());
-  std::unique_ptr<httplib::Client> cli = NewConnection(url, trust);
+  std::unique_ptr<httplib::Client> cli = NewServerConnection(url, trust);
   if (!cli) return InvalidArgument("bad server URL '" + url + "'");
   cli->set_read_timeout(read_timeout_s, 0);
   cli->set_keep_alive(false);

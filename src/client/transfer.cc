@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "client/connection_pool.h"
 #include "common/bundle.h"
 #include "common/files.h"
 #include "common/hash_cache.h"
@@ -112,14 +113,11 @@ class BlobConnection {
     if (cli_ && !KeepIdleFor(last_used_, std::chrono::milliseconds(1500))) cli_.reset();
     if (cli_) return cli_.get();
     YARD_ASSIGN_OR_RETURN(std::string url, http_.BaseUrl());
-    std::unique_ptr<httplib::Client> cli = NewHttplibClient(url, http_.tls_trust());
+    std::unique_ptr<httplib::Client> cli = NewServerConnection(url, http_.tls_trust());
     if (!cli) return InvalidArgument("bad server URL '" + url + "'");
     url_ = url;
-    cli->set_connection_timeout(5, 0);
     cli->set_read_timeout(120, 0);
-    cli->set_write_timeout(60, 0);
     cli->set_keep_alive(kKeepAlive);
-    cli->set_tcp_nodelay(true);
     cli_ = std::move(cli);
     return cli_.get();
   }

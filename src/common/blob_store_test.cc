@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -17,13 +18,6 @@ namespace fs = std::filesystem;
 
 class BlobStoreTest : public testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = testing::TempDir() + "/blob_store_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   BlobStore OpenStore() {
     StatusOr<BlobStore> store = BlobStore::Open(dir_ + "/nested/blobs");
     EXPECT_TRUE(store.ok()) << store.status().ToString();
@@ -39,7 +33,8 @@ class BlobStoreTest : public testing::Test {
     return n;
   }
 
-  std::string dir_;
+  test_support::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(BlobStoreTest, PutGetHas) {

@@ -13,6 +13,7 @@
 
 #include "common/blob_store.h"
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -177,9 +178,6 @@ std::map<std::string, std::string> Tree(const fs::path& root) {
 class BundleTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = testing::TempDir() + "/bundle_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    tmp_ = tmpl;
     src_ = tmp_ / "src";
     fs::create_directories(src_);
     StatusOr<BlobStore> store = BlobStore::Open(tmp_ / "blobs");
@@ -188,7 +186,6 @@ class BundleTest : public testing::Test {
     // Small chunks, so that a few MiB make many.
     options_.chunker = {.min_size = 4096, .avg_size = 16384, .max_size = 65536};
   }
-  void TearDown() override { fs::remove_all(tmp_); }
 
   StatusOr<Manifest> Pack(const PackOptions& options) {
     return PackDirectory(src_, options, [this](const ChunkRef& ref, std::string_view bytes) {
@@ -209,7 +206,8 @@ class BundleTest : public testing::Test {
     return out;
   }
 
-  fs::path tmp_, src_;
+  test_support::TempDir dir_;
+  fs::path tmp_ = dir_.path(), src_;
   std::optional<BlobStore> store_;
   PackOptions options_;
   int chunks_seen_ = 0;

@@ -1,6 +1,9 @@
 // Clock: wall time and a monotonic time, injectable so that tests of
 // cooling, prices, the ledger, the sim and the liveness rules (heartbeats,
-// provisioning timeouts) run on a fake that moves only when told.
+// provisioning timeouts, Slurm's pending timeout, token rate windows) run on
+// a fake that moves only when told. Code that only measures how long
+// something took (logs, pass statistics) or bounds a real wait (a long
+// poll, a retry loop) reads std::chrono::steady_clock itself.
 #pragma once
 
 #include <atomic>
@@ -40,8 +43,9 @@ class FakeClock : public Clock {
   explicit FakeClock(double start = 1'700'000'000.0) : now_(start) {}
   double Now() const override { return now_.load(); }
   double Monotonic() const override { return monotonic_.load(); }
-  void Advance(double seconds) { now_.store(now_.load() + seconds); }
-  void AdvanceMonotonic(double seconds) { monotonic_.store(monotonic_.load() + seconds); }
+  // Each a single atomic step: two threads advancing at once add both.
+  void Advance(double seconds) { now_.fetch_add(seconds); }
+  void AdvanceMonotonic(double seconds) { monotonic_.fetch_add(seconds); }
   void Set(double t) { now_.store(t); }
 
  private:

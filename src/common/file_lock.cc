@@ -13,4 +13,21 @@ FileLock::FileLock(const std::string& path)
   }
 }
 
+std::unique_ptr<FileLock> FileLock::TryLock(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return nullptr;
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    fd.Close();
+    errno = err;  // flock's, for the caller
+    return nullptr;
+  }
+  return std::unique_ptr<FileLock>(new FileLock(std::move(fd)));
+}
+
+bool FileLock::HeldElsewhere(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  return fd.get() >= 0 && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 }  // namespace yard

@@ -1,8 +1,9 @@
 // FileLock: an exclusive flock(2) on a file, held while the object lives.
-// The one lock file helper of the tree (embedded server start, environment
-// and image builds).
+// The one lock file helper of the tree (the server's home, embedded server
+// start, environment and image builds).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "common/files.h"
@@ -21,7 +22,17 @@ class FileLock {
   FileLock& operator=(const FileLock&) = delete;
   bool ok() const { return fd_.get() >= 0; }
 
+  // The lock on `path` (created if needed, 0644) if no one holds it now;
+  // nullptr when another holder has it (errno EWOULDBLOCK) or `path` cannot
+  // be opened (errno says why). Never blocks.
+  static std::unique_ptr<FileLock> TryLock(const std::string& path);
+  // True if some holder has the lock on an existing `path` now. Takes
+  // nothing (a lock it got for the look is let go at once) and creates
+  // nothing.
+  static bool HeldElsewhere(const std::string& path);
+
  private:
+  explicit FileLock(ScopedFd fd) : fd_(std::move(fd)) {}
   ScopedFd fd_;  // closing it releases the lock
 };
 

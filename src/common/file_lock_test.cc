@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -58,6 +61,34 @@ TEST(FileLockTest, AChildStartedUnderTheLockDoesNotKeepIt) {
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   EXPECT_FALSE(locked) << "a child process inherited the lock";
+}
+
+TEST(FileLockTest, TryLockTakesAFreeLockAndRefusesAHeldOne) {
+  TempDir dir;
+  std::string path = dir.path() + "/server.lock";
+  {
+    std::unique_ptr<FileLock> first = FileLock::TryLock(path);
+    ASSERT_NE(first, nullptr) << "a free lock (the file made): " << std::strerror(errno);
+    EXPECT_TRUE(Locked(path));
+    std::unique_ptr<FileLock> second = FileLock::TryLock(path);
+    EXPECT_EQ(second, nullptr) << "two holders of one lock";
+    EXPECT_EQ(errno, EWOULDBLOCK);
+  }
+  EXPECT_NE(FileLock::TryLock(path), nullptr) << "free again once the holder is gone";
+}
+
+TEST(FileLockTest, HeldElsewhereLooksWithoutTakingOrCreating) {
+  TempDir dir;
+  std::string path = dir.path() + "/server.lock";
+  EXPECT_FALSE(FileLock::HeldElsewhere(path));
+  EXPECT_FALSE(::access(path.c_str(), F_OK) == 0) << "a look created the file";
+  {
+    FileLock lock(path);
+    ASSERT_TRUE(lock.ok());
+    EXPECT_TRUE(FileLock::HeldElsewhere(path));
+  }
+  EXPECT_FALSE(FileLock::HeldElsewhere(path));
+  EXPECT_FALSE(Locked(path)) << "the look kept the lock";
 }
 
 TEST(FileLockTest, AnUnopenablePathIsNotOk) {

@@ -14,7 +14,8 @@ namespace yard::test_support {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = ::testing::TempDir() + "/yard_test.XXXXXX";
+    // GoogleTest's folder ends in '/' ("/tmp/"): no "//" in the paths made.
+    std::string tmpl = (std::filesystem::path(::testing::TempDir()) / "yard_test.XXXXXX").string();
     path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
     EXPECT_FALSE(path_.empty());
   }

@@ -33,9 +33,11 @@ class AgentSpawner {
   virtual bool Alive(int handle, const std::string& id) = 0;
   // hard: SIGKILL at once. Otherwise SIGTERM (the agent ends its job), and
   // SIGKILL if the process is still alive ~10 s later. Returns at once; the
-  // waiting happens on a detached thread, which then calls `once_gone` (if
-  // set) when the process is gone — also when it was gone already — and
-  // never while it still runs.
+  // waiting (a look every 100 ms) happens on a detached thread, which then
+  // calls `once_gone` (if set) when the process is gone — also when it was
+  // gone already. Never while it still runs: a process that outlives
+  // SIGKILL by ~5 s more (stuck in the kernel) is left be, and `once_gone`
+  // is not called at all.
   virtual void Stop(int handle, const std::string& id, bool hard,
                     std::function<void()> once_gone) = 0;
 };

@@ -219,7 +219,8 @@ TEST_F(LocalProviderTest, AnEndedInstancesDeliveredSpoolGoesOnceItsAgentIsGone) 
 }
 
 TEST(SpoolFileInfoTest, CountsTheRecordsAfterTheHeaderAndStopsAtATornEnd) {
-  fs::path p = fs::temp_directory_path() / ("yard-spool-info-" + std::to_string(::getpid()));
+  TempDir dir;
+  fs::path p = fs::path(dir.path()) / "job-x-3.spool";
   std::string bytes;
   AppendFrame(frame_tag::kJson, R"({"attempt":3,"job":"job-x","yard_spool":2})", &bytes);
   AppendFrame(frame_tag::kJson, R"({"kind":"metric"})", &bytes);
@@ -232,7 +233,6 @@ TEST(SpoolFileInfoTest, CountsTheRecordsAfterTheHeaderAndStopsAtATornEnd) {
   EXPECT_EQ(info->records, 2);
   std::ofstream(p, std::ios::binary) << "{\"yard_spool\":1}\n";  // version 1: not read here
   EXPECT_FALSE(ReadSpoolFileInfo(p.string()).has_value());
-  fs::remove(p);
 }
 
 }  // namespace

@@ -13,8 +13,8 @@ using Json = nlohmann::json;
 
 namespace {
 
-// A job whose squeue row vanished this long after sbatch is gone.
-constexpr auto kVanishGrace = std::chrono::seconds(10);
+// A job whose squeue row vanished this long (seconds) after sbatch is gone.
+constexpr double kVanishGraceS = 10;
 constexpr auto kToolTimeout = std::chrono::seconds(30);
 
 bool IsRunning(const std::string& s) {
@@ -144,8 +144,8 @@ std::map<std::string, std::vector<std::string>> ParseSqueue(const std::string& o
 // ------------------------------------------------------------ provider
 
 SlurmProvider::SlurmProvider(SlurmSettings settings, std::unique_ptr<CommandRunner> runner,
-                             bool start_poller)
-    : settings_(std::move(settings)), runner_(std::move(runner)) {
+                             const Clock* clock, bool start_poller)
+    : settings_(std::move(settings)), runner_(std::move(runner)), clock_(clock) {
   if (start_poller) poller_ = std::thread([this] { PollerMain(); });
 }
 
@@ -244,7 +244,7 @@ Status SlurmProvider::Launch(const MachineType& type, const AgentLaunchInfo& age
   Job& job = jobs_[slurm_id];
   job.instance_id = inst->id;
   job.partition = req.partition;
-  job.submitted = Clock::now();
+  job.submitted = clock_->Monotonic();
   by_instance_[inst->id] = slurm_id;
   return Status::Ok();
 }
@@ -287,7 +287,7 @@ bool SlurmProvider::Adopt(const InstanceRecord& inst) {
   Job& job = jobs_[slurm_id];
   job.instance_id = inst.id;
   job.partition = inst.info.value("partition", "");
-  job.submitted = Clock::now();
+  job.submitted = clock_->Monotonic();
   by_instance_[inst.id] = slurm_id;
   wake_.notify_all();  // the poller tells soon whether it still runs
   return true;
@@ -361,15 +361,15 @@ void SlurmProvider::Update(const std::string& slurm_id, Job& job, const std::str
     job.started = true;
     return;
   }
-  auto waited = Clock::now() - job.submitted;
+  double waited = clock_->Monotonic() - job.submitted;
   std::string where = "Slurm job " + slurm_id + (job.nodes.empty() ? "" : " on " + job.nodes);
   std::string why = reason.empty() || reason == "None" ? "" : " (" + reason + ")";
   if (state.empty()) {
-    if (waited > kVanishGrace) End(slurm_id, job, where + " is gone from squeue", false);
+    if (waited > kVanishGraceS) End(slurm_id, job, where + " is gone from squeue", false);
   } else if (state == "PENDING") {
     if (job.started) {
       End(slurm_id, job, where + " went back to PENDING" + why + ": Slurm requeued it", true);
-    } else if (waited > std::chrono::duration<double>(settings_.pending_timeout_s)) {
+    } else if (waited > settings_.pending_timeout_s) {
       End(slurm_id, job,
           where + " was still pending after " +
               std::to_string(static_cast<int>(settings_.pending_timeout_s)) + " s" + why +

@@ -38,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/command_runner.h"
 #include "common/thread_annotations.h"
 #include "providers/provider.h"
@@ -78,8 +79,10 @@ struct SlurmRequest {
 
 class SlurmProvider : public Provider {
  public:
-  // With `start_poller` false nothing polls on its own (tests call PollOnce).
-  SlurmProvider(SlurmSettings settings, std::unique_ptr<CommandRunner> runner,
+  // `clock` (which outlives this) times how long a job has been pending or
+  // missing from squeue (its Monotonic()). With `start_poller` false nothing
+  // polls on its own (tests call PollOnce).
+  SlurmProvider(SlurmSettings settings, std::unique_ptr<CommandRunner> runner, const Clock* clock,
                 bool start_poller = true);
   ~SlurmProvider() override;
 
@@ -104,15 +107,14 @@ class SlurmProvider : public Provider {
     std::string state = "SUBMITTED";  // Slurm's, as squeue last said
     std::string nodes;                // node list, once running
     bool started = false;             // seen RUNNING at least once
-    std::chrono::steady_clock::time_point submitted;
-    std::string ended_because;  // non-empty: reported (or to be)
+    double submitted = 0;             // clock_->Monotonic() at sbatch (or adoption)
+    std::string ended_because;        // non-empty: reported (or to be)
   };
   struct Node {
     std::string name, partition, state;
     bool is_default_partition = false;
     int idle_cpus = 0;
   };
-  using Clock = std::chrono::steady_clock;
 
   std::string Tool(const std::string& name) const;
   StatusOr<std::string> ServerUrl(const AgentLaunchInfo& agent) const;
@@ -133,6 +135,7 @@ class SlurmProvider : public Provider {
 
   const SlurmSettings settings_;
   const std::unique_ptr<CommandRunner> runner_;
+  const Clock* const clock_;
   Mutex mu_;
   std::condition_variable wake_;
   std::map<std::string, Job> jobs_ GUARDED_BY(mu_);                 // by Slurm job id

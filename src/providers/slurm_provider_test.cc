@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/clock.h"
 #include "common/fake_command_runner.h"
 #include "common/files.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -33,14 +35,9 @@ bool Has(const std::vector<std::string>& argv, const std::string& arg) {
 class SlurmProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("yard-slurm-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
     settings_.work_dir = dir_.string();
     settings_.pending_timeout_s = 100;
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // Squeue answers from `squeue_`, sinfo from `sinfo_`, sbatch with job 42.
   StatusOr<CommandResult> Answer(const CommandSpec& s) {
@@ -56,8 +53,8 @@ class SlurmProviderTest : public ::testing::Test {
     auto runner =
         std::make_unique<FakeCommandRunner>([this](const CommandSpec& s) { return Answer(s); });
     runner_ = runner.get();
-    provider_ =
-        std::make_unique<SlurmProvider>(settings_, std::move(runner), /*start_poller=*/false);
+    provider_ = std::make_unique<SlurmProvider>(settings_, std::move(runner), &clock_,
+                                                /*start_poller=*/false);
   }
   void Squeue(const std::string& rows) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -70,7 +67,8 @@ class SlurmProviderTest : public ::testing::Test {
     return inst;
   }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   SlurmSettings settings_;
   AgentLaunchInfo agent_{"http://10.0.0.1:8080", "", "secret-token", "/opt/yard/yard", ""};
   MachineType type_ = Type("slurm-1", 1);
@@ -78,6 +76,7 @@ class SlurmProviderTest : public ::testing::Test {
   CommandResult squeue_ = Result(0, "");
   CommandResult scancel_ = Result(0, "");
   std::string sinfo_ = "n1|debug*|idle|0/2/0/2\nn2|debug*|mix|1/1/0/2\nn3|gpu|idle|0/8/0/8\n";
+  FakeClock clock_;  // Monotonic() times pending and vanished jobs
   FakeCommandRunner* runner_ = nullptr;
   std::unique_ptr<SlurmProvider> provider_;
 };
@@ -210,17 +209,58 @@ TEST_F(SlurmProviderTest, RequeuedOrTooLongPendingJobsAreReportedAndCancelled) {
   ASSERT_EQ(runner_->CallsOf("scancel").size(), 1u);  // cancelled in the same round
   EXPECT_EQ(runner_->CallsOf("scancel")[0].argv[1], "42");
 
-  settings_.pending_timeout_s = 0;
   Make();
   LaunchOne(type_);
   Squeue("42|PENDING||Resources\n");
+  clock_.AdvanceMonotonic(100.5);  // pending_timeout_s is 100
   provider_->PollOnce();
   taken = provider_->TakeInterruptions();
   ASSERT_EQ(taken.size(), 1u);
-  EXPECT_NE(taken[0].reason.find("still pending after 0 s (Resources): withdrawn"),
+  EXPECT_NE(taken[0].reason.find("still pending after 100 s (Resources): withdrawn"),
             std::string::npos)
       << taken[0].reason;
   EXPECT_EQ(runner_->CallsOf("scancel").size(), 1u);
+}
+
+// ---- the pending timeout and the vanish grace, on the provider's clock
+
+TEST_F(SlurmProviderTest, APendingJobIsWithdrawnAtThePendingTimeoutNotBefore) {
+  Make();  // pending_timeout_s = 100
+  LaunchOne(type_);
+  Squeue("42|PENDING||Priority\n");
+  clock_.AdvanceMonotonic(99);
+  provider_->PollOnce();
+  EXPECT_TRUE(provider_->TakeInterruptions().empty()) << "99 s pending: it may still start";
+  EXPECT_TRUE(runner_->CallsOf("scancel").empty());
+  clock_.Advance(3600);  // the wall clock steps (NTP): nothing is timed by it
+  provider_->PollOnce();
+  EXPECT_TRUE(provider_->TakeInterruptions().empty());
+  clock_.AdvanceMonotonic(2);
+  provider_->PollOnce();
+  std::vector<Interruption> taken = provider_->TakeInterruptions();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_NE(
+      taken[0].reason.find("Slurm job 42 was still pending after 100 s (Priority): withdrawn"),
+      std::string::npos)
+      << taken[0].reason;
+  ASSERT_EQ(runner_->CallsOf("scancel").size(), 1u);
+  EXPECT_EQ(runner_->CallsOf("scancel")[0].argv[1], "42");
+}
+
+TEST_F(SlurmProviderTest, AJobMissingFromSqueueIsGoneOnlyAfterTheGrace) {
+  Make();
+  LaunchOne(type_);
+  Squeue("");  // sbatch answered, squeue does not list it yet
+  clock_.AdvanceMonotonic(9);
+  provider_->PollOnce();
+  EXPECT_TRUE(provider_->TakeInterruptions().empty()) << "squeue may lag sbatch";
+  clock_.AdvanceMonotonic(2);
+  provider_->PollOnce();
+  std::vector<Interruption> taken = provider_->TakeInterruptions();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_NE(taken[0].reason.find("Slurm job 42 is gone from squeue"), std::string::npos)
+      << taken[0].reason;
+  EXPECT_TRUE(runner_->CallsOf("scancel").empty()) << "nothing to cancel";
 }
 
 TEST_F(SlurmProviderTest, TerminateScancelsAndRetriesUntilSlurmHasIt) {

@@ -13,6 +13,7 @@
 #include "common/fake_command_runner.h"
 #include "common/files.h"
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -50,20 +51,13 @@ Step StepOf(const CommandSpec& s) {
 class SshProviderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("yard-ssh-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
     binary_ = "pretend this is yard";
     ASSERT_TRUE(WriteFileAtomic((dir_ / "yard").string(), binary_, 0755).ok());
     settings_.yard_binary = (dir_ / "yard").string();
     settings_.user = "root";
     hosts_["ssh-a"] = {SshHost{"10.0.0.2", 22, "root", "/k", 1}};
   }
-  void TearDown() override {
-    provider_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { provider_.reset(); }
   void Make(FakeCommandRunner::Answer answer) {
     auto runner = std::make_unique<FakeCommandRunner>(std::move(answer));
     runner_ = runner.get();
@@ -89,7 +83,8 @@ class SshProviderTest : public ::testing::Test {
     return provider_->Launch(type_, agent_, inst);
   }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::string binary_;
   SshSettings settings_;
   std::map<std::string, std::vector<SshHost>> hosts_;

@@ -15,6 +15,7 @@
 
 #include "common/fake_command_runner.h"
 #include "common/files.h"
+#include "common/temp_dir_testing.h"
 #include "common/wait_testing.h"
 
 namespace yard {
@@ -30,10 +31,6 @@ bool WaitUntil(const std::function<bool()>& cond) {
 class SshTunnelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("yard-tunnel-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
     // Like the real session: says it is up, then holds until stdin ends.
     fake_ssh_ = (dir_ / "ssh").string();
     ASSERT_TRUE(
@@ -47,9 +44,8 @@ class SshTunnelTest : public ::testing::Test {
     spec_.start_agent = false;
     spec_.ssh_program = fake_ssh_;
   }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::string fake_ssh_;
   TunnelSpec spec_;
   FakeCommandRunner runner_{

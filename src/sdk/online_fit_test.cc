@@ -17,6 +17,7 @@
 
 #include "client/connection.h"
 #include "common/files.h"
+#include "common/temp_dir_testing.h"
 #include "common/wait_testing.h"
 #include "sdk/trainyard.h"
 
@@ -86,9 +87,6 @@ using yard::test_support::WaitFor;
 class OnlineFitTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "trainyard_sdk_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    root_ = tmpl;
     home_ = root_ + "/home";
     options_.connection.home = home_;
     options_.connection.yard_binary = YARD_BINARY;
@@ -100,9 +98,7 @@ class OnlineFitTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    StopServerAndAgents();
-    std::error_code ec;
-    fs::remove_all(root_, ec);
+    StopServerAndAgents();  // before tmp_ removes the home
   }
 
   // `yard down --all` ends cooling instances; SIGTERM ends the server; an
@@ -138,7 +134,8 @@ class OnlineFitTest : public ::testing::Test {
     return n;
   }
 
-  std::string root_, home_;
+  yard::test_support::TempDir tmp_;
+  std::string root_ = tmp_.path(), home_;
   FitOptions options_;
   std::vector<Progress> progress_;
 };

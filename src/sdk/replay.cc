@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "client/reply.h"
 #include "common/command_runner.h"
 #include "common/files.h"
 #include "common/strings.h"
@@ -53,6 +54,15 @@ yard::Status CheckFormat(const std::string& archive, const Json& rec) {
                                  rec.value("version", Json()).dump() +
                                  " is not supported (this yard reads version 1)");
   return yard::Status::Ok();
+}
+
+// The string `field` of the job in a server's answer {"job": {...}} to
+// `route`, checked (client/reply.h): an answer of another shape is an error
+// naming the route and the field, not an exception.
+yard::StatusOr<std::string> JobField(Json answer, const std::string& route, const char* field) {
+  yard::Reply reply(std::move(answer), route);
+  YARD_ASSIGN_OR_RETURN(yard::Reply job, reply.Field("job"));
+  return job.Get<std::string>(field);
 }
 
 // The archive's job spec with the bundle just uploaded, the machines asked
@@ -129,15 +139,16 @@ yard::StatusOr<Json> Replay(const yard::HttpClient& client, const LoadedRecord& 
   TransferReport transfer;
   YARD_ASSIGN_OR_RETURN(yard::Manifest bundle,
                         UploadBundle(client, loaded.dir->path() + "/bundle", &transfer));
-  YARD_ASSIGN_OR_RETURN(Json reply, client.Post("/v1/jobs", ReplaySpec(rec, bundle, o)));
-  std::string job_id = reply["job"].value("id", "");
+  YARD_ASSIGN_OR_RETURN(Json created, client.Post("/v1/jobs", ReplaySpec(rec, bundle, o)));
+  YARD_ASSIGN_OR_RETURN(std::string job_id, JobField(std::move(created), "POST /v1/jobs", "id"));
   Tell(o, "replaying " + rec.value("job_id", "") + " as " + job_id);
   ProgressTracker tracker(job_id, 0, o.on_progress);
   yard::ArtifactMirror mirror(client, {});
   YARD_RETURN_IF_ERROR(FollowToEnd(client, job_id, &tracker, &mirror));
   tracker.Close();
   YARD_ASSIGN_OR_RETURN(Json final_job, client.Get("/v1/jobs/" + job_id));
-  std::string state = final_job["job"].value("state", "");
+  YARD_ASSIGN_OR_RETURN(std::string state,
+                        JobField(std::move(final_job), "GET /v1/jobs/" + job_id, "state"));
   Json rows = CompareMetrics(rec.value("final_metrics", Json::object()),
                              FinalMetrics(tracker.events()), o.tolerance);
   bool same = state == "succeeded" && !rows.empty() &&

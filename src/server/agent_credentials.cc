@@ -40,7 +40,7 @@ void AgentCredentials::Unindex(const Entry& e) {
 }
 
 void AgentCredentials::Put(const InstanceRecord& inst, const std::string& job_key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Entry& e = by_instance_[inst.id];
   Unindex(e);
   e.user = inst.user;
@@ -55,7 +55,7 @@ void AgentCredentials::Put(const InstanceRecord& inst, const std::string& job_ke
 }
 
 void AgentCredentials::Remove(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_instance_.find(instance_id);
   if (it == by_instance_.end()) return;
   Unindex(it->second);
@@ -66,7 +66,7 @@ std::optional<TokenInfo> AgentCredentials::Identify(const std::string& token) co
   bool bootstrap = IsBootstrap(token);
   if (!bootstrap && !IsCredential(token)) return std::nullopt;
   std::string hash = Hash(token);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const auto& index = bootstrap ? bootstraps_ : credentials_;
   auto it = index.find(hash);
   if (it == index.end()) return std::nullopt;
@@ -77,7 +77,7 @@ std::optional<TokenInfo> AgentCredentials::Identify(const std::string& token) co
 void AgentCredentials::SetJobChunks(const std::string& instance_id, const std::string& job_key,
                                     ChunkSet chunks) {
   auto shared = std::make_shared<const ChunkSet>(std::move(chunks));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_instance_.find(instance_id);
   if (it == by_instance_.end()) return;
   it->second.job_key = job_key;
@@ -85,19 +85,19 @@ void AgentCredentials::SetJobChunks(const std::string& instance_id, const std::s
 }
 
 std::string AgentCredentials::JobKey(const std::string& instance_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_instance_.find(instance_id);
   return it == by_instance_.end() ? "" : it->second.job_key;
 }
 
 bool AgentCredentials::MayRead(const std::string& instance_id, const std::string& hash) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_instance_.find(instance_id);
   return it != by_instance_.end() && it->second.chunks && it->second.chunks->count(hash);
 }
 
 bool AgentCredentials::HasJob(const std::string& instance_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = by_instance_.find(instance_id);
   return it != by_instance_.end() && !it->second.job_key.empty();
 }

@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/thread_annotations.h"
 #include "store/records.h"
 
 namespace yard {
@@ -76,12 +77,13 @@ class AgentCredentials {
     std::string job_key;
     std::shared_ptr<const ChunkSet> chunks;
   };
-  void Unindex(const Entry& e);
+  void Unindex(const Entry& e) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> by_instance_;  // GUARDED_BY(mu_)
-  // hash -> instance id, for both kinds. GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::string> bootstraps_, credentials_;
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Entry> by_instance_ GUARDED_BY(mu_);
+  // hash -> instance id, for both kinds.
+  std::unordered_map<std::string, std::string> bootstraps_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::string> credentials_ GUARDED_BY(mu_);
 };
 
 // The chunk hashes an instance fetches for `job`'s current attempt: those of

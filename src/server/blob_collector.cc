@@ -44,7 +44,7 @@ BlobCollector::BlobCollector(Store* store, BlobStore* blobs, std::chrono::second
 
 BlobCollector::~BlobCollector() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -53,9 +53,9 @@ BlobCollector::~BlobCollector() {
 
 void BlobCollector::Start() {
   thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, interval_, [this] { return stop_; })) {
-      lock.unlock();
+    MutexLock lock(mu_);
+    while (!cv_.wait_for(lock.unique(), interval_, [this]() REQUIRES(mu_) { return stop_; })) {
+      lock.Unlock();
       StatusOr<BlobCollection> c = CollectBlobs(store_, blobs_, grace_);
       if (!c.ok()) {
         std::fprintf(stderr, "yard server: collecting unused chunks: %s\n",
@@ -63,7 +63,7 @@ void BlobCollector::Start() {
       } else if (c->removed > 0) {
         std::fprintf(stderr, "yard server: unused chunks: %s\n", c->ToString().c_str());
       }
-      lock.lock();
+      lock.Lock();
     }
   });
 }

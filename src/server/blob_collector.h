@@ -24,6 +24,7 @@
 
 #include "common/blob_store.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace yard {
@@ -53,9 +54,9 @@ class BlobCollector {
   Store* store_;
   BlobStore* blobs_;
   const std::chrono::seconds grace_, interval_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -16,16 +17,10 @@ using namespace std::chrono_literals;
 class BlobCollectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("yard-gc-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     store_ = std::move(Store::Open((dir_ / "state.db").string())).value();
     blobs_ =
         std::make_unique<BlobStore>(std::move(BlobStore::Open((dir_ / "blobs").string())).value());
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // A chunk uploaded by ann `age` ago.
   std::string Chunk(const std::string& data, fs::file_time_type::duration age) {
@@ -37,7 +32,8 @@ class BlobCollectorTest : public ::testing::Test {
   }
   static fs::file_time_type Now() { return fs::file_time_type::clock::now(); }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::unique_ptr<Store> store_;
   std::unique_ptr<BlobStore> blobs_;
 };

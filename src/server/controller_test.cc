@@ -13,6 +13,7 @@
 
 #include "common/hashing.h"
 #include "common/manifest.h"
+#include "common/temp_dir_testing.h"
 #include "providers/sim_provider.h"
 
 namespace yard {
@@ -64,18 +65,10 @@ class BootstrapCheckingSim : public SimProvider {
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("yard-ctl-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
     store_ = std::move(Store::Open(dir_ / "state.db")).value();
     blobs_ = std::make_unique<BlobStore>(std::move(BlobStore::Open(dir_ / "blobs")).value());
   }
-  void TearDown() override {
-    controller_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { controller_.reset(); }
 
   // Builds the controller over a sim cloud with types A (spot) and B. A's
   // catalog options are {zone: a, disk: ssd}; jobs may set its zone.
@@ -174,7 +167,8 @@ class ControllerTest : public ::testing::Test {
     return false;
   }
 
-  std::filesystem::path dir_;
+  test_support::TempDir tmp_;
+  std::filesystem::path dir_ = tmp_.path();
   FakeClock clock_;
   FakeSpawner spawner_;
   std::unique_ptr<Store> store_;

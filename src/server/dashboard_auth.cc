@@ -27,7 +27,7 @@ void DashboardAuth::DropExpired() {
 
 std::string DashboardAuth::CreateLoginCode(const TokenInfo& who) {
   std::string code = RandomToken();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   DropExpired();
   codes_[code] = {who, clock_->Now() + kLoginCodeSeconds};
   return code;
@@ -36,7 +36,7 @@ std::string DashboardAuth::CreateLoginCode(const TokenInfo& who) {
 StatusOr<std::string> DashboardAuth::RedeemLoginCode(const std::string& code) {
   TokenInfo who;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     DropExpired();
     auto it = codes_.find(code);
     if (it == codes_.end())
@@ -51,14 +51,14 @@ StatusOr<std::string> DashboardAuth::RedeemLoginCode(const std::string& code) {
 
 std::string DashboardAuth::OpenSession(const TokenInfo& who) {
   std::string session = RandomToken();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   DropExpired();
   sessions_[session] = {who, clock_->Now() + kSessionSeconds};
   return session;
 }
 
 StatusOr<TokenInfo> DashboardAuth::SessionUser(const std::string& session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = sessions_.find(session);
   if (it == sessions_.end() || it->second.expires <= clock_->Now())
     return Unauthenticated(
@@ -67,7 +67,7 @@ StatusOr<TokenInfo> DashboardAuth::SessionUser(const std::string& session) {
 }
 
 void DashboardAuth::CloseSession(const std::string& session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   sessions_.erase(session);
 }
 

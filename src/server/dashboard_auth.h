@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace yard {
@@ -46,12 +47,12 @@ class DashboardAuth {
     TokenInfo who;
     double expires = 0;
   };
-  void DropExpired();  // REQUIRES: mu_ held
+  void DropExpired() REQUIRES(mu_);
 
   const Clock* const clock_;
-  std::mutex mu_;
-  std::map<std::string, Entry> codes_;     // GUARDED_BY(mu_)
-  std::map<std::string, Entry> sessions_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, Entry> codes_ GUARDED_BY(mu_);
+  std::map<std::string, Entry> sessions_ GUARDED_BY(mu_);
 };
 
 // The value of cookie `name` in a Cookie header, or "".

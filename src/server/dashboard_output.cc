@@ -4,25 +4,20 @@
 
 namespace yard {
 
-StatusOr<std::shared_ptr<OutputCache::Entry>> OutputCache::Fresh(
-    const std::string& job_id, std::unique_lock<std::mutex>* lock) {
+std::shared_ptr<OutputCache::Entry> OutputCache::Recent(const std::string& job_id) {
+  MutexLock lock(mu_);
   std::shared_ptr<Entry> e;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    auto it = std::find_if(recent_.begin(), recent_.end(),
-                           [&](const auto& p) { return p->job_id == job_id; });
-    if (it != recent_.end()) {
-      e = *it;
-      recent_.erase(it);
-    } else {
-      e = std::make_shared<Entry>();
-      e->job_id = job_id;
-    }
-    recent_.push_front(e);
-    if (recent_.size() > max_jobs_) recent_.pop_back();
+  auto it = std::find_if(recent_.begin(), recent_.end(),
+                         [&](const auto& p) { return p->job_id == job_id; });
+  if (it != recent_.end()) {
+    e = *it;
+    recent_.erase(it);
+  } else {
+    e = std::make_shared<Entry>();
+    e->job_id = job_id;
   }
-  *lock = std::unique_lock<std::mutex>(e->mu);
-  YARD_RETURN_IF_ERROR(ReadNew(*e));
+  recent_.push_front(e);
+  if (recent_.size() > max_jobs_) recent_.pop_back();
   return e;
 }
 
@@ -52,8 +47,9 @@ Status OutputCache::ReadNew(Entry& e) {
 }
 
 StatusOr<OutputLines> OutputCache::Lines(const std::string& job_id, int64_t from, int64_t count) {
-  std::unique_lock<std::mutex> lock;
-  YARD_ASSIGN_OR_RETURN(auto e, Fresh(job_id, &lock));
+  std::shared_ptr<Entry> e = Recent(job_id);
+  MutexLock lock(e->mu);
+  YARD_RETURN_IF_ERROR(ReadNew(*e));
   OutputLines out;
   // The last start is the end of the text when the output ends in a newline.
   int64_t n = static_cast<int64_t>(e->line_starts.size());
@@ -74,23 +70,25 @@ StatusOr<OutputLines> OutputCache::Lines(const std::string& job_id, int64_t from
 }
 
 StatusOr<std::pair<Json, int64_t>> OutputCache::Timeline(const std::string& job_id) {
-  std::unique_lock<std::mutex> lock;
-  YARD_ASSIGN_OR_RETURN(auto e, Fresh(job_id, &lock));
+  std::shared_ptr<Entry> e = Recent(job_id);
+  MutexLock lock(e->mu);
+  YARD_RETURN_IF_ERROR(ReadNew(*e));
   return std::make_pair(e->timeline, e->seq);
 }
 
 StatusOr<OutputMatches> OutputCache::Search(const std::string& job_id, const std::string& text,
                                             size_t max) {
-  std::unique_lock<std::mutex> lock;
-  YARD_ASSIGN_OR_RETURN(auto e, Fresh(job_id, &lock));
+  std::shared_ptr<Entry> e = Recent(job_id);
+  MutexLock lock(e->mu);
+  YARD_RETURN_IF_ERROR(ReadNew(*e));
   OutputMatches out;
   if (text.empty()) return out;
-  const auto& starts = e->line_starts;
   size_t line = 0;
   for (size_t pos = e->text.find(text); pos != std::string::npos;
        pos = e->text.find(text, pos + 1)) {
     // The line holding pos: the last start <= pos (starts are sorted).
-    line = std::upper_bound(starts.begin() + line, starts.end(), pos) - starts.begin() - 1;
+    line = std::upper_bound(e->line_starts.begin() + line, e->line_starts.end(), pos) -
+           e->line_starts.begin() - 1;
     if (!out.lines.empty() && out.lines.back() == static_cast<int64_t>(line)) continue;
     if (out.lines.size() == max) {
       out.more = true;
@@ -102,8 +100,9 @@ StatusOr<OutputMatches> OutputCache::Search(const std::string& job_id, const std
 }
 
 StatusOr<std::string> OutputCache::Text(const std::string& job_id) {
-  std::unique_lock<std::mutex> lock;
-  YARD_ASSIGN_OR_RETURN(auto e, Fresh(job_id, &lock));
+  std::shared_ptr<Entry> e = Recent(job_id);
+  MutexLock lock(e->mu);
+  YARD_RETURN_IF_ERROR(ReadNew(*e));
   return e->text;
 }
 

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace yard {
@@ -54,21 +55,21 @@ class OutputCache {
  private:
   struct Entry {
     std::string job_id;
-    std::mutex mu;
-    std::string text;                      // GUARDED_BY(mu)
-    std::vector<uint64_t> line_starts{0};  // GUARDED_BY(mu): offsets in text
-    Json timeline = Json::array();         // GUARDED_BY(mu)
-    int64_t seq = 0;                       // GUARDED_BY(mu)
+    Mutex mu;
+    std::string text GUARDED_BY(mu);
+    std::vector<uint64_t> line_starts GUARDED_BY(mu) = {0};  // offsets in text
+    Json timeline GUARDED_BY(mu) = Json::array();
+    int64_t seq GUARDED_BY(mu) = 0;
   };
-  // The job's entry, read up to the events stored now.
-  StatusOr<std::shared_ptr<Entry>> Fresh(const std::string& job_id,
-                                         std::unique_lock<std::mutex>* lock);
-  Status ReadNew(Entry& e);  // REQUIRES: e.mu held
+  // The job's entry, made the most recent (a new one if none is cached).
+  std::shared_ptr<Entry> Recent(const std::string& job_id) EXCLUDES(mu_);
+  // Reads into `e` the events stored since it was last read.
+  Status ReadNew(Entry& e) REQUIRES(e.mu);
 
   Store* const store_;
   const size_t max_jobs_;
-  std::mutex mu_;
-  std::list<std::shared_ptr<Entry>> recent_;  // GUARDED_BY(mu_), most recent first
+  Mutex mu_;
+  std::list<std::shared_ptr<Entry>> recent_ GUARDED_BY(mu_);  // most recent first
 };
 
 }  // namespace yard

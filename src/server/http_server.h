@@ -127,6 +127,18 @@ struct Route {
   bool body_streamed = false;
 };
 
+// The handler of a route table's function `fn`: calls fn(state, call), where
+// `state` is what the table's functions share (the ApiContext, or a state of
+// the table's own held by `shared`). The one way every table binds them.
+template <typename State>
+Handler Bind(State& state, Status (*fn)(State&, Call&)) {
+  return [&state, fn](Call& call) { return fn(state, call); };
+}
+template <typename State>
+Handler Bind(std::shared_ptr<State> shared, Status (*fn)(State&, Call&)) {
+  return [shared = std::move(shared), fn](Call& call) { return fn(*shared, call); };
+}
+
 // Route tables of each resource (routes_*.cc).
 std::vector<Route> JobRoutes(ApiContext& ctx);
 std::vector<Route> BlobRoutes(ApiContext& ctx);

@@ -49,7 +49,7 @@ bool Starts(const std::string& s, const char* prefix) { return s.rfind(prefix, 0
 
 void ServerMetrics::CountRequest(const std::string& route, int status, size_t bytes_in,
                                  size_t bytes_out) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++requests_[{route, status}];
   if (status >= 300) return;
   if (Starts(route, "PUT /v1/blobs/(")) blob_bytes_in_ += bytes_in;
@@ -89,7 +89,7 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) {
   for (const auto& [key, v] : s.provider_calls)
     Sample(&o, "yard_provider_errors_total",
            Label("provider", key.first) + "," + Label("call", key.second), v.second);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Family(&o, "yard_blob_bytes_received_total", "counter", "Chunk bytes uploaded (PUT /v1/blobs).");
   Sample(&o, "yard_blob_bytes_received_total", "", blob_bytes_in_);
   Family(&o, "yard_blob_bytes_sent_total", "counter", "Chunk bytes downloaded (GET /v1/blobs).");

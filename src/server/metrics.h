@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace yard {
 
@@ -47,10 +48,10 @@ class ServerMetrics {
   std::string Render(const MetricsSnapshot& snap);
 
  private:
-  std::mutex mu_;
-  std::map<std::tuple<std::string, int>, uint64_t> requests_;  // GUARDED_BY(mu_)
-  uint64_t blob_bytes_in_ = 0;                                 // GUARDED_BY(mu_)
-  uint64_t blob_bytes_out_ = 0;                                // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::tuple<std::string, int>, uint64_t> requests_ GUARDED_BY(mu_);
+  uint64_t blob_bytes_in_ GUARDED_BY(mu_) = 0;
+  uint64_t blob_bytes_out_ GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> open_streams_{0};
 };
 

@@ -18,6 +18,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
+
 namespace yard {
 
 class Notifier {
@@ -43,11 +45,11 @@ class Notifier {
     int waiters = 0;
     bool forgotten = false;
   };
-  Slot& SlotFor(const std::string& key);  // REQUIRES: mu_ held
+  Slot& SlotFor(const std::string& key) REQUIRES(mu_);
 
-  std::mutex mu_;
-  uint64_t last_version_ = 0;                                     // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::unique_ptr<Slot>> slots_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  uint64_t last_version_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, std::unique_ptr<Slot>> slots_ GUARDED_BY(mu_);
 };
 
 }  // namespace yard

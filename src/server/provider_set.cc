@@ -39,12 +39,12 @@ StatusOr<std::unique_ptr<Provider>> MakeSim(const Json& settings, const std::str
 }
 
 StatusOr<std::unique_ptr<Provider>> MakeSlurm(const Json& settings, const std::string& home,
-                                              const Catalog& catalog) {
+                                              const Catalog& catalog, const Clock* clock) {
   YARD_ASSIGN_OR_RETURN(SlurmSettings s, SlurmSettings::FromJson(settings, home));
   for (const auto& t : catalog.types())  // options errors now, not at the first job
     if (t.provider == "slurm") YARD_RETURN_IF_ERROR(SlurmRequest::ForType(t).status());
   return std::unique_ptr<Provider>(
-      new SlurmProvider(std::move(s), std::make_unique<ProcessCommandRunner>()));
+      new SlurmProvider(std::move(s), std::make_unique<ProcessCommandRunner>(), clock));
 }
 
 StatusOr<std::unique_ptr<Provider>> MakeSsh(const Json& settings, const std::string& home,
@@ -94,7 +94,7 @@ StatusOr<ProviderSet> BuildProviders(const std::string& catalog_file, const std:
     if (name == "sim") {
       YARD_ASSIGN_OR_RETURN(set.owned["sim"], MakeSim(settings, home, clock, set.spawner.get()));
     } else if (name == "slurm") {
-      StatusOr<std::unique_ptr<Provider>> p = MakeSlurm(settings, home, set.catalog);
+      StatusOr<std::unique_ptr<Provider>> p = MakeSlurm(settings, home, set.catalog, clock);
       if (!p.ok()) return p.status().WithContext(catalog_file);
       set.owned["slurm"] = std::move(*p);
     } else if (name == "ssh") {

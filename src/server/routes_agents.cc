@@ -89,16 +89,13 @@ Status Preempted(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> AgentRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   std::string agent = kAgentPath;
   return {
-      {"POST", "/v1/agents/register", Access::kAgentOrBootstrap, bind(Register)},
-      {"POST", agent + "/heartbeat", Access::kAgent, bind(Heartbeat)},
-      {"GET", agent + "/work", Access::kAgent, bind(Work)},
-      {"POST", agent + "/events", Access::kAgent, bind(Events)},
-      {"POST", agent + "/preempted", Access::kAgent, bind(Preempted)},
+      {"POST", "/v1/agents/register", Access::kAgentOrBootstrap, Bind(ctx, Register)},
+      {"POST", agent + "/heartbeat", Access::kAgent, Bind(ctx, Heartbeat)},
+      {"GET", agent + "/work", Access::kAgent, Bind(ctx, Work)},
+      {"POST", agent + "/events", Access::kAgent, Bind(ctx, Events)},
+      {"POST", agent + "/preempted", Access::kAgent, Bind(ctx, Preempted)},
   };
 }
 

@@ -119,14 +119,11 @@ Status Get(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> BlobRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   std::string blob = kBlobPath;
   return {
-      {"POST", "/v1/blobs/missing", Access::kUserOrAgent, bind(Missing)},
-      {"PUT", blob, Access::kUserOrAgent, bind(Put), /*body_streamed=*/true},
-      {"GET", blob, Access::kUserOrAgent, bind(Get)},
+      {"POST", "/v1/blobs/missing", Access::kUserOrAgent, Bind(ctx, Missing)},
+      {"PUT", blob, Access::kUserOrAgent, Bind(ctx, Put), /*body_streamed=*/true},
+      {"GET", blob, Access::kUserOrAgent, Bind(ctx, Get)},
   };
 }
 

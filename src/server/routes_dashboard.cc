@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "common/manifest.h"
+#include "common/thread_annotations.h"
 #include "server/dashboard_assets.h"  // generated: kWebAssets
 #include "server/dashboard_auth.h"
 #include "server/dashboard_output.h"
@@ -33,12 +34,12 @@ struct Dash {
     int64_t scanned = 0;
     Json values;
   };
-  std::mutex latest_mu;
-  std::map<std::string, Latest> latest;  // GUARDED_BY(latest_mu)
+  Mutex latest_mu;
+  std::map<std::string, Latest> latest GUARDED_BY(latest_mu);
 };
 
 StatusOr<Json> LatestMetrics(Dash& d, const JobRecord& job) {
-  std::lock_guard<std::mutex> lock(d.latest_mu);
+  MutexLock lock(d.latest_mu);
   if (d.latest.size() > 100000) d.latest.clear();  // a bound; refilled as lists are read
   Dash::Latest& l = d.latest[job.id];
   if (l.scanned < job.last_seq) {
@@ -245,22 +246,21 @@ Status Asset(Dash& d, Call& call) {
 
 std::vector<Route> DashboardRoutes(ApiContext& ctx) {
   auto d = std::make_shared<Dash>(ctx);
-  auto bind = [d](Status (*fn)(Dash&, Call&)) { return [d, fn](Call& c) { return fn(*d, c); }; };
   std::string job = kJobPath;
   return {
-      {"POST", "/v1/dashboard/login-links", Access::kUserRead, bind(LoginLink)},
-      {"POST", "/v1/dashboard/session", Access::kPublic, bind(OpenSession)},
-      {"POST", "/v1/dashboard/logout", Access::kPublic, bind(CloseSession)},
-      {"GET", "/v1/dashboard/me", Access::kUser, bind(Me)},
-      {"GET", "/v1/dashboard/jobs", Access::kUser, bind(Jobs)},
-      {"GET", job + "/lines", Access::kUser, bind(Lines)},
-      {"GET", job + "/timeline", Access::kUser, bind(Timeline)},
-      {"GET", job + "/log", Access::kUser, bind(WholeLog)},
-      {"GET", job + "/file", Access::kUser, bind(ArtifactFile)},
-      {"GET", "/", Access::kPublic, bind(Page)},
-      {"GET", "/(?:login|jobs|compare|machines|cost)", Access::kPublic, bind(Page)},
-      {"GET", "/jobs/([A-Za-z0-9_-]+)", Access::kPublic, bind(JobPage)},
-      {"GET", "/assets/([A-Za-z0-9_.-]+)", Access::kPublic, bind(Asset)},
+      {"POST", "/v1/dashboard/login-links", Access::kUserRead, Bind(d, LoginLink)},
+      {"POST", "/v1/dashboard/session", Access::kPublic, Bind(d, OpenSession)},
+      {"POST", "/v1/dashboard/logout", Access::kPublic, Bind(d, CloseSession)},
+      {"GET", "/v1/dashboard/me", Access::kUser, Bind(d, Me)},
+      {"GET", "/v1/dashboard/jobs", Access::kUser, Bind(d, Jobs)},
+      {"GET", job + "/lines", Access::kUser, Bind(d, Lines)},
+      {"GET", job + "/timeline", Access::kUser, Bind(d, Timeline)},
+      {"GET", job + "/log", Access::kUser, Bind(d, WholeLog)},
+      {"GET", job + "/file", Access::kUser, Bind(d, ArtifactFile)},
+      {"GET", "/", Access::kPublic, Bind(d, Page)},
+      {"GET", "/(?:login|jobs|compare|machines|cost)", Access::kPublic, Bind(d, Page)},
+      {"GET", "/jobs/([A-Za-z0-9_-]+)", Access::kPublic, Bind(d, JobPage)},
+      {"GET", "/assets/([A-Za-z0-9_.-]+)", Access::kPublic, Bind(d, Asset)},
   };
 }
 

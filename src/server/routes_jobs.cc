@@ -229,17 +229,14 @@ Status Events(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> JobRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   std::string job = kJobPath;
   return {
-      {"POST", "/v1/jobs", Access::kUser, bind(Submit)},
-      {"GET", "/v1/jobs", Access::kUser, bind(List)},
-      {"GET", job, Access::kUser, bind(GetOne)},
-      {"POST", job + "/cancel", Access::kUser, bind(Cancel)},
-      {"GET", job + "/events", Access::kUser, bind(Events)},
-      {"GET", job + "/artifacts", Access::kUser, bind(Artifacts)},
+      {"POST", "/v1/jobs", Access::kUser, Bind(ctx, Submit)},
+      {"GET", "/v1/jobs", Access::kUser, Bind(ctx, List)},
+      {"GET", job, Access::kUser, Bind(ctx, GetOne)},
+      {"POST", job + "/cancel", Access::kUser, Bind(ctx, Cancel)},
+      {"GET", job + "/events", Access::kUser, Bind(ctx, Events)},
+      {"GET", job + "/artifacts", Access::kUser, Bind(ctx, Artifacts)},
   };
 }
 

@@ -56,14 +56,11 @@ Status SimInterrupt(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> MachineRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   return {
-      {"GET", "/v1/machines", Access::kUser, bind(Machines)},
-      {"POST", "/v1/instances/down", Access::kUser, bind(Down)},
-      {"GET", "/v1/cost", Access::kUser, bind(Cost)},
-      {"POST", R"(/v1/sim/interrupt/([A-Za-z0-9_-]+))", Access::kUser, bind(SimInterrupt)},
+      {"GET", "/v1/machines", Access::kUser, Bind(ctx, Machines)},
+      {"POST", "/v1/instances/down", Access::kUser, Bind(ctx, Down)},
+      {"GET", "/v1/cost", Access::kUser, Bind(ctx, Cost)},
+      {"POST", R"(/v1/sim/interrupt/([A-Za-z0-9_-]+))", Access::kUser, Bind(ctx, SimInterrupt)},
   };
 }
 

@@ -27,13 +27,10 @@ Status Metrics(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> MetaRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   return {
-      {"GET", "/v1/health", Access::kPublic, bind(Health)},
-      {"GET", "/v1/openapi.json", Access::kPublic, bind(OpenApi)},
-      {"GET", "/metrics", Access::kMetrics, bind(Metrics)},
+      {"GET", "/v1/health", Access::kPublic, Bind(ctx, Health)},
+      {"GET", "/v1/openapi.json", Access::kPublic, Bind(ctx, OpenApi)},
+      {"GET", "/metrics", Access::kMetrics, Bind(ctx, Metrics)},
   };
 }
 

@@ -55,13 +55,10 @@ Status Revoke(ApiContext& ctx, Call& call) {
 }  // namespace
 
 std::vector<Route> TokenRoutes(ApiContext& ctx) {
-  auto bind = [&ctx](Status (*fn)(ApiContext&, Call&)) {
-    return [&ctx, fn](Call& c) { return fn(ctx, c); };
-  };
   return {
-      {"GET", "/v1/tokens", Access::kUserAdmin, bind(List)},
-      {"POST", "/v1/tokens", Access::kUserAdmin, bind(Create)},
-      {"POST", R"(/v1/tokens/([0-9a-f]{12})/revoke)", Access::kUserAdmin, bind(Revoke)},
+      {"GET", "/v1/tokens", Access::kUserAdmin, Bind(ctx, List)},
+      {"POST", "/v1/tokens", Access::kUserAdmin, Bind(ctx, Create)},
+      {"POST", R"(/v1/tokens/([0-9a-f]{12})/revoke)", Access::kUserAdmin, Bind(ctx, Revoke)},
   };
 }
 

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -15,7 +14,9 @@
 #include <optional>
 #include <thread>
 
+#include "common/file_lock.h"
 #include "common/files.h"
+#include "common/thread_annotations.h"
 #include "common/tls.h"
 #include "providers/local_provider.h"
 #include "providers/ssh_provider.h"
@@ -47,12 +48,13 @@ StatusOr<std::string> EnsureTokenFile(Store* store, const std::string& path,
 // Takes the per-home lock for this process's lifetime.
 Status LockHome(const std::string& home) {
   std::string path = home + "/server.lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("cannot open " + path);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+  std::unique_ptr<FileLock> lock = FileLock::TryLock(path);
+  if (!lock && errno == EWOULDBLOCK)
     return FailedPrecondition("another yard server already runs on " + home + " (see " + home +
                               "/server.json); stop it or use another YARD_HOME");
-  return Status::Ok();  // fd stays open on purpose: the lock lives as long as we do
+  if (!lock) return ErrnoStatus("cannot lock " + path);
+  (void)lock.release();  // on purpose: the lock lives as long as this process does
+  return Status::Ok();
 }
 
 int PreviousPort(const std::string& home) {
@@ -102,8 +104,8 @@ StatusOr<ControllerOptions> ControllerOptionsFrom(const ServerOptions& o) {
 // Whether the controller may still be asked (by threads that outlive a
 // call, such as an ended local instance's clean-up).
 struct ControllerOpen {
-  std::mutex mu;
-  bool open = true;  // GUARDED_BY(mu)
+  Mutex mu;
+  bool open GUARDED_BY(mu) = true;
 };
 
 struct ServerParts {
@@ -142,7 +144,7 @@ StatusOr<ServerParts> Assemble(const ServerOptions& o, const std::string& url_fi
   Controller* c = p.controller.get();
   SpoolDelivered delivered = [c, open = p.controller_open](const std::string& job,
                                                            int64_t attempt) {
-    std::lock_guard<std::mutex> lock(open->mu);
+    MutexLock lock(open->mu);
     return open->open ? c->DeliveredRecords(job, attempt) : int64_t{-1};
   };
   if (auto* local = dynamic_cast<LocalProvider*>(p.providers.owned["local"].get()))
@@ -266,7 +268,7 @@ int RunServer(const ServerOptions& o) {
   collector.reset();
   parts->controller->Stop();
   {
-    std::lock_guard<std::mutex> lock(parts->controller_open->mu);
+    MutexLock lock(parts->controller_open->mu);
     parts->controller_open->open = false;
   }
   stopper.detach();

@@ -117,7 +117,7 @@ BadTokenLimiter::BadTokenLimiter(const Clock* clock, int max_failures, double wi
 
 int BadTokenLimiter::RetryAfter(const std::string& address) {
   double now = clock_->Monotonic();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = windows_.find(address);
   if (it == windows_.end() || it->second.failures < max_failures_) return 0;
   double left = it->second.start + window_s_ - now;
@@ -130,7 +130,7 @@ int BadTokenLimiter::RetryAfter(const std::string& address) {
 
 void BadTokenLimiter::RecordFailure(const std::string& address) {
   double now = clock_->Monotonic();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // Many addresses (a scan) must not grow the map without bound.
   if (windows_.size() > 4096) DropStaleLocked(now);
   Window& w = windows_[address];
@@ -184,7 +184,7 @@ Status TokenAuth::StillValid(const TokenInfo& who) {
 
 void TokenAuth::NoteUse(const std::string& hash, double now) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     double& written = last_written_[hash];
     if (now - written < kLastUseWriteSeconds) return;
     written = now;

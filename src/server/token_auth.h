@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "store/store.h"
 
 namespace yard {
@@ -75,13 +76,13 @@ class BadTokenLimiter {
     double start = 0;
     int failures = 0;
   };
-  void DropStaleLocked(double now);  // REQUIRES: mu_ held
+  void DropStaleLocked(double now) REQUIRES(mu_);
 
   const Clock* const clock_;
   const int max_failures_;
   const double window_s_;
-  std::mutex mu_;
-  std::map<std::string, Window> windows_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, Window> windows_ GUARDED_BY(mu_);
 };
 
 // Unknown tokens one address may present per minute before it is slowed.
@@ -111,8 +112,8 @@ class TokenAuth {
   Store* const store_;
   const Clock* const clock_;
   BadTokenLimiter limiter_;
-  std::mutex mu_;
-  std::map<std::string, double> last_written_;  // GUARDED_BY(mu_): hash -> last use written
+  Mutex mu_;
+  std::map<std::string, double> last_written_ GUARDED_BY(mu_);  // hash -> last use written
 };
 
 }  // namespace yard

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 #include "server/stream_limits.h"
 
 namespace yard {
@@ -78,9 +79,6 @@ TEST(BadTokenLimiterTest, SlowsOneAddressForTheRestOfItsWindow) {
 class TokenAuthTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "token_auth_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     StatusOr<std::unique_ptr<Store>> store = Store::Open((dir_ / "state.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
@@ -89,7 +87,6 @@ class TokenAuthTest : public testing::Test {
   void TearDown() override {
     auth_.reset();
     store_.reset();
-    fs::remove_all(dir_);
   }
   std::string Create(const std::string& scope, double expires_at = 0) {
     StatusOr<std::string> t = store_->CreateToken("ann", scope, expires_at);
@@ -99,7 +96,8 @@ class TokenAuthTest : public testing::Test {
   TokenRecord Record(const std::string& token) { return store_->FindToken(token).value(); }
 
   FakeClock clock_{RealClock().Now()};
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::unique_ptr<Store> store_;
   std::unique_ptr<TokenAuth> auth_;
 };

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "common/hashing.h"
+#include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
@@ -22,17 +23,11 @@ namespace fs = std::filesystem;
 class StoreTest : public testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "store_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     StatusOr<std::unique_ptr<Store>> store = Store::Open((dir_ / "state.db").string());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
   }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { store_.reset(); }
 
   JobRecord NewJob(const std::string& id) {
     JobRecord j;
@@ -43,7 +38,8 @@ class StoreTest : public testing::Test {
     return j;
   }
 
-  fs::path dir_;
+  test_support::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::unique_ptr<Store> store_;
 };
 
@@ -586,9 +582,8 @@ TEST_F(StoreOnASmallDiskTest, AFullDiskNamesTheOutputLogsFolder) {
 }
 
 TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom) {
-  fs::path dir = fs::temp_directory_path() / ("yard-full-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  test_support::TempDir tmp;
+  fs::path dir = tmp.path();
   {
     StatusOr<std::unique_ptr<sql::Db>> db = sql::Db::Open((dir / "state.db").string());
     ASSERT_TRUE(db.ok());
@@ -608,7 +603,6 @@ TEST(SqlDbTest, AFullDiskSaysWhichFolderAndWhatToDoAndWritesAgainOnceThereIsRoom
     EXPECT_TRUE((*db)->Exec("INSERT INTO t VALUES (zeroblob(1000000));").ok())
         << "room again: writes work";
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ WorkerPool::WorkerPool(int size, std::function<void()> on_start) {
 
 WorkerPool::~WorkerPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   work_cv_.notify_all();
@@ -23,30 +23,30 @@ void WorkerPool::RunAll(const std::function<void(int)>& fn) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     fn_ = &fn;
     pending_ = static_cast<int>(threads_.size());
     ++generation_;
   }
   work_cv_.notify_all();
   fn(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  MutexLock lock(mu_);
+  done_cv_.wait(lock.unique(), [this]() REQUIRES(mu_) { return pending_ == 0; });
   fn_ = nullptr;
 }
 
 void WorkerPool::Loop(int index, const std::function<void()>& on_start) {
   if (on_start) on_start();
   uint64_t seen = 0;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    work_cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return stop_ || generation_ != seen; });
     if (stop_) return;
     seen = generation_;
     const auto* fn = fn_;
-    lock.unlock();
+    lock.Unlock();
     (*fn)(index);
-    lock.lock();
+    lock.Lock();
     if (--pending_ == 0) done_cv_.notify_one();
   }
 }

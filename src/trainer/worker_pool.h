@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
+
 namespace yard::trainer {
 
 class WorkerPool {
@@ -30,13 +32,13 @@ class WorkerPool {
  private:
   void Loop(int index, const std::function<void()>& on_start);
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(int)>* fn_ = nullptr;  // guarded by mu_
-  uint64_t generation_ = 0;                       // guarded by mu_
-  int pending_ = 0;                               // guarded by mu_
-  bool stop_ = false;                             // guarded by mu_
+  const std::function<void(int)>* fn_ GUARDED_BY(mu_) = nullptr;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
+  int pending_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 
