@@ -23,8 +23,7 @@ namespace yard {
 // 60 s to write, kept alive, TCP_NODELAY; an https server checked as `trust`
 // says. nullptr for a URL httplib cannot use. The caller sets the read
 // timeout (it depends on the call).
-std::unique_ptr<httplib::Client> NewServerConnection(const std::string& url,
-                                                     const TlsTrust& trust);
+std::unique_ptr<httplib::Client> NewServerConnection(const std::string& url, const TlsTrust& trust);
 
 // Idle connections to one base URL; a call takes one (or a new one) and
 // gives it back once its exchange is complete. Thread-safe.
@@ -54,7 +53,7 @@ class ConnectionPool {
   };
   const size_t max_idle_;
   Mutex mu_;
-  std::string url_ GUARDED_BY(mu_);        // the URL of idle_
+  std::string url_ GUARDED_BY(mu_);         // the URL of idle_
   std::vector<Idle> idle_ GUARDED_BY(mu_);  // the most recently returned last
 };
 
