@@ -328,9 +328,11 @@ std::vector<SandboxPrefixCache::Watched> SandboxPrefixCache::WatchList(
     for (size_t dots = entry.find("/../"); dots != std::string::npos;
          dots = entry.find("/../", dots + 1))
       inputs.push_back(entry.substr(0, dots));
-    // What PythonFolders reads to tell a Python installation and its home.
+    // What PythonFolders reads to tell a Python installation and its home:
+    // each by itself, not the folder's listing (the folder of `yard`'s own
+    // folder, of ~/bin, changes with every file made beside them, and
+    // watching it made a remembered prefix miss on nearly every job).
     fs::path parent = fs::path(Literal(entry)).parent_path();
-    out.push_back({parent.string(), true});
     out.push_back({(parent / "lib").string(), true});
     out.push_back({(parent / "pyvenv.cfg").string(), true});
     inputs.push_back((parent / "versions").string());

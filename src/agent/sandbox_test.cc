@@ -83,9 +83,16 @@ TEST(SandboxTest, ARememberedPrefixIsReusedUntilAFolderItDependsOnChanges) {
   ASSERT_TRUE(after.ok());
   EXPECT_NE(IndexOf(*after, {"--ro-bind", later, later}), std::string::npos);
   EXPECT_EQ(cache.computed(), 3);
-  // Changed within the racy window: not remembered, computed each time.
+  // Only folders came and went (their identity is what counts): remembered.
+  EXPECT_EQ(*cache.Get(spec, env), *after);
+  EXPECT_EQ(cache.computed(), 3);
+  // What it reads (lib/ beside a bin/ on PATH) changed within the racy
+  // window: not remembered, computed each time until it is older.
+  fs::create_directories(base / "later/lib");
   EXPECT_EQ(*cache.Get(spec, env), *after);
   EXPECT_EQ(cache.computed(), 4);
+  EXPECT_EQ(*cache.Get(spec, env), *after);
+  EXPECT_EQ(cache.computed(), 5);
 
   // A venv's folder replaced by a link elsewhere (a venv made anew and
   // swapped in): the prefix binds where the link leads now.
@@ -102,6 +109,48 @@ TEST(SandboxTest, ARememberedPrefixIsReusedUntilAFolderItDependsOnChanges) {
   EXPECT_EQ(*swapped, *SandboxPrefix(spec, env));
   std::string now_real = (base / "venv2/bin").string(), named = (base / "venv/bin").string();
   EXPECT_NE(IndexOf(*swapped, {"--ro-bind", now_real, named}), std::string::npos);
+}
+
+TEST(SandboxTest, AFileMadeBesideAFolderOnPathKeepsThePrefixButAVenvMadeThereDoesNot) {
+  TempDir t;
+  fs::path base = fs::canonical(t.path());
+  fs::create_directories(base / "jobs");
+  fs::create_directories(base / "tools/bin");  // as `yard`'s folder, or ~/bin
+  SandboxSpec spec;
+  spec.writable = (base / "jobs").string();
+  EnvMap env = {{"PATH", (base / "tools/bin").string() + ":/usr/bin"}};
+  AgeTree(base);
+  SandboxPrefixCache cache;
+  StatusOr<std::vector<std::string>> first = cache.Get(spec, env);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(cache.computed(), 1);
+  // Files come and go beside bin/ (a log, an editor's temporary file).
+  std::ofstream(base / "tools/notes.txt") << "x\n";
+  fs::create_directories(base / "tools/build-output");
+  EXPECT_EQ(*cache.Get(spec, env), *first);
+  EXPECT_EQ(cache.computed(), 1) << "nothing the prefix depends on changed";
+  // tools/ becomes a venv: its folder and the Python it names are bound now.
+  fs::create_directories(base / "py/bin");
+  std::ofstream(base / "tools/pyvenv.cfg") << "home = " << (base / "py/bin").string() << "\n";
+  AgeTree(base);
+  StatusOr<std::vector<std::string>> venv = cache.Get(spec, env);
+  ASSERT_TRUE(venv.ok());
+  EXPECT_EQ(cache.computed(), 2);
+  EXPECT_EQ(*venv, *SandboxPrefix(spec, env));
+  std::string py = (base / "py").string();
+  EXPECT_NE(IndexOf(*venv, {"--ro-bind", py, py}), std::string::npos);
+  // A lib/python3.x appearing beside bin/ makes it an installation as well.
+  fs::remove(base / "tools/pyvenv.cfg");
+  AgeTree(base);
+  EXPECT_EQ(*cache.Get(spec, env), *SandboxPrefix(spec, env));
+  int before_lib = cache.computed();
+  fs::create_directories(base / "tools/lib/python3.11");
+  AgeTree(base);
+  StatusOr<std::vector<std::string>> lib = cache.Get(spec, env);
+  ASSERT_TRUE(lib.ok());
+  EXPECT_EQ(cache.computed(), before_lib + 1);
+  std::string tools = (base / "tools").string();
+  EXPECT_NE(IndexOf(*lib, {"--ro-bind", tools, tools}), std::string::npos);
 }
 
 TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
