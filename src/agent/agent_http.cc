@@ -2,6 +2,10 @@
 
 #include <httplib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/files.h"
 
 namespace yard {
 
@@ -120,6 +124,58 @@ UrlResolver RetryingResolver(UrlResolver resolver) {
     if (url.ok()) return url;
     return Unavailable("finding the server: " + url.status().message());
   };
+}
+
+namespace {
+
+int64_t Ns(const struct timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
+
+}  // namespace
+
+std::optional<ServerFileUrl::Stamp> ServerFileUrl::StampOf(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return Stamp{st.st_dev, st.st_ino, st.st_size, Ns(st.st_mtim), Ns(st.st_ctim)};
+}
+
+StatusOr<std::string> ServerFileUrl::Get() {
+  std::optional<Stamp> before = StampOf(path_);
+  {
+    MutexLock lock(mu_);
+    if (before && known_ && *before == known_->first) return known_->second;
+    ++reads_;
+  }
+  YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(path_));
+  Json j = Json::parse(text, nullptr, false);
+  // Called on the agent's threads: a file of another shape must not throw.
+  if (!j.is_object() || !j.contains("url") || !j["url"].is_string())
+    return Unavailable(path_ + " is not readable yet");
+  std::string url = j["url"].get<std::string>();
+  // Remembered only when the file stayed the same around the read and was
+  // not changed just now (a change this recent may share its timestamps
+  // with the look that missed it).
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t recent = Ns(now) - racy_.count();
+  std::optional<Stamp> after = StampOf(path_);
+  MutexLock lock(mu_);
+  if (before && after && *before == *after && before->mtime_ns < recent &&
+      before->ctime_ns < recent) {
+    known_ = std::make_pair(*before, url);
+  } else {
+    known_.reset();
+  }
+  return url;
+}
+
+int ServerFileUrl::reads() const {
+  MutexLock lock(mu_);
+  return reads_;
+}
+
+UrlResolver ServerFileResolver(const std::string& url_file) {
+  auto file = std::make_shared<ServerFileUrl>(url_file);
+  return [file]() { return file->Get(); };
 }
 
 void AgentHttp::CancelAll() {

@@ -10,10 +10,15 @@
 // Blob routes go through HttpClient.
 #pragma once
 
+#include <sys/types.h>
 #include <atomic>
+#include <chrono>
+
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "client/connection_pool.h"
 #include "client/http_client.h"
@@ -82,5 +87,46 @@ class AgentHttp {
 // where the server is right now (not started yet, moving to a new port) is
 // a reason to retry, never to give up.
 UrlResolver RetryingResolver(UrlResolver resolver);
+
+// The server's URL from `url_file` (the server's server.json: {"url": ...}),
+// as `yard agent --server-file` finds it: asked before every request, so
+// that an agent follows a server restarted on another port. The file is
+// read again only when it is another file or changed (stat: device, inode,
+// size, mtime, ctime; the server replaces it whole, WriteFileAtomic), not
+// per request (open, read, JSON parse: ≈ 6 % of an agent's CPU under
+// bench_throughput). A file changed (mtime or ctime) within the last
+// `racy` (2 s) is read every time, so that a second change within one
+// timestamp tick is not missed. Fails while the file is missing (ReadFile's
+// error) or not of that shape (Unavailable); RetryingResolver makes both
+// Unavailable.
+class ServerFileUrl {
+ public:
+  explicit ServerFileUrl(std::string url_file,
+                         std::chrono::nanoseconds racy = std::chrono::seconds(2))
+      : path_(std::move(url_file)), racy_(racy) {}
+  StatusOr<std::string> Get();
+  // How many times Get read the file (tests).
+  int reads() const;
+
+ private:
+  struct Stamp {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  static std::optional<Stamp> StampOf(const std::string& path);
+
+  const std::string path_;
+  const std::chrono::nanoseconds racy_;
+  mutable Mutex mu_;
+  std::optional<std::pair<Stamp, std::string>> known_ GUARDED_BY(mu_);
+  int reads_ GUARDED_BY(mu_) = 0;
+};
+
+// A resolver asking one ServerFileUrl of `url_file`.
+UrlResolver ServerFileResolver(const std::string& url_file);
 
 }  // namespace yard

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/agent_http.h"
 #include "agent/sandbox.h"
 #include "agent/server_pin.h"
 #include "cli/commands.h"
@@ -161,14 +162,7 @@ Status PinToCpus(const std::string& list) {
 
 UrlResolver ResolverFor(const std::string& url, const std::string& url_file) {
   if (!url.empty()) return [url]() -> StatusOr<std::string> { return url; };
-  return [url_file]() -> StatusOr<std::string> {
-    YARD_ASSIGN_OR_RETURN(std::string text, ReadFile(url_file));
-    Json j = Json::parse(text, nullptr, false);
-    // Called on the agent's threads: a file of another shape must not throw.
-    if (!j.is_object() || !j.contains("url") || !j["url"].is_string())
-      return Unavailable(url_file + " is not readable yet");
-    return j["url"].get<std::string>();
-  };
+  return ServerFileResolver(url_file);
 }
 
 // Stops `agent` on SIGTERM/SIGINT.
