@@ -148,6 +148,10 @@ struct Agent::Impl {
   std::deque<Queued> queued GUARDED_BY(jobs_mu);
   bool starter_stop GUARDED_BY(jobs_mu) = false;
   std::thread starter;
+  // Removes delivered attempts' folders after each start (starter thread only).
+  DeliveredFolderSweeper sweeper{
+      config.work_dir + "/jobs",
+      [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); }};
 };
 
 Status Agent::Impl::Open() {
@@ -373,9 +377,7 @@ void Agent::Impl::StarterLoop() {
     // Earlier attempts whose records are all delivered leave no copy behind.
     // After the start: removing a folder takes milliseconds the next job
     // should not wait for (its own folder is kept by name).
-    RemoveDeliveredJobFolders(
-        config.work_dir + "/jobs", fresh->job() + "-" + std::to_string(fresh->attempt()),
-        [this](const std::string& job, long long attempt) { return spool->PathFor(job, attempt); });
+    sweeper.Sweep(fresh->job() + "-" + std::to_string(fresh->attempt()));
     lock.Lock();
   }
 }

@@ -12,7 +12,9 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
+#include <utility>
 
 namespace yard {
 
@@ -37,8 +39,32 @@ inline constexpr const char* kSpareJobFolders[] = {".spare", ".spare.1"};
 // four are real folders (no links), with the permission bits of
 // `jobs_dir`, and nothing else is in it but files and folders to remove;
 // any other is removed whole.
-int RemoveDeliveredJobFolders(
-    const std::string& jobs_dir, const std::string& keep,
-    const std::function<std::string(const std::string& job, long long attempt)>& spool_path);
+using SpoolPathFn = std::function<std::string(const std::string& job, long long attempt)>;
+int RemoveDeliveredJobFolders(const std::string& jobs_dir, const std::string& keep,
+                              const SpoolPathFn& spool_path);
+
+// RemoveDeliveredJobFolders for an agent that starts attempt after attempt:
+// the jobs folder is listed once (the folders an earlier run of the agent
+// left), then only the attempts started since are looked at, each until
+// its folder is gone (a spool stat per attempt still undelivered, instead
+// of a listing and a stat per folder at every start). Not thread-safe: one
+// caller (the agent's starter thread).
+class DeliveredFolderSweeper {
+ public:
+  DeliveredFolderSweeper(std::string jobs_dir, SpoolPathFn spool_path)
+      : jobs_dir_(std::move(jobs_dir)), spool_path_(std::move(spool_path)) {}
+  // `started`: the attempt folder's name of the attempt just started (kept
+  // now, looked at from the next call on). Returns how many were removed
+  // (or emptied into spares), as RemoveDeliveredJobFolders.
+  int Sweep(const std::string& started);
+  // The attempts still waiting for their records to be delivered (tests).
+  size_t waiting() const { return waiting_.size(); }
+
+ private:
+  std::string jobs_dir_;
+  SpoolPathFn spool_path_;
+  bool listed_ = false;
+  std::set<std::string> waiting_;  // attempt folder names
+};
 
 }  // namespace yard

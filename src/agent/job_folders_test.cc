@@ -145,6 +145,45 @@ TEST_F(JobFoldersTest, AFolderWhosePermissionsTheJobChangedIsRemovedNotSpared) {
   EXPECT_EQ(Left(), std::set<std::string>{});
 }
 
+TEST_F(JobFoldersTest, TheSweeperListsOnceThenFollowsTheAttemptsItWasToldOf) {
+  Folder("job-old-1");  // left by an earlier run of the agent, delivered
+  Folder("job-old-2");  // left too, its records not delivered yet
+  Spooled("job-old-2");
+  DeliveredFolderSweeper sweeper(jobs_, [this](const std::string& job, long long attempt) {
+    return spool_ + "/" + job + "-" + std::to_string(attempt) + ".jsonl";
+  });
+  Folder("job-aaa-1");
+  EXPECT_EQ(sweeper.Sweep("job-aaa-1"), 1) << "job-old-1, found by the one listing";
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-old-2", "job-aaa-1"}));
+  EXPECT_EQ(sweeper.waiting(), 2u) << "job-old-2 and job-aaa-1";
+
+  // job-aaa-1 runs on (its spool file exists), then is delivered.
+  Spooled("job-aaa-1");
+  Folder("job-bbb-1");
+  EXPECT_EQ(sweeper.Sweep("job-bbb-1"), 0);
+  fs::remove(spool_ + "/job-aaa-1.jsonl");
+  fs::remove(spool_ + "/job-old-2.jsonl");
+  Spooled("job-bbb-1");
+  // A folder nobody told the sweeper of (not an attempt this agent started)
+  // is not looked for between starts.
+  Folder("job-zzz-1");
+  Folder("job-ccc-1");
+  EXPECT_EQ(sweeper.Sweep("job-ccc-1"), 2) << "job-aaa-1 and job-old-2";
+  EXPECT_EQ(Left(), (std::set<std::string>{"job-bbb-1", "job-ccc-1", "job-zzz-1"}));
+  EXPECT_EQ(sweeper.waiting(), 2u) << "job-bbb-1 and job-ccc-1";
+
+  // A folder removed by someone else is forgotten; a folder that could not
+  // be removed (its spool file back) is looked at again next time.
+  fs::remove_all(jobs_ + "/job-ccc-1");
+  Folder("job-ddd-1");
+  EXPECT_EQ(sweeper.Sweep("job-ddd-1"), 0);
+  EXPECT_EQ(sweeper.waiting(), 2u) << "job-bbb-1 and job-ddd-1";
+  fs::remove(spool_ + "/job-bbb-1.jsonl");
+  Folder("job-eee-1");
+  EXPECT_EQ(sweeper.Sweep("job-eee-1"), 2) << "job-bbb-1 and job-ddd-1 (no spool file)";
+  EXPECT_EQ(sweeper.waiting(), 1u);
+}
+
 TEST_F(JobFoldersTest, AMissingJobsFolderIsNoError) {
   EXPECT_EQ(RemoveDeliveredJobFolders(dir_.path() + "/none", "",
                                       [](const std::string&, long long) { return std::string(); }),
