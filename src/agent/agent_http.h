@@ -11,9 +11,9 @@
 #pragma once
 
 #include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
-
 #include <memory>
 #include <optional>
 #include <set>

@@ -22,7 +22,8 @@ TEST(ServerFileUrlTest, TheFileIsReadAgainOnlyWhenItIsAnotherOrChanged) {
   ServerFileUrl url(file, std::chrono::nanoseconds(0));
   StatusOr<std::string> missing = url.Get();
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find(file), std::string::npos) << missing.status().ToString();
+  EXPECT_NE(missing.status().message().find(file), std::string::npos)
+      << missing.status().ToString();
 
   ASSERT_TRUE(WriteFileAtomic(file, R"({"url": "http://127.0.0.1:1000", "pid": 1})").ok());
   EXPECT_EQ(*url.Get(), "http://127.0.0.1:1000");
