@@ -1,14 +1,14 @@
 // Ec2Client over HTTPS (AWS's endpoints are HTTPS only): against a local
-// cpp-httplib TLS server with a certificate made here, trusted through
-// Ec2ClientOptions::ca_file; refused, at once and saying why, when the
-// certificate is not in the CA bundle.
+// cpp-httplib TLS server (client/tls_server_testing.h) with a certificate made here, trusted
+// through Ec2ClientOptions::ca_file; refused, at once and saying why, when the certificate is not
+// in the CA bundle.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include <thread>
+#include <mutex>
 
 #include "aws/ec2_client.h"
-#include "common/command_runner.h"
+#include "client/tls_server_testing.h"
 #include "common/temp_dir_testing.h"
 
 namespace yard::aws {
@@ -29,39 +29,29 @@ constexpr char kSpotPrices[] =
   <nextToken/>
 </DescribeSpotPriceHistoryResponse>)";
 
-class TlsServer {
+// The EC2 endpoint: answers every query with kSpotPrices and keeps the
+// Authorization header it was sent.
+class Ec2Endpoint {
  public:
-  explicit TlsServer(const test_support::TempDir& dir)
-      : cert_(dir.path() + "/cert.pem"), key_(dir.path() + "/key.pem") {
-    CommandSpec spec;
-    spec.argv = {"openssl",  "req",           "-x509",   "-newkey",
-                 "rsa:2048", "-nodes",        "-keyout", key_,
-                 "-out",     cert_,           "-days",   "1",
-                 "-subj",    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"};
-    auto r = ProcessCommandRunner().Run(spec);
-    EXPECT_TRUE(r.ok() && r->ok()) << (r.ok() ? r->err : r.status().ToString());
-    server_ = std::make_unique<httplib::SSLServer>(cert_.c_str(), key_.c_str());
-    server_->Post("/", [this](const httplib::Request& req, httplib::Response& res) {
-      last_authorization_ = req.get_header_value("Authorization");
-      res.set_content(kSpotPrices, "text/xml;charset=UTF-8");
-    });
-    port_ = server_->bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
-    while (!server_->is_running()) std::this_thread::yield();
+  explicit Ec2Endpoint(const test_support::TempDir& dir)
+      : server_(dir, [this](httplib::SSLServer& s) {
+          s.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(mu_);
+            last_authorization_ = req.get_header_value("Authorization");
+            res.set_content(kSpotPrices, "text/xml;charset=UTF-8");
+          });
+        }) {}
+  std::string url() const { return server_.url(); }
+  const std::string& cert() const { return server_.cert_file(); }
+  std::string last_authorization() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_authorization_;
   }
-  ~TlsServer() {
-    server_->stop();
-    thread_.join();
-  }
-  std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
-  const std::string& cert() const { return cert_; }
-  std::string last_authorization_;
 
  private:
-  std::string cert_, key_;
-  std::unique_ptr<httplib::SSLServer> server_;
-  std::thread thread_;
-  int port_ = 0;
+  std::mutex mu_;
+  std::string last_authorization_;
+  test_support::TlsServer server_;  // last: stopped before the fields its handler uses
 };
 
 std::unique_ptr<Ec2Client> ClientOf(const std::string& url, const std::string& ca_file,
@@ -79,7 +69,7 @@ std::unique_ptr<Ec2Client> ClientOf(const std::string& url, const std::string& c
 
 TEST(Ec2ClientTls, TrustedCertificateWorksAndNewestPriceWins) {
   test_support::TempDir dir;
-  TlsServer server(dir);
+  Ec2Endpoint server(dir);
   std::vector<double> sleeps;
   auto prices =
       ClientOf(server.url(), server.cert(), &sleeps)->DescribeSpotPriceHistory("p2.xlarge");
@@ -87,12 +77,12 @@ TEST(Ec2ClientTls, TrustedCertificateWorksAndNewestPriceWins) {
   ASSERT_EQ(prices->size(), 1u);
   EXPECT_EQ((*prices)[0].availability_zone, "us-east-1a");
   EXPECT_DOUBLE_EQ((*prices)[0].price_per_hour, 0.30);
-  EXPECT_EQ(server.last_authorization_.rfind("AWS4-HMAC-SHA256 Credential=AKID/", 0), 0u);
+  EXPECT_EQ(server.last_authorization().rfind("AWS4-HMAC-SHA256 Credential=AKID/", 0), 0u);
 }
 
 TEST(Ec2ClientTls, UntrustedCertificateIsRefusedAtOnce) {
   test_support::TempDir dir;
-  TlsServer server(dir);
+  Ec2Endpoint server(dir);
   std::vector<double> sleeps;
   Ec2Error e;
   auto r = ClientOf(server.url(), "", &sleeps)->DescribeSpotPriceHistory("p2.xlarge", &e);
@@ -101,7 +91,7 @@ TEST(Ec2ClientTls, UntrustedCertificateIsRefusedAtOnce) {
             std::string::npos)
       << r.status().message();
   EXPECT_TRUE(sleeps.empty());
-  EXPECT_TRUE(server.last_authorization_.empty());  // nothing was sent
+  EXPECT_TRUE(server.last_authorization().empty());  // nothing was sent
 }
 
 }  // namespace
