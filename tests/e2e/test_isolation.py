@@ -425,12 +425,15 @@ def test_slurm_jobs_run_confined_reach_no_secret_and_cannot_post_for_another_ins
 
 
 # Each rank of a multi-node Slurm job, on its own node: the same sandbox.
-# srun stays outside it (the agent's): the job itself cannot speak to Slurm.
+# srun stays outside it (the agent's): the job itself cannot reach munge's
+# socket, so cannot speak to Slurm as the server's user (here the cluster's
+# slurm.conf, in /tmp, is out of its view too).
 RANK_PROBE = r'''
 agent=$(cd ../../.. && pwd)
 if cat "$agent/credential" >/dev/null 2>&1; then echo "credential: read"; else echo "credential: unreadable"; fi
 echo "instances seen: $(ls "$(dirname "$agent")" | tr '\n' ' ')"
 if cat "$T_HOME/token" >/dev/null 2>&1; then echo "token: read"; else echo "token: unreadable"; fi
+if [ -S "$T_MUNGE" ]; then echo "munge: reachable"; else echo "munge: hidden"; fi
 if squeue -h >/dev/null 2>&1; then echo "slurm: answered"; else echo "slurm: refused"; fi
 echo "host data: $(cat "$T_DATA")"
 '''
@@ -441,14 +444,16 @@ def test_each_rank_of_a_multi_node_slurm_job_runs_confined(syard, cluster, tmp_p
     proj.mkdir()
     (proj / "probe.sh").write_text(RANK_PROBE)
     proc = syard.run("fit", "probe.sh", "--machines", "slurm-2node", "--nodes", "2",
-                     "--env", f"T_HOME={syard.home}", "--env", f"T_DATA={host_data}", cwd=proj, timeout=180)
+                     "--env", f"T_HOME={syard.home}", "--env", f"T_DATA={host_data}",
+                     "--env", f"T_MUNGE={cluster.munge_dir / 'sock'}", cwd=proj, timeout=180)
     out = proc.stdout
     inst = syard.json("jobs")[0]["instance"]
+    # What the ranks must not reach is there, outside their sandbox.
     assert (syard.home / "token").is_file() and (syard.home / "instances" / inst / "credential").is_file()
-    assert squeue_answers(syard), "outside the sandbox, Slurm answers"
+    assert (cluster.munge_dir / "sock").is_socket() and squeue_answers(syard)
     for rank in ("0", "1"):
         for line in ("credential: unreadable", f"instances seen: {inst} ", "token: unreadable",
-                     "slurm: refused", "host data: dataset"):
+                     "munge: hidden", "slurm: refused", "host data: dataset"):
             assert f"[rank {rank}] {line}\n" in out, (line, out)
 
 
