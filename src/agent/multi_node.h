@@ -10,8 +10,8 @@
 // computed on the first one (the job folder and the hidden folders are on
 // storage every node sees, at the same paths); srun stays outside, since
 // it needs the node's munge socket, which a job must not reach. Every node
-// then needs bubblewrap; a node without it fails the rank with srun's
-// "execve(): bwrap: No such file or directory", never runs it unconfined. The job's environment
+// then needs bubblewrap; a node without it fails the rank (srun says that
+// bwrap could not be executed), never runs it unconfined. The job's environment
 // gains MASTER_ADDR (the first node's Slurm NodeAddr), MASTER_PORT, WORLD_SIZE=N and
 // YARD_TF_WORKERS (one free port per rank); the wrapper, on each node, adds RANK, NODE_RANK,
 // LOCAL_RANK (from SLURM_PROCID, SLURM_NODEID, SLURM_LOCALID) and TF_CONFIG, and points the
