@@ -49,12 +49,13 @@ struct AgentConfig {
   std::map<std::string, std::string> job_env;
   Json resources = Json::object();  // reported at registration
   // Confine jobs (sandbox.h): set for local instances, which share the
-  // machine with the server, and on SSH hosts that can (`yard agent
-  // --sandbox-if-possible`). `sandbox_hidden` (e.g. YARD_HOME) is never
+  // machine with the server, and on SSH hosts, EC2 instances and Slurm
+  // nodes that can (`yard agent --sandbox-if-possible`); on Slurm, each
+  // rank of a multi-node job too (multi_node.h). `sandbox_hidden` (e.g. YARD_HOME) is never
   // visible to a job; the agent's own folder never is either.
   bool sandbox = false;
   std::vector<std::string> sandbox_hidden;
-  bool sandbox_show_host = false;  // SandboxSpec::show_host (SSH hosts: their data)
+  bool sandbox_show_host = false;  // SandboxSpec::show_host (SSH hosts, Slurm nodes: their data)
   // Why jobs run unconfined though confinement was asked for where
   // possible (CheckSandboxWorks); each job is told so. "" otherwise.
   std::string unconfined_reason;

@@ -175,14 +175,15 @@ Status JobRunner::SetUpRuntime(const JobPaths& paths, const std::string& resume_
 
 Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
   // A container is confined by podman already (only the job's folder is
-  // mounted); a multi-node job is a Slurm one, never local.
+  // mounted). A multi-node job's prefix confines each of its ranks, on its
+  // node, not srun (StartProcess).
   if (!ctx_.config->sandbox && !ctx_.config->unconfined_reason.empty()) {
     Emit(
         DecisionRecord("the job runs unconfined: it can read what the agent's user can read on "
                        "this host (" +
                        ctx_.config->unconfined_reason + ")"));
   }
-  if (!ctx_.config->sandbox || UsesContainer(a_, paths.work) || a_.nodes > 1) return Status::Ok();
+  if (!ctx_.config->sandbox || UsesContainer(a_, paths.work)) return Status::Ok();
   std::string agent_dir =
       std::filesystem::absolute(ctx_.config->work_dir).lexically_normal().string();
   SandboxSpec spec;
@@ -204,7 +205,7 @@ Status JobRunner::Confine(const JobPaths& paths, JobSpawnOptions* options) {
                                                   : SandboxPrefix(spec, options->env);
   if (!prefix.ok()) return prefix.status();
   options->sandbox = std::move(*prefix);
-  UseSandboxTemplate(options);
+  if (a_.nodes == 1) UseSandboxTemplate(options);  // a template is this node's alone
   return Status::Ok();
 }
 
@@ -224,8 +225,12 @@ void JobRunner::UseSandboxTemplate(JobSpawnOptions* options) {
 StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& paths,
                                                               JobSpawnOptions* options,
                                                               int* failure_exit_code) {
-  if (a_.nodes > 1) {  // once per node through srun (multi_node.h)
-    StatusOr<MultiNodeLaunch> multi = PrepareMultiNode(a_, options->env, paths, Commands());
+  if (a_.nodes > 1) {  // once per node through srun (multi_node.h), each rank confined
+    StatusOr<MultiNodeLaunch> multi =
+        PrepareMultiNode(a_, options->env, paths, options->sandbox, Commands());
+    // srun itself is the agent's, outside: it needs the node's munge socket,
+    // which a job must never reach (it would speak to Slurm as the agent's user).
+    options->sandbox.clear();
     if (!multi.ok()) {
       *failure_exit_code = 1;
       return multi.status().WithContext("could not start the job on " + std::to_string(a_.nodes) +

@@ -116,7 +116,9 @@ StatusOr<std::vector<std::string>> AllocationNodes(const Assignment& a, const En
 }  // namespace
 
 StatusOr<MultiNodeLaunch> PrepareMultiNode(const Assignment& a, const EnvMap& env,
-                                           const JobPaths& paths, CommandRunner* runner) {
+                                           const JobPaths& paths,
+                                           const std::vector<std::string>& rank_sandbox,
+                                           CommandRunner* runner) {
   YARD_ASSIGN_OR_RETURN(std::vector<std::string> names, AllocationNodes(a, env, runner));
   YARD_ASSIGN_OR_RETURN(std::vector<std::string> addrs, NodeAddresses(runner, env, names));
   YARD_ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(a.nodes + 1));
@@ -134,8 +136,9 @@ StatusOr<MultiNodeLaunch> PrepareMultiNode(const Assignment& a, const EnvMap& en
         std::string(i ? ", " : "") + "\"" + addrs[i] + ":" + std::to_string(ports[i + 1]) + "\"";
   launch.env["YARD_TF_WORKERS"] = "[" + workers + "]";
   launch.argv = {"srun",    "--nodes=" + n,         "--ntasks=" + n, "--ntasks-per-node=1",
-                 "--label", "--kill-on-bad-exit=1", "--export=ALL",  "sh",
-                 "-c",      kRankWrapper,           "yard-rank"};
+                 "--label", "--kill-on-bad-exit=1", "--export=ALL"};
+  launch.argv.insert(launch.argv.end(), rank_sandbox.begin(), rank_sandbox.end());
+  launch.argv.insert(launch.argv.end(), {"sh", "-c", kRankWrapper, "yard-rank"});
   launch.argv.insert(launch.argv.end(), a.command.begin(), a.command.end());
   return launch;
 }

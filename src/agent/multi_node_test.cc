@@ -47,7 +47,7 @@ class MultiNodeTest : public ::testing::Test {
 
 TEST_F(MultiNodeTest, RunsTheCommandThroughSrunWithTheRankVariables) {
   EnvMap env = {{"SLURM_JOB_NODELIST", "n[3-5]"}, {"SLURM_JOB_NUM_NODES", "3"}, {"PATH", "/bin"}};
-  StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, env, paths_, &runner_);
+  StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, env, paths_, {}, &runner_);
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m->env["MASTER_ADDR"], "10.1.0.3");  // the first node's NodeAddr
   EXPECT_EQ(m->env["WORLD_SIZE"], "2");
@@ -63,13 +63,33 @@ TEST_F(MultiNodeTest, RunsTheCommandThroughSrunWithTheRankVariables) {
   EXPECT_EQ(std::vector<std::string>(argv.end() - 3, argv.end()),
             (std::vector<std::string>{"yard-rank", "python3", "train.py"}));
   EXPECT_EQ(runner_.calls()[0].env, std::vector<std::string>{"PATH=/bin"});
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), "--"), argv.end()) << "unconfined: no sandbox";
+}
+
+TEST_F(MultiNodeTest, EachRankRunsInTheSandboxAndSrunOutsideIt) {
+  EnvMap env = {{"SLURM_JOB_NODELIST", "n[3-4]"}, {"SLURM_JOB_NUM_NODES", "2"}};
+  std::vector<std::string> sandbox = {"/usr/bin/bwrap", "--unshare-pid", "--tmpfs", "/w", "--"};
+  StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, env, paths_, sandbox, &runner_);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const auto& argv = m->argv;
+  EXPECT_EQ(argv[0], "srun");
+  auto bwrap = std::find(argv.begin(), argv.end(), "/usr/bin/bwrap");
+  ASSERT_NE(bwrap, argv.end());
+  // srun's own options all come before the sandbox; the rank wrapper and
+  // the command after it, inside.
+  EXPECT_LT(std::find(argv.begin(), argv.end(), "--label"), bwrap);
+  EXPECT_LT(std::find(argv.begin(), argv.end(), "--export=ALL"), bwrap);
+  EXPECT_EQ(std::vector<std::string>(bwrap, bwrap + 5), sandbox);
+  EXPECT_EQ(std::vector<std::string>(bwrap + 5, bwrap + 7), (std::vector<std::string>{"sh", "-c"}));
+  EXPECT_EQ(std::vector<std::string>(argv.end() - 3, argv.end()),
+            (std::vector<std::string>{"yard-rank", "python3", "train.py"}));
 }
 
 TEST_F(MultiNodeTest, RefusesOutsideAnAllocationBigEnough) {
-  StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, {}, paths_, &runner_);
+  StatusOr<MultiNodeLaunch> m = PrepareMultiNode(a_, {}, paths_, {}, &runner_);
   EXPECT_EQ(m.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(m.status().message().find("options.nodes >= 2"), std::string::npos);
-  m = PrepareMultiNode(a_, {{"SLURM_JOB_NODELIST", "n1"}, {"SLURM_JOB_NUM_NODES", "1"}}, paths_,
+  m = PrepareMultiNode(a_, {{"SLURM_JOB_NODELIST", "n1"}, {"SLURM_JOB_NUM_NODES", "1"}}, paths_, {},
                        &runner_);
   EXPECT_EQ(m.status().code(), Code::kFailedPrecondition);
 }

@@ -1,6 +1,8 @@
 // Sandbox: confines the jobs of local instances (providers local and sim),
 // whose agents share the machine with the server, its home and the other
-// instances, so that a job is a tenant, not an insider.
+// instances, and of SSH hosts, EC2 instances and Slurm nodes that can
+// (their agents' --sandbox-if-possible), so that a job is a tenant, not an
+// insider.
 //
 // A confined job runs under bubblewrap (`bwrap`, Debian's `bubblewrap`),
 // between its shim and its command:

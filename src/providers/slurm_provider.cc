@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/files.h"
+#include "providers/remote_agent.h"
 #include "providers/settings_json.h"
 
 namespace yard {
@@ -86,6 +87,7 @@ StatusOr<SlurmSettings> SlurmSettings::FromJson(const Json& j, const std::string
   SettingsReader r(j, "providers.slurm");
   SlurmSettings s;
   s.work_dir = r.String("work_dir", home + "/instances");
+  s.server_home = home;
   s.yard_binary = r.String("yard_binary", "");
   s.server_url = r.String("server_url", "");
   s.bin_dir = r.String("bin_dir", "");
@@ -95,6 +97,12 @@ StatusOr<SlurmSettings> SlurmSettings::FromJson(const Json& j, const std::string
   YARD_RETURN_IF_ERROR(r.Finish());
   if (s.poll_interval_s <= 0) return InvalidArgument("providers.slurm.poll_interval_s must be > 0");
   return s;
+}
+
+std::string SlurmAgentConfinementFlags(const SlurmSettings& settings) {
+  std::string flags = RemoteAgentConfinementFlags(ShellQuote(settings.work_dir));
+  if (!settings.server_home.empty()) flags += " --sandbox-hide " + ShellQuote(settings.server_home);
+  return flags;
 }
 
 StatusOr<SlurmRequest> SlurmRequest::ForType(const MachineType& type) {
@@ -182,7 +190,7 @@ std::string SlurmProvider::BatchScript(const AgentLaunchInfo& agent, const std::
          "# token comes in the environment (YARD_AGENT_TOKEN), never in this file.\n"
          "exec " +
          ShellQuote(yard) + " agent --server " + ShellQuote(url) + " --instance " + ShellQuote(id) +
-         " --dir " + ShellQuote(dir) + "\n";
+         " --dir " + ShellQuote(dir) + " " + SlurmAgentConfinementFlags(settings_) + "\n";
 }
 
 StatusOr<std::string> SlurmProvider::Submit(const SlurmRequest& req, const AgentLaunchInfo& agent,

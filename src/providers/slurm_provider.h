@@ -3,7 +3,8 @@
 // whole story; in short:
 //
 //   Launch     writes <work_dir>/<instance>/slurm-agent.sh (exec yard agent
-//              --server URL --instance ID --dir DIR) and sbatches it with the
+//              --server URL --instance ID --dir DIR, confining its jobs:
+//              SlurmAgentConfinementFlags) and sbatches it with the
 //              machine type's partition, nodes, cpus, mem, gres and time
 //              limit, --no-requeue, the agent token in sbatch's environment
 //              (never in a file or argv). inst->info["slurm_job_id"] = id.
@@ -47,7 +48,10 @@ namespace yard {
 
 // providers.slurm in the catalog file (docs/providers.md).
 struct SlurmSettings {
-  std::string work_dir;     // instance folders; must be visible to every node
+  std::string work_dir;  // instance folders; must be visible to every node
+  // The server's state folder (not a catalog key: FromJson's `home`). Jobs
+  // never see it, nor work_dir, on any node (BatchScript).
+  std::string server_home;
   std::string yard_binary;  // `yard` as the nodes see it; "" = the server's own
   std::string server_url;   // what agents dial; "" = the server's own URL
   std::string bin_dir;      // where sbatch, squeue... are; "" = PATH
@@ -152,6 +156,15 @@ class SlurmProvider : public Provider {
 // sbatch_args (any flag at all, on a shared server).
 inline const std::set<std::string> kSlurmJobSettingKeys = {"partition", "time", "mem",
                                                            "gres",      "qos",  "account"};
+
+// The `yard agent` flags, for a shell command line, of an agent in a Slurm
+// allocation: as an SSH host's (remote_agent.h), its jobs run confined when
+// the node can confine them (each job is told why not when it cannot), see
+// the cluster's files read-only (its shared data), and never
+// `settings.work_dir` (every instance's folder, with its credential) nor
+// `settings.server_home` (tokens, blobs, database), which nodes often see on
+// the cluster's shared storage. docs/providers.md, "Slurm".
+std::string SlurmAgentConfinementFlags(const SlurmSettings& settings);
 
 // Parses `squeue -o %i|%T|%N|%r` output: id -> {state, nodes, reason}.
 std::map<std::string, std::vector<std::string>> ParseSqueue(const std::string& out);

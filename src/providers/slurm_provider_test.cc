@@ -106,6 +106,19 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
   EXPECT_EQ(inst.info["nodes"], 2);
 }
 
+TEST_F(SlurmProviderTest, TheAgentConfinesJobsAndHidesEveryInstanceAndTheServersHome) {
+  settings_.server_home = "/shared/yard home";
+  Make();
+  LaunchOne(Type("cpu", 1));
+  auto calls = runner_->CallsOf("sbatch");
+  ASSERT_EQ(calls.size(), 1u);
+  std::string script = *ReadFile(calls[0].argv.back());
+  EXPECT_NE(script.find(" --sandbox-if-possible --sandbox-show-host --sandbox-hide '" +
+                        dir_.string() + "' --sandbox-hide '/shared/yard home'\n"),
+            std::string::npos)
+      << script;
+}
+
 TEST_F(SlurmProviderTest, TheServersTlsFingerprintGoesBesideTheToken) {
   agent_.server_url = "https://10.0.0.1:8080";
   agent_.server_fingerprint = std::string(95, 'A');
@@ -304,6 +317,7 @@ TEST(SlurmSettingsTest, TyposAreErrorsThatNameTheKey) {
   t.options = {{"nodes", 0}};
   EXPECT_FALSE(SlurmRequest::ForType(t).ok());
   EXPECT_EQ(SlurmSettings::FromJson(nlohmann::json::object(), "/h")->work_dir, "/h/instances");
+  EXPECT_EQ(SlurmSettings::FromJson(nlohmann::json::object(), "/h")->server_home, "/h");
 }
 
 }  // namespace

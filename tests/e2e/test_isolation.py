@@ -7,6 +7,7 @@ reads its bundle and writes its checkpoints."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import processes_matching, wait_for
 from test_api_security import call
-from test_slurm import cluster, syard  # noqa: F401 (fixtures)
+from test_slurm import cluster, shared, syard  # noqa: F401 (fixtures)
 from test_ssh import hosts, hyard  # noqa: F401 (fixtures)
 
 # Bob's job: tries each way in from inside and prints one line per try,
@@ -294,11 +295,11 @@ def test_cancel_ends_a_confined_jobs_whole_tree(yard, project):
                for p in pids)
 
 
-# ---- SSH and Slurm. An SSH host that can (bubblewrap, as here) confines
-# jobs: the job cannot read its agent's credential nor see the host's other
-# instances, and still reads the host's own data. Slurm jobs run unconfined
-# (they use the cluster's shared storage): the job reads its own agent's
-# credential, and the server still refuses it for anything but that job. ----
+# ---- SSH and Slurm. An SSH host or a Slurm node that can (bubblewrap, as
+# here) confines jobs: the job cannot read its agent's credential nor see
+# the other instances, and still reads the host's own data. On Slurm the
+# server's home (and so every instance folder) is on the storage the nodes
+# share: the job cannot read the server's token, database or blobs there. ----
 
 PROBE = r'''
 import json, os, ssl, urllib.request, urllib.error
@@ -318,6 +319,20 @@ except OSError:
 print("instances seen:", ",".join(sorted(os.listdir(os.path.dirname(agent_dir)))), flush=True)
 print("host data:", open(os.environ["T_DATA"]).read(), flush=True)
 own, alice_inst, alice_job = os.path.basename(agent_dir), os.environ["T_INST"], os.environ["T_JOB"]
+home = os.environ.get("T_HOME")
+if home:  # the server's home, where the nodes see it
+    for name in ("token", "state.db", "instances/" + alice_inst + "/credential"):
+        try:
+            open(os.path.join(home, name), "rb").read(1)
+            print("server's", name + ": read", flush=True)
+        except OSError:
+            print("server's", name + ": unreadable", flush=True)
+    chunk = os.environ["T_CHUNK"]
+    for path in (home + "/blobs", home + "/blobs/" + chunk[:2]):
+        try:
+            print("listed", path.replace(home, "HOME") + ":", ",".join(os.listdir(path)) or "empty", flush=True)
+        except OSError:
+            print("listed", path.replace(home, "HOME") + ": refused", flush=True)
 for path in (f"/v1/agents/{alice_inst}/events", f"/v1/agents/{own}/events"):
     body = {"job": alice_job, "attempt": 1, "first": 2,
             "records": [{"kind": "output", "data": "INJECTED\n"}]}
@@ -344,7 +359,10 @@ def host_data():
     shutil.rmtree(folder)
 
 
-def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined, data):
+def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined, data, probe_home=False):
+    """Bob's job on `bob_machine` probes alice's on `alice_machine`; with
+    `probe_home`, also the server's home (its token, database, blobs and
+    alice's instance credential, each first checked to be there)."""
     users = Users(yard)
     a_proj, b_proj = tmp_path / "alice", tmp_path / "bob"
     a_proj.mkdir()
@@ -356,9 +374,17 @@ def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined, d
              what="alice's first line")
     (b_proj / "probe.py").write_text(PROBE)
     (b_proj / "probe.sh").write_text("python3 probe.py\n")
+    chunk = hashlib.sha256((a_proj / "run.sh").read_bytes()).hexdigest()
+    extra = []
+    if probe_home:
+        # What the job must not reach is there, on the storage it shares.
+        for name in ("token", "state.db", f"instances/{job['instance']}/credential",
+                     f"blobs/{chunk[:2]}/{chunk}"):
+            assert (yard.home / name).is_file(), name
+        extra = ["--env", f"T_HOME={yard.home}", "--env", f"T_CHUNK={chunk}"]
     bob = users.run("bob", "submit", "probe.sh", "-m", bob_machine, "--env", f"T_INST={job['instance']}",
                     "--env", f"T_JOB={alice}", "--env", f"T_SERVER={users.url}", "--env", f"T_DATA={data}",
-                    cwd=b_proj).stdout.strip()
+                    *extra, cwd=b_proj).stdout.strip()
     bob_job = users.wait_state("bob", bob, "succeeded", timeout=120)
     out = users.logs("bob", bob)
     assert "env secrets: none\n" in out, out
@@ -372,6 +398,12 @@ def cross_instance_probe(yard, tmp_path, alice_machine, bob_machine, confined, d
         refused = "403"  # its own instance's credential, good for its own job only
     assert f"records for alice via her instance {refused}\n" in out, out
     assert f"records for alice via mine {refused}\n" in out, out
+    if probe_home:
+        for name in ("token", "state.db", f"instances/{job['instance']}/credential"):
+            assert f"server's {name}: unreadable\n" in out, out
+        # Hidden folders show empty (a private tmpfs) or not at all.
+        assert re.search(r"^listed HOME/blobs: (empty|refused)$", out, re.M), out
+        assert re.search(rf"^listed HOME/blobs/{chunk[:2]}: (empty|refused)$", out, re.M), out
     return users, alice
 
 
@@ -383,8 +415,47 @@ def test_ssh_jobs_run_confined_read_the_hosts_data_and_cannot_post_for_another_i
     assert "INJECTED" not in users.logs("alice", alice)
 
 
-def test_slurm_jobs_hold_no_secret_and_cannot_post_for_another_instance(syard, cluster, tmp_path, host_data):
-    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1", confined=False, data=host_data)
+def test_slurm_jobs_run_confined_reach_no_secret_and_cannot_post_for_another_instance(
+        syard, cluster, tmp_path, host_data):
+    users, alice = cross_instance_probe(syard, tmp_path, "slurm-1", "slurm-1", confined=True, data=host_data,
+                                        probe_home=True)
     users.run("alice", "cancel", alice)
     users.wait_state("alice", alice, "cancelled")
     assert "INJECTED" not in users.logs("alice", alice)
+
+
+# Each rank of a multi-node Slurm job, on its own node: the same sandbox.
+# srun stays outside it (the agent's): the job itself cannot reach munge's
+# socket, so cannot speak to Slurm as the server's user (here the cluster's
+# slurm.conf, in /tmp, is out of its view too).
+RANK_PROBE = r'''
+agent=$(cd ../../.. && pwd)
+if cat "$agent/credential" >/dev/null 2>&1; then echo "credential: read"; else echo "credential: unreadable"; fi
+echo "instances seen: $(ls "$(dirname "$agent")" | tr '\n' ' ')"
+if cat "$T_HOME/token" >/dev/null 2>&1; then echo "token: read"; else echo "token: unreadable"; fi
+if [ -S "$T_MUNGE" ]; then echo "munge: reachable"; else echo "munge: hidden"; fi
+if squeue -h >/dev/null 2>&1; then echo "slurm: answered"; else echo "slurm: refused"; fi
+echo "host data: $(cat "$T_DATA")"
+'''
+
+
+def test_each_rank_of_a_multi_node_slurm_job_runs_confined(syard, cluster, tmp_path, host_data):
+    proj = tmp_path / "ranks"
+    proj.mkdir()
+    (proj / "probe.sh").write_text(RANK_PROBE)
+    proc = syard.run("fit", "probe.sh", "--machines", "slurm-2node", "--nodes", "2",
+                     "--env", f"T_HOME={syard.home}", "--env", f"T_DATA={host_data}",
+                     "--env", f"T_MUNGE={cluster.munge_dir / 'sock'}", cwd=proj, timeout=180)
+    out = proc.stdout
+    inst = syard.json("jobs")[0]["instance"]
+    # What the ranks must not reach is there, outside their sandbox.
+    assert (syard.home / "token").is_file() and (syard.home / "instances" / inst / "credential").is_file()
+    assert (cluster.munge_dir / "sock").is_socket() and squeue_answers(syard)
+    for rank in ("0", "1"):
+        for line in ("credential: unreadable", f"instances seen: {inst} ", "token: unreadable",
+                     "munge: hidden", "slurm: refused", "host data: dataset"):
+            assert f"[rank {rank}] {line}\n" in out, (line, out)
+
+
+def squeue_answers(yard):
+    return subprocess.run(["squeue", "-h"], env=yard.env, capture_output=True).returncode == 0

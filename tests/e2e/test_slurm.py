@@ -6,13 +6,16 @@ stopped after it (slurm_cluster.py)."""
 import json
 import queue
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VENV_BIN, processes_matching, wait_for
+from conftest import REPO, VENV_BIN, Yard, processes_matching, wait_for
 from slurm_cluster import SlurmCluster, skip_reason
 
 EXAMPLE = REPO / "examples" / "ddp_digits"
@@ -30,8 +33,21 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def syard(yard, cluster):
-    """A yard home whose server knows the cluster (catalog and SLURM_CONF)."""
+def shared():
+    """A folder on the cluster's "shared storage": outside /tmp, which a
+    confined job sees as a private, empty folder, and removed after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="yard-slurm-", dir="/srv"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def syard(cluster, shared):
+    """A yard home whose server knows the cluster (catalog and SLURM_CONF).
+    The home, and so the instance folders, are on the shared storage, where
+    a confined job could reach them but for its sandbox's hiding."""
+    yard = Yard(shared / "home")
     yard.env["SLURM_CONF"] = str(cluster.conf)
     yard.home.mkdir(parents=True, exist_ok=True)
     catalog = {"version": 1,
@@ -41,7 +57,8 @@ def syard(yard, cluster):
                           "options": {"nodes": 2, "partition": "debug"}}],
                "providers": {"slurm": {"poll_interval_s": 0.3}}}
     (yard.home / "catalog.json").write_text(json.dumps(catalog))
-    return yard
+    yield yard
+    yard.stop_everything()
 
 
 def slurm_id_of(yard, instance):
@@ -61,8 +78,8 @@ def lines_of(stream):
     return q
 
 
-def test_job_streams_live_syncs_artifacts_and_cools_on_its_allocation(syard, project, cluster):
-    go = project / "go"
+def test_job_streams_live_syncs_artifacts_and_cools_on_its_allocation(syard, project, cluster, shared):
+    go = shared / "go"  # where the job, confined, still sees it
     (project / "job.sh").write_text(
         'echo "hello from $SLURMD_NODENAME in Slurm job $SLURM_JOB_ID"\n'
         'echo ck > "$YARD_CHECKPOINT_DIR/ck.txt"; echo result > "$YARD_OUTPUT_DIR/result.txt"\n'
