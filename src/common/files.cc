@@ -59,14 +59,25 @@ Status MakeDirs(const std::string& path) {
   return Status::Ok();
 }
 
+std::vector<iovec> WriteWindow(const std::vector<iovec>& iov, size_t at, size_t max_bytes) {
+  std::vector<iovec> window;
+  for (size_t left = max_bytes; at < iov.size() && left > 0 && window.size() < IOV_MAX; ++at) {
+    size_t take = std::min(left, iov[at].iov_len);
+    window.push_back({iov[at].iov_base, take});
+    left -= take;
+  }
+  return window;
+}
+
 Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
                       const std::string& what, const std::string& folder) {
   std::erase_if(iov, [](const iovec& v) { return v.iov_len == 0; });
   size_t at = 0;
   while (at < iov.size()) {
-    int count = static_cast<int>(std::min<size_t>(iov.size() - at, IOV_MAX));
-    ssize_t n = offset ? ::pwritev(fd, &iov[at], count, static_cast<off_t>(*offset))
-                       : ::writev(fd, &iov[at], count);
+    std::vector<iovec> window = WriteWindow(iov, at, kMaxBytesPerWrite);
+    int count = static_cast<int>(window.size());
+    ssize_t n = offset ? ::pwritev(fd, window.data(), count, static_cast<off_t>(*offset))
+                       : ::writev(fd, window.data(), count);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(what, folder);
     if (offset) *offset += static_cast<uint64_t>(n);
