@@ -1,10 +1,12 @@
 #include "providers/slurm_provider.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <sstream>
 
 #include "common/files.h"
+#include "common/process.h"
 #include "providers/remote_agent.h"
 #include "providers/settings_json.h"
 
@@ -193,17 +195,40 @@ std::string SlurmProvider::BatchScript(const AgentLaunchInfo& agent, const std::
          " --dir " + ShellQuote(dir) + " " + SlurmAgentConfinementFlags(settings_) + "\n";
 }
 
+std::string SbatchExportList(const std::vector<std::string>& server_env,
+                             const std::vector<std::string>& agent_env) {
+  auto name_of = [](const std::string& key_value) {
+    return key_value.substr(0, key_value.find('='));
+  };
+  auto readable = [](const std::string& name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+  };
+  std::vector<std::string> names;
+  for (const std::string& e : server_env)
+    if (!IsSecretEnvName(e) && readable(name_of(e))) names.push_back(name_of(e));
+  for (const std::string& e : agent_env)
+    if (readable(name_of(e))) names.push_back(name_of(e));
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ",") + n;
+  return list;
+}
+
 StatusOr<std::string> SlurmProvider::Submit(const SlurmRequest& req, const AgentLaunchInfo& agent,
                                             const std::string& id, const std::string& dir) {
   CommandSpec spec;
-  spec.argv = {Tool("sbatch"),          "--parsable",
-               "--job-name=yard-" + id, "--output=" + dir + "/agent.log",
-               "--no-requeue",          "--export=ALL"};
+  spec.env = {"YARD_AGENT_TOKEN=" + agent.agent_token};
+  for (const std::string& e : AgentTlsEnvironment(agent)) spec.env.push_back(e);
+  spec.argv = {
+      Tool("sbatch"),          "--parsable",
+      "--job-name=yard-" + id, "--output=" + dir + "/agent.log",
+      "--no-requeue",          "--export=" + SbatchExportList(CurrentEnvironment(), spec.env)};
   for (const auto& list : {req.SbatchArgs(), settings_.sbatch_args})
     spec.argv.insert(spec.argv.end(), list.begin(), list.end());
   spec.argv.push_back(dir + "/slurm-agent.sh");
-  spec.env = {"YARD_AGENT_TOKEN=" + agent.agent_token};
-  for (const std::string& e : AgentTlsEnvironment(agent)) spec.env.push_back(e);
   spec.timeout = kToolTimeout;
   YARD_ASSIGN_OR_RETURN(CommandResult r, runner_->Run(spec));
   if (!r.ok()) return Unavailable("sbatch refused it: " + r.Reason());

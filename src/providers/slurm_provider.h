@@ -7,7 +7,8 @@
 //              SlurmAgentConfinementFlags) and sbatches it with the
 //              machine type's partition, nodes, cpus, mem, gres and time
 //              limit, --no-requeue, the agent token in sbatch's environment
-//              (never in a file or argv). inst->info["slurm_job_id"] = id.
+//              (never in a file or argv), and none of the server's secrets
+//              (SbatchExportList). inst->info["slurm_job_id"] = id.
 //   Terminate  scancel (retried by the poller until Slurm has it).
 //   watching   a poller thread runs squeue (our jobs) and sinfo (free CPUs)
 //              every poll_interval_s. A job that ends, is requeued,
@@ -165,6 +166,16 @@ inline const std::set<std::string> kSlurmJobSettingKeys = {"partition", "time", 
 // `settings.server_home` (tokens, blobs, database), which nodes often see on
 // the cluster's shared storage. docs/providers.md, "Slurm".
 std::string SlurmAgentConfinementFlags(const SlurmSettings& settings);
+
+// sbatch's `--export=` value for an agent's allocation: the names of
+// `server_env`'s variables (KEY=VALUE) that are not secrets (process.h's
+// IsSecretEnvName: the server's cloud keys and tokens), then the names of
+// `agent_env` (what the agent is given: its token, its TLS pin). Names only:
+// sbatch takes their values from its own environment, so no value is ever in
+// argv. `--export=ALL` would hand every node all the server's secrets.
+// A name sbatch could not read back (anything but [A-Za-z0-9_]) is left out.
+std::string SbatchExportList(const std::vector<std::string>& server_env,
+                             const std::vector<std::string>& agent_env);
 
 // Parses `squeue -o %i|%T|%N|%r` output: id -> {state, nodes, reason}.
 std::map<std::string, std::vector<std::string>> ParseSqueue(const std::string& out);

@@ -96,6 +96,12 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
     EXPECT_TRUE(Has(argv, want)) << want;
   for (const auto& a : argv) EXPECT_EQ(a.find("secret-token"), std::string::npos) << a;
   EXPECT_EQ(calls[0].env, std::vector<std::string>{"YARD_AGENT_TOKEN=secret-token"});
+  // The token crosses into the allocation by name; not everything else does.
+  auto exported = std::find_if(argv.begin(), argv.end(),
+                               [](const std::string& a) { return a.rfind("--export=", 0) == 0; });
+  ASSERT_NE(exported, argv.end());
+  EXPECT_NE(exported->find("YARD_AGENT_TOKEN"), std::string::npos) << *exported;
+  EXPECT_NE(*exported, "--export=ALL");
   std::string script = *ReadFile(argv.back());
   EXPECT_NE(script.find(
                 "exec '/opt/yard/yard' agent --server 'http://10.0.0.1:8080' --instance 'inst-1'"),
@@ -104,6 +110,25 @@ TEST_F(SlurmProviderTest, SbatchAsksForTheTypeAndKeepsTheTokenOutOfArgvAndFiles)
   EXPECT_EQ(script.find("secret-token"), std::string::npos);
   EXPECT_EQ(inst.info["slurm_job_id"], "42");
   EXPECT_EQ(inst.info["nodes"], 2);
+}
+
+TEST(SbatchExportListTest, TheServersSecretsStayBehindAndTheAgentsOwnGoByName) {
+  std::vector<std::string> server_env = {"PATH=/usr/bin",
+                                         "HOME=/root",
+                                         "SLURM_CONF=/etc/slurm/slurm.conf",
+                                         "AWS_REGION=eu-west-1",
+                                         "AWS_ACCESS_KEY_ID=AKIDSERVER",
+                                         "AWS_SECRET_ACCESS_KEY=server-secret",
+                                         "YARD_TOKEN=admin-token",
+                                         "DB_PASSWORD=hunter2",
+                                         "GITHUB_TOKEN=ghp",
+                                         "PATH=/usr/bin",  // once in the list
+                                         "BAD,NAME=x",
+                                         "bash-func%%=()"};
+  std::vector<std::string> agent_env = {"YARD_AGENT_TOKEN=bootstrap",
+                                        "YARD_SERVER_FINGERPRINT=AB:CD"};
+  EXPECT_EQ(SbatchExportList(server_env, agent_env),
+            "AWS_REGION,HOME,PATH,SLURM_CONF,YARD_AGENT_TOKEN,YARD_SERVER_FINGERPRINT");
 }
 
 TEST_F(SlurmProviderTest, TheAgentConfinesJobsAndHidesEveryInstanceAndTheServersHome) {

@@ -138,6 +138,30 @@ def test_cancel_ends_the_slurm_job(syard, project, cluster):
     wait_for(lambda: not processes_matching(marker), timeout=10, what="the job's process to end")
 
 
+def test_the_agent_in_the_allocation_gets_none_of_the_servers_secrets(syard, project, cluster):
+    """sbatch hands the agent the server's environment minus its secrets: a
+    node that cannot confine jobs runs them as the agent's user, and they
+    could read the agent's /proc/PID/environ."""
+    sentinel = f"server-secret-{uuid.uuid4().hex}"
+    syard.env.update({"AWS_ACCESS_KEY_ID": "AKIDSERVERONLY", "AWS_SECRET_ACCESS_KEY": sentinel,
+                      "ANALYTICS_DB_PASSWORD": sentinel})
+    marker = f"yard-slurm-env-{uuid.uuid4().hex[:8]}"
+    (project / "job.sh").write_text(f'echo started\nexec -a {marker} sleep 1000\n')
+    job_id = syard.run("submit", "job.sh", "--machines", "slurm-1", cwd=project).stdout.strip()
+    wait_for(lambda: processes_matching(marker), timeout=60, interval=0.2, what="the job to start")
+    instance = syard.job(job_id)["instance"]
+    agents = [p for p in processes_matching(f"--instance {instance}")
+              if b" agent " in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")]
+    assert agents, f"no agent process of {instance}"
+    for pid in agents:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert any(e.startswith(b"SLURM_JOB_ID=") for e in environ), "not the allocation's agent"
+        assert any(e.startswith(b"SLURM_CONF=") for e in environ), "the server's settings go along"
+        assert not [e for e in environ if sentinel.encode() in e or e.startswith(b"AWS_ACCESS_KEY_ID=")]
+    syard.run("cancel", job_id)
+    syard.wait_state(job_id, "cancelled", timeout=30)
+
+
 def test_two_node_ddp_example(syard, cluster, tmp_path):
     proc = syard.run("fit", "train.py", "--machines", "slurm-2node", "--nodes", "2", "--out-dir",
                      tmp_path / "out", "--ckpt-dir", tmp_path / "ckpt", cwd=EXAMPLE, timeout=180)
