@@ -405,15 +405,11 @@ Status ParallelFor(const HttpClient& http, size_t n, int parallel,
   return first;
 }
 
+// Writes all of `data` at `offset`, at most kMaxBytesPerWrite per call
+// (a chunk is up to 4 MiB; see common/files.h for why smaller writes).
 Status WriteAt(int fd, const std::string& path, std::string_view data, uint64_t offset) {
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("cannot write " + path);
-    data.remove_prefix(static_cast<size_t>(n));
-    offset += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
+  return WriteVectorAll(fd, {{const_cast<char*>(data.data()), data.size()}}, offset,
+                        "cannot write " + path);
 }
 
 // Writes `entry`'s content into `fd` (the temporary file `tmp`).

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "common/files.h"
 #include "common/hashing.h"
 #include "common/temp_dir_testing.h"
 
@@ -435,6 +436,23 @@ TEST_F(TransferTest, DownloadRebuildsTheFileAndReusesThePreviousVersion) {
   ASSERT_TRUE(DownloadEntry(http_, *v2, dest, &*v1, &again).ok());
   EXPECT_EQ(Slurp(dest + "/ckpt/model.pt"), content);
   EXPECT_LE(again.chunks_sent, 2u);
+}
+
+// The mirror writes a chunk in pieces of kMaxBytesPerWrite; with the
+// default chunk sizes (256 KiB to 4 MiB, not multiples of the piece) every
+// byte must still land at its offset.
+TEST_F(TransferTest, DownloadOfChunksLargerThanOneWriteHasEveryByteInPlace) {
+  UploadOptions big = options_;
+  big.chunker = ChunkerParams{};
+  std::string content = RandomBytes((6 << 20) + 12345, 16);
+  StatusOr<FileEntry> e = ChunkUploader(&http_, big).Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  ASSERT_GT(e->chunks.size(), 1u);
+  for (const ChunkRef& c : e->chunks) ASSERT_GT(c.size, kMaxBytesPerWrite);
+  e->path = "ckpt/big.bin";
+  std::string dest = dir_.path() + "/mirror";
+  ASSERT_TRUE(DownloadEntry(http_, *e, dest, nullptr, nullptr).ok());
+  EXPECT_TRUE(Slurp(dest + "/ckpt/big.bin") == content);
 }
 
 TEST_F(TransferTest, DamagedChunkFailsTheDownloadAndLeavesNoFile) {

@@ -8,6 +8,7 @@
 #include <cassert>
 #include <cerrno>
 #include <filesystem>
+#include <optional>
 
 #include "common/files.h"
 #include "common/hashing.h"
@@ -15,15 +16,12 @@
 namespace yard {
 namespace {
 
-// `root` is the store's folder, named when its disk is full.
+// `root` is the store's folder, named when its disk is full. At most
+// kMaxBytesPerWrite per call, as the page cache is cheapest to fill that way
+// (common/files.h).
 Status WriteAll(int fd, std::string_view data, const std::string& path, const std::string& root) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("writing " + path, root);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::Ok();
+  return WriteVectorAll(fd, {{const_cast<char*>(data.data()), data.size()}}, std::nullopt,
+                        "writing " + path, root);
 }
 
 Status ReadAll(int fd, std::string& out, const std::string& path) {
