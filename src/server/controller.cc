@@ -430,6 +430,26 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   return Json{{"assign", AssignmentJson(job)}};
 }
 
+std::optional<Json> Controller::AssignmentAfterExit(const std::string& instance_id,
+                                                    const std::string& ended_job) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return std::nullopt;
+  auto jt = jobs_.find(it->second.job_id);
+  if (jt == jobs_.end() || jt->first == ended_job || jt->second.cancel_requested)
+    return std::nullopt;
+  const JobRecord& job = jt->second;
+  if (job.state == job_state::kStarting) {
+    std::optional<Json> work = WorkFor(instance_id);  // running now, as for a poll
+    if (work && work->contains("assign")) return work;
+    return std::nullopt;  // not reached: WorkFor assigns a starting job without a cancel
+  }
+  // Handed out before (by an answer like this one, maybe lost on its way)
+  // and nothing of the attempt arrived since: the agent may not have it.
+  if (job.state == job_state::kRunning && job.run_acked == 0)
+    return Json{{"assign", AssignmentJson(job)}};
+  return std::nullopt;
+}
+
 Json Controller::AssignmentJson(const JobRecord& job) const {
   Json assign = {{"job", job.id},
                  {"attempt", job.attempt},
@@ -481,15 +501,25 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
 StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
                                                const std::string& job_id, int64_t attempt,
                                                int64_t first,
-                                               const std::vector<AgentRecord>& records) {
+                                               const std::vector<AgentRecord>& records,
+                                               Json* next_work) {
+  bool holds_exit = next_work && std::any_of(records.begin(), records.end(), [](const auto& r) {
+                      return !r.output && RecordKind(r.json) == "exit";
+                    });
   MutexLock lock(mu_);
-  // One transaction for the batch, its artifacts and the job's end. An error
-  // is found before anything is written, so rolling back loses nothing.
+  // One transaction for the batch, its artifacts, the job's end and the
+  // delivery of the next job. An error is found before anything is written,
+  // so rolling back loses nothing.
   StatusOr<int64_t> acked = Internal("not run");
   bool changed_memory = false;
   Status s = store_->Transaction([&]() REQUIRES(mu_) -> Status {
     acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records, &changed_memory);
-    return acked.status();
+    if (!acked.ok() || !holds_exit) return acked.status();
+    if (std::optional<Json> work = AssignmentAfterExit(instance_id, job_id)) {
+      *next_work = std::move(*work);
+      changed_memory = true;
+    }
+    return Status::Ok();
   });
   // Refused before anything changed (a gap, another instance's records):
   // the agent is told why. Not stored after memory changed: see StoreDiverged.

@@ -178,10 +178,20 @@ class Controller {
   StatusOr<int64_t> AcceptAgentRecords(const std::string& instance_id, const std::string& job_id,
                                        int64_t attempt, int64_t first, const Json& records);
   // The same for records taken apart already (the framed body, whose output
-  // bytes are stored as they are, never parsed or encoded).
+  // bytes are stored as they are, never parsed or encoded). `next_work`
+  // (non-null: the agent asked with work=1, docs/api.md): when the batch
+  // holds an exit record and the instance's next assignment is ready, it is
+  // set to what a poll would answer ({"assign": ...}), chosen and delivered
+  // in the same lock and transaction as the exit (WorkFor: the poll's own
+  // path), so a long poll never gets it too; else left empty (the agent
+  // polls). A job handed out so that no record of its attempt arrived yet
+  // is handed out again with the answer to a resent exit batch (the answer
+  // that carried it may have been lost; the agent ignores an attempt it
+  // knows).
   StatusOr<int64_t> AcceptAgentBatch(const std::string& instance_id, const std::string& job_id,
                                      int64_t attempt, int64_t first,
-                                     const std::vector<AgentRecord>& records);
+                                     const std::vector<AgentRecord>& records,
+                                     Json* next_work = nullptr);
 
   // The agent of `instance_id` says its instance is being taken back (a
   // spot interruption notice) and has delivered its job's records: the
@@ -375,6 +385,13 @@ class Controller {
   // provider of every machine type listed (spec["machines"], non-empty).
   Status CheckSettings(const Json& spec);
   std::optional<Json> WorkFor(const std::string& instance_id) REQUIRES(mu_);
+  // The assignment for the answer to an exit batch of `ended_job` from
+  // `instance_id` (AcceptAgentBatch's `next_work`), or nullopt: the
+  // instance's job when it is starting (delivered by WorkFor) or running
+  // with no record of its attempt yet (sent again); never a job with a
+  // cancel requested (the poll brings the cancel, as for any job).
+  std::optional<Json> AssignmentAfterExit(const std::string& instance_id,
+                                          const std::string& ended_job) REQUIRES(mu_);
   void TouchHeartbeat(const std::string& instance_id) REQUIRES(mu_);
   double SilentSeconds(const std::string& instance_id) REQUIRES(mu_);
 
