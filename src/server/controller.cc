@@ -431,23 +431,43 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
 }
 
 std::optional<Json> Controller::AssignmentAfterExit(const std::string& instance_id,
-                                                    const std::string& ended_job) {
+                                                    const std::string& ended_job,
+                                                    int64_t ended_attempt) {
   auto it = instances_.find(instance_id);
   if (it == instances_.end()) return std::nullopt;
-  auto jt = jobs_.find(it->second.job_id);
-  if (jt == jobs_.end() || jt->first == ended_job || jt->second.cancel_requested)
-    return std::nullopt;
-  const JobRecord& job = jt->second;
-  if (job.state == job_state::kStarting) {
-    std::optional<Json> work = WorkFor(instance_id);  // running now, as for a poll
-    if (work && work->contains("assign")) return work;
-    return std::nullopt;  // not reached: WorkFor assigns a starting job without a cancel
-  }
-  // Handed out before (by an answer like this one, maybe lost on its way)
-  // and nothing of the attempt arrived since: the agent may not have it.
-  if (job.state == job_state::kRunning && job.run_acked == 0)
+  auto prev = exit_answers_.find(instance_id);
+  if (prev != exit_answers_.end() && prev->second.ended_job == ended_job &&
+      prev->second.ended_attempt == ended_attempt) {
+    // The same batch again: its answer may have been lost on its way.
+    auto jt = jobs_.find(prev->second.job);
+    if (jt == jobs_.end()) return std::nullopt;
+    const JobRecord& job = jt->second;
+    if (job.attempt != prev->second.attempt || job.instance_id != instance_id ||
+        job.cancel_requested || job.run_acked > 0)
+      return std::nullopt;
     return Json{{"assign", AssignmentJson(job)}};
-  return std::nullopt;
+  }
+  std::optional<Json> work = FreshAssignmentAfterExit(it->second);
+  if (work)
+    exit_answers_[instance_id] = {ended_job, ended_attempt, (*work)["assign"]["job"],
+                                  (*work)["assign"]["attempt"]};
+  return work;
+}
+
+std::optional<Json> Controller::FreshAssignmentAfterExit(InstanceRecord& inst) {
+  std::optional<Json> work;
+  auto jt = jobs_.find(inst.job_id);
+  JobRecord* next = NextJobOf(inst.id);
+  if (jt != jobs_.end() && jt->second.state == job_state::kStarting &&
+      !jt->second.cancel_requested) {
+    work = WorkFor(inst.id);  // running now, as for a poll
+  } else if (next && !next->cancel_requested && !revoke_.count(next->id) &&
+             !delivered_.count(next->id)) {
+    work = NextWorkFor(inst);  // queued behind the job that runs, as for a poll
+  }
+  // Not reached otherwise: both give an assignment when the checks hold.
+  if (work && !work->contains("assign")) return std::nullopt;
+  return work;
 }
 
 Json Controller::AssignmentJson(const JobRecord& job) const {
@@ -515,7 +535,7 @@ StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
   Status s = store_->Transaction([&]() REQUIRES(mu_) -> Status {
     acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records, &changed_memory);
     if (!acked.ok() || !holds_exit) return acked.status();
-    if (std::optional<Json> work = AssignmentAfterExit(instance_id, job_id)) {
+    if (std::optional<Json> work = AssignmentAfterExit(instance_id, job_id, attempt)) {
       *next_work = std::move(*work);
       changed_memory = true;
     }

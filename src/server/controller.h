@@ -385,13 +385,19 @@ class Controller {
   // provider of every machine type listed (spec["machines"], non-empty).
   Status CheckSettings(const Json& spec);
   std::optional<Json> WorkFor(const std::string& instance_id) REQUIRES(mu_);
-  // The assignment for the answer to an exit batch of `ended_job` from
-  // `instance_id` (AcceptAgentBatch's `next_work`), or nullopt: the
-  // instance's job when it is starting (delivered by WorkFor) or running
-  // with no record of its attempt yet (sent again); never a job with a
-  // cancel requested (the poll brings the cancel, as for any job).
+  // The assignment for the answer to an exit batch of attempt
+  // `ended_attempt` of `ended_job` from `instance_id` (AcceptAgentBatch's
+  // `next_work`), or nullopt. The same batch again (its answer lost): the
+  // assignment that answer carried, while that job is still the instance's,
+  // without a cancel and without a record of its attempt. Else the
+  // instance's job when it is starting (delivered by WorkFor), or else its
+  // next job when its assignment is due (delivered by NextWorkFor): the
+  // poll's own paths. Never a job with a cancel requested or a revoke due
+  // (the poll brings those).
   std::optional<Json> AssignmentAfterExit(const std::string& instance_id,
-                                          const std::string& ended_job) REQUIRES(mu_);
+                                          const std::string& ended_job, int64_t ended_attempt)
+      REQUIRES(mu_);
+  std::optional<Json> FreshAssignmentAfterExit(InstanceRecord& inst) REQUIRES(mu_);
   void TouchHeartbeat(const std::string& instance_id) REQUIRES(mu_);
   double SilentSeconds(const std::string& instance_id) REQUIRES(mu_);
 
@@ -444,7 +450,16 @@ class Controller {
   // the latest one is an earlier agent's (PollWork, RegisterAgent).
   std::map<std::string, uint64_t> registrations_ GUARDED_BY(mu_);
   std::set<std::string> pipelining_ GUARDED_BY(mu_);
-  std::set<std::string> delivered_ GUARDED_BY(mu_);     // next jobs whose assignment went out
+  std::set<std::string> delivered_ GUARDED_BY(mu_);  // next jobs whose assignment went out
+  // Per instance, the last assignment handed out with the answer to an exit
+  // batch, and which batch (AssignmentAfterExit; forgotten with the instance).
+  struct ExitAnswer {
+    std::string ended_job;
+    int64_t ended_attempt = 0;
+    std::string job;
+    int64_t attempt = 0;
+  };
+  std::map<std::string, ExitAnswer> exit_answers_ GUARDED_BY(mu_);
   std::map<std::string, bool> revoke_ GUARDED_BY(mu_);  // next jobs to ask back -> asked
   // Group keys that the last PlaceQueuedJobs could place nowhere: only
   // their jobs may be pipelined outside a pass (PipelineNow).

@@ -1441,6 +1441,25 @@ TEST_F(WorkWithExitTest, TheExitsAnswerCarriesTheAssignmentAPollWouldGiveOnce) {
   EXPECT_EQ(ExitWithWork(third, 1), Json::object()) << "nothing queued: the agent polls";
 }
 
+TEST_F(WorkWithExitTest, TheNextJobQueuedBehindTheOneThatStartsComesWithTheExitsAnswer) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();  // queued behind first_ on the busy instance
+  ASSERT_EQ(Poll()["assign"]["job"], second) << "delivered while first_ runs";
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(third).state, job_state::kRequesting) << "one job at most behind another";
+  // first_ ends: second runs (the agent has it), third goes behind it and
+  // comes with the answer, as the poll's pipelined assignment would.
+  Json work = ExitWithWork(first_);
+  EXPECT_EQ(Job(second).state, job_state::kRunning);
+  ASSERT_TRUE(work.contains("assign")) << work.dump();
+  EXPECT_EQ(work["assign"]["job"], third);
+  EXPECT_EQ(work["assign"]["attempt"], Job(third).attempt);
+  EXPECT_EQ(Job(third).instance_id, inst_);
+  EXPECT_EQ(Poll(), Json::object()) << "not handed out twice";
+}
+
 TEST_F(WorkWithExitTest, ALostAnswerIsGivenAgainOrTheJobIsPlacedAgain) {
   StartFirst();
   std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
