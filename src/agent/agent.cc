@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <thread>
 #include <utility>
@@ -139,13 +140,20 @@ struct Agent::Impl {
   std::thread heartbeat;
   // Touched by the Run thread only.
   bool server_reachable = true;
-  std::set<std::pair<std::string, int64_t>> seen;  // attempts started or queued
   // The job and the assignments waiting for it to end: the Run thread adds,
   // cancels and revokes, the starter thread starts them.
   Mutex jobs_mu;
   std::condition_variable jobs_cv;
   std::unique_ptr<JobRunner> job GUARDED_BY(jobs_mu);  // may be done already
   std::deque<Queued> queued GUARDED_BY(jobs_mu);
+  // Attempts started or queued. Assignments come from the poll (Run thread)
+  // and with the answer to an exit record (sender thread).
+  std::set<std::pair<std::string, int64_t>> seen GUARDED_BY(jobs_mu);
+  // Jobs cancelled while unknown here, newest last (at most kMaxEarlyCancels):
+  // an assignment that comes with an exit's answer may arrive after the
+  // poll brought its cancel; it then ends unstarted.
+  static constexpr size_t kMaxEarlyCancels = 64;
+  std::deque<std::string> early_cancels GUARDED_BY(jobs_mu);
   bool starter_stop GUARDED_BY(jobs_mu) = false;
   std::thread starter;
   // Removes delivered attempts' folders after each start (starter thread only).
@@ -170,7 +178,11 @@ Status Agent::Impl::Open() {
     return RetryUnavailable(stop, call);
   };
   uploader = std::make_unique<ChunkUploader>(&blobs, std::move(upload));
-  sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id);
+  // The answer to a job's exit record may bring the next job (no poll).
+  sender = std::make_unique<EventSender>(spool.get(), &api, config.instance_id,
+                                         [this](const Json& work) {
+                                           if (work.contains("assign")) OnAssign(work["assign"]);
+                                         });
   // Jobs get the agent's environment minus its secrets (and the bootstrap
   // credential, should it still be there).
   inherited_env = EnvMapFrom(EnvironmentWithoutSecrets());
@@ -289,17 +301,28 @@ void Agent::Impl::OnAssign(const Json& j) {
     AgentLog("ignoring an assignment: " + q.parse_status.message());
     return;
   }
-  // The same attempt again (a server that restarted, a retried reply).
-  if (!seen.insert({a.job, a.attempt}).second) return;
+  std::string job_id = a.job;  // `a` is moved into the queue below
+  int64_t attempt = a.attempt;
   MutexLock lock(jobs_mu);
+  // The same attempt again (a server that restarted, a retried reply).
+  if (!seen.insert({job_id, attempt}).second) return;
   queued.push_back(std::move(q));
+  if (std::find(early_cancels.begin(), early_cancels.end(), job_id) != early_cancels.end()) {
+    EndQueued(job_id, attempt, UnstartedExit("cancelled before it started", true, false));
+    return;
+  }
   jobs_cv.notify_all();
 }
 
 void Agent::Impl::OnCancel(const std::string& job_id) {
   MutexLock lock(jobs_mu);
-  if (job && job->job() == job_id && !job->Done()) job->Cancel("cancelled");
-  EndQueued(job_id, -1, UnstartedExit("cancelled before it started", true, false));
+  bool running = job && job->job() == job_id && !job->Done();
+  if (running) job->Cancel("cancelled");
+  int ended = EndQueued(job_id, -1, UnstartedExit("cancelled before it started", true, false));
+  auto seen_one = seen.lower_bound({job_id, std::numeric_limits<int64_t>::min()});
+  if (running || ended > 0 || (seen_one != seen.end() && seen_one->first == job_id)) return;
+  early_cancels.push_back(job_id);
+  if (early_cancels.size() > kMaxEarlyCancels) early_cancels.pop_front();
 }
 
 void Agent::Impl::OnRevoke(const std::string& job_id, int64_t attempt) {

@@ -322,6 +322,54 @@ TEST_F(AgentTest, AQueuedAssignmentStartsTheMomentTheJobEndsWithoutAnotherPoll) 
   EXPECT_EQ(state_->polls, polls) << "job-b started without waiting for a poll";
 }
 
+// The next assignment with the answer to the exit record (docs/api.md, work=1).
+TEST_F(AgentTest, TheNextJobComesWithTheExitsAnswerAndStartsWithoutAPoll) {
+  StartAgent();
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->work_with_exit.push_back({{"assign", Assignment("job-n2", "echo two")}});
+  }
+  Assign("job-n1", std::string(kWaitForGo) + "echo one");
+  // job-n1 taken; the agent waits in its next long poll.
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->work.empty() && state_->polls >= 2;
+  }));
+  int polls = [&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->polls;
+  }();
+  Go("job-n1");
+  EXPECT_EQ(WaitExit("job-n1")["exit_code"], 0);
+  EXPECT_EQ(WaitExit("job-n2", 10s)["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-n2"), "two\n");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  EXPECT_EQ(state_->polls, polls) << "job-n2 came with job-n1's exit, not by a poll";
+  EXPECT_GT(state_->events_asking_work, 0);
+}
+
+TEST_F(AgentTest, ACancelThatOvertakesTheAssignmentFromTheExitsAnswerEndsItUnstarted) {
+  StartAgent();
+  // The server chose job-o2 with job-o1's exit, then the user cancelled it:
+  // the poll brings the cancel before the exit's answer brings job-o2.
+  state_->Push({{"cancel", "job-o2"}});
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->work.empty() && state_->polls >= 2;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->work_with_exit.push_back({{"assign", Assignment("job-o2", "echo ran")}});
+  }
+  Assign("job-o1", "echo one");
+  EXPECT_EQ(WaitExit("job-o1")["exit_code"], 0);
+  Json exit = WaitExit("job-o2");
+  EXPECT_EQ(exit["cancelled"], true) << exit;
+  EXPECT_EQ(exit["message"], "cancelled before it started");
+  EXPECT_EQ(state_->Output("job-o2"), "");
+  EXPECT_FALSE(fs::exists(JobDir("job-o2")));
+}
+
 TEST_F(AgentTest, QueuedAssignmentsCancelledOrRevokedBeforeTheyStartNeverRun) {
   StartAgent();
   Assign("job-a", std::string(kWaitForGo) + "echo a");

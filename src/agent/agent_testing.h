@@ -53,6 +53,10 @@ struct FakeState {
   std::condition_variable cv;
   std::string token = "agent-token";
   std::deque<Json> work;  // replies for the next work polls
+  // "work" for the answers to the next /events?work=1 calls that hold an
+  // exit record (the next assignment with the exit's answer, docs/api.md).
+  std::deque<Json> work_with_exit;
+  int events_asking_work = 0;  // /events calls with work=1
   std::map<std::string, std::string> blobs;
   std::map<std::pair<std::string, int64_t>, std::vector<Json>> events;  // stored records
   std::vector<EventsCall> events_calls;
@@ -224,7 +228,16 @@ class FakeServer {
         call.http_status = 503;
         ReplyError(res, 503, "unavailable", "reply lost for the test");
       } else {
-        Reply(res, 200, {{"acked", stored.size()}});
+        Json answer = {{"acked", stored.size()}};
+        bool holds_exit = false;
+        for (const Json& r : body["records"]) holds_exit |= r["kind"] == "exit";
+        bool asks = req.has_param("work") && req.get_param_value("work") == "1";
+        state_->events_asking_work += asks;
+        if (asks && holds_exit && !state_->work_with_exit.empty()) {
+          answer["work"] = state_->work_with_exit.front();
+          state_->work_with_exit.pop_front();
+        }
+        Reply(res, 200, answer);
       }
     }
     state_->events_calls.push_back(call);

@@ -8,11 +8,10 @@ namespace {
 
 constexpr int kReadTimeoutS = 60;
 
-std::optional<int64_t> AckedIn(const HttpReply& reply) {
-  StatusOr<Json> body = reply.JsonBody();
-  if (!body.ok() || !body->is_object()) return std::nullopt;
-  auto it = body->find("acked");
-  if (it == body->end() || !it->is_number_integer()) return std::nullopt;
+std::optional<int64_t> AckedIn(const Json& body) {
+  if (!body.is_object()) return std::nullopt;
+  auto it = body.find("acked");
+  if (it == body.end() || !it->is_number_integer()) return std::nullopt;
   return it->get<int64_t>();
 }
 
@@ -23,8 +22,12 @@ std::string Describe(const SpoolBatch& b) {
 
 }  // namespace
 
-EventSender::EventSender(EventSpool* spool, AgentHttp* http, std::string instance_id)
-    : spool_(spool), http_(http), path_("/v1/agents/" + instance_id + "/events") {}
+EventSender::EventSender(EventSpool* spool, AgentHttp* http, std::string instance_id,
+                         OnWork on_work)
+    : spool_(spool),
+      http_(http),
+      path_("/v1/agents/" + instance_id + "/events" + (on_work ? "?work=1" : "")),
+      on_work_(std::move(on_work)) {}
 
 EventSender::~EventSender() { Stop(); }
 
@@ -52,13 +55,17 @@ void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) 
     Retry(b, "");
     return;
   }
-  std::optional<int64_t> acked = AckedIn(*reply);
+  StatusOr<Json> body = reply->JsonBody();
+  std::optional<int64_t> acked = body.ok() ? AckedIn(*body) : std::nullopt;
   Status st = reply->ToStatus();
   if (acked && reply->status == 409) {
     // A gap: the server holds less than we thought; resend from there.
     spool_->Ack(b.job, b.attempt, *acked);
   } else if (acked && st.ok()) {
     spool_->Ack(b.job, b.attempt, *acked);
+    // After the ack: the exit is delivered before the next job starts.
+    if (on_work_ && body->contains("work") && (*body)["work"].is_object())
+      on_work_((*body)["work"]);
     if (*acked >= b.first)
       backoff_.Reset();
     else

@@ -2,6 +2,7 @@
 // POST /v1/agents/{id}/events and records what the server acknowledged.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -17,8 +18,16 @@ class EventSender {
   // Batches hold up to about this much of records.
   static constexpr size_t kMaxBatchBytes = 4 << 20;
 
-  // `spool` and `http` must outlive the sender.
-  EventSender(EventSpool* spool, AgentHttp* http, std::string instance_id);
+  // What a server's answer to a batch may carry besides "acked": the
+  // instance's next assignment ({"assign": ...}, as a poll answers it).
+  using OnWork = std::function<void(const Json& work)>;
+
+  // `spool` and `http` must outlive the sender. With `on_work`, batches are
+  // posted with work=1 (docs/api.md): the answer to one holding an exit
+  // record may carry the next assignment, handed to `on_work` on the
+  // sender's thread once the batch is acknowledged. A server that does not
+  // know work=1 ignores it (the agent's poll brings the assignment).
+  EventSender(EventSpool* spool, AgentHttp* http, std::string instance_id, OnWork on_work = {});
   ~EventSender();  // Stop()s
 
   void Start();
@@ -35,6 +44,7 @@ class EventSender {
   EventSpool* spool_;
   AgentHttp* http_;
   std::string path_;
+  OnWork on_work_;
   StopSignal stop_;
   Backoff backoff_;    // only touched by the sender thread
   std::string spare_;  // the last batch's buffer, reused (sender thread only)

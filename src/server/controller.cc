@@ -430,6 +430,46 @@ std::optional<Json> Controller::WorkFor(const std::string& instance_id) {
   return Json{{"assign", AssignmentJson(job)}};
 }
 
+std::optional<Json> Controller::AssignmentAfterExit(const std::string& instance_id,
+                                                    const std::string& ended_job,
+                                                    int64_t ended_attempt) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) return std::nullopt;
+  auto prev = exit_answers_.find(instance_id);
+  if (prev != exit_answers_.end() && prev->second.ended_job == ended_job &&
+      prev->second.ended_attempt == ended_attempt) {
+    // The same batch again: its answer may have been lost on its way.
+    auto jt = jobs_.find(prev->second.job);
+    if (jt == jobs_.end()) return std::nullopt;
+    const JobRecord& job = jt->second;
+    if (job.attempt != prev->second.attempt || job.instance_id != instance_id ||
+        job.cancel_requested || job.run_acked > 0)
+      return std::nullopt;
+    return Json{{"assign", AssignmentJson(job)}};
+  }
+  std::optional<Json> work = FreshAssignmentAfterExit(it->second);
+  if (work)
+    exit_answers_[instance_id] = {ended_job, ended_attempt, (*work)["assign"]["job"],
+                                  (*work)["assign"]["attempt"]};
+  return work;
+}
+
+std::optional<Json> Controller::FreshAssignmentAfterExit(InstanceRecord& inst) {
+  std::optional<Json> work;
+  auto jt = jobs_.find(inst.job_id);
+  JobRecord* next = NextJobOf(inst.id);
+  if (jt != jobs_.end() && jt->second.state == job_state::kStarting &&
+      !jt->second.cancel_requested) {
+    work = WorkFor(inst.id);  // running now, as for a poll
+  } else if (next && !next->cancel_requested && !revoke_.count(next->id) &&
+             !delivered_.count(next->id)) {
+    work = NextWorkFor(inst);  // queued behind the job that runs, as for a poll
+  }
+  // Not reached otherwise: both give an assignment when the checks hold.
+  if (work && !work->contains("assign")) return std::nullopt;
+  return work;
+}
+
 Json Controller::AssignmentJson(const JobRecord& job) const {
   Json assign = {{"job", job.id},
                  {"attempt", job.attempt},
@@ -481,15 +521,25 @@ StatusOr<int64_t> Controller::AcceptAgentRecords(const std::string& instance_id,
 StatusOr<int64_t> Controller::AcceptAgentBatch(const std::string& instance_id,
                                                const std::string& job_id, int64_t attempt,
                                                int64_t first,
-                                               const std::vector<AgentRecord>& records) {
+                                               const std::vector<AgentRecord>& records,
+                                               Json* next_work) {
+  bool holds_exit = next_work && std::any_of(records.begin(), records.end(), [](const auto& r) {
+                      return !r.output && RecordKind(r.json) == "exit";
+                    });
   MutexLock lock(mu_);
-  // One transaction for the batch, its artifacts and the job's end. An error
-  // is found before anything is written, so rolling back loses nothing.
+  // One transaction for the batch, its artifacts, the job's end and the
+  // delivery of the next job. An error is found before anything is written,
+  // so rolling back loses nothing.
   StatusOr<int64_t> acked = Internal("not run");
   bool changed_memory = false;
   Status s = store_->Transaction([&]() REQUIRES(mu_) -> Status {
     acked = AcceptAgentRecordsLocked(instance_id, job_id, attempt, first, records, &changed_memory);
-    return acked.status();
+    if (!acked.ok() || !holds_exit) return acked.status();
+    if (std::optional<Json> work = AssignmentAfterExit(instance_id, job_id, attempt)) {
+      *next_work = std::move(*work);
+      changed_memory = true;
+    }
+    return Status::Ok();
   });
   // Refused before anything changed (a gap, another instance's records):
   // the agent is told why. Not stored after memory changed: see StoreDiverged.

@@ -178,10 +178,20 @@ class Controller {
   StatusOr<int64_t> AcceptAgentRecords(const std::string& instance_id, const std::string& job_id,
                                        int64_t attempt, int64_t first, const Json& records);
   // The same for records taken apart already (the framed body, whose output
-  // bytes are stored as they are, never parsed or encoded).
+  // bytes are stored as they are, never parsed or encoded). `next_work`
+  // (non-null: the agent asked with work=1, docs/api.md): when the batch
+  // holds an exit record and the instance's next assignment is ready, it is
+  // set to what a poll would answer ({"assign": ...}), chosen and delivered
+  // in the same lock and transaction as the exit (WorkFor: the poll's own
+  // path), so a long poll never gets it too; else left empty (the agent
+  // polls). A job handed out so that no record of its attempt arrived yet
+  // is handed out again with the answer to a resent exit batch (the answer
+  // that carried it may have been lost; the agent ignores an attempt it
+  // knows).
   StatusOr<int64_t> AcceptAgentBatch(const std::string& instance_id, const std::string& job_id,
                                      int64_t attempt, int64_t first,
-                                     const std::vector<AgentRecord>& records);
+                                     const std::vector<AgentRecord>& records,
+                                     Json* next_work = nullptr);
 
   // The agent of `instance_id` says its instance is being taken back (a
   // spot interruption notice) and has delivered its job's records: the
@@ -375,6 +385,19 @@ class Controller {
   // provider of every machine type listed (spec["machines"], non-empty).
   Status CheckSettings(const Json& spec);
   std::optional<Json> WorkFor(const std::string& instance_id) REQUIRES(mu_);
+  // The assignment for the answer to an exit batch of attempt
+  // `ended_attempt` of `ended_job` from `instance_id` (AcceptAgentBatch's
+  // `next_work`), or nullopt. The same batch again (its answer lost): the
+  // assignment that answer carried, while that job is still the instance's,
+  // without a cancel and without a record of its attempt. Else the
+  // instance's job when it is starting (delivered by WorkFor), or else its
+  // next job when its assignment is due (delivered by NextWorkFor): the
+  // poll's own paths. Never a job with a cancel requested or a revoke due
+  // (the poll brings those).
+  std::optional<Json> AssignmentAfterExit(const std::string& instance_id,
+                                          const std::string& ended_job, int64_t ended_attempt)
+      REQUIRES(mu_);
+  std::optional<Json> FreshAssignmentAfterExit(InstanceRecord& inst) REQUIRES(mu_);
   void TouchHeartbeat(const std::string& instance_id) REQUIRES(mu_);
   double SilentSeconds(const std::string& instance_id) REQUIRES(mu_);
 
@@ -427,7 +450,16 @@ class Controller {
   // the latest one is an earlier agent's (PollWork, RegisterAgent).
   std::map<std::string, uint64_t> registrations_ GUARDED_BY(mu_);
   std::set<std::string> pipelining_ GUARDED_BY(mu_);
-  std::set<std::string> delivered_ GUARDED_BY(mu_);     // next jobs whose assignment went out
+  std::set<std::string> delivered_ GUARDED_BY(mu_);  // next jobs whose assignment went out
+  // Per instance, the last assignment handed out with the answer to an exit
+  // batch, and which batch (AssignmentAfterExit; forgotten with the instance).
+  struct ExitAnswer {
+    std::string ended_job;
+    int64_t ended_attempt = 0;
+    std::string job;
+    int64_t attempt = 0;
+  };
+  std::map<std::string, ExitAnswer> exit_answers_ GUARDED_BY(mu_);
   std::map<std::string, bool> revoke_ GUARDED_BY(mu_);  // next jobs to ask back -> asked
   // Group keys that the last PlaceQueuedJobs could place nowhere: only
   // their jobs may be pipelined outside a pass (PipelineNow).

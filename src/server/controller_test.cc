@@ -1381,6 +1381,125 @@ TEST_F(PipelineTest, AQueuedJobWaitsOnTheBusyInstanceAndRunsThereOnTheExitRecord
   EXPECT_EQ(store_->GetInstance(inst_)->state, instance_state::kCooling);
 }
 
+// ------------------------------------- the next job with the exit's answer
+
+class WorkWithExitTest : public PipelineTest {
+ protected:
+  // The agent posts `job`'s exit record with work=1 (AcceptAgentBatch's
+  // next_work) as its record `first`: the answer's "work", {} when none
+  // came with it.
+  Json ExitWithWork(const std::string& job, int64_t first = 1) {
+    Json records = Json::array({{{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}}});
+    std::vector<AgentRecord> split = AgentRecordsFromJson(records).value();
+    Json work;
+    EXPECT_TRUE(
+        controller_->AcceptAgentBatch(inst_, job, Job(job).attempt, first, split, &work).ok());
+    return work.is_object() ? work : Json::object();
+  }
+  // One record of `job`'s current attempt from the instance.
+  Status Output(const std::string& job) {
+    Json rec = {{"kind", "output"}, {"data", "hi\n"}};
+    return controller_->AcceptAgentRecords(inst_, job, Job(job).attempt, 1, Json::array({rec}))
+        .status();
+  }
+  // The assignment without its job id (what two like jobs share).
+  static Json WithoutJob(Json assign) {
+    assign.erase("job");
+    return assign;
+  }
+};
+
+TEST_F(WorkWithExitTest, TheExitsAnswerCarriesTheAssignmentAPollWouldGiveOnce) {
+  StartFirst();
+  Json bundle = Bundle("ann", "print('next')\n");
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}, {"bundle", bundle}});
+  Json work = ExitWithWork(first_);
+  EXPECT_EQ(Job(first_).state, job_state::kSucceeded);
+  ASSERT_TRUE(work.contains("assign")) << work.dump();
+  EXPECT_EQ(work["assign"]["job"], second);
+  EXPECT_EQ(work["assign"]["attempt"], 1);
+  EXPECT_EQ(Job(second).attempt, 1);
+  EXPECT_EQ(Job(second).state, job_state::kRunning) << "delivered, as by a poll";
+  EXPECT_FALSE(Poll().contains("assign")) << "not handed out twice";
+  // Tied to this instance and this job, as a polled one: the instance may
+  // read the job's bundle, and only it may post the attempt's records.
+  EXPECT_TRUE(controller_->credentials().MayRead(inst_, bundle["files"][0]["chunks"][0][0]));
+  EXPECT_EQ(controller_->AcceptAgentRecords("i-other", second, 1, 1, Json::array()).status().code(),
+            Code::kPermissionDenied);
+  ASSERT_TRUE(Output(second).ok());
+  // An agent that does not ask (an old one) gets the third by its poll:
+  // the same assignment but for the job id.
+  Json exit = Json::array({{{"kind", "exit"}, {"exit_code", 0}, {"message", "done"}}});
+  ASSERT_TRUE(controller_->AcceptAgentRecords(inst_, second, 1, 2, exit).ok());
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}, {"bundle", bundle}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(third).state, job_state::kStarting) << "waits for the poll";
+  Json polled = Poll();
+  ASSERT_TRUE(polled.contains("assign")) << polled.dump();
+  EXPECT_EQ(polled["assign"]["job"], third);
+  EXPECT_EQ(WithoutJob(polled["assign"]), WithoutJob(work["assign"]));
+  EXPECT_EQ(ExitWithWork(third, 1), Json::object()) << "nothing queued: the agent polls";
+}
+
+TEST_F(WorkWithExitTest, TheNextJobQueuedBehindTheOneThatStartsComesWithTheExitsAnswer) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();  // queued behind first_ on the busy instance
+  ASSERT_EQ(Poll()["assign"]["job"], second) << "delivered while first_ runs";
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  controller_->RunPass();
+  EXPECT_EQ(Job(third).state, job_state::kRequesting) << "one job at most behind another";
+  // first_ ends: second runs (the agent has it), third goes behind it and
+  // comes with the answer, as the poll's pipelined assignment would.
+  Json work = ExitWithWork(first_);
+  EXPECT_EQ(Job(second).state, job_state::kRunning);
+  ASSERT_TRUE(work.contains("assign")) << work.dump();
+  EXPECT_EQ(work["assign"]["job"], third);
+  EXPECT_EQ(work["assign"]["attempt"], Job(third).attempt);
+  EXPECT_EQ(Job(third).instance_id, inst_);
+  EXPECT_EQ(Poll(), Json::object()) << "not handed out twice";
+}
+
+TEST_F(WorkWithExitTest, ALostAnswerIsGivenAgainOrTheJobIsPlacedAgain) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  Json work = ExitWithWork(first_);  // the answer that carried it is lost
+  ASSERT_EQ(work["assign"]["job"], second) << work.dump();
+  // The agent, alive, posts the same exit batch again: the same assignment.
+  EXPECT_EQ(ExitWithWork(first_), work);
+  EXPECT_EQ(Job(second).attempt, 1) << "not a new attempt";
+  // Once a record of its attempt arrived the agent has it: not again.
+  ASSERT_TRUE(Output(second).ok());
+  EXPECT_EQ(ExitWithWork(first_), Json::object());
+
+  // Killed before it got the answer: the agent that starts again registers,
+  // and the job is placed again as one handed out by a lost poll answer.
+  std::string third = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  ASSERT_EQ(ExitWithWork(second, 2)["assign"]["job"], third);
+  ASSERT_TRUE(controller_->RegisterAgent(inst_).ok());
+  EXPECT_NE(Job(third).state, job_state::kRunning);
+  Settle();
+  Json again = Poll();
+  ASSERT_TRUE(again.contains("assign")) << again.dump();
+  EXPECT_EQ(again["assign"]["job"], third);
+  EXPECT_EQ(again["assign"]["attempt"], Job(third).attempt);
+  EXPECT_EQ(Job(third).state, job_state::kRunning);
+}
+
+TEST_F(WorkWithExitTest, ACancelBetweenTheChoiceAndTheStartIsHonoured) {
+  StartFirst();
+  std::string second = Submit("ann", {"A"}, {{"cool_down_s", 600}});
+  ASSERT_EQ(ExitWithWork(first_)["assign"]["job"], second);
+  // The user cancels before the agent started it: the poll brings the
+  // cancel, and a resent exit batch no longer brings the assignment.
+  ASSERT_TRUE(controller_->CancelJob("ann", second).ok());
+  EXPECT_EQ(ExitWithWork(first_), Json::object());
+  EXPECT_EQ(Poll(), Json({{"cancel", second}}));
+  // The agent ends it unstarted with its exit record: cancelled.
+  ASSERT_TRUE(Exit(second, {{"exit_code", 1}, {"cancelled", true}}).ok());
+  EXPECT_EQ(Job(second).state, job_state::kCancelled);
+}
+
 TEST_F(PipelineTest, AnAgentThatDoesNotAskGetsNoJobWhileItRunsOne) {
   Build(1, 0);
   first_ = Submit("ann", {"A"}, {{"cool_down_s", 600}});

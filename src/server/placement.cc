@@ -127,6 +127,7 @@ void Controller::EraseInstance(std::string id) {
   if (it == instances_.end()) return;
   instances_of_[it->second.user] -= 1;
   instances_.erase(it);
+  exit_answers_.erase(id);
   credentials_.Remove(id);  // its agent's credentials open nothing any more
   InstanceRecord gone;
   gone.id = id;

@@ -56,8 +56,12 @@ Status Events(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(AgentBatch batch,
                         DecodeAgentBatch(call.Body(), call.req.get_header_value("Content-Type") ==
                                                           kFramesContentType));
-  StatusOr<int64_t> acked = ctx.controller->AcceptAgentBatch(
-      call.Param(1), batch.job, batch.attempt, batch.first, batch.records);
+  // work=1: the agent takes its next assignment with this answer (docs/api.md).
+  bool wants_work = call.Query("work", "0") == "1";
+  Json work;
+  StatusOr<int64_t> acked =
+      ctx.controller->AcceptAgentBatch(call.Param(1), batch.job, batch.attempt, batch.first,
+                                       batch.records, wants_work ? &work : nullptr);
   if (!acked.ok() && acked.status().code() == Code::kFailedPrecondition) {
     // A gap: tell the agent where to resume from.
     StatusOr<JobRecord> j = ctx.store->GetJob(batch.job);
@@ -67,7 +71,9 @@ Status Events(ApiContext& ctx, Call& call) {
     return Status::Ok();
   }
   if (!acked.ok()) return acked.status();
-  call.ReplyJson({{"acked", *acked}});
+  Json reply = {{"acked", *acked}};
+  if (work.is_object()) reply["work"] = std::move(work);
+  call.ReplyJson(reply);
   return Status::Ok();
 }
 
