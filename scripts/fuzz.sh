@@ -37,9 +37,7 @@ build_targets=()
 [[ -z "${FUZZ_SKIP_TESTS:-}" ]] || build_targets=(--target yard_fuzzers)
 step "Build ($BUILD_DIR: $CXX_CLANG, ASan + UBSan + libFuzzer)"
 build_rc=0
-# yard_trainer_tests drive the main build's yard-train (CMakeLists.txt says why).
-{ cmake -S . -B "$BUILD_DIR" -G Ninja -DYARD_SANITIZE=ON -DCMAKE_CXX_COMPILER="$CXX_CLANG" \
-    -DYARD_TRAIN_BINARY="$REPO_ROOT/build/yard-train" >/dev/null &&
+{ cmake -S . -B "$BUILD_DIR" -G Ninja -DYARD_SANITIZE=ON -DCMAKE_CXX_COMPILER="$CXX_CLANG" >/dev/null &&
   cmake --build "$BUILD_DIR" --parallel "$JOBS" "${build_targets[@]}"; } || build_rc=$?
 if ((build_rc != 0)); then
   printf 'fuzz.sh: the sanitizer build failed (exit %d)\n0 passed, 1 failed\n' "$build_rc"
