@@ -49,14 +49,16 @@ if [[ -z "${FUZZ_SKIP_TESTS:-}" ]]; then
   step "Unit tests under ASan + UBSan (ctest --test-dir $BUILD_DIR)"
   log="$BUILD_DIR/ctest.log"
   ctest_rc=0
-  # Sanitizer reports go to files, one per process, so that a finding in a
-  # process a test starts (yard, its agent, yard-shim, yard-train) is seen
-  # even when the test passes: any file there is a failure.
+  # Sanitizer reports go to files, report.<pid>, so that a finding in a
+  # process a test starts (yard, its agent, yard-shim) is seen even when the
+  # test passes: any file there is a failure. (Inside a job's sandbox, where
+  # the folder is not writable, the sanitizer says so on stderr and stops
+  # the process, which the test sees.)
   reports="$BUILD_DIR/sanitizer-reports"
   rm -rf "$reports"
   mkdir -p "$reports"
-  ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
-    UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+  ASAN_OPTIONS="log_path=$reports/report:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+    UBSAN_OPTIONS="log_path=$reports/report:halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
     LSAN_OPTIONS="suppressions=$REPO_ROOT/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$JOBS" >"$log" 2>&1 || ctest_rc=$?
   summary="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1 || true)"
