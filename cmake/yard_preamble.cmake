@@ -1,6 +1,6 @@
-# What the main build (CMakeLists.txt) and the sanitized fuzz build
-# (fuzz/CMakeLists.txt) both set up, right after project(): the language
-# level, the default build type, ccache, and the libraries they find.
+# What CMakeLists.txt sets up right after project(), for the main build and
+# the sanitized one (YARD_SANITIZE) alike: the language level, the default
+# build type, ccache, and the libraries they find.
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
 if(NOT CMAKE_BUILD_TYPE)

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Builds the fuzz targets and the sanitized unit tests (fuzz/CMakeLists.txt:
-# clang, libFuzzer, AddressSanitizer + UndefinedBehaviorSanitizer) in
-# build-fuzz/, runs the unit tests once through ctest, then each fuzz target
-# for FUZZ_SECONDS from its seed corpus (fuzz/corpus/<name>), two at a time.
-# Ends with one line, `N passed, N failed`: ctest's counts plus one test per
-# fuzz target. A target that finds something fails; its input is kept in
-# build-fuzz/findings/<name>/ (crash-*, timeout-*, leak-*, oom-*) beside its
-# log, and the run says where.
+# Builds the whole code base, its unit tests and the fuzz targets with clang
+# under AddressSanitizer + UndefinedBehaviorSanitizer (CMakeLists.txt with
+# YARD_SANITIZE=ON, cmake/yard_sanitize.cmake, fuzz/CMakeLists.txt) in
+# build-fuzz/, runs every unit test suite once through ctest, then each fuzz
+# target for FUZZ_SECONDS from its seed corpus (fuzz/corpus/<name>), two at a
+# time. Ends with one line, `N passed, N failed`: ctest's counts, one test
+# for the sanitizer reports of the processes the tests start (any report
+# fails it), and one test per fuzz target. A target that finds something
+# fails; its input is kept in build-fuzz/findings/<name>/ (crash-*,
+# timeout-*, leak-*, oom-*) beside its log, and the run says where.
 #
 #   bash scripts/fuzz.sh                          # what scripts/test.sh runs (20 s each)
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh npy spool  # longer, only these targets
-#   FUZZ_SKIP_TESTS=1 bash scripts/fuzz.sh        # the fuzz targets only
+#   FUZZ_SKIP_TESTS=1 bash scripts/fuzz.sh        # the fuzz targets only (builds only them)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
@@ -31,10 +33,12 @@ if ! command -v "$CXX_CLANG" >/dev/null; then
   exit 1
 fi
 
+build_targets=()
+[[ -z "${FUZZ_SKIP_TESTS:-}" ]] || build_targets=(--target yard_fuzzers)
 step "Build ($BUILD_DIR: $CXX_CLANG, ASan + UBSan + libFuzzer)"
 build_rc=0
-{ cmake -S fuzz -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER="$CXX_CLANG" >/dev/null &&
-  cmake --build "$BUILD_DIR" --parallel "$JOBS"; } || build_rc=$?
+{ cmake -S . -B "$BUILD_DIR" -G Ninja -DYARD_SANITIZE=ON -DCMAKE_CXX_COMPILER="$CXX_CLANG" >/dev/null &&
+  cmake --build "$BUILD_DIR" --parallel "$JOBS" "${build_targets[@]}"; } || build_rc=$?
 if ((build_rc != 0)); then
   printf 'fuzz.sh: the sanitizer build failed (exit %d)\n0 passed, 1 failed\n' "$build_rc"
   exit 1
@@ -45,7 +49,18 @@ if [[ -z "${FUZZ_SKIP_TESTS:-}" ]]; then
   step "Unit tests under ASan + UBSan (ctest --test-dir $BUILD_DIR)"
   log="$BUILD_DIR/ctest.log"
   ctest_rc=0
-  ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$JOBS" >"$log" 2>&1 || ctest_rc=$?
+  # Sanitizer reports go to files, report.<pid>, so that a finding in a
+  # process a test starts (yard, its agent, yard-shim) is seen even when the
+  # test passes: any file there is a failure. (Inside a job's sandbox, where
+  # the folder is not writable, the sanitizer says so on stderr and stops
+  # the process, which the test sees.)
+  reports="$BUILD_DIR/sanitizer-reports"
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  ASAN_OPTIONS="log_path=$reports/report:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+    UBSAN_OPTIONS="log_path=$reports/report:halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+    LSAN_OPTIONS="suppressions=$REPO_ROOT/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
+    ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$JOBS" >"$log" 2>&1 || ctest_rc=$?
   summary="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1 || true)"
   if [[ -n "$summary" ]]; then
     total="$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$summary")"
@@ -58,6 +73,17 @@ if [[ -z "${FUZZ_SKIP_TESTS:-}" ]]; then
   else
     failed=$((failed + 1))
     printf '    no ctest summary (exit %d); see %s\n' "$ctest_rc" "$log"
+  fi
+  mapfile -t found < <(find "$reports" -type f | sort)
+  if ((${#found[@]} == 0)); then
+    passed=$((passed + 1))
+    printf '    sanitizer reports: none\n'
+  else
+    failed=$((failed + 1))
+    printf '    sanitizer reports: %d, in %s/\n' "${#found[@]}" "$reports"
+    for f in "${found[@]}"; do
+      printf '      %s: %s\n' "${f##*/}" "$(grep -m1 -E 'SUMMARY|runtime error|ERROR' "$f" || head -1 "$f")"
+    done
   fi
 fi
 

@@ -4,8 +4,9 @@
 # formatting check (scripts/check_format.sh, one test: a file off the format
 # fails it), the end-to-end tests (pytest tests/e2e), the crash soak at its
 # CI size (pytest tests/soak; SOAK_FULL=1 for the full size), the Python SDK
-# tests (pytest tests/python) and the sanitized unit tests and fuzz targets
-# (scripts/fuzz.sh, fuzz/README.md), and ends with one line:
+# tests (pytest tests/python), and every C++ unit test suite again under
+# ASan + UBSan plus the fuzz targets (scripts/fuzz.sh, fuzz/README.md), and
+# ends with one line:
 #   N passed, N failed
 # summing both. Exits non-zero if anything failed or no test ran at all.
 #
@@ -142,8 +143,8 @@ run_pytest tests/python
 python_result="$pytest_result"
 
 # --------------------------------------------------------------------------
-# The sanitized unit tests and each fuzz target (fuzz/README.md): its last
-# line is `N passed, N failed`, added to ours.
+# Every unit test suite under ASan + UBSan, and each fuzz target
+# (fuzz/README.md): its last line is `N passed, N failed`, added to ours.
 step "Sanitizers and fuzzing (scripts/fuzz.sh)"
 fuzz_rc=0
 bash scripts/fuzz.sh 2>&1 | tee "$LOG_DIR/fuzz.log" || fuzz_rc=$?

@@ -532,7 +532,7 @@ TEST_F(AgentTest, AResumedJobFindsItsCheckpoint) {
 // A fake python3 and pip (no real venv, nothing installed): `python3 -m venv
 // DIR` makes DIR; `pip install` succeeds when `pip_ok`, else fails as pip
 // does for a package that does not exist.
-FakeCommandRunner::Answer FakePython(bool pip_ok) {
+FakeCommandRunner::Answer FakePythonTools(bool pip_ok) {
   return [pip_ok](const CommandSpec& c) -> StatusOr<CommandResult> {
     const std::vector<std::string>& a = c.argv;
     if (a[0] == "python3" && a.size() == 2) return Result(0, "Python 3.11.2\n");
@@ -554,7 +554,7 @@ bool RanPipInstall(FakeCommandRunner& tools) {
 }
 
 TEST_F(AgentTest, AJobsRequirementsAreInstalledThroughTheAgentsRunnerBeforeItRuns) {
-  FakeCommandRunner tools(FakePython(/*pip_ok=*/true));
+  FakeCommandRunner tools(FakePythonTools(/*pip_ok=*/true));
   AgentConfig config = Config();
   config.commands = &tools;
   StartAgent(config);
@@ -569,7 +569,7 @@ TEST_F(AgentTest, AJobsRequirementsAreInstalledThroughTheAgentsRunnerBeforeItRun
 }
 
 TEST_F(AgentTest, AFailedPipInstallFailsTheJobWithPipsErrorBeforeItRuns) {
-  FakeCommandRunner tools(FakePython(/*pip_ok=*/false));
+  FakeCommandRunner tools(FakePythonTools(/*pip_ok=*/false));
   AgentConfig config = Config();
   config.commands = &tools;
   StartAgent(config);

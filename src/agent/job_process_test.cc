@@ -32,7 +32,8 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 // Processes take their time to end: five seconds at most here.
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 5s) {
+bool WaitForProcesses(const std::function<bool()>& condition,
+                      std::chrono::milliseconds timeout = 5s) {
   return test_support::WaitFor(condition, timeout);
 }
 
@@ -84,7 +85,7 @@ Result RunToEnd(JobProcess& job, std::chrono::seconds timeout = 10s) {
 
 // Reads output until it contains `needle`.
 bool ReadUntil(JobProcess& job, std::string* out, const std::string& needle) {
-  return WaitFor([&] {
+  return WaitForProcesses([&] {
     job.ReadAvailable(out);
     return out->find(needle) != std::string::npos;
   });
@@ -122,7 +123,7 @@ class JobProcessTest : public ::testing::Test {
   // The pid a job wrote to `name` in the job's folder, once it is there.
   pid_t AwaitPidFile(const std::string& name) {
     pid_t pid = 0;
-    bool found = WaitFor([&] {
+    bool found = WaitForProcesses([&] {
       std::ifstream in(dir_ / name);
       return static_cast<bool>(in >> pid) && pid > 0;
     });
@@ -262,8 +263,8 @@ TEST_F(JobProcessTest, TerminateEndsTheWholeTree) {
   // Everyone obeyed SIGTERM, so the 10 s grace was not waited out.
   EXPECT_LT(Clock::now() - start, 5s);
   EXPECT_EQ(r.exit.signal, SIGTERM);
-  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
-  EXPECT_TRUE(WaitFor([&] { return Gone(child); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Gone(escaped); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Gone(child); }));
   job->Terminate();  // after exit: harmless
 }
 
@@ -288,7 +289,7 @@ TEST_F(JobProcessTest, LeftoversAreEndedWhenTheCommandExits) {
   EXPECT_EQ(r.exit.exit_code, 4);
   pid_t escaped = AwaitPidFile("escaped.pid");
   ASSERT_GT(escaped, 0);
-  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Gone(escaped); }));
 }
 
 TEST_F(JobProcessTest, CommandIgnoringTermIsKilledAfterTheGrace) {
@@ -320,7 +321,7 @@ TEST_F(JobProcessTest, LeftoverIgnoringTermIsKilledAfterTheGrace) {
   EXPECT_EQ(r.exit.exit_code, 0);
   pid_t stubborn = AwaitPidFile("stubborn.pid");
   ASSERT_GT(stubborn, 0);
-  EXPECT_TRUE(WaitFor([&] { return Gone(stubborn); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Gone(stubborn); }));
 }
 
 TEST_F(JobProcessTest, DestructorKillsTheTree) {
@@ -331,7 +332,7 @@ TEST_F(JobProcessTest, DestructorKillsTheTree) {
   ASSERT_GT(escaped, 0);
   job.reset();
   EXPECT_TRUE(Gone(shim));  // reaped by the destructor
-  EXPECT_TRUE(WaitFor([&] { return Dead(escaped); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(escaped); }));
 }
 
 TEST_F(JobProcessTest, AgentDeathEndsTheJob) {
@@ -355,8 +356,8 @@ TEST_F(JobProcessTest, AgentDeathEndsTheJob) {
   int status;
   ASSERT_EQ(waitpid(agent, &status, 0), agent);
   pid_t escaped = AwaitPidFile("escaped.pid");
-  EXPECT_TRUE(WaitFor([&] { return Dead(shim); }));
-  EXPECT_TRUE(WaitFor([&] { return Dead(escaped); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(shim); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(escaped); }));
 }
 
 // The file a running process executes, as the kernel sees it.
@@ -391,7 +392,7 @@ TEST_F(JobProcessTest, WithoutTheSmallShimYardShimEndsTheTree) {
   EXPECT_EQ(r.exit.exit_code, 4);
   pid_t escaped = AwaitPidFile("escaped.pid");
   ASSERT_GT(escaped, 0);
-  EXPECT_TRUE(WaitFor([&] { return Gone(escaped); }));
+  EXPECT_TRUE(WaitForProcesses([&] { return Gone(escaped); }));
 }
 
 TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
@@ -448,7 +449,7 @@ class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInter
   // once there are `n`.
   std::vector<pid_t> AwaitProcesses(JobProcess& job, const std::string& cmdline, size_t n) {
     std::vector<pid_t> found;
-    WaitFor([&] {
+    WaitForProcesses([&] {
       found.clear();
       for (pid_t pid : ListDescendants(job.pid())) {
         std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
@@ -516,7 +517,7 @@ TEST_P(SandboxedJobTest, TerminateEndsTheWholeTreeAndTheCommandReportsItsOwnStat
   EXPECT_LT(Clock::now() - start, 5s) << "everyone obeyed SIGTERM: no grace waited out";
   EXPECT_TRUE((out + r.output).find("term\n") != std::string::npos) << out + r.output;
   EXPECT_EQ(r.exit.exit_code, 7) << "the command's own status, not bwrap's";
-  for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
+  for (pid_t pid : sleeps) EXPECT_TRUE(WaitForProcesses([&] { return Dead(pid); })) << pid;
 }
 
 TEST_P(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
@@ -530,7 +531,7 @@ TEST_P(SandboxedJobTest, LeftoversAndTermIgnorersAreEnded) {
   ASSERT_EQ(sleeps.size(), 2u);
   Result r = RunToEnd(*job);
   EXPECT_EQ(r.exit.exit_code, 4);
-  for (pid_t pid : sleeps) EXPECT_TRUE(WaitFor([&] { return Dead(pid); })) << pid;
+  for (pid_t pid : sleeps) EXPECT_TRUE(WaitForProcesses([&] { return Dead(pid); })) << pid;
 }
 
 TEST_P(SandboxedJobTest, ASignalMeantForTheJobReachesTheConfinedCommand) {

@@ -1,5 +1,4 @@
-// ValidateNotebook (cli/notebook_format.cc); also built under the
-// sanitizers by fuzz/CMakeLists.txt.
+// ValidateNotebook (cli/notebook_format.cc).
 #include <gtest/gtest.h>
 
 #include "cli/notebook.h"

@@ -8,17 +8,18 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <sstream>
 
 #include "common/blob_store.h"
 #include "common/hashing.h"
+#include "common/random_bytes_testing.h"
 #include "common/temp_dir_testing.h"
 
 namespace yard {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::RandomBytes;
 
 // ---- IgnoreRules ---------------------------------------------------------
 
@@ -145,13 +146,6 @@ void Write(const fs::path& path, const std::string& data, mode_t mode = 0644) {
   fs::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary).write(data.data(), data.size());
   ::chmod(path.c_str(), mode);
-}
-
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
 }
 
 // Every entry below `root` (relative path -> description), links not followed.

@@ -7,25 +7,17 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/hashing.h"
+#include "common/random_bytes_testing.h"
 
 namespace yard {
 namespace {
 
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);  // mt19937_64's output is fixed by the standard
-  std::string out(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    for (size_t k = 0; k < 8 && i + k < n; ++k) out[i + k] = static_cast<char>(v >> (8 * k));
-  }
-  return out;
-}
+using test_support::RandomBytes;
 
 std::vector<ChunkRef> Chunks(std::string_view data, const ChunkerParams& p = {}) {
   std::vector<ChunkRef> out;

@@ -127,6 +127,10 @@ struct Route {
   bool body_streamed = false;
 };
 
+// The pattern of /v1/jobs/{id} (Call::Param(1) is the job id), which the
+// job and dashboard tables extend.
+inline constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
+
 // The handler of a route table's function `fn`: calls fn(state, call), where
 // `state` is what the table's functions share (the ApiContext, or a state of
 // the table's own held by `shared`). The one way every table binds them.

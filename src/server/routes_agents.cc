@@ -51,7 +51,7 @@ Status Work(ApiContext& ctx, Call& call) {
   return Status::Ok();
 }
 
-Status Events(ApiContext& ctx, Call& call) {
+Status AgentEvents(ApiContext& ctx, Call& call) {
   YARD_RETURN_IF_ERROR(CheckInstance(call, call.Param(1)));
   YARD_ASSIGN_OR_RETURN(AgentBatch batch,
                         DecodeAgentBatch(call.Body(), call.req.get_header_value("Content-Type") ==
@@ -100,7 +100,7 @@ std::vector<Route> AgentRoutes(ApiContext& ctx) {
       {"POST", "/v1/agents/register", Access::kAgentOrBootstrap, Bind(ctx, Register)},
       {"POST", agent + "/heartbeat", Access::kAgent, Bind(ctx, Heartbeat)},
       {"GET", agent + "/work", Access::kAgent, Bind(ctx, Work)},
-      {"POST", agent + "/events", Access::kAgent, Bind(ctx, Events)},
+      {"POST", agent + "/events", Access::kAgent, Bind(ctx, AgentEvents)},
       {"POST", agent + "/preempted", Access::kAgent, Bind(ctx, Preempted)},
   };
 }

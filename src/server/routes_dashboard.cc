@@ -21,7 +21,6 @@
 namespace yard {
 namespace {
 
-constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
 constexpr int64_t kMaxLinesPerCall = 20000;
 
 struct Dash {

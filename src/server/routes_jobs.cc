@@ -12,7 +12,6 @@
 namespace yard {
 namespace {
 
-constexpr const char* kJobPath = R"(/v1/jobs/([A-Za-z0-9_-]+))";
 // An event stream writes its frames in pieces of about this size.
 constexpr size_t kFlushBytes = 1 << 20;
 
@@ -23,7 +22,7 @@ Status Submit(ApiContext& ctx, Call& call) {
   return Status::Ok();
 }
 
-Status List(ApiContext& ctx, Call& call) {
+Status ListJobs(ApiContext& ctx, Call& call) {
   int limit = std::clamp(std::atoi(call.Query("limit", "100").c_str()), 1, 10000);
   YARD_ASSIGN_OR_RETURN(
       auto jobs, ctx.store->ListJobs(call.who.user, call.Query("state"), call.Query("q"), limit));
@@ -193,7 +192,7 @@ StatusOr<int64_t> EventCursor(const std::string& where, const std::string& text)
   return n;
 }
 
-Status Events(ApiContext& ctx, Call& call) {
+Status JobEvents(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(JobRecord job, ctx.controller->GetJobFor(call.who.user, call.Param(1)));
   std::string last_id = call.req.get_header_value("Last-Event-ID");
   YARD_ASSIGN_OR_RETURN(int64_t after, last_id.empty()
@@ -232,10 +231,10 @@ std::vector<Route> JobRoutes(ApiContext& ctx) {
   std::string job = kJobPath;
   return {
       {"POST", "/v1/jobs", Access::kUser, Bind(ctx, Submit)},
-      {"GET", "/v1/jobs", Access::kUser, Bind(ctx, List)},
+      {"GET", "/v1/jobs", Access::kUser, Bind(ctx, ListJobs)},
       {"GET", job, Access::kUser, Bind(ctx, GetOne)},
       {"POST", job + "/cancel", Access::kUser, Bind(ctx, Cancel)},
-      {"GET", job + "/events", Access::kUser, Bind(ctx, Events)},
+      {"GET", job + "/events", Access::kUser, Bind(ctx, JobEvents)},
       {"GET", job + "/artifacts", Access::kUser, Bind(ctx, Artifacts)},
   };
 }

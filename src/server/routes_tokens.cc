@@ -13,7 +13,7 @@ namespace {
 
 double Now() { return RealClock().Now(); }
 
-Status List(ApiContext& ctx, Call& call) {
+Status ListTokens(ApiContext& ctx, Call& call) {
   YARD_ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, ctx.store->ListTokens(call.who.user));
   Json out = Json::array();
   double now = Now();
@@ -56,7 +56,7 @@ Status Revoke(ApiContext& ctx, Call& call) {
 
 std::vector<Route> TokenRoutes(ApiContext& ctx) {
   return {
-      {"GET", "/v1/tokens", Access::kUserAdmin, Bind(ctx, List)},
+      {"GET", "/v1/tokens", Access::kUserAdmin, Bind(ctx, ListTokens)},
       {"POST", "/v1/tokens", Access::kUserAdmin, Bind(ctx, Create)},
       {"POST", R"(/v1/tokens/([0-9a-f]{12})/revoke)", Access::kUserAdmin, Bind(ctx, Revoke)},
   };
