@@ -66,6 +66,11 @@ def ask(job_ended, interrupts):
     import termios
     import tty
     fd = sys.stdin.fileno()
+    # Presses before the question are the one that brought it; every press
+    # from the moment it can be on screen is "a second Ctrl-C", so forget
+    # the earlier ones before writing it, never after (a press between the
+    # two was lost, and the question stayed up).
+    interrupts.take()
     sys.stderr.write(PROMPT)
     sys.stderr.flush()
     old = termios.tcgetattr(fd)
@@ -81,7 +86,6 @@ def ask(job_ended, interrupts):
 
 
 def _read_choice(fd, job_ended, interrupts):
-    interrupts.take()
     while True:
         if interrupts.take():
             return "cancel"  # a second Ctrl-C

@@ -3,12 +3,17 @@
 import io
 import json
 import math
+import os
+import pty
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trainyard import display, fit, picker, record
+from trainyard import display, fit, interrupt, picker, record
 
 
 def metric(epoch, **values):
@@ -104,3 +109,30 @@ def test_record_environment_drops_secrets(monkeypatch):
     assert env["env"].get("HARMLESS") == "1"
     assert not {"MY_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"} & set(env["env"])
     assert env["packages"].get("numpy") == np.__version__
+
+
+class _PromptWithCtrlC(io.StringIO):
+    """stderr whose writing of the question brings a real SIGINT, as a user's
+    second Ctrl-C the instant the question appears."""
+
+    def write(self, text):
+        n = super().write(text)
+        if text == interrupt.PROMPT:
+            os.kill(os.getpid(), signal.SIGINT)
+        return n
+
+
+def test_a_second_ctrl_c_the_moment_the_question_shows_cancels(monkeypatch):
+    # A terminal for stdin (the one-key question exists only there).
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "r") as tty_in, interrupt.Interrupts() as presses:
+        monkeypatch.setattr(sys, "stdin", tty_in)
+        monkeypatch.setattr(sys, "stderr", _PromptWithCtrlC())
+        presses._on_sigint(signal.SIGINT, None)  # the press that brings the question
+        deadline = time.monotonic() + 5
+        # Before the fix the second press was forgotten after the question
+        # was written: no key came, and only the job's end took it away.
+        choice = interrupt.ask(lambda: time.monotonic() > deadline, presses)
+    os.close(leader)
+    assert choice == "cancel"
+    assert sys.stderr.getvalue().endswith(interrupt.PROMPT + "cancel\n")
