@@ -309,17 +309,13 @@ TEST_F(AgentTest, AQueuedAssignmentStartsTheMomentTheJobEndsWithoutAnotherPoll) 
     std::lock_guard<std::mutex> lock(state_->mu);
     return state_->work.empty() && state_->polls >= 3;
   }));
-  int polls = [&] {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->polls;
-  }();
+  int polls = state_->Polls();
   EXPECT_TRUE(state_->Exit("job-b").is_null()) << "job-b waits for job-a";
   Go("job-a");
   EXPECT_EQ(WaitExit("job-a")["exit_code"], 0);
   EXPECT_EQ(WaitExit("job-b", 10s)["exit_code"], 0);
   EXPECT_EQ(state_->Output("job-b"), "b\n");
-  std::lock_guard<std::mutex> lock(state_->mu);
-  EXPECT_EQ(state_->polls, polls) << "job-b started without waiting for a poll";
+  EXPECT_EQ(state_->Polls(), polls) << "job-b started without waiting for a poll";
 }
 
 // The next assignment with the answer to the exit record (docs/api.md, work=1).
@@ -335,16 +331,13 @@ TEST_F(AgentTest, TheNextJobComesWithTheExitsAnswerAndStartsWithoutAPoll) {
     std::lock_guard<std::mutex> lock(state_->mu);
     return state_->work.empty() && state_->polls >= 2;
   }));
-  int polls = [&] {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->polls;
-  }();
+  int polls = state_->Polls();
   Go("job-n1");
   EXPECT_EQ(WaitExit("job-n1")["exit_code"], 0);
   EXPECT_EQ(WaitExit("job-n2", 10s)["exit_code"], 0);
   EXPECT_EQ(state_->Output("job-n2"), "two\n");
+  EXPECT_EQ(state_->Polls(), polls) << "job-n2 came with job-n1's exit, not by a poll";
   std::lock_guard<std::mutex> lock(state_->mu);
-  EXPECT_EQ(state_->polls, polls) << "job-n2 came with job-n1's exit, not by a poll";
   EXPECT_GT(state_->events_asking_work, 0);
 }
 

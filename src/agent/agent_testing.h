@@ -75,6 +75,10 @@ struct FakeState {
     work.push_back(std::move(reply));
     cv.notify_all();
   }
+  int Polls() {
+    std::lock_guard<std::mutex> lock(mu);
+    return polls;
+  }
   std::vector<Json> Records(const std::string& job, int64_t attempt = 1) {
     std::lock_guard<std::mutex> lock(mu);
     return events[{job, attempt}];
