@@ -36,7 +36,8 @@ std::string SendRaw(int port, const std::string& bytes, std::promise<void>* sent
     }
     sent->set_value();
     char buf[4096];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;)
+      answer.append(buf, static_cast<size_t>(n));
   } else {
     sent->set_value();
   }
