@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prints a folder holding httplib.h and httplib.cc: Debian's own source of
 # the installed cpp-httplib (same version, Debian's patches applied), split
-# as Debian's build splits it. The portable `yard` (CMakeLists.txt,
-# yard-portable; docs/operations.md, "The portable agent") compiles it into
-# a static library: Debian ships cpp-httplib only as a shared library.
+# as Debian's build splits it. CMakeLists.txt compiles it into yard_httplib,
+# which every target links (256 KiB body reads instead of Debian's 4 KiB)
+# and the portable `yard` needs (docs/operations.md, "The portable agent"):
+# Debian ships cpp-httplib only as a shared library.
 #
 # The source comes with `apt-get source` from the mirrors apt already uses
 # for this machine's suite (deb-src of the same URIs), through a private apt

@@ -240,10 +240,12 @@ if [[ -f "$BUILD_DIR/CMakeCache.txt" ]] &&
   note "build directory was made by another generator; clearing its cache"
   rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
 fi
-# The portable `yard` needs cpp-httplib's source (Debian ships no static
-# library of it); without it CMake builds everything but yard-portable.
+# Every target links cpp-httplib compiled from its source (CMakeLists.txt,
+# yard_httplib: 256 KiB body reads; yard-portable needs it static, Debian
+# ships no static library of it). Without it CMake warns, links Debian's
+# shared library and builds everything but yard-portable.
 HTTPLIB_SOURCE_DIR="$(bash "$REPO_ROOT/scripts/httplib_source.sh")" ||
-  { note "cpp-httplib's source could not be fetched: yard-portable will not be built"; HTTPLIB_SOURCE_DIR=""; }
+  { note "cpp-httplib's source could not be fetched: Debian's library is linked, yard-portable not built"; HTTPLIB_SOURCE_DIR=""; }
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DYARD_HTTPLIB_SOURCE_DIR="$HTTPLIB_SOURCE_DIR"
 
 # --------------------------------------------------------------------------

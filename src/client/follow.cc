@@ -58,11 +58,24 @@ class EventDecoder {
   bool needs_end_ = false, ended_ = false;
 };
 
+// The event without the bytes of its "data": a string "data" becomes "" (its
+// type is what is checked), anything else stays, so that a Reply of it names
+// the same mismatches as one of the whole event without copying the output.
+Json WithoutOutputBytes(const Json& event) {
+  Json head(Json::value_t::object);
+  for (auto it = event.begin(); it != event.end(); ++it) {
+    bool bytes = it.key() == "data" && it.value().is_string();
+    head[it.key()] = bytes ? Json("") : it.value();
+  }
+  return head;
+}
+
 // The fields of an event that its readers take with Json::value() (the
 // CLI's views, the SDKs' progress, the artifact mirror) have their types
 // when present (docs/api.md, "Events"), so that value() cannot throw.
+// `event` is an object (EventDecoder delivers no other).
 Status CheckEventFields(const Json& event, const std::string& route) {
-  Reply r(event, route);
+  Reply r(WithoutOutputBytes(event), route);
   for (const char* key : {"seq", "attempt", "exit_code"})
     YARD_RETURN_IF_ERROR(r.GetOr<int64_t>(key, 0).status());
   for (const char* key : {"kind", "state", "message", "data", "instance", "dir"})
@@ -91,8 +104,9 @@ Status FollowEvents(const HttpClient& client, const std::string& job_id, const F
     std::string path = "/v1/jobs/" + job_id + "/events?end=e&after=" + std::to_string(cursor) +
                        (opts.follow ? "" : "&follow=0");
     Status bad_event;
+    const std::string route = "GET " + path;
     EventDecoder decoder([&](const Json& j) {
-      bad_event = CheckEventFields(j, "GET " + path);
+      bad_event = CheckEventFields(j, route);
       if (!bad_event.ok()) return false;
       int64_t seq = j.value("seq", int64_t{0});
       if (seq <= cursor) return true;  // already delivered before a reconnect

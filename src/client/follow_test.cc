@@ -135,5 +135,76 @@ TEST(FollowEventsTest, AChunkedStreamFromAnOlderServerNeedsNoEndMark) {
   EXPECT_EQ(server.requests.size(), 1u);
 }
 
+// Serves `body` as the framed stream (end=e) of job j, to every request.
+class FixedStreamServer {
+ public:
+  explicit FixedStreamServer(std::string body) : body_(std::move(body)) {
+    svr_.Get(R"(/v1/jobs/j/events)", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content_provider(kFramesToCloseContentType, [this](size_t, httplib::DataSink& sink) {
+        sink.write(body_.data(), body_.size());
+        sink.done();
+        return true;
+      });
+    });
+    port_ = svr_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { svr_.listen_after_bind(); });
+    while (!svr_.is_running()) std::this_thread::yield();
+  }
+  ~FixedStreamServer() {
+    svr_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  const std::string body_;
+  httplib::Server svr_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+std::string OutputFrame(int64_t seq, std::string_view bytes) {
+  std::string out;
+  AppendFrame(frame_tag::kOutput,
+              Json({{"kind", "output"}, {"seq", seq}}).dump() + "\n" + std::string(bytes), &out);
+  return out;
+}
+
+// Output bytes reach the consumer exactly (every byte value, a megabyte),
+// and an event whose "data" is not a string stops the follower with an
+// error naming the field, as any other field of the wrong type does; the
+// check does not copy the bytes (CheckEventFields), but still sees them.
+TEST(FollowEventsTest, ChecksTheTypeOfDataAndDeliversOutputBytesExactly) {
+  std::string bytes(1 << 20, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i % 251);
+  std::string good = OutputFrame(1, bytes);
+  AppendFrame(frame_tag::kJson,
+              Json({{"kind", "state"}, {"seq", 2}, {"state", "succeeded"}}).dump(), &good);
+  AppendFrame(frame_tag::kEnd, "", &good);
+  FixedStreamServer server(good);
+  HttpClient client(server.url(), "token");
+  FollowOptions opts;
+  opts.follow = false;
+  std::string out;
+  Status s = FollowEvents(client, "j", opts, [&](const Json& ev) {
+    if (ev["kind"] == "output") out += ev["data"].get<std::string>();
+    return true;
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(out == bytes) << out.size() << " bytes arrived of " << bytes.size();
+
+  std::string bad = OutputFrame(1, "fine\n");
+  AppendFrame(frame_tag::kJson, Json({{"kind", "output"}, {"seq", 2}, {"data", 7}}).dump(), &bad);
+  AppendFrame(frame_tag::kEnd, "", &bad);
+  FixedStreamServer bad_server(bad);
+  HttpClient bad_client(bad_server.url(), "token");
+  int delivered = 0;
+  s = FollowEvents(bad_client, "j", opts, [&](const Json&) { return ++delivered, true; });
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("data is the number 7, not a string"), std::string::npos)
+      << s.ToString();
+  EXPECT_EQ(delivered, 1);
+}
+
 }  // namespace
 }  // namespace yard
