@@ -1,6 +1,7 @@
 // Artifacts: a running job writes a 256 MiB checkpoint of random bytes into
 // $YARD_CHECKPOINT_DIR; the client mirrors it (ArtifactMirror into a folder
-// of the same disk). MB/s from the job's file being complete to the local
+// of the same disk, fed the artifact_part events too, so it fetches while
+// the agent still uploads). MB/s from the job's file being complete to the local
 // copy complete and verified, against `cp` of the same file on the same
 // disk. Target: >= half of cp. The mirror checks every chunk against its
 // SHA-256 as it arrives and renames the file into place only when all
@@ -48,8 +49,11 @@ struct Timeline {
   double running = 0;                      // "running" event stored
   double written = 0;                      // the job's file complete (printed by the job)
   double event_stored = 0, event_got = 0;  // artifact event: stored, in our hands
-  double mirrored = 0;  // local copy in place, every chunk checked (the end of the timing)
-  double verified = 0;  // local copy hashed again as a whole (the benchmark's own check)
+  double first_part = 0;                   // the first artifact_part event in our hands (0: none)
+  int parts = 0;
+  uint64_t chunks_early = 0;  // chunks the mirror had fetched from parts
+  double mirrored = 0;        // local copy in place, every chunk checked (the end of the timing)
+  double verified = 0;        // local copy hashed again as a whole (the benchmark's own check)
   std::string job_hash, job_path, local_hash;
 };
 
@@ -124,6 +128,7 @@ Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, in
                             }
                           }
                         }
+                        if (kind == "artifact_part") mirror.Add(ev);  // fetched early
                         if (kind == "artifact" &&
                             ev["entry"].value("path", "").rfind("series-", 0) == 0 && events < n) {
                           mirror.Add(ev);
@@ -160,6 +165,11 @@ Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t by
                       if (kind == "state" && IsFinalState(ev.value("state", "")))
                         Die("artifact job ended early: " + ev.dump());
                       if (kind == "output") ParseJobLines(ev["data"], &tl);
+                      if (kind == "artifact_part") {  // fetched before the artifact event
+                        if (tl.first_part == 0) tl.first_part = WallNow();
+                        tl.parts++;
+                        mirror.Add(ev);
+                      }
                       if (kind == "artifact" && ev["entry"].value("size", uint64_t{0}) == bytes &&
                           tl.verified == 0) {
                         tl.event_got = WallNow();
@@ -167,6 +177,7 @@ Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t by
                         mirror.Add(ev);
                         Must(mirror.Drain(), "mirroring");
                         tl.mirrored = WallNow();
+                        tl.chunks_early = mirror.chunks_fetched_early();
                         tl.local_hash =
                             Sha256OfFile(dest + "/ckpt.bin");  // not the mirror's: a cross-check
                         tl.verified = WallNow();
@@ -256,11 +267,17 @@ int Main(int argc, char** argv) {
       "    last of %d chunks stored          %7.3f s (agent chunks, hashes, uploads: "
       "%.0f MB/s)\n",
       blobs.count, blobs.last - tl.written, mb / (blobs.last - blobs.first));
+  if (tl.parts > 0)
+    std::printf(
+        "    first of %d artifact_part events   %7.3f s (the mirror fetches while the upload goes "
+        "on: %llu of %d chunks before the artifact event)\n",
+        tl.parts, tl.first_part - tl.written, static_cast<unsigned long long>(tl.chunks_early),
+        blobs.count);
   std::printf("    artifact event stored            %7.3f s\n", tl.event_stored - tl.written);
   std::printf("    artifact event at the follower   %7.3f s\n", tl.event_got - tl.written);
   std::printf(
-      "    local copy in place, verified    %7.3f s (mirror alone: %.3f s, %.0f MB/s; every "
-      "chunk checked on arrival)\n",
+      "    local copy in place, verified    %7.3f s (after the artifact event: %.3f s, %.0f "
+      "MB/s; every chunk checked on arrival)\n",
       from_written, mirror_alone, mb / mirror_alone);
   std::printf("    (whole copy hashed again by the benchmark, not timed: %.3f s)\n",
               tl.verified - tl.mirrored);
@@ -303,7 +320,7 @@ int Main(int argc, char** argv) {
       series_s > 0 ? series_cp_s / series_s : 0.0);
   std::printf(
       "RESULT artifacts: %.0f MB/s (file complete -> copy verified) vs cp %.0f MB/s: "
-      "ratio %.3f; mirror alone %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
+      "ratio %.3f; after the artifact event %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
       rate, cp_rate, rate / cp_rate, mb / mirror_alone, mb / mirror_alone / cp_rate,
       Verdict(same && rate / cp_rate >= 0.5));
   return 0;
