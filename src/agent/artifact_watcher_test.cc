@@ -252,7 +252,7 @@ TEST_F(ArtifactWatcherTest, WorkFolderSyncsWhatTheJobWroteOrChangedOnly) {
   Write("work/data/x.csv", "1,2");
   ArtifactWatcher w(
       {{"work", dir_.path() + "/work", {"__pycache__"}, 10}},
-      [this](const std::string& path) -> StatusOr<FileEntry> {
+      [this](const std::string& path, const ChunkUploader::ChunksStored&) -> StatusOr<FileEntry> {
         uploads_.push_back(path);
         FileEntry e;
         e.size = fs::file_size(path);

@@ -380,8 +380,10 @@ StatusOr<ArtifactPart> ArtifactPartFromJson(const nlohmann::json& j) {
       return InvalidArgument("artifact_part: unknown key \"" + key + "\"");
   if (!j.contains("dir") || !j["dir"].is_string() || !j.contains("path") || !j["path"].is_string())
     return InvalidArgument("artifact_part: needs a string \"dir\" and \"path\"");
-  if (!j.contains("offset") || !j["offset"].is_number_unsigned() ||
-      j["offset"].get<uint64_t>() > kMaxOffset)
+  auto whole = [](const json& v) {  // parsed: unsigned; built in code: maybe signed
+    return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+  };
+  if (!j.contains("offset") || !whole(j["offset"]) || j["offset"].get<uint64_t>() > kMaxOffset)
     return InvalidArgument("artifact_part: \"offset\" must be a whole number up to 2^53");
   if (!j.contains("chunks") || !j["chunks"].is_array())
     return InvalidArgument("artifact_part: needs a list \"chunks\"");
@@ -389,7 +391,7 @@ StatusOr<ArtifactPart> ArtifactPartFromJson(const nlohmann::json& j) {
   json as_entry = {{"path", j["path"]}, {"mode", 0644}, {"size", 0}, {"chunks", j["chunks"]}};
   uint64_t size = 0;
   for (const json& c : j["chunks"]) {
-    if (!c.is_array() || c.size() != 2 || !c[1].is_number_unsigned()) continue;  // refused below
+    if (!c.is_array() || c.size() != 2 || !whole(c[1])) continue;  // refused below
     if (c[1].get<uint64_t>() > kMaxOffset - size)
       return InvalidArgument("artifact_part: the chunks end past 2^53 bytes");
     size += c[1].get<uint64_t>();
