@@ -717,8 +717,12 @@ void ArtifactMirror::AddPart(const std::string& root, const Json& event) {
   if (!early) {
     auto made = std::make_shared<Early>();
     if (MakeDirs(std::filesystem::path(key).parent_path().string()).ok()) {
-      made->tmp = key + ".yard-early-" + std::to_string(++early_files_made_);
-      made->fd = ::open(made->tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      // Named apart from any other mirror's (another process mirroring
+      // into the same folder), and never opened if it exists: chunks are
+      // trusted in it because this mirror alone wrote them.
+      made->tmp = key + ".yard-early-" + std::to_string(::getpid()) + "-" +
+                  std::to_string(++early_files_made_);
+      made->fd = ::open(made->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
       if (made->fd < 0) made->tmp.clear();
     }
     if (made->fd < 0) return (void)early_.erase(key);
