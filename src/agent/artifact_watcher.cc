@@ -403,23 +403,7 @@ class PartGatherer {
     std::optional<ArtifactPart> ready;
     {
       MutexLock lock(mu_);
-      Run run{chunks, 0};
-      for (const ChunkRef& c : chunks) run.bytes += c.size;
-      // Joined with the run that ends where this one starts and the one
-      // that starts where it ends.
-      if (auto next = runs_.find(offset + run.bytes); next != runs_.end()) {
-        run.chunks.insert(run.chunks.end(), next->second.chunks.begin(), next->second.chunks.end());
-        run.bytes += next->second.bytes;
-        runs_.erase(next);
-      }
-      auto it = runs_.lower_bound(offset);
-      if (it != runs_.begin() && std::prev(it)->first + std::prev(it)->second.bytes == offset) {
-        --it;
-        it->second.chunks.insert(it->second.chunks.end(), run.chunks.begin(), run.chunks.end());
-        it->second.bytes += run.bytes;
-      } else {
-        it = runs_.emplace(offset, std::move(run)).first;
-      }
+      auto it = Join(offset, chunks);
       if (it->second.bytes >= min_) {
         ready = ArtifactPart{dir_, path_, it->first, std::move(it->second.chunks)};
         runs_.erase(it);
@@ -433,6 +417,27 @@ class PartGatherer {
     std::vector<ChunkRef> chunks;
     uint64_t bytes = 0;
   };
+
+  // Adds the run, joined with the run that ends where it starts and the
+  // one that starts where it ends; returns where the joined run is.
+  std::map<uint64_t, Run>::iterator Join(uint64_t offset, const std::vector<ChunkRef>& chunks)
+      REQUIRES(mu_) {
+    Run run{chunks, 0};
+    for (const ChunkRef& c : chunks) run.bytes += c.size;
+    if (auto next = runs_.find(offset + run.bytes); next != runs_.end()) {
+      run.chunks.insert(run.chunks.end(), next->second.chunks.begin(), next->second.chunks.end());
+      run.bytes += next->second.bytes;
+      runs_.erase(next);
+    }
+    auto it = runs_.lower_bound(offset);
+    if (it == runs_.begin() || std::prev(it)->first + std::prev(it)->second.bytes != offset)
+      return runs_.emplace(offset, std::move(run)).first;
+    --it;
+    it->second.chunks.insert(it->second.chunks.end(), run.chunks.begin(), run.chunks.end());
+    it->second.bytes += run.bytes;
+    return it;
+  }
+
   const std::string dir_, path_;
   const uint64_t min_;
   const std::function<void(Json)> emit_;
