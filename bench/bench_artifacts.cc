@@ -1,6 +1,7 @@
 // Artifacts: a running job writes a 256 MiB checkpoint of random bytes into
 // $YARD_CHECKPOINT_DIR; the client mirrors it (ArtifactMirror into a folder
-// of the same disk). MB/s from the job's file being complete to the local
+// of the same disk, fed the artifact_part events too, so it fetches while
+// the agent still uploads). MB/s from the job's file being complete to the local
 // copy complete and verified, against `cp` of the same file on the same
 // disk. Target: >= half of cp. The mirror checks every chunk against its
 // SHA-256 as it arrives and renames the file into place only when all
@@ -24,12 +25,16 @@
 namespace yard::bench {
 namespace {
 
-// Writes the checkpoint, says when it was complete (wall clock), its hash
-// and path, then goes on "training" until cancelled.
+// Writes the checkpoint, says when it was complete (wall clock) and its
+// path, then goes on "training" (idle) until cancelled. The job does not
+// hash its file: coreutils' sha256sum would take a core for most of a
+// second while the agent uploads (a bias of the benchmark, not of the
+// path: up to 2026-12-07 18:30 it did). The benchmark hashes the job's
+// file itself, after the timing.
 std::vector<std::string> Command(uint64_t bytes) {
   return {"sh", "-c",
           "f=\"$YARD_CHECKPOINT_DIR/ckpt.bin\"; head -c " + std::to_string(bytes) +
-              " /dev/urandom > \"$f\"; echo \"written $(date +%s.%N)\"; sha256sum \"$f\"; "
+              " /dev/urandom > \"$f\"; echo \"written $(date +%s.%N)\"; "
               "echo \"path $f\"; exec sleep 300"};
 }
 
@@ -48,13 +53,16 @@ struct Timeline {
   double running = 0;                      // "running" event stored
   double written = 0;                      // the job's file complete (printed by the job)
   double event_stored = 0, event_got = 0;  // artifact event: stored, in our hands
-  double mirrored = 0;  // local copy in place, every chunk checked (the end of the timing)
-  double verified = 0;  // local copy hashed again as a whole (the benchmark's own check)
+  double first_part = 0;                   // the first artifact_part event in our hands (0: none)
+  int parts = 0;
+  uint64_t chunks_early = 0;  // chunks the mirror had fetched from parts
+  double mirrored = 0;        // local copy in place, every chunk checked (the end of the timing)
+  double verified = 0;        // local copy hashed again as a whole (the benchmark's own check)
   std::string job_hash, job_path, local_hash;
 };
 
-// Picks the job's "written T", "<sha256>  <file>" and "path P" lines out of
-// an output event (which may hold several lines).
+// Picks the job's "written T" and "path P" lines out of an output event
+// (which may hold several lines).
 void ParseJobLines(const std::string& data, Timeline* tl) {
   size_t start = 0;
   for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -63,8 +71,6 @@ void ParseJobLines(const std::string& data, Timeline* tl) {
       tl->written = std::atof(line.c_str() + 8);
     else if (line.rfind("path ", 0) == 0)
       tl->job_path = line.substr(5);
-    else if (line.size() > 64 && line[64] == ' ')
-      tl->job_hash = line.substr(0, 64);
   }
 }
 
@@ -86,7 +92,7 @@ std::vector<std::string> SeriesCommand(uint64_t each, int n) {
   for (int i = 0; i < n; ++i)
     script += "cp \"$s/" + std::to_string(i) + "\" \"$d/series-" + std::to_string(i) +
               ".bin\"; echo \"written $(date +%s.%N)\"; ";
-  script += "rm -rf \"$s\"; sha256sum \"$d\"/series-*.bin; echo \"path $d\"; exec sleep 300";
+  script += "rm -rf \"$s\"; echo \"path $d\"; exec sleep 300";
   return {"sh", "-c", script};
 }
 
@@ -94,7 +100,6 @@ Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, in
                     const std::string& dest) {
   Series sr;
   const HttpClient& client = home.client();
-  std::map<std::string, std::string> job_hash;  // file name -> sha256
   std::string job_dir;
   int events = 0;
   {
@@ -118,12 +123,10 @@ Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, in
                               sr.last_written = t;
                             } else if (line.rfind("path ", 0) == 0) {
                               job_dir = line.substr(5);
-                            } else if (line.size() > 66 && line[64] == ' ') {
-                              job_hash[std::filesystem::path(line.substr(66)).filename().string()] =
-                                  line.substr(0, 64);
                             }
                           }
                         }
+                        if (kind == "artifact_part") mirror.Add(ev);  // fetched early
                         if (kind == "artifact" &&
                             ev["entry"].value("path", "").rfind("series-", 0) == 0 && events < n) {
                           mirror.Add(ev);
@@ -132,16 +135,16 @@ Series MirrorSeries(const BenchHome& home, const Json& bundle, uint64_t each, in
                             sr.mirrored = WallNow();
                           }
                         }
-                        return sr.mirrored == 0 || job_dir.empty() ||
-                               static_cast<int>(job_hash.size()) < n;
+                        return sr.mirrored == 0 || job_dir.empty();
                       }),
          "following " + id);
     Must(client.Post("/v1/jobs/" + id + "/cancel", Json::object()).status(), "cancel");
     FollowToEnd(client, id);
   }
-  for (const auto& [name, hash] : job_hash) {
+  for (int i = 0; i < n; ++i) {  // the job's files against their copies, untimed
+    std::string name = "series-" + std::to_string(i) + ".bin";
     sr.job_paths.push_back(job_dir + "/" + name);
-    if (Sha256OfFile(dest + "/" + name) == hash) sr.verified++;
+    if (Sha256OfFile(dest + "/" + name) == Sha256OfFile(job_dir + "/" + name)) sr.verified++;
   }
   return sr;
 }
@@ -160,6 +163,11 @@ Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t by
                       if (kind == "state" && IsFinalState(ev.value("state", "")))
                         Die("artifact job ended early: " + ev.dump());
                       if (kind == "output") ParseJobLines(ev["data"], &tl);
+                      if (kind == "artifact_part") {  // fetched before the artifact event
+                        if (tl.first_part == 0) tl.first_part = WallNow();
+                        tl.parts++;
+                        mirror.Add(ev);
+                      }
                       if (kind == "artifact" && ev["entry"].value("size", uint64_t{0}) == bytes &&
                           tl.verified == 0) {
                         tl.event_got = WallNow();
@@ -167,14 +175,16 @@ Timeline MirrorCheckpoint(const BenchHome& home, const Json& bundle, uint64_t by
                         mirror.Add(ev);
                         Must(mirror.Drain(), "mirroring");
                         tl.mirrored = WallNow();
+                        tl.chunks_early = mirror.chunks_fetched_early();
                         tl.local_hash =
                             Sha256OfFile(dest + "/ckpt.bin");  // not the mirror's: a cross-check
                         tl.verified = WallNow();
                       }
-                      // Done once the copy is verified and the job told us its hash.
-                      return tl.verified == 0 || tl.job_hash.empty() || tl.job_path.empty();
+                      // Done once the copy is verified and the job told us its path.
+                      return tl.verified == 0 || tl.job_path.empty();
                     }),
        "following " + id);
+  tl.job_hash = Sha256OfFile(tl.job_path);  // the job's file, untimed
   Must(client.Post("/v1/jobs/" + id + "/cancel", Json::object()).status(), "cancel");
   FollowToEnd(client, id);
   return tl;
@@ -256,11 +266,17 @@ int Main(int argc, char** argv) {
       "    last of %d chunks stored          %7.3f s (agent chunks, hashes, uploads: "
       "%.0f MB/s)\n",
       blobs.count, blobs.last - tl.written, mb / (blobs.last - blobs.first));
+  if (tl.parts > 0)
+    std::printf(
+        "    first of %d artifact_part events   %7.3f s (the mirror fetches while the upload goes "
+        "on: %llu of %d chunks before the artifact event)\n",
+        tl.parts, tl.first_part - tl.written, static_cast<unsigned long long>(tl.chunks_early),
+        blobs.count);
   std::printf("    artifact event stored            %7.3f s\n", tl.event_stored - tl.written);
   std::printf("    artifact event at the follower   %7.3f s\n", tl.event_got - tl.written);
   std::printf(
-      "    local copy in place, verified    %7.3f s (mirror alone: %.3f s, %.0f MB/s; every "
-      "chunk checked on arrival)\n",
+      "    local copy in place, verified    %7.3f s (after the artifact event: %.3f s, %.0f "
+      "MB/s; every chunk checked on arrival)\n",
       from_written, mirror_alone, mb / mirror_alone);
   std::printf("    (whole copy hashed again by the benchmark, not timed: %.3f s)\n",
               tl.verified - tl.mirrored);
@@ -303,7 +319,7 @@ int Main(int argc, char** argv) {
       series_s > 0 ? series_cp_s / series_s : 0.0);
   std::printf(
       "RESULT artifacts: %.0f MB/s (file complete -> copy verified) vs cp %.0f MB/s: "
-      "ratio %.3f; mirror alone %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
+      "ratio %.3f; after the artifact event %.0f MB/s, ratio %.3f (target: >= 0.5) %s\n",
       rate, cp_rate, rate / cp_rate, mb / mirror_alone, mb / mirror_alone / cp_rate,
       Verdict(same && rate / cp_rate >= 0.5));
   return 0;

@@ -485,7 +485,7 @@ def _follow(client, job_id, ckpt_dir, log_dir, events_out, out=None, verbose=1):
             if kind == "event":
                 ev = json.loads(payload)
                 events_out.append(ev)
-                if ev.get("kind") == "artifact":
+                if ev.get("kind") in ("artifact", "artifact_part"):
                     mirror.add(payload)
                 view.show(ev)
             elif kind == "disconnect":

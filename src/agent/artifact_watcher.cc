@@ -186,13 +186,14 @@ void ArtifactWatcher::RunSyncJob(const SyncJob& job) {
 // The entry read from an inode while it had `stamp` describes it for as
 // long as it keeps that stamp, under any name: Sync checks the stamp again
 // after, as it does after an upload of its own.
-StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const FileStamp& stamp) {
+StatusOr<FileEntry> ArtifactWatcher::UploadOnce(const std::string& path, const FileStamp& stamp,
+                                                const ChunkUploader::ChunksStored& stored) {
   MutexLock lock(uploads_mu_);
   uploads_cv_.wait(lock.unique(), [&]() REQUIRES(uploads_mu_) { return !uploading_.count(stamp); });
   if (auto done = uploaded_.find(stamp); done != uploaded_.end()) return done->second;
   uploading_.insert(stamp);
   lock.Unlock();
-  StatusOr<FileEntry> entry = upload_(path);
+  StatusOr<FileEntry> entry = upload_(path, stored);
   lock.Lock();
   uploading_.erase(stamp);
   uploads_cv_.notify_all();
@@ -386,12 +387,80 @@ void ArtifactWatcher::SyncNow(const Dir& dir, const std::string& rel, FileState*
   if (std::optional<Json> record = Sync(dir, rel, state, final)) EmitRecord(std::move(*record));
 }
 
+namespace {
+
+// Gathers the runs of chunks an upload reports stored (from its workers, in
+// any order), joins neighbours, and hands out each run that reaches
+// `min_bytes` as an artifact_part record. What is left when the upload
+// ends is not told: the artifact record names it.
+class PartGatherer {
+ public:
+  PartGatherer(std::string dir, std::string path, uint64_t min_bytes,
+               std::function<void(Json)> emit)
+      : dir_(std::move(dir)), path_(std::move(path)), min_(min_bytes), emit_(std::move(emit)) {}
+
+  void Add(uint64_t offset, const std::vector<ChunkRef>& chunks) {
+    std::optional<ArtifactPart> ready;
+    {
+      MutexLock lock(mu_);
+      auto it = Join(offset, chunks);
+      if (it->second.bytes >= min_) {
+        ready = ArtifactPart{dir_, path_, it->first, std::move(it->second.chunks)};
+        runs_.erase(it);
+      }
+    }
+    if (ready) emit_(ArtifactPartToJson(*ready));
+  }
+
+ private:
+  struct Run {
+    std::vector<ChunkRef> chunks;
+    uint64_t bytes = 0;
+  };
+
+  // Adds the run, joined with the run that ends where it starts and the
+  // one that starts where it ends; returns where the joined run is.
+  std::map<uint64_t, Run>::iterator Join(uint64_t offset, const std::vector<ChunkRef>& chunks)
+      REQUIRES(mu_) {
+    Run run{chunks, 0};
+    for (const ChunkRef& c : chunks) run.bytes += c.size;
+    if (auto next = runs_.find(offset + run.bytes); next != runs_.end()) {
+      run.chunks.insert(run.chunks.end(), next->second.chunks.begin(), next->second.chunks.end());
+      run.bytes += next->second.bytes;
+      runs_.erase(next);
+    }
+    auto it = runs_.lower_bound(offset);
+    if (it == runs_.begin() || std::prev(it)->first + std::prev(it)->second.bytes != offset)
+      return runs_.emplace(offset, std::move(run)).first;
+    --it;
+    it->second.chunks.insert(it->second.chunks.end(), run.chunks.begin(), run.chunks.end());
+    it->second.bytes += run.bytes;
+    return it;
+  }
+
+  const std::string dir_, path_;
+  const uint64_t min_;
+  const std::function<void(Json)> emit_;
+  Mutex mu_;
+  std::map<uint64_t, Run> runs_ GUARDED_BY(mu_);  // by offset, not told yet
+};
+
+}  // namespace
+
 std::optional<Json> ArtifactWatcher::Sync(const Dir& dir, const std::string& rel, FileState* state,
                                           bool final) {
   std::string path = dir.folder + "/" + rel;
   for (int tries = 0; tries < (final ? kFinalTries : 1); ++tries) {
     FileStamp before = *state->seen;
-    StatusOr<FileEntry> entry = UploadOnce(path, before);
+    std::optional<PartGatherer> parts;
+    ChunkUploader::ChunksStored stored;
+    if (before.size >= kPartBytes) {
+      parts.emplace(dir.name, rel, kPartBytes, [this](Json part) { EmitRecord(std::move(part)); });
+      stored = [&parts](uint64_t offset, const std::vector<ChunkRef>& chunks) {
+        parts->Add(offset, chunks);
+      };
+    }
+    StatusOr<FileEntry> entry = UploadOnce(path, before, stored);
     if (!entry.ok()) {
       SyncFailed(dir, rel, state, entry.status(), final);
       return std::nullopt;

@@ -32,6 +32,14 @@
 // closed) is remembered by its stamp, inode included, and the renamed file
 // with that stamp reuses its entry (waiting for it if it is still running)
 // instead of reading the file again.
+//
+// While a file of at least kPartBytes uploads, the chunks the server holds
+// already are told in `artifact_part` records (docs/api.md) of at least
+// kPartBytes each, as soon as they are stored, so that a mirror can fetch
+// them while the rest is still being sent. They come before the file's
+// `artifact` record (which alone says what the file is), are not ordered
+// with other files' records, and a file whose sync fails or that changes
+// meanwhile may have had parts but gets no record.
 #pragma once
 
 #include <chrono>
@@ -50,6 +58,7 @@
 
 #include "agent/stop_signal.h"
 #include "client/http_client.h"
+#include "client/transfer.h"
 #include "common/manifest.h"
 #include "common/status.h"
 #include "common/thread_annotations.h"
@@ -73,9 +82,11 @@ struct FileStamp {
 class ArtifactWatcher {
  public:
   // Uploads a file's chunks and returns its entry (path and mode are set by
-  // the watcher). See ChunkUploader::Upload (client/transfer.h). Called
-  // from several threads at once (for different files).
-  using Upload = std::function<StatusOr<FileEntry>(const std::string& path)>;
+  // the watcher), telling `stored` the chunks the server holds as it goes
+  // (may be called with none). See ChunkUploader::Upload (client/transfer.h).
+  // Called from several threads at once (for different files).
+  using Upload = std::function<StatusOr<FileEntry>(const std::string& path,
+                                                   const ChunkUploader::ChunksStored& stored)>;
   // Receives each record (artifact, or an output line about a failed sync);
   // called from several threads, never at once.
   using Emit = std::function<void(Json record)>;
@@ -90,6 +101,10 @@ class ArtifactWatcher {
   };
 
   static constexpr int kParallelSyncs = 2;
+  // The least bytes an artifact_part record names (and so the least size
+  // of a file that gets any): fewer, larger events; the first one comes
+  // after this much is stored.
+  static constexpr uint64_t kPartBytes = 8 << 20;
 
   ArtifactWatcher(std::vector<Dir> dirs, Upload upload, Emit emit);
   ~ArtifactWatcher();  // Stop()s
@@ -142,7 +157,8 @@ class ArtifactWatcher {
   void SyncWorker();
   // upload_(path) for the file version `stamp`, or the entry of an upload
   // of that version already made (see above).
-  StatusOr<FileEntry> UploadOnce(const std::string& path, const FileStamp& stamp);
+  StatusOr<FileEntry> UploadOnce(const std::string& path, const FileStamp& stamp,
+                                 const ChunkUploader::ChunksStored& stored);
   void RunSyncJob(const SyncJob& job);
   void WaitForSyncs();
   void EmitRecord(Json record);

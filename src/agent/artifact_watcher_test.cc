@@ -29,7 +29,7 @@ class ArtifactWatcherTest : public testing::Test {
   ArtifactWatcher MakeWatcher() {
     return ArtifactWatcher(
         {{"checkpoints", dir_.path() + "/checkpoints"}, {"logs", dir_.path() + "/logs"}},
-        [this](const std::string& path) -> StatusOr<FileEntry> {
+        [this](const std::string& path, const ChunkUploader::ChunksStored&) -> StatusOr<FileEntry> {
           uploads_.push_back(path);
           ++upload_count_;
           if (during_upload_) during_upload_(path);
@@ -62,6 +62,63 @@ class ArtifactWatcherTest : public testing::Test {
   bool fail_ = false;
   std::function<void(const std::string&)> during_upload_;
 };
+
+// A large file's chunks are told as artifact_part records while it
+// uploads, before its artifact record: runs stored out of order are joined,
+// each part names consecutive chunks from its offset and at least
+// kPartBytes, and a small file gets none.
+TEST_F(ArtifactWatcherTest, ALargeFilesStoredChunksAreToldInPartsBeforeItsRecord) {
+  constexpr uint64_t kChunk = 1 << 20;
+  const uint64_t chunks = ArtifactWatcher::kPartBytes / kChunk * 2 + 3;  // two parts and a rest
+  std::vector<Json> records;
+  ArtifactWatcher w(
+      {{"checkpoints", dir_.path() + "/checkpoints"}},
+      [&](const std::string& path,
+          const ChunkUploader::ChunksStored& stored) -> StatusOr<FileEntry> {
+        FileEntry e;
+        e.size = fs::file_size(path);
+        for (uint64_t i = 0; i * kChunk < e.size; ++i) {
+          std::string hash = std::string(60, 'a') + std::to_string(1000 + i);
+          e.chunks.push_back({hash, std::min(kChunk, e.size - i * kChunk)});
+        }
+        if (stored) {
+          // Stored in pairs, each pair's second chunk told before its first.
+          for (size_t i = 0; i + 1 < e.chunks.size(); i += 2) {
+            stored((i + 1) * kChunk, {e.chunks[i + 1]});
+            stored(i * kChunk, {e.chunks[i]});
+          }
+        }
+        return e;
+      },
+      [&](Json r) { records.push_back(std::move(r)); });
+  std::string big(chunks * kChunk - 100, 'x');
+  Write("checkpoints/big.bin", big);
+  Write("checkpoints/small.bin", "tiny");
+  w.Scan(/*final=*/true);
+  std::vector<Json> parts, artifacts;
+  for (const Json& r : records) (r["kind"] == "artifact_part" ? parts : artifacts).push_back(r);
+  ASSERT_EQ(artifacts.size(), 2u);
+  ASSERT_EQ(parts.size(), 2u);  // 2 x kPartBytes; the rest only in the artifact record
+  const Json& big_record = artifacts[0]["entry"]["path"] == "big.bin" ? artifacts[0] : artifacts[1];
+  std::vector<Json> big_chunks = big_record["entry"]["chunks"];
+  for (const Json& p : parts) {
+    StatusOr<ArtifactPart> part = ArtifactPartFromJson(p);
+    ASSERT_TRUE(part.ok()) << part.status().message();
+    EXPECT_EQ(part->dir, "checkpoints");
+    EXPECT_EQ(part->path, "big.bin");
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < part->chunks.size(); ++i) {
+      size_t at = part->offset / kChunk + i;  // every chunk where the file has it
+      EXPECT_EQ(part->chunks[i].hash, big_chunks.at(at)[0]);
+      bytes += part->chunks[i].size;
+    }
+    EXPECT_GE(bytes, ArtifactWatcher::kPartBytes);
+  }
+  // Both parts came while the upload ran, before the file's record.
+  size_t big_index = std::find(records.begin(), records.end(), big_record) - records.begin();
+  for (const Json& p : parts)
+    EXPECT_LT(std::find(records.begin(), records.end(), p) - records.begin(), big_index);
+}
 
 // Open inotify instances of this process.
 int InotifyDescriptors() {
@@ -195,7 +252,7 @@ TEST_F(ArtifactWatcherTest, WorkFolderSyncsWhatTheJobWroteOrChangedOnly) {
   Write("work/data/x.csv", "1,2");
   ArtifactWatcher w(
       {{"work", dir_.path() + "/work", {"__pycache__"}, 10}},
-      [this](const std::string& path) -> StatusOr<FileEntry> {
+      [this](const std::string& path, const ChunkUploader::ChunksStored&) -> StatusOr<FileEntry> {
         uploads_.push_back(path);
         FileEntry e;
         e.size = fs::file_size(path);
@@ -261,19 +318,21 @@ namespace {
 class HeldUploads {
  public:
   ArtifactWatcher::Upload Upload() {
-    return [this](const std::string& path) -> StatusOr<FileEntry> {
-      std::unique_lock<std::mutex> lock(mu_);
-      std::string name = fs::path(path).filename().string();
-      started_.push_back(name);
-      cv_.notify_all();
-      FileEntry e;
-      e.size = fs::file_size(path);  // read before the hold, as the real upload opens it first
-      if (name == hold_) cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
-      e.chunks.push_back({std::string(64, 'a'), e.size});
-      finished_.push_back(name);
-      cv_.notify_all();
-      return e;
-    };
+    return
+        [this](const std::string& path, const ChunkUploader::ChunksStored&) -> StatusOr<FileEntry> {
+          std::unique_lock<std::mutex> lock(mu_);
+          std::string name = fs::path(path).filename().string();
+          started_.push_back(name);
+          cv_.notify_all();
+          FileEntry e;
+          e.size = fs::file_size(path);  // read before the hold, as the real upload opens it first
+          if (name == hold_)
+            cv_.wait_for(lock, std::chrono::seconds(60), [&] { return released_; });
+          e.chunks.push_back({std::string(64, 'a'), e.size});
+          finished_.push_back(name);
+          cv_.notify_all();
+          return e;
+        };
   }
   ArtifactWatcher::Emit Emit() {
     return [this](Json r) {

@@ -256,9 +256,10 @@ StatusOr<std::unique_ptr<JobProcess>> JobRunner::StartProcess(const JobPaths& pa
 std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
   auto watcher = std::make_unique<ArtifactWatcher>(
       ArtifactDirs(paths),
-      [this](const std::string& path) -> StatusOr<FileEntry> {
+      [this](const std::string& path,
+             const ChunkUploader::ChunksStored& stored) -> StatusOr<FileEntry> {
         if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
-        return ctx_.uploader->Upload(path);
+        return ctx_.uploader->Upload(path, nullptr, stored);
       },
       // Metric lines written before the file are spooled before its
       // artifact record: a server holding a checkpoint then holds the
@@ -276,9 +277,10 @@ std::unique_ptr<ArtifactWatcher> JobRunner::MakeWatcher(const JobPaths& paths) {
 std::unique_ptr<ArtifactWatcher> JobRunner::MakeWorkWatcher(const JobPaths& paths) {
   auto watcher = std::make_unique<ArtifactWatcher>(
       std::vector<ArtifactWatcher::Dir>{{"work", paths.work, kWorkCacheFolders, kMaxWorkFileBytes}},
-      [this](const std::string& path) -> StatusOr<FileEntry> {
+      [this](const std::string& path,
+             const ChunkUploader::ChunksStored& stored) -> StatusOr<FileEntry> {
         if (ctx_.agent_stop->stopped()) return Cancelled("agent stopping");
-        return ctx_.uploader->Upload(path);
+        return ctx_.uploader->Upload(path, nullptr, stored);
       },
       [this](Json record) { Emit(record); });
   watcher->MarkAllSynced();

@@ -360,7 +360,7 @@ int FollowUntilDone(const HttpClient& client, const std::string& job_id, const R
       return true;
     };
     Status s = FollowEvents(client, job_id, opts, [&](const Json& ev) {
-      if (ev.value("kind", "") == "artifact") mirror->Add(ev);
+      if (ArtifactMirror::Takes(ev)) mirror->Add(ev);
       view->Show(ev);
       return true;
     });

@@ -144,7 +144,7 @@ int FollowSweep(const HttpClient& client,
       FollowOptions opts;
       opts.on_disconnect = [](const Status&) { return true; };
       (void)FollowEvents(client, jobs[i].first, opts, [&](const Json& ev) {
-        if (ev.value("kind", "") == "artifact") mirror.Add(ev);
+        if (ArtifactMirror::Takes(ev)) mirror.Add(ev);
         table.Update(i, ev);
         return true;
       });

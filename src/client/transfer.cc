@@ -173,17 +173,20 @@ StatusOr<std::string> ReadRange(int fd, const std::string& path, uint64_t offset
 // network is the bottleneck and memory stays ~2 x concurrency groups.
 class UploadSession {
  public:
-  UploadSession(const HttpClient& http, const UploadOptions& o, uint64_t total_bytes)
-      : http_(http), o_(o), total_(total_bytes) {}
+  UploadSession(const HttpClient& http, const UploadOptions& o, uint64_t total_bytes,
+                const ChunkUploader::ChunksStored& stored = nullptr)
+      : http_(http), o_(o), total_(total_bytes), stored_(stored) {}
   ~UploadSession() { (void)Close(); }  // joins the workers on early returns
 
   // Producer thread only. Returns a worker's failure, so the producer stops.
-  Status Offer(const ChunkRef& ref, std::string_view bytes) {
+  // `file_offset`: where the chunk is in its file, for the ChunksStored
+  // callback (ignored without one).
+  Status Offer(const ChunkRef& ref, std::string_view bytes, uint64_t file_offset = 0) {
     if (!seen_.insert(ref.hash).second) {
       AddDone(bytes.size());  // a repeat within this upload: sent once
       return Status::Ok();
     }
-    group_.items.push_back({ref, std::string(bytes), nullptr, 0});
+    group_.items.push_back({ref, std::string(bytes), nullptr, 0, file_offset});
     group_.size += bytes.size();
     return group_.size >= o_.group_bytes ? Enqueue() : FirstError();
   }
@@ -198,7 +201,7 @@ class UploadSession {
     }
     if (group_.paths.empty() || *group_.paths.back() != path)
       group_.paths.push_back(std::make_shared<const std::string>(path));
-    group_.items.push_back({ref, std::string(), group_.paths.back(), offset});
+    group_.items.push_back({ref, std::string(), group_.paths.back(), offset, offset});
     return group_.items.size() >= kMaxAsk ? Enqueue() : FirstError();
   }
 
@@ -225,6 +228,7 @@ class UploadSession {
     std::string bytes;                        // held, or
     std::shared_ptr<const std::string> path;  // where to read it if missing
     uint64_t offset = 0;
+    uint64_t file_offset = 0;  // for stored_
   };
   struct Group {
     std::vector<Item> items;
@@ -286,7 +290,25 @@ class UploadSession {
       }
       AddDone(item.ref.size);
     }
+    if (stored_) TellStored(g);
     return Status::Ok();
+  }
+
+  // Every chunk of `g` is now held for the caller: told as runs of
+  // chunks that follow each other in the file.
+  void TellStored(const Group& g) const {
+    std::vector<ChunkRef> run;
+    uint64_t start = 0, end = 0;
+    for (const Item& item : g.items) {
+      if (!run.empty() && item.file_offset != end) {
+        stored_(start, run);
+        run.clear();
+      }
+      if (run.empty()) start = end = item.file_offset;
+      run.push_back(item.ref);
+      end += item.ref.size;
+    }
+    if (!run.empty()) stored_(start, run);
   }
 
   // A known chunk the server lacks, read from its file.
@@ -329,8 +351,9 @@ class UploadSession {
   const HttpClient& http_;
   const UploadOptions& o_;
   const uint64_t total_;
-  std::unordered_set<std::string> seen_;  // producer only
-  Group group_;                           // producer only: being filled
+  const ChunkUploader::ChunksStored stored_;  // may be empty
+  std::unordered_set<std::string> seen_;      // producer only
+  Group group_;                               // producer only: being filled
   std::atomic<uint64_t> done_{0};
   Mutex mu_;
   std::condition_variable cv_;
@@ -412,12 +435,26 @@ Status WriteAt(int fd, const std::string& path, std::string_view data, uint64_t 
                         "cannot write " + path);
 }
 
-// Writes `entry`'s content into `fd` (the temporary file `tmp`).
+// The server answers 429 past a user's calls in flight (64 by default):
+// several mirrors at once (a sweep) can get there. Such a chunk is asked
+// for again after a pause, for a minute at most, as the answer says to.
+StatusOr<std::string> GetPatiently(BlobConnection& conn, const ChunkRef& c) {
+  for (int attempt = 1;; ++attempt) {
+    StatusOr<std::string> fetched = conn.GetVerified(c);
+    if (fetched.ok() || fetched.status().code() != Code::kTooManyRequests || attempt >= 60)
+      return fetched;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 50 * attempt)));
+  }
+}
+
+// Writes `entry`'s content into `fd` (the temporary file `tmp`), which
+// holds already the chunks `in_place` names (by offset; may be null).
 class EntryFetch {
  public:
   EntryFetch(const HttpClient& http, const FileEntry& entry, const std::string& dest,
-             const FileEntry* previous, const DownloadOptions& o)
-      : http_(http), entry_(entry), dest_(dest), o_(o) {
+             const FileEntry* previous, const DownloadOptions& o,
+             const std::map<uint64_t, ChunkRef>* in_place)
+      : http_(http), entry_(entry), dest_(dest), o_(o), in_place_(in_place) {
     if (!previous) return;
     uint64_t off = 0;
     for (const auto& c : previous->chunks) {
@@ -437,9 +474,11 @@ class EntryFetch {
     return ParallelFor(http_, entry_.chunks.size(), o_.parallel,
                        [&](BlobConnection& conn, size_t i) {
                          const ChunkRef& c = entry_.chunks[i];
-                         YARD_ASSIGN_OR_RETURN(std::string bytes, Fetch(conn, old.get(), c));
-                         YARD_RETURN_IF_ERROR(WriteAt(fd, tmp, bytes, offsets[i]));
-                         uint64_t done = done_ += bytes.size();
+                         if (!InPlace(offsets[i], c)) {
+                           YARD_ASSIGN_OR_RETURN(std::string bytes, Fetch(conn, old.get(), c));
+                           YARD_RETURN_IF_ERROR(WriteAt(fd, tmp, bytes, offsets[i]));
+                         }
+                         uint64_t done = done_ += c.size;
                          if (o_.progress) {
                            o_.progress->Update(o_.progress_offset + done,
                                                o_.progress_total ? o_.progress_total : entry_.size);
@@ -452,6 +491,13 @@ class EntryFetch {
   uint64_t bytes_fetched() const { return bytes_fetched_; }
 
  private:
+  // The chunk was fetched early (and checked then) at the same offset.
+  bool InPlace(uint64_t offset, const ChunkRef& c) const {
+    if (!in_place_) return false;
+    auto it = in_place_->find(offset);
+    return it != in_place_->end() && it->second == c;
+  }
+
   // The chunk from the previous local version if it is there unchanged,
   // else from the server; checked against its hash either way.
   StatusOr<std::string> Fetch(BlobConnection& conn, int old_fd, const ChunkRef& c) {
@@ -468,38 +514,64 @@ class EntryFetch {
     return bytes;
   }
 
-  // The server answers 429 past a user's calls in flight (64 by default):
-  // several mirrors at once (a sweep) can get there. Such a chunk is asked
-  // for again after a pause, for a minute at most, as the answer says to.
-  static StatusOr<std::string> GetPatiently(BlobConnection& conn, const ChunkRef& c) {
-    for (int attempt = 1;; ++attempt) {
-      StatusOr<std::string> fetched = conn.GetVerified(c);
-      if (fetched.ok() || fetched.status().code() != Code::kTooManyRequests || attempt >= 60)
-        return fetched;
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 50 * attempt)));
-    }
-  }
-
   const HttpClient& http_;
   const FileEntry& entry_;
   const std::string dest_;
   const DownloadOptions& o_;
+  const std::map<uint64_t, ChunkRef>* in_place_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> old_;  // hash -> (offset, size)
   std::atomic<uint64_t> done_{0}, chunks_fetched_{0}, bytes_fetched_{0};
 };
+
+// DownloadEntry, into the early fetch's temporary file when there is one.
+Status WriteEntry(const HttpClient& client, const FileEntry& entry, const std::string& dest_root,
+                  const FileEntry* previous, TransferStats* stats, const DownloadOptions& options,
+                  ArtifactMirror::Early* early) {
+  if (!IsSafeRelativePath(entry.path))
+    return InvalidArgument("unsafe artifact path '" + entry.path + "'");
+  std::string dest = dest_root + "/" + entry.path;
+  YARD_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(dest).parent_path().string()));
+  if (entry.is_link()) return Status::Ok();  // links are not mirrored: their targets are
+  std::string tmp = early ? early->tmp : dest + ".yard-part";
+  EntryFetch fetch(client, entry, dest, previous, options, early ? &early->have : nullptr);
+  Status s;
+  {
+    ScopedFd own(early ? -1 : ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    int fd = early ? early->fd : own.get();
+    if (fd < 0) return ErrnoStatus("cannot create " + tmp);
+    s = fetch.Run(fd, tmp);
+    // An early file may reach past the entry (chunks of another version).
+    if (s.ok() && ::ftruncate(fd, static_cast<off_t>(entry.size)) != 0)
+      s = ErrnoStatus("cannot truncate " + tmp);
+    ::fchmod(fd, entry.mode & 0777);
+  }
+  if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0)
+    s = ErrnoStatus("cannot rename to " + dest);
+  if (!s.ok()) ::unlink(tmp.c_str());
+  if (s.ok() && stats) {
+    stats->files++;
+    stats->bytes_total += entry.size;
+    stats->chunks_total += entry.chunks.size();
+    stats->chunks_sent += fetch.chunks_fetched();
+    stats->bytes_sent += fetch.bytes_fetched();
+  }
+  return s;
+}
 
 }  // namespace
 
 ChunkUploader::ChunkUploader(const HttpClient* http, UploadOptions options)
     : http_(http), options_(std::move(options)) {}
 
-StatusOr<FileEntry> ChunkUploader::Upload(const std::string& path, TransferStats* stats) const {
-  UploadSession session(*http_, options_, FileSize(path));
+StatusOr<FileEntry> ChunkUploader::Upload(const std::string& path, TransferStats* stats,
+                                          const ChunksStored& stored) const {
+  UploadSession session(*http_, options_, FileSize(path), stored);
   FileEntry entry;
   Status s = ChunkFile(path, options_.chunker, [&](const ChunkRef& ref, std::string_view bytes) {
+    uint64_t offset = entry.size;
     entry.chunks.push_back(ref);
     entry.size += ref.size;
-    return session.Offer(ref, bytes);
+    return session.Offer(ref, bytes, offset);
   });
   Status finished = session.Finish(stats);
   YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
@@ -577,37 +649,19 @@ Status UploadManifestChunks(const HttpClient& client, const Manifest& m, const s
 Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std::string& dest_root,
                      const FileEntry* previous, TransferStats* stats,
                      const DownloadOptions& options) {
-  if (!IsSafeRelativePath(entry.path))
-    return InvalidArgument("unsafe artifact path '" + entry.path + "'");
-  std::string dest = dest_root + "/" + entry.path;
-  YARD_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(dest).parent_path().string()));
-  if (entry.is_link()) return Status::Ok();  // links are not mirrored: their targets are
-  std::string tmp = dest + ".yard-part";
-  EntryFetch fetch(client, entry, dest, previous, options);
-  Status s;
-  {
-    ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return ErrnoStatus("cannot create " + tmp);
-    s = fetch.Run(fd.get(), tmp);
-    ::fchmod(fd.get(), entry.mode & 0777);
-  }
-  if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0)
-    s = ErrnoStatus("cannot rename to " + dest);
-  if (!s.ok()) ::unlink(tmp.c_str());
-  if (s.ok() && stats) {
-    stats->files++;
-    stats->bytes_total += entry.size;
-    stats->chunks_total += entry.chunks.size();
-    stats->chunks_sent += fetch.chunks_fetched();
-    stats->bytes_sent += fetch.bytes_fetched();
-  }
-  return s;
+  return WriteEntry(client, entry, dest_root, previous, stats, options, nullptr);
+}
+
+ArtifactMirror::Early::~Early() {
+  if (fd >= 0) ::close(fd);
+  if (!tmp.empty()) ::unlink(tmp.c_str());  // gone already once renamed into place
 }
 
 ArtifactMirror::ArtifactMirror(const HttpClient& client, std::map<std::string, std::string> dirs,
                                ProgressFactory progress)
     : client_(client), dirs_(std::move(dirs)), progress_(std::move(progress)) {
   for (int i = 0; i < kMirrorWorkers; ++i) workers_.emplace_back([this] { Run(); });
+  for (int i = 0; i < kEarlyWorkers; ++i) workers_.emplace_back([this] { RunEarly(); });
 }
 
 ArtifactMirror::~ArtifactMirror() {
@@ -619,10 +673,19 @@ ArtifactMirror::~ArtifactMirror() {
   for (std::thread& t : workers_) t.join();
 }
 
+bool ArtifactMirror::Takes(const Json& event) {
+  std::string kind = event.is_object() ? event.value("kind", "") : "";
+  return kind == "artifact" || kind == "artifact_part";
+}
+
 void ArtifactMirror::Add(const Json& event) {
   std::string dir_name = event.value("dir", "");
   auto dir = dirs_.find(dir_name);
   if (dir == dirs_.end() || dir->second.empty()) return;
+  if (event.value("kind", "") == "artifact_part") {
+    MutexLock lock(mu_);
+    return AddPart(dir->second, event);
+  }
   StatusOr<FileEntry> entry = FileEntryFromJson(event.value("entry", Json()));
   MutexLock lock(mu_);
   if (!entry.ok()) {
@@ -637,6 +700,101 @@ void ArtifactMirror::Add(const Json& event) {
     }
   queue_.push_back({dir_name, dir->second, *entry});
   cv_.notify_all();
+}
+
+// A part is a hint: one that does not parse, or whose file cannot be made,
+// is left out (the artifact event fetches what it names). Chunks of the
+// previous version written at that path are not fetched: the artifact
+// event's write copies them from it.
+void ArtifactMirror::AddPart(const std::string& root, const Json& event) {
+  StatusOr<ArtifactPart> part = ArtifactPartFromJson(event);
+  if (!part.ok()) return;
+  std::string key = root + "/" + part->path;
+  std::set<std::string> local;
+  if (auto w = written_.find(key); w != written_.end())
+    for (const ChunkRef& c : w->second.chunks) local.insert(c.hash);
+  std::shared_ptr<Early>& early = early_[key];
+  if (!early) {
+    auto made = std::make_shared<Early>();
+    if (MakeDirs(std::filesystem::path(key).parent_path().string()).ok()) {
+      // Named apart from any other mirror's (another process mirroring
+      // into the same folder), and never opened if it exists: chunks are
+      // trusted in it because this mirror alone wrote them.
+      made->tmp = key + ".yard-early-" + std::to_string(::getpid()) + "-" +
+                  std::to_string(++early_files_made_);
+      made->fd = ::open(made->tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (made->fd < 0) made->tmp.clear();
+    }
+    if (made->fd < 0) return (void)early_.erase(key);
+    early = std::move(made);
+  }
+  uint64_t offset = part->offset;
+  for (const ChunkRef& c : part->chunks) {
+    auto have = early->have.find(offset);
+    if (!local.count(c.hash) && (have == early->have.end() || !(have->second == c)))
+      early->pending.emplace_back(offset, c);
+    offset += c.size;
+  }
+  cv_.notify_all();
+}
+
+// Fetches the pending chunks of early files, each checked against its
+// hash as it arrives; a chunk that fails is left to the artifact event.
+void ArtifactMirror::RunEarly() {
+  BlobConnection conn(client_);
+  MutexLock lock(mu_);
+  for (;;) {
+    std::shared_ptr<Early> early;
+    cv_.wait(lock.unique(), [&]() REQUIRES(mu_) {
+      for (const auto& [key, e] : early_)
+        if (!e->pending.empty()) {
+          early = e;
+          break;
+        }
+      return stop_ || early;
+    });
+    if (stop_) return;
+    auto [offset, chunk] = early->pending.front();
+    early->pending.pop_front();
+    early->in_flight++;
+    lock.Unlock();
+    StatusOr<std::string> bytes = GetPatiently(conn, chunk);
+    bool in = bytes.ok() && WriteAt(early->fd, early->tmp, *bytes, offset).ok();
+    lock.Lock();
+    if (in) {
+      early->have[offset] = chunk;
+      chunks_fetched_early_++;
+    }
+    early->in_flight--;
+    cv_.notify_all();
+  }
+}
+
+std::shared_ptr<ArtifactMirror::Early> ArtifactMirror::TakeEarly(const Queued& q) {
+  auto taken = early_.find(q.key());
+  if (taken == early_.end() && !q.entry.chunks.empty()) {
+    // A file written under another name and renamed into place: its early
+    // chunks are under that name (in the same folder tree), and its first
+    // chunk is this entry's.
+    const ChunkRef& first = q.entry.chunks.front();
+    std::string prefix = q.root + "/";
+    for (auto it = early_.begin(); it != early_.end(); ++it) {
+      if (it->first.compare(0, prefix.size(), prefix) != 0) continue;
+      auto have = it->second->have.find(0);
+      bool named = have != it->second->have.end() && have->second == first;
+      for (const auto& [offset, c] : it->second->pending)
+        named = named || (offset == 0 && c == first);
+      if (named) {
+        taken = it;
+        break;
+      }
+    }
+  }
+  if (taken == early_.end()) return nullptr;
+  std::shared_ptr<Early> early = taken->second;
+  early_.erase(taken);
+  early->pending.clear();  // fetched by the write if the entry names them
+  return early;
 }
 
 Status ArtifactMirror::Drain() {
@@ -664,10 +822,14 @@ void ArtifactMirror::Run() {
     auto prev = written_.find(key);
     std::optional<FileEntry> previous;
     if (prev != written_.end()) previous = prev->second;
+    std::shared_ptr<Early> early = TakeEarly(q);
+    // Its fetches in flight end before the write uses its file.
+    if (early) cv_.wait(lock.unique(), [&]() REQUIRES(mu_) { return early->in_flight == 0; });
     bool show_progress = progress_ && !progress_shown_;
     progress_shown_ = progress_shown_ || show_progress;
     lock.Unlock();
-    Status s = Write(q, previous ? &*previous : nullptr, show_progress);
+    Status s = Write(q, previous ? &*previous : nullptr, early.get(), show_progress);
+    early.reset();  // its file is renamed into place, or removed
     lock.Lock();
     if (show_progress) progress_shown_ = false;
     if (s.ok()) written_[key] = q.entry;
@@ -677,12 +839,13 @@ void ArtifactMirror::Run() {
   }
 }
 
-Status ArtifactMirror::Write(const Queued& q, const FileEntry* previous, bool show_progress) {
+Status ArtifactMirror::Write(const Queued& q, const FileEntry* previous, Early* early,
+                             bool show_progress) {
   std::unique_ptr<ProgressReporter> progress;
   if (show_progress) progress = progress_(q.dir_name + "/" + q.entry.path);
   DownloadOptions options;
   options.progress = progress.get();
-  Status s = DownloadEntry(client_, q.entry, q.root, previous, nullptr, options);
+  Status s = WriteEntry(client_, q.entry, q.root, previous, nullptr, options, early);
   if (progress) progress->Finish();
   if (s.ok()) files_written_++;
   return s;

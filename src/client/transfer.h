@@ -75,11 +75,19 @@ class ChunkUploader {
   // `http` must outlive the uploader.
   ChunkUploader(const HttpClient* http, UploadOptions options = {});
 
+  // Told, from the upload's workers (several at once, in no set order),
+  // each run of consecutive chunks the server now holds for the caller's
+  // user: `offset` is the first one's place in the file. A chunk repeated
+  // earlier in the file is not told again.
+  using ChunksStored = std::function<void(uint64_t offset, const std::vector<ChunkRef>& chunks)>;
+
   // Uploads the chunks of the file at `path` that the server lacks and
   // returns the file's entry: size and chunks filled in, `path` empty and
   // `mode` 0644 (the caller knows better). Errors of the retry policy (e.g.
-  // Cancelled) and other failures are returned. `stats` may be null.
-  StatusOr<FileEntry> Upload(const std::string& path, TransferStats* stats = nullptr) const;
+  // Cancelled) and other failures are returned. `stats` and `stored` may
+  // be null.
+  StatusOr<FileEntry> Upload(const std::string& path, TransferStats* stats = nullptr,
+                             const ChunksStored& stored = nullptr) const;
 
  private:
   const HttpClient* http_;
@@ -124,12 +132,24 @@ Status DownloadEntry(const HttpClient& client, const FileEntry& entry, const std
 // checkpoints written one after another overlap on their way down. One
 // path is written by one worker at a time, and only the newest version of
 // a path is written when several are queued.
+//
+// `artifact_part` events (docs/api.md: chunks of a file the agent is still
+// uploading, already held by the server) start the download before the
+// file's `artifact` event: kEarlyWorkers fetch their chunks, each checked
+// against its hash as it arrives, into a temporary file beside the
+// destination. The `artifact` event then decides what the file is: a
+// chunk fetched early is used only where the entry names the same chunk
+// at the same offset; the rest is fetched then, and the file is renamed
+// into place only when every chunk is in. Early chunks of a path whose
+// artifact event never comes (a sync that failed, a file renamed before
+// its record) are dropped, their file removed, with the mirror.
 class ArtifactMirror {
  public:
   // Makes the reporter for one file's download (label: "<dir>/<path>").
   using ProgressFactory =
       std::function<std::unique_ptr<ProgressReporter>(const std::string& label)>;
   static constexpr int kMirrorWorkers = 3;
+  static constexpr int kEarlyWorkers = 4;
 
   // `dirs` maps an artifact dir ("checkpoints", "logs", "outputs") to a
   // local folder; artifacts of unmapped dirs are skipped. `progress` may be
@@ -140,11 +160,30 @@ class ArtifactMirror {
                  ProgressFactory progress = nullptr);
   ~ArtifactMirror();
 
-  // Queues an `artifact` event ({"dir", "entry"}).
+  // Whether Add takes this event: kinds `artifact` and `artifact_part`.
+  static bool Takes(const Json& event);
+  // Queues an `artifact` event ({"dir", "entry"}), or starts fetching the
+  // chunks of an `artifact_part` event ({"dir", "path", "offset", "chunks"}).
   void Add(const Json& event);
-  // Waits until everything queued is written. Returns the first error.
+  // Waits until every `artifact` event queued is written. Returns the
+  // first error. (Early fetches of parts whose file has not been named by
+  // an artifact event are not waited for.)
   Status Drain();
   uint64_t files_written() const { return files_written_; }
+  // Chunks fetched early, before their file's artifact event (for tests
+  // and the benchmark).
+  uint64_t chunks_fetched_early() const { return chunks_fetched_early_; }
+
+  // Chunks of a file fetched before its artifact event (see above). Under
+  // the mirror's mu_ until a writer takes it (in_flight 0, out of early_).
+  struct Early {
+    std::string tmp;  // the temporary file they are written into
+    int fd = -1;      // tmp, open for writing; closed (not removed) by the destructor
+    std::map<uint64_t, ChunkRef> have;                  // offset -> chunk, checked on arrival
+    std::deque<std::pair<uint64_t, ChunkRef>> pending;  // not fetched yet
+    int in_flight = 0;                                  // being fetched now
+    ~Early();
+  };
 
  private:
   struct Queued {
@@ -153,7 +192,14 @@ class ArtifactMirror {
     std::string key() const { return root + "/" + entry.path; }
   };
   void Run();
-  Status Write(const Queued& q, const FileEntry* previous, bool show_progress);
+  void RunEarly();
+  void AddPart(const std::string& root, const Json& event) REQUIRES(mu_);
+  // Takes the early fetch for `q` (the same path's, or one whose first
+  // chunk is the entry's: a file renamed into place) out of early_, its
+  // pending chunks dropped; null if none. Its fetches in flight may still
+  // run (in_flight).
+  std::shared_ptr<Early> TakeEarly(const Queued& q) REQUIRES(mu_);
+  Status Write(const Queued& q, const FileEntry* previous, Early* early, bool show_progress);
 
   const HttpClient& client_;
   const std::map<std::string, std::string> dirs_;
@@ -161,12 +207,15 @@ class ArtifactMirror {
   Mutex mu_;
   std::condition_variable cv_;
   std::deque<Queued> queue_ GUARDED_BY(mu_);
-  std::set<std::string> writing_ GUARDED_BY(mu_);             // keys a worker writes now
-  std::map<std::string, FileEntry> written_ GUARDED_BY(mu_);  // local path -> entry
+  std::set<std::string> writing_ GUARDED_BY(mu_);                        // keys a worker writes now
+  std::map<std::string, FileEntry> written_ GUARDED_BY(mu_);             // local path -> entry
+  std::map<std::string, std::shared_ptr<Early>> early_ GUARDED_BY(mu_);  // by key
+  uint64_t early_files_made_ GUARDED_BY(mu_) = 0;  // names the temporary files apart
   Status first_error_ GUARDED_BY(mu_);
   bool stop_ GUARDED_BY(mu_) = false;
   bool progress_shown_ GUARDED_BY(mu_) = false;  // a worker shows progress
   std::atomic<uint64_t> files_written_{0};
+  std::atomic<uint64_t> chunks_fetched_early_{0};
   std::vector<std::thread> workers_;
 };
 

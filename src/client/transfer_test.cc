@@ -16,6 +16,7 @@
 #include "common/files.h"
 #include "common/hashing.h"
 #include "common/temp_dir_testing.h"
+#include "common/wait_testing.h"
 
 namespace yard {
 namespace {
@@ -580,6 +581,155 @@ TEST_F(TransferTest, MirrorWritesSeveralFilesAtOnceAndEachArrivesWhole) {
   }
   EXPECT_FALSE(first_waited_in_vain);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Slurp(dest + "/" + entries[i].path), contents[i]) << i;
+}
+
+// ---- Mirroring while the upload goes on (artifact_part events) -------------
+
+// An upload that records the runs it reports stored, as the agent's
+// watcher hears them, turned into artifact_part events for `path`.
+class EarlyTest : public TransferTest {
+ protected:
+  FileEntry UploadTellingParts(const std::string& content, const std::string& path,
+                               std::vector<Json>* parts) {
+    ChunkUploader uploader(&http_, options_);
+    std::mutex mu;
+    StatusOr<FileEntry> e = uploader.Upload(
+        WriteFile(content, "src-" + std::to_string(uploads_++)), nullptr,
+        [&](uint64_t offset, const std::vector<ChunkRef>& chunks) {
+          std::lock_guard<std::mutex> lock(mu);
+          parts->push_back(ArtifactPartToJson({"checkpoints", path, offset, chunks}));
+        });
+    EXPECT_TRUE(e.ok()) << e.status().message();
+    e->path = path;
+    return *e;
+  }
+  static Json Final(const FileEntry& e) {
+    return {{"kind", "artifact"}, {"dir", "checkpoints"}, {"entry", FileEntryToJson(e)}};
+  }
+  int Gets() {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    return server_.gets;
+  }
+  static std::vector<std::string> FilesUnder(const std::string& dir) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec))
+      if (f.is_regular_file()) names.push_back(f.path().filename().string());
+    return names;
+  }
+  int uploads_ = 0;
+};
+
+// The mirror fetches the chunks parts name before the file's artifact
+// event; the event then finds them in place: nothing is fetched twice and
+// the copy is exact.
+TEST_F(EarlyTest, AMirrorStartedBeforeTheUploadEndsEndsWithAVerifiedExactCopy) {
+  std::string content = RandomBytes(3 << 20, 40);
+  std::vector<Json> parts;
+  FileEntry e = UploadTellingParts(content, "model.pt", &parts);
+  ASSERT_GT(parts.size(), 2u);
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+  size_t told = 0;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {  // the last part's chunks: only in the event
+    ASSERT_TRUE(ArtifactMirror::Takes(parts[i]));
+    mirror.Add(parts[i]);
+    told += parts[i]["chunks"].size();
+  }
+  ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told; }));
+  EXPECT_FALSE(std::filesystem::exists(dest + "/model.pt"));  // not before its event
+  int gets_before = Gets();
+  mirror.Add(Final(e));
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  EXPECT_EQ(static_cast<size_t>(Gets() - gets_before), e.chunks.size() - told);
+  EXPECT_EQ(FilesUnder(dest), std::vector<std::string>{"model.pt"});
+}
+
+// Parts of one version, artifact event of another of the same size: only
+// chunks the entry names at the same offsets are kept; the copy is the
+// event's version, exactly.
+TEST_F(EarlyTest, EarlyChunksTheEntryDoesNotNameAreNotUsed) {
+  std::string old_content = RandomBytes(2 << 20, 41), new_content = RandomBytes(2 << 20, 42);
+  std::vector<Json> old_parts, new_parts;
+  UploadTellingParts(old_content, "model.pt", &old_parts);
+  FileEntry e = UploadTellingParts(new_content, "model.pt", &new_parts);
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+  size_t told = 0;
+  for (const Json& p : old_parts) mirror.Add(p), told += p["chunks"].size();
+  ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told; }));
+  mirror.Add(Final(e));
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), new_content);
+}
+
+// A chunk damaged on the server is caught as it arrives early and not
+// kept: the artifact event fetches it again (repaired by then), and the
+// copy is exact.
+TEST_F(EarlyTest, AChunkDamagedOnTheServerIsCaughtBeforeUse) {
+  std::string content = RandomBytes(1 << 20, 43);
+  std::vector<Json> parts;
+  FileEntry e = UploadTellingParts(content, "model.pt", &parts);
+  std::string good;
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    good = server_.blobs[e.chunks[0].hash];
+    server_.blobs[e.chunks[0].hash][7] ^= 1;
+  }
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+  size_t told = 0;
+  for (const Json& p : parts) mirror.Add(p), told += p["chunks"].size();
+  // Every chunk asked for once; all but the damaged one kept.
+  ASSERT_TRUE(test_support::WaitFor([&] { return Gets() == static_cast<int>(told); }));
+  ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told - 1; }));
+  {
+    std::lock_guard<std::mutex> lock(server_.mu);
+    server_.blobs[e.chunks[0].hash] = good;
+  }
+  mirror.Add(Final(e));
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  EXPECT_EQ(Gets(), static_cast<int>(told) + 1);  // the damaged chunk, again
+}
+
+// A checkpoint written under a temporary name and renamed into place: its
+// parts name the temporary name, the event the final one; the chunks
+// fetched early are used all the same.
+TEST_F(EarlyTest, EarlyChunksOfAFileRenamedIntoPlaceAreUsed) {
+  std::string content = RandomBytes(2 << 20, 44);
+  std::vector<Json> parts;
+  FileEntry e = UploadTellingParts(content, "model.pt.tmp", &parts);
+  e.path = "model.pt";
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+  size_t told = 0;
+  for (const Json& p : parts) mirror.Add(p), told += p["chunks"].size();
+  ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told; }));
+  int gets_before = Gets();
+  mirror.Add(Final(e));
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_EQ(Slurp(dest + "/model.pt"), content);
+  EXPECT_EQ(Gets(), gets_before);
+  EXPECT_EQ(FilesUnder(dest), std::vector<std::string>{"model.pt"});
+}
+
+// Parts of a file whose artifact event never comes (the upload was cut
+// short): nothing is left in the mirror's folder once the mirror ends.
+TEST_F(EarlyTest, EarlyChunksWhoseFileNeverArrivesLeaveNothingBehind) {
+  std::vector<Json> parts;
+  UploadTellingParts(RandomBytes(1 << 20, 45), "model.pt", &parts);
+  std::string dest = dir_.path() + "/ckpt";
+  {
+    ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+    size_t told = 0;
+    for (const Json& p : parts) mirror.Add(p), told += p["chunks"].size();
+    ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told; }));
+    EXPECT_EQ(FilesUnder(dest).size(), 1u);  // the early file
+    ASSERT_TRUE(mirror.Drain().ok());
+  }
+  EXPECT_TRUE(FilesUnder(dest).empty());
 }
 
 // Past the user's calls in flight the server answers 429: the chunk is

@@ -361,6 +361,52 @@ StatusOr<Manifest> Manifest::FromJson(const nlohmann::json& j) {
   }
 }
 
+nlohmann::json ArtifactPartToJson(const ArtifactPart& p) {
+  json chunks = json::array();
+  for (const ChunkRef& c : p.chunks) chunks.push_back(json::array({c.hash, c.size}));
+  return {{"kind", "artifact_part"},
+          {"dir", p.dir},
+          {"path", p.path},
+          {"offset", p.offset},
+          {"chunks", std::move(chunks)}};
+}
+
+StatusOr<ArtifactPart> ArtifactPartFromJson(const nlohmann::json& j) {
+  constexpr uint64_t kMaxOffset = uint64_t{1} << 53;  // exact in every JSON reader
+  if (!j.is_object()) return InvalidArgument("artifact_part: must be an object");
+  for (const auto& [key, value] : j.items())
+    if (key != "kind" && key != "dir" && key != "path" && key != "offset" && key != "chunks" &&
+        key != "instance" && key != "seq" && key != "time")
+      return InvalidArgument("artifact_part: unknown key \"" + key + "\"");
+  if (!j.contains("dir") || !j["dir"].is_string() || !j.contains("path") || !j["path"].is_string())
+    return InvalidArgument("artifact_part: needs a string \"dir\" and \"path\"");
+  auto whole = [](const json& v) {  // parsed: unsigned; built in code: maybe signed
+    return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+  };
+  if (!j.contains("offset") || !whole(j["offset"]) || j["offset"].get<uint64_t>() > kMaxOffset)
+    return InvalidArgument("artifact_part: \"offset\" must be a whole number up to 2^53");
+  if (!j.contains("chunks") || !j["chunks"].is_array())
+    return InvalidArgument("artifact_part: needs a list \"chunks\"");
+  // The path and chunks are checked as a file entry's.
+  json as_entry = {{"path", j["path"]}, {"mode", 0644}, {"size", 0}, {"chunks", j["chunks"]}};
+  uint64_t size = 0;
+  for (const json& c : j["chunks"]) {
+    if (!c.is_array() || c.size() != 2 || !whole(c[1])) continue;  // refused below
+    if (c[1].get<uint64_t>() > kMaxOffset - size)
+      return InvalidArgument("artifact_part: the chunks end past 2^53 bytes");
+    size += c[1].get<uint64_t>();
+  }
+  as_entry["size"] = size;
+  YARD_ASSIGN_OR_RETURN(FileEntry e, FileEntryFromJson(as_entry));
+  Manifest m;
+  m.files.push_back(e);
+  YARD_RETURN_IF_ERROR(ValidateManifest(m).WithContext("artifact_part"));
+  ArtifactPart p{j["dir"], e.path, j["offset"], std::move(e.chunks)};
+  if (p.offset + size > kMaxOffset)
+    return InvalidArgument("artifact_part: the chunks end past 2^53 bytes");
+  return p;
+}
+
 bool IsSafeRelativePath(const std::string& path) { return PathProblem(path) == nullptr; }
 
 Status ValidateManifest(const Manifest& m, const ManifestLimits& limits) {

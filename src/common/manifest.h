@@ -40,6 +40,23 @@ struct Manifest {
 nlohmann::json FileEntryToJson(const FileEntry& e);
 StatusOr<FileEntry> FileEntryFromJson(const nlohmann::json& j);
 
+// Chunks of a file still being uploaded: the `artifact_part` record and
+// event (docs/api.md), `chunks` being consecutive in the file from
+// `offset`. The agent sends them so a mirror can fetch while the upload
+// goes on; the file's `artifact` event still decides what the file is.
+struct ArtifactPart {
+  std::string dir, path;
+  uint64_t offset = 0;
+  std::vector<ChunkRef> chunks;
+};
+// {"kind": "artifact_part", "dir", "path", "offset", "chunks": [[hash, size], ...]}
+nlohmann::json ArtifactPartToJson(const ArtifactPart& p);
+// Parses one, checking `path` and `chunks` as a manifest entry's (safe
+// path, lower-case hashes, sizes > 0) and `offset` (a whole number; with
+// the chunks, at most 2^53). The event's own keys (`kind`, `instance`,
+// `seq`, `time`) are not read; other keys are refused. Does not check `dir`.
+StatusOr<ArtifactPart> ArtifactPartFromJson(const nlohmann::json& j);
+
 struct ManifestLimits {
   uint64_t max_files = 200000;
   uint64_t max_total_bytes = 64ull << 30;

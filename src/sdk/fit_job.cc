@@ -238,7 +238,7 @@ Status FollowToEnd(const yard::HttpClient& client, const std::string& job_id,
   };
   return yard::FollowEvents(client, job_id, opts, [&](const Json& ev) {
     failing_since.reset();
-    if (ev.value("kind", "") == "artifact") mirror->Add(ev);
+    if (yard::ArtifactMirror::Takes(ev)) mirror->Add(ev);
     tracker->OnEvent(ev);
     return true;
   });

@@ -117,6 +117,15 @@ StatusOr<Json> RecordToEvent(const Json& r, const std::string& instance_id) {
                 {"entry", FileEntryToJson(e)},
                 {"instance", instance_id}};
   }
+  if (kind == "artifact_part") {  // chunks of a file still uploading: for mirrors
+    YARD_ASSIGN_OR_RETURN(ArtifactPart part, ArtifactPartFromJson(r));
+    if (part.dir != "checkpoints" && part.dir != "logs" && part.dir != "outputs" &&
+        part.dir != "work")
+      return InvalidArgument("artifact_part 'dir' must be checkpoints, logs, outputs or work");
+    Json ev = ArtifactPartToJson(part);
+    ev["instance"] = instance_id;
+    return ev;
+  }
   return InvalidArgument("unknown record kind '" + kind + "'");
 }
 

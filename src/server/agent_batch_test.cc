@@ -100,5 +100,30 @@ TEST(AgentBatchTest, RecordToEventChecksEachKind) {
   EXPECT_NE(bad.status().message().find("artifact"), std::string::npos) << bad.status().message();
 }
 
+TEST(AgentBatchTest, AnArtifactPartIsCheckedAsAFileEntryIs) {
+  std::string h(64, 'a');
+  Json part = {{"kind", "artifact_part"},
+               {"dir", "checkpoints"},
+               {"path", "m.pt"},
+               {"offset", 4096},
+               {"chunks", Json::array({Json::array({h, 100})})}};
+  StatusOr<Json> ev = RecordToEvent(part, "i");
+  ASSERT_TRUE(ev.ok()) << ev.status().ToString();
+  EXPECT_EQ((*ev)["offset"], 4096);
+  EXPECT_EQ((*ev)["instance"], "i");
+  auto refused = [&](const char* key, Json value) {
+    Json bad = part;
+    bad[key] = std::move(value);
+    return !RecordToEvent(bad, "i").ok();
+  };
+  EXPECT_TRUE(refused("path", "../m.pt"));
+  EXPECT_TRUE(refused("dir", "home"));
+  EXPECT_TRUE(refused("offset", -1));
+  EXPECT_TRUE(refused("offset", 1e300));
+  EXPECT_TRUE(refused("chunks", Json::array({Json::array({"ABC", 100})})));
+  EXPECT_TRUE(refused("chunks", Json::array({Json::array({h, 0})})));
+  EXPECT_TRUE(refused("size", 100));  // unknown key
+}
+
 }  // namespace
 }  // namespace yard

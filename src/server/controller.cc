@@ -633,10 +633,12 @@ StatusOr<int64_t> Controller::AcceptAgentRecordsLocked(const std::string& instan
     YARD_ASSIGN_OR_RETURN(Json ev, RecordToEvent(r, instance_id));
     if (ev["kind"] == "artifact")
       for (const auto& c : ev["entry"].value("chunks", Json::array())) owned.push_back(c[0]);
+    if (ev["kind"] == "artifact_part")
+      for (const auto& c : ev["chunks"]) owned.push_back(c[0]);
     events.push_back(std::move(ev));
   }
   job.run_acked = std::max(job.run_acked, stored_to);
-  // An artifact names chunks by hash: only chunks its user holds already
+  // An artifact (or part) names chunks by hash: only chunks its user holds already
   // (the agent's uploads are its instance's user's), or else a credential
   // holder could claim another user's chunk by naming its hash.
   if (!owned.empty()) YARD_RETURN_IF_ERROR(CheckArtifactChunks(job, owned));

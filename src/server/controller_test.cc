@@ -1326,6 +1326,34 @@ TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
   EXPECT_TRUE(controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({claim})).ok());
 }
 
+// An artifact_part names chunks too: the same check, and it is stored as
+// an event for followers but is not an artifact (nothing to resume from).
+TEST_F(ControllerTest, AnArtifactPartIsCheckedLikeAnArtifactAndIsNoArtifact) {
+  Build(5, 5);
+  Json ann_bundle = Bundle("ann", "ann's secret\n");
+  std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
+  std::string bob = Submit("bob", {"A"});
+  Settle();
+  std::string bob_inst = Job(bob).instance_id;
+  ASSERT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
+  Json part = ArtifactPartToJson({"checkpoints", "model.pt", 0, {{ann_chunk, 13}}});
+  StatusOr<int64_t> acked =
+      controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({part}));
+  EXPECT_EQ(acked.status().code(), Code::kPermissionDenied) << acked.status().ToString();
+  ASSERT_TRUE(store_->AddBlobOwners("bob", {ann_chunk}).ok());  // bob's agent uploaded them
+  acked = controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({part}));
+  ASSERT_TRUE(acked.ok()) << acked.status().ToString();
+  bool stored = false;
+  for (const Json& e : Events(bob))
+    if (e.value("kind", "") == "artifact_part") {
+      stored = true;
+      EXPECT_EQ(e["instance"], bob_inst);
+      EXPECT_TRUE(ArtifactPartFromJson(e).ok());  // as a mirror reads it
+    }
+  EXPECT_TRUE(stored);
+  EXPECT_TRUE(store_->ListArtifacts(bob).value().empty());
+}
+
 }  // namespace
 }  // namespace yard
 

@@ -74,7 +74,7 @@ constexpr const char* kComponents = R"json({
     "Manifest": {"type": "object", "description": "a bundle manifest (docs/formats.md)"},
     "Event": {"type": "object", "required": ["seq", "time", "kind"], "properties": {
       "seq": {"type": "integer"}, "time": {"type": "number"},
-      "kind": {"type": "string", "enum": ["state", "decision", "output", "metric", "artifact"]}}},
+      "kind": {"type": "string", "enum": ["state", "decision", "output", "metric", "artifact", "artifact_part"]}}},
     "JobSpec": {"type": "object", "additionalProperties": false, "required": ["command"],
       "properties": {
         "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},

@@ -326,7 +326,7 @@ async function showJob(id) {
   };
   renderHead();
   const addTimeline = (ev) => {
-    if (ev.kind === "metric") return;
+    if (ev.kind === "metric" || ev.kind === "artifact_part") return;  // parts: for mirrors
     const what = ev.kind === "state" ? `${ev.state}${ev.message ? ": " + ev.message : ""}`
       : ev.kind === "artifact" ? `${ev.dir}/${ev.entry && ev.entry.path}` : ev.message || ev.kind;
     timeline.append(el("li", { "data-kind": ev.kind }, el("time", {}, fmtTime(ev.time)), `${ev.kind} · ${what}`));
