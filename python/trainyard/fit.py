@@ -42,6 +42,10 @@ VERBOSE_VALUES = (0, 1, 2, "auto")
 # Environment variables of the caller passed on to the job (development and
 # test knobs of the runner; see runner.py).
 FORWARDED_ENV = ("TRAINYARD_LOGICAL_CPUS", "TRAINYARD_EPOCH_DELAY_S")
+# yard-train's environment: the OpenMP wait policy it would otherwise set
+# itself by starting again, loading libtorch twice (src/trainer/runtime_env.h:
+# libgomp reads it only as it loads).
+TORCHSCRIPT_JOB_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Providers whose instances run on this host, where this interpreter exists.
 SAME_HOST_PROVIDERS = ("local", "sim")
 
@@ -415,6 +419,8 @@ def _submit(r: "FitRequest", seed: int = 0):
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
         # TensorFlow's C++ start-up lines stay quiet unless the caller asks.
         env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        if framework != "keras":
+            env.update(TORCHSCRIPT_JOB_ENV)
         spec = {"command": command, "bundle": manifest, "machines": machine_ids,
                 "description": r.description or "", "cool_down_s": float(cool_down_period_s), "env": env,
                 "wait_request_s": float(r.wait_request_s), "wait_new_job_s": float(r.wait_new_job_create_s),

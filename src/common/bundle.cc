@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -389,34 +388,56 @@ StatusOr<bool> CopyLocal(const std::string& path, const ChunkRef& c, int fd, uin
   return true;
 }
 
-// Hashes the chunks `copied` where they landed in `fd` (mapped, so nothing
-// is copied again), on two threads when there is much to hash; returns
-// those that do not match.
-StatusOr<std::vector<Placed>> Mismatched(int fd, uint64_t size, const std::vector<Placed>& copied) {
-  if (copied.empty()) return std::vector<Placed>();
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) return ErrnoStatus("mapping a written file to check it");
-  const char* bytes = static_cast<const char*>(map);
-  std::vector<char> bad(copied.size(), 0);
-  auto check = [&](size_t first, size_t step) {
-    for (size_t i = first; i < copied.size(); i += step) {
-      const Placed& p = copied[i];
-      bad[i] = Sha256Hex({bytes + p.offset, p.chunk->size}) != p.chunk->hash;
+// True when the `c.size` bytes at `off` of `fd` hash to `c.hash`; `buffer`
+// is scratch space, reused from chunk to chunk.
+StatusOr<bool> LandedIntact(int fd, const ChunkRef& c, uint64_t off, std::string* buffer) {
+  buffer->resize(c.size);
+  size_t got = 0;
+  while (got < c.size) {
+    ssize_t n = ::pread(fd, buffer->data() + got, c.size - got, static_cast<off_t>(off + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoStatus("reading back a copied chunk to check it");
+    got += static_cast<size_t>(n);
+  }
+  return Sha256Hex(*buffer) == c.hash;
+}
+
+// What became of a chunk looked for on this machine.
+enum class Landed : char { kIntact, kNotHere, kDamaged };
+
+// Copies each chunk of `placed` that `local` finds into `fd` at its offset
+// and hashes it where it landed, while it is still in the cache; on two
+// threads when there is much to copy (each takes every other chunk: both
+// copy and hash, which are the cost). Returns, per chunk, what became of it.
+StatusOr<std::vector<Landed>> CopyAndCheckLocal(int fd, const std::vector<Placed>& placed,
+                                                uint64_t size, const ChunkFileSource& local) {
+  std::vector<Landed> landed(placed.size(), Landed::kNotHere);
+  if (!local) return landed;
+  Status errors[2];
+  auto work = [&](size_t first, size_t step) {
+    std::string buffer;
+    for (size_t i = first; i < placed.size(); i += step) {
+      const Placed& p = placed[i];
+      std::string path = local(p.chunk->hash);
+      if (path.empty()) continue;
+      StatusOr<bool> copied = CopyLocal(path, *p.chunk, fd, p.offset);
+      if (!copied.ok()) return void(errors[first] = copied.status());
+      if (!*copied) continue;
+      StatusOr<bool> intact = LandedIntact(fd, *p.chunk, p.offset, &buffer);
+      if (!intact.ok()) return void(errors[first] = intact.status());
+      landed[i] = *intact ? Landed::kIntact : Landed::kDamaged;
     }
   };
   constexpr uint64_t kParallelBytes = 64 << 20;
-  if (size >= kParallelBytes && std::thread::hardware_concurrency() > 1) {
-    std::thread other(check, 1, 2);
-    check(0, 2);
+  if (size >= kParallelBytes && placed.size() > 1 && std::thread::hardware_concurrency() > 1) {
+    std::thread other(work, 1, 2);
+    work(0, 2);
     other.join();
   } else {
-    check(0, 1);
+    work(0, 1);
   }
-  ::munmap(map, size);
-  std::vector<Placed> out;
-  for (size_t i = 0; i < copied.size(); ++i)
-    if (bad[i]) out.push_back(copied[i]);
-  return out;
+  for (const Status& e : errors) YARD_RETURN_IF_ERROR(e);
+  return landed;
 }
 
 Status WriteContent(int dir, const std::string& tmp, const FileEntry& e, const ChunkSource& source,
@@ -424,34 +445,28 @@ Status WriteContent(int dir, const std::string& tmp, const FileEntry& e, const C
   int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
   ScopedFd fd(::openat(dir, tmp.c_str(), flags, 0600));
   if (fd.get() < 0) return ErrnoStatus("creating a temporary file");
-  std::vector<Placed> copied;
+  std::vector<Placed> placed;
   uint64_t off = 0;
   for (const ChunkRef& c : e.chunks) {
-    std::string path = local ? local(c.hash) : std::string();
-    bool done = false;
-    if (!path.empty()) {
-      YARD_ASSIGN_OR_RETURN(done, CopyLocal(path, c, fd.get(), off));
-    }
-    if (done) {
-      copied.push_back({&c, off});
-    } else {
-      YARD_ASSIGN_OR_RETURN(std::string bytes, FetchVerified(source, c));
-      YARD_RETURN_IF_ERROR(WriteAt(fd.get(), bytes, off));
-    }
+    placed.push_back({&c, off});
     off += c.size;
   }
+  YARD_ASSIGN_OR_RETURN(std::vector<Landed> landed,
+                        CopyAndCheckLocal(fd.get(), placed, off, local));
   // A damaged local file is detected here, before the entry gets its name,
-  // and its chunk fetched from the source instead.
-  YARD_ASSIGN_OR_RETURN(std::vector<Placed> damaged, Mismatched(fd.get(), off, copied));
-  for (const Placed& p : damaged) {
+  // and its chunk fetched from the source instead, as are those not here.
+  for (size_t i = 0; i < placed.size(); ++i) {
+    const Placed& p = placed[i];
+    if (landed[i] == Landed::kIntact) continue;
     StatusOr<std::string> bytes = FetchVerified(source, *p.chunk);
-    if (!bytes.ok())
+    if (!bytes.ok() && landed[i] == Landed::kDamaged)
       return Status(bytes.status().code(), "chunk " + p.chunk->hash + " on this machine (" +
                                                local(p.chunk->hash) +
                                                ") is damaged: its content "
                                                "does not match its hash, and fetching it again "
                                                "failed: " +
                                                bytes.status().message());
+    if (!bytes.ok()) return bytes.status();
     YARD_RETURN_IF_ERROR(WriteAt(fd.get(), *bytes, p.offset));
   }
   if (::fchmod(fd.get(), e.mode) != 0) return ErrnoStatus("chmod");

@@ -368,9 +368,9 @@ TEST_F(BundleTest, MaterializeChecksChunkHashes) {
 
 class LocalChunksTest : public BundleTest {
  protected:
-  // A 3 MiB file (~200 chunks) packed into the store; its manifest.
-  Manifest PackBig() {
-    content_ = RandomBytes(3 << 20, 42);
+  // A file of `bytes` (3 MiB: ~200 chunks) packed into the store; its manifest.
+  Manifest PackBig(size_t bytes = 3 << 20) {
+    content_ = RandomBytes(bytes, 42);
     Write(src_ / "data" / "x.npy", content_);
     StatusOr<Manifest> m = Pack();
     EXPECT_TRUE(m.ok());
@@ -457,6 +457,33 @@ TEST_F(LocalChunksTest, ADamagedChunkOnDiskIsDetectedBeforeUseAndFetchedAgain) {
   EXPECT_NE(s.message().find(victim.hash), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("damaged"), std::string::npos) << s.message();
   EXPECT_TRUE(fs::is_empty(dest2 / "data"));  // no file, no temporary left behind
+}
+
+// From 64 MiB on, two threads copy and check every other chunk each: a
+// damaged chunk is caught whichever thread has it.
+TEST_F(LocalChunksTest, DamagedChunksAreCaughtWhenTwoThreadsCopyAndCheck) {
+  Manifest m = PackBig(65 << 20);
+  std::map<std::string, std::string> elsewhere;
+  for (size_t i : {7, 8}) {  // one for each thread
+    const ChunkRef& victim = m.files[0].chunks[i];
+    std::string good = ReadAll(store_->PathOf(victim.hash));
+    std::string bad = good;
+    bad[0] ^= 0x01;
+    ::chmod(store_->PathOf(victim.hash).c_str(), 0644);
+    Write(store_->PathOf(victim.hash), bad, 0444);
+    elsewhere[victim.hash] = good;
+  }
+  fs::path dest = tmp_ / "job";
+  Status s = Materialize(
+      m, dest,
+      [&](const std::string& h) -> StatusOr<std::string> {
+        ++fetched_;
+        return elsewhere.at(h);
+      },
+      [this](const std::string& h) { return store_->PathOf(h); });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(fetched_, 2);
+  EXPECT_TRUE(ReadAll(dest / "data" / "x.npy") == content_);
 }
 
 TEST_F(LocalChunksTest, AChunkFileOfTheWrongSizeIsFetchedInstead) {

@@ -203,7 +203,9 @@ Json JobSpec(const JobInput& in, const yard::Manifest& bundle) {
           {"machines", in.machine_ids},
           {"description", in.description},
           {"cool_down_s", in.cool_down_period_s},
-          {"env", Json::object()},
+          // What yard-train would otherwise set by starting again, loading
+          // libtorch twice (trainer/runtime_env.h); as python/trainyard/fit.py.
+          {"env", {{"OMP_WAIT_POLICY", "PASSIVE"}}},
           {"wait_request_s", in.wait_request_s},
           {"wait_new_job_s", in.wait_new_job_create_s},
           {"wait_new_job_interval_s", in.wait_new_job_create_interval}};

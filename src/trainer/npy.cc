@@ -1,6 +1,7 @@
 #include "trainer/npy.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <utility>
 
 #include "common/files.h"
 
@@ -175,6 +177,57 @@ Status FillFromHeader(const std::map<std::string, std::string>& h, NpyArray* a) 
 
 }  // namespace
 
+NpyData::NpyData(NpyData&& other) noexcept { *this = std::move(other); }
+
+NpyData& NpyData::operator=(NpyData&& other) noexcept {
+  if (this == &other) return *this;
+  Unmap();
+  owned_ = std::move(other.owned_);
+  other.owned_.clear();
+  map_ = std::exchange(other.map_, nullptr);
+  map_length_ = std::exchange(other.map_length_, 0);
+  map_data_ = std::exchange(other.map_data_, nullptr);
+  map_size_ = std::exchange(other.map_size_, 0);
+  return *this;
+}
+
+NpyData::~NpyData() { Unmap(); }
+
+void NpyData::Unmap() {
+  if (map_) ::munmap(map_, map_length_);
+  map_ = nullptr;
+  map_length_ = map_size_ = 0;
+  map_data_ = nullptr;
+}
+
+void NpyData::resize(size_t n) {
+  Unmap();
+  owned_.resize(n);
+}
+
+StatusOr<NpyData> NpyData::Map(int fd, uint64_t offset, size_t size) {
+  NpyData d;
+  if (size == 0) return d;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page;
+  const size_t length = size + static_cast<size_t>(offset - start);
+  // Private and writable: a write (none is expected) copies the page for
+  // this process alone. Not MAP_POPULATE: on a writable private map it
+  // would copy every page; the read-ahead hint fills the page cache
+  // instead and reads map its pages as they are.
+  void* map =
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(start));
+  if (map == MAP_FAILED)
+    return InvalidArgument(std::string("cannot map the data: ") + std::strerror(errno) +
+                           " (address space or memory limits too small for the file?)");
+  ::madvise(map, length, MADV_WILLNEED);
+  d.map_ = map;
+  d.map_length_ = length;
+  d.map_data_ = static_cast<char*>(map) + (offset - start);
+  d.map_size_ = size;
+  return d;
+}
+
 const char* NpyDTypeName(NpyDType t) {
   switch (t) {
     case NpyDType::kFloat32:
@@ -246,12 +299,13 @@ StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& name) {
   Status s = ParseHeader(bytes, &a, &offset);
   if (s.ok()) s = CheckDataSize(a, bytes.size() - offset);
   if (!s.ok()) return s.WithContext(name);
-  a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.end());
+  a.data.resize(bytes.size() - offset);
+  if (!a.data.empty()) std::memcpy(a.data.data(), bytes.data() + offset, a.data.size());
   return a;
 }
 
-// Reads the header, then the data straight into the array: one pass over a
-// file of gigabytes, no second copy of it in memory.
+// Reads the header, then maps the data: a file of gigabytes is neither
+// copied nor zero-filled first, its pages are the page cache's.
 StatusOr<NpyArray> ReadNpy(const std::string& path) {
   ScopedFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   int fd = file.get();
@@ -268,8 +322,11 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
   if (s.ok()) s = ParseHeader(window, &a, &offset);
   if (s.ok()) s = CheckDataSize(a, size - offset);
   if (s.ok()) {
-    a.data.resize(size - offset);
-    s = ReadExactly(fd, offset, a.data.data(), a.data.size());
+    StatusOr<NpyData> mapped = NpyData::Map(fd, offset, size - offset);
+    if (mapped.ok())
+      a.data = std::move(*mapped);
+    else
+      s = mapped.status();
   }
   if (!s.ok()) return s.WithContext(path);
   return a;
@@ -293,7 +350,7 @@ std::string EncodeNpy(const NpyArray& a) {
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>(header.size() >> 8);
   out += header;
-  out.append(a.data.begin(), a.data.end());
+  out.append(a.data.data(), a.data.size());
   return out;
 }
 

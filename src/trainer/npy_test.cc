@@ -137,6 +137,32 @@ TEST(NpyTest, ReadsAFileLargerThanTheHeaderWindow) {
   EXPECT_EQ(std::memcmp(a->data.data(), values.data(), a->data.size()), 0);
 }
 
+TEST(NpyTest, ReadDataIsAMapWhoseWritesNeverReachTheFile) {
+  std::vector<float> values(5000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  std::string bytes = EncodeNpy(Floats({1000, 5}, values));
+  TempFile f(bytes);
+  auto a = ReadNpy(f.path());
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(a->data.mapped());
+  // The data starts after the header, not on a page boundary.
+  ASSERT_EQ(a->data.size(), values.size() * 4);
+  EXPECT_EQ(std::memcmp(a->data.data(), values.data(), a->data.size()), 0);
+  std::memset(a->data.data(), 0x7f, a->data.size());
+  std::ifstream in(f.path(), std::ios::binary);
+  std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(on_disk, bytes);
+  // Moved, it stays valid; the old holder owns nothing.
+  NpyData moved = std::move(a->data);
+  EXPECT_TRUE(moved.mapped());
+  EXPECT_EQ(moved.data()[0], 0x7f);
+  EXPECT_EQ(a->data.size(), 0u);
+  // Resized, it is memory of its own again.
+  moved.resize(8);
+  EXPECT_FALSE(moved.mapped());
+  EXPECT_EQ(moved.size(), 8u);
+}
+
 TEST(NpyTest, ATruncatedOrForeignFileIsRefusedWithItsName) {
   std::string whole = EncodeNpy(Floats({2, 3}, {1, 2, 3, 4, 5, 6}));
   TempFile truncated(whole.substr(0, whole.size() - 4));

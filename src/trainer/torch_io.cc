@@ -109,7 +109,7 @@ StatusOr<torch::jit::Module> LoadModule(const std::string& path) {
 }
 
 at::Tensor TensorFromNpy(NpyArray&& a) {
-  auto* owner = new std::vector<char>(std::move(a.data));
+  auto* owner = new NpyData(std::move(a.data));
   return torch::from_blob(
       owner->data(), a.shape, [owner](void*) { delete owner; },
       at::TensorOptions().dtype(ScalarTypeOf(a.dtype)));

@@ -136,3 +136,27 @@ def test_a_second_ctrl_c_the_moment_the_question_shows_cancels(monkeypatch):
     os.close(leader)
     assert choice == "cancel"
     assert sys.stderr.getvalue().endswith(interrupt.PROMPT + "cancel\n")
+
+
+def test_torchscript_jobs_carry_the_openmp_wait_policy(monkeypatch):
+    """yard-train's wait policy comes with the job: otherwise it starts twice
+    (loading libtorch again) to set it, because libgomp reads it only as it loads."""
+    torch = pytest.importorskip("torch")
+    sent = {}
+
+    class Submitted(Exception):
+        pass
+
+    class Client:
+        def post(self, path, body):
+            sent[path] = json.loads(body)
+            raise Submitted()
+
+    monkeypatch.setattr(fit, "_connect", lambda: Client())
+    monkeypatch.setattr(fit, "_upload_bundle", lambda client, root: {"files": []})
+    with pytest.raises(Submitted):
+        fit.offline_fit(torch.jit.script(torch.nn.Linear(2, 2)), np.zeros((4, 2), np.float32),
+                        np.zeros(4, np.int64), machine_ids=["local"], batch_size=2, epochs=1,
+                        fit_kwargs={"loss": "cross_entropy"})
+    assert sent["/v1/jobs"]["command"][0] == "yard-train"
+    assert sent["/v1/jobs"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
