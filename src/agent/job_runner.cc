@@ -46,6 +46,9 @@ constexpr int kOutputPipeBytes = 1 << 20;
 // rate never brings this much to one read.
 constexpr size_t kBulkReadBytes = 16 * 1024;
 constexpr auto kCoalesce = std::chrono::milliseconds(1);
+// What one round can bring: ReadAvailable's 1 MiB plus its last 64 KiB read,
+// and a carried partial character.
+constexpr size_t kRoundBufferBytes = (1 << 20) + (64 << 10) + 16;
 
 // Best effort: a refusal (a lower pipe-max-size, or the user's pipes over
 // pipe-user-pages-soft) leaves the pipe as it was, which works, only slower.
@@ -321,6 +324,10 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
   EnlargeOutputPipe(process->output_fd());
   bool terminated = false, open = true;
   size_t last_read = 0;
+  // One buffer for every round: a round of up to 1 MiB appended 64 KiB at a
+  // time into a fresh string was copied again at each doubling of it.
+  std::string data;
+  data.reserve(kRoundBufferBytes);
   std::optional<ExitInfo> exit;
   auto exit_seen = std::chrono::steady_clock::now();
   while (open) {
@@ -344,7 +351,7 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
       struct pollfd pfd = {process->output_fd(), POLLIN, 0};
       ::poll(&pfd, 1, kPumpPollMs);
     }
-    std::string data;
+    data.clear();  // the spool holds the last round's pieces: nothing views it now
     open = process->ReadAvailable(&data);
     last_read = data.size();
     if (labeler_) data = labeler_->Add(data, !open);
