@@ -38,14 +38,6 @@ constexpr uint64_t kMaxUnackedBytes = 64u << 20;
 // (poll, reads, spool write, records, server rows) per byte. 1 MiB is
 // /proc/sys/fs/pipe-max-size's default, the most an unprivileged agent may ask.
 constexpr int kOutputPipeBytes = 1 << 20;
-// Once a read brings this much, the job is printing in bulk: the pump lets
-// the pipe fill for kCoalesce before its next read, so a round carries up to
-// 1 MiB instead of whatever one write of the job put there (≈ 40 KB for
-// `yes | head`, 1 KiB for a job writing 1 KiB at a time), at the price of
-// ≤ 1 ms more latency for bulk output only: a job printing lines at a normal
-// rate never brings this much to one read.
-constexpr size_t kBulkReadBytes = 16 * 1024;
-constexpr auto kCoalesce = std::chrono::milliseconds(1);
 // What one round can bring: ReadAvailable's 1 MiB plus its last 64 KiB read,
 // and a carried partial character.
 constexpr size_t kRoundBufferBytes = (1 << 20) + (64 << 10) + 16;
@@ -323,7 +315,6 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
   OutputSplitter splitter;
   EnlargeOutputPipe(process->output_fd());
   bool terminated = false, open = true;
-  size_t last_read = 0;
   // One buffer for every round: a round of up to 1 MiB appended 64 KiB at a
   // time into a fresh string was copied again at each doubling of it.
   std::string data;
@@ -345,15 +336,10 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
       if (!exit) exit = process->TryWait();
       continue;
     }
-    if (last_read >= kBulkReadBytes) {
-      std::this_thread::sleep_for(kCoalesce);
-    } else {
-      struct pollfd pfd = {process->output_fd(), POLLIN, 0};
-      ::poll(&pfd, 1, kPumpPollMs);
-    }
+    struct pollfd pfd = {process->output_fd(), POLLIN, 0};
+    ::poll(&pfd, 1, kPumpPollMs);
     data.clear();  // the spool holds the last round's pieces: nothing views it now
     open = process->ReadAvailable(&data);
-    last_read = data.size();
     if (labeler_) data = labeler_->Add(data, !open);
     EmitOutputs(splitter.Split(data, !open));
     EmitMetrics(/*final=*/false);
