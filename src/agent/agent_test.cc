@@ -12,6 +12,7 @@
 
 #include "agent/agent_testing.h"
 #include "agent/event_spool.h"
+#include "agent/output_splitter.h"
 #include "common/bundle.h"
 #include "common/fake_command_runner.h"
 #include "common/hashing.h"
@@ -159,6 +160,30 @@ TEST_F(AgentTest, OutputArrivesCompleteInOrderWithGaplessSequence) {
     next = call.first + static_cast<int64_t>(call.count);
   }
   EXPECT_EQ(next - 1, static_cast<int64_t>(records.size()));
+}
+
+// The job's output pipe holds 1 MiB, not Linux's 64 KiB: a job printing in
+// bulk runs on while the pump is not scheduled. The job reads the size of
+// its own stdout (F_GETPIPE_SZ is 1032).
+TEST_F(AgentTest, AJobsOutputPipeHoldsAMebibyte) {
+  StartAgent();
+  Assign("job-pipe", "python3 -c 'import fcntl; print(fcntl.fcntl(1, 1032))'");
+  EXPECT_EQ(WaitExit("job-pipe")["exit_code"], 0);
+  EXPECT_EQ(state_->Output("job-pipe"), "1048576\n");
+}
+
+// A job printing in bulk (`yes | head`): rounds of up to 1 MiB, each read
+// into the pump's one reused buffer, deliver every byte exactly and in
+// order (a buffer cleared or overwritten before its pieces were spooled
+// would lose or change bytes).
+TEST_F(AgentTest, BulkOutputArrivesExactly) {
+  StartAgent();
+  Assign("job-bulk", "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 16000000");
+  EXPECT_EQ(WaitExit("job-bulk")["exit_code"], 0);
+  std::string line = "0123456789abcdefghijklmnopqrstuvwxyz\n", expected;
+  while (expected.size() < 16000000) expected += line;
+  expected.resize(16000000);
+  EXPECT_TRUE(state_->Output("job-bulk") == expected) << "the bytes differ";
 }
 
 // An agent asked to confine jobs where it can, on a host that cannot, runs
