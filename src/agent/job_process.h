@@ -35,6 +35,8 @@
 
 namespace yard {
 
+class ShimZygote;  // agent/shim_zygote.h
+
 struct JobSpawnOptions {
   std::vector<std::string> argv;               // argv[0] looked up on PATH
   std::map<std::string, std::string> env;      // the complete environment
@@ -56,6 +58,9 @@ struct JobSpawnOptions {
   // over `sandbox`, which a caller may keep set (warm runners match on it).
   int sandbox_ns_fd = -1;
   std::vector<std::string> sandbox_fresh;
+  // Non-null: the shim is forked by this zygote (shim_zygote.h) instead of
+  // spawned, when it can; the job is the same either way.
+  ShimZygote* zygote = nullptr;
 };
 
 // The shim's argv up to its options for a given `shim_executable` (see
