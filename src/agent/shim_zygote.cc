@@ -146,8 +146,10 @@ bool ShimZygote::StartZygote(MutexLock& lock) {
 void ShimZygote::DropZygote() {
   close(sock_);
   sock_ = -1;
-  if (pid_ > 0) {  // never kill(-1, ...): that would reach every process
-    kill(pid_, SIGKILL);  // stateless: nothing of a job is lost with it
+  // Never kill(-1, ...), which would reach every process. The zygote is
+  // stateless: nothing of a job is lost with it.
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
   }

@@ -80,10 +80,14 @@ bool Parse(char* buf, size_t n, const std::vector<int>& fds, Request* r) {
   r->env.push_back(nullptr);
   r->cwd = strings.back();
   for (size_t i = 0; i < layout.size(); ++i) {
-    if (layout[i] == 'o') r->out_fd = fds[i];
-    else if (layout[i] == 'i') r->in_fd = fds[i];
-    else if (layout[i] == 'n') r->ns_fd = fds[i];
-    else return false;
+    if (layout[i] == 'o')
+      r->out_fd = fds[i];
+    else if (layout[i] == 'i')
+      r->in_fd = fds[i];
+    else if (layout[i] == 'n')
+      r->ns_fd = fds[i];
+    else
+      return false;
   }
   return true;
 }
