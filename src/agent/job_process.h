@@ -3,7 +3,9 @@
 //
 // The agent does not exec the job directly. It execs a small supervisor,
 // `yard-shim [--grace-ms N] [--parent-pid P] -- ARGV...` (src/shim; the
-// `yard-shim` beside `yard`, or `yard shim` when there is none), which:
+// `yard-shim` beside `yard`, or `yard shim` when there is none), or has its
+// shim zygote fork one (JobSpawnOptions::zygote, shim_zygote.h; the same
+// supervisor, the agent's child either way), which:
 //   - makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so children
 //     that escape with setsid() or double-fork are re-parented to it;
 //   - asks for SIGTERM when the agent dies (PR_SET_PDEATHSIG), and ends at
