@@ -508,6 +508,28 @@ TEST_F(ZygoteJobTest, AMissingFolderIsAnErrorAndTheZygoteServesOn) {
   EXPECT_EQ(zygote_.zygote_pid(), zygote);
 }
 
+TEST_F(ZygoteJobTest, AShimWithoutAZygoteIsSpawnedPerJob) {
+  // An older yard-shim (no --zygote) beside `yard`: it ends at once; jobs
+  // still run, each through a spawned shim, and no zygote is tried again.
+  fs::create_directory(dir_ / "bin");
+  fs::create_symlink(YARD_BINARY, dir_ / "bin" / "yard");
+  std::ofstream(dir_ / "bin" / kShimName)
+      << "#!/bin/sh\n"
+      << "[ \"$1\" = --zygote ] && exit 2\n"
+      << "exec " << fs::path(YARD_BINARY).parent_path() / kShimName << " \"$@\"\n";
+  fs::permissions(dir_ / "bin" / kShimName, fs::perms::owner_all);
+  ShimZygote old((dir_ / "bin" / "yard").string());
+  for (int i = 0; i < 3; ++i) {
+    JobSpawnOptions options = Shell("exit 4");
+    options.shim_executable = (dir_ / "bin" / "yard").string();
+    options.zygote = &old;
+    auto job = Start(options);
+    ASSERT_TRUE(job);
+    EXPECT_EQ(RunToEnd(*job).exit.exit_code, 4);
+    EXPECT_EQ(old.zygote_pid(), -1);
+  }
+}
+
 TEST_F(ZygoteJobTest, AgentDeathEndsTheJobAndTheZygote) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);

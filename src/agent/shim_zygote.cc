@@ -202,8 +202,19 @@ int ShimZygote::Spawn(const std::vector<std::string>& argv, const std::vector<st
       return -1;
     }
     int rc = Ask(request, fds, pid);
-    if (rc >= 0) return rc;
+    if (rc >= 0) {
+      served_ = true;
+      return rc;
+    }
     DropZygote();
+    // One that fails its first request (an older yard-shim beside a newer
+    // yard, without --zygote) would fail every time: spawn shims from now on.
+    if (!served_) {
+      unusable_ = true;
+      AgentLog("the shim's zygote ended at its first job (each job's shim is spawned instead)");
+      return -1;
+    }
+    served_ = false;
   }
   return -1;
 }

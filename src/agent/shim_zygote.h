@@ -62,7 +62,8 @@ class ShimZygote {
   std::condition_variable cv_;
   bool start_wanted_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
-  bool unusable_ GUARDED_BY(mu_) = false;  // a zygote could not be started
+  bool unusable_ GUARDED_BY(mu_) = false;  // a zygote could not be started, or serve
+  bool served_ GUARDED_BY(mu_) = false;    // the current zygote has started a shim
   int sock_ GUARDED_BY(mu_) = -1;
   pid_t pid_ GUARDED_BY(mu_) = -1;
   std::thread owner_;  // spawns the zygote: the parent of every shim it forks
