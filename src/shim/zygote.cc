@@ -166,6 +166,10 @@ void Start(const Request& r) {
 int RunZygote(pid_t agent_pid) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != agent_pid || fcntl(kZygoteSocketFd, F_GETFD) < 0) return kShimFailure;
+  // 0-2 open (on /dev/null when the agent had one closed), so that every
+  // descriptor received or made from here on is above 3 (BeShim).
+  for (int fd = 0; fd < 3; ++fd)
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) return kShimFailure;
   chdir("/");
   signal(SIGPIPE, SIG_DFL);
   std::vector<char> buf(kZygoteMaxRequest + 1);
