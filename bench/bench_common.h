@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -359,8 +360,24 @@ inline double CpuSeconds(pid_t pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// CPU seconds of `pid` and of its children still running (each with its own
+// reaped children): an agent's shim zygote lives as long as the agent, so
+// its forks would otherwise never be counted (agent/shim_zygote.h).
+inline double CpuSecondsWithLiveChildren(pid_t pid) {
+  double total = CpuSeconds(pid);
+  std::error_code ec;
+  std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+    StatusOr<std::string> children = ReadFile(task.path().string() + "/children");
+    if (!children.ok()) continue;
+    std::istringstream in(*children);
+    for (pid_t child; in >> child;) total += CpuSeconds(child);
+  }
+  return total;
+}
+
 // CPU seconds of the home's server, of its agents (their shims and jobs
-// included once reaped) and of this process.
+// included once reaped, their zygotes while they run) and of this process.
 struct CpuSample {
   double server = 0, agents = 0, bench = 0;
   CpuSample operator-(const CpuSample& o) const {
@@ -371,7 +388,7 @@ struct CpuSample {
 inline CpuSample SampleCpu(const BenchHome& home) {
   CpuSample c;
   c.server = CpuSeconds(home.ServerPid());
-  for (pid_t p : home.AgentPids()) c.agents += CpuSeconds(p);
+  for (pid_t p : home.AgentPids()) c.agents += CpuSecondsWithLiveChildren(p);
   c.bench = CpuSeconds(getpid());
   return c;
 }

@@ -3,6 +3,7 @@
 // against sequential posix_spawn+wait of `true`. Target: >= 500 jobs/s.
 //
 // Usage: bench_throughput [jobs] [submitter threads]   (default 1000, 8)
+#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include <mutex>
 #include <set>
 
+#include "agent/job_process.h"
+#include "agent/shim_zygote.h"
 #include "bench_common.h"
 
 namespace yard::bench {
@@ -139,6 +142,38 @@ SpawnCost MeasureSpawn(const std::vector<std::string>& argv, int n) {
   return {n / (MonoNow() - t0), (ChildCpuSeconds() - cpu0) / n * 1e3};
 }
 
+// JobProcess::Start of `true` (unconfined) and its end, `n` times: CPU per
+// job of this process, its reaped children and, with `zygote`, the zygote's
+// forks (agent/shim_zygote.h) against yard-shim spawned per job.
+SpawnCost MeasureJobStart(ShimZygote* zygote, int n) {
+  JobSpawnOptions options;
+  options.argv = {"true"};
+  options.env = {{"PATH", "/usr/bin:/bin"}};
+  options.shim_executable = YardBinary();
+  options.zygote = zygote;
+  auto cpu = [&] {
+    rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    double s = self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+               (self.ru_utime.tv_usec + self.ru_stime.tv_usec) * 1e-6;
+    pid_t z = zygote ? zygote->zygote_pid() : -1;
+    return s + ChildCpuSeconds() + (z > 0 ? CpuSeconds(z) : 0);
+  };
+  double cpu0 = 0, t0 = 0;
+  for (int i = -1; i < n; ++i) {  // job -1 only starts the zygote
+    if (i == 0) cpu0 = cpu(), t0 = MonoNow();
+    StatusOr<std::unique_ptr<JobProcess>> job = JobProcess::Start(options);
+    if (!job.ok()) Die("JobProcess::Start: " + job.status().ToString());
+    std::string out;
+    while ((*job)->ReadAvailable(&out)) {
+      pollfd p{(*job)->output_fd(), POLLIN, 0};
+      poll(&p, 1, 100);
+    }
+    (*job)->Wait();
+  }
+  return {n / (MonoNow() - t0), (cpu() - cpu0) / n * 1e3};
+}
+
 int Main(int argc, char** argv) {
   int n = argc > 1 ? std::atoi(argv[1]) : 1000;
   int threads = argc > 2 ? std::atoi(argv[2]) : 8;
@@ -162,6 +197,14 @@ int Main(int argc, char** argv) {
         "  posix_spawn+wait of `yard-shim -- true` (what the agent runs): %.0f/s, %.2f ms "
         "CPU each\n",
         small.per_s, small.cpu_ms);
+  }
+  {
+    ShimZygote zygote(YardBinary());
+    SpawnCost spawned = MeasureJobStart(nullptr, 200), forked = MeasureJobStart(&zygote, 200);
+    std::printf(
+        "  JobProcess of `true`, unconfined: yard-shim spawned %.0f/s, %.2f ms CPU each; forked "
+        "by the zygote %.0f/s, %.2f ms CPU each\n",
+        spawned.per_s, spawned.cpu_ms, forked.per_s, forked.cpu_ms);
   }
   // The per-user quota (5 active jobs by default) would make most jobs wait
   // wait_new_job_interval_s between looks: lift it, this measures dispatch.

@@ -17,6 +17,7 @@
 #include "agent/job_folders.h"
 #include "agent/job_runner.h"
 #include "agent/retry.h"
+#include "agent/shim_zygote.h"
 #include "agent/stop_signal.h"
 #include "client/transfer.h"
 #include "common/files.h"
@@ -129,8 +130,10 @@ struct Agent::Impl {
   std::unique_ptr<EventSender> sender;
   std::unique_ptr<ChunkCache> cache;
   std::unique_ptr<ChunkUploader> uploader;
-  std::unique_ptr<WarmPool> warm;                        // warm runners for Keras fit jobs
-  std::unique_ptr<SandboxTemplates> sandbox_templates;   // null: a bwrap per confined job
+  std::unique_ptr<WarmPool> warm;                       // warm runners for Keras fit jobs
+  std::unique_ptr<SandboxTemplates> sandbox_templates;  // null: a bwrap per confined job
+  // Forks the jobs' shims; declared before `job`, which must end first.
+  std::unique_ptr<ShimZygote> shim_zygote;               // null: each shim spawned
   std::unique_ptr<SandboxPrefixCache> sandbox_prefixes;  // null: computed per confined job
   std::unique_ptr<PreemptionState> preemption;           // null: not watching
   std::unique_ptr<PreemptionWatcher> preemption_watcher;
@@ -193,6 +196,12 @@ Status Agent::Impl::Open() {
   if (config.sandbox && !config.yard_binary.empty() &&
       !(templates && std::string(templates) == "0"))
     sandbox_templates = std::make_unique<SandboxTemplates>(config.yard_binary);
+  // YARD_SHIM_ZYGOTE=0: each job's shim is spawned, as before the zygote
+  // (for comparisons; bench/README.md). Only for yard-shim beside `yard`.
+  const char* zygote = std::getenv("YARD_SHIM_ZYGOTE");
+  if (!config.yard_binary.empty() && ShimCommand(config.yard_binary).size() == 1 &&
+      !(zygote && std::string(zygote) == "0"))
+    shim_zygote = std::make_unique<ShimZygote>(config.yard_binary);
   // YARD_SANDBOX_PREFIX_CACHE=0: every confined job computes its sandbox
   // prefix anew, as before the cache (for comparisons; bench/README.md).
   const char* prefixes = std::getenv("YARD_SANDBOX_PREFIX_CACHE");
@@ -416,6 +425,7 @@ std::unique_ptr<JobRunner> Agent::Impl::MakeRunner(Queued q) {
   context.warm = warm.get();
   context.sandbox_templates = sandbox_templates.get();
   context.sandbox_prefixes = sandbox_prefixes.get();
+  context.shim_zygote = shim_zygote.get();
   context.preemption = preemption.get();
   context.commands = config.commands;
   context.on_done = [this] {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <set>
 
+#include "agent/shim_zygote.h"
 #include "common/process.h"
 #include "shim/proc_tree.h"
 
@@ -140,8 +141,16 @@ StatusOr<std::unique_ptr<JobProcess>> JobProcess::Start(const JobSpawnOptions& o
   pid_t pid = -1;
   std::vector<std::string> argv = ShimArgv(options);
   std::string shim = argv[0];
-  int rc = SpawnShim(std::move(argv), EnvStrings(options.env), options.cwd, fds[1],
-                     options.stdin_fd, options.sandbox_ns_fd, &pid);
+  std::vector<std::string> env = EnvStrings(options.env);
+  int rc = -1;  // -1: the zygote cannot, spawn the shim
+  if (options.zygote && ShimPrefix(options.shim_executable).size() == 1) {  // yard-shim
+    rc = options.zygote->Spawn(argv, env, options.cwd, fds[1], options.stdin_fd,
+                               options.sandbox_ns_fd, &pid);
+  }
+  if (rc < 0) {
+    rc = SpawnShim(std::move(argv), std::move(env), options.cwd, fds[1], options.stdin_fd,
+                   options.sandbox_ns_fd, &pid);
+  }
   close(fds[1]);
   if (rc != 0) {
     close(fds[0]);

@@ -3,7 +3,9 @@
 //
 // The agent does not exec the job directly. It execs a small supervisor,
 // `yard-shim [--grace-ms N] [--parent-pid P] -- ARGV...` (src/shim; the
-// `yard-shim` beside `yard`, or `yard shim` when there is none), which:
+// `yard-shim` beside `yard`, or `yard shim` when there is none), or has its
+// shim zygote fork one (JobSpawnOptions::zygote, shim_zygote.h; the same
+// supervisor, the agent's child either way), which:
 //   - makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so children
 //     that escape with setsid() or double-fork are re-parented to it;
 //   - asks for SIGTERM when the agent dies (PR_SET_PDEATHSIG), and ends at
@@ -35,6 +37,8 @@
 
 namespace yard {
 
+class ShimZygote;  // agent/shim_zygote.h
+
 struct JobSpawnOptions {
   std::vector<std::string> argv;               // argv[0] looked up on PATH
   std::map<std::string, std::string> env;      // the complete environment
@@ -56,6 +60,9 @@ struct JobSpawnOptions {
   // over `sandbox`, which a caller may keep set (warm runners match on it).
   int sandbox_ns_fd = -1;
   std::vector<std::string> sandbox_fresh;
+  // Non-null: the shim is forked by this zygote (shim_zygote.h) instead of
+  // spawned, when it can; the job is the same either way.
+  ShimZygote* zygote = nullptr;
 };
 
 // The shim's argv up to its options for a given `shim_executable` (see

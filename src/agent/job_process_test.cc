@@ -21,6 +21,7 @@
 
 #include "agent/sandbox.h"
 #include "agent/sandbox_template.h"
+#include "agent/shim_zygote.h"
 #include "common/temp_dir_testing.h"
 #include "common/wait_testing.h"
 
@@ -95,8 +96,10 @@ class JobProcessTest : public ::testing::Test {
  protected:
   // A failing test must not leave its jobs' processes behind.
   void TearDown() override {
+    // Only real pids: kill(-1, ...) or kill(0, ...) would reach every
+    // process we may signal, or our whole group.
     for (pid_t pid : seen_pids_) {
-      if (!Dead(pid)) kill(pid, SIGKILL);
+      if (pid > 0 && !Dead(pid)) kill(pid, SIGKILL);
     }
   }
 
@@ -403,15 +406,173 @@ TEST_F(JobProcessTest, TheSmallShimCanBeNamedDirectly) {
   EXPECT_EQ(RunToEnd(*job).exit.exit_code, 5);
 }
 
-// ---- confined jobs (sandbox.h): the same guarantees through bwrap ----
-// Each test runs twice: with a bwrap per job, and entering a sandbox
-// template made once per test (sandbox_template.h; needs root).
+// ---- shims forked by the agent's zygote (shim_zygote.h) ----
 
-class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInterface<bool> {
+class ZygoteJobTest : public JobProcessTest {
+ protected:
+  JobSpawnOptions Forked(const std::string& script) {
+    JobSpawnOptions options = Shell(script);
+    options.zygote = &zygote_;
+    return options;
+  }
+  ShimZygote zygote_{YARD_BINARY};
+};
+
+TEST_F(ZygoteJobTest, TheShimIsOurChildAndTheJobsBytesAndStatusAreExact) {
+  setenv("YARD_TEST_AGENT_SECRET", "agent-only", 1);  // must reach neither job nor shim
+  auto job =
+      Start(Forked("printf 'a\\0b\\n'; echo err >&2; echo \"[${YARD_TEST_AGENT_SECRET-unset}]\"; "
+                   "pwd -P; exit 3"));
+  ASSERT_TRUE(job);
+  pid_t shim = job->pid();
+  std::optional<Stat> stat = ReadStat(shim);
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->ppid, getpid()) << "forked with CLONE_PARENT: ours to wait for";
+  EXPECT_NE(shim, zygote_.zygote_pid());
+  std::ifstream environ("/proc/" + std::to_string(shim) + "/environ");
+  std::string env((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(env.find("agent-only"), std::string::npos);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.output,
+            std::string("a\0b\nerr\n[unset]\n", 16) + fs::canonical(dir_).string() + "\n");
+  EXPECT_EQ(r.exit.exit_code, 3);
+  EXPECT_EQ(r.exit.signal, 0);
+  unsetenv("YARD_TEST_AGENT_SECRET");
+}
+
+TEST_F(ZygoteJobTest, DeathBySignalAndExecFailureReadAsWithASpawnedShim) {
+  auto job = Start(Forked("kill -KILL $$"));
+  ASSERT_TRUE(job);
+  Result killed = RunToEnd(*job);
+  EXPECT_EQ(killed.exit.signal, SIGKILL);
+  EXPECT_EQ(killed.exit.exit_code, 128 + SIGKILL);
+  JobSpawnOptions missing = Forked("");
+  missing.argv = {"no-such-command-for-yard"};
+  job = Start(missing);
+  ASSERT_TRUE(job);
+  Result r = RunToEnd(*job);
+  EXPECT_EQ(r.exit.exit_code, 127);
+  EXPECT_EQ(r.output, "yard: cannot run 'no-such-command-for-yard': No such file or directory\n");
+}
+
+TEST_F(ZygoteJobTest, AZygoteThatDiedIsReplacedAndTheNextJobRunsOnce) {
+  auto job = Start(Forked("exit 0"));
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).exit.exit_code, 0);
+  pid_t first = zygote_.zygote_pid();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  ASSERT_TRUE(WaitForProcesses([&] { return Dead(first); }));
+  job = Start(Forked("echo ran >> runs; echo ok"));
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).output, "ok\n");
+  std::ifstream runs(dir_ / "runs");
+  std::string all((std::istreambuf_iterator<char>(runs)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all, "ran\n");
+  pid_t second = zygote_.zygote_pid();
+  EXPECT_GT(second, 0);
+  EXPECT_NE(second, first);
+  EXPECT_FALSE(Dead(second));
+}
+
+TEST_F(ZygoteJobTest, ACancelRightAfterTheForkEndsTheJobAndLeavesNothing) {
+  // Terminate as soon as Start returns: the shim may not have read its go
+  // yet, or be setting up; whatever it reached, it ends and nothing stays.
+  for (int i = 0; i < 20; ++i) {
+    fs::remove(dir_ / "escaped.pid");
+    auto job = Start(Forked(std::string(kEscapee) + "sleep 1000"));
+    ASSERT_TRUE(job);
+    job->Terminate();
+    Result r = RunToEnd(*job);
+    EXPECT_NE(r.exit.exit_code, 0) << r.output;
+    std::ifstream in(dir_ / "escaped.pid");
+    pid_t escaped = 0;
+    if (in >> escaped && escaped > 0) {
+      seen_pids_.push_back(escaped);
+      EXPECT_TRUE(WaitForProcesses([&] { return Dead(escaped); })) << escaped;
+    }
+  }
+}
+
+TEST_F(ZygoteJobTest, AMissingFolderIsAnErrorAndTheZygoteServesOn) {
+  JobSpawnOptions missing_cwd = Forked("true");
+  missing_cwd.cwd = (dir_ / "nope").string();
+  StatusOr<std::unique_ptr<JobProcess>> failed = JobProcess::Start(missing_cwd);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("nope"), std::string::npos)
+      << failed.status().ToString();
+  pid_t zygote = zygote_.zygote_pid();
+  auto job = Start(Forked("exit 6"));
+  ASSERT_TRUE(job);
+  EXPECT_EQ(RunToEnd(*job).exit.exit_code, 6);
+  EXPECT_EQ(zygote_.zygote_pid(), zygote);
+}
+
+TEST_F(ZygoteJobTest, AShimWithoutAZygoteIsSpawnedPerJob) {
+  // An older yard-shim (no --zygote) beside `yard`: it ends at once; jobs
+  // still run, each through a spawned shim, and no zygote is tried again.
+  fs::create_directory(dir_ / "bin");
+  fs::create_symlink(YARD_BINARY, dir_ / "bin" / "yard");
+  std::ofstream(dir_ / "bin" / kShimName)
+      << "#!/bin/sh\n"
+      << "[ \"$1\" = --zygote ] && exit 2\n"
+      << "exec " << fs::path(YARD_BINARY).parent_path() / kShimName << " \"$@\"\n";
+  fs::permissions(dir_ / "bin" / kShimName, fs::perms::owner_all);
+  ShimZygote old((dir_ / "bin" / "yard").string());
+  for (int i = 0; i < 3; ++i) {
+    JobSpawnOptions options = Shell("exit 4");
+    options.shim_executable = (dir_ / "bin" / "yard").string();
+    options.zygote = &old;
+    auto job = Start(options);
+    ASSERT_TRUE(job);
+    EXPECT_EQ(RunToEnd(*job).exit.exit_code, 4);
+    EXPECT_EQ(old.zygote_pid(), -1);
+  }
+}
+
+TEST_F(ZygoteJobTest, AgentDeathEndsTheJobAndTheZygote) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t agent = fork();
+  ASSERT_GE(agent, 0);
+  if (agent == 0) {                              // a stand-in agent that dies without cleaning up
+    auto* zygote = new ShimZygote(YARD_BINARY);  // never destroyed: the agent just dies
+    JobSpawnOptions options = Shell(std::string(kEscapee) + "sleep 1000");
+    options.zygote = zygote;
+    options.kill_grace = 200ms;
+    auto job = JobProcess::Start(options);
+    if (!job.ok() || AwaitPidFile("escaped.pid") <= 0) _exit(1);
+    pid_t pids[2] = {(*job)->pid(), zygote->zygote_pid()};
+    (void)!write(fds[1], pids, sizeof pids);
+    _exit(0);
+  }
+  close(fds[1]);
+  pid_t pids[2] = {0, 0};
+  ASSERT_EQ(read(fds[0], pids, sizeof pids), static_cast<ssize_t>(sizeof pids));
+  close(fds[0]);
+  int status;
+  ASSERT_EQ(waitpid(agent, &status, 0), agent);
+  pid_t escaped = AwaitPidFile("escaped.pid");
+  ASSERT_GT(pids[0], 0);
+  ASSERT_GT(pids[1], 0) << "the job was forked by the zygote";
+  seen_pids_.insert(seen_pids_.end(), {pids[0], pids[1]});
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(pids[0]); })) << "the shim";
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(escaped); })) << "the job's escapee";
+  EXPECT_TRUE(WaitForProcesses([&] { return Dead(pids[1]); })) << "the zygote";
+}
+
+// ---- confined jobs (sandbox.h): the same guarantees through bwrap ----
+// Each test runs three times: with a bwrap per job, entering a sandbox
+// template made once per test (sandbox_template.h; needs root), and the
+// same with the shim forked by a zygote (shim_zygote.h), as the agent does.
+
+enum SandboxWay { kBwrapPerJob, kEnteredTemplate, kEnteredTemplateByZygote };
+
+class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInterface<int> {
  protected:
   void SetUp() override {
     JobProcessTest::SetUp();
-    if (GetParam() && geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
+    if (GetParam() != kBwrapPerJob && geteuid() != 0) GTEST_SKIP() << "sandbox templates need root";
   }
 
   // The test's folder is the job's; `secret/` beside it must stay unseen.
@@ -430,7 +591,8 @@ class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInter
     StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, options.env);
     EXPECT_TRUE(prefix.ok()) << prefix.status().ToString();
     if (prefix.ok()) options.sandbox = *prefix;
-    if (!GetParam() || !prefix.ok()) return options;
+    if (GetParam() == kBwrapPerJob || !prefix.ok()) return options;
+    if (GetParam() == kEnteredTemplateByZygote) options.zygote = &zygote_;
     if (!template_) {
       StatusOr<std::unique_ptr<SandboxTemplate>> made = SandboxTemplate::Make(*prefix, YARD_BINARY);
       EXPECT_TRUE(made.ok()) << made.status().ToString();
@@ -444,6 +606,7 @@ class SandboxedJobTest : public JobProcessTest, public ::testing::WithParamInter
   }
 
   std::unique_ptr<SandboxTemplate> template_;  // the parameter's: one per test
+  ShimZygote zygote_{YARD_BINARY};
 
   // Host pids of the job's processes whose command line is `cmdline`,
   // once there are `n`.
@@ -629,11 +792,21 @@ TEST_F(JobProcessTest, TheShimRefusesToEnterAnythingButAnotherMountNamespace) {
   close(file);
 }
 
-INSTANTIATE_TEST_SUITE_P(PerJobAndTemplate, SandboxedJobTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("EnteredTemplate")
-                                             : std::string("BwrapPerJob");
-                         });
+std::string SandboxWayName(const ::testing::TestParamInfo<int>& info) {
+  switch (info.param) {
+    case kBwrapPerJob:
+      return "BwrapPerJob";
+    case kEnteredTemplate:
+      return "EnteredTemplate";
+    default:
+      return "EnteredTemplateByZygote";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(PerJobAndTemplate, SandboxedJobTest,
+                         ::testing::Values(kBwrapPerJob, kEnteredTemplate,
+                                           kEnteredTemplateByZygote),
+                         SandboxWayName);
 
 }  // namespace
 }  // namespace yard

@@ -136,6 +136,7 @@ void JobRunner::RunCommand(const JobPaths& paths, const std::string& resume_path
   options.cwd = paths.work;
   options.kill_grace = ctx_.config->kill_grace;
   options.shim_executable = ctx_.config->yard_binary;
+  options.zygote = ctx_.shim_zygote;
   // The working folder as the job finds it: what it then writes is offered back.
   std::unique_ptr<ArtifactWatcher> work_files = MakeWorkWatcher(paths);
   int start_failure_code = 0;

@@ -25,6 +25,7 @@
 #include "agent/metrics_tail.h"
 #include "agent/sandbox.h"
 #include "agent/sandbox_template.h"
+#include "agent/shim_zygote.h"
 #include "agent/stop_signal.h"
 #include "agent/warm_runner.h"
 #include "client/transfer.h"
@@ -54,6 +55,8 @@ struct JobContext {
   // Confined jobs enter a sandbox built once (sandbox_template.h) when
   // they can; null: each gets its own bwrap.
   SandboxTemplates* sandbox_templates = nullptr;
+  // Forks each job's shim (shim_zygote.h); null: each is spawned.
+  ShimZygote* shim_zygote = nullptr;
   // Remembers confined jobs' sandbox prefixes (sandbox.h); null: each job
   // computes its own.
   SandboxPrefixCache* sandbox_prefixes = nullptr;

@@ -24,6 +24,7 @@
 
 #include "shim/proc_tree.h"
 #include "shim/sandbox_entry.h"
+#include "shim/zygote.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -292,13 +293,19 @@ int RunShim(int argc, char** argv) {
       if (n == 0 || (n < 0 && errno != EINTR)) return 0;
     }
   }
+  // The agent's zygote (shim/zygote.h): forks shims until the agent leaves.
+  if (argc == 3 && std::strcmp(argv[1], "--zygote") == 0) {
+    std::optional<pid_t> agent = ParsePid(argv[2]);
+    return agent ? RunZygote(*agent) : 2;
+  }
   ShimArgs args;
   if (!ParseShimArgs(argc, argv, &args)) {
     std::fprintf(stderr,
                  "usage: yard-shim (or yard shim) [--grace-ms N] [--parent-pid P] [--sandboxed]\n"
                  "                 [--enter-sandbox FD [--fresh DIR]...] -- COMMAND [ARG...]\n"
                  "       yard-shim --exec -- COMMAND [ARG...]\n"
-                 "       yard-shim --hold\n");
+                 "       yard-shim --hold\n"
+                 "       yard-shim --zygote AGENT_PID\n");
     return 2;
   }
   const SandboxEntry* entry = nullptr;

@@ -19,7 +19,8 @@ namespace yard {
 // mount namespace (agent/sandbox_template.h): the command runs under an
 // init of its own in a copy of it (shim/sandbox_entry.h), treated as
 // --sandboxed. `yard-shim --hold` says "ready" and stays until its stdin
-// closes: the template's holder.
+// closes: the template's holder. `yard-shim --zygote AGENT_PID` forks the
+// agent's shims (shim/zygote.h).
 // ARGV[0] is looked up on the
 // PATH of the shim's own environment, i.e. the job's. Returns the process
 // exit code: the command's exit code; 127 if it could not be exec'd; 2 for
