@@ -44,8 +44,6 @@ constexpr milliseconds kTick{20};
 // After SIGKILL, how long the shim waits for the tree to vanish; only a
 // process stuck in uninterruptible sleep takes longer.
 constexpr milliseconds kKillWait{5000};
-// Exit code of the shim when it fails itself (as env(1) and timeout(1) do).
-constexpr int kShimFailure = 125;
 
 struct ShimArgs {
   milliseconds grace{5000};

@@ -30,4 +30,8 @@ namespace yard {
 // returning 128 + signal).
 int RunShim(int argc, char** argv);
 
+// Exit code of the shim (and of a shim the zygote forked) when it fails
+// itself, as env(1) and timeout(1) do.
+constexpr int kShimFailure = 125;
+
 }  // namespace yard

@@ -23,8 +23,7 @@ extern char** environ;
 namespace yard {
 namespace {
 
-constexpr int kShimFailure = 125;  // as the shim's own failures
-constexpr int kMaxFds = 3;         // output, input, namespace
+constexpr int kMaxFds = 3;  // output, input, namespace
 
 // A parsed request; the strings point into the receive buffer.
 struct Request {
