@@ -62,22 +62,12 @@ bool ReceiveAnswer(int sock, int32_t* value, int* go_fd) {
     ready = poll(&p, 1, kAnswerTimeoutMs);
   } while (ready < 0 && errno == EINTR);
   if (ready <= 0) return false;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{value, sizeof *value};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  *go_fd = -1;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (n > 0 && c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-    std::memcpy(go_fd, CMSG_DATA(c), sizeof *go_fd);
-  return n == static_cast<ssize_t>(sizeof *value);
+  std::vector<int> fds;
+  bool truncated = false;
+  ssize_t n = ReceiveWithFds(sock, value, sizeof *value, &fds, &truncated);
+  *go_fd = fds.empty() ? -1 : fds[0];
+  for (size_t i = 1; i < fds.size(); ++i) close(fds[i]);  // the protocol sends one
+  return n == static_cast<ssize_t>(sizeof *value) && !truncated;
 }
 
 }  // namespace

@@ -23,8 +23,6 @@ extern char** environ;
 namespace yard {
 namespace {
 
-constexpr int kMaxFds = 3;  // output, input, namespace
-
 // A parsed request; the strings point into the receive buffer.
 struct Request {
   std::vector<char*> argv;  // null-terminated
@@ -37,28 +35,10 @@ struct Request {
 // closed the socket, -1: an error, -2: too large), with the attached
 // descriptors in `fds`.
 ssize_t Receive(std::vector<char>* buf, std::vector<int>* fds) {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{buf->data(), buf->size() - 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = recvmsg(kZygoteSocketFd, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
   fds->clear();
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds->push_back(fd);
-    }
-  }
-  if (n > 0 && (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) return -2;  // too large
+  bool truncated = false;
+  ssize_t n = ReceiveWithFds(kZygoteSocketFd, buf->data(), buf->size() - 1, fds, &truncated);
+  if (n > 0 && truncated) return -2;
   if (n >= 0) (*buf)[static_cast<size_t>(n)] = '\0';
   return n;
 }
@@ -161,6 +141,32 @@ void Start(const Request& r) {
 }
 
 }  // namespace
+
+ssize_t ReceiveWithFds(int sock, void* buf, size_t size, std::vector<int>* fds, bool* truncated) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kZygoteMaxFds)];
+  iovec iov{buf, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  *truncated = n > 0 && (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds->push_back(fd);
+    }
+  }
+  return n;
+}
 
 int RunZygote(pid_t agent_pid) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);

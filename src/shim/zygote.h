@@ -33,12 +33,24 @@
 
 #include <sys/types.h>
 
+#include <vector>
+
 namespace yard {
 
 // The descriptor the zygote finds its socket on.
 inline constexpr int kZygoteSocketFd = 3;
 // Largest request (argv and environment together).
 inline constexpr int kZygoteMaxRequest = 256 * 1024;
+
+// Most descriptors one message of the protocol carries (a request's output,
+// input and namespace; an answer's go pipe).
+inline constexpr int kZygoteMaxFds = 3;
+
+// One message from `sock` into buf[0, size) — both sides of the protocol
+// read this way. Appends the descriptors it carried (close-on-exec) to
+// `fds`; *truncated tells whether the message or its descriptors did not
+// fit. Returns recvmsg's result, retried on EINTR (0: the peer closed).
+ssize_t ReceiveWithFds(int sock, void* buf, size_t size, std::vector<int>* fds, bool* truncated);
 
 // `yard-shim --zygote AGENT_PID`. Returns the exit code: 0 when the agent
 // closed the socket; 125 when AGENT_PID was not its parent (the agent was
