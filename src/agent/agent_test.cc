@@ -121,7 +121,17 @@ class AgentTest : public testing::Test {
     return work_.path() + "/spool/" + job + "-1.spool";
   }
   // Lets a job blocked on `while [ ! -f ../go ]` go on.
-  void Go(const std::string& job) { std::ofstream(JobDir(job) + "/go") << "go"; }
+  // The job may be taken (its poll answered) before its folder is made:
+  // wait for the folder, or the file would be written nowhere and the job
+  // would wait for ever (seen under ASan, where starting is slower).
+  void Go(const std::string& job) {
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::is_directory(JobDir(job)); }))
+        << "no folder for " << job;
+    std::ofstream go(JobDir(job) + "/go");
+    go << "go";
+    go.close();
+    ASSERT_TRUE(go) << "could not write " << JobDir(job) << "/go";
+  }
 
   static constexpr const char* kWaitForGo = "while [ ! -f ../go ]; do sleep 0.01; done; ";
 
