@@ -153,14 +153,8 @@ Status Call(const CallRetry& retry, const std::function<Status()>& call) {
 
 StatusOr<std::string> ReadRange(int fd, const std::string& path, uint64_t offset, uint64_t size) {
   std::string buf(size, '\0');
-  uint64_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd, buf.data() + done, size - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return Internal(path + " changed while being sent: retry");
-    if (n < 0) return ErrnoStatus("reading " + path);
-    done += static_cast<uint64_t>(n);
-  }
+  YARD_ASSIGN_OR_RETURN(size_t got, ReadAt(fd, buf.data(), size, offset, "reading " + path));
+  if (got < size) return Internal(path + " changed while being sent: retry");
   return buf;
 }
 

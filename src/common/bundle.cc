@@ -392,13 +392,10 @@ StatusOr<bool> CopyLocal(const std::string& path, const ChunkRef& c, int fd, uin
 // is scratch space, reused from chunk to chunk.
 StatusOr<bool> LandedIntact(int fd, const ChunkRef& c, uint64_t off, std::string* buffer) {
   buffer->resize(c.size);
-  size_t got = 0;
-  while (got < c.size) {
-    ssize_t n = ::pread(fd, buffer->data() + got, c.size - got, static_cast<off_t>(off + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return ErrnoStatus("reading back a copied chunk to check it");
-    got += static_cast<size_t>(n);
-  }
+  YARD_ASSIGN_OR_RETURN(size_t got, ReadAt(fd, buffer->data(), c.size, off,
+                                           "reading back a copied chunk to check it"));
+  if (got < c.size)
+    return Internal("reading back a copied chunk to check it: the file ended early");
   return Sha256Hex(*buffer) == c.hash;
 }
 

@@ -388,6 +388,30 @@ class LocalChunksTest : public BundleTest {
         [this](const std::string& h) { return store_->Has(h) ? store_->PathOf(h) : ""; });
   }
 
+  // Flips one bit (at byte `at`) of `chunk`'s blob in the store: same size,
+  // other content. Returns the good bytes.
+  std::string DamageInStore(const ChunkRef& chunk, size_t at) {
+    std::string good = ReadAll(store_->PathOf(chunk.hash));
+    std::string bad = good;
+    bad[at] ^= 0x01;
+    ::chmod(store_->PathOf(chunk.hash).c_str(), 0644);
+    Write(store_->PathOf(chunk.hash), bad, 0444);
+    return good;
+  }
+
+  // The store's files as the local source, `elsewhere` as the byte source
+  // (the server, for an agent's cache); counts what it gave.
+  Status UnpackLocalElseFrom(const Manifest& m, const fs::path& dest,
+                             const std::map<std::string, std::string>& elsewhere) {
+    return Materialize(
+        m, dest,
+        [&](const std::string& h) -> StatusOr<std::string> {
+          ++fetched_;
+          return elsewhere.at(h);
+        },
+        [this](const std::string& h) { return store_->PathOf(h); });
+  }
+
   std::string content_;
   int fetched_ = 0;
 };
@@ -430,21 +454,11 @@ TEST_F(LocalChunksTest, AWholeBlobIsClonedOrCopiedNeverLinked) {
 TEST_F(LocalChunksTest, ADamagedChunkOnDiskIsDetectedBeforeUseAndFetchedAgain) {
   Manifest m = PackBig();
   const ChunkRef& victim = m.files[0].chunks[7];
-  std::string good = ReadAll(store_->PathOf(victim.hash));
-  std::string bad = good;
-  bad[bad.size() / 2] ^= 0x01;  // one bit: same size, other content
-  ::chmod(store_->PathOf(victim.hash).c_str(), 0644);
-  Write(store_->PathOf(victim.hash), bad, 0444);
   // A source that still has the good bytes (the server, for an agent's cache).
-  std::map<std::string, std::string> elsewhere = {{victim.hash, good}};
+  std::map<std::string, std::string> elsewhere = {
+      {victim.hash, DamageInStore(victim, victim.size / 2)}};
   fs::path dest = tmp_ / "job";
-  Status s = Materialize(
-      m, dest,
-      [&](const std::string& h) -> StatusOr<std::string> {
-        ++fetched_;
-        return elsewhere.at(h);
-      },
-      [this](const std::string& h) { return store_->PathOf(h); });
+  Status s = UnpackLocalElseFrom(m, dest, elsewhere);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(fetched_, 1);
   EXPECT_EQ(ReadAll(dest / "data" / "x.npy"), content_);
@@ -466,21 +480,10 @@ TEST_F(LocalChunksTest, DamagedChunksAreCaughtWhenTwoThreadsCopyAndCheck) {
   std::map<std::string, std::string> elsewhere;
   for (size_t i : {7, 8}) {  // one for each thread
     const ChunkRef& victim = m.files[0].chunks[i];
-    std::string good = ReadAll(store_->PathOf(victim.hash));
-    std::string bad = good;
-    bad[0] ^= 0x01;
-    ::chmod(store_->PathOf(victim.hash).c_str(), 0644);
-    Write(store_->PathOf(victim.hash), bad, 0444);
-    elsewhere[victim.hash] = good;
+    elsewhere[victim.hash] = DamageInStore(victim, 0);
   }
   fs::path dest = tmp_ / "job";
-  Status s = Materialize(
-      m, dest,
-      [&](const std::string& h) -> StatusOr<std::string> {
-        ++fetched_;
-        return elsewhere.at(h);
-      },
-      [this](const std::string& h) { return store_->PathOf(h); });
+  Status s = UnpackLocalElseFrom(m, dest, elsewhere);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(fetched_, 2);
   EXPECT_TRUE(ReadAll(dest / "data" / "x.npy") == content_);

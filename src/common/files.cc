@@ -92,6 +92,18 @@ Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> of
   return Status::Ok();
 }
 
+StatusOr<size_t> ReadAt(int fd, char* out, size_t size, uint64_t offset, const std::string& what) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(what);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 std::string EnvOr(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return (v && *v) ? std::string(v) : fallback;

@@ -47,6 +47,10 @@ Status MakeDirs(const std::string& path);
 // when given (see ErrnoStatus).
 Status WriteVectorAll(int fd, std::vector<iovec> iov, std::optional<uint64_t> offset,
                       const std::string& what, const std::string& folder = "");
+// Reads up to `size` bytes at `offset` of `fd` into `out`, going on after
+// short reads and EINTR; returns how many it read (fewer only where the
+// file ends). An error names `what`.
+StatusOr<size_t> ReadAt(int fd, char* out, size_t size, uint64_t offset, const std::string& what);
 // Bytes WriteVectorAll hands the kernel per call. A larger buffered write
 // makes ext4 (Linux >= 6.x) cache the file in large folios, whose
 // high-order pages are, in a guest with free page reporting (virtio-balloon,

@@ -62,6 +62,12 @@ class BootstrapCheckingSim : public SimProvider {
   std::vector<bool> known_at_launch;
 };
 
+// Ann's uploaded chunk (13 bytes), and bob's job, assigned to his instance:
+// the stage for an agent of bob's naming a chunk that is not his.
+struct AnnsChunkAndBobsJob {
+  std::string ann_chunk, bob, bob_inst;
+};
+
 class ControllerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -165,6 +171,17 @@ class ControllerTest : public ::testing::Test {
     for (const auto& e : Events(job_id))
       if (e.value("message", "").find(text) != std::string::npos) return true;
     return false;
+  }
+
+  AnnsChunkAndBobsJob AnnsChunkAndBobsRunningJob() {
+    Build(5, 5);
+    Json ann_bundle = Bundle("ann", "ann's secret\n");
+    std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
+    std::string bob = Submit("bob", {"A"});
+    Settle();
+    std::string bob_inst = Job(bob).instance_id;
+    EXPECT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
+    return {ann_chunk, bob, bob_inst};
   }
 
   test_support::TempDir tmp_;
@@ -1305,13 +1322,7 @@ TEST_F(ControllerTest, RecordsAreAcceptedOnlyFromTheInstanceTheJobRunsOn) {
 }
 
 TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
-  Build(5, 5);
-  Json ann_bundle = Bundle("ann", "ann's secret\n");
-  std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
-  std::string bob = Submit("bob", {"A"});
-  Settle();
-  std::string bob_inst = Job(bob).instance_id;
-  ASSERT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
+  auto [ann_chunk, bob, bob_inst] = AnnsChunkAndBobsRunningJob();
   // Bob's agent (or a job holding its credential) names ann's chunk.
   Json claim = {
       {"kind", "artifact"},
@@ -1329,13 +1340,7 @@ TEST_F(ControllerTest, AnArtifactCannotClaimAChunkItsInstanceDidNotUpload) {
 // An artifact_part names chunks too: the same check, and it is stored as
 // an event for followers but is not an artifact (nothing to resume from).
 TEST_F(ControllerTest, AnArtifactPartIsCheckedLikeAnArtifactAndIsNoArtifact) {
-  Build(5, 5);
-  Json ann_bundle = Bundle("ann", "ann's secret\n");
-  std::string ann_chunk = ann_bundle["files"][0]["chunks"][0][0];
-  std::string bob = Submit("bob", {"A"});
-  Settle();
-  std::string bob_inst = Job(bob).instance_id;
-  ASSERT_TRUE(controller_->PollWork(bob_inst, 0).value().contains("assign"));
+  auto [ann_chunk, bob, bob_inst] = AnnsChunkAndBobsRunningJob();
   Json part = ArtifactPartToJson({"checkpoints", "model.pt", 0, {{ann_chunk, 13}}});
   StatusOr<int64_t> acked =
       controller_->AcceptAgentRecords(bob_inst, bob, 1, 1, Json::array({part}));
