@@ -102,6 +102,29 @@ StatusOr<HttpReply> AgentHttp::PostText(const std::string& path, const std::stri
   });
 }
 
+StatusOr<HttpReply> AgentHttp::PostParts(const std::string& path,
+                                         const std::vector<std::string_view>& parts,
+                                         int read_timeout_s, const char* content_type) {
+  size_t total = 0;
+  for (std::string_view p : parts) total += p.size();
+  return Exchange("POST " + path, read_timeout_s, [&](httplib::Client& cli) {
+    httplib::Headers headers = {{"Authorization", "Bearer " + token_}};
+    if (total == 0) return cli.Post(path, headers, std::string(), content_type);
+    // httplib asks for the body from `offset` on: write the rest of the part
+    // that holds it (parts are few, a batch's records' blocks).
+    return cli.Post(
+        path, headers, total,
+        [&parts](size_t offset, size_t, httplib::DataSink& sink) {
+          for (std::string_view p : parts) {
+            if (offset < p.size()) return sink.write(p.data() + offset, p.size() - offset);
+            offset -= p.size();
+          }
+          return false;
+        },
+        content_type);
+  });
+}
+
 namespace {
 StatusOr<Json> ReplyJson(StatusOr<HttpReply> reply) {
   if (!reply.ok()) return reply.status();

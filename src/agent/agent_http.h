@@ -57,6 +57,10 @@ class AgentHttp {
   // `content_type`.
   StatusOr<HttpReply> PostText(const std::string& path, const std::string& text, int read_timeout_s,
                                const char* content_type = "application/json");
+  // POST of a body made of `parts` in order, each written to the socket from
+  // where it is (nothing is copied together); they must outlive the call.
+  StatusOr<HttpReply> PostParts(const std::string& path, const std::vector<std::string_view>& parts,
+                                int read_timeout_s, const char* content_type);
 
   // Sends, then turns the reply into its JSON body or its error Status.
   StatusOr<Json> GetJson(const std::string& path, int read_timeout_s);

@@ -44,10 +44,9 @@ void EventSender::Stop() {
 }
 
 void EventSender::SendOnce(std::chrono::milliseconds wait) {
-  std::optional<SpoolBatch> b = spool_->WaitBatch(kMaxBatchBytes, wait, &spare_);
+  std::optional<SpoolBatch> b = spool_->WaitBatch(kMaxBatchBytes, wait);
   if (!b) return;
-  Handle(*b, http_->PostText(path_, b->RequestBody(), kReadTimeoutS, b->ContentType()));
-  spare_ = std::move(b->body);  // the next batch is read into the same memory
+  Handle(*b, http_->PostParts(path_, b->BodyParts(), kReadTimeoutS, b->ContentType()));
 }
 
 void EventSender::Handle(const SpoolBatch& b, const StatusOr<HttpReply>& reply) {

@@ -46,8 +46,7 @@ class EventSender {
   std::string path_;
   OnWork on_work_;
   StopSignal stop_;
-  Backoff backoff_;    // only touched by the sender thread
-  std::string spare_;  // the last batch's buffer, reused (sender thread only)
+  Backoff backoff_;  // only touched by the sender thread
   std::thread thread_;
 };
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <deque>
 #include <filesystem>
 #include <functional>
 
@@ -33,6 +34,23 @@ struct EventSpool::Stream {
   bool abandoned = false;
   bool framed = true;  // version 2; false: a version-1 file (JSON lines)
   Clock::time_point not_before{};
+  // The newest records' bytes exactly as written to the file, one block per
+  // append, oldest first: they cover the file from held_from() to its end
+  // (a suffix of it, so nothing between is missing). Dropped from the front
+  // once acknowledged or beyond kMaxHeldBytes. Only for framed files.
+  struct Block {
+    int64_t first = 0;  // sequence number of its first record
+    int64_t count = 0;
+    std::shared_ptr<const std::string> bytes;
+  };
+  std::deque<Block> held;
+  uint64_t held_bytes = 0;
+
+  uint64_t held_from() const { return held.empty() ? ends.back() : ends[held.front().first - 1]; }
+  void DropHeldFront() {
+    held_bytes -= held.front().bytes->size();
+    held.pop_front();
+  }
 
   int64_t last() const { return static_cast<int64_t>(ends.size()) - 1; }
   bool pending() const { return acked < last(); }
@@ -44,22 +62,6 @@ namespace {
 Status WriteAll(int fd, std::string_view data, const std::string& dir) {
   return WriteVectorAll(fd, {{const_cast<char*>(data.data()), data.size()}}, std::nullopt,
                         "writing the event spool", dir);
-}
-
-// Reads `size` bytes at `offset` onto the end of `*out`.
-Status PreadAppend(int fd, uint64_t offset, size_t size, std::string* out) {
-  size_t base = out->size();
-  out->resize(base + size);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n =
-        ::pread(fd, out->data() + base + done, size - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("reading the event spool");
-    if (n == 0) return Internal("event spool shorter than its index");
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
 }
 
 // Calls `fn(line, end_offset)` for each complete line of the file until it
@@ -122,6 +124,23 @@ std::string DumpLine(const Json& j) {
 const char* SpoolBatch::ContentType() const {
   return framed ? kFramesContentType : "application/json";
 }
+
+std::vector<std::string_view> SpoolBatch::BodyParts() const {
+  std::vector<std::string_view> parts;
+  parts.reserve(pieces.size() + 2);
+  parts.push_back(head);
+  for (const Piece& p : pieces) parts.push_back(p.bytes);
+  if (!tail.empty()) parts.push_back(tail);
+  return parts;
+}
+
+std::string SpoolBatch::records() const {
+  std::string out;
+  for (const Piece& p : pieces) out += p.bytes;
+  return out;
+}
+
+std::string SpoolBatch::RequestBody() const { return head + records() + tail; }
 
 std::string SafeFileName(const std::string& name) {
   std::string out;
@@ -276,37 +295,47 @@ StatusOr<int64_t> EventSpool::AppendRecords(const std::string& job, int64_t atte
   MutexLock lock(mu_);
   YARD_ASSIGN_OR_RETURN(Stream * s, StreamFor(job, attempt));
   if (s->exit_seq > 0) return FailedPrecondition("record after the exit record of job " + job);
-  // One write for all: frame headers and payloads side by side (the bytes
-  // are not copied), or JSON lines for a version-1 leftover.
-  std::vector<std::string> heads(payloads.size());
-  std::vector<iovec> iov;
-  iov.reserve(2 * payloads.size());
+  // One buffer for all, written with one call and kept as the records'
+  // copy in memory: frame headers and payloads, or JSON lines for a
+  // version-1 leftover.
+  size_t total = 0;
+  for (std::string_view p : payloads) total += p.size() + 16;
+  auto block = std::make_shared<std::string>();
+  block->reserve(total);
   std::vector<uint64_t> sizes;
-  for (size_t i = 0; i < payloads.size(); ++i) {
+  sizes.reserve(payloads.size());
+  for (std::string_view payload : payloads) {
+    size_t before = block->size();
     if (s->framed) {
-      AppendFrameHeader(tag, payloads[i].size(), &heads[i]);
-      iov.push_back({heads[i].data(), heads[i].size()});
-      iov.push_back({const_cast<char*>(payloads[i].data()), payloads[i].size()});
-      sizes.push_back(heads[i].size() + payloads[i].size());
+      AppendFrameHeader(tag, payload.size(), block.get());
+      block->append(payload);
     } else {
-      heads[i] = tag == frame_tag::kOutput
-                     ? DumpLine({{"kind", "output"}, {"data", std::string(payloads[i])}})
-                     : std::string(payloads[i]) + "\n";
-      iov.push_back({heads[i].data(), heads[i].size()});
-      sizes.push_back(heads[i].size());
+      block->append(tag == frame_tag::kOutput
+                        ? DumpLine({{"kind", "output"}, {"data", std::string(payload)}})
+                        : std::string(payload) + "\n");
     }
+    sizes.push_back(block->size() - before);
   }
-  Status st = WriteVectorAll(s->fd, std::move(iov), std::nullopt, "writing the event spool", dir_);
+  Status st = WriteAll(s->fd, *block, dir_);
   if (!st.ok()) {
     // Keep the file a whole number of records.
     if (::ftruncate(s->fd, static_cast<off_t>(s->ends.back())) != 0) AgentLog("spool torn");
     return st;
   }
+  // Only now, written, do the records count (see the contract in the header).
+  int64_t first = s->last() + 1;
   for (uint64_t n : sizes) s->ends.push_back(s->ends.back() + n);
+  if (s->framed && !payloads.empty()) Hold(s, first, std::move(block));
   if (exit) s->exit_seq = s->last();
   s->abandoned = false;
   cv_.notify_all();
   return s->last();
+}
+
+void EventSpool::Hold(Stream* s, int64_t first, std::shared_ptr<const std::string> block) {
+  s->held_bytes += block->size();
+  s->held.push_back({first, s->last() - first + 1, std::move(block)});
+  while (s->held_bytes > kMaxHeldBytes) s->DropHeldFront();
 }
 
 uint64_t EventSpool::UnackedBytes(const std::string& job, int64_t attempt) const {
@@ -332,8 +361,7 @@ void EventSpool::Abandon(const std::string& job, int64_t attempt) {
   RemoveIfDone(s);
 }
 
-std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_point* wake_at,
-                                                std::string* spare) {
+std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_point* wake_at) {
   Clock::time_point now = Clock::now();
   for (const auto& s : streams_) {
     if (!s->pending()) continue;
@@ -347,8 +375,6 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
     b.first = s->acked + 1;
     b.count = 1;
     b.framed = s->framed;
-    if (spare) b.body = std::move(*spare);
-    b.body.clear();
     uint64_t begin = s->ends[s->acked];
     while (b.first + b.count <= s->last() && s->ends[b.first + b.count] - begin <= max_bytes) {
       ++b.count;
@@ -356,33 +382,54 @@ std::optional<SpoolBatch> EventSpool::TakeBatch(size_t max_bytes, Clock::time_po
     Json head = {{"job", b.job}, {"attempt", b.attempt}, {"first", b.first}};
     std::string text = head.dump(-1, ' ', false, Json::error_handler_t::replace);
     if (b.framed) {
-      AppendFrame(frame_tag::kJson, text, &b.body);
+      AppendFrame(frame_tag::kJson, text, &b.head);
     } else {
       text.pop_back();  // the closing '}'
-      b.body = text + ",\"records\":[";
+      b.head = text + ",\"records\":[";
+      b.tail = "]}";
     }
-    b.records_at = b.body.size();
-    Status st = PreadAppend(s->fd, begin, s->ends[b.first + b.count - 1] - begin, &b.body);
+    Status st = AddRecordPieces(*s, begin, s->ends[b.first + b.count - 1], &b);
     if (!st.ok()) {
       AgentLog(st.ToString());
       s->not_before = now + std::chrono::seconds(1);
       continue;
-    }
-    if (!b.framed) {
-      b.body.pop_back();  // the last '\n'
-      std::replace(b.body.begin() + static_cast<ptrdiff_t>(b.records_at), b.body.end(), '\n', ',');
-      b.records_size = b.body.size() - b.records_at;
-      b.body += "]}";
-    } else {
-      b.records_size = b.body.size() - b.records_at;
     }
     return b;
   }
   return std::nullopt;
 }
 
-std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout,
-                                                std::string* spare) {
+Status EventSpool::AddRecordPieces(const Stream& s, uint64_t begin, uint64_t end, SpoolBatch* b) {
+  // What is not held in memory any more is read back from the file.
+  uint64_t held_from = s.held_from();
+  if (begin < held_from) {
+    size_t size = std::min(end, held_from) - begin;
+    std::shared_ptr<char[]> read = std::make_shared_for_overwrite<char[]>(size);
+    YARD_ASSIGN_OR_RETURN(size_t got,
+                          ReadAt(s.fd, read.get(), size, begin, "reading the event spool"));
+    if (got < size) return Internal("event spool " + s.path + " is shorter than its index");
+    std::string_view bytes(read.get(), size);
+    if (!s.framed) {  // JSON lines: the array's elements are separated by commas
+      std::replace(read.get(), read.get() + size, '\n', ',');
+      bytes.remove_suffix(1);
+    }
+    b->pieces.push_back({std::move(read), bytes});
+    begin += size;
+  }
+  for (const Stream::Block& block : s.held) {
+    if (begin >= end) break;
+    uint64_t from = s.ends[block.first - 1], to = from + block.bytes->size();
+    if (to <= begin) continue;
+    std::string_view bytes =
+        std::string_view(*block.bytes).substr(begin - from, std::min(end, to) - begin);
+    b->pieces.push_back({block.bytes, bytes});
+    begin += bytes.size();
+  }
+  return Status::Ok();
+}
+
+std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes,
+                                                std::chrono::milliseconds timeout) {
   MutexLock lock(mu_);
   Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
@@ -391,7 +438,7 @@ std::optional<SpoolBatch> EventSpool::WaitBatch(size_t max_bytes, std::chrono::m
       return std::nullopt;
     }
     Clock::time_point wake_at = deadline;
-    if (auto b = TakeBatch(max_bytes, &wake_at, spare)) return b;
+    if (auto b = TakeBatch(max_bytes, &wake_at)) return b;
     if (Clock::now() >= deadline) return std::nullopt;
     cv_.wait_until(lock.unique(), wake_at);
   }
@@ -403,6 +450,10 @@ void EventSpool::Ack(const std::string& job, int64_t attempt, int64_t acked) {
   if (s == nullptr) return;
   s->acked = std::clamp<int64_t>(acked, 0, s->last());
   s->not_before = {};
+  // Held records the server holds are not needed from memory again (after
+  // a lowered ack they are read back from the file).
+  while (!s->held.empty() && s->held.front().first + s->held.front().count - 1 <= s->acked)
+    s->DropHeldFront();
   RemoveIfDone(s);
   cv_.notify_all();
 }

@@ -7,12 +7,20 @@
 //   frame 1:   'j' {"attempt":A,"job":"<id>","yard_spool":2}
 //   frame k+1: the record with agent sequence number k, exactly as sent:
 //              'o' the bytes of an output record, 'j' any other record.
-// So a batch is one read of the file, sent as it is, and output bytes are
-// never encoded. Version 1 files (<job>-<attempt>.jsonl: a JSON header line,
+// So a batch is a run of the file's bytes, sent as they are, and output
+// bytes are never encoded. Version 1 files (<job>-<attempt>.jsonl: a JSON header line,
 // then one JSON record per line) left by an older agent are still loaded
 // and sent as JSON.
 // Records are written with one append each, without fsync: a crashed agent
-// loses nothing, a crashed machine loses its instance anyway. A torn last
+// loses nothing, a crashed machine loses its instance anyway.
+//
+// The contract with the pump: a record is durable (it survives a SIGKILL of
+// the agent; the next agent loads it and sends it) once Append* has
+// returned its sequence number, and Append* writes it to the file before it
+// returns, however it is later sent. The copy kept in memory is only what
+// the sender sends from: it is never the sole place of a record. Bytes the
+// pump has read from the job but not yet appended, like bytes still in the
+// job's pipe, die with the agent (so does the job: it cannot outlive it). A torn last
 // record is cut off on reload. A file is deleted once its exit record is
 // acknowledged (or, for an abandoned attempt, once everything is).
 #pragma once
@@ -35,24 +43,33 @@
 
 namespace yard {
 
-// Records of one attempt, ready to send.
+// Records of one attempt, ready to send: the body of
+// POST /v1/agents/{id}/events is head, the records' pieces, tail.
 struct SpoolBatch {
   std::string job;
   int64_t attempt = 0;
   int64_t first = 0;  // sequence number of the first record
   int64_t count = 0;
   bool framed = true;
-  // The body of POST /v1/agents/{id}/events for this batch: a head frame
-  // then the records as read from the spool (framed), or JSON with the
-  // records' text (from a version-1 file). Built in place: the records are
-  // read into it, not copied.
-  std::string body;
-  size_t records_at = 0, records_size = 0;
-  // The records: frames, or JSON texts separated by commas (version 1).
-  std::string_view records() const {
-    return std::string_view(body).substr(records_at, records_size);
-  }
-  const std::string& RequestBody() const { return body; }
+  // A head frame (framed), or the JSON text up to the records' array
+  // (from a version-1 file).
+  std::string head;
+  // The records, in order, as the spool holds them: frames, or JSON texts
+  // separated by commas (version 1). Each piece views memory its `owner`
+  // keeps alive (the spool's copy of records it wrote, or what was read
+  // back from the file), so a batch is sent without being copied together.
+  struct Piece {
+    std::shared_ptr<const void> owner;
+    std::string_view bytes;
+  };
+  std::vector<Piece> pieces;
+  std::string tail;  // "]}" for version 1, else empty
+
+  // The body's parts, in order (views into this batch).
+  std::vector<std::string_view> BodyParts() const;
+  // Copies, for tests and logs: the records alone, and the whole body.
+  std::string records() const;
+  std::string RequestBody() const;
   // The body's Content-Type.
   const char* ContentType() const;
 };
@@ -60,6 +77,12 @@ struct SpoolBatch {
 // Thread-safe.
 class EventSpool {
  public:
+  // Each attempt's newest records are kept in memory as well as written,
+  // up to this many bytes of frames, so that they are sent without being
+  // read back. The file stays the record of what was read from the job:
+  // memory is only a copy (see AppendRecords).
+  static constexpr uint64_t kMaxHeldBytes = 16u << 20;
+
   // Opens `dir` (created if needed) and loads every spool file left there by
   // an earlier agent; those attempts are treated as abandoned (their process
   // died with that agent) and are sent before any newer stream.
@@ -91,10 +114,10 @@ class EventSpool {
   // Waits up to `timeout` for records to send: those after the acknowledged
   // ones of the oldest stream that has any and is not deferred, at most
   // `max_bytes` of them but at least one. nullopt on timeout or Wake().
-  // With `spare`, the batch's body is built in *spare's buffer (taken;
-  // give the body back through it next time to reuse the memory).
-  std::optional<SpoolBatch> WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout,
-                                      std::string* spare = nullptr);
+  // Records still held in memory (see kMaxHeldBytes) are sent from there;
+  // older ones (after a restart, a lowered ack, or a slow server) are read
+  // back from the file.
+  std::optional<SpoolBatch> WaitBatch(size_t max_bytes, std::chrono::milliseconds timeout);
   // The server holds records 1..acked of the attempt (it may go down too:
   // the next batch then starts again at acked + 1).
   void Ack(const std::string& job, int64_t attempt, int64_t acked);
@@ -123,8 +146,10 @@ class EventSpool {
                                   const std::vector<std::string_view>& payloads, bool exit);
   StatusOr<Stream*> StreamFor(const std::string& job, int64_t attempt) REQUIRES(mu_);
   Stream* Find(const std::string& job, int64_t attempt) const REQUIRES(mu_);
-  std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at,
-                                      std::string* spare) REQUIRES(mu_);
+  std::optional<SpoolBatch> TakeBatch(size_t max_bytes, Clock::time_point* wake_at) REQUIRES(mu_);
+  static Status AddRecordPieces(const Stream& s, uint64_t begin, uint64_t end, SpoolBatch* b);
+  // Keeps `block`, the frames of records first..last() just written, in memory.
+  void Hold(Stream* s, int64_t first, std::shared_ptr<const std::string> block) REQUIRES(mu_);
   void RemoveIfDone(Stream* s) REQUIRES(mu_);
   void Remove(Stream* s) REQUIRES(mu_);
 
