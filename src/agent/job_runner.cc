@@ -323,7 +323,7 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
   std::string data;
   data.reserve(kRoundBufferBytes);
   std::optional<ExitInfo> exit;
-  auto exit_seen = std::chrono::steady_clock::now();
+  auto exit_seen = std::chrono::steady_clock::now(), next_look = exit_seen;
   while (open) {
     if (!terminated && (cancelled() || ctx_.agent_stop->stopped())) {
       process->Terminate();
@@ -345,9 +345,17 @@ ExitInfo JobRunner::Pump(JobProcess* process) {
     open = process->ReadAvailable(&data);
     if (labeler_) data = labeler_->Add(data, !open);
     EmitOutputs(splitter.Split(data, !open));
-    EmitMetrics(/*final=*/false);
-    if (!exit && (exit = process->TryWait())) exit_seen = std::chrono::steady_clock::now();
-    if (exit && std::chrono::steady_clock::now() - exit_seen > kDrainAfterExit) break;
+    auto now = std::chrono::steady_clock::now();
+    // Metrics and the exit are looked at every kPumpPollMs, not every round:
+    // a job printing fast makes thousands of rounds a second, each of which
+    // would open the metrics file and call wait4. (A job's end is seen at
+    // once anyway: its pipe closes.)
+    if (now >= next_look || !open) {
+      next_look = now + std::chrono::milliseconds(kPumpPollMs);
+      EmitMetrics(/*final=*/false);
+      if (!exit && (exit = process->TryWait())) exit_seen = now;
+    }
+    if (exit && now - exit_seen > kDrainAfterExit) break;
   }
   EmitOutputs(splitter.Split("", true));
   EmitMetrics(/*final=*/true);
