@@ -81,7 +81,9 @@ class EventSpool {
   // up to this many bytes of frames, so that they are sent without being
   // read back. The file stays the record of what was read from the job:
   // memory is only a copy (see AppendRecords).
-  static constexpr uint64_t kMaxHeldBytes = 16u << 20;
+  // (The pump's backpressure bound on unacknowledged bytes stays below it,
+  // so that records are read back only after a restart or a lowered ack.)
+  static constexpr uint64_t kMaxHeldBytes = 36u << 20;
 
   // Opens `dir` (created if needed) and loads every spool file left there by
   // an earlier agent; those attempts are treated as abandoned (their process

@@ -30,8 +30,9 @@ constexpr auto kDrainAfterExit = std::chrono::seconds(2);
 // Backpressure: while the server has not acknowledged this much of the
 // job's records, the pump stops reading its output, so a job printing
 // faster than the records can be delivered blocks in write() instead of
-// filling the disk (nothing is dropped).
-constexpr uint64_t kMaxUnackedBytes = 64u << 20;
+// filling the disk (nothing is dropped). The spool keeps that much in memory
+// too (EventSpool::kMaxHeldBytes) to send it without reading it back.
+constexpr uint64_t kMaxUnackedBytes = 32u << 20;
 // The job's output pipe holds this much instead of Linux's 64 KiB: a job
 // printing fast runs on while the pump is not scheduled, and each pump round
 // takes up to 1 MiB (ReadAvailable's limit), so the agent makes fewer rounds
@@ -41,6 +42,11 @@ constexpr int kOutputPipeBytes = 1 << 20;
 // What one round can bring: ReadAvailable's 1 MiB plus its last 64 KiB read,
 // and a carried partial character.
 constexpr size_t kRoundBufferBytes = (1 << 20) + (64 << 10) + 16;
+
+// The pump checks the bound before a round: unacknowledged bytes reach it
+// plus a round, and a block partly acknowledged is still held.
+static_assert(kMaxUnackedBytes + 2 * kRoundBufferBytes + (1 << 20) <= EventSpool::kMaxHeldBytes,
+              "records within the backpressure bound are sent from memory");
 
 // Best effort: a refusal (a lower pipe-max-size, or the user's pipes over
 // pipe-user-pages-soft) leaves the pipe as it was, which works, only slower.

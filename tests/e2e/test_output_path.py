@@ -185,17 +185,17 @@ def test_stopped_server_makes_the_job_wait_and_loses_nothing(yard, project):
     # that is in the file by now: the bound is on what is added after it.
     acked_at_most = spool.stat().st_size
     try:
-        # The spool stops growing once 64 MiB are unacknowledged: the job's
+        # The spool stops growing once 32 MiB are unacknowledged: the job's
         # writes block on its pipe.
         sizes = []
 
         def settled():
             sizes.append(spool.stat().st_size)
-            return sizes[-1] >= 64 * MiB and len(sizes) > 30 and sizes[-1] == sizes[-31]
+            return sizes[-1] >= 32 * MiB and len(sizes) > 30 and sizes[-1] == sizes[-31]
 
         wait_for(settled, timeout=120, interval=0.1, what="the spool to stop growing")
         grown = sizes[-1] - acked_at_most
-        assert grown < 80 * MiB, f"spool grew by {grown / MiB:.0f} MiB with the server stopped"
+        assert grown < 48 * MiB, f"spool grew by {grown / MiB:.0f} MiB with the server stopped"
     finally:
         os.kill(server, signal.SIGCONT)
     yard.wait_state(job_id, "succeeded", timeout=300)
