@@ -60,14 +60,8 @@ OutputLog::Reader::~Reader() {
 
 Status OutputLog::Reader::Read(uint64_t offset, size_t size, std::string* out) const {
   out->resize(size);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd_, out->data() + done, size - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("reading output log " + path_);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
+  YARD_ASSIGN_OR_RETURN(size_t done,
+                        ReadAt(fd_, out->data(), size, offset, "reading output log " + path_));
   if (done == size) return Status::Ok();
   out->resize(done);
   return Internal("output log " + path_ + " ends before the bytes its events name (offset " +
