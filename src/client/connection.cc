@@ -143,6 +143,10 @@ StatusOr<std::unique_ptr<HttpClient>> Connect(const ConnectionOptions& o) {
   UrlResolver resolve = [home]() { return ReadServerUrl(home); };
   auto client = std::make_unique<HttpClient>(resolve, token);
   client->set_tls_trust(ReadServerTrust(home));
+  // Our own server's blobs, on this machine: the artifact mirror reads
+  // chunks there (checking each) rather than over HTTP.
+  // YARD_MIRROR_LOCAL_BLOBS=0 turns that off (for comparisons; bench/README.md).
+  if (EnvOr("YARD_MIRROR_LOCAL_BLOBS", "") != "0") client->set_local_blobs(home + "/blobs");
   if (o.restart_embedded) {
     std::string binary = o.yard_binary;
     client->set_reviver([home, binary]() { return ReviveEmbeddedServer(home, binary); });

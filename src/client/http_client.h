@@ -71,6 +71,14 @@ class HttpClient {
   const std::string& token() const { return token_; }
   StatusOr<std::string> BaseUrl() const { return resolver_(); }
 
+  // The server's blob folder when it runs on this machine as our own (the
+  // embedded server of $YARD_HOME: Connect sets <home>/blobs), so that
+  // chunks can be read from there instead of over HTTP, each still checked
+  // against its hash (client/transfer.h); "" (a server elsewhere, or one
+  // run by others): every chunk over HTTP.
+  void set_local_blobs(std::string dir) { local_blobs_ = std::move(dir); }
+  const std::string& local_blobs() const { return local_blobs_; }
+
   // A way to bring the server back when it is found gone (the embedded
   // server, which we start ourselves); none for a server run by others.
   void set_reviver(std::function<Status()> reviver) { reviver_ = std::move(reviver); }
@@ -87,6 +95,7 @@ class HttpClient {
   UrlResolver resolver_;
   std::function<Status()> reviver_;
   std::string token_;
+  std::string local_blobs_;
   TlsTrust trust_;
   int read_timeout_s_ = 120;
   std::shared_ptr<ConnectionPool> pool_;  // idle kept-alive connections

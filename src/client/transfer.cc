@@ -32,6 +32,38 @@ namespace {
 // kept alive against 446 fresh. See bench/README.md, "Artifacts".
 constexpr bool kKeepAlive = true;
 
+// ---- The server's own blob folder, on the same machine ----------------------
+
+// Chunk `c` read from the blob folder `dir` of a server on this machine
+// (HttpClient::local_blobs; the layout of common/blob_store.h) and checked
+// against its hash piece by piece as it is read, as a fetched chunk is.
+// nullopt, for the caller to fetch it over HTTP instead, when it cannot be
+// read there (no such folder or blob, or not ours to read: only chunks the
+// server delivered to us by name are asked for, and only with our own
+// permissions) or when it is not the chunk (damaged on disk: never used).
+std::optional<std::string> ReadLocalChunk(const std::string& dir, const ChunkRef& c) {
+  if (dir.empty() || !IsSha256Hex(c.hash)) return std::nullopt;
+  std::string path = dir + "/" + c.hash.substr(0, 2) + "/" + c.hash;
+  // O_NONBLOCK: a FIFO put there must not hold the worker (then refused: not S_ISREG).
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st;
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != c.size)
+    return std::nullopt;
+  constexpr size_t kPiece = 256 << 10;  // hashed while still in cache
+  std::string bytes(c.size, '\0');
+  Sha256 hash;
+  for (uint64_t done = 0; done < c.size;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kPiece, c.size - done));
+    StatusOr<size_t> got = ReadAt(fd.get(), bytes.data() + done, want, done, path);
+    if (!got.ok() || *got != want) return std::nullopt;
+    hash.Update(bytes.data() + done, want);
+    done += want;
+  }
+  if (hash.FinishHex() != c.hash) return std::nullopt;
+  return bytes;
+}
+
 // One worker's connection to the blob routes, opened on first use and
 // opened afresh after a transport failure (the embedded server may have
 // moved to another port). Built on HttpClient's address and token so that
@@ -73,7 +105,11 @@ class BlobConnection {
   // as it arrives (still in cache) while it is copied into a buffer of the
   // chunk's size, so the check costs no second walk over memory and the
   // buffer never grows. Internal if the bytes are not the chunk's.
+  // On the server's machine the chunk is read from its blob folder
+  // instead, checked the same way (ReadLocalChunk); over HTTP if that fails.
   StatusOr<std::string> GetVerified(const ChunkRef& c) {
+    if (std::optional<std::string> local = ReadLocalChunk(http_.local_blobs(), c))
+      return std::move(*local);
     YARD_ASSIGN_OR_RETURN(httplib::Client * cli, Open());
     std::string bytes, error_body;
     bytes.reserve(c.size);  // filled as pieces arrive: not zero-filled first

@@ -15,7 +15,10 @@
 //
 // A file mirrored down is fetched by several workers writing at each
 // chunk's offset, every chunk checked against its hash; chunks of the
-// previous local version of the file are copied instead of fetched.
+// previous local version of the file are copied instead of fetched. On the
+// server's own machine (HttpClient::local_blobs: the embedded server) a
+// chunk is read from the server's blob folder instead of over HTTP, checked
+// the same way; one that cannot be read there, or is damaged, is fetched.
 #pragma once
 
 #include <atomic>

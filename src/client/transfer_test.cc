@@ -1,9 +1,12 @@
 #include "client/transfer.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstring>
@@ -13,6 +16,8 @@
 #include <set>
 #include <thread>
 
+#include "common/blob_store.h"
+#include "common/chunker.h"
 #include "common/files.h"
 #include "common/hashing.h"
 #include "common/temp_dir_testing.h"
@@ -750,6 +755,137 @@ TEST_F(TransferTest, ADownloadToldTooManyRequestsAsksAgain) {
   EXPECT_EQ(Slurp(dest + "/model.pt"), content);
   std::lock_guard<std::mutex> lock(server_.mu);
   EXPECT_EQ(server_.refuse_gets, 0);
+}
+
+// ---- Chunks read from the server's own blob folder (same machine) ---------
+
+// The server runs on this machine as our own (the embedded server): the
+// mirror reads chunks from its blob folder, checked against their hashes,
+// and falls back to HTTP for any it cannot read or that is damaged there.
+class LocalBlobsTest : public EarlyTest {
+ protected:
+  // The fake server's blobs, stored as the real server stores them.
+  std::string StoreServerBlobs() {
+    std::string root = dir_.path() + "/server-blobs";
+    StatusOr<BlobStore> store = BlobStore::Open(root);
+    EXPECT_TRUE(store.ok());
+    std::lock_guard<std::mutex> lock(server_.mu);
+    for (const auto& [hash, bytes] : server_.blobs) EXPECT_TRUE(store->Put(hash, bytes).ok());
+    return root;
+  }
+};
+
+// Parts and the artifact event alike: no chunk over HTTP, an exact copy.
+TEST_F(LocalBlobsTest, ChunksAreReadFromTheServersBlobFolderNotFetched) {
+  std::string content = RandomBytes(3 << 20, 50);
+  std::vector<Json> parts;
+  FileEntry e = UploadTellingParts(content, "model.pt", &parts);
+  ASSERT_GT(parts.size(), 2u);
+  http_.set_local_blobs(StoreServerBlobs());
+  std::string dest = dir_.path() + "/ckpt";
+  ArtifactMirror mirror(http_, {{"checkpoints", dest}});
+  size_t told = 0;
+  for (size_t i = 0; i + 1 < parts.size(); ++i)
+    mirror.Add(parts[i]), told += parts[i]["chunks"].size();
+  ASSERT_TRUE(test_support::WaitFor([&] { return mirror.chunks_fetched_early() == told; }));
+  mirror.Add(Final(e));
+  ASSERT_TRUE(mirror.Drain().ok());
+  EXPECT_TRUE(Slurp(dest + "/model.pt") == content);
+  EXPECT_EQ(Gets(), 0);
+}
+
+// A blob damaged on disk is caught before use and the chunk comes over
+// HTTP; a blob absent there, or a folder that does not exist, too.
+TEST_F(LocalBlobsTest, ADamagedOrAbsentBlobThereComesOverHttp) {
+  std::string content = RandomBytes(1 << 20, 51);
+  ChunkUploader uploader(&http_, options_);
+  StatusOr<FileEntry> e = uploader.Upload(WriteFile(content));
+  ASSERT_TRUE(e.ok());
+  ASSERT_GT(e->chunks.size(), 3u);
+  e->path = "model.pt";
+  std::string root = StoreServerBlobs();
+  std::string damaged = root + "/" + e->chunks[0].hash.substr(0, 2) + "/" + e->chunks[0].hash;
+  ::chmod(damaged.c_str(), 0644);
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(7);
+    f.put(static_cast<char>(content[7] ^ 1));  // same size, one bit off
+  }
+  ASSERT_TRUE(Slurp(damaged) != content.substr(0, e->chunks[0].size));
+  std::filesystem::remove(root + "/" + e->chunks[1].hash.substr(0, 2) + "/" + e->chunks[1].hash);
+  http_.set_local_blobs(root);
+  std::string dest = dir_.path() + "/mirror";
+  ASSERT_TRUE(DownloadEntry(http_, *e, dest, nullptr, nullptr).ok());
+  EXPECT_TRUE(Slurp(dest + "/model.pt") == content);
+  EXPECT_EQ(Gets(), 2);  // the damaged one and the absent one
+
+  http_.set_local_blobs(dir_.path() + "/no-such-folder");
+  ASSERT_TRUE(DownloadEntry(http_, *e, dir_.path() + "/again", nullptr, nullptr).ok());
+  EXPECT_TRUE(Slurp(dir_.path() + "/again/model.pt") == content);
+  EXPECT_EQ(Gets(), 2 + static_cast<int>(e->chunks.size()));
+}
+
+// A blob folder this process may not read (another user's server): every
+// chunk over HTTP, the copy exact. Run in a child that is not root (root
+// reads whatever the permissions say), as `nobody` when we are root; it
+// forks before any thread of the test runs.
+TEST(LocalBlobsFallbackTest, AFolderWeMayNotReadMeansHttp) {
+  const std::string content = RandomBytes(1 << 20, 52);
+  const ChunkerParams params{16 * 1024, 64 * 1024, 256 * 1024};
+  TempDir dir;
+  std::string src = dir.path() + "/src.bin";
+  std::ofstream(src, std::ios::binary) << content;
+  std::string root = dir.path() + "/server-blobs";  // 0700, ours
+  {
+    StatusOr<BlobStore> store = BlobStore::Open(root);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE(ChunkFile(src, params, [&](const ChunkRef& ref, std::string_view bytes) {
+                  return store->Put(ref.hash, bytes);
+                }).ok());
+  }
+  ASSERT_EQ(::chmod(root.c_str(), 0700), 0);
+  bool root_user = ::geteuid() == 0;
+  if (!root_user) ASSERT_EQ(::chmod(root.c_str(), 0), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (root_user && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                      ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(10);
+    if (::access((root + "/.").c_str(), R_OK | X_OK) == 0) ::_exit(11);  // readable: no test
+    char tmpl[] = "/tmp/yard-local-blobs-XXXXXX";
+    if (!::mkdtemp(tmpl)) ::_exit(12);
+    std::string own = tmpl;
+    int code = 0;
+    {
+      FakeBlobServer server;
+      HttpClient http(server.url(), "token");
+      UploadOptions o;
+      o.chunker = params;
+      std::ofstream(own + "/src.bin", std::ios::binary) << content;
+      StatusOr<FileEntry> e = ChunkUploader(&http, o).Upload(own + "/src.bin");
+      if (!e.ok()) code = 13;
+      if (code == 0) {
+        e->path = "model.pt";
+        http.set_local_blobs(root);
+        if (!DownloadEntry(http, *e, own + "/mirror", nullptr, nullptr).ok()) code = 14;
+        std::ifstream in(own + "/mirror/model.pt", std::ios::binary);
+        if (code == 0 && std::string(std::istreambuf_iterator<char>(in), {}) != content) code = 15;
+        std::lock_guard<std::mutex> lock(server.mu);
+        if (code == 0 && server.gets != static_cast<int>(e->chunks.size())) code = 16;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(own, ec);
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::chmod(root.c_str(), 0700);
+  ASSERT_TRUE(WIFEXITED(status));
+  // 10: could not become nobody; 11: the folder was readable all the same;
+  // 13/14: upload/download failed; 15: the copy differs; 16: not every chunk over HTTP.
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
