@@ -36,6 +36,9 @@ class Store {
   // The schema version this build writes.
   static int CurrentSchemaVersion();
 
+  // WAL pages between automatic checkpoints (Open; SQLite's default is 1000).
+  static constexpr int kWalCheckpointPages = 4000;
+
   // --- tokens ---
   // Creates a random token for `user` with `scope` ("read", "submit",
   // "admin" or "metrics"; server/token_auth.h says what each opens) that

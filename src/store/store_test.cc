@@ -57,6 +57,28 @@ TEST_F(StoreTest, EventsAreNumberedGaplesslyAcrossAppends) {
   EXPECT_EQ(store_->GetJob(job.id)->last_seq, 6);
 }
 
+// Checkpoints run inside the commit that crosses the mark, under the store's
+// lock (store.cc, Open): the WAL grows past SQLite's 1000 pages to about
+// kWalCheckpointPages before one runs, and checkpoints still keep it bounded.
+// The WAL file is reused from its start after a checkpoint, never shrunk, so
+// its size is the most it held between two checkpoints.
+TEST_F(StoreTest, TheWalIsCheckpointedEveryKWalCheckpointPagesNotEvery1000) {
+  JobRecord job = NewJob("job-1");
+  const std::string message(6000, 'x');  // two pages a row, with overflow
+  const uint64_t wal_page = 4096 + 24;   // a page and its frame header
+  const int pages_written = 3 * Store::kWalCheckpointPages;
+  for (int i = 0; i < pages_written / 2; ++i) {
+    ASSERT_TRUE(
+        store_->AppendEvents(job.id, {{{"kind", "log"}, {"message", message}}}, 1.0, nullptr).ok());
+  }
+  uint64_t wal_bytes = fs::file_size(dir_ / "state.db-wal");
+  EXPECT_GT(wal_bytes, 2000 * wal_page) << "checkpointed at SQLite's default of 1000 pages";
+  EXPECT_LT(wal_bytes, (Store::kWalCheckpointPages + 200) * wal_page) << "never checkpointed";
+  StatusOr<std::vector<EventRecord>> read = store_->ReadEvents(job.id, 0, pages_written);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->size(), static_cast<size_t>(pages_written / 2));
+}
+
 // Event streams are written from the stored text as it is: it must be the
 // event's whole JSON on one line, newlines and quotes in output escaped.
 TEST_F(StoreTest, EventTextIsTheWholeEventOnOneLine) {
