@@ -8,14 +8,14 @@ X is float32 of shape (rows, 1024) filling --gib GiB, Y a class from X's
 first column; the model is a 1024-2 linear layer trained one epoch with
 batch 4096 through yard-train. Two calls on the same arrays:
 
-1. first: the arrays are written as .npy, chunked, uploaded; the job
+1. first: the arrays are chunked from memory as .npy files and uploaded; the job
    materializes them on the instance and trains;
 2. second: the same arrays again: no data chunk should travel.
 
 Reports, per call, wall time, bytes and chunks sent, the job's phases, and
 for reference `cp` of the .npy file on the same disk, measured in the same
 run. Before starting it checks that the disk holding the temporary
-YARD_HOME has room for about five copies of the array (the SDK's .npy, the
+YARD_HOME has room for about five copies of the array (an older SDK's .npy, the
 server's blobs, the instance's chunk cache and job folder, cp's copy) and
 shrinks the array with a note when it has not.
 Needs yard-train (libtorch) beside the `yard` picked by YARD_BIN (default:

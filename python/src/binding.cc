@@ -152,6 +152,55 @@ py::tuple UploadDir(Client& c, const std::string& root, int parallel, py::object
   return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
 }
 
+// Whether the buffer's items lie in one block, row-major (numpy's C order),
+// so that its memory is its bytes in order.
+bool IsCContiguous(const py::buffer_info& b) {
+  if (b.size == 0) return true;
+  py::ssize_t step = b.itemsize;
+  for (py::ssize_t i = b.ndim - 1; i >= 0; --i) {
+    if (b.shape[i] != 1 && b.strides[i] != step) return false;
+    step *= b.shape[i];
+  }
+  return true;
+}
+
+// files: [(path, head bytes, body)], body anything with the buffer protocol
+// that is C-contiguous (a numpy array, a memoryview); its bytes are sent
+// from where they are, without the GIL, so the caller must not change
+// them until this returns. -> (manifest json text, stats), chunked as files
+// of head + body would be. `progress`: see PyProgress.
+py::tuple UploadMemory(Client& c, const py::list& files, int parallel, py::object progress,
+                       const std::string& label, bool terminal, int columns) {
+  std::vector<py::buffer_info> held;  // keeps each body's buffer (and its owner) alive
+  std::vector<yard::MemoryFile> memory;
+  held.reserve(files.size());
+  for (const py::handle& item : files) {
+    auto [path, head, body] = item.cast<std::tuple<std::string, py::bytes, py::buffer>>();
+    held.push_back(body.request(/*writable=*/false));
+    if (!IsCContiguous(held.back())) {
+      throw py::value_error("the bytes of " + path + " are not one C-contiguous block: pass " +
+                            "numpy.ascontiguousarray(array)");
+    }
+    const py::buffer_info& b = held.back();
+    size_t n = static_cast<size_t>(b.size) * static_cast<size_t>(b.itemsize);
+    memory.push_back({path, 0644, std::string(head), {static_cast<const char*>(b.ptr), n}});
+  }
+  yard::TransferStats stats;
+  std::unique_ptr<yard::ProgressReporter> reporter =
+      PyProgress(std::move(progress), label, terminal, columns);
+  yard::UploadOptions options;
+  options.concurrency = parallel;
+  options.progress = reporter.get();
+  yard::StatusOr<yard::Manifest> m = [&] {
+    py::gil_scoped_release nogil;
+    auto r = yard::UploadMemoryFiles(c.http(), memory, &stats, options);
+    if (reporter) reporter->Finish();
+    return r;
+  }();
+  yard::Manifest manifest = Check(std::move(m));
+  return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
+}
+
 py::dict UploadChunks(Client& c, const std::string& manifest_json, const std::string& root,
                       int parallel) {
   yard::Manifest m = Check(yard::Manifest::FromJson(yard::Json::parse(manifest_json)));
@@ -320,6 +369,12 @@ class YardError(Exception):
            "or plain lines for uploads longer than a moment; remember=True keeps the chunks of "
            "large files by their identity (the user's cache folder), so an unchanged file is "
            "not read again next time (not for throw-away folders)")
+      .def("upload_memory", &UploadMemory, py::arg("files"), py::arg("parallel") = 4,
+           py::arg("progress") = py::none(), py::arg("label") = "", py::arg("terminal") = false,
+           py::arg("columns") = 80,
+           "files: [(path, head bytes, C-contiguous buffer)] -> (manifest JSON text, stats): "
+           "each file is head + the buffer's bytes, chunked and sent from memory (nothing "
+           "written to disk); the buffers must not change until it returns")
       .def("upload_manifest_chunks", &UploadChunks, py::arg("manifest"), py::arg("root"),
            py::arg("parallel") = 4)
       .def("download_entry", &DownloadEntryPy, py::arg("entry"), py::arg("dest_root"))

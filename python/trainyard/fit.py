@@ -1,8 +1,9 @@
 """online_fit, offline_fit and attach: a fit job is an ordinary job.
 
-The SDK writes a bundle folder (the model, the arrays as .npy, fit_spec.json
-and, for Keras, a copy of the runner), uploads it through the bound C++
-client (content-addressed chunks: the same arrays are never sent twice),
+The SDK writes a bundle folder (the model, fit_spec.json and, for Keras, a
+copy of the runner) and uploads it with the arrays, which become .npy files
+of the bundle's data/ without being written here (chunked and sent from
+their memory), through the bound C++ client (content-addressed chunks: the same arrays are never sent twice),
 creates a job whose command runs the runner (Keras) or yard-train
 (TorchScript), follows its events, mirrors its checkpoints and logs, and
 fetches the trained model from the job's outputs.
@@ -10,6 +11,7 @@ fetches the trained model from the job's outputs.
 import dataclasses
 import difflib
 import inspect
+import io
 import json
 import os
 import shutil
@@ -89,6 +91,9 @@ def _as_array(name, a):
     arr = np.asarray(a)
     if arr.dtype == object:
         raise ValueError(f"{name} must be a numeric array (got dtype object)")
+    if arr.dtype.hasobject:  # a structured dtype with an object field: np.save would pickle it
+        raise ValueError(f"{name} holds Python objects (dtype {arr.dtype}); the job reads arrays "
+                         "without pickle: convert every field to a numeric dtype")
     if arr.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (one row per sample)")
     return np.ascontiguousarray(arr)
@@ -253,18 +258,14 @@ def _save_model(model, framework, folder):
 
 
 def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, epochs, seed, callbacks=()):
-    """-> (folder, data folder, command). The data folder holds only arrays
-    (uploaded first, so what it cost is known apart)."""
-    # root/main is the bundle's top level, root/data its data/ folder: they
-    # are uploaded apart so the data's share of the upload is known.
+    """-> (folder, command, arrays): folder/main is the bundle's top level;
+    arrays ({name: array}) are its data/<name> .npy files, uploaded from
+    memory apart from the rest (so what they cost is known apart)."""
     top = Path(tempfile.mkdtemp(prefix="trainyard-fit-"))
     root = top / "main"
-    data = top / "data"
     root.mkdir()
-    data.mkdir()
     model_name = _save_model(model, framework, str(root))
-    np.save(data / "train_x.npy", x)
-    np.save(data / "train_y.npy", y)
+    arrays_out = {"train_x.npy": x, "train_y.npy": y}
     spec = {"version": 1, "framework": framework, "model": model_name,
             "train_x": "data/train_x.npy", "train_y": "data/train_y.npy",
             "batch_size": int(batch_size), "epochs": int(epochs), "seed": seed,
@@ -274,11 +275,10 @@ def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, 
     if framework == "keras" and "tensorflow" in sys.modules:
         spec["client"] = {"tensorflow": getattr(sys.modules["tensorflow"], "__version__", "")}
     if val is not None:
-        np.save(data / "val_x.npy", val[0])
-        np.save(data / "val_y.npy", val[1])
+        arrays_out.update({"val_x.npy": val[0], "val_y.npy": val[1]})
         spec["val_x"], spec["val_y"] = "data/val_x.npy", "data/val_y.npy"
     for key, arr in arrays.items():
-        np.save(data / f"fit_{key}.npy", arr)
+        arrays_out[f"fit_{key}.npy"] = arr
         spec["fit_arrays"][key] = f"data/fit_{key}.npy"
     (root / "fit_spec.json").write_text(json.dumps(spec, indent=2))
     if framework == "keras":
@@ -297,7 +297,35 @@ def _write_bundle(model, framework, x, y, val, json_kwargs, arrays, batch_size, 
         devices = _torch_devices()
         if devices:
             command += ["--devices", str(devices)]
-    return top, command
+    return top, command, arrays_out
+
+
+def _npy_parts(arr):
+    """-> (header, data): the bytes np.save writes for `arr` (C-contiguous)
+    are header + data, data being the array's own memory as uint8, not a copy."""
+    fmt = np.lib.format
+    header = io.BytesIO()
+    fields = fmt.header_data_from_array_1_0(arr)
+    write_header = getattr(fmt, "_write_array_header", None)  # np.save's own choice of version
+    if write_header is not None:
+        write_header(header, fields, None)
+    else:
+        try:
+            fmt.write_array_header_1_0(header, fields)
+        except ValueError:  # a header of 64 KiB or more
+            header = io.BytesIO()
+            fmt.write_array_header_2_0(header, fields)
+    flat = arr.reshape(-1)
+    data = flat.view(np.uint8) if flat.dtype.itemsize else np.empty(0, np.uint8)
+    return header.getvalue(), data
+
+
+def _save_arrays(folder, arrays):
+    """Writes the bundle's arrays as the .npy files the job gets (for a
+    recorded job's archive)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        np.save(folder / name, arr)
 
 
 def _torch_devices():
@@ -331,10 +359,13 @@ def _progress_args(label):
             "columns": shutil.get_terminal_size().columns}
 
 
-def _upload_bundle(client, root):
-    """Uploads root/data (the arrays) and root/main (the rest); -> the
-    bundle manifest (dict) with the arrays under data/."""
-    data_json, data_stats = client.upload_directory(str(Path(root) / "data"), **_progress_args("sending arrays"))
+def _upload_bundle(client, root, arrays):
+    """Uploads `arrays` ({name: C-contiguous array}) as data/<name> .npy
+    files, chunked and sent straight from the arrays' memory (no .npy written
+    and read back), then root/main (the rest); -> the bundle manifest (dict)
+    with the arrays under data/."""
+    files = [(name, *_npy_parts(arr)) for name, arr in arrays.items()]
+    data_json, data_stats = client.upload_memory(files, **_progress_args("sending arrays"))
     rest_json, rest_stats = client.upload_directory(str(Path(root) / "main"))
     data_m, rest_m = json.loads(data_json), json.loads(rest_json)
     files = rest_m["files"] + [dict(f, path="data/" + f["path"]) for f in data_m["files"]]
@@ -407,7 +438,7 @@ def _submit(r: "FitRequest", seed: int = 0):
         if isinstance(machine_ids, str):
             machine_ids = [machine_ids]
         machine_ids = [str(m) for m in machine_ids]
-    root, command = _write_bundle(r.model, framework, x, y, val, json_kwargs, arrays, r.batch_size, r.epochs, seed,
+    root, command, bundle_arrays = _write_bundle(r.model, framework, x, y, val, json_kwargs, arrays, r.batch_size, r.epochs, seed,
                                   callbacks)
     try:
         client = _connect()
@@ -415,7 +446,7 @@ def _submit(r: "FitRequest", seed: int = 0):
             machine_ids = picker.pick(client) if picker.interactive() else []
         if framework == "keras":
             command[0] = _instance_python(client, machine_ids)
-        manifest = _upload_bundle(client, root)
+        manifest = _upload_bundle(client, root, bundle_arrays)
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
         # TensorFlow's C++ start-up lines stay quiet unless the caller asks.
         env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -429,6 +460,7 @@ def _submit(r: "FitRequest", seed: int = 0):
         display.info(f"job {job['id']} submitted ({framework}, {len(x)} samples, {r.epochs} epochs"
                      f"{', ' + r.description if r.description else ''})")
         if r.record:
+            _save_arrays(root / "data", bundle_arrays)
             recordmod.stash(job["id"], root, spec)
         return client, job["id"], verbose
     finally:

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -211,12 +213,21 @@ class UploadSession {
   // Producer thread only. Returns a worker's failure, so the producer stops.
   // `file_offset`: where the chunk is in its file, for the ChunksStored
   // callback (ignored without one).
-  Status Offer(const ChunkRef& ref, std::string_view bytes, uint64_t file_offset = 0) {
+  // `borrowed`: `bytes` stay valid and unchanged until Finish returns, so
+  // they are sent from where they are instead of copied into the group.
+  Status Offer(const ChunkRef& ref, std::string_view bytes, uint64_t file_offset = 0,
+               bool borrowed = false) {
     if (!seen_.insert(ref.hash).second) {
       AddDone(bytes.size());  // a repeat within this upload: sent once
       return Status::Ok();
     }
-    group_.items.push_back({ref, std::string(bytes), nullptr, 0, file_offset});
+    Item item{ref, std::string(), nullptr, 0, file_offset};
+    if (borrowed) {
+      item.borrowed = bytes;
+    } else {
+      item.bytes = bytes;
+    }
+    group_.items.push_back(std::move(item));
     group_.size += bytes.size();
     return group_.size >= o_.group_bytes ? Enqueue() : FirstError();
   }
@@ -258,7 +269,9 @@ class UploadSession {
     std::string bytes;                        // held, or
     std::shared_ptr<const std::string> path;  // where to read it if missing
     uint64_t offset = 0;
-    uint64_t file_offset = 0;  // for stored_
+    uint64_t file_offset = 0;   // for stored_
+    std::string_view borrowed;  // or the caller's (Offer's `borrowed`)
+    std::string_view Bytes() const { return borrowed.empty() ? bytes : borrowed; }
   };
   struct Group {
     std::vector<Item> items;
@@ -310,7 +323,7 @@ class UploadSession {
     for (Item& item : g.items) {
       if (missing.count(item.ref.hash)) {
         if (item.path) YARD_RETURN_IF_ERROR(ReadKnown(item));
-        Status s = Call(o_.retry, [&] { return conn.Put(item.ref.hash, item.bytes); });
+        Status s = Call(o_.retry, [&] { return conn.Put(item.ref.hash, item.Bytes()); });
         if (!s.ok() && item.path && s.code() == Code::kInvalidArgument)
           s = s.WithContext(*item.path + " changed since its chunks were remembered: upload again");
         if (!s.ok()) return s.WithContext("uploading chunk " + item.ref.hash);
@@ -633,6 +646,51 @@ StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& 
   if (stats) {
     stats->files += m->files.size();
     stats->bytes_total += m->TotalBytes();
+  }
+  return m;
+}
+
+StatusOr<Manifest> UploadMemoryFiles(const HttpClient& client, const std::vector<MemoryFile>& files,
+                                     TransferStats* stats, const UploadOptions& options) {
+  uint64_t total = 0;
+  std::set<std::string> paths;
+  for (const MemoryFile& f : files) {
+    total += f.head.size() + f.body.size();
+    if (!IsSafeRelativePath(f.path))
+      return InvalidArgument("'" + f.path +
+                             "' is not a relative path inside the bundle: name the " +
+                             "file like 'data/x.npy'");
+    if (!paths.insert(f.path).second)
+      return InvalidArgument("two files named '" + f.path + "' in one upload: name them apart");
+  }
+  UploadSession session(client, options, total);
+  Manifest m;
+  Status s;
+  for (const MemoryFile& f : files) {
+    FileEntry& e = m.files.emplace_back();
+    e.path = f.path;
+    e.mode = f.mode;
+    // Chunks inside the body are sent from it; those holding head bytes are
+    // ChunkPrefixed's own copies, gone when it returns, so the session copies them.
+    std::less_equal<const char*> le;
+    const char* body_end = f.body.data() + f.body.size();
+    s = ChunkPrefixed(
+        f.head, f.body, options.chunker, [&](const ChunkRef& ref, std::string_view b) {
+          bool in_body = le(f.body.data(), b.data()) && le(b.data() + b.size(), body_end);
+          uint64_t offset = e.size;
+          e.chunks.push_back(ref);
+          e.size += ref.size;
+          return session.Offer(ref, b, offset, /*borrowed=*/in_body);
+        });
+    if (!s.ok()) break;
+  }
+  Status finished = session.Finish(stats);
+  YARD_RETURN_IF_ERROR(s.ok() ? finished : s);
+  std::sort(m.files.begin(), m.files.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  if (stats) {
+    stats->files += m.files.size();
+    stats->bytes_total += m.TotalBytes();
   }
   return m;
 }

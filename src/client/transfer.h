@@ -105,6 +105,25 @@ StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& 
 StatusOr<Manifest> UploadDirectory(const HttpClient& client, const std::string& root,
                                    TransferStats* stats, int parallel = 4);
 
+// A file whose bytes are in memory: `head` followed by `body`, e.g. a .npy
+// header and the array's buffer. `body` is borrowed: it must stay valid and
+// unchanged until the upload returns.
+struct MemoryFile {
+  std::string path;  // in the manifest: relative, '/'-separated
+  uint32_t mode = 0644;
+  std::string head;
+  std::string_view body;
+};
+
+// Uploads the chunks of `files` the server lacks straight from memory (no
+// file written or read; only chunks holding a byte of a head are copied)
+// and returns their manifest, sorted by path. The chunks are exactly those
+// of files with the same bytes (ChunkPrefixed), so this and UploadDirectory
+// deduplicate against each other. InvalidArgument, before anything is sent,
+// for a path given twice or not a safe relative path.
+StatusOr<Manifest> UploadMemoryFiles(const HttpClient& client, const std::vector<MemoryFile>& files,
+                                     TransferStats* stats, const UploadOptions& options);
+
 // Uploads the chunks of `m` (whose files are under `root`) that the server
 // lacks, re-reading them from the files by offset; a file that no longer
 // matches `m` is an error.

@@ -283,6 +283,81 @@ TEST_F(TransferTest, DirectoryUploadHonoursIgnoreFilesAndDedups) {
   EXPECT_EQ(second.chunks_total, first.chunks_total);
 }
 
+// ---- Files in memory (the SDK's arrays) ------------------------------------
+
+// A header and a buffer upload as the file of the two joined would: the same
+// manifest entry (so either dedupes against the other: nothing sent the
+// second time), and the server rebuilds exactly the joined bytes.
+TEST_F(TransferTest, AFileInMemoryIsTheSameEntryAsTheFileOnDisk) {
+  std::string head = "\x93NUMPY\x01\x00v\x00{'descr': '<f4', ...}\n";
+  std::string body = RandomBytes(3 * 1024 * 1024 + 17, 11);
+  std::vector<MemoryFile> files = {{"data/x.npy", 0644, head, body},
+                                   {"data/a.npy", 0644, "", "ab"}};
+  TransferStats stats;
+  StatusOr<Manifest> m = UploadMemoryFiles(http_, files, &stats, options_);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ(m->files.size(), 2u);
+  EXPECT_EQ(m->files[0].path, "data/a.npy");  // sorted
+  EXPECT_EQ(Rebuild(m->files[0]), "ab");
+  const FileEntry& x = m->files[1];
+  EXPECT_EQ(x.path, "data/x.npy");
+  EXPECT_EQ(x.size, head.size() + body.size());
+  EXPECT_EQ(Rebuild(x), head + body);
+  EXPECT_EQ(stats.bytes_total, head.size() + body.size() + 2);
+  EXPECT_EQ(stats.chunks_sent, stats.chunks_total);
+  WriteFile(head + body, "project/x.npy");
+  TransferStats from_disk;
+  StatusOr<Manifest> d = UploadDirectory(http_, dir_.path() + "/project", &from_disk, options_);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_EQ(d->files.size(), 1u);
+  EXPECT_EQ(d->files[0].chunks, x.chunks);
+  EXPECT_EQ(from_disk.chunks_sent, 0u);
+  TransferStats again;
+  ASSERT_TRUE(UploadMemoryFiles(http_, files, &again, options_).ok());
+  EXPECT_EQ(again.chunks_sent, 0u);
+  EXPECT_EQ(again.chunks_total, stats.chunks_total);
+}
+
+// The chunks holding head bytes are cut in a buffer of their own that is
+// gone when the next file is cut: they must be sent from a copy. Two files
+// of the same sizes, small enough that all is sent at the end, in one group
+// (the second file's buffer takes the first's freed memory).
+TEST_F(TransferTest, ChunksHoldingHeadBytesArriveWholeWhenSentAfterTheNextFileIsCut) {
+  std::string head1(100, '1'), head2(100, '2');
+  std::string body1 = RandomBytes(50 * 1024, 13), body2 = RandomBytes(50 * 1024, 14);
+  StatusOr<Manifest> m = UploadMemoryFiles(
+      http_, {{"one.npy", 0644, head1, body1}, {"two.npy", 0644, head2, body2}}, nullptr, options_);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(Rebuild(m->files[0]), head1 + body1);
+  EXPECT_EQ(Rebuild(m->files[1]), head2 + body2);
+}
+
+TEST_F(TransferTest, MemoryFilesSendOnlyWhatTheServerLacks) {
+  std::string body = RandomBytes(2 * 1024 * 1024, 12);
+  ASSERT_TRUE(UploadMemoryFiles(http_, {{"x.npy", 0644, "head", body}}, nullptr, options_).ok());
+  int before = Puts();
+  body[body.size() / 2] ^= 1;  // one byte changed: one or two chunks differ
+  TransferStats stats;
+  StatusOr<Manifest> m =
+      UploadMemoryFiles(http_, {{"x.npy", 0644, "head", body}}, &stats, options_);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_GE(stats.chunks_sent, 1u);
+  EXPECT_LE(stats.chunks_sent, 2u);
+  EXPECT_EQ(Puts() - before, static_cast<int>(stats.chunks_sent));
+  EXPECT_EQ(Rebuild(m->files[0]), "head" + body);
+}
+
+TEST_F(TransferTest, MemoryFilesWithOneNameOrAnUnsafeNameAreRefusedBeforeSending) {
+  StatusOr<Manifest> twice = UploadMemoryFiles(
+      http_, {{"x.npy", 0644, "", "a"}, {"x.npy", 0644, "", "b"}}, nullptr, options_);
+  EXPECT_EQ(twice.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(twice.status().message().find("x.npy"), std::string::npos);
+  StatusOr<Manifest> unsafe =
+      UploadMemoryFiles(http_, {{"../x.npy", 0644, "", "a"}}, nullptr, options_);
+  EXPECT_EQ(unsafe.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Puts(), 0);
+}
+
 // ---- The hash cache: an unchanged large file is not read again -------------
 
 class HashCacheUploadTest : public TransferTest {

@@ -199,6 +199,34 @@ Status ChunkBuffer(std::string_view data, const ChunkerParams& params, const Chu
   return pipeline.Flush();
 }
 
+Status ChunkPrefixed(std::string_view prefix, std::string_view data, const ChunkerParams& params,
+                     const ChunkVisitor& visit) {
+  YARD_RETURN_IF_ERROR(CheckParams(params));
+  // A chunk starting in the prefix ends within max_size bytes, so it lies in
+  // `head`; with data left beyond head, every such cut is final (at_eof false
+  // cannot ask for more: head holds at least max_size bytes past it).
+  size_t head_data = std::min(data.size(), params.max_size);
+  std::string head;
+  head.reserve(prefix.size() + head_data);
+  head.append(prefix).append(data.substr(0, head_data));
+  bool head_is_all = head_data == data.size();
+  HashPipeline pipeline(visit);  // declared after head: its pending hash may read it
+  size_t off = 0;
+  while (off < prefix.size()) {
+    std::string_view rest = std::string_view(head).substr(off);
+    size_t len = NextChunkBoundary(rest, params, head_is_all);
+    YARD_RETURN_IF_ERROR(pipeline.Add(rest.substr(0, len)));
+    off += len;
+  }
+  data.remove_prefix(off - prefix.size());
+  while (!data.empty()) {
+    size_t len = NextChunkBoundary(data, params, /*at_eof=*/true);
+    YARD_RETURN_IF_ERROR(pipeline.Add(data.substr(0, len)));
+    data.remove_prefix(len);
+  }
+  return pipeline.Flush();
+}
+
 Status ChunkFile(const std::string& path, const ChunkerParams& params, const ChunkVisitor& visit) {
   YARD_RETURN_IF_ERROR(CheckParams(params));
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

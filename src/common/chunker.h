@@ -41,6 +41,14 @@ using ChunkVisitor = std::function<Status(const ChunkRef&, std::string_view byte
 // Splits the whole of `data` into chunks. InvalidArgument for bad params.
 Status ChunkBuffer(std::string_view data, const ChunkerParams& params, const ChunkVisitor& visit);
 
+// Splits `prefix` followed by `data` into exactly the chunks ChunkBuffer
+// would cut from the two joined, without joining them: only the chunks that
+// start in `prefix` are copied (into one buffer of prefix + max_size bytes);
+// the rest are visited as views into `data`. For a file made of a small
+// header and a large buffer in memory (a .npy of an array).
+Status ChunkPrefixed(std::string_view prefix, std::string_view data, const ChunkerParams& params,
+                     const ChunkVisitor& visit);
+
 // Reads the file at `path` in large blocks and splits it into chunks.
 Status ChunkFile(const std::string& path, const ChunkerParams& params, const ChunkVisitor& visit);
 

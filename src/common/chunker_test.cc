@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -57,6 +58,40 @@ TEST(ChunkerTest, BoundariesAreDeterministicAndPinned) {
   std::vector<uint64_t> pinned = {8619, 5702, 5466, 4182, 4104, 1639, 4873, 5439,
                                   4135, 5220, 4146, 2046, 4137, 4796, 1032};
   EXPECT_EQ(sizes, pinned);
+}
+
+// A header and a buffer chunk as the two joined (a .npy written to disk):
+// the same refs and bytes, and every chunk past the header's is a view into
+// the buffer itself, not a copy. Prefixes from empty to several chunks long,
+// data shorter and longer than max_size.
+TEST(ChunkerTest, PrefixedChunksAreThoseOfTheJoinedBytesAndViewTheData) {
+  ChunkerParams p{.min_size = 1024, .avg_size = 4096, .max_size = 16384};
+  for (size_t prefix_size : {size_t{0}, size_t{128}, size_t{5000}, size_t{40000}}) {
+    for (size_t data_size :
+         {size_t{0}, size_t{100}, size_t{16384}, size_t{16385}, size_t{300000}}) {
+      std::string prefix = RandomBytes(prefix_size, 7), data = RandomBytes(data_size, 8);
+      std::vector<ChunkRef> got;
+      std::string joined;
+      size_t views = 0;
+      ASSERT_TRUE(ChunkPrefixed(prefix, data, p, [&](const ChunkRef& ref, std::string_view bytes) {
+                    EXPECT_EQ(ref.hash, Sha256Hex(bytes));
+                    std::less_equal<const char*> le;
+                    views += le(data.data(), bytes.data()) &&
+                             le(bytes.data() + bytes.size(), data.data() + data.size());
+                    got.push_back(ref);
+                    joined.append(bytes);
+                    return Status::Ok();
+                  }).ok());
+      std::vector<ChunkRef> want = Chunks(prefix + data, p);
+      EXPECT_EQ(got, want) << prefix_size << " + " << data_size;
+      EXPECT_EQ(joined, prefix + data);
+      // Only the chunks holding a byte of the prefix were copied.
+      size_t copied = 0;
+      for (uint64_t at = 0; copied < want.size() && at < prefix_size; at += want[copied++].size) {
+      }
+      EXPECT_EQ(views, want.size() - copied) << prefix_size << " + " << data_size;
+    }
+  }
 }
 
 TEST(ChunkerTest, SizesWithinBoundsAndConcatenationIsInput) {

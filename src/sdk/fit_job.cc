@@ -92,17 +92,34 @@ std::string Human(uint64_t n) {
   return buf;
 }
 
-// The bundle's arrays, as the Python SDK names them.
+// The bundle's arrays, by their names in data/ (as the Python SDK names them).
+std::vector<std::pair<std::string, const yard::trainer::NpyArray*>> BundleArrays(
+    const JobInput& in) {
+  std::vector<std::pair<std::string, const yard::trainer::NpyArray*>> arrays = {
+      {"train_x.npy", &in.train_x}, {"train_y.npy", &in.train_y}};
+  if (in.validation) {
+    arrays.emplace_back("val_x.npy", &in.validation->first);
+    arrays.emplace_back("val_y.npy", &in.validation->second);
+  }
+  return arrays;
+}
+
 Status WriteArrays(const JobInput& in, const std::string& data_dir) {
-  using yard::trainer::EncodeNpy;
-  YARD_RETURN_IF_ERROR(
-      yard::WriteFileAtomic(JoinPath(data_dir, "train_x.npy"), EncodeNpy(in.train_x)));
-  YARD_RETURN_IF_ERROR(
-      yard::WriteFileAtomic(JoinPath(data_dir, "train_y.npy"), EncodeNpy(in.train_y)));
-  if (!in.validation) return Status::Ok();
-  YARD_RETURN_IF_ERROR(
-      yard::WriteFileAtomic(JoinPath(data_dir, "val_x.npy"), EncodeNpy(in.validation->first)));
-  return yard::WriteFileAtomic(JoinPath(data_dir, "val_y.npy"), EncodeNpy(in.validation->second));
+  YARD_RETURN_IF_ERROR(yard::MakeDirs(data_dir));
+  for (const auto& [name, a] : BundleArrays(in)) {
+    YARD_RETURN_IF_ERROR(
+        yard::WriteFileAtomic(JoinPath(data_dir, name), yard::trainer::EncodeNpy(*a)));
+  }
+  return Status::Ok();
+}
+
+// The arrays as .npy files in memory: each header, then the array's own
+// bytes (borrowed from `in`, which outlives the upload).
+std::vector<yard::MemoryFile> ArrayFiles(const JobInput& in) {
+  std::vector<yard::MemoryFile> files;
+  for (const auto& [name, a] : BundleArrays(in))
+    files.push_back({name, 0644, yard::trainer::NpyHeader(*a), a->data.view()});
+  return files;
 }
 
 Json FitSpec(const JobInput& in) {
@@ -144,13 +161,13 @@ std::vector<std::string> TrainCommand(const JobInput& in) {
   return cmd;
 }
 
-// Writes top/main (model, fit spec) and top/data (the arrays).
+// Writes top/main (model, fit spec); the arrays are sent from memory, and
+// written into top/data only for a record (its archive holds them).
 Status WriteBundle(const JobInput& in, const std::string& top) {
-  std::string main_dir = JoinPath(top, "main"), data_dir = JoinPath(top, "data");
+  std::string main_dir = JoinPath(top, "main");
   YARD_RETURN_IF_ERROR(yard::MakeDirs(main_dir));
-  YARD_RETURN_IF_ERROR(yard::MakeDirs(data_dir));
   YARD_RETURN_IF_ERROR(in.save_model(JoinPath(main_dir, "model.pt")));
-  YARD_RETURN_IF_ERROR(WriteArrays(in, data_dir));
+  if (in.record) YARD_RETURN_IF_ERROR(WriteArrays(in, JoinPath(top, "data")));
   return yard::WriteFileAtomic(JoinPath(main_dir, "fit_spec.json"), FitSpec(in).dump(2) + "\n");
 }
 
@@ -173,11 +190,14 @@ StatusOr<std::unique_ptr<yard::HttpClient>> ConnectTo(const Connection& c) {
 
 }  // namespace
 
-StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std::string& top,
-                                      TransferReport* report) {
-  yard::TransferStats data_stats, rest_stats;
-  YARD_ASSIGN_OR_RETURN(yard::Manifest data,
-                        yard::UploadDirectory(client, JoinPath(top, "data"), &data_stats));
+namespace {
+
+// Uploads top/main and returns the bundle: its files and `data`'s (the
+// arrays, already sent), under data/; `report` gets both uploads' numbers.
+StatusOr<yard::Manifest> WithMain(const yard::HttpClient& client, const std::string& top,
+                                  yard::Manifest data, const yard::TransferStats& data_stats,
+                                  TransferReport* report) {
+  yard::TransferStats rest_stats;
   YARD_ASSIGN_OR_RETURN(yard::Manifest bundle,
                         yard::UploadDirectory(client, JoinPath(top, "main"), &rest_stats));
   for (yard::FileEntry& f : data.files) {
@@ -193,6 +213,25 @@ StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std:
   report->bytes_sent = data_stats.bytes_sent + rest_stats.bytes_sent;
   report->bytes_total = data_stats.bytes_total + rest_stats.bytes_total;
   return bundle;
+}
+
+// The arrays of `in` from memory (no .npy written), then top/main.
+StatusOr<yard::Manifest> UploadBundleOf(const yard::HttpClient& client, const JobInput& in,
+                                        const std::string& top, TransferReport* report) {
+  yard::TransferStats data_stats;
+  YARD_ASSIGN_OR_RETURN(yard::Manifest data,
+                        yard::UploadMemoryFiles(client, ArrayFiles(in), &data_stats, {}));
+  return WithMain(client, top, std::move(data), data_stats, report);
+}
+
+}  // namespace
+
+StatusOr<yard::Manifest> UploadBundle(const yard::HttpClient& client, const std::string& top,
+                                      TransferReport* report) {
+  yard::TransferStats data_stats;
+  YARD_ASSIGN_OR_RETURN(yard::Manifest data,
+                        yard::UploadDirectory(client, JoinPath(top, "data"), &data_stats));
+  return WithMain(client, top, std::move(data), data_stats, report);
 }
 
 namespace {
@@ -322,7 +361,7 @@ StatusOr<Submitted> Submit(const JobInput& in) {
   Submitted out;
   YARD_ASSIGN_OR_RETURN(out.client, ConnectTo(in.connection));
   YARD_ASSIGN_OR_RETURN(yard::Manifest bundle,
-                        UploadBundle(*out.client, top->path(), &out.transfer));
+                        UploadBundleOf(*out.client, in, top->path(), &out.transfer));
   Tell(in, "", UploadLine(out.transfer));
   Json spec = JobSpec(in, bundle);
   YARD_ASSIGN_OR_RETURN(Json reply, out.client->Post("/v1/jobs", spec));

@@ -333,6 +333,12 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
 }
 
 std::string EncodeNpy(const NpyArray& a) {
+  std::string out = NpyHeader(a);
+  out.append(a.data.data(), a.data.size());
+  return out;
+}
+
+std::string NpyHeader(const NpyArray& a) {
   static const char* kDescr[] = {"<f4", "<f8", "<i4", "<i8"};
   std::string shape = "(";
   for (int64_t d : a.shape) shape += std::to_string(d) + ", ";
@@ -350,7 +356,6 @@ std::string EncodeNpy(const NpyArray& a) {
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>(header.size() >> 8);
   out += header;
-  out.append(a.data.data(), a.data.size());
   return out;
 }
 

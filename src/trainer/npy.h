@@ -80,5 +80,8 @@ StatusOr<NpyArray> ReadNpy(const std::string& path);
 
 // Serializes `a` as a version 1.0 .npy file (used by tests and tools).
 std::string EncodeNpy(const NpyArray& a);
+// The bytes EncodeNpy writes before the array's data: EncodeNpy(a) is
+// NpyHeader(a) followed by a.data.
+std::string NpyHeader(const NpyArray& a);
 
 }  // namespace yard::trainer

@@ -153,10 +153,39 @@ def test_torchscript_jobs_carry_the_openmp_wait_policy(monkeypatch):
             raise Submitted()
 
     monkeypatch.setattr(fit, "_connect", lambda: Client())
-    monkeypatch.setattr(fit, "_upload_bundle", lambda client, root: {"files": []})
+    monkeypatch.setattr(fit, "_upload_bundle", lambda client, root, arrays: {"files": []})
     with pytest.raises(Submitted):
         fit.offline_fit(torch.jit.script(torch.nn.Linear(2, 2)), np.zeros((4, 2), np.float32),
                         np.zeros(4, np.int64), machine_ids=["local"], batch_size=2, epochs=1,
                         fit_kwargs={"loss": "cross_entropy"})
     assert sent["/v1/jobs"]["command"][0] == "yard-train"
     assert sent["/v1/jobs"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+@pytest.mark.filterwarnings("ignore:Stored array in format 2.0")
+@pytest.mark.parametrize("arr", [
+    np.arange(12, dtype=np.float32).reshape(3, 4),
+    np.arange(5, dtype=">i8"),
+    np.array([True, False, True]),
+    np.zeros((0, 7), np.int16),
+    np.array(["a", "bcd"]),
+    np.array(["2026-12-07", "2026-12-08"], dtype="datetime64[D]"),
+    np.zeros(3, dtype=[("a", "<i4"), ("b", "u1", (2,))]),
+    np.zeros(2, dtype=[(f"field_{i:05d}", "u1") for i in range(3000)]),  # a header over 64 KiB: format 2.0
+    np.ascontiguousarray(np.arange(20.0).reshape(4, 5).T),
+], ids=["float32", "big-endian", "bool", "empty", "unicode", "datetime", "structured", "wide", "transposed"])
+def test_npy_parts_are_the_bytes_np_save_writes(arr):
+    """The SDK sends an array as header + its memory instead of writing a .npy
+    file: the two must be the file's bytes exactly."""
+    header, data = fit._npy_parts(arr)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    assert header + data.tobytes() == buf.getvalue()
+    assert data.dtype == np.uint8 and (arr.size == 0 or np.shares_memory(data, arr))  # no copy
+
+
+def test_arrays_holding_python_objects_are_refused_with_what_to_do():
+    with pytest.raises(ValueError, match="Python objects.*numeric"):
+        fit._as_array("train_X", np.zeros(3, dtype=[("a", "<i4"), ("b", object)]))
+    with pytest.raises(ValueError, match="numeric"):
+        fit._as_array("train_X", np.array([{}, []], dtype=object))
