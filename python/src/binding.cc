@@ -132,24 +132,36 @@ std::unique_ptr<yard::ProgressReporter> PyProgress(py::object write, const std::
   return yard::MakeProgressFromEnv(std::move(o));
 }
 
-// -> (manifest json text, stats). `progress`: see PyProgress.
-py::tuple UploadDir(Client& c, const std::string& root, int parallel, py::object progress,
-                    const std::string& label, bool terminal, int columns, bool remember) {
+// Runs `upload(stats, options)` (an upload of the C++ client) without the
+// GIL, its progress shown through `progress` (see PyProgress) ->
+// (manifest json text, stats).
+template <typename UploadFn>
+py::tuple RunUpload(py::object progress, const std::string& label, bool terminal, int columns,
+                    yard::UploadOptions options, UploadFn upload) {
   yard::TransferStats stats;
   std::unique_ptr<yard::ProgressReporter> reporter =
       PyProgress(std::move(progress), label, terminal, columns);
-  yard::UploadOptions options;
-  options.concurrency = parallel;
   options.progress = reporter.get();
-  if (remember) options.hash_cache_dir = yard::HashCache::DefaultDir();
   yard::StatusOr<yard::Manifest> m = [&] {
     py::gil_scoped_release nogil;
-    auto r = yard::UploadDirectory(c.http(), root, &stats, options);
+    auto r = upload(&stats, options);
     if (reporter) reporter->Finish();
     return r;
   }();
   yard::Manifest manifest = Check(std::move(m));
   return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
+}
+
+// -> (manifest json text, stats). `progress`: see PyProgress.
+py::tuple UploadDir(Client& c, const std::string& root, int parallel, py::object progress,
+                    const std::string& label, bool terminal, int columns, bool remember) {
+  yard::UploadOptions options;
+  options.concurrency = parallel;
+  if (remember) options.hash_cache_dir = yard::HashCache::DefaultDir();
+  return RunUpload(std::move(progress), label, terminal, columns, options,
+                   [&](yard::TransferStats* stats, const yard::UploadOptions& o) {
+                     return yard::UploadDirectory(c.http(), root, stats, o);
+                   });
 }
 
 // Whether the buffer's items lie in one block, row-major (numpy's C order),
@@ -185,20 +197,12 @@ py::tuple UploadMemory(Client& c, const py::list& files, int parallel, py::objec
     size_t n = static_cast<size_t>(b.size) * static_cast<size_t>(b.itemsize);
     memory.push_back({path, 0644, std::string(head), {static_cast<const char*>(b.ptr), n}});
   }
-  yard::TransferStats stats;
-  std::unique_ptr<yard::ProgressReporter> reporter =
-      PyProgress(std::move(progress), label, terminal, columns);
   yard::UploadOptions options;
   options.concurrency = parallel;
-  options.progress = reporter.get();
-  yard::StatusOr<yard::Manifest> m = [&] {
-    py::gil_scoped_release nogil;
-    auto r = yard::UploadMemoryFiles(c.http(), memory, &stats, options);
-    if (reporter) reporter->Finish();
-    return r;
-  }();
-  yard::Manifest manifest = Check(std::move(m));
-  return py::make_tuple(manifest.ToJson().dump(), Stats(stats));
+  return RunUpload(std::move(progress), label, terminal, columns, options,
+                   [&](yard::TransferStats* stats, const yard::UploadOptions& o) {
+                     return yard::UploadMemoryFiles(c.http(), memory, stats, o);
+                   });
 }
 
 py::dict UploadChunks(Client& c, const std::string& manifest_json, const std::string& root,
