@@ -182,9 +182,14 @@ StatusOr<std::vector<std::string>> SandboxPrefix(const SandboxSpec& spec, const 
         "machine: apt-get install bubblewrap (scripts/setup.sh does)");
   // No capability inside, even when the agent runs as root (bwrap keeps
   // root's otherwise: a job could mount over its covers and see what they hide).
+  // --die-with-parent: bwrap dies with the agent's spawning thread, and the
+  // sandbox with bwrap. Without it, a bwrap killed while it set up (the
+  // agent ending a job or dying then) left its sandbox's first process
+  // waiting for ever for bwrap's go, a process nobody would end (seen after
+  // a CI run).
   std::vector<std::string> argv = {
-      bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--new-session", "--cap-drop",
-      "ALL"};
+      bwrap,           "--unshare-pid",     "--unshare-ipc", "--unshare-uts",
+      "--new-session", "--die-with-parent", "--cap-drop",    "ALL"};
   AddSystem(&argv, spec.show_host);
   auto home = env.find("HOME");
   if (home != env.end() && !home->second.empty() && Normal(home->second) != "/" &&

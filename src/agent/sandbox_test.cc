@@ -1,12 +1,16 @@
 #include "agent/sandbox.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 
 #include "common/command_runner.h"
 #include "common/temp_dir_testing.h"
@@ -195,6 +199,75 @@ TEST(SandboxTest, HiddenFoldersAreMaskedAndTheJobFoldersMountedOverThem) {
   if (fs::exists("/etc/shadow")) {
     EXPECT_NE(IndexOf(a, {"--ro-bind", "/dev/null", "/etc/shadow"}), std::string::npos);
   }
+}
+
+// The pids of `pid`'s children (its main thread's), from /proc.
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> pids;
+  for (pid_t p; in >> p;) pids.push_back(p);
+  return pids;
+}
+
+// Whether `pid` has ended: no such process, or a zombie (orphans may come
+// to this test process when it runs as its pid namespace's init).
+bool Ended(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  return !in.is_open() || stat.empty() || close == std::string::npos ||
+         stat.compare(close + 1, 3, " Z ") == 0;
+}
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::seconds limit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// bwrap killed (as the agent ends a job's tree, or dies) must not leave its
+// sandbox behind: its first process, the sandbox's init, dies with it.
+TEST(SandboxTest, TheSandboxDiesWithBwrap) {
+  TempDir t;
+  SandboxSpec spec;
+  spec.writable = fs::canonical(t.path()).string();
+  StatusOr<std::vector<std::string>> prefix = SandboxPrefix(spec, {{"PATH", "/usr/bin:/bin"}});
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  std::vector<std::string> argv = *prefix;
+  argv.push_back("/bin/sleep");
+  argv.push_back("1000");
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t bwrap = ::fork();
+  ASSERT_GE(bwrap, 0);
+  if (bwrap == 0) {
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  pid_t init = 0;
+  bool running = WaitFor(
+      [&]() {
+        std::vector<pid_t> kids = ChildrenOf(bwrap);
+        if (kids.empty()) return false;
+        init = kids[0];
+        return !ChildrenOf(init).empty();  // the sandbox's init has started sleep
+      },
+      std::chrono::seconds(20));
+  if (!running) {
+    ::kill(bwrap, SIGKILL);
+    ::waitpid(bwrap, nullptr, 0);
+    GTEST_SKIP() << "bubblewrap cannot confine here (no user namespaces?)";
+  }
+  ASSERT_GT(init, 0);
+  ::kill(bwrap, SIGKILL);
+  ::waitpid(bwrap, nullptr, 0);
+  bool gone = WaitFor([&]() { return Ended(init); }, std::chrono::seconds(10));
+  if (!gone) ::kill(init, SIGKILL);  // not left behind by the test either
+  EXPECT_TRUE(gone) << "the sandbox (pid " << init << ") outlived its bwrap";
 }
 
 TEST(SandboxTest, TheProgramsVenvIsShownWhereItIsNamedAndNothingDerivedPiercesAHiddenFolder) {
